@@ -1,0 +1,27 @@
+//! The single-entry configuration map shared by every program.
+
+use crate::impl_pod;
+
+/// The value of [`crate::maps::CONFIG`] at index 0.
+///
+/// A zeroed entry (what the kernel creates before the daemon writes anything) means
+/// "active", so a freshly loaded object counts from its first connection.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Non-zero: the global switch is off and every program passes every
+    /// connection untouched (no accounting, no rejection).
+    pub paused: u32,
+    pub _pad: u32,
+    /// Bumped by the daemon on every config write, so a reader can tell which
+    /// configuration the kernel is running.
+    pub generation: u64,
+}
+const _: () = assert!(size_of::<Config>() == 16);
+impl_pod!(Config);
+
+impl Config {
+    pub const fn is_paused(&self) -> bool {
+        self.paused != 0
+    }
+}

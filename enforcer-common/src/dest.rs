@@ -1,0 +1,168 @@
+//! Per-destination key and state.
+
+use core::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use crate::impl_pod;
+
+/// The bytes `00 00 ff ff` of a v4-mapped IPv6 address (`::ffff:a.b.c.d`), read as
+/// the native-endian `u32` they occupy in [`DestKey::addr`].
+const V4_MAPPED_PREFIX: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// A destination: IPv6 address (IPv4 as v4-mapped) and TCP port.
+///
+/// IPv4 is stored v4-mapped so that `connect4` to `a.b.c.d` and `connect6` to
+/// `::ffff:a.b.c.d` share one key and therefore one state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DestKey {
+    /// The 16 address bytes in network order, held as four native-endian words
+    /// exactly as the kernel's `user_ip6`/`remote_ip6` fields hold them.
+    pub addr: [u32; 4],
+    /// Port in host byte order.
+    pub port: u16,
+    pub _pad: u16,
+}
+const _: () = assert!(size_of::<DestKey>() == 20);
+impl_pod!(DestKey);
+
+impl DestKey {
+    /// From an IPv4 address as the kernel holds it (network order in a native `u32`)
+    /// and a host-order port.
+    pub const fn from_ipv4_raw(addr: u32, port: u16) -> Self {
+        Self {
+            addr: [0, 0, V4_MAPPED_PREFIX, addr],
+            port,
+            _pad: 0,
+        }
+    }
+
+    /// From an IPv6 address as the kernel holds it (four network-order words) and a
+    /// host-order port. v4-mapped addresses come out equal to [`Self::from_ipv4_raw`].
+    pub const fn from_ipv6_raw(addr: [u32; 4], port: u16) -> Self {
+        Self {
+            addr,
+            port,
+            _pad: 0,
+        }
+    }
+
+    /// The 16 address bytes in network order.
+    pub fn octets(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(self.addr) {
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        out
+    }
+
+    /// From 16 network-order address bytes and a host-order port.
+    pub fn from_octets(octets: [u8; 16], port: u16) -> Self {
+        let mut addr = [0u32; 4];
+        for (word, chunk) in addr.iter_mut().zip(octets.chunks_exact(4)) {
+            *word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        Self::from_ipv6_raw(addr, port)
+    }
+
+    /// The socket address this key stands for (IPv4 for v4-mapped keys).
+    pub fn socket_addr(&self) -> SocketAddr {
+        let v6 = Ipv6Addr::from(self.octets());
+        match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), self.port),
+            None => SocketAddr::new(IpAddr::V6(v6), self.port),
+        }
+    }
+
+    /// Whether the address is v4-mapped, i.e. an IPv4 destination.
+    pub const fn is_ipv4(&self) -> bool {
+        self.addr[0] == 0 && self.addr[1] == 0 && self.addr[2] == V4_MAPPED_PREFIX
+    }
+}
+
+impl From<SocketAddr> for DestKey {
+    fn from(addr: SocketAddr) -> Self {
+        let v6 = match addr.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        Self::from_octets(v6.octets(), addr.port())
+    }
+}
+
+/// Outcome counters of one destination. Updated with atomic adds from any CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestCounters {
+    /// `connect()` calls admitted by the gate.
+    pub attempts: u64,
+    /// Handshakes completed.
+    pub successes: u64,
+    /// Answered with a RST to the SYN.
+    pub failures_refused: u64,
+    /// SYN retransmitted or the connect timed out.
+    pub failures_timeout: u64,
+    /// Failed without an answer from the peer and without a retransmit (ICMP error
+    /// or local network error).
+    pub failures_unreachable: u64,
+    /// Closed by the application while the handshake was in flight: not a failure
+    /// of the destination.
+    pub abandoned: u64,
+}
+const _: () = assert!(size_of::<DestCounters>() == 48);
+impl_pod!(DestCounters);
+
+impl DestCounters {
+    /// All failures, whatever the reason.
+    pub const fn failures(&self) -> u64 {
+        self.failures_refused + self.failures_timeout + self.failures_unreachable
+    }
+}
+
+/// The value of [`crate::maps::DESTS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestState {
+    pub counters: DestCounters,
+    /// `bpf_ktime_get_ns` of the last admitted connect, for garbage collection.
+    pub last_attempt_ns: u64,
+}
+const _: () = assert!(size_of::<DestState>() == 56);
+impl_pod!(DestState);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_and_v4_mapped_ipv6_share_a_key() {
+        let v4 = u32::from_ne_bytes([10, 1, 2, 3]);
+        let mut mapped = [0u8; 16];
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        mapped[12..].copy_from_slice(&[10, 1, 2, 3]);
+        assert_eq!(
+            DestKey::from_ipv4_raw(v4, 80),
+            DestKey::from_octets(mapped, 80)
+        );
+        assert!(DestKey::from_ipv4_raw(v4, 80).is_ipv4());
+    }
+
+    #[test]
+    fn socket_addr_round_trip() {
+        for text in ["10.0.0.5:5432", "[fd00::1]:443", "127.0.0.1:1"] {
+            let addr: SocketAddr = text.parse().unwrap();
+            assert_eq!(DestKey::from(addr).socket_addr(), addr, "{text}");
+        }
+        let mapped: SocketAddr = "[::ffff:10.0.0.5]:5432".parse().unwrap();
+        let plain: SocketAddr = "10.0.0.5:5432".parse().unwrap();
+        assert_eq!(DestKey::from(mapped), DestKey::from(plain));
+    }
+
+    #[test]
+    fn octets_round_trip() {
+        let octets: [u8; 16] = core::array::from_fn(|i| i as u8 * 17);
+        let key = DestKey::from_octets(octets, 443);
+        assert_eq!(key.octets(), octets);
+        assert!(!key.is_ipv4());
+    }
+}

@@ -1,0 +1,81 @@
+//! Classification of a connect's outcome from what `sock_ops` can see.
+//!
+//! `sock_ops` does not expose `sk_err`, so the reason a connect failed is told apart
+//! by what the socket went through: a RST to the SYN is the only way a SYN_SENT
+//! socket closes after receiving a segment (`segs_in` is counted in `tcp_v4_rcv`
+//! before the segment is processed; ICMP errors do not go through it), and a
+//! retransmission timer that fired means the SYN went unanswered.
+
+use crate::sock::flags;
+
+/// What happened to an admitted connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Refused,
+    Timeout,
+    Unreachable,
+    /// The application closed the socket before the handshake ended.
+    Abandoned,
+}
+
+impl Outcome {
+    pub const fn is_failure(self) -> bool {
+        matches!(self, Self::Refused | Self::Timeout | Self::Unreachable)
+    }
+}
+
+/// The outcome of a connect whose socket went from SYN_SENT to CLOSE.
+///
+/// `sock_flags` are the socket's [`flags`]; `segs_in` is the number of segments the
+/// socket received.
+pub const fn classify_syn_sent_close(sock_flags: u64, segs_in: u32) -> Outcome {
+    if sock_flags & flags::RELEASED_CONNECTING != 0 {
+        Outcome::Abandoned
+    } else if segs_in > 0 {
+        Outcome::Refused
+    } else if sock_flags & flags::SYN_RETRANSMITTED != 0 {
+        Outcome::Timeout
+    } else {
+        Outcome::Unreachable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rst_to_the_syn_is_refused() {
+        assert_eq!(classify_syn_sent_close(flags::TRACKED, 1), Outcome::Refused);
+    }
+
+    #[test]
+    fn an_answer_wins_over_retransmits() {
+        // The SYN was retransmitted, then the peer answered with a RST.
+        let f = flags::TRACKED | flags::SYN_RETRANSMITTED;
+        assert_eq!(classify_syn_sent_close(f, 1), Outcome::Refused);
+    }
+
+    #[test]
+    fn silence_after_retransmits_is_timeout() {
+        let f = flags::TRACKED | flags::SYN_RETRANSMITTED;
+        assert_eq!(classify_syn_sent_close(f, 0), Outcome::Timeout);
+    }
+
+    #[test]
+    fn silence_without_retransmit_is_unreachable() {
+        assert_eq!(
+            classify_syn_sent_close(flags::TRACKED, 0),
+            Outcome::Unreachable
+        );
+    }
+
+    #[test]
+    fn application_close_is_not_a_failure() {
+        let f = flags::TRACKED | flags::RELEASED_CONNECTING | flags::SYN_RETRANSMITTED;
+        let outcome = classify_syn_sent_close(f, 0);
+        assert_eq!(outcome, Outcome::Abandoned);
+        assert!(!outcome.is_failure());
+    }
+}

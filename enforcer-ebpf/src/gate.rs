@@ -1,0 +1,114 @@
+//! `cgroup/connect4` and `cgroup/connect6`: the gate every `connect()` in the
+//! protected cgroup subtree passes through.
+//!
+//! | case                                   | verdict | accounting                    |
+//! |----------------------------------------|---------|-------------------------------|
+//! | not TCP (UDP, raw, MPTCP)               | allow   | `other_connects`              |
+//! | global switch off                      | allow   | `paused_passes`               |
+//! | destination map full                   | allow   | `dest_map_full`, untracked    |
+//! | socket storage cannot be created       | allow   | `sock_storage_failed`         |
+//! | otherwise                              | allow   | attempt, socket tracked       |
+//!
+//! Every internal error fails open.
+
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, bpf_sock_addr},
+    helpers::bpf_ktime_get_ns,
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
+};
+use enforcer_common::{
+    counters::GlobalCounter,
+    dest::{DestKey, DestState},
+    sock::{SockInfo, flags},
+};
+
+use crate::{
+    atomic, counters,
+    maps::{DESTS, SOCKS},
+};
+
+/// Return value of a `cgroup_sock_addr` program that lets the call proceed.
+const ALLOW: i32 = 1;
+
+const SOCK_STREAM: u32 = 1;
+const IPPROTO_TCP: u32 = 6;
+
+#[cgroup_sock_addr(connect4)]
+pub fn gate_connect4(ctx: SockAddrContext) -> i32 {
+    // SAFETY: the kernel hands a valid context; connect4 may read `user_ip4`.
+    let sa = unsafe { &*ctx.sock_addr };
+    gate(&ctx, sa, || DestKey::from_ipv4_raw(sa.user_ip4, user_port(sa)))
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn gate_connect6(ctx: SockAddrContext) -> i32 {
+    // SAFETY: the kernel hands a valid context; connect6 may read `user_ip6`.
+    let sa = unsafe { &*ctx.sock_addr };
+    gate(&ctx, sa, || DestKey::from_ipv6_raw(sa.user_ip6, user_port(sa)))
+}
+
+/// `user_port` holds the port in network order in its low 16 bits.
+#[inline(always)]
+fn user_port(sa: &bpf_sock_addr) -> u16 {
+    u16::from_be(sa.user_port as u16)
+}
+
+#[inline(always)]
+fn gate(ctx: &SockAddrContext, sa: &bpf_sock_addr, dest: impl FnOnce() -> DestKey) -> i32 {
+    if sa.type_ != SOCK_STREAM || sa.protocol != IPPROTO_TCP {
+        counters::bump(GlobalCounter::OtherConnects);
+        return ALLOW;
+    }
+    counters::bump(GlobalCounter::TcpConnects);
+    if counters::paused() {
+        counters::bump(GlobalCounter::Paused);
+        return ALLOW;
+    }
+    // Tracking can only fail open; the verdict is the same either way.
+    let _untracked: Result<(), Untracked> = track(ctx, dest());
+    ALLOW
+}
+
+/// Why an admitted connect is not tracked (already counted).
+struct Untracked;
+
+#[inline(always)]
+fn track(ctx: &SockAddrContext, dest: DestKey) -> Result<(), Untracked> {
+    let state = dest_state(&dest)?;
+    // SAFETY: `ctx` is a connect context, whose `sk` is a full socket.
+    let info = unsafe { SOCKS.get_or_insert_ptr_mut(ctx, None) };
+    if info.is_null() {
+        counters::bump(GlobalCounter::SockStorageFailed);
+        return Err(Untracked);
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    // A socket may connect again after a failed attempt: the entry starts over.
+    // SAFETY: non-null storage of this socket, valid for the program's run.
+    unsafe {
+        *info = SockInfo {
+            dest,
+            _pad: 0,
+            flags: flags::TRACKED,
+            start_ns: now,
+        };
+        atomic::add_u64(&raw mut (*state).counters.attempts, 1);
+        (*state).last_attempt_ns = now;
+    }
+    Ok(())
+}
+
+/// The destination's state, created on first sight.
+#[inline(always)]
+fn dest_state(dest: &DestKey) -> Result<*mut DestState, Untracked> {
+    if let Some(state) = DESTS.get_ptr_mut(dest) {
+        return Ok(state);
+    }
+    // Another CPU may insert the same key between lookup and insert: NOEXIST makes
+    // that a harmless EEXIST, and the lookup below finds the winner's entry.
+    let _ = DESTS.insert(dest, DestState::default(), BPF_NOEXIST.into());
+    DESTS.get_ptr_mut(dest).ok_or_else(|| {
+        counters::bump(GlobalCounter::DestMapFull);
+        Untracked
+    })
+}

@@ -1,0 +1,120 @@
+//! The programs in the object and where each attaches, as data.
+
+use std::os::fd::AsFd;
+
+use aya::{
+    Ebpf,
+    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, SockOps},
+};
+
+use super::BpfError;
+
+/// The hook a program attaches to in a cgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// `cgroup/connect4` or `cgroup/connect6` (the attach type is in the section).
+    SockAddr,
+    /// `sockops`.
+    SockOps,
+    /// `cgroup/sock_release`.
+    SockRelease,
+}
+
+/// One program of the object.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgramSpec {
+    /// Function name in `enforcer-ebpf`.
+    pub name: &'static str,
+    pub hook: Hook,
+    /// Oldest kernel (major, minor) the program loads on, and why.
+    pub min_kernel: (u32, u32),
+    pub min_kernel_why: &'static str,
+}
+
+/// Every program, in attach order: outcome tracking first, so that no socket the
+/// gate admits can miss its callbacks.
+pub const PROGRAMS: [ProgramSpec; 4] = [
+    ProgramSpec {
+        name: "track_sockops",
+        hook: Hook::SockOps,
+        min_kernel: (5, 10),
+        min_kernel_why: "bpf_sk_storage_get from sock_ops, ops.sk",
+    },
+    ProgramSpec {
+        name: "track_sock_release",
+        hook: Hook::SockRelease,
+        min_kernel: (5, 19),
+        min_kernel_why: "bpf_sk_storage_get from cgroup_sock programs",
+    },
+    ProgramSpec {
+        name: "gate_connect4",
+        hook: Hook::SockAddr,
+        min_kernel: (5, 18),
+        min_kernel_why: "bpf_set_retval to choose the errno of a rejection",
+    },
+    ProgramSpec {
+        name: "gate_connect6",
+        hook: Hook::SockAddr,
+        min_kernel: (5, 18),
+        min_kernel_why: "bpf_set_retval to choose the errno of a rejection",
+    },
+];
+
+/// Loads every program into the kernel (runs the verifier).
+pub fn load_all(ebpf: &mut Ebpf) -> Result<(), BpfError> {
+    for spec in &PROGRAMS {
+        let program = ebpf
+            .program_mut(spec.name)
+            .ok_or(BpfError::ProgramMissing { name: spec.name })?;
+        let loaded = match spec.hook {
+            Hook::SockAddr => as_kind::<CgroupSockAddr>(spec, program)?.load(),
+            Hook::SockOps => as_kind::<SockOps>(spec, program)?.load(),
+            Hook::SockRelease => as_kind::<CgroupSock>(spec, program)?.load(),
+        };
+        loaded.map_err(|source| BpfError::Program {
+            name: spec.name,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Attaches every program to the cgroup open as `cgroup`.
+pub fn attach_all(ebpf: &mut Ebpf, cgroup: impl AsFd) -> Result<(), BpfError> {
+    let cgroup = cgroup.as_fd();
+    for spec in &PROGRAMS {
+        let program = ebpf
+            .program_mut(spec.name)
+            .ok_or(BpfError::ProgramMissing { name: spec.name })?;
+        let mode = CgroupAttachMode::Single;
+        let attached = match spec.hook {
+            Hook::SockAddr => as_kind::<CgroupSockAddr>(spec, program)?
+                .attach(cgroup, mode)
+                .map(drop),
+            Hook::SockOps => as_kind::<SockOps>(spec, program)?
+                .attach(cgroup, mode)
+                .map(drop),
+            Hook::SockRelease => as_kind::<CgroupSock>(spec, program)?
+                .attach(cgroup, mode)
+                .map(drop),
+        };
+        attached.map_err(|source| BpfError::Attach {
+            name: spec.name,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn as_kind<'a, T>(
+    spec: &ProgramSpec,
+    program: &'a mut aya::programs::Program,
+) -> Result<&'a mut T, BpfError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    program.try_into().map_err(|source| BpfError::Program {
+        name: spec.name,
+        source,
+    })
+}
