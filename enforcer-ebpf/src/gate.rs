@@ -36,27 +36,53 @@ const IPPROTO_TCP: u32 = 6;
 
 #[cgroup_sock_addr(connect4)]
 pub fn gate_connect4(ctx: SockAddrContext) -> i32 {
-    // SAFETY: the kernel hands a valid context; connect4 may read `user_ip4`.
-    let sa = unsafe { &*ctx.sock_addr };
-    gate(&ctx, sa, || DestKey::from_ipv4_raw(sa.user_ip4, user_port(sa)))
+    let sa = ctx.sock_addr;
+    // connect4 may read `user_ip4` only.
+    gate(&ctx, || {
+        DestKey::from_ipv4_raw(ctx_read!(&raw const (*sa).user_ip4), user_port(sa))
+    })
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn gate_connect6(ctx: SockAddrContext) -> i32 {
-    // SAFETY: the kernel hands a valid context; connect6 may read `user_ip6`.
-    let sa = unsafe { &*ctx.sock_addr };
-    gate(&ctx, sa, || DestKey::from_ipv6_raw(sa.user_ip6, user_port(sa)))
+    let sa = ctx.sock_addr;
+    // connect6 may read `user_ip6` only, one 32-bit word at a time.
+    gate(&ctx, || {
+        let addr = [
+            ctx_read!(&raw const (*sa).user_ip6[0]),
+            ctx_read!(&raw const (*sa).user_ip6[1]),
+            ctx_read!(&raw const (*sa).user_ip6[2]),
+            ctx_read!(&raw const (*sa).user_ip6[3]),
+        ];
+        DestKey::from_ipv6_raw(addr, user_port(sa))
+    })
 }
+
+/// Reads one context field as a single load at a constant offset from the context
+/// pointer: the verifier rejects context accesses through a modified pointer, which
+/// is what a plain struct or array copy may compile to.
+macro_rules! ctx_read {
+    ($field:expr) => {
+        // SAFETY: a field of the context the kernel handed to the program.
+        unsafe { core::ptr::read_volatile($field) }
+    };
+}
+use ctx_read;
 
 /// `user_port` holds the port in network order in its low 16 bits.
 #[inline(always)]
-fn user_port(sa: &bpf_sock_addr) -> u16 {
-    u16::from_be(sa.user_port as u16)
+fn user_port(sa: *const bpf_sock_addr) -> u16 {
+    u16::from_be(ctx_read!(&raw const (*sa).user_port) as u16)
 }
 
 #[inline(always)]
-fn gate(ctx: &SockAddrContext, sa: &bpf_sock_addr, dest: impl FnOnce() -> DestKey) -> i32 {
-    if sa.type_ != SOCK_STREAM || sa.protocol != IPPROTO_TCP {
+fn gate(ctx: &SockAddrContext, dest: impl FnOnce() -> DestKey) -> i32 {
+    let sa = ctx.sock_addr;
+    let (sock_type, protocol) = (
+        ctx_read!(&raw const (*sa).type_),
+        ctx_read!(&raw const (*sa).protocol),
+    );
+    if sock_type != SOCK_STREAM || protocol != IPPROTO_TCP {
         counters::bump(GlobalCounter::OtherConnects);
         return ALLOW;
     }

@@ -1,1 +1,50 @@
+//! The harness every privileged integration test uses: scratch cgroups, network
+//! namespaces with a veth pair, a private bpffs, and running commands or closures
+//! inside them. Everything a test creates is removed on drop, also when the test
+//! panics.
+//!
+//! Privileged tests never skip: without root they fail, saying why.
 
+pub mod bpffs;
+pub mod cgroup;
+pub mod exec;
+pub mod net;
+pub mod netns;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Fails the test unless it runs as root. Privileged tests never skip silently.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this privileged test needs root (cgroups, BPF, network namespaces): \
+         run `cargo xtask test` as root"
+    );
+}
+
+/// A name unique to this process and call, for things the kernel names globally
+/// (cgroups, namespaces, interfaces). At most 11 characters so that derived
+/// interface names fit in IFNAMSIZ.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{:x}{n:x}", std::process::id() % 0xffff)
+}
+
+/// Runs a command to completion and panics with its output if it fails.
+pub fn must_run(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {} failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

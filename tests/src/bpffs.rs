@@ -1,0 +1,56 @@
+//! A private bpffs instance per test, so pins never touch anything shared.
+
+use std::{
+    ffi::CString,
+    fs,
+    path::{Path, PathBuf},
+};
+
+/// A fresh bpffs mounted on a temporary directory; unmounted and removed on drop.
+pub struct PinDir {
+    mount: PathBuf,
+}
+
+impl PinDir {
+    pub fn new() -> Self {
+        crate::require_root();
+        let mount = std::env::temp_dir().join(crate::unique_name("enforcer-bpffs-"));
+        fs::create_dir(&mount).unwrap_or_else(|e| panic!("mkdir {}: {e}", mount.display()));
+        let target = CString::new(mount.as_os_str().as_encoded_bytes()).expect("no NUL");
+        // SAFETY: valid C strings; each bpffs mount is a new, private instance.
+        let rc = unsafe {
+            libc::mount(
+                c"bpf".as_ptr(),
+                target.as_ptr(),
+                c"bpf".as_ptr(),
+                0,
+                c"mode=0700".as_ptr().cast(),
+            )
+        };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            let _ = fs::remove_dir(&mount);
+            panic!("mounting bpffs on {}: {err}", mount.display());
+        }
+        Self { mount }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.mount
+    }
+}
+
+impl Default for PinDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let target = CString::new(self.mount.as_os_str().as_encoded_bytes()).expect("no NUL");
+        // SAFETY: valid C string. Lazy unmount: pins vanish once no one holds them.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        let _ = fs::remove_dir(&self.mount);
+    }
+}

@@ -1,0 +1,88 @@
+//! Scratch cgroups under the host's cgroup v2 mount.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    thread,
+    time::Duration,
+};
+
+/// A cgroup created for one test, removed (with any process left in it) on drop.
+pub struct ScratchCgroup {
+    path: PathBuf,
+}
+
+impl ScratchCgroup {
+    /// Creates `<cgroup v2 mount>/enforcer-test-<unique>`.
+    pub fn new() -> Self {
+        crate::require_root();
+        let root = enforcer::cgroup::v2_mount().expect("cgroup v2 mount");
+        let path = root.join(crate::unique_name("enforcer-test-"));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves the calling process into this cgroup. Async-signal-safe, for use
+    /// between fork and exec: writing "0" to cgroup.procs moves the writer.
+    ///
+    /// # Safety
+    /// `procs` must be a NUL-terminated path to this cgroup's `cgroup.procs`.
+    pub unsafe fn join_raw(procs: &std::ffi::CStr) -> std::io::Result<()> {
+        // SAFETY: plain syscalls on a valid C string.
+        unsafe {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let written = libc::write(fd, c"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if written != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// `cgroup.procs` of this cgroup as a C string, for [`Self::join_raw`].
+    pub fn procs_path(&self) -> std::ffi::CString {
+        let procs = self.path.join("cgroup.procs");
+        std::ffi::CString::new(procs.into_os_string().into_encoded_bytes()).expect("no NUL")
+    }
+
+    /// PIDs currently in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        fs::read_to_string(self.path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+}
+
+impl Default for ScratchCgroup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ScratchCgroup {
+    fn drop(&mut self) {
+        // Only processes this test started can be in a cgroup it created.
+        for _ in 0..100 {
+            let pids = self.pids();
+            if pids.is_empty() && fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            for pid in pids {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("warning: could not remove {}", self.path.display());
+    }
+}

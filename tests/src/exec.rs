@@ -1,0 +1,115 @@
+//! Running commands and closures inside a scratch cgroup (and a namespace).
+
+use std::{
+    ffi::CString,
+    io::Read,
+    os::{
+        fd::{FromRawFd, OwnedFd},
+        unix::process::CommandExt,
+    },
+    process::Command,
+};
+
+use crate::{
+    cgroup::ScratchCgroup,
+    netns::{self, NetNs},
+};
+
+/// Where a child runs: a cgroup, and optionally a network namespace.
+pub struct Place<'a> {
+    pub cgroup: &'a ScratchCgroup,
+    pub netns: Option<&'a NetNs>,
+}
+
+impl<'a> Place<'a> {
+    pub fn cgroup(cgroup: &'a ScratchCgroup) -> Self {
+        Self {
+            cgroup,
+            netns: None,
+        }
+    }
+
+    pub fn with_netns(mut self, netns: &'a NetNs) -> Self {
+        self.netns = Some(netns);
+        self
+    }
+
+    /// Makes `command` start inside this place.
+    pub fn command(&self, mut command: Command) -> Command {
+        let procs = self.cgroup.procs_path();
+        let ns = self.netns.map(NetNs::open);
+        // SAFETY: the hook only makes async-signal-safe syscalls.
+        unsafe {
+            command.pre_exec(move || enter(&procs, ns.as_ref()));
+        }
+        command
+    }
+
+    /// Runs `f` in a forked child inside this place and returns what it returns.
+    /// A panic in the child fails the caller with the child's message.
+    pub fn run<F: FnOnce() -> String>(&self, f: F) -> String {
+        let procs = self.cgroup.procs_path();
+        let ns = self.netns.map(NetNs::open);
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 with a valid two-element array.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both descriptors were just created and are owned here.
+        let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: the child only runs `f` (test code) and exits without returning.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            drop(read_end);
+            child(&procs, ns.as_ref(), write_end, f);
+        }
+        drop(write_end);
+        let mut out = String::new();
+        std::fs::File::from(read_end)
+            .read_to_string(&mut out)
+            .expect("reading the child's result");
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child in {} failed (status {status:#x}): {out}",
+            self.cgroup.path().display()
+        );
+        out
+    }
+}
+
+fn enter(procs: &CString, ns: Option<&OwnedFd>) -> std::io::Result<()> {
+    // SAFETY: `procs` is this cgroup's cgroup.procs.
+    unsafe { ScratchCgroup::join_raw(procs)? };
+    if let Some(ns) = ns {
+        netns::enter_raw(ns)?;
+    }
+    Ok(())
+}
+
+fn child<F: FnOnce() -> String>(procs: &CString, ns: Option<&OwnedFd>, out: OwnedFd, f: F) -> ! {
+    let mut out = std::fs::File::from(out);
+    let result = enter(procs, ns)
+        .map_err(|e| format!("entering the cgroup/namespace: {e}"))
+        .and_then(|()| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "panic".to_owned())
+            })
+        });
+    let code = match result {
+        Ok(text) => {
+            let _ = std::io::Write::write_all(&mut out, text.as_bytes());
+            0
+        }
+        Err(message) => {
+            let _ = std::io::Write::write_all(&mut out, message.as_bytes());
+            101
+        }
+    };
+    // SAFETY: leave without running the parent's atexit handlers or destructors.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,136 @@
+//! Real endpoints for tests: listening servers and ports that refuse.
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+};
+
+/// A TCP server that accepts and closes every connection, on its own thread.
+pub struct AcceptingServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AcceptingServer {
+    pub fn bind(addr: &str) -> Self {
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        let addr = listener.local_addr().expect("local_addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    drop(conn);
+                }
+            }
+        });
+        Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for AcceptingServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees `stop`.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A port with a TCP socket bound but not listening: SYNs to it get a RST, and
+/// nobody else can take the port while this lives.
+pub struct RefusingPort {
+    pub addr: SocketAddr,
+    _socket: OwnedFd,
+}
+
+impl RefusingPort {
+    /// On 127.0.0.1.
+    pub fn loopback_v4() -> Self {
+        Self::bind("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// On `addr` (port 0 picks a free one).
+    pub fn bind(addr: SocketAddr) -> Self {
+        // std has no bind-without-listen; a listener's address tells us a free port,
+        // and a raw socket takes it over.
+        let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+        // SAFETY: plain socket syscall.
+        let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        // SAFETY: fd was just created and is owned here.
+        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        let (storage, len) = sockaddr(addr);
+        // SAFETY: storage holds a valid sockaddr of `len` bytes.
+        let rc = unsafe { libc::bind(socket.as_raw_fd(), (&raw const storage).cast(), len) };
+        assert_eq!(rc, 0, "bind {addr}: {}", std::io::Error::last_os_error());
+        let mut bound: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut bound_len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: valid out-pointers.
+        let rc = unsafe {
+            libc::getsockname(socket.as_raw_fd(), (&raw mut bound).cast(), &mut bound_len)
+        };
+        assert_eq!(rc, 0);
+        let port = u16::from_be(if addr.is_ipv4() {
+            // SAFETY: the kernel filled a sockaddr_in for an AF_INET socket.
+            unsafe { (*(&raw const bound).cast::<libc::sockaddr_in>()).sin_port }
+        } else {
+            // SAFETY: and a sockaddr_in6 for AF_INET6.
+            unsafe { (*(&raw const bound).cast::<libc::sockaddr_in6>()).sin6_port }
+        });
+        Self {
+            addr: SocketAddr::new(addr.ip(), port),
+            _socket: socket,
+        }
+    }
+}
+
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+            unsafe { (&raw mut storage).cast::<libc::sockaddr_in>().write(sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: as above.
+            unsafe { (&raw mut storage).cast::<libc::sockaddr_in6>().write(sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}

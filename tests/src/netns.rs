@@ -1,0 +1,126 @@
+//! Network namespaces with a veth pair to the host, for destinations that must be
+//! out of loopback's reach (blackholes, remote peers).
+
+use std::{
+    fs::File,
+    net::{Ipv4Addr, Ipv6Addr},
+    os::fd::{AsRawFd, OwnedFd},
+    path::PathBuf,
+};
+
+use crate::must_run;
+
+/// A namespace `ns` joined to the host by a veth pair:
+/// host `host_if` = `host_v4`/30, `host_v6`/64; inside `ns_if` = `ns_v4`, `ns_v6`.
+/// Deleted (with its interfaces) on drop.
+pub struct NetNs {
+    pub name: String,
+    pub host_if: String,
+    pub host_v4: Ipv4Addr,
+    pub ns_v4: Ipv4Addr,
+    pub host_v6: Ipv6Addr,
+    pub ns_v6: Ipv6Addr,
+}
+
+impl NetNs {
+    pub fn new() -> Self {
+        crate::require_root();
+        let name = crate::unique_name("enfns");
+        must_run("ip", &["netns", "add", &name]);
+        // From here on, drop cleans up whatever was created.
+        let (a, b) = subnet_octets(&name);
+        let ns = Self {
+            host_if: format!("{name}h"),
+            host_v4: Ipv4Addr::new(10, a, b, 1),
+            ns_v4: Ipv4Addr::new(10, a, b, 2),
+            host_v6: Ipv6Addr::new(0xfd00, 0xe4f, a.into(), b.into(), 0, 0, 0, 1),
+            ns_v6: Ipv6Addr::new(0xfd00, 0xe4f, a.into(), b.into(), 0, 0, 0, 2),
+            name,
+        };
+        let ns_if = format!("{}n", ns.name);
+        must_run(
+            "ip",
+            &[
+                "link", "add", &ns.host_if, "type", "veth", "peer", "name", &ns_if, "netns",
+                &ns.name,
+            ],
+        );
+        must_run("ip", &["addr", "add", &format!("{}/30", ns.host_v4), "dev", &ns.host_if]);
+        must_run(
+            "ip",
+            &["-6", "addr", "add", &format!("{}/64", ns.host_v6), "dev", &ns.host_if, "nodad"],
+        );
+        must_run("ip", &["link", "set", &ns.host_if, "up"]);
+        let inside: [&[&str]; 4] = [
+            &["addr", "add", &format!("{}/30", ns.ns_v4), "dev", &ns_if],
+            &["-6", "addr", "add", &format!("{}/64", ns.ns_v6), "dev", &ns_if, "nodad"],
+            &["link", "set", &ns_if, "up"],
+            &["link", "set", "lo", "up"],
+        ];
+        for args in inside {
+            ns.ip(args);
+        }
+        ns
+    }
+
+    /// Runs `ip ARGS` inside the namespace.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        must_run("ip", &full)
+    }
+
+    /// Runs `PROGRAM ARGS` inside the namespace and panics if it fails.
+    pub fn exec(&self, program: &str, args: &[&str]) -> String {
+        let mut full = vec!["netns", "exec", &self.name, program];
+        full.extend_from_slice(args);
+        must_run("ip", &full)
+    }
+
+    /// The namespace's file, for `setns`.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// An open handle on the namespace, for [`enter_raw`].
+    pub fn open(&self) -> OwnedFd {
+        File::open(self.path())
+            .unwrap_or_else(|e| panic!("opening {}: {e}", self.path().display()))
+            .into()
+    }
+}
+
+impl Default for NetNs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Moves the calling thread into the namespace open as `fd`. Async-signal-safe.
+pub fn enter_raw(fd: &OwnedFd) -> std::io::Result<()> {
+    // SAFETY: setns on a valid, open namespace descriptor.
+    if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Two octets for a per-namespace /30, derived from the unique name.
+fn subnet_octets(name: &str) -> (u8, u8) {
+    let h = name
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    (200 + (h % 50) as u8, ((h >> 8) % 64 * 4) as u8)
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Deleting the namespace destroys its end of the veth, and with it ours.
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
