@@ -33,7 +33,10 @@ pub fn track_sock_release(ctx: SockContext) -> i32 {
     match unsafe { (*ctx.sock).state } {
         BPF_TCP_SYN_SENT => {
             // SAFETY: non-null socket storage, valid for the program's run.
-            atomic::fetch_or_u64(unsafe { &raw mut (*info).flags }, flags::RELEASED_CONNECTING);
+            atomic::fetch_or_u64(
+                unsafe { &raw mut (*info).flags },
+                flags::RELEASED_CONNECTING,
+            );
         }
         BPF_TCP_CLOSE => outcome::record(info, Outcome::Unreachable),
         _ => {}

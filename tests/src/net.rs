@@ -69,7 +69,11 @@ impl RefusingPort {
     pub fn bind(addr: SocketAddr) -> Self {
         // std has no bind-without-listen; a listener's address tells us a free port,
         // and a raw socket takes it over.
-        let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+        let domain = if addr.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
         // SAFETY: plain socket syscall.
         let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
         assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());

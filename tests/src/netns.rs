@@ -41,19 +41,52 @@ impl NetNs {
         must_run(
             "ip",
             &[
-                "link", "add", &ns.host_if, "type", "veth", "peer", "name", &ns_if, "netns",
+                "link",
+                "add",
+                &ns.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &ns_if,
+                "netns",
                 &ns.name,
             ],
         );
-        must_run("ip", &["addr", "add", &format!("{}/30", ns.host_v4), "dev", &ns.host_if]);
         must_run(
             "ip",
-            &["-6", "addr", "add", &format!("{}/64", ns.host_v6), "dev", &ns.host_if, "nodad"],
+            &[
+                "addr",
+                "add",
+                &format!("{}/30", ns.host_v4),
+                "dev",
+                &ns.host_if,
+            ],
+        );
+        must_run(
+            "ip",
+            &[
+                "-6",
+                "addr",
+                "add",
+                &format!("{}/64", ns.host_v6),
+                "dev",
+                &ns.host_if,
+                "nodad",
+            ],
         );
         must_run("ip", &["link", "set", &ns.host_if, "up"]);
         let inside: [&[&str]; 4] = [
             &["addr", "add", &format!("{}/30", ns.ns_v4), "dev", &ns_if],
-            &["-6", "addr", "add", &format!("{}/64", ns.ns_v6), "dev", &ns_if, "nodad"],
+            &[
+                "-6",
+                "addr",
+                "add",
+                &format!("{}/64", ns.ns_v6),
+                "dev",
+                &ns_if,
+                "nodad",
+            ],
             &["link", "set", &ns_if, "up"],
             &["link", "set", "lo", "up"],
         ];

@@ -24,7 +24,11 @@ fn connect_k_and_j(open: SocketAddr, refusing: SocketAddr) {
     }
     for i in 0..J {
         let err = TcpStream::connect(refusing).expect_err("the refusing port accepted");
-        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "connect {i}: {err}");
+        assert_eq!(
+            err.kind(),
+            ErrorKind::ConnectionRefused,
+            "connect {i}: {err}"
+        );
     }
 }
 
@@ -39,7 +43,9 @@ fn counters(enforcer: &Enforcer, addr: SocketAddr) -> DestCounters {
 fn check(bind: &str, refusing: RefusingPort) {
     let cgroup = ScratchCgroup::new();
     let mut enforcer = Enforcer::load(&LoadOptions::default()).expect("loading the programs");
-    enforcer.attach(cgroup.path()).expect("attaching to the scratch cgroup");
+    enforcer
+        .attach(cgroup.path())
+        .expect("attaching to the scratch cgroup");
     let server = AcceptingServer::bind(bind);
     let (open, refusing) = (server.addr, refusing.addr);
 
@@ -59,12 +65,24 @@ fn check(bind: &str, refusing: RefusingPort) {
         ..Default::default()
     };
     assert_eq!(counters(&enforcer, open), expected_open, "{open}");
-    assert_eq!(counters(&enforcer, refusing), expected_refusing, "{refusing}");
+    assert_eq!(
+        counters(&enforcer, refusing),
+        expected_refusing,
+        "{refusing}"
+    );
 
     // The same connects from outside the cgroup (this test process) change nothing.
     connect_k_and_j(open, refusing);
-    assert_eq!(counters(&enforcer, open), expected_open, "{open} after outside connects");
-    assert_eq!(counters(&enforcer, refusing), expected_refusing, "{refusing} after outside connects");
+    assert_eq!(
+        counters(&enforcer, open),
+        expected_open,
+        "{open} after outside connects"
+    );
+    assert_eq!(
+        counters(&enforcer, refusing),
+        expected_refusing,
+        "{refusing} after outside connects"
+    );
     assert_eq!(enforcer.dests().expect("reading DESTS").len(), 2);
 }
 
@@ -82,7 +100,9 @@ fn ipv6_outcomes_are_counted_inside_the_cgroup_only() {
 fn udp_connect_is_left_alone() {
     let cgroup = ScratchCgroup::new();
     let mut enforcer = Enforcer::load(&LoadOptions::default()).expect("loading the programs");
-    enforcer.attach(cgroup.path()).expect("attaching to the scratch cgroup");
+    enforcer
+        .attach(cgroup.path())
+        .expect("attaching to the scratch cgroup");
     let peer = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
     let peer_addr = peer.local_addr().unwrap();
 

@@ -57,9 +57,9 @@ pub fn counter(ebpf: &Ebpf, counter: GlobalCounter) -> Result<u64, BpfError> {
 
 /// Writes the configuration every program reads.
 pub fn set_config(ebpf: &mut Ebpf, config: Config) -> Result<(), BpfError> {
-    let map = ebpf.map_mut(maps::CONFIG).ok_or(BpfError::MapMissing {
-        name: maps::CONFIG,
-    })?;
+    let map = ebpf
+        .map_mut(maps::CONFIG)
+        .ok_or(BpfError::MapMissing { name: maps::CONFIG })?;
     let mut array: Array<&mut MapData, Config> =
         Array::try_from(map).map_err(map_err(maps::CONFIG))?;
     array.set(0, config, 0).map_err(map_err(maps::CONFIG))

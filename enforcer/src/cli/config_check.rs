@@ -14,8 +14,7 @@ pub struct Args {
 pub fn execute(args: Args) -> Result<(), Failure> {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| Failure::Usage(anyhow::anyhow!("reading {}: {e}", args.file.display())))?;
-    Config::parse(&text, &args.file.display().to_string())
-        .map_err(|e| Failure::Usage(e.into()))?;
+    Config::parse(&text, &args.file.display().to_string()).map_err(|e| Failure::Usage(e.into()))?;
     println!("{}: ok", args.file.display());
     Ok(())
 }

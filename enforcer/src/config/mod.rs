@@ -177,6 +177,9 @@ mod tests {
     fn bad_duration_is_rejected_by_name() {
         let err = Config::parse("[daemon]\nreport_interval = \"soon\"\n", "t").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("report_interval") && msg.contains("line 2"), "{msg}");
+        assert!(
+            msg.contains("report_interval") && msg.contains("line 2"),
+            "{msg}"
+        );
     }
 }
