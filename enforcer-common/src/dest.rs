@@ -2,7 +2,7 @@
 
 use core::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use crate::impl_pod;
+use crate::{breaker::Breaker, impl_pod};
 
 /// The bytes `00 00 ff ff` of a v4-mapped IPv6 address (`::ffff:a.b.c.d`), read as
 /// the native-endian `u32` they occupy in [`DestKey::addr`].
@@ -89,11 +89,11 @@ impl From<SocketAddr> for DestKey {
     }
 }
 
-/// Outcome counters of one destination. Updated with atomic adds from any CPU.
+/// Counters of one destination. Changed only under the destination's lock.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DestCounters {
-    /// `connect()` calls admitted by the gate.
+    /// `connect()` calls admitted by the gate (observe-mode would-rejects included).
     pub attempts: u64,
     /// Handshakes completed.
     pub successes: u64,
@@ -102,32 +102,119 @@ pub struct DestCounters {
     /// SYN retransmitted or the connect timed out.
     pub failures_timeout: u64,
     /// Failed without an answer from the peer and without a retransmit (ICMP error
-    /// or local network error).
+    /// or a synchronous network error).
     pub failures_unreachable: u64,
+    /// Successes slower than the policy's `slow_connect` (also counted as
+    /// successes; they count as failures for the breaker).
+    pub slow: u64,
     /// Closed by the application while the handshake was in flight: not a failure
     /// of the destination.
     pub abandoned: u64,
+    /// Connects refused because the circuit was open.
+    pub rejected_circuit: u64,
+    /// Connects refused by the bulkhead (`max_connections` or `max_pending`).
+    pub rejected_bulkhead: u64,
+    /// Observe mode: connects the circuit would have refused.
+    pub would_reject_circuit: u64,
+    /// Observe mode: connects the bulkhead would have refused.
+    pub would_reject_bulkhead: u64,
+    /// Half-open probes admitted.
+    pub probes: u64,
+    /// Transitions to OPEN (trips and re-opens).
+    pub trips: u64,
+    /// Trips the group guard (`max_open_percent`) refused.
+    pub guard_refusals: u64,
 }
-const _: () = assert!(size_of::<DestCounters>() == 48);
+const _: () = assert!(size_of::<DestCounters>() == 14 * 8);
 impl_pod!(DestCounters);
 
 impl DestCounters {
-    /// All failures, whatever the reason.
+    /// All failures, whatever the reason (slow successes not included).
     pub const fn failures(&self) -> u64 {
         self.failures_refused + self.failures_timeout + self.failures_unreachable
     }
 }
 
-/// The value of [`crate::maps::DESTS`].
+/// Buckets of [`Latency`]: bucket `i` counts handshakes of `[2^i, 2^(i+1))` µs
+/// (bucket 0 also counts faster ones; the last also counts slower ones).
+pub const LATENCY_BUCKETS: usize = 24;
+
+/// Log2 histogram of connect latency (admission to handshake).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    pub buckets: [u64; LATENCY_BUCKETS],
+    /// Sum of all recorded latencies, ns.
+    pub sum_ns: u64,
+}
+const _: () = assert!(size_of::<Latency>() == 8 * (LATENCY_BUCKETS + 1));
+impl_pod!(Latency);
+
+impl Latency {
+    /// The bucket of a latency of `ns`.
+    #[inline(always)]
+    pub const fn bucket_of(ns: u64) -> usize {
+        let us = ns / 1000;
+        let log2 = if us == 0 { 0 } else { 63 - us.leading_zeros() as usize };
+        if log2 >= LATENCY_BUCKETS { LATENCY_BUCKETS - 1 } else { log2 }
+    }
+
+    /// Upper bound (µs, exclusive) of bucket `i`.
+    pub const fn upper_us(i: usize) -> u64 {
+        1 << (i + 1)
+    }
+
+    #[inline(always)]
+    pub fn record(&mut self, ns: u64) {
+        let i = Self::bucket_of(ns);
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b += 1;
+        }
+        self.sum_ns += ns;
+    }
+}
+
+/// `struct bpf_spin_lock`. The kernel finds the lock in a map value by this BTF
+/// type name, so the name is not ours to choose.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(non_camel_case_types, reason = "the kernel matches this BTF name")]
+pub struct bpf_spin_lock {
+    pub val: u32,
+}
+
+/// The value of [`crate::maps::DESTS`]: everything the kernel knows about one
+/// destination. Every field but the lock changes only with the lock held.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DestState {
-    pub counters: DestCounters,
-    /// `bpf_ktime_get_ns` of the last admitted connect, for garbage collection.
+    pub lock: bpf_spin_lock,
+    /// The policy the destination matched when it was first seen.
+    pub policy_id: u32,
+    /// `bpf_ktime_get_ns` of the last connect the gate saw, for garbage collection.
     pub last_attempt_ns: u64,
+    pub breaker: Breaker,
+    pub counters: DestCounters,
+    pub latency: Latency,
 }
-const _: () = assert!(size_of::<DestState>() == 56);
+const _: () = assert!(
+    size_of::<DestState>()
+        == 16 + size_of::<Breaker>() + size_of::<DestCounters>() + size_of::<Latency>()
+);
 impl_pod!(DestState);
+
+impl DestState {
+    /// A fresh, CLOSED destination of `policy_id`, first seen at `now`.
+    pub fn new(policy_id: u32, now: u64) -> Self {
+        let mut state = Self {
+            policy_id,
+            last_attempt_ns: now,
+            ..Self::default()
+        };
+        state.breaker.healthy_since_ns = now;
+        state
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -164,5 +251,23 @@ mod tests {
         let key = DestKey::from_octets(octets, 443);
         assert_eq!(key.octets(), octets);
         assert!(!key.is_ipv4());
+    }
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::*;
+
+    #[test]
+    fn log2_buckets_of_microseconds() {
+        assert_eq!(Latency::bucket_of(0), 0);
+        assert_eq!(Latency::bucket_of(1_999), 0);
+        assert_eq!(Latency::bucket_of(2_000), 1);
+        assert_eq!(Latency::bucket_of(1_000_000), 9); // 1 ms = 2^9.97 µs
+        assert_eq!(Latency::bucket_of(u64::MAX), LATENCY_BUCKETS - 1);
+        let mut l = Latency::default();
+        l.record(5_000);
+        assert_eq!(l.buckets[2], 1);
+        assert_eq!(l.sum_ns, 5_000);
     }
 }

@@ -8,11 +8,13 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod breaker;
 pub mod config;
 pub mod counters;
 pub mod dest;
 pub mod maps;
 pub mod outcome;
+pub mod policy;
 pub mod sock;
 
 /// Implements `aya::Pod` for the listed types when built for the daemon.

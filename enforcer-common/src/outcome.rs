@@ -6,7 +6,7 @@
 //! before the segment is processed; ICMP errors do not go through it), and a
 //! retransmission timer that fired means the SYN went unanswered.
 
-use crate::sock::flags;
+use crate::sock::marks;
 
 /// What happened to an admitted connect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,14 +27,14 @@ impl Outcome {
 
 /// The outcome of a connect whose socket went from SYN_SENT to CLOSE.
 ///
-/// `sock_flags` are the socket's [`flags`]; `segs_in` is the number of segments the
-/// socket received.
-pub const fn classify_syn_sent_close(sock_flags: u64, segs_in: u32) -> Outcome {
-    if sock_flags & flags::RELEASED_CONNECTING != 0 {
+/// `sock_marks` are the socket's [`marks`]; `segs_in` is the number of segments
+/// the socket received.
+pub const fn classify_syn_sent_close(sock_marks: u64, segs_in: u32) -> Outcome {
+    if sock_marks & marks::RELEASED_CONNECTING != 0 {
         Outcome::Abandoned
     } else if segs_in > 0 {
         Outcome::Refused
-    } else if sock_flags & flags::SYN_RETRANSMITTED != 0 {
+    } else if sock_marks & marks::SYN_RETRANSMITTED != 0 {
         Outcome::Timeout
     } else {
         Outcome::Unreachable
@@ -47,33 +47,30 @@ mod tests {
 
     #[test]
     fn rst_to_the_syn_is_refused() {
-        assert_eq!(classify_syn_sent_close(flags::TRACKED, 1), Outcome::Refused);
+        assert_eq!(classify_syn_sent_close(0, 1), Outcome::Refused);
     }
 
     #[test]
     fn an_answer_wins_over_retransmits() {
         // The SYN was retransmitted, then the peer answered with a RST.
-        let f = flags::TRACKED | flags::SYN_RETRANSMITTED;
+        let f = marks::SYN_RETRANSMITTED;
         assert_eq!(classify_syn_sent_close(f, 1), Outcome::Refused);
     }
 
     #[test]
     fn silence_after_retransmits_is_timeout() {
-        let f = flags::TRACKED | flags::SYN_RETRANSMITTED;
+        let f = marks::SYN_RETRANSMITTED;
         assert_eq!(classify_syn_sent_close(f, 0), Outcome::Timeout);
     }
 
     #[test]
     fn silence_without_retransmit_is_unreachable() {
-        assert_eq!(
-            classify_syn_sent_close(flags::TRACKED, 0),
-            Outcome::Unreachable
-        );
+        assert_eq!(classify_syn_sent_close(0, 0), Outcome::Unreachable);
     }
 
     #[test]
     fn application_close_is_not_a_failure() {
-        let f = flags::TRACKED | flags::RELEASED_CONNECTING | flags::SYN_RETRANSMITTED;
+        let f = marks::RELEASED_CONNECTING | marks::SYN_RETRANSMITTED;
         let outcome = classify_syn_sent_close(f, 0);
         assert_eq!(outcome, Outcome::Abandoned);
         assert!(!outcome.is_failure());

@@ -2,17 +2,28 @@
 
 use crate::{dest::DestKey, impl_pod};
 
-/// Flags in [`SockInfo::flags`].
+/// Flags in [`SockInfo::flags`]. Changed only with the destination's lock held, so
+/// what a socket holds is given back exactly once.
 pub mod flags {
-    /// The gate admitted this connect and created the entry; set for the entry's life.
+    /// The gate admitted this connect and filled in the entry.
     pub const TRACKED: u64 = 1 << 0;
-    /// The outcome (success, failure, abandoned) has been recorded. Set with an atomic
-    /// fetch-or so each connect is counted exactly once, whichever path sees it first.
+    /// The outcome (success, failure, abandoned) has been recorded.
     pub const OUTCOME_RECORDED: u64 = 1 << 1;
+    /// The connection holds a bulkhead slot (`active`).
+    pub const HOLDS_SLOT: u64 = 1 << 2;
+    /// The connection is counted in `pending` (SYN_SENT).
+    pub const PENDING: u64 = 1 << 3;
+    /// Admitted as a half-open probe (in episode [`super::SockInfo::probe_epoch`]).
+    pub const PROBE: u64 = 1 << 4;
+}
+
+/// Marks in [`SockInfo::marks`]: set with an atomic fetch-or from paths that do
+/// not take the destination's lock (timers, release).
+pub mod marks {
     /// The retransmission timer fired while connecting: the SYN went unanswered.
-    pub const SYN_RETRANSMITTED: u64 = 1 << 2;
+    pub const SYN_RETRANSMITTED: u64 = 1 << 0;
     /// The application released the socket while it was still in SYN_SENT.
-    pub const RELEASED_CONNECTING: u64 = 1 << 3;
+    pub const RELEASED_CONNECTING: u64 = 1 << 1;
 }
 
 /// The value of [`crate::maps::SOCKS`] for one socket.
@@ -21,12 +32,17 @@ pub mod flags {
 pub struct SockInfo {
     /// Where the admitted `connect()` was going.
     pub dest: DestKey,
-    pub _pad: u32,
-    /// [`flags`]. 64 bits because the BPF target (cpu v1/v2) has no 32-bit atomic
-    /// fetch-or.
+    /// The destination's policy (index into the policies array).
+    pub policy_id: u32,
+    /// [`flags`].
     pub flags: u64,
+    /// [`marks`]. 64 bits because the BPF target (cpu v1/v2) has no 32-bit atomic
+    /// fetch-or.
+    pub marks: u64,
     /// `bpf_ktime_get_ns` when the gate admitted the connect.
     pub start_ns: u64,
+    /// The half-open episode a probe belongs to.
+    pub probe_epoch: u64,
 }
-const _: () = assert!(size_of::<SockInfo>() == 40);
+const _: () = assert!(size_of::<SockInfo>() == 56);
 impl_pod!(SockInfo);

@@ -24,7 +24,7 @@ use enforcer_common::{
 };
 
 use crate::{
-    atomic, counters,
+    counters,
     maps::{DESTS, SOCKS},
 };
 
@@ -118,7 +118,9 @@ fn track(ctx: &SockAddrContext, dest: DestKey) -> Result<(), Untracked> {
             flags: flags::TRACKED,
             start_ns: now,
         };
-        atomic::add_u64(&raw mut (*state).counters.attempts, 1);
+        aya_ebpf::helpers::generated::bpf_spin_lock((&raw mut (*state).lock).cast());
+        (*state).counters.attempts += 1;
+        aya_ebpf::helpers::generated::bpf_spin_unlock((&raw mut (*state).lock).cast());
         (*state).last_attempt_ns = now;
     }
     Ok(())

@@ -1,0 +1,382 @@
+//! The per-destination circuit breaker and bulkhead, as pure code.
+//!
+//! Every function here runs with the destination's `bpf_spin_lock` held (in the
+//! kernel) or on a plain value (in host tests): they see and change one
+//! destination's state sequentially, so caps are exact (reserve-then-check comes
+//! for free) and every slot is released exactly once. Shared per-policy counts
+//! (the group guard) go through [`OpenGuard`], which the kernel backs with atomics.
+//!
+//! States: CLOSED → OPEN on `failure_threshold` consecutive failures or when the
+//! window's failure share reaches `failure_rate` over at least `min_attempts`;
+//! OPEN rejects until `open_until`; the first connect after that moves to
+//! HALF_OPEN, which admits at most K probes at once; M probe successes → CLOSED,
+//! a probe failure → OPEN for the next backoff step.
+
+mod window;
+
+pub use window::{Bucket, Totals, WINDOW_BUCKETS, Window};
+
+use crate::{
+    dest::DestState,
+    outcome::Outcome,
+    policy::{BackoffRow, Policy, mode},
+    sock::{SockInfo, flags},
+};
+
+/// [`Breaker::state`] values.
+pub mod state {
+    pub const CLOSED: u32 = 0;
+    pub const OPEN: u32 = 1;
+    pub const HALF_OPEN: u32 = 2;
+}
+
+/// The breaker and bulkhead part of a destination's state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Breaker {
+    /// [`state`].
+    pub state: u32,
+    /// Trip level: the backoff step of the current or next open period. Rises with
+    /// every trip, decays while healthy.
+    pub trips: u32,
+    pub consecutive_failures: u32,
+    pub probes_in_flight: u32,
+    pub probe_successes: u32,
+    /// Connections holding a bulkhead slot (admitted, not yet closed).
+    pub active: u32,
+    /// Of those, still in SYN_SENT.
+    pub pending: u32,
+    pub _pad: u32,
+    pub open_until_ns: u64,
+    /// Bumped on every entry into HALF_OPEN; a probe remembers it, so a probe
+    /// from an earlier episode cannot count in a later one.
+    pub half_open_epoch: u64,
+    /// Start of the current healthy stretch (CLOSED with no failure), for decay.
+    pub healthy_since_ns: u64,
+    pub window: Window,
+}
+const _: () = assert!(size_of::<Breaker>() == 56 + 16 * WINDOW_BUCKETS);
+
+/// Why a connect is (or would be) refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The circuit is open (or half-open with every probe slot taken), or forced open.
+    Circuit,
+    /// `max_connections` reached.
+    Bulkhead,
+    /// `max_pending` reached.
+    Pending,
+}
+
+/// What the gate does with a connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Admitted, holding a slot; `probe` when it is a half-open probe.
+    Admit { probe: bool },
+    /// Refused with the policy's errno.
+    Reject(Cause),
+}
+
+/// A state change worth an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// CLOSED → OPEN.
+    Tripped,
+    /// OPEN → HALF_OPEN.
+    HalfOpened,
+    /// HALF_OPEN → CLOSED.
+    Closed,
+    /// HALF_OPEN → OPEN (a probe failed).
+    Reopened,
+}
+
+/// The group guard: shared counts of a policy's open destinations.
+pub trait OpenGuard {
+    /// Reserves one more open destination; false (and nothing reserved) when the
+    /// policy's `max_open_percent` forbids it.
+    fn try_open(&mut self) -> bool;
+    /// One destination of the policy closed again.
+    fn closed(&mut self);
+}
+
+/// A guard that always allows, for policies with no guard.
+pub struct NoGuard;
+
+impl OpenGuard for NoGuard {
+    fn try_open(&mut self) -> bool {
+        true
+    }
+    fn closed(&mut self) {}
+}
+
+impl DestState {
+    /// The gate's decision for a connect at `now`. `forced_open` is the
+    /// destination's forced-open override. On `Admit`, `sock` is filled in (slot,
+    /// probe epoch); on `Reject` it is left alone.
+    #[inline(always)]
+    pub fn admit(
+        &mut self,
+        policy: &Policy,
+        now: u64,
+        forced_open: bool,
+        sock: &mut SockInfo,
+    ) -> (Verdict, Option<Transition>) {
+        let b = &mut self.breaker;
+        let mut transition = None;
+        let mut probe = false;
+        let mut refused = None;
+        if forced_open {
+            refused = Some(Cause::Circuit);
+        } else {
+            if b.state == state::OPEN && now >= b.open_until_ns {
+                b.state = state::HALF_OPEN;
+                b.half_open_epoch += 1;
+                b.probes_in_flight = 0;
+                b.probe_successes = 0;
+                transition = Some(Transition::HalfOpened);
+            }
+            match b.state {
+                state::OPEN => refused = Some(Cause::Circuit),
+                state::HALF_OPEN if b.probes_in_flight >= policy.half_open_probes.max(1) => {
+                    refused = Some(Cause::Circuit)
+                }
+                state::HALF_OPEN => probe = true,
+                _ => decay(b, policy, now),
+            }
+        }
+        if refused.is_none() {
+            if policy.max_connections != 0 && b.active >= policy.max_connections {
+                refused = Some(Cause::Bulkhead);
+            } else if policy.max_pending != 0 && b.pending >= policy.max_pending {
+                refused = Some(Cause::Pending);
+            }
+        }
+        let c = &mut self.counters;
+        if let Some(cause) = refused {
+            let enforce = policy.mode == mode::ENFORCE;
+            let slot = match (cause, enforce) {
+                (Cause::Circuit, true) => &mut c.rejected_circuit,
+                (Cause::Circuit, false) => &mut c.would_reject_circuit,
+                (_, true) => &mut c.rejected_bulkhead,
+                (_, false) => &mut c.would_reject_bulkhead,
+            };
+            *slot += 1;
+            if enforce {
+                return (Verdict::Reject(cause), transition);
+            }
+            // Observe: admitted, but never as a probe (its outcome must not move
+            // the state machine as if the slot had been free).
+            probe = false;
+        }
+        c.attempts += 1;
+        b.active += 1;
+        b.pending += 1;
+        sock.flags = flags::TRACKED | flags::HOLDS_SLOT | flags::PENDING;
+        sock.marks = 0;
+        if probe {
+            b.probes_in_flight += 1;
+            c.probes += 1;
+            sock.flags |= flags::PROBE;
+            sock.probe_epoch = b.half_open_epoch;
+        }
+        (Verdict::Admit { probe }, transition)
+    }
+
+    /// The handshake completed at `now`.
+    #[inline(always)]
+    pub fn on_established(
+        &mut self,
+        policy: &Policy,
+        backoff: &BackoffRow,
+        now: u64,
+        sock: &mut SockInfo,
+        guard: &mut impl OpenGuard,
+    ) -> Option<Transition> {
+        self.release_pending(sock);
+        if !take_outcome(sock) {
+            return None;
+        }
+        let latency = now.saturating_sub(sock.start_ns);
+        self.latency.record(latency);
+        self.counters.successes += 1;
+        if policy.slow_connect_ns != 0 && latency > policy.slow_connect_ns {
+            self.counters.slow += 1;
+            return self.breaker_failure(policy, backoff, now, sock, guard);
+        }
+        self.breaker_success(policy, now, sock, guard)
+    }
+
+    /// The connect ended without a handshake: a failure, or abandoned.
+    #[inline(always)]
+    pub fn on_failed(
+        &mut self,
+        policy: &Policy,
+        backoff: &BackoffRow,
+        now: u64,
+        sock: &mut SockInfo,
+        outcome: Outcome,
+        guard: &mut impl OpenGuard,
+    ) -> Option<Transition> {
+        self.release_pending(sock);
+        if !take_outcome(sock) {
+            return None;
+        }
+        let c = &mut self.counters;
+        match outcome {
+            Outcome::Refused => c.failures_refused += 1,
+            Outcome::Timeout => c.failures_timeout += 1,
+            Outcome::Unreachable => c.failures_unreachable += 1,
+            Outcome::Abandoned | Outcome::Success => {
+                c.abandoned += 1;
+                if self.is_current_probe(sock) {
+                    self.breaker.probes_in_flight -= 1;
+                }
+                return None;
+            }
+        }
+        self.breaker_failure(policy, backoff, now, sock, guard)
+    }
+
+    /// The socket reached CLOSE or was released: give back whatever it holds.
+    /// Idempotent: the flags say what is still held.
+    #[inline(always)]
+    pub fn on_closed(&mut self, sock: &mut SockInfo) {
+        self.release_pending(sock);
+        if sock.flags & flags::HOLDS_SLOT != 0 {
+            sock.flags &= !flags::HOLDS_SLOT;
+            self.breaker.active = self.breaker.active.saturating_sub(1);
+        }
+    }
+
+    #[inline(always)]
+    fn release_pending(&mut self, sock: &mut SockInfo) {
+        if sock.flags & flags::PENDING != 0 {
+            sock.flags &= !flags::PENDING;
+            self.breaker.pending = self.breaker.pending.saturating_sub(1);
+        }
+    }
+
+    #[inline(always)]
+    fn is_current_probe(&self, sock: &SockInfo) -> bool {
+        sock.flags & flags::PROBE != 0
+            && self.breaker.state == state::HALF_OPEN
+            && sock.probe_epoch == self.breaker.half_open_epoch
+    }
+
+    #[inline(always)]
+    fn breaker_success(
+        &mut self,
+        policy: &Policy,
+        now: u64,
+        sock: &SockInfo,
+        guard: &mut impl OpenGuard,
+    ) -> Option<Transition> {
+        if self.is_current_probe(sock) {
+            let b = &mut self.breaker;
+            b.probes_in_flight -= 1;
+            b.probe_successes += 1;
+            if b.probe_successes < policy.close_after.max(1) {
+                return None;
+            }
+            b.state = state::CLOSED;
+            b.consecutive_failures = 0;
+            b.probes_in_flight = 0;
+            b.probe_successes = 0;
+            b.healthy_since_ns = now;
+            b.window.clear();
+            guard.closed();
+            return Some(Transition::Closed);
+        }
+        let b = &mut self.breaker;
+        if b.state == state::CLOSED && sock.flags & flags::PROBE == 0 {
+            b.consecutive_failures = 0;
+            b.window.record(now, policy.window_ns, false);
+            decay(b, policy, now);
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn breaker_failure(
+        &mut self,
+        policy: &Policy,
+        backoff: &BackoffRow,
+        now: u64,
+        sock: &SockInfo,
+        guard: &mut impl OpenGuard,
+    ) -> Option<Transition> {
+        if self.is_current_probe(sock) {
+            self.open(policy, backoff, now);
+            return Some(Transition::Reopened);
+        }
+        let b = &mut self.breaker;
+        if b.state != state::CLOSED || sock.flags & flags::PROBE != 0 {
+            // Admitted before the trip, or a stale probe: the state already knows.
+            return None;
+        }
+        b.consecutive_failures += 1;
+        b.healthy_since_ns = now;
+        b.window.record(now, policy.window_ns, true);
+        if !should_trip(policy, b, now) {
+            return None;
+        }
+        if !guard.try_open() {
+            self.counters.guard_refusals += 1;
+            return None;
+        }
+        self.open(policy, backoff, now);
+        Some(Transition::Tripped)
+    }
+
+    /// Moves to OPEN for the next backoff step.
+    #[inline(always)]
+    fn open(&mut self, policy: &Policy, backoff: &BackoffRow, now: u64) {
+        let b = &mut self.breaker;
+        b.trips = b.trips.saturating_add(1);
+        b.state = state::OPEN;
+        b.open_until_ns = now + backoff.open_ns(b.trips, policy.backoff_steps);
+        b.probes_in_flight = 0;
+        b.probe_successes = 0;
+        b.consecutive_failures = 0;
+        b.window.clear();
+        self.counters.trips += 1;
+    }
+}
+
+/// An outcome is taken once per connect, whichever hook sees it first.
+#[inline(always)]
+fn take_outcome(sock: &mut SockInfo) -> bool {
+    let first = sock.flags & flags::OUTCOME_RECORDED == 0;
+    sock.flags |= flags::OUTCOME_RECORDED;
+    first
+}
+
+#[inline(always)]
+fn should_trip(policy: &Policy, b: &Breaker, now: u64) -> bool {
+    if policy.failure_threshold != 0 && b.consecutive_failures >= policy.failure_threshold {
+        return true;
+    }
+    if policy.failure_rate_permille == 0 {
+        return false;
+    }
+    let t = b.window.totals(now, policy.window_ns);
+    t.attempts != 0
+        && t.attempts >= policy.min_attempts
+        && t.failures as u64 * 1000 >= policy.failure_rate_permille as u64 * t.attempts as u64
+}
+
+/// While CLOSED and healthy for `trip_decay`, the trip level drops by one.
+#[inline(always)]
+fn decay(b: &mut Breaker, policy: &Policy, now: u64) {
+    if b.state == state::CLOSED
+        && b.trips > 0
+        && policy.trip_decay_ns != 0
+        && now.saturating_sub(b.healthy_since_ns) >= policy.trip_decay_ns
+    {
+        b.trips -= 1;
+        b.healthy_since_ns = now;
+    }
+}
+
+#[cfg(test)]
+mod tests;

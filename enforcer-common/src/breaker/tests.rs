@@ -1,0 +1,290 @@
+//! Scenario tests of the breaker; `tests/breaker_model.rs` drives it with random
+//! event sequences against a reference model.
+
+use super::*;
+use crate::policy::mode;
+
+const MS: u64 = 1_000_000;
+
+fn policy() -> Policy {
+    Policy {
+        mode: mode::ENFORCE,
+        failure_threshold: 3,
+        failure_rate_permille: 0,
+        min_attempts: 0,
+        window_ns: 10_000 * MS,
+        half_open_probes: 2,
+        close_after: 2,
+        errno: 111,
+        max_open_percent: 100,
+        backoff_steps: 16,
+        ..Policy::default()
+    }
+}
+
+fn backoff() -> BackoffRow {
+    BackoffRow::exponential(100 * MS, 10_000 * MS)
+}
+
+struct Dest {
+    state: DestState,
+    policy: Policy,
+    backoff: BackoffRow,
+}
+
+impl Dest {
+    fn new(policy: Policy) -> Self {
+        Self {
+            state: DestState::new(1, 0),
+            policy,
+            backoff: backoff(),
+        }
+    }
+
+    fn connect(&mut self, now: u64) -> (Verdict, SockInfo) {
+        let mut sock = SockInfo {
+            start_ns: now,
+            ..SockInfo::default()
+        };
+        let (v, _) = self.state.admit(&self.policy, now, false, &mut sock);
+        (v, sock)
+    }
+
+    fn fail(&mut self, now: u64, sock: &mut SockInfo) -> Option<Transition> {
+        let t = self.state.on_failed(
+            &self.policy,
+            &self.backoff,
+            now,
+            sock,
+            Outcome::Refused,
+            &mut NoGuard,
+        );
+        self.state.on_closed(sock);
+        t
+    }
+
+    fn succeed(&mut self, now: u64, sock: &mut SockInfo) -> Option<Transition> {
+        self.state
+            .on_established(&self.policy, &self.backoff, now, sock, &mut NoGuard)
+    }
+
+    /// A connect that fails at once.
+    fn refused(&mut self, now: u64) -> Option<Transition> {
+        let (v, mut sock) = self.connect(now);
+        assert!(matches!(v, Verdict::Admit { .. }), "{v:?}");
+        self.fail(now, &mut sock)
+    }
+}
+
+#[test]
+fn consecutive_failures_trip_and_open_rejects() {
+    let mut d = Dest::new(policy());
+    assert_eq!(d.refused(0), None);
+    assert_eq!(d.refused(1), None);
+    assert_eq!(d.refused(2), Some(Transition::Tripped));
+    assert_eq!(d.state.breaker.state, state::OPEN);
+    assert_eq!(d.state.breaker.open_until_ns, 2 + 100 * MS);
+    let (v, _) = d.connect(50 * MS);
+    assert_eq!(v, Verdict::Reject(Cause::Circuit));
+    assert_eq!(d.state.counters.rejected_circuit, 1);
+    // Our own rejection is not a failure of the destination.
+    assert_eq!(d.state.counters.failures(), 3);
+}
+
+#[test]
+fn a_success_resets_the_consecutive_count() {
+    let mut d = Dest::new(policy());
+    d.refused(0);
+    d.refused(1);
+    let (_, mut s) = d.connect(2);
+    d.succeed(3, &mut s);
+    assert_eq!(d.refused(4), None);
+    assert_eq!(d.refused(5), None);
+    assert_eq!(d.state.breaker.state, state::CLOSED);
+}
+
+#[test]
+fn half_open_admits_k_probes_and_m_successes_close() {
+    let mut d = Dest::new(policy());
+    for t in 0..3 {
+        d.refused(t);
+    }
+    let after = d.state.breaker.open_until_ns;
+    let (v1, mut p1) = d.connect(after);
+    let (v2, mut p2) = d.connect(after);
+    let (v3, _) = d.connect(after);
+    assert_eq!(v1, Verdict::Admit { probe: true });
+    assert_eq!(v2, Verdict::Admit { probe: true });
+    assert_eq!(v3, Verdict::Reject(Cause::Circuit));
+    assert_eq!(d.succeed(after + 1, &mut p1), None);
+    // A probe slot is free again.
+    let (v4, mut p4) = d.connect(after + 2);
+    assert_eq!(v4, Verdict::Admit { probe: true });
+    assert_eq!(d.succeed(after + 3, &mut p2), Some(Transition::Closed));
+    assert_eq!(d.state.breaker.state, state::CLOSED);
+    // A probe of the closed episode no longer counts as a probe.
+    assert_eq!(d.succeed(after + 4, &mut p4), None);
+    assert_eq!(d.state.breaker.probes_in_flight, 0);
+}
+
+#[test]
+fn a_failed_probe_reopens_for_the_next_longer_step() {
+    let mut d = Dest::new(policy());
+    for t in 0..3 {
+        d.refused(t);
+    }
+    let first_open = d.state.breaker.open_until_ns - 2;
+    let after = d.state.breaker.open_until_ns;
+    let (_, mut probe) = d.connect(after);
+    assert_eq!(d.fail(after + 1, &mut probe), Some(Transition::Reopened));
+    assert_eq!(d.state.breaker.state, state::OPEN);
+    let second_open = d.state.breaker.open_until_ns - (after + 1);
+    assert_eq!(second_open, 2 * first_open);
+    assert_eq!(d.state.counters.trips, 2);
+}
+
+#[test]
+fn failure_rate_needs_min_attempts_and_forgets_old_buckets() {
+    let mut p = policy();
+    p.failure_threshold = 0;
+    p.failure_rate_permille = 500;
+    p.min_attempts = 4;
+    p.window_ns = 8_000 * MS;
+    let mut d = Dest::new(p);
+    // 3 failures of 3: 100% but below min_attempts.
+    for t in 0..3 {
+        assert_eq!(d.refused(t * MS), None);
+    }
+    // Much later the old failures have left the window: 1 failure of 1 again.
+    let later = 100_000 * MS;
+    assert_eq!(d.refused(later), None);
+    let (_, mut s) = d.connect(later);
+    d.succeed(later, &mut s);
+    let (_, mut s) = d.connect(later);
+    d.succeed(later, &mut s);
+    // 2 failures of 4 = 50% with min_attempts met.
+    assert_eq!(d.refused(later + 1), Some(Transition::Tripped));
+}
+
+#[test]
+fn bulkhead_caps_active_and_pending() {
+    let mut p = policy();
+    p.max_connections = 2;
+    p.max_pending = 1;
+    let mut d = Dest::new(p);
+    let (v1, mut s1) = d.connect(0);
+    assert_eq!(v1, Verdict::Admit { probe: false });
+    let (v2, _) = d.connect(0);
+    assert_eq!(v2, Verdict::Reject(Cause::Pending));
+    d.succeed(1, &mut s1);
+    let (v3, mut s3) = d.connect(2);
+    assert_eq!(v3, Verdict::Admit { probe: false });
+    d.succeed(3, &mut s3);
+    let (v4, _) = d.connect(4);
+    assert_eq!(v4, Verdict::Reject(Cause::Bulkhead));
+    d.state.on_closed(&mut s1);
+    d.state.on_closed(&mut s1); // released exactly once
+    assert_eq!(d.state.breaker.active, 1);
+    d.state.on_closed(&mut s3);
+    assert_eq!((d.state.breaker.active, d.state.breaker.pending), (0, 0));
+    assert_eq!(d.state.counters.rejected_bulkhead, 2);
+    assert_eq!(d.state.counters.failures(), 0);
+}
+
+#[test]
+fn observe_mode_never_rejects_but_counts() {
+    let mut p = policy();
+    p.mode = mode::OBSERVE;
+    p.max_connections = 1;
+    let mut d = Dest::new(p);
+    for t in 0..3 {
+        d.refused(t);
+    }
+    assert_eq!(d.state.breaker.state, state::OPEN);
+    let (v, _) = d.connect(10);
+    assert_eq!(v, Verdict::Admit { probe: false });
+    assert_eq!(d.state.counters.would_reject_circuit, 1);
+    assert_eq!(d.state.counters.rejected_circuit, 0);
+}
+
+#[test]
+fn forced_open_rejects_without_changing_state() {
+    let mut d = Dest::new(policy());
+    let mut sock = SockInfo::default();
+    let (v, t) = d.state.admit(&d.policy, 0, true, &mut sock);
+    assert_eq!((v, t), (Verdict::Reject(Cause::Circuit), None));
+    assert_eq!(d.state.breaker.state, state::CLOSED);
+}
+
+#[test]
+fn slow_connects_count_as_failures() {
+    let mut p = policy();
+    p.slow_connect_ns = 10 * MS;
+    p.failure_threshold = 2;
+    let mut d = Dest::new(p);
+    for t in [0, 100 * MS] {
+        let (_, mut s) = d.connect(t);
+        let transition = d.succeed(t + 20 * MS, &mut s);
+        assert_eq!(transition.is_some(), t > 0);
+    }
+    assert_eq!(d.state.counters.slow, 2);
+    assert_eq!(d.state.counters.successes, 2);
+}
+
+#[test]
+fn trips_decay_after_a_healthy_stretch() {
+    let mut p = policy();
+    p.trip_decay_ns = 1_000 * MS;
+    let mut d = Dest::new(p);
+    for t in 0..3 {
+        d.refused(t);
+    }
+    let after = d.state.breaker.open_until_ns;
+    let (_, mut a) = d.connect(after);
+    let (_, mut b) = d.connect(after);
+    d.succeed(after, &mut a);
+    d.succeed(after, &mut b);
+    assert_eq!(d.state.breaker.trips, 1);
+    d.connect(after + 500 * MS);
+    assert_eq!(d.state.breaker.trips, 1);
+    d.connect(after + 1_000 * MS);
+    assert_eq!(d.state.breaker.trips, 0);
+}
+
+#[test]
+fn the_group_guard_can_refuse_a_trip() {
+    struct Full;
+    impl OpenGuard for Full {
+        fn try_open(&mut self) -> bool {
+            false
+        }
+        fn closed(&mut self) {}
+    }
+    let mut d = Dest::new(policy());
+    for t in 0..5 {
+        let (_, mut s) = d.connect(t);
+        let tr = d
+            .state
+            .on_failed(&d.policy, &d.backoff, t, &mut s, Outcome::Timeout, &mut Full);
+        assert_eq!(tr, None);
+    }
+    assert_eq!(d.state.breaker.state, state::CLOSED);
+    assert_eq!(d.state.counters.guard_refusals, 3);
+}
+
+#[test]
+fn abandoned_is_not_a_failure_and_frees_the_probe() {
+    let mut d = Dest::new(policy());
+    for t in 0..3 {
+        d.refused(t);
+    }
+    let after = d.state.breaker.open_until_ns;
+    let (_, mut p) = d.connect(after);
+    let t = d
+        .state
+        .on_failed(&d.policy, &d.backoff, after, &mut p, Outcome::Abandoned, &mut NoGuard);
+    assert_eq!(t, None);
+    assert_eq!(d.state.breaker.probes_in_flight, 0);
+    assert_eq!(d.state.breaker.state, state::HALF_OPEN);
+    assert_eq!(d.state.counters.abandoned, 1);
+}

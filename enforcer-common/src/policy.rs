@@ -1,0 +1,147 @@
+//! Policies: what the kernel does for the destinations a rule maps to them.
+
+use crate::impl_pod;
+
+/// [`Policy::mode`] values.
+pub mod mode {
+    /// Nothing: destinations of this policy pass untouched and untracked.
+    pub const OFF: u32 = 0;
+    /// Shadow: full accounting and state machine, never rejects; counts
+    /// "would reject".
+    pub const OBSERVE: u32 = 1;
+    /// Full enforcement.
+    pub const ENFORCE: u32 = 2;
+}
+
+/// Open durations per policy: `steps_ns[k]` is the open period after the
+/// `k+1`-th consecutive trip. Written by the daemon (jittered exponential steps).
+pub const BACKOFF_STEPS: usize = 16;
+
+/// A policy, in the [`crate::maps::POLICIES`] array at its id. A zeroed entry is an
+/// `OFF` policy, so an id no rule points to yet does nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// [`mode`].
+    pub mode: u32,
+    /// Consecutive failures that trip the breaker; 0 = this trigger is off.
+    pub failure_threshold: u32,
+    /// Failure share (‰ of the window's completed connects) that trips the
+    /// breaker once the window holds `min_attempts`; 0 = this trigger is off.
+    pub failure_rate_permille: u32,
+    /// Completed connects the window must hold before the rate counts.
+    pub min_attempts: u32,
+    /// Length of the failure-rate window, split in [`crate::breaker::WINDOW_BUCKETS`].
+    pub window_ns: u64,
+    /// A handshake slower than this counts as a failure; 0 = off.
+    pub slow_connect_ns: u64,
+    /// Applied with `bpf_setsockopt(TCP_USER_TIMEOUT)` at connect time; 0 = the
+    /// kernel's SYN retry schedule.
+    pub connect_timeout_ms: u32,
+    /// K: at most this many probe connects in flight while HALF_OPEN (≥ 1).
+    pub half_open_probes: u32,
+    /// M: probe successes that close the circuit (≥ 1).
+    pub close_after: u32,
+    /// Cap on connections holding a slot (admitted, not yet closed); 0 = none.
+    pub max_connections: u32,
+    /// Cap on connections in SYN_SENT; 0 = none.
+    pub max_pending: u32,
+    /// errno a rejected `connect()` fails with (positive, e.g. 111 ECONNREFUSED).
+    pub errno: u32,
+    /// At most this share (%) of the policy's tracked destinations may be open at
+    /// once (at least one always may); 100 = no guard.
+    pub max_open_percent: u32,
+    /// Valid entries in this policy's backoff row (1..=BACKOFF_STEPS).
+    pub backoff_steps: u32,
+    /// After staying healthy (CLOSED, no failure) this long, the trip level drops
+    /// by one, so the next open period is shorter again; 0 = never.
+    pub trip_decay_ns: u64,
+}
+const _: () = assert!(size_of::<Policy>() == 72);
+impl_pod!(Policy);
+
+/// The value of [`crate::maps::BACKOFF`] for one policy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackoffRow {
+    pub steps_ns: [u64; BACKOFF_STEPS],
+}
+const _: () = assert!(size_of::<BackoffRow>() == 8 * BACKOFF_STEPS);
+impl_pod!(BackoffRow);
+
+impl BackoffRow {
+    /// Plain exponential steps `base · 2^k`, capped at `max`.
+    pub fn exponential(base_ns: u64, max_ns: u64) -> Self {
+        let mut steps_ns = [0; BACKOFF_STEPS];
+        for (k, step) in steps_ns.iter_mut().enumerate() {
+            *step = base_ns.saturating_mul(1 << k).min(max_ns);
+        }
+        Self { steps_ns }
+    }
+
+    /// Open duration at trip level `trips` (≥ 1), the last valid step beyond.
+    #[inline(always)]
+    pub fn open_ns(&self, trips: u32, valid_steps: u32) -> u64 {
+        let last = (valid_steps.clamp(1, BACKOFF_STEPS as u32) - 1) as usize;
+        let k = (trips.saturating_sub(1) as usize).min(last);
+        // `k <= last < BACKOFF_STEPS`: the bound check below never fails, and it
+        // keeps the verifier certain of it too.
+        match self.steps_ns.get(k) {
+            Some(ns) => *ns,
+            None => 0,
+        }
+    }
+}
+
+/// Per-policy shared counters (the group guard), in [`crate::maps::POLICY_STATS`].
+/// Updated with atomics: they span destinations, so no one destination lock
+/// covers them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyStats {
+    /// Destinations of this policy in the destination map.
+    pub tracked: u64,
+    /// Of those, not CLOSED (OPEN or HALF_OPEN).
+    pub open: u64,
+    /// Trips refused by the group guard.
+    pub guard_refusals: u64,
+}
+const _: () = assert!(size_of::<PolicyStats>() == 24);
+impl_pod!(PolicyStats);
+
+/// Whether one more destination may open: `open_after` destinations would be
+/// open out of `tracked`, the guard allows `max_open_percent`%, and at least one
+/// destination may always be open (as Envoy's `max_ejection_percent`).
+pub const fn guard_allows(open_after: u64, tracked: u64, max_open_percent: u32) -> bool {
+    if max_open_percent >= 100 {
+        return true;
+    }
+    let allowed = tracked * max_open_percent as u64 / 100;
+    open_after <= if allowed == 0 { 1 } else { allowed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_steps_are_capped() {
+        let row = BackoffRow::exponential(100, 1000);
+        assert_eq!(&row.steps_ns[..6], &[100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(row.open_ns(1, 16), 100);
+        assert_eq!(row.open_ns(3, 16), 400);
+        assert_eq!(row.open_ns(40, 16), 1000);
+        // Beyond the valid steps, the last valid one.
+        assert_eq!(row.open_ns(5, 2), 200);
+        assert_eq!(row.open_ns(0, 0), 100);
+    }
+
+    #[test]
+    fn guard_always_allows_one_open_destination() {
+        assert!(guard_allows(1, 1, 10));
+        assert!(!guard_allows(2, 10, 10));
+        assert!(guard_allows(5, 10, 50));
+        assert!(!guard_allows(6, 10, 50));
+        assert!(guard_allows(10, 10, 100));
+    }
+}
