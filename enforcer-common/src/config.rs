@@ -12,7 +12,9 @@ pub struct Config {
     /// Non-zero: the global switch is off and every program passes every
     /// connection untouched (no accounting, no rejection).
     pub paused: u32,
-    pub _pad: u32,
+    /// Non-zero when the overrides map may hold entries: the gate skips the
+    /// lookup otherwise.
+    pub overrides: u32,
     /// Bumped by the daemon on every config write, so a reader can tell which
     /// configuration the kernel is running.
     pub generation: u64,

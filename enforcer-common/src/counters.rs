@@ -2,6 +2,7 @@
 //! array. The daemon sums the per-CPU values.
 
 /// Index of a counter in [`crate::maps::COUNTERS`].
+/// Index of a counter in [`crate::maps::COUNTERS`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GlobalCounter {
@@ -11,29 +12,53 @@ pub enum GlobalCounter {
     OtherConnects,
     /// Connections passed untouched because the global switch is off.
     Paused,
+    /// TCP connects to destinations no rule matches, passed untouched.
+    Unmatched,
+    /// TCP connects whose policy is `off`, passed untouched.
+    PolicyOff,
+    /// TCP connects to destinations with a `disabled` override, passed untouched.
+    Disabled,
     /// New destinations not tracked because the destination map was full.
     DestMapFull,
     /// Sockets not tracked because their socket storage could not be created.
     SockStorageFailed,
+    /// Connects admitted (tracked).
+    Admitted,
+    /// Connects rejected because the circuit was open.
+    RejectedCircuit,
+    /// Connects rejected by a bulkhead cap.
+    RejectedBulkhead,
     /// Connects that completed the handshake.
     Successes,
     /// Connects that failed (any reason).
     Failures,
     /// Connects abandoned by the application while in SYN_SENT.
     Abandoned,
+    /// Events lost because the ring buffer was full.
+    EventsDropped,
+    /// Policy connect timeouts that could not be applied.
+    SetsockoptFailed,
 }
 
 impl GlobalCounter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 16] = [
         Self::TcpConnects,
         Self::OtherConnects,
         Self::Paused,
+        Self::Unmatched,
+        Self::PolicyOff,
+        Self::Disabled,
         Self::DestMapFull,
         Self::SockStorageFailed,
+        Self::Admitted,
+        Self::RejectedCircuit,
+        Self::RejectedBulkhead,
         Self::Successes,
         Self::Failures,
         Self::Abandoned,
+        Self::EventsDropped,
+        Self::SetsockoptFailed,
     ];
     /// Number of slots in the counters array.
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -44,11 +69,19 @@ impl GlobalCounter {
             Self::TcpConnects => "tcp_connects",
             Self::OtherConnects => "other_connects",
             Self::Paused => "paused_passes",
+            Self::Unmatched => "unmatched",
+            Self::PolicyOff => "policy_off",
+            Self::Disabled => "disabled",
             Self::DestMapFull => "dest_map_full",
             Self::SockStorageFailed => "sock_storage_failed",
+            Self::Admitted => "admitted",
+            Self::RejectedCircuit => "rejected_circuit",
+            Self::RejectedBulkhead => "rejected_bulkhead",
             Self::Successes => "successes",
             Self::Failures => "failures",
             Self::Abandoned => "abandoned",
+            Self::EventsDropped => "events_dropped",
+            Self::SetsockoptFailed => "setsockopt_failed",
         }
     }
 }

@@ -155,8 +155,16 @@ impl Latency {
     #[inline(always)]
     pub const fn bucket_of(ns: u64) -> usize {
         let us = ns / 1000;
-        let log2 = if us == 0 { 0 } else { 63 - us.leading_zeros() as usize };
-        if log2 >= LATENCY_BUCKETS { LATENCY_BUCKETS - 1 } else { log2 }
+        let log2 = if us == 0 {
+            0
+        } else {
+            63 - us.leading_zeros() as usize
+        };
+        if log2 >= LATENCY_BUCKETS {
+            LATENCY_BUCKETS - 1
+        } else {
+            log2
+        }
     }
 
     /// Upper bound (µs, exclusive) of bucket `i`.

@@ -12,9 +12,12 @@ pub mod breaker;
 pub mod config;
 pub mod counters;
 pub mod dest;
+pub mod event;
 pub mod maps;
 pub mod outcome;
+pub mod overrides;
 pub mod policy;
+pub mod rules;
 pub mod sock;
 
 /// Implements `aya::Pod` for the listed types when built for the daemon.

@@ -16,3 +16,31 @@ pub const SOCKS: &str = "SOCKS";
 
 /// Per-CPU array of hot-path counters, indexed by [`crate::counters::GlobalCounter`].
 pub const COUNTERS: &str = "COUNTERS";
+
+/// LPM trie [`crate::rules::RuleData`] → policy id (`u32`).
+pub const POLICY_RULES: &str = "POLICY_RULES";
+/// Default capacity of [`POLICY_RULES`].
+pub const POLICY_RULES_CAPACITY: u32 = 16_384;
+
+/// Array of [`crate::policy::Policy`], indexed by policy id.
+pub const POLICIES: &str = "POLICIES";
+
+/// Array of [`crate::policy::BackoffRow`], indexed by policy id.
+pub const BACKOFF: &str = "BACKOFF";
+
+/// Array of [`crate::policy::PolicyStats`], indexed by policy id.
+pub const POLICY_STATS: &str = "POLICY_STATS";
+
+/// Hash map [`crate::dest::DestKey`] → [`crate::overrides::Override`].
+pub const OVERRIDES: &str = "OVERRIDES";
+/// Capacity of [`OVERRIDES`].
+pub const OVERRIDES_CAPACITY: u32 = 4_096;
+
+/// Ring buffer of [`crate::event::Event`].
+pub const EVENTS: &str = "EVENTS";
+/// Size of [`EVENTS`] in bytes (a power of two, a multiple of the page size).
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+
+/// Single-entry array of zeroes, the source the gate inserts new destinations
+/// from (a `DestState` does not fit on the 512-byte BPF stack).
+pub const ZERO_DEST: &str = "ZERO_DEST";

@@ -60,7 +60,11 @@ fn policy() -> impl Strategy<Value = Policy> {
     )
         .prop_map(
             |(observe, threshold, rate, min, k, m, max_c, max_p, slow, decay)| Policy {
-                mode: if observe { mode::OBSERVE } else { mode::ENFORCE },
+                mode: if observe {
+                    mode::OBSERVE
+                } else {
+                    mode::ENFORCE
+                },
                 failure_threshold: threshold,
                 failure_rate_permille: rate,
                 min_attempts: min,
@@ -94,8 +98,14 @@ impl OpenGuard for Answer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum MState {
     Closed,
-    Open { until: u64 },
-    HalfOpen { epoch: u64, in_flight: u32, successes: u32 },
+    Open {
+        until: u64,
+    },
+    HalfOpen {
+        epoch: u64,
+        in_flight: u32,
+        successes: u32,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -210,7 +220,9 @@ impl Model {
         };
         let mut probe = false;
         if cause.is_none()
-            && let MState::HalfOpen { epoch, in_flight, .. } = &mut self.state
+            && let MState::HalfOpen {
+                epoch, in_flight, ..
+            } = &mut self.state
         {
             *in_flight += 1;
             sock.probe_of = Some(*epoch);
@@ -256,7 +268,12 @@ impl Model {
             return self.failure(id, now, true);
         }
         if self.current_probe(id) {
-            let MState::HalfOpen { in_flight, successes, .. } = &mut self.state else {
+            let MState::HalfOpen {
+                in_flight,
+                successes,
+                ..
+            } = &mut self.state
+            else {
                 unreachable!()
             };
             *in_flight -= 1;

@@ -1,6 +1,6 @@
-//! Global counters and the global switch.
+//! Global counters and the global configuration.
 
-use enforcer_common::counters::GlobalCounter;
+use enforcer_common::{config::Config, counters::GlobalCounter};
 
 use crate::{
     atomic,
@@ -11,13 +11,13 @@ use crate::{
 #[inline(always)]
 pub fn bump(counter: GlobalCounter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
-        atomic::add_u64(slot, 1);
+        atomic::add(slot, 1);
     }
 }
 
-/// Whether the global switch says to pass everything untouched. A missing entry
-/// cannot happen for an array; should it, the programs stay active.
+/// The global configuration. A missing entry cannot happen for an array; should
+/// it, the defaults (active, no overrides) apply.
 #[inline(always)]
-pub fn paused() -> bool {
-    CONFIG.get(0).is_some_and(|c| c.is_paused())
+pub fn config() -> Config {
+    CONFIG.get(0).copied().unwrap_or_default()
 }

@@ -1,38 +1,60 @@
 //! `cgroup/connect4` and `cgroup/connect6`: the gate every `connect()` in the
 //! protected cgroup subtree passes through.
 //!
-//! | case                                   | verdict | accounting                    |
-//! |----------------------------------------|---------|-------------------------------|
-//! | not TCP (UDP, raw, MPTCP)               | allow   | `other_connects`              |
-//! | global switch off                      | allow   | `paused_passes`               |
-//! | destination map full                   | allow   | `dest_map_full`, untracked    |
-//! | socket storage cannot be created       | allow   | `sock_storage_failed`         |
-//! | otherwise                              | allow   | attempt, socket tracked       |
+//! | case                                        | verdict            | accounting              |
+//! |---------------------------------------------|--------------------|-------------------------|
+//! | not TCP (UDP, raw, MPTCP)                   | allow              | `other_connects`        |
+//! | global switch off                           | allow              | `paused_passes`         |
+//! | no rule matches / policy `off`              | allow, untracked   | `unmatched`/`policy_off`|
+//! | `disabled` override                         | allow, untracked   | `disabled`              |
+//! | destination map full / no socket storage    | allow, untracked   | `dest_map_full`/…       |
+//! | circuit open (or forced open), enforce      | reject, errno      | `rejected_circuit`      |
+//! | bulkhead full, enforce                      | reject, errno      | `rejected_bulkhead`     |
+//! | otherwise (observe: always)                 | allow, tracked     | attempt (+ would-reject)|
 //!
-//! Every internal error fails open.
+//! Every internal error fails open. A rejection is `bpf_set_retval(-errno)` and
+//! return 0, so `connect()` fails at once with the policy's errno.
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, bpf_sock_addr},
-    helpers::bpf_ktime_get_ns,
+    btf_maps::lpm_trie::Key,
+    helpers::{bpf_ktime_get_ns, generated::bpf_set_retval},
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
 use enforcer_common::{
+    breaker::{Cause, Verdict},
     counters::GlobalCounter,
     dest::{DestKey, DestState},
-    sock::{SockInfo, flags},
+    overrides::kind,
+    policy::{Policy, mode},
+    rules::{FULL_PREFIX, RuleData},
+    sock::SockInfo,
 };
 
 use crate::{
-    counters,
-    maps::{DESTS, SOCKS},
+    atomic, counters,
+    dest::{Change, Locked},
+    maps::{DESTS, OVERRIDES, POLICIES, POLICY_RULES, POLICY_STATS, SOCKS, ZERO_DEST},
 };
 
 /// Return value of a `cgroup_sock_addr` program that lets the call proceed.
 const ALLOW: i32 = 1;
+/// Return value that refuses the call (with the errno set by `bpf_set_retval`).
+const REJECT: i32 = 0;
 
 const SOCK_STREAM: u32 = 1;
 const IPPROTO_TCP: u32 = 6;
+
+/// Reads one context field as a single load at a constant offset from the context
+/// pointer: the verifier rejects context accesses through a modified pointer, which
+/// is what a plain struct or array copy may compile to.
+macro_rules! ctx_read {
+    ($field:expr) => {
+        // SAFETY: a field of the context the kernel handed to the program.
+        unsafe { core::ptr::read_volatile($field) }
+    };
+}
 
 #[cgroup_sock_addr(connect4)]
 pub fn gate_connect4(ctx: SockAddrContext) -> i32 {
@@ -58,17 +80,6 @@ pub fn gate_connect6(ctx: SockAddrContext) -> i32 {
     })
 }
 
-/// Reads one context field as a single load at a constant offset from the context
-/// pointer: the verifier rejects context accesses through a modified pointer, which
-/// is what a plain struct or array copy may compile to.
-macro_rules! ctx_read {
-    ($field:expr) => {
-        // SAFETY: a field of the context the kernel handed to the program.
-        unsafe { core::ptr::read_volatile($field) }
-    };
-}
-use ctx_read;
-
 /// `user_port` holds the port in network order in its low 16 bits.
 #[inline(always)]
 fn user_port(sa: *const bpf_sock_addr) -> u16 {
@@ -87,56 +98,119 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce() -> DestKey) -> i32 {
         return ALLOW;
     }
     counters::bump(GlobalCounter::TcpConnects);
-    if counters::paused() {
+    let config = counters::config();
+    if config.is_paused() {
         counters::bump(GlobalCounter::Paused);
         return ALLOW;
     }
-    // Tracking can only fail open; the verdict is the same either way.
-    let _untracked: Result<(), Untracked> = track(ctx, dest());
-    ALLOW
+    match decide(ctx, &dest(), config.overrides != 0) {
+        Ok(verdict) | Err(verdict) => verdict,
+    }
 }
 
-/// Why an admitted connect is not tracked (already counted).
-struct Untracked;
-
+/// The verdict for a TCP connect to `key`. `Err` carries the fail-open verdict of
+/// an internal error (already counted).
 #[inline(always)]
-fn track(ctx: &SockAddrContext, dest: DestKey) -> Result<(), Untracked> {
-    let state = dest_state(&dest)?;
-    // SAFETY: `ctx` is a connect context, whose `sk` is a full socket.
-    let info = unsafe { SOCKS.get_or_insert_ptr_mut(ctx, None) };
-    if info.is_null() {
-        counters::bump(GlobalCounter::SockStorageFailed);
-        return Err(Untracked);
+fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool) -> Result<i32, i32> {
+    let Some(policy_id) = policy_id(key) else {
+        counters::bump(GlobalCounter::Unmatched);
+        return Ok(ALLOW);
+    };
+    let policy = POLICIES.get(policy_id).ok_or(ALLOW)?;
+    if policy.mode == mode::OFF {
+        counters::bump(GlobalCounter::PolicyOff);
+        return Ok(ALLOW);
     }
     let now = unsafe { bpf_ktime_get_ns() };
-    // A socket may connect again after a failed attempt: the entry starts over.
-    // SAFETY: non-null storage of this socket, valid for the program's run.
-    unsafe {
-        *info = SockInfo {
-            dest,
-            _pad: 0,
-            flags: flags::TRACKED,
-            start_ns: now,
-        };
-        aya_ebpf::helpers::generated::bpf_spin_lock((&raw mut (*state).lock).cast());
-        (*state).counters.attempts += 1;
-        aya_ebpf::helpers::generated::bpf_spin_unlock((&raw mut (*state).lock).cast());
-        (*state).last_attempt_ns = now;
+    let mut forced_open = false;
+    if check_overrides && let Some(o) = OVERRIDES.get_ptr(key) {
+        // SAFETY: a value of OVERRIDES, valid for the program's run.
+        let o = unsafe { &*o };
+        if o.active(now) {
+            if o.kind == kind::DISABLED {
+                counters::bump(GlobalCounter::Disabled);
+                return Ok(ALLOW);
+            }
+            forced_open = o.kind == kind::FORCED_OPEN;
+        }
     }
-    Ok(())
+    let dest = dest_state(key, policy_id)?;
+    // SAFETY: `ctx` is a connect context, whose `sk` is a full socket.
+    let sock = unsafe { SOCKS.get_or_insert_ptr_mut(ctx, None) };
+    if sock.is_null() {
+        counters::bump(GlobalCounter::SockStorageFailed);
+        return Err(ALLOW);
+    }
+    // SAFETY: non-null storage of this socket, which is in `connect()` and so
+    // touched by no other path until admitted.
+    let sock = unsafe { &mut *sock };
+    sock.dest = *key;
+    sock.policy_id = policy_id;
+    sock.start_ns = now;
+    let mut lock = Locked::acquire(dest);
+    let d = lock.state();
+    d.policy_id = policy_id;
+    d.last_attempt_ns = now;
+    let (verdict, transition) = d.admit(policy, now, forced_open, sock);
+    let change = Change::after(transition, d);
+    drop(lock);
+    if let Some(change) = change {
+        change.emit(key, policy_id, now);
+    }
+    match verdict {
+        Verdict::Admit { .. } => {
+            counters::bump(GlobalCounter::Admitted);
+            Ok(ALLOW)
+        }
+        Verdict::Reject(cause) => Ok(reject(policy, cause, sock)),
+    }
 }
 
-/// The destination's state, created on first sight.
 #[inline(always)]
-fn dest_state(dest: &DestKey) -> Result<*mut DestState, Untracked> {
-    if let Some(state) = DESTS.get_ptr_mut(dest) {
+fn reject(policy: &Policy, cause: Cause, sock: &mut SockInfo) -> i32 {
+    // Not admitted: the outcome paths must leave this socket alone.
+    sock.flags = 0;
+    counters::bump(match cause {
+        Cause::Circuit => GlobalCounter::RejectedCircuit,
+        Cause::Bulkhead | Cause::Pending => GlobalCounter::RejectedBulkhead,
+    });
+    // SAFETY: plain helper call; the kernel bounds-checks the errno.
+    unsafe { bpf_set_retval(-(policy.errno as i32)) };
+    REJECT
+}
+
+/// The policy of the most specific rule for the destination: its port first,
+/// then any port.
+#[inline(always)]
+fn policy_id(key: &DestKey) -> Option<u32> {
+    let mut lookup = Key::new(FULL_PREFIX, RuleData::new(key.port, &key.addr));
+    if let Some(id) = POLICY_RULES.get(&lookup) {
+        return Some(*id);
+    }
+    lookup.data.port = [0, 0];
+    POLICY_RULES.get(&lookup).copied()
+}
+
+/// The destination's state, created (CLOSED, zeroed) on first sight.
+#[inline(always)]
+fn dest_state(key: &DestKey, policy_id: u32) -> Result<*mut DestState, i32> {
+    if let Some(state) = DESTS.get_ptr_mut(key) {
         return Ok(state);
     }
+    let zero = ZERO_DEST.get(0).ok_or(ALLOW)?;
+    // SAFETY: ZERO_DEST's value has the size of a DestState and is all zeroes,
+    // a valid (CLOSED, empty) DestState.
+    let zero: &DestState = unsafe { &*(zero as *const [u64; size_of::<DestState>() / 8]).cast() };
     // Another CPU may insert the same key between lookup and insert: NOEXIST makes
     // that a harmless EEXIST, and the lookup below finds the winner's entry.
-    let _ = DESTS.insert(dest, DestState::default(), BPF_NOEXIST.into());
-    DESTS.get_ptr_mut(dest).ok_or_else(|| {
+    if DESTS.insert(key, zero, BPF_NOEXIST.into()).is_ok()
+        && let Some(stats) = POLICY_STATS.get_ptr_mut(policy_id)
+    {
+        // SAFETY: a value of POLICY_STATS.
+        atomic::add(unsafe { &raw mut (*stats).tracked }, 1);
+    }
+    DESTS.get_ptr_mut(key).ok_or_else(|| {
         counters::bump(GlobalCounter::DestMapFull);
-        Untracked
+        ALLOW
     })
 }

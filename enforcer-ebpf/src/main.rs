@@ -12,9 +12,9 @@
 
 mod atomic;
 mod counters;
+mod dest;
 mod gate;
 mod maps;
-mod outcome;
 mod release;
 mod tracker;
 

@@ -2,14 +2,18 @@
 //! consts in `enforcer_common::maps`; the daemon resizes capacities at load time.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, PerCpuArray, SkStorage},
+    btf_maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, SkStorage},
     macros::btf_map,
 };
 use enforcer_common::{
     config::Config,
     counters::GlobalCounter,
     dest::{DestKey, DestState},
-    maps::DESTS_CAPACITY,
+    event::Event,
+    maps::{DESTS_CAPACITY, EVENTS_BYTES, OVERRIDES_CAPACITY, POLICY_RULES_CAPACITY},
+    overrides::Override,
+    policy::{BackoffRow, Policy, PolicyStats},
+    rules::{MAX_POLICIES, RuleData},
     sock::SockInfo,
 };
 
@@ -17,13 +21,42 @@ use enforcer_common::{
 #[btf_map]
 pub static CONFIG: Array<Config, 1> = Array::new();
 
-/// Per-destination counters (and later breaker state).
+/// Destination prefix + port → policy id.
+#[btf_map]
+pub static POLICY_RULES: LpmTrie<RuleData, u32, { POLICY_RULES_CAPACITY as usize }> =
+    LpmTrie::new();
+
+/// Policies by id; a zeroed entry is an `off` policy.
+#[btf_map]
+pub static POLICIES: Array<Policy, { MAX_POLICIES as usize }> = Array::new();
+
+/// Open durations by policy id, written by the daemon.
+#[btf_map]
+pub static BACKOFF: Array<BackoffRow, { MAX_POLICIES as usize }> = Array::new();
+
+/// Per-policy counts shared across destinations (the group guard).
+#[btf_map]
+pub static POLICY_STATS: Array<PolicyStats, { MAX_POLICIES as usize }> = Array::new();
+
+/// Per-destination breaker, bulkhead and counters, each behind its own spin lock.
 #[btf_map]
 pub static DESTS: HashMap<DestKey, DestState, { DESTS_CAPACITY as usize }> = HashMap::new();
+
+/// Zeroes the size of a `DestState`: what new destinations are inserted from.
+#[btf_map]
+pub static ZERO_DEST: Array<[u64; size_of::<DestState>() / 8], 1> = Array::new();
+
+/// Per-destination overrides (forced open, disabled), written by the daemon.
+#[btf_map]
+pub static OVERRIDES: HashMap<DestKey, Override, { OVERRIDES_CAPACITY as usize }> = HashMap::new();
 
 /// Per-socket record of an admitted connect.
 #[btf_map]
 pub static SOCKS: SkStorage<SockInfo> = SkStorage::new();
+
+/// State transitions, for the daemon.
+#[btf_map]
+pub static EVENTS: RingBuf<Event, { EVENTS_BYTES as usize }> = RingBuf::new();
 
 /// Hot-path counters, per CPU, indexed by `GlobalCounter`.
 #[btf_map]

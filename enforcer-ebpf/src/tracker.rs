@@ -1,16 +1,17 @@
-//! `sockops`: outcome tracking for sockets the gate admitted.
+//! `sockops`: outcome tracking and slot release for sockets the gate admitted.
 //!
-//! | op                        | action                                          |
-//! |---------------------------|-------------------------------------------------|
-//! | `TCP_CONNECT_CB`          | enable state and RTO callbacks on the socket    |
-//! | `ACTIVE_ESTABLISHED_CB`   | success                                         |
-//! | `RTO_CB` while connecting | mark the SYN as retransmitted                   |
-//! | `STATE_CB` SYN_SENT→CLOSE | failure, classified (or abandoned)              |
+//! | op                          | action                                               |
+//! |-----------------------------|------------------------------------------------------|
+//! | `TCP_CONNECT_CB`            | enable state and RTO callbacks; apply the policy's connect timeout |
+//! | `ACTIVE_ESTABLISHED_CB`     | success (latency, slow-connect check, probe accounting) |
+//! | `RTO_CB` while connecting   | mark the SYN as retransmitted                        |
+//! | `STATE_CB` SYN_SENT → CLOSE | failure, classified (or abandoned)                   |
+//! | `STATE_CB` any → CLOSE      | release the bulkhead slot                            |
 //!
-//! Sockets without storage (not admitted by the gate, or untracked) are ignored.
-//! Always returns 1: sock_ops verdicts are not used for these ops.
+//! Sockets without storage, or whose storage the gate did not mark as admitted,
+//! are ignored. Always returns 1: sock_ops verdicts are not used for these ops.
 
-use core::ptr;
+use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{
     bindings::{
@@ -18,49 +19,118 @@ use aya_ebpf::{
         BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB,
         BPF_TCP_CLOSE, BPF_TCP_SYN_SENT,
     },
-    helpers::generated::bpf_sk_storage_get,
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_setsockopt, bpf_sk_storage_get},
+    },
     macros::sock_ops,
     programs::SockOpsContext,
 };
 use enforcer_common::{
+    counters::GlobalCounter,
     outcome::{Outcome, classify_syn_sent_close},
-    sock::{SockInfo, flags},
+    sock::{SockInfo, flags, marks},
 };
 
-use crate::{atomic, maps::SOCKS, outcome};
+use crate::{
+    atomic, counters,
+    dest::{Change, Locked, Tracked},
+    maps::{POLICIES, SOCKS},
+};
+
+const SOL_TCP: i32 = 6;
+const TCP_USER_TIMEOUT: i32 = 18;
 
 #[sock_ops]
 pub fn track_sockops(ctx: SockOpsContext) -> u32 {
-    if let Some(info) = sock_info(&ctx) {
-        on_op(&ctx, info);
+    if let Some(sock) = admitted_sock(&ctx) {
+        on_op(&ctx, sock);
     }
     1
 }
 
 #[inline(always)]
-fn on_op(ctx: &SockOpsContext, info: *mut SockInfo) {
+fn on_op(ctx: &SockOpsContext, sock: &mut SockInfo) {
     match ctx.op() {
-        BPF_SOCK_OPS_TCP_CONNECT_CB => {
-            let wanted = ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTO_CB_FLAG;
-            // Failing to enable callbacks leaves the outcome to sock_release.
-            let _ = ctx.set_cb_flags(wanted as i32);
-        }
-        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => outcome::record(info, Outcome::Success),
+        BPF_SOCK_OPS_TCP_CONNECT_CB => on_connect(ctx, sock),
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => on_end(sock, None),
         BPF_SOCK_OPS_RTO_CB if ctx.state() == BPF_TCP_SYN_SENT => {
-            atomic::fetch_or_u64(unsafe { &raw mut (*info).flags }, flags::SYN_RETRANSMITTED);
+            atomic::fetch_or(&raw mut sock.marks, marks::SYN_RETRANSMITTED);
         }
-        BPF_SOCK_OPS_STATE_CB if ctx.arg(0) == BPF_TCP_SYN_SENT && ctx.arg(1) == BPF_TCP_CLOSE => {
-            // SAFETY: non-null socket storage, valid for the program's run.
-            let sock_flags = unsafe { (*info).flags };
-            outcome::record(info, classify_syn_sent_close(sock_flags, ctx.segs_in()));
+        BPF_SOCK_OPS_STATE_CB if ctx.arg(1) == BPF_TCP_CLOSE => {
+            if ctx.arg(0) == BPF_TCP_SYN_SENT {
+                let marks = unsafe { ptr::read_volatile(&raw const sock.marks) };
+                on_end(sock, Some(classify_syn_sent_close(marks, ctx.segs_in())));
+            } else {
+                on_end(sock, Some(Outcome::Abandoned));
+            }
         }
         _ => {}
     }
 }
 
+#[inline(always)]
+fn on_connect(ctx: &SockOpsContext, sock: &SockInfo) {
+    let wanted = ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTO_CB_FLAG;
+    // Failing to enable callbacks leaves the outcome and the slot to sock_release.
+    let _ = ctx.set_cb_flags(wanted as i32);
+    let timeout_ms = POLICIES
+        .get(sock.policy_id)
+        .map_or(0, |p| p.connect_timeout_ms);
+    if timeout_ms != 0 {
+        let mut value = timeout_ms as i32;
+        // SAFETY: a sock_ops context in TCP_CONNECT_CB holds the socket lock, as
+        // bpf_setsockopt requires; `value` lives on the stack for the call.
+        let rc = unsafe {
+            bpf_setsockopt(
+                ctx.ops.cast(),
+                SOL_TCP,
+                TCP_USER_TIMEOUT,
+                (&raw mut value).cast::<c_void>(),
+                size_of::<i32>() as i32,
+            )
+        };
+        if rc != 0 {
+            counters::bump(GlobalCounter::SetsockoptFailed);
+        }
+    }
+}
+
+/// The handshake ended (`None`: established) or the socket reached CLOSE
+/// (`Some(outcome)`; `Abandoned` when it had already ended or was never a
+/// failure of the destination).
+#[inline(always)]
+fn on_end(sock: &mut SockInfo, closed: Option<Outcome>) {
+    let Some(mut t) = Tracked::of(sock) else {
+        return;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (policy, backoff) = (t.policy, t.backoff);
+    let mut lock = Locked::acquire(t.dest);
+    let d = lock.state();
+    let transition = match closed {
+        None => d.on_established(policy, backoff, now, sock, &mut t.guard),
+        Some(outcome) => {
+            let transition = d.on_failed(policy, backoff, now, sock, outcome, &mut t.guard);
+            d.on_closed(sock);
+            transition
+        }
+    };
+    let change = Change::after(transition, d);
+    drop(lock);
+    if let Some(change) = change {
+        change.emit(&sock.dest, sock.policy_id, now);
+    }
+    counters::bump(match closed {
+        None => GlobalCounter::Successes,
+        Some(Outcome::Abandoned | Outcome::Success) => return,
+        Some(_) => GlobalCounter::Failures,
+    });
+}
+
 /// The socket's storage, if the gate admitted it.
 #[inline(always)]
-fn sock_info(ctx: &SockOpsContext) -> Option<*mut SockInfo> {
+fn admitted_sock(ctx: &SockOpsContext) -> Option<&'static mut SockInfo> {
     // SAFETY: the kernel hands a valid context.
     let sk = unsafe { (*ctx.ops).__bindgen_anon_2.sk };
     // The verifier types `sk` as maybe-null and insists on the check.
@@ -70,7 +140,9 @@ fn sock_info(ctx: &SockOpsContext) -> Option<*mut SockInfo> {
     let map = ptr::from_ref(&SOCKS).cast_mut().cast();
     // SAFETY: `sk` is a non-null socket pointer from the context; flags 0 = lookup only.
     let info = unsafe { bpf_sk_storage_get(map, sk.cast(), ptr::null_mut(), 0) };
-    (!info.is_null()).then_some(info.cast())
+    // SAFETY: non-null socket storage, valid for the program's run.
+    let sock = unsafe { info.cast::<SockInfo>().as_mut()? };
+    (sock.flags & flags::TRACKED != 0).then_some(sock)
 }
 
 /// Accessors the aya context does not provide.

@@ -8,6 +8,7 @@
 pub mod bpffs;
 pub mod cgroup;
 pub mod exec;
+pub mod fixtures;
 pub mod net;
 pub mod netns;
 

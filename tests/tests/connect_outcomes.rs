@@ -6,11 +6,12 @@ use std::{
     net::{SocketAddr, TcpStream, UdpSocket},
 };
 
-use enforcer::bpf::{Enforcer, LoadOptions};
+use enforcer::bpf::Enforcer;
 use enforcer_common::dest::{DestCounters, DestKey};
 use enforcer_tests::{
     cgroup::ScratchCgroup,
     exec::Place,
+    fixtures,
     net::{AcceptingServer, RefusingPort},
 };
 
@@ -42,10 +43,8 @@ fn counters(enforcer: &Enforcer, addr: SocketAddr) -> DestCounters {
 
 fn check(bind: &str, refusing: RefusingPort) {
     let cgroup = ScratchCgroup::new();
-    let mut enforcer = Enforcer::load(&LoadOptions::default()).expect("loading the programs");
-    enforcer
-        .attach(cgroup.path())
-        .expect("attaching to the scratch cgroup");
+    let mut enforcer = fixtures::attached(&cgroup);
+    fixtures::count_everything(&mut enforcer);
     let server = AcceptingServer::bind(bind);
     let (open, refusing) = (server.addr, refusing.addr);
 
@@ -99,10 +98,8 @@ fn ipv6_outcomes_are_counted_inside_the_cgroup_only() {
 #[test]
 fn udp_connect_is_left_alone() {
     let cgroup = ScratchCgroup::new();
-    let mut enforcer = Enforcer::load(&LoadOptions::default()).expect("loading the programs");
-    enforcer
-        .attach(cgroup.path())
-        .expect("attaching to the scratch cgroup");
+    let mut enforcer = fixtures::attached(&cgroup);
+    fixtures::count_everything(&mut enforcer);
     let peer = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
     let peer_addr = peer.local_addr().unwrap();
 

@@ -263,9 +263,14 @@ fn the_group_guard_can_refuse_a_trip() {
     let mut d = Dest::new(policy());
     for t in 0..5 {
         let (_, mut s) = d.connect(t);
-        let tr = d
-            .state
-            .on_failed(&d.policy, &d.backoff, t, &mut s, Outcome::Timeout, &mut Full);
+        let tr = d.state.on_failed(
+            &d.policy,
+            &d.backoff,
+            t,
+            &mut s,
+            Outcome::Timeout,
+            &mut Full,
+        );
         assert_eq!(tr, None);
     }
     assert_eq!(d.state.breaker.state, state::CLOSED);
@@ -280,9 +285,14 @@ fn abandoned_is_not_a_failure_and_frees_the_probe() {
     }
     let after = d.state.breaker.open_until_ns;
     let (_, mut p) = d.connect(after);
-    let t = d
-        .state
-        .on_failed(&d.policy, &d.backoff, after, &mut p, Outcome::Abandoned, &mut NoGuard);
+    let t = d.state.on_failed(
+        &d.policy,
+        &d.backoff,
+        after,
+        &mut p,
+        Outcome::Abandoned,
+        &mut NoGuard,
+    );
     assert_eq!(t, None);
     assert_eq!(d.state.breaker.probes_in_flight, 0);
     assert_eq!(d.state.breaker.state, state::HALF_OPEN);

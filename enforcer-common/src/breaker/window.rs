@@ -87,7 +87,13 @@ mod tests {
         w.record(100, W, true);
         w.record(1_100, W, false);
         w.record(7_900, W, true);
-        assert_eq!(w.totals(7_900, W), Totals { attempts: 3, failures: 2 });
+        assert_eq!(
+            w.totals(7_900, W),
+            Totals {
+                attempts: 3,
+                failures: 2
+            }
+        );
     }
 
     #[test]
@@ -96,10 +102,22 @@ mod tests {
         w.record(100, W, true);
         w.record(1_100, W, true);
         // At 8_500 the bucket of t=100 (slot 1) has left the window; t=1_100 is in.
-        assert_eq!(w.totals(8_500, W), Totals { attempts: 1, failures: 1 });
+        assert_eq!(
+            w.totals(8_500, W),
+            Totals {
+                attempts: 1,
+                failures: 1
+            }
+        );
         assert_eq!(w.totals(100_000, W), Totals::default());
         // Reusing a ring position restarts the bucket.
         w.record(16_100, W, false);
-        assert_eq!(w.totals(16_100, W), Totals { attempts: 1, failures: 0 });
+        assert_eq!(
+            w.totals(16_100, W),
+            Totals {
+                attempts: 1,
+                failures: 0
+            }
+        );
     }
 }

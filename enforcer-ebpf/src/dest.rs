@@ -1,0 +1,160 @@
+//! A destination's state and what surrounds it: its lock, its policy, the group
+//! guard and the events its transitions send.
+
+use aya_ebpf::helpers::generated::{bpf_spin_lock, bpf_spin_unlock};
+use enforcer_common::{
+    breaker::{OpenGuard, Transition},
+    counters::GlobalCounter,
+    dest::{DestKey, DestState},
+    event::{Event, kind_of},
+    policy::{BackoffRow, Policy, PolicyStats, guard_allows},
+    sock::SockInfo,
+};
+
+use crate::{
+    atomic, counters,
+    maps::{BACKOFF, DESTS, EVENTS, POLICIES, POLICY_STATS},
+};
+
+/// A destination's spin lock, held until dropped.
+///
+/// Not a closure-taking helper on purpose: the verifier allows no function calls
+/// while a lock is held, so everything between `acquire` and the drop must be
+/// inlined into the hook, which straight-line code guarantees and a closure call
+/// does not.
+pub struct Locked {
+    dest: *mut DestState,
+}
+
+impl Locked {
+    #[inline(always)]
+    pub fn acquire(dest: *mut DestState) -> Self {
+        // SAFETY: `dest` is a live value of DESTS, whose BTF declares the lock.
+        unsafe { bpf_spin_lock((&raw mut (*dest).lock).cast()) };
+        Self { dest }
+    }
+
+    /// The destination, exclusively ours while the lock is held.
+    #[inline(always)]
+    pub fn state(&mut self) -> &mut DestState {
+        // SAFETY: every writer of this value holds the lock.
+        unsafe { &mut *self.dest }
+    }
+}
+
+impl Drop for Locked {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: acquired in `acquire`.
+        unsafe { bpf_spin_unlock((&raw mut (*self.dest).lock).cast()) };
+    }
+}
+
+/// What an outcome path needs about a tracked socket's destination.
+pub struct Tracked {
+    pub dest: *mut DestState,
+    pub policy: &'static Policy,
+    pub backoff: &'static BackoffRow,
+    pub guard: PolicyGuard,
+}
+
+impl Tracked {
+    /// The destination of an admitted socket, or `None` when the entry is gone
+    /// (garbage-collected) or the policy id is out of range.
+    #[inline(always)]
+    pub fn of(sock: &SockInfo) -> Option<Self> {
+        let dest = DESTS.get_ptr_mut(sock.dest)?;
+        let policy = POLICIES.get(sock.policy_id)?;
+        Some(Self {
+            dest,
+            policy,
+            backoff: BACKOFF.get(sock.policy_id)?,
+            guard: PolicyGuard::of(sock.policy_id, policy),
+        })
+    }
+}
+
+/// The group guard backed by the policy's shared counters.
+pub struct PolicyGuard {
+    stats: Option<*mut PolicyStats>,
+    max_open_percent: u32,
+}
+
+impl PolicyGuard {
+    #[inline(always)]
+    pub fn of(policy_id: u32, policy: &Policy) -> Self {
+        Self {
+            stats: POLICY_STATS.get_ptr_mut(policy_id),
+            max_open_percent: policy.max_open_percent,
+        }
+    }
+}
+
+impl OpenGuard for PolicyGuard {
+    /// Reserve-then-check: count the open destination first, then read the
+    /// count back (which includes every concurrent reservation) and roll back
+    /// when the guard forbids it. Concurrent trips of different destinations can
+    /// therefore never both slip over the cap; at worst both roll back.
+    #[inline(always)]
+    fn try_open(&mut self) -> bool {
+        let Some(stats) = self.stats else {
+            return true;
+        };
+        // SAFETY: a value of POLICY_STATS, valid for the program's run.
+        let (open, tracked) = unsafe { (&raw mut (*stats).open, &raw const (*stats).tracked) };
+        atomic::add(open, 1);
+        if guard_allows(
+            atomic::load(open),
+            atomic::load(tracked),
+            self.max_open_percent,
+        ) {
+            return true;
+        }
+        atomic::sub(open, 1);
+        atomic::add(unsafe { &raw mut (*stats).guard_refusals }, 1);
+        false
+    }
+
+    #[inline(always)]
+    fn closed(&mut self) {
+        if let Some(stats) = self.stats {
+            // SAFETY: as above.
+            atomic::sub(unsafe { &raw mut (*stats).open }, 1);
+        }
+    }
+}
+
+/// A transition and what the event about it says, read under the lock.
+pub struct Change {
+    pub transition: Transition,
+    pub trips: u32,
+    pub open_until_ns: u64,
+}
+
+impl Change {
+    /// Captures the state after `transition`, if any.
+    #[inline(always)]
+    pub fn after(transition: Option<Transition>, state: &DestState) -> Option<Self> {
+        transition.map(|transition| Self {
+            transition,
+            trips: state.breaker.trips,
+            open_until_ns: state.breaker.open_until_ns,
+        })
+    }
+
+    /// Sends the event (after the lock is released: it calls a helper).
+    #[inline(always)]
+    pub fn emit(self, dest: &DestKey, policy_id: u32, now: u64) {
+        let event = Event {
+            kind: kind_of(self.transition),
+            policy_id,
+            dest: *dest,
+            trips: self.trips,
+            at_ns: now,
+            open_until_ns: self.open_until_ns,
+        };
+        if EVENTS.output(&event, 0).is_err() {
+            counters::bump(GlobalCounter::EventsDropped);
+        }
+    }
+}

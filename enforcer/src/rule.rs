@@ -1,0 +1,186 @@
+//! Destination rules: a CIDR and a port (0 = any), as written in configs and on
+//! the command line (`10.0.0.0/8:5432`, `[fd00::/64]:443`, `127.0.0.1:*`), and
+//! their key in the kernel's rule trie.
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv6Addr},
+    str::FromStr,
+};
+
+use aya::maps::lpm_trie::Key;
+use enforcer_common::rules::{RuleData, V4_MAPPED_BITS, prefix_len};
+
+/// A destination prefix and port. The address has no bits set beyond the prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rule {
+    pub addr: IpAddr,
+    pub prefix: u8,
+    /// 0 = any port.
+    pub port: u16,
+}
+
+/// Why a rule does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("`{0}`: expected CIDR:PORT, e.g. 10.0.0.0/8:5432, [fd00::/64]:443 or 127.0.0.1:*")]
+    Shape(String),
+    #[error("`{0}`: not an IP address")]
+    Address(String),
+    #[error("`{text}`: prefix length must be 0..={max}")]
+    Prefix { text: String, max: u8 },
+    #[error("`{0}`: host bits set beyond the prefix length")]
+    HostBits(String),
+    #[error("`{0}`: port must be 1..=65535, or 0 or * for any port")]
+    Port(String),
+}
+
+impl Rule {
+    /// The rule's key in the kernel's rule trie.
+    pub fn key(&self) -> Key<RuleData> {
+        let (v6, bits) = match self.addr {
+            IpAddr::V4(v4) => (v4.to_ipv6_mapped(), V4_MAPPED_BITS + u32::from(self.prefix)),
+            IpAddr::V6(v6) => (v6, u32::from(self.prefix)),
+        };
+        let data = RuleData {
+            port: self.port.to_be_bytes(),
+            addr: v6.octets(),
+            _pad: [0; 2],
+        };
+        Key::new(prefix_len(bits), data)
+    }
+
+    fn max_prefix(addr: IpAddr) -> u8 {
+        if addr.is_ipv4() { 32 } else { 128 }
+    }
+}
+
+impl FromStr for Rule {
+    type Err = RuleError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let shape = || RuleError::Shape(text.to_owned());
+        // `[v6/len]:port` or `v4/len:port` (the prefix is optional).
+        let (cidr, port) = match text.strip_prefix('[') {
+            Some(rest) => {
+                let (cidr, port) = rest.split_once("]:").ok_or_else(shape)?;
+                (cidr, port)
+            }
+            None => text.rsplit_once(':').ok_or_else(shape)?,
+        };
+        let (addr, prefix) = match cidr.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (cidr, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| RuleError::Address(text.to_owned()))?;
+        if text.starts_with('[') == addr.is_ipv4() {
+            return Err(shape());
+        }
+        let max = Self::max_prefix(addr);
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or(RuleError::Prefix {
+                    text: text.to_owned(),
+                    max,
+                })?,
+        };
+        if masked(addr, prefix) != addr {
+            return Err(RuleError::HostBits(text.to_owned()));
+        }
+        let port = match port {
+            "*" => 0,
+            p => p
+                .parse::<u16>()
+                .map_err(|_| RuleError::Port(text.to_owned()))?,
+        };
+        Ok(Self { addr, prefix, port })
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let port = match self.port {
+            0 => "*".to_owned(),
+            p => p.to_string(),
+        };
+        match self.addr {
+            IpAddr::V4(a) => write!(f, "{a}/{}:{port}", self.prefix),
+            IpAddr::V6(a) => write!(f, "[{a}/{}]:{port}", self.prefix),
+        }
+    }
+}
+
+/// `addr` with every bit beyond `prefix` cleared.
+fn masked(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_forms() {
+        let r: Rule = "10.0.0.0/8:5432".parse().unwrap();
+        assert_eq!((r.prefix, r.port), (8, 5432));
+        let r: Rule = "[fd00::/64]:443".parse().unwrap();
+        assert_eq!((r.prefix, r.port), (64, 443));
+        let r: Rule = "127.0.0.1:*".parse().unwrap();
+        assert_eq!((r.prefix, r.port), (32, 0));
+        let r: Rule = "[::1]:0".parse().unwrap();
+        assert_eq!((r.prefix, r.port), (128, 0));
+        for text in ["10.0.0.0/8:5432", "[fd00::/64]:443", "127.0.0.1/32:*"] {
+            assert_eq!(text.parse::<Rule>().unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_rules_naming_them() {
+        let cases = [
+            ("10.0.0.1/8:80", RuleError::HostBits("10.0.0.1/8:80".into())),
+            (
+                "10.0.0.0/33:80",
+                RuleError::Prefix {
+                    text: "10.0.0.0/33:80".into(),
+                    max: 32,
+                },
+            ),
+            (
+                "10.0.0.0/8:65536",
+                RuleError::Port("10.0.0.0/8:65536".into()),
+            ),
+            ("10.0.0.0/8", RuleError::Address("10.0.0.0/8".into())),
+            ("fd00::1:443", RuleError::Shape("fd00::1:443".into())),
+            ("[10.0.0.1]:443", RuleError::Shape("[10.0.0.1]:443".into())),
+            ("nonsense:1", RuleError::Address("nonsense:1".into())),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text.parse::<Rule>(), Err(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn ipv4_keys_are_v4_mapped() {
+        let key = "10.1.0.0/16:80".parse::<Rule>().unwrap().key();
+        let prefix_len = key.prefix_len;
+        assert_eq!(prefix_len, 16 + 96 + 16);
+        let data = key.data;
+        assert_eq!(&data.addr[10..14], &[0xff, 0xff, 10, 1]);
+        assert_eq!(data.port, 80u16.to_be_bytes());
+    }
+}

@@ -1,0 +1,71 @@
+//! Loading the programs and installing policies the way the daemon does.
+
+use enforcer::{
+    bpf::{Enforcer, LoadOptions},
+    rule::Rule,
+};
+use enforcer_common::policy::{BackoffRow, Policy, mode};
+
+use crate::cgroup::ScratchCgroup;
+
+/// The policy id tests install their policy under.
+pub const POLICY_ID: u32 = 1;
+
+/// ECONNREFUSED, the default errno of a rejection.
+pub const ECONNREFUSED: u32 = 111;
+
+/// Loads the programs and attaches them to `cgroup`.
+pub fn attached(cgroup: &ScratchCgroup) -> Enforcer {
+    attached_with(cgroup, &LoadOptions::default())
+}
+
+pub fn attached_with(cgroup: &ScratchCgroup, options: &LoadOptions) -> Enforcer {
+    let mut enforcer = Enforcer::load(options).expect("loading the programs");
+    enforcer
+        .attach(cgroup.path())
+        .expect("attaching to the scratch cgroup");
+    enforcer
+}
+
+/// An enforcing policy that never trips and has no caps: tests change what they
+/// exercise.
+pub fn base_policy() -> Policy {
+    Policy {
+        mode: mode::ENFORCE,
+        half_open_probes: 1,
+        close_after: 1,
+        errno: ECONNREFUSED,
+        max_open_percent: 100,
+        backoff_steps: 16,
+        window_ns: 10_000_000_000,
+        ..Policy::default()
+    }
+}
+
+/// Installs `policy` under [`POLICY_ID`] with the given open durations, and maps
+/// every rule (e.g. `127.0.0.1:*`) to it.
+pub fn apply(enforcer: &mut Enforcer, rules: &[&str], policy: Policy, backoff: BackoffRow) {
+    enforcer
+        .set_policy(POLICY_ID, &policy, &backoff)
+        .expect("writing the policy");
+    for rule in rules {
+        let rule: Rule = rule.parse().unwrap_or_else(|e| panic!("{e}"));
+        enforcer
+            .insert_rule(&rule, POLICY_ID)
+            .expect("writing the rule");
+    }
+}
+
+/// Counts every TCP destination (IPv4 and IPv6) without ever rejecting.
+pub fn count_everything(enforcer: &mut Enforcer) {
+    let policy = Policy {
+        mode: mode::OBSERVE,
+        ..base_policy()
+    };
+    apply(
+        enforcer,
+        &["0.0.0.0/0:*", "[::/0]:*"],
+        policy,
+        BackoffRow::exponential(1_000_000_000, 60_000_000_000),
+    );
+}
