@@ -4,10 +4,11 @@ use std::{
     ffi::CString,
     io::Read,
     os::{
-        fd::{FromRawFd, OwnedFd},
+        fd::{AsRawFd, FromRawFd, OwnedFd},
         unix::process::CommandExt,
     },
     process::Command,
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -64,10 +65,7 @@ impl<'a> Place<'a> {
             child(&procs, ns.as_ref(), write_end, f);
         }
         drop(write_end);
-        let mut out = String::new();
-        std::fs::File::from(read_end)
-            .read_to_string(&mut out)
-            .expect("reading the child's result");
+        let out = read_with_deadline(read_end, pid, CHILD_DEADLINE);
         let mut status = 0;
         // SAFETY: waiting for our own child.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
@@ -77,6 +75,40 @@ impl<'a> Place<'a> {
             self.cgroup.path().display()
         );
         out
+    }
+}
+
+/// How long a child may run before the test kills it and fails.
+const CHILD_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Reads the child's result until EOF; kills the child and fails the test if it
+/// takes longer than `deadline`.
+fn read_with_deadline(fd: OwnedFd, pid: libc::pid_t, deadline: Duration) -> String {
+    let end = Instant::now() + deadline;
+    let mut file = std::fs::File::from(fd);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let mut pfd = libc::pollfd {
+            fd: file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready =
+            unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if ready == 0 {
+            // SAFETY: our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("child {pid} still running after {deadline:?}: killed");
+        }
+        match file.read(&mut buf) {
+            Ok(0) => return String::from_utf8_lossy(&out).into_owned(),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading the child's result: {e}"),
+        }
     }
 }
 

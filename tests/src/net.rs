@@ -20,6 +20,23 @@ pub struct AcceptingServer {
 impl AcceptingServer {
     pub fn bind(addr: &str) -> Self {
         let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        Self::serve(listener)
+    }
+
+    /// Binds `addr` inside the network namespace (from a thread that enters it).
+    pub fn bind_in(netns: &crate::netns::NetNs, addr: SocketAddr) -> Self {
+        let ns = netns.open();
+        let listener = std::thread::spawn(move || {
+            crate::netns::enter_raw(&ns).expect("setns");
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr} in netns: {e}"))
+        })
+        .join()
+        .expect("binding in the namespace");
+        Self::serve(listener)
+    }
+
+    /// Accepts on `listener` until dropped.
+    pub fn serve(listener: TcpListener) -> Self {
         let addr = listener.local_addr().expect("local_addr");
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::spawn({
@@ -102,6 +119,72 @@ impl RefusingPort {
             _socket: socket,
         }
     }
+
+    /// Starts listening on the same port: from now on it accepts.
+    pub fn listen(self) -> TcpListener {
+        // SAFETY: listen on a bound socket we own.
+        let rc = unsafe { libc::listen(self._socket.as_raw_fd(), 1024) };
+        assert_eq!(rc, 0, "listen: {}", std::io::Error::last_os_error());
+        TcpListener::from(self._socket)
+    }
+}
+
+/// A blocking `connect()` that reports the raw errno of a failure.
+pub fn connect(addr: SocketAddr) -> Result<TcpStream, i32> {
+    TcpStream::connect(addr).map_err(|e| e.raw_os_error().unwrap_or(-1))
+}
+
+/// A non-blocking socket whose `connect()` has been called: the socket, and
+/// `Ok(())` when it is under way (EINPROGRESS) or done, or the errno.
+pub fn connect_nonblocking(addr: SocketAddr) -> (OwnedFd, Result<(), i32>) {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket syscall.
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: fd was just created and is owned here.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: storage holds a valid sockaddr of `len` bytes.
+    let rc = unsafe { libc::connect(socket.as_raw_fd(), (&raw const storage).cast(), len) };
+    let result = if rc == 0 {
+        Ok(())
+    } else {
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINPROGRESS) => Ok(()),
+            Some(errno) => Err(errno),
+            None => Err(-1),
+        }
+    };
+    (socket, result)
+}
+
+/// Closes `socket` with a RST instead of a FIN (SO_LINGER with a zero timeout).
+pub fn close_with_rst(socket: OwnedFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt with a valid option value on a socket we own.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    drop(socket);
 }
 
 fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {

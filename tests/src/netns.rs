@@ -110,6 +110,45 @@ impl NetNs {
         must_run("ip", &full)
     }
 
+    /// Makes the namespace answer TCP to `port` with `verdict`: `drop` (a
+    /// blackhole: SYNs vanish), `reject with tcp reset` (refused), or `accept`
+    /// (back to normal).
+    pub fn tcp_port(&self, port: u16, verdict: &str) {
+        let nft = |script: String| {
+            let mut child = std::process::Command::new("ip")
+                .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawning nft");
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes())
+                .expect("writing the nft script");
+            assert!(
+                child.wait().expect("nft").success(),
+                "nft failed:\n{script}"
+            );
+        };
+        // Recreating the chain replaces whatever rule the port had.
+        let chain = format!("p{port}");
+        let rule = match verdict {
+            "accept" => String::new(),
+            v => format!("add rule inet enforcer {chain} {v}\n"),
+        };
+        nft(format!(
+            "add table inet enforcer\n\
+             add chain inet enforcer input {{ type filter hook input priority 0; policy accept; }}\n\
+             add chain inet enforcer {chain}\n\
+             flush chain inet enforcer {chain}\n\
+             {rule}"
+        ));
+        // The jump from input is added once per port.
+        let listed = self.exec("nft", &["list", "chain", "inet", "enforcer", "input"]);
+        if !listed.contains(&format!("jump {chain}")) {
+            nft(format!(
+                "add rule inet enforcer input tcp dport {port} jump {chain}\n"
+            ));
+        }
+    }
+
     /// The namespace's file, for `setns`.
     pub fn path(&self) -> PathBuf {
         PathBuf::from("/run/netns").join(&self.name)

@@ -1,0 +1,307 @@
+//! The circuit breaker in the kernel: real sockets, real servers, a scratch
+//! cgroup, and network namespaces for destinations loopback cannot fake.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    sync::{Arc, Barrier},
+    thread,
+    time::{Duration, Instant},
+};
+
+use enforcer::bpf::Enforcer;
+use enforcer_common::{
+    breaker::state,
+    dest::{DestKey, DestState},
+    event::kind,
+    policy::{BackoffRow, Policy},
+};
+use enforcer_tests::{
+    cgroup::ScratchCgroup,
+    exec::Place,
+    fixtures::{self, ECONNREFUSED},
+    net::{self, AcceptingServer, RefusingPort},
+    netns::NetNs,
+};
+
+const MS: u64 = 1_000_000;
+const EHOSTUNREACH: i32 = 113;
+
+fn dest(enforcer: &Enforcer, addr: SocketAddr) -> DestState {
+    enforcer
+        .dest(&DestKey::from(addr))
+        .expect("reading DESTS")
+        .unwrap_or_else(|| panic!("{addr} is not tracked"))
+}
+
+/// `n` blocking connects from a child in the cgroup; each must fail with `errno`.
+fn failing_connects(place: &Place, addr: SocketAddr, n: usize, errno: i32) {
+    place.run(|| {
+        for i in 0..n {
+            let got = net::connect(addr).map(drop);
+            assert_eq!(got, Err(errno), "connect {i} to {addr}");
+        }
+        String::new()
+    });
+}
+
+#[test]
+fn refused_connects_trip_and_later_connects_fail_fast_inside_only() {
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached(&cgroup);
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let policy = Policy {
+        failure_threshold: 3,
+        errno: EHOSTUNREACH as u32,
+        ..fixtures::base_policy()
+    };
+    let rule = format!("{addr}");
+    fixtures::apply(
+        &mut enforcer,
+        &[&rule],
+        policy,
+        BackoffRow::exponential(60_000 * MS, 60_000 * MS),
+    );
+    let place = Place::cgroup(&cgroup);
+
+    failing_connects(&place, addr, 3, ECONNREFUSED as i32);
+    let state = dest(&enforcer, addr);
+    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.counters.failures_refused, 3);
+
+    // The destination comes back; the circuit stays open for its period.
+    let listener = refusing.listen();
+    let _server = AcceptingServer::serve(listener);
+    // Another process in the cgroup fails at once with the policy's errno.
+    let report = place.run(|| {
+        let start = Instant::now();
+        let got = net::connect(addr).map(drop);
+        let first = start.elapsed();
+        assert_eq!(got, Err(EHOSTUNREACH), "rejected with the policy errno");
+        // Time many rejections for the figure reported with the issue.
+        let mut times: Vec<Duration> = (0..1000)
+            .map(|_| {
+                let start = Instant::now();
+                let _ = net::connect(addr);
+                start.elapsed()
+            })
+            .collect();
+        times.sort();
+        format!(
+            "first {first:?}, median {:?}, p99 {:?}",
+            times[500], times[990]
+        )
+    });
+    eprintln!("rejected connect(): {report}");
+    // A process outside the cgroup reaches the destination.
+    TcpStream::connect(addr).expect("outside the cgroup the destination is reachable");
+
+    let state = dest(&enforcer, addr);
+    assert_eq!(state.counters.rejected_circuit, 1001);
+    assert_eq!(state.counters.failures(), 3, "rejections are not failures");
+    let events = enforcer.drain_events().expect("reading events");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, kind::TRIPPED);
+    assert_eq!(events[0].dest, DestKey::from(addr));
+}
+
+#[test]
+fn a_blackholed_destination_trips_on_timeouts_within_the_connect_timeout() {
+    let cgroup = ScratchCgroup::new();
+    let ns = NetNs::new();
+    let addr = SocketAddr::new(ns.ns_v4.into(), 9);
+    ns.tcp_port(9, "drop");
+    let mut enforcer = fixtures::attached(&cgroup);
+    let policy = Policy {
+        failure_threshold: 2,
+        connect_timeout_ms: 1000,
+        ..fixtures::base_policy()
+    };
+    let rule = format!("{addr}");
+    fixtures::apply(
+        &mut enforcer,
+        &[&rule],
+        policy,
+        BackoffRow::exponential(60_000 * MS, 60_000 * MS),
+    );
+
+    let report = Place::cgroup(&cgroup).run(|| {
+        let mut out = Vec::new();
+        for i in 0..2 {
+            let start = Instant::now();
+            let got = net::connect(addr).map(drop);
+            assert_eq!(got, Err(libc::ETIMEDOUT), "connect {i}");
+            // The policy's 1 s applies, not the kernel's ~127 s of SYN retries
+            // (bounded loosely: this is not a timing test).
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "connect {i} took {:?}",
+                start.elapsed()
+            );
+            out.push(start.elapsed());
+        }
+        let start = Instant::now();
+        assert_eq!(
+            net::connect(addr).map(drop),
+            Err(ECONNREFUSED as i32),
+            "tripped"
+        );
+        out.push(start.elapsed());
+        format!("{out:?}")
+    });
+    eprintln!("blackhole: timeouts and then the rejection took {report}");
+    let state = dest(&enforcer, addr);
+    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.counters.failures_timeout, 2);
+    let kinds: Vec<u32> = enforcer
+        .drain_events()
+        .expect("events")
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, [kind::TRIPPED]);
+}
+
+#[test]
+fn half_open_admits_k_probes_then_reopens_longer_or_closes() {
+    const K: usize = 3;
+    let cgroup = ScratchCgroup::new();
+    let ns = NetNs::new();
+    let addr = SocketAddr::new(ns.ns_v4.into(), 7000);
+    let mut enforcer = fixtures::attached(&cgroup);
+    let policy = Policy {
+        failure_threshold: 1,
+        half_open_probes: K as u32,
+        close_after: 1,
+        ..fixtures::base_policy()
+    };
+    let rule = format!("{addr}");
+    fixtures::apply(
+        &mut enforcer,
+        &[&rule],
+        policy,
+        BackoffRow::exponential(300 * MS, 60_000 * MS),
+    );
+    let place = Place::cgroup(&cgroup);
+
+    // Nothing listens: the first refusal trips for 300 ms.
+    failing_connects(&place, addr, 1, ECONNREFUSED as i32);
+    assert_eq!(dest(&enforcer, addr).breaker.state, state::OPEN);
+    thread::sleep(Duration::from_millis(350));
+
+    // Probes hang (SYNs dropped) so they stay in flight: of 50 concurrent
+    // connects exactly K are admitted.
+    ns.tcp_port(7000, "drop");
+    let counts = place.run(|| {
+        let barrier = Arc::new(Barrier::new(50));
+        let threads: Vec<_> = (0..50)
+            .map(|_| {
+                let barrier = barrier.clone();
+                thread::spawn(move || {
+                    barrier.wait();
+                    net::connect_nonblocking(addr)
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().expect("client thread"))
+            .collect();
+        let admitted = results.iter().filter(|(_, r)| r.is_ok()).count();
+        let rejected = results
+            .iter()
+            .filter(|(_, r)| *r == Err(ECONNREFUSED as i32))
+            .count();
+        // Closing them abandons the probes.
+        format!("{admitted} {rejected}")
+    });
+    assert_eq!(counts, format!("{K} {}", 50 - K));
+    let state = dest(&enforcer, addr);
+    assert_eq!(state.breaker.state, state::HALF_OPEN);
+    assert_eq!(state.counters.probes, K as u64);
+    assert_eq!(state.counters.abandoned, K as u64, "closed mid-handshake");
+    assert_eq!((state.breaker.active, state.breaker.pending), (0, 0));
+
+    // A failed probe reopens for the next, longer step.
+    ns.tcp_port(7000, "accept");
+    failing_connects(&place, addr, 1, ECONNREFUSED as i32);
+    let state = dest(&enforcer, addr);
+    assert_eq!(state.breaker.state, state::OPEN);
+    let events = enforcer.drain_events().expect("events");
+    let kinds: Vec<u32> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [kind::TRIPPED, kind::HALF_OPENED, kind::REOPENED]);
+    assert_eq!(events[0].open_until_ns - events[0].at_ns, 300 * MS);
+    assert_eq!(events[2].open_until_ns - events[2].at_ns, 600 * MS);
+    // Past the first step's length it is still open.
+    thread::sleep(Duration::from_millis(350));
+    failing_connects(&place, addr, 1, ECONNREFUSED as i32);
+    assert_eq!(dest(&enforcer, addr).counters.failures_refused, 2);
+
+    // The destination comes back: the next probe succeeds and closes the circuit.
+    let _server = AcceptingServer::bind_in(&ns, addr);
+    thread::sleep(Duration::from_millis(300));
+    place.run(|| {
+        net::connect(addr).expect("the probe connects");
+        String::new()
+    });
+    let state = dest(&enforcer, addr);
+    assert_eq!(state.breaker.state, state::CLOSED);
+    let kinds: Vec<u32> = enforcer
+        .drain_events()
+        .expect("events")
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, [kind::HALF_OPENED, kind::CLOSED]);
+}
+
+#[test]
+fn failure_rate_needs_min_attempts_and_the_window_forgets() {
+    let cgroup = ScratchCgroup::new();
+    let ns = NetNs::new();
+    let addr = SocketAddr::new(ns.ns_v4.into(), 7100);
+    let _server = AcceptingServer::bind_in(&ns, addr);
+    let mut enforcer = fixtures::attached(&cgroup);
+    let policy = Policy {
+        failure_rate_permille: 500,
+        min_attempts: 6,
+        window_ns: 1_000 * MS,
+        ..fixtures::base_policy()
+    };
+    let rule = format!("{addr}");
+    fixtures::apply(
+        &mut enforcer,
+        &[&rule],
+        policy,
+        BackoffRow::exponential(60_000 * MS, 60_000 * MS),
+    );
+    let place = Place::cgroup(&cgroup);
+    let refuse = |n| {
+        ns.tcp_port(7100, "reject with tcp reset");
+        failing_connects(&place, addr, n, ECONNREFUSED as i32);
+        ns.tcp_port(7100, "accept");
+    };
+    let succeed = |n| {
+        place.run(|| {
+            for _ in 0..n {
+                net::connect(addr).expect("connect");
+            }
+            String::new()
+        });
+    };
+
+    // 100% failures, but only 5 attempts: below min_attempts.
+    refuse(5);
+    assert_eq!(dest(&enforcer, addr).breaker.state, state::CLOSED);
+    // After a window those failures are forgotten: 3 successes and 2 failures
+    // (40% of 5) leave it closed, where remembering them would have tripped.
+    thread::sleep(Duration::from_millis(1_200));
+    succeed(3);
+    refuse(2);
+    assert_eq!(dest(&enforcer, addr).breaker.state, state::CLOSED);
+    // The 6th attempt makes 3 of 6: 50% over min_attempts trips.
+    refuse(1);
+    let state = dest(&enforcer, addr);
+    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.counters.failures_refused, 8);
+}
