@@ -209,8 +209,8 @@ impl Model {
             (Some(_), true) => self.c.would_reject_bulkhead += 1,
             (None, _) => {}
         }
-        if cause.is_some() && !observe {
-            return (Verdict::Reject(cause.unwrap()), transition);
+        if let (Some(cause), false) = (cause, observe) {
+            return (Verdict::Reject(cause), transition);
         }
         let mut sock = MSock {
             start: now,

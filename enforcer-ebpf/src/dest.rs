@@ -153,7 +153,7 @@ impl Change {
             at_ns: now,
             open_until_ns: self.open_until_ns,
         };
-        if EVENTS.output(&event, 0).is_err() {
+        if EVENTS.output(event, 0).is_err() {
             counters::bump(GlobalCounter::EventsDropped);
         }
     }

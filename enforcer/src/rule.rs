@@ -164,7 +164,7 @@ mod tests {
                 "10.0.0.0/8:65536",
                 RuleError::Port("10.0.0.0/8:65536".into()),
             ),
-            ("10.0.0.0/8", RuleError::Address("10.0.0.0/8".into())),
+            ("10.0.0.0/8", RuleError::Shape("10.0.0.0/8".into())),
             ("fd00::1:443", RuleError::Shape("fd00::1:443".into())),
             ("[10.0.0.1]:443", RuleError::Shape("[10.0.0.1]:443".into())),
             ("nonsense:1", RuleError::Address("nonsense:1".into())),
@@ -177,9 +177,9 @@ mod tests {
     #[test]
     fn ipv4_keys_are_v4_mapped() {
         let key = "10.1.0.0/16:80".parse::<Rule>().unwrap().key();
-        let prefix_len = key.prefix_len;
+        let prefix_len = key.prefix_len();
         assert_eq!(prefix_len, 16 + 96 + 16);
-        let data = key.data;
+        let data = key.data();
         assert_eq!(&data.addr[10..14], &[0xff, 0xff, 10, 1]);
         assert_eq!(data.port, 80u16.to_be_bytes());
     }

@@ -35,6 +35,14 @@ impl<'a> Place<'a> {
         self
     }
 
+    /// The same cgroup, inside `netns`.
+    pub fn clone_with_netns(&self, netns: &'a NetNs) -> Self {
+        Self {
+            cgroup: self.cgroup,
+            netns: Some(netns),
+        }
+    }
+
     /// Makes `command` start inside this place.
     pub fn command(&self, mut command: Command) -> Command {
         let procs = self.cgroup.procs_path();
@@ -49,6 +57,33 @@ impl<'a> Place<'a> {
     /// Runs `f` in a forked child inside this place and returns what it returns.
     /// A panic in the child fails the caller with the child's message.
     pub fn run<F: FnOnce() -> String>(&self, f: F) -> String {
+        let (status, out) = self.fork(f);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child in {} failed (status {status:#x}): {out}",
+            self.cgroup.path().display()
+        );
+        out
+    }
+
+    /// Runs `f` in a forked child inside this place, then SIGKILLs the child with
+    /// everything `f` left open (`f` returns it, so nothing is closed first).
+    pub fn run_then_kill<T, F: FnOnce() -> T>(&self, f: F) {
+        let (status, out) = self.fork(|| {
+            let held = f();
+            // SAFETY: signalling ourselves.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            drop(held);
+            unreachable!("SIGKILL is not caught");
+        });
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+            "child was not killed (status {status:#x}): {out}"
+        );
+    }
+
+    /// Forks a child running `f` here; its wait status and output.
+    fn fork<F: FnOnce() -> String>(&self, f: F) -> (i32, String) {
         let procs = self.cgroup.procs_path();
         let ns = self.netns.map(NetNs::open);
         let mut fds = [0; 2];
@@ -69,12 +104,7 @@ impl<'a> Place<'a> {
         let mut status = 0;
         // SAFETY: waiting for our own child.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "child in {} failed (status {status:#x}): {out}",
-            self.cgroup.path().display()
-        );
-        out
+        (status, out)
     }
 }
 

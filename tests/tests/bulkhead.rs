@@ -1,0 +1,251 @@
+//! Bulkheads: caps on concurrent connections per destination, exact under
+//! concurrency, and slots released exactly once whatever way a socket ends.
+
+use std::{
+    io::Read,
+    net::{SocketAddr, TcpListener},
+    sync::{
+        Arc, Barrier,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use enforcer::bpf::Enforcer;
+use enforcer_common::{
+    dest::DestState,
+    policy::{BackoffRow, Policy},
+};
+use enforcer_tests::{
+    cgroup::ScratchCgroup,
+    exec::Place,
+    fixtures::{self, ECONNREFUSED},
+    net::{self, AcceptingServer},
+    netns::NetNs,
+};
+
+const MS: u64 = 1_000_000;
+
+/// A server that holds every connection until the client closes it, and records
+/// the most it ever held at once.
+struct CountingServer {
+    addr: SocketAddr,
+    max_concurrent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CountingServer {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (current, max_concurrent) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (max, stop) = (max_concurrent.clone(), stop.clone());
+            thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(mut conn) = conn else { continue };
+                    let (current, max) = (current.clone(), max.clone());
+                    let now = current.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(now, Ordering::SeqCst);
+                    thread::spawn(move || {
+                        let mut buf = [0u8; 64];
+                        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+                        current.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            });
+        }
+        Self {
+            addr,
+            max_concurrent,
+            stop,
+        }
+    }
+}
+
+impl Drop for CountingServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
+
+/// Every tracked destination, once no slot is held any more (sockets finish
+/// closing asynchronously: FIN handshakes, TIME_WAIT); fails after a deadline.
+fn settled(enforcer: &Enforcer) -> Vec<DestState> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dests: Vec<DestState> = enforcer
+            .dests()
+            .expect("DESTS")
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        let held: Vec<(u32, u32)> = dests
+            .iter()
+            .map(|s| (s.breaker.active, s.breaker.pending))
+            .filter(|h| *h != (0, 0))
+            .collect();
+        if held.is_empty() {
+            return dests;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slots still held after 10 s: {held:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sixty_four_clients_against_a_cap_of_ten() {
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached(&cgroup);
+    let server = CountingServer::start();
+    let addr = server.addr;
+    let policy = Policy {
+        max_connections: 10,
+        ..fixtures::base_policy()
+    };
+    let rule = format!("{addr}");
+    fixtures::apply(
+        &mut enforcer,
+        &[&rule],
+        policy,
+        BackoffRow::exponential(MS, MS),
+    );
+
+    let counts = Place::cgroup(&cgroup).run(|| {
+        let barrier = Arc::new(Barrier::new(64));
+        let threads: Vec<_> = (0..64)
+            .map(|_| {
+                let barrier = barrier.clone();
+                thread::spawn(move || {
+                    barrier.wait();
+                    let result = net::connect(addr);
+                    // Hold the connection while the others try.
+                    thread::sleep(Duration::from_millis(300));
+                    result.map(drop)
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().expect("client"))
+            .collect();
+        let admitted = results.iter().filter(|r| r.is_ok()).count();
+        let rejected = results
+            .iter()
+            .filter(|r| **r == Err(ECONNREFUSED as i32))
+            .count();
+        format!("{admitted} {rejected}")
+    });
+    assert_eq!(counts, "10 54");
+    assert!(server.max_concurrent.load(Ordering::SeqCst) <= 10);
+    assert_eq!(server.max_concurrent.load(Ordering::SeqCst), 10);
+    let state = settled(&enforcer).pop().expect("one destination");
+    assert_eq!(state.counters.rejected_bulkhead, 54);
+    assert_eq!(state.counters.successes, 10);
+    assert_eq!(
+        state.counters.failures(),
+        0,
+        "bulkhead rejections are not failures"
+    );
+}
+
+#[test]
+fn ten_thousand_connects_through_every_close_path_leave_no_slot_behind() {
+    const ROUNDS: usize = 2_000; // × 4 paths in one process
+    const SYNC_FAILURES: usize = 1_000;
+    const KILLED: usize = 10; // processes × 100 sockets
+    let cgroup = ScratchCgroup::new();
+    let ns = NetNs::new();
+    let blackhole = SocketAddr::new(ns.ns_v4.into(), 9);
+    ns.tcp_port(9, "drop");
+    let server = AcceptingServer::bind("127.0.0.1:0");
+    let open = server.addr;
+    let mut enforcer = fixtures::attached(&cgroup);
+    // Caps engaged (some connects are rejected), the breaker never trips.
+    let policy = Policy {
+        max_connections: 40,
+        max_pending: 30,
+        ..fixtures::base_policy()
+    };
+    fixtures::apply(
+        &mut enforcer,
+        &["0.0.0.0/0:*"],
+        policy,
+        BackoffRow::exponential(MS, MS),
+    );
+    let place = Place::cgroup(&cgroup);
+
+    place.run(|| {
+        for i in 0..ROUNDS * 4 {
+            match i % 4 {
+                // Normal close (FIN).
+                0 => drop(net::connect(open)),
+                // Reset.
+                1 => {
+                    if let Ok(stream) = net::connect(open) {
+                        net::close_with_rst(stream.into());
+                    }
+                }
+                // Closed while in SYN_SENT.
+                2 => drop(net::connect_nonblocking(blackhole)),
+                // Non-blocking connect abandoned at once.
+                _ => drop(net::connect_nonblocking(open)),
+            }
+        }
+        String::new()
+    });
+    // Synchronous failures: no route inside the namespace.
+    place.clone_with_netns(&ns).run(|| {
+        let nowhere: SocketAddr = "198.51.100.1:80".parse().unwrap();
+        for _ in 0..SYNC_FAILURES {
+            let (_, result) = net::connect_nonblocking(nowhere);
+            assert_eq!(result, Err(libc::ENETUNREACH));
+        }
+        String::new()
+    });
+    // Processes killed with sockets established and in SYN_SENT.
+    for _ in 0..KILLED {
+        place.run_then_kill(|| {
+            (0..100)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        net::connect_nonblocking(open).0
+                    } else {
+                        net::connect_nonblocking(blackhole).0
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+    }
+
+    let dests = settled(&enforcer);
+    let attempts: u64 = dests.iter().map(|d| d.counters.attempts).sum();
+    let rejected: u64 = dests.iter().map(|d| d.counters.rejected_bulkhead).sum();
+    assert!(
+        attempts + rejected >= 10_000,
+        "only {attempts} + {rejected} connects"
+    );
+    for d in &dests {
+        let c = &d.counters;
+        // Every admitted connect ended exactly one way.
+        assert_eq!(
+            c.attempts,
+            c.successes + c.failures() + c.abandoned,
+            "{c:?}"
+        );
+    }
+    for d in &dests {
+        eprintln!("churn: {:?}", d.counters);
+    }
+    let unreachable: u64 = dests.iter().map(|d| d.counters.failures_unreachable).sum();
+    assert_eq!(unreachable, SYNC_FAILURES as u64);
+}

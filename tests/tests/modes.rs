@@ -1,0 +1,322 @@
+//! Policy modes, the global switch, per-destination overrides, address families,
+//! a full destination map, and what the verifier thinks of the programs.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    thread,
+    time::Duration,
+};
+
+use enforcer::bpf::{Enforcer, LoadOptions};
+use enforcer_common::{
+    breaker::state,
+    counters::GlobalCounter,
+    dest::{DestKey, DestState},
+    overrides::{Override, kind},
+    policy::{BackoffRow, Policy, mode},
+};
+use enforcer_tests::{
+    cgroup::ScratchCgroup,
+    exec::Place,
+    fixtures::{self, ECONNREFUSED},
+    net::{self, AcceptingServer, RefusingPort},
+};
+
+const MS: u64 = 1_000_000;
+const REFUSED: Result<(), i32> = Err(ECONNREFUSED as i32);
+
+fn dest(enforcer: &Enforcer, addr: SocketAddr) -> Option<DestState> {
+    enforcer.dest(&DestKey::from(addr)).expect("reading DESTS")
+}
+
+/// Results of `n` connects from a child in the cgroup.
+fn connects(place: &Place, addr: SocketAddr, n: usize) -> Vec<Result<(), i32>> {
+    let out = place.run(|| {
+        (0..n)
+            .map(|_| match net::connect(addr) {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    out.split(',')
+        .map(|r| {
+            if r == "ok" {
+                Ok(())
+            } else {
+                Err(r.parse().unwrap())
+            }
+        })
+        .collect()
+}
+
+/// A cgroup, the programs, and `policy` for `rules`, with one-minute open periods.
+fn setup(rules: &[&str], policy: Policy) -> (ScratchCgroup, Enforcer) {
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached(&cgroup);
+    fixtures::apply(
+        &mut enforcer,
+        rules,
+        policy,
+        BackoffRow::exponential(60_000 * MS, 60_000 * MS),
+    );
+    (cgroup, enforcer)
+}
+
+fn tripping() -> Policy {
+    Policy {
+        failure_threshold: 2,
+        ..fixtures::base_policy()
+    }
+}
+
+#[test]
+fn observe_mode_trips_but_never_rejects() {
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let (cgroup, enforcer) = setup(
+        &[&addr.to_string()],
+        Policy {
+            mode: mode::OBSERVE,
+            ..tripping()
+        },
+    );
+    let place = Place::cgroup(&cgroup);
+    // All four reach the destination (and are refused by it), none by us.
+    assert_eq!(connects(&place, addr, 4), vec![REFUSED; 4]);
+    let state = dest(&enforcer, addr).expect("tracked");
+    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.counters.would_reject_circuit, 2);
+    assert_eq!(state.counters.rejected_circuit, 0);
+    assert_eq!(state.counters.failures_refused, 4);
+}
+
+#[test]
+fn off_mode_leaves_the_destination_alone() {
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let (cgroup, enforcer) = setup(
+        &[&addr.to_string()],
+        Policy {
+            mode: mode::OFF,
+            ..tripping()
+        },
+    );
+    assert_eq!(connects(&Place::cgroup(&cgroup), addr, 3), vec![REFUSED; 3]);
+    assert!(dest(&enforcer, addr).is_none(), "not tracked");
+    assert_eq!(enforcer.counter(GlobalCounter::PolicyOff).unwrap(), 3);
+}
+
+#[test]
+fn the_global_switch_passes_everything_untouched() {
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let (cgroup, mut enforcer) = setup(&[&addr.to_string()], tripping());
+    let place = Place::cgroup(&cgroup);
+    assert_eq!(connects(&place, addr, 3), vec![REFUSED; 3]);
+    let before = dest(&enforcer, addr).expect("tracked");
+    assert_eq!(before.breaker.state, state::OPEN);
+    assert_eq!(before.counters.rejected_circuit, 1);
+
+    enforcer.set_paused(true).expect("pause");
+    let server = AcceptingServer::serve(refusing.listen());
+    assert_eq!(
+        connects(&place, server.addr, 3),
+        vec![Ok(()); 3],
+        "paused: reaches the server"
+    );
+    assert_eq!(
+        dest(&enforcer, addr).expect("tracked").counters,
+        before.counters,
+        "untouched"
+    );
+
+    enforcer.set_paused(false).expect("resume");
+    assert_eq!(
+        connects(&place, addr, 1),
+        vec![REFUSED],
+        "open again, by us"
+    );
+    assert_eq!(dest(&enforcer, addr).unwrap().counters.rejected_circuit, 2);
+}
+
+#[test]
+fn forced_open_rejects_until_it_expires() {
+    let server = AcceptingServer::bind("127.0.0.1:0");
+    let addr = server.addr;
+    let (cgroup, mut enforcer) = setup(&[&addr.to_string()], fixtures::base_policy());
+    let place = Place::cgroup(&cgroup);
+    assert_eq!(connects(&place, addr, 1), vec![Ok(())]);
+    let until = monotonic_ns() + 500 * MS;
+    enforcer
+        .set_override(
+            addr,
+            Override {
+                kind: kind::FORCED_OPEN,
+                _pad: 0,
+                until_ns: until,
+            },
+        )
+        .expect("override");
+    assert_eq!(connects(&place, addr, 2), vec![REFUSED; 2]);
+    TcpStream::connect(addr).expect("outside the cgroup it is reachable");
+    thread::sleep(Duration::from_millis(600));
+    assert_eq!(connects(&place, addr, 1), vec![Ok(())], "expired");
+    let state = dest(&enforcer, addr).unwrap();
+    assert_eq!(state.counters.rejected_circuit, 2);
+    assert_eq!(
+        state.breaker.state,
+        state::CLOSED,
+        "an override does not change the state"
+    );
+}
+
+#[test]
+fn a_disabled_destination_is_never_rejected() {
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let (cgroup, mut enforcer) = setup(&[&addr.to_string()], tripping());
+    let place = Place::cgroup(&cgroup);
+    assert_eq!(connects(&place, addr, 3), vec![REFUSED; 3]);
+    assert_eq!(dest(&enforcer, addr).unwrap().counters.rejected_circuit, 1);
+    enforcer
+        .set_override(
+            addr,
+            Override {
+                kind: kind::DISABLED,
+                _pad: 0,
+                until_ns: 0,
+            },
+        )
+        .expect("override");
+    let server = AcceptingServer::serve(refusing.listen());
+    assert_eq!(
+        connects(&place, server.addr, 2),
+        vec![Ok(()); 2],
+        "open, but disabled"
+    );
+    assert!(enforcer.remove_override(addr).expect("remove"));
+    assert_eq!(connects(&place, addr, 1), vec![REFUSED], "enforced again");
+    assert_eq!(enforcer.counter(GlobalCounter::Disabled).unwrap(), 2);
+}
+
+#[test]
+fn ipv4_and_v4_mapped_ipv6_share_one_state() {
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{}", addr.port())
+        .parse()
+        .unwrap();
+    let (cgroup, enforcer) = setup(&[&addr.to_string()], tripping());
+    let place = Place::cgroup(&cgroup);
+    // One failure over connect4, one over connect6 (an AF_INET6 socket): tripped.
+    assert_eq!(connects(&place, addr, 1), vec![REFUSED]);
+    assert_eq!(connects(&place, mapped, 1), vec![REFUSED]);
+    let state = dest(&enforcer, addr).expect("tracked");
+    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.counters.failures_refused, 2);
+    assert_eq!(enforcer.dests().unwrap().len(), 1);
+}
+
+#[test]
+fn ipv6_destinations_trip_and_reject() {
+    let refusing = RefusingPort::bind("[::1]:0".parse().unwrap());
+    let addr = refusing.addr;
+    let (cgroup, enforcer) = setup(&[&format!("[::1/128]:{}", addr.port())], tripping());
+    let place = Place::cgroup(&cgroup);
+    assert_eq!(connects(&place, addr, 2), vec![REFUSED; 2]);
+    let _server = AcceptingServer::serve(refusing.listen());
+    assert_eq!(
+        connects(&place, addr, 1),
+        vec![REFUSED],
+        "rejected by the breaker"
+    );
+    let state = dest(&enforcer, addr).unwrap();
+    assert_eq!(
+        (state.breaker.state, state.counters.rejected_circuit),
+        (state::OPEN, 1)
+    );
+}
+
+#[test]
+fn a_port_rule_wins_over_an_any_port_rule() {
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached(&cgroup);
+    let backoff = BackoffRow::exponential(60_000 * MS, 60_000 * MS);
+    // Policy 1 (tripping) for 127.0.0.0/8 on any port; policy 2 (off) for this port.
+    fixtures::apply(&mut enforcer, &["127.0.0.0/8:*"], tripping(), backoff);
+    enforcer
+        .set_policy(
+            2,
+            &Policy {
+                mode: mode::OFF,
+                ..tripping()
+            },
+            &backoff,
+        )
+        .unwrap();
+    enforcer
+        .insert_rule(&format!("127.0.0.1:{}", addr.port()).parse().unwrap(), 2)
+        .unwrap();
+    let place = Place::cgroup(&cgroup);
+    assert_eq!(connects(&place, addr, 3), vec![REFUSED; 3]);
+    assert!(
+        dest(&enforcer, addr).is_none(),
+        "the port rule (off) applied"
+    );
+    let other = RefusingPort::loopback_v4();
+    assert_eq!(connects(&place, other.addr, 3), vec![REFUSED; 3]);
+    assert_eq!(
+        dest(&enforcer, other.addr)
+            .unwrap()
+            .counters
+            .rejected_circuit,
+        1
+    );
+    assert!(
+        connects(&place, "127.0.0.2:1".parse().unwrap(), 1)[0].is_err(),
+        "any port of 127/8 is covered"
+    );
+}
+
+#[test]
+fn a_full_destination_map_allows_and_counts() {
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached_with(&cgroup, &LoadOptions { dests_capacity: 2 });
+    fixtures::count_everything(&mut enforcer);
+    let servers: Vec<AcceptingServer> = (0..3)
+        .map(|_| AcceptingServer::bind("127.0.0.1:0"))
+        .collect();
+    let place = Place::cgroup(&cgroup);
+    for s in &servers {
+        assert_eq!(connects(&place, s.addr, 1), vec![Ok(())]);
+    }
+    assert_eq!(enforcer.dests().unwrap().len(), 2);
+    assert!(dest(&enforcer, servers[2].addr).is_none());
+    assert_eq!(enforcer.counter(GlobalCounter::DestMapFull).unwrap(), 1);
+}
+
+#[test]
+fn the_verifier_accepts_every_program_far_below_its_limit() {
+    let cgroup = ScratchCgroup::new();
+    let enforcer = fixtures::attached(&cgroup);
+    for (name, insns) in enforcer.verifier_stats().expect("program info") {
+        let insns = insns.unwrap_or_else(|| panic!("{name}: no verified instruction count"));
+        eprintln!("verifier: {name}: {insns} instructions processed");
+        assert!(insns < 100_000, "{name}: {insns} of the 1M limit");
+    }
+}
+
+/// `CLOCK_MONOTONIC` now, the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
