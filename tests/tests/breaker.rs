@@ -305,3 +305,46 @@ fn failure_rate_needs_min_attempts_and_the_window_forgets() {
     assert_eq!(state.breaker.state, state::OPEN);
     assert_eq!(state.counters.failures_refused, 8);
 }
+
+#[test]
+fn the_group_guard_keeps_most_destinations_of_a_policy_closed() {
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached(&cgroup);
+    let policy = Policy {
+        failure_threshold: 1,
+        max_open_percent: 50,
+        ..fixtures::base_policy()
+    };
+    fixtures::apply(
+        &mut enforcer,
+        &["127.0.0.0/8:*"],
+        policy,
+        BackoffRow::exponential(60_000 * MS, 60_000 * MS),
+    );
+    let place = Place::cgroup(&cgroup);
+    let ports: Vec<RefusingPort> = (0..4).map(|_| RefusingPort::loopback_v4()).collect();
+    // One refusal each. The guard allows 50% of the tracked destinations (at
+    // least one), and the tracked count grows with each: 1st of 1 opens, 2nd of 2
+    // and 3rd of 3 would exceed it, 4th of 4 makes 2 of 4 and opens.
+    place.run(|| {
+        for p in &ports {
+            let mut s = std::net::TcpStream::connect(p.addr);
+            assert!(s.as_mut().is_err());
+        }
+        String::new()
+    });
+    let open: Vec<bool> = ports
+        .iter()
+        .map(|p| dest(&enforcer, p.addr).breaker.state == state::OPEN)
+        .collect();
+    assert_eq!(open, [true, false, false, true]);
+    let stats = enforcer
+        .policy_stats(fixtures::POLICY_ID)
+        .expect("policy stats");
+    assert_eq!((stats.tracked, stats.open, stats.guard_refusals), (4, 2, 2));
+    let refused: u64 = ports
+        .iter()
+        .map(|p| dest(&enforcer, p.addr).counters.guard_refusals)
+        .sum();
+    assert_eq!(refused, 2);
+}
