@@ -3,8 +3,10 @@
 //! `sock_ops` does not expose `sk_err`, so the reason a connect failed is told apart
 //! by what the socket went through: a RST to the SYN is the only way a SYN_SENT
 //! socket closes after receiving a segment (`segs_in` is counted in `tcp_v4_rcv`
-//! before the segment is processed; ICMP errors do not go through it), and a
-//! retransmission timer that fired means the SYN went unanswered.
+//! before the segment is processed; ICMP errors do not go through it); the
+//! retransmission timer reports through `RTO_CB` whether it gave up (the socket
+//! then closes because of the timeout); any other close of a SYN_SENT socket is
+//! an ICMP error (which may arrive after some retransmits) or a local one.
 
 use crate::sock::marks;
 
@@ -34,7 +36,7 @@ pub const fn classify_syn_sent_close(sock_marks: u64, segs_in: u32) -> Outcome {
         Outcome::Abandoned
     } else if segs_in > 0 {
         Outcome::Refused
-    } else if sock_marks & marks::SYN_RETRANSMITTED != 0 {
+    } else if sock_marks & marks::SYN_TIMED_OUT != 0 {
         Outcome::Timeout
     } else {
         Outcome::Unreachable
@@ -51,26 +53,26 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_wins_over_retransmits() {
-        // The SYN was retransmitted, then the peer answered with a RST.
-        let f = marks::SYN_RETRANSMITTED;
+    fn an_answer_wins_over_a_timeout() {
+        // The peer answered with a RST as the timer gave up.
+        let f = marks::SYN_TIMED_OUT;
         assert_eq!(classify_syn_sent_close(f, 1), Outcome::Refused);
     }
 
     #[test]
-    fn silence_after_retransmits_is_timeout() {
-        let f = marks::SYN_RETRANSMITTED;
+    fn a_timer_that_gave_up_is_timeout() {
+        let f = marks::SYN_TIMED_OUT;
         assert_eq!(classify_syn_sent_close(f, 0), Outcome::Timeout);
     }
 
     #[test]
-    fn silence_without_retransmit_is_unreachable() {
+    fn any_other_silent_close_is_unreachable() {
         assert_eq!(classify_syn_sent_close(0, 0), Outcome::Unreachable);
     }
 
     #[test]
     fn application_close_is_not_a_failure() {
-        let f = marks::RELEASED_CONNECTING | marks::SYN_RETRANSMITTED;
+        let f = marks::RELEASED_CONNECTING | marks::SYN_TIMED_OUT;
         let outcome = classify_syn_sent_close(f, 0);
         assert_eq!(outcome, Outcome::Abandoned);
         assert!(!outcome.is_failure());

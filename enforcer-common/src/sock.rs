@@ -20,10 +20,15 @@ pub mod flags {
 /// Marks in [`SockInfo::marks`]: set with an atomic fetch-or from paths that do
 /// not take the destination's lock (timers, release).
 pub mod marks {
-    /// The retransmission timer fired while connecting: the SYN went unanswered.
-    pub const SYN_RETRANSMITTED: u64 = 1 << 0;
+    /// The retransmission timer gave up on the SYN (retries or the user timeout
+    /// exhausted): the connect timed out.
+    pub const SYN_TIMED_OUT: u64 = 1 << 0;
     /// The application released the socket while it was still in SYN_SENT.
     pub const RELEASED_CONNECTING: u64 = 1 << 1;
+    /// The gate's policy set `TCP_USER_TIMEOUT` for the handshake; it is cleared
+    /// again once established, so the connection itself keeps the kernel's
+    /// retransmission behaviour.
+    pub const USER_TIMEOUT_SET: u64 = 1 << 2;
 }
 
 /// The value of [`crate::maps::SOCKS`] for one socket.

@@ -1,12 +1,12 @@
 //! `sockops`: outcome tracking and slot release for sockets the gate admitted.
 //!
-//! | op                          | action                                               |
-//! |-----------------------------|------------------------------------------------------|
-//! | `TCP_CONNECT_CB`            | enable state and RTO callbacks; apply the policy's connect timeout |
-//! | `ACTIVE_ESTABLISHED_CB`     | success (latency, slow-connect check, probe accounting) |
-//! | `RTO_CB` while connecting   | mark the SYN as retransmitted                        |
-//! | `STATE_CB` SYN_SENT → CLOSE | failure, classified (or abandoned)                   |
-//! | `STATE_CB` any → CLOSE      | release the bulkhead slot                            |
+//! | op                             | action                                                       |
+//! |--------------------------------|--------------------------------------------------------------|
+//! | `TCP_CONNECT_CB`               | enable state and RTO callbacks; apply the connect timeout    |
+//! | `ACTIVE_ESTABLISHED_CB`        | success (latency, slow connects, probes); drop the timeout   |
+//! | `RTO_CB` giving up in SYN_SENT | mark the connect as timed out                                |
+//! | `STATE_CB` SYN_SENT → CLOSE    | failure, classified (or abandoned), slot released            |
+//! | `STATE_CB` other → CLOSE       | slot released                                                |
 //!
 //! Sockets without storage, or whose storage the gate did not mark as admitted,
 //! are ignored. Always returns 1: sock_ops verdicts are not used for these ops.
@@ -21,7 +21,7 @@ use aya_ebpf::{
     },
     helpers::{
         bpf_ktime_get_ns,
-        generated::{bpf_setsockopt, bpf_sk_storage_get},
+        generated::{bpf_getsockopt, bpf_setsockopt, bpf_sk_storage_get},
     },
     macros::sock_ops,
     programs::SockOpsContext,
@@ -53,13 +53,21 @@ pub fn track_sockops(ctx: SockOpsContext) -> u32 {
 fn on_op(ctx: &SockOpsContext, sock: &mut SockInfo) {
     match ctx.op() {
         BPF_SOCK_OPS_TCP_CONNECT_CB => on_connect(ctx, sock),
-        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => on_end(sock, None),
-        BPF_SOCK_OPS_RTO_CB if ctx.state() == BPF_TCP_SYN_SENT => {
-            atomic::fetch_or(&raw mut sock.marks, marks::SYN_RETRANSMITTED);
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => {
+            if atomic::load(&raw const sock.marks) & marks::USER_TIMEOUT_SET != 0 {
+                // The handshake is done: back to the kernel's default for data.
+                set_user_timeout(ctx, 0);
+            }
+            on_end(sock, None);
+        }
+        // args: retransmits, rto, expired (the timer is giving up: the socket
+        // closes with a timeout right after this callback).
+        BPF_SOCK_OPS_RTO_CB if ctx.state() == BPF_TCP_SYN_SENT && ctx.arg(2) != 0 => {
+            atomic::fetch_or(&raw mut sock.marks, marks::SYN_TIMED_OUT);
         }
         BPF_SOCK_OPS_STATE_CB if ctx.arg(1) == BPF_TCP_CLOSE => {
             if ctx.arg(0) == BPF_TCP_SYN_SENT {
-                let marks = unsafe { ptr::read_volatile(&raw const sock.marks) };
+                let marks = atomic::load(&raw const sock.marks);
                 on_end(sock, Some(classify_syn_sent_close(marks, ctx.segs_in())));
             } else {
                 on_end(sock, Some(Outcome::Abandoned));
@@ -70,30 +78,56 @@ fn on_op(ctx: &SockOpsContext, sock: &mut SockInfo) {
 }
 
 #[inline(always)]
-fn on_connect(ctx: &SockOpsContext, sock: &SockInfo) {
+fn on_connect(ctx: &SockOpsContext, sock: &mut SockInfo) {
     let wanted = ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTO_CB_FLAG;
     // Failing to enable callbacks leaves the outcome and the slot to sock_release.
     let _ = ctx.set_cb_flags(wanted as i32);
     let timeout_ms = POLICIES
         .get(sock.policy_id)
         .map_or(0, |p| p.connect_timeout_ms);
-    if timeout_ms != 0 {
-        let mut value = timeout_ms as i32;
-        // SAFETY: a sock_ops context in TCP_CONNECT_CB holds the socket lock, as
-        // bpf_setsockopt requires; `value` lives on the stack for the call.
-        let rc = unsafe {
-            bpf_setsockopt(
-                ctx.ops.cast(),
-                SOL_TCP,
-                TCP_USER_TIMEOUT,
-                (&raw mut value).cast::<c_void>(),
-                size_of::<i32>() as i32,
-            )
-        };
-        if rc != 0 {
+    // An application that chose its own user timeout keeps it.
+    if timeout_ms != 0 && user_timeout(ctx) == Some(0) {
+        if set_user_timeout(ctx, timeout_ms as i32) {
+            atomic::fetch_or(&raw mut sock.marks, marks::USER_TIMEOUT_SET);
+        } else {
             counters::bump(GlobalCounter::SetsockoptFailed);
         }
     }
+}
+
+/// The socket's `TCP_USER_TIMEOUT` (ms), if it can be read.
+#[inline(always)]
+fn user_timeout(ctx: &SockOpsContext) -> Option<i32> {
+    let mut value: i32 = 0;
+    // SAFETY: sock_ops callbacks run with the socket locked, as bpf_getsockopt
+    // requires; `value` lives on the stack for the call.
+    let rc = unsafe {
+        bpf_getsockopt(
+            ctx.ops.cast(),
+            SOL_TCP,
+            TCP_USER_TIMEOUT,
+            (&raw mut value).cast::<c_void>(),
+            size_of::<i32>() as i32,
+        )
+    };
+    (rc == 0).then_some(value)
+}
+
+/// Sets the socket's `TCP_USER_TIMEOUT` (ms; 0 = the kernel's retry schedule).
+#[inline(always)]
+fn set_user_timeout(ctx: &SockOpsContext, ms: i32) -> bool {
+    let mut value = ms;
+    // SAFETY: as in `user_timeout`.
+    let rc = unsafe {
+        bpf_setsockopt(
+            ctx.ops.cast(),
+            SOL_TCP,
+            TCP_USER_TIMEOUT,
+            (&raw mut value).cast::<c_void>(),
+            size_of::<i32>() as i32,
+        )
+    };
+    rc == 0
 }
 
 /// The handshake ended (`None`: established) or the socket reached CLOSE

@@ -348,3 +348,115 @@ fn the_group_guard_keeps_most_destinations_of_a_policy_closed() {
         .sum();
     assert_eq!(refused, 2);
 }
+
+#[test]
+fn icmp_unreachable_is_classified_as_unreachable() {
+    let cgroup = ScratchCgroup::new();
+    let ns = NetNs::new();
+    let addr = SocketAddr::new(ns.ns_v4.into(), 7200);
+    ns.tcp_port(7200, "reject with icmp type host-unreachable");
+    let mut enforcer = fixtures::attached(&cgroup);
+    fixtures::apply(
+        &mut enforcer,
+        &[&addr.to_string()],
+        fixtures::base_policy(),
+        BackoffRow::exponential(MS, MS),
+    );
+    failing_connects(&Place::cgroup(&cgroup), addr, 2, EHOSTUNREACH);
+    let c = dest(&enforcer, addr).counters;
+    assert_eq!(
+        (
+            c.failures_unreachable,
+            c.failures_refused,
+            c.failures_timeout
+        ),
+        (2, 0, 0)
+    );
+}
+
+#[test]
+fn the_connect_timeout_does_not_outlive_the_handshake() {
+    let cgroup = ScratchCgroup::new();
+    let server = AcceptingServer::bind("127.0.0.1:0");
+    let addr = server.addr;
+    let mut enforcer = fixtures::attached(&cgroup);
+    let policy = Policy {
+        connect_timeout_ms: 1000,
+        ..fixtures::base_policy()
+    };
+    fixtures::apply(
+        &mut enforcer,
+        &[&addr.to_string()],
+        policy,
+        BackoffRow::exponential(MS, MS),
+    );
+    let timeouts = Place::cgroup(&cgroup).run(|| {
+        let mine = std::net::TcpStream::connect(addr).expect("connect");
+        // An application's own user timeout is left alone.
+        let theirs = socket_with_user_timeout(4321);
+        let theirs = connect_fd(theirs, addr);
+        format!("{} {}", user_timeout_of(&mine), user_timeout_of(&theirs))
+    });
+    assert_eq!(timeouts, "0 4321");
+    assert_eq!(dest(&enforcer, addr).counters.successes, 2);
+}
+
+fn user_timeout_of(fd: &impl std::os::fd::AsRawFd) -> u32 {
+    let mut value: u32 = 0;
+    let mut len = size_of::<u32>() as libc::socklen_t;
+    // SAFETY: valid out-pointers on a socket we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0);
+    value
+}
+
+fn socket_with_user_timeout(ms: u32) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: plain syscalls on a socket we create and own.
+    unsafe {
+        let fd =
+            std::os::fd::OwnedFd::from_raw_fd(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0));
+        let rc = libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&raw const ms).cast(),
+            size_of::<u32>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0);
+        fd
+    }
+}
+
+fn connect_fd(fd: std::os::fd::OwnedFd, addr: SocketAddr) -> std::os::fd::OwnedFd {
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 only")
+    };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(v4.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a valid sockaddr_in on a socket we own.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&raw const sin).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+    fd
+}
