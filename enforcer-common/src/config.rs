@@ -18,8 +18,15 @@ pub struct Config {
     /// Bumped by the daemon on every config write, so a reader can tell which
     /// configuration the kernel is running.
     pub generation: u64,
+    /// Id (inode) of the cgroup the programs are attached to, so a restarted
+    /// daemon can tell whether the pinned programs are where it wants them.
+    pub cgroup_id: u64,
+    /// Thread-group id of the daemon: its own connects (healing probes) pass the
+    /// gate untouched. 0 = none.
+    pub bypass_tgid: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 16);
+const _: () = assert!(size_of::<Config>() == 32);
 impl_pod!(Config);
 
 impl Config {

@@ -16,6 +16,10 @@ pub enum GlobalCounter {
     Unmatched,
     /// TCP connects whose policy is `off`, passed untouched.
     PolicyOff,
+    /// TCP connects from outside the cgroup a matching policy is scoped to.
+    OutOfScope,
+    /// The daemon's own connects (healing probes), passed untouched.
+    Bypassed,
     /// TCP connects to destinations with a `disabled` override, passed untouched.
     Disabled,
     /// New destinations not tracked because the destination map was full.
@@ -42,12 +46,14 @@ pub enum GlobalCounter {
 
 impl GlobalCounter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 18] = [
         Self::TcpConnects,
         Self::OtherConnects,
         Self::Paused,
         Self::Unmatched,
         Self::PolicyOff,
+        Self::OutOfScope,
+        Self::Bypassed,
         Self::Disabled,
         Self::DestMapFull,
         Self::SockStorageFailed,
@@ -71,6 +77,8 @@ impl GlobalCounter {
             Self::Paused => "paused_passes",
             Self::Unmatched => "unmatched",
             Self::PolicyOff => "policy_off",
+            Self::OutOfScope => "out_of_scope",
+            Self::Bypassed => "bypassed",
             Self::Disabled => "disabled",
             Self::DestMapFull => "dest_map_full",
             Self::SockStorageFailed => "sock_storage_failed",

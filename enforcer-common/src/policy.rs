@@ -56,8 +56,15 @@ pub struct Policy {
     /// After staying healthy (CLOSED, no failure) this long, the trip level drops
     /// by one, so the next open period is shorter again; 0 = never.
     pub trip_decay_ns: u64,
+    /// When non-zero, the policy applies only to processes in this cgroup (id =
+    /// the directory's inode) or below it; others pass untouched.
+    pub cgroup_id: u64,
+    /// Depth of that cgroup below the root (root = 0), for
+    /// `bpf_get_current_ancestor_cgroup_id`.
+    pub cgroup_level: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Policy>() == 72);
+const _: () = assert!(size_of::<Policy>() == 88);
 impl_pod!(Policy);
 
 /// The value of [`crate::maps::BACKOFF`] for one policy.

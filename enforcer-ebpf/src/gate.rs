@@ -5,7 +5,9 @@
 //! |---------------------------------------------|--------------------|-------------------------|
 //! | not TCP (UDP, raw, MPTCP)                   | allow              | `other_connects`        |
 //! | global switch off                           | allow              | `paused_passes`         |
+//! | the daemon's own connect                    | allow              | `bypassed`              |
 //! | no rule matches / policy `off`              | allow, untracked   | `unmatched`/`policy_off`|
+//! | caller outside the policy's cgroup scope    | allow, untracked   | `out_of_scope`          |
 //! | `disabled` override                         | allow, untracked   | `disabled`              |
 //! | destination map full / no socket storage    | allow, untracked   | `dest_map_full`/…       |
 //! | circuit open (or forced open), enforce      | reject, errno      | `rejected_circuit`      |
@@ -18,7 +20,10 @@
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, bpf_sock_addr},
     btf_maps::lpm_trie::Key,
-    helpers::{bpf_ktime_get_ns, generated::bpf_set_retval},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        generated::{bpf_get_current_ancestor_cgroup_id, bpf_set_retval},
+    },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
@@ -103,6 +108,12 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce() -> DestKey) -> i32 {
         counters::bump(GlobalCounter::Paused);
         return ALLOW;
     }
+    // The daemon's own connects (healing probes) must see the destination as
+    // it is, not as the breaker says.
+    if config.bypass_tgid != 0 && (bpf_get_current_pid_tgid() >> 32) as u32 == config.bypass_tgid {
+        counters::bump(GlobalCounter::Bypassed);
+        return ALLOW;
+    }
     match decide(ctx, &dest(), config.overrides != 0) {
         Ok(verdict) | Err(verdict) => verdict,
     }
@@ -119,6 +130,13 @@ fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool) -> Result
     let policy = POLICIES.get(policy_id).ok_or(ALLOW)?;
     if policy.mode == mode::OFF {
         counters::bump(GlobalCounter::PolicyOff);
+        return Ok(ALLOW);
+    }
+    if policy.cgroup_id != 0
+        && unsafe { bpf_get_current_ancestor_cgroup_id(policy.cgroup_level as i32) }
+            != policy.cgroup_id
+    {
+        counters::bump(GlobalCounter::OutOfScope);
         return Ok(ALLOW);
     }
     let now = unsafe { bpf_ktime_get_ns() };

@@ -50,6 +50,24 @@ impl Rule {
         Key::new(prefix_len(bits), data)
     }
 
+    /// The rule a trie key stands for.
+    pub fn from_key(key: &Key<RuleData>) -> Self {
+        let data = key.data();
+        let v6 = Ipv6Addr::from(data.addr);
+        let addr_bits = key
+            .prefix_len()
+            .saturating_sub(enforcer_common::rules::PORT_BITS);
+        let (addr, prefix) = match v6.to_ipv4_mapped() {
+            Some(v4) if addr_bits >= V4_MAPPED_BITS => (IpAddr::V4(v4), addr_bits - V4_MAPPED_BITS),
+            _ => (IpAddr::V6(v6), addr_bits),
+        };
+        Self {
+            addr,
+            prefix: prefix as u8,
+            port: u16::from_be_bytes(data.port),
+        }
+    }
+
     fn max_prefix(addr: IpAddr) -> u8 {
         if addr.is_ipv4() { 32 } else { 128 }
     }
@@ -171,6 +189,20 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(text.parse::<Rule>(), Err(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn keys_decode_back_to_rules() {
+        for text in [
+            "10.0.0.0/8:5432",
+            "[fd00::/64]:443",
+            "127.0.0.1/32:*",
+            "0.0.0.0/0:*",
+            "[::/0]:*",
+        ] {
+            let rule: Rule = text.parse().unwrap();
+            assert_eq!(Rule::from_key(&rule.key()), rule, "{text}");
         }
     }
 

@@ -1,9 +1,11 @@
 //! Typed access to the maps the programs share with the daemon.
 
+use std::collections::BTreeMap;
+
 use aya::{
-    Ebpf, Pod,
+    Pod,
     maps::{
-        Array, HashMap, MapData, MapError, PerCpuArray, RingBuf,
+        Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
 };
@@ -12,7 +14,7 @@ use enforcer_common::{
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     event::Event,
-    maps,
+    maps as names,
     overrides::Override,
     policy::{BackoffRow, Policy, PolicyStats},
     rules::RuleData,
@@ -24,12 +26,26 @@ use super::BpfError;
 /// so a destination is never seen half-updated.
 const BPF_F_LOCK: u64 = 4;
 
-fn map<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a aya::maps::Map, BpfError> {
-    ebpf.map(name).ok_or(BpfError::MapMissing { name })
+/// Every map of the object by name, created by this process or opened from pins.
+#[derive(Default)]
+pub struct Maps(BTreeMap<&'static str, Map>);
+
+impl Maps {
+    pub fn insert(&mut self, name: &'static str, map: Map) {
+        self.0.insert(name, map);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Map)> {
+        self.0.iter().map(|(name, map)| (*name, map))
+    }
 }
 
-fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::Map, BpfError> {
-    ebpf.map_mut(name).ok_or(BpfError::MapMissing { name })
+fn map<'a>(maps: &'a Maps, name: &'static str) -> Result<&'a Map, BpfError> {
+    maps.0.get(name).ok_or(BpfError::MapMissing { name })
+}
+
+fn map_mut<'a>(maps: &'a mut Maps, name: &'static str) -> Result<&'a mut Map, BpfError> {
+    maps.0.get_mut(name).ok_or(BpfError::MapMissing { name })
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> BpfError {
@@ -45,34 +61,34 @@ fn optional<V>(name: &'static str, result: Result<V, MapError>) -> Result<Option
     }
 }
 
-fn array_get<V: Pod>(ebpf: &Ebpf, name: &'static str, index: u32) -> Result<V, BpfError> {
-    let array: Array<&MapData, V> = Array::try_from(map(ebpf, name)?).map_err(map_err(name))?;
+fn array_get<V: Pod>(maps: &Maps, name: &'static str, index: u32) -> Result<V, BpfError> {
+    let array: Array<&MapData, V> = Array::try_from(map(maps, name)?).map_err(map_err(name))?;
     array.get(&index, 0).map_err(map_err(name))
 }
 
 fn array_set<V: Pod>(
-    ebpf: &mut Ebpf,
+    maps: &mut Maps,
     name: &'static str,
     index: u32,
     value: V,
 ) -> Result<(), BpfError> {
     let mut array: Array<&mut MapData, V> =
-        Array::try_from(map_mut(ebpf, name)?).map_err(map_err(name))?;
+        Array::try_from(map_mut(maps, name)?).map_err(map_err(name))?;
     array.set(index, value, 0).map_err(map_err(name))
 }
 
-fn dests_map(ebpf: &Ebpf) -> Result<HashMap<&MapData, DestKey, DestState>, BpfError> {
-    HashMap::try_from(map(ebpf, maps::DESTS)?).map_err(map_err(maps::DESTS))
+fn dests_map(maps: &Maps) -> Result<HashMap<&MapData, DestKey, DestState>, BpfError> {
+    HashMap::try_from(map(maps, names::DESTS)?).map_err(map_err(names::DESTS))
 }
 
 /// Every tracked destination and its state.
-pub fn dests(ebpf: &Ebpf) -> Result<Vec<(DestKey, DestState)>, BpfError> {
-    let dests = dests_map(ebpf)?;
+pub fn dests(maps: &Maps) -> Result<Vec<(DestKey, DestState)>, BpfError> {
+    let dests = dests_map(maps)?;
     let mut out = Vec::new();
     for key in dests.keys() {
-        let key = key.map_err(map_err(maps::DESTS))?;
+        let key = key.map_err(map_err(names::DESTS))?;
         // A destination removed between listing and reading is simply gone.
-        if let Some(state) = optional(maps::DESTS, dests.get(&key, BPF_F_LOCK))? {
+        if let Some(state) = optional(names::DESTS, dests.get(&key, BPF_F_LOCK))? {
             out.push((key, state));
         }
     }
@@ -80,75 +96,75 @@ pub fn dests(ebpf: &Ebpf) -> Result<Vec<(DestKey, DestState)>, BpfError> {
 }
 
 /// The state of one destination, if it is tracked, read under its lock.
-pub fn dest(ebpf: &Ebpf, key: &DestKey) -> Result<Option<DestState>, BpfError> {
-    optional(maps::DESTS, dests_map(ebpf)?.get(key, BPF_F_LOCK))
+pub fn dest(maps: &Maps, key: &DestKey) -> Result<Option<DestState>, BpfError> {
+    optional(names::DESTS, dests_map(maps)?.get(key, BPF_F_LOCK))
 }
 
 /// A global counter, summed over CPUs.
-pub fn counter(ebpf: &Ebpf, counter: GlobalCounter) -> Result<u64, BpfError> {
+pub fn counter(maps: &Maps, counter: GlobalCounter) -> Result<u64, BpfError> {
     let counters: PerCpuArray<&MapData, u64> =
-        PerCpuArray::try_from(map(ebpf, maps::COUNTERS)?).map_err(map_err(maps::COUNTERS))?;
+        PerCpuArray::try_from(map(maps, names::COUNTERS)?).map_err(map_err(names::COUNTERS))?;
     let per_cpu = counters
         .get(&(counter as u32), 0)
-        .map_err(map_err(maps::COUNTERS))?;
+        .map_err(map_err(names::COUNTERS))?;
     Ok(per_cpu.iter().sum())
 }
 
-pub fn config(ebpf: &Ebpf) -> Result<Config, BpfError> {
-    array_get(ebpf, maps::CONFIG, 0)
+pub fn config(maps: &Maps) -> Result<Config, BpfError> {
+    array_get(maps, names::CONFIG, 0)
 }
 
-pub fn set_config(ebpf: &mut Ebpf, config: Config) -> Result<(), BpfError> {
-    array_set(ebpf, maps::CONFIG, 0, config)
+pub fn set_config(maps: &mut Maps, config: Config) -> Result<(), BpfError> {
+    array_set(maps, names::CONFIG, 0, config)
 }
 
-pub fn set_policy(ebpf: &mut Ebpf, id: u32, policy: Policy) -> Result<(), BpfError> {
-    array_set(ebpf, maps::POLICIES, id, policy)
+pub fn set_policy(maps: &mut Maps, id: u32, policy: Policy) -> Result<(), BpfError> {
+    array_set(maps, names::POLICIES, id, policy)
 }
 
-pub fn set_backoff(ebpf: &mut Ebpf, id: u32, row: BackoffRow) -> Result<(), BpfError> {
-    array_set(ebpf, maps::BACKOFF, id, row)
+pub fn set_backoff(maps: &mut Maps, id: u32, row: BackoffRow) -> Result<(), BpfError> {
+    array_set(maps, names::BACKOFF, id, row)
 }
 
-pub fn policy_stats(ebpf: &Ebpf, id: u32) -> Result<PolicyStats, BpfError> {
-    array_get(ebpf, maps::POLICY_STATS, id)
+pub fn policy_stats(maps: &Maps, id: u32) -> Result<PolicyStats, BpfError> {
+    array_get(maps, names::POLICY_STATS, id)
 }
 
-fn rules_map(ebpf: &mut Ebpf) -> Result<LpmTrie<&mut MapData, RuleData, u32>, BpfError> {
-    LpmTrie::try_from(map_mut(ebpf, maps::POLICY_RULES)?).map_err(map_err(maps::POLICY_RULES))
+fn rules_map(maps: &mut Maps) -> Result<LpmTrie<&mut MapData, RuleData, u32>, BpfError> {
+    LpmTrie::try_from(map_mut(maps, names::POLICY_RULES)?).map_err(map_err(names::POLICY_RULES))
 }
 
-pub fn insert_rule(ebpf: &mut Ebpf, key: Key<RuleData>, policy_id: u32) -> Result<(), BpfError> {
-    rules_map(ebpf)?
+pub fn insert_rule(maps: &mut Maps, key: Key<RuleData>, policy_id: u32) -> Result<(), BpfError> {
+    rules_map(maps)?
         .insert(&key, policy_id, 0)
-        .map_err(map_err(maps::POLICY_RULES))
+        .map_err(map_err(names::POLICY_RULES))
 }
 
-pub fn remove_rule(ebpf: &mut Ebpf, key: Key<RuleData>) -> Result<(), BpfError> {
-    rules_map(ebpf)?
+pub fn remove_rule(maps: &mut Maps, key: Key<RuleData>) -> Result<(), BpfError> {
+    rules_map(maps)?
         .remove(&key)
-        .map_err(map_err(maps::POLICY_RULES))
+        .map_err(map_err(names::POLICY_RULES))
 }
 
-fn overrides_map(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, DestKey, Override>, BpfError> {
-    HashMap::try_from(map_mut(ebpf, maps::OVERRIDES)?).map_err(map_err(maps::OVERRIDES))
+fn overrides_map(maps: &mut Maps) -> Result<HashMap<&mut MapData, DestKey, Override>, BpfError> {
+    HashMap::try_from(map_mut(maps, names::OVERRIDES)?).map_err(map_err(names::OVERRIDES))
 }
 
-pub fn insert_override(ebpf: &mut Ebpf, key: DestKey, value: Override) -> Result<(), BpfError> {
-    overrides_map(ebpf)?
+pub fn insert_override(maps: &mut Maps, key: DestKey, value: Override) -> Result<(), BpfError> {
+    overrides_map(maps)?
         .insert(key, value, 0)
-        .map_err(map_err(maps::OVERRIDES))
+        .map_err(map_err(names::OVERRIDES))
 }
 
 /// Removes an override; `Ok(false)` when there was none.
-pub fn remove_override(ebpf: &mut Ebpf, key: &DestKey) -> Result<bool, BpfError> {
-    Ok(optional(maps::OVERRIDES, overrides_map(ebpf)?.remove(key))?.is_some())
+pub fn remove_override(maps: &mut Maps, key: &DestKey) -> Result<bool, BpfError> {
+    Ok(optional(names::OVERRIDES, overrides_map(maps)?.remove(key))?.is_some())
 }
 
 /// Every event waiting in the ring buffer.
-pub fn drain_events(ebpf: &mut Ebpf) -> Result<Vec<Event>, BpfError> {
+pub fn drain_events(maps: &mut Maps) -> Result<Vec<Event>, BpfError> {
     let mut ring: RingBuf<&mut MapData> =
-        RingBuf::try_from(map_mut(ebpf, maps::EVENTS)?).map_err(map_err(maps::EVENTS))?;
+        RingBuf::try_from(map_mut(maps, names::EVENTS)?).map_err(map_err(names::EVENTS))?;
     let mut events = Vec::new();
     while let Some(item) = ring.next() {
         if item.len() >= size_of::<Event>() {
@@ -158,4 +174,38 @@ pub fn drain_events(ebpf: &mut Ebpf) -> Result<Vec<Event>, BpfError> {
         }
     }
     Ok(events)
+}
+
+pub fn remove_dest(maps: &mut Maps, key: &DestKey) -> Result<bool, BpfError> {
+    let mut dests: HashMap<&mut MapData, DestKey, DestState> =
+        HashMap::try_from(map_mut(maps, names::DESTS)?).map_err(map_err(names::DESTS))?;
+    Ok(optional(names::DESTS, dests.remove(key))?.is_some())
+}
+
+pub fn policy(maps: &Maps, id: u32) -> Result<Policy, BpfError> {
+    array_get(maps, names::POLICIES, id)
+}
+
+pub fn set_policy_stats(maps: &mut Maps, id: u32, stats: PolicyStats) -> Result<(), BpfError> {
+    array_set(maps, names::POLICY_STATS, id, stats)
+}
+
+/// Every rule in the trie, decoded, with its policy id.
+pub fn rules(maps: &Maps) -> Result<Vec<(crate::rule::Rule, u32)>, BpfError> {
+    let trie: LpmTrie<&MapData, RuleData, u32> =
+        LpmTrie::try_from(map(maps, names::POLICY_RULES)?).map_err(map_err(names::POLICY_RULES))?;
+    let mut out = Vec::new();
+    for item in trie.iter() {
+        let (key, id) = item.map_err(map_err(names::POLICY_RULES))?;
+        out.push((crate::rule::Rule::from_key(&key), id));
+    }
+    Ok(out)
+}
+
+pub fn overrides(maps: &Maps) -> Result<Vec<(DestKey, Override)>, BpfError> {
+    let map: HashMap<&MapData, DestKey, Override> =
+        HashMap::try_from(map(maps, names::OVERRIDES)?).map_err(map_err(names::OVERRIDES))?;
+    map.iter()
+        .collect::<Result<_, _>>()
+        .map_err(map_err(names::OVERRIDES))
 }

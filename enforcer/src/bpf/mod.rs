@@ -1,12 +1,17 @@
-//! Loading, attaching and reading the kernel programs.
+//! Loading, attaching, pinning and reading the kernel programs.
 
 mod maps;
 mod object;
+pub mod pins;
 pub mod programs;
 
-use std::{fs::File, io, net::SocketAddr, path::Path};
+use std::{fs::File, io, net::SocketAddr, os::unix::fs::MetadataExt, path::Path, time::Duration};
 
-use aya::{Ebpf, EbpfError, EbpfLoader, maps::MapError, programs::ProgramError};
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{Map, MapData, MapError},
+    programs::{ProgramError, links::FdLink, links::LinkError, loaded_programs},
+};
 use enforcer_common::{
     config::Config,
     counters::GlobalCounter,
@@ -17,10 +22,12 @@ use enforcer_common::{
     policy::{BackoffRow, Policy, PolicyStats},
     rules::MAX_POLICIES,
 };
+pub use maps::Maps;
+use pins::{MAP_NAMES, PinDir};
 
 use crate::rule::Rule;
 
-/// Errors of loading, attaching or reading the kernel programs.
+/// Errors of loading, attaching, pinning or reading the kernel programs.
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {
     #[error(
@@ -44,6 +51,12 @@ pub enum BpfError {
         #[source]
         source: ProgramError,
     },
+    #[error("link of program `{name}`")]
+    Link {
+        name: &'static str,
+        #[source]
+        source: LinkError,
+    },
     #[error("map `{name}` is not in the eBPF object")]
     MapMissing { name: &'static str },
     #[error("map `{name}`")]
@@ -60,12 +73,26 @@ pub enum BpfError {
         #[source]
         source: io::Error,
     },
+    #[error("pin path {path}")]
+    Pin {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("another enforcer daemon holds {path}")]
+    Busy { path: String },
+    #[error(
+        "the programs pinned in {pins} are attached to another cgroup (id {attached}); \
+         run `enforcer uninstall` first to move them"
+    )]
+    AttachedElsewhere { pins: String, attached: u64 },
 }
 
-/// Options for [`Enforcer::load`].
+/// Options for loading the object.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Capacity of the destination map.
+    /// Capacity of the destination map (of a newly created one: a pinned map keeps
+    /// the capacity it was created with).
     pub dests_capacity: u32,
 }
 
@@ -77,77 +104,177 @@ impl Default for LoadOptions {
     }
 }
 
-/// The loaded programs and their maps. Dropping it detaches every program it
-/// attached and frees the maps.
+/// How [`Enforcer::install`] found the pin directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Installed {
+    /// Nothing was installed: programs loaded, attached and pinned.
+    Fresh,
+    /// A previous daemon's pinned programs and maps were adopted as they are.
+    Adopted,
+}
+
+/// The programs' maps, and the links this process holds (dropping them detaches
+/// the programs, unless they are pinned).
 pub struct Enforcer {
-    ebpf: Ebpf,
+    maps: Maps,
+    /// The loaded object, while this process owns its programs.
+    ebpf: Option<Ebpf>,
+    links: Vec<(&'static str, FdLink)>,
 }
 
 impl Enforcer {
-    /// Loads every program into the kernel (the verifier runs here) and writes an
-    /// active configuration.
+    /// Loads every program into the kernel (the verifier runs here), with fresh
+    /// maps, and writes an active configuration. Nothing is pinned.
     pub fn load(options: &LoadOptions) -> Result<Self, BpfError> {
+        Self::load_with(options, None)
+    }
+
+    fn load_with(options: &LoadOptions, pins: Option<&PinDir>) -> Result<Self, BpfError> {
         let bytes = object::bytes().ok_or(BpfError::ObjectMissing)?;
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(names::DESTS, options.dests_capacity)
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(names::DESTS, options.dests_capacity);
+        let pin_paths: Vec<_> = pins.map(|p| p.pinned_maps().collect()).unwrap_or_default();
+        for (name, path) in &pin_paths {
+            // Reuses the map pinned there, or creates and pins it.
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
             .load(bytes)
             .map_err(|e| BpfError::Load(Box::new(e)))?;
-        for name in [
-            names::CONFIG,
-            names::POLICY_RULES,
-            names::POLICIES,
-            names::BACKOFF,
-            names::POLICY_STATS,
-            names::DESTS,
-            names::ZERO_DEST,
-            names::OVERRIDES,
-            names::SOCKS,
-            names::EVENTS,
-            names::COUNTERS,
-        ] {
-            if ebpf.map(name).is_none() {
-                return Err(BpfError::MapMissing { name });
-            }
+        for (_, path) in &pin_paths {
+            PinDir::restrict(path)?;
+        }
+        let mut maps = Maps::default();
+        for name in MAP_NAMES {
+            let map = ebpf.take_map(name).ok_or(BpfError::MapMissing { name })?;
+            maps.insert(name, map);
         }
         programs::load_all(&mut ebpf)?;
-        let mut enforcer = Self { ebpf };
-        enforcer.set_config(Config::default())?;
+        let mut enforcer = Self {
+            maps,
+            ebpf: Some(ebpf),
+            links: Vec::new(),
+        };
+        if pins.is_none() {
+            enforcer.set_config(Config::default())?;
+        }
         Ok(enforcer)
     }
 
     /// Attaches every program to the cgroup v2 directory `cgroup` (and so to its
-    /// whole subtree).
+    /// whole subtree), holding the links: dropping the `Enforcer` detaches them.
     pub fn attach(&mut self, cgroup: &Path) -> Result<(), BpfError> {
-        let dir = File::open(cgroup).map_err(|source| BpfError::Cgroup {
-            path: cgroup.display().to_string(),
-            source,
+        let dir = open_cgroup(cgroup)?;
+        let ebpf = self.ebpf.as_mut().ok_or(BpfError::ObjectMissing)?;
+        self.links = programs::attach_all(ebpf, &dir)?;
+        let config = self.config()?;
+        self.set_config(Config {
+            cgroup_id: cgroup_id(&dir, cgroup)?,
+            ..config
+        })
+    }
+
+    /// The daemon's start: adopts what `pins` holds when a previous daemon left a
+    /// complete installation there (attached to the same cgroup), or loads,
+    /// attaches to `cgroup` and pins everything. Maps pinned by an incomplete
+    /// installation are reused, so counters and states survive either way.
+    pub fn install(
+        options: &LoadOptions,
+        pins: &PinDir,
+        cgroup: &Path,
+    ) -> Result<(Self, Installed), BpfError> {
+        pins.create()?;
+        let dir = open_cgroup(cgroup)?;
+        let wanted = cgroup_id(&dir, cgroup)?;
+        if pins.has_links() && pins.pinned_maps().all(|(_, p)| p.exists()) {
+            let enforcer = Self::adopt(pins)?;
+            let attached = enforcer.config()?.cgroup_id;
+            if attached != wanted {
+                return Err(BpfError::AttachedElsewhere {
+                    pins: pins.root().display().to_string(),
+                    attached,
+                });
+            }
+            return Ok((enforcer, Installed::Adopted));
+        }
+        // Leftover link pins of an incomplete installation would attach a second
+        // copy next to ours: remove them first.
+        for spec in &programs::PROGRAMS {
+            let _ = std::fs::remove_file(pins.link(spec.name));
+        }
+        let mut enforcer = Self::load_with(options, Some(pins))?;
+        let ebpf = enforcer.ebpf.as_mut().ok_or(BpfError::ObjectMissing)?;
+        for (name, link) in programs::attach_all(ebpf, &dir)? {
+            let path = pins.link(name);
+            link.pin(&path).map_err(|e| BpfError::Pin {
+                path: path.display().to_string(),
+                source: io::Error::other(e),
+            })?;
+            PinDir::restrict(&path)?;
+        }
+        let config = enforcer.config()?;
+        enforcer.set_config(Config {
+            cgroup_id: wanted,
+            ..config
         })?;
-        programs::attach_all(&mut self.ebpf, &dir)
+        Ok((enforcer, Installed::Fresh))
+    }
+
+    /// Opens the maps pinned in `pins`; the pinned links keep the programs attached.
+    pub fn adopt(pins: &PinDir) -> Result<Self, BpfError> {
+        let mut maps = Maps::default();
+        for (name, path) in pins.pinned_maps() {
+            let data = MapData::from_pin(&path).map_err(|source| BpfError::Map { name, source })?;
+            let map = Map::from_map_data(data).map_err(|source| BpfError::Map { name, source })?;
+            maps.insert(name, map);
+        }
+        Ok(Self {
+            maps,
+            ebpf: None,
+            links: Vec::new(),
+        })
+    }
+
+    /// Detaches and unpins everything in `pins`; returns what was removed.
+    pub fn uninstall(pins: &PinDir) -> Result<Vec<std::path::PathBuf>, BpfError> {
+        pins.remove_all()
     }
 
     /// Every tracked destination and its state.
     pub fn dests(&self) -> Result<Vec<(DestKey, DestState)>, BpfError> {
-        maps::dests(&self.ebpf)
+        maps::dests(&self.maps)
     }
 
     /// The state of one destination, if it is tracked (read under its lock).
     pub fn dest(&self, key: &DestKey) -> Result<Option<DestState>, BpfError> {
-        maps::dest(&self.ebpf, key)
+        maps::dest(&self.maps, key)
+    }
+
+    /// Forgets a destination (its state and counters); false if it was unknown.
+    pub fn remove_dest(&mut self, key: &DestKey) -> Result<bool, BpfError> {
+        maps::remove_dest(&mut self.maps, key)
     }
 
     /// A global counter, summed over CPUs.
     pub fn counter(&self, counter: GlobalCounter) -> Result<u64, BpfError> {
-        maps::counter(&self.ebpf, counter)
+        maps::counter(&self.maps, counter)
     }
 
     /// The configuration every program reads.
     pub fn config(&self) -> Result<Config, BpfError> {
-        maps::config(&self.ebpf)
+        maps::config(&self.maps)
     }
 
-    /// Writes the configuration every program reads.
+    /// Writes the configuration every program reads, bumping its generation.
     pub fn set_config(&mut self, config: Config) -> Result<(), BpfError> {
-        maps::set_config(&mut self.ebpf, config)
+        let generation = maps::config(&self.maps).map_or(0, |c| c.generation) + 1;
+        maps::set_config(
+            &mut self.maps,
+            Config {
+                generation,
+                ..config
+            },
+        )
     }
 
     /// Sets the global switch: paused programs pass every connection untouched.
@@ -155,7 +282,6 @@ impl Enforcer {
         let config = self.config()?;
         self.set_config(Config {
             paused: u32::from(paused),
-            generation: config.generation + 1,
             ..config
         })
     }
@@ -168,72 +294,177 @@ impl Enforcer {
         policy: &Policy,
         backoff: &BackoffRow,
     ) -> Result<(), BpfError> {
-        if id >= MAX_POLICIES {
-            return Err(BpfError::PolicyId {
-                id,
-                max: MAX_POLICIES - 1,
-            });
-        }
-        maps::set_backoff(&mut self.ebpf, id, *backoff)?;
-        maps::set_policy(&mut self.ebpf, id, *policy)
+        check_policy_id(id)?;
+        maps::set_backoff(&mut self.maps, id, *backoff)?;
+        maps::set_policy(&mut self.maps, id, *policy)
+    }
+
+    /// Writes only the backoff table of policy `id` (re-jittering).
+    pub fn set_backoff(&mut self, id: u32, backoff: &BackoffRow) -> Result<(), BpfError> {
+        check_policy_id(id)?;
+        maps::set_backoff(&mut self.maps, id, *backoff)
+    }
+
+    /// Policy `id` as the kernel has it.
+    pub fn policy(&self, id: u32) -> Result<Policy, BpfError> {
+        check_policy_id(id)?;
+        maps::policy(&self.maps, id)
     }
 
     /// The shared counts of policy `id` (tracked and open destinations).
     pub fn policy_stats(&self, id: u32) -> Result<PolicyStats, BpfError> {
-        maps::policy_stats(&self.ebpf, id)
+        maps::policy_stats(&self.maps, id)
+    }
+
+    /// Adjusts the tracked count of policy `id` after the daemon removed
+    /// destinations of it.
+    pub fn forget_tracked(&mut self, id: u32, n: u64) -> Result<(), BpfError> {
+        let stats = maps::policy_stats(&self.maps, id)?;
+        maps::set_policy_stats(
+            &mut self.maps,
+            id,
+            PolicyStats {
+                tracked: stats.tracked.saturating_sub(n),
+                ..stats
+            },
+        )
     }
 
     /// Maps the destinations `rule` matches to policy `policy_id`.
     pub fn insert_rule(&mut self, rule: &Rule, policy_id: u32) -> Result<(), BpfError> {
-        if policy_id >= MAX_POLICIES {
-            return Err(BpfError::PolicyId {
-                id: policy_id,
-                max: MAX_POLICIES - 1,
-            });
-        }
-        maps::insert_rule(&mut self.ebpf, rule.key(), policy_id)
+        check_policy_id(policy_id)?;
+        maps::insert_rule(&mut self.maps, rule.key(), policy_id)
     }
 
     pub fn remove_rule(&mut self, rule: &Rule) -> Result<(), BpfError> {
-        maps::remove_rule(&mut self.ebpf, rule.key())
+        maps::remove_rule(&mut self.maps, rule.key())
+    }
+
+    /// Every rule in the kernel with its policy id.
+    pub fn rules(&self) -> Result<Vec<(Rule, u32)>, BpfError> {
+        maps::rules(&self.maps)
     }
 
     /// Sets an override for one destination and tells the gate to look them up.
     pub fn set_override(&mut self, dest: SocketAddr, value: Override) -> Result<(), BpfError> {
-        maps::insert_override(&mut self.ebpf, DestKey::from(dest), value)?;
+        maps::insert_override(&mut self.maps, DestKey::from(dest), value)?;
         let config = self.config()?;
         self.set_config(Config {
             overrides: 1,
-            generation: config.generation + 1,
             ..config
         })
     }
 
     /// Removes a destination's override; false when it had none.
     pub fn remove_override(&mut self, dest: SocketAddr) -> Result<bool, BpfError> {
-        maps::remove_override(&mut self.ebpf, &DestKey::from(dest))
+        maps::remove_override(&mut self.maps, &DestKey::from(dest))
+    }
+
+    /// Every override.
+    pub fn overrides(&self) -> Result<Vec<(DestKey, Override)>, BpfError> {
+        maps::overrides(&self.maps)
     }
 
     /// Every transition event the kernel has sent since the last call.
     pub fn drain_events(&mut self) -> Result<Vec<Event>, BpfError> {
-        maps::drain_events(&mut self.ebpf)
+        maps::drain_events(&mut self.maps)
+    }
+
+    /// The programs' kernel ids: from the links this process holds, or from the
+    /// pinned links it adopted.
+    fn program_ids(&self, pins: Option<&PinDir>) -> Vec<(&'static str, Option<u32>)> {
+        programs::PROGRAMS
+            .iter()
+            .map(|spec| {
+                let held = self
+                    .links
+                    .iter()
+                    .find(|(n, _)| *n == spec.name)
+                    .map(|(_, l)| l.info());
+                let id = match (held, pins) {
+                    (Some(info), _) => info.ok().map(|i| i.program_id()),
+                    (None, Some(pins)) => {
+                        aya::programs::links::PinnedLink::from_pin(pins.link(spec.name))
+                            .ok()
+                            .and_then(|l| FdLink::from(l).info().ok())
+                            .map(|i| i.program_id())
+                    }
+                    (None, None) => None,
+                };
+                (spec.name, id)
+            })
+            .collect()
+    }
+
+    /// Per program: the kernel's statistics (run count and time need
+    /// `BPF_ENABLE_STATS`, see [`enable_run_stats`]) and the verifier's count of
+    /// processed instructions.
+    pub fn program_stats(&self, pins: Option<&PinDir>) -> Vec<ProgramStats> {
+        let ids = self.program_ids(pins);
+        let infos: Vec<_> = loaded_programs().filter_map(Result::ok).collect();
+        ids.into_iter()
+            .map(|(name, id)| {
+                let info = id.and_then(|id| infos.iter().find(|i| i.id() == id));
+                ProgramStats {
+                    name,
+                    id,
+                    run_count: info.map_or(0, |i| i.run_count()),
+                    run_time: info.map_or(Duration::ZERO, |i| i.run_time()),
+                    verified_insns: info.and_then(|i| i.verified_instruction_count()),
+                }
+            })
+            .collect()
     }
 
     /// Each program's name and the instructions the verifier processed for it.
     pub fn verifier_stats(&self) -> Result<Vec<(&'static str, Option<u32>)>, BpfError> {
-        programs::PROGRAMS
-            .iter()
-            .map(|spec| {
-                let program = self
-                    .ebpf
-                    .program(spec.name)
-                    .ok_or(BpfError::ProgramMissing { name: spec.name })?;
-                let info = program.info().map_err(|source| BpfError::Program {
-                    name: spec.name,
-                    source,
-                })?;
-                Ok((spec.name, info.verified_instruction_count()))
-            })
-            .collect()
+        Ok(self
+            .program_stats(None)
+            .into_iter()
+            .map(|s| (s.name, s.verified_insns))
+            .collect())
     }
+}
+
+/// What the kernel says about one of our programs.
+#[derive(Clone, Debug)]
+pub struct ProgramStats {
+    pub name: &'static str,
+    pub id: Option<u32>,
+    pub run_count: u64,
+    pub run_time: Duration,
+    pub verified_insns: Option<u32>,
+}
+
+/// Turns on the kernel's run-time statistics for every BPF program while the
+/// returned descriptor is open (`BPF_ENABLE_STATS`).
+pub fn enable_run_stats() -> Result<std::os::fd::OwnedFd, io::Error> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(io::Error::other)
+}
+
+fn check_policy_id(id: u32) -> Result<(), BpfError> {
+    if id >= MAX_POLICIES {
+        return Err(BpfError::PolicyId {
+            id,
+            max: MAX_POLICIES - 1,
+        });
+    }
+    Ok(())
+}
+
+fn open_cgroup(cgroup: &Path) -> Result<File, BpfError> {
+    File::open(cgroup).map_err(|source| BpfError::Cgroup {
+        path: cgroup.display().to_string(),
+        source,
+    })
+}
+
+/// A cgroup v2 directory's id is its inode number.
+fn cgroup_id(dir: &File, path: &Path) -> Result<u64, BpfError> {
+    dir.metadata()
+        .map(|m| m.ino())
+        .map_err(|source| BpfError::Cgroup {
+            path: path.display().to_string(),
+            source,
+        })
 }

@@ -4,7 +4,10 @@ use std::os::fd::AsFd;
 
 use aya::{
     Ebpf,
-    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, SockOps},
+    programs::{
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, SockOps,
+        links::{FdLink, LinkError},
+    },
 };
 
 use super::BpfError;
@@ -79,31 +82,59 @@ pub fn load_all(ebpf: &mut Ebpf) -> Result<(), BpfError> {
     Ok(())
 }
 
-/// Attaches every program to the cgroup open as `cgroup`.
-pub fn attach_all(ebpf: &mut Ebpf, cgroup: impl AsFd) -> Result<(), BpfError> {
+/// Attaches every program to the cgroup open as `cgroup` and hands back the
+/// links: dropping an `FdLink` detaches its program, pinning it keeps it attached
+/// after the process exits.
+pub fn attach_all(
+    ebpf: &mut Ebpf,
+    cgroup: impl AsFd,
+) -> Result<Vec<(&'static str, FdLink)>, BpfError> {
     let cgroup = cgroup.as_fd();
+    let mut links = Vec::with_capacity(PROGRAMS.len());
     for spec in &PROGRAMS {
         let program = ebpf
             .program_mut(spec.name)
             .ok_or(BpfError::ProgramMissing { name: spec.name })?;
-        let mode = CgroupAttachMode::Single;
-        let attached = match spec.hook {
-            Hook::SockAddr => as_kind::<CgroupSockAddr>(spec, program)?
-                .attach(cgroup, mode)
-                .map(drop),
-            Hook::SockOps => as_kind::<SockOps>(spec, program)?
-                .attach(cgroup, mode)
-                .map(drop),
-            Hook::SockRelease => as_kind::<CgroupSock>(spec, program)?
-                .attach(cgroup, mode)
-                .map(drop),
-        };
-        attached.map_err(|source| BpfError::Attach {
+        let attach_err = |source| BpfError::Attach {
             name: spec.name,
             source,
-        })?;
+        };
+        // Each program type has its own link type; all convert into an FdLink.
+        let mode = CgroupAttachMode::Single;
+        let link: FdLink = match spec.hook {
+            Hook::SockAddr => {
+                let p = as_kind::<CgroupSockAddr>(spec, program)?;
+                let id = p.attach(cgroup, mode).map_err(attach_err)?;
+                p.take_link(id)
+                    .map_err(attach_err)?
+                    .try_into()
+                    .map_err(link_err(spec))?
+            }
+            Hook::SockOps => {
+                let p = as_kind::<SockOps>(spec, program)?;
+                let id = p.attach(cgroup, mode).map_err(attach_err)?;
+                p.take_link(id)
+                    .map_err(attach_err)?
+                    .try_into()
+                    .map_err(link_err(spec))?
+            }
+            Hook::SockRelease => {
+                let p = as_kind::<CgroupSock>(spec, program)?;
+                let id = p.attach(cgroup, mode).map_err(attach_err)?;
+                p.take_link(id)
+                    .map_err(attach_err)?
+                    .try_into()
+                    .map_err(link_err(spec))?
+            }
+        };
+        links.push((spec.name, link));
     }
-    Ok(())
+    Ok(links)
+}
+
+fn link_err(spec: &ProgramSpec) -> impl FnOnce(LinkError) -> BpfError {
+    let name = spec.name;
+    move |source| BpfError::Link { name, source }
 }
 
 fn as_kind<'a, T>(

@@ -1,0 +1,203 @@
+//! The pin directory: where the daemon leaves its maps and links so that
+//! enforcement and state outlive it (a crash, `kill -9`, an upgrade).
+//!
+//! Layout: `<dir>/maps/<MAP>` and `<dir>/links/<program>`, directories 0700 and
+//! pins 0600. A complete set of link pins means "installed": a new daemon adopts
+//! it instead of attaching a second copy.
+
+use std::{
+    fs::{self, File},
+    io,
+    os::{
+        fd::AsRawFd,
+        unix::fs::{DirBuilderExt, PermissionsExt},
+    },
+    path::{Path, PathBuf},
+};
+
+use super::{BpfError, programs::PROGRAMS};
+
+/// Every map the object declares (and so every map pin).
+pub const MAP_NAMES: [&str; 11] = {
+    use enforcer_common::maps::*;
+    [
+        CONFIG,
+        POLICY_RULES,
+        POLICIES,
+        BACKOFF,
+        POLICY_STATS,
+        DESTS,
+        ZERO_DEST,
+        OVERRIDES,
+        SOCKS,
+        EVENTS,
+        COUNTERS,
+    ]
+};
+
+/// Maps that are not pinned: socket storage lives and dies with its sockets and
+/// the programs that use it, and cannot be reused by a different object.
+const UNPINNED: [&str; 1] = [enforcer_common::maps::SOCKS];
+
+/// A pin directory on a bpffs.
+#[derive(Clone, Debug)]
+pub struct PinDir {
+    root: PathBuf,
+}
+
+/// The daemon's claim on a pin directory; released when dropped (or when the
+/// process dies, however it dies).
+#[derive(Debug)]
+pub struct PinLock {
+    _dir: File,
+}
+
+impl PinDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.root.join("maps").join(name)
+    }
+
+    pub fn link(&self, name: &str) -> PathBuf {
+        self.root.join("links").join(name)
+    }
+
+    /// Maps to pin, with their pin paths.
+    pub fn pinned_maps(&self) -> impl Iterator<Item = (&'static str, PathBuf)> + '_ {
+        MAP_NAMES
+            .into_iter()
+            .filter(|n| !UNPINNED.contains(n))
+            .map(|n| (n, self.map(n)))
+    }
+
+    /// Creates the directories (0700), mounting bpffs first if `root`'s parent
+    /// is not on one.
+    pub fn create(&self) -> Result<(), BpfError> {
+        let io_err = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| BpfError::Pin { path, source }
+        };
+        let parent = self.root.parent().unwrap_or(Path::new("/"));
+        if !is_bpffs(parent) {
+            mount_bpffs(parent).map_err(io_err(parent))?;
+        }
+        for dir in [
+            self.root.clone(),
+            self.root.join("maps"),
+            self.root.join("links"),
+        ] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io_err(&dir))?;
+        }
+        Ok(())
+    }
+
+    /// Whether every program's link is pinned here.
+    pub fn has_links(&self) -> bool {
+        PROGRAMS.iter().all(|p| self.link(p.name).exists())
+    }
+
+    /// Whether anything of ours is pinned here.
+    pub fn has_any(&self) -> bool {
+        PROGRAMS.iter().any(|p| self.link(p.name).exists())
+            || self.pinned_maps().any(|(_, path)| path.exists())
+    }
+
+    /// Takes the directory's lock, or fails when another daemon holds it.
+    pub fn lock(&self) -> Result<PinLock, BpfError> {
+        let path = self.root.display().to_string();
+        let dir = File::open(&self.root).map_err(|source| BpfError::Pin {
+            path: path.clone(),
+            source,
+        })?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let source = io::Error::last_os_error();
+            if source.kind() == io::ErrorKind::WouldBlock {
+                return Err(BpfError::Busy { path });
+            }
+            return Err(BpfError::Pin { path, source });
+        }
+        Ok(PinLock { _dir: dir })
+    }
+
+    /// Restricts a pin to its owner (0600).
+    pub fn restrict(path: &Path) -> Result<(), BpfError> {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|source| {
+            BpfError::Pin {
+                path: path.display().to_string(),
+                source,
+            }
+        })
+    }
+
+    /// Removes every pin and directory of ours. Unpinning a link detaches its
+    /// program (no one else holds it); unpinning a map frees it once unused.
+    /// Returns the paths removed.
+    pub fn remove_all(&self) -> Result<Vec<PathBuf>, BpfError> {
+        let mut removed = Vec::new();
+        let links = PROGRAMS.iter().map(|p| self.link(p.name));
+        let maps = self.pinned_maps().map(|(_, path)| path);
+        for path in links.chain(maps) {
+            match fs::remove_file(&path) {
+                Ok(()) => removed.push(path),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(BpfError::Pin {
+                        path: path.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        for dir in [
+            self.root.join("maps"),
+            self.root.join("links"),
+            self.root.clone(),
+        ] {
+            // Left in place when not empty: it holds something that is not ours.
+            let _ = fs::remove_dir(dir);
+        }
+        Ok(removed)
+    }
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs with a valid path and out-pointer.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
+}
+
+fn mount_bpffs(at: &Path) -> io::Result<()> {
+    fs::create_dir_all(at)?;
+    let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())?;
+    // SAFETY: valid C strings.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            c"mode=0700".as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
