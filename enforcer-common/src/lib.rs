@@ -10,6 +10,7 @@ extern crate std;
 
 pub mod breaker;
 pub mod config;
+pub mod control;
 pub mod counters;
 pub mod dest;
 pub mod event;

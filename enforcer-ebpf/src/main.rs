@@ -11,6 +11,7 @@
 #![allow(internal_features, reason = "core_intrinsics, see above")]
 
 mod atomic;
+mod control;
 mod counters;
 mod dest;
 mod gate;

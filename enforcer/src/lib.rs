@@ -4,5 +4,8 @@
 pub mod bpf;
 pub mod cgroup;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod daemon;
+pub mod http;
 pub mod rule;

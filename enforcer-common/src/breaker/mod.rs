@@ -343,6 +343,83 @@ impl DestState {
     }
 }
 
+/// Commands from the daemon (see [`crate::control`]).
+impl DestState {
+    /// Back to CLOSED as new. Counters stay.
+    #[inline(always)]
+    pub fn reset(&mut self, now: u64, guard: &mut impl OpenGuard) -> Option<Transition> {
+        let b = &mut self.breaker;
+        let was_open = b.state != state::CLOSED;
+        b.state = state::CLOSED;
+        b.trips = 0;
+        b.consecutive_failures = 0;
+        b.probes_in_flight = 0;
+        b.probe_successes = 0;
+        b.open_until_ns = 0;
+        b.healthy_since_ns = now;
+        b.window.clear();
+        if was_open {
+            guard.closed();
+            return Some(Transition::Closed);
+        }
+        None
+    }
+
+    /// A healing probe reached the destination: OPEN goes HALF_OPEN at once, and
+    /// in HALF_OPEN the probe counts as one probe success. `None` (and nothing
+    /// changed) when the destination is CLOSED.
+    #[inline(always)]
+    pub fn heal_probe_ok(
+        &mut self,
+        policy: &Policy,
+        now: u64,
+        guard: &mut impl OpenGuard,
+    ) -> Option<Option<Transition>> {
+        let b = &mut self.breaker;
+        let mut transition = None;
+        if b.state == state::OPEN {
+            b.state = state::HALF_OPEN;
+            b.half_open_epoch += 1;
+            b.probes_in_flight = 0;
+            b.probe_successes = 0;
+            transition = Some(Transition::HalfOpened);
+        }
+        if b.state != state::HALF_OPEN {
+            return None;
+        }
+        b.probe_successes += 1;
+        self.counters.probes += 1;
+        if b.probe_successes >= policy.close_after.max(1) {
+            b.state = state::CLOSED;
+            b.consecutive_failures = 0;
+            b.probes_in_flight = 0;
+            b.probe_successes = 0;
+            b.healthy_since_ns = now;
+            b.window.clear();
+            guard.closed();
+            transition = Some(Transition::Closed);
+        }
+        Some(transition)
+    }
+
+    /// A healing probe failed while HALF_OPEN: reopen for the next step. `None`
+    /// in any other state (an OPEN destination simply stays open).
+    #[inline(always)]
+    pub fn heal_probe_failed(
+        &mut self,
+        policy: &Policy,
+        backoff: &BackoffRow,
+        now: u64,
+    ) -> Option<Transition> {
+        if self.breaker.state != state::HALF_OPEN {
+            return None;
+        }
+        self.counters.probes += 1;
+        self.open(policy, backoff, now);
+        Some(Transition::Reopened)
+    }
+}
+
 /// An outcome is taken once per connect, whichever hook sees it first.
 #[inline(always)]
 fn take_outcome(sock: &mut SockInfo) -> bool {

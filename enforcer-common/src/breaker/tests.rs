@@ -298,3 +298,56 @@ fn abandoned_is_not_a_failure_and_frees_the_probe() {
     assert_eq!(d.state.breaker.state, state::HALF_OPEN);
     assert_eq!(d.state.counters.abandoned, 1);
 }
+
+#[test]
+fn healing_probes_half_open_then_close() {
+    let mut d = Dest::new(policy());
+    for t in 0..3 {
+        d.refused(t);
+    }
+    // M = 2: the first good probe half-opens and counts, the second closes.
+    assert_eq!(
+        d.state.heal_probe_ok(&d.policy, 10, &mut NoGuard),
+        Some(Some(Transition::HalfOpened))
+    );
+    assert_eq!(d.state.breaker.state, state::HALF_OPEN);
+    assert_eq!(
+        d.state.heal_probe_ok(&d.policy, 20, &mut NoGuard),
+        Some(Some(Transition::Closed))
+    );
+    assert_eq!(
+        d.state.heal_probe_ok(&d.policy, 30, &mut NoGuard),
+        None,
+        "closed: moot"
+    );
+}
+
+#[test]
+fn a_failed_healing_probe_reopens_only_a_half_open_circuit() {
+    let mut d = Dest::new(policy());
+    for t in 0..3 {
+        d.refused(t);
+    }
+    assert_eq!(d.state.heal_probe_failed(&d.policy, &d.backoff, 5), None);
+    d.state.heal_probe_ok(&d.policy, 10, &mut NoGuard);
+    assert_eq!(
+        d.state.heal_probe_failed(&d.policy, &d.backoff, 20),
+        Some(Transition::Reopened)
+    );
+    assert_eq!(d.state.breaker.trips, 2);
+}
+
+#[test]
+fn reset_closes_and_forgets_the_trip_level_but_not_the_counters() {
+    let mut d = Dest::new(policy());
+    for t in 0..3 {
+        d.refused(t);
+    }
+    assert_eq!(d.state.reset(5, &mut NoGuard), Some(Transition::Closed));
+    assert_eq!(
+        (d.state.breaker.state, d.state.breaker.trips),
+        (state::CLOSED, 0)
+    );
+    assert_eq!(d.state.counters.failures_refused, 3);
+    assert_eq!(d.state.reset(6, &mut NoGuard), None);
+}

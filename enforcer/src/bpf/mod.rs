@@ -1,5 +1,6 @@
 //! Loading, attaching, pinning and reading the kernel programs.
 
+mod control;
 mod maps;
 mod object;
 pub mod pins;
@@ -10,10 +11,14 @@ use std::{fs::File, io, net::SocketAddr, os::unix::fs::MetadataExt, path::Path, 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Map, MapData, MapError},
-    programs::{ProgramError, links::FdLink, links::LinkError, loaded_programs},
+    programs::{
+        ProgramError, ProgramFd, ProgramInfo, links::FdLink, links::LinkError, loaded_programs,
+    },
 };
+pub use control::Applied;
 use enforcer_common::{
     config::Config,
+    control::Command,
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     event::Event,
@@ -79,6 +84,11 @@ pub enum BpfError {
         #[source]
         source: io::Error,
     },
+    #[error("running the control program")]
+    Control {
+        #[source]
+        source: io::Error,
+    },
     #[error("another enforcer daemon holds {path}")]
     Busy { path: String },
     #[error(
@@ -120,6 +130,8 @@ pub struct Enforcer {
     /// The loaded object, while this process owns its programs.
     ebpf: Option<Ebpf>,
     links: Vec<(&'static str, FdLink)>,
+    /// The control program (loaded here, or adopted from its pin).
+    control: Option<ProgramFd>,
 }
 
 impl Enforcer {
@@ -150,10 +162,12 @@ impl Enforcer {
             maps.insert(name, map);
         }
         programs::load_all(&mut ebpf)?;
+        let control = control_fd(&ebpf)?;
         let mut enforcer = Self {
             maps,
             ebpf: Some(ebpf),
             links: Vec::new(),
+            control: Some(control),
         };
         if pins.is_none() {
             enforcer.set_config(Config::default())?;
@@ -204,6 +218,18 @@ impl Enforcer {
         }
         let mut enforcer = Self::load_with(options, Some(pins))?;
         let ebpf = enforcer.ebpf.as_mut().ok_or(BpfError::ObjectMissing)?;
+        let control_pin = pins.program(programs::CONTROL.name);
+        let _ = std::fs::remove_file(&control_pin);
+        ebpf.program_mut(programs::CONTROL.name)
+            .ok_or(BpfError::ProgramMissing {
+                name: programs::CONTROL.name,
+            })?
+            .pin(&control_pin)
+            .map_err(|e| BpfError::Pin {
+                path: control_pin.display().to_string(),
+                source: io::Error::other(e),
+            })?;
+        PinDir::restrict(&control_pin)?;
         for (name, link) in programs::attach_all(ebpf, &dir)? {
             let path = pins.link(name);
             link.pin(&path).map_err(|e| BpfError::Pin {
@@ -228,11 +254,27 @@ impl Enforcer {
             let map = Map::from_map_data(data).map_err(|source| BpfError::Map { name, source })?;
             maps.insert(name, map);
         }
+        let name = programs::CONTROL.name;
+        let control = ProgramInfo::from_pin(pins.program(name))
+            .and_then(|info| info.fd())
+            .map_err(|source| BpfError::Program { name, source })?;
         Ok(Self {
             maps,
             ebpf: None,
             links: Vec::new(),
+            control: Some(control),
         })
+    }
+
+    /// Runs a command on one destination in the kernel, under its lock.
+    pub fn command(&mut self, kind: u32, dest: &DestKey) -> Result<Applied, BpfError> {
+        let name = programs::CONTROL.name;
+        let program = self
+            .control
+            .as_ref()
+            .ok_or(BpfError::ProgramMissing { name })?;
+        control::run(program, &Command::new(kind, *dest))
+            .map_err(|source| BpfError::Control { source })
     }
 
     /// Detaches and unpins everything in `pins`; returns what was removed.
@@ -440,6 +482,18 @@ pub struct ProgramStats {
 /// returned descriptor is open (`BPF_ENABLE_STATS`).
 pub fn enable_run_stats() -> Result<std::os::fd::OwnedFd, io::Error> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(io::Error::other)
+}
+
+/// A descriptor of the loaded control program that outlives `ebpf`'s borrow.
+fn control_fd(ebpf: &Ebpf) -> Result<ProgramFd, BpfError> {
+    let name = programs::CONTROL.name;
+    let program = ebpf
+        .program(name)
+        .ok_or(BpfError::ProgramMissing { name })?;
+    program
+        .fd()
+        .and_then(|fd| fd.try_clone().map_err(ProgramError::IOError))
+        .map_err(|source| BpfError::Program { name, source })
 }
 
 fn check_policy_id(id: u32) -> Result<(), BpfError> {

@@ -69,6 +69,11 @@ impl PinDir {
         self.root.join("links").join(name)
     }
 
+    /// Programs pinned on their own (the control program, which has no link).
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.root.join("programs").join(name)
+    }
+
     /// Maps to pin, with their pin paths.
     pub fn pinned_maps(&self) -> impl Iterator<Item = (&'static str, PathBuf)> + '_ {
         MAP_NAMES
@@ -92,6 +97,7 @@ impl PinDir {
             self.root.clone(),
             self.root.join("maps"),
             self.root.join("links"),
+            self.root.join("programs"),
         ] {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -102,9 +108,10 @@ impl PinDir {
         Ok(())
     }
 
-    /// Whether every program's link is pinned here.
+    /// Whether every program's link (and the control program) is pinned here.
     pub fn has_links(&self) -> bool {
         PROGRAMS.iter().all(|p| self.link(p.name).exists())
+            && self.program(super::programs::CONTROL.name).exists()
     }
 
     /// Whether anything of ours is pinned here.
@@ -147,8 +154,9 @@ impl PinDir {
     pub fn remove_all(&self) -> Result<Vec<PathBuf>, BpfError> {
         let mut removed = Vec::new();
         let links = PROGRAMS.iter().map(|p| self.link(p.name));
+        let control = std::iter::once(self.program(super::programs::CONTROL.name));
         let maps = self.pinned_maps().map(|(_, path)| path);
-        for path in links.chain(maps) {
+        for path in links.chain(control).chain(maps) {
             match fs::remove_file(&path) {
                 Ok(()) => removed.push(path),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -163,6 +171,7 @@ impl PinDir {
         for dir in [
             self.root.join("maps"),
             self.root.join("links"),
+            self.root.join("programs"),
             self.root.clone(),
         ] {
             // Left in place when not empty: it holds something that is not ours.

@@ -5,7 +5,7 @@ use std::os::fd::AsFd;
 use aya::{
     Ebpf,
     programs::{
-        CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, SockOps,
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, SockOps, Xdp,
         links::{FdLink, LinkError},
     },
 };
@@ -21,6 +21,8 @@ pub enum Hook {
     SockOps,
     /// `cgroup/sock_release`.
     SockRelease,
+    /// Not attached: the daemon test-runs it (see `enforcer-ebpf/src/control.rs`).
+    Control,
 }
 
 /// One program of the object.
@@ -63,9 +65,17 @@ pub const PROGRAMS: [ProgramSpec; 4] = [
     },
 ];
 
+/// The control program: loaded and pinned, never attached.
+pub const CONTROL: ProgramSpec = ProgramSpec {
+    name: "control",
+    hook: Hook::Control,
+    min_kernel: (5, 1),
+    min_kernel_why: "bpf_spin_lock in XDP programs run with BPF_PROG_TEST_RUN",
+};
+
 /// Loads every program into the kernel (runs the verifier).
 pub fn load_all(ebpf: &mut Ebpf) -> Result<(), BpfError> {
-    for spec in &PROGRAMS {
+    for spec in PROGRAMS.iter().chain([&CONTROL]) {
         let program = ebpf
             .program_mut(spec.name)
             .ok_or(BpfError::ProgramMissing { name: spec.name })?;
@@ -73,6 +83,7 @@ pub fn load_all(ebpf: &mut Ebpf) -> Result<(), BpfError> {
             Hook::SockAddr => as_kind::<CgroupSockAddr>(spec, program)?.load(),
             Hook::SockOps => as_kind::<SockOps>(spec, program)?.load(),
             Hook::SockRelease => as_kind::<CgroupSock>(spec, program)?.load(),
+            Hook::Control => as_kind::<Xdp>(spec, program)?.load(),
         };
         loaded.map_err(|source| BpfError::Program {
             name: spec.name,
@@ -126,6 +137,8 @@ pub fn attach_all(
                     .try_into()
                     .map_err(link_err(spec))?
             }
+            // Never attached: the daemon test-runs it.
+            Hook::Control => continue,
         };
         links.push((spec.name, link));
     }

@@ -1,8 +1,18 @@
 //! The `enforcer` command line: one module per subcommand, each with `execute()`.
-//! Doc comments are the `--help` text.
+//! Doc comments are the `--help` text. Exit codes: 0 done, 1 failed, 2 bad input
+//! (nothing was changed).
 
+mod client;
+mod completions;
 mod config_check;
+mod dest;
+mod events;
+mod metrics;
+mod policy;
 mod run;
+mod status;
+mod switch;
+mod uninstall;
 
 use std::process::ExitCode;
 
@@ -18,11 +28,35 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the daemon in the foreground: load the kernel programs and attach them.
+    /// Run the daemon in the foreground: install (or adopt) the kernel programs,
+    /// apply the policies, serve the control API and the metrics.
     Run(run::Args),
+    /// Destinations: state, connections, failures, rejections.
+    Status(status::Args),
+    /// Policies: list, show, set, rm, apply.
+    #[command(subcommand)]
+    Policy(policy::Command),
+    /// Force a destination open (rejected as if tripped), until reset or for a while.
+    Trip(dest::TripArgs),
+    /// Close a destination's circuit as new and remove its override.
+    Reset(dest::DestArgs),
+    /// Let a destination pass untouched (no accounting, no rejection).
+    Disable(dest::TripArgs),
+    /// Global switch off: every program passes every connection untouched.
+    Pause(client::Connection),
+    /// Global switch on again.
+    Resume(client::Connection),
+    /// Follow transitions and overrides as they happen (one JSON line each).
+    Events(client::Connection),
+    /// Print the Prometheus metrics.
+    Metrics(client::Connection),
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Detach and unpin everything (through the daemon if it runs).
+    Uninstall(uninstall::Args),
+    /// Print a shell completion script.
+    Completions(completions::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,7 +68,8 @@ enum ConfigCommand {
 /// How a subcommand failed.
 #[derive(Debug)]
 pub enum Failure {
-    /// Bad input (configuration, flags): exit code 2, nothing was changed.
+    /// Bad input (configuration, flags, a request the daemon refused): exit code
+    /// 2, nothing was changed.
     Usage(anyhow::Error),
     /// Anything else: exit code 1.
     Runtime(anyhow::Error),
@@ -57,7 +92,18 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::execute(args),
+        Command::Status(args) => status::execute(args),
+        Command::Policy(command) => policy::execute(command),
+        Command::Trip(args) => dest::trip(args),
+        Command::Reset(args) => dest::reset(args),
+        Command::Disable(args) => dest::disable(args),
+        Command::Pause(args) => switch::execute(args, true),
+        Command::Resume(args) => switch::execute(args, false),
+        Command::Events(args) => events::execute(args),
+        Command::Metrics(args) => metrics::execute(args),
         Command::Config(ConfigCommand::Check(args)) => config_check::execute(args),
+        Command::Uninstall(args) => uninstall::execute(args),
+        Command::Completions(args) => completions::execute(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, de::Error as _};
-
 /// Parses `500ms`, `30s`, `5m`, `1h` (an integer and a unit).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -24,12 +22,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     per_unit
         .checked_mul(u32::try_from(n).map_err(|_| format!("`{text}` is too large"))?)
         .ok_or_else(|| format!("`{text}` is too large"))
-}
-
-/// serde `deserialize_with` for an optional duration key.
-pub fn deserialize_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_duration(&text).map(Some).map_err(D::Error::custom)
 }
 
 #[cfg(test)]

@@ -1,17 +1,31 @@
-//! The configuration file: TOML, every key documented in `default.toml`, which is
-//! embedded in the binary and used when no file is given.
+//! The configuration file: TOML with `[daemon]`, `[defaults]` and `[[policy]]`
+//! tables. Every key and its default is documented in `default.toml`, which is
+//! embedded in the binary; a file is laid over it (a `[[policy]]` list in the file
+//! replaces the embedded one). Errors name the field and the line.
 
 mod duration;
+pub mod knobs;
+pub mod policy;
+pub mod values;
 
 use std::{
+    collections::HashSet,
     fs, io,
-    path::{Path, PathBuf},
+    net::SocketAddr,
+    path::{Component, Path, PathBuf},
     time::Duration,
 };
 
+use enforcer_common::{maps::POLICY_RULES_CAPACITY, rules::MAX_POLICIES};
 use serde::Deserialize;
+use toml::Spanned;
 
 pub use duration::parse_duration;
+use knobs::{Knobs, KnobsFile, Lines, PolicyFile};
+pub use policy::PolicySpec;
+use values::Dur;
+
+use crate::rule::Rule;
 
 /// The embedded default configuration, also the documentation of every key.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -19,8 +33,17 @@ pub const DEFAULT_TOML: &str = include_str!("default.toml");
 /// Where `enforcer run` looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/enforcer/enforcer.toml";
 
-/// A configuration that could not be used. The message names the field (and, for
-/// files, the line).
+/// One problem with a configuration: the field, the line (for files) and what
+/// is wrong.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{}{field}: {message}", .line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+pub struct Invalid {
+    pub field: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// A configuration that cannot be used. Nothing has been applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}")]
@@ -29,92 +52,126 @@ pub enum ConfigError {
         #[source]
         source: io::Error,
     },
+    #[error("{origin}: {problem}")]
+    Invalid { origin: String, problem: Invalid },
     #[error("{origin}: {message}")]
-    Invalid { origin: String, message: String },
+    Syntax { origin: String, message: String },
 }
 
-/// The resolved configuration: the file laid over the embedded defaults.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The resolved, validated configuration.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub daemon: DaemonConfig,
+    /// `[defaults]` as resolved: what policies added later (`enforcer policy
+    /// set`) inherit.
+    pub defaults: Knobs,
+    pub policies: Vec<PolicySpec>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonConfig {
     /// Empty: the cgroup v2 root.
     pub cgroup: PathBuf,
+    pub pin_root: PathBuf,
+    pub pin_dir: PathBuf,
+    pub socket: PathBuf,
+    pub metrics: SocketAddr,
     pub dests_capacity: u32,
-    pub report_interval: Duration,
+    pub max_series: u32,
+    pub gc_idle: Duration,
 }
 
-/// The file as written: every key optional, unknown keys refused. Parsed straight
-/// from the user's text so that errors carry the user's line numbers.
+/// `[daemon]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+struct DaemonFile {
+    cgroup: Option<Spanned<PathBuf>>,
+    pin_root: Option<Spanned<PathBuf>>,
+    pin_dir: Option<Spanned<PathBuf>>,
+    socket: Option<Spanned<PathBuf>>,
+    metrics: Option<Spanned<String>>,
+    dests_capacity: Option<Spanned<u32>>,
+    max_series: Option<Spanned<u32>>,
+    gc_idle: Option<Spanned<Dur>>,
+}
+
+/// The whole file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
     #[serde(default)]
-    daemon: FileDaemon,
+    daemon: DaemonFile,
+    #[serde(default)]
+    defaults: KnobsFile,
+    #[serde(default, rename = "policy")]
+    policies: Option<Vec<PolicyFile>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileDaemon {
-    cgroup: Option<PathBuf>,
-    dests_capacity: Option<u32>,
-    #[serde(default, deserialize_with = "duration::deserialize_opt")]
-    report_interval: Option<Duration>,
-}
-
-impl FileConfig {
-    /// Lays `self` over `base`.
-    fn over(self, base: Config) -> Config {
-        let (d, b) = (self.daemon, base.daemon);
-        Config {
-            daemon: DaemonConfig {
-                cgroup: d.cgroup.unwrap_or(b.cgroup),
-                dests_capacity: d.dests_capacity.unwrap_or(b.dests_capacity),
-                report_interval: d.report_interval.unwrap_or(b.report_interval),
-            },
-        }
-    }
+/// Daemon settings from flags or `ENFORCER_*` variables, which win over the file.
+#[derive(Clone, Debug, Default)]
+pub struct DaemonOverrides {
+    pub cgroup: Option<PathBuf>,
+    pub pin_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub metrics: Option<String>,
 }
 
 impl Config {
     /// The embedded defaults.
     pub fn embedded() -> Self {
-        let file: FileConfig =
-            toml::from_str(DEFAULT_TOML).expect("the embedded defaults parse (unit-tested)");
-        let d = file.daemon;
-        let missing = "the embedded defaults set every key (unit-tested)";
-        Self {
-            daemon: DaemonConfig {
-                cgroup: d.cgroup.expect(missing),
-                dests_capacity: d.dests_capacity.expect(missing),
-                report_interval: d.report_interval.expect(missing),
-            },
-        }
+        Self::parse(DEFAULT_TOML, "embedded defaults")
+            .expect("the embedded defaults are valid (unit-tested)")
     }
 
-    /// Parses `text`, lays it over the embedded defaults and validates the result;
+    /// Parses `text`, lays it over the embedded defaults and validates the whole;
     /// `origin` names the text in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            origin: origin.to_owned(),
-            message,
-        };
-        let file: FileConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        let config = file.over(Self::embedded());
-        config.validate().map_err(invalid)?;
-        Ok(config)
+        Self::parse_with(text, origin, &DaemonOverrides::default())
     }
 
-    /// Reads `path`, or returns the embedded defaults when `path` is the default
-    /// location and does not exist.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    /// As [`Self::parse`], with flags or environment variables laid on top.
+    pub fn parse_with(
+        text: &str,
+        origin: &str,
+        overrides: &DaemonOverrides,
+    ) -> Result<Self, ConfigError> {
+        let syntax = |e: toml::de::Error| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        };
+        let invalid = |problem| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problem,
+        };
+        let base: File =
+            toml::from_str(DEFAULT_TOML).expect("the embedded defaults parse (unit-tested)");
+        let file: File = toml::from_str(text).map_err(syntax)?;
+        let (base_lines, lines) = (Lines(None), Lines(Some(text)));
+
+        let mut defaults = Knobs::default();
+        defaults.overlay(&base.defaults, &base_lines);
+        defaults.overlay(&file.defaults, &lines);
+        let daemon =
+            resolve_daemon(&base.daemon, &file.daemon, &lines, overrides).map_err(invalid)?;
+        let (policies, policy_lines) = match file.policies {
+            Some(p) => (p, &lines),
+            None => (base.policies.unwrap_or_default(), &base_lines),
+        };
+        let policies = resolve_policies(&policies, &defaults, policy_lines).map_err(invalid)?;
+        Ok(Self {
+            daemon,
+            defaults,
+            policies,
+        })
+    }
+
+    /// Reads `path`; the embedded defaults when `path` is the default location
+    /// and does not exist.
+    pub fn load(path: &Path, overrides: &DaemonOverrides) -> Result<Self, ConfigError> {
         match fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text, &path.display().to_string()),
+            Ok(text) => Self::parse_with(&text, &path.display().to_string(), overrides),
             Err(e) if e.kind() == io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) => {
-                Ok(Self::embedded())
+                Self::parse_with("", "embedded defaults", overrides)
             }
             Err(source) => Err(ConfigError::Read {
                 path: path.to_owned(),
@@ -123,63 +180,273 @@ impl Config {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
-        let d = &self.daemon;
-        if d.dests_capacity == 0 {
-            return Err("daemon.dests_capacity: must be at least 1".into());
+    /// `[[policy]]` tables (`enforcer policy apply`, `policy set`), inheriting
+    /// this configuration's defaults. Any other table is refused.
+    pub fn parse_policies(&self, text: &str, origin: &str) -> Result<Vec<PolicySpec>, ConfigError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct PoliciesOnly {
+            #[serde(default, rename = "policy")]
+            policies: Vec<PolicyFile>,
         }
-        if d.dests_capacity > 16 * 1024 * 1024 {
-            return Err("daemon.dests_capacity: at most 16777216".into());
-        }
-        if !d.cgroup.as_os_str().is_empty() && !d.cgroup.is_absolute() {
-            return Err(format!(
-                "daemon.cgroup: {} is not an absolute path",
-                d.cgroup.display()
-            ));
-        }
-        Ok(())
+        let file: PoliciesOnly = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        resolve_policies(&file.policies, &self.defaults, &Lines(Some(text))).map_err(|problem| {
+            ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problem,
+            }
+        })
     }
+}
+
+/// Checks a whole policy set put together from several sources: names and
+/// rules unique, within the kernel's capacities.
+pub fn check_set(specs: &[PolicySpec]) -> Result<(), Invalid> {
+    if specs.len() >= MAX_POLICIES as usize {
+        return invalid(
+            "policy",
+            None,
+            format!("at most {} policies, got {}", MAX_POLICIES - 1, specs.len()),
+        );
+    }
+    let mut names = HashSet::new();
+    let mut rules = HashSet::new();
+    for spec in specs {
+        if !names.insert(spec.name.as_str()) {
+            return invalid(
+                "policy.name",
+                None,
+                format!("`{}` is used twice", spec.name),
+            );
+        }
+        for rule in &spec.rules {
+            if !rules.insert(*rule) {
+                return invalid(
+                    &format!("policy \"{}\": match", spec.name),
+                    None,
+                    format!("{rule} overlaps another policy's rule with the same prefix and port"),
+                );
+            }
+        }
+    }
+    if rules.len() > POLICY_RULES_CAPACITY as usize {
+        return invalid(
+            "policy.match",
+            None,
+            format!("at most {POLICY_RULES_CAPACITY} rules, got {}", rules.len()),
+        );
+    }
+    Ok(())
+}
+
+fn invalid<T>(field: &str, line: Option<usize>, message: impl Into<String>) -> Result<T, Invalid> {
+    Err(Invalid {
+        field: field.to_owned(),
+        line,
+        message: message.into(),
+    })
+}
+
+/// A daemon key: from the flags, else the file, else the embedded defaults.
+fn pick<T: Clone>(
+    over: Option<T>,
+    file: &Option<Spanned<T>>,
+    base: &Option<Spanned<T>>,
+    lines: &Lines<'_>,
+) -> (T, Option<usize>) {
+    if let Some(v) = over {
+        return (v, None);
+    }
+    if let Some(v) = file {
+        return (v.get_ref().clone(), lines.of(v));
+    }
+    let v = base
+        .as_ref()
+        .expect("the embedded defaults set every daemon key (unit-tested)");
+    (v.get_ref().clone(), None)
+}
+
+fn resolve_daemon(
+    base: &DaemonFile,
+    file: &DaemonFile,
+    lines: &Lines<'_>,
+    over: &DaemonOverrides,
+) -> Result<DaemonConfig, Invalid> {
+    let (cgroup, cgroup_line) = pick(over.cgroup.clone(), &file.cgroup, &base.cgroup, lines);
+    if !cgroup.as_os_str().is_empty() && !cgroup.is_absolute() {
+        return invalid(
+            "daemon.cgroup",
+            cgroup_line,
+            format!("{} is not an absolute path", cgroup.display()),
+        );
+    }
+    let (pin_root, root_line) = pick(None, &file.pin_root, &base.pin_root, lines);
+    let (pin_dir, dir_line) = pick(over.pin_dir.clone(), &file.pin_dir, &base.pin_dir, lines);
+    if !pin_root.is_absolute() {
+        return invalid(
+            "daemon.pin_root",
+            root_line,
+            format!("{} is not an absolute path", pin_root.display()),
+        );
+    }
+    if !inside(&pin_dir, &pin_root) {
+        return invalid(
+            "daemon.pin_dir",
+            dir_line,
+            format!(
+                "{} is not a directory below the pin root {}",
+                pin_dir.display(),
+                pin_root.display()
+            ),
+        );
+    }
+    let (socket, socket_line) = pick(over.socket.clone(), &file.socket, &base.socket, lines);
+    if !socket.is_absolute() {
+        return invalid(
+            "daemon.socket",
+            socket_line,
+            format!("{} is not an absolute path", socket.display()),
+        );
+    }
+    let (metrics, metrics_line) = pick(over.metrics.clone(), &file.metrics, &base.metrics, lines);
+    let Ok(metrics) = metrics.parse::<SocketAddr>() else {
+        return invalid(
+            "daemon.metrics",
+            metrics_line,
+            format!("`{metrics}` is not an address like 127.0.0.1:9464"),
+        );
+    };
+    let (dests_capacity, line) = pick(None, &file.dests_capacity, &base.dests_capacity, lines);
+    if !(1..=16 * 1024 * 1024).contains(&dests_capacity) {
+        return invalid(
+            "daemon.dests_capacity",
+            line,
+            format!("must be 1..=16777216, got {dests_capacity}"),
+        );
+    }
+    let (max_series, line) = pick(None, &file.max_series, &base.max_series, lines);
+    if !(1..=100_000).contains(&max_series) {
+        return invalid(
+            "daemon.max_series",
+            line,
+            format!("must be 1..=100000, got {max_series}"),
+        );
+    }
+    let (gc_idle, line) = pick(None, &file.gc_idle, &base.gc_idle, lines);
+    if gc_idle.0 < Duration::from_secs(10) || gc_idle.0 > Duration::from_secs(86_400) {
+        return invalid(
+            "daemon.gc_idle",
+            line,
+            format!("must be 10s..=24h, got {gc_idle}"),
+        );
+    }
+    Ok(DaemonConfig {
+        cgroup,
+        pin_root,
+        pin_dir,
+        socket,
+        metrics,
+        dests_capacity,
+        max_series,
+        gc_idle: gc_idle.0,
+    })
+}
+
+/// Whether `path` is strictly below `root`, without `..` tricks.
+fn inside(path: &Path, root: &Path) -> bool {
+    path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && path.starts_with(root)
+        && path != root
+}
+
+fn resolve_policies(
+    files: &[PolicyFile],
+    defaults: &Knobs,
+    lines: &Lines<'_>,
+) -> Result<Vec<PolicySpec>, Invalid> {
+    if files.len() >= MAX_POLICIES as usize {
+        return invalid(
+            "policy",
+            None,
+            format!("at most {} policies, got {}", MAX_POLICIES - 1, files.len()),
+        );
+    }
+    let mut names = HashSet::new();
+    let mut seen_rules: HashSet<Rule> = HashSet::new();
+    let mut specs = Vec::with_capacity(files.len());
+    for file in files {
+        let name = file.name.get_ref();
+        let name_line = lines.of(&file.name);
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return invalid(
+                "policy.name",
+                name_line,
+                format!("`{name}`: 1..=64 of A-Z a-z 0-9 - _ ."),
+            );
+        }
+        if !names.insert(name.clone()) {
+            return invalid("policy.name", name_line, format!("`{name}` is used twice"));
+        }
+        let field = |f: &str| format!("policy \"{name}\": {f}");
+        if file.matches.get_ref().is_empty() {
+            return invalid(
+                &field("match"),
+                lines.of(&file.matches),
+                "needs at least one CIDR:PORT",
+            );
+        }
+        let mut rules = Vec::new();
+        for m in file.matches.get_ref() {
+            let rule: Rule = match m.get_ref().parse() {
+                Ok(r) => r,
+                Err(e) => return invalid(&field("match"), lines.of(m), e.to_string()),
+            };
+            if !seen_rules.insert(rule) {
+                return invalid(
+                    &field("match"),
+                    lines.of(m),
+                    format!("{rule} overlaps an earlier rule with the same prefix and port"),
+                );
+            }
+            rules.push(rule);
+        }
+        let cgroup = match &file.cgroup {
+            Some(c) if !c.get_ref().is_absolute() => {
+                return invalid(
+                    &field("cgroup"),
+                    lines.of(c),
+                    format!("{} is not an absolute path", c.get_ref().display()),
+                );
+            }
+            c => c.as_ref().map(|c| c.get_ref().clone()),
+        };
+        let mut knobs = defaults.clone();
+        knobs.overlay(&file.knobs(), lines);
+        specs.push(PolicySpec::resolve(name, rules, cgroup, &knobs)?);
+    }
+    if seen_rules.len() > POLICY_RULES_CAPACITY as usize {
+        return invalid(
+            "policy.match",
+            None,
+            format!(
+                "at most {POLICY_RULES_CAPACITY} rules, got {}",
+                seen_rules.len()
+            ),
+        );
+    }
+    Ok(specs)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embedded_defaults_are_valid() {
-        let c = Config::embedded();
-        assert_eq!(c.daemon.cgroup, PathBuf::new());
-        assert_eq!(c.daemon.report_interval, Duration::from_secs(60));
-    }
-
-    #[test]
-    fn a_file_overrides_only_what_it_sets() {
-        let c = Config::parse("[daemon]\ndests_capacity = 10\n", "t").unwrap();
-        assert_eq!(c.daemon.dests_capacity, 10);
-        assert_eq!(c.daemon.report_interval, Duration::from_secs(60));
-    }
-
-    #[test]
-    fn unknown_keys_are_named_with_their_line() {
-        let err = Config::parse("[daemon]\n\nbogus = 1\n", "t").unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("bogus"), "{msg}");
-        assert!(msg.contains("line 3"), "{msg}");
-    }
-
-    #[test]
-    fn zero_capacity_is_rejected_by_name() {
-        let err = Config::parse("[daemon]\ndests_capacity = 0\n", "t").unwrap_err();
-        assert!(err.to_string().contains("daemon.dests_capacity"), "{err}");
-    }
-
-    #[test]
-    fn bad_duration_is_rejected_by_name() {
-        let err = Config::parse("[daemon]\nreport_interval = \"soon\"\n", "t").unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("report_interval") && msg.contains("line 2"),
-            "{msg}"
-        );
-    }
-}
+mod tests;

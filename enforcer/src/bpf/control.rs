@@ -1,0 +1,76 @@
+//! Running the kernel's `control` program: `BPF_PROG_TEST_RUN` with the command
+//! as the test packet.
+
+use std::{
+    io,
+    os::fd::{AsFd as _, AsRawFd},
+};
+
+use aya::programs::ProgramFd;
+use enforcer_common::control::{Command, result};
+
+/// What a command did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// Moot in the destination's state (e.g. resetting a CLOSED destination).
+    NotApplicable,
+    NotFound,
+}
+
+/// `union bpf_attr` for `BPF_PROG_TEST_RUN` (`test`), up to the fields we use.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+
+/// Runs `command` through the control program.
+pub fn run(program: &ProgramFd, command: &Command) -> io::Result<Applied> {
+    let mut packet = command.to_bytes();
+    let mut attr = TestRunAttr {
+        prog_fd: program.as_fd().as_raw_fd() as u32,
+        data_size_in: packet.len() as u32,
+        data_in: packet.as_mut_ptr() as u64,
+        repeat: 1,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: bpf(2) with a correctly laid out attribute for this command and a
+    // packet buffer that outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &raw mut attr,
+            size_of::<TestRunAttr>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    match attr.retval {
+        result::APPLIED => Ok(Applied::Applied),
+        result::NOT_APPLICABLE => Ok(Applied::NotApplicable),
+        result::NOT_FOUND => Ok(Applied::NotFound),
+        other => Err(io::Error::other(format!(
+            "control program returned {other}"
+        ))),
+    }
+}

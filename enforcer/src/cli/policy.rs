@@ -1,0 +1,177 @@
+//! `enforcer policy list|show|set|rm|apply`
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+
+use super::{
+    Failure,
+    client::{self, Output},
+    status::print_rows,
+};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// The running policies.
+    List {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Output,
+        #[command(flatten)]
+        client: client::Connection,
+    },
+    /// One policy with every setting (JSON).
+    Show {
+        name: String,
+        #[command(flatten)]
+        client: client::Connection,
+    },
+    /// Add or replace a policy: `enforcer policy set db match=10.0.0.5:5432
+    /// failure_threshold=3 open=10s`. Unset keys take the configuration's
+    /// [defaults]; `match` takes a comma-separated list.
+    Set {
+        name: String,
+        /// KEY=VALUE settings, as in a [[policy]] table.
+        #[arg(required = true)]
+        settings: Vec<String>,
+        #[command(flatten)]
+        client: client::Connection,
+    },
+    /// Remove a policy.
+    Rm {
+        name: String,
+        #[command(flatten)]
+        client: client::Connection,
+    },
+    /// Replace every policy with the [[policy]] tables of FILE.
+    Apply {
+        file: PathBuf,
+        #[command(flatten)]
+        client: client::Connection,
+    },
+}
+
+pub fn execute(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::List { output, client } => {
+            let list = client::call(&client, "GET", "/v1/policies", None)?;
+            match output {
+                Output::Json => client::print_json(&list),
+                Output::Table => {
+                    let mut rows = vec![
+                        ["POLICY", "MODE", "MATCH", "TRACKED", "OPEN"]
+                            .map(str::to_owned)
+                            .to_vec(),
+                    ];
+                    for p in list.as_array().into_iter().flatten() {
+                        let matches: Vec<&str> = p["match"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|m| m.as_str())
+                            .collect();
+                        rows.push(vec![
+                            p["name"].as_str().unwrap_or("?").to_owned(),
+                            p["mode"].as_str().unwrap_or("?").to_owned(),
+                            matches.join(","),
+                            p["tracked"].to_string(),
+                            p["open_destinations"].to_string(),
+                        ]);
+                    }
+                    print_rows(&rows);
+                }
+            }
+        }
+        Command::Show { name, client } => {
+            client::print_json(&client::call(
+                &client,
+                "GET",
+                &format!("/v1/policies/{}", crate::http::percent_encode(&name)),
+                None,
+            )?);
+        }
+        Command::Set {
+            name,
+            settings,
+            client,
+        } => {
+            let body = settings_to_toml(&settings)?;
+            let target = format!("/v1/policies/{}", crate::http::percent_encode(&name));
+            client::call(&client, "PUT", &target, Some(body.as_bytes()))?;
+            println!("policy {name}: applied");
+        }
+        Command::Rm { name, client } => {
+            client::call(
+                &client,
+                "DELETE",
+                &format!("/v1/policies/{}", crate::http::percent_encode(&name)),
+                None,
+            )?;
+            println!("policy {name}: removed");
+        }
+        Command::Apply { file, client } => {
+            let text = std::fs::read(&file)
+                .map_err(|e| Failure::Usage(anyhow!("reading {}: {e}", file.display())))?;
+            let answer = client::call(&client, "POST", "/v1/policies", Some(&text))?;
+            println!(
+                "{}: {} policies applied",
+                file.display(),
+                answer["policies"]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `key=value` arguments as the lines of a TOML table. Values that are TOML
+/// (numbers, booleans, quoted strings) stay as they are; anything else is a
+/// string; `match` is a list.
+fn settings_to_toml(settings: &[String]) -> Result<String, Failure> {
+    let mut lines = Vec::new();
+    for setting in settings {
+        let (key, value) = setting
+            .split_once('=')
+            .ok_or_else(|| Failure::Usage(anyhow!("`{setting}`: expected KEY=VALUE")))?;
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(Failure::Usage(anyhow!("`{setting}`: bad key `{key}`")));
+        }
+        let value = if key == "match" {
+            let list: Vec<toml::Value> = value
+                .split(',')
+                .map(|v| toml::Value::String(v.trim().to_owned()))
+                .collect();
+            toml::Value::Array(list).to_string()
+        } else {
+            match format!("v = {value}").parse::<toml::Table>() {
+                Ok(table) => table["v"].to_string(),
+                Err(_) => toml::Value::String(value.to_owned()).to_string(),
+            }
+        };
+        lines.push(format!("{key} = {value}"));
+    }
+    Ok(lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_become_toml() {
+        let s = |v: &[&str]| {
+            settings_to_toml(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map_err(|_| ())
+        };
+        assert_eq!(
+            s(&[
+                "match=10.0.0.5:5432,[fd00::1]:443",
+                "failure_threshold=3",
+                "open=10s",
+                "heal=true"
+            ])
+            .unwrap(),
+            "match = [\"10.0.0.5:5432\", \"[fd00::1]:443\"]\nfailure_threshold = 3\nopen = \"10s\"\nheal = true"
+        );
+        assert!(s(&["nonsense"]).is_err());
+        assert!(s(&["bad key=1"]).is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! Policy settings ("knobs"): declared once, read from `[defaults]` and from each
+//! `[[policy]]`, laid over each other (policy > `[defaults]` of the file >
+//! embedded defaults), each remembering the line it came from so that a bad value
+//! is reported where it was written.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::values::{Dur, Errno, Mode};
+
+/// A resolved setting and the line of the file that set it (`None`: the embedded
+/// defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub line: Option<usize>,
+}
+
+/// Maps byte offsets of a TOML text to 1-based line numbers.
+pub struct Lines<'a>(pub Option<&'a str>);
+
+impl Lines<'_> {
+    pub fn of<T>(&self, spanned: &Spanned<T>) -> Option<usize> {
+        let text = self.0?;
+        let start = spanned.span().start.min(text.len());
+        Some(text[..start].bytes().filter(|b| *b == b'\n').count() + 1)
+    }
+}
+
+macro_rules! knobs {
+    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty ),* $(,)?) => {
+        /// Policy settings as written in `[defaults]`: every one optional.
+        #[derive(Clone, Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct KnobsFile {
+            $( $(#[doc = $doc])* #[serde(default)] pub $name: Option<Spanned<$ty>>, )*
+        }
+
+        /// A `[[policy]]` as written.
+        #[derive(Clone, Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct PolicyFile {
+            pub name: Spanned<String>,
+            #[serde(rename = "match")]
+            pub matches: Spanned<Vec<Spanned<String>>>,
+            #[serde(default)]
+            pub cgroup: Option<Spanned<PathBuf>>,
+            $( #[serde(default)] pub $name: Option<Spanned<$ty>>, )*
+        }
+
+        impl PolicyFile {
+            /// The policy's own settings.
+            pub fn knobs(&self) -> KnobsFile {
+                KnobsFile { $( $name: self.$name.clone(), )* }
+            }
+        }
+
+        /// Settings after layering; `None`: set nowhere (an optional feature off).
+        #[derive(Clone, Debug, Default, PartialEq)]
+        pub struct Knobs {
+            $( pub $name: Option<Setting<$ty>>, )*
+        }
+
+        impl Knobs {
+            /// Lays the settings `file` makes over `self`.
+            pub fn overlay(&mut self, file: &KnobsFile, lines: &Lines<'_>) {
+                $(
+                    if let Some(v) = &file.$name {
+                        self.$name = Some(Setting { value: v.get_ref().clone(), line: lines.of(v) });
+                    }
+                )*
+            }
+        }
+    };
+}
+
+knobs! {
+    mode: Mode,
+    failure_threshold: u32,
+    failure_rate: f64,
+    min_attempts: u32,
+    window: Dur,
+    slow_connect: Dur,
+    connect_timeout: Dur,
+    open: Dur,
+    open_max: Dur,
+    jitter: f64,
+    rejitter: Dur,
+    half_open_probes: u32,
+    close_after: u32,
+    max_connections: u32,
+    max_pending: u32,
+    errno: Errno,
+    max_open_percent: u32,
+    trip_decay: Dur,
+    heal: bool,
+    heal_interval: Dur,
+}

@@ -1,0 +1,186 @@
+//! The configuration's parsing and validation; every rejected input names its
+//! field (and line).
+
+use super::*;
+
+fn err(text: &str) -> String {
+    Config::parse(text, "t.toml")
+        .expect_err("must be rejected")
+        .to_string()
+}
+
+#[test]
+fn embedded_defaults_are_complete_and_valid() {
+    let c = Config::embedded();
+    assert_eq!(c.daemon.pin_dir, PathBuf::from("/sys/fs/bpf/enforcer"));
+    assert_eq!(c.daemon.metrics, "127.0.0.1:9464".parse().unwrap());
+    assert_eq!(c.policies.len(), 1);
+    let p = &c.policies[0];
+    assert_eq!((p.name.as_str(), p.rules.len()), ("default", 2));
+    assert_eq!(p.failure_threshold, 5);
+    assert_eq!(p.max_connections, None);
+    assert_eq!(p.errno.0, libc::ECONNREFUSED as u32);
+}
+
+#[test]
+fn a_file_is_laid_over_the_defaults() {
+    let c = Config::parse(
+        "[defaults]\nfailure_threshold = 3\n\n[[policy]]\nname = \"db\"\nmatch = [\"10.0.0.5:5432\"]\nmax_connections = 10\nerrno = \"EHOSTUNREACH\"\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        c.policies.len(),
+        1,
+        "a policy list replaces the embedded one"
+    );
+    let p = &c.policies[0];
+    assert_eq!((p.failure_threshold, p.max_connections), (3, Some(10)));
+    assert_eq!(p.errno.0, libc::EHOSTUNREACH as u32);
+    assert_eq!(
+        p.open,
+        Duration::from_secs(5),
+        "untouched keys keep their default"
+    );
+}
+
+#[test]
+fn flags_win_over_the_file() {
+    let over = DaemonOverrides {
+        pin_dir: Some("/sys/fs/bpf/other".into()),
+        ..Default::default()
+    };
+    let c = Config::parse_with("[daemon]\npin_dir = \"/sys/fs/bpf/x\"\n", "t", &over).unwrap();
+    assert_eq!(c.daemon.pin_dir, PathBuf::from("/sys/fs/bpf/other"));
+}
+
+#[test]
+fn bad_inputs_name_the_field_and_line() {
+    let policy =
+        |extra: &str| format!("[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.0/8:80\"]\n{extra}\n");
+    let cases: Vec<(String, &str)> = vec![
+        ("[daemon]\nbogus = 1\n".into(), "bogus"),
+        (
+            "[defaults]\nfailure_threshold = 0\n".into(),
+            "failure_threshold: must be 1",
+        ),
+        ("[defaults]\nfailure_threshold = -1\n".into(), "line 2"),
+        (
+            policy("failure_rate = 1.5"),
+            "line 4: policy \"p\": failure_rate",
+        ),
+        (
+            policy("failure_rate = 0.0"),
+            "failure_rate: must be in (0, 1]",
+        ),
+        (
+            policy("window = \"2h\""),
+            "line 4: policy \"p\": window: must be 1s..=1h",
+        ),
+        (policy("open = \"soon\""), "line 4"),
+        (policy("max_connections = 0"), "max_connections: must be 1"),
+        (policy("max_pending = 0"), "max_pending"),
+        (policy("errno = \"EWHATEVER\""), "unknown errno"),
+        (policy("mode = \"loud\""), "line 4"),
+        (
+            policy("open = \"10s\"\nopen_max = \"5s\""),
+            "line 5: policy \"p\": open_max: must be at least open",
+        ),
+        (
+            "[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.1/8:80\"]\n".into(),
+            "line 3: policy \"p\": match: `10.0.0.1/8:80`: host bits",
+        ),
+        (
+            "[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.0/8:70000\"]\n".into(),
+            "port must be 1..=65535",
+        ),
+        (
+            "[[policy]]\nname = \"p\"\nmatch = [\"300.0.0.0/8:80\"]\n".into(),
+            "not an IP address",
+        ),
+        (
+            format!(
+                "{}{}",
+                policy(""),
+                "[[policy]]\nname = \"q\"\nmatch = [\"10.0.0.0/8:80\"]\n"
+            ),
+            "line 8: policy \"q\": match: 10.0.0.0/8:80 overlaps",
+        ),
+        (
+            format!(
+                "{}{}",
+                policy(""),
+                "[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.0/8:81\"]\n"
+            ),
+            "line 6: policy.name: `p` is used twice",
+        ),
+        (
+            "[[policy]]\nname = \"p\"\nmatch = []\n".into(),
+            "needs at least one",
+        ),
+        (
+            "[daemon]\npin_dir = \"/tmp/pins\"\n".into(),
+            "line 2: daemon.pin_dir: /tmp/pins is not a directory below the pin root",
+        ),
+        (
+            "[daemon]\npin_dir = \"/sys/fs/bpf/../x\"\n".into(),
+            "daemon.pin_dir",
+        ),
+        (
+            "[daemon]\ndests_capacity = 0\n".into(),
+            "daemon.dests_capacity",
+        ),
+        (
+            "[daemon]\nmetrics = \"localhost\"\n".into(),
+            "daemon.metrics",
+        ),
+        (
+            "[daemon]\ngc_idle = \"1s\"\n".into(),
+            "daemon.gc_idle: must be 10s",
+        ),
+        ("nonsense".into(), "line 1"),
+    ];
+    for (text, want) in cases {
+        let got = err(&text);
+        assert!(got.contains(want), "for:\n{text}\nwant `{want}` in: {got}");
+        assert!(got.starts_with("t.toml: "), "origin missing: {got}");
+    }
+}
+
+#[test]
+fn too_many_policies_or_rules_are_rejected() {
+    let mut text = String::new();
+    for i in 0..MAX_POLICIES {
+        text += &format!(
+            "[[policy]]\nname = \"p{i}\"\nmatch = [\"10.0.{}.{}:80\"]\n",
+            i / 256,
+            i % 256
+        );
+    }
+    assert!(err(&text).contains("at most 255 policies"));
+}
+
+#[test]
+fn backoff_steps_double_up_to_the_cap_within_the_jitter() {
+    let c = Config::parse(
+        "[defaults]\nopen = \"1s\"\nopen_max = \"10s\"\njitter = 0.2\n",
+        "t",
+    )
+    .unwrap();
+    let p = &c.policies[0];
+    let exact = p.backoff(|| 0.5);
+    assert_eq!(
+        &exact.steps_ns[..5],
+        &[
+            1_000_000_000,
+            2_000_000_000,
+            4_000_000_000,
+            8_000_000_000,
+            10_000_000_000
+        ]
+    );
+    let low = p.backoff(|| 0.0);
+    let high = p.backoff(|| 1.0);
+    assert_eq!(low.steps_ns[0], 800_000_000);
+    assert_eq!(high.steps_ns[0], 1_200_000_000);
+}

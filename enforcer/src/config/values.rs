@@ -1,0 +1,92 @@
+//! Value types of the configuration file: durations, modes, errnos, shares.
+
+use std::{fmt, time::Duration};
+
+use serde::{Deserialize, Deserializer, de};
+
+pub use super::duration::parse_duration;
+
+/// A duration written as `500ms`, `30s`, `5m`, `1h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text).map(Dur).map_err(de::Error::custom)
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        match ms {
+            0 => write!(f, "0s"),
+            ms if ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000),
+            ms if ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000),
+            ms if ms % 1_000 == 0 => write!(f, "{}s", ms / 1_000),
+            ms => write!(f, "{ms}ms"),
+        }
+    }
+}
+
+/// A policy's mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Enforce,
+    Observe,
+    Off,
+}
+
+impl Mode {
+    pub const fn kernel(self) -> u32 {
+        use enforcer_common::policy::mode;
+        match self {
+            Self::Enforce => mode::ENFORCE,
+            Self::Observe => mode::OBSERVE,
+            Self::Off => mode::OFF,
+        }
+    }
+}
+
+/// The errnos a rejection may use, by name.
+pub const ERRNOS: [(&str, u32); 7] = [
+    ("ECONNREFUSED", libc::ECONNREFUSED as u32),
+    ("ECONNRESET", libc::ECONNRESET as u32),
+    ("ECONNABORTED", libc::ECONNABORTED as u32),
+    ("ETIMEDOUT", libc::ETIMEDOUT as u32),
+    ("EHOSTUNREACH", libc::EHOSTUNREACH as u32),
+    ("ENETUNREACH", libc::ENETUNREACH as u32),
+    ("EAGAIN", libc::EAGAIN as u32),
+];
+
+/// An errno for rejections, written by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub u32);
+
+impl<'de> Deserialize<'de> for Errno {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        ERRNOS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            .map(|(_, v)| Errno(*v))
+            .ok_or_else(|| {
+                let names: Vec<&str> = ERRNOS.iter().map(|(n, _)| *n).collect();
+                de::Error::custom(format!(
+                    "unknown errno `{name}`; one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match ERRNOS.iter().find(|(_, v)| *v == self.0) {
+            Some((name, _)) => f.write_str(name),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The Prometheus exporter: `/metrics`, `/healthz` (the process answers) and
+//! `/readyz` (programs attached, maps readable). Kernel counters are read when
+//! scraped, never polled; per-destination series are bounded by
+//! `daemon.max_series`, the rest fold into one `dest="other"` series.
+
+use std::fmt::Write as _;
+
+use enforcer_common::{
+    breaker::state,
+    counters::GlobalCounter,
+    dest::{DestKey, DestState, LATENCY_BUCKETS, Latency},
+};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet},
+    metrics::MetricType,
+    registry::Registry,
+};
+use tokio::net::TcpListener;
+
+use super::{Daemon, Shared, lock};
+use crate::{
+    bpf::ProgramStats,
+    http::{self, Response},
+};
+
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub async fn serve(listener: TcpListener, shared: Shared) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let response = match http::read_request(read).await {
+                Ok(req) if req.method != "GET" => Response::error(405, "GET only"),
+                Ok(req) => match req.path.as_str() {
+                    "/metrics" => Response::text(200, CONTENT_TYPE, render(&lock(&shared))),
+                    "/healthz" => Response::text(200, "text/plain", "ok\n"),
+                    "/readyz" => ready(&lock(&shared)),
+                    _ => Response::error(404, "try /metrics, /healthz or /readyz"),
+                },
+                Err(e) => Response::error(400, e),
+            };
+            let _ = http::write_response(&mut write, &response).await;
+        });
+    }
+}
+
+/// Ready when the policies are written and the maps answer.
+fn ready(d: &Daemon) -> Response {
+    match (d.ready, d.enforcer.config()) {
+        (true, Ok(_)) => Response::text(200, "text/plain", "ready\n"),
+        (false, _) => Response::text(503, "text/plain", "starting\n"),
+        (_, Err(e)) => Response::text(503, "text/plain", format!("maps unreadable: {e}\n")),
+    }
+}
+
+/// One destination's series, or the sum of those past the series limit.
+#[derive(Debug, Clone)]
+struct Series {
+    dest: String,
+    policy: String,
+    /// `None` for the folded series.
+    state: Option<u32>,
+    cap: Option<u32>,
+    s: DestState,
+}
+
+/// Everything a scrape shows, read under the daemon's lock.
+#[derive(Debug)]
+struct Snapshot {
+    series: Vec<Series>,
+    tracked: u64,
+    globals: Vec<(GlobalCounter, u64)>,
+    policies: Vec<(String, u64, u64, u64)>,
+    programs: Vec<ProgramStats>,
+    events: Vec<(String, u64)>,
+    paused: bool,
+}
+
+impl Snapshot {
+    fn read(d: &Daemon) -> Self {
+        let mut dests: Vec<(DestKey, DestState)> = d.enforcer.dests().unwrap_or_default();
+        let tracked = dests.len() as u64;
+        // Open destinations first, then the busiest: those get their own series.
+        dests.sort_by_key(|(k, s)| {
+            (
+                s.breaker.state == state::CLOSED,
+                u64::MAX - s.counters.attempts,
+                k.socket_addr(),
+            )
+        });
+        let limit = d.config.daemon.max_series as usize;
+        let mut series: Vec<Series> = dests
+            .iter()
+            .take(limit)
+            .map(|(k, s)| Series {
+                dest: k.socket_addr().to_string(),
+                policy: d.policy_name(s.policy_id).to_owned(),
+                state: Some(s.breaker.state),
+                cap: d
+                    .policies
+                    .get((s.policy_id as usize).wrapping_sub(1))
+                    .and_then(|p| p.max_connections),
+                s: *s,
+            })
+            .collect();
+        if dests.len() > limit {
+            let mut other = DestState::default();
+            for (_, s) in &dests[limit..] {
+                fold(&mut other, s);
+            }
+            series.push(Series {
+                dest: "other".into(),
+                policy: "other".into(),
+                state: None,
+                cap: None,
+                s: other,
+            });
+        }
+        let policies = d
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let st = d
+                    .enforcer
+                    .policy_stats(super::apply::policy_id(i))
+                    .unwrap_or_default();
+                (p.name.clone(), st.tracked, st.open, st.guard_refusals)
+            })
+            .collect();
+        let mut events: Vec<(String, u64)> = d
+            .event_counts
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        events.sort();
+        Self {
+            series,
+            tracked,
+            globals: GlobalCounter::ALL
+                .iter()
+                .map(|&c| (c, d.enforcer.counter(c).unwrap_or(0)))
+                .collect(),
+            policies,
+            programs: d.enforcer.program_stats(Some(&d.pins)),
+            events,
+            paused: d.enforcer.config().is_ok_and(|c| c.paused != 0),
+        }
+    }
+}
+
+/// Adds `s`'s counters into `into` (for the folded series).
+fn fold(into: &mut DestState, s: &DestState) {
+    let (a, b) = (&mut into.counters, &s.counters);
+    a.attempts += b.attempts;
+    a.successes += b.successes;
+    a.failures_refused += b.failures_refused;
+    a.failures_timeout += b.failures_timeout;
+    a.failures_unreachable += b.failures_unreachable;
+    a.slow += b.slow;
+    a.abandoned += b.abandoned;
+    a.rejected_circuit += b.rejected_circuit;
+    a.rejected_bulkhead += b.rejected_bulkhead;
+    a.would_reject_circuit += b.would_reject_circuit;
+    a.would_reject_bulkhead += b.would_reject_bulkhead;
+    a.probes += b.probes;
+    a.trips += b.trips;
+    a.guard_refusals += b.guard_refusals;
+    into.breaker.active += s.breaker.active;
+    into.breaker.pending += s.breaker.pending;
+    for (x, y) in into.latency.buckets.iter_mut().zip(s.latency.buckets) {
+        *x += y;
+    }
+    into.latency.sum_ns += s.latency.sum_ns;
+}
+
+/// A histogram already bucketed by the kernel.
+#[derive(Debug)]
+struct Buckets<'a>(&'a Latency);
+
+impl EncodeMetric for Buckets<'_> {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = self
+            .0
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let le = if i + 1 == LATENCY_BUCKETS {
+                    f64::INFINITY
+                } else {
+                    Latency::upper_us(i) as f64 / 1e6
+                };
+                (le, *n)
+            })
+            .collect();
+        let count = self.0.buckets.iter().sum();
+        encoder.encode_histogram::<NoLabelSet>(self.0.sum_ns as f64 / 1e9, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+/// Reads one counter of a destination.
+type Get = fn(&DestState) -> u64;
+
+fn labels(s: &Series) -> Labels<'_> {
+    vec![("dest", s.dest.as_str()), ("policy", s.policy.as_str())]
+}
+
+fn with<'a>(s: &'a Series, key: &'static str, value: &'a str) -> Labels<'a> {
+    let mut l = labels(s);
+    l.push((key, value));
+    l
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // Counters per destination.
+        let counters: [(&str, &str, Get); 6] = [
+            ("connect_attempts", "connect() calls admitted", |s| {
+                s.counters.attempts
+            }),
+            ("connect_successes", "handshakes completed", |s| {
+                s.counters.successes
+            }),
+            ("connect_slow", "handshakes slower than slow_connect", |s| {
+                s.counters.slow
+            }),
+            (
+                "connect_abandoned",
+                "connects closed by the application mid-handshake",
+                |s| s.counters.abandoned,
+            ),
+            ("probes", "half-open probes admitted", |s| s.counters.probes),
+            ("trips", "transitions to OPEN", |s| s.counters.trips),
+        ];
+        for (name, help, get) in counters {
+            let name = format!("enforcer_{name}");
+            let mut m = enc.encode_descriptor(&name, help, None, MetricType::Counter)?;
+            for s in &self.series {
+                m.encode_family(&labels(s))?
+                    .encode_counter::<NoLabelSet, _, u64>(&get(&s.s), None)?;
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "enforcer_connect_failures",
+            "failed connects by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for s in &self.series {
+            let c = &s.s.counters;
+            for (reason, v) in [
+                ("refused", c.failures_refused),
+                ("timeout", c.failures_timeout),
+                ("unreachable", c.failures_unreachable),
+            ] {
+                m.encode_family(&with(s, "reason", reason))?
+                    .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+            }
+        }
+        for (name, help, circuit, bulkhead) in [
+            (
+                "rejections",
+                "connects rejected, by cause",
+                (|c: &DestState| c.counters.rejected_circuit) as Get,
+                (|c: &DestState| c.counters.rejected_bulkhead) as Get,
+            ),
+            (
+                "would_reject",
+                "observe mode: connects that would have been rejected",
+                |c| c.counters.would_reject_circuit,
+                |c| c.counters.would_reject_bulkhead,
+            ),
+        ] {
+            let name = format!("enforcer_{name}");
+            let mut m = enc.encode_descriptor(&name, help, None, MetricType::Counter)?;
+            for s in &self.series {
+                m.encode_family(&with(s, "cause", "circuit"))?
+                    .encode_counter::<NoLabelSet, _, u64>(&circuit(&s.s), None)?;
+                m.encode_family(&with(s, "cause", "bulkhead"))?
+                    .encode_counter::<NoLabelSet, _, u64>(&bulkhead(&s.s), None)?;
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "enforcer_destination_state",
+            "0 closed, 1 open, 2 half-open",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &self.series {
+            if let Some(state) = s.state {
+                m.encode_family(&labels(s))?.encode_gauge(&(state as i64))?;
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "enforcer_active_connections",
+            "connections holding a slot",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &self.series {
+            m.encode_family(&labels(s))?
+                .encode_gauge(&(s.s.breaker.active as i64))?;
+        }
+        let mut m = enc.encode_descriptor(
+            "enforcer_remaining_connections",
+            "slots left under max_connections",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &self.series {
+            if let Some(cap) = s.cap {
+                m.encode_family(&labels(s))?
+                    .encode_gauge(&(cap as i64 - s.s.breaker.active as i64).max(0))?;
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "enforcer_connect_latency_seconds",
+            "admission to handshake",
+            None,
+            MetricType::Histogram,
+        )?;
+        for s in &self.series {
+            Buckets(&s.s.latency).encode(m.encode_family(&labels(s))?)?;
+        }
+        // Totals.
+        enc.encode_descriptor(
+            "enforcer_tracked_destinations",
+            "destinations in the map",
+            None,
+            MetricType::Gauge,
+        )?
+        .encode_gauge(&self.tracked)?;
+        enc.encode_descriptor(
+            "enforcer_paused",
+            "1 while the global switch passes everything",
+            None,
+            MetricType::Gauge,
+        )?
+        .encode_gauge(&i64::from(self.paused))?;
+        for (counter, v) in &self.globals {
+            let name = format!("enforcer_kernel_{}", counter.name());
+            enc.encode_descriptor(&name, "kernel hot-path counter", None, MetricType::Counter)?
+                .encode_counter::<NoLabelSet, _, u64>(v, None)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "enforcer_events",
+            "kernel transition events read",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, n) in &self.events {
+            m.encode_family(&vec![("kind", kind.as_str())])?
+                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+        }
+        let mut tracked = enc.encode_descriptor(
+            "enforcer_policy_tracked_destinations",
+            "destinations per policy",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, t, _, _) in &self.policies {
+            tracked
+                .encode_family(&vec![("policy", name.as_str())])?
+                .encode_gauge(t)?;
+        }
+        let mut open = enc.encode_descriptor(
+            "enforcer_policy_open_destinations",
+            "destinations not CLOSED per policy",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, _, o, _) in &self.policies {
+            open.encode_family(&vec![("policy", name.as_str())])?
+                .encode_gauge(o)?;
+        }
+        let mut refused = enc.encode_descriptor(
+            "enforcer_policy_guard_refusals",
+            "trips refused by max_open_percent",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, _, _, r) in &self.policies {
+            refused
+                .encode_family(&vec![("policy", name.as_str())])?
+                .encode_counter::<NoLabelSet, _, u64>(r, None)?;
+        }
+        let mut runs = enc.encode_descriptor(
+            "enforcer_bpf_program_runs",
+            "program runs (BPF_ENABLE_STATS)",
+            None,
+            MetricType::Counter,
+        )?;
+        for p in &self.programs {
+            runs.encode_family(&vec![("program", p.name)])?
+                .encode_counter::<NoLabelSet, _, u64>(&p.run_count, None)?;
+        }
+        let mut time = enc.encode_descriptor(
+            "enforcer_bpf_program_run_seconds",
+            "time spent in the program",
+            None,
+            MetricType::Counter,
+        )?;
+        for p in &self.programs {
+            time.encode_family(&vec![("program", p.name)])?
+                .encode_counter::<NoLabelSet, _, f64>(&p.run_time.as_secs_f64(), None)?;
+        }
+        Ok(())
+    }
+}
+
+/// The Prometheus text for a scrape.
+pub fn render(d: &Daemon) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot::read(d)));
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        let _ = writeln!(out, "# encoding failed: {e}");
+    }
+    out
+}

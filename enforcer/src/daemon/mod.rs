@@ -1,0 +1,250 @@
+//! `enforcer run`: the daemon. It installs (or adopts) the pinned programs, writes
+//! the policies, and then serves the control API and the metrics while the
+//! controller loop re-jitters backoff tables, heals, collects garbage and expires
+//! overrides, and the event reader turns kernel transitions into logs.
+//!
+//! Everything shared lives in one [`Daemon`] behind a mutex: every operation on it
+//! is a handful of map syscalls, and one lock keeps API, controller and event
+//! reader from interleaving half-done changes.
+
+pub mod api;
+pub mod apply;
+pub mod controller;
+pub mod events;
+pub mod metrics;
+pub mod view;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Instant,
+};
+
+use anyhow::Context as _;
+use enforcer_common::dest::DestKey;
+use tokio::sync::broadcast;
+
+use crate::{
+    bpf::{Enforcer, Installed, LoadOptions, pins::PinDir},
+    cgroup,
+    clock::Jitter,
+    config::{Config, DaemonOverrides, PolicySpec},
+};
+
+/// The daemon's state.
+pub struct Daemon {
+    pub enforcer: Enforcer,
+    pub config: Config,
+    /// Where the configuration came from, for reloads.
+    pub config_path: PathBuf,
+    pub overrides: DaemonOverrides,
+    pub pins: PinDir,
+    /// The running policy set; policy id = index + 1.
+    pub policies: Vec<PolicySpec>,
+    pub jitter: Jitter,
+    /// When each policy's backoff table was last re-jittered.
+    pub jittered_at: Vec<Instant>,
+    /// Next healing probe per destination.
+    pub next_heal: HashMap<DestKey, Instant>,
+    /// Events, as JSON lines, for `enforcer events` followers.
+    pub events: broadcast::Sender<String>,
+    /// Kernel events read, by kind name.
+    pub event_counts: HashMap<&'static str, u64>,
+    /// Set once the programs are attached and the policies written.
+    pub ready: bool,
+    /// Set by `enforcer uninstall` through the API: detach and exit.
+    pub uninstall_requested: bool,
+}
+
+pub type Shared = Arc<Mutex<Daemon>>;
+
+/// Locks the daemon; a panic elsewhere must not take the API down with it.
+pub fn lock(shared: &Shared) -> MutexGuard<'_, Daemon> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Daemon {
+    /// The policy set's name for policy `id`.
+    pub fn policy_name(&self, id: u32) -> &str {
+        (id as usize)
+            .checked_sub(1)
+            .and_then(|i| self.policies.get(i))
+            .map_or("?", |p| p.name.as_str())
+    }
+
+    /// Replaces the running policy set (validated) in the kernel.
+    pub fn set_policies(&mut self, specs: Vec<PolicySpec>) -> Result<(), apply::ApplyError> {
+        apply::apply(
+            &mut self.enforcer,
+            &specs,
+            self.policies.len(),
+            &mut self.jitter,
+        )?;
+        self.jittered_at = vec![Instant::now(); specs.len()];
+        self.policies = specs;
+        self.publish(events::daemon_event(
+            "policies_applied",
+            None,
+            &format!("{} policies", self.policies.len()),
+        ));
+        Ok(())
+    }
+
+    /// Sends a JSON line to `enforcer events` followers (none listening is fine).
+    pub fn publish(&self, line: String) {
+        eprintln!("enforcer: event {line}");
+        let _ = self.events.send(line);
+    }
+}
+
+/// How `enforcer run` was asked to run.
+pub struct RunOptions {
+    pub config: Config,
+    pub config_path: PathBuf,
+    pub overrides: DaemonOverrides,
+    pub detach_on_exit: bool,
+}
+
+/// The cgroup to attach to: as configured, or the cgroup v2 root.
+pub fn attach_point(configured: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if configured.as_os_str().is_empty() {
+        return cgroup::v2_mount().context("finding the cgroup v2 root");
+    }
+    anyhow::ensure!(
+        cgroup::is_v2_dir(configured),
+        "daemon.cgroup: {} is not a cgroup v2 directory",
+        configured.display()
+    );
+    Ok(configured.to_owned())
+}
+
+/// Installs or adopts, applies the policies: everything before serving. Errors
+/// here change nothing that was running (the lock and checks come first).
+pub fn start(options: RunOptions) -> anyhow::Result<(Shared, crate::bpf::pins::PinLock)> {
+    let RunOptions {
+        config,
+        config_path,
+        overrides,
+        ..
+    } = options;
+    let cgroup = attach_point(&config.daemon.cgroup)?;
+    apply::check(&config.policies)?;
+    let pins = PinDir::new(&config.daemon.pin_dir);
+    pins.create().context("creating the pin directory")?;
+    let pin_lock = pins.lock()?;
+    let load = LoadOptions {
+        dests_capacity: config.daemon.dests_capacity,
+    };
+    let (mut enforcer, installed) = Enforcer::install(&load, &pins, &cgroup)
+        .with_context(|| format!("installing into {}", pins.root().display()))?;
+    match installed {
+        Installed::Fresh => eprintln!(
+            "enforcer: attached to {} (pins in {})",
+            cgroup.display(),
+            pins.root().display()
+        ),
+        Installed::Adopted => eprintln!(
+            "enforcer: adopted the programs attached to {} (pins in {})",
+            cgroup.display(),
+            pins.root().display()
+        ),
+    }
+    let kernel_config = enforcer.config()?;
+    enforcer.set_config(enforcer_common::config::Config {
+        bypass_tgid: std::process::id(),
+        ..kernel_config
+    })?;
+    let (events, _) = broadcast::channel(1024);
+    let previous = enforcer
+        .rules()?
+        .iter()
+        .map(|(_, id)| *id as usize)
+        .max()
+        .unwrap_or(0);
+    let mut daemon = Daemon {
+        enforcer,
+        config: config.clone(),
+        config_path,
+        overrides,
+        pins,
+        policies: Vec::new(),
+        jitter: Jitter::seeded(),
+        jittered_at: Vec::new(),
+        next_heal: HashMap::new(),
+        events,
+        event_counts: HashMap::new(),
+        ready: false,
+        uninstall_requested: false,
+    };
+    apply::apply(
+        &mut daemon.enforcer,
+        &config.policies,
+        previous,
+        &mut daemon.jitter,
+    )?;
+    daemon.jittered_at = vec![Instant::now(); config.policies.len()];
+    daemon.policies = config.policies;
+    daemon.ready = true;
+    Ok((Arc::new(Mutex::new(daemon)), pin_lock))
+}
+
+/// Serves until SIGINT/SIGTERM (or an uninstall request); SIGHUP reloads.
+pub async fn serve(shared: Shared, detach_on_exit: bool) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (socket, metrics_addr) = {
+        let d = lock(&shared);
+        (d.config.daemon.socket.clone(), d.config.daemon.metrics)
+    };
+    let _stats = crate::bpf::enable_run_stats()
+        .map_err(|e| eprintln!("enforcer: BPF run-time statistics unavailable: {e}"))
+        .ok();
+    let api = api::bind(&socket)
+        .with_context(|| format!("binding the control socket {}", socket.display()))?;
+    let metrics = tokio::net::TcpListener::bind(metrics_addr)
+        .await
+        .with_context(|| format!("binding the metrics address {metrics_addr}"))?;
+    eprintln!(
+        "enforcer: control socket {}, metrics on http://{metrics_addr}/metrics",
+        socket.display()
+    );
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let tasks = [
+        tokio::spawn(api::serve(api, shared.clone(), stop_tx.clone())),
+        tokio::spawn(metrics::serve(metrics, shared.clone())),
+        tokio::spawn(controller::run(shared.clone())),
+        tokio::spawn(events::run(shared.clone())),
+    ];
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = stop_rx.changed() => break,
+            _ = hup.recv() => {
+                match api::reload(&shared) {
+                    Ok(n) => eprintln!("enforcer: reloaded: {n} policies"),
+                    Err(e) => eprintln!("enforcer: reload rejected, the running configuration stays: {e}"),
+                }
+            }
+        }
+    }
+    for task in tasks {
+        task.abort();
+    }
+    let _ = std::fs::remove_file(&socket);
+    let d = lock(&shared);
+    if detach_on_exit || d.uninstall_requested {
+        let removed = Enforcer::uninstall(&d.pins)?;
+        eprintln!("enforcer: detached; removed {} pins", removed.len());
+    } else {
+        eprintln!(
+            "enforcer: exiting; the programs stay attached (pins in {})",
+            d.pins.root().display()
+        );
+    }
+    Ok(())
+}
