@@ -104,7 +104,7 @@ fn bad_inputs_name_the_field_and_line() {
                 policy(""),
                 "[[policy]]\nname = \"q\"\nmatch = [\"10.0.0.0/8:80\"]\n"
             ),
-            "line 8: policy \"q\": match: 10.0.0.0/8:80 overlaps",
+            "line 7: policy \"q\": match: 10.0.0.0/8:80 overlaps",
         ),
         (
             format!(
