@@ -7,6 +7,7 @@
 
 pub mod bpffs;
 pub mod cgroup;
+pub mod daemon;
 pub mod exec;
 pub mod fixtures;
 pub mod net;

@@ -1,0 +1,272 @@
+//! The real `enforcer` binary, run as a daemon against a scratch cgroup and a
+//! private bpffs, and driven through its CLI.
+
+use std::{
+    collections::HashMap,
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{bpffs::PinDir, cgroup::ScratchCgroup};
+
+/// The `enforcer` binary under test: `ENFORCER_BIN` (set by `cargo xtask test`),
+/// or the workspace's debug build.
+pub fn binary() -> PathBuf {
+    let path = std::env::var_os("ENFORCER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/enforcer"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build -p enforcer` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `enforcer ARGS` to completion.
+pub fn enforcer(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env_remove("ENFORCER_CONFIG")
+        .output()
+        .expect("running enforcer")
+}
+
+/// A daemon process with its own socket, metrics port, config file and pins.
+pub struct Daemon {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub metrics: SocketAddr,
+    pub config: PathBuf,
+    pub pin_dir: PathBuf,
+    dir: PathBuf,
+}
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Daemon {
+    /// Writes a configuration of `rest` (`[defaults]`, `[[policy]]` tables) and a
+    /// `[daemon]` table pointing at `cgroup` and `pins`, and starts the
+    /// daemon on it; waits until it is ready.
+    pub fn start(cgroup: &ScratchCgroup, pins: &PinDir, rest: &str) -> Self {
+        let dir = std::env::temp_dir().join(crate::unique_name("enforcer-daemon-"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let pin_dir = pins.path().join("enforcer");
+        let config = dir.join("enforcer.toml");
+        // `rest` first: it may hold top-level keys (`policy = []`).
+        let text = format!(
+            "{rest}\n\n[daemon]\ncgroup = \"{}\"\npin_root = \"{}\"\npin_dir = \"{}\"\nsocket = \"{}\"\nmetrics = \"{metrics}\"\ngc_idle = \"1h\"\n",
+            cgroup.path().display(),
+            pins.path().display(),
+            pin_dir.display(),
+            dir.join("enforcer.sock").display(),
+        );
+        std::fs::write(&config, text).expect("writing the config");
+        let mut daemon = Self {
+            child: None,
+            socket: dir.join("enforcer.sock"),
+            metrics,
+            config,
+            pin_dir,
+            dir,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// (Re)starts the process on the same configuration and waits for readiness.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.dir.join("daemon.log")).expect("log file");
+        let child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting the daemon");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.ready() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the daemon exited ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon is not ready after 20 s:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn ready(&self) -> bool {
+        http_get(self.metrics, "/readyz").is_some_and(|(status, _)| status == 200)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Runs `enforcer ARGS --socket <ours>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut full: Vec<&str> = args.to_vec();
+        let socket = self.socket.to_str().unwrap();
+        full.extend(["--socket", socket]);
+        enforcer(&full)
+    }
+
+    /// As [`Self::cli`], asserting success; stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "enforcer {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `enforcer ARGS -o json`, parsed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = args.to_vec();
+        full.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&full)).expect("JSON output")
+    }
+
+    /// The status of one destination.
+    pub fn dest(&self, dest: SocketAddr) -> serde_json::Value {
+        let status = self.json(&["status", &dest.to_string()]);
+        status["destinations"][0].clone()
+    }
+
+    /// `/metrics`, parsed.
+    pub fn metrics(&self) -> Metrics {
+        let (status, body) = http_get(self.metrics, "/metrics").expect("scraping /metrics");
+        assert_eq!(status, 200);
+        Metrics::parse(&body)
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaping");
+        }
+    }
+
+    /// SIGHUP: reload the configuration file.
+    pub fn hangup(&self) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+    }
+
+    /// Waits for the process to exit (after an uninstall or a signal).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the daemon did not exit:\n{}", self.log());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A plain HTTP GET on loopback: status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// Prometheus text, parsed into `name{labels}` → value.
+pub struct Metrics(HashMap<String, f64>);
+
+impl Metrics {
+    pub fn parse(text: &str) -> Self {
+        let mut map = HashMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("malformed sample: {line}"));
+            let value: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                v => v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("malformed value: {line}")),
+            };
+            map.insert(canonical(series), value);
+        }
+        Self(map)
+    }
+
+    /// The value of `name` with exactly these labels (in any order).
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        l.sort();
+        let key = if l.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name}{{{}}}", l.join(","))
+        };
+        self.0.get(&key).copied()
+    }
+}
+
+/// `name{b="2",a="1"}` → `name{a="1",b="2"}`.
+fn canonical(series: &str) -> String {
+    let Some((name, rest)) = series.split_once('{') else {
+        return series.to_owned();
+    };
+    let inner = rest.trim_end_matches('}');
+    let mut labels: Vec<&str> = inner
+        .split("\",")
+        .map(|l| l.trim_end_matches('"'))
+        .collect();
+    labels.sort();
+    let labels: Vec<String> = labels.iter().map(|l| format!("{l}\"")).collect();
+    format!("{name}{{{}}}", labels.join(","))
+}

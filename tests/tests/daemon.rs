@@ -1,0 +1,440 @@
+//! The daemon and its CLI, driven as an operator would: the real binary, a
+//! scratch cgroup, a private bpffs, real connects.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    thread,
+    time::{Duration, Instant},
+};
+
+use enforcer_tests::{
+    bpffs::PinDir,
+    cgroup::ScratchCgroup,
+    daemon::{Daemon, enforcer},
+    exec::Place,
+    fixtures::ECONNREFUSED,
+    net::{self, AcceptingServer, RefusingPort},
+};
+
+const EHOSTUNREACH: i32 = 113;
+
+/// No policies: tests add theirs through the CLI.
+const NO_POLICIES: &str = "policy = []";
+
+/// Results of `n` connects from a child in the cgroup: `Ok` or the errno.
+fn connects(cgroup: &ScratchCgroup, addr: SocketAddr, n: usize) -> Vec<Result<(), i32>> {
+    let out = Place::cgroup(cgroup).run(|| {
+        (0..n)
+            .map(|_| net::connect(addr).map_or_else(|e| e.to_string(), |_| "ok".into()))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    out.split(',')
+        .map(|r| {
+            if r == "ok" {
+                Ok(())
+            } else {
+                Err(r.parse().unwrap())
+            }
+        })
+        .collect()
+}
+
+fn policy_set(d: &Daemon, name: &str, addr: SocketAddr, extra: &[&str]) {
+    let m = format!("match={addr}");
+    let mut args = vec!["policy", "set", name, &m];
+    args.extend_from_slice(extra);
+    d.ok(&args);
+}
+
+#[test]
+fn a_policy_set_with_the_cli_trips_and_shows_in_status_and_metrics() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let d = Daemon::start(&cgroup, &pins, NO_POLICIES);
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    policy_set(
+        &d,
+        "local",
+        addr,
+        &["failure_threshold=2", "errno=EHOSTUNREACH"],
+    );
+    let list = d.json(&["policy", "list"]);
+    assert_eq!(list[0]["name"], "local");
+    assert_eq!(list[0]["failure_threshold"], 2);
+
+    assert_eq!(
+        connects(&cgroup, addr, 3),
+        [
+            Err(ECONNREFUSED as i32),
+            Err(ECONNREFUSED as i32),
+            Err(EHOSTUNREACH)
+        ]
+    );
+    let dest = d.dest(addr);
+    assert_eq!(dest["state"], "open");
+    assert_eq!(dest["policy"], "local");
+    assert_eq!(dest["failures"]["refused"], 2);
+    assert_eq!(dest["rejections"]["circuit"], 1);
+    let table = d.ok(&["status"]);
+    assert!(
+        table.contains(&addr.to_string()) && table.contains("open"),
+        "{table}"
+    );
+
+    let m = d.metrics();
+    let labels = [("dest", addr.to_string()), ("policy", "local".into())];
+    let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(m.get("enforcer_destination_state", &l), Some(1.0));
+    assert_eq!(m.get("enforcer_connect_attempts_total", &l), Some(2.0));
+    let mut refused = l.clone();
+    refused.push(("reason", "refused"));
+    assert_eq!(
+        m.get("enforcer_connect_failures_total", &refused),
+        Some(2.0)
+    );
+    let mut circuit = l.clone();
+    circuit.push(("cause", "circuit"));
+    assert_eq!(m.get("enforcer_rejections_total", &circuit), Some(1.0));
+    assert_eq!(m.get("enforcer_tracked_destinations", &[]), Some(1.0));
+    assert_eq!(
+        m.get("enforcer_policy_open_destinations", &[("policy", "local")]),
+        Some(1.0)
+    );
+    assert!(
+        m.get(
+            "enforcer_bpf_program_runs_total",
+            &[("program", "gate_connect4")]
+        )
+        .is_some_and(|n| n >= 3.0)
+    );
+    // The same through the CLI.
+    let text = d.ok(&["metrics"]);
+    assert!(text.contains("enforcer_destination_state"), "{text}");
+}
+
+#[test]
+fn trip_reset_disable_pause_and_resume_change_what_connect_sees() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let d = Daemon::start(&cgroup, &pins, NO_POLICIES);
+    let server = AcceptingServer::bind("127.0.0.1:0");
+    let addr = server.addr;
+    let a = addr.to_string();
+    policy_set(&d, "local", addr, &["errno=EHOSTUNREACH"]);
+    assert_eq!(connects(&cgroup, addr, 1), [Ok(())]);
+
+    d.ok(&["trip", &a]);
+    assert_eq!(connects(&cgroup, addr, 1), [Err(EHOSTUNREACH)], "tripped");
+    TcpStream::connect(addr).expect("outside the cgroup nothing changes");
+    d.ok(&["reset", &a]);
+    assert_eq!(connects(&cgroup, addr, 1), [Ok(())], "reset");
+
+    d.ok(&["trip", &a, "--for", "1s"]);
+    assert_eq!(connects(&cgroup, addr, 1), [Err(EHOSTUNREACH)]);
+    thread::sleep(Duration::from_millis(1_200));
+    assert_eq!(connects(&cgroup, addr, 1), [Ok(())], "the trip expired");
+
+    d.ok(&["trip", &a]);
+    d.ok(&["disable", &a]);
+    assert_eq!(connects(&cgroup, addr, 1), [Ok(())], "disabled wins");
+    assert_eq!(d.dest(addr)["override"], "disabled");
+    d.ok(&["reset", &a]);
+
+    d.ok(&["trip", &a]);
+    d.ok(&["pause"]);
+    assert_eq!(connects(&cgroup, addr, 1), [Ok(())], "paused");
+    assert_eq!(d.json(&["status"])["paused"], true);
+    d.ok(&["resume"]);
+    assert_eq!(connects(&cgroup, addr, 1), [Err(EHOSTUNREACH)], "resumed");
+}
+
+#[test]
+fn kill_9_keeps_enforcing_the_restart_adopts_and_uninstall_removes_everything() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let policy = format!(
+        "[[policy]]\nname = \"local\"\nmatch = [\"{addr}\"]\nfailure_threshold = 2\nopen = \"1h\"\nopen_max = \"1h\"\nerrno = \"EHOSTUNREACH\"\n"
+    );
+    let mut d = Daemon::start(&cgroup, &pins, &policy);
+    assert_eq!(connects(&cgroup, addr, 3)[2], Err(EHOSTUNREACH));
+    let before = d.dest(addr);
+
+    d.kill9();
+    // The destination is back, but the circuit is open and the kernel still says so.
+    let server = AcceptingServer::serve(refusing.listen());
+    assert_eq!(
+        connects(&cgroup, addr, 1),
+        [Err(EHOSTUNREACH)],
+        "enforced with the daemon dead"
+    );
+
+    d.spawn();
+    assert!(d.log().contains("adopted"), "{}", d.log());
+    let after = d.dest(addr);
+    assert_eq!(after["state"], "open");
+    assert_eq!(after["failures"], before["failures"], "no counter lost");
+    assert_eq!(after["rejections"]["circuit"], 2);
+    // Adopted, not attached twice: one rejection counted per connect.
+    assert_eq!(connects(&cgroup, addr, 1), [Err(EHOSTUNREACH)]);
+    assert_eq!(d.dest(addr)["rejections"]["circuit"], 3);
+
+    // A second daemon on the same pins refuses to start.
+    let second = enforcer(&["run", "--config", d.config.to_str().unwrap()]);
+    assert_eq!(second.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another enforcer daemon"));
+
+    let out = enforcer(&[
+        "uninstall",
+        "--config",
+        d.config.to_str().unwrap(),
+        "--socket",
+        d.socket.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(d.wait_exit().success());
+    assert!(!d.pin_dir.exists(), "pins left in {}", d.pin_dir.display());
+    // Nothing attached any more: the destination answers for itself.
+    assert_eq!(connects(&cgroup, addr, 1), [Ok(())]);
+    drop(server);
+    let attached = std::process::Command::new("bpftool")
+        .args(["cgroup", "show"])
+        .arg(cgroup.path())
+        .output()
+        .expect("bpftool");
+    assert!(
+        String::from_utf8_lossy(&attached.stdout).trim().is_empty(),
+        "still attached"
+    );
+}
+
+#[test]
+fn detach_on_exit_leaves_nothing_behind() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let mut d = Daemon::start(&cgroup, &pins, NO_POLICIES);
+    let _ = d.kill9();
+    // Restart with --detach-on-exit, then SIGTERM.
+    let child = std::process::Command::new(enforcer_tests::daemon::binary())
+        .args(["run", "--detach-on-exit", "--config"])
+        .arg(&d.config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while enforcer_tests::daemon::http_get(d.metrics, "/readyz").is_none() {
+        assert!(Instant::now() < deadline, "not ready");
+        thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = {
+        let mut c = child;
+        c.wait().unwrap()
+    };
+    assert!(status.success());
+    assert!(!d.pin_dir.exists());
+}
+
+#[test]
+fn healing_closes_a_destination_that_comes_back_without_client_traffic() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let policy = format!(
+        "[[policy]]\nname = \"healed\"\nmatch = [\"{addr}\"]\nfailure_threshold = 1\nopen = \"1h\"\nopen_max = \"1h\"\nclose_after = 1\nheal = true\nheal_interval = \"500ms\"\n"
+    );
+    let d = Daemon::start(&cgroup, &pins, &policy);
+    assert_eq!(connects(&cgroup, addr, 1), [Err(ECONNREFUSED as i32)]);
+    assert_eq!(d.dest(addr)["state"], "open");
+    // Failed probes leave it open.
+    thread::sleep(Duration::from_millis(1_300));
+    assert_eq!(d.dest(addr)["state"], "open");
+
+    let _server = AcceptingServer::serve(refusing.listen());
+    let back = Instant::now();
+    while d.dest(addr)["state"] != "closed" {
+        // Probe interval (500 ms, +20% jitter) plus a margin.
+        assert!(
+            back.elapsed() < Duration::from_secs(3),
+            "not healed: {}",
+            d.dest(addr)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "healed {:?} after the destination came back",
+        back.elapsed()
+    );
+    let dest = d.dest(addr);
+    assert_eq!(dest["attempts"], 1, "no client traffic was needed");
+    assert_eq!(connects(&cgroup, addr, 1), [Ok(())]);
+}
+
+#[test]
+fn bad_input_exits_2_names_the_field_and_changes_nothing() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let mut d = Daemon::start(
+        &cgroup,
+        &pins,
+        "[[policy]]\nname = \"base\"\nmatch = [\"10.1.0.0/16:80\"]\n",
+    );
+    let before = d.json(&["policy", "list"]);
+
+    let cli_cases: &[(&[&str], &str)] = &[
+        (&["policy", "set", "p", "match=10.0.0.1/8:80"], "host bits"),
+        (&["policy", "set", "p", "match=10.1.0.0/16:80"], "overlaps"),
+        (
+            &["policy", "set", "p", "match=10.2.0.0/16:70000"],
+            "port must be",
+        ),
+        (
+            &[
+                "policy",
+                "set",
+                "p",
+                "match=10.2.0.0/16:80",
+                "failure_threshold=0",
+            ],
+            "failure_threshold",
+        ),
+        (
+            &[
+                "policy",
+                "set",
+                "p",
+                "match=10.2.0.0/16:80",
+                "failure_threshold=-3",
+            ],
+            "failure_threshold",
+        ),
+        (
+            &[
+                "policy",
+                "set",
+                "p",
+                "match=10.2.0.0/16:80",
+                "failure_rate=1.5",
+            ],
+            "failure_rate",
+        ),
+        (
+            &["policy", "set", "p", "match=10.2.0.0/16:80", "window=10h"],
+            "window",
+        ),
+        (
+            &[
+                "policy",
+                "set",
+                "p",
+                "match=10.2.0.0/16:80",
+                "max_connections=0",
+            ],
+            "max_connections",
+        ),
+        (
+            &["policy", "set", "p", "match=10.2.0.0/16:80", "bogus=1"],
+            "bogus",
+        ),
+        (&["policy", "set", "p", "nonsense"], "KEY=VALUE"),
+        (&["policy", "rm", "nope"], "no policy named"),
+        (&["trip", "not-an-address"], "dest"),
+        (&["trip", "10.0.0.1:80", "--for", "5parsecs"], "for"),
+        (&["disable", "10.0.0.1:0"], "port"),
+        (&["status", "--policy", "nope"], "no policy named"),
+    ];
+    for (args, want) in cli_cases {
+        let out = d.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: want `{want}` in: {err}");
+    }
+    assert_eq!(d.json(&["policy", "list"]), before, "nothing changed");
+
+    // Files: `config check`, `policy apply`, and a SIGHUP reload.
+    let dir = std::env::temp_dir().join(enforcer_tests::unique_name("enforcer-bad-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut too_many = String::new();
+    for i in 0..256 {
+        too_many += &format!(
+            "[[policy]]\nname = \"p{i}\"\nmatch = [\"10.9.{}.0/24:80\"]\n",
+            i
+        );
+    }
+    let file_cases: Vec<(String, &str)> = vec![
+        (
+            "[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.0/40:80\"]\n".into(),
+            "line 3",
+        ),
+        (
+            "[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.0/8:80\", \"10.0.0.0/8:80\"]\n".into(),
+            "overlaps",
+        ),
+        (
+            "[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.0/8:80\"]\nfailure_rate = 0\n".into(),
+            "line 4",
+        ),
+        (
+            "[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.0/8:80\"]\nopen = \"0ms\"\n".into(),
+            "open",
+        ),
+        (
+            "[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.0/8:80\"]\nmax_pending = 0\n".into(),
+            "max_pending",
+        ),
+        (
+            "[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.0/8:80\"]\ncolour = \"red\"\n".into(),
+            "colour",
+        ),
+        (too_many, "at most 255 policies"),
+    ];
+    for (i, (text, want)) in file_cases.iter().enumerate() {
+        let file = dir.join(format!("bad{i}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let f = file.to_str().unwrap();
+        let out = enforcer(&["config", "check", f]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "config check {i}: {err}");
+        assert!(
+            err.contains(want),
+            "config check {i}: want `{want}` in: {err}"
+        );
+        let out = d.cli(&["policy", "apply", f]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "policy apply {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let daemon_cases = [
+        ("[daemon]\npin_dir = \"/tmp/elsewhere\"\n", "daemon.pin_dir"),
+        ("[daemon]\ndests_capacity = 0\n", "daemon.dests_capacity"),
+        ("[daemon]\nwhat = 1\n", "what"),
+    ];
+    for (i, (text, want)) in daemon_cases.iter().enumerate() {
+        let file = dir.join(format!("daemon{i}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let out = enforcer(&["run", "--config", file.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "run {i}: {err}");
+        assert!(err.contains(want), "run {i}: want `{want}` in: {err}");
+    }
+    // A bad file reloaded with SIGHUP: rejected, the running policies stay.
+    let good = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        format!("{good}\n[defaults]\nfailure_threshold = 0\n"),
+    )
+    .unwrap();
+    d.hangup();
+    thread::sleep(Duration::from_millis(300));
+    assert!(d.log().contains("reload rejected"), "{}", d.log());
+    assert_eq!(d.json(&["policy", "list"]), before, "nothing changed");
+    std::fs::write(&d.config, good).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    d.kill9();
+}
