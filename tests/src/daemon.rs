@@ -43,6 +43,8 @@ pub struct Daemon {
     pub config: PathBuf,
     pub pin_dir: PathBuf,
     dir: PathBuf,
+    /// The cgroup the daemon runs in, when not the test's own.
+    procs: Option<std::ffi::CString>,
 }
 
 /// A free loopback port (bound, read, released).
@@ -59,6 +61,19 @@ impl Daemon {
     /// `[daemon]` table pointing at `cgroup` and `pins`, and starts the
     /// daemon on it; waits until it is ready.
     pub fn start(cgroup: &ScratchCgroup, pins: &PinDir, rest: &str) -> Self {
+        Self::start_with(cgroup, pins, rest, "", false)
+    }
+
+    /// As [`Self::start`], with more `[daemon]` keys, and optionally with the
+    /// daemon itself inside the protected cgroup (as on a host where it protects
+    /// everything, itself included).
+    pub fn start_with(
+        cgroup: &ScratchCgroup,
+        pins: &PinDir,
+        rest: &str,
+        daemon_keys: &str,
+        inside: bool,
+    ) -> Self {
         let dir = std::env::temp_dir().join(crate::unique_name("enforcer-daemon-"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -66,7 +81,7 @@ impl Daemon {
         let config = dir.join("enforcer.toml");
         // `rest` first: it may hold top-level keys (`policy = []`).
         let text = format!(
-            "{rest}\n\n[daemon]\ncgroup = \"{}\"\npin_root = \"{}\"\npin_dir = \"{}\"\nsocket = \"{}\"\nmetrics = \"{metrics}\"\ngc_idle = \"1h\"\n",
+            "{rest}\n\n[daemon]\ncgroup = \"{}\"\npin_root = \"{}\"\npin_dir = \"{}\"\nsocket = \"{}\"\nmetrics = \"{metrics}\"\n{daemon_keys}\n",
             cgroup.path().display(),
             pins.path().display(),
             pin_dir.display(),
@@ -80,6 +95,7 @@ impl Daemon {
             config,
             pin_dir,
             dir,
+            procs: inside.then(|| cgroup.procs_path()),
         };
         daemon.spawn();
         daemon
@@ -89,13 +105,20 @@ impl Daemon {
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.dir.join("daemon.log")).expect("log file");
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(["run", "--config"])
             .arg(&self.config)
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting the daemon");
+            .stderr(log);
+        if let Some(procs) = self.procs.clone() {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: the hook only writes to cgroup.procs (async-signal-safe).
+            unsafe {
+                command.pre_exec(move || ScratchCgroup::join_raw(&procs));
+            }
+        }
+        let child = command.spawn().expect("starting the daemon");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.ready() {

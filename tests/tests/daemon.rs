@@ -247,7 +247,9 @@ fn healing_closes_a_destination_that_comes_back_without_client_traffic() {
     let policy = format!(
         "[[policy]]\nname = \"healed\"\nmatch = [\"{addr}\"]\nfailure_threshold = 1\nopen = \"1h\"\nopen_max = \"1h\"\nclose_after = 1\nheal = true\nheal_interval = \"500ms\"\n"
     );
-    let d = Daemon::start(&cgroup, &pins, &policy);
+    // The daemon runs inside the cgroup it protects: its probes must bypass its
+    // own gate, or an open circuit would reject them and never heal.
+    let d = Daemon::start_with(&cgroup, &pins, &policy, "", true);
     assert_eq!(connects(&cgroup, addr, 1), [Err(ECONNREFUSED as i32)]);
     assert_eq!(d.dest(addr)["state"], "open");
     // Failed probes leave it open.
@@ -271,7 +273,144 @@ fn healing_closes_a_destination_that_comes_back_without_client_traffic() {
     );
     let dest = d.dest(addr);
     assert_eq!(dest["attempts"], 1, "no client traffic was needed");
+    assert!(
+        d.metrics()
+            .get("enforcer_kernel_bypassed_total", &[])
+            .is_some_and(|n| n >= 2.0)
+    );
     assert_eq!(connects(&cgroup, addr, 1), [Ok(())]);
+}
+
+#[test]
+fn events_follow_transitions_live() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let d = Daemon::start(
+        &cgroup,
+        &pins,
+        &format!("[[policy]]\nname = \"p\"\nmatch = [\"{addr}\"]\nfailure_threshold = 1\n"),
+    );
+    let mut follower = std::process::Command::new(enforcer_tests::daemon::binary())
+        .args(["events", "--socket", d.socket.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("enforcer events");
+    thread::sleep(Duration::from_millis(300));
+    connects(&cgroup, addr, 1);
+    d.ok(&["trip", "10.99.0.1:80"]);
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(follower.stdout.take().unwrap()));
+    // The kernel's transition and the daemon's own event, in either order (the
+    // ring buffer is read every 100 ms).
+    let mut seen: Vec<(String, String, String)> = (0..2)
+        .map(|_| {
+            let e: serde_json::Value =
+                serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (s("kind"), s("dest"), s("policy"))
+        })
+        .collect();
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("forced_open".into(), "10.99.0.1:80".into(), String::new()),
+            ("tripped".into(), addr.to_string(), "p".into()),
+        ]
+    );
+}
+
+#[test]
+fn reload_show_completions_and_the_series_limit() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let (a, b) = (
+        AcceptingServer::bind("127.0.0.1:0"),
+        AcceptingServer::bind("127.0.0.1:0"),
+    );
+    let mut d = Daemon::start_with(
+        &cgroup,
+        &pins,
+        "[[policy]]\nname = \"one\"\nmatch = [\"127.0.0.0/8:*\"]\n",
+        "max_series = 1",
+        false,
+    );
+    connects(&cgroup, a.addr, 2);
+    connects(&cgroup, b.addr, 1);
+    // One destination gets its own series, the other folds into "other".
+    let m = d.metrics();
+    let a_labels = [("dest", a.addr.to_string()), ("policy", "one".to_owned())];
+    let a_labels: Vec<(&str, &str)> = a_labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        m.get("enforcer_connect_attempts_total", &a_labels),
+        Some(2.0)
+    );
+    assert_eq!(
+        m.get(
+            "enforcer_connect_attempts_total",
+            &[("dest", "other"), ("policy", "other")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(m.get("enforcer_tracked_destinations", &[]), Some(2.0));
+
+    let show = d.ok(&["policy", "show", "one"]);
+    let show: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(show["match"][0], "127.0.0.0/8:*");
+    assert_eq!(show["failure_threshold"], 5, "the embedded default");
+
+    // A good reload (SIGHUP) applies the file's new policy set.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        text.replace(
+            "name = \"one\"",
+            "name = \"renamed\"\nfailure_threshold = 9",
+        ),
+    )
+    .unwrap();
+    d.hangup();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.json(&["policy", "list"])[0]["name"] != "renamed" {
+        assert!(Instant::now() < deadline, "not reloaded: {}", d.log());
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(d.json(&["policy", "list"])[0]["failure_threshold"], 9);
+
+    let out = enforcer(&["completions", "bash"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("enforcer"));
+    d.kill9();
+}
+
+#[test]
+fn idle_closed_destinations_are_forgotten() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let server = AcceptingServer::bind("127.0.0.1:0");
+    let d = Daemon::start_with(
+        &cgroup,
+        &pins,
+        &format!("[[policy]]\nname = \"p\"\nmatch = [\"{}\"]\n", server.addr),
+        "gc_idle = \"10s\"",
+        false,
+    );
+    connects(&cgroup, server.addr, 1);
+    assert_eq!(d.json(&["policy", "list"])[0]["tracked"], 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !d.json(&["status"])["destinations"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "not collected");
+        thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        d.json(&["policy", "list"])[0]["tracked"],
+        0,
+        "the guard's count follows"
+    );
 }
 
 #[test]
