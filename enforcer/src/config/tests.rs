@@ -184,3 +184,13 @@ fn backoff_steps_double_up_to_the_cap_within_the_jitter() {
     assert_eq!(low.steps_ns[0], 800_000_000);
     assert_eq!(high.steps_ns[0], 1_200_000_000);
 }
+
+#[test]
+fn the_example_configuration_is_valid() {
+    let example = include_str!("../../dist/enforcer.toml");
+    let c = Config::parse(example, "dist/enforcer.toml").unwrap();
+    let names: Vec<&str> = c.policies.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["postgres", "partner-api", "default"]);
+    assert_eq!(c.policies[0].max_connections, Some(200));
+    assert_eq!(c.policies[0].connect_timeout, Some(Duration::from_secs(3)), "from [defaults]");
+}
