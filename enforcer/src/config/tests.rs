@@ -192,5 +192,9 @@ fn the_example_configuration_is_valid() {
     let names: Vec<&str> = c.policies.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["postgres", "partner-api", "default"]);
     assert_eq!(c.policies[0].max_connections, Some(200));
-    assert_eq!(c.policies[0].connect_timeout, Some(Duration::from_secs(3)), "from [defaults]");
+    assert_eq!(
+        c.policies[0].connect_timeout,
+        Some(Duration::from_secs(3)),
+        "from [defaults]"
+    );
 }
