@@ -216,7 +216,7 @@ fn kill_9_keeps_enforcing_the_restart_adopts_and_uninstall_removes_everything() 
 fn detach_on_exit_leaves_nothing_behind() {
     let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
     let mut d = Daemon::start(&cgroup, &pins, NO_POLICIES);
-    let _ = d.kill9();
+    d.kill9();
     // Restart with --detach-on-exit, then SIGTERM.
     let child = std::process::Command::new(enforcer_tests::daemon::binary())
         .args(["run", "--detach-on-exit", "--config"])
