@@ -14,6 +14,10 @@ pub mod kind {
     pub const HEAL_PROBE_OK: u32 = 2;
     /// A healing probe failed while HALF_OPEN: reopen for the next step.
     pub const HEAL_PROBE_FAILED: u32 = 3;
+    /// Garbage collection: forget the destination if it is CLOSED and holds no
+    /// slot (the daemon has checked that it is idle), and take it off its
+    /// policy's tracked count.
+    pub const FORGET: u32 = 4;
 }
 
 /// What the control program returns (as an XDP action code, the only values the

@@ -55,6 +55,7 @@ fn run(kind: u32, dest: &DestKey) -> u32 {
     let mut lock = Locked::acquire(t.dest);
     let d = lock.state();
     let outcome: Option<Option<Transition>> = match kind {
+        kind::FORGET => d.forgettable().then_some(None),
         kind::RESET => Some(d.reset(now, &mut t.guard)),
         kind::HEAL_PROBE_OK => d.heal_probe_ok(policy, now, &mut t.guard),
         kind::HEAL_PROBE_FAILED => d.heal_probe_failed(policy, backoff, now).map(Some),
@@ -64,6 +65,13 @@ fn run(kind: u32, dest: &DestKey) -> u32 {
     drop(lock);
     if let Some(change) = change {
         change.emit(dest, policy_id, now);
+    }
+    if kind == kind::FORGET && outcome.is_some() {
+        // After the lock: a connect admitted in between loses its accounting (the
+        // destination was idle for `gc_idle`: rare), never a slot of a live one.
+        if crate::maps::DESTS.remove(dest).is_ok() {
+            t.guard.untracked();
+        }
     }
     match outcome {
         Some(_) => result::APPLIED,

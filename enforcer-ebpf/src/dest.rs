@@ -90,6 +90,41 @@ impl PolicyGuard {
     }
 }
 
+impl PolicyGuard {
+    /// The shared counts of policy `id`, if the id is in range.
+    #[inline(always)]
+    pub fn stats(id: u32) -> Option<*mut PolicyStats> {
+        POLICY_STATS.get_ptr_mut(id)
+    }
+
+    /// A destination (open or not) moves from one policy's counts to another's.
+    #[inline(always)]
+    pub fn move_dest(from: Option<*mut PolicyStats>, to: Option<*mut PolicyStats>, open: bool) {
+        // SAFETY: values of POLICY_STATS, valid for the program's run.
+        if let Some(from) = from {
+            atomic::sub(unsafe { &raw mut (*from).tracked }, 1);
+            if open {
+                atomic::sub(unsafe { &raw mut (*from).open }, 1);
+            }
+        }
+        if let Some(to) = to {
+            atomic::add(unsafe { &raw mut (*to).tracked }, 1);
+            if open {
+                atomic::add(unsafe { &raw mut (*to).open }, 1);
+            }
+        }
+    }
+
+    /// One destination of the policy left the map.
+    #[inline(always)]
+    pub fn untracked(&self) {
+        if let Some(stats) = self.stats {
+            // SAFETY: a value of POLICY_STATS, valid for the program's run.
+            atomic::sub(unsafe { &raw mut (*stats).tracked }, 1);
+        }
+    }
+}
+
 impl OpenGuard for PolicyGuard {
     /// Reserve-then-check: count the open destination first, then read the
     /// count back (which includes every concurrent reservation) and roll back

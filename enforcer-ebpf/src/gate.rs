@@ -28,7 +28,7 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use enforcer_common::{
-    breaker::{Cause, Verdict},
+    breaker::{Cause, Verdict, state},
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     overrides::kind,
@@ -39,7 +39,7 @@ use enforcer_common::{
 
 use crate::{
     atomic, counters,
-    dest::{Change, Locked},
+    dest::{Change, Locked, PolicyGuard},
     maps::{DESTS, OVERRIDES, POLICIES, POLICY_RULES, POLICY_STATS, SOCKS, ZERO_DEST},
 };
 
@@ -165,9 +165,25 @@ fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool) -> Result
     sock.dest = *key;
     sock.policy_id = policy_id;
     sock.start_ns = now;
+    // The rules may have moved this destination to another policy since it was
+    // last seen: its share of the group guard's counts moves with it. The stored
+    // id is read before the lock (map lookups cannot run under it) and the move
+    // happens only if it is still the same under the lock.
+    // SAFETY: a live value of DESTS.
+    let stored = unsafe { core::ptr::read_volatile(&raw const (*dest).policy_id) };
+    let moving =
+        (stored != policy_id).then(|| (PolicyGuard::stats(stored), PolicyGuard::stats(policy_id)));
     let mut lock = Locked::acquire(dest);
     let d = lock.state();
-    d.policy_id = policy_id;
+    if let Some((from, to)) = moving
+        && d.policy_id == stored
+    {
+        // 0: inserted just now, already counted for its policy.
+        if stored != 0 {
+            PolicyGuard::move_dest(from, to, d.breaker.state != state::CLOSED);
+        }
+        d.policy_id = policy_id;
+    }
     d.last_attempt_ns = now;
     let (verdict, transition) = d.admit(policy, now, forced_open, sock);
     let change = Change::after(transition, d);

@@ -283,6 +283,40 @@ fn a_port_rule_wins_over_an_any_port_rule() {
 }
 
 #[test]
+fn a_destination_moves_to_its_new_policy_with_its_counts() {
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let (cgroup, mut enforcer) = setup(
+        &["127.0.0.0/8:*"],
+        Policy {
+            failure_threshold: 1,
+            ..fixtures::base_policy()
+        },
+    );
+    let place = Place::cgroup(&cgroup);
+    assert_eq!(connects(&place, addr, 1), vec![REFUSED]);
+    let stats = |e: &Enforcer, id| {
+        let s = e.policy_stats(id).unwrap();
+        (s.tracked, s.open)
+    };
+    assert_eq!(
+        stats(&enforcer, 1),
+        (1, 1),
+        "tracked and open under policy 1"
+    );
+    // A port rule now sends the destination to policy 2.
+    let backoff = BackoffRow::exponential(60_000 * MS, 60_000 * MS);
+    enforcer.set_policy(2, &tripping(), &backoff).unwrap();
+    enforcer
+        .insert_rule(&addr.to_string().parse().unwrap(), 2)
+        .unwrap();
+    assert_eq!(connects(&place, addr, 1), vec![REFUSED], "still open");
+    assert_eq!(stats(&enforcer, 1), (0, 0));
+    assert_eq!(stats(&enforcer, 2), (1, 1));
+    assert_eq!(dest(&enforcer, addr).unwrap().policy_id, 2);
+}
+
+#[test]
 fn a_full_destination_map_allows_and_counts() {
     let cgroup = ScratchCgroup::new();
     let mut enforcer = fixtures::attached_with(&cgroup, &LoadOptions { dests_capacity: 2 });

@@ -420,6 +420,15 @@ impl DestState {
     }
 }
 
+impl DestState {
+    /// Whether garbage collection may forget the destination: CLOSED, holding no
+    /// slot.
+    #[inline(always)]
+    pub fn forgettable(&self) -> bool {
+        self.breaker.state == state::CLOSED && self.breaker.active == 0 && self.breaker.pending == 0
+    }
+}
+
 /// An outcome is taken once per connect, whichever hook sees it first.
 #[inline(always)]
 fn take_outcome(sock: &mut SockInfo) -> bool {

@@ -176,18 +176,8 @@ pub fn drain_events(maps: &mut Maps) -> Result<Vec<Event>, BpfError> {
     Ok(events)
 }
 
-pub fn remove_dest(maps: &mut Maps, key: &DestKey) -> Result<bool, BpfError> {
-    let mut dests: HashMap<&mut MapData, DestKey, DestState> =
-        HashMap::try_from(map_mut(maps, names::DESTS)?).map_err(map_err(names::DESTS))?;
-    Ok(optional(names::DESTS, dests.remove(key))?.is_some())
-}
-
 pub fn policy(maps: &Maps, id: u32) -> Result<Policy, BpfError> {
     array_get(maps, names::POLICIES, id)
-}
-
-pub fn set_policy_stats(maps: &mut Maps, id: u32, stats: PolicyStats) -> Result<(), BpfError> {
-    array_set(maps, names::POLICY_STATS, id, stats)
 }
 
 /// Every rule in the trie, decoded, with its policy id.

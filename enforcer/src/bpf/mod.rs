@@ -70,7 +70,7 @@ pub enum BpfError {
         #[source]
         source: MapError,
     },
-    #[error("policy id {id} is out of range (0..={max})")]
+    #[error("policy id {id} is out of range (1..={max})")]
     PolicyId { id: u32, max: u32 },
     #[error("opening cgroup {path}")]
     Cgroup {
@@ -292,11 +292,6 @@ impl Enforcer {
         maps::dest(&self.maps, key)
     }
 
-    /// Forgets a destination (its state and counters); false if it was unknown.
-    pub fn remove_dest(&mut self, key: &DestKey) -> Result<bool, BpfError> {
-        maps::remove_dest(&mut self.maps, key)
-    }
-
     /// A global counter, summed over CPUs.
     pub fn counter(&self, counter: GlobalCounter) -> Result<u64, BpfError> {
         maps::counter(&self.maps, counter)
@@ -356,20 +351,6 @@ impl Enforcer {
     /// The shared counts of policy `id` (tracked and open destinations).
     pub fn policy_stats(&self, id: u32) -> Result<PolicyStats, BpfError> {
         maps::policy_stats(&self.maps, id)
-    }
-
-    /// Adjusts the tracked count of policy `id` after the daemon removed
-    /// destinations of it.
-    pub fn forget_tracked(&mut self, id: u32, n: u64) -> Result<(), BpfError> {
-        let stats = maps::policy_stats(&self.maps, id)?;
-        maps::set_policy_stats(
-            &mut self.maps,
-            id,
-            PolicyStats {
-                tracked: stats.tracked.saturating_sub(n),
-                ..stats
-            },
-        )
     }
 
     /// Maps the destinations `rule` matches to policy `policy_id`.
@@ -496,8 +477,9 @@ fn control_fd(ebpf: &Ebpf) -> Result<ProgramFd, BpfError> {
         .map_err(|source| BpfError::Program { name, source })
 }
 
+/// Policy ids are 1..MAX_POLICIES: 0 marks a destination not yet assigned.
 fn check_policy_id(id: u32) -> Result<(), BpfError> {
-    if id >= MAX_POLICIES {
+    if id == 0 || id >= MAX_POLICIES {
         return Err(BpfError::PolicyId {
             id,
             max: MAX_POLICIES - 1,

@@ -14,7 +14,7 @@ use std::{
 
 use enforcer_common::{breaker::state, control::kind, dest::DestKey};
 
-use super::{Shared, apply::policy_id, events::daemon_event, lock};
+use super::{Shared, events::daemon_event, lock};
 use crate::{bpf::Applied, clock::monotonic_ns};
 
 const TICK: Duration = Duration::from_millis(100);
@@ -66,7 +66,7 @@ fn housekeeping(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
             .is_some_and(|at| at.elapsed() >= d.policies[i].rejitter)
         {
             let backoff = d.policies[i].backoff(|| d.jitter.unit());
-            d.enforcer.set_backoff(policy_id(i), &backoff)?;
+            d.enforcer.set_backoff(d.ids[i], &backoff)?;
             d.jittered_at[i] = Instant::now();
         }
     }
@@ -84,15 +84,9 @@ fn housekeeping(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
     }
     let idle_ns = d.config.daemon.gc_idle.as_nanos() as u64;
     for (key, s) in d.enforcer.dests()? {
-        let b = &s.breaker;
         let idle = now.saturating_sub(s.last_attempt_ns) >= idle_ns;
-        if idle
-            && b.state == state::CLOSED
-            && b.active == 0
-            && b.pending == 0
-            && d.enforcer.remove_dest(&key)?
-        {
-            d.enforcer.forget_tracked(s.policy_id, 1)?;
+        // The kernel re-checks (CLOSED, no slot) under the destination's lock.
+        if idle && s.forgettable() && d.enforcer.command(kind::FORGET, &key)? == Applied::Applied {
             d.next_heal.remove(&key);
         }
     }
@@ -108,7 +102,7 @@ fn due_heal_probes(d: &mut super::Daemon) -> Vec<(DestKey, Duration)> {
     let mut due = Vec::new();
     let mut healing = std::collections::HashSet::new();
     for (key, s) in dests {
-        let Some(policy) = d.policies.get((s.policy_id as usize).wrapping_sub(1)) else {
+        let Some(policy) = d.policy(s.policy_id) else {
             continue;
         };
         if !policy.heal || s.breaker.state == state::CLOSED {

@@ -101,10 +101,7 @@ impl Snapshot {
                 dest: k.socket_addr().to_string(),
                 policy: d.policy_name(s.policy_id).to_owned(),
                 state: Some(s.breaker.state),
-                cap: d
-                    .policies
-                    .get((s.policy_id as usize).wrapping_sub(1))
-                    .and_then(|p| p.max_connections),
+                cap: d.policy(s.policy_id).and_then(|p| p.max_connections),
                 s: *s,
             })
             .collect();
@@ -126,10 +123,7 @@ impl Snapshot {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let st = d
-                    .enforcer
-                    .policy_stats(super::apply::policy_id(i))
-                    .unwrap_or_default();
+                let st = d.enforcer.policy_stats(d.ids[i]).unwrap_or_default();
                 (p.name.clone(), st.tracked, st.open, st.guard_refusals)
             })
             .collect();

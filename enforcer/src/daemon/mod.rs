@@ -40,8 +40,12 @@ pub struct Daemon {
     pub config_path: PathBuf,
     pub overrides: DaemonOverrides,
     pub pins: PinDir,
-    /// The running policy set; policy id = index + 1.
+    /// The running policy set, in configuration order.
     pub policies: Vec<PolicySpec>,
+    /// The kernel id of each policy (parallel to `policies`). Ids stay with their
+    /// policy's name across changes: destinations and the group guard's counts
+    /// refer to them.
+    pub ids: Vec<u32>,
     pub jitter: Jitter,
     /// When each policy's backoff table was last re-jittered.
     pub jittered_at: Vec<Instant>,
@@ -67,24 +71,33 @@ pub fn lock(shared: &Shared) -> MutexGuard<'_, Daemon> {
 }
 
 impl Daemon {
-    /// The policy set's name for policy `id`.
-    pub fn policy_name(&self, id: u32) -> &str {
-        (id as usize)
-            .checked_sub(1)
-            .and_then(|i| self.policies.get(i))
-            .map_or("?", |p| p.name.as_str())
+    /// The running policy with kernel id `id`.
+    pub fn policy(&self, id: u32) -> Option<&PolicySpec> {
+        self.ids
+            .iter()
+            .position(|i| *i == id)
+            .map(|i| &self.policies[i])
     }
 
-    /// Replaces the running policy set (validated) in the kernel.
+    /// The name of policy `id` ("?" for an id no policy has).
+    pub fn policy_name(&self, id: u32) -> &str {
+        self.policy(id).map_or("?", |p| p.name.as_str())
+    }
+
+    /// Replaces the running policy set (validated) in the kernel. Policies keep
+    /// their ids by name; new ones take free ids.
     pub fn set_policies(&mut self, specs: Vec<PolicySpec>) -> Result<(), apply::ApplyError> {
-        apply::apply(
-            &mut self.enforcer,
-            &specs,
-            self.policies.len(),
-            &mut self.jitter,
-        )?;
+        let previous: Vec<(&str, u32)> = self
+            .policies
+            .iter()
+            .map(|p| p.name.as_str())
+            .zip(self.ids.iter().copied())
+            .collect();
+        let (ids, freed) = apply::assign_ids(&previous, &specs);
+        apply::apply(&mut self.enforcer, &specs, &ids, &freed, &mut self.jitter)?;
         self.jittered_at = vec![Instant::now(); specs.len()];
         self.policies = specs;
+        self.ids = ids;
         self.publish(events::daemon_event(
             "policies_applied",
             None,
@@ -158,12 +171,17 @@ pub fn start(options: RunOptions) -> anyhow::Result<(Shared, crate::bpf::pins::P
         ..kernel_config
     })?;
     let (events, _) = broadcast::channel(1024);
-    let previous = enforcer
+    // A previous daemon's ids are not known by name: start positional, and free
+    // whatever else the kernel still has rules for.
+    let ids: Vec<u32> = (0..config.policies.len()).map(apply::policy_id).collect();
+    let mut freed: Vec<u32> = enforcer
         .rules()?
         .iter()
-        .map(|(_, id)| *id as usize)
-        .max()
-        .unwrap_or(0);
+        .map(|(_, id)| *id)
+        .filter(|id| !ids.contains(id))
+        .collect();
+    freed.sort_unstable();
+    freed.dedup();
     let mut daemon = Daemon {
         enforcer,
         config: config.clone(),
@@ -171,6 +189,7 @@ pub fn start(options: RunOptions) -> anyhow::Result<(Shared, crate::bpf::pins::P
         overrides,
         pins,
         policies: Vec::new(),
+        ids: Vec::new(),
         jitter: Jitter::seeded(),
         jittered_at: Vec::new(),
         next_heal: HashMap::new(),
@@ -182,11 +201,13 @@ pub fn start(options: RunOptions) -> anyhow::Result<(Shared, crate::bpf::pins::P
     apply::apply(
         &mut daemon.enforcer,
         &config.policies,
-        previous,
+        &ids,
+        &freed,
         &mut daemon.jitter,
     )?;
     daemon.jittered_at = vec![Instant::now(); config.policies.len()];
     daemon.policies = config.policies;
+    daemon.ids = ids;
     daemon.ready = true;
     Ok((Arc::new(Mutex::new(daemon)), pin_lock))
 }

@@ -47,7 +47,7 @@ pub fn dest(
     overrides: &HashMap<DestKey, Override>,
     now: u64,
 ) -> Value {
-    let policy = d.policies.get((s.policy_id as usize).wrapping_sub(1));
+    let policy = d.policy(s.policy_id);
     let b = &s.breaker;
     let c = &s.counters;
     let o = overrides.get(key).filter(|o| o.active(now));
@@ -116,7 +116,7 @@ pub fn status(d: &Daemon, filter: &Filter) -> Result<Value, BpfError> {
 
 /// One policy, with its settings and shared counts.
 pub fn policy(d: &Daemon, index: usize, p: &PolicySpec) -> Result<Value, BpfError> {
-    let id = super::apply::policy_id(index);
+    let id = d.ids[index];
     let stats = d.enforcer.policy_stats(id)?;
     let dur = |v: std::time::Duration| Dur(v).to_string();
     Ok(json!({
