@@ -49,9 +49,12 @@ pub fn execute(args: Args) -> Result<(), Failure> {
         detach_on_exit: args.detach_on_exit,
     };
     let detach = options.detach_on_exit;
-    // Anything wrong with the environment the configuration names (a cgroup that
-    // does not exist, a busy pin directory) is bad input too: nothing changed.
-    let (shared, _pin_lock) = daemon::start(options).map_err(Failure::Usage)?;
+    // Anything wrong with what the configuration names (a cgroup that does not
+    // exist, a busy pin directory) is bad input too: nothing changed.
+    let (shared, _pin_lock) = daemon::start(options).map_err(|e| match e {
+        daemon::StartError::BadInput(e) => Failure::Usage(e),
+        daemon::StartError::Failed(e) => Failure::Runtime(e),
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -26,7 +26,7 @@ use enforcer_common::dest::DestKey;
 use tokio::sync::broadcast;
 
 use crate::{
-    bpf::{Enforcer, Installed, LoadOptions, pins::PinDir},
+    bpf::{BpfError, Enforcer, Installed, LoadOptions, pins::PinDir},
     cgroup,
     clock::Jitter,
     config::{Config, DaemonOverrides, PolicySpec},
@@ -134,25 +134,70 @@ pub fn attach_point(configured: &std::path::Path) -> anyhow::Result<PathBuf> {
     Ok(configured.to_owned())
 }
 
-/// Installs or adopts, applies the policies: everything before serving. Errors
-/// here change nothing that was running (the lock and checks come first).
-pub fn start(options: RunOptions) -> anyhow::Result<(Shared, crate::bpf::pins::PinLock)> {
+/// Why the daemon could not start. Nothing that was running has changed: the
+/// checks and the pin directory's lock come before any write.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration names something that is not there or is taken (a
+    /// cgroup, a busy pin directory, pins attached elsewhere).
+    #[error("{0:#}")]
+    BadInput(anyhow::Error),
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+/// Installs or adopts, applies the policies: everything before serving.
+pub fn start(options: RunOptions) -> Result<(Shared, crate::bpf::pins::PinLock), StartError> {
+    use StartError::{BadInput, Failed};
     let RunOptions {
         config,
         config_path,
         overrides,
         ..
     } = options;
-    let cgroup = attach_point(&config.daemon.cgroup)?;
-    apply::check(&config.policies)?;
+    let cgroup = attach_point(&config.daemon.cgroup).map_err(BadInput)?;
+    apply::check(&config.policies).map_err(|e| BadInput(e.into()))?;
     let pins = PinDir::new(&config.daemon.pin_dir);
-    pins.create().context("creating the pin directory")?;
-    let pin_lock = pins.lock()?;
+    pins.create()
+        .context("creating the pin directory")
+        .map_err(Failed)?;
+    let pin_lock = pins.lock().map_err(|e| match e {
+        BpfError::Busy { .. } => BadInput(e.into()),
+        e => Failed(e.into()),
+    })?;
     let load = LoadOptions {
         dests_capacity: config.daemon.dests_capacity,
     };
-    let (mut enforcer, installed) = Enforcer::install(&load, &pins, &cgroup)
-        .with_context(|| format!("installing into {}", pins.root().display()))?;
+    let (enforcer, installed) = Enforcer::install(&load, &pins, &cgroup).map_err(|e| {
+        let context = format!("installing into {}", pins.root().display());
+        match e {
+            BpfError::AttachedElsewhere { .. } => BadInput(anyhow::Error::new(e).context(context)),
+            e => Failed(anyhow::Error::new(e).context(context)),
+        }
+    })?;
+    finish_start(
+        config,
+        config_path,
+        overrides,
+        &cgroup,
+        pins,
+        enforcer,
+        installed,
+    )
+    .map(|shared| (shared, pin_lock))
+    .map_err(Failed)
+}
+
+/// The rest of the start, once installed: nothing in here is the operator's input.
+fn finish_start(
+    config: Config,
+    config_path: PathBuf,
+    overrides: DaemonOverrides,
+    cgroup: &std::path::Path,
+    pins: PinDir,
+    mut enforcer: Enforcer,
+    installed: Installed,
+) -> anyhow::Result<Shared> {
     match installed {
         Installed::Fresh => eprintln!(
             "enforcer: attached to {} (pins in {})",
@@ -209,7 +254,7 @@ pub fn start(options: RunOptions) -> anyhow::Result<(Shared, crate::bpf::pins::P
     daemon.policies = config.policies;
     daemon.ids = ids;
     daemon.ready = true;
-    Ok((Arc::new(Mutex::new(daemon)), pin_lock))
+    Ok(Arc::new(Mutex::new(daemon)))
 }
 
 /// Serves until SIGINT/SIGTERM (or an uninstall request); SIGHUP reloads.
