@@ -17,6 +17,7 @@ mod dest;
 mod gate;
 mod maps;
 mod release;
+mod sock;
 mod tracker;
 
 /// A reachable panic becomes an infinite loop, which the verifier rejects at load

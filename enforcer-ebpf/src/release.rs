@@ -10,74 +10,28 @@
 //!
 //! Always returns 1 (allow): release cannot be refused.
 
-use core::ptr;
-
 use aya_ebpf::{
     bindings::{BPF_TCP_CLOSE, BPF_TCP_SYN_SENT},
-    helpers::{bpf_ktime_get_ns, generated::bpf_sk_storage_get},
     macros::cgroup_sock,
     programs::SockContext,
 };
-use enforcer_common::{
-    counters::GlobalCounter,
-    outcome::Outcome,
-    sock::{SockInfo, flags, marks},
-};
+use enforcer_common::{outcome::Outcome, sock::marks};
 
-use crate::{
-    atomic, counters,
-    dest::{Change, Locked, Tracked},
-    maps::SOCKS,
-};
+use crate::{atomic, sock, tracker};
 
 #[cgroup_sock(sock_release)]
 pub fn track_sock_release(ctx: SockContext) -> i32 {
-    let map = ptr::from_ref(&SOCKS).cast_mut().cast();
-    // SAFETY: a cgroup_sock context is the socket itself; flags 0 = lookup only.
-    let info = unsafe { bpf_sk_storage_get(map, ctx.sock.cast(), ptr::null_mut(), 0) };
-    // SAFETY: non-null socket storage, valid for the program's run.
-    let Some(sock) = (unsafe { info.cast::<SockInfo>().as_mut() }) else {
+    // SAFETY: a cgroup_sock context is the socket itself.
+    let Some(sock) = (unsafe { sock::admitted(ctx.sock.cast()) }) else {
         return 1;
     };
-    if sock.flags & flags::TRACKED == 0 {
-        return 1;
-    }
     // SAFETY: the kernel hands a valid context.
     match unsafe { (*ctx.sock).state } {
         BPF_TCP_SYN_SENT => {
             atomic::fetch_or(&raw mut sock.marks, marks::RELEASED_CONNECTING);
         }
-        BPF_TCP_CLOSE => release_closed(sock),
+        BPF_TCP_CLOSE => tracker::on_end(sock, Some(Outcome::Unreachable)),
         _ => {}
     }
     1
-}
-
-#[inline(always)]
-fn release_closed(sock: &mut SockInfo) {
-    let Some(mut t) = Tracked::of(sock) else {
-        return;
-    };
-    let now = unsafe { bpf_ktime_get_ns() };
-    let (policy, backoff) = (t.policy, t.backoff);
-    let mut lock = Locked::acquire(t.dest);
-    let d = lock.state();
-    let failed = sock.flags & flags::OUTCOME_RECORDED == 0;
-    let transition = d.on_failed(
-        policy,
-        backoff,
-        now,
-        sock,
-        Outcome::Unreachable,
-        &mut t.guard,
-    );
-    d.on_closed(sock);
-    let change = Change::after(transition, d);
-    drop(lock);
-    if let Some(change) = change {
-        change.emit(&sock.dest, sock.policy_id, now);
-    }
-    if failed {
-        counters::bump(GlobalCounter::Failures);
-    }
 }

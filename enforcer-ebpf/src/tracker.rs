@@ -11,7 +11,7 @@
 //! Sockets without storage, or whose storage the gate did not mark as admitted,
 //! are ignored. Always returns 1: sock_ops verdicts are not used for these ops.
 
-use core::{ffi::c_void, ptr};
+use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{
@@ -21,7 +21,7 @@ use aya_ebpf::{
     },
     helpers::{
         bpf_ktime_get_ns,
-        generated::{bpf_getsockopt, bpf_setsockopt, bpf_sk_storage_get},
+        generated::{bpf_getsockopt, bpf_setsockopt},
     },
     macros::sock_ops,
     programs::SockOpsContext,
@@ -35,7 +35,8 @@ use enforcer_common::{
 use crate::{
     atomic, counters,
     dest::{Change, Locked, Tracked},
-    maps::{POLICIES, SOCKS},
+    maps::POLICIES,
+    sock,
 };
 
 const SOL_TCP: i32 = 6;
@@ -132,9 +133,10 @@ fn set_user_timeout(ctx: &SockOpsContext, ms: i32) -> bool {
 
 /// The handshake ended (`None`: established) or the socket reached CLOSE
 /// (`Some(outcome)`; `Abandoned` when it had already ended or was never a
-/// failure of the destination).
+/// failure of the destination). Also sock_release's path for sockets that
+/// failed inside `connect()`.
 #[inline(always)]
-fn on_end(sock: &mut SockInfo, closed: Option<Outcome>) {
+pub fn on_end(sock: &mut SockInfo, closed: Option<Outcome>) {
     let Some(mut t) = Tracked::of(sock) else {
         return;
     };
@@ -142,6 +144,7 @@ fn on_end(sock: &mut SockInfo, closed: Option<Outcome>) {
     let (policy, backoff) = (t.policy, t.backoff);
     let mut lock = Locked::acquire(t.dest);
     let d = lock.state();
+    let first = sock.flags & flags::OUTCOME_RECORDED == 0;
     let transition = match closed {
         None => d.on_established(policy, backoff, now, sock, &mut t.guard),
         Some(outcome) => {
@@ -156,8 +159,9 @@ fn on_end(sock: &mut SockInfo, closed: Option<Outcome>) {
         change.emit(&sock.dest, sock.policy_id, now);
     }
     counters::bump(match closed {
+        _ if !first => return,
         None => GlobalCounter::Successes,
-        Some(Outcome::Abandoned | Outcome::Success) => return,
+        Some(Outcome::Abandoned | Outcome::Success) => GlobalCounter::Abandoned,
         Some(_) => GlobalCounter::Failures,
     });
 }
@@ -171,12 +175,8 @@ fn admitted_sock(ctx: &SockOpsContext) -> Option<&'static mut SockInfo> {
     if sk.is_null() {
         return None;
     }
-    let map = ptr::from_ref(&SOCKS).cast_mut().cast();
-    // SAFETY: `sk` is a non-null socket pointer from the context; flags 0 = lookup only.
-    let info = unsafe { bpf_sk_storage_get(map, sk.cast(), ptr::null_mut(), 0) };
-    // SAFETY: non-null socket storage, valid for the program's run.
-    let sock = unsafe { info.cast::<SockInfo>().as_mut()? };
-    (sock.flags & flags::TRACKED != 0).then_some(sock)
+    // SAFETY: a non-null socket from the context.
+    unsafe { sock::admitted(sk.cast()) }
 }
 
 /// Accessors the aya context does not provide.

@@ -16,19 +16,8 @@ impl PinDir {
         crate::require_root();
         let mount = std::env::temp_dir().join(crate::unique_name("enforcer-bpffs-"));
         fs::create_dir(&mount).unwrap_or_else(|e| panic!("mkdir {}: {e}", mount.display()));
-        let target = CString::new(mount.as_os_str().as_encoded_bytes()).expect("no NUL");
-        // SAFETY: valid C strings; each bpffs mount is a new, private instance.
-        let rc = unsafe {
-            libc::mount(
-                c"bpf".as_ptr(),
-                target.as_ptr(),
-                c"bpf".as_ptr(),
-                0,
-                c"mode=0700".as_ptr().cast(),
-            )
-        };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
+        // Each bpffs mount is a new, private instance.
+        if let Err(err) = enforcer::bpf::pins::mount_bpffs(&mount) {
             let _ = fs::remove_dir(&mount);
             panic!("mounting bpffs on {}: {err}", mount.display());
         }

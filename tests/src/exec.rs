@@ -66,6 +66,25 @@ impl<'a> Place<'a> {
         out
     }
 
+    /// `n` blocking connects to `addr` from a child here: `Ok` or each errno.
+    pub fn connects(&self, addr: std::net::SocketAddr, n: usize) -> Vec<Result<(), i32>> {
+        let out = self.run(|| {
+            (0..n)
+                .map(|_| crate::net::connect(addr).map_or_else(|e| e.to_string(), |_| "ok".into()))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        out.split(',')
+            .map(|r| {
+                if r == "ok" {
+                    Ok(())
+                } else {
+                    Err(r.parse().expect("an errno"))
+                }
+            })
+            .collect()
+    }
+
     /// Runs `f` in a forked child inside this place, then SIGKILLs the child with
     /// everything `f` left open (`f` returns it, so nothing is closed first).
     pub fn run_then_kill<T, F: FnOnce() -> T>(&self, f: F) {

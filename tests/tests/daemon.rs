@@ -13,7 +13,7 @@ use enforcer_tests::{
     daemon::{Daemon, enforcer},
     exec::Place,
     fixtures::ECONNREFUSED,
-    net::{self, AcceptingServer, RefusingPort},
+    net::{AcceptingServer, RefusingPort},
 };
 
 const EHOSTUNREACH: i32 = 113;
@@ -23,21 +23,7 @@ const NO_POLICIES: &str = "policy = []";
 
 /// Results of `n` connects from a child in the cgroup: `Ok` or the errno.
 fn connects(cgroup: &ScratchCgroup, addr: SocketAddr, n: usize) -> Vec<Result<(), i32>> {
-    let out = Place::cgroup(cgroup).run(|| {
-        (0..n)
-            .map(|_| net::connect(addr).map_or_else(|e| e.to_string(), |_| "ok".into()))
-            .collect::<Vec<_>>()
-            .join(",")
-    });
-    out.split(',')
-        .map(|r| {
-            if r == "ok" {
-                Ok(())
-            } else {
-                Err(r.parse().unwrap())
-            }
-        })
-        .collect()
+    Place::cgroup(cgroup).connects(addr, n)
 }
 
 fn policy_set(d: &Daemon, name: &str, addr: SocketAddr, extra: &[&str]) {

@@ -19,7 +19,7 @@ use enforcer_tests::{
     cgroup::ScratchCgroup,
     exec::Place,
     fixtures::{self, ECONNREFUSED},
-    net::{self, AcceptingServer, RefusingPort},
+    net::{AcceptingServer, RefusingPort},
 };
 
 const MS: u64 = 1_000_000;
@@ -31,24 +31,7 @@ fn dest(enforcer: &Enforcer, addr: SocketAddr) -> Option<DestState> {
 
 /// Results of `n` connects from a child in the cgroup.
 fn connects(place: &Place, addr: SocketAddr, n: usize) -> Vec<Result<(), i32>> {
-    let out = place.run(|| {
-        (0..n)
-            .map(|_| match net::connect(addr) {
-                Ok(_) => "ok".to_owned(),
-                Err(e) => e.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    });
-    out.split(',')
-        .map(|r| {
-            if r == "ok" {
-                Ok(())
-            } else {
-                Err(r.parse().unwrap())
-            }
-        })
-        .collect()
+    place.connects(addr, n)
 }
 
 /// A cgroup, the programs, and `policy` for `rules`, with one-minute open periods.

@@ -278,13 +278,7 @@ impl DestState {
             if b.probe_successes < policy.close_after.max(1) {
                 return None;
             }
-            b.state = state::CLOSED;
-            b.consecutive_failures = 0;
-            b.probes_in_flight = 0;
-            b.probe_successes = 0;
-            b.healthy_since_ns = now;
-            b.window.clear();
-            guard.closed();
+            b.close(now, guard);
             return Some(Transition::Closed);
         }
         let b = &mut self.breaker;
@@ -390,13 +384,7 @@ impl DestState {
         b.probe_successes += 1;
         self.counters.probes += 1;
         if b.probe_successes >= policy.close_after.max(1) {
-            b.state = state::CLOSED;
-            b.consecutive_failures = 0;
-            b.probes_in_flight = 0;
-            b.probe_successes = 0;
-            b.healthy_since_ns = now;
-            b.window.clear();
-            guard.closed();
+            b.close(now, guard);
             transition = Some(Transition::Closed);
         }
         Some(transition)
@@ -426,6 +414,20 @@ impl DestState {
     #[inline(always)]
     pub fn forgettable(&self) -> bool {
         self.breaker.state == state::CLOSED && self.breaker.active == 0 && self.breaker.pending == 0
+    }
+}
+
+impl Breaker {
+    /// HALF_OPEN → CLOSED: a healthy stretch starts with a clean window.
+    #[inline(always)]
+    fn close(&mut self, now: u64, guard: &mut impl OpenGuard) {
+        self.state = state::CLOSED;
+        self.consecutive_failures = 0;
+        self.probes_in_flight = 0;
+        self.probe_successes = 0;
+        self.healthy_since_ns = now;
+        self.window.clear();
+        guard.closed();
     }
 }
 

@@ -192,7 +192,8 @@ fn is_bpffs(path: &Path) -> bool {
     unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
 }
 
-fn mount_bpffs(at: &Path) -> io::Result<()> {
+/// Mounts a new bpffs instance (mode 0700) on `at`, creating the directory.
+pub fn mount_bpffs(at: &Path) -> io::Result<()> {
     fs::create_dir_all(at)?;
     let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())?;
     // SAFETY: valid C strings.
