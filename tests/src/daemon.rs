@@ -81,11 +81,12 @@ impl Daemon {
         let config = dir.join("enforcer.toml");
         // `rest` first: it may hold top-level keys (`policy = []`).
         let text = format!(
-            "{rest}\n\n[daemon]\ncgroup = \"{}\"\npin_root = \"{}\"\npin_dir = \"{}\"\nsocket = \"{}\"\nmetrics = \"{metrics}\"\n{daemon_keys}\n",
+            "{rest}\n\n[daemon]\ncgroup = \"{}\"\npin_root = \"{}\"\npin_dir = \"{}\"\nsocket = \"{}\"\nmetrics = \"{metrics}\"\nstate_dir = \"{}\"\n{daemon_keys}\n",
             cgroup.path().display(),
             pins.path().display(),
             pin_dir.display(),
             dir.join("enforcer.sock").display(),
+            dir.join("state").display(),
         );
         std::fs::write(&config, text).expect("writing the config");
         let mut daemon = Self {

@@ -36,7 +36,7 @@ fn policy_set(d: &Daemon, name: &str, addr: SocketAddr, extra: &[&str]) {
 #[test]
 fn a_policy_set_with_the_cli_trips_and_shows_in_status_and_metrics() {
     let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
-    let d = Daemon::start(&cgroup, &pins, NO_POLICIES);
+    let mut d = Daemon::start(&cgroup, &pins, NO_POLICIES);
     let refusing = RefusingPort::loopback_v4();
     let addr = refusing.addr;
     policy_set(
@@ -97,6 +97,17 @@ fn a_policy_set_with_the_cli_trips_and_shows_in_status_and_metrics() {
     // The same through the CLI.
     let text = d.ok(&["metrics"]);
     assert!(text.contains("enforcer_destination_state"), "{text}");
+
+    // A policy set at runtime survives a restart on the same configuration file.
+    d.kill9();
+    d.spawn();
+    assert!(d.log().contains("restored 1 policies"), "{}", d.log());
+    assert_eq!(d.json(&["policy", "list"])[0]["name"], "local");
+    assert_eq!(
+        connects(&cgroup, addr, 1),
+        [Err(EHOSTUNREACH)],
+        "still enforced"
+    );
 }
 
 #[test]

@@ -76,6 +76,7 @@ pub struct DaemonConfig {
     pub pin_dir: PathBuf,
     pub socket: PathBuf,
     pub metrics: SocketAddr,
+    pub state_dir: PathBuf,
     pub dests_capacity: u32,
     pub max_series: u32,
     pub gc_idle: Duration,
@@ -90,6 +91,7 @@ struct DaemonFile {
     pin_dir: Option<Spanned<PathBuf>>,
     socket: Option<Spanned<PathBuf>>,
     metrics: Option<Spanned<String>>,
+    state_dir: Option<Spanned<PathBuf>>,
     dests_capacity: Option<Spanned<u32>>,
     max_series: Option<Spanned<u32>>,
     gc_idle: Option<Spanned<Dur>>,
@@ -319,6 +321,14 @@ fn resolve_daemon(
             format!("`{metrics}` is not an address like 127.0.0.1:9464"),
         );
     };
+    let (state_dir, line) = pick(None, &file.state_dir, &base.state_dir, lines);
+    if !state_dir.is_absolute() {
+        return invalid(
+            "daemon.state_dir",
+            line,
+            format!("{} is not an absolute path", state_dir.display()),
+        );
+    }
     let (dests_capacity, line) = pick(None, &file.dests_capacity, &base.dests_capacity, lines);
     if !(1..=16 * 1024 * 1024).contains(&dests_capacity) {
         return invalid(
@@ -349,6 +359,7 @@ fn resolve_daemon(
         pin_dir,
         socket,
         metrics,
+        state_dir,
         dests_capacity,
         max_series,
         gc_idle: gc_idle.0,

@@ -234,7 +234,8 @@ fn replace_policies(d: &mut Daemon, specs: Vec<PolicySpec>) -> Result<serde_json
     config::check_set(&specs).map_err(|e| bad(e.to_string()))?;
     super::apply::check(&specs).map_err(|e| bad(e.to_string()))?;
     let n = specs.len();
-    d.set_policies(specs).map_err(|e| (500, format!("{e:#}")))?;
+    d.change_policies(specs)
+        .map_err(|e| (500, format!("{e:#}")))?;
     Ok(json!({ "policies": n }))
 }
 
@@ -352,6 +353,10 @@ pub fn reload(shared: &Shared) -> Result<usize, String> {
     }
     super::apply::check(&config.policies).map_err(|e| e.to_string())?;
     let n = config.policies.len();
+    // The file is authoritative again: runtime changes are dropped.
+    super::saved::discard(&d.config.daemon.state_dir);
+    d.config_fingerprint =
+        super::saved::fingerprint(&std::fs::read_to_string(&d.config_path).unwrap_or_default());
     d.set_policies(config.policies.clone())
         .map_err(|e| format!("{e:#}"))?;
     d.config = config;

@@ -12,6 +12,7 @@ pub mod apply;
 pub mod controller;
 pub mod events;
 pub mod metrics;
+pub mod saved;
 pub mod view;
 
 use std::{
@@ -38,6 +39,8 @@ pub struct Daemon {
     pub config: Config,
     /// Where the configuration came from, for reloads.
     pub config_path: PathBuf,
+    /// Fingerprint of that file's text (see [`saved`]).
+    pub config_fingerprint: u64,
     pub overrides: DaemonOverrides,
     pub pins: PinDir,
     /// The running policy set, in configuration order.
@@ -82,6 +85,22 @@ impl Daemon {
     /// The name of policy `id` ("?" for an id no policy has).
     pub fn policy_name(&self, id: u32) -> &str {
         self.policy(id).map_or("?", |p| p.name.as_str())
+    }
+
+    /// A runtime change of the policy set (API, CLI): applied, then saved so that
+    /// it survives a restart on the same configuration file.
+    pub fn change_policies(&mut self, specs: Vec<PolicySpec>) -> Result<(), apply::ApplyError> {
+        self.set_policies(specs)?;
+        if let Err(e) = saved::save(
+            &self.config.daemon.state_dir,
+            self.config_fingerprint,
+            &self.policies,
+        ) {
+            eprintln!(
+                "enforcer: saving the runtime policies: {e} (they last until the next start)"
+            );
+        }
+        Ok(())
     }
 
     /// Replaces the running policy set (validated) in the kernel. Policies keep
@@ -216,9 +235,26 @@ fn finish_start(
         ..kernel_config
     })?;
     let (events, _) = broadcast::channel(1024);
+    let config_fingerprint =
+        saved::fingerprint(&std::fs::read_to_string(&config_path).unwrap_or_default());
+    let policies = match saved::load(&config.daemon.state_dir, &config, config_fingerprint) {
+        Ok(Some(saved)) => {
+            eprintln!(
+                "enforcer: restored {} policies changed at runtime",
+                saved.len()
+            );
+            saved
+        }
+        Ok(None) => config.policies.clone(),
+        Err(e) => {
+            eprintln!("enforcer: ignoring the saved runtime policies: {e}");
+            config.policies.clone()
+        }
+    };
+    apply::check(&policies)?;
     // A previous daemon's ids are not known by name: start positional, and free
     // whatever else the kernel still has rules for.
-    let ids: Vec<u32> = (0..config.policies.len()).map(apply::policy_id).collect();
+    let ids: Vec<u32> = (0..policies.len()).map(apply::policy_id).collect();
     let mut freed: Vec<u32> = enforcer
         .rules()?
         .iter()
@@ -231,6 +267,7 @@ fn finish_start(
         enforcer,
         config: config.clone(),
         config_path,
+        config_fingerprint,
         overrides,
         pins,
         policies: Vec::new(),
@@ -245,13 +282,13 @@ fn finish_start(
     };
     apply::apply(
         &mut daemon.enforcer,
-        &config.policies,
+        &policies,
         &ids,
         &freed,
         &mut daemon.jitter,
     )?;
-    daemon.jittered_at = vec![Instant::now(); config.policies.len()];
-    daemon.policies = config.policies;
+    daemon.jittered_at = vec![Instant::now(); policies.len()];
+    daemon.policies = policies;
     daemon.ids = ids;
     daemon.ready = true;
     Ok(Arc::new(Mutex::new(daemon)))
