@@ -1,5 +1,6 @@
 //! `cargo xtask`: everything the README asks a person to run.
 
+mod bench;
 mod build;
 mod cmd;
 mod run;
@@ -24,6 +25,9 @@ enum Command {
     Test(test::Args),
     /// Check the toolchain, build, and run `enforcer run ARGS` in the foreground.
     Run(run::Args),
+    /// Check the toolchain, build the benchmarks (release), and run them as root:
+    /// markdown tables on stdout, the figures in target/bench/results.json.
+    Bench(bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         Command::Build => build::execute(),
         Command::Test(args) => test::execute(args),
         Command::Run(args) => run::execute(args),
+        Command::Bench(args) => bench::execute(args),
     }
 }

@@ -1,0 +1,57 @@
+//! `cargo xtask bench [--quick]`: the benchmarks of issue 5 that need no daemon
+//! (scenarios 1-3: connect overhead, fail-fast, trip latency).
+//!
+//! Builds `enforcer-bench` (in `tests/`, next to the harness it uses) in release
+//! mode, since timings of a debug build would measure the debug build, and runs
+//! it as root. It prints a markdown table per scenario and writes the same
+//! figures to `target/bench/results.json`.
+
+use std::{env, path::PathBuf, process::Command};
+
+use anyhow::bail;
+
+use crate::{cmd, toolchain};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run every scenario briefly (seconds, not a minute): rough figures, to
+    /// check that the benchmarks still run.
+    #[arg(long)]
+    quick: bool,
+}
+
+pub fn execute(Args { quick }: Args) -> anyhow::Result<()> {
+    // Before the toolchain and the build, which take minutes on a fresh machine.
+    if !cmd::is_root() {
+        bail!(
+            "the benchmarks load BPF programs and create cgroups and network namespaces: \
+             run `cargo xtask bench` as root"
+        );
+    }
+    toolchain::ensure()?;
+    cmd::run(cmd::cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "enforcer-tests",
+        "--bin",
+        "enforcer-bench",
+    ]))?;
+    let target = target_dir();
+    let mut bench = Command::new(target.join("release/enforcer-bench"));
+    bench
+        .current_dir(cmd::workspace_root())
+        .arg("--json")
+        .arg(target.join("bench/results.json"));
+    if quick {
+        bench.arg("--quick");
+    }
+    cmd::run(&mut bench)
+}
+
+/// Where cargo puts its output: `CARGO_TARGET_DIR` (relative to the workspace
+/// root if relative), else `target/` at the root.
+fn target_dir() -> PathBuf {
+    let root = cmd::workspace_root();
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
+}
