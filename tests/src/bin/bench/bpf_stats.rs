@@ -68,13 +68,23 @@ pub fn attached_programs(cgroup: &Path) -> Vec<u32> {
     ids
 }
 
+/// The kernel keeps 15 bytes of a program's name (`track_sock_rele`): the
+/// enforcer's full name when it is one of its programs.
+fn full_name(kernel_name: &str) -> String {
+    enforcer::bpf::programs::PROGRAMS
+        .iter()
+        .find(|spec| spec.name.starts_with(kernel_name))
+        .map_or(kernel_name, |spec| spec.name)
+        .to_owned()
+}
+
 /// Each program's name, run count and run time, by id.
 pub fn snapshot(ids: &[u32]) -> BTreeMap<u32, (String, u64, u64)> {
     loaded_programs()
         .filter_map(Result::ok)
         .filter(|info| ids.contains(&info.id()))
         .map(|info| {
-            let name = info.name_as_str().unwrap_or("?").to_owned();
+            let name = full_name(info.name_as_str().unwrap_or("?"));
             let ns = u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX);
             (info.id(), (name, info.run_count(), ns))
         })

@@ -140,7 +140,10 @@ impl Arm {
             let expected = usize::from(self.minimal.is_some());
             return Check::expect(
                 programs == expected,
-                format!("{}: {programs} programs on its cgroup", self.variant.name()),
+                format!(
+                    "{}: programs attached to its cgroup: {programs}",
+                    self.variant.name()
+                ),
             );
         };
         let counter = |c| enforcer.counter(c).expect("reading a counter");
