@@ -2,7 +2,6 @@
 //! array. The daemon sums the per-CPU values.
 
 /// Index of a counter in [`crate::maps::COUNTERS`].
-/// Index of a counter in [`crate::maps::COUNTERS`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GlobalCounter {

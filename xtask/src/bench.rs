@@ -29,6 +29,11 @@ pub fn execute(Args { quick }: Args) -> anyhow::Result<()> {
         );
     }
     toolchain::ensure()?;
+    run(quick)
+}
+
+/// Builds and runs the benchmarks (the toolchain is there, we are root).
+pub fn run(quick: bool) -> anyhow::Result<()> {
     cmd::run(cmd::cargo().args([
         "build",
         "--release",

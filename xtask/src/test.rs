@@ -2,7 +2,7 @@
 
 use anyhow::bail;
 
-use crate::{cmd, toolchain};
+use crate::{bench, cmd, toolchain};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -14,7 +14,22 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     toolchain::ensure()?;
     lint()?;
     host_tests()?;
+    require_root()?;
+    if args.filter.is_none() {
+        // Once, briefly, so the benchmarks cannot rot; nothing asserts a timing.
+        bench::run(true)?;
+    }
     privileged_tests(args.filter.as_deref())
+}
+
+fn require_root() -> anyhow::Result<()> {
+    if !cmd::is_root() {
+        bail!(
+            "the privileged integration tests need root (BPF, cgroups, network \
+             namespaces): run `cargo xtask test` as root"
+        );
+    }
+    Ok(())
 }
 
 fn lint() -> anyhow::Result<()> {
@@ -59,12 +74,6 @@ fn host_tests() -> anyhow::Result<()> {
 }
 
 fn privileged_tests(filter: Option<&str>) -> anyhow::Result<()> {
-    if !cmd::is_root() {
-        bail!(
-            "the privileged integration tests need root (BPF, cgroups, network \
-             namespaces): run `cargo xtask test` as root"
-        );
-    }
     let mut cargo = cmd::cargo();
     cargo.args([
         "test",
