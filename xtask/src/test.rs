@@ -74,14 +74,21 @@ fn host_tests() -> anyhow::Result<()> {
 }
 
 fn privileged_tests(filter: Option<&str>) -> anyhow::Result<()> {
+    // The daemon tests drive the real binary.
+    cmd::run(cmd::cargo().args(["build", "--package", "enforcer"]))?;
     let mut cargo = cmd::cargo();
-    cargo.args([
-        "test",
-        "--package",
-        "enforcer-tests",
-        "--",
-        "--test-threads=1",
-    ]);
+    cargo
+        .env(
+            "ENFORCER_BIN",
+            cmd::workspace_root().join("target/debug/enforcer"),
+        )
+        .args([
+            "test",
+            "--package",
+            "enforcer-tests",
+            "--",
+            "--test-threads=1",
+        ]);
     if let Some(filter) = filter {
         cargo.arg(filter);
     }
