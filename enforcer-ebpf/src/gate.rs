@@ -15,7 +15,8 @@
 //! | otherwise (observe: always)                 | allow, tracked     | attempt (+ would-reject)|
 //!
 //! Every internal error fails open. A rejection is `bpf_set_retval(-errno)` and
-//! return 0, so `connect()` fails at once with the policy's errno.
+//! return 0, so `connect()` fails at once with the policy's errno; a rejected
+//! socket gets no storage (the outcome hooks ignore it).
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, bpf_sock_addr},
@@ -153,18 +154,14 @@ fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool) -> Result
         }
     }
     let dest = dest_state(key, policy_id)?;
-    // SAFETY: `ctx` is a connect context, whose `sk` is a full socket.
-    let sock = unsafe { SOCKS.get_or_insert_ptr_mut(ctx, None) };
-    if sock.is_null() {
-        counters::bump(GlobalCounter::SockStorageFailed);
-        return Err(ALLOW);
-    }
-    // SAFETY: non-null storage of this socket, which is in `connect()` and so
-    // touched by no other path until admitted.
-    let sock = unsafe { &mut *sock };
-    sock.dest = *key;
-    sock.policy_id = policy_id;
-    sock.start_ns = now;
+    // Decided into a record on the stack: the socket's storage is created only
+    // for an admitted connect, which keeps the allocation off the rejection path.
+    let mut sock = SockInfo {
+        dest: *key,
+        policy_id,
+        start_ns: now,
+        ..SockInfo::default()
+    };
     // The rules may have moved this destination to another policy since it was
     // last seen: its share of the group guard's counts moves with it. The stored
     // id is read before the lock (map lookups cannot run under it) and the move
@@ -185,25 +182,39 @@ fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool) -> Result
         d.policy_id = policy_id;
     }
     d.last_attempt_ns = now;
-    let (verdict, transition) = d.admit(policy, now, forced_open, sock);
+    let (verdict, transition) = d.admit(policy, now, forced_open, &mut sock);
     let change = Change::after(transition, d);
     drop(lock);
     if let Some(change) = change {
         change.emit(key, policy_id, now);
     }
     match verdict {
-        Verdict::Admit { .. } => {
-            counters::bump(GlobalCounter::Admitted);
-            Ok(ALLOW)
-        }
-        Verdict::Reject(cause) => Ok(reject(policy, cause, sock)),
+        Verdict::Admit { .. } => Ok(record(ctx, dest, &mut sock)),
+        Verdict::Reject(cause) => Ok(reject(policy, cause)),
     }
 }
 
+/// Puts an admitted connect's record on its socket, where the outcome hooks find
+/// it. The socket is still in `connect()`: no outcome hook can run before this.
 #[inline(always)]
-fn reject(policy: &Policy, cause: Cause, sock: &mut SockInfo) -> i32 {
-    // Not admitted: the outcome paths must leave this socket alone.
-    sock.flags = 0;
+fn record(ctx: &SockAddrContext, dest: *mut DestState, sock: &mut SockInfo) -> i32 {
+    // SAFETY: `ctx` is a connect context, whose `sk` is a full socket.
+    let storage = unsafe { SOCKS.get_or_insert_ptr_mut(ctx, None) };
+    if storage.is_null() {
+        // Nowhere to record it: give back what the admission holds. Fails open.
+        Locked::acquire(dest).state().cancel(sock);
+        counters::bump(GlobalCounter::SockStorageFailed);
+        return ALLOW;
+    }
+    // SAFETY: non-null storage of this socket, touched by no other path yet (a
+    // socket may connect again after a failed attempt: the record starts over).
+    unsafe { *storage = *sock };
+    counters::bump(GlobalCounter::Admitted);
+    ALLOW
+}
+
+#[inline(always)]
+fn reject(policy: &Policy, cause: Cause) -> i32 {
     counters::bump(match cause {
         Cause::Circuit => GlobalCounter::RejectedCircuit,
         Cause::Bulkhead | Cause::Pending => GlobalCounter::RejectedBulkhead,

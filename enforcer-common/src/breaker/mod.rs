@@ -237,6 +237,20 @@ impl DestState {
         self.breaker_failure(policy, backoff, now, sock, guard)
     }
 
+    /// The gate admitted a connect but could not record it on the socket (its
+    /// storage could not be created): give back what the admission holds and
+    /// count the connect as abandoned, so every attempt still ends exactly once.
+    #[inline(always)]
+    pub fn cancel(&mut self, sock: &mut SockInfo) {
+        if take_outcome(sock) {
+            self.counters.abandoned += 1;
+            if self.is_current_probe(sock) {
+                self.breaker.probes_in_flight -= 1;
+            }
+        }
+        self.on_closed(sock);
+    }
+
     /// The socket reached CLOSE or was released: give back whatever it holds.
     /// Idempotent: the flags say what is still held.
     #[inline(always)]

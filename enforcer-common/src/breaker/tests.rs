@@ -351,3 +351,23 @@ fn reset_closes_and_forgets_the_trip_level_but_not_the_counters() {
     assert_eq!(d.state.counters.failures_refused, 3);
     assert_eq!(d.state.reset(6, &mut NoGuard), None);
 }
+
+#[test]
+fn a_cancelled_admission_gives_everything_back() {
+    let mut p = policy();
+    p.max_connections = 1;
+    let mut d = Dest::new(p);
+    for t in 0..3 {
+        d.refused(t);
+    }
+    let after = d.state.breaker.open_until_ns;
+    let (v, mut probe) = d.connect(after);
+    assert_eq!(v, Verdict::Admit { probe: true });
+    d.state.cancel(&mut probe);
+    let b = &d.state.breaker;
+    assert_eq!((b.active, b.pending, b.probes_in_flight), (0, 0, 0));
+    let c = &d.state.counters;
+    assert_eq!(c.attempts, c.successes + c.failures() + c.abandoned);
+    // The slot and the probe are free again.
+    assert_eq!(d.connect(after).0, Verdict::Admit { probe: true });
+}
