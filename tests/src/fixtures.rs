@@ -56,6 +56,21 @@ pub fn apply(enforcer: &mut Enforcer, rules: &[&str], policy: Policy, backoff: B
     }
 }
 
+/// Installs `policy` (under [`POLICY_ID`]) for the one destination `addr`.
+pub fn apply_one(
+    enforcer: &mut Enforcer,
+    addr: std::net::SocketAddr,
+    policy: Policy,
+    backoff: BackoffRow,
+) {
+    apply(enforcer, &[&addr.to_string()], policy, backoff);
+}
+
+/// Open periods of a minute: longer than any test waits.
+pub fn minute_open() -> BackoffRow {
+    BackoffRow::exponential(60_000_000_000, 60_000_000_000)
+}
+
 /// Counts every TCP destination (IPv4 and IPv6) without ever rejecting.
 pub fn count_everything(enforcer: &mut Enforcer) {
     let policy = Policy {

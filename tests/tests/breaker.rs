@@ -55,13 +55,7 @@ fn refused_connects_trip_and_later_connects_fail_fast_inside_only() {
         errno: EHOSTUNREACH as u32,
         ..fixtures::base_policy()
     };
-    let rule = format!("{addr}");
-    fixtures::apply(
-        &mut enforcer,
-        &[&rule],
-        policy,
-        BackoffRow::exponential(60_000 * MS, 60_000 * MS),
-    );
+    fixtures::apply_one(&mut enforcer, addr, policy, fixtures::minute_open());
     let place = Place::cgroup(&cgroup);
 
     failing_connects(&place, addr, 3, ECONNREFUSED as i32);
@@ -117,13 +111,7 @@ fn a_blackholed_destination_trips_on_timeouts_within_the_connect_timeout() {
         connect_timeout_ms: 1000,
         ..fixtures::base_policy()
     };
-    let rule = format!("{addr}");
-    fixtures::apply(
-        &mut enforcer,
-        &[&rule],
-        policy,
-        BackoffRow::exponential(60_000 * MS, 60_000 * MS),
-    );
+    fixtures::apply_one(&mut enforcer, addr, policy, fixtures::minute_open());
 
     let report = Place::cgroup(&cgroup).run(|| {
         let mut out = Vec::new();
@@ -175,10 +163,9 @@ fn half_open_admits_k_probes_then_reopens_longer_or_closes() {
         close_after: 1,
         ..fixtures::base_policy()
     };
-    let rule = format!("{addr}");
-    fixtures::apply(
+    fixtures::apply_one(
         &mut enforcer,
-        &[&rule],
+        addr,
         policy,
         BackoffRow::exponential(300 * MS, 60_000 * MS),
     );
@@ -268,13 +255,7 @@ fn failure_rate_needs_min_attempts_and_the_window_forgets() {
         window_ns: 1_000 * MS,
         ..fixtures::base_policy()
     };
-    let rule = format!("{addr}");
-    fixtures::apply(
-        &mut enforcer,
-        &[&rule],
-        policy,
-        BackoffRow::exponential(60_000 * MS, 60_000 * MS),
-    );
+    fixtures::apply_one(&mut enforcer, addr, policy, fixtures::minute_open());
     let place = Place::cgroup(&cgroup);
     let refuse = |n| {
         ns.tcp_port(7100, "reject with tcp reset");
@@ -319,7 +300,7 @@ fn the_group_guard_keeps_most_destinations_of_a_policy_closed() {
         &mut enforcer,
         &["127.0.0.0/8:*"],
         policy,
-        BackoffRow::exponential(60_000 * MS, 60_000 * MS),
+        fixtures::minute_open(),
     );
     let place = Place::cgroup(&cgroup);
     let ports: Vec<RefusingPort> = (0..4).map(|_| RefusingPort::loopback_v4()).collect();
@@ -356,9 +337,9 @@ fn icmp_unreachable_is_classified_as_unreachable() {
     let addr = SocketAddr::new(ns.ns_v4.into(), 7200);
     ns.tcp_port(7200, "reject with icmp type host-unreachable");
     let mut enforcer = fixtures::attached(&cgroup);
-    fixtures::apply(
+    fixtures::apply_one(
         &mut enforcer,
-        &[&addr.to_string()],
+        addr,
         fixtures::base_policy(),
         BackoffRow::exponential(MS, MS),
     );
@@ -384,12 +365,7 @@ fn the_connect_timeout_does_not_outlive_the_handshake() {
         connect_timeout_ms: 1000,
         ..fixtures::base_policy()
     };
-    fixtures::apply(
-        &mut enforcer,
-        &[&addr.to_string()],
-        policy,
-        BackoffRow::exponential(MS, MS),
-    );
+    fixtures::apply_one(&mut enforcer, addr, policy, BackoffRow::exponential(MS, MS));
     let timeouts = Place::cgroup(&cgroup).run(|| {
         let mine = std::net::TcpStream::connect(addr).expect("connect");
         // An application's own user timeout is left alone.

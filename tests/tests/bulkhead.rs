@@ -112,13 +112,7 @@ fn sixty_four_clients_against_a_cap_of_ten() {
         max_connections: 10,
         ..fixtures::base_policy()
     };
-    let rule = format!("{addr}");
-    fixtures::apply(
-        &mut enforcer,
-        &[&rule],
-        policy,
-        BackoffRow::exponential(MS, MS),
-    );
+    fixtures::apply_one(&mut enforcer, addr, policy, BackoffRow::exponential(MS, MS));
 
     let counts = Place::cgroup(&cgroup).run(|| {
         let barrier = Arc::new(Barrier::new(64));

@@ -13,7 +13,7 @@ use enforcer_common::{
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     overrides::{Override, kind},
-    policy::{BackoffRow, Policy, mode},
+    policy::{Policy, mode},
 };
 use enforcer_tests::{
     cgroup::ScratchCgroup,
@@ -38,12 +38,7 @@ fn connects(place: &Place, addr: SocketAddr, n: usize) -> Vec<Result<(), i32>> {
 fn setup(rules: &[&str], policy: Policy) -> (ScratchCgroup, Enforcer) {
     let cgroup = ScratchCgroup::new();
     let mut enforcer = fixtures::attached(&cgroup);
-    fixtures::apply(
-        &mut enforcer,
-        rules,
-        policy,
-        BackoffRow::exponential(60_000 * MS, 60_000 * MS),
-    );
+    fixtures::apply(&mut enforcer, rules, policy, fixtures::minute_open());
     (cgroup, enforcer)
 }
 
@@ -228,7 +223,7 @@ fn a_port_rule_wins_over_an_any_port_rule() {
     let addr = refusing.addr;
     let cgroup = ScratchCgroup::new();
     let mut enforcer = fixtures::attached(&cgroup);
-    let backoff = BackoffRow::exponential(60_000 * MS, 60_000 * MS);
+    let backoff = fixtures::minute_open();
     // Policy 1 (tripping) for 127.0.0.0/8 on any port; policy 2 (off) for this port.
     fixtures::apply(&mut enforcer, &["127.0.0.0/8:*"], tripping(), backoff);
     enforcer
@@ -288,7 +283,7 @@ fn a_destination_moves_to_its_new_policy_with_its_counts() {
         "tracked and open under policy 1"
     );
     // A port rule now sends the destination to policy 2.
-    let backoff = BackoffRow::exponential(60_000 * MS, 60_000 * MS);
+    let backoff = fixtures::minute_open();
     enforcer.set_policy(2, &tripping(), &backoff).unwrap();
     enforcer
         .insert_rule(&addr.to_string().parse().unwrap(), 2)
