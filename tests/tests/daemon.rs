@@ -237,6 +237,34 @@ fn detach_on_exit_leaves_nothing_behind() {
 }
 
 #[test]
+fn uninstall_without_a_daemon_removes_the_pins_it_left() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let policy = format!(
+        "[[policy]]\nname = \"p\"\nmatch = [\"{addr}\"]\nfailure_threshold = 1\nerrno = \"EHOSTUNREACH\"\n"
+    );
+    let mut d = Daemon::start(&cgroup, &pins, &policy);
+    assert_eq!(connects(&cgroup, addr, 2)[1], Err(EHOSTUNREACH));
+    d.kill9();
+    assert!(d.pin_dir.exists());
+    let config = d.config.to_str().unwrap().to_owned();
+    let socket = d.socket.to_str().unwrap().to_owned();
+    let out = enforcer(&["uninstall", "--config", &config, "--socket", &socket]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.pin_dir.exists());
+    assert_eq!(
+        connects(&cgroup, addr, 1),
+        [Err(ECONNREFUSED as i32)],
+        "the destination answers itself"
+    );
+}
+
+#[test]
 fn healing_closes_a_destination_that_comes_back_without_client_traffic() {
     let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
     let refusing = RefusingPort::loopback_v4();
