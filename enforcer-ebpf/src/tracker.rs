@@ -44,7 +44,17 @@ const TCP_USER_TIMEOUT: i32 = 18;
 
 #[sock_ops]
 pub fn track_sockops(ctx: SockOpsContext) -> u32 {
-    if let Some(sock) = admitted_sock(&ctx) {
+    // Every TCP socket in the cgroup calls this for every op (timeouts, window
+    // and ECN initialisation, ...): leave before the storage lookup unless the
+    // op is one of ours.
+    let ours = matches!(
+        ctx.op(),
+        BPF_SOCK_OPS_TCP_CONNECT_CB
+            | BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
+            | BPF_SOCK_OPS_RTO_CB
+            | BPF_SOCK_OPS_STATE_CB
+    );
+    if ours && let Some(sock) = admitted_sock(&ctx) {
         on_op(&ctx, sock);
     }
     1
