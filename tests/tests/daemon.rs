@@ -321,21 +321,44 @@ fn events_follow_transitions_live() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("enforcer events");
-    thread::sleep(Duration::from_millis(300));
+    // Lines arrive on a channel, so a missing one fails the test instead of
+    // hanging it.
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = follower.stdout.take().unwrap();
+    thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if tx
+                .send(serde_json::from_str(&line).expect("a JSON line"))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    // Subscribed once a switch flip of ours shows up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        d.ok(&["pause"]);
+        d.ok(&["resume"]);
+        if rx.recv_timeout(Duration::from_millis(200)).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "enforcer events shows nothing");
+    }
     connects(&cgroup, addr, 1);
     d.ok(&["trip", "10.99.0.1:80"]);
-    let mut lines =
-        std::io::BufRead::lines(std::io::BufReader::new(follower.stdout.take().unwrap()));
     // The kernel's transition and the daemon's own event, in either order (the
-    // ring buffer is read every 100 ms).
-    let mut seen: Vec<(String, String, String)> = (0..2)
-        .map(|_| {
-            let e: serde_json::Value =
-                serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
-            (s("kind"), s("dest"), s("policy"))
-        })
-        .collect();
+    // ring buffer is read every 100 ms), among the switch flips.
+    let mut seen: Vec<(String, String, String)> = Vec::new();
+    while seen.len() < 2 {
+        let e = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the events arrive");
+        let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+        if !matches!(s("kind").as_str(), "paused" | "resumed") {
+            seen.push((s("kind"), s("dest"), s("policy")));
+        }
+    }
     follower.kill().unwrap();
     follower.wait().unwrap();
     seen.sort();
