@@ -1,13 +1,17 @@
 //! The controller loop: everything slow that the kernel leaves to the daemon.
 //!
 //! Every tick: re-jitter backoff tables that are due (so destinations tripped
-//! together do not come back together), expire timed overrides, forget idle
-//! CLOSED destinations, and heal: probe OPEN destinations of policies that ask
-//! for it with a plain TCP connect (the daemon's own connects bypass the gate)
-//! and report each result to the kernel, which moves the destination to
-//! HALF_OPEN and counts the probe.
+//! together do not come back together), and heal: probe the open destinations
+//! of policies that ask for it with a plain TCP connect (the daemon's own
+//! connects bypass the gate) and report each result to the kernel, which moves
+//! the destination to HALF_OPEN and counts the probe. Every second: expire timed
+//! overrides. Every scan interval: walk the whole destination map once, to
+//! forget idle CLOSED destinations and to re-learn which ones are open (the
+//! event reader keeps that set current in between, so ticks never walk a map of
+//! 100 000 destinations).
 
 use std::{
+    collections::HashSet,
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -18,14 +22,38 @@ use super::{Shared, events::daemon_event, lock};
 use crate::{bpf::Applied, clock::monotonic_ns};
 
 const TICK: Duration = Duration::from_millis(100);
+const OVERRIDE_CHECK: Duration = Duration::from_secs(1);
+
+/// How often the whole destination map is walked: a quarter of `gc_idle`, within
+/// 1 s..30 s.
+fn scan_interval(gc_idle: Duration) -> Duration {
+    (gc_idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
 
 pub async fn run(shared: Shared) {
     let mut tick = tokio::time::interval(TICK);
+    let (mut overrides_at, mut scanned_at) = (Instant::now(), None::<Instant>);
     loop {
         tick.tick().await;
         let probes = {
             let mut d = lock(&shared);
-            if let Err(e) = housekeeping(&mut d) {
+            let scan = scan_interval(d.config.daemon.gc_idle);
+            let result = rejitter(&mut d)
+                .and_then(|()| {
+                    if overrides_at.elapsed() < OVERRIDE_CHECK {
+                        return Ok(());
+                    }
+                    overrides_at = Instant::now();
+                    expire_overrides(&mut d)
+                })
+                .and_then(|()| {
+                    if scanned_at.is_some_and(|at| at.elapsed() < scan) {
+                        return Ok(());
+                    }
+                    scanned_at = Some(Instant::now());
+                    scan_dests(&mut d)
+                });
+            if let Err(e) = result {
                 eprintln!("enforcer: controller: {e}");
             }
             due_heal_probes(&mut d)
@@ -58,8 +86,8 @@ pub async fn run(shared: Shared) {
     }
 }
 
-/// Re-jitter, override expiry, garbage collection.
-fn housekeeping(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
+/// Draws new backoff tables for the policies whose `rejitter` has come.
+fn rejitter(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
     for i in 0..d.policies.len() {
         if d.jittered_at
             .get(i)
@@ -70,6 +98,10 @@ fn housekeeping(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
             d.jittered_at[i] = Instant::now();
         }
     }
+    Ok(())
+}
+
+fn expire_overrides(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
     let now = monotonic_ns();
     for (key, o) in d.enforcer.overrides()? {
         if !o.active(now) {
@@ -82,33 +114,46 @@ fn housekeeping(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
             ));
         }
     }
-    let idle_ns = d.config.daemon.gc_idle.as_nanos() as u64;
-    for (key, s) in d.enforcer.dests()? {
-        let idle = now.saturating_sub(s.last_attempt_ns) >= idle_ns;
-        // The kernel re-checks (CLOSED, no slot) under the destination's lock.
-        if idle && s.forgettable() && d.enforcer.command(kind::FORGET, &key)? == Applied::Applied {
-            d.next_heal.remove(&key);
-        }
-    }
     Ok(())
 }
 
-/// Destinations whose healing probe is due now, with the probe's timeout.
-fn due_heal_probes(d: &mut super::Daemon) -> Vec<(DestKey, Duration)> {
-    let Ok(dests) = d.enforcer.dests() else {
-        return Vec::new();
-    };
-    let now = Instant::now();
-    let mut due = Vec::new();
-    let mut healing = std::collections::HashSet::new();
-    for (key, s) in dests {
-        let Some(policy) = d.policy(s.policy_id) else {
-            continue;
-        };
-        if !policy.heal || s.breaker.state == state::CLOSED {
+/// One walk of the destination map: garbage collection, and the set of
+/// destinations that are not CLOSED.
+fn scan_dests(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
+    let now = monotonic_ns();
+    let idle_ns = d.config.daemon.gc_idle.as_nanos() as u64;
+    let mut open = HashSet::new();
+    for (key, s) in d.enforcer.dests()? {
+        if s.breaker.state != state::CLOSED {
+            open.insert(key);
             continue;
         }
-        healing.insert(key);
+        let idle = now.saturating_sub(s.last_attempt_ns) >= idle_ns;
+        // The kernel re-checks (CLOSED, no slot) under the destination's lock.
+        if idle && s.forgettable() {
+            d.enforcer.command(kind::FORGET, &key)?;
+        }
+    }
+    d.open = open;
+    Ok(())
+}
+
+/// Open destinations whose healing probe is due now, with the probe's timeout.
+fn due_heal_probes(d: &mut super::Daemon) -> Vec<(DestKey, Duration)> {
+    let now = Instant::now();
+    let mut due = Vec::new();
+    for key in d.open.clone() {
+        let state = d.enforcer.dest(&key).ok().flatten();
+        let policy = state.and_then(|s| d.policy(s.policy_id).filter(|p| p.heal).cloned());
+        let (Some(s), Some(policy)) = (state, policy) else {
+            d.next_heal.remove(&key);
+            continue;
+        };
+        if s.breaker.state == state::CLOSED {
+            d.open.remove(&key);
+            d.next_heal.remove(&key);
+            continue;
+        }
         let interval = policy.heal_interval;
         // Spread probes over ±20% of the interval.
         let jittered = interval.mul_f64(0.8 + 0.4 * d.jitter.unit());
@@ -118,7 +163,6 @@ fn due_heal_probes(d: &mut super::Daemon) -> Vec<(DestKey, Duration)> {
             due.push((key, interval.min(Duration::from_secs(2))));
         }
     }
-    d.next_heal.retain(|k, _| healing.contains(k));
     due
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use enforcer_common::event::{Event, kind_name};
+use enforcer_common::event::{Event, kind, kind_name};
 use serde_json::json;
 
 use super::{Shared, lock};
@@ -27,6 +27,11 @@ pub async fn run(shared: Shared) {
         };
         for event in events {
             *d.event_counts.entry(kind_name(event.kind)).or_default() += 1;
+            if event.kind == kind::CLOSED {
+                d.open.remove(&event.dest);
+            } else {
+                d.open.insert(event.dest);
+            }
             let line = kernel_event(&event, d.policy_name(event.policy_id));
             d.publish(line);
         }

@@ -16,7 +16,7 @@ pub mod saved;
 pub mod view;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::Instant,
@@ -52,6 +52,9 @@ pub struct Daemon {
     pub jitter: Jitter,
     /// When each policy's backoff table was last re-jittered.
     pub jittered_at: Vec<Instant>,
+    /// Destinations not CLOSED: kept current by the event reader, re-learnt by
+    /// the controller's periodic scan.
+    pub open: HashSet<DestKey>,
     /// Next healing probe per destination.
     pub next_heal: HashMap<DestKey, Instant>,
     /// Events, as JSON lines, for `enforcer events` followers.
@@ -274,6 +277,7 @@ fn finish_start(
         ids: Vec::new(),
         jitter: Jitter::seeded(),
         jittered_at: Vec::new(),
+        open: HashSet::new(),
         next_heal: HashMap::new(),
         events,
         event_counts: HashMap::new(),
