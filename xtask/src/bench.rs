@@ -1,9 +1,9 @@
-//! `cargo xtask bench [--quick]`: the benchmarks of issue 5 that need no daemon
-//! (scenarios 1-3: connect overhead, fail-fast, trip latency).
+//! `cargo xtask bench [--quick] [--only N,M]`: the benchmarks of issue 5.
 //!
-//! Builds `enforcer-bench` (in `tests/`, next to the harness it uses) in release
-//! mode, since timings of a debug build would measure the debug build, and runs
-//! it as root. It prints a markdown table per scenario and writes the same
+//! Builds `enforcer-bench` (in `tests/`, next to the harness it uses) and the
+//! `enforcer` daemon (which scenarios 4 and 8 run) in release mode, since
+//! timings of a debug build would measure the debug build, and runs the
+//! benchmarks as root. It prints a markdown table per scenario and writes the same
 //! figures to `target/bench/results.json`.
 
 use std::{env, path::PathBuf, process::Command};
@@ -18,9 +18,12 @@ pub struct Args {
     /// check that the benchmarks still run.
     #[arg(long)]
     quick: bool,
+    /// Only these scenarios (comma-separated numbers, e.g. `4,5`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<u32>,
 }
 
-pub fn execute(Args { quick }: Args) -> anyhow::Result<()> {
+pub fn execute(Args { quick, only }: Args) -> anyhow::Result<()> {
     // Before the toolchain and the build, which take minutes on a fresh machine.
     if !cmd::is_root() {
         bail!(
@@ -29,11 +32,17 @@ pub fn execute(Args { quick }: Args) -> anyhow::Result<()> {
         );
     }
     toolchain::ensure()?;
-    run(quick)
+    run_only(quick, &only)
 }
 
-/// Builds and runs the benchmarks (the toolchain is there, we are root).
+/// Builds and runs every benchmark (the toolchain is there, we are root).
 pub fn run(quick: bool) -> anyhow::Result<()> {
+    run_only(quick, &[])
+}
+
+/// Builds and runs the benchmarks `only` (all when empty).
+fn run_only(quick: bool, only: &[u32]) -> anyhow::Result<()> {
+    cmd::run(cmd::cargo().args(["build", "--release", "--package", "enforcer"]))?;
     cmd::run(cmd::cargo().args([
         "build",
         "--release",
@@ -46,10 +55,16 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let mut bench = Command::new(target.join("release/enforcer-bench"));
     bench
         .current_dir(cmd::workspace_root())
+        // The daemon the harness starts (tests/src/daemon.rs reads it).
+        .env("ENFORCER_BIN", target.join("release/enforcer"))
         .arg("--json")
         .arg(target.join("bench/results.json"));
     if quick {
         bench.arg("--quick");
+    }
+    if !only.is_empty() {
+        let list: Vec<String> = only.iter().map(u32::to_string).collect();
+        bench.arg("--only").arg(list.join(","));
     }
     cmd::run(&mut bench)
 }

@@ -12,12 +12,17 @@
 
 mod bpf_stats;
 mod client;
+mod clock;
 mod compare;
 mod fail_fast;
 mod interleave;
+mod map_memory;
 mod minimal_prog;
 mod overhead;
+mod populate;
+mod recovery;
 mod report;
+mod scale;
 mod server;
 mod stats;
 mod syn_timeout;
@@ -35,6 +40,7 @@ const USAGE: &str = "usage: enforcer-bench [--quick] [--json PATH]
 
   --quick      every scenario briefly (seconds, not minutes): figures are rough
   --json PATH  where to write the figures (default target/bench/results.json)
+  --only LIST  only these scenarios, e.g. `--only 4,5` (default: all)
 
 Needs root: it loads BPF programs and creates scratch cgroups and a network
 namespace, all removed before it exits.";
@@ -42,18 +48,33 @@ namespace, all removed before it exits.";
 struct Args {
     quick: bool,
     json: PathBuf,
+    /// Only these scenarios (all when `None`).
+    only: Option<Vec<u32>>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         quick: false,
         json: PathBuf::from("target/bench/results.json"),
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => args.quick = true,
             "--json" => args.json = it.next().ok_or("--json needs a path")?.into(),
+            "--only" => {
+                let list = it.next().ok_or("--only needs scenario numbers")?;
+                let only = list
+                    .split(',')
+                    .map(|n| {
+                        n.trim()
+                            .parse()
+                            .map_err(|_| format!("--only: `{n}` is not a number"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                args.only = Some(only);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -68,9 +89,11 @@ struct Run {
     machine: report::Machine,
     unix_time: u64,
     duration_s: f64,
-    connect_overhead: overhead::Results,
-    fail_fast: fail_fast::Results,
-    trip_latency: trip::Results,
+    connect_overhead: Option<overhead::Results>,
+    fail_fast: Option<fail_fast::Results>,
+    trip_latency: Option<trip::Results>,
+    recovery: Option<recovery::Results>,
+    scale: Option<scale::Results>,
     goals: Vec<report::Goal>,
 }
 
@@ -95,41 +118,54 @@ fn main() -> ExitCode {
     }
 
     let started = Instant::now();
-    let (s1, s2, s3) = if args.quick {
-        (overhead::QUICK, fail_fast::QUICK, trip::QUICK)
-    } else {
-        (overhead::FULL, fail_fast::FULL, trip::FULL)
-    };
-    let connect_overhead = overhead::run(s1);
-    let fail_fast = fail_fast::run(s2);
-    let trip_latency = trip::run(s3);
+    let quick = args.quick;
+    let wanted = |n: u32| args.only.as_ref().is_none_or(|only| only.contains(&n));
+    let connect_overhead =
+        wanted(1).then(|| overhead::run(pick(quick, overhead::FULL, overhead::QUICK)));
+    let fail_fast =
+        wanted(2).then(|| fail_fast::run(pick(quick, fail_fast::FULL, fail_fast::QUICK)));
+    let trip_latency = wanted(3).then(|| trip::run(pick(quick, trip::FULL, trip::QUICK)));
+    let recovery = wanted(4).then(|| recovery::run(pick(quick, recovery::FULL, recovery::QUICK)));
+    let scale = wanted(5).then(|| scale::run(pick(quick, scale::FULL, scale::QUICK)));
 
-    let goals: Vec<report::Goal> = [
-        connect_overhead.goals(),
-        fail_fast.goals(),
-        trip_latency.goals(),
-    ]
-    .concat();
-    let tables: Vec<report::Table> = [
-        connect_overhead.tables(),
-        fail_fast.tables(),
-        trip_latency.tables(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let checks_ok = connect_overhead
-        .checks()
-        .chain([&fail_fast.check])
-        .chain(trip_latency.checks())
-        .all(|c| c.ok);
+    let mut goals: Vec<report::Goal> = Vec::new();
+    let mut tables: Vec<report::Table> = Vec::new();
+    let mut checks_ok = true;
+    if let Some(r) = &connect_overhead {
+        goals.extend(r.goals());
+        tables.extend(r.tables());
+        checks_ok &= r.checks().all(|c| c.ok);
+    }
+    if let Some(r) = &fail_fast {
+        goals.extend(r.goals());
+        tables.extend(r.tables());
+        checks_ok &= r.check.ok;
+    }
+    if let Some(r) = &trip_latency {
+        goals.extend(r.goals());
+        tables.extend(r.tables());
+        checks_ok &= r.checks().all(|c| c.ok);
+    }
+    if let Some(r) = &recovery {
+        goals.extend(r.goals());
+        tables.extend(r.tables());
+        checks_ok &= r.checks().all(|c| c.ok);
+    }
+    if let Some(r) = &scale {
+        goals.extend(r.goals());
+        tables.extend(r.tables());
+        checks_ok &= r.checks().all(|c| c.ok);
+    }
     let run = Run {
-        command: if args.quick {
-            "cargo xtask bench --quick".to_owned()
-        } else {
-            "cargo xtask bench".to_owned()
-        },
-        mode: if args.quick { "quick" } else { "full" },
+        command: format!(
+            "cargo xtask bench{}{}",
+            if quick { " --quick" } else { "" },
+            args.only.as_ref().map_or_else(String::new, |o| format!(
+                " --only {}",
+                o.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+            ))
+        ),
+        mode: if quick { "quick" } else { "full" },
         machine: report::Machine::detect(),
         unix_time: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -138,6 +174,8 @@ fn main() -> ExitCode {
         connect_overhead,
         fail_fast,
         trip_latency,
+        recovery,
+        scale,
         goals,
     };
 
@@ -164,6 +202,11 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// A scenario's size for this mode.
+fn pick<T>(quick: bool, full: T, brief: T) -> T {
+    if quick { brief } else { full }
 }
 
 fn write_json(path: &std::path::Path, run: &Run) -> std::io::Result<()> {
