@@ -1,5 +1,6 @@
-//! `enforcer-bench`: the benchmarks of issue 5 that need no daemon (scenarios 1-3:
-//! connect overhead, fail-fast, trip latency). Run it with `cargo xtask bench
+//! `enforcer-bench`: the benchmarks of issue 5 (scenarios 1-5, 7 and 8:
+//! connect overhead, fail-fast, trip latency, recovery, scale, connection cap,
+//! daemon footprint). Run it with `cargo xtask bench
 //! [--quick]` as root.
 //!
 //! Every comparison is measured side by side in the same run, in interleaved
@@ -14,12 +15,15 @@ mod bpf_stats;
 mod client;
 mod clock;
 mod compare;
+mod conn_cap;
 mod fail_fast;
+mod footprint;
 mod interleave;
 mod map_memory;
 mod minimal_prog;
 mod overhead;
 mod populate;
+mod proc_usage;
 mod recovery;
 mod report;
 mod scale;
@@ -94,6 +98,8 @@ struct Run {
     trip_latency: Option<trip::Results>,
     recovery: Option<recovery::Results>,
     scale: Option<scale::Results>,
+    connection_cap: Option<conn_cap::Results>,
+    footprint: Option<footprint::Results>,
     goals: Vec<report::Goal>,
 }
 
@@ -127,6 +133,9 @@ fn main() -> ExitCode {
     let trip_latency = wanted(3).then(|| trip::run(pick(quick, trip::FULL, trip::QUICK)));
     let recovery = wanted(4).then(|| recovery::run(pick(quick, recovery::FULL, recovery::QUICK)));
     let scale = wanted(5).then(|| scale::run(pick(quick, scale::FULL, scale::QUICK)));
+    let conn_cap = wanted(7).then(|| conn_cap::run(pick(quick, conn_cap::FULL, conn_cap::QUICK)));
+    let footprint =
+        wanted(8).then(|| footprint::run(pick(quick, footprint::FULL, footprint::QUICK)));
 
     let mut goals: Vec<report::Goal> = Vec::new();
     let mut tables: Vec<report::Table> = Vec::new();
@@ -156,6 +165,16 @@ fn main() -> ExitCode {
         tables.extend(r.tables());
         checks_ok &= r.checks().all(|c| c.ok);
     }
+    if let Some(r) = &conn_cap {
+        goals.extend(r.goals());
+        tables.extend(r.tables());
+        checks_ok &= r.checks().all(|c| c.ok);
+    }
+    if let Some(r) = &footprint {
+        goals.extend(r.goals());
+        tables.extend(r.tables());
+        checks_ok &= r.check.ok;
+    }
     let run = Run {
         command: format!(
             "cargo xtask bench{}{}",
@@ -176,6 +195,8 @@ fn main() -> ExitCode {
         trip_latency,
         recovery,
         scale,
+        connection_cap: conn_cap,
+        footprint,
         goals,
     };
 
