@@ -1,10 +1,11 @@
 //! The controller loop: everything slow that the kernel leaves to the daemon.
 //!
 //! Every tick: re-jitter backoff tables that are due (so destinations tripped
-//! together do not come back together), and heal: probe the open destinations
-//! of policies that ask for it with a plain TCP connect (the daemon's own
-//! connects bypass the gate) and report each result to the kernel, which moves
-//! the destination to HALF_OPEN and counts the probe. Every second: expire timed
+//! together do not come back together), and start a healer for each open
+//! destination of a policy that asks for it: a task that probes it with a plain
+//! TCP connect (the daemon's own connects bypass the gate) on its own jittered
+//! schedule and reports each result to the kernel, which moves the destination
+//! to HALF_OPEN and counts the probe. Every second: expire timed
 //! overrides. Every scan interval: walk the whole destination map once, to
 //! forget idle CLOSED destinations and to re-learn which ones are open (the
 //! event reader keeps that set current in between, so ticks never walk a map of
@@ -35,54 +36,27 @@ pub async fn run(shared: Shared) {
     let (mut overrides_at, mut scanned_at) = (Instant::now(), None::<Instant>);
     loop {
         tick.tick().await;
-        let probes = {
-            let mut d = lock(&shared);
-            let scan = scan_interval(d.config.daemon.gc_idle);
-            let result = rejitter(&mut d)
-                .and_then(|()| {
-                    if overrides_at.elapsed() < OVERRIDE_CHECK {
-                        return Ok(());
-                    }
-                    overrides_at = Instant::now();
-                    expire_overrides(&mut d)
-                })
-                .and_then(|()| {
-                    if scanned_at.is_some_and(|at| at.elapsed() < scan) {
-                        return Ok(());
-                    }
-                    scanned_at = Some(Instant::now());
-                    scan_dests(&mut d)
-                });
-            if let Err(e) = result {
-                eprintln!("enforcer: controller: {e}");
-            }
-            due_heal_probes(&mut d)
-        };
-        for (key, timeout) in probes {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let reached = probe(key.socket_addr(), timeout).await;
-                let mut d = lock(&shared);
-                let command = if reached {
-                    kind::HEAL_PROBE_OK
-                } else {
-                    kind::HEAL_PROBE_FAILED
-                };
-                match d.enforcer.command(command, &key) {
-                    Ok(Applied::Applied) => {
-                        let dest = key.socket_addr().to_string();
-                        let what = if reached {
-                            "heal_probe_ok"
-                        } else {
-                            "heal_probe_failed"
-                        };
-                        d.publish(daemon_event(what, Some(&dest), "healing probe"));
-                    }
-                    Ok(_) => {}
-                    Err(e) => eprintln!("enforcer: healing {}: {e}", key.socket_addr()),
+        let mut d = lock(&shared);
+        let scan = scan_interval(d.config.daemon.gc_idle);
+        let result = rejitter(&mut d)
+            .and_then(|()| {
+                if overrides_at.elapsed() < OVERRIDE_CHECK {
+                    return Ok(());
                 }
+                overrides_at = Instant::now();
+                expire_overrides(&mut d)
+            })
+            .and_then(|()| {
+                if scanned_at.is_some_and(|at| at.elapsed() < scan) {
+                    return Ok(());
+                }
+                scanned_at = Some(Instant::now());
+                scan_dests(&mut d)
             });
+        if let Err(e) = result {
+            eprintln!("enforcer: controller: {e}");
         }
+        start_healers(&shared, &mut d);
     }
 }
 
@@ -138,32 +112,74 @@ fn scan_dests(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
     Ok(())
 }
 
-/// Open destinations whose healing probe is due now, with the probe's timeout.
-fn due_heal_probes(d: &mut super::Daemon) -> Vec<(DestKey, Duration)> {
-    let now = Instant::now();
-    let mut due = Vec::new();
-    for key in d.open.clone() {
-        let state = d.enforcer.dest(&key).ok().flatten();
-        let policy = state.and_then(|s| d.policy(s.policy_id).filter(|p| p.heal).cloned());
-        let (Some(s), Some(policy)) = (state, policy) else {
-            d.next_heal.remove(&key);
-            continue;
-        };
-        if s.breaker.state == state::CLOSED {
-            d.open.remove(&key);
-            d.next_heal.remove(&key);
-            continue;
-        }
-        let interval = policy.heal_interval;
-        // Spread probes over ±20% of the interval.
-        let jittered = interval.mul_f64(0.8 + 0.4 * d.jitter.unit());
-        let next = d.next_heal.entry(key).or_insert(now + jittered);
-        if now >= *next {
-            *next = now + jittered;
-            due.push((key, interval.min(Duration::from_secs(2))));
+/// The healing interval of a destination that is open and whose policy heals.
+fn healing_interval(d: &super::Daemon, key: &DestKey) -> Option<Duration> {
+    let s = d.enforcer.dest(key).ok().flatten()?;
+    if s.breaker.state == state::CLOSED {
+        return None;
+    }
+    d.policy(s.policy_id)
+        .filter(|p| p.heal)
+        .map(|p| p.heal_interval)
+}
+
+/// One healer per open destination whose policy heals.
+fn start_healers(shared: &Shared, d: &mut super::Daemon) {
+    let keys: Vec<DestKey> = d
+        .open
+        .iter()
+        .filter(|k| !d.healers.contains(*k))
+        .copied()
+        .collect();
+    for key in keys {
+        if healing_interval(d, &key).is_some() {
+            d.healers.insert(key);
+            tokio::spawn(heal(shared.clone(), key));
         }
     }
-    due
+}
+
+/// Probes one destination until it is CLOSED (or its policy stops healing):
+/// every 80–100 % of the interval (spread apart, never later than it), each
+/// result reported to the kernel.
+async fn heal(shared: Shared, key: DestKey) {
+    loop {
+        let wait = {
+            let mut d = lock(&shared);
+            let Some(interval) = healing_interval(&d, &key) else {
+                d.healers.remove(&key);
+                return;
+            };
+            interval.mul_f64(0.8 + 0.2 * d.jitter.unit())
+        };
+        tokio::time::sleep(wait).await;
+        let Some(interval) = healing_interval(&lock(&shared), &key) else {
+            continue;
+        };
+        let reached = probe(key.socket_addr(), interval.min(Duration::from_secs(2))).await;
+        let mut d = lock(&shared);
+        let command = if reached {
+            kind::HEAL_PROBE_OK
+        } else {
+            kind::HEAL_PROBE_FAILED
+        };
+        match d.enforcer.command(command, &key) {
+            Ok(Applied::Applied) => {
+                let what = if reached {
+                    "heal_probe_ok"
+                } else {
+                    "heal_probe_failed"
+                };
+                d.publish(daemon_event(
+                    what,
+                    Some(&key.socket_addr().to_string()),
+                    "healing probe",
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("enforcer: healing {}: {e}", key.socket_addr()),
+        }
+    }
 }
 
 /// Whether a TCP connect to `addr` completes within `timeout`.

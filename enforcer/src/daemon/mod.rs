@@ -55,8 +55,8 @@ pub struct Daemon {
     /// Destinations not CLOSED: kept current by the event reader, re-learnt by
     /// the controller's periodic scan.
     pub open: HashSet<DestKey>,
-    /// Next healing probe per destination.
-    pub next_heal: HashMap<DestKey, Instant>,
+    /// Destinations with a healer running (see the controller).
+    pub healers: HashSet<DestKey>,
     /// Events, as JSON lines, for `enforcer events` followers.
     pub events: broadcast::Sender<String>,
     /// Kernel events read, by kind name.
@@ -278,7 +278,7 @@ fn finish_start(
         jitter: Jitter::seeded(),
         jittered_at: Vec::new(),
         open: HashSet::new(),
-        next_heal: HashMap::new(),
+        healers: HashSet::new(),
         events,
         event_counts: HashMap::new(),
         ready: false,
