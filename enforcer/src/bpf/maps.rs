@@ -199,3 +199,24 @@ pub fn overrides(maps: &Maps) -> Result<Vec<(DestKey, Override)>, BpfError> {
         .collect::<Result<_, _>>()
         .map_err(map_err(names::OVERRIDES))
 }
+
+/// A descriptor of the event ring buffer that becomes readable when events wait.
+pub fn events_fd(maps: &Maps) -> Result<std::os::fd::OwnedFd, BpfError> {
+    use std::os::fd::AsFd as _;
+    match map(maps, names::EVENTS)? {
+        Map::RingBuf(data) => data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| BpfError::Map {
+                name: names::EVENTS,
+                source: MapError::from(aya::sys::SyscallError {
+                    call: "dup",
+                    io_error: e,
+                }),
+            }),
+        _ => Err(BpfError::MapMissing {
+            name: names::EVENTS,
+        }),
+    }
+}

@@ -388,6 +388,11 @@ impl Enforcer {
         maps::overrides(&self.maps)
     }
 
+    /// A descriptor that becomes readable when events wait in the ring buffer.
+    pub fn events_fd(&self) -> Result<std::os::fd::OwnedFd, BpfError> {
+        maps::events_fd(&self.maps)
+    }
+
     /// Every transition event the kernel has sent since the last call.
     pub fn drain_events(&mut self) -> Result<Vec<Event>, BpfError> {
         maps::drain_events(&mut self.maps)

@@ -124,7 +124,7 @@ fn healing_interval(d: &super::Daemon, key: &DestKey) -> Option<Duration> {
 }
 
 /// One healer per open destination whose policy heals.
-fn start_healers(shared: &Shared, d: &mut super::Daemon) {
+pub fn start_healers(shared: &Shared, d: &mut super::Daemon) {
     let keys: Vec<DestKey> = d
         .open
         .iter()

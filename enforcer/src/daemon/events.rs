@@ -9,14 +9,33 @@ use serde_json::json;
 use super::{Shared, lock};
 use crate::clock::monotonic_ns;
 
-/// How often the ring buffer is drained. Transitions are rare; a tenth of a
-/// second keeps `enforcer events` live without spinning.
+/// The ring buffer is drained when it signals (epoll on its descriptor), and at
+/// least this often in case a wake-up is missed.
 const POLL: Duration = Duration::from_millis(100);
 
 pub async fn run(shared: Shared) {
-    let mut tick = tokio::time::interval(POLL);
+    let ready = lock(&shared)
+        .enforcer
+        .events_fd()
+        .and_then(|fd| {
+            // SAFETY: `fd` is a descriptor we own (a dup of the ring buffer's),
+            // open for as long as the AsyncFd that owns it.
+            unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+            }
+            .map_err(|e| crate::bpf::BpfError::Control { source: e.into() })
+        })
+        .map_err(|e| eprintln!("enforcer: event wake-ups unavailable, polling: {e}"))
+        .ok();
     loop {
-        tick.tick().await;
+        match &ready {
+            Some(fd) => {
+                if let Ok(Ok(mut guard)) = tokio::time::timeout(POLL, fd.readable()).await {
+                    guard.clear_ready();
+                }
+            }
+            None => tokio::time::sleep(POLL).await,
+        }
         let mut d = lock(&shared);
         let events = match d.enforcer.drain_events() {
             Ok(e) => e,
@@ -35,6 +54,9 @@ pub async fn run(shared: Shared) {
             let line = kernel_event(&event, d.policy_name(event.policy_id));
             d.publish(line);
         }
+        // A destination that just tripped starts healing now, not at the
+        // controller's next tick.
+        super::controller::start_healers(&shared, &mut d);
     }
 }
 
