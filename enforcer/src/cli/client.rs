@@ -37,6 +37,24 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Failure> {
     Ok(runtime.block_on(f))
 }
 
+impl Connection {
+    /// The failure of not reaching the daemon.
+    pub fn unreachable(&self, e: std::io::Error) -> Failure {
+        Failure::Runtime(anyhow!(
+            "cannot reach the daemon at {}: {e} (is `enforcer run` running?)",
+            self.socket.display()
+        ))
+    }
+}
+
+/// A non-JSON answer (metrics, events) that is not a 200.
+pub fn check_status(status: u16) -> Result<(), Failure> {
+    if status == 200 {
+        return Ok(());
+    }
+    Err(Failure::Runtime(anyhow!("the daemon answered {status}")))
+}
+
 /// Sends a request; the JSON answer, or the daemon's error as a failure (its
 /// 4xx answers are bad input: exit code 2).
 pub fn call(

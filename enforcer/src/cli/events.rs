@@ -1,6 +1,5 @@
 //! `enforcer events`: follows the daemon's event stream until interrupted.
 
-use anyhow::anyhow;
 use tokio::io::AsyncBufReadExt;
 
 use super::{Failure, client};
@@ -10,15 +9,8 @@ pub fn execute(args: client::Connection) -> Result<(), Failure> {
     client::block_on(async {
         let (status, mut reader) = http::request_stream(&args.socket, "/v1/events")
             .await
-            .map_err(|e| {
-                Failure::Runtime(anyhow!(
-                    "cannot reach the daemon at {}: {e}",
-                    args.socket.display()
-                ))
-            })?;
-        if status != 200 {
-            return Err(Failure::Runtime(anyhow!("the daemon answered {status}")));
-        }
+            .map_err(|e| args.unreachable(e))?;
+        client::check_status(status)?;
         let mut line = String::new();
         loop {
             line.clear();
