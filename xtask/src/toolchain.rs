@@ -16,7 +16,7 @@ use crate::cmd;
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages the tests and the link of bpf-linker use, beyond LLVM itself.
-const TEST_PACKAGES: [&str; 4] = ["iproute2", "nftables", "curl", "bpftool"];
+const TEST_PACKAGES: [&str; 5] = ["iproute2", "nftables", "curl", "bpftool", "haproxy"];
 
 pub fn ensure() -> anyhow::Result<()> {
     ensure_rust()?;

@@ -1,6 +1,6 @@
-//! `enforcer-bench`: the benchmarks of issue 5 (scenarios 1-5, 7 and 8:
-//! connect overhead, fail-fast, trip latency, recovery, scale, connection cap,
-//! daemon footprint). Run it with `cargo xtask bench
+//! `enforcer-bench`: the benchmarks of issue 5 (scenarios 1-8:
+//! connect overhead, fail-fast, trip latency, recovery, scale, against a proxy,
+//! connection cap, daemon footprint). Run it with `cargo xtask bench
 //! [--quick]` as root.
 //!
 //! Every comparison is measured side by side in the same run, in interleaved
@@ -24,6 +24,7 @@ mod minimal_prog;
 mod overhead;
 mod populate;
 mod proc_usage;
+mod proxy;
 mod recovery;
 mod report;
 mod scale;
@@ -98,6 +99,7 @@ struct Run {
     trip_latency: Option<trip::Results>,
     recovery: Option<recovery::Results>,
     scale: Option<scale::Results>,
+    against_proxy: Option<proxy::Results>,
     connection_cap: Option<conn_cap::Results>,
     footprint: Option<footprint::Results>,
     goals: Vec<report::Goal>,
@@ -133,6 +135,7 @@ fn main() -> ExitCode {
     let trip_latency = wanted(3).then(|| trip::run(pick(quick, trip::FULL, trip::QUICK)));
     let recovery = wanted(4).then(|| recovery::run(pick(quick, recovery::FULL, recovery::QUICK)));
     let scale = wanted(5).then(|| scale::run(pick(quick, scale::FULL, scale::QUICK)));
+    let proxy = wanted(6).then(|| proxy::run(pick(quick, proxy::FULL, proxy::QUICK)));
     let conn_cap = wanted(7).then(|| conn_cap::run(pick(quick, conn_cap::FULL, conn_cap::QUICK)));
     let footprint =
         wanted(8).then(|| footprint::run(pick(quick, footprint::FULL, footprint::QUICK)));
@@ -161,6 +164,11 @@ fn main() -> ExitCode {
         checks_ok &= r.checks().all(|c| c.ok);
     }
     if let Some(r) = &scale {
+        goals.extend(r.goals());
+        tables.extend(r.tables());
+        checks_ok &= r.checks().all(|c| c.ok);
+    }
+    if let Some(r) = &proxy {
         goals.extend(r.goals());
         tables.extend(r.tables());
         checks_ok &= r.checks().all(|c| c.ok);
@@ -195,6 +203,7 @@ fn main() -> ExitCode {
         trip_latency,
         recovery,
         scale,
+        against_proxy: proxy,
         connection_cap: conn_cap,
         footprint,
         goals,
