@@ -295,6 +295,40 @@ fn a_destination_moves_to_its_new_policy_with_its_counts() {
 }
 
 #[test]
+fn batch_reads_of_the_destination_map_match_reads_by_key() {
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached_with(
+        &cgroup,
+        &LoadOptions {
+            dests_capacity: 8192,
+        },
+    );
+    fixtures::count_everything(&mut enforcer);
+    // More destinations than one batch holds (4096): ports of a refusing socket
+    // on many loopback addresses.
+    let ports: Vec<RefusingPort> = (0..3).map(|_| RefusingPort::loopback_v4()).collect();
+    let port_numbers: Vec<u16> = ports.iter().map(|p| p.addr.port()).collect();
+    Place::cgroup(&cgroup).run(|| {
+        for i in 0..1700u32 {
+            for port in &port_numbers {
+                let ip = std::net::Ipv4Addr::from(0x7f00_0001 + i);
+                let _ = TcpStream::connect(SocketAddr::new(ip.into(), *port));
+            }
+        }
+        String::new()
+    });
+    let mut batched = enforcer
+        .dests_batched()
+        .expect("batch lookups work on this kernel");
+    let mut by_key = enforcer.dests_by_key().expect("reading by key");
+    assert_eq!(batched.len(), 5100);
+    batched.sort_by_key(|(k, _)| k.socket_addr());
+    by_key.sort_by_key(|(k, _)| k.socket_addr());
+    assert_eq!(batched, by_key);
+    assert!(batched.iter().all(|(_, s)| s.counters.attempts == 1));
+}
+
+#[test]
 fn a_full_destination_map_allows_and_counts() {
     let cgroup = ScratchCgroup::new();
     let mut enforcer = fixtures::attached_with(&cgroup, &LoadOptions { dests_capacity: 2 });

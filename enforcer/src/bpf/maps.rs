@@ -83,6 +83,24 @@ fn dests_map(maps: &Maps) -> Result<HashMap<&MapData, DestKey, DestState>, BpfEr
 
 /// Every tracked destination and its state.
 pub fn dests(maps: &Maps) -> Result<Vec<(DestKey, DestState)>, BpfError> {
+    match dests_batched(maps) {
+        Ok(all) => Ok(all),
+        // Kernels without batch lookups: two system calls per destination.
+        Err(_) => dests_by_key(maps),
+    }
+}
+
+/// Every destination, read in batches (each under its lock).
+pub fn dests_batched(maps: &Maps) -> std::io::Result<Vec<(DestKey, DestState)>> {
+    use std::os::fd::AsFd as _;
+    match map(maps, names::DESTS) {
+        Ok(Map::HashMap(data)) => super::batch::lookup_all(data.fd().as_fd(), BPF_F_LOCK),
+        _ => Err(std::io::Error::other("DESTS is not a hash map")),
+    }
+}
+
+/// Every destination, one key at a time.
+pub fn dests_by_key(maps: &Maps) -> Result<Vec<(DestKey, DestState)>, BpfError> {
     let dests = dests_map(maps)?;
     let mut out = Vec::new();
     for key in dests.keys() {

@@ -1,5 +1,6 @@
 //! Loading, attaching, pinning and reading the kernel programs.
 
+mod batch;
 mod control;
 mod maps;
 mod object;
@@ -285,6 +286,17 @@ impl Enforcer {
     /// Every tracked destination and its state.
     pub fn dests(&self) -> Result<Vec<(DestKey, DestState)>, BpfError> {
         maps::dests(&self.maps)
+    }
+
+    /// [`Self::dests`] through batch lookups only (an error where the kernel
+    /// cannot batch); for tests and benchmarks.
+    pub fn dests_batched(&self) -> io::Result<Vec<(DestKey, DestState)>> {
+        maps::dests_batched(&self.maps)
+    }
+
+    /// [`Self::dests`] one key at a time; for tests and benchmarks.
+    pub fn dests_by_key(&self) -> Result<Vec<(DestKey, DestState)>, BpfError> {
+        maps::dests_by_key(&self.maps)
     }
 
     /// The state of one destination, if it is tracked (read under its lock).
