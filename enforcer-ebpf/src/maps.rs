@@ -2,6 +2,7 @@
 //! consts in `enforcer_common::maps`; the daemon resizes capacities at load time.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     btf_maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, SkStorage},
     macros::btf_map,
 };
@@ -39,8 +40,16 @@ pub static BACKOFF: Array<BackoffRow, { MAX_POLICIES as usize }> = Array::new();
 pub static POLICY_STATS: Array<PolicyStats, { MAX_POLICIES as usize }> = Array::new();
 
 /// Per-destination breaker, bulkhead and counters, each behind its own spin lock.
+/// Not pre-allocated: kernel memory follows the destinations actually tracked
+/// (an entry is about 600 bytes), not the capacity; the cost is an allocation
+/// on the first connect to a new destination.
 #[btf_map]
-pub static DESTS: HashMap<DestKey, DestState, { DESTS_CAPACITY as usize }> = HashMap::new();
+pub static DESTS: HashMap<
+    DestKey,
+    DestState,
+    { DESTS_CAPACITY as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();
 
 /// Zeroes the size of a `DestState`: what new destinations are inserted from.
 #[btf_map]
