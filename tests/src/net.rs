@@ -37,16 +37,30 @@ impl AcceptingServer {
 
     /// Accepts on `listener` until dropped.
     pub fn serve(listener: TcpListener) -> Self {
+        Self::serve_with(listener, || {}, drop)
+    }
+
+    /// Accepts on `listener` from a thread that first runs `setup` (say, pinning
+    /// itself to a CPU) and hands every connection to `handle`, until dropped
+    /// (which also closes the listener).
+    pub fn serve_with<S, H>(listener: TcpListener, setup: S, mut handle: H) -> Self
+    where
+        S: FnOnce() + Send + 'static,
+        H: FnMut(TcpStream) + Send + 'static,
+    {
         let addr = listener.local_addr().expect("local_addr");
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::spawn({
             let stop = stop.clone();
             move || {
+                setup();
                 for conn in listener.incoming() {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    drop(conn);
+                    if let Ok(conn) = conn {
+                        handle(conn);
+                    }
                 }
             }
         });

@@ -110,23 +110,27 @@ impl NetNs {
         must_run("ip", &full)
     }
 
+    /// Runs an nftables script inside the namespace (`nft -f -`); panics with
+    /// the script if nft refuses it.
+    pub fn nft(&self, script: &str) {
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning nft");
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes())
+            .expect("writing the nft script");
+        assert!(
+            child.wait().expect("nft").success(),
+            "nft failed:\n{script}"
+        );
+    }
+
     /// Makes the namespace answer TCP to `port` with `verdict`: `drop` (a
     /// blackhole: SYNs vanish), `reject with tcp reset` (refused), or `accept`
     /// (back to normal).
     pub fn tcp_port(&self, port: u16, verdict: &str) {
-        let nft = |script: String| {
-            let mut child = std::process::Command::new("ip")
-                .args(["netns", "exec", &self.name, "nft", "-f", "-"])
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawning nft");
-            std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes())
-                .expect("writing the nft script");
-            assert!(
-                child.wait().expect("nft").success(),
-                "nft failed:\n{script}"
-            );
-        };
+        let nft = |script: String| self.nft(&script);
         // Recreating the chain replaces whatever rule the port had.
         let chain = format!("p{port}");
         let rule = match verdict {

@@ -126,20 +126,6 @@ fn v4(addr: SocketAddr) -> SocketAddrV4 {
     }
 }
 
-fn nft_script(netns: &NetNs, script: &str) {
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", &netns.name, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawning nft");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes())
-        .expect("writing the nft script");
-    assert!(
-        child.wait().expect("nft").success(),
-        "nft failed:\n{script}"
-    );
-}
-
 /// The packets the cap rule on `port` rejected, read back from the kernel.
 fn nft_rejections(netns: &NetNs, port: u16) -> u64 {
     let listed = netns.exec("nft", &["list", "chain", "inet", TABLE, "input"]);
@@ -211,16 +197,13 @@ pub fn run(size: Size) -> Results {
              counter reject with tcp reset\n"
         )
     };
-    nft_script(
-        &tracked,
-        &format!(
-            "add table inet {TABLE}\n\
+    tracked.nft(&format!(
+        "add table inet {TABLE}\n\
              add chain inet {TABLE} input {{ type filter hook input priority 0; policy accept; }}\n\
              {}{}",
-            rule(capped.addr.port(), HIGH_CAP),
-            rule(held_nft_addr.port(), CAP)
-        ),
-    );
+        rule(capped.addr.port(), HIGH_CAP),
+        rule(held_nft_addr.port(), CAP)
+    ));
 
     let bare = ScratchCgroup::new();
     let protected = ScratchCgroup::new();
@@ -289,7 +272,7 @@ pub fn run(size: Size) -> Results {
         check: bulkhead_check(&enforcer, held_plain_addr, refused(&ours_through)),
         through: ours_through,
     };
-    nft_script(&tracked, &format!("delete table inet {TABLE}\n"));
+    tracked.nft(&format!("delete table inet {TABLE}\n"));
 
     let by_name = |pick: fn(&interleave::ByRound) -> &Vec<Vec<u64>>| {
         VARIANTS

@@ -29,11 +29,6 @@ use std::{
     os::fd::OwnedFd,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -47,7 +42,7 @@ use enforcer_tests::{
     cgroup::ScratchCgroup,
     exec::Place,
     fixtures,
-    net::{self, RefusingPort},
+    net::{self, AcceptingServer, RefusingPort},
 };
 use serde::Serialize;
 
@@ -143,8 +138,7 @@ pub struct Results {
 /// The echo backend: one connection at a time (the client is sequential).
 struct Echo {
     addr: SocketAddrV4,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    server: Option<AcceptingServer>,
 }
 
 impl Echo {
@@ -153,49 +147,29 @@ impl Echo {
         let SocketAddr::V4(addr) = listener.local_addr().expect("local_addr") else {
             unreachable!("bound on 127.0.0.1")
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::spawn({
-            let stop = stop.clone();
-            move || {
-                if let Some(cpu) = cpu {
-                    client::pin_to_cpu(cpu);
-                }
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(mut conn) = conn else { continue };
-                    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
-                    let mut buf = [0u8; REQUEST];
-                    if conn.read_exact(&mut buf).is_ok() && conn.write_all(&buf).is_ok() {
-                        // Until the client closes (HAProxy's health checks send nothing).
-                        let mut sink = [0u8; 64];
-                        while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
-                    }
-                }
-                // The listener drops here: the backend is down.
+        let pin = move || {
+            if let Some(cpu) = cpu {
+                client::pin_to_cpu(cpu);
             }
-        });
+        };
+        let echo = |mut conn: TcpStream| {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut buf = [0u8; REQUEST];
+            if conn.read_exact(&mut buf).is_ok() && conn.write_all(&buf).is_ok() {
+                // Until the client closes (HAProxy's health checks send nothing).
+                let mut sink = [0u8; 64];
+                while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
+            }
+        };
         Self {
             addr,
-            stop,
-            thread: Some(thread),
+            server: Some(AcceptingServer::serve_with(listener, pin, echo)),
         }
     }
 
     /// Drops the listener: from now on connects to it are refused.
     fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.stop();
+        self.server = None;
     }
 }
 
