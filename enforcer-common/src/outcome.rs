@@ -13,7 +13,6 @@ use crate::sock::marks;
 /// What happened to an admitted connect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Success,
     Refused,
     Timeout,
     Unreachable,

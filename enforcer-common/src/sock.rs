@@ -5,8 +5,6 @@ use crate::{dest::DestKey, impl_pod};
 /// Flags in [`SockInfo::flags`]. Changed only with the destination's lock held, so
 /// what a socket holds is given back exactly once.
 pub mod flags {
-    /// The gate admitted this connect and filled in the entry.
-    pub const TRACKED: u64 = 1 << 0;
     /// The outcome (success, failure, abandoned) has been recorded.
     pub const OUTCOME_RECORDED: u64 = 1 << 1;
     /// The connection holds a bulkhead slot (`active`).

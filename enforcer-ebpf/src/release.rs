@@ -17,7 +17,10 @@ use aya_ebpf::{
 };
 use enforcer_common::{outcome::Outcome, sock::marks};
 
-use crate::{atomic, sock, tracker};
+use crate::{
+    atomic, sock,
+    tracker::{self, End},
+};
 
 #[cgroup_sock(sock_release)]
 pub fn track_sock_release(ctx: SockContext) -> i32 {
@@ -30,7 +33,7 @@ pub fn track_sock_release(ctx: SockContext) -> i32 {
         BPF_TCP_SYN_SENT => {
             atomic::fetch_or(&raw mut sock.marks, marks::RELEASED_CONNECTING);
         }
-        BPF_TCP_CLOSE => tracker::on_end(sock, Some(Outcome::Unreachable)),
+        BPF_TCP_CLOSE => tracker::on_end(sock, End::Failed(Outcome::Unreachable)),
         _ => {}
     }
     1

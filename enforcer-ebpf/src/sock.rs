@@ -3,7 +3,7 @@
 use core::{ffi::c_void, ptr};
 
 use aya_ebpf::helpers::generated::bpf_sk_storage_get;
-use enforcer_common::sock::{SockInfo, flags};
+use enforcer_common::sock::SockInfo;
 
 use crate::maps::SOCKS;
 
@@ -16,7 +16,7 @@ pub unsafe fn admitted(sk: *mut c_void) -> Option<&'static mut SockInfo> {
     let map = ptr::from_ref(&SOCKS).cast_mut().cast();
     // SAFETY: the caller passes a valid socket; flags 0 = lookup only.
     let info = unsafe { bpf_sk_storage_get(map, sk, ptr::null_mut(), 0) };
-    // SAFETY: non-null socket storage, valid for the program's run.
-    let sock = unsafe { info.cast::<SockInfo>().as_mut()? };
-    (sock.flags & flags::TRACKED != 0).then_some(sock)
+    // SAFETY: non-null socket storage, valid for the program's run. Storage is
+    // created only for admitted connects.
+    unsafe { info.cast::<SockInfo>().as_mut() }
 }

@@ -69,7 +69,7 @@ fn on_op(ctx: &SockOpsContext, sock: &mut SockInfo) {
                 // The handshake is done: back to the kernel's default for data.
                 set_user_timeout(ctx, 0);
             }
-            on_end(sock, None);
+            on_end(sock, End::Established);
         }
         // args: retransmits, rto, expired (the timer is giving up: the socket
         // closes with a timeout right after this callback).
@@ -79,9 +79,12 @@ fn on_op(ctx: &SockOpsContext, sock: &mut SockInfo) {
         BPF_SOCK_OPS_STATE_CB if ctx.arg(1) == BPF_TCP_CLOSE => {
             if ctx.arg(0) == BPF_TCP_SYN_SENT {
                 let marks = atomic::load(&raw const sock.marks);
-                on_end(sock, Some(classify_syn_sent_close(marks, ctx.segs_in())));
+                on_end(
+                    sock,
+                    End::Failed(classify_syn_sent_close(marks, ctx.segs_in())),
+                );
             } else {
-                on_end(sock, Some(Outcome::Abandoned));
+                on_end(sock, End::Closed);
             }
         }
         _ => {}
@@ -141,12 +144,22 @@ fn set_user_timeout(ctx: &SockOpsContext, ms: i32) -> bool {
     rc == 0
 }
 
-/// The handshake ended (`None`: established) or the socket reached CLOSE
-/// (`Some(outcome)`; `Abandoned` when it had already ended or was never a
-/// failure of the destination). Also sock_release's path for sockets that
-/// failed inside `connect()`.
+/// How an admitted connect's socket moved on.
+#[derive(Clone, Copy)]
+pub enum End {
+    /// The handshake completed.
+    Established,
+    /// The connect ended without a handshake (a failure, or abandoned); the
+    /// socket is closed.
+    Failed(Outcome),
+    /// A connection that had its outcome reached CLOSE: only its slot is left.
+    Closed,
+}
+
+/// Records `end` for the socket's destination (also sock_release's path for
+/// sockets that failed inside `connect()`).
 #[inline(always)]
-pub fn on_end(sock: &mut SockInfo, closed: Option<Outcome>) {
+pub fn on_end(sock: &mut SockInfo, end: End) {
     let Some(mut t) = Tracked::of(sock) else {
         return;
     };
@@ -155,12 +168,16 @@ pub fn on_end(sock: &mut SockInfo, closed: Option<Outcome>) {
     let mut lock = Locked::acquire(t.dest);
     let d = lock.state();
     let first = sock.flags & flags::OUTCOME_RECORDED == 0;
-    let transition = match closed {
-        None => d.on_established(policy, backoff, now, sock, &mut t.guard),
-        Some(outcome) => {
+    let transition = match end {
+        End::Established => d.on_established(policy, backoff, now, sock, &mut t.guard),
+        End::Failed(outcome) => {
             let transition = d.on_failed(policy, backoff, now, sock, outcome, &mut t.guard);
             d.on_closed(sock);
             transition
+        }
+        End::Closed => {
+            d.on_closed(sock);
+            None
         }
     };
     let change = Change::after(transition, d);
@@ -168,11 +185,12 @@ pub fn on_end(sock: &mut SockInfo, closed: Option<Outcome>) {
     if let Some(change) = change {
         change.emit(&sock.dest, sock.policy_id, now);
     }
-    counters::bump(match closed {
+    counters::bump(match end {
         _ if !first => return,
-        None => GlobalCounter::Successes,
-        Some(Outcome::Abandoned | Outcome::Success) => GlobalCounter::Abandoned,
-        Some(_) => GlobalCounter::Failures,
+        End::Established => GlobalCounter::Successes,
+        End::Failed(Outcome::Abandoned) => GlobalCounter::Abandoned,
+        End::Failed(_) => GlobalCounter::Failures,
+        End::Closed => return,
     });
 }
 

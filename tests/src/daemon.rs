@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Output},
     thread,
@@ -47,15 +47,6 @@ pub struct Daemon {
     procs: Option<std::ffi::CString>,
 }
 
-/// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Daemon {
     /// Writes a configuration of `rest` (`[defaults]`, `[[policy]]` tables) and a
     /// `[daemon]` table pointing at `cgroup` and `pins`, and starts the
@@ -76,7 +67,7 @@ impl Daemon {
     ) -> Self {
         let dir = std::env::temp_dir().join(crate::unique_name("enforcer-daemon-"));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let metrics = SocketAddr::from(([127, 0, 0, 1], crate::net::free_loopback_port()));
         let pin_dir = pins.path().join("enforcer");
         let config = dir.join("enforcer.toml");
         // `rest` first: it may hold top-level keys (`policy = []`).

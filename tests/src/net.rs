@@ -143,6 +143,14 @@ impl RefusingPort {
     }
 }
 
+/// A free loopback port (bound, read, released).
+pub fn free_loopback_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 /// A blocking `connect()` that reports the raw errno of a failure.
 pub fn connect(addr: SocketAddr) -> Result<TcpStream, i32> {
     TcpStream::connect(addr).map_err(|e| e.raw_os_error().unwrap_or(-1))

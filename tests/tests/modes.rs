@@ -7,7 +7,10 @@ use std::{
     time::Duration,
 };
 
-use enforcer::bpf::{Enforcer, LoadOptions};
+use enforcer::{
+    bpf::{Enforcer, LoadOptions},
+    clock::monotonic_ns,
+};
 use enforcer_common::{
     breaker::state,
     counters::GlobalCounter,
@@ -354,15 +357,4 @@ fn the_verifier_accepts_every_program_far_below_its_limit() {
         eprintln!("verifier: {name}: {insns} instructions processed");
         assert!(insns < 100_000, "{name}: {insns} of the 1M limit");
     }
-}
-
-/// `CLOCK_MONOTONIC` now, the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -171,7 +171,7 @@ impl DestState {
         c.attempts += 1;
         b.active += 1;
         b.pending += 1;
-        sock.flags = flags::TRACKED | flags::HOLDS_SLOT | flags::PENDING;
+        sock.flags = flags::HOLDS_SLOT | flags::PENDING;
         sock.marks = 0;
         if probe {
             b.probes_in_flight += 1;
@@ -226,11 +226,8 @@ impl DestState {
             Outcome::Refused => c.failures_refused += 1,
             Outcome::Timeout => c.failures_timeout += 1,
             Outcome::Unreachable => c.failures_unreachable += 1,
-            Outcome::Abandoned | Outcome::Success => {
-                c.abandoned += 1;
-                if self.is_current_probe(sock) {
-                    self.breaker.probes_in_flight -= 1;
-                }
+            Outcome::Abandoned => {
+                self.abandon(sock);
                 return None;
             }
         }
@@ -243,12 +240,19 @@ impl DestState {
     #[inline(always)]
     pub fn cancel(&mut self, sock: &mut SockInfo) {
         if take_outcome(sock) {
-            self.counters.abandoned += 1;
-            if self.is_current_probe(sock) {
-                self.breaker.probes_in_flight -= 1;
-            }
+            self.abandon(sock);
         }
         self.on_closed(sock);
+    }
+
+    /// The connect ended without an outcome of the destination's making: a
+    /// probe's slot is free again.
+    #[inline(always)]
+    fn abandon(&mut self, sock: &SockInfo) {
+        self.counters.abandoned += 1;
+        if self.is_current_probe(sock) {
+            self.breaker.probes_in_flight -= 1;
+        }
     }
 
     /// The socket reached CLOSE or was released: give back whatever it holds.

@@ -232,10 +232,13 @@ fn policy(shared: &Shared, name: &str) -> Result<serde_json::Value, Reject> {
 /// Validates `specs` as the new whole set and applies it.
 fn replace_policies(d: &mut Daemon, specs: Vec<PolicySpec>) -> Result<serde_json::Value, Reject> {
     config::check_set(&specs).map_err(|e| bad(e.to_string()))?;
-    super::apply::check(&specs).map_err(|e| bad(e.to_string()))?;
     let n = specs.len();
-    d.change_policies(specs)
-        .map_err(|e| (500, format!("{e:#}")))?;
+    d.change_policies(specs).map_err(|e| match e {
+        // A scope naming no cgroup is the request's fault; apply checks it
+        // before writing anything.
+        super::apply::ApplyError::Cgroup { .. } => bad(e.to_string()),
+        e => (500, format!("{e:#}")),
+    })?;
     Ok(json!({ "policies": n }))
 }
 
@@ -351,14 +354,13 @@ pub fn reload(shared: &Shared) -> Result<usize, String> {
             "[daemon] settings changed: they take effect at the next start; nothing applied".into(),
         );
     }
-    super::apply::check(&config.policies).map_err(|e| e.to_string())?;
     let n = config.policies.len();
+    d.set_policies(config.policies.clone())
+        .map_err(|e| format!("{e:#}"))?;
     // The file is authoritative again: runtime changes are dropped.
     super::saved::discard(&d.config.daemon.state_dir);
     d.config_fingerprint =
         super::saved::fingerprint(&std::fs::read_to_string(&d.config_path).unwrap_or_default());
-    d.set_policies(config.policies.clone())
-        .map_err(|e| format!("{e:#}"))?;
     d.config = config;
     Ok(n)
 }

@@ -254,7 +254,6 @@ fn finish_start(
             config.policies.clone()
         }
     };
-    apply::check(&policies)?;
     // A previous daemon's ids are not known by name: start positional, and free
     // whatever else the kernel still has rules for.
     let ids: Vec<u32> = (0..policies.len()).map(apply::policy_id).collect();

@@ -1,13 +1,7 @@
 //! CLOCK_MONOTONIC in nanoseconds: comparable between the parent and a forked
 //! child (an `Instant` is too, but cannot cross the pipe).
 
-pub fn monotonic_ns() -> u64 {
-    // SAFETY: an all-zero timespec is valid; clock_gettime writes into it.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use enforcer::clock::monotonic_ns;
 
 /// A reproducible pseudo-random value in [0, 1) for trial `i` (a splitmix64
 /// step): where in a period a trial's event falls, the same every run.

@@ -25,7 +25,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
     os::fd::OwnedFd,
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -182,11 +182,7 @@ struct HaProxy {
 }
 
 fn free_port() -> SocketAddrV4 {
-    let port = RefusingPort::loopback_v4();
-    let SocketAddr::V4(addr) = port.addr else {
-        unreachable!("127.0.0.1")
-    };
-    addr
+    SocketAddrV4::new(Ipv4Addr::LOCALHOST, net::free_loopback_port())
 }
 
 impl HaProxy {
