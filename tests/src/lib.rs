@@ -12,6 +12,7 @@ pub mod exec;
 pub mod fixtures;
 pub mod net;
 pub mod netns;
+pub mod routed;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

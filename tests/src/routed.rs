@@ -1,0 +1,360 @@
+//! Three network namespaces in a row, guest — router — backend, so packet-plane
+//! tests have a real forwarding hop without touching the host's own network: no
+//! interface, address, route or sysctl is changed outside the three namespaces.
+//!
+//! ```text
+//!  guest                 router                               backend
+//!  g0 10.a.b.2/24 ─veth─ rg<u> 10.a.b.1/24   rb<u> 10.a.c.1/24 ─veth─ b0 10.a.c.2/24
+//!     fd00:e50:a:b::2/64    fd00:e50:a:b::1/64  fd00:e50:a:c::1/64    fd00:e50:a:c::2/64
+//! ```
+//!
+//! The packet programs watch `rg<u>`, the router's guest-facing interface.
+
+use std::{
+    fs::File,
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener},
+    os::fd::OwnedFd,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use crate::{must_run, netns::enter_raw};
+
+/// One of the fixture's namespaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ns {
+    Guest,
+    Router,
+    Backend,
+}
+
+/// The guest's interface (its namespace is private, so the name needs no suffix).
+pub const GUEST_IF: &str = "g0";
+/// The backend's interface.
+pub const BACKEND_IF: &str = "b0";
+
+/// How long IPv6 addresses may stay tentative before construction fails.
+const DAD_DEADLINE: Duration = Duration::from_secs(5);
+
+/// guest — router — backend; all three namespaces (and with them the veths) are
+/// deleted on drop, also when construction fails halfway.
+pub struct Routed {
+    pub guest_ns: String,
+    pub router_ns: String,
+    pub backend_ns: String,
+    /// In the router, towards the guest: the interface packet programs watch.
+    pub router_guest_if: String,
+    /// In the router, towards the backend.
+    pub router_backend_if: String,
+    pub guest_v4: Ipv4Addr,
+    pub guest_v6: Ipv6Addr,
+    pub router_guest_v4: Ipv4Addr,
+    pub router_guest_v6: Ipv6Addr,
+    pub router_backend_v4: Ipv4Addr,
+    pub router_backend_v6: Ipv6Addr,
+    pub backend_v4: Ipv4Addr,
+    pub backend_v6: Ipv6Addr,
+}
+
+impl Routed {
+    pub fn new() -> Self {
+        crate::require_root();
+        // Only hex digits: short enough for `rg`/`rb` + suffix to fit IFNAMSIZ.
+        let u = crate::unique_name("");
+        let (a, b, c) = subnet_octets(&u);
+        let v6 = |third: u8, host: u16| {
+            Ipv6Addr::new(0xfd00, 0xe50, a.into(), third.into(), 0, 0, 0, host)
+        };
+        // Built before anything exists, so drop cleans up whatever gets created.
+        let routed = Self {
+            guest_ns: format!("enrt{u}g"),
+            router_ns: format!("enrt{u}r"),
+            backend_ns: format!("enrt{u}b"),
+            router_guest_if: format!("rg{u}"),
+            router_backend_if: format!("rb{u}"),
+            guest_v4: Ipv4Addr::new(10, a, b, 2),
+            guest_v6: v6(b, 2),
+            router_guest_v4: Ipv4Addr::new(10, a, b, 1),
+            router_guest_v6: v6(b, 1),
+            router_backend_v4: Ipv4Addr::new(10, a, c, 1),
+            router_backend_v6: v6(c, 1),
+            backend_v4: Ipv4Addr::new(10, a, c, 2),
+            backend_v6: v6(c, 2),
+        };
+        routed.build();
+        routed
+    }
+
+    fn build(&self) {
+        for ns in [Ns::Guest, Ns::Router, Ns::Backend] {
+            must_run("ip", &["netns", "add", self.name(ns)]);
+            // Interfaces created from now on in this namespace skip DAD, so their
+            // IPv6 addresses (link-local included) are usable at once.
+            self.sysctl(ns, "net.ipv6.conf.default.accept_dad=0");
+            self.ip(ns, &["link", "set", "lo", "up"]);
+        }
+        self.sysctl(Ns::Router, "net.ipv4.ip_forward=1");
+        self.sysctl(Ns::Router, "net.ipv6.conf.all.forwarding=1");
+        // Each veth is created in the router with its peer born in the other
+        // namespace: neither end ever exists in the host's namespace.
+        for (router_if, peer_ns, peer_if) in [
+            (&self.router_guest_if, Ns::Guest, GUEST_IF),
+            (&self.router_backend_if, Ns::Backend, BACKEND_IF),
+        ] {
+            self.ip(
+                Ns::Router,
+                &[
+                    "link",
+                    "add",
+                    router_if,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    peer_if,
+                    "netns",
+                    self.name(peer_ns),
+                ],
+            );
+        }
+        let sides = [
+            (Ns::Guest, GUEST_IF, self.guest_v4, self.guest_v6),
+            (
+                Ns::Router,
+                self.router_guest_if.as_str(),
+                self.router_guest_v4,
+                self.router_guest_v6,
+            ),
+            (
+                Ns::Router,
+                self.router_backend_if.as_str(),
+                self.router_backend_v4,
+                self.router_backend_v6,
+            ),
+            (Ns::Backend, BACKEND_IF, self.backend_v4, self.backend_v6),
+        ];
+        for (ns, dev, v4, v6) in sides {
+            self.sysctl(ns, &format!("net.ipv6.conf.{dev}.accept_dad=0"));
+            self.ip(ns, &["addr", "add", &format!("{v4}/24"), "dev", dev]);
+            let v6 = format!("{v6}/64");
+            self.ip(ns, &["-6", "addr", "add", &v6, "dev", dev, "nodad"]);
+            self.ip(ns, &["link", "set", dev, "up"]);
+        }
+        for (ns, dev, via_v4, via_v6) in [
+            (
+                Ns::Guest,
+                GUEST_IF,
+                self.router_guest_v4,
+                self.router_guest_v6,
+            ),
+            (
+                Ns::Backend,
+                BACKEND_IF,
+                self.router_backend_v4,
+                self.router_backend_v6,
+            ),
+        ] {
+            let (v4, v6) = (via_v4.to_string(), via_v6.to_string());
+            self.ip(ns, &["route", "add", "default", "via", &v4, "dev", dev]);
+            self.ip(
+                ns,
+                &["-6", "route", "add", "default", "via", &v6, "dev", dev],
+            );
+        }
+        self.wait_not_tentative();
+    }
+
+    /// Waits (bounded) until no IPv6 address in any namespace is tentative.
+    fn wait_not_tentative(&self) {
+        let end = Instant::now() + DAD_DEADLINE;
+        for ns in [Ns::Guest, Ns::Router, Ns::Backend] {
+            loop {
+                let tentative = self.ip(ns, &["-6", "addr", "show", "tentative"]);
+                if tentative.trim().is_empty() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < end,
+                    "IPv6 addresses in {} still tentative after {DAD_DEADLINE:?}:\n{tentative}",
+                    self.name(ns)
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// The namespace's name (as in `ip netns list`).
+    pub fn name(&self, which: Ns) -> &str {
+        match which {
+            Ns::Guest => &self.guest_ns,
+            Ns::Router => &self.router_ns,
+            Ns::Backend => &self.backend_ns,
+        }
+    }
+
+    /// The namespace's file, for `setns`.
+    pub fn path(&self, which: Ns) -> PathBuf {
+        PathBuf::from("/run/netns").join(self.name(which))
+    }
+
+    /// An open handle on the namespace, for [`enter_raw`].
+    pub fn open(&self, which: Ns) -> OwnedFd {
+        let path = self.path(which);
+        File::open(&path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
+            .into()
+    }
+
+    /// The ifindex of [`Self::router_guest_if`] inside the router namespace.
+    pub fn router_guest_ifindex(&self) -> u32 {
+        let out = self.ip(
+            Ns::Router,
+            &["-j", "link", "show", "dev", &self.router_guest_if],
+        );
+        let links: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("parsing `ip -j link show`: {e}\n{out}"));
+        links[0]["ifindex"]
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .unwrap_or_else(|| panic!("no ifindex in `ip -j link show`: {out}"))
+    }
+
+    /// Runs `f` on a fresh thread that first joins the namespace; sockets it
+    /// creates belong to that namespace (and stay there once handed back).
+    /// A panic in `f` is the caller's panic.
+    pub fn in_ns<T: Send>(&self, which: Ns, f: impl FnOnce() -> T + Send) -> T {
+        let ns = self.open(which);
+        let name = self.name(which);
+        std::thread::scope(|s| {
+            let thread = s.spawn(move || {
+                enter_raw(&ns).unwrap_or_else(|e| panic!("setns into {name}: {e}"));
+                f()
+            });
+            thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// `ip netns exec <ns> <program>`, ready for arguments: for daemons, curl,
+    /// anything spawned inside the namespace.
+    pub fn command(&self, which: Ns, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", self.name(which), program]);
+        command
+    }
+
+    /// Runs `ip ARGS` inside the namespace and panics if it fails.
+    pub fn ip(&self, which: Ns, args: &[&str]) -> String {
+        let mut full = vec!["-n", self.name(which)];
+        full.extend_from_slice(args);
+        must_run("ip", &full)
+    }
+
+    /// Runs `PROGRAM ARGS` inside the namespace and panics if it fails.
+    pub fn exec(&self, which: Ns, program: &str, args: &[&str]) -> String {
+        let mut full = vec!["netns", "exec", self.name(which), program];
+        full.extend_from_slice(args);
+        must_run("ip", &full)
+    }
+
+    /// Sets `key=value` in the namespace only.
+    pub fn sysctl(&self, which: Ns, setting: &str) {
+        self.exec(which, "sysctl", &["-q", "-w", setting]);
+    }
+
+    /// Runs an nftables script inside the namespace (`nft -f -`); panics with
+    /// the script if nft refuses it.
+    pub fn nft(&self, which: Ns, script: &str) {
+        let mut child = self
+            .command(which, "nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning nft");
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes())
+            .expect("writing the nft script");
+        assert!(
+            child.wait().expect("nft").success(),
+            "nft in {} failed:\n{script}",
+            self.name(which)
+        );
+    }
+
+    /// Makes the backend answer TCP to `port` with `verdict`: `drop` (a
+    /// blackhole: SYNs vanish), `reject with tcp reset` (refused by a RST),
+    /// `reject` (ICMP/ICMPv6 port unreachable, which the `inet` family sends by
+    /// default), or `accept` (back to normal). A later call replaces the
+    /// port's verdict. Mirrors [`crate::netns::NetNs::tcp_port`].
+    pub fn set_backend_port(&self, port: u16, verdict: &str) {
+        // Recreating the chain's rule replaces whatever verdict the port had.
+        let chain = format!("p{port}");
+        let rule = match verdict {
+            "accept" => String::new(),
+            v => format!("add rule inet {TABLE} {chain} {v}\n"),
+        };
+        self.nft(
+            Ns::Backend,
+            &format!(
+                "add table inet {TABLE}\n\
+                 add chain inet {TABLE} input {{ type filter hook input priority 0; policy accept; }}\n\
+                 add chain inet {TABLE} {chain}\n\
+                 flush chain inet {TABLE} {chain}\n\
+                 {rule}"
+            ),
+        );
+        // The jump from input is added once per port.
+        let listed = self.exec(
+            Ns::Backend,
+            "nft",
+            &["list", "chain", "inet", TABLE, "input"],
+        );
+        if !listed.contains(&format!("jump {chain}")) {
+            self.nft(
+                Ns::Backend,
+                &format!("add rule inet {TABLE} input tcp dport {port} jump {chain}\n"),
+            );
+        }
+    }
+
+    /// A listener bound to `addr` inside the backend (port 0 picks a free one).
+    pub fn backend_listener(&self, addr: SocketAddr) -> TcpListener {
+        self.in_ns(Ns::Backend, || {
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr} in the backend: {e}"))
+        })
+    }
+}
+
+impl Default for Routed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Routed {
+    fn drop(&mut self) {
+        // Deleting a namespace destroys its veth ends, and with them their peers.
+        for ns in [Ns::Guest, Ns::Router, Ns::Backend] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", self.name(ns)])
+                .output();
+        }
+    }
+}
+
+/// The backend's nftables table.
+const TABLE: &str = "routed";
+
+/// `a` for 10.a.x.x and fd00:e50:a:x::, and the guest (`b`) and backend (`c`)
+/// subnets, derived from the unique name. The namespaces are private, so equal
+/// octets in two fixtures would not even collide; `a` stays in 150..200 anyway,
+/// clear of [`crate::netns::NetNs`]'s 200..250, so addresses in test output
+/// say which fixture they belong to.
+fn subnet_octets(unique: &str) -> (u8, u8, u8) {
+    let h = unique
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    let b = ((h >> 8) % 128 * 2) as u8;
+    (150 + (h % 50) as u8, b, b + 1)
+}
