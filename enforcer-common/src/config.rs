@@ -24,9 +24,15 @@ pub struct Config {
     /// Thread-group id of the daemon: its own connects (healing probes) pass the
     /// gate untouched. 0 = none.
     pub bypass_tgid: u32,
+    /// Packet plane: how long a flow may stay in SYN_SENT before it counts as
+    /// a timeout, when its policy sets no connect timeout (ms; 0 = never).
+    pub flow_syn_timeout_ms: u32,
+    /// Packet plane: how long a flow may go without a packet before it is
+    /// forgotten and its slot released (ms; 0 = never).
+    pub flow_idle_timeout_ms: u32,
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 32);
+const _: () = assert!(size_of::<Config>() == 40);
 impl_pod!(Config);
 
 impl Config {

@@ -2,7 +2,7 @@
 //! the `control` program (`BPF_PROG_TEST_RUN`): the only way to change a
 //! destination's breaker from userspace without racing the hooks that update it.
 
-use crate::{dest::DestKey, impl_pod};
+use crate::{dest::DestKey, flow::FlowKey, impl_pod};
 
 /// [`Command::kind`] values.
 pub mod kind {
@@ -18,6 +18,10 @@ pub mod kind {
     /// slot (the daemon has checked that it is idle), and take it off its
     /// policy's tracked count.
     pub const FORGET: u32 = 4;
+    /// Packet plane: end a flow that the daemon's sweep found past its SYN or
+    /// idle timeout (checked again in the kernel against the flow as it is
+    /// then), recording the timeout and giving its slot back.
+    pub const FLOW_EXPIRE: u32 = 5;
 }
 
 /// What the control program returns (as an XDP action code, the only values the
@@ -40,19 +44,32 @@ pub struct Command {
     /// [`kind`].
     pub kind: u32,
     pub _pad: u32,
-    pub dest: DestKey,
-    pub _pad2: u32,
+    /// The flow of a flow command; destination commands use `flow.dest` only.
+    pub flow: FlowKey,
 }
-const _: () = assert!(size_of::<Command>() == 32);
+const _: () = assert!(size_of::<Command>() == 48);
 impl_pod!(Command);
 
 impl Command {
+    /// A command on one destination.
     pub const fn new(kind: u32, dest: DestKey) -> Self {
+        Self::on_flow(
+            kind,
+            FlowKey {
+                dest,
+                client: [0; 4],
+                client_port: 0,
+                _pad: 0,
+            },
+        )
+    }
+
+    /// A command on one flow.
+    pub const fn on_flow(kind: u32, flow: FlowKey) -> Self {
         Self {
             kind,
             _pad: 0,
-            dest,
-            _pad2: 0,
+            flow,
         }
     }
 
@@ -60,10 +77,33 @@ impl Command {
     pub fn to_bytes(&self) -> [u8; size_of::<Self>()] {
         let mut out = [0u8; size_of::<Self>()];
         out[0..4].copy_from_slice(&self.kind.to_ne_bytes());
-        for (i, word) in self.dest.addr.iter().enumerate() {
-            out[8 + 4 * i..12 + 4 * i].copy_from_slice(&word.to_ne_bytes());
+        let words = self.flow.dest.addr.iter().chain(&self.flow.client);
+        let at = [8, 12, 16, 20, 28, 32, 36, 40];
+        for (word, at) in words.zip(at) {
+            out[at..at + 4].copy_from_slice(&word.to_ne_bytes());
         }
-        out[24..26].copy_from_slice(&self.dest.port.to_ne_bytes());
+        out[24..26].copy_from_slice(&self.flow.dest.port.to_ne_bytes());
+        out[44..46].copy_from_slice(&self.flow.client_port.to_ne_bytes());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_follow_the_struct_layout() {
+        let flow = FlowKey {
+            dest: DestKey::from_ipv6_raw([1, 2, 3, 4], 0x1234),
+            client: [5, 6, 7, 8],
+            client_port: 0x5678,
+            _pad: 0,
+        };
+        let command = Command::on_flow(kind::FLOW_EXPIRE, flow);
+        let bytes = command.to_bytes();
+        // SAFETY: `Command` is repr(C) with integer fields only and no implicit padding.
+        let raw: [u8; size_of::<Command>()] = unsafe { core::mem::transmute(command) };
+        assert_eq!(bytes, raw);
     }
 }

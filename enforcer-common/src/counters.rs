@@ -41,11 +41,24 @@ pub enum GlobalCounter {
     EventsDropped,
     /// Policy connect timeouts that could not be applied.
     SetsockoptFailed,
+    /// Packet plane: SYNs from guests seen on a watched interface.
+    PacketSyns,
+    /// Packet plane: frames with truncated or invalid headers, passed untouched.
+    PacketMalformed,
+    /// Packet plane: IP fragments, passed untouched.
+    PacketFragments,
+    /// Packet plane: flows not tracked because the flow table was full.
+    FlowTableFull,
+    /// Packet plane: rejected SYNs answered with a RST crafted in the kernel.
+    PacketResets,
+    /// Packet plane: rejected SYNs that could not be answered in place (IPv4
+    /// options, IPv6 extension headers, data on the SYN) and were dropped.
+    PacketRejectsDropped,
 }
 
 impl GlobalCounter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 24] = [
         Self::TcpConnects,
         Self::OtherConnects,
         Self::Paused,
@@ -64,6 +77,12 @@ impl GlobalCounter {
         Self::Abandoned,
         Self::EventsDropped,
         Self::SetsockoptFailed,
+        Self::PacketSyns,
+        Self::PacketMalformed,
+        Self::PacketFragments,
+        Self::FlowTableFull,
+        Self::PacketResets,
+        Self::PacketRejectsDropped,
     ];
     /// Number of slots in the counters array.
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -89,6 +108,12 @@ impl GlobalCounter {
             Self::Abandoned => "abandoned",
             Self::EventsDropped => "events_dropped",
             Self::SetsockoptFailed => "setsockopt_failed",
+            Self::PacketSyns => "packet_syns",
+            Self::PacketMalformed => "packet_malformed",
+            Self::PacketFragments => "packet_fragments",
+            Self::FlowTableFull => "flow_table_full",
+            Self::PacketResets => "packet_resets",
+            Self::PacketRejectsDropped => "packet_rejects_dropped",
         }
     }
 }

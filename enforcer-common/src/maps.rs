@@ -44,3 +44,10 @@ pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Single-entry array of zeroes, the source the gate inserts new destinations
 /// from (a `DestState` does not fit on the 512-byte BPF stack).
 pub const ZERO_DEST: &str = "ZERO_DEST";
+
+/// Hash map [`crate::flow::FlowKey`] → [`crate::flow::Flow`]: the packet plane's
+/// admitted flows. Not an LRU, for the reason [`DESTS`] is not: an evicted flow
+/// would keep its slot forever; the daemon's sweep expires idle flows.
+pub const FLOWS: &str = "FLOWS";
+/// Default capacity of [`FLOWS`]; the daemon may change it at load time.
+pub const FLOWS_CAPACITY: u32 = 65_536;

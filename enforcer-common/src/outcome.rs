@@ -20,6 +20,18 @@ pub enum Outcome {
     Abandoned,
 }
 
+/// How an admitted connect moved on, whichever plane saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The handshake completed.
+    Established,
+    /// The connect ended without a handshake (a failure, or abandoned); nothing
+    /// of the connection is left.
+    Failed(Outcome),
+    /// A connection that had its outcome ended: only its slot is left.
+    Closed,
+}
+
 impl Outcome {
     pub const fn is_failure(self) -> bool {
         matches!(self, Self::Refused | Self::Timeout | Self::Unreachable)

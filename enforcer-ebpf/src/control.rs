@@ -7,7 +7,7 @@
 //! | input                          | return           |
 //! |--------------------------------|------------------|
 //! | packet shorter than a command  | `INVALID`        |
-//! | unknown destination            | `NOT_FOUND`      |
+//! | unknown destination or flow    | `NOT_FOUND`      |
 //! | command moot in this state     | `NOT_APPLICABLE` |
 //! | applied                        | `APPLIED`        |
 
@@ -29,7 +29,10 @@ pub fn control(ctx: XdpContext) -> u32 {
     }
     // SAFETY: bounds checked just above; the packet is the daemon's command.
     let command = unsafe { core::ptr::read_unaligned(start as *const Command) };
-    run(command.kind, &command.dest)
+    if command.kind == kind::FLOW_EXPIRE {
+        return crate::packet::flows::expire(&command.flow, unsafe { bpf_ktime_get_ns() });
+    }
+    run(command.kind, &command.flow.dest)
 }
 
 #[inline(always)]

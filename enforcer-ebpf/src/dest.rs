@@ -1,14 +1,18 @@
 //! A destination's state and what surrounds it: its lock, its policy, the group
 //! guard and the events its transitions send.
 
-use aya_ebpf::helpers::generated::{bpf_spin_lock, bpf_spin_unlock};
+use aya_ebpf::helpers::{
+    bpf_ktime_get_ns,
+    generated::{bpf_spin_lock, bpf_spin_unlock},
+};
 use enforcer_common::{
     breaker::{OpenGuard, Transition},
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     event::{Event, kind_of},
+    outcome::{End, Outcome},
     policy::{BackoffRow, Policy, PolicyStats, guard_allows},
-    sock::SockInfo,
+    sock::{SockInfo, flags},
 };
 
 use crate::{
@@ -48,6 +52,44 @@ impl Drop for Locked {
         // SAFETY: acquired in `acquire`.
         unsafe { bpf_spin_unlock((&raw mut (*self.dest).lock).cast()) };
     }
+}
+
+/// Records how an admitted connect moved on (a socket's, from the outcome
+/// hooks; a flow's, from the packet plane), under its destination's lock.
+#[inline(always)]
+pub fn record_end(sock: &mut SockInfo, end: End) {
+    let Some(mut t) = Tracked::of(sock) else {
+        return;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (policy, backoff) = (t.policy, t.backoff);
+    let mut lock = Locked::acquire(t.dest);
+    let d = lock.state();
+    let first = sock.flags & flags::OUTCOME_RECORDED == 0;
+    let transition = match end {
+        End::Established => d.on_established(policy, backoff, now, sock, &mut t.guard),
+        End::Failed(outcome) => {
+            let transition = d.on_failed(policy, backoff, now, sock, outcome, &mut t.guard);
+            d.on_closed(sock);
+            transition
+        }
+        End::Closed => {
+            d.on_closed(sock);
+            None
+        }
+    };
+    let change = Change::after(transition, d);
+    drop(lock);
+    if let Some(change) = change {
+        change.emit(&sock.dest, sock.policy_id, now);
+    }
+    counters::bump(match end {
+        _ if !first => return,
+        End::Established => GlobalCounter::Successes,
+        End::Failed(Outcome::Abandoned) => GlobalCounter::Abandoned,
+        End::Failed(_) => GlobalCounter::Failures,
+        End::Closed => return,
+    });
 }
 
 /// What an outcome path needs about a tracked socket's destination.

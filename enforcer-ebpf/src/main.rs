@@ -10,12 +10,14 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features, reason = "core_intrinsics, see above")]
 
+mod admission;
 mod atomic;
 mod control;
 mod counters;
 mod dest;
 mod gate;
 mod maps;
+mod packet;
 mod release;
 mod sock;
 mod tracker;

@@ -11,8 +11,12 @@ use enforcer_common::{
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     event::Event,
-    maps::{DESTS_CAPACITY, EVENTS_BYTES, OVERRIDES_CAPACITY, POLICY_RULES_CAPACITY},
+    flow::{Flow, FlowKey},
+    maps::{
+        DESTS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, OVERRIDES_CAPACITY, POLICY_RULES_CAPACITY,
+    },
     overrides::Override,
+    packet::HEADER_BYTES,
     policy::{BackoffRow, Policy, PolicyStats},
     rules::{MAX_POLICIES, RuleData},
     sock::SockInfo,
@@ -66,6 +70,22 @@ pub static SOCKS: SkStorage<SockInfo> = SkStorage::new();
 /// State transitions, for the daemon.
 #[btf_map]
 pub static EVENTS: RingBuf<Event, { EVENTS_BYTES as usize }> = RingBuf::new();
+
+/// The packet plane's admitted flows, from SYN to first FIN/RST or expiry. Not
+/// pre-allocated, for the reason DESTS is not.
+#[btf_map]
+pub static FLOWS: HashMap<
+    FlowKey,
+    Flow,
+    { FLOWS_CAPACITY as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();
+
+/// Per-CPU scratch for the packet programs' copy of a frame's headers (slot 0:
+/// from the guests, slot 1: to them): too big for the 512-byte BPF stack next to
+/// everything else the admission needs.
+#[btf_map]
+pub static FRAMES: PerCpuArray<[u8; HEADER_BYTES], 2> = PerCpuArray::new();
 
 /// Hot-path counters, per CPU, indexed by `GlobalCounter`.
 #[btf_map]

@@ -15,12 +15,12 @@ use aya_ebpf::{
     macros::cgroup_sock,
     programs::SockContext,
 };
-use enforcer_common::{outcome::Outcome, sock::marks};
-
-use crate::{
-    atomic, sock,
-    tracker::{self, End},
+use enforcer_common::{
+    outcome::{End, Outcome},
+    sock::marks,
 };
+
+use crate::{atomic, dest, sock};
 
 #[cgroup_sock(sock_release)]
 pub fn track_sock_release(ctx: SockContext) -> i32 {
@@ -33,7 +33,7 @@ pub fn track_sock_release(ctx: SockContext) -> i32 {
         BPF_TCP_SYN_SENT => {
             atomic::fetch_or(&raw mut sock.marks, marks::RELEASED_CONNECTING);
         }
-        BPF_TCP_CLOSE => tracker::on_end(sock, End::Failed(Outcome::Unreachable)),
+        BPF_TCP_CLOSE => dest::record_end(sock, End::Failed(Outcome::Unreachable)),
         _ => {}
     }
     1

@@ -19,25 +19,17 @@ use aya_ebpf::{
         BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB,
         BPF_TCP_CLOSE, BPF_TCP_SYN_SENT,
     },
-    helpers::{
-        bpf_ktime_get_ns,
-        generated::{bpf_getsockopt, bpf_setsockopt},
-    },
+    helpers::generated::{bpf_getsockopt, bpf_setsockopt},
     macros::sock_ops,
     programs::SockOpsContext,
 };
 use enforcer_common::{
     counters::GlobalCounter,
-    outcome::{Outcome, classify_syn_sent_close},
-    sock::{SockInfo, flags, marks},
+    outcome::{End, classify_syn_sent_close},
+    sock::{SockInfo, marks},
 };
 
-use crate::{
-    atomic, counters,
-    dest::{Change, Locked, Tracked},
-    maps::POLICIES,
-    sock,
-};
+use crate::{atomic, counters, dest::record_end, maps::POLICIES, sock};
 
 const SOL_TCP: i32 = 6;
 const TCP_USER_TIMEOUT: i32 = 18;
@@ -69,7 +61,7 @@ fn on_op(ctx: &SockOpsContext, sock: &mut SockInfo) {
                 // The handshake is done: back to the kernel's default for data.
                 set_user_timeout(ctx, 0);
             }
-            on_end(sock, End::Established);
+            record_end(sock, End::Established);
         }
         // args: retransmits, rto, expired (the timer is giving up: the socket
         // closes with a timeout right after this callback).
@@ -79,12 +71,12 @@ fn on_op(ctx: &SockOpsContext, sock: &mut SockInfo) {
         BPF_SOCK_OPS_STATE_CB if ctx.arg(1) == BPF_TCP_CLOSE => {
             if ctx.arg(0) == BPF_TCP_SYN_SENT {
                 let marks = atomic::load(&raw const sock.marks);
-                on_end(
+                record_end(
                     sock,
                     End::Failed(classify_syn_sent_close(marks, ctx.segs_in())),
                 );
             } else {
-                on_end(sock, End::Closed);
+                record_end(sock, End::Closed);
             }
         }
         _ => {}
@@ -142,56 +134,6 @@ fn set_user_timeout(ctx: &SockOpsContext, ms: i32) -> bool {
         )
     };
     rc == 0
-}
-
-/// How an admitted connect's socket moved on.
-#[derive(Clone, Copy)]
-pub enum End {
-    /// The handshake completed.
-    Established,
-    /// The connect ended without a handshake (a failure, or abandoned); the
-    /// socket is closed.
-    Failed(Outcome),
-    /// A connection that had its outcome reached CLOSE: only its slot is left.
-    Closed,
-}
-
-/// Records `end` for the socket's destination (also sock_release's path for
-/// sockets that failed inside `connect()`).
-#[inline(always)]
-pub fn on_end(sock: &mut SockInfo, end: End) {
-    let Some(mut t) = Tracked::of(sock) else {
-        return;
-    };
-    let now = unsafe { bpf_ktime_get_ns() };
-    let (policy, backoff) = (t.policy, t.backoff);
-    let mut lock = Locked::acquire(t.dest);
-    let d = lock.state();
-    let first = sock.flags & flags::OUTCOME_RECORDED == 0;
-    let transition = match end {
-        End::Established => d.on_established(policy, backoff, now, sock, &mut t.guard),
-        End::Failed(outcome) => {
-            let transition = d.on_failed(policy, backoff, now, sock, outcome, &mut t.guard);
-            d.on_closed(sock);
-            transition
-        }
-        End::Closed => {
-            d.on_closed(sock);
-            None
-        }
-    };
-    let change = Change::after(transition, d);
-    drop(lock);
-    if let Some(change) = change {
-        change.emit(&sock.dest, sock.policy_id, now);
-    }
-    counters::bump(match end {
-        _ if !first => return,
-        End::Established => GlobalCounter::Successes,
-        End::Failed(Outcome::Abandoned) => GlobalCounter::Abandoned,
-        End::Failed(_) => GlobalCounter::Failures,
-        End::Closed => return,
-    });
 }
 
 /// The socket's storage, if the gate admitted it.

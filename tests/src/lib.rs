@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod daemon;
 pub mod exec;
 pub mod fixtures;
+pub mod frames;
 pub mod net;
 pub mod netns;
 pub mod routed;

@@ -42,18 +42,34 @@ struct TestRunAttr {
 
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
-/// Runs `command` through the control program.
-pub fn run(program: &ProgramFd, command: &Command) -> io::Result<Applied> {
-    let mut packet = command.to_bytes();
+/// What one `BPF_PROG_TEST_RUN` returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestRun {
+    /// The program's return value (of its last run).
+    pub retval: u32,
+    /// The packet as the program left it.
+    pub data_out: Vec<u8>,
+    /// Mean time per run, in nanoseconds, as the kernel measured it.
+    pub duration_ns: u32,
+}
+
+/// Runs `program` on `data` `repeat` times (the kernel's own loop; `repeat` 0
+/// counts as 1).
+pub fn test_run(program: &ProgramFd, data: &[u8], repeat: u32) -> io::Result<TestRun> {
+    let mut data_in = data.to_vec();
+    // Room for what a program may grow the packet to.
+    let mut data_out = vec![0u8; data.len() + 256];
     let mut attr = TestRunAttr {
         prog_fd: program.as_fd().as_raw_fd() as u32,
-        data_size_in: packet.len() as u32,
-        data_in: packet.as_mut_ptr() as u64,
-        repeat: 1,
+        data_size_in: data_in.len() as u32,
+        data_in: data_in.as_mut_ptr() as u64,
+        data_size_out: data_out.len() as u32,
+        data_out: data_out.as_mut_ptr() as u64,
+        repeat,
         ..TestRunAttr::default()
     };
-    // SAFETY: bpf(2) with a correctly laid out attribute for this command and a
-    // packet buffer that outlives the call.
+    // SAFETY: bpf(2) with a correctly laid out attribute for this command and
+    // buffers that outlive the call (`data_size_out` says how big the output is).
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -65,7 +81,17 @@ pub fn run(program: &ProgramFd, command: &Command) -> io::Result<Applied> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    match attr.retval {
+    data_out.truncate(attr.data_size_out as usize);
+    Ok(TestRun {
+        retval: attr.retval,
+        data_out,
+        duration_ns: attr.duration,
+    })
+}
+
+/// Runs `command` through the control program.
+pub fn run(program: &ProgramFd, command: &Command) -> io::Result<Applied> {
+    match test_run(program, &command.to_bytes(), 1)?.retval {
         result::APPLIED => Ok(Applied::Applied),
         result::NOT_APPLICABLE => Ok(Applied::NotApplicable),
         result::NOT_FOUND => Ok(Applied::NotFound),

@@ -14,6 +14,7 @@ use enforcer_common::{
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     event::Event,
+    flow::{Flow, FlowKey},
     maps as names,
     overrides::Override,
     policy::{BackoffRow, Policy, PolicyStats},
@@ -116,6 +117,27 @@ pub fn dests_by_key(maps: &Maps) -> Result<Vec<(DestKey, DestState)>, BpfError> 
 /// The state of one destination, if it is tracked, read under its lock.
 pub fn dest(maps: &Maps, key: &DestKey) -> Result<Option<DestState>, BpfError> {
     optional(names::DESTS, dests_map(maps)?.get(key, BPF_F_LOCK))
+}
+
+/// Every flow of the packet plane (no lock: a flow's record is small and a
+/// torn read of it only delays its expiry to the next sweep).
+pub fn flows(maps: &Maps) -> Result<Vec<(FlowKey, Flow)>, BpfError> {
+    use std::os::fd::AsFd as _;
+    if let Ok(Map::HashMap(data)) = map(maps, names::FLOWS)
+        && let Ok(all) = super::batch::lookup_all(data.fd().as_fd(), 0)
+    {
+        return Ok(all);
+    }
+    let flows: HashMap<&MapData, FlowKey, Flow> =
+        HashMap::try_from(map(maps, names::FLOWS)?).map_err(map_err(names::FLOWS))?;
+    let mut out = Vec::new();
+    for key in flows.keys() {
+        let key = key.map_err(map_err(names::FLOWS))?;
+        if let Some(flow) = optional(names::FLOWS, flows.get(&key, 0))? {
+            out.push((key, flow));
+        }
+    }
+    Ok(out)
 }
 
 /// A global counter, summed over CPUs.

@@ -2,6 +2,7 @@
 
 mod batch;
 mod control;
+mod interfaces;
 mod maps;
 mod object;
 pub mod pins;
@@ -16,18 +17,20 @@ use aya::{
         ProgramError, ProgramFd, ProgramInfo, links::FdLink, links::LinkError, loaded_programs,
     },
 };
-pub use control::Applied;
+pub use control::{Applied, TestRun};
 use enforcer_common::{
     config::Config,
-    control::Command,
+    control::{Command, kind},
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     event::Event,
+    flow::{Flow, FlowKey},
     maps as names,
     overrides::Override,
     policy::{BackoffRow, Policy, PolicyStats},
     rules::MAX_POLICIES,
 };
+pub use interfaces::{Ingress, PacketHook, Watched, if_index};
 pub use maps::Maps;
 use pins::{MAP_NAMES, PinDir};
 
@@ -90,6 +93,8 @@ pub enum BpfError {
         #[source]
         source: io::Error,
     },
+    #[error("no network interface `{name}` in this network namespace")]
+    Interface { name: String },
     #[error("another enforcer daemon holds {path}")]
     Busy { path: String },
     #[error(
@@ -105,12 +110,15 @@ pub struct LoadOptions {
     /// Capacity of the destination map (of a newly created one: a pinned map keeps
     /// the capacity it was created with).
     pub dests_capacity: u32,
+    /// Capacity of the packet plane's flow table (likewise).
+    pub flows_capacity: u32,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             dests_capacity: names::DESTS_CAPACITY,
+            flows_capacity: names::FLOWS_CAPACITY,
         }
     }
 }
@@ -146,6 +154,7 @@ impl Enforcer {
         let bytes = object::bytes().ok_or(BpfError::ObjectMissing)?;
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(names::DESTS, options.dests_capacity);
+        loader.map_max_entries(names::FLOWS, options.flows_capacity);
         let pin_paths: Vec<_> = pins.map(|p| p.pinned_maps().collect()).unwrap_or_default();
         for (name, path) in &pin_paths {
             // Reuses the map pinned there, or creates and pins it.
@@ -219,18 +228,18 @@ impl Enforcer {
         }
         let mut enforcer = Self::load_with(options, Some(pins))?;
         let ebpf = enforcer.ebpf.as_mut().ok_or(BpfError::ObjectMissing)?;
-        let control_pin = pins.program(programs::CONTROL.name);
-        let _ = std::fs::remove_file(&control_pin);
-        ebpf.program_mut(programs::CONTROL.name)
-            .ok_or(BpfError::ProgramMissing {
-                name: programs::CONTROL.name,
-            })?
-            .pin(&control_pin)
-            .map_err(|e| BpfError::Pin {
-                path: control_pin.display().to_string(),
-                source: io::Error::other(e),
-            })?;
-        PinDir::restrict(&control_pin)?;
+        for spec in &programs::UNATTACHED {
+            let path = pins.program(spec.name);
+            let _ = std::fs::remove_file(&path);
+            ebpf.program_mut(spec.name)
+                .ok_or(BpfError::ProgramMissing { name: spec.name })?
+                .pin(&path)
+                .map_err(|e| BpfError::Pin {
+                    path: path.display().to_string(),
+                    source: io::Error::other(e),
+                })?;
+            PinDir::restrict(&path)?;
+        }
         for (name, link) in programs::attach_all(ebpf, &dir)? {
             let path = pins.link(name);
             link.pin(&path).map_err(|e| BpfError::Pin {
@@ -276,6 +285,43 @@ impl Enforcer {
             .ok_or(BpfError::ProgramMissing { name })?;
         control::run(program, &Command::new(kind, *dest))
             .map_err(|source| BpfError::Control { source })
+    }
+
+    /// Asks the kernel to expire a flow the sweep found past a timeout (checked
+    /// again there against the flow as it is then).
+    pub fn expire_flow(&mut self, flow: &FlowKey) -> Result<Applied, BpfError> {
+        let name = programs::CONTROL.name;
+        let program = self
+            .control
+            .as_ref()
+            .ok_or(BpfError::ProgramMissing { name })?;
+        control::run(program, &Command::on_flow(kind::FLOW_EXPIRE, *flow))
+            .map_err(|source| BpfError::Control { source })
+    }
+
+    /// Every flow the packet plane tracks.
+    pub fn flows(&self) -> Result<Vec<(FlowKey, Flow)>, BpfError> {
+        maps::flows(&self.maps)
+    }
+
+    /// Runs one of this process's loaded programs on `frame` with
+    /// `BPF_PROG_TEST_RUN`, `repeat` times: the packet programs' tests and
+    /// per-packet cost.
+    pub fn test_run(&self, program: &str, frame: &[u8], repeat: u32) -> Result<TestRun, BpfError> {
+        let spec = programs::UNATTACHED
+            .iter()
+            .find(|s| s.name == program)
+            .ok_or(BpfError::ProgramMissing { name: "(unknown)" })?;
+        let ebpf = self.ebpf.as_ref().ok_or(BpfError::ObjectMissing)?;
+        let fd = ebpf
+            .program(spec.name)
+            .ok_or(BpfError::ProgramMissing { name: spec.name })?
+            .fd()
+            .map_err(|source| BpfError::Program {
+                name: spec.name,
+                source,
+            })?;
+        control::test_run(fd, frame, repeat).map_err(|source| BpfError::Control { source })
     }
 
     /// Detaches and unpins everything in `pins`; returns what was removed.
@@ -413,27 +459,34 @@ impl Enforcer {
     /// The programs' kernel ids: from the links this process holds, or from the
     /// pinned links it adopted.
     fn program_ids(&self, pins: Option<&PinDir>) -> Vec<(&'static str, Option<u32>)> {
-        programs::PROGRAMS
-            .iter()
-            .map(|spec| {
-                let held = self
-                    .links
-                    .iter()
-                    .find(|(n, _)| *n == spec.name)
-                    .map(|(_, l)| l.info());
-                let id = match (held, pins) {
-                    (Some(info), _) => info.ok().map(|i| i.program_id()),
-                    (None, Some(pins)) => {
-                        aya::programs::links::PinnedLink::from_pin(pins.link(spec.name))
-                            .ok()
-                            .and_then(|l| FdLink::from(l).info().ok())
-                            .map(|i| i.program_id())
-                    }
-                    (None, None) => None,
-                };
-                (spec.name, id)
-            })
-            .collect()
+        let attached = programs::PROGRAMS.iter().map(|spec| {
+            let held = self
+                .links
+                .iter()
+                .find(|(n, _)| *n == spec.name)
+                .map(|(_, l)| l.info());
+            let id = match (held, pins) {
+                (Some(info), _) => info.ok().map(|i| i.program_id()),
+                (None, Some(pins)) => {
+                    aya::programs::links::PinnedLink::from_pin(pins.link(spec.name))
+                        .ok()
+                        .and_then(|l| FdLink::from(l).info().ok())
+                        .map(|i| i.program_id())
+                }
+                (None, None) => None,
+            };
+            (spec.name, id)
+        });
+        let unattached = programs::UNATTACHED.iter().map(|spec| {
+            let loaded = self
+                .ebpf
+                .as_ref()
+                .and_then(|e| e.program(spec.name))
+                .and_then(|p| p.info().ok());
+            let info = loaded.or_else(|| ProgramInfo::from_pin(pins?.program(spec.name)).ok());
+            (spec.name, info.map(|i| i.id()))
+        });
+        attached.chain(unattached).collect()
     }
 
     /// Per program: the kernel's statistics (run count and time need

@@ -1,9 +1,12 @@
 //! The pin directory: where the daemon leaves its maps and links so that
 //! enforcement and state outlive it (a crash, `kill -9`, an upgrade).
 //!
-//! Layout: `<dir>/maps/<MAP>` and `<dir>/links/<program>`, directories 0700 and
-//! pins 0600. A complete set of link pins means "installed": a new daemon adopts
-//! it instead of attaching a second copy.
+//! Layout: `<dir>/maps/<MAP>`, `<dir>/links/<program>` (the cgroup's links),
+//! `<dir>/programs/<program>` (programs attached later or never: the control
+//! program, the packet plane's) and `<dir>/interfaces/<interface>/{ingress,egress}`
+//! (the packet plane's links on each watched interface), directories 0700 and
+//! pins 0600. A complete set of cgroup link and program pins means "installed": a
+//! new daemon adopts it instead of attaching a second copy.
 
 use std::{
     fs::{self, File},
@@ -15,10 +18,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{BpfError, programs::PROGRAMS};
+use super::{
+    BpfError,
+    programs::{PROGRAMS, UNATTACHED},
+};
 
 /// Every map the object declares (and so every map pin).
-pub const MAP_NAMES: [&str; 11] = {
+pub const MAP_NAMES: [&str; 12] = {
     use enforcer_common::maps::*;
     [
         CONFIG,
@@ -32,6 +38,7 @@ pub const MAP_NAMES: [&str; 11] = {
         SOCKS,
         EVENTS,
         COUNTERS,
+        FLOWS,
     ]
 };
 
@@ -69,9 +76,49 @@ impl PinDir {
         self.root.join("links").join(name)
     }
 
-    /// Programs pinned on their own (the control program, which has no link).
+    /// Programs pinned on their own (the control program, which has no link,
+    /// and the packet programs, attached to interfaces as configured).
     pub fn program(&self, name: &str) -> PathBuf {
         self.root.join("programs").join(name)
+    }
+
+    /// The directory of one watched interface's links. bpffs refuses names with
+    /// a dot (VLAN interfaces have one); `:` is the character interface names
+    /// can never hold, so it stands in for the dot.
+    pub fn interface(&self, interface: &str) -> PathBuf {
+        self.root
+            .join("interfaces")
+            .join(interface.replace('.', ":"))
+    }
+
+    /// The interfaces with links pinned here.
+    pub fn watched_interfaces(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(self.root.join("interfaces")) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().replace(':', "."))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Removes one interface's link pins (detaching the programs there).
+    pub fn remove_interface(&self, interface: &str) -> Result<Vec<PathBuf>, BpfError> {
+        let dir = self.interface(interface);
+        let mut removed = Vec::new();
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+                fs::remove_file(&path).map_err(|source| BpfError::Pin {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                removed.push(path);
+            }
+        }
+        let _ = fs::remove_dir(&dir);
+        Ok(removed)
     }
 
     /// Maps to pin, with their pin paths.
@@ -98,6 +145,7 @@ impl PinDir {
             self.root.join("maps"),
             self.root.join("links"),
             self.root.join("programs"),
+            self.root.join("interfaces"),
         ] {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -108,10 +156,10 @@ impl PinDir {
         Ok(())
     }
 
-    /// Whether every program's link (and the control program) is pinned here.
+    /// Whether every program's link (and every unattached program) is pinned here.
     pub fn has_links(&self) -> bool {
         PROGRAMS.iter().all(|p| self.link(p.name).exists())
-            && self.program(super::programs::CONTROL.name).exists()
+            && UNATTACHED.iter().all(|p| self.program(p.name).exists())
     }
 
     /// Whether anything of ours is pinned here.
@@ -153,10 +201,14 @@ impl PinDir {
     /// Returns the paths removed.
     pub fn remove_all(&self) -> Result<Vec<PathBuf>, BpfError> {
         let mut removed = Vec::new();
+        // Interfaces first: their programs use the maps.
+        for interface in self.watched_interfaces() {
+            removed.extend(self.remove_interface(&interface)?);
+        }
         let links = PROGRAMS.iter().map(|p| self.link(p.name));
-        let control = std::iter::once(self.program(super::programs::CONTROL.name));
+        let programs = UNATTACHED.iter().map(|p| self.program(p.name));
         let maps = self.pinned_maps().map(|(_, path)| path);
-        for path in links.chain(control).chain(maps) {
+        for path in links.chain(programs).chain(maps) {
             match fs::remove_file(&path) {
                 Ok(()) => removed.push(path),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -172,6 +224,7 @@ impl PinDir {
             self.root.join("maps"),
             self.root.join("links"),
             self.root.join("programs"),
+            self.root.join("interfaces"),
             self.root.clone(),
         ] {
             // Left in place when not empty: it holds something that is not ours.

@@ -5,7 +5,7 @@ use std::os::fd::AsFd;
 use aya::{
     Ebpf,
     programs::{
-        CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, SockOps, Xdp,
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, SchedClassifier, SockOps, Xdp,
         links::{FdLink, LinkError},
     },
 };
@@ -23,6 +23,10 @@ pub enum Hook {
     SockRelease,
     /// Not attached: the daemon test-runs it (see `enforcer-ebpf/src/control.rs`).
     Control,
+    /// Packet plane, XDP on a watched interface (ingress only).
+    PacketXdp,
+    /// Packet plane, TC (tcx) on a watched interface.
+    PacketTc,
 }
 
 /// One program of the object.
@@ -73,9 +77,36 @@ pub const CONTROL: ProgramSpec = ProgramSpec {
     min_kernel_why: "bpf_spin_lock in XDP programs run with BPF_PROG_TEST_RUN",
 };
 
+/// The packet plane's ingress (from the guests) in XDP.
+pub const PACKET_IN_XDP: ProgramSpec = ProgramSpec {
+    name: "packet_in_xdp",
+    hook: Hook::PacketXdp,
+    min_kernel: (5, 18),
+    min_kernel_why: "bpf_xdp_load_bytes/bpf_xdp_store_bytes",
+};
+
+/// The packet plane's ingress (from the guests) in TC.
+pub const PACKET_IN_TC: ProgramSpec = ProgramSpec {
+    name: "packet_in_tc",
+    hook: Hook::PacketTc,
+    min_kernel: (6, 6),
+    min_kernel_why: "tcx links (pinnable TC attachments)",
+};
+
+/// The packet plane's egress (to the guests), always TC: XDP has no egress.
+pub const PACKET_OUT_TC: ProgramSpec = ProgramSpec {
+    name: "packet_out_tc",
+    hook: Hook::PacketTc,
+    min_kernel: (6, 6),
+    min_kernel_why: "tcx links (pinnable TC attachments)",
+};
+
+/// Programs loaded and pinned on their own, attached later (or never).
+pub const UNATTACHED: [ProgramSpec; 4] = [CONTROL, PACKET_IN_XDP, PACKET_IN_TC, PACKET_OUT_TC];
+
 /// Loads every program into the kernel (runs the verifier).
 pub fn load_all(ebpf: &mut Ebpf) -> Result<(), BpfError> {
-    for spec in PROGRAMS.iter().chain([&CONTROL]) {
+    for spec in PROGRAMS.iter().chain(&UNATTACHED) {
         let program = ebpf
             .program_mut(spec.name)
             .ok_or(BpfError::ProgramMissing { name: spec.name })?;
@@ -83,7 +114,8 @@ pub fn load_all(ebpf: &mut Ebpf) -> Result<(), BpfError> {
             Hook::SockAddr => as_kind::<CgroupSockAddr>(spec, program)?.load(),
             Hook::SockOps => as_kind::<SockOps>(spec, program)?.load(),
             Hook::SockRelease => as_kind::<CgroupSock>(spec, program)?.load(),
-            Hook::Control => as_kind::<Xdp>(spec, program)?.load(),
+            Hook::Control | Hook::PacketXdp => as_kind::<Xdp>(spec, program)?.load(),
+            Hook::PacketTc => as_kind::<SchedClassifier>(spec, program)?.load(),
         };
         loaded.map_err(|source| BpfError::Program {
             name: spec.name,
@@ -137,20 +169,20 @@ pub fn attach_all(
                     .try_into()
                     .map_err(link_err(spec))?
             }
-            // Never attached: the daemon test-runs it.
-            Hook::Control => continue,
+            // Not attached to the cgroup.
+            Hook::Control | Hook::PacketXdp | Hook::PacketTc => continue,
         };
         links.push((spec.name, link));
     }
     Ok(links)
 }
 
-fn link_err(spec: &ProgramSpec) -> impl FnOnce(LinkError) -> BpfError {
+pub(super) fn link_err(spec: &ProgramSpec) -> impl FnOnce(LinkError) -> BpfError {
     let name = spec.name;
     move |source| BpfError::Link { name, source }
 }
 
-fn as_kind<'a, T>(
+pub(super) fn as_kind<'a, T>(
     spec: &ProgramSpec,
     program: &'a mut aya::programs::Program,
 ) -> Result<&'a mut T, BpfError>

@@ -29,6 +29,10 @@ pub struct Args {
     /// Metrics address. Overrides `daemon.metrics`.
     #[arg(long, env = "ENFORCER_METRICS")]
     metrics: Option<String>,
+    /// Interface facing guests whose connections are enforced on their packets
+    /// (repeatable; comma-separated in the variable). Overrides `daemon.interfaces`.
+    #[arg(long = "interface", env = "ENFORCER_INTERFACES", value_delimiter = ',')]
+    interfaces: Option<Vec<String>>,
     /// Detach and unpin everything on exit instead of leaving enforcement running.
     #[arg(long)]
     detach_on_exit: bool,
@@ -40,6 +44,7 @@ pub fn execute(args: Args) -> Result<(), Failure> {
         pin_dir: args.pin_dir,
         socket: args.socket,
         metrics: args.metrics,
+        interfaces: args.interfaces,
     };
     let config = Config::load(&args.config, &overrides).map_err(|e| Failure::Usage(e.into()))?;
     let options = RunOptions {

@@ -25,7 +25,7 @@ use knobs::{Knobs, KnobsFile, Lines, PolicyFile};
 pub use policy::PolicySpec;
 use values::Dur;
 
-use crate::rule::Rule;
+use crate::{bpf::PacketHook, rule::Rule};
 
 /// The embedded default configuration, also the documentation of every key.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -80,6 +80,13 @@ pub struct DaemonConfig {
     pub dests_capacity: u32,
     pub max_series: u32,
     pub gc_idle: Duration,
+    /// Packet plane: interfaces facing guests whose connections are enforced
+    /// on their packets.
+    pub interfaces: Vec<String>,
+    pub packet_hook: PacketHook,
+    pub flow_syn_timeout: Duration,
+    pub flow_idle_timeout: Duration,
+    pub flows_capacity: u32,
 }
 
 /// `[daemon]` as written.
@@ -95,6 +102,11 @@ struct DaemonFile {
     dests_capacity: Option<Spanned<u32>>,
     max_series: Option<Spanned<u32>>,
     gc_idle: Option<Spanned<Dur>>,
+    interfaces: Option<Spanned<Vec<String>>>,
+    packet_hook: Option<Spanned<String>>,
+    flow_syn_timeout: Option<Spanned<Dur>>,
+    flow_idle_timeout: Option<Spanned<Dur>>,
+    flows_capacity: Option<Spanned<u32>>,
 }
 
 /// The whole file as written.
@@ -116,6 +128,7 @@ pub struct DaemonOverrides {
     pub pin_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
     pub metrics: Option<String>,
+    pub interfaces: Option<Vec<String>>,
 }
 
 impl Config {
@@ -353,6 +366,51 @@ fn resolve_daemon(
             format!("must be 10s..=24h, got {gc_idle}"),
         );
     }
+    let (interfaces, line) = pick(
+        over.interfaces.clone(),
+        &file.interfaces,
+        &base.interfaces,
+        lines,
+    );
+    check_interfaces(&interfaces, line)?;
+    let (packet_hook, line) = pick(None, &file.packet_hook, &base.packet_hook, lines);
+    let packet_hook = packet_hook
+        .parse::<PacketHook>()
+        .or_else(|message| invalid("daemon.packet_hook", line, message))?;
+    let (flow_syn_timeout, line) =
+        pick(None, &file.flow_syn_timeout, &base.flow_syn_timeout, lines);
+    if flow_syn_timeout.0 < Duration::from_millis(100)
+        || flow_syn_timeout.0 > Duration::from_secs(600)
+    {
+        return invalid(
+            "daemon.flow_syn_timeout",
+            line,
+            format!("must be 100ms..=10m, got {flow_syn_timeout}"),
+        );
+    }
+    let (flow_idle_timeout, line) = pick(
+        None,
+        &file.flow_idle_timeout,
+        &base.flow_idle_timeout,
+        lines,
+    );
+    if flow_idle_timeout.0 < Duration::from_secs(1)
+        || flow_idle_timeout.0 > Duration::from_secs(7 * 86_400)
+    {
+        return invalid(
+            "daemon.flow_idle_timeout",
+            line,
+            format!("must be 1s..=7d, got {flow_idle_timeout}"),
+        );
+    }
+    let (flows_capacity, line) = pick(None, &file.flows_capacity, &base.flows_capacity, lines);
+    if !(1..=16 * 1024 * 1024).contains(&flows_capacity) {
+        return invalid(
+            "daemon.flows_capacity",
+            line,
+            format!("must be 1..=16777216, got {flows_capacity}"),
+        );
+    }
     Ok(DaemonConfig {
         cgroup,
         pin_root,
@@ -363,7 +421,41 @@ fn resolve_daemon(
         dests_capacity,
         max_series,
         gc_idle: gc_idle.0,
+        interfaces,
+        packet_hook,
+        flow_syn_timeout: flow_syn_timeout.0,
+        flow_idle_timeout: flow_idle_timeout.0,
+        flows_capacity,
     })
+}
+
+/// Interface names as the kernel accepts them (1..=15 bytes, no `/`, `:` or
+/// whitespace), each once. Whether they exist is checked when attaching.
+fn check_interfaces(interfaces: &[String], line: Option<usize>) -> Result<(), Invalid> {
+    let mut seen = HashSet::new();
+    for name in interfaces {
+        let valid = (1..=15).contains(&name.len())
+            && name != "."
+            && name != ".."
+            && !name
+                .chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+        if !valid {
+            return invalid(
+                "daemon.interfaces",
+                line,
+                format!("`{name}` is not an interface name (1..=15 bytes, no / : or spaces)"),
+            );
+        }
+        if !seen.insert(name) {
+            return invalid(
+                "daemon.interfaces",
+                line,
+                format!("`{name}` is listed twice"),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Whether `path` is strictly below `root`, without `..` tricks.

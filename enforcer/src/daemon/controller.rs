@@ -9,7 +9,8 @@
 //! overrides. Every scan interval: walk the whole destination map once, to
 //! forget idle CLOSED destinations and to re-learn which ones are open (the
 //! event reader keeps that set current in between, so ticks never walk a map of
-//! 100 000 destinations).
+//! 100 000 destinations). Every sweep interval: expire the packet plane's
+//! flows past their timeouts ([`super::flows`]).
 
 use std::{
     collections::HashSet,
@@ -34,10 +35,17 @@ fn scan_interval(gc_idle: Duration) -> Duration {
 pub async fn run(shared: Shared) {
     let mut tick = tokio::time::interval(TICK);
     let (mut overrides_at, mut scanned_at) = (Instant::now(), None::<Instant>);
+    let mut swept_at = Instant::now();
     loop {
         tick.tick().await;
         let mut d = lock(&shared);
         let scan = scan_interval(d.config.daemon.gc_idle);
+        let timeouts: Vec<Duration> = d
+            .policies
+            .iter()
+            .filter_map(|p| p.connect_timeout)
+            .collect();
+        let sweep = super::flows::sweep_interval(d.config.daemon.flow_syn_timeout, &timeouts);
         let result = rejitter(&mut d)
             .and_then(|()| {
                 if overrides_at.elapsed() < OVERRIDE_CHECK {
@@ -52,6 +60,13 @@ pub async fn run(shared: Shared) {
                 }
                 scanned_at = Some(Instant::now());
                 scan_dests(&mut d)
+            })
+            .and_then(|()| {
+                if swept_at.elapsed() < sweep {
+                    return Ok(());
+                }
+                swept_at = Instant::now();
+                super::flows::sweep(&mut d).map(drop)
             });
         if let Err(e) = result {
             eprintln!("enforcer: controller: {e}");

@@ -11,6 +11,7 @@ pub mod api;
 pub mod apply;
 pub mod controller;
 pub mod events;
+mod flows;
 pub mod metrics;
 pub mod saved;
 pub mod view;
@@ -27,7 +28,7 @@ use enforcer_common::dest::DestKey;
 use tokio::sync::broadcast;
 
 use crate::{
-    bpf::{BpfError, Enforcer, Installed, LoadOptions, pins::PinDir},
+    bpf::{BpfError, Enforcer, Installed, LoadOptions, PacketHook, pins::PinDir},
     cgroup,
     clock::Jitter,
     config::{Config, DaemonOverrides, PolicySpec},
@@ -179,6 +180,10 @@ pub fn start(options: RunOptions) -> Result<(Shared, crate::bpf::pins::PinLock),
     } = options;
     let cgroup = attach_point(&config.daemon.cgroup).map_err(BadInput)?;
     apply::check(&config.policies).map_err(|e| BadInput(e.into()))?;
+    for interface in &config.daemon.interfaces {
+        crate::bpf::if_index(interface)
+            .map_err(|e| BadInput(anyhow::Error::new(e).context("daemon.interfaces")))?;
+    }
     let pins = PinDir::new(&config.daemon.pin_dir);
     pins.create()
         .context("creating the pin directory")
@@ -189,14 +194,33 @@ pub fn start(options: RunOptions) -> Result<(Shared, crate::bpf::pins::PinLock),
     })?;
     let load = LoadOptions {
         dests_capacity: config.daemon.dests_capacity,
+        flows_capacity: config.daemon.flows_capacity,
     };
-    let (enforcer, installed) = Enforcer::install(&load, &pins, &cgroup).map_err(|e| {
+    let (mut enforcer, installed) = Enforcer::install(&load, &pins, &cgroup).map_err(|e| {
         let context = format!("installing into {}", pins.root().display());
         match e {
             BpfError::AttachedElsewhere { .. } => BadInput(anyhow::Error::new(e).context(context)),
             e => Failed(anyhow::Error::new(e).context(context)),
         }
     })?;
+    let daemon = &config.daemon;
+    let watched = enforcer
+        .watch_pinned(&pins, &daemon.interfaces, daemon.packet_hook)
+        .map_err(|e| {
+            // A forced hook the driver refuses is the operator's choice.
+            let bad_input =
+                daemon.packet_hook == PacketHook::Xdp && matches!(e, BpfError::Attach { .. });
+            let e = anyhow::Error::new(e).context("attaching to daemon.interfaces");
+            if bad_input { BadInput(e) } else { Failed(e) }
+        })?;
+    for w in &watched {
+        eprintln!(
+            "enforcer: watching {} (ingress {}{})",
+            w.interface,
+            w.ingress,
+            if w.adopted { ", adopted" } else { "" }
+        );
+    }
     finish_start(
         config,
         config_path,
@@ -233,8 +257,11 @@ fn finish_start(
         ),
     }
     let kernel_config = enforcer.config()?;
+    let millis = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
     enforcer.set_config(enforcer_common::config::Config {
         bypass_tgid: std::process::id(),
+        flow_syn_timeout_ms: millis(config.daemon.flow_syn_timeout),
+        flow_idle_timeout_ms: millis(config.daemon.flow_idle_timeout),
         ..kernel_config
     })?;
     let (events, _) = broadcast::channel(1024);

@@ -128,6 +128,7 @@ impl Arm {
             &cgroup,
             &LoadOptions {
                 dests_capacity: capacity,
+                ..LoadOptions::default()
             },
         );
         let map_ids = map_memory::opened_since(&before);

@@ -1,0 +1,58 @@
+//! The Internet checksum (RFC 1071) over header bytes at runtime offsets.
+//!
+//! Sums are kept as `u32` with end-around carry, over 16-bit words read in network
+//! order; [`fold`] reduces them to the 16 bits a checksum field holds.
+
+use super::{HEADER_BYTES, frame::read, wire::tcp};
+
+/// Words in the longest run summed: a TCP header with 40 option bytes.
+const MAX_WORDS: usize = tcp::MAX_HEADER_LEN / 2;
+
+/// Ones'-complement addition: a carry out of bit 31 wraps around into bit 0.
+#[inline(always)]
+pub(super) fn add(sum: u32, value: u32) -> u32 {
+    let (sum, carry) = sum.overflowing_add(value);
+    sum.wrapping_add(u32::from(carry))
+}
+
+/// Folds a 32-bit ones'-complement sum into 16 bits.
+#[inline(always)]
+pub(super) fn fold(sum: u32) -> u16 {
+    // Two rounds suffice: after the first the sum is at most 0x1_fffe.
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
+/// Ones'-complement sum of the network-order words of the `len` bytes at `start`.
+///
+/// `len` must be even and at most a TCP header's 60 bytes: the loop has that
+/// constant bound for the verifier. `None` if the bytes leave the array.
+#[inline(always)]
+pub(super) fn sum_words(buf: &[u8; HEADER_BYTES], start: usize, len: usize) -> Option<u32> {
+    let mut sum = 0;
+    for word in 0..MAX_WORDS {
+        let offset = word * 2;
+        if offset >= len {
+            break;
+        }
+        let value = u16::from_be_bytes(read(buf, start.checked_add(offset)?)?);
+        sum = add(sum, u32::from(value));
+    }
+    Some(sum)
+}
+
+/// Ones'-complement sum of a header of `len` bytes at `start`, leaving out its
+/// checksum field at `checksum_at` (relative to `start`).
+#[inline(always)]
+pub(super) fn sum_header(
+    buf: &[u8; HEADER_BYTES],
+    start: usize,
+    len: usize,
+    checksum_at: usize,
+) -> Option<u32> {
+    let after = checksum_at + 2;
+    let before_field = sum_words(buf, start, checksum_at)?;
+    let after_field = sum_words(buf, start.checked_add(after)?, len.checked_sub(after)?)?;
+    Some(add(before_field, after_field))
+}

@@ -1,0 +1,225 @@
+//! [`rst_reply`]: the RST a closed port would send, crafted over the SYN in place.
+
+use super::{
+    HEADER_BYTES, Layout, Reply, Segment,
+    checksum::{add, fold, sum_header, sum_words},
+    frame::{read, write},
+    tcp_flags,
+    wire::{eth, ipv4, ipv6, proto, tcp},
+};
+
+/// TTL / hop limit of a reply: Linux's default for locally generated packets.
+const REPLY_TTL: u8 = 64;
+
+/// Rewrites the SYN in `frame`, as [`super::parse`] parsed it into `syn`, into the
+/// RST a closed port would send back (RFC 9293 3.10.7.1), with complete TCP and
+/// IPv4 header checksums.
+///
+/// `None`, with the frame untouched, unless the layout is plain, SYN is set, RST is
+/// not, and there is no payload (a RST over a SYN carrying data would have to drop
+/// it, i.e. resize the packet).
+#[inline(always)]
+pub fn rst_reply(frame: &mut [u8; HEADER_BYTES], syn: &Segment) -> Option<Reply> {
+    if !is_answerable_syn(syn) {
+        return None;
+    }
+    let at = Offsets::of(&syn.layout)?;
+    // Everything below reads and writes inside `at`, which `Offsets::of` checked to
+    // lie inside the array: no `?` from here on can fire and leave a half-written
+    // frame.
+    let old_csum = read(frame, at.tcp_checksum())?;
+    let old_header = sum_header(frame, at.l4, at.tcp_len, tcp::CHECKSUM)?;
+
+    swap::<{ eth::ADDR_LEN }>(frame, eth::DST, eth::SRC)?;
+    if at.ipv6 {
+        rewrite_ipv6(frame, &at)?;
+    } else {
+        rewrite_ipv4(frame, &at)?;
+    }
+    rewrite_tcp(frame, &at, syn)?;
+
+    let new_header = sum_header(frame, at.l4, at.tcp_len, tcp::CHECKSUM)?;
+    let checksum = !fold(add(pseudo_header_sum(frame, &at)?, new_header));
+    write(frame, at.tcp_checksum(), checksum.to_be_bytes())?;
+    Some(Reply {
+        len: at.end(),
+        csum_at: at.tcp_checksum(),
+        old_csum,
+        diff: kernel_diff(old_header, new_header),
+    })
+}
+
+#[inline(always)]
+fn is_answerable_syn(segment: &Segment) -> bool {
+    segment.layout.plain
+        && segment.flags & tcp_flags::SYN != 0
+        && segment.flags & tcp_flags::RST == 0
+        && segment.payload_len == 0
+}
+
+/// Header offsets of a plain packet, checked.
+struct Offsets {
+    l3: usize,
+    l4: usize,
+    tcp_len: usize,
+    ipv6: bool,
+}
+
+impl Offsets {
+    /// `None` for a layout that no plain packet from `parse` has, so that a stray
+    /// `Segment` cannot steer writes outside the headers.
+    ///
+    /// The constant bounds (l3 after at most two VLAN tags, TCP header at most 60
+    /// bytes) also matter to the verifier: the layout may reach `rst_reply` through
+    /// the stack as bare `u16`s, and these comparisons put every offset below
+    /// 22 + 40 + 60 without relying on what `parse` checked.
+    #[inline(always)]
+    fn of(layout: &Layout) -> Option<Self> {
+        const MAX_L3: usize = eth::HEADER_LEN + eth::MAX_VLAN_TAGS * eth::VLAN_TAG_LEN;
+        let l3 = usize::from(layout.l3);
+        let l4 = usize::from(layout.l4);
+        let tcp_len = usize::from(layout.tcp_len);
+        let ip_len = if layout.ipv6 {
+            ipv6::HEADER_LEN
+        } else {
+            ipv4::HEADER_LEN
+        };
+        let sane = layout.plain
+            && (eth::HEADER_LEN..=MAX_L3).contains(&l3)
+            && l4 == l3 + ip_len
+            && (tcp::HEADER_LEN..=tcp::MAX_HEADER_LEN).contains(&tcp_len)
+            && tcp_len.is_multiple_of(4)
+            && l4 + tcp_len <= HEADER_BYTES;
+        sane.then_some(Self {
+            l3,
+            l4,
+            tcp_len,
+            ipv6: layout.ipv6,
+        })
+    }
+
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.l4 + self.tcp_len
+    }
+
+    #[inline(always)]
+    fn tcp_checksum(&self) -> usize {
+        self.l4 + tcp::CHECKSUM
+    }
+}
+
+/// Exchanges the `N` bytes at `a` with the `N` bytes at `b`.
+#[inline(always)]
+fn swap<const N: usize>(frame: &mut [u8; HEADER_BYTES], a: usize, b: usize) -> Option<()> {
+    let at_a: [u8; N] = read(frame, a)?;
+    let at_b: [u8; N] = read(frame, b)?;
+    write(frame, a, at_b)?;
+    write(frame, b, at_a)
+}
+
+/// Addresses swapped, fresh TTL and identification, length of a bare TCP header,
+/// header checksum. Flags (DF) stay: the fragment offset of a parsed TCP segment is 0.
+#[inline(always)]
+fn rewrite_ipv4(frame: &mut [u8; HEADER_BYTES], at: &Offsets) -> Option<()> {
+    let l3 = at.l3;
+    swap::<4>(frame, l3 + ipv4::SRC, l3 + ipv4::DST)?;
+    let total_len = (ipv4::HEADER_LEN + at.tcp_len) as u16;
+    write(frame, l3 + ipv4::TOTAL_LEN, total_len.to_be_bytes())?;
+    write(frame, l3 + ipv4::ID, [0, 0])?;
+    write(frame, l3 + ipv4::TTL, [REPLY_TTL])?;
+    let checksum = !fold(sum_header(frame, l3, ipv4::HEADER_LEN, ipv4::CHECKSUM)?);
+    write(frame, l3 + ipv4::CHECKSUM, checksum.to_be_bytes())
+}
+
+/// Addresses swapped, fresh hop limit, length of a bare TCP header; traffic class
+/// and flow label stay.
+#[inline(always)]
+fn rewrite_ipv6(frame: &mut [u8; HEADER_BYTES], at: &Offsets) -> Option<()> {
+    let l3 = at.l3;
+    swap::<16>(frame, l3 + ipv6::SRC, l3 + ipv6::DST)?;
+    write(
+        frame,
+        l3 + ipv6::PAYLOAD_LEN,
+        (at.tcp_len as u16).to_be_bytes(),
+    )?;
+    write(frame, l3 + ipv6::HOP_LIMIT, [REPLY_TTL])
+}
+
+/// Everything but the checksum, which covers the result.
+#[inline(always)]
+fn rewrite_tcp(frame: &mut [u8; HEADER_BYTES], at: &Offsets, syn: &Segment) -> Option<()> {
+    let l4 = at.l4;
+    swap::<2>(frame, l4 + tcp::SPORT, l4 + tcp::DPORT)?;
+    let (seq, ack, flags) = rst_numbers(syn);
+    write(frame, l4 + tcp::SEQ, seq.to_be_bytes())?;
+    write(frame, l4 + tcp::ACK, ack.to_be_bytes())?;
+    // The data offset is the length we checksum and hand back; the reserved bits
+    // (AE included) are zero.
+    let data_offset = ((at.tcp_len / 4) as u8) << 4;
+    write(frame, l4 + tcp::DATA_OFFSET, [data_offset, flags])?;
+    write(frame, l4 + tcp::WINDOW, [0, 0])?;
+    write(frame, l4 + tcp::URGENT, [0, 0])?;
+    nop_options(frame, l4 + tcp::HEADER_LEN, at.tcp_len - tcp::HEADER_LEN)
+}
+
+/// Sequence number, acknowledgment number and flags of the RST (RFC 9293 3.10.7.1):
+/// a SYN that acknowledges something is answered at that number, without an ACK;
+/// otherwise the RST acknowledges the SYN.
+#[inline(always)]
+fn rst_numbers(syn: &Segment) -> (u32, u32, u8) {
+    if syn.flags & tcp_flags::ACK != 0 {
+        (syn.ack, 0, tcp_flags::RST)
+    } else {
+        // SEG.LEN: the payload is 0; SYN and FIN each occupy one sequence number.
+        let seg_len = 1 + u32::from(syn.flags & tcp_flags::FIN);
+        let ack = syn.seq.wrapping_add(seg_len);
+        (0, ack, tcp_flags::RST | tcp_flags::ACK)
+    }
+}
+
+/// Overwrites the options (`len` bytes, a multiple of 4) with NOPs: the reply keeps
+/// the SYN's length, so the program neither resizes the packet nor moves bytes, and
+/// the peer skips them.
+///
+/// Word by word, each write behind its own test: a byte loop that stops at `len` is
+/// the memset idiom, which LLVM turns into a call to `memset` with a runtime length.
+#[inline(always)]
+fn nop_options(frame: &mut [u8; HEADER_BYTES], start: usize, len: usize) -> Option<()> {
+    const WORD: usize = 4;
+    const MAX_WORDS: usize = (tcp::MAX_HEADER_LEN - tcp::HEADER_LEN) / WORD;
+    for word in 0..MAX_WORDS {
+        let offset = word * WORD;
+        if offset < len {
+            write(frame, start + offset, [tcp::OPTION_NOP; WORD])?;
+        }
+    }
+    Some(())
+}
+
+/// Sum of the pseudo-header of a segment without payload: addresses, protocol,
+/// TCP length. Swapping the addresses does not change it.
+#[inline(always)]
+fn pseudo_header_sum(frame: &[u8; HEADER_BYTES], at: &Offsets) -> Option<u32> {
+    // Source and destination are adjacent in both IP versions.
+    let addresses = if at.ipv6 {
+        sum_words(frame, at.l3 + ipv6::SRC, 32)?
+    } else {
+        sum_words(frame, at.l3 + ipv4::SRC, 8)?
+    };
+    // The zero-padded protocol and the TCP length are one word each (IPv6's 32-bit
+    // length has a zero upper word).
+    let protocol_and_length = u32::from(proto::TCP) + at.tcp_len as u32;
+    Some(add(addresses, protocol_and_length))
+}
+
+/// `new - old` in ones' complement, in the kernel's representation.
+///
+/// We sum network-order words; the kernel's checksum helpers sum words as they lie in
+/// memory, read native-endian. A byte swap commutes with ones'-complement sums, so
+/// reading our folded result's network-order bytes native-endian converts it.
+#[inline(always)]
+fn kernel_diff(old: u32, new: u32) -> u32 {
+    let network_order = fold(add(new, u32::from(!fold(old))));
+    u32::from(u16::from_ne_bytes(network_order.to_be_bytes()))
+}

@@ -1,0 +1,178 @@
+//! The admission decision both planes share: a `connect()` at the gate and a
+//! guest's SYN on a watched interface are the same question asked of the same
+//! destination state.
+//!
+//! | case                                        | admission  | accounting              |
+//! |---------------------------------------------|------------|-------------------------|
+//! | no rule matches / policy `off`              | pass       | `unmatched`/`policy_off`|
+//! | outside the policy's scope                  | pass       | `out_of_scope`          |
+//! | `disabled` override                         | pass       | `disabled`              |
+//! | destination map full / internal error       | pass       | `dest_map_full`/—       |
+//! | circuit open (or forced open), enforce      | rejected   | `rejected_circuit`      |
+//! | bulkhead full, enforce                      | rejected   | `rejected_bulkhead`     |
+//! | otherwise (observe: always)                 | admitted   | attempt (+ would-reject)|
+//!
+//! Every internal error passes (fails open).
+
+use aya_ebpf::{bindings::BPF_NOEXIST, btf_maps::lpm_trie::Key};
+use enforcer_common::{
+    breaker::{Cause, Verdict, state},
+    counters::GlobalCounter,
+    dest::{DestKey, DestState},
+    overrides::kind,
+    policy::{Policy, mode},
+    rules::{FULL_PREFIX, RuleData},
+    sock::SockInfo,
+};
+
+use crate::{
+    atomic, counters,
+    dest::{Change, Locked, PolicyGuard},
+    maps::{DESTS, OVERRIDES, POLICIES, POLICY_RULES, POLICY_STATS, ZERO_DEST},
+};
+
+/// What became of a connect attempt.
+pub enum Admission {
+    /// Not tracked (counted): let it through untouched.
+    Pass,
+    /// Admitted: `sock` holds what the admission took (a slot, maybe a probe);
+    /// the caller records it where the outcome paths find it, or [`cancel`]s it.
+    Admitted {
+        dest: *mut DestState,
+        sock: SockInfo,
+    },
+    /// Refused (counted): the caller fails the connect with the policy's errno
+    /// or answers it with a RST.
+    Rejected { policy: &'static Policy },
+}
+
+/// Decides a TCP connect to `key` at `now`. `in_scope` says whether a policy
+/// with a scope applies to this caller.
+#[inline(always)]
+pub fn admit(
+    key: &DestKey,
+    now: u64,
+    check_overrides: bool,
+    in_scope: impl FnOnce(&Policy) -> bool,
+) -> Admission {
+    let Some(policy_id) = policy_id(key) else {
+        counters::bump(GlobalCounter::Unmatched);
+        return Admission::Pass;
+    };
+    let Some(policy) = POLICIES.get(policy_id) else {
+        return Admission::Pass;
+    };
+    if policy.mode == mode::OFF {
+        counters::bump(GlobalCounter::PolicyOff);
+        return Admission::Pass;
+    }
+    if !in_scope(policy) {
+        counters::bump(GlobalCounter::OutOfScope);
+        return Admission::Pass;
+    }
+    let mut forced_open = false;
+    if check_overrides && let Some(o) = OVERRIDES.get_ptr(key) {
+        // SAFETY: a value of OVERRIDES, valid for the program's run.
+        let o = unsafe { &*o };
+        if o.active(now) {
+            if o.kind == kind::DISABLED {
+                counters::bump(GlobalCounter::Disabled);
+                return Admission::Pass;
+            }
+            forced_open = o.kind == kind::FORCED_OPEN;
+        }
+    }
+    let Some(dest) = dest_state(key, policy_id) else {
+        return Admission::Pass;
+    };
+    // Decided into a record on the stack: the caller's own record (socket
+    // storage, flow entry) is created only for an admitted connect, which keeps
+    // the allocation off the rejection path.
+    let mut sock = SockInfo {
+        dest: *key,
+        policy_id,
+        start_ns: now,
+        ..SockInfo::default()
+    };
+    // The rules may have moved this destination to another policy since it was
+    // last seen: its share of the group guard's counts moves with it. The stored
+    // id is read before the lock (map lookups cannot run under it) and the move
+    // happens only if it is still the same under the lock.
+    // SAFETY: a live value of DESTS.
+    let stored = unsafe { core::ptr::read_volatile(&raw const (*dest).policy_id) };
+    let moving =
+        (stored != policy_id).then(|| (PolicyGuard::stats(stored), PolicyGuard::stats(policy_id)));
+    let mut lock = Locked::acquire(dest);
+    let d = lock.state();
+    if let Some((from, to)) = moving
+        && d.policy_id == stored
+    {
+        // 0: inserted just now, already counted for its policy.
+        if stored != 0 {
+            PolicyGuard::move_dest(from, to, d.breaker.state != state::CLOSED);
+        }
+        d.policy_id = policy_id;
+    }
+    d.last_attempt_ns = now;
+    let (verdict, transition) = d.admit(policy, now, forced_open, &mut sock);
+    let change = Change::after(transition, d);
+    drop(lock);
+    if let Some(change) = change {
+        change.emit(key, policy_id, now);
+    }
+    match verdict {
+        Verdict::Admit { .. } => Admission::Admitted { dest, sock },
+        Verdict::Reject(cause) => {
+            counters::bump(match cause {
+                Cause::Circuit => GlobalCounter::RejectedCircuit,
+                Cause::Bulkhead | Cause::Pending => GlobalCounter::RejectedBulkhead,
+            });
+            Admission::Rejected { policy }
+        }
+    }
+}
+
+/// Gives back what an admission holds when the caller could not record it,
+/// counting the connect as abandoned so every attempt still ends exactly once.
+#[inline(always)]
+pub fn cancel(dest: *mut DestState, sock: &mut SockInfo) {
+    Locked::acquire(dest).state().cancel(sock);
+}
+
+/// The policy of the most specific rule for the destination: its port first,
+/// then any port.
+#[inline(always)]
+fn policy_id(key: &DestKey) -> Option<u32> {
+    let mut lookup = Key::new(FULL_PREFIX, RuleData::new(key.port, &key.addr));
+    if let Some(id) = POLICY_RULES.get(&lookup) {
+        return Some(*id);
+    }
+    lookup.data.port = [0, 0];
+    POLICY_RULES.get(&lookup).copied()
+}
+
+/// The destination's state, created (CLOSED, zeroed) on first sight; `None`
+/// (counted) when the map is full.
+#[inline(always)]
+fn dest_state(key: &DestKey, policy_id: u32) -> Option<*mut DestState> {
+    if let Some(state) = DESTS.get_ptr_mut(key) {
+        return Some(state);
+    }
+    let zero = ZERO_DEST.get(0)?;
+    // SAFETY: ZERO_DEST's value has the size of a DestState and is all zeroes,
+    // a valid (CLOSED, empty) DestState.
+    let zero: &DestState = unsafe { &*(zero as *const [u64; size_of::<DestState>() / 8]).cast() };
+    // Another CPU may insert the same key between lookup and insert: NOEXIST makes
+    // that a harmless EEXIST, and the lookup below finds the winner's entry.
+    if DESTS.insert(key, zero, BPF_NOEXIST.into()).is_ok()
+        && let Some(stats) = POLICY_STATS.get_ptr_mut(policy_id)
+    {
+        // SAFETY: a value of POLICY_STATS.
+        atomic::add(unsafe { &raw mut (*stats).tracked }, 1);
+    }
+    let found = DESTS.get_ptr_mut(key);
+    if found.is_none() {
+        counters::bump(GlobalCounter::DestMapFull);
+    }
+    found
+}

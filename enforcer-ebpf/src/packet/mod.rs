@@ -1,0 +1,203 @@
+//! The packet plane: breakers and bulkheads for TCP connections that only pass
+//! through the host (VMs behind a tap, routed or bridged guests), enforced on
+//! the packets crossing a watched interface.
+//!
+//! The watched interface faces the guests: what it receives was sent by a
+//! guest, what it transmits goes to one. A guest's SYN asks the same question
+//! a `connect()` asks the gate ([`crate::admission`]); an admitted SYN opens a
+//! flow that carries the socket plane's admission record, and the answers
+//! travelling back (SYN-ACK, RST, ICMP unreachable), the first FIN or RST, or
+//! the daemon's sweep (no answer within the SYN timeout, idle) end it through
+//! the same outcome path as a socket's ([`crate::dest::record_end`]).
+//!
+//! | from the guest                     | action                                           |
+//! |------------------------------------|--------------------------------------------------|
+//! | SYN, admitted                      | pass, flow tracked                               |
+//! | SYN, rejected, plain headers       | answered with a RST crafted in place (`packet_resets`) |
+//! | SYN, rejected, options/ext headers | dropped (`packet_rejects_dropped`)               |
+//! | SYN retransmitted                  | pass (the flow already holds its admission)      |
+//! | RST / FIN of a flow                | pass, flow ended (abandoned / closed)            |
+//! | fragment / malformed               | pass untouched, counted                          |
+//! | anything else                      | pass untouched                                   |
+//!
+//! | to the guest                       | action                                           |
+//! |------------------------------------|--------------------------------------------------|
+//! | SYN-ACK of a pending flow          | pass, success (with its latency)                 |
+//! | RST of a pending flow              | pass, refused                                    |
+//! | ICMP unreachable quoting a flow    | pass, unreachable                                |
+//! | RST / FIN of an answered flow      | pass, flow ended (slot released)                 |
+//!
+//! Nothing is ever dropped but a rejected SYN, and every internal error passes.
+
+pub mod flows;
+mod tc;
+mod xdp;
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use enforcer_common::{
+    config::Config,
+    counters::GlobalCounter,
+    flow::{Direction, FlowKey},
+    packet::{HEADER_BYTES, Parsed, Reply, Segment, parse, rst_reply, tcp_flags},
+};
+
+use crate::{
+    admission::{self, Admission},
+    counters,
+    maps::FRAMES,
+};
+
+/// What to do with a frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Let it continue untouched.
+    Pass,
+    /// It was rewritten into a reply: send it back out of the interface.
+    Reply,
+    /// Drop it.
+    Drop,
+}
+
+/// Access to the frame of one program type (XDP or TC).
+pub trait Frame {
+    /// Copies the frame's first bytes (up to [`HEADER_BYTES`]) into `buf`;
+    /// how many (0 if none could be read).
+    fn load(&self, buf: &mut [u8; HEADER_BYTES]) -> usize;
+
+    /// Writes a reply crafted in `buf` over the frame's first bytes, checksums
+    /// as this frame type needs them; false if the frame could not be written
+    /// (it must then be dropped: it may be half-written).
+    fn store_reply(&mut self, buf: &mut [u8; HEADER_BYTES], reply: &Reply) -> bool;
+}
+
+/// `len` as a helper's size argument, in 1..=[`HEADER_BYTES`] in a form the
+/// verifier can follow: a `len == 0` test is easily merged away by the
+/// compiler, leaving a size the verifier thinks may be zero. 0 becomes
+/// `HEADER_BYTES`, which the helpers then refuse for a frame that short.
+#[inline(always)]
+pub fn helper_len(len: usize) -> u32 {
+    (len.wrapping_sub(1).min(HEADER_BYTES - 1) + 1) as u32
+}
+
+/// A frame the guest sent (received on the watched interface).
+#[inline(always)]
+pub fn from_guest(frame: &mut impl Frame) -> Action {
+    let config = counters::config();
+    if config.is_paused() {
+        return Action::Pass;
+    }
+    let Some(buf) = scratch(FROM_GUEST) else {
+        return Action::Pass;
+    };
+    let len = frame.load(buf);
+    let Some(seg) = tcp_segment(buf, len) else {
+        return Action::Pass;
+    };
+    let key = FlowKey::from_guest(seg.src, seg.sport, seg.dst, seg.dport);
+    let now = unsafe { bpf_ktime_get_ns() };
+    if seg.flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN {
+        return on_syn(frame, buf, &seg, &key, now, &config);
+    }
+    flows::on_segment(&key, Direction::FromGuest, seg.flags, now);
+    Action::Pass
+}
+
+/// A frame sent to the guest (transmitted on the watched interface). Always
+/// passes: answers are only observed.
+#[inline(always)]
+pub fn to_guest(frame: &impl Frame) -> Action {
+    if counters::config().is_paused() {
+        return Action::Pass;
+    }
+    let Some(buf) = scratch(TO_GUEST) else {
+        return Action::Pass;
+    };
+    let len = frame.load(buf);
+    let now = unsafe { bpf_ktime_get_ns() };
+    match parse(buf, len) {
+        Parsed::Tcp(seg) => {
+            let key = FlowKey::to_guest(seg.src, seg.sport, seg.dst, seg.dport);
+            flows::on_segment(&key, Direction::ToGuest, seg.flags, now);
+        }
+        // The quoted segment is the guest's own SYN.
+        Parsed::Unreachable(q) => {
+            flows::on_unreachable(&FlowKey::from_guest(q.src, q.sport, q.dst, q.dport));
+        }
+        Parsed::Malformed => counters::bump(GlobalCounter::PacketMalformed),
+        Parsed::Fragment => counters::bump(GlobalCounter::PacketFragments),
+        Parsed::Other => {}
+    }
+    Action::Pass
+}
+
+/// [`FRAMES`] slots: a program on one direction never runs inside one on the
+/// other on the same CPU, but separate slots make that not matter.
+const FROM_GUEST: u32 = 0;
+const TO_GUEST: u32 = 1;
+
+/// This CPU's scratch copy of a frame's headers.
+#[inline(always)]
+fn scratch(slot: u32) -> Option<&'static mut [u8; HEADER_BYTES]> {
+    // SAFETY: a per-CPU value, used by one program run at a time on this CPU.
+    FRAMES.get_ptr_mut(slot).map(|p| unsafe { &mut *p })
+}
+
+/// The TCP segment in the frame, counting what cannot be one.
+#[inline(always)]
+fn tcp_segment(buf: &[u8; HEADER_BYTES], len: usize) -> Option<Segment> {
+    match parse(buf, len) {
+        Parsed::Tcp(seg) => Some(seg),
+        Parsed::Malformed => {
+            counters::bump(GlobalCounter::PacketMalformed);
+            None
+        }
+        Parsed::Fragment => {
+            counters::bump(GlobalCounter::PacketFragments);
+            None
+        }
+        // A guest's ICMP errors are about connections to it, not from it.
+        Parsed::Unreachable(_) | Parsed::Other => None,
+    }
+}
+
+/// A guest opens a connection: admitted (tracked), or answered with a RST.
+#[inline(always)]
+fn on_syn(
+    frame: &mut impl Frame,
+    buf: &mut [u8; HEADER_BYTES],
+    seg: &Segment,
+    key: &FlowKey,
+    now: u64,
+    config: &Config,
+) -> Action {
+    counters::bump(GlobalCounter::PacketSyns);
+    if flows::exists(key) {
+        // A retransmitted SYN: the flow already holds its admission.
+        return Action::Pass;
+    }
+    // Forwarded packets belong to no cgroup: scoped policies are the socket
+    // plane's only.
+    let in_scope = |policy: &enforcer_common::policy::Policy| policy.cgroup_id == 0;
+    match admission::admit(&key.dest, now, config.overrides != 0, in_scope) {
+        Admission::Pass => Action::Pass,
+        Admission::Admitted { dest, mut sock } => {
+            flows::open(key, dest, &mut sock, now);
+            Action::Pass
+        }
+        Admission::Rejected { .. } => reset(frame, buf, seg),
+    }
+}
+
+/// Answers a rejected SYN with a RST, as a closed port would: the guest's
+/// `connect()` fails with ECONNREFUSED at once.
+#[inline(always)]
+fn reset(frame: &mut impl Frame, buf: &mut [u8; HEADER_BYTES], seg: &Segment) -> Action {
+    if let Some(reply) = rst_reply(buf, seg)
+        && frame.store_reply(buf, &reply)
+    {
+        counters::bump(GlobalCounter::PacketResets);
+        return Action::Reply;
+    }
+    counters::bump(GlobalCounter::PacketRejectsDropped);
+    Action::Drop
+}

@@ -1,0 +1,70 @@
+//! `packet_in_tc` and `packet_out_tc`: the packet plane in TC (clsact/tcx), for
+//! any device. A rejected SYN is rewritten into a RST and redirected back out
+//! of the interface it came in on.
+
+use aya_ebpf::{
+    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_OK, TC_ACT_SHOT},
+    helpers::generated::{
+        bpf_l4_csum_replace, bpf_redirect, bpf_skb_load_bytes, bpf_skb_store_bytes,
+    },
+    macros::classifier,
+    programs::TcContext,
+};
+use enforcer_common::packet::{HEADER_BYTES, Reply};
+
+use super::{Action, Frame, helper_len};
+
+#[classifier]
+pub fn packet_in_tc(ctx: TcContext) -> i32 {
+    match super::from_guest(&mut TcFrame(&ctx)) {
+        Action::Pass => TC_ACT_OK,
+        // SAFETY: plain helper call; out of the interface the SYN came in on.
+        Action::Reply => unsafe { bpf_redirect((*ctx.skb.skb).ifindex, 0) as i32 },
+        Action::Drop => TC_ACT_SHOT,
+    }
+}
+
+#[classifier]
+pub fn packet_out_tc(ctx: TcContext) -> i32 {
+    super::to_guest(&TcFrame(&ctx));
+    TC_ACT_OK
+}
+
+struct TcFrame<'a>(&'a TcContext);
+
+impl Frame for TcFrame<'_> {
+    #[inline(always)]
+    fn load(&self, buf: &mut [u8; HEADER_BYTES]) -> usize {
+        let len = helper_len(self.0.len() as usize);
+        // SAFETY: `buf` has room for `len` bytes; the helper reads paged data too.
+        let rc =
+            unsafe { bpf_skb_load_bytes(self.0.skb.skb.cast(), 0, buf.as_mut_ptr().cast(), len) };
+        if rc == 0 { len as usize } else { 0 }
+    }
+
+    #[inline(always)]
+    fn store_reply(&mut self, buf: &mut [u8; HEADER_BYTES], reply: &Reply) -> bool {
+        let len = helper_len(reply.len);
+        // The skb may carry its TCP checksum as a partial (pseudo-header only)
+        // sum for offload: keep the field as it was and let the kernel apply the
+        // header's difference, which it does only for a complete checksum (the
+        // pseudo-header is unchanged: addresses swapped, length kept).
+        if let Some(field) = buf.get_mut(reply.csum_at..reply.csum_at + 2) {
+            field.copy_from_slice(&reply.old_csum);
+        } else {
+            return false;
+        }
+        let skb = self.0.skb.skb.cast();
+        // SAFETY: `len` bytes of `buf`; the helpers bounds-check the skb.
+        unsafe {
+            bpf_skb_store_bytes(
+                skb,
+                0,
+                buf.as_mut_ptr().cast(),
+                len,
+                BPF_F_RECOMPUTE_CSUM.into(),
+            ) == 0
+                && bpf_l4_csum_replace(skb, reply.csum_at as u32, 0, reply.diff.into(), 0) == 0
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The packet plane end to end: a guest namespace connects through a router
+//! namespace, whose guest-facing interface the packet programs watch, to a
+//! backend namespace. No socket program is attached anywhere: whatever the
+//! guest sees comes from packets alone. The host's own network is untouched.
+
+use std::{
+    io::Read,
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use enforcer::bpf::{Enforcer, Ingress, LoadOptions, PacketHook, pins::PinDir};
+use enforcer_common::{
+    breaker::state,
+    counters::GlobalCounter,
+    dest::DestKey,
+    policy::{BackoffRow, Policy},
+};
+use enforcer_tests::{
+    bpffs::PinDir as ScratchBpffs,
+    cgroup::ScratchCgroup,
+    fixtures::{self, ECONNREFUSED, base_policy},
+    require_root,
+    routed::{Ns, Routed},
+};
+
+const PORT: u16 = 8080;
+
+/// Loads the programs (attached to nothing) and watches the router's
+/// guest-facing interface.
+fn watching(net: &Routed, policy: Policy, backoff: BackoffRow) -> Enforcer {
+    require_root();
+    let mut enforcer = Enforcer::load(&LoadOptions::default()).expect("loading the programs");
+    let rules = [
+        format!("{}:{PORT}", net.backend_v4),
+        format!("[{}]:{PORT}", net.backend_v6),
+    ];
+    let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+    fixtures::apply(&mut enforcer, &rules, policy, backoff);
+    let interface = net.router_guest_if.clone();
+    let ingress = net.in_ns(Ns::Router, || {
+        enforcer
+            .watch(&interface, PacketHook::Tc)
+            .expect("watching the router's interface")
+    });
+    assert_eq!(ingress, Ingress::Tc);
+    enforcer
+}
+
+/// A connect from the guest: how long it took and its errno, if it failed.
+fn guest_connect(net: &Routed, to: SocketAddr) -> (Duration, Result<TcpStream, i32>) {
+    net.in_ns(Ns::Guest, || {
+        let start = Instant::now();
+        let result = TcpStream::connect_timeout(&to, Duration::from_secs(3))
+            .map_err(|e| e.raw_os_error().unwrap_or(-1));
+        (start.elapsed(), result)
+    })
+}
+
+#[test]
+fn a_guest_is_tripped_by_packets_alone_refused_by_the_kernel_then_recovers() {
+    let net = Routed::new();
+    let policy = Policy {
+        failure_threshold: 3,
+        ..base_policy()
+    };
+    let open = 300_000_000;
+    let enforcer = watching(&net, policy, BackoffRow::exponential(open, open));
+    for backend in [
+        SocketAddr::new(net.backend_v4.into(), PORT),
+        SocketAddr::new(net.backend_v6.into(), PORT),
+    ] {
+        let key = DestKey::from(backend);
+        // The backend refuses: the guest sees the backend's RSTs, the kernel
+        // counts them.
+        net.set_backend_port(PORT, "reject with tcp reset");
+        for _ in 0..3 {
+            let (_, r) = guest_connect(&net, backend);
+            assert_eq!(r.err(), Some(ECONNREFUSED as i32));
+        }
+        let s = enforcer.dest(&key).unwrap().expect("tracked from packets");
+        assert_eq!(s.counters.failures_refused, 3, "{backend}");
+        assert_eq!(s.breaker.state, state::OPEN, "{backend}");
+
+        // Now a blackhole: only the kernel can still answer, and does, at once.
+        net.set_backend_port(PORT, "drop");
+        let resets = enforcer.counter(GlobalCounter::PacketResets).unwrap();
+        let (took, r) = guest_connect(&net, backend);
+        assert_eq!(r.err(), Some(ECONNREFUSED as i32), "{backend}");
+        assert!(took < Duration::from_millis(500), "refused after {took:?}");
+        assert_eq!(
+            enforcer.counter(GlobalCounter::PacketResets).unwrap(),
+            resets + 1
+        );
+
+        // The backend returns; after the open period one probe passes and closes
+        // the circuit.
+        let listener = net.backend_listener(backend);
+        net.set_backend_port(PORT, "accept");
+        std::thread::sleep(Duration::from_nanos(open) + Duration::from_millis(100));
+        let (_, r) = guest_connect(&net, backend);
+        let stream = r.unwrap_or_else(|e| panic!("probe to {backend}: errno {e}"));
+        let s = enforcer.dest(&key).unwrap().unwrap();
+        assert_eq!(s.breaker.state, state::CLOSED, "{backend}");
+        assert_eq!(s.counters.probes, 1);
+        drop((stream, listener));
+    }
+}
+
+/// Accepts on `listener` until told to stop, holding every connection open
+/// until its peer closes it; records the most held at once.
+struct CountingBackend {
+    stop: Arc<AtomicBool>,
+    most: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CountingBackend {
+    fn serve(listener: TcpListener) -> Self {
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (s, m) = (stop.clone(), most.clone());
+        let thread = std::thread::spawn(move || {
+            let now = Arc::new(AtomicUsize::new(0));
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(held, Ordering::SeqCst);
+                let now = now.clone();
+                std::thread::spawn(move || {
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(30)))
+                        .unwrap();
+                    let _ = stream.read(&mut [0u8; 16]);
+                    now.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self {
+            stop,
+            most,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for CountingBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_capped_backend_never_sees_more_concurrent_guest_flows_than_the_cap() {
+    let net = Routed::new();
+    let enforcer = watching(
+        &net,
+        Policy {
+            max_connections: 2,
+            ..base_policy()
+        },
+        fixtures::minute_open(),
+    );
+    let backend = SocketAddr::new(net.backend_v4.into(), PORT);
+    let counting = CountingBackend::serve(net.backend_listener(backend));
+    let mut held: Vec<TcpStream> = Vec::new();
+    for i in 0..5 {
+        let (_, r) = guest_connect(&net, backend);
+        match r {
+            Ok(stream) => held.push(stream),
+            Err(errno) => assert!(
+                i >= 2 && errno == ECONNREFUSED as i32,
+                "connect {i}: {errno}"
+            ),
+        }
+    }
+    assert_eq!(held.len(), 2);
+    assert_eq!(
+        enforcer.counter(GlobalCounter::RejectedBulkhead).unwrap(),
+        3
+    );
+    // The guest closes one (its FIN gives the slot back): the next one passes.
+    drop(held.remove(0));
+    let key = DestKey::from(backend);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while enforcer.dest(&key).unwrap().unwrap().breaker.active > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (_, r) = guest_connect(&net, backend);
+    held.push(r.expect("a slot was freed"));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        counting.most.load(Ordering::SeqCst) <= 2,
+        "the backend saw more than the cap"
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while enforcer.dest(&key).unwrap().unwrap().breaker.active > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        enforcer.dest(&key).unwrap().unwrap().breaker.active,
+        0,
+        "no slot leaked"
+    );
+}
+
+#[test]
+fn pinned_interface_links_are_adopted_and_removed_with_the_configuration() {
+    let net = Routed::new();
+    let bpffs = ScratchBpffs::new();
+    let cgroup = ScratchCgroup::new();
+    let pins = PinDir::new(bpffs.path().join("enforcer"));
+    let interface = net.router_guest_if.clone();
+    let wanted = vec![interface.clone()];
+    net.in_ns(Ns::Router, || {
+        let (mut first, _) =
+            Enforcer::install(&LoadOptions::default(), &pins, cgroup.path()).expect("install");
+        let watched = first
+            .watch_pinned(&pins, &wanted, PacketHook::Auto)
+            .unwrap();
+        assert_eq!(watched.len(), 1);
+        assert!(!watched[0].adopted);
+        assert_eq!(
+            watched[0].ingress,
+            Ingress::Tc,
+            "a veth gets TC in auto mode"
+        );
+        drop(first);
+        let attached = |t| {
+            aya::programs::SchedClassifier::query_tcx(&interface, t)
+                .map(|(_, p)| p.len())
+                .unwrap_or(0)
+        };
+        use aya::programs::tc::TcAttachType::{Egress, Ingress as In};
+        assert_eq!(
+            (attached(In), attached(Egress)),
+            (1, 1),
+            "pinned links outlive the process"
+        );
+        let mut second = Enforcer::adopt(&pins).expect("adopt");
+        let watched = second
+            .watch_pinned(&pins, &wanted, PacketHook::Auto)
+            .unwrap();
+        assert!(
+            watched[0].adopted,
+            "the same interface is adopted, not attached twice"
+        );
+        assert_eq!((attached(In), attached(Egress)), (1, 1));
+        second.watch_pinned(&pins, &[], PacketHook::Auto).unwrap();
+        // The kernel frees an unpinned link asynchronously.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while attached(In) + attached(Egress) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            (attached(In), attached(Egress)),
+            (0, 0),
+            "unwatched: detached"
+        );
+        Enforcer::uninstall(&pins).unwrap();
+    });
+}
