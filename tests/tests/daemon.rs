@@ -601,6 +601,17 @@ fn bad_input_exits_2_names_the_field_and_changes_nothing() {
         ("[daemon]\npin_dir = \"/tmp/elsewhere\"\n", "daemon.pin_dir"),
         ("[daemon]\ndests_capacity = 0\n", "daemon.dests_capacity"),
         ("[daemon]\nwhat = 1\n", "what"),
+        ("[daemon]\ninterfaces = [\"a/b\"]\n", "daemon.interfaces"),
+        // Checked before anything is created or attached.
+        (
+            "[daemon]\ninterfaces = [\"nosuch0\"]\n",
+            "daemon.interfaces",
+        ),
+        ("[daemon]\npacket_hook = \"ebpf\"\n", "daemon.packet_hook"),
+        (
+            "[daemon]\nflow_syn_timeout = \"1ms\"\n",
+            "daemon.flow_syn_timeout",
+        ),
     ];
     for (i, (text, want)) in daemon_cases.iter().enumerate() {
         let file = dir.join(format!("daemon{i}.toml"));
@@ -610,6 +621,16 @@ fn bad_input_exits_2_names_the_field_and_changes_nothing() {
         assert_eq!(out.status.code(), Some(2), "run {i}: {err}");
         assert!(err.contains(want), "run {i}: want `{want}` in: {err}");
     }
+    // The flag names an interface that is not there: refused before the pin
+    // directory (which the running daemon holds) is even looked at.
+    let config = d.config.to_str().unwrap();
+    let out = enforcer(&["run", "--config", config, "--interface", "nosuch0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "--interface: {err}");
+    assert!(
+        err.contains("daemon.interfaces") && err.contains("nosuch0"),
+        "{err}"
+    );
     // A bad file reloaded with SIGHUP: rejected, the running policies stay.
     let good = std::fs::read_to_string(&d.config).unwrap();
     std::fs::write(

@@ -91,6 +91,7 @@ fn a_guest_is_tripped_by_packets_alone_refused_by_the_kernel_then_recovers() {
         let resets = enforcer.counter(GlobalCounter::PacketResets).unwrap();
         let (took, r) = guest_connect(&net, backend);
         assert_eq!(r.err(), Some(ECONNREFUSED as i32), "{backend}");
+        eprintln!("{backend}: refused by the kernel after {took:?}");
         assert!(took < Duration::from_millis(500), "refused after {took:?}");
         assert_eq!(
             enforcer.counter(GlobalCounter::PacketResets).unwrap(),

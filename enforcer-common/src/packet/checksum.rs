@@ -56,3 +56,14 @@ pub(super) fn sum_header(
     let after_field = sum_words(buf, start.checked_add(after)?, len.checked_sub(after)?)?;
     Some(add(before_field, after_field))
 }
+
+/// Ones'-complement sum of the network-order words of `bytes` (`N` even).
+#[inline(always)]
+pub(super) fn sum_array<const N: usize>(bytes: &[u8; N]) -> u32 {
+    let (words, _) = bytes.as_chunks::<2>();
+    let mut sum = 0;
+    for word in words {
+        sum = add(sum, u32::from(u16::from_be_bytes(*word)));
+    }
+    sum
+}

@@ -2,7 +2,7 @@
 
 use super::{
     HEADER_BYTES, Layout, Reply, Segment,
-    checksum::{add, fold, sum_header, sum_words},
+    checksum::{add, fold, sum_array, sum_header, sum_words},
     frame::{read, write},
     tcp_flags,
     wire::{eth, ipv4, ipv6, proto, tcp},
@@ -24,11 +24,10 @@ pub fn rst_reply(frame: &mut [u8; HEADER_BYTES], syn: &Segment) -> Option<Reply>
         return None;
     }
     let at = Offsets::of(&syn.layout)?;
-    // Everything below reads and writes inside `at`, which `Offsets::of` checked to
-    // lie inside the array: no `?` from here on can fire and leave a half-written
-    // frame.
+    // Everything below reads and writes below `at.l4 + 60`, which `Offsets::of`
+    // bounds inside the array: no `?` from here on can fire and leave a
+    // half-written frame.
     let old_csum = read(frame, at.tcp_checksum())?;
-    let old_header = sum_header(frame, at.l4, at.tcp_len, tcp::CHECKSUM)?;
 
     swap::<{ eth::ADDR_LEN }>(frame, eth::DST, eth::SRC)?;
     if at.ipv6 {
@@ -36,9 +35,8 @@ pub fn rst_reply(frame: &mut [u8; HEADER_BYTES], syn: &Segment) -> Option<Reply>
     } else {
         rewrite_ipv4(frame, &at)?;
     }
-    rewrite_tcp(frame, &at, syn)?;
+    let (old_header, new_header) = rewrite_tcp(frame, &at, syn)?;
 
-    let new_header = sum_header(frame, at.l4, at.tcp_len, tcp::CHECKSUM)?;
     let checksum = !fold(add(pseudo_header_sum(frame, &at)?, new_header));
     write(frame, at.tcp_checksum(), checksum.to_be_bytes())?;
     Some(Reply {
@@ -63,19 +61,29 @@ struct Offsets {
     l4: usize,
     tcp_len: usize,
     ipv6: bool,
+    /// Bit `i` set for each option word `i` inside the TCP header.
+    option_words: u32,
 }
+
+/// Option words of the longest TCP header.
+const MAX_OPTION_WORDS: usize = (tcp::MAX_HEADER_LEN - tcp::HEADER_LEN) / 4;
+
+/// The IP header of a plain packet starts after at most two VLAN tags.
+const MAX_L3: usize = eth::HEADER_LEN + eth::MAX_VLAN_TAGS * eth::VLAN_TAG_LEN;
+
+// The longest TCP header of any plain packet lies inside the array, so the option
+// words can be visited whatever the header's length (see `nop_options`).
+const _: () = assert!(MAX_L3 + ipv6::HEADER_LEN + tcp::MAX_HEADER_LEN <= HEADER_BYTES);
 
 impl Offsets {
     /// `None` for a layout that no plain packet from `parse` has, so that a stray
     /// `Segment` cannot steer writes outside the headers.
     ///
-    /// The constant bounds (l3 after at most two VLAN tags, TCP header at most 60
-    /// bytes) also matter to the verifier: the layout may reach `rst_reply` through
-    /// the stack as bare `u16`s, and these comparisons put every offset below
-    /// 22 + 40 + 60 without relying on what `parse` checked.
+    /// The constant bounds also matter to the verifier: the layout may reach
+    /// `rst_reply` through the stack as bare `u16`s, and these comparisons bound
+    /// every offset by 22 + 40 + 60 without relying on what `parse` checked.
     #[inline(always)]
     fn of(layout: &Layout) -> Option<Self> {
-        const MAX_L3: usize = eth::HEADER_LEN + eth::MAX_VLAN_TAGS * eth::VLAN_TAG_LEN;
         let l3 = usize::from(layout.l3);
         let l4 = usize::from(layout.l4);
         let tcp_len = usize::from(layout.tcp_len);
@@ -88,13 +96,17 @@ impl Offsets {
             && (eth::HEADER_LEN..=MAX_L3).contains(&l3)
             && l4 == l3 + ip_len
             && (tcp::HEADER_LEN..=tcp::MAX_HEADER_LEN).contains(&tcp_len)
-            && tcp_len.is_multiple_of(4)
-            && l4 + tcp_len <= HEADER_BYTES;
-        sane.then_some(Self {
+            && tcp_len.is_multiple_of(4);
+        if !sane {
+            return None;
+        }
+        let option_word_count = ((tcp_len - tcp::HEADER_LEN) / 4) as u32;
+        Some(Self {
             l3,
             l4,
             tcp_len,
             ipv6: layout.ipv6,
+            option_words: (1 << option_word_count) - 1,
         })
     }
 
@@ -106,6 +118,19 @@ impl Offsets {
     #[inline(always)]
     fn tcp_checksum(&self) -> usize {
         self.l4 + tcp::CHECKSUM
+    }
+
+    /// Offset of option word `word` (0..10), which may lie beyond the header.
+    #[inline(always)]
+    fn option_word(&self, word: usize) -> usize {
+        self.l4 + tcp::HEADER_LEN + word * 4
+    }
+
+    /// All ones if option word `word` is inside the header, else zero: computed,
+    /// not branched on (see `nop_options`).
+    #[inline(always)]
+    fn option_mask(&self, word: usize) -> u32 {
+        ((self.option_words >> word) & 1).wrapping_neg()
     }
 }
 
@@ -146,21 +171,55 @@ fn rewrite_ipv6(frame: &mut [u8; HEADER_BYTES], at: &Offsets) -> Option<()> {
     write(frame, l3 + ipv6::HOP_LIMIT, [REPLY_TTL])
 }
 
-/// Everything but the checksum, which covers the result.
+/// Rewrites the TCP header but its checksum field; returns the sums of the old
+/// and the new header, checksum field left out.
+///
+/// Each part is summed right where it is read or built, so that nothing stays live
+/// for long: LLVM would otherwise keep all 60 header bytes in registers across the
+/// rewrite and spill them, past the 512-byte BPF stack.
 #[inline(always)]
-fn rewrite_tcp(frame: &mut [u8; HEADER_BYTES], at: &Offsets, syn: &Segment) -> Option<()> {
-    let l4 = at.l4;
-    swap::<2>(frame, l4 + tcp::SPORT, l4 + tcp::DPORT)?;
+fn rewrite_tcp(frame: &mut [u8; HEADER_BYTES], at: &Offsets, syn: &Segment) -> Option<(u32, u32)> {
+    let old_fixed = sum_header(frame, at.l4, tcp::HEADER_LEN, tcp::CHECKSUM)?;
+    let rst = rst_fixed_header(syn, at.tcp_len);
+    write(frame, at.l4, rst)?;
+    let new_fixed = sum_array(&rst);
+    let (old_options, new_options) = nop_options(frame, at)?;
+    Some((add(old_fixed, old_options), add(new_fixed, new_options)))
+}
+
+/// The RST's header up to the options, checksum field zero.
+#[inline(always)]
+fn rst_fixed_header(syn: &Segment, tcp_len: usize) -> [u8; tcp::HEADER_LEN] {
+    let [sport_hi, sport_lo] = syn.sport.to_be_bytes();
+    let [dport_hi, dport_lo] = syn.dport.to_be_bytes();
     let (seq, ack, flags) = rst_numbers(syn);
-    write(frame, l4 + tcp::SEQ, seq.to_be_bytes())?;
-    write(frame, l4 + tcp::ACK, ack.to_be_bytes())?;
+    let [s0, s1, s2, s3] = seq.to_be_bytes();
+    let [a0, a1, a2, a3] = ack.to_be_bytes();
     // The data offset is the length we checksum and hand back; the reserved bits
     // (AE included) are zero.
-    let data_offset = ((at.tcp_len / 4) as u8) << 4;
-    write(frame, l4 + tcp::DATA_OFFSET, [data_offset, flags])?;
-    write(frame, l4 + tcp::WINDOW, [0, 0])?;
-    write(frame, l4 + tcp::URGENT, [0, 0])?;
-    nop_options(frame, l4 + tcp::HEADER_LEN, at.tcp_len - tcp::HEADER_LEN)
+    let data_offset = ((tcp_len / 4) as u8) << 4;
+    [
+        dport_hi,
+        dport_lo,
+        sport_hi,
+        sport_lo, // ports swapped
+        s0,
+        s1,
+        s2,
+        s3, // sequence number
+        a0,
+        a1,
+        a2,
+        a3, // acknowledgment number
+        data_offset,
+        flags, //
+        0,
+        0, // window
+        0,
+        0, // checksum, filled in last
+        0,
+        0, // urgent pointer
+    ]
 }
 
 /// Sequence number, acknowledgment number and flags of the RST (RFC 9293 3.10.7.1):
@@ -178,23 +237,31 @@ fn rst_numbers(syn: &Segment) -> (u32, u32, u8) {
     }
 }
 
-/// Overwrites the options (`len` bytes, a multiple of 4) with NOPs: the reply keeps
-/// the SYN's length, so the program neither resizes the packet nor moves bytes, and
-/// the peer skips them.
+/// Overwrites the options with NOPs; returns the sums of the old and the new
+/// option words.
 ///
-/// Word by word, each write behind its own test: a byte loop that stops at `len` is
-/// the memset idiom, which LLVM turns into a call to `memset` with a runtime length.
+/// NOPs keep the reply at the SYN's length, so the program neither resizes the
+/// packet nor moves bytes, and the peer skips them.
+///
+/// Straight-line code: all ten possible option words are visited (they lie inside
+/// the array for any plain layout, see `Offsets`), and those beyond the header are
+/// written back as they were and left out of the sums by a mask, not skipped by a
+/// branch. A branch per word on the header length would make the verifier walk the
+/// rest of the program once per possible length.
 #[inline(always)]
-fn nop_options(frame: &mut [u8; HEADER_BYTES], start: usize, len: usize) -> Option<()> {
-    const WORD: usize = 4;
-    const MAX_WORDS: usize = (tcp::MAX_HEADER_LEN - tcp::HEADER_LEN) / WORD;
-    for word in 0..MAX_WORDS {
-        let offset = word * WORD;
-        if offset < len {
-            write(frame, start + offset, [tcp::OPTION_NOP; WORD])?;
-        }
+fn nop_options(frame: &mut [u8; HEADER_BYTES], at: &Offsets) -> Option<(u32, u32)> {
+    const NOPS: u32 = u32::from_ne_bytes([tcp::OPTION_NOP; 4]);
+    let (mut old_sum, mut new_sum) = (0, 0);
+    for word in 0..MAX_OPTION_WORDS {
+        let offset = at.option_word(word);
+        let mask = at.option_mask(word);
+        let current = read(frame, offset)?;
+        let value = (NOPS & mask) | (u32::from_ne_bytes(current) & !mask);
+        write(frame, offset, value.to_ne_bytes())?;
+        old_sum = add(old_sum, sum_array(&current) & mask);
+        new_sum = add(new_sum, sum_array(&value.to_ne_bytes()) & mask);
     }
-    Some(())
+    Some((old_sum, new_sum))
 }
 
 /// Sum of the pseudo-header of a segment without payload: addresses, protocol,
