@@ -45,6 +45,10 @@ pub struct Daemon {
     dir: PathBuf,
     /// The cgroup the daemon runs in, when not the test's own.
     procs: Option<std::ffi::CString>,
+    /// The network namespace (`/run/netns/…`) the daemon runs in, when not the
+    /// test's own; its metrics address is then out of reach, and readiness is
+    /// asked through the control socket.
+    netns: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -59,6 +63,33 @@ impl Daemon {
     /// daemon itself inside the protected cgroup (as on a host where it protects
     /// everything, itself included).
     pub fn start_with(
+        cgroup: &ScratchCgroup,
+        pins: &PinDir,
+        rest: &str,
+        daemon_keys: &str,
+        inside: bool,
+    ) -> Self {
+        let mut daemon = Self::configure(cgroup, pins, rest, daemon_keys, inside);
+        daemon.spawn();
+        daemon
+    }
+
+    /// As [`Self::start_with`], with the daemon inside the network namespace
+    /// at `netns` (where the interfaces it watches are).
+    pub fn start_in_netns(
+        cgroup: &ScratchCgroup,
+        pins: &PinDir,
+        rest: &str,
+        daemon_keys: &str,
+        netns: PathBuf,
+    ) -> Self {
+        let mut daemon = Self::configure(cgroup, pins, rest, daemon_keys, false);
+        daemon.netns = Some(netns);
+        daemon.spawn();
+        daemon
+    }
+
+    fn configure(
         cgroup: &ScratchCgroup,
         pins: &PinDir,
         rest: &str,
@@ -80,7 +111,7 @@ impl Daemon {
             dir.join("state").display(),
         );
         std::fs::write(&config, text).expect("writing the config");
-        let mut daemon = Self {
+        Self {
             child: None,
             socket: dir.join("enforcer.sock"),
             metrics,
@@ -88,9 +119,8 @@ impl Daemon {
             pin_dir,
             dir,
             procs: inside.then(|| cgroup.procs_path()),
-        };
-        daemon.spawn();
-        daemon
+            netns: None,
+        }
     }
 
     /// (Re)starts the process on the same configuration and waits for readiness.
@@ -110,6 +140,15 @@ impl Daemon {
                 command.pre_exec(move || ScratchCgroup::join_raw(&procs));
             }
         }
+        if let Some(path) = &self.netns {
+            use std::os::unix::process::CommandExt as _;
+            let ns = std::fs::File::open(path).expect("opening the network namespace");
+            let ns = std::os::fd::OwnedFd::from(ns);
+            // SAFETY: the hook only calls setns (async-signal-safe).
+            unsafe {
+                command.pre_exec(move || crate::netns::enter_raw(&ns));
+            }
+        }
         let child = command.spawn().expect("starting the daemon");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -127,6 +166,9 @@ impl Daemon {
     }
 
     fn ready(&self) -> bool {
+        if self.netns.is_some() {
+            return self.socket.exists() && self.cli(&["status"]).status.success();
+        }
         http_get(self.metrics, "/readyz").is_some_and(|(status, _)| status == 200)
     }
 

@@ -23,6 +23,7 @@ use enforcer_common::{
 use enforcer_tests::{
     bpffs::PinDir as ScratchBpffs,
     cgroup::ScratchCgroup,
+    daemon::Daemon,
     fixtures::{self, ECONNREFUSED, base_policy},
     require_root,
     routed::{Ns, Routed},
@@ -274,4 +275,48 @@ fn pinned_interface_links_are_adopted_and_removed_with_the_configuration() {
         );
         Enforcer::uninstall(&pins).unwrap();
     });
+}
+
+#[test]
+fn the_daemon_watches_its_interfaces_and_its_sweep_counts_silent_syns() {
+    let net = Routed::new();
+    let cgroup = ScratchCgroup::new();
+    let bpffs = ScratchBpffs::new();
+    let backend = SocketAddr::new(net.backend_v4.into(), PORT);
+    let rest = format!(
+        "[[policy]]\nname = \"guests\"\nmatch = [\"{}:{PORT}\"]\nfailure_threshold = 2\n\
+         connect_timeout = \"300ms\"\nopen = \"1m\"\n",
+        net.backend_v4
+    );
+    let keys = format!("interfaces = [\"{}\"]\n", net.router_guest_if);
+    let d = Daemon::start_in_netns(&cgroup, &bpffs, &rest, &keys, net.path(Ns::Router));
+    assert!(
+        d.log()
+            .contains(&format!("watching {} (ingress tc", net.router_guest_if)),
+        "{}",
+        d.log()
+    );
+    // A blackhole: only the daemon's sweep can tell the kernel the SYNs timed out.
+    net.set_backend_port(PORT, "drop");
+    for _ in 0..2 {
+        let r = net.in_ns(Ns::Guest, || {
+            TcpStream::connect_timeout(&backend, Duration::from_millis(700))
+        });
+        assert!(r.is_err(), "the backend is a blackhole");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.dest(backend)["state"] != "open" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = d.dest(backend);
+    assert_eq!(status["state"], "open", "{status}");
+    assert_eq!(status["failures"]["timeout"], 2, "{status}");
+    let (took, r) = guest_connect(&net, backend);
+    assert_eq!(r.err(), Some(ECONNREFUSED as i32));
+    assert!(took < Duration::from_millis(500), "refused after {took:?}");
+    let metrics = d.ok(&["metrics"]);
+    assert!(
+        metrics.contains("enforcer_kernel_packet_resets_total 1"),
+        "{metrics}"
+    );
 }
