@@ -3,10 +3,10 @@
 //! Sums are kept as `u32` with end-around carry, over 16-bit words read in network
 //! order; [`fold`] reduces them to the 16 bits a checksum field holds.
 
-use super::{HEADER_BYTES, frame::read, wire::tcp};
+use super::{HEADER_BYTES, frame::read};
 
-/// Words in the longest run summed: a TCP header with 40 option bytes.
-const MAX_WORDS: usize = tcp::MAX_HEADER_LEN / 2;
+/// Words in the longest run summed: two IPv6 addresses (pseudo-header).
+const MAX_WORDS: usize = 16;
 
 /// Ones'-complement addition: a carry out of bit 31 wraps around into bit 0.
 #[inline(always)]
@@ -24,12 +24,16 @@ pub(super) fn fold(sum: u32) -> u16 {
     sum as u16
 }
 
-/// Ones'-complement sum of the network-order words of the `len` bytes at `start`.
+/// Ones'-complement sum of the network-order words of the `len` bytes at `start`
+/// (`len` even, at most 32). `None` if the bytes leave the array.
 ///
-/// `len` must be even and at most a TCP header's 60 bytes: the loop has that
-/// constant bound for the verifier. `None` if the bytes leave the array.
+/// Callers pass constant lengths, so the loop unrolls into straight-line code: a
+/// length known only at run time would make the verifier walk one path per length.
 #[inline(always)]
 pub(super) fn sum_words(buf: &[u8; HEADER_BYTES], start: usize, len: usize) -> Option<u32> {
+    if len > MAX_WORDS * 2 {
+        return None;
+    }
     let mut sum = 0;
     for word in 0..MAX_WORDS {
         let offset = word * 2;

@@ -11,8 +11,8 @@ use super::{
     wire::{eth, ipv4, ipv6, proto, tcp},
 };
 
-/// Parses the first `len` bytes of `frame` (the rest is zero and ignored); `len` may
-/// be smaller than the packet when the copy stopped at [`HEADER_BYTES`].
+/// Parses the first `len` bytes of `frame`; bytes beyond `len` are never looked at.
+/// `len` may be smaller than the packet when the copy stopped at [`HEADER_BYTES`].
 #[inline(always)]
 pub fn parse(frame: &[u8; HEADER_BYTES], len: usize) -> Parsed {
     let copied = Copied::new(frame, len);

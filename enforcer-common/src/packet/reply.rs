@@ -134,13 +134,17 @@ impl Offsets {
     }
 }
 
-/// Exchanges the `N` bytes at `a` with the `N` bytes at `b`.
+/// Exchanges the `N` bytes at `a` with the `N` bytes at `b` (`N` a multiple of 2),
+/// two bytes at a time: whole 16-byte addresses in registers would be spilled.
 #[inline(always)]
 fn swap<const N: usize>(frame: &mut [u8; HEADER_BYTES], a: usize, b: usize) -> Option<()> {
-    let at_a: [u8; N] = read(frame, a)?;
-    let at_b: [u8; N] = read(frame, b)?;
-    write(frame, a, at_b)?;
-    write(frame, b, at_a)
+    for offset in (0..N).step_by(2) {
+        let at_a: [u8; 2] = read(frame, a + offset)?;
+        let at_b: [u8; 2] = read(frame, b + offset)?;
+        write(frame, a + offset, at_b)?;
+        write(frame, b + offset, at_a)?;
+    }
+    Some(())
 }
 
 /// Addresses swapped, fresh TTL and identification, length of a bare TCP header,
@@ -174,52 +178,27 @@ fn rewrite_ipv6(frame: &mut [u8; HEADER_BYTES], at: &Offsets) -> Option<()> {
 /// Rewrites the TCP header but its checksum field; returns the sums of the old
 /// and the new header, checksum field left out.
 ///
-/// Each part is summed right where it is read or built, so that nothing stays live
-/// for long: LLVM would otherwise keep all 60 header bytes in registers across the
-/// rewrite and spill them, past the 512-byte BPF stack.
+/// Fields are written one by one and each part is summed right where it is read or
+/// written, so that little stays live: LLVM would otherwise keep the header's bytes
+/// in registers across the rewrite and spill them onto the 512-byte BPF stack.
 #[inline(always)]
 fn rewrite_tcp(frame: &mut [u8; HEADER_BYTES], at: &Offsets, syn: &Segment) -> Option<(u32, u32)> {
-    let old_fixed = sum_header(frame, at.l4, tcp::HEADER_LEN, tcp::CHECKSUM)?;
-    let rst = rst_fixed_header(syn, at.tcp_len);
-    write(frame, at.l4, rst)?;
-    let new_fixed = sum_array(&rst);
-    let (old_options, new_options) = nop_options(frame, at)?;
-    Some((add(old_fixed, old_options), add(new_fixed, new_options)))
-}
-
-/// The RST's header up to the options, checksum field zero.
-#[inline(always)]
-fn rst_fixed_header(syn: &Segment, tcp_len: usize) -> [u8; tcp::HEADER_LEN] {
-    let [sport_hi, sport_lo] = syn.sport.to_be_bytes();
-    let [dport_hi, dport_lo] = syn.dport.to_be_bytes();
+    let l4 = at.l4;
+    let old_fixed = sum_header(frame, l4, tcp::HEADER_LEN, tcp::CHECKSUM)?;
     let (seq, ack, flags) = rst_numbers(syn);
-    let [s0, s1, s2, s3] = seq.to_be_bytes();
-    let [a0, a1, a2, a3] = ack.to_be_bytes();
+    write(frame, l4 + tcp::SPORT, syn.dport.to_be_bytes())?;
+    write(frame, l4 + tcp::DPORT, syn.sport.to_be_bytes())?;
+    write(frame, l4 + tcp::SEQ, seq.to_be_bytes())?;
+    write(frame, l4 + tcp::ACK, ack.to_be_bytes())?;
     // The data offset is the length we checksum and hand back; the reserved bits
     // (AE included) are zero.
-    let data_offset = ((tcp_len / 4) as u8) << 4;
-    [
-        dport_hi,
-        dport_lo,
-        sport_hi,
-        sport_lo, // ports swapped
-        s0,
-        s1,
-        s2,
-        s3, // sequence number
-        a0,
-        a1,
-        a2,
-        a3, // acknowledgment number
-        data_offset,
-        flags, //
-        0,
-        0, // window
-        0,
-        0, // checksum, filled in last
-        0,
-        0, // urgent pointer
-    ]
+    let data_offset = ((at.tcp_len / 4) as u8) << 4;
+    write(frame, l4 + tcp::DATA_OFFSET, [data_offset, flags])?;
+    write(frame, l4 + tcp::WINDOW, [0, 0])?;
+    write(frame, l4 + tcp::URGENT, [0, 0])?;
+    let new_fixed = sum_header(frame, l4, tcp::HEADER_LEN, tcp::CHECKSUM)?;
+    let (old_options, new_options) = nop_options(frame, at)?;
+    Some((add(old_fixed, old_options), add(new_fixed, new_options)))
 }
 
 /// Sequence number, acknowledgment number and flags of the RST (RFC 9293 3.10.7.1):

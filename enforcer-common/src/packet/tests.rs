@@ -318,7 +318,7 @@ fn other_icmpv4_is_other() {
 }
 
 #[test]
-fn icmpv4_error_too_short_to_quote_the_sequence_number_is_malformed() {
+fn icmp_error_too_short_to_quote_the_sequence_number_is_malformed() {
     let syn = V4::tcp().packet(&Tcp::syn().bytes());
     let frame = icmpv4_error(3, 3, &syn[..IPV4_LEN + 7]);
     assert_eq!(parse_frame(&frame), Parsed::Malformed);
@@ -326,12 +326,15 @@ fn icmpv4_error_too_short_to_quote_the_sequence_number_is_malformed() {
     let mut padded = frame.clone();
     padded.extend(&syn[IPV4_LEN + 7..IPV4_LEN + 8]);
     assert_eq!(parse_frame(&padded), Parsed::Malformed);
-    let mut wrong_version = syn.clone();
-    wrong_version[0] = 0x65;
-    assert_eq!(
-        parse_frame(&icmpv4_error(3, 3, &wrong_version)),
-        Parsed::Malformed
-    );
+}
+
+#[test]
+fn icmpv4_quote_with_a_bad_ip_header_is_malformed() {
+    let syn = V4::tcp().packet(&Tcp::syn().bytes());
+    for (what, version_ihl) in [("version 6", 0x65), ("IHL 4", 0x44)] {
+        let frame = icmpv4_error(3, 3, &patched(syn.clone(), 0, version_ihl));
+        assert_eq!(parse_frame(&frame), Parsed::Malformed, "{what}");
+    }
 }
 
 #[test]
@@ -357,6 +360,8 @@ fn other_icmpv6_is_other() {
     assert_eq!(parse_frame(&icmpv6_error(1, 4, &udp)), Parsed::Other);
     let too_short = icmpv6_error(1, 4, &syn[..IPV6_LEN + 4]);
     assert_eq!(parse_frame(&too_short), Parsed::Malformed);
+    let wrong_version = icmpv6_error(1, 4, &patched(syn.clone(), 0, 0x40));
+    assert_eq!(parse_frame(&wrong_version), Parsed::Malformed);
 }
 
 #[test]
