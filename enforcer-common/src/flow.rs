@@ -9,6 +9,7 @@
 //! packet, timer or daemon sweep sees the end first.
 
 use crate::{
+    config::Config,
     dest::DestKey,
     impl_pod,
     outcome::{End, Outcome},
@@ -142,6 +143,19 @@ impl Flow {
     }
 }
 
+/// A flow's SYN and idle timeouts in ns (0 = none): the SYN timeout is its
+/// policy's connect timeout (`policy_connect_timeout_ms`, 0 = unset), else the
+/// packet plane's default. The kernel and the daemon's sweep decide alike.
+pub const fn timeouts_ns(config: &Config, policy_connect_timeout_ms: u32) -> (u64, u64) {
+    const MS: u64 = 1_000_000;
+    let syn_ms = if policy_connect_timeout_ms != 0 {
+        policy_connect_timeout_ms
+    } else {
+        config.flow_syn_timeout_ms
+    };
+    (syn_ms as u64 * MS, config.flow_idle_timeout_ms as u64 * MS)
+}
+
 /// Whether `end` finishes the flow (its entry can go), as opposed to recording
 /// the handshake of a flow that goes on.
 pub const fn finishes(end: End) -> bool {
@@ -240,6 +254,17 @@ mod tests {
         let answer = FlowKey::to_guest(dest, 80, guest, 40_000);
         assert_eq!(sent, answer);
         assert_eq!(sent.dest, DestKey::from_ipv6_raw(dest, 80));
+    }
+
+    #[test]
+    fn the_policy_connect_timeout_wins_over_the_default() {
+        let config = Config {
+            flow_syn_timeout_ms: 10_000,
+            flow_idle_timeout_ms: 60_000,
+            ..Config::default()
+        };
+        assert_eq!(timeouts_ns(&config, 0), (10 * SEC, 60 * SEC));
+        assert_eq!(timeouts_ns(&config, 300), (SEC * 3 / 10, 60 * SEC));
     }
 
     #[test]

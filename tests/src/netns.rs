@@ -113,44 +113,14 @@ impl NetNs {
     /// Runs an nftables script inside the namespace (`nft -f -`); panics with
     /// the script if nft refuses it.
     pub fn nft(&self, script: &str) {
-        let mut child = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawning nft");
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes())
-            .expect("writing the nft script");
-        assert!(
-            child.wait().expect("nft").success(),
-            "nft failed:\n{script}"
-        );
+        nft_in(&self.name, script);
     }
 
     /// Makes the namespace answer TCP to `port` with `verdict`: `drop` (a
     /// blackhole: SYNs vanish), `reject with tcp reset` (refused), or `accept`
     /// (back to normal).
     pub fn tcp_port(&self, port: u16, verdict: &str) {
-        let nft = |script: String| self.nft(&script);
-        // Recreating the chain replaces whatever rule the port had.
-        let chain = format!("p{port}");
-        let rule = match verdict {
-            "accept" => String::new(),
-            v => format!("add rule inet enforcer {chain} {v}\n"),
-        };
-        nft(format!(
-            "add table inet enforcer\n\
-             add chain inet enforcer input {{ type filter hook input priority 0; policy accept; }}\n\
-             add chain inet enforcer {chain}\n\
-             flush chain inet enforcer {chain}\n\
-             {rule}"
-        ));
-        // The jump from input is added once per port.
-        let listed = self.exec("nft", &["list", "chain", "inet", "enforcer", "input"]);
-        if !listed.contains(&format!("jump {chain}")) {
-            nft(format!(
-                "add rule inet enforcer input tcp dport {port} jump {chain}\n"
-            ));
-        }
+        set_tcp_verdict(&self.name, "enforcer", port, verdict);
     }
 
     /// The namespace's file, for `setns`.
@@ -169,6 +139,57 @@ impl NetNs {
 impl Default for NetNs {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Runs an nftables script inside the namespace named `ns` (`nft -f -`);
+/// panics with the script if nft refuses it.
+pub fn nft_in(ns: &str, script: &str) {
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning nft");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes())
+        .expect("writing the nft script");
+    assert!(
+        child.wait().expect("nft").success(),
+        "nft in {ns} failed:\n{script}"
+    );
+}
+
+/// Makes namespace `ns` answer TCP to `port` with `verdict` (an nftables
+/// verdict such as `drop` or `reject with tcp reset`; `accept` = back to
+/// normal), in its own chain of the `inet` table `table`, so a later call
+/// replaces the port's verdict.
+pub fn set_tcp_verdict(ns: &str, table: &str, port: u16, verdict: &str) {
+    let chain = format!("p{port}");
+    let rule = match verdict {
+        "accept" => String::new(),
+        v => format!("add rule inet {table} {chain} {v}\n"),
+    };
+    nft_in(
+        ns,
+        &format!(
+            "add table inet {table}\n\
+             add chain inet {table} input {{ type filter hook input priority 0; policy accept; }}\n\
+             add chain inet {table} {chain}\n\
+             flush chain inet {table} {chain}\n\
+             {rule}"
+        ),
+    );
+    // The jump from input is added once per port.
+    let listed = must_run(
+        "ip",
+        &[
+            "netns", "exec", ns, "nft", "list", "chain", "inet", table, "input",
+        ],
+    );
+    if !listed.contains(&format!("jump {chain}")) {
+        nft_in(
+            ns,
+            &format!("add rule inet {table} input tcp dport {port} jump {chain}\n"),
+        );
     }
 }
 

@@ -19,7 +19,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{must_run, netns::enter_raw};
+use crate::{
+    must_run,
+    netns::{enter_raw, nft_in, set_tcp_verdict},
+};
 
 /// One of the fixture's namespaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,55 +270,16 @@ impl Routed {
     /// Runs an nftables script inside the namespace (`nft -f -`); panics with
     /// the script if nft refuses it.
     pub fn nft(&self, which: Ns, script: &str) {
-        let mut child = self
-            .command(which, "nft")
-            .args(["-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawning nft");
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes())
-            .expect("writing the nft script");
-        assert!(
-            child.wait().expect("nft").success(),
-            "nft in {} failed:\n{script}",
-            self.name(which)
-        );
+        nft_in(self.name(which), script);
     }
 
     /// Makes the backend answer TCP to `port` with `verdict`: `drop` (a
     /// blackhole: SYNs vanish), `reject with tcp reset` (refused by a RST),
     /// `reject` (ICMP/ICMPv6 port unreachable, which the `inet` family sends by
     /// default), or `accept` (back to normal). A later call replaces the
-    /// port's verdict. Mirrors [`crate::netns::NetNs::tcp_port`].
+    /// port's verdict.
     pub fn set_backend_port(&self, port: u16, verdict: &str) {
-        // Recreating the chain's rule replaces whatever verdict the port had.
-        let chain = format!("p{port}");
-        let rule = match verdict {
-            "accept" => String::new(),
-            v => format!("add rule inet {TABLE} {chain} {v}\n"),
-        };
-        self.nft(
-            Ns::Backend,
-            &format!(
-                "add table inet {TABLE}\n\
-                 add chain inet {TABLE} input {{ type filter hook input priority 0; policy accept; }}\n\
-                 add chain inet {TABLE} {chain}\n\
-                 flush chain inet {TABLE} {chain}\n\
-                 {rule}"
-            ),
-        );
-        // The jump from input is added once per port.
-        let listed = self.exec(
-            Ns::Backend,
-            "nft",
-            &["list", "chain", "inet", TABLE, "input"],
-        );
-        if !listed.contains(&format!("jump {chain}")) {
-            self.nft(
-                Ns::Backend,
-                &format!("add rule inet {TABLE} input tcp dport {port} jump {chain}\n"),
-            );
-        }
+        set_tcp_verdict(self.name(Ns::Backend), TABLE, port, verdict);
     }
 
     /// A listener bound to `addr` inside the backend (port 0 picks a free one).

@@ -11,7 +11,7 @@ use enforcer_common::{
     control::result,
     counters::GlobalCounter,
     dest::DestState,
-    flow::{Direction, Flow, FlowKey, finishes},
+    flow::{Direction, Flow, FlowKey, finishes, timeouts_ns},
     outcome::End,
     sock::SockInfo,
 };
@@ -80,21 +80,11 @@ pub fn expire(key: &FlowKey, now: u64) -> u32 {
     };
     // SAFETY: a live value of FLOWS.
     let f = unsafe { &*flow };
-    let config = counters::config();
     let policy_timeout_ms = POLICIES
         .get(f.sock.policy_id)
         .map_or(0, |p| p.connect_timeout_ms);
-    let syn_timeout_ms = if policy_timeout_ms != 0 {
-        policy_timeout_ms
-    } else {
-        config.flow_syn_timeout_ms
-    };
-    let ms = 1_000_000u64;
-    match f.expiry(
-        now,
-        u64::from(syn_timeout_ms) * ms,
-        u64::from(config.flow_idle_timeout_ms) * ms,
-    ) {
+    let (syn_ns, idle_ns) = timeouts_ns(&counters::config(), policy_timeout_ms);
+    match f.expiry(now, syn_ns, idle_ns) {
         Some(end) => {
             finish(key, flow, end);
             result::APPLIED

@@ -75,7 +75,7 @@ pub trait Frame {
 /// compiler, leaving a size the verifier thinks may be zero. 0 becomes
 /// `HEADER_BYTES`, which the helpers then refuse for a frame that short.
 #[inline(always)]
-pub fn helper_len(len: usize) -> u32 {
+fn helper_len(len: usize) -> u32 {
     (len.wrapping_sub(1).min(HEADER_BYTES - 1) + 1) as u32
 }
 
@@ -90,7 +90,8 @@ pub fn from_guest(frame: &mut impl Frame) -> Action {
         return Action::Pass;
     };
     let len = frame.load(buf);
-    let Some(seg) = tcp_segment(buf, len) else {
+    // A guest's ICMP errors are about connections to it, not from it.
+    let Parsed::Tcp(seg) = parse_counted(buf, len) else {
         return Action::Pass;
     };
     let key = FlowKey::from_guest(seg.src, seg.sport, seg.dst, seg.dport);
@@ -114,7 +115,7 @@ pub fn to_guest(frame: &impl Frame) -> Action {
     };
     let len = frame.load(buf);
     let now = unsafe { bpf_ktime_get_ns() };
-    match parse(buf, len) {
+    match parse_counted(buf, len) {
         Parsed::Tcp(seg) => {
             let key = FlowKey::to_guest(seg.src, seg.sport, seg.dst, seg.dport);
             flows::on_segment(&key, Direction::ToGuest, seg.flags, now);
@@ -123,9 +124,7 @@ pub fn to_guest(frame: &impl Frame) -> Action {
         Parsed::Unreachable(q) => {
             flows::on_unreachable(&FlowKey::from_guest(q.src, q.sport, q.dst, q.dport));
         }
-        Parsed::Malformed => counters::bump(GlobalCounter::PacketMalformed),
-        Parsed::Fragment => counters::bump(GlobalCounter::PacketFragments),
-        Parsed::Other => {}
+        Parsed::Malformed | Parsed::Fragment | Parsed::Other => {}
     }
     Action::Pass
 }
@@ -142,22 +141,16 @@ fn scratch(slot: u32) -> Option<&'static mut [u8; HEADER_BYTES]> {
     FRAMES.get_ptr_mut(slot).map(|p| unsafe { &mut *p })
 }
 
-/// The TCP segment in the frame, counting what cannot be one.
+/// The frame parsed, fragments and malformed frames counted.
 #[inline(always)]
-fn tcp_segment(buf: &[u8; HEADER_BYTES], len: usize) -> Option<Segment> {
-    match parse(buf, len) {
-        Parsed::Tcp(seg) => Some(seg),
-        Parsed::Malformed => {
-            counters::bump(GlobalCounter::PacketMalformed);
-            None
-        }
-        Parsed::Fragment => {
-            counters::bump(GlobalCounter::PacketFragments);
-            None
-        }
-        // A guest's ICMP errors are about connections to it, not from it.
-        Parsed::Unreachable(_) | Parsed::Other => None,
+fn parse_counted(buf: &[u8; HEADER_BYTES], len: usize) -> Parsed {
+    let parsed = parse(buf, len);
+    match parsed {
+        Parsed::Malformed => counters::bump(GlobalCounter::PacketMalformed),
+        Parsed::Fragment => counters::bump(GlobalCounter::PacketFragments),
+        _ => {}
     }
+    parsed
 }
 
 /// A guest opens a connection: admitted (tracked), or answered with a RST.

@@ -227,14 +227,8 @@ fn attach_tc(
             &mut pinned
         }
     };
-    let id = program
-        .attach_with_options(interface, attach_type, options)
-        .map_err(attach_err)?;
-    program
-        .take_link(id)
-        .map_err(attach_err)?
-        .try_into()
-        .map_err(programs::link_err(spec))
+    let id = program.attach_with_options(interface, attach_type, options);
+    programs::fd_link(spec, id.and_then(|id| program.take_link(id)))
 }
 
 fn attach_xdp(source: &mut Source<'_>, interface: &str) -> Result<FdLink, BpfError> {
@@ -252,14 +246,8 @@ fn attach_xdp(source: &mut Source<'_>, interface: &str) -> Result<FdLink, BpfErr
             &mut pinned
         }
     };
-    let id = program
-        .attach(interface, XdpMode::Driver)
-        .map_err(attach_err)?;
-    program
-        .take_link(id)
-        .map_err(attach_err)?
-        .try_into()
-        .map_err(programs::link_err(spec))
+    let id = program.attach(interface, XdpMode::Driver);
+    programs::fd_link(spec, id.and_then(|id| program.take_link(id)))
 }
 
 fn program_mut<'a>(

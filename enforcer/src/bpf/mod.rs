@@ -307,18 +307,19 @@ impl Enforcer {
     /// Runs one of this process's loaded programs on `frame` with
     /// `BPF_PROG_TEST_RUN`, `repeat` times: the packet programs' tests and
     /// per-packet cost.
-    pub fn test_run(&self, program: &str, frame: &[u8], repeat: u32) -> Result<TestRun, BpfError> {
-        let spec = programs::UNATTACHED
-            .iter()
-            .find(|s| s.name == program)
-            .ok_or(BpfError::ProgramMissing { name: "(unknown)" })?;
+    pub fn test_run(
+        &self,
+        program: &'static str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<TestRun, BpfError> {
         let ebpf = self.ebpf.as_ref().ok_or(BpfError::ObjectMissing)?;
         let fd = ebpf
-            .program(spec.name)
-            .ok_or(BpfError::ProgramMissing { name: spec.name })?
+            .program(program)
+            .ok_or(BpfError::ProgramMissing { name: program })?
             .fd()
             .map_err(|source| BpfError::Program {
-                name: spec.name,
+                name: program,
                 source,
             })?;
         control::test_run(fd, frame, repeat).map_err(|source| BpfError::Control { source })

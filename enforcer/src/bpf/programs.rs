@@ -138,36 +138,23 @@ pub fn attach_all(
         let program = ebpf
             .program_mut(spec.name)
             .ok_or(BpfError::ProgramMissing { name: spec.name })?;
-        let attach_err = |source| BpfError::Attach {
-            name: spec.name,
-            source,
-        };
         // Each program type has its own link type; all convert into an FdLink.
         let mode = CgroupAttachMode::Single;
         let link: FdLink = match spec.hook {
             Hook::SockAddr => {
                 let p = as_kind::<CgroupSockAddr>(spec, program)?;
-                let id = p.attach(cgroup, mode).map_err(attach_err)?;
-                p.take_link(id)
-                    .map_err(attach_err)?
-                    .try_into()
-                    .map_err(link_err(spec))?
+                let id = p.attach(cgroup, mode);
+                fd_link(spec, id.and_then(|id| p.take_link(id)))?
             }
             Hook::SockOps => {
                 let p = as_kind::<SockOps>(spec, program)?;
-                let id = p.attach(cgroup, mode).map_err(attach_err)?;
-                p.take_link(id)
-                    .map_err(attach_err)?
-                    .try_into()
-                    .map_err(link_err(spec))?
+                let id = p.attach(cgroup, mode);
+                fd_link(spec, id.and_then(|id| p.take_link(id)))?
             }
             Hook::SockRelease => {
                 let p = as_kind::<CgroupSock>(spec, program)?;
-                let id = p.attach(cgroup, mode).map_err(attach_err)?;
-                p.take_link(id)
-                    .map_err(attach_err)?
-                    .try_into()
-                    .map_err(link_err(spec))?
+                let id = p.attach(cgroup, mode);
+                fd_link(spec, id.and_then(|id| p.take_link(id)))?
             }
             // Not attached to the cgroup.
             Hook::Control | Hook::PacketXdp | Hook::PacketTc => continue,
@@ -177,9 +164,19 @@ pub fn attach_all(
     Ok(links)
 }
 
-pub(super) fn link_err(spec: &ProgramSpec) -> impl FnOnce(LinkError) -> BpfError {
+/// The link an attach (`attach` then `take_link`) produced, as the FdLink every
+/// program type's link converts into (and which can be pinned).
+pub(super) fn fd_link<L>(
+    spec: &ProgramSpec,
+    link: Result<L, ProgramError>,
+) -> Result<FdLink, BpfError>
+where
+    L: TryInto<FdLink, Error = LinkError>,
+{
     let name = spec.name;
-    move |source| BpfError::Link { name, source }
+    link.map_err(|source| BpfError::Attach { name, source })?
+        .try_into()
+        .map_err(|source| BpfError::Link { name, source })
 }
 
 pub(super) fn as_kind<'a, T>(

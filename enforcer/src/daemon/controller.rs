@@ -66,7 +66,7 @@ pub async fn run(shared: Shared) {
                     return Ok(());
                 }
                 swept_at = Instant::now();
-                super::flows::sweep(&mut d).map(drop)
+                super::flows::sweep(&mut d)
             });
         if let Err(e) = result {
             eprintln!("enforcer: controller: {e}");

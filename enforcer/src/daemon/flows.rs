@@ -6,11 +6,10 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use enforcer_common::flow::timeouts_ns;
+
 use super::Daemon;
-use crate::{
-    bpf::{Applied, BpfError},
-    clock::monotonic_ns,
-};
+use crate::{bpf::BpfError, clock::monotonic_ns};
 
 /// How often flows are swept: a quarter of the shortest SYN timeout in force
 /// (the daemon's, or a policy's connect timeout), within 100 ms..1 s, so a
@@ -23,40 +22,22 @@ pub fn sweep_interval(flow_syn_timeout: Duration, connect_timeouts: &[Duration])
     (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
-/// One walk of the flow table; how many flows the kernel expired.
-pub fn sweep(d: &mut Daemon) -> Result<usize, BpfError> {
+/// One walk of the flow table.
+pub fn sweep(d: &mut Daemon) -> Result<(), BpfError> {
     let now = monotonic_ns();
-    let ms = 1_000_000u64;
     let config = d.enforcer.config()?;
-    let idle_ns = u64::from(config.flow_idle_timeout_ms) * ms;
-    let mut syn_timeouts: HashMap<u32, u64> = HashMap::new();
-    let mut expired = 0;
+    let mut policy_timeouts: HashMap<u32, u32> = HashMap::new();
     for (key, flow) in d.enforcer.flows()? {
-        let policy_id = flow.sock.policy_id;
-        let syn_ns = match syn_timeouts.get(&policy_id) {
-            Some(ns) => *ns,
-            None => {
-                let policy_ms = d
-                    .enforcer
-                    .policy(policy_id)
-                    .map_or(0, |p| p.connect_timeout_ms);
-                let chosen = if policy_ms != 0 {
-                    policy_ms
-                } else {
-                    config.flow_syn_timeout_ms
-                };
-                let ns = u64::from(chosen) * ms;
-                syn_timeouts.insert(policy_id, ns);
-                ns
-            }
-        };
-        if flow.expiry(now, syn_ns, idle_ns).is_some()
-            && d.enforcer.expire_flow(&key)? == Applied::Applied
-        {
-            expired += 1;
+        let id = flow.sock.policy_id;
+        let policy_ms = *policy_timeouts
+            .entry(id)
+            .or_insert_with(|| d.enforcer.policy(id).map_or(0, |p| p.connect_timeout_ms));
+        let (syn_ns, idle_ns) = timeouts_ns(&config, policy_ms);
+        if flow.expiry(now, syn_ns, idle_ns).is_some() {
+            d.enforcer.expire_flow(&key)?;
         }
     }
-    Ok(expired)
+    Ok(())
 }
 
 #[cfg(test)]

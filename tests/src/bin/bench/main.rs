@@ -1,6 +1,7 @@
 //! `enforcer-bench`: the benchmarks of issue 5 (scenarios 1-8:
 //! connect overhead, fail-fast, trip latency, recovery, scale, against a proxy,
-//! connection cap, daemon footprint). Run it with `cargo xtask bench
+//! connection cap, daemon footprint) and the packet plane's per-packet cost
+//! (scenario 9). Run it with `cargo xtask bench
 //! [--quick]` as root.
 //!
 //! Every comparison is measured side by side in the same run, in interleaved
@@ -22,6 +23,7 @@ mod interleave;
 mod map_memory;
 mod minimal_prog;
 mod overhead;
+mod packet_cost;
 mod populate;
 mod proc_usage;
 mod proxy;
@@ -102,6 +104,7 @@ struct Run {
     against_proxy: Option<proxy::Results>,
     connection_cap: Option<conn_cap::Results>,
     footprint: Option<footprint::Results>,
+    packet_cost: Option<packet_cost::Results>,
     goals: Vec<report::Goal>,
 }
 
@@ -139,6 +142,8 @@ fn main() -> ExitCode {
     let conn_cap = wanted(7).then(|| conn_cap::run(pick(quick, conn_cap::FULL, conn_cap::QUICK)));
     let footprint =
         wanted(8).then(|| footprint::run(pick(quick, footprint::FULL, footprint::QUICK)));
+    let packet_cost =
+        wanted(9).then(|| packet_cost::run(pick(quick, packet_cost::FULL, packet_cost::QUICK)));
 
     let mut goals: Vec<report::Goal> = Vec::new();
     let mut tables: Vec<report::Table> = Vec::new();
@@ -183,6 +188,10 @@ fn main() -> ExitCode {
         tables.extend(r.tables());
         checks_ok &= r.check.ok;
     }
+    if let Some(r) = &packet_cost {
+        tables.extend(r.tables());
+        checks_ok &= r.check.ok;
+    }
     let run = Run {
         command: format!(
             "cargo xtask bench{}{}",
@@ -206,6 +215,7 @@ fn main() -> ExitCode {
         against_proxy: proxy,
         connection_cap: conn_cap,
         footprint,
+        packet_cost,
         goals,
     };
 

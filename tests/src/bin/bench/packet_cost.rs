@@ -1,0 +1,170 @@
+//! Scenario 9: the packet plane's cost per packet, from the kernel's own
+//! `BPF_PROG_TEST_RUN` loop, against a frame the programs only glance at (ARP:
+//! copied, found not to be IP, passed) measured in the same run.
+
+use enforcer::bpf::{Enforcer, LoadOptions};
+use enforcer_common::overrides::{Override, kind};
+use enforcer_tests::{
+    fixtures::{self, base_policy, minute_open},
+    frames::{ACK, SYN, Tcp},
+};
+use serde::Serialize;
+
+use crate::{
+    compare::Check,
+    report::{self, Table},
+};
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Size {
+    /// Runs per measurement in the kernel's loop.
+    pub repeat: u32,
+    /// Single runs averaged for the RST (a repeat would run on the RST itself).
+    pub single_runs: u32,
+}
+
+pub const FULL: Size = Size {
+    repeat: 1_000_000,
+    single_runs: 20_000,
+};
+
+pub const QUICK: Size = Size {
+    repeat: 10_000,
+    single_runs: 500,
+};
+
+#[derive(Serialize)]
+pub struct Row {
+    pub program: &'static str,
+    pub frame: &'static str,
+    pub ns: u32,
+}
+
+#[derive(Serialize)]
+pub struct Results {
+    pub size: Size,
+    pub baseline_ns: u32,
+    pub rows: Vec<Row>,
+    pub check: Check,
+}
+
+const XDP_TX: u32 = 3;
+
+pub fn run(size: Size) -> Results {
+    let mut enforcer = Enforcer::load(&LoadOptions::default()).expect("loading the programs");
+    fixtures::apply(
+        &mut enforcer,
+        &["10.2.0.0/16:8080"],
+        base_policy(),
+        minute_open(),
+    );
+    let (guest, dest) = ("10.1.0.2".parse().unwrap(), "10.2.0.2".parse().unwrap());
+    let tracked = Tcp::syn(guest, 47_000, dest, 8080);
+    let data = Tcp {
+        flags: ACK,
+        payload: vec![0; 1000],
+        ..tracked.clone()
+    };
+    let unmatched = Tcp::syn(guest, 47_001, "10.3.0.1".parse().unwrap(), 80);
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x08, 0x06]);
+    arp.resize(60, 0);
+    let cost = |program: &'static str, frame: &[u8]| {
+        enforcer
+            .test_run(program, frame, size.repeat)
+            .unwrap_or_else(|e| panic!("test run of {program}: {e:#}"))
+            .duration_ns
+    };
+    let baseline_ns = cost("packet_in_tc", &arp);
+    // The flow the data segments belong to.
+    cost("packet_in_tc", &tracked.frame());
+    let mut rows = Vec::new();
+    for (program, frame, bytes) in [
+        (
+            "packet_in_tc",
+            "data segment of a tracked flow",
+            data.frame(),
+        ),
+        (
+            "packet_in_xdp",
+            "data segment of a tracked flow",
+            data.frame(),
+        ),
+        ("packet_in_tc", "SYN, no policy", unmatched.frame()),
+        (
+            "packet_out_tc",
+            "SYN-ACK to the guest",
+            tracked.answer(SYN | ACK).frame(),
+        ),
+    ] {
+        rows.push(Row {
+            program,
+            frame,
+            ns: cost(program, &bytes),
+        });
+    }
+    let forced = Override {
+        kind: kind::FORCED_OPEN,
+        ..Override::default()
+    };
+    enforcer
+        .set_override(format!("{dest}:8080").parse().unwrap(), forced)
+        .expect("forcing open");
+    let rejected = Tcp::syn(guest, 47_002, dest, 8080).frame();
+    let mut total = 0u64;
+    let mut answered = 0u32;
+    for _ in 0..size.single_runs {
+        let out = enforcer
+            .test_run("packet_in_xdp", &rejected, 1)
+            .expect("test run");
+        total += u64::from(out.duration_ns);
+        answered += u32::from(out.retval == XDP_TX);
+    }
+    rows.push(Row {
+        program: "packet_in_xdp",
+        frame: "SYN answered with a RST",
+        ns: (total / u64::from(size.single_runs.max(1))) as u32,
+    });
+    let check = Check::expect(
+        answered == size.single_runs,
+        format!(
+            "{answered} of {} SYNs to the forced-open destination answered with XDP_TX",
+            size.single_runs
+        ),
+    );
+    Results {
+        size,
+        baseline_ns,
+        rows,
+        check,
+    }
+}
+
+impl Results {
+    pub fn tables(&self) -> Vec<Table> {
+        let mut t = Table::new(
+            "Scenario 9: packet plane, per packet (BPF_PROG_TEST_RUN)",
+            &["program", "frame", "per packet", "vs ARP floor"],
+        );
+        t.row(vec![
+            "packet_in_tc".into(),
+            "ARP (the floor: copied, not IP, passed)".into(),
+            report::duration(u64::from(self.baseline_ns)),
+            report::times(1.0),
+        ]);
+        for r in &self.rows {
+            t.row(vec![
+                r.program.into(),
+                r.frame.into(),
+                report::duration(u64::from(r.ns)),
+                report::times(f64::from(r.ns) / f64::from(self.baseline_ns.max(1))),
+            ]);
+        }
+        t.note(format!(
+            "{} runs per figure in the kernel's loop; the RST is the mean of {} single runs",
+            self.size.repeat, self.size.single_runs
+        ));
+        t.note(self.check.note());
+        vec![t]
+    }
+}
