@@ -31,8 +31,12 @@ pub struct Config {
     /// forgotten and its slot released (ms; 0 = never).
     pub flow_idle_timeout_ms: u32,
     pub _pad: u32,
+    /// Packet plane: the network namespace (cookie) of the watched interfaces,
+    /// i.e. the daemon's: forwarded connections are routed there, so that is
+    /// where their destinations live.
+    pub netns_cookie: u64,
 }
-const _: () = assert!(size_of::<Config>() == 40);
+const _: () = assert!(size_of::<Config>() == 48);
 impl_pod!(Config);
 
 impl Config {

@@ -47,7 +47,7 @@ pub struct Command {
     /// The flow of a flow command; destination commands use `flow.dest` only.
     pub flow: FlowKey,
 }
-const _: () = assert!(size_of::<Command>() == 48);
+const _: () = assert!(size_of::<Command>() == 64);
 impl_pod!(Command);
 
 impl Command {
@@ -59,7 +59,7 @@ impl Command {
                 dest,
                 client: [0; 4],
                 client_port: 0,
-                _pad: 0,
+                _pad: [0; 3],
             },
         )
     }
@@ -75,16 +75,9 @@ impl Command {
 
     /// The command as the bytes of a test packet.
     pub fn to_bytes(&self) -> [u8; size_of::<Self>()] {
-        let mut out = [0u8; size_of::<Self>()];
-        out[0..4].copy_from_slice(&self.kind.to_ne_bytes());
-        let words = self.flow.dest.addr.iter().chain(&self.flow.client);
-        let at = [8, 12, 16, 20, 28, 32, 36, 40];
-        for (word, at) in words.zip(at) {
-            out[at..at + 4].copy_from_slice(&word.to_ne_bytes());
-        }
-        out[24..26].copy_from_slice(&self.flow.dest.port.to_ne_bytes());
-        out[44..46].copy_from_slice(&self.flow.client_port.to_ne_bytes());
-        out
+        // SAFETY: `repr(C)`, integer fields only and no implicit padding (the
+        // size assertion above): every byte is initialised.
+        unsafe { core::mem::transmute::<Self, [u8; size_of::<Self>()]>(*self) }
     }
 }
 
@@ -95,15 +88,17 @@ mod tests {
     #[test]
     fn bytes_follow_the_struct_layout() {
         let flow = FlowKey {
-            dest: DestKey::from_ipv6_raw([1, 2, 3, 4], 0x1234),
+            dest: DestKey::from_ipv6_raw([1, 2, 3, 4], 0x1234).in_netns(0x0102_0304_0506_0708),
             client: [5, 6, 7, 8],
             client_port: 0x5678,
-            _pad: 0,
+            _pad: [0; 3],
         };
-        let command = Command::on_flow(kind::FLOW_EXPIRE, flow);
-        let bytes = command.to_bytes();
-        // SAFETY: `Command` is repr(C) with integer fields only and no implicit padding.
-        let raw: [u8; size_of::<Command>()] = unsafe { core::mem::transmute(command) };
-        assert_eq!(bytes, raw);
+        let bytes = Command::on_flow(kind::FLOW_EXPIRE, flow).to_bytes();
+        assert_eq!(bytes[0..4], kind::FLOW_EXPIRE.to_ne_bytes());
+        assert_eq!(bytes[8..16], 0x0102_0304_0506_0708u64.to_ne_bytes());
+        assert_eq!(bytes[16..20], 1u32.to_ne_bytes());
+        assert_eq!(bytes[32..34], 0x1234u16.to_ne_bytes());
+        assert_eq!(bytes[40..44], 5u32.to_ne_bytes());
+        assert_eq!(bytes[56..58], 0x5678u16.to_ne_bytes());
     }
 }

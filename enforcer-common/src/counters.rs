@@ -54,11 +54,19 @@ pub enum GlobalCounter {
     /// Packet plane: rejected SYNs that could not be answered in place (IPv4
     /// options, IPv6 extension headers, data on the SYN) and were dropped.
     PacketRejectsDropped,
+    /// Connects that failed on this host before the destination had a say.
+    LocalErrors,
+    /// Ends of sockets admitted by a destination entry that was forgotten
+    /// since: ignored, so they cannot release a slot of the new entry.
+    StaleRecords,
+    /// Sockets whose state callbacks could not be enabled (their end is
+    /// recorded when they are released).
+    CallbacksFailed,
 }
 
 impl GlobalCounter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 27] = [
         Self::TcpConnects,
         Self::OtherConnects,
         Self::Paused,
@@ -83,6 +91,9 @@ impl GlobalCounter {
         Self::FlowTableFull,
         Self::PacketResets,
         Self::PacketRejectsDropped,
+        Self::LocalErrors,
+        Self::StaleRecords,
+        Self::CallbacksFailed,
     ];
     /// Number of slots in the counters array.
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -114,6 +125,9 @@ impl GlobalCounter {
             Self::FlowTableFull => "flow_table_full",
             Self::PacketResets => "packet_resets",
             Self::PacketRejectsDropped => "packet_rejects_dropped",
+            Self::LocalErrors => "local_errors",
+            Self::StaleRecords => "stale_records",
+            Self::CallbacksFailed => "callbacks_failed",
         }
     }
 }

@@ -8,42 +8,50 @@ use crate::{breaker::Breaker, impl_pod};
 /// the native-endian `u32` they occupy in [`DestKey::addr`].
 const V4_MAPPED_PREFIX: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 
-/// A destination: IPv6 address (IPv4 as v4-mapped) and TCP port.
+/// A destination: network namespace, IPv6 address (IPv4 as v4-mapped) and TCP
+/// port.
 ///
-/// IPv4 is stored v4-mapped so that `connect4` to `a.b.c.d` and `connect6` to
-/// `::ffff:a.b.c.d` share one key and therefore one state.
+/// `127.0.0.1:8080` in one network namespace is not the service of that name in
+/// another, and overlapping container subnets are different hosts: the
+/// namespace is part of the identity. IPv4 is stored v4-mapped so that
+/// `connect4` to `a.b.c.d` and `connect6` to `::ffff:a.b.c.d` share one key and
+/// therefore one state.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DestKey {
+    /// The network namespace's cookie (`bpf_get_netns_cookie`, `SO_NETNS_COOKIE`).
+    pub netns: u64,
     /// The 16 address bytes in network order, held as four native-endian words
     /// exactly as the kernel's `user_ip6`/`remote_ip6` fields hold them.
     pub addr: [u32; 4],
     /// Port in host byte order.
     pub port: u16,
-    pub _pad: u16,
+    pub _pad: [u16; 3],
 }
-const _: () = assert!(size_of::<DestKey>() == 20);
+const _: () = assert!(size_of::<DestKey>() == 32);
 impl_pod!(DestKey);
 
 impl DestKey {
     /// From an IPv4 address as the kernel holds it (network order in a native `u32`)
-    /// and a host-order port.
+    /// and a host-order port, in no namespace yet ([`Self::in_netns`]).
     pub const fn from_ipv4_raw(addr: u32, port: u16) -> Self {
-        Self {
-            addr: [0, 0, V4_MAPPED_PREFIX, addr],
-            port,
-            _pad: 0,
-        }
+        Self::from_ipv6_raw([0, 0, V4_MAPPED_PREFIX, addr], port)
     }
 
     /// From an IPv6 address as the kernel holds it (four network-order words) and a
     /// host-order port. v4-mapped addresses come out equal to [`Self::from_ipv4_raw`].
     pub const fn from_ipv6_raw(addr: [u32; 4], port: u16) -> Self {
         Self {
+            netns: 0,
             addr,
             port,
-            _pad: 0,
+            _pad: [0; 3],
         }
+    }
+
+    /// The same address and port in the network namespace `netns` (a cookie).
+    pub const fn in_netns(self, netns: u64) -> Self {
+        Self { netns, ..self }
     }
 
     /// The 16 address bytes in network order.
@@ -107,9 +115,18 @@ pub struct DestCounters {
     /// Successes slower than the policy's `slow_connect` (also counted as
     /// successes; they count as failures for the breaker).
     pub slow: u64,
-    /// Closed by the application while the handshake was in flight: not a failure
-    /// of the destination.
+    /// Closed by the application while the handshake was in flight, before its
+    /// SYN went unanswered past a retransmission: not a failure of the
+    /// destination.
     pub abandoned: u64,
+    /// Failed on this host before the peer or the path had a say (no local
+    /// address or port, a bind that cannot route, another program's or a
+    /// firewall's refusal, a caller-lowered hop limit): never a failure of the
+    /// destination.
+    pub local_errors: u64,
+    /// Half-open probes that outlived their bound and were reclaimed (counted
+    /// as failed probes).
+    pub probes_reclaimed: u64,
     /// Connects refused because the circuit was open.
     pub rejected_circuit: u64,
     /// Connects refused by the bulkhead (`max_connections` or `max_pending`).
@@ -125,7 +142,7 @@ pub struct DestCounters {
     /// Trips the group guard (`max_open_percent`) refused.
     pub guard_refusals: u64,
 }
-const _: () = assert!(size_of::<DestCounters>() == 14 * 8);
+const _: () = assert!(size_of::<DestCounters>() == 16 * 8);
 impl_pod!(DestCounters);
 
 impl DestCounters {
@@ -201,13 +218,23 @@ pub struct DestState {
     pub policy_id: u32,
     /// `bpf_ktime_get_ns` of the last connect the gate saw, for garbage collection.
     pub last_attempt_ns: u64,
+    /// Tells this entry apart from an earlier one of the same key that was
+    /// forgotten: a socket admitted by the earlier one never releases into this
+    /// one. The `bpf_ktime_get_ns` of its first admission (an entry created later
+    /// has a later clock; two entries of one key never exist at once); 0 until then.
+    pub generation: u64,
+    /// The policy's epoch when the destination last joined it: a policy id
+    /// given to another policy starts a new epoch, and the destination starts
+    /// over (CLOSED) instead of staying OPEN under rules that are not its own.
+    pub policy_epoch: u32,
+    pub _pad: u32,
     pub breaker: Breaker,
     pub counters: DestCounters,
     pub latency: Latency,
 }
 const _: () = assert!(
     size_of::<DestState>()
-        == 16 + size_of::<Breaker>() + size_of::<DestCounters>() + size_of::<Latency>()
+        == 32 + size_of::<Breaker>() + size_of::<DestCounters>() + size_of::<Latency>()
 );
 impl_pod!(DestState);
 

@@ -21,12 +21,13 @@ pub struct Event {
     pub dest: DestKey,
     /// Trip level after the transition.
     pub trips: u32,
+    pub _pad: u32,
     /// `bpf_ktime_get_ns` of the transition.
     pub at_ns: u64,
     /// For TRIPPED and REOPENED: when the open period ends.
     pub open_until_ns: u64,
 }
-const _: () = assert!(size_of::<Event>() == 48);
+const _: () = assert!(size_of::<Event>() == 64);
 impl_pod!(Event);
 
 /// The event kind of a transition.

@@ -27,9 +27,9 @@ pub struct FlowKey {
     pub client: [u32; 4],
     /// The guest's port, host order.
     pub client_port: u16,
-    pub _pad: u16,
+    pub _pad: [u16; 3],
 }
-const _: () = assert!(size_of::<FlowKey>() == 40);
+const _: () = assert!(size_of::<FlowKey>() == 56);
 impl_pod!(FlowKey);
 
 impl FlowKey {
@@ -39,7 +39,15 @@ impl FlowKey {
             dest: DestKey::from_ipv6_raw(dst, dport),
             client: src,
             client_port: sport,
-            _pad: 0,
+            _pad: [0; 3],
+        }
+    }
+
+    /// The same flow, its destination in the network namespace `netns`.
+    pub const fn in_netns(self, netns: u64) -> Self {
+        Self {
+            dest: self.dest.in_netns(netns),
+            ..self
         }
     }
 
@@ -59,7 +67,7 @@ pub struct Flow {
     /// every [`LAST_SEEN_GRANULARITY_NS`]).
     pub last_seen_ns: u64,
 }
-const _: () = assert!(size_of::<Flow>() == 64);
+const _: () = assert!(size_of::<Flow>() == 88);
 impl_pod!(Flow);
 
 /// How stale `last_seen_ns` may get before a packet refreshes it: idle timeouts

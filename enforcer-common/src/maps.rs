@@ -51,3 +51,18 @@ pub const ZERO_DEST: &str = "ZERO_DEST";
 pub const FLOWS: &str = "FLOWS";
 /// Default capacity of [`FLOWS`]; the daemon may change it at load time.
 pub const FLOWS_CAPACITY: u32 = 65_536;
+
+/// Read-only globals of the object, set by the daemon at load time from the
+/// running kernel's BTF (`/sys/kernel/btf/vmlinux`): layouts differ between
+/// kernel builds, and the programs read these few fields through BTF-typed
+/// socket pointers. 0 means "unknown": the programs then do without.
+pub mod globals {
+    /// Byte offset of `sk_err` (`int`) in `struct sock`.
+    pub const SK_ERR_OFFSET: &str = "SK_ERR_OFFSET";
+    /// Byte offset of `uc_ttl` (`__s16`, -1 = the system's default) in
+    /// `struct inet_sock`, which starts every TCP socket.
+    pub const UC_TTL_OFFSET: &str = "UC_TTL_OFFSET";
+    /// A caller-set IPv4 TTL below this is a lowered hop limit
+    /// (`net.ipv4.ip_default_ttl` when the daemon starts).
+    pub const MIN_TTL: &str = "MIN_TTL";
+}

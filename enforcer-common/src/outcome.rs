@@ -1,14 +1,37 @@
-//! Classification of a connect's outcome from what `sock_ops` can see.
+//! Classification of a connect's outcome from what the kernel tells the socket.
 //!
-//! `sock_ops` does not expose `sk_err`, so the reason a connect failed is told apart
-//! by what the socket went through: a RST to the SYN is the only way a SYN_SENT
-//! socket closes after receiving a segment (`segs_in` is counted in `tcp_v4_rcv`
-//! before the segment is processed; ICMP errors do not go through it); the
-//! retransmission timer reports through `RTO_CB` whether it gave up (the socket
-//! then closes because of the timeout); any other close of a SYN_SENT socket is
-//! an ICMP error (which may arrive after some retransmits) or a local one.
+//! Only the peer and the path count against a destination:
+//!
+//! | how the connect ended                                          | outcome        |
+//! |----------------------------------------------------------------|----------------|
+//! | a RST answered the SYN (`ECONNREFUSED`)                        | refused        |
+//! | the SYN retries or the connect timeout ran out (`ETIMEDOUT`)   | timeout        |
+//! | an ICMP error about the SYN (`EHOSTUNREACH`, `ENETUNREACH`, …) | unreachable    |
+//! | the caller ended it (close, `shutdown`, `connect(AF_UNSPEC)`)  | abandoned      |
+//! | … after its SYN went unanswered past a retransmission          | timeout        |
+//! | failed inside `connect()`, before any SYN left                 | local error    |
+//! | a timeout or ICMP error of a socket whose TTL the caller lowered | local error  |
+//!
+//! The socket's error (`sk_err`, read through BTF in `sock_ops`) tells them
+//! apart when the socket goes SYN_SENT → CLOSE: the kernel sets it before the
+//! transition for a RST, a timeout or an ICMP error, and leaves it 0 when the
+//! caller disconnects. Where it cannot be read (no BTF, or an error left over
+//! from an earlier connect on the same socket) the segments received and the
+//! retransmission timer still tell a RST and a timeout; anything else is
+//! abandoned, which never trips a breaker.
 
-use crate::sock::marks;
+use crate::sock::{flags, marks};
+
+/// The kernel's TCP states this module looks at (`BPF_TCP_*`).
+pub mod tcp_state {
+    pub const SYN_SENT: u32 = 2;
+    pub const CLOSE: u32 = 7;
+}
+
+/// `ECONNREFUSED`: a RST answered the SYN.
+pub const ECONNREFUSED: i32 = 111;
+/// `ETIMEDOUT`: the SYN retries or the user timeout ran out.
+pub const ETIMEDOUT: i32 = 110;
 
 /// What happened to an admitted connect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,8 +39,10 @@ pub enum Outcome {
     Refused,
     Timeout,
     Unreachable,
-    /// The application closed the socket before the handshake ended.
+    /// The application gave up before the destination had a say.
     Abandoned,
+    /// Failed on this host: not the destination's doing.
+    LocalError,
 }
 
 /// How an admitted connect moved on, whichever plane saw it.
@@ -38,19 +63,93 @@ impl Outcome {
     }
 }
 
+/// What `sock_ops` sees of a socket going SYN_SENT → CLOSE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynSentClose {
+    /// The socket's error, if it could be read.
+    pub sk_err: Option<i32>,
+    /// Segments received in this connect (since its SYN).
+    pub segs_in: u32,
+    /// The socket's [`marks`].
+    pub marks: u64,
+}
+
 /// The outcome of a connect whose socket went from SYN_SENT to CLOSE.
-///
-/// `sock_marks` are the socket's [`marks`]; `segs_in` is the number of segments
-/// the socket received.
-pub const fn classify_syn_sent_close(sock_marks: u64, segs_in: u32) -> Outcome {
-    if sock_marks & marks::RELEASED_CONNECTING != 0 {
-        Outcome::Abandoned
-    } else if segs_in > 0 {
-        Outcome::Refused
-    } else if sock_marks & marks::SYN_TIMED_OUT != 0 {
-        Outcome::Timeout
+pub const fn classify_syn_sent_close(seen: SynSentClose) -> Outcome {
+    let trusted_err = if seen.marks & marks::STALE_ERROR != 0 {
+        None
     } else {
-        Outcome::Unreachable
+        seen.sk_err
+    };
+    let outcome = match trusted_err {
+        Some(0) => return caller_ended(seen.marks),
+        Some(ECONNREFUSED) => Outcome::Refused,
+        Some(ETIMEDOUT) => Outcome::Timeout,
+        Some(_) => Outcome::Unreachable,
+        None if seen.segs_in > 0 => Outcome::Refused,
+        None if seen.marks & marks::SYN_TIMED_OUT != 0 => Outcome::Timeout,
+        // A caller's disconnect or an ICMP error: which one cannot be told.
+        None => return caller_ended(seen.marks),
+    };
+    path_failure(outcome, seen.marks)
+}
+
+/// The caller ended a connect still in SYN_SENT (close, `shutdown`,
+/// `connect(AF_UNSPEC)`): abandoned, unless its SYN had already gone
+/// unanswered past a retransmission — then the destination was silent, which
+/// is what most callers' own connect timeouts (curl, Go, Java) look like.
+pub const fn caller_ended(sock_marks: u64) -> Outcome {
+    if sock_marks & marks::SYN_RETRANSMITTED != 0 {
+        path_failure(Outcome::Timeout, sock_marks)
+    } else {
+        Outcome::Abandoned
+    }
+}
+
+/// What `cgroup/sock_release` records for an admitted socket the application
+/// releases in `tcp_state`. It runs before the protocol's close, so:
+/// - SYN_SENT: the caller gives up on its connect (see [`caller_ended`]); TCP
+///   Fast Open connects that never sent their SYN end here too, since no state
+///   callback was ever enabled for them;
+/// - CLOSE: whatever the record still holds failed inside `connect()`, before
+///   any SYN left (no route from the bound address, no local port, another
+///   program's refusal): a local error;
+/// - any other state: the state callback reports the close, if it was enabled.
+pub const fn on_release(tcp_state: u32, sock_flags: u64, sock_marks: u64) -> Option<End> {
+    match tcp_state {
+        tcp_state::SYN_SENT => Some(End::Failed(caller_ended(sock_marks))),
+        tcp_state::CLOSE => on_reconnect(sock_flags),
+        _ if sock_marks & marks::CALLBACKS_ON == 0 => Some(End::Closed),
+        _ => None,
+    }
+}
+
+/// What the gate records, before a socket's record is written anew, about the
+/// previous connect of a socket that connects again. The gate runs only for a
+/// socket in CLOSE, so an earlier connect that still holds something failed
+/// inside `connect()`: a local error. One that ended is left alone, and a
+/// fresh record (no flags: the socket's first connect) holds nothing.
+pub const fn on_reconnect(sock_flags: u64) -> Option<End> {
+    if sock_flags == 0 {
+        return None;
+    }
+    let ended = sock_flags & flags::OUTCOME_RECORDED != 0;
+    let holds = sock_flags & (flags::HOLDS_SLOT | flags::PENDING) != 0;
+    if !ended || holds {
+        Some(End::Failed(Outcome::LocalError))
+    } else {
+        None
+    }
+}
+
+/// A failure on the path of a socket whose caller lowered its hop limit is
+/// the caller's doing.
+const fn path_failure(outcome: Outcome, sock_marks: u64) -> Outcome {
+    match outcome {
+        Outcome::Timeout | Outcome::Unreachable if sock_marks & marks::HOP_LIMITED != 0 => {
+            Outcome::LocalError
+        }
+        other => other,
     }
 }
 
@@ -58,34 +157,127 @@ pub const fn classify_syn_sent_close(sock_marks: u64, segs_in: u32) -> Outcome {
 mod tests {
     use super::*;
 
+    fn close(sk_err: Option<i32>, segs_in: u32, marks: u64) -> Outcome {
+        classify_syn_sent_close(SynSentClose {
+            sk_err,
+            segs_in,
+            marks,
+        })
+    }
+
+    const EHOSTUNREACH: i32 = 113;
+
     #[test]
-    fn rst_to_the_syn_is_refused() {
-        assert_eq!(classify_syn_sent_close(0, 1), Outcome::Refused);
+    fn the_socket_error_names_the_peer_or_the_path() {
+        assert_eq!(close(Some(ECONNREFUSED), 1, 0), Outcome::Refused);
+        assert_eq!(close(Some(ETIMEDOUT), 0, 0), Outcome::Timeout);
+        assert_eq!(close(Some(EHOSTUNREACH), 0, 0), Outcome::Unreachable);
     }
 
     #[test]
-    fn an_answer_wins_over_a_timeout() {
-        // The peer answered with a RST as the timer gave up.
-        let f = marks::SYN_TIMED_OUT;
-        assert_eq!(classify_syn_sent_close(f, 1), Outcome::Refused);
+    fn no_error_is_the_caller_giving_up() {
+        // shutdown() or connect(AF_UNSPEC) in SYN_SENT, even after segments
+        // came in (the socket's counters are not the connect's).
+        assert_eq!(close(Some(0), 0, 0), Outcome::Abandoned);
+        assert_eq!(close(Some(0), 3, 0), Outcome::Abandoned);
+        assert!(!close(Some(0), 0, 0).is_failure());
     }
 
     #[test]
-    fn a_timer_that_gave_up_is_timeout() {
-        let f = marks::SYN_TIMED_OUT;
-        assert_eq!(classify_syn_sent_close(f, 0), Outcome::Timeout);
+    fn giving_up_after_a_silent_retransmission_is_a_timeout() {
+        let silent = marks::SYN_RETRANSMITTED;
+        assert_eq!(close(Some(0), 0, silent), Outcome::Timeout);
+        assert_eq!(caller_ended(silent), Outcome::Timeout);
+        assert_eq!(caller_ended(0), Outcome::Abandoned);
     }
 
     #[test]
-    fn any_other_silent_close_is_unreachable() {
-        assert_eq!(classify_syn_sent_close(0, 0), Outcome::Unreachable);
+    fn a_lowered_hop_limit_makes_path_failures_local() {
+        let m = marks::HOP_LIMITED;
+        assert_eq!(close(Some(EHOSTUNREACH), 0, m), Outcome::LocalError);
+        assert_eq!(close(Some(ETIMEDOUT), 0, m), Outcome::LocalError);
+        assert_eq!(
+            caller_ended(m | marks::SYN_RETRANSMITTED),
+            Outcome::LocalError
+        );
+        // A RST still came from the peer.
+        assert_eq!(close(Some(ECONNREFUSED), 1, m), Outcome::Refused);
     }
 
     #[test]
-    fn application_close_is_not_a_failure() {
-        let f = marks::RELEASED_CONNECTING | marks::SYN_TIMED_OUT;
-        let outcome = classify_syn_sent_close(f, 0);
-        assert_eq!(outcome, Outcome::Abandoned);
-        assert!(!outcome.is_failure());
+    fn a_stale_error_is_not_trusted() {
+        // An error left by an earlier connect on the socket, then shutdown().
+        let m = marks::STALE_ERROR;
+        assert_eq!(close(Some(ECONNREFUSED), 0, m), Outcome::Abandoned);
+        assert_eq!(close(Some(ECONNREFUSED), 1, m), Outcome::Refused);
+        assert_eq!(
+            close(Some(EHOSTUNREACH), 0, m | marks::SYN_TIMED_OUT),
+            Outcome::Timeout
+        );
+    }
+
+    #[test]
+    fn release_in_syn_sent_is_the_caller_giving_up() {
+        let held = flags::HOLDS_SLOT | flags::PENDING;
+        let end = on_release(tcp_state::SYN_SENT, held, marks::CALLBACKS_ON);
+        assert_eq!(end, Some(End::Failed(Outcome::Abandoned)));
+        // A deferred TCP Fast Open connect: no callback was ever enabled.
+        assert_eq!(
+            on_release(tcp_state::SYN_SENT, held, 0),
+            Some(End::Failed(Outcome::Abandoned))
+        );
+        let silent = marks::CALLBACKS_ON | marks::SYN_RETRANSMITTED;
+        assert_eq!(
+            on_release(tcp_state::SYN_SENT, held, silent),
+            Some(End::Failed(Outcome::Timeout))
+        );
+    }
+
+    #[test]
+    fn release_in_close_settles_a_synchronous_failure() {
+        let held = flags::HOLDS_SLOT | flags::PENDING;
+        assert_eq!(
+            on_release(tcp_state::CLOSE, held, 0),
+            Some(End::Failed(Outcome::LocalError))
+        );
+        // Already ended and released by the state callback: nothing to do.
+        assert_eq!(
+            on_release(
+                tcp_state::CLOSE,
+                flags::OUTCOME_RECORDED,
+                marks::CALLBACKS_ON
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn release_of_a_live_connection_waits_for_its_close_unless_unreported() {
+        const ESTABLISHED: u32 = 1;
+        let f = flags::HOLDS_SLOT | flags::OUTCOME_RECORDED;
+        assert_eq!(on_release(ESTABLISHED, f, marks::CALLBACKS_ON), None);
+        assert_eq!(on_release(ESTABLISHED, f, 0), Some(End::Closed));
+    }
+
+    #[test]
+    fn connecting_again_settles_what_the_last_connect_left() {
+        let held = flags::HOLDS_SLOT | flags::PENDING;
+        assert_eq!(on_reconnect(held), Some(End::Failed(Outcome::LocalError)));
+        assert_eq!(on_reconnect(flags::OUTCOME_RECORDED), None);
+        assert_eq!(on_reconnect(0), None);
+        assert_eq!(
+            on_reconnect(flags::OUTCOME_RECORDED | flags::HOLDS_SLOT),
+            Some(End::Failed(Outcome::LocalError))
+        );
+    }
+
+    #[test]
+    fn without_the_socket_error_only_a_rst_and_the_timer_count() {
+        assert_eq!(close(None, 1, 0), Outcome::Refused);
+        assert_eq!(close(None, 0, marks::SYN_TIMED_OUT), Outcome::Timeout);
+        // An answer wins over the timer giving up at the same time.
+        assert_eq!(close(None, 1, marks::SYN_TIMED_OUT), Outcome::Refused);
+        // An ICMP error or the caller: cannot tell, never a failure.
+        assert_eq!(close(None, 0, 0), Outcome::Abandoned);
     }
 }

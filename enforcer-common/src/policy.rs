@@ -62,9 +62,16 @@ pub struct Policy {
     /// Depth of that cgroup below the root (root = 0), for
     /// `bpf_get_current_ancestor_cgroup_id`.
     pub cgroup_level: u32,
-    pub _pad: u32,
+    /// Tells the policies that held this id apart (a hash of the policy's
+    /// name, never 0): a destination that joined the id under another epoch
+    /// starts over CLOSED instead of staying OPEN under rules not its own.
+    pub epoch: u32,
+    /// A half-open probe still unanswered after this long is reclaimed: the
+    /// destination reopens for the next backoff step (the connect timeout when
+    /// set, else a bound of the daemon's); 0 = never.
+    pub probe_timeout_ns: u64,
 }
-const _: () = assert!(size_of::<Policy>() == 88);
+const _: () = assert!(size_of::<Policy>() == 96);
 impl_pod!(Policy);
 
 /// The value of [`crate::maps::BACKOFF`] for one policy.

@@ -16,17 +16,28 @@ pub mod flags {
 }
 
 /// Marks in [`SockInfo::marks`]: set with an atomic fetch-or from paths that do
-/// not take the destination's lock (timers, release).
+/// not take the destination's lock (timers, callbacks).
 pub mod marks {
     /// The retransmission timer gave up on the SYN (retries or the user timeout
     /// exhausted): the connect timed out.
     pub const SYN_TIMED_OUT: u64 = 1 << 0;
-    /// The application released the socket while it was still in SYN_SENT.
-    pub const RELEASED_CONNECTING: u64 = 1 << 1;
+    /// The SYN was retransmitted: the destination stayed silent for at least
+    /// one retransmission timeout.
+    pub const SYN_RETRANSMITTED: u64 = 1 << 1;
     /// The gate's policy set `TCP_USER_TIMEOUT` for the handshake; it is cleared
     /// again once established, so the connection itself keeps the kernel's
     /// retransmission behaviour.
     pub const USER_TIMEOUT_SET: u64 = 1 << 2;
+    /// `TCP_CONNECT_CB` ran and enabled the state callbacks: a later close is
+    /// reported by `STATE_CB`. Without it (deferred TCP Fast Open connects, a
+    /// refused `bpf_sock_ops_cb_flags_set`) `sock_release` records the end.
+    pub const CALLBACKS_ON: u64 = 1 << 3;
+    /// The caller lowered its socket's TTL / hop limit below the system's:
+    /// silence or ICMP errors about its SYN are of its own making.
+    pub const HOP_LIMITED: u64 = 1 << 4;
+    /// The socket carried an error from an earlier connect when this one sent
+    /// its SYN: the socket error at close cannot tell what ended this one.
+    pub const STALE_ERROR: u64 = 1 << 5;
 }
 
 /// The value of [`crate::maps::SOCKS`] for one socket.
@@ -35,8 +46,6 @@ pub mod marks {
 pub struct SockInfo {
     /// Where the admitted `connect()` was going.
     pub dest: DestKey,
-    /// The destination's policy (index into the policies array).
-    pub policy_id: u32,
     /// [`flags`].
     pub flags: u64,
     /// [`marks`]. 64 bits because the BPF target (cpu v1/v2) has no 32-bit atomic
@@ -46,6 +55,13 @@ pub struct SockInfo {
     pub start_ns: u64,
     /// The half-open episode a probe belongs to.
     pub probe_epoch: u64,
+    /// [`crate::dest::DestState::generation`] of the entry that admitted it.
+    pub generation: u64,
+    /// The destination's policy (index into the policies array).
+    pub policy_id: u32,
+    /// Segments the socket had received when it sent its SYN (a socket that
+    /// connects again keeps counting).
+    pub segs_in_at_connect: u32,
 }
-const _: () = assert!(size_of::<SockInfo>() == 56);
+const _: () = assert!(size_of::<SockInfo>() == 80);
 impl_pod!(SockInfo);

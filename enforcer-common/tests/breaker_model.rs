@@ -396,7 +396,7 @@ proptest! {
                     let id = next_id;
                     next_id += 1;
                     let mut sock = SockInfo { start_ns: now, ..SockInfo::default() };
-                    let got = real.admit(&model.p, now, false, &mut sock);
+                    let got = real.admit(&model.p, &model.backoff, now, false, &mut sock);
                     let want = model.connect(id, now);
                     prop_assert_eq!(got, want, "connect at {}", now);
                     if matches!(got.0, Verdict::Admit { .. }) {

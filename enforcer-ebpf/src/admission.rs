@@ -28,7 +28,7 @@ use enforcer_common::{
 use crate::{
     atomic, counters,
     dest::{Change, Locked, PolicyGuard},
-    maps::{DESTS, OVERRIDES, POLICIES, POLICY_RULES, POLICY_STATS, ZERO_DEST},
+    maps::{BACKOFF, DESTS, OVERRIDES, POLICIES, POLICY_RULES, POLICY_STATS, ZERO_DEST},
 };
 
 /// What became of a connect attempt.
@@ -59,7 +59,7 @@ pub fn admit(
         counters::bump(GlobalCounter::Unmatched);
         return Admission::Pass;
     };
-    let Some(policy) = POLICIES.get(policy_id) else {
+    let (Some(policy), Some(backoff)) = (POLICIES.get(policy_id), BACKOFF.get(policy_id)) else {
         return Admission::Pass;
     };
     if policy.mode == mode::OFF {
@@ -71,7 +71,8 @@ pub fn admit(
         return Admission::Pass;
     }
     let mut forced_open = false;
-    if check_overrides && let Some(o) = OVERRIDES.get_ptr(key) {
+    // Overrides name an address and port in every namespace.
+    if check_overrides && let Some(o) = OVERRIDES.get_ptr(&key.in_netns(0)) {
         // SAFETY: a value of OVERRIDES, valid for the program's run.
         let o = unsafe { &*o };
         if o.active(now) {
@@ -102,6 +103,7 @@ pub fn admit(
     let stored = unsafe { core::ptr::read_volatile(&raw const (*dest).policy_id) };
     let moving =
         (stored != policy_id).then(|| (PolicyGuard::stats(stored), PolicyGuard::stats(policy_id)));
+    let mut guard = PolicyGuard::of(policy_id, policy);
     let mut lock = Locked::acquire(dest);
     let d = lock.state();
     if let Some((from, to)) = moving
@@ -114,8 +116,9 @@ pub fn admit(
         d.policy_id = policy_id;
     }
     d.last_attempt_ns = now;
-    let (verdict, transition) = d.admit(policy, now, forced_open, &mut sock);
-    let change = Change::after(transition, d);
+    let rejoined = d.join_epoch(policy.epoch, now, &mut guard);
+    let (verdict, transition) = d.admit(policy, backoff, now, forced_open, &mut sock);
+    let change = Change::after(transition.or(rejoined), d);
     drop(lock);
     if let Some(change) = change {
         change.emit(key, policy_id, now);

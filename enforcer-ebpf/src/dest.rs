@@ -65,6 +65,14 @@ pub fn record_end(sock: &mut SockInfo, end: End) {
     let (policy, backoff) = (t.policy, t.backoff);
     let mut lock = Locked::acquire(t.dest);
     let d = lock.state();
+    if !d.admitted(sock) {
+        // Admitted by an entry of this key that was forgotten since: what it
+        // holds was forgotten with it, and must not come out of this one.
+        sock.flags = flags::OUTCOME_RECORDED;
+        drop(lock);
+        counters::bump(GlobalCounter::StaleRecords);
+        return;
+    }
     let first = sock.flags & flags::OUTCOME_RECORDED == 0;
     let transition = match end {
         End::Established => d.on_established(policy, backoff, now, sock, &mut t.guard),
@@ -87,6 +95,7 @@ pub fn record_end(sock: &mut SockInfo, end: End) {
         _ if !first => return,
         End::Established => GlobalCounter::Successes,
         End::Failed(Outcome::Abandoned) => GlobalCounter::Abandoned,
+        End::Failed(Outcome::LocalError) => GlobalCounter::LocalErrors,
         End::Failed(_) => GlobalCounter::Failures,
         End::Closed => return,
     });
@@ -227,6 +236,7 @@ impl Change {
             policy_id,
             dest: *dest,
             trips: self.trips,
+            _pad: 0,
             at_ns: now,
             open_until_ns: self.open_until_ns,
         };

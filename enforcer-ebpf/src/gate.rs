@@ -18,7 +18,7 @@ use aya_ebpf::{
     bindings::bpf_sock_addr,
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        generated::{bpf_get_current_ancestor_cgroup_id, bpf_set_retval},
+        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_netns_cookie, bpf_set_retval},
     },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
@@ -26,6 +26,7 @@ use aya_ebpf::{
 use enforcer_common::{
     counters::GlobalCounter,
     dest::{DestKey, DestState},
+    outcome::on_reconnect,
     policy::Policy,
     sock::SockInfo,
 };
@@ -33,6 +34,7 @@ use enforcer_common::{
 use crate::{
     admission::{self, Admission},
     counters,
+    dest::record_end,
     maps::SOCKS,
 };
 
@@ -107,7 +109,9 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce() -> DestKey) -> i32 {
         counters::bump(GlobalCounter::Bypassed);
         return ALLOW;
     }
-    decide(ctx, &dest(), config.overrides != 0)
+    // SAFETY: plain helper call on the program's own context.
+    let netns = unsafe { bpf_get_netns_cookie(sa.cast()) };
+    decide(ctx, &dest().in_netns(netns), config.overrides != 0)
 }
 
 /// The verdict for a TCP connect to `key`.
@@ -142,9 +146,15 @@ fn record(ctx: &SockAddrContext, dest: *mut DestState, sock: &mut SockInfo) -> i
         counters::bump(GlobalCounter::SockStorageFailed);
         return ALLOW;
     }
-    // SAFETY: non-null storage of this socket, touched by no other path yet (a
-    // socket may connect again after a failed attempt: the record starts over).
-    unsafe { *storage = *sock };
+    // SAFETY: non-null storage of this socket. The gate runs only for a socket
+    // in CLOSE, so no other hook is using the record.
+    let old = unsafe { &mut *storage };
+    // A socket that connects again: its earlier connect gives back what it
+    // still holds before the record starts over.
+    if let Some(end) = on_reconnect(old.flags) {
+        record_end(old, end);
+    }
+    *old = *sock;
     counters::bump(GlobalCounter::Admitted);
     ALLOW
 }

@@ -1,24 +1,22 @@
 //! `cgroup/sock_release`: the safety net at the end of an admitted socket's life.
 //!
-//! `inet_release` runs this hook *before* the protocol's close, so a socket still in
-//! SYN_SENT here is being abandoned by its application: it is marked, and the
-//! SYN_SENT→CLOSE transition that follows counts as abandoned, not as a failure
-//! (and releases the slot). A socket already in CLOSE whose outcome was never
-//! recorded failed synchronously inside `connect()` (no route, no local port):
-//! unreachable, and its slot is released here, since no state change will follow.
-//! Sockets in other states release their slot when they reach CLOSE.
+//! `inet_release` runs this hook *before* the protocol's close, so the state the
+//! socket is in says what its application walked away from
+//! ([`enforcer_common::outcome::on_release`]):
 //!
+//! | state      | recorded                                                        |
+//! |------------|-----------------------------------------------------------------|
+//! | SYN_SENT   | abandoned (timeout if its SYN was already retransmitted)        |
+//! | CLOSE      | a connect that failed inside `connect()`: local error, slot back |
+//! | other      | nothing (the state callback reports the close), unless the      |
+//! |            | callbacks could not be enabled: the slot is given back here     |
+//!
+//! Every end is recorded under the destination's lock from the record's flags,
+//! so whichever of this hook and `sock_ops` comes second changes nothing.
 //! Always returns 1 (allow): release cannot be refused.
 
-use aya_ebpf::{
-    bindings::{BPF_TCP_CLOSE, BPF_TCP_SYN_SENT},
-    macros::cgroup_sock,
-    programs::SockContext,
-};
-use enforcer_common::{
-    outcome::{End, Outcome},
-    sock::marks,
-};
+use aya_ebpf::{macros::cgroup_sock, programs::SockContext};
+use enforcer_common::outcome::on_release;
 
 use crate::{atomic, dest, sock};
 
@@ -29,12 +27,9 @@ pub fn track_sock_release(ctx: SockContext) -> i32 {
         return 1;
     };
     // SAFETY: the kernel hands a valid context.
-    match unsafe { (*ctx.sock).state } {
-        BPF_TCP_SYN_SENT => {
-            atomic::fetch_or(&raw mut sock.marks, marks::RELEASED_CONNECTING);
-        }
-        BPF_TCP_CLOSE => dest::record_end(sock, End::Failed(Outcome::Unreachable)),
-        _ => {}
+    let state = unsafe { (*ctx.sock).state };
+    if let Some(end) = on_release(state, sock.flags, atomic::load(&raw const sock.marks)) {
+        dest::record_end(sock, end);
     }
     1
 }

@@ -2,10 +2,11 @@
 //!
 //! | op                             | action                                                       |
 //! |--------------------------------|--------------------------------------------------------------|
-//! | `TCP_CONNECT_CB`               | enable state and RTO callbacks; apply the connect timeout    |
+//! | `TCP_CONNECT_CB`               | enable state and RTO callbacks; apply the connect timeout;   |
+//! |                                | note what the socket carries in (errors, segments, TTL)      |
 //! | `ACTIVE_ESTABLISHED_CB`        | success (latency, slow connects, probes); drop the timeout   |
-//! | `RTO_CB` giving up in SYN_SENT | mark the connect as timed out                                |
-//! | `STATE_CB` SYN_SENT → CLOSE    | failure, classified (or abandoned), slot released            |
+//! | `RTO_CB` in SYN_SENT           | mark the SYN as retransmitted (and timed out when it gives up) |
+//! | `STATE_CB` SYN_SENT → CLOSE    | outcome classified from the socket's error, slot released    |
 //! | `STATE_CB` other → CLOSE       | slot released                                                |
 //!
 //! Sockets without storage, or whose storage the gate did not mark as admitted,
@@ -25,11 +26,11 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     counters::GlobalCounter,
-    outcome::{End, classify_syn_sent_close},
+    outcome::{End, SynSentClose, classify_syn_sent_close},
     sock::{SockInfo, marks},
 };
 
-use crate::{atomic, counters, dest::record_end, maps::POLICIES, sock};
+use crate::{atomic, counters, dest::record_end, layout, maps::POLICIES, sock};
 
 const SOL_TCP: i32 = 6;
 const TCP_USER_TIMEOUT: i32 = 18;
@@ -46,16 +47,16 @@ pub fn track_sockops(ctx: SockOpsContext) -> u32 {
             | BPF_SOCK_OPS_RTO_CB
             | BPF_SOCK_OPS_STATE_CB
     );
-    if ours && let Some(sock) = admitted_sock(&ctx) {
-        on_op(&ctx, sock);
+    if ours && let Some((sk, sock)) = admitted_sock(&ctx) {
+        on_op(&ctx, sk, sock);
     }
     1
 }
 
 #[inline(always)]
-fn on_op(ctx: &SockOpsContext, sock: &mut SockInfo) {
+fn on_op(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
     match ctx.op() {
-        BPF_SOCK_OPS_TCP_CONNECT_CB => on_connect(ctx, sock),
+        BPF_SOCK_OPS_TCP_CONNECT_CB => on_connect(ctx, sk, sock),
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => {
             if atomic::load(&raw const sock.marks) & marks::USER_TIMEOUT_SET != 0 {
                 // The handshake is done: back to the kernel's default for data.
@@ -63,18 +64,26 @@ fn on_op(ctx: &SockOpsContext, sock: &mut SockInfo) {
             }
             record_end(sock, End::Established);
         }
-        // args: retransmits, rto, expired (the timer is giving up: the socket
-        // closes with a timeout right after this callback).
-        BPF_SOCK_OPS_RTO_CB if ctx.state() == BPF_TCP_SYN_SENT && ctx.arg(2) != 0 => {
-            atomic::fetch_or(&raw mut sock.marks, marks::SYN_TIMED_OUT);
+        // The retransmission timer fired: the SYN went unanswered for a whole
+        // timeout. args: retransmits, rto, expired (the timer is giving up: the
+        // socket closes with a timeout right after this callback).
+        BPF_SOCK_OPS_RTO_CB if ctx.state() == BPF_TCP_SYN_SENT => {
+            let timed_out = if ctx.arg(2) != 0 {
+                marks::SYN_TIMED_OUT
+            } else {
+                0
+            };
+            atomic::fetch_or(&raw mut sock.marks, marks::SYN_RETRANSMITTED | timed_out);
         }
         BPF_SOCK_OPS_STATE_CB if ctx.arg(1) == BPF_TCP_CLOSE => {
             if ctx.arg(0) == BPF_TCP_SYN_SENT {
-                let marks = atomic::load(&raw const sock.marks);
-                record_end(
-                    sock,
-                    End::Failed(classify_syn_sent_close(marks, ctx.segs_in())),
-                );
+                let seen = SynSentClose {
+                    // SAFETY: a socket from the context.
+                    sk_err: unsafe { layout::sk_err(sk) },
+                    segs_in: ctx.segs_in().wrapping_sub(sock.segs_in_at_connect),
+                    marks: atomic::load(&raw const sock.marks),
+                };
+                record_end(sock, End::Failed(classify_syn_sent_close(seen)));
             } else {
                 record_end(sock, End::Closed);
             }
@@ -84,10 +93,27 @@ fn on_op(ctx: &SockOpsContext, sock: &mut SockInfo) {
 }
 
 #[inline(always)]
-fn on_connect(ctx: &SockOpsContext, sock: &mut SockInfo) {
+fn on_connect(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
     let wanted = ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTO_CB_FLAG;
-    // Failing to enable callbacks leaves the outcome and the slot to sock_release.
-    let _ = ctx.set_cb_flags(wanted as i32);
+    // Without callbacks the end and the slot are left to sock_release.
+    let mut noted = if ctx.set_cb_flags(wanted as i32).is_ok() {
+        marks::CALLBACKS_ON
+    } else {
+        counters::bump(GlobalCounter::CallbacksFailed);
+        0
+    };
+    // What the socket carries in from an earlier connect or from its caller,
+    // so that only what happens from here on counts.
+    sock.segs_in_at_connect = ctx.segs_in();
+    // SAFETY: a socket from the context.
+    if unsafe { layout::sk_err(sk) }.is_some_and(|e| e != 0) {
+        noted |= marks::STALE_ERROR;
+    }
+    // SAFETY: as above.
+    if unsafe { layout::ttl_lowered(sk) } {
+        noted |= marks::HOP_LIMITED;
+    }
+    atomic::fetch_or(&raw mut sock.marks, noted);
     let timeout_ms = POLICIES
         .get(sock.policy_id)
         .map_or(0, |p| p.connect_timeout_ms);
@@ -136,9 +162,9 @@ fn set_user_timeout(ctx: &SockOpsContext, ms: i32) -> bool {
     rc == 0
 }
 
-/// The socket's storage, if the gate admitted it.
+/// The socket and its storage, if the gate admitted it.
 #[inline(always)]
-fn admitted_sock(ctx: &SockOpsContext) -> Option<&'static mut SockInfo> {
+fn admitted_sock(ctx: &SockOpsContext) -> Option<(*mut c_void, &'static mut SockInfo)> {
     // SAFETY: the kernel hands a valid context.
     let sk = unsafe { (*ctx.ops).__bindgen_anon_2.sk };
     // The verifier types `sk` as maybe-null and insists on the check.
@@ -146,7 +172,7 @@ fn admitted_sock(ctx: &SockOpsContext) -> Option<&'static mut SockInfo> {
         return None;
     }
     // SAFETY: a non-null socket from the context.
-    unsafe { sock::admitted(sk.cast()) }
+    unsafe { sock::admitted(sk.cast()) }.map(|info| (sk.cast(), info))
 }
 
 /// Accessors the aya context does not provide.

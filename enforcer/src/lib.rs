@@ -8,4 +8,5 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod netns;
 pub mod rule;

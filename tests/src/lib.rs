@@ -15,7 +15,19 @@ pub mod net;
 pub mod netns;
 pub mod routed;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use enforcer_common::dest::DestKey;
+
+/// The key of the destination `addr` as seen from the test's own network
+/// namespace (where children in a scratch cgroup alone connect from).
+pub fn key(addr: SocketAddr) -> DestKey {
+    let netns = enforcer::netns::own_cookie().expect("SO_NETNS_COOKIE");
+    DestKey::from(addr).in_netns(netns)
+}
 
 /// Fails the test unless it runs as root. Privileged tests never skip silently.
 pub fn require_root() {

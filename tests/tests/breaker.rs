@@ -11,7 +11,7 @@ use std::{
 use enforcer::bpf::Enforcer;
 use enforcer_common::{
     breaker::state,
-    dest::{DestKey, DestState},
+    dest::DestState,
     event::kind,
     policy::{BackoffRow, Policy},
 };
@@ -28,7 +28,7 @@ const EHOSTUNREACH: i32 = 113;
 
 fn dest(enforcer: &Enforcer, addr: SocketAddr) -> DestState {
     enforcer
-        .dest(&DestKey::from(addr))
+        .dest(&enforcer_tests::key(addr))
         .expect("reading DESTS")
         .unwrap_or_else(|| panic!("{addr} is not tracked"))
 }
@@ -96,7 +96,7 @@ fn refused_connects_trip_and_later_connects_fail_fast_inside_only() {
     let events = enforcer.drain_events().expect("reading events");
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].kind, kind::TRIPPED);
-    assert_eq!(events[0].dest, DestKey::from(addr));
+    assert_eq!(events[0].dest, enforcer_tests::key(addr));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::{
 };
 
 use enforcer::bpf::Enforcer;
-use enforcer_common::dest::{DestCounters, DestKey};
+use enforcer_common::dest::DestCounters;
 use enforcer_tests::{
     cgroup::ScratchCgroup,
     exec::Place,
@@ -35,7 +35,7 @@ fn connect_k_and_j(open: SocketAddr, refusing: SocketAddr) {
 
 fn counters(enforcer: &Enforcer, addr: SocketAddr) -> DestCounters {
     enforcer
-        .dest(&DestKey::from(addr))
+        .dest(&enforcer_tests::key(addr))
         .expect("reading DESTS")
         .unwrap_or_else(|| panic!("{addr} is not tracked"))
         .counters

@@ -14,7 +14,7 @@ use enforcer::{
 use enforcer_common::{
     breaker::state,
     counters::GlobalCounter,
-    dest::{DestKey, DestState},
+    dest::DestState,
     overrides::{Override, kind},
     policy::{Policy, mode},
 };
@@ -29,7 +29,9 @@ const MS: u64 = 1_000_000;
 const REFUSED: Result<(), i32> = Err(ECONNREFUSED as i32);
 
 fn dest(enforcer: &Enforcer, addr: SocketAddr) -> Option<DestState> {
-    enforcer.dest(&DestKey::from(addr)).expect("reading DESTS")
+    enforcer
+        .dest(&enforcer_tests::key(addr))
+        .expect("reading DESTS")
 }
 
 /// Results of `n` connects from a child in the cgroup.

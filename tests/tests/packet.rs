@@ -9,7 +9,6 @@ use enforcer_common::{
     breaker::state,
     config::Config,
     counters::GlobalCounter,
-    dest::DestKey,
     flow::FlowKey,
     policy::{BackoffRow, Policy},
 };
@@ -70,8 +69,8 @@ fn syn(guest: IpAddr, port: u16, dest: SocketAddr) -> Tcp {
 }
 
 fn flow_key(guest: IpAddr, port: u16, dest: SocketAddr) -> FlowKey {
-    let client = DestKey::from(SocketAddr::new(guest, port)).addr;
-    FlowKey::from_guest(client, port, DestKey::from(dest).addr, dest.port())
+    let client = enforcer_tests::key(SocketAddr::new(guest, port)).addr;
+    FlowKey::from_guest(client, port, enforcer_tests::key(dest).addr, dest.port())
 }
 
 fn counter(enforcer: &Enforcer, c: GlobalCounter) -> u64 {
@@ -122,7 +121,7 @@ fn answers_to_a_tracked_syn_are_its_outcome() {
         ..base_policy()
     });
     let dest = dest_v4();
-    let key = DestKey::from(dest);
+    let key = enforcer_tests::key(dest);
     // Handshake: SYN out, SYN-ACK back.
     let ok = syn(guest_v4(), 40_001, dest);
     assert_eq!(run(&enforcer, IN_TC, &ok.frame()).retval, TC_ACT_OK);
@@ -184,7 +183,7 @@ fn failures_seen_on_packets_trip_the_breaker_and_probes_close_it() {
         assert_eq!(run(&enforcer, IN_TC, &s.frame()).retval, TC_ACT_OK);
         run(&enforcer, OUT_TC, &s.answer(RST | ACK).frame());
     }
-    let key = DestKey::from(dest);
+    let key = enforcer_tests::key(dest);
     assert_eq!(
         enforcer.dest(&key).unwrap().unwrap().breaker.state,
         state::OPEN
@@ -226,7 +225,7 @@ fn a_capped_destination_admits_flows_up_to_its_cap() {
     let rst = flows[0].answer(RST | ACK);
     run(&enforcer, OUT_TC, &rst.frame());
     run(&enforcer, OUT_TC, &rst.frame());
-    let state = enforcer.dest(&DestKey::from(dest)).unwrap().unwrap();
+    let state = enforcer.dest(&enforcer_tests::key(dest)).unwrap().unwrap();
     assert_eq!(state.breaker.active, 1, "released exactly once");
     assert_eq!(run(&enforcer, IN_TC, &over.frame()).retval, TC_ACT_OK);
 }
@@ -250,7 +249,7 @@ fn the_sweep_expires_silent_syns_as_timeouts_and_idle_flows() {
     std::thread::sleep(std::time::Duration::from_millis(80));
     assert_eq!(enforcer.expire_flow(&key).unwrap(), Applied::Applied);
     assert_eq!(enforcer.expire_flow(&key).unwrap(), Applied::NotFound);
-    let state = enforcer.dest(&DestKey::from(dest)).unwrap().unwrap();
+    let state = enforcer.dest(&enforcer_tests::key(dest)).unwrap().unwrap();
     assert_eq!(state.counters.failures_timeout, 1);
     assert_eq!(state.breaker.active, 0);
 }

@@ -17,7 +17,6 @@ use enforcer::bpf::{Enforcer, Ingress, LoadOptions, PacketHook, pins::PinDir};
 use enforcer_common::{
     breaker::state,
     counters::GlobalCounter,
-    dest::DestKey,
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{
@@ -75,7 +74,7 @@ fn a_guest_is_tripped_by_packets_alone_refused_by_the_kernel_then_recovers() {
         SocketAddr::new(net.backend_v4.into(), PORT),
         SocketAddr::new(net.backend_v6.into(), PORT),
     ] {
-        let key = DestKey::from(backend);
+        let key = enforcer_tests::key(backend);
         // The backend refuses: the guest sees the backend's RSTs, the kernel
         // counts them.
         net.set_backend_port(PORT, "reject with tcp reset");
@@ -196,7 +195,7 @@ fn a_capped_backend_never_sees_more_concurrent_guest_flows_than_the_cap() {
     );
     // The guest closes one (its FIN gives the slot back): the next one passes.
     drop(held.remove(0));
-    let key = DestKey::from(backend);
+    let key = enforcer_tests::key(backend);
     let deadline = Instant::now() + Duration::from_secs(5);
     while enforcer.dest(&key).unwrap().unwrap().breaker.active > 1 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));

@@ -48,6 +48,9 @@ pub struct Breaker {
     pub pending: u32,
     pub _pad: u32,
     pub open_until_ns: u64,
+    /// When the latest half-open probe was admitted, to reclaim probes that
+    /// never end (`Policy::probe_timeout_ns`).
+    pub probe_started_ns: u64,
     /// Bumped on every entry into HALF_OPEN; a probe remembers it, so a probe
     /// from an earlier episode cannot count in a later one.
     pub half_open_epoch: u64,
@@ -55,7 +58,7 @@ pub struct Breaker {
     pub healthy_since_ns: u64,
     pub window: Window,
 }
-const _: () = assert!(size_of::<Breaker>() == 56 + 16 * WINDOW_BUCKETS);
+const _: () = assert!(size_of::<Breaker>() == 64 + 16 * WINDOW_BUCKETS);
 
 /// Why a connect is (or would be) refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,17 +115,26 @@ impl OpenGuard for NoGuard {
 impl DestState {
     /// The gate's decision for a connect at `now`. `forced_open` is the
     /// destination's forced-open override. On `Admit`, `sock` is filled in (slot,
-    /// probe epoch); on `Reject` it is left alone.
+    /// probe epoch, generation); on `Reject` it is left alone.
     #[inline(always)]
     pub fn admit(
         &mut self,
         policy: &Policy,
+        backoff: &BackoffRow,
         now: u64,
         forced_open: bool,
         sock: &mut SockInfo,
     ) -> (Verdict, Option<Transition>) {
-        let b = &mut self.breaker;
+        if self.generation == 0 {
+            self.generation = now.max(1);
+        }
         let mut transition = None;
+        if !forced_open && self.probes_outlived(policy, now) {
+            self.counters.probes_reclaimed += self.breaker.probes_in_flight as u64;
+            self.open(policy, backoff, now);
+            transition = Some(Transition::Reopened);
+        }
+        let b = &mut self.breaker;
         let mut probe = false;
         let mut refused = None;
         if forced_open {
@@ -173,13 +185,53 @@ impl DestState {
         b.pending += 1;
         sock.flags = flags::HOLDS_SLOT | flags::PENDING;
         sock.marks = 0;
+        sock.generation = self.generation;
         if probe {
             b.probes_in_flight += 1;
+            b.probe_started_ns = now;
             c.probes += 1;
             sock.flags |= flags::PROBE;
             sock.probe_epoch = b.half_open_epoch;
         }
         (Verdict::Admit { probe }, transition)
+    }
+
+    /// HALF_OPEN with every probe slot taken by probes older than the
+    /// policy's bound: they will not answer in any useful time.
+    #[inline(always)]
+    fn probes_outlived(&self, policy: &Policy, now: u64) -> bool {
+        let b = &self.breaker;
+        b.state == state::HALF_OPEN
+            && policy.probe_timeout_ns != 0
+            && b.probes_in_flight >= policy.half_open_probes.max(1)
+            && now.saturating_sub(b.probe_started_ns) >= policy.probe_timeout_ns
+    }
+
+    /// Whether `sock` was admitted by this entry, not by an earlier one of the
+    /// same key that was forgotten since.
+    #[inline(always)]
+    pub const fn admitted(&self, sock: &SockInfo) -> bool {
+        self.generation == sock.generation
+    }
+
+    /// The destination is (again) under the policy `epoch`: when it was under
+    /// another policy that held the same id, it starts over CLOSED.
+    #[inline(always)]
+    pub fn join_epoch(
+        &mut self,
+        epoch: u32,
+        now: u64,
+        guard: &mut impl OpenGuard,
+    ) -> Option<Transition> {
+        if self.policy_epoch == epoch {
+            return None;
+        }
+        let fresh = self.generation == 0;
+        self.policy_epoch = epoch;
+        if fresh {
+            return None;
+        }
+        self.reset(now, guard)
     }
 
     /// The handshake completed at `now`.
@@ -227,7 +279,13 @@ impl DestState {
             Outcome::Timeout => c.failures_timeout += 1,
             Outcome::Unreachable => c.failures_unreachable += 1,
             Outcome::Abandoned => {
-                self.abandon(sock);
+                c.abandoned += 1;
+                self.free_probe(sock);
+                return None;
+            }
+            Outcome::LocalError => {
+                c.local_errors += 1;
+                self.free_probe(sock);
                 return None;
             }
         }
@@ -240,7 +298,8 @@ impl DestState {
     #[inline(always)]
     pub fn cancel(&mut self, sock: &mut SockInfo) {
         if take_outcome(sock) {
-            self.abandon(sock);
+            self.counters.abandoned += 1;
+            self.free_probe(sock);
         }
         self.on_closed(sock);
     }
@@ -248,8 +307,7 @@ impl DestState {
     /// The connect ended without an outcome of the destination's making: a
     /// probe's slot is free again.
     #[inline(always)]
-    fn abandon(&mut self, sock: &SockInfo) {
-        self.counters.abandoned += 1;
+    fn free_probe(&mut self, sock: &SockInfo) {
         if self.is_current_probe(sock) {
             self.breaker.probes_in_flight -= 1;
         }

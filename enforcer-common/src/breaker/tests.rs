@@ -46,7 +46,9 @@ impl Dest {
             start_ns: now,
             ..SockInfo::default()
         };
-        let (v, _) = self.state.admit(&self.policy, now, false, &mut sock);
+        let (v, _) = self
+            .state
+            .admit(&self.policy, &self.backoff, now, false, &mut sock);
         (v, sock)
     }
 
@@ -211,7 +213,7 @@ fn observe_mode_never_rejects_but_counts() {
 fn forced_open_rejects_without_changing_state() {
     let mut d = Dest::new(policy());
     let mut sock = SockInfo::default();
-    let (v, t) = d.state.admit(&d.policy, 0, true, &mut sock);
+    let (v, t) = d.state.admit(&d.policy, &d.backoff, 0, true, &mut sock);
     assert_eq!((v, t), (Verdict::Reject(Cause::Circuit), None));
     assert_eq!(d.state.breaker.state, state::CLOSED);
 }
@@ -370,4 +372,79 @@ fn a_cancelled_admission_gives_everything_back() {
     assert_eq!(c.attempts, c.successes + c.failures() + c.abandoned);
     // The slot and the probe are free again.
     assert_eq!(d.connect(after).0, Verdict::Admit { probe: true });
+}
+
+#[test]
+fn local_errors_and_abandoned_connects_never_trip() {
+    let mut d = Dest::new(policy());
+    for (t, outcome) in (0..10).zip([Outcome::LocalError, Outcome::Abandoned].iter().cycle()) {
+        let (v, mut sock) = d.connect(t);
+        assert!(matches!(v, Verdict::Admit { .. }));
+        let tr = d
+            .state
+            .on_failed(&d.policy, &d.backoff, t, &mut sock, *outcome, &mut NoGuard);
+        d.state.on_closed(&mut sock);
+        assert_eq!(tr, None);
+    }
+    assert_eq!(d.state.breaker.state, state::CLOSED);
+    assert_eq!(d.state.counters.local_errors, 5);
+    assert_eq!(d.state.counters.abandoned, 5);
+    assert_eq!(d.state.counters.failures(), 0);
+    assert_eq!((d.state.breaker.active, d.state.breaker.pending), (0, 0));
+}
+
+#[test]
+fn a_probe_that_outlives_its_bound_is_reclaimed() {
+    let mut p = policy();
+    p.half_open_probes = 1;
+    p.probe_timeout_ns = 500 * MS;
+    let mut d = Dest::new(p);
+    for t in 0..3 {
+        d.refused(t);
+    }
+    let open_until = d.state.breaker.open_until_ns;
+    // The probe is admitted and never heard of again.
+    let (v, stuck) = d.connect(open_until);
+    assert_eq!(v, Verdict::Admit { probe: true });
+    let (v, _) = d.connect(open_until + 499 * MS);
+    assert_eq!(v, Verdict::Reject(Cause::Circuit));
+    let (v, _) = d.connect(open_until + 500 * MS);
+    assert_eq!(v, Verdict::Reject(Cause::Circuit));
+    assert_eq!(d.state.breaker.state, state::OPEN);
+    assert_eq!(d.state.counters.probes_reclaimed, 1);
+    assert_eq!(d.state.breaker.trips, 2);
+    // The stuck probe's late end changes nothing but its slot.
+    let mut stuck = stuck;
+    let tr = d.fail(open_until + 600 * MS, &mut stuck);
+    assert_eq!(tr, None);
+    assert_eq!(d.state.breaker.trips, 2);
+    assert_eq!((d.state.breaker.active, d.state.breaker.pending), (0, 0));
+}
+
+#[test]
+fn a_record_from_a_forgotten_entry_is_told_apart() {
+    let mut d = Dest::new(policy());
+    let (_, sock) = d.connect(5);
+    assert!(d.state.admitted(&sock));
+    let mut again = Dest::new(policy());
+    let (_, newer) = again.connect(9);
+    assert!(!again.state.admitted(&sock));
+    assert!(again.state.admitted(&newer));
+}
+
+#[test]
+fn another_policy_on_the_same_id_starts_over_closed() {
+    let mut d = Dest::new(policy());
+    assert_eq!(d.state.join_epoch(7, 0, &mut NoGuard), None);
+    for t in 0..3 {
+        d.refused(t);
+    }
+    assert_eq!(d.state.breaker.state, state::OPEN);
+    assert_eq!(d.state.join_epoch(7, 5, &mut NoGuard), None);
+    assert_eq!(d.state.breaker.state, state::OPEN);
+    assert_eq!(
+        d.state.join_epoch(8, 6, &mut NoGuard),
+        Some(Transition::Closed)
+    );
+    assert_eq!(d.state.breaker.state, state::CLOSED);
 }

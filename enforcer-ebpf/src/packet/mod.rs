@@ -94,7 +94,8 @@ pub fn from_guest(frame: &mut impl Frame) -> Action {
     let Parsed::Tcp(seg) = parse_counted(buf, len) else {
         return Action::Pass;
     };
-    let key = FlowKey::from_guest(seg.src, seg.sport, seg.dst, seg.dport);
+    let key =
+        FlowKey::from_guest(seg.src, seg.sport, seg.dst, seg.dport).in_netns(config.netns_cookie);
     let now = unsafe { bpf_ktime_get_ns() };
     if seg.flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN {
         return on_syn(frame, buf, &seg, &key, now, &config);
@@ -107,7 +108,8 @@ pub fn from_guest(frame: &mut impl Frame) -> Action {
 /// passes: answers are only observed.
 #[inline(always)]
 pub fn to_guest(frame: &impl Frame) -> Action {
-    if counters::config().is_paused() {
+    let config = counters::config();
+    if config.is_paused() {
         return Action::Pass;
     }
     let Some(buf) = scratch(TO_GUEST) else {
@@ -117,12 +119,14 @@ pub fn to_guest(frame: &impl Frame) -> Action {
     let now = unsafe { bpf_ktime_get_ns() };
     match parse_counted(buf, len) {
         Parsed::Tcp(seg) => {
-            let key = FlowKey::to_guest(seg.src, seg.sport, seg.dst, seg.dport);
+            let key = FlowKey::to_guest(seg.src, seg.sport, seg.dst, seg.dport)
+                .in_netns(config.netns_cookie);
             flows::on_segment(&key, Direction::ToGuest, seg.flags, now);
         }
         // The quoted segment is the guest's own SYN.
         Parsed::Unreachable(q) => {
-            flows::on_unreachable(&FlowKey::from_guest(q.src, q.sport, q.dst, q.dport));
+            let key = FlowKey::from_guest(q.src, q.sport, q.dst, q.dport);
+            flows::on_unreachable(&key.in_netns(config.netns_cookie));
         }
         Parsed::Malformed | Parsed::Fragment | Parsed::Other => {}
     }

@@ -1,6 +1,7 @@
 //! Loading, attaching, pinning and reading the kernel programs.
 
 mod batch;
+pub mod btf;
 mod control;
 mod interfaces;
 mod maps;
@@ -153,6 +154,11 @@ impl Enforcer {
     fn load_with(options: &LoadOptions, pins: Option<&PinDir>) -> Result<Self, BpfError> {
         let bytes = object::bytes().ok_or(BpfError::ObjectMissing)?;
         let mut loader = EbpfLoader::new();
+        let (fields, _) = btf::SocketFields::of_running_kernel();
+        loader
+            .override_global(names::globals::SK_ERR_OFFSET, &fields.sk_err, true)
+            .override_global(names::globals::UC_TTL_OFFSET, &fields.uc_ttl, true)
+            .override_global(names::globals::MIN_TTL, &fields.min_ttl, true);
         loader.map_max_entries(names::DESTS, options.dests_capacity);
         loader.map_max_entries(names::FLOWS, options.flows_capacity);
         let pin_paths: Vec<_> = pins.map(|p| p.pinned_maps().collect()).unwrap_or_default();
@@ -364,10 +370,14 @@ impl Enforcer {
     /// Writes the configuration every program reads, bumping its generation.
     pub fn set_config(&mut self, config: Config) -> Result<(), BpfError> {
         let generation = maps::config(&self.maps).map_or(0, |c| c.generation) + 1;
+        // The packet plane's destinations live where the watched interfaces
+        // route: this process's namespace (0 if it cannot be told).
+        let netns_cookie = crate::netns::own_cookie().unwrap_or(0);
         maps::set_config(
             &mut self.maps,
             Config {
                 generation,
+                netns_cookie,
                 ..config
             },
         )

@@ -41,6 +41,10 @@ pub struct PolicySpec {
     pub heal_interval: Duration,
 }
 
+/// How long a half-open probe may stay unanswered when the policy sets no
+/// connect timeout (the kernel's own SYN retries take about two minutes).
+pub const PROBE_BOUND: Duration = Duration::from_secs(10);
+
 const MS: Duration = Duration::from_millis(1);
 const S: Duration = Duration::from_secs(1);
 const MIN: Duration = Duration::from_secs(60);
@@ -230,8 +234,16 @@ impl PolicySpec {
             trip_decay_ns: ns(self.trip_decay),
             cgroup_id,
             cgroup_level,
-            _pad: 0,
+            epoch: self.epoch(),
+            probe_timeout_ns: ns(self.connect_timeout.unwrap_or(PROBE_BOUND)),
         }
+    }
+
+    /// The policy's epoch in the kernel: the same for the same name in every
+    /// daemon and version (a CRC, not a seeded hash), never 0 (a destination
+    /// that never joined a policy).
+    pub fn epoch(&self) -> u32 {
+        crc32fast::hash(self.name.as_bytes()).max(1)
     }
 
     /// Open durations `open · 2^k` capped at `open_max`, each scaled by

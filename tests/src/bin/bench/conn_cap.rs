@@ -24,10 +24,7 @@ use std::{
 };
 
 use enforcer::{bpf::Enforcer, rule::Rule};
-use enforcer_common::{
-    dest::DestKey,
-    policy::{BackoffRow, Policy},
-};
+use enforcer_common::policy::{BackoffRow, Policy};
 use enforcer_tests::{
     cgroup::ScratchCgroup,
     exec::Place,
@@ -294,7 +291,7 @@ pub fn run(size: Size) -> Results {
 
 fn bulkhead_check(enforcer: &Enforcer, dest: SocketAddrV4, refused: u64) -> Check {
     let s = enforcer
-        .dest(&DestKey::from(SocketAddr::V4(dest)))
+        .dest(&enforcer_tests::key(SocketAddr::V4(dest)))
         .expect("reading DESTS")
         .unwrap_or_default();
     Check::expect(

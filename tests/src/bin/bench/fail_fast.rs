@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 
 use enforcer_common::{
     breaker::state,
-    dest::DestKey,
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{cgroup::ScratchCgroup, exec::Place, fixtures, net::RefusingPort};
@@ -177,7 +176,7 @@ pub fn run(size: Size) -> Results {
 
     let rejections = ((size.rounds + 1) * size.round.per_variant) as u64;
     let state = enforcer
-        .dest(&DestKey::from(SocketAddr::V4(dest)))
+        .dest(&enforcer_tests::key(SocketAddr::V4(dest)))
         .expect("reading DESTS")
         .unwrap_or_default();
     let c = state.counters;

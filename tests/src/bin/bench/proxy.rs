@@ -35,7 +35,6 @@ use std::{
 use enforcer::bpf::Enforcer;
 use enforcer_common::{
     breaker::state,
-    dest::DestKey,
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{
@@ -369,7 +368,7 @@ fn down(name: &'static str, samples: &[(u64, u64)]) -> Down {
 
 fn dest_state(enforcer: &Enforcer, addr: SocketAddrV4) -> Option<(u32, u64)> {
     enforcer
-        .dest(&DestKey::from(SocketAddr::V4(addr)))
+        .dest(&enforcer_tests::key(SocketAddr::V4(addr)))
         .expect("reading DESTS")
         .map(|s| (s.breaker.state, s.counters.rejected_circuit))
 }
@@ -408,10 +407,10 @@ pub fn run(size: Size) -> Results {
         .collect();
     let m = interleave::by_variant(&rounds);
     let tracked = enforcer
-        .dest(&DestKey::from(SocketAddr::V4(backend.addr)))
+        .dest(&enforcer_tests::key(SocketAddr::V4(backend.addr)))
         .expect("reading DESTS");
     let proxied = enforcer
-        .dest(&DestKey::from(SocketAddr::V4(proxy.checked)))
+        .dest(&enforcer_tests::key(SocketAddr::V4(proxy.checked)))
         .expect("reading DESTS");
     checks.push(Check::expect(
         tracked.is_some_and(|s| s.breaker.state == state::CLOSED) && proxied.is_none(),

@@ -26,7 +26,6 @@ use std::{
 use enforcer::bpf::{Enforcer, pins};
 use enforcer_common::{
     breaker::state,
-    dest::DestKey,
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{
@@ -142,7 +141,7 @@ impl Variant {
 
     fn state(&self, dest: SocketAddrV4) -> Option<u32> {
         self.reader
-            .dest(&DestKey::from(SocketAddr::V4(dest)))
+            .dest(&enforcer_tests::key(SocketAddr::V4(dest)))
             .expect("reading DESTS")
             .map(|s| s.breaker.state)
     }

@@ -20,7 +20,6 @@ use enforcer::{
     rule::Rule,
 };
 use enforcer_common::{
-    dest::DestKey,
     maps,
     policy::{BackoffRow, Policy},
 };
@@ -167,7 +166,7 @@ impl Arm {
         let tracked = self.enforcer.dests().expect("reading DESTS").len();
         let s = self
             .enforcer
-            .dest(&DestKey::from(SocketAddr::V4(server)))
+            .dest(&enforcer_tests::key(SocketAddr::V4(server)))
             .expect("reading DESTS")
             .unwrap_or_default();
         let c = s.counters;

@@ -18,7 +18,6 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use enforcer::bpf::Enforcer;
 use enforcer_common::{
     breaker::state,
-    dest::DestKey,
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{
@@ -173,7 +172,7 @@ fn check_open(enforcer: &Enforcer, dests: &[SocketAddrV4], failures: u64) -> Che
         .iter()
         .filter_map(|d| {
             let state = enforcer
-                .dest(&DestKey::from(SocketAddr::V4(*d)))
+                .dest(&enforcer_tests::key(SocketAddr::V4(*d)))
                 .expect("reading DESTS")
                 .unwrap_or_default();
             let ok = state.breaker.state == state::OPEN

@@ -5,7 +5,6 @@ use std::net::{SocketAddr, SocketAddrV4};
 use enforcer::bpf::Enforcer;
 use enforcer_common::{
     counters::GlobalCounter,
-    dest::DestKey,
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{cgroup::ScratchCgroup, exec::Place, fixtures};
@@ -166,7 +165,7 @@ impl Arm {
             }
             Variant::Tracked | Variant::Bulkhead => {
                 let state = enforcer
-                    .dest(&DestKey::from(SocketAddr::V4(server)))
+                    .dest(&enforcer_tests::key(SocketAddr::V4(server)))
                     .expect("reading DESTS");
                 let Some(state) = state else {
                     return Check::expect(false, format!("{server} is not tracked"));

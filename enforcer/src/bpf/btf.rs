@@ -1,0 +1,294 @@
+//! Field offsets of kernel structs, read from the running kernel's BTF
+//! (`/sys/kernel/btf/vmlinux`), for the few socket fields the programs read
+//! through BTF-typed pointers (see `enforcer_common::maps::globals`).
+//!
+//! aya parses BTF but keeps its type table private, and the one BTF crate that
+//! exposes member offsets is LGPL; what is needed here is a walk over the
+//! type section that records the members of a few named structs, which the
+//! format (Documentation/bpf/btf.rst) makes short.
+
+use std::{collections::HashMap, fs, io, path::Path};
+
+/// The kernel's own BTF.
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+const MAGIC: u16 = 0xeb9f;
+
+// BTF kinds whose records carry more than the common 12 bytes.
+const KIND_INT: u32 = 1;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_ENUM64: u32 = 19;
+const KIND_MAX: u32 = 19;
+
+/// The socket fields the programs read, as the loader sets them (0 = unknown:
+/// the programs do without).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketFields {
+    /// `struct sock.sk_err`.
+    pub sk_err: u32,
+    /// `struct inet_sock.uc_ttl`.
+    pub uc_ttl: u32,
+    /// `net.ipv4.ip_default_ttl`: a caller-set TTL below it is lowered.
+    pub min_ttl: u32,
+}
+
+impl SocketFields {
+    /// The running kernel's, or unknown (with the reason) when its BTF cannot
+    /// be read.
+    pub fn of_running_kernel() -> (Self, Option<BtfError>) {
+        let min_ttl = fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(64);
+        match Layout::read(Path::new(VMLINUX), &["sock", "inet_sock"]) {
+            Ok(layout) => (
+                Self {
+                    sk_err: layout.int_offset("sock", "sk_err", 4).unwrap_or(0),
+                    uc_ttl: layout.int_offset("inet_sock", "uc_ttl", 2).unwrap_or(0),
+                    min_ttl,
+                },
+                None,
+            ),
+            Err(e) => (
+                Self {
+                    min_ttl,
+                    ..Self::default()
+                },
+                Some(e),
+            ),
+        }
+    }
+}
+
+/// Why the layout could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("{path}: not BTF ({what})")]
+    Malformed { path: String, what: &'static str },
+}
+
+/// A struct member: byte offset and the size of its type (0 when not an
+/// integer, or a bitfield).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub offset: u32,
+    pub int_size: u32,
+}
+
+/// The members of the structs asked for, by struct and member name.
+#[derive(Debug, Default)]
+pub struct Layout {
+    structs: HashMap<String, HashMap<String, Member>>,
+}
+
+impl Layout {
+    /// Reads the members of `structs` from the BTF file at `path`.
+    pub fn read(path: &Path, structs: &[&str]) -> Result<Self, BtfError> {
+        let data = fs::read(path).map_err(|source| BtfError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&data, structs).map_err(|what| BtfError::Malformed {
+            path: path.display().to_string(),
+            what,
+        })
+    }
+
+    /// The member `member` of `struct name`, if both exist.
+    pub fn member(&self, name: &str, member: &str) -> Option<Member> {
+        self.structs.get(name)?.get(member).copied()
+    }
+
+    /// The byte offset of an integer member of `int_size` bytes (not a
+    /// bitfield), if the kernel has it.
+    pub fn int_offset(&self, name: &str, member: &str, int_size: u32) -> Option<u32> {
+        self.member(name, member)
+            .filter(|m| m.int_size == int_size)
+            .map(|m| m.offset)
+    }
+
+    fn parse(data: &[u8], wanted: &[&str]) -> Result<Self, &'static str> {
+        let u16_at = |at: usize| -> Result<u16, &'static str> {
+            data.get(at..at + 2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                .ok_or("truncated")
+        };
+        let u32_at = |at: usize| -> Result<u32, &'static str> {
+            data.get(at..at + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or("truncated")
+        };
+        if u16_at(0)? != MAGIC {
+            return Err("bad magic (or not little-endian)");
+        }
+        let hdr_len = u32_at(4)? as usize;
+        let (type_off, type_len) = (u32_at(8)? as usize, u32_at(12)? as usize);
+        let (str_off, str_len) = (u32_at(16)? as usize, u32_at(20)? as usize);
+        let types = hdr_len + type_off..hdr_len + type_off + type_len;
+        let strings = data
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .ok_or("string section out of bounds")?;
+        let name = |off: u32| -> &str {
+            strings
+                .get(off as usize..)
+                .and_then(|s| s.split(|&b| b == 0).next())
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .unwrap_or("")
+        };
+
+        // Type ids start at 1. First pass: every type's kind, size and target,
+        // so a member's type can be followed through typedefs and qualifiers.
+        let mut kinds: Vec<(u32, u32)> = vec![(0, 0)];
+        let mut members_of: Vec<(String, Vec<(String, u32, u32)>)> = Vec::new();
+        let mut at = types.start;
+        while at < types.end {
+            let (name_off, info, size_or_type) = (u32_at(at)?, u32_at(at + 4)?, u32_at(at + 8)?);
+            let kind = (info >> 24) & 0x1f;
+            let vlen = (info & 0xffff) as usize;
+            let kind_flag = info >> 31 != 0;
+            if kind == 0 || kind > KIND_MAX {
+                return Err("unknown type kind");
+            }
+            at += 12;
+            kinds.push((kind, size_or_type));
+            let extra = match kind {
+                KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+                KIND_ARRAY => 12,
+                KIND_STRUCT | KIND_UNION | KIND_ENUM64 => 12 * vlen,
+                KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen,
+                KIND_DATASEC => 12 * vlen,
+                _ => 0,
+            };
+            if kind == KIND_STRUCT && wanted.contains(&name(name_off)) {
+                let mut members = Vec::with_capacity(vlen);
+                for i in 0..vlen {
+                    let m = at + 12 * i;
+                    let (m_name, m_type, m_offset) = (u32_at(m)?, u32_at(m + 4)?, u32_at(m + 8)?);
+                    // With kind_flag, the top 8 bits hold a bitfield's size.
+                    let (bit_offset, bitfield) = if kind_flag {
+                        (m_offset & 0x00ff_ffff, m_offset >> 24 != 0)
+                    } else {
+                        (m_offset, false)
+                    };
+                    if bitfield || bit_offset % 8 != 0 {
+                        continue;
+                    }
+                    members.push((name(m_name).to_owned(), m_type, bit_offset / 8));
+                }
+                members_of.push((name(name_off).to_owned(), members));
+            }
+            at += extra;
+        }
+
+        // A member's integer size, through typedefs and qualifiers.
+        let int_size = |mut ty: u32| -> u32 {
+            for _ in 0..16 {
+                match kinds.get(ty as usize) {
+                    Some(&(KIND_INT, size)) => return size,
+                    // typedef, volatile, const, restrict, type_tag
+                    Some(&(8..=11 | 18, next)) => ty = next,
+                    _ => return 0,
+                }
+            }
+            0
+        };
+        let mut layout = Self::default();
+        for (name, members) in members_of {
+            let entry = layout.structs.entry(name).or_default();
+            for (member, ty, offset) in members {
+                entry.insert(
+                    member,
+                    Member {
+                        offset,
+                        int_size: int_size(ty),
+                    },
+                );
+            }
+        }
+        Ok(layout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A BTF blob: `int` (4 bytes), `typedef int s32_t`, and
+    /// `struct pair { s32_t a; short pad; int b; }` with `b` at byte 8.
+    fn blob() -> Vec<u8> {
+        let strings = b"\0int\0s32_t\0pair\0a\0b\0".to_vec();
+        let (int, s32, pair, a, b) = (1u32, 5u32, 11u32, 16u32, 18u32);
+        let words: [u32; 16] = [
+            int,
+            KIND_INT << 24,
+            4,
+            32, // id 1: int, 32 bits
+            s32,
+            8 << 24,
+            1, // id 2: typedef s32_t -> int
+            pair,
+            (KIND_STRUCT << 24) | 2,
+            12, // id 3: struct pair
+            a,
+            2,
+            0, // a: s32_t at bit 0
+            b,
+            1,
+            64, // b: int at bit 64
+        ];
+        let types: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let header: [u32; 5] = [
+            24,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ];
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC.to_le_bytes());
+        out.extend_from_slice(&[1, 0]);
+        out.extend(header.iter().flat_map(|w| w.to_le_bytes()));
+        out.extend_from_slice(&types);
+        out.extend_from_slice(&strings);
+        out
+    }
+
+    #[test]
+    fn members_are_found_through_typedefs() {
+        let layout = Layout::parse(&blob(), &["pair"]).unwrap();
+        assert_eq!(layout.int_offset("pair", "a", 4), Some(0));
+        assert_eq!(layout.int_offset("pair", "b", 4), Some(8));
+        assert_eq!(layout.int_offset("pair", "b", 2), None);
+        assert_eq!(layout.member("pair", "c"), None);
+        assert_eq!(layout.member("other", "a"), None);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(Layout::parse(b"nope", &["sock"]).is_err());
+        let mut truncated = blob();
+        truncated.truncate(40);
+        assert!(Layout::parse(&truncated, &["pair"]).is_err());
+    }
+
+    #[test]
+    fn the_running_kernel_has_the_socket_fields() {
+        // Every kernel the enforcer supports has BTF (and the file is
+        // world-readable).
+        let layout = Layout::read(Path::new(VMLINUX), &["sock", "inet_sock"]).unwrap();
+        assert!(layout.int_offset("sock", "sk_err", 4).is_some());
+        assert!(layout.int_offset("inet_sock", "uc_ttl", 2).is_some());
+        let (fields, error) = SocketFields::of_running_kernel();
+        assert!(error.is_none(), "{error:?}");
+        assert!(fields.sk_err != 0 && fields.uc_ttl != 0 && fields.min_ttl != 0);
+    }
+}
