@@ -66,6 +66,16 @@ impl<'a> Place<'a> {
         out
     }
 
+    /// Runs `f` in a forked child inside this place after it dropped every
+    /// privilege: uid and gid `nobody` (65534), no supplementary groups, no
+    /// capabilities left. The attacker of the trust tests.
+    pub fn run_as_nobody<F: FnOnce() -> String>(&self, f: F) -> String {
+        self.run(|| {
+            drop_to_nobody();
+            f()
+        })
+    }
+
     /// `n` blocking connects to `addr` from a child here: `Ok` or each errno.
     pub fn connects(&self, addr: std::net::SocketAddr, n: usize) -> Vec<Result<(), i32>> {
         let out = self.run(|| {
@@ -125,6 +135,25 @@ impl<'a> Place<'a> {
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         (status, out)
     }
+}
+
+/// Drops the calling process to `nobody`, checking that it took.
+pub fn drop_to_nobody() {
+    const NOBODY: libc::uid_t = 65534;
+    // SAFETY: plain syscalls on this process's credentials.
+    unsafe {
+        assert_eq!(libc::setgroups(0, std::ptr::null()), 0, "setgroups");
+        assert_eq!(libc::setresgid(NOBODY, NOBODY, NOBODY), 0, "setresgid");
+        assert_eq!(libc::setresuid(NOBODY, NOBODY, NOBODY), 0, "setresuid");
+        assert_eq!(libc::geteuid(), NOBODY);
+    }
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(str::trim)
+        .expect("CapEff");
+    assert_eq!(effective, "0000000000000000", "capabilities left: {effective}");
 }
 
 /// How long a child may run before the test kills it and fails.

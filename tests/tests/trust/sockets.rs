@@ -1,0 +1,1 @@
+//! Local processes in the protected cgroup.
