@@ -35,8 +35,13 @@ pub struct Config {
     /// i.e. the daemon's: forwarded connections are routed there, so that is
     /// where their destinations live.
     pub netns_cookie: u64,
+    /// `CLOCK_MONOTONIC` ns when the global switch was last turned back on
+    /// (0: never paused). The packet plane saw none of a flow's packets while
+    /// paused, so a flow older than this is judged by what it missed: never
+    /// as a failure (`enforcer_common::flow::Watch`).
+    pub resumed_ns: u64,
 }
-const _: () = assert!(size_of::<Config>() == 48);
+const _: () = assert!(size_of::<Config>() == 56);
 impl_pod!(Config);
 
 impl Config {

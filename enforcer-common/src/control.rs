@@ -1,27 +1,55 @@
 //! Commands the daemon runs in the kernel, under a destination's lock, through
 //! the `control` program (`BPF_PROG_TEST_RUN`): the only way to change a
 //! destination's breaker from userspace without racing the hooks that update it.
+//!
+//! What the daemon decides from a read of the map is decided again here, on the
+//! destination as it is under its lock: the daemon's read may be a scan old.
 
-use crate::{dest::DestKey, flow::FlowKey, impl_pod};
+use crate::{
+    breaker::state,
+    dest::{DestKey, DestState},
+    flow::FlowKey,
+    impl_pod,
+};
 
 /// [`Command::kind`] values.
 pub mod kind {
     /// Back to CLOSED, as new: trip level, window and probes cleared (counters
-    /// stay: they are monotonic).
+    /// stay: they are monotonic). With [`super::when::STALE_POLICY`], only when
+    /// the destination's policy epoch no longer matches its policy's.
     pub const RESET: u32 = 1;
     /// A healing probe from the daemon reached the destination: an OPEN circuit
     /// goes HALF_OPEN at once, and the probe counts as one probe success.
     pub const HEAL_PROBE_OK: u32 = 2;
     /// A healing probe failed while HALF_OPEN: reopen for the next step.
     pub const HEAL_PROBE_FAILED: u32 = 3;
-    /// Garbage collection: forget the destination if it is CLOSED and holds no
-    /// slot (the daemon has checked that it is idle), and take it off its
-    /// policy's tracked count.
+    /// Forget the destination when [`super::may_forget`] says so (no slot held,
+    /// no connect since [`super::Command::idle_since_ns`], in a state the
+    /// [`super::when`] flags allow), and take it off its policy's counts: off
+    /// `open` (if it was not CLOSED) and off `tracked`, each once.
     pub const FORGET: u32 = 4;
     /// Packet plane: end a flow that the daemon's sweep found past its SYN or
     /// idle timeout (checked again in the kernel against the flow as it is
     /// then), recording the timeout and giving its slot back.
     pub const FLOW_EXPIRE: u32 = 5;
+    /// Add signed deltas ([`super::Command::deltas`]) to the `tracked` and
+    /// `open` counts of policy [`super::Command::policy_id`], atomically, each
+    /// stopping at 0: the daemon's correction of a drift it counted in the
+    /// destination map.
+    pub const ADJUST_POLICY_STATS: u32 = 6;
+}
+
+/// Conditions of destination commands ([`Command::when`]), as bits.
+pub mod when {
+    /// FORGET: OPEN and HALF_OPEN destinations may go too (without it only
+    /// CLOSED ones do). They come back CLOSED at their next connect.
+    pub const OPEN_TOO: u64 = 1;
+    /// FORGET: an OPEN destination only once its open period has ended (idle
+    /// collection must not cut an open period short; eviction may).
+    pub const OPEN_ENDED: u64 = 2;
+    /// FORGET, RESET: only when the destination's policy epoch is not its
+    /// policy's (the policy was removed, or its id went to another policy).
+    pub const STALE_POLICY: u64 = 4;
 }
 
 /// What the control program returns (as an XDP action code, the only values the
@@ -29,11 +57,12 @@ pub mod kind {
 pub mod result {
     /// The command's input was malformed.
     pub const INVALID: u32 = 0;
-    /// No such destination.
+    /// No such destination (or policy).
     pub const NOT_FOUND: u32 = 1;
     /// Applied.
     pub const APPLIED: u32 = 2;
-    /// The destination's state made the command moot (e.g. healing a CLOSED one).
+    /// The destination's state made the command moot (e.g. healing a CLOSED one,
+    /// forgetting one that took a connect since the daemon looked).
     pub const NOT_APPLICABLE: u32 = 3;
 }
 
@@ -43,11 +72,15 @@ pub mod result {
 pub struct Command {
     /// [`kind`].
     pub kind: u32,
-    pub _pad: u32,
+    /// Policy commands: the policy's id.
+    pub policy_id: u32,
     /// The flow of a flow command; destination commands use `flow.dest` only.
     pub flow: FlowKey,
+    /// Arguments, per kind: FORGET `[idle_since_ns, when]`, RESET `[0, when]`,
+    /// ADJUST_POLICY_STATS `[tracked delta, open delta]` (two's complement).
+    pub args: [u64; 2],
 }
-const _: () = assert!(size_of::<Command>() == 64);
+const _: () = assert!(size_of::<Command>() == 80);
 impl_pod!(Command);
 
 impl Command {
@@ -68,9 +101,48 @@ impl Command {
     pub const fn on_flow(kind: u32, flow: FlowKey) -> Self {
         Self {
             kind,
-            _pad: 0,
+            policy_id: 0,
             flow,
+            args: [0; 2],
         }
+    }
+
+    /// FORGET `dest` if it saw no connect after `idle_since_ns`
+    /// (`bpf_ktime_get_ns` clock) and its state passes `when`.
+    pub const fn forget(dest: DestKey, idle_since_ns: u64, when: u64) -> Self {
+        let mut command = Self::new(kind::FORGET, dest);
+        command.args = [idle_since_ns, when];
+        command
+    }
+
+    /// RESET `dest` only if its policy epoch is stale.
+    pub const fn reset_stale(dest: DestKey) -> Self {
+        let mut command = Self::new(kind::RESET, dest);
+        command.args = [0, when::STALE_POLICY];
+        command
+    }
+
+    /// ADJUST_POLICY_STATS of policy `policy_id` by these deltas.
+    pub const fn adjust_policy_stats(policy_id: u32, tracked: i64, open: i64) -> Self {
+        let mut command = Self::new(kind::ADJUST_POLICY_STATS, DestKey::from_ipv6_raw([0; 4], 0));
+        command.policy_id = policy_id;
+        command.args = [tracked as u64, open as u64];
+        command
+    }
+
+    /// FORGET: the last connect the destination may have seen.
+    pub const fn idle_since_ns(&self) -> u64 {
+        self.args[0]
+    }
+
+    /// FORGET, RESET: [`when`] bits.
+    pub const fn when(&self) -> u64 {
+        self.args[1]
+    }
+
+    /// ADJUST_POLICY_STATS: the (tracked, open) deltas.
+    pub const fn deltas(&self) -> (i64, i64) {
+        (self.args[0] as i64, self.args[1] as i64)
     }
 
     /// The command as the bytes of a test packet.
@@ -78,6 +150,43 @@ impl Command {
         // SAFETY: `repr(C)`, integer fields only and no implicit padding (the
         // size assertion above): every byte is initialised.
         unsafe { core::mem::transmute::<Self, [u8; size_of::<Self>()]>(*self) }
+    }
+}
+
+/// Whether the destination joined its policy under another epoch than the
+/// policy's current one (`policy_epoch`, 0 for an id no policy holds): the
+/// policy it counted for is gone.
+#[inline(always)]
+pub const fn stale_policy(d: &DestState, policy_epoch: u32) -> bool {
+    d.policy_epoch != policy_epoch
+}
+
+/// FORGET's decision on a destination as it is under its lock at `now`, its
+/// policy's current epoch being `policy_epoch`.
+///
+/// Never a destination holding a slot: a new entry of its key would start with
+/// its bulkhead empty while those connections live on. Never one that took a
+/// connect after `idle_since_ns`: the daemon's reason to forget it is gone.
+#[inline(always)]
+pub const fn may_forget(
+    d: &DestState,
+    idle_since_ns: u64,
+    when: u64,
+    policy_epoch: u32,
+    now: u64,
+) -> bool {
+    let b = &d.breaker;
+    if b.active != 0 || b.pending != 0 || d.last_attempt_ns > idle_since_ns {
+        return false;
+    }
+    if when & when::STALE_POLICY != 0 && !stale_policy(d, policy_epoch) {
+        return false;
+    }
+    match b.state {
+        state::CLOSED => true,
+        _ if when & when::OPEN_TOO == 0 => false,
+        state::OPEN if when & when::OPEN_ENDED != 0 => now >= b.open_until_ns,
+        _ => true,
     }
 }
 
@@ -100,5 +209,74 @@ mod tests {
         assert_eq!(bytes[32..34], 0x1234u16.to_ne_bytes());
         assert_eq!(bytes[40..44], 5u32.to_ne_bytes());
         assert_eq!(bytes[56..58], 0x5678u16.to_ne_bytes());
+        let bytes = Command::adjust_policy_stats(7, -2, 3).to_bytes();
+        assert_eq!(bytes[4..8], 7u32.to_ne_bytes());
+        assert_eq!(bytes[64..72], (-2i64).to_ne_bytes());
+        assert_eq!(bytes[72..80], 3u64.to_ne_bytes());
+    }
+
+    #[test]
+    fn adjust_deltas_round_trip_negative_values() {
+        let c = Command::adjust_policy_stats(1, -5, i64::MIN);
+        assert_eq!(c.deltas(), (-5, i64::MIN));
+        let c = Command::forget(DestKey::default(), 42, when::OPEN_TOO);
+        assert_eq!((c.idle_since_ns(), c.when()), (42, when::OPEN_TOO));
+    }
+
+    const EPOCH: u32 = 77;
+    const SEC: u64 = 1_000_000_000;
+
+    /// A destination last connected to at 10 s, in `state`, under EPOCH.
+    fn dest(state: u32) -> DestState {
+        let mut d = DestState::new(1, 10 * SEC);
+        d.policy_epoch = EPOCH;
+        d.breaker.state = state;
+        d
+    }
+
+    #[test]
+    fn closed_idle_destinations_without_slots_go() {
+        let d = dest(state::CLOSED);
+        assert!(may_forget(&d, 10 * SEC, 0, EPOCH, 20 * SEC));
+        assert!(
+            !may_forget(&d, 9 * SEC, 0, EPOCH, 20 * SEC),
+            "connected since"
+        );
+        let mut busy = d;
+        busy.breaker.active = 1;
+        assert!(
+            !may_forget(&busy, 10 * SEC, 0, EPOCH, 20 * SEC),
+            "holds a slot"
+        );
+        let mut pending = d;
+        pending.breaker.pending = 1;
+        assert!(!may_forget(&pending, 10 * SEC, 0, EPOCH, 20 * SEC));
+    }
+
+    #[test]
+    fn open_destinations_go_only_when_asked_and_idle_ones_after_their_period() {
+        let mut d = dest(state::OPEN);
+        d.breaker.open_until_ns = 30 * SEC;
+        assert!(!may_forget(&d, 10 * SEC, 0, EPOCH, 20 * SEC), "CLOSED only");
+        assert!(may_forget(&d, 10 * SEC, when::OPEN_TOO, EPOCH, 20 * SEC));
+        let idle = when::OPEN_TOO | when::OPEN_ENDED;
+        assert!(
+            !may_forget(&d, 10 * SEC, idle, EPOCH, 20 * SEC),
+            "still open"
+        );
+        assert!(may_forget(&d, 10 * SEC, idle, EPOCH, 30 * SEC));
+        let half = dest(state::HALF_OPEN);
+        assert!(may_forget(&half, 10 * SEC, idle, EPOCH, 20 * SEC));
+        assert!(!may_forget(&half, 10 * SEC, 0, EPOCH, 20 * SEC));
+    }
+
+    #[test]
+    fn stale_only_forgets_destinations_of_another_epoch() {
+        let d = dest(state::OPEN);
+        let stale = when::OPEN_TOO | when::STALE_POLICY;
+        assert!(!may_forget(&d, 10 * SEC, stale, EPOCH, 20 * SEC));
+        assert!(may_forget(&d, 10 * SEC, stale, EPOCH + 1, 20 * SEC));
+        assert!(may_forget(&d, 10 * SEC, stale, 0, 20 * SEC), "id freed");
+        assert!(stale_policy(&d, 0) && !stale_policy(&d, EPOCH));
     }
 }

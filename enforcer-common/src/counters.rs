@@ -62,11 +62,33 @@ pub enum GlobalCounter {
     /// Sockets whose state callbacks could not be enabled (their end is
     /// recorded when they are released).
     CallbacksFailed,
+    /// Packet plane: guests' SYNs with a checksum that does not verify (IPv4
+    /// header or TCP, pseudo-header included) or an IP length past the end of
+    /// the packet: nobody will answer them, so they pass untracked.
+    PacketSynsCorrupt,
+    /// Packet plane: guests' SYNs the packet plane cannot vouch for: with IPv4
+    /// options or IPv6 extension headers (which routers may drop), or too
+    /// long to verify from the copied headers (data on a SYN, its checksum
+    /// complete): passed untracked.
+    PacketSynsUnverified,
+    /// Packet plane: guests' SYNs with TTL / hop limit 0 or 1, which the
+    /// router drops: passed untracked.
+    PacketSynsTtlExpiring,
+    /// Packet plane: RSTs, FINs and answers to SYNs outside their flow's
+    /// sequence window: ignored.
+    PacketOutOfWindow,
+    /// Packet plane: ICMP errors about a tracked flow that quote another
+    /// sequence number than its SYN's: ignored.
+    PacketIcmpMismatched,
+    /// Packet plane: segments and ICMP errors of tracked flows going to a
+    /// guest that came in through the watched interface (a guest's own,
+    /// routed back): never an answer.
+    PacketLoopedBack,
 }
 
 impl GlobalCounter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 33] = [
         Self::TcpConnects,
         Self::OtherConnects,
         Self::Paused,
@@ -94,6 +116,12 @@ impl GlobalCounter {
         Self::LocalErrors,
         Self::StaleRecords,
         Self::CallbacksFailed,
+        Self::PacketSynsCorrupt,
+        Self::PacketSynsUnverified,
+        Self::PacketSynsTtlExpiring,
+        Self::PacketOutOfWindow,
+        Self::PacketIcmpMismatched,
+        Self::PacketLoopedBack,
     ];
     /// Number of slots in the counters array.
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -128,6 +156,12 @@ impl GlobalCounter {
             Self::LocalErrors => "local_errors",
             Self::StaleRecords => "stale_records",
             Self::CallbacksFailed => "callbacks_failed",
+            Self::PacketSynsCorrupt => "packet_syns_corrupt",
+            Self::PacketSynsUnverified => "packet_syns_unverified",
+            Self::PacketSynsTtlExpiring => "packet_syns_ttl_expiring",
+            Self::PacketOutOfWindow => "packet_out_of_window",
+            Self::PacketIcmpMismatched => "packet_icmp_mismatched",
+            Self::PacketLoopedBack => "packet_looped_back",
         }
     }
 }

@@ -65,4 +65,13 @@ pub mod globals {
     /// A caller-set IPv4 TTL below this is a lowered hop limit
     /// (`net.ipv4.ip_default_ttl` when the daemon starts).
     pub const MIN_TTL: &str = "MIN_TTL";
+    /// Byte offset of `pinet6` (a pointer, NULL for IPv4 sockets) in
+    /// `struct inet_sock`.
+    pub const PINET6_OFFSET: &str = "PINET6_OFFSET";
+    /// Byte offset of `hop_limit` (`__s16`, -1 = the default) in
+    /// `struct ipv6_pinfo`.
+    pub const HOP_LIMIT_OFFSET: &str = "HOP_LIMIT_OFFSET";
+    /// A caller-set IPv6 hop limit below this is lowered
+    /// (`net.ipv6.conf.default.hop_limit`).
+    pub const MIN_HOP_LIMIT: &str = "MIN_HOP_LIMIT";
 }

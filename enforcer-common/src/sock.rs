@@ -32,7 +32,8 @@ pub mod marks {
     /// reported by `STATE_CB`. Without it (deferred TCP Fast Open connects, a
     /// refused `bpf_sock_ops_cb_flags_set`) `sock_release` records the end.
     pub const CALLBACKS_ON: u64 = 1 << 3;
-    /// The caller lowered its socket's TTL / hop limit below the system's:
+    /// The caller lowered its socket's IPv4 TTL or IPv6 hop limit below the
+    /// system's default:
     /// silence or ICMP errors about its SYN are of its own making.
     pub const HOP_LIMITED: u64 = 1 << 4;
     /// The socket carried an error from an earlier connect when this one sent

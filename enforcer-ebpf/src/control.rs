@@ -4,22 +4,21 @@
 //! without racing the hooks (XDP is a program type that may take spin locks and
 //! be test-run).
 //!
-//! | input                          | return           |
-//! |--------------------------------|------------------|
-//! | packet shorter than a command  | `INVALID`        |
-//! | unknown destination or flow    | `NOT_FOUND`      |
-//! | command moot in this state     | `NOT_APPLICABLE` |
-//! | applied                        | `APPLIED`        |
+//! | input                                      | return           |
+//! |--------------------------------------------|------------------|
+//! | packet shorter than a command, unknown kind| `INVALID`        |
+//! | unknown destination, flow or policy        | `NOT_FOUND`      |
+//! | command moot in this state                 | `NOT_APPLICABLE` |
+//! | applied                                    | `APPLIED`        |
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext};
 use enforcer_common::{
     breaker::Transition,
-    control::{Command, kind, result},
-    dest::DestKey,
+    control::{Command, kind, may_forget, result, stale_policy, when},
     sock::SockInfo,
 };
 
-use crate::dest::{Change, Locked, Tracked};
+use crate::dest::{Change, Locked, PolicyGuard, Tracked};
 
 #[xdp]
 pub fn control(ctx: XdpContext) -> u32 {
@@ -29,14 +28,34 @@ pub fn control(ctx: XdpContext) -> u32 {
     }
     // SAFETY: bounds checked just above; the packet is the daemon's command.
     let command = unsafe { core::ptr::read_unaligned(start as *const Command) };
-    if command.kind == kind::FLOW_EXPIRE {
-        return crate::packet::flows::expire(&command.flow, unsafe { bpf_ktime_get_ns() });
+    match command.kind {
+        kind::FLOW_EXPIRE => {
+            crate::packet::flows::expire(&command.flow, unsafe { bpf_ktime_get_ns() })
+        }
+        kind::ADJUST_POLICY_STATS => adjust(&command),
+        _ => run(&command),
     }
-    run(command.kind, &command.flow.dest)
 }
 
 #[inline(always)]
-fn run(kind: u32, dest: &DestKey) -> u32 {
+fn adjust(command: &Command) -> u32 {
+    let Some(stats) = PolicyGuard::stats(command.policy_id) else {
+        return result::NOT_FOUND;
+    };
+    let (tracked, open) = command.deltas();
+    PolicyGuard::adjust(stats, tracked, open);
+    result::APPLIED
+}
+
+#[inline(always)]
+fn run(command: &Command) -> u32 {
+    let (kind, dest) = (command.kind, &command.flow.dest);
+    if !matches!(
+        kind,
+        kind::FORGET | kind::RESET | kind::HEAL_PROBE_OK | kind::HEAL_PROBE_FAILED
+    ) {
+        return result::INVALID;
+    }
     let Some(policy_id) = crate::maps::DESTS
         .get_ptr(dest)
         .map(|d| unsafe { (*d).policy_id })
@@ -55,10 +74,31 @@ fn run(kind: u32, dest: &DestKey) -> u32 {
     };
     let now = unsafe { bpf_ktime_get_ns() };
     let (policy, backoff) = (t.policy, t.backoff);
+    let conditional = command.when() & when::STALE_POLICY != 0;
     let mut lock = Locked::acquire(t.dest);
     let d = lock.state();
+    // The policy (and so the guard) was looked up before the lock, from the
+    // id then stored: a connect moving the destination to another policy in
+    // between makes the counts ours to change no longer.
+    let same_policy = d.policy_id == policy_id;
     let outcome: Option<Option<Transition>> = match kind {
-        kind::FORGET => d.forgettable().then_some(None),
+        kind::FORGET => (same_policy
+            && may_forget(
+                d,
+                command.idle_since_ns(),
+                command.when(),
+                policy.epoch,
+                now,
+            ))
+        .then(|| {
+            // Gives the open count back, under the lock, so it is given back
+            // once whatever runs next; no event: the destination is leaving.
+            d.reset(now, &mut t.guard);
+            None
+        }),
+        kind::RESET if conditional => {
+            (same_policy && stale_policy(d, policy.epoch)).then(|| d.reset(now, &mut t.guard))
+        }
         kind::RESET => Some(d.reset(now, &mut t.guard)),
         kind::HEAL_PROBE_OK => d.heal_probe_ok(policy, now, &mut t.guard),
         kind::HEAL_PROBE_FAILED => d.heal_probe_failed(policy, backoff, now).map(Some),
@@ -70,20 +110,16 @@ fn run(kind: u32, dest: &DestKey) -> u32 {
         change.emit(dest, policy_id, now);
     }
     if kind == kind::FORGET && outcome.is_some() {
-        // After the lock: a connect admitted in between loses its accounting (the
-        // destination was idle for `gc_idle`: rare), never a slot of a live one.
+        // After the lock (no helper may run under it): a connect admitted in
+        // between finds a CLOSED entry and loses its accounting with it (the
+        // destination was idle: rare), never a slot of a live entry. The
+        // tracked count goes with the one successful removal.
         if crate::maps::DESTS.remove(dest).is_ok() {
             t.guard.untracked();
         }
     }
     match outcome {
         Some(_) => result::APPLIED,
-        None if kind == kind::RESET
-            || kind == kind::HEAL_PROBE_OK
-            || kind == kind::HEAL_PROBE_FAILED =>
-        {
-            result::NOT_APPLICABLE
-        }
-        None => result::INVALID,
+        None => result::NOT_APPLICABLE,
     }
 }

@@ -126,6 +126,11 @@ impl Tracked {
 }
 
 /// The group guard backed by the policy's shared counters.
+///
+/// Every decrement stops at 0 ([`atomic::sub_saturating`]): a count that
+/// drifted (a race between a forget and a connect, a daemon of an older
+/// version) errs by one until the daemon's next reconciliation, instead of
+/// wrapping to 2^64 - 1, which would make the guard allow every trip.
 pub struct PolicyGuard {
     stats: Option<*mut PolicyStats>,
     max_open_percent: u32,
@@ -153,9 +158,9 @@ impl PolicyGuard {
     pub fn move_dest(from: Option<*mut PolicyStats>, to: Option<*mut PolicyStats>, open: bool) {
         // SAFETY: values of POLICY_STATS, valid for the program's run.
         if let Some(from) = from {
-            atomic::sub(unsafe { &raw mut (*from).tracked }, 1);
+            atomic::sub_saturating(unsafe { &raw mut (*from).tracked }, 1);
             if open {
-                atomic::sub(unsafe { &raw mut (*from).open }, 1);
+                atomic::sub_saturating(unsafe { &raw mut (*from).open }, 1);
             }
         }
         if let Some(to) = to {
@@ -171,7 +176,28 @@ impl PolicyGuard {
     pub fn untracked(&self) {
         if let Some(stats) = self.stats {
             // SAFETY: a value of POLICY_STATS, valid for the program's run.
-            atomic::sub(unsafe { &raw mut (*stats).tracked }, 1);
+            atomic::sub_saturating(unsafe { &raw mut (*stats).tracked }, 1);
+        }
+    }
+
+    /// The daemon's correction of policy counts it found drifted: signed
+    /// deltas, added atomically (so concurrent changes by the hooks are kept),
+    /// each count stopping at 0.
+    #[inline(always)]
+    pub fn adjust(stats: *mut PolicyStats, tracked: i64, open: i64) {
+        // SAFETY: a value of POLICY_STATS, valid for the program's run.
+        let counts = unsafe {
+            [
+                (&raw mut (*stats).tracked, tracked),
+                (&raw mut (*stats).open, open),
+            ]
+        };
+        for (count, delta) in counts {
+            if delta >= 0 {
+                atomic::add(count, delta as u64);
+            } else {
+                atomic::sub_saturating(count, delta.unsigned_abs());
+            }
         }
     }
 }
@@ -196,7 +222,7 @@ impl OpenGuard for PolicyGuard {
         ) {
             return true;
         }
-        atomic::sub(open, 1);
+        atomic::sub_saturating(open, 1);
         atomic::add(unsafe { &raw mut (*stats).guard_refusals }, 1);
         false
     }
@@ -205,7 +231,7 @@ impl OpenGuard for PolicyGuard {
     fn closed(&mut self) {
         if let Some(stats) = self.stats {
             // SAFETY: as above.
-            atomic::sub(unsafe { &raw mut (*stats).open }, 1);
+            atomic::sub_saturating(unsafe { &raw mut (*stats).open }, 1);
         }
     }
 }

@@ -6,6 +6,7 @@
 //! | not TCP (UDP, raw, MPTCP)                   | allow              | `other_connects`        |
 //! | global switch off                           | allow              | `paused_passes`         |
 //! | the daemon's own connect                    | allow              | `bypassed`              |
+//! | the socket's previous connect still holds   | (settled first)    | `local_errors`          |
 //! | caller outside the policy's cgroup scope    | allow, untracked   | `out_of_scope`          |
 //! | no socket storage                           | allow, untracked   | `sock_storage_failed`   |
 //! | otherwise                                   | as [`crate::admission`] decides               |
@@ -109,9 +110,25 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce() -> DestKey) -> i32 {
         counters::bump(GlobalCounter::Bypassed);
         return ALLOW;
     }
+    settle_previous(ctx);
     // SAFETY: plain helper call on the program's own context.
     let netns = unsafe { bpf_get_netns_cookie(sa.cast()) };
     decide(ctx, &dest().in_netns(netns), config.overrides != 0)
+}
+
+/// A socket that connects again (the gate runs only for a socket in CLOSE)
+/// first gives back what its previous connect still holds, so that connect
+/// neither counts against this one (its slot, its probe) nor outlives it.
+#[inline(always)]
+fn settle_previous(ctx: &SockAddrContext) {
+    // SAFETY: a connect context, whose `sk` is a full socket; lookup only.
+    let old = unsafe { SOCKS.get_ptr_mut(ctx) };
+    // SAFETY: this socket's storage, used by no other hook while it is in CLOSE.
+    if let Some(old) = unsafe { old.as_mut() }
+        && let Some(end) = on_reconnect(old.flags)
+    {
+        record_end(old, end);
+    }
 }
 
 /// The verdict for a TCP connect to `key`.
@@ -146,15 +163,9 @@ fn record(ctx: &SockAddrContext, dest: *mut DestState, sock: &mut SockInfo) -> i
         counters::bump(GlobalCounter::SockStorageFailed);
         return ALLOW;
     }
-    // SAFETY: non-null storage of this socket. The gate runs only for a socket
-    // in CLOSE, so no other hook is using the record.
-    let old = unsafe { &mut *storage };
-    // A socket that connects again: its earlier connect gives back what it
-    // still holds before the record starts over.
-    if let Some(end) = on_reconnect(old.flags) {
-        record_end(old, end);
-    }
-    *old = *sock;
+    // SAFETY: non-null storage of this socket, settled by `settle_previous`
+    // if it held an earlier connect's record.
+    unsafe { *storage = *sock };
     counters::bump(GlobalCounter::Admitted);
     ALLOW
 }

@@ -16,6 +16,12 @@ static SK_ERR_OFFSET: u32 = 0;
 static UC_TTL_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static MIN_TTL: u32 = 0;
+#[unsafe(no_mangle)]
+static PINET6_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static HOP_LIMIT_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static MIN_HOP_LIMIT: u32 = 0;
 
 /// A global as the loader set it: read through a volatile load, so the
 /// compiler cannot fold the placeholder value in.
@@ -42,27 +48,54 @@ pub unsafe fn sk_err(sk: *mut c_void) -> Option<i32> {
         return None;
     }
     // SAFETY: `offset` is the field's offset in this kernel's `struct sock`,
-    // which starts `struct tcp_sock`; the verifier checks the access.
-    Some(unsafe { ptr::read_volatile(tp.cast::<u8>().add(offset as usize).cast::<i32>()) })
+    // which starts `struct tcp_sock`.
+    Some(unsafe { read_at::<i32>(tp.cast(), offset) })
 }
 
-/// Whether the caller set its socket's IPv4 TTL below the system's default.
+/// Whether the caller set its socket's IPv4 TTL or IPv6 hop limit below the
+/// system's default.
 ///
 /// # Safety
 /// As [`sk_err`].
 #[inline(always)]
-pub unsafe fn ttl_lowered(sk: *mut c_void) -> bool {
-    let (offset, min) = (global(&UC_TTL_OFFSET), global(&MIN_TTL));
-    if offset == 0 {
-        return false;
-    }
+pub unsafe fn hop_limit_lowered(sk: *mut c_void) -> bool {
     // SAFETY: as in `sk_err`.
-    let tp = unsafe { bpf_skc_to_tcp_sock(sk) };
+    let tp = unsafe { bpf_skc_to_tcp_sock(sk) }.cast::<u8>();
     if tp.is_null() {
         return false;
     }
-    // SAFETY: `offset` is `uc_ttl`'s in this kernel's `struct inet_sock`, which
+    let (ttl_at, min_ttl) = (global(&UC_TTL_OFFSET), global(&MIN_TTL));
+    // SAFETY: `uc_ttl`'s offset in this kernel's `struct inet_sock`, which
     // starts `struct tcp_sock`.
-    let ttl = unsafe { ptr::read_volatile(tp.cast::<u8>().add(offset as usize).cast::<i16>()) };
-    ttl >= 0 && (ttl as u32) < min
+    if ttl_at != 0 && lowered(unsafe { read_at::<i16>(tp, ttl_at) }, min_ttl) {
+        return true;
+    }
+    let (pinet6_at, hop_at) = (global(&PINET6_OFFSET), global(&HOP_LIMIT_OFFSET));
+    if pinet6_at == 0 || hop_at == 0 {
+        return false;
+    }
+    // SAFETY: `pinet6`'s offset in `struct inet_sock`: NULL for IPv4 sockets,
+    // else the socket's `struct ipv6_pinfo`, which holds `hop_limit`.
+    let np = unsafe { read_at::<*const u8>(tp, pinet6_at) };
+    !np.is_null()
+        && lowered(
+            unsafe { read_at::<i16>(np, hop_at) },
+            global(&MIN_HOP_LIMIT),
+        )
+}
+
+/// A caller-set value (-1 = the default) below the system's default.
+#[inline(always)]
+fn lowered(value: i16, min: u32) -> bool {
+    value >= 0 && (value as u32) < min
+}
+
+/// The `T` at `offset` bytes into a BTF-typed kernel object.
+///
+/// # Safety
+/// `offset` must be the offset of a `T` field of the object `base` points to.
+#[inline(always)]
+unsafe fn read_at<T>(base: *const u8, offset: u32) -> T {
+    // SAFETY: as the caller promises; the verifier checks the access.
+    unsafe { ptr::read_volatile(base.add(offset as usize).cast::<T>()) }
 }

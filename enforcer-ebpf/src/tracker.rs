@@ -110,7 +110,7 @@ fn on_connect(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
         noted |= marks::STALE_ERROR;
     }
     // SAFETY: as above.
-    if unsafe { layout::ttl_lowered(sk) } {
+    if unsafe { layout::hop_limit_lowered(sk) } {
         noted |= marks::HOP_LIMITED;
     }
     atomic::fetch_or(&raw mut sock.marks, noted);

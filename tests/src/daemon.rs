@@ -216,6 +216,23 @@ impl Daemon {
         Metrics::parse(&body)
     }
 
+    /// Overwrites policy `id`'s shared counts (`POLICY_STATS`) through the
+    /// pinned map, as a daemon of an older version (or anything else holding
+    /// the pins) could have left them.
+    pub fn write_policy_stats(&self, id: u32, stats: enforcer_common::policy::PolicyStats) {
+        use aya::maps::{Array, Map, MapData};
+        let path = self
+            .pin_dir
+            .join("maps")
+            .join(enforcer_common::maps::POLICY_STATS);
+        let data =
+            MapData::from_pin(&path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+        let map = Map::from_map_data(data).expect("a map");
+        let mut array: Array<MapData, enforcer_common::policy::PolicyStats> =
+            Array::try_from(map).expect("POLICY_STATS is an array");
+        array.set(id, stats, 0).expect("writing POLICY_STATS");
+    }
+
     /// SIGKILL, no chance to clean up.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -255,6 +272,76 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `enforcer events`, followed: its JSON lines as they come, on a channel so
+/// that a missing line fails the test instead of hanging it.
+pub struct Follower {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Follower {
+    /// Follows `daemon`'s events; returns once the stream is live (an
+    /// override of a documentation address, set and removed, shows up).
+    pub fn start(daemon: &Daemon) -> Self {
+        let mut child = Command::new(binary())
+            .args(["events", "--socket", daemon.socket.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("enforcer events");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let value = serde_json::from_str(&line).expect("a JSON line");
+                if tx.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        let follower = Self { child, lines };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            daemon.ok(&["trip", "192.0.2.1:9"]);
+            daemon.ok(&["reset", "192.0.2.1:9"]);
+            if follower
+                .lines
+                .recv_timeout(Duration::from_millis(200))
+                .is_ok()
+            {
+                return follower;
+            }
+            assert!(Instant::now() < deadline, "enforcer events shows nothing");
+        }
+    }
+
+    /// The next event for which `want` holds (others are passed over); fails
+    /// the test when none comes within 30 s.
+    pub fn next_where(&mut self, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = self
+                .lines
+                .recv_timeout(left)
+                .expect("the awaited event did not come");
+            if want(&event) {
+                return event;
+            }
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

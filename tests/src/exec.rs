@@ -153,7 +153,10 @@ pub fn drop_to_nobody() {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .map(str::trim)
         .expect("CapEff");
-    assert_eq!(effective, "0000000000000000", "capabilities left: {effective}");
+    assert_eq!(
+        effective, "0000000000000000",
+        "capabilities left: {effective}"
+    );
 }
 
 /// How long a child may run before the test kills it and fails.

@@ -11,6 +11,11 @@ pub const FIN: u8 = 0x01;
 const GUEST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
+/// The destination's initial sequence number in [`Tcp::answer`].
+pub const ANSWER_ISN: u32 = 0x0abc_def0;
+/// Ethernet header bytes of the frames built here (untagged).
+const ETH_LEN: usize = 14;
+
 /// A TCP segment to build.
 #[derive(Clone, Debug)]
 pub struct Tcp {
@@ -45,14 +50,15 @@ impl Tcp {
         }
     }
 
-    /// The same segment's answer direction with other flags.
+    /// The same segment's answer direction with other flags: the
+    /// destination's first segment, acknowledging this SYN.
     pub fn answer(&self, flags: u8) -> Self {
         Self {
             src: self.dst,
             dst: self.src,
             sport: self.dport,
             dport: self.sport,
-            seq: 0x0abc_def0,
+            seq: ANSWER_ISN,
             ack: self.seq.wrapping_add(1),
             flags,
             options: Vec::new(),
@@ -60,10 +66,35 @@ impl Tcp {
         }
     }
 
+    /// The guest's next segment after this SYN was answered by
+    /// [`Self::answer`]: one past the SYN, acknowledging the SYN-ACK.
+    pub fn established(&self, flags: u8) -> Self {
+        Self {
+            seq: self.seq.wrapping_add(1),
+            ack: ANSWER_ISN.wrapping_add(1),
+            flags,
+            options: Vec::new(),
+            payload: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The destination's next segment after its SYN-ACK ([`Self::answer`]).
+    pub fn answer_established(&self, flags: u8) -> Self {
+        Self {
+            seq: ANSWER_ISN.wrapping_add(1),
+            ..self.answer(flags)
+        }
+    }
+
     /// The segment in an Ethernet frame (IPv4 or IPv6 by its addresses).
     pub fn frame(&self) -> Vec<u8> {
-        let segment = self.segment();
-        ethernet(ip(self.src, self.dst, 6, &segment))
+        ethernet(self.packet())
+    }
+
+    /// The segment in an IP packet, as a raw socket sends it.
+    pub fn packet(&self) -> Vec<u8> {
+        ip(self.src, self.dst, 6, &self.segment())
     }
 
     fn segment(&self) -> Vec<u8> {
@@ -88,6 +119,11 @@ impl Tcp {
 /// An ICMP destination-unreachable sent by `from` about `quoted` (the first
 /// bytes of the packet it could not deliver).
 pub fn unreachable(from: IpAddr, quoted: &Tcp) -> Vec<u8> {
+    ethernet(unreachable_packet(from, quoted))
+}
+
+/// [`unreachable`] as an IP packet.
+pub fn unreachable_packet(from: IpAddr, quoted: &Tcp) -> Vec<u8> {
     let original = ip(quoted.src, quoted.dst, 6, &quoted.segment());
     let quote = &original[..original.len().min(if from.is_ipv4() { 28 } else { 48 })];
     let mut icmp = if from.is_ipv4() {
@@ -102,7 +138,61 @@ pub fn unreachable(from: IpAddr, quoted: &Tcp) -> Vec<u8> {
     };
     let sum = checksum(&pseudo, &icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    ethernet(ip(from, quoted.src, proto, &icmp))
+    ip(from, quoted.src, proto, &icmp)
+}
+
+/// Offset of the TCP header in an untagged frame built here.
+fn tcp_at(frame: &[u8]) -> usize {
+    let ip = &frame[ETH_LEN..];
+    ETH_LEN
+        + if ip[0] >> 4 == 4 {
+            usize::from(ip[0] & 0xf) * 4
+        } else {
+            40
+        }
+}
+
+/// `frame` (untagged) with TTL / hop limit `hops`, its IPv4 header checksum
+/// fixed: a router forwarding it drops it when `hops` is 0 or 1.
+pub fn with_hop_limit(frame: &[u8], hops: u8) -> Vec<u8> {
+    let mut frame = frame.to_vec();
+    if frame[ETH_LEN] >> 4 == 4 {
+        frame[ETH_LEN + 8] = hops;
+        fix_ipv4_checksum(&mut frame);
+    } else {
+        frame[ETH_LEN + 7] = hops;
+    }
+    frame
+}
+
+/// `frame` (untagged) with a TCP checksum that does not verify: the
+/// destination drops it.
+pub fn with_bad_tcp_checksum(frame: &[u8]) -> Vec<u8> {
+    let mut frame = frame.to_vec();
+    let at = tcp_at(&frame);
+    frame[at + 17] ^= 0x5a;
+    frame
+}
+
+/// `frame` (untagged) with its TCP checksum field holding only the
+/// pseudo-header's sum: what a stack leaves for checksum offload, and, sent
+/// as it is, a checksum that does not verify.
+pub fn with_offload_checksum(frame: &[u8]) -> Vec<u8> {
+    let mut frame = frame.to_vec();
+    let at = tcp_at(&frame);
+    let p = parse(&frame);
+    let pseudo = pseudo_header(p.src, p.dst, 6, frame.len() - at);
+    let partial = !checksum(&pseudo, &[]);
+    frame[at + 16..at + 18].copy_from_slice(&partial.to_be_bytes());
+    frame
+}
+
+/// `frame` with other Ethernet addresses, to go out of a real interface.
+pub fn with_macs(frame: &[u8], dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    let mut frame = frame.to_vec();
+    frame[0..6].copy_from_slice(&dst);
+    frame[6..12].copy_from_slice(&src);
+    frame
 }
 
 /// An IPv6 SYN with a hop-by-hop options header (PadN) before TCP.

@@ -29,6 +29,18 @@ pub fn key(addr: SocketAddr) -> DestKey {
     DestKey::from(addr).in_netns(netns)
 }
 
+/// The key of the destination `addr` as seen from inside `ns`.
+pub fn key_in(ns: &netns::NetNs, addr: SocketAddr) -> DestKey {
+    let fd = ns.open();
+    let netns = std::thread::spawn(move || {
+        netns::enter_raw(&fd).expect("setns");
+        enforcer::netns::own_cookie().expect("SO_NETNS_COOKIE")
+    })
+    .join()
+    .expect("reading the namespace's cookie");
+    DestKey::from(addr).in_netns(netns)
+}
+
 /// Fails the test unless it runs as root. Privileged tests never skip silently.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.

@@ -15,6 +15,9 @@ pub struct AcceptingServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// The network namespace it listens in, when not the test's own: the
+    /// wake-up connect on drop must come from there.
+    netns: Option<OwnedFd>,
 }
 
 impl AcceptingServer {
@@ -32,7 +35,14 @@ impl AcceptingServer {
         })
         .join()
         .expect("binding in the namespace");
-        Self::serve(listener)
+        Self::serve_in(netns, listener)
+    }
+
+    /// Accepts on `listener`, which listens inside `netns`, until dropped.
+    pub fn serve_in(netns: &crate::netns::NetNs, listener: TcpListener) -> Self {
+        let mut server = Self::serve(listener);
+        server.netns = Some(netns.open());
+        server
     }
 
     /// Accepts on `listener` until dropped.
@@ -68,6 +78,7 @@ impl AcceptingServer {
             addr,
             stop,
             thread: Some(thread),
+            netns: None,
         }
     }
 }
@@ -75,8 +86,19 @@ impl AcceptingServer {
 impl Drop for AcceptingServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees `stop`.
-        let _ = TcpStream::connect(self.addr);
+        // Wake the accept loop so it sees `stop`, from where it listens.
+        let addr = self.addr;
+        match self.netns.take() {
+            None => drop(TcpStream::connect(addr)),
+            Some(ns) => {
+                let _ = std::thread::spawn(move || {
+                    if crate::netns::enter_raw(&ns).is_ok() {
+                        let _ = TcpStream::connect(addr);
+                    }
+                })
+                .join();
+            }
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -159,35 +181,147 @@ pub fn connect(addr: SocketAddr) -> Result<TcpStream, i32> {
 /// A non-blocking socket whose `connect()` has been called: the socket, and
 /// `Ok(())` when it is under way (EINPROGRESS) or done, or the errno.
 pub fn connect_nonblocking(addr: SocketAddr) -> (OwnedFd, Result<(), i32>) {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
+    let socket = tcp_socket(addr.is_ipv4(), true);
+    let result = connect_fd(&socket, addr);
+    (socket, result)
+}
+
+/// A new TCP socket (IPv4 or IPv6), non-blocking or not.
+pub fn tcp_socket(ipv4: bool, nonblocking: bool) -> OwnedFd {
+    let domain = if ipv4 { libc::AF_INET } else { libc::AF_INET6 };
+    let flags = if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
     // SAFETY: plain socket syscall.
-    let fd = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | flags | libc::SOCK_CLOEXEC, 0) };
     assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
     // SAFETY: fd was just created and is owned here.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// `connect()` on an existing socket: `Ok(())` when done or under way
+/// (EINPROGRESS), or the errno.
+pub fn connect_fd(socket: &OwnedFd, addr: SocketAddr) -> Result<(), i32> {
     let (storage, len) = sockaddr(addr);
     // SAFETY: storage holds a valid sockaddr of `len` bytes.
     let rc = unsafe { libc::connect(socket.as_raw_fd(), (&raw const storage).cast(), len) };
-    let result = if rc == 0 {
+    errno_of(rc).or_else(|e| {
+        if e == libc::EINPROGRESS {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+}
+
+/// `bind()` on an existing socket.
+pub fn bind_fd(socket: &OwnedFd, addr: SocketAddr) -> Result<(), i32> {
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: storage holds a valid sockaddr of `len` bytes.
+    errno_of(unsafe { libc::bind(socket.as_raw_fd(), (&raw const storage).cast(), len) })
+}
+
+/// `listen()` on a bound socket.
+pub fn listen_fd(socket: &OwnedFd) -> Result<(), i32> {
+    // SAFETY: plain syscall on a socket we own.
+    errno_of(unsafe { libc::listen(socket.as_raw_fd(), 1024) })
+}
+
+/// `connect()` with `AF_UNSPEC`: dissolves the association (a connect in
+/// SYN_SENT is disconnected).
+pub fn disconnect(socket: &OwnedFd) -> Result<(), i32> {
+    // SAFETY: all-zero is a valid sockaddr; AF_UNSPEC is 0.
+    let unspec: libc::sockaddr = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid sockaddr of the size passed.
+    errno_of(unsafe {
+        libc::connect(
+            socket.as_raw_fd(),
+            &raw const unspec,
+            size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    })
+}
+
+/// `shutdown(SHUT_RDWR)`.
+pub fn shutdown(socket: &OwnedFd) -> Result<(), i32> {
+    // SAFETY: plain syscall on a socket we own.
+    errno_of(unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR) })
+}
+
+/// Sets an integer socket option.
+pub fn set_int_option(socket: &OwnedFd, level: i32, option: i32, value: i32) -> Result<(), i32> {
+    // SAFETY: an int option value of the size passed.
+    errno_of(unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            option,
+            (&raw const value).cast(),
+            size_of::<i32>() as libc::socklen_t,
+        )
+    })
+}
+
+/// The socket's pending error (`SO_ERROR`), which reading clears.
+pub fn take_error(socket: &OwnedFd) -> i32 {
+    let mut value: i32 = 0;
+    let mut len = size_of::<i32>() as libc::socklen_t;
+    // SAFETY: an int out-buffer of the size passed.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    assert_eq!(rc, 0, "SO_ERROR: {}", std::io::Error::last_os_error());
+    value
+}
+
+/// Waits (poll, up to `timeout`) until a non-blocking connect on `socket` is
+/// done one way or the other; its result (`SO_ERROR`, 0 = connected).
+pub fn connect_result(socket: &OwnedFd, timeout: std::time::Duration) -> Option<i32> {
+    let mut pfd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+    (ready > 0).then(|| take_error(socket))
+}
+
+/// `sendto(MSG_FASTOPEN)`: connects and sends `data` in one call (TCP Fast
+/// Open); the bytes sent, or the errno.
+pub fn send_fast_open(socket: &OwnedFd, addr: SocketAddr, data: &[u8]) -> Result<usize, i32> {
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: a valid buffer and sockaddr of the sizes passed.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_FASTOPEN,
+            (&raw const storage).cast(),
+            len,
+        )
+    };
+    usize::try_from(sent).map_err(|_| std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+}
+
+/// `write()` of `data` on a connected socket: the bytes written, or the errno.
+pub fn write_fd(socket: &OwnedFd, data: &[u8]) -> Result<usize, i32> {
+    // SAFETY: a valid buffer of the size passed.
+    let n = unsafe { libc::write(socket.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+}
+
+fn errno_of(rc: i32) -> Result<(), i32> {
+    if rc == 0 {
         Ok(())
     } else {
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINPROGRESS) => Ok(()),
-            Some(errno) => Err(errno),
-            None => Err(-1),
-        }
-    };
-    (socket, result)
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+    }
 }
 
 /// Closes `socket` with a RST instead of a FIN (SO_LINGER with a zero timeout).

@@ -3,9 +3,18 @@
 
 use std::{
     fs::File,
-    net::{Ipv4Addr, Ipv6Addr},
-    os::fd::{AsRawFd, OwnedFd},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener},
+    os::{
+        fd::{AsRawFd, OwnedFd},
+        unix::fs::MetadataExt,
+    },
     path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
 };
 
 use crate::must_run;
@@ -133,6 +142,88 @@ impl NetNs {
         File::open(self.path())
             .unwrap_or_else(|e| panic!("opening {}: {e}", self.path().display()))
             .into()
+    }
+
+    /// The namespace's inode, as `ip netns identify`, `lsns -t net` and
+    /// `stat -L -c %i /run/netns/NAME` print it.
+    pub fn inode(&self) -> u64 {
+        std::fs::metadata(self.path())
+            .unwrap_or_else(|e| panic!("stat {}: {e}", self.path().display()))
+            .ino()
+    }
+}
+
+/// The inode of the test's own network namespace.
+pub fn own_inode() -> u64 {
+    std::fs::metadata("/proc/self/ns/net")
+        .expect("stat /proc/self/ns/net")
+        .ino()
+}
+
+/// A TCP listener, in a network namespace or the test's own, that accepts and
+/// closes every connection and counts them, until dropped.
+pub struct CountingServer {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CountingServer {
+    /// Listens on `addr` inside `netns` (the test's own namespace if `None`).
+    pub fn bind(netns: Option<&NetNs>, addr: SocketAddr) -> Self {
+        let ns = netns.map(NetNs::open);
+        let (accepted, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The thread enters the namespace for good: it is ours alone and ends
+        // with the server.
+        let thread = std::thread::spawn({
+            let (accepted, stop) = (accepted.clone(), stop.clone());
+            move || {
+                if let Some(ns) = &ns {
+                    enter_raw(ns).expect("setns");
+                }
+                let listener = TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+                tx.send(listener.local_addr().expect("local_addr"))
+                    .expect("the test waits for the address");
+                // Non-blocking with a short sleep: stopping needs no wake-up
+                // connect, which from outside the namespace would go elsewhere.
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok(_) => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            }
+        });
+        let addr = rx.recv().expect("the server thread failed to listen");
+        Self {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for CountingServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

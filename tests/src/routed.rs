@@ -19,6 +19,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use enforcer::bpf::{Enforcer, Ingress, LoadOptions, PacketHook};
+use enforcer_common::policy::{BackoffRow, Policy};
+
 use crate::{
     must_run,
     netns::{enter_raw, nft_in, set_tcp_verdict},
@@ -282,6 +285,65 @@ impl Routed {
         set_tcp_verdict(self.name(Ns::Backend), TABLE, port, verdict);
     }
 
+    /// Loads the programs (attached to nothing), puts the backend's addresses
+    /// at `ports` under `policy`, and watches the router's guest-facing
+    /// interface with TC (from the router's namespace; the loader's own is
+    /// where the flows' destinations are keyed).
+    pub fn watched(&self, ports: &[u16], policy: Policy, backoff: BackoffRow) -> Enforcer {
+        crate::require_root();
+        let mut enforcer = Enforcer::load(&LoadOptions::default()).expect("loading the programs");
+        let rules: Vec<String> = ports
+            .iter()
+            .flat_map(|port| {
+                [
+                    format!("{}:{port}", self.backend_v4),
+                    format!("[{}]:{port}", self.backend_v6),
+                ]
+            })
+            .collect();
+        let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+        crate::fixtures::apply(&mut enforcer, &rules, policy, backoff);
+        let interface = self.router_guest_if.clone();
+        let ingress = self.in_ns(Ns::Router, || {
+            enforcer
+                .watch(&interface, PacketHook::Tc)
+                .expect("watching the router's interface")
+        });
+        assert_eq!(ingress, Ingress::Tc);
+        enforcer
+    }
+
+    /// The Ethernet address of `dev` in the namespace.
+    pub fn mac(&self, which: Ns, dev: &str) -> [u8; 6] {
+        let out = self.ip(which, &["-j", "link", "show", "dev", dev]);
+        let links: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("parsing `ip -j link show`: {e}\n{out}"));
+        let text = links[0]["address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no address in `ip -j link show`: {out}"));
+        let bytes: Vec<u8> = text
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).expect("a MAC address"))
+            .collect();
+        bytes.try_into().expect("six bytes")
+    }
+
+    /// Sends `frame` out of the guest's (or the backend's) interface towards
+    /// the router, as raw bytes (its Ethernet addresses set to the real ones):
+    /// what a guest, or anything on the backend's side, can put on the wire,
+    /// checksums and all. The router gets it as it would any frame.
+    pub fn inject(&self, from: Ns, frame: &[u8]) {
+        let (dev, router_if) = match from {
+            Ns::Guest => (GUEST_IF, &self.router_guest_if),
+            Ns::Backend => (BACKEND_IF, &self.router_backend_if),
+            Ns::Router => panic!("frames are injected from either side of the router"),
+        };
+        let frame =
+            crate::frames::with_macs(frame, self.mac(Ns::Router, router_if), self.mac(from, dev));
+        self.in_ns(from, || send_raw(dev, &frame))
+            .unwrap_or_else(|e| panic!("sending a raw frame out of {dev}: {e}"));
+    }
+
     /// A listener bound to `addr` inside the backend (port 0 picks a free one).
     pub fn backend_listener(&self, addr: SocketAddr) -> TcpListener {
         self.in_ns(Ns::Backend, || {
@@ -309,6 +371,46 @@ impl Drop for Routed {
 
 /// The backend's nftables table.
 const TABLE: &str = "routed";
+
+/// Sends one Ethernet frame out of `dev` through a packet socket of this
+/// thread's namespace.
+fn send_raw(dev: &str, frame: &[u8]) -> std::io::Result<()> {
+    let name = std::ffi::CString::new(dev).expect("an interface name");
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // Protocol 0: the socket only sends, it receives nothing.
+    // SAFETY: plain socket creation; the descriptor is owned right away.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor of our own.
+    let socket = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    // SAFETY: all-zero is a valid sockaddr_ll.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = ifindex as i32;
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+    // SAFETY: `frame` and `addr` are valid for the lengths given.
+    let sent = unsafe {
+        libc::sendto(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// `a` for 10.a.x.x and fd00:e50:a:x::, and the guest (`b`) and backend (`c`)
 /// subnets, derived from the unique name. The namespaces are private, so equal

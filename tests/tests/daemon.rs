@@ -14,6 +14,7 @@ use enforcer_tests::{
     exec::Place,
     fixtures::ECONNREFUSED,
     net::{AcceptingServer, RefusingPort},
+    netns::own_inode,
 };
 
 const EHOSTUNREACH: i32 = 113;
@@ -69,7 +70,12 @@ fn a_policy_set_with_the_cli_trips_and_shows_in_status_and_metrics() {
     );
 
     let m = d.metrics();
-    let labels = [("dest", addr.to_string()), ("policy", "local".into())];
+    // The daemon's namespace is the test's: its destinations are named by its inode.
+    let labels = [
+        ("dest", addr.to_string()),
+        ("netns", own_inode().to_string()),
+        ("policy", "local".into()),
+    ];
     let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_eq!(m.get("enforcer_destination_state", &l), Some(1.0));
     assert_eq!(m.get("enforcer_connect_attempts_total", &l), Some(2.0));
@@ -355,6 +361,11 @@ fn events_follow_transitions_live() {
             .recv_timeout(Duration::from_secs(10))
             .expect("the events arrive");
         let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+        if s("kind") == "tripped" {
+            // Named with its namespace: the daemon's own, the test's.
+            assert_eq!(e["netns"], own_inode(), "{e}");
+            assert_eq!(e["netns_status"], "host", "{e}");
+        }
         if !matches!(s("kind").as_str(), "paused" | "resumed") {
             seen.push((s("kind"), s("dest"), s("policy")));
         }
@@ -389,7 +400,11 @@ fn reload_show_completions_and_the_series_limit() {
     connects(&cgroup, b.addr, 1);
     // One destination gets its own series, the other folds into "other".
     let m = d.metrics();
-    let a_labels = [("dest", a.addr.to_string()), ("policy", "one".to_owned())];
+    let a_labels = [
+        ("dest", a.addr.to_string()),
+        ("netns", own_inode().to_string()),
+        ("policy", "one".to_owned()),
+    ];
     let a_labels: Vec<(&str, &str)> = a_labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_eq!(
         m.get("enforcer_connect_attempts_total", &a_labels),
@@ -398,7 +413,7 @@ fn reload_show_completions_and_the_series_limit() {
     assert_eq!(
         m.get(
             "enforcer_connect_attempts_total",
-            &[("dest", "other"), ("policy", "other")]
+            &[("dest", "other"), ("netns", "other"), ("policy", "other")]
         ),
         Some(1.0)
     );
@@ -612,6 +627,7 @@ fn bad_input_exits_2_names_the_field_and_changes_nothing() {
             "[daemon]\nflow_syn_timeout = \"1ms\"\n",
             "daemon.flow_syn_timeout",
         ),
+        ("[daemon]\nmax_healers = 0\n", "daemon.max_healers"),
     ];
     for (i, (text, want)) in daemon_cases.iter().enumerate() {
         let file = dir.join(format!("daemon{i}.toml"));
@@ -631,6 +647,10 @@ fn bad_input_exits_2_names_the_field_and_changes_nothing() {
         err.contains("daemon.interfaces") && err.contains("nosuch0"),
         "{err}"
     );
+    let out = enforcer(&["run", "--config", config, "--max-healers", "0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "--max-healers: {err}");
+    assert!(err.contains("daemon.max_healers"), "{err}");
     // A bad file reloaded with SIGHUP: rejected, the running policies stay.
     let good = std::fs::read_to_string(&d.config).unwrap();
     std::fs::write(

@@ -9,6 +9,7 @@ use enforcer_common::{
     breaker::state,
     config::Config,
     counters::GlobalCounter,
+    dest::DestState,
     flow::FlowKey,
     policy::{BackoffRow, Policy},
 };
@@ -18,11 +19,9 @@ use enforcer_tests::{
     require_root,
 };
 
-const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const TC_ACT_OK: u32 = 0;
-const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
 
 const IN_XDP: &str = "packet_in_xdp";
@@ -68,13 +67,34 @@ fn syn(guest: IpAddr, port: u16, dest: SocketAddr) -> Tcp {
     Tcp::syn(guest, port, dest.ip(), dest.port())
 }
 
+/// The flow key the programs use: the destination in the loader's namespace.
 fn flow_key(guest: IpAddr, port: u16, dest: SocketAddr) -> FlowKey {
     let client = enforcer_tests::key(SocketAddr::new(guest, port)).addr;
-    FlowKey::from_guest(client, port, enforcer_tests::key(dest).addr, dest.port())
+    let dest = enforcer_tests::key(dest);
+    FlowKey::from_guest(client, port, dest.addr, dest.port).in_netns(dest.netns)
 }
 
 fn counter(enforcer: &Enforcer, c: GlobalCounter) -> u64 {
     enforcer.counter(c).expect("reading a counter")
+}
+
+fn state_of(enforcer: &Enforcer, dest: SocketAddr) -> DestState {
+    enforcer
+        .dest(&enforcer_tests::key(dest))
+        .expect("reading DESTS")
+        .unwrap_or_else(|| panic!("{dest} is not tracked"))
+}
+
+/// Sets the packet plane's SYN and idle timeouts.
+fn flow_timeouts(enforcer: &mut Enforcer, syn_ms: u32, idle_ms: u32) {
+    let config = enforcer.config().unwrap();
+    enforcer
+        .set_config(Config {
+            flow_syn_timeout_ms: syn_ms,
+            flow_idle_timeout_ms: idle_ms,
+            ..config
+        })
+        .unwrap();
 }
 
 /// Forces the destination open (a minute) through the API operators use.
@@ -136,11 +156,7 @@ fn answers_to_a_tracked_syn_are_its_outcome() {
     assert_eq!(state.counters.successes, 1);
     assert_eq!(state.breaker.active, 1, "an open connection holds its slot");
     // The guest's FIN ends it: slot back, flow gone.
-    let fin = Tcp {
-        flags: FIN | ACK,
-        ..ok.clone()
-    };
-    run(&enforcer, IN_XDP, &fin.frame());
+    run(&enforcer, IN_XDP, &ok.established(FIN | ACK).frame());
     let state = enforcer.dest(&key).unwrap().unwrap();
     assert_eq!(state.breaker.active, 0);
     assert!(enforcer.flows().unwrap().is_empty());
@@ -222,7 +238,7 @@ fn a_capped_destination_admits_flows_up_to_its_cap() {
     assert_eq!(run(&enforcer, IN_TC, &over.frame()).retval, TC_ACT_REDIRECT);
     assert_eq!(counter(&enforcer, GlobalCounter::RejectedBulkhead), 1);
     // The backend closes one (RST to the guest): a slot is free again, once.
-    let rst = flows[0].answer(RST | ACK);
+    let rst = flows[0].answer_established(RST | ACK);
     run(&enforcer, OUT_TC, &rst.frame());
     run(&enforcer, OUT_TC, &rst.frame());
     let state = enforcer.dest(&enforcer_tests::key(dest)).unwrap().unwrap();
@@ -231,27 +247,43 @@ fn a_capped_destination_admits_flows_up_to_its_cap() {
 }
 
 #[test]
-fn the_sweep_expires_silent_syns_as_timeouts_and_idle_flows() {
+fn the_sweep_counts_silence_as_a_timeout_only_after_the_syn_came_again() {
     let mut enforcer = with_policy(base_policy());
-    let config = enforcer.config().unwrap();
-    enforcer
-        .set_config(Config {
-            flow_syn_timeout_ms: 50,
-            flow_idle_timeout_ms: 10_000,
-            ..config
-        })
-        .unwrap();
+    flow_timeouts(&mut enforcer, 50, 300);
     let dest = dest_v4();
+    // The guest sends its SYN again: the destination stayed silent.
     let silent = syn(guest_v4(), 43_000, dest);
     run(&enforcer, IN_TC, &silent.frame());
-    let key = flow_key(guest_v4(), 43_000, dest);
-    assert_eq!(enforcer.expire_flow(&key).unwrap(), Applied::NotApplicable);
+    run(&enforcer, IN_TC, &silent.frame());
+    // Sent once and never again: a guest that gave up, or never meant it.
+    let once = syn(guest_v4(), 43_001, dest);
+    run(&enforcer, IN_XDP, &once.frame());
+    let (silent_key, once_key) = (
+        flow_key(guest_v4(), 43_000, dest),
+        flow_key(guest_v4(), 43_001, dest),
+    );
+    assert_eq!(
+        enforcer.expire_flow(&silent_key).unwrap(),
+        Applied::NotApplicable
+    );
     std::thread::sleep(std::time::Duration::from_millis(80));
-    assert_eq!(enforcer.expire_flow(&key).unwrap(), Applied::Applied);
-    assert_eq!(enforcer.expire_flow(&key).unwrap(), Applied::NotFound);
-    let state = enforcer.dest(&enforcer_tests::key(dest)).unwrap().unwrap();
+    assert_eq!(enforcer.expire_flow(&silent_key).unwrap(), Applied::Applied);
+    assert_eq!(
+        enforcer.expire_flow(&silent_key).unwrap(),
+        Applied::NotFound
+    );
+    // Past its SYN timeout, the other one still waits for its SYN again...
+    assert_eq!(
+        enforcer.expire_flow(&once_key).unwrap(),
+        Applied::NotApplicable
+    );
+    // ...until it idles out: abandoned.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(enforcer.expire_flow(&once_key).unwrap(), Applied::Applied);
+    let state = state_of(&enforcer, dest);
     assert_eq!(state.counters.failures_timeout, 1);
-    assert_eq!(state.breaker.active, 0);
+    assert_eq!(state.counters.abandoned, 1);
+    assert_eq!((state.breaker.active, state.breaker.pending), (0, 0));
 }
 
 #[test]
@@ -307,13 +339,18 @@ fn malformed_truncated_and_unparsed_frames_pass_untouched_and_are_counted() {
 }
 
 #[test]
-fn a_rejected_syn_behind_extension_headers_is_dropped_not_answered() {
+fn a_syn_behind_extension_headers_passes_untracked() {
+    // Routers may drop it, and it cannot be answered in place: its silence
+    // tells nothing, so it is neither tracked nor answered.
     let mut enforcer = with_policy(base_policy());
     force_open(&mut enforcer, dest_v6());
     let frame = frames::syn_v6_with_hop_by_hop(&syn(guest_v6(), 45_000, dest_v6()));
-    assert_eq!(run(&enforcer, IN_TC, &frame).retval, TC_ACT_SHOT);
-    assert_eq!(run(&enforcer, IN_XDP, &frame).retval, XDP_DROP);
-    assert_eq!(counter(&enforcer, GlobalCounter::PacketRejectsDropped), 2);
+    let tc = run(&enforcer, IN_TC, &frame);
+    assert_eq!((tc.retval, &tc.data_out), (TC_ACT_OK, &frame));
+    assert_eq!(run(&enforcer, IN_XDP, &frame).retval, XDP_PASS);
+    assert_eq!(counter(&enforcer, GlobalCounter::PacketSynsUnverified), 2);
+    assert_eq!(counter(&enforcer, GlobalCounter::PacketRejectsDropped), 0);
+    assert!(enforcer.flows().unwrap().is_empty());
 }
 
 #[test]
@@ -324,4 +361,259 @@ fn paused_passes_everything() {
     let frame = syn(guest_v4(), 46_000, dest_v4()).frame();
     assert_eq!(run(&enforcer, IN_TC, &frame).retval, TC_ACT_OK);
     assert_eq!(run(&enforcer, IN_XDP, &frame).retval, XDP_PASS);
+}
+
+#[test]
+fn rsts_and_fins_outside_the_window_end_nothing() {
+    let enforcer = with_policy(base_policy());
+    let dest = dest_v4();
+    let out_of_window = || counter(&enforcer, GlobalCounter::PacketOutOfWindow);
+
+    // Before the answer: a RST to the guest refuses only if it acknowledges
+    // the SYN; the guest's own only at the number it sends next.
+    let pending = syn(guest_v4(), 47_000, dest);
+    run(&enforcer, IN_TC, &pending.frame());
+    let forged = [
+        (OUT_TC, pending.answer(RST)),
+        (
+            OUT_TC,
+            Tcp {
+                ack: pending.seq.wrapping_add(2),
+                ..pending.answer(RST | ACK)
+            },
+        ),
+        (
+            IN_TC,
+            Tcp {
+                seq: pending.seq.wrapping_add(1_000),
+                ..pending.established(RST)
+            },
+        ),
+        (IN_XDP, pending.established(FIN | ACK)),
+    ];
+    for (program, segment) in &forged {
+        run(&enforcer, program, &segment.frame());
+    }
+    assert_eq!(out_of_window(), 3, "the FIN before an answer is no claim");
+    let s = state_of(&enforcer, dest);
+    assert_eq!((s.breaker.active, s.breaker.pending), (1, 1));
+    assert_eq!(s.counters.failures() + s.counters.abandoned, 0);
+
+    // After the handshake, either way: only within the sender's window.
+    run(&enforcer, OUT_TC, &pending.answer(SYN | ACK).frame());
+    for far in [1u32, 1_000, 1 << 20, 1 << 31] {
+        let guest_side = pending.established(RST);
+        let dest_side = pending.answer_established(FIN | ACK);
+        for (program, segment) in [
+            (
+                IN_TC,
+                Tcp {
+                    seq: guest_side.seq.wrapping_add(far),
+                    ..guest_side
+                },
+            ),
+            (
+                OUT_TC,
+                Tcp {
+                    seq: dest_side.seq.wrapping_add(far),
+                    ..dest_side
+                },
+            ),
+        ] {
+            run(&enforcer, program, &segment.frame());
+        }
+    }
+    assert_eq!(out_of_window(), 3 + 8);
+    let s = state_of(&enforcer, dest);
+    assert_eq!((s.breaker.active, s.counters.successes), (1, 1));
+    assert_eq!(enforcer.flows().unwrap().len(), 1);
+
+    // The destination's own RST, at its next number, ends it.
+    run(&enforcer, OUT_TC, &pending.answer_established(RST).frame());
+    let s = state_of(&enforcer, dest);
+    assert_eq!((s.breaker.active, s.breaker.pending), (0, 0));
+    assert_eq!(s.counters.failures(), 0);
+    assert!(enforcer.flows().unwrap().is_empty());
+}
+
+#[test]
+fn the_window_follows_the_data_of_a_flow() {
+    let enforcer = with_policy(base_policy());
+    let dest = dest_v6();
+    let flow = syn(guest_v6(), 47_100, dest);
+    run(&enforcer, IN_TC, &flow.frame());
+    run(&enforcer, OUT_TC, &flow.answer(SYN | ACK).frame());
+    // 1000 bytes from the guest, acknowledged: its FIN comes 1000 further.
+    let data = Tcp {
+        payload: vec![7; 1_000],
+        ..flow.established(ACK)
+    };
+    run(&enforcer, IN_XDP, &data.frame());
+    let acked = Tcp {
+        ack: data.seq.wrapping_add(1_000),
+        ..flow.answer_established(ACK)
+    };
+    run(&enforcer, OUT_TC, &acked.frame());
+    // The FIN at the old number lies behind what the destination has.
+    run(&enforcer, IN_TC, &flow.established(FIN | ACK).frame());
+    assert_eq!(counter(&enforcer, GlobalCounter::PacketOutOfWindow), 1);
+    assert_eq!(state_of(&enforcer, dest).breaker.active, 1);
+    let fin = Tcp {
+        seq: data.seq.wrapping_add(1_000),
+        ..flow.established(FIN | ACK)
+    };
+    run(&enforcer, IN_TC, &fin.frame());
+    assert_eq!(state_of(&enforcer, dest).breaker.active, 0);
+}
+
+#[test]
+fn a_syn_ack_that_does_not_acknowledge_the_syn_is_no_answer() {
+    let enforcer = with_policy(base_policy());
+    let dest = dest_v4();
+    let s = syn(guest_v4(), 47_200, dest);
+    run(&enforcer, IN_TC, &s.frame());
+    for ack in [s.seq, s.seq.wrapping_add(2), 0] {
+        let forged = Tcp {
+            ack,
+            ..s.answer(SYN | ACK)
+        };
+        run(&enforcer, OUT_TC, &forged.frame());
+    }
+    let state = state_of(&enforcer, dest);
+    assert_eq!(state.counters.successes, 0);
+    assert_eq!(state.breaker.pending, 1, "still waiting for its answer");
+    assert_eq!(counter(&enforcer, GlobalCounter::PacketOutOfWindow), 3);
+    run(&enforcer, OUT_TC, &s.answer(SYN | ACK).frame());
+    assert_eq!(state_of(&enforcer, dest).counters.successes, 1);
+}
+
+#[test]
+fn icmp_errors_count_only_when_they_quote_the_syn() {
+    let enforcer = with_policy(base_policy());
+    let router: IpAddr = "10.9.0.1".parse().unwrap();
+    for (guest, dest) in [(guest_v4(), dest_v4()), (guest_v6(), dest_v6())] {
+        let s = syn(guest, 47_300, dest);
+        run(&enforcer, IN_TC, &s.frame());
+        let router = if guest.is_ipv4() {
+            router
+        } else {
+            "fd00:9::1".parse().unwrap()
+        };
+        for seq in [s.seq.wrapping_add(1), s.seq.wrapping_sub(1), 0] {
+            let other = Tcp { seq, ..s.clone() };
+            run(&enforcer, OUT_TC, &frames::unreachable(router, &other));
+        }
+        let state = state_of(&enforcer, dest);
+        assert_eq!(state.counters.failures_unreachable, 0, "{dest}");
+        assert_eq!(state.breaker.pending, 1);
+        run(&enforcer, OUT_TC, &frames::unreachable(router, &s));
+        let state = state_of(&enforcer, dest);
+        assert_eq!(state.counters.failures_unreachable, 1, "{dest}");
+        assert_eq!(state.breaker.pending, 0);
+    }
+    assert_eq!(counter(&enforcer, GlobalCounter::PacketIcmpMismatched), 6);
+}
+
+#[test]
+fn syns_nobody_can_answer_pass_untracked() {
+    let mut enforcer = with_policy(base_policy());
+    // Open: a tracked SYN would be answered with a RST.
+    for dest in [dest_v4(), dest_v6()] {
+        force_open(&mut enforcer, dest);
+    }
+    let mut port = 48_000;
+    let mut cases = Vec::new();
+    for (guest, dest) in [(guest_v4(), dest_v4()), (guest_v6(), dest_v6())] {
+        for (what, garble, counted) in [
+            (
+                "bad checksum",
+                frames::with_bad_tcp_checksum as fn(&[u8]) -> Vec<u8>,
+                GlobalCounter::PacketSynsCorrupt,
+            ),
+            (
+                "the offload form, sent as final",
+                frames::with_offload_checksum,
+                GlobalCounter::PacketSynsCorrupt,
+            ),
+            (
+                "hop limit 1",
+                |f| frames::with_hop_limit(f, 1),
+                GlobalCounter::PacketSynsTtlExpiring,
+            ),
+            (
+                "hop limit 0",
+                |f| frames::with_hop_limit(f, 0),
+                GlobalCounter::PacketSynsTtlExpiring,
+            ),
+        ] {
+            port += 1;
+            cases.push((what, garble(&syn(guest, port, dest).frame()), counted));
+        }
+    }
+    for (what, frame, counted) in &cases {
+        let before = counter(&enforcer, *counted);
+        for _ in 0..2 {
+            let tc = run(&enforcer, IN_TC, frame);
+            assert_eq!((tc.retval, &tc.data_out), (TC_ACT_OK, frame), "{what}");
+            assert_eq!(run(&enforcer, IN_XDP, frame).retval, XDP_PASS, "{what}");
+        }
+        assert_eq!(counter(&enforcer, *counted), before + 4, "{what}");
+    }
+    assert!(enforcer.flows().unwrap().is_empty());
+    assert_eq!(counter(&enforcer, GlobalCounter::PacketResets), 0);
+    for dest in [dest_v4(), dest_v6()] {
+        assert!(
+            enforcer.dest(&enforcer_tests::key(dest)).unwrap().is_none(),
+            "{dest}: nothing asked of the gate"
+        );
+    }
+    // The same SYNs intact are answered.
+    let intact = syn(guest_v4(), port + 1, dest_v4()).frame();
+    assert_eq!(run(&enforcer, IN_TC, &intact).retval, TC_ACT_REDIRECT);
+    assert_eq!(
+        run(&enforcer, IN_XDP, &frames::with_hop_limit(&intact, 2)).retval,
+        XDP_TX
+    );
+}
+
+#[test]
+fn a_flow_that_lived_through_a_pause_never_fails() {
+    let mut enforcer = with_policy(Policy {
+        failure_threshold: 1,
+        ..base_policy()
+    });
+    flow_timeouts(&mut enforcer, 50, 60_000);
+    let dest = dest_v4();
+    let refused = syn(guest_v4(), 49_000, dest);
+    let silent = syn(guest_v4(), 49_001, dest);
+    for s in [&refused, &refused, &silent, &silent] {
+        run(&enforcer, IN_TC, &s.frame());
+    }
+    enforcer.set_paused(true).unwrap();
+    // Unseen while paused: the SYN-ACK that opened `refused`'s connection.
+    run(&enforcer, OUT_TC, &refused.answer(SYN | ACK).frame());
+    std::thread::sleep(std::time::Duration::from_millis(80));
+    // Expired while paused: abandoned, its slot back.
+    let silent_key = flow_key(guest_v4(), 49_001, dest);
+    assert_eq!(enforcer.expire_flow(&silent_key).unwrap(), Applied::Applied);
+    enforcer.set_paused(false).unwrap();
+    // After the resume, a RST closing that connection looks like a refusal.
+    run(&enforcer, OUT_TC, &refused.answer(RST | ACK).frame());
+    let state = state_of(&enforcer, dest);
+    assert_eq!(state.counters.failures(), 0, "{:?}", state.counters);
+    assert_eq!(state.counters.abandoned, 2);
+    assert_eq!(state.breaker.state, state::CLOSED);
+    assert_eq!((state.breaker.active, state.breaker.pending), (0, 0));
+    assert!(enforcer.flows().unwrap().is_empty());
+
+    // A flow opened after the resume is judged on everything it saw.
+    let after = syn(guest_v4(), 49_002, dest);
+    run(&enforcer, IN_XDP, &after.frame());
+    run(&enforcer, IN_XDP, &after.frame());
+    std::thread::sleep(std::time::Duration::from_millis(80));
+    let after_key = flow_key(guest_v4(), 49_002, dest);
+    assert_eq!(enforcer.expire_flow(&after_key).unwrap(), Applied::Applied);
+    let state = state_of(&enforcer, dest);
+    assert_eq!(state.counters.failures_timeout, 1);
+    assert_eq!(state.breaker.state, state::OPEN);
 }

@@ -3,7 +3,11 @@
 //! Sums are kept as `u32` with end-around carry, over 16-bit words read in network
 //! order; [`fold`] reduces them to the 16 bits a checksum field holds.
 
-use super::{HEADER_BYTES, frame::read};
+use super::{
+    HEADER_BYTES,
+    frame::read,
+    wire::{ipv4, ipv6, proto},
+};
 
 /// Words in the longest run summed: two IPv6 addresses (pseudo-header).
 const MAX_WORDS: usize = 16;
@@ -70,4 +74,25 @@ pub(super) fn sum_array<const N: usize>(bytes: &[u8; N]) -> u32 {
         sum = add(sum, u32::from(u16::from_be_bytes(*word)));
     }
     sum
+}
+
+/// Sum of the TCP pseudo-header of the IP header at `l3`: addresses, protocol
+/// and `tcp_bytes` (header and payload). `None` if the addresses leave the
+/// array.
+#[inline(always)]
+pub(super) fn pseudo_header(
+    buf: &[u8; HEADER_BYTES],
+    l3: usize,
+    ipv6: bool,
+    tcp_bytes: u32,
+) -> Option<u32> {
+    // Source and destination are adjacent in both IP versions.
+    let addresses = if ipv6 {
+        sum_words(buf, l3.checked_add(ipv6::SRC)?, 32)?
+    } else {
+        sum_words(buf, l3.checked_add(ipv4::SRC)?, 8)?
+    };
+    // The zero-padded protocol is one word, the length another (IPv6's is 32
+    // bits: 2^16 is 1 in ones' complement, so adding it whole is the same).
+    Some(add(addresses, add(u32::from(proto::TCP), tcp_bytes)))
 }

@@ -49,6 +49,7 @@ mod frame;
 mod icmp;
 mod parse;
 mod reply;
+mod verify;
 mod wire;
 
 #[cfg(test)]
@@ -56,6 +57,7 @@ mod tests;
 
 pub use parse::parse;
 pub use reply::rst_reply;
+pub use verify::{Vetted, vet_syn};
 
 /// Bytes of a frame the programs copy and parse: Ethernet + 2 VLAN tags + IPv6
 /// with extension headers + TCP with options, or + ICMP + quoted IP header + 8 TCP
@@ -112,6 +114,13 @@ pub struct Layout {
     pub plain: bool,
 }
 
+impl Layout {
+    /// Offset of the TCP checksum field in the frame.
+    pub const fn tcp_checksum(&self) -> usize {
+        self.l4 as usize + wire::tcp::CHECKSUM
+    }
+}
+
 /// A TCP segment's addressing, sequence numbers and flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Segment {
@@ -133,6 +142,8 @@ pub struct Segment {
     pub flags: u8,
     /// TCP payload bytes, from the IP length fields (not the copied length).
     pub payload_len: u32,
+    /// IPv4 TTL or IPv6 hop limit, as received.
+    pub hop_limit: u8,
     pub layout: Layout,
 }
 

@@ -28,6 +28,8 @@ pub fn parse(frame: &[u8; HEADER_BYTES], len: usize) -> Parsed {
 /// The IP header as far as the transport header after it cares.
 pub(super) struct Network {
     pub src: [u32; 4],
+    /// TTL / hop limit.
+    pub hop_limit: u8,
     pub dst: [u32; 4],
     pub l3: usize,
     pub l4: usize,
@@ -83,6 +85,7 @@ fn parse_ipv4(copied: Copied, l3: usize) -> Option<Parsed> {
     // No `fresh` for l4: l3 <= 22 and IHL <= 15 bound it to 82, far inside the array.
     let network = Network {
         src: ip.ipv4_addr(ipv4::SRC)?,
+        hop_limit: ip.u8(ipv4::TTL)?,
         dst: ip.ipv4_addr(ipv4::DST)?,
         l3,
         l4: l3 + header_len,
@@ -119,6 +122,7 @@ fn parse_ipv6(copied: Copied, l3: usize) -> Option<Parsed> {
     }
     let network = Network {
         src: ip.ipv6_addr(ipv6::SRC)?,
+        hop_limit: ip.u8(ipv6::HOP_LIMIT)?,
         dst: ip.ipv6_addr(ipv6::DST)?,
         l3,
         // Up to four extension headers of up to 2 KiB each: far wider than the array.
@@ -182,6 +186,7 @@ fn parse_tcp(copied: Copied, network: &Network) -> Option<Parsed> {
         ack: tcp.u32(tcp::ACK)?,
         flags: tcp.u8(tcp::FLAGS)?,
         payload_len: (network.l4_len - header_len) as u32,
+        hop_limit: network.hop_limit,
         layout,
     }))
 }

@@ -2,10 +2,10 @@
 
 use super::{
     HEADER_BYTES, Layout, Reply, Segment,
-    checksum::{add, fold, sum_array, sum_header, sum_words},
+    checksum::{add, fold, pseudo_header, sum_array, sum_header},
     frame::{read, write},
     tcp_flags,
-    wire::{eth, ipv4, ipv6, proto, tcp},
+    wire::{eth, ipv4, ipv6, tcp},
 };
 
 /// TTL / hop limit of a reply: Linux's default for locally generated packets.
@@ -243,20 +243,11 @@ fn nop_options(frame: &mut [u8; HEADER_BYTES], at: &Offsets) -> Option<(u32, u32
     Some((old_sum, new_sum))
 }
 
-/// Sum of the pseudo-header of a segment without payload: addresses, protocol,
-/// TCP length. Swapping the addresses does not change it.
+/// Sum of the pseudo-header of a segment without payload. Swapping the
+/// addresses does not change it.
 #[inline(always)]
 fn pseudo_header_sum(frame: &[u8; HEADER_BYTES], at: &Offsets) -> Option<u32> {
-    // Source and destination are adjacent in both IP versions.
-    let addresses = if at.ipv6 {
-        sum_words(frame, at.l3 + ipv6::SRC, 32)?
-    } else {
-        sum_words(frame, at.l3 + ipv4::SRC, 8)?
-    };
-    // The zero-padded protocol and the TCP length are one word each (IPv6's 32-bit
-    // length has a zero upper word).
-    let protocol_and_length = u32::from(proto::TCP) + at.tcp_len as u32;
-    Some(add(addresses, protocol_and_length))
+    pseudo_header(frame, at.l3, at.ipv6, at.tcp_len as u32)
 }
 
 /// `new - old` in ones' complement, in the kernel's representation.

@@ -3,6 +3,7 @@
 
 mod build;
 mod rst;
+mod verify;
 
 use std::vec::Vec;
 
@@ -26,6 +27,7 @@ fn ipv4_syn() {
             ack: 0,
             flags: SYN,
             payload_len: 0,
+            hop_limit: 63,
             layout: Layout {
                 l3: 14,
                 l4: 34,
@@ -51,6 +53,7 @@ fn ipv6_syn() {
             ack: 0,
             flags: SYN,
             payload_len: 0,
+            hop_limit: 63,
             layout: Layout {
                 l3: 14,
                 l4: 54,

@@ -4,37 +4,69 @@
 //! Who ends a flow (a packet either way, the daemon's sweep) races nobody that
 //! matters: the end is recorded under the destination's lock from the flags in
 //! the entry, so the outcome and the slot count once, and the entry is removed
-//! only after that.
+//! only after that. The sequence numbers a flow tracks are written without
+//! the lock, each side's from its own packets: a lost race costs a number the
+//! next segment moves again.
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use enforcer_common::{
     control::result,
     counters::GlobalCounter,
     dest::DestState,
-    flow::{Direction, Flow, FlowKey, finishes, timeouts_ns},
+    flow::{Direction, Flow, FlowKey, Seen, Timeouts, Watch, Window, finishes, window::marks},
     outcome::End,
+    packet::{HEADER_BYTES, Segment},
     sock::SockInfo,
 };
 
 use crate::{admission, counters, dest::record_end, maps::FLOWS, maps::POLICIES};
 
-/// Whether the flow is tracked.
+/// A SYN on the ports of a tracked flow. The flow's own SYN sent again while
+/// unanswered marks the silence a timeout needs. Whether the flow exists (the
+/// SYN then asks nothing of the gate: the flow holds its admission).
 #[inline(always)]
-pub fn exists(key: &FlowKey) -> bool {
-    FLOWS.get_ptr(key).is_some()
+pub fn on_syn_again(key: &FlowKey, seq: u32, now: u64) -> bool {
+    let Some(flow) = FLOWS.get_ptr_mut(key) else {
+        return false;
+    };
+    // SAFETY: a live value of FLOWS; `seq` and the timestamp are written
+    // without the lock, `sock` is not touched.
+    let f = unsafe { &mut *flow };
+    if f.is_syn_again(seq) {
+        if !f.seq.syn_again() {
+            f.seq.marks |= marks::SYN_AGAIN;
+        }
+        if f.needs_refresh(now) {
+            f.last_seen_ns = now;
+        }
+    }
+    true
 }
 
 /// Records an admitted SYN's flow, or gives the admission back (counted) when
-/// the table is full.
+/// the table is full. The entry is built in `scratch`, the frame's copy, which
+/// the SYN needs no more: on the stack, next to the admission's, it would not
+/// fit in the 512 bytes the verifier allows.
 #[inline(always)]
-pub fn open(key: &FlowKey, dest: *mut DestState, sock: &mut SockInfo, now: u64) {
-    let flow = Flow {
-        sock: *sock,
-        last_seen_ns: now,
-    };
+pub fn open(
+    key: &FlowKey,
+    dest: *mut DestState,
+    sock: &mut SockInfo,
+    syn: &Segment,
+    now: u64,
+    scratch: &mut [u8; HEADER_BYTES],
+) {
+    const { assert!(size_of::<Flow>() <= HEADER_BYTES) };
+    // SAFETY: the scratch is a map value (8-byte aligned, as a Flow needs) of
+    // at least a Flow's size, this program's alone on this CPU; every field of
+    // the Flow is written before it is read.
+    let flow = unsafe { &mut *scratch.as_mut_ptr().cast::<Flow>() };
+    flow.sock = *sock;
+    flow.last_seen_ns = now;
+    flow.seq = Window::opened_by(syn);
     // NOEXIST: a SYN retransmitted on another CPU in between already holds the
     // flow; this admission is then the one given back.
-    if FLOWS.insert(key, flow, BPF_NOEXIST.into()).is_ok() {
+    if FLOWS.insert(key, &*flow, BPF_NOEXIST.into()).is_ok() {
         counters::bump(GlobalCounter::Admitted);
     } else {
         admission::cancel(dest, sock);
@@ -44,30 +76,44 @@ pub fn open(key: &FlowKey, dest: *mut DestState, sock: &mut SockInfo, now: u64) 
 
 /// A TCP segment of the flow `key` crossed the interface.
 #[inline(always)]
-pub fn on_segment(key: &FlowKey, direction: Direction, tcp_flags: u8, now: u64) {
+pub fn on_segment(key: &FlowKey, direction: Direction, seg: &Segment, now: u64, watch: Watch) {
     let Some(flow) = FLOWS.get_ptr_mut(key) else {
         return;
     };
-    // SAFETY: a live value of FLOWS; fields other than `sock` are written
-    // without the lock (a timestamp), `sock` only under the destination's lock.
-    let f = unsafe { &*flow };
-    if let Some(end) = f.on_segment(direction, tcp_flags) {
-        finish(key, flow, end);
-    } else if f.needs_refresh(now) {
-        // SAFETY: as above; a racing writer writes a timestamp just as good.
-        unsafe { (*flow).last_seen_ns = now };
+    // SAFETY: a live value of FLOWS; `on_segment` writes the sequence numbers
+    // only, and `sock` is changed only under the destination's lock.
+    let f = unsafe { &mut *flow };
+    match f.on_segment(direction, seg, watch) {
+        Seen::End(end) => finish(key, flow, end),
+        Seen::OutOfWindow => counters::bump(GlobalCounter::PacketOutOfWindow),
+        // A racing writer writes a timestamp just as good.
+        Seen::Nothing if f.needs_refresh(now) => f.last_seen_ns = now,
+        Seen::Nothing => {}
     }
 }
 
-/// An ICMP destination-unreachable quoted the flow's SYN.
+/// An ICMP destination-unreachable quoted a segment of the flow `key` with
+/// sequence number `quoted_seq`.
 #[inline(always)]
-pub fn on_unreachable(key: &FlowKey) {
+pub fn on_unreachable(key: &FlowKey, quoted_seq: u32, watch: Watch) {
     let Some(flow) = FLOWS.get_ptr_mut(key) else {
         return;
     };
     // SAFETY: a live value of FLOWS.
-    if let Some(end) = unsafe { &*flow }.on_unreachable() {
-        finish(key, flow, end);
+    match unsafe { &*flow }.on_unreachable(quoted_seq, watch) {
+        Seen::End(end) => finish(key, flow, end),
+        Seen::OutOfWindow => counters::bump(GlobalCounter::PacketIcmpMismatched),
+        Seen::Nothing => {}
+    }
+}
+
+/// A packet for the flow `key` went to the guest after coming in through the
+/// watched interface: a guest's own, routed back. Never an answer; counted
+/// when it would have concerned a tracked flow.
+#[inline(always)]
+pub fn looped_back(key: &FlowKey) {
+    if FLOWS.get_ptr(key).is_some() {
+        counters::bump(GlobalCounter::PacketLoopedBack);
     }
 }
 
@@ -83,8 +129,9 @@ pub fn expire(key: &FlowKey, now: u64) -> u32 {
     let policy_timeout_ms = POLICIES
         .get(f.sock.policy_id)
         .map_or(0, |p| p.connect_timeout_ms);
-    let (syn_ns, idle_ns) = timeouts_ns(&counters::config(), policy_timeout_ms);
-    match f.expiry(now, syn_ns, idle_ns) {
+    let config = counters::config();
+    let timeouts = Timeouts::of(&config, policy_timeout_ms);
+    match f.expiry(now, timeouts, Watch::of(&config)) {
         Some(end) => {
             finish(key, flow, end);
             result::APPLIED

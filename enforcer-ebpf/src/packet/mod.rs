@@ -12,20 +12,30 @@
 //!
 //! | from the guest                     | action                                           |
 //! |------------------------------------|--------------------------------------------------|
+//! | SYN nobody can answer: TTL/hop limit ≤ 1, a checksum that does not verify, an IP length past its end | pass untouched, untracked (`packet_syns_ttl_expiring`, `packet_syns_corrupt`) |
+//! | SYN not vouched for: IPv4 options, IPv6 extension headers, too long to verify | pass untouched, untracked (`packet_syns_unverified`) |
 //! | SYN, admitted                      | pass, flow tracked                               |
-//! | SYN, rejected, plain headers       | answered with a RST crafted in place (`packet_resets`) |
-//! | SYN, rejected, options/ext headers | dropped (`packet_rejects_dropped`)               |
-//! | SYN retransmitted                  | pass (the flow already holds its admission)      |
-//! | RST / FIN of a flow                | pass, flow ended (abandoned / closed)            |
+//! | SYN, rejected                      | answered with a RST crafted in place (`packet_resets`) |
+//! | SYN with data, rejected            | dropped (`packet_rejects_dropped`)               |
+//! | SYN of a tracked flow again        | pass; the same sequence number while unanswered makes silence a timeout |
+//! | RST / FIN of a flow, in its window | pass, flow ended (abandoned / closed)            |
+//! | RST / FIN outside its window       | pass, ignored (`packet_out_of_window`)           |
 //! | fragment / malformed               | pass untouched, counted                          |
-//! | anything else                      | pass untouched                                   |
+//! | anything else                      | pass (a flow's sequence numbers followed)        |
 //!
 //! | to the guest                       | action                                           |
 //! |------------------------------------|--------------------------------------------------|
-//! | SYN-ACK of a pending flow          | pass, success (with its latency)                 |
-//! | RST of a pending flow              | pass, refused                                    |
-//! | ICMP unreachable quoting a flow    | pass, unreachable                                |
-//! | RST / FIN of an answered flow      | pass, flow ended (slot released)                 |
+//! | SYN-ACK acknowledging a pending flow's SYN | pass, success (with its latency)         |
+//! | RST acknowledging a pending flow's SYN | pass, refused                                |
+//! | ICMP unreachable quoting a pending flow's SYN (its sequence number) | pass, unreachable |
+//! | RST / FIN of an answered flow, in its window | pass, flow ended (slot released)     |
+//! | any of these outside the window, quoting another sequence number | pass, ignored (`packet_out_of_window`, `packet_icmp_mismatched`) |
+//! | any of these that came in through the watched interface (a guest's own, routed back) | pass, ignored (`packet_looped_back`) |
+//!
+//! A flow that lived through a pause (the hooks pass everything unseen while
+//! paused) is never failed: what would have been its failure or its late
+//! handshake ends it abandoned (`enforcer_common::flow::Watch`). The window
+//! rules are `enforcer_common::flow::window`'s.
 //!
 //! Nothing is ever dropped but a rejected SYN, and every internal error passes.
 
@@ -37,8 +47,8 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 use enforcer_common::{
     config::Config,
     counters::GlobalCounter,
-    flow::{Direction, FlowKey},
-    packet::{HEADER_BYTES, Parsed, Reply, Segment, parse, rst_reply, tcp_flags},
+    flow::{Direction, FlowKey, Watch},
+    packet::{HEADER_BYTES, Parsed, Reply, Segment, Vetted, parse, rst_reply, tcp_flags, vet_syn},
 };
 
 use crate::{
@@ -68,6 +78,15 @@ pub trait Frame {
     /// as this frame type needs them; false if the frame could not be written
     /// (it must then be dropped: it may be half-written).
     fn store_reply(&mut self, buf: &mut [u8; HEADER_BYTES], reply: &Reply) -> bool;
+
+    /// Whether the TCP checksum at `csum_at` is left for the kernel or the
+    /// device to complete (checksum offload): then the field holds only the
+    /// pseudo-header's sum, and the packet leaves with a correct checksum.
+    fn checksum_deferred(&mut self, csum_at: usize) -> bool;
+
+    /// Whether a frame going to the guests came in through this same
+    /// interface: a guest's own packet, routed back.
+    fn looped_back(&self) -> bool;
 }
 
 /// `len` as a helper's size argument, in 1..=[`HEADER_BYTES`] in a form the
@@ -98,9 +117,9 @@ pub fn from_guest(frame: &mut impl Frame) -> Action {
         FlowKey::from_guest(seg.src, seg.sport, seg.dst, seg.dport).in_netns(config.netns_cookie);
     let now = unsafe { bpf_ktime_get_ns() };
     if seg.flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN {
-        return on_syn(frame, buf, &seg, &key, now, &config);
+        return on_syn(frame, buf, len, &seg, &key, now, &config);
     }
-    flows::on_segment(&key, Direction::FromGuest, seg.flags, now);
+    flows::on_segment(&key, Direction::FromGuest, &seg, now, Watch::of(&config));
     Action::Pass
 }
 
@@ -117,16 +136,26 @@ pub fn to_guest(frame: &impl Frame) -> Action {
     };
     let len = frame.load(buf);
     let now = unsafe { bpf_ktime_get_ns() };
+    let watch = Watch::of(&config);
     match parse_counted(buf, len) {
         Parsed::Tcp(seg) => {
             let key = FlowKey::to_guest(seg.src, seg.sport, seg.dst, seg.dport)
                 .in_netns(config.netns_cookie);
-            flows::on_segment(&key, Direction::ToGuest, seg.flags, now);
+            if frame.looped_back() {
+                flows::looped_back(&key);
+            } else {
+                flows::on_segment(&key, Direction::ToGuest, &seg, now, watch);
+            }
         }
         // The quoted segment is the guest's own SYN.
         Parsed::Unreachable(q) => {
-            let key = FlowKey::from_guest(q.src, q.sport, q.dst, q.dport);
-            flows::on_unreachable(&key.in_netns(config.netns_cookie));
+            let key =
+                FlowKey::from_guest(q.src, q.sport, q.dst, q.dport).in_netns(config.netns_cookie);
+            if frame.looped_back() {
+                flows::looped_back(&key);
+            } else {
+                flows::on_unreachable(&key, q.seq, watch);
+            }
         }
         Parsed::Malformed | Parsed::Fragment | Parsed::Other => {}
     }
@@ -157,19 +186,20 @@ fn parse_counted(buf: &[u8; HEADER_BYTES], len: usize) -> Parsed {
     parsed
 }
 
-/// A guest opens a connection: admitted (tracked), or answered with a RST.
+/// A guest opens a connection: admitted (tracked), or answered with a RST,
+/// if anyone could answer it.
 #[inline(always)]
 fn on_syn(
     frame: &mut impl Frame,
     buf: &mut [u8; HEADER_BYTES],
+    len: usize,
     seg: &Segment,
     key: &FlowKey,
     now: u64,
     config: &Config,
 ) -> Action {
     counters::bump(GlobalCounter::PacketSyns);
-    if flows::exists(key) {
-        // A retransmitted SYN: the flow already holds its admission.
+    if !deliverable(frame, buf, len, seg) || flows::on_syn_again(key, seg.seq, now) {
         return Action::Pass;
     }
     // Forwarded packets belong to no cgroup: scoped policies are the socket
@@ -178,11 +208,33 @@ fn on_syn(
     match admission::admit(&key.dest, now, config.overrides != 0, in_scope) {
         Admission::Pass => Action::Pass,
         Admission::Admitted { dest, mut sock } => {
-            flows::open(key, dest, &mut sock, now);
+            flows::open(key, dest, &mut sock, seg, now, buf);
             Action::Pass
         }
         Admission::Rejected { .. } => reset(frame, buf, seg),
     }
+}
+
+/// Whether the SYN reaches its destination as sent; counted when it cannot.
+#[inline(always)]
+fn deliverable(
+    frame: &mut impl Frame,
+    buf: &[u8; HEADER_BYTES],
+    len: usize,
+    seg: &Segment,
+) -> bool {
+    let counter = match vet_syn(buf, len, seg) {
+        Vetted::Deliverable => return true,
+        Vetted::ChecksumOffloaded if frame.checksum_deferred(seg.layout.tcp_checksum()) => {
+            return true;
+        }
+        // The offload form written as a final checksum: the destination drops it.
+        Vetted::ChecksumOffloaded | Vetted::Corrupt => GlobalCounter::PacketSynsCorrupt,
+        Vetted::Unverifiable => GlobalCounter::PacketSynsUnverified,
+        Vetted::HopLimitExpiring => GlobalCounter::PacketSynsTtlExpiring,
+    };
+    counters::bump(counter);
+    false
 }
 
 /// Answers a rejected SYN with a RST, as a closed port would: the guest's

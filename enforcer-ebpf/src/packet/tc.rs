@@ -67,4 +67,43 @@ impl Frame for TcFrame<'_> {
                 && bpf_l4_csum_replace(skb, reply.csum_at as u32, 0, reply.diff.into(), 0) == 0
         }
     }
+
+    /// There is no `ip_summed` in `__sk_buff`, so ask the kernel in a way its
+    /// answer shows: updating a checksum field by a difference, without the
+    /// pseudo-header flag, changes the field of a complete checksum and leaves
+    /// a `CHECKSUM_PARTIAL` one alone (`inet_proto_csum_replace4`). A changed
+    /// field is put back byte for byte (the packet's `skb->csum`, if any, never
+    /// saw the change). Runs only for a SYN whose field already holds the
+    /// offload form.
+    #[inline(always)]
+    fn checksum_deferred(&mut self, csum_at: usize) -> bool {
+        // Bytes of a checksum field, for the helpers' size and flags arguments.
+        const FIELD: u32 = 2;
+        let skb = self.0.skb.skb;
+        let Ok(at) = u32::try_from(csum_at) else {
+            return false;
+        };
+        let mut before = [0u8; 2];
+        let mut after = [0u8; 2];
+        // SAFETY: two bytes of stack each; the helpers bounds-check the skb.
+        unsafe {
+            if bpf_skb_load_bytes(skb.cast(), at, before.as_mut_ptr().cast(), FIELD) != 0
+                || bpf_l4_csum_replace(skb, at, 0, 1, FIELD.into()) != 0
+                || bpf_skb_load_bytes(skb.cast(), at, after.as_mut_ptr().cast(), FIELD) != 0
+            {
+                return false;
+            }
+            if after == before {
+                return true;
+            }
+            bpf_skb_store_bytes(skb, at, before.as_mut_ptr().cast(), FIELD, 0);
+        }
+        false
+    }
+
+    #[inline(always)]
+    fn looped_back(&self) -> bool {
+        // SAFETY: reads of the context the verifier allows a classifier.
+        unsafe { (*self.0.skb.skb).ingress_ifindex == (*self.0.skb.skb).ifindex }
+    }
 }

@@ -40,4 +40,17 @@ impl Frame for XdpFrame<'_> {
         // SAFETY: `len` bytes of `buf`; the helper bounds-checks the frame.
         unsafe { bpf_xdp_store_bytes(self.0.ctx, 0, buf.as_mut_ptr().cast(), len) == 0 }
     }
+
+    /// Frames reaching XDP come off the wire, where a checksum is complete or
+    /// wrong; XDP cannot see an offload state.
+    #[inline(always)]
+    fn checksum_deferred(&mut self, _csum_at: usize) -> bool {
+        false
+    }
+
+    /// XDP sees only what the interface receives (from the guests).
+    #[inline(always)]
+    fn looped_back(&self) -> bool {
+        false
+    }
 }

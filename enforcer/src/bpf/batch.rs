@@ -27,7 +27,7 @@ const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Entries asked for per call.
 const CHUNK: usize = 4096;
 
-/// Every entry of the hash map open as `map`, each value read with
+/// Every entry of the hash map (or array) open as `map`, each value read with
 /// `elem_flags` (e.g. `BPF_F_LOCK`). `Err` when the kernel cannot batch (the
 /// caller falls back to one lookup per key).
 pub fn lookup_all<K: Pod + Default, V: Pod + Default>(
@@ -37,7 +37,8 @@ pub fn lookup_all<K: Pod + Default, V: Pod + Default>(
     let mut out = Vec::new();
     let mut keys = vec![K::default(); CHUNK];
     let mut values = vec![V::default(); CHUNK];
-    // Hash maps use a bucket index as the batch token.
+    // Hash maps use a bucket index as the batch token, arrays the next index:
+    // both a u32.
     let (mut token, mut next) = (0u32, 0u32);
     let mut first = true;
     loop {

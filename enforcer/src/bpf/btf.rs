@@ -16,6 +16,7 @@ const MAGIC: u16 = 0xeb9f;
 
 // BTF kinds whose records carry more than the common 12 bytes.
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
@@ -37,35 +38,48 @@ pub struct SocketFields {
     pub uc_ttl: u32,
     /// `net.ipv4.ip_default_ttl`: a caller-set TTL below it is lowered.
     pub min_ttl: u32,
+    /// `struct inet_sock.pinet6` (NULL on IPv4 sockets).
+    pub pinet6: u32,
+    /// `struct ipv6_pinfo.hop_limit`.
+    pub hop_limit: u32,
+    /// `net.ipv6.conf.default.hop_limit`: a caller-set hop limit below it is
+    /// lowered.
+    pub min_hop_limit: u32,
 }
 
 impl SocketFields {
     /// The running kernel's, or unknown (with the reason) when its BTF cannot
     /// be read.
     pub fn of_running_kernel() -> (Self, Option<BtfError>) {
-        let min_ttl = fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(64);
-        match Layout::read(Path::new(VMLINUX), &["sock", "inet_sock"]) {
+        let sysctl = |path: &str| {
+            fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(64)
+        };
+        let defaults = Self {
+            min_ttl: sysctl("/proc/sys/net/ipv4/ip_default_ttl"),
+            min_hop_limit: sysctl("/proc/sys/net/ipv6/conf/default/hop_limit"),
+            ..Self::default()
+        };
+        match Layout::read(Path::new(VMLINUX), &["sock", "inet_sock", "ipv6_pinfo"]) {
             Ok(layout) => (
                 Self {
                     sk_err: layout.int_offset("sock", "sk_err", 4).unwrap_or(0),
                     uc_ttl: layout.int_offset("inet_sock", "uc_ttl", 2).unwrap_or(0),
-                    min_ttl,
+                    pinet6: layout.pointer_offset("inet_sock", "pinet6").unwrap_or(0),
+                    hop_limit: layout.int_offset("ipv6_pinfo", "hop_limit", 2).unwrap_or(0),
+                    ..defaults
                 },
                 None,
             ),
-            Err(e) => (
-                Self {
-                    min_ttl,
-                    ..Self::default()
-                },
-                Some(e),
-            ),
+            Err(e) => (defaults, Some(e)),
         }
     }
 }
+
+/// A member as the type section holds it: name, type id, byte offset.
+type RawMember = (String, u32, u32);
 
 /// Why the layout could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +90,13 @@ pub enum BtfError {
     Malformed { path: String, what: &'static str },
 }
 
-/// A struct member: byte offset and the size of its type (0 when not an
-/// integer, or a bitfield).
+/// A struct member: byte offset, the size of its type when it is an integer
+/// (0 otherwise), and whether it is a pointer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Member {
     pub offset: u32,
     pub int_size: u32,
+    pub pointer: bool,
 }
 
 /// The members of the structs asked for, by struct and member name.
@@ -106,6 +121,13 @@ impl Layout {
     /// The member `member` of `struct name`, if both exist.
     pub fn member(&self, name: &str, member: &str) -> Option<Member> {
         self.structs.get(name)?.get(member).copied()
+    }
+
+    /// The byte offset of a pointer member, if the kernel has it.
+    pub fn pointer_offset(&self, name: &str, member: &str) -> Option<u32> {
+        self.member(name, member)
+            .filter(|m| m.pointer)
+            .map(|m| m.offset)
     }
 
     /// The byte offset of an integer member of `int_size` bytes (not a
@@ -148,7 +170,7 @@ impl Layout {
         // Type ids start at 1. First pass: every type's kind, size and target,
         // so a member's type can be followed through typedefs and qualifiers.
         let mut kinds: Vec<(u32, u32)> = vec![(0, 0)];
-        let mut members_of: Vec<(String, Vec<(String, u32, u32)>)> = Vec::new();
+        let mut members_of: Vec<(String, Vec<RawMember>)> = Vec::new();
         let mut at = types.start;
         while at < types.end {
             let (name_off, info, size_or_type) = (u32_at(at)?, u32_at(at + 4)?, u32_at(at + 8)?);
@@ -189,27 +211,29 @@ impl Layout {
             at += extra;
         }
 
-        // A member's integer size, through typedefs and qualifiers.
-        let int_size = |mut ty: u32| -> u32 {
+        // A member's type, through typedefs and qualifiers: (kind, size).
+        let resolve = |mut ty: u32| -> (u32, u32) {
             for _ in 0..16 {
                 match kinds.get(ty as usize) {
-                    Some(&(KIND_INT, size)) => return size,
                     // typedef, volatile, const, restrict, type_tag
                     Some(&(8..=11 | 18, next)) => ty = next,
-                    _ => return 0,
+                    Some(&(kind, size)) => return (kind, size),
+                    None => break,
                 }
             }
-            0
+            (0, 0)
         };
         let mut layout = Self::default();
         for (name, members) in members_of {
             let entry = layout.structs.entry(name).or_default();
             for (member, ty, offset) in members {
+                let (kind, size) = resolve(ty);
                 entry.insert(
                     member,
                     Member {
                         offset,
-                        int_size: int_size(ty),
+                        int_size: if kind == KIND_INT { size } else { 0 },
+                        pointer: kind == KIND_PTR,
                     },
                 );
             }
@@ -287,8 +311,18 @@ mod tests {
         let layout = Layout::read(Path::new(VMLINUX), &["sock", "inet_sock"]).unwrap();
         assert!(layout.int_offset("sock", "sk_err", 4).is_some());
         assert!(layout.int_offset("inet_sock", "uc_ttl", 2).is_some());
+        assert!(layout.pointer_offset("inet_sock", "pinet6").is_some());
         let (fields, error) = SocketFields::of_running_kernel();
         assert!(error.is_none(), "{error:?}");
-        assert!(fields.sk_err != 0 && fields.uc_ttl != 0 && fields.min_ttl != 0);
+        for (name, value) in [
+            ("sk_err", fields.sk_err),
+            ("uc_ttl", fields.uc_ttl),
+            ("pinet6", fields.pinet6),
+            ("hop_limit", fields.hop_limit),
+            ("min_ttl", fields.min_ttl),
+            ("min_hop_limit", fields.min_hop_limit),
+        ] {
+            assert_ne!(value, 0, "{name}");
+        }
     }
 }

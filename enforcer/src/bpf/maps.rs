@@ -18,7 +18,7 @@ use enforcer_common::{
     maps as names,
     overrides::Override,
     policy::{BackoffRow, Policy, PolicyStats},
-    rules::RuleData,
+    rules::{MAX_POLICIES, RuleData},
 };
 
 use super::BpfError;
@@ -168,6 +168,31 @@ pub fn set_backoff(maps: &mut Maps, id: u32, row: BackoffRow) -> Result<(), BpfE
 
 pub fn policy_stats(maps: &Maps, id: u32) -> Result<PolicyStats, BpfError> {
     array_get(maps, names::POLICY_STATS, id)
+}
+
+/// Every policy's shared counts, indexed by id: one batch lookup where the
+/// kernel can, one lookup per id otherwise.
+pub fn all_policy_stats(maps: &Maps) -> Result<Vec<PolicyStats>, BpfError> {
+    use std::os::fd::AsFd as _;
+    if let Ok(Map::Array(data)) = map(maps, names::POLICY_STATS)
+        && let Ok(mut all) = super::batch::lookup_all::<u32, PolicyStats>(data.fd().as_fd(), 0)
+        && all.len() == MAX_POLICIES as usize
+    {
+        all.sort_unstable_by_key(|(id, _)| *id);
+        return Ok(all.into_iter().map(|(_, stats)| stats).collect());
+    }
+    (0..MAX_POLICIES).map(|id| policy_stats(maps, id)).collect()
+}
+
+/// The destination map's capacity, as the kernel created it.
+pub fn dests_capacity(maps: &Maps) -> Result<u32, BpfError> {
+    let info = match map(maps, names::DESTS)? {
+        Map::HashMap(data) => data.info().map_err(map_err(names::DESTS))?,
+        _ => {
+            return Err(BpfError::MapMissing { name: names::DESTS });
+        }
+    };
+    Ok(info.max_entries())
 }
 
 fn rules_map(maps: &mut Maps) -> Result<LpmTrie<&mut MapData, RuleData, u32>, BpfError> {

@@ -158,7 +158,10 @@ impl Enforcer {
         loader
             .override_global(names::globals::SK_ERR_OFFSET, &fields.sk_err, true)
             .override_global(names::globals::UC_TTL_OFFSET, &fields.uc_ttl, true)
-            .override_global(names::globals::MIN_TTL, &fields.min_ttl, true);
+            .override_global(names::globals::MIN_TTL, &fields.min_ttl, true)
+            .override_global(names::globals::PINET6_OFFSET, &fields.pinet6, true)
+            .override_global(names::globals::HOP_LIMIT_OFFSET, &fields.hop_limit, true)
+            .override_global(names::globals::MIN_HOP_LIMIT, &fields.min_hop_limit, true);
         loader.map_max_entries(names::DESTS, options.dests_capacity);
         loader.map_max_entries(names::FLOWS, options.flows_capacity);
         let pin_paths: Vec<_> = pins.map(|p| p.pinned_maps().collect()).unwrap_or_default();
@@ -284,25 +287,50 @@ impl Enforcer {
 
     /// Runs a command on one destination in the kernel, under its lock.
     pub fn command(&mut self, kind: u32, dest: &DestKey) -> Result<Applied, BpfError> {
-        let name = programs::CONTROL.name;
-        let program = self
-            .control
-            .as_ref()
-            .ok_or(BpfError::ProgramMissing { name })?;
-        control::run(program, &Command::new(kind, *dest))
-            .map_err(|source| BpfError::Control { source })
+        self.run_command(&Command::new(kind, *dest))
+    }
+
+    /// Forgets a destination if, under its lock, it holds no slot, took no
+    /// connect after `idle_since_ns` and its state passes `when`
+    /// (`enforcer_common::control::may_forget`); its policy's counts follow.
+    pub fn forget(
+        &mut self,
+        dest: &DestKey,
+        idle_since_ns: u64,
+        when: u64,
+    ) -> Result<Applied, BpfError> {
+        self.run_command(&Command::forget(*dest, idle_since_ns, when))
+    }
+
+    /// Resets a destination to CLOSED if its policy epoch is (still) stale.
+    pub fn reset_stale(&mut self, dest: &DestKey) -> Result<Applied, BpfError> {
+        self.run_command(&Command::reset_stale(*dest))
+    }
+
+    /// Adds signed deltas to policy `id`'s tracked and open counts in the
+    /// kernel, atomically, each stopping at 0.
+    pub fn adjust_policy_stats(
+        &mut self,
+        id: u32,
+        tracked: i64,
+        open: i64,
+    ) -> Result<Applied, BpfError> {
+        self.run_command(&Command::adjust_policy_stats(id, tracked, open))
     }
 
     /// Asks the kernel to expire a flow the sweep found past a timeout (checked
     /// again there against the flow as it is then).
     pub fn expire_flow(&mut self, flow: &FlowKey) -> Result<Applied, BpfError> {
+        self.run_command(&Command::on_flow(kind::FLOW_EXPIRE, *flow))
+    }
+
+    fn run_command(&mut self, command: &Command) -> Result<Applied, BpfError> {
         let name = programs::CONTROL.name;
         let program = self
             .control
             .as_ref()
             .ok_or(BpfError::ProgramMissing { name })?;
-        control::run(program, &Command::on_flow(kind::FLOW_EXPIRE, *flow))
-            .map_err(|source| BpfError::Control { source })
+        control::run(program, command).map_err(|source| BpfError::Control { source })
     }
 
     /// Every flow the packet plane tracks.
@@ -384,7 +412,19 @@ impl Enforcer {
     }
 
     /// Sets the global switch: paused programs pass every connection untouched.
+    ///
+    /// Turning it back on records when (`Config::resumed_ns`) in a write of
+    /// its own, made while the switch is still off, so no program sees the
+    /// switch on next to an older time: a packet-plane flow started before
+    /// then missed packets while paused, and is never judged a failure.
     pub fn set_paused(&mut self, paused: bool) -> Result<(), BpfError> {
+        let config = self.config()?;
+        if !paused && config.is_paused() {
+            self.set_config(Config {
+                resumed_ns: crate::clock::monotonic_ns(),
+                ..config
+            })?;
+        }
         let config = self.config()?;
         self.set_config(Config {
             paused: u32::from(paused),
@@ -420,6 +460,17 @@ impl Enforcer {
     /// The shared counts of policy `id` (tracked and open destinations).
     pub fn policy_stats(&self, id: u32) -> Result<PolicyStats, BpfError> {
         maps::policy_stats(&self.maps, id)
+    }
+
+    /// The shared counts of every policy id, indexed by id.
+    pub fn all_policy_stats(&self) -> Result<Vec<PolicyStats>, BpfError> {
+        maps::all_policy_stats(&self.maps)
+    }
+
+    /// How many destinations the kernel's map holds at most (a pinned map keeps
+    /// the capacity it was created with, whatever the configuration says now).
+    pub fn dests_capacity(&self) -> Result<u32, BpfError> {
+        maps::dests_capacity(&self.maps)
     }
 
     /// Maps the destinations `rule` matches to policy `policy_id`.

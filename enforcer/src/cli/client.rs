@@ -101,6 +101,13 @@ pub fn check_dest(text: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(anyhow!(e)))
 }
 
+/// Checks a `--netns` value on the client side: an inode or a name.
+pub fn check_netns(text: &str) -> Result<(), Failure> {
+    text.parse::<crate::netns::Selector>()
+        .map(drop)
+        .map_err(|e| Failure::Usage(e.into()))
+}
+
 /// Checks a duration on the client side.
 pub fn check_duration(field: &str, text: &str) -> Result<(), Failure> {
     config::parse_duration(text)

@@ -1,11 +1,19 @@
 //! `enforcer trip|reset|disable DEST`
+//!
+//! Overrides (`trip`, `disable`) apply to the address in every network
+//! namespace; `reset` acts in one namespace with `--netns`, in all without.
 
 use super::{Failure, client};
 
 #[derive(Debug, clap::Args)]
-pub struct DestArgs {
+pub struct ResetArgs {
     /// The destination: `10.0.0.5:5432`, `[fd00::1]:443`.
     dest: String,
+    /// Only in this network namespace: its inode (as `ip netns identify` or
+    /// `lsns -t net` print it) or its name under /run/netns. Without it, the
+    /// address is reset in every namespace and its override removed.
+    #[arg(long)]
+    netns: Option<String>,
     #[command(flatten)]
     client: client::Connection,
 }
@@ -45,9 +53,23 @@ pub fn disable(args: TripArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn reset(args: DestArgs) -> Result<(), Failure> {
-    let target = override_target("reset", &args.dest, None)?;
-    client::call(&args.client, "POST", &target, None)?;
-    println!("{}: reset", args.dest);
+pub fn reset(args: ResetArgs) -> Result<(), Failure> {
+    let mut target = override_target("reset", &args.dest, None)?;
+    if let Some(netns) = &args.netns {
+        client::check_netns(netns)?;
+        target += &format!("&{}", client::param("netns", netns));
+    }
+    let answer = client::call(&args.client, "POST", &target, None)?;
+    match &args.netns {
+        Some(netns) => println!("{} in netns {netns}: reset", args.dest),
+        None => println!("{}: reset", args.dest),
+    }
+    if let Some(kept) = answer["override_kept"].as_str() {
+        eprintln!(
+            "note: the {kept} override on {} applies in every namespace and stays; \
+             `enforcer reset {}` removes it",
+            args.dest, args.dest
+        );
+    }
     Ok(())
 }

@@ -38,8 +38,9 @@ enum Command {
     Policy(policy::Command),
     /// Force a destination open (rejected as if tripped), until reset or for a while.
     Trip(dest::TripArgs),
-    /// Close a destination's circuit as new and remove its override.
-    Reset(dest::DestArgs),
+    /// Close a destination's circuit as new (in one network namespace, or in
+    /// all and remove its override).
+    Reset(dest::ResetArgs),
     /// Let a destination pass untouched (no accounting, no rejection).
     Disable(dest::TripArgs),
     /// Global switch off: every program passes every connection untouched.

@@ -33,6 +33,18 @@ pub struct Args {
     /// (repeatable; comma-separated in the variable). Overrides `daemon.interfaces`.
     #[arg(long = "interface", env = "ENFORCER_INTERFACES", value_delimiter = ',')]
     interfaces: Option<Vec<String>>,
+    /// At most this many destinations healed at once (most recently tripped
+    /// first). Overrides `daemon.max_healers`.
+    #[arg(long, env = "ENFORCER_MAX_HEALERS")]
+    max_healers: Option<u32>,
+    /// Share of the destination map's capacity that starts evictions.
+    /// Overrides `daemon.dests_high_water`.
+    #[arg(long, env = "ENFORCER_DESTS_HIGH_WATER")]
+    dests_high_water: Option<f64>,
+    /// Share of the destination map's capacity evictions bring it back to.
+    /// Overrides `daemon.dests_low_water`.
+    #[arg(long, env = "ENFORCER_DESTS_LOW_WATER")]
+    dests_low_water: Option<f64>,
     /// Detach and unpin everything on exit instead of leaving enforcement running.
     #[arg(long)]
     detach_on_exit: bool,
@@ -45,6 +57,9 @@ pub fn execute(args: Args) -> Result<(), Failure> {
         socket: args.socket,
         metrics: args.metrics,
         interfaces: args.interfaces,
+        dests_high_water: args.dests_high_water,
+        dests_low_water: args.dests_low_water,
+        max_healers: args.max_healers,
     };
     let config = Config::load(&args.config, &overrides).map_err(|e| Failure::Usage(e.into()))?;
     let options = RunOptions {

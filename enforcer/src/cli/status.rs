@@ -1,4 +1,4 @@
-//! `enforcer status [DEST | --policy NAME] [-o json]`
+//! `enforcer status [DEST] [--netns NS] [--policy NAME] [-o json]`
 
 use serde_json::Value;
 
@@ -9,8 +9,13 @@ use super::{
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only this destination (`10.0.0.5:5432`, `[fd00::1]:443`).
+    /// Only this destination (`10.0.0.5:5432`, `[fd00::1]:443`), in every
+    /// network namespace unless `--netns` narrows it.
     dest: Option<String>,
+    /// Only destinations in this network namespace: its inode (as `ip netns
+    /// identify` or `lsns -t net` print it) or its name under /run/netns.
+    #[arg(long)]
+    netns: Option<String>,
     /// Only the destinations of this policy.
     #[arg(long)]
     policy: Option<String>,
@@ -25,6 +30,10 @@ pub fn execute(args: Args) -> Result<(), Failure> {
     if let Some(dest) = &args.dest {
         client::check_dest(dest)?;
         query.push(client::param("dest", dest));
+    }
+    if let Some(netns) = &args.netns {
+        client::check_netns(netns)?;
+        query.push(client::param("netns", netns));
     }
     if let Some(policy) = &args.policy {
         query.push(client::param("policy", policy));
@@ -44,6 +53,7 @@ fn print_table(status: &Value) {
     }
     let header = [
         "DESTINATION",
+        "NETNS",
         "POLICY",
         "STATE",
         "ACTIVE/CAP",
@@ -67,6 +77,7 @@ fn print_table(status: &Value) {
             .map_or("-".to_owned(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
         rows.push(vec![
             d["dest"].as_str().unwrap_or("?").to_owned(),
+            netns_cell(d),
             d["policy"].as_str().unwrap_or("?").to_owned(),
             d["state"].as_str().unwrap_or("?").to_owned(),
             format!("{}/{cap}", n(&d["active"])),
@@ -77,6 +88,21 @@ fn print_table(status: &Value) {
         ]);
     }
     print_rows(&rows);
+}
+
+/// A destination's namespace: its inode, then its name or what it is
+/// (`host`, `gone`); `?` while unknown.
+fn netns_cell(d: &Value) -> String {
+    let Some(inode) = d["netns"].as_u64() else {
+        return "?".to_owned();
+    };
+    let status = d["netns_status"].as_str().unwrap_or_default();
+    match (d["netns_name"].as_str(), status) {
+        (Some(name), "gone") => format!("{inode} ({name}, gone)"),
+        (Some(name), _) => format!("{inode} ({name})"),
+        (None, "host" | "gone") => format!("{inode} ({status})"),
+        (None, _) => inode.to_string(),
+    }
 }
 
 /// Prints rows as aligned columns.

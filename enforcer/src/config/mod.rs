@@ -30,6 +30,10 @@ use crate::{bpf::PacketHook, rule::Rule};
 /// The embedded default configuration, also the documentation of every key.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
+/// The most healers `daemon.max_healers` may allow: each is a task and, for
+/// another namespace, a thread per probe.
+const MAX_HEALERS_LIMIT: u32 = 65_536;
+
 /// Where `enforcer run` looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/enforcer/enforcer.toml";
 
@@ -68,7 +72,7 @@ pub struct Config {
     pub policies: Vec<PolicySpec>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DaemonConfig {
     /// Empty: the cgroup v2 root.
     pub cgroup: PathBuf,
@@ -78,6 +82,11 @@ pub struct DaemonConfig {
     pub metrics: SocketAddr,
     pub state_dir: PathBuf,
     pub dests_capacity: u32,
+    /// Share of the destination map's capacity past which the daemon evicts
+    /// idle destinations, least recently used first…
+    pub dests_high_water: f64,
+    /// …until the map holds at most this share again.
+    pub dests_low_water: f64,
     pub max_series: u32,
     pub gc_idle: Duration,
     /// Packet plane: interfaces facing guests whose connections are enforced
@@ -87,6 +96,8 @@ pub struct DaemonConfig {
     pub flow_syn_timeout: Duration,
     pub flow_idle_timeout: Duration,
     pub flows_capacity: u32,
+    /// Healing: at most this many destinations probed at once.
+    pub max_healers: u32,
 }
 
 /// `[daemon]` as written.
@@ -100,6 +111,8 @@ struct DaemonFile {
     metrics: Option<Spanned<String>>,
     state_dir: Option<Spanned<PathBuf>>,
     dests_capacity: Option<Spanned<u32>>,
+    dests_high_water: Option<Spanned<f64>>,
+    dests_low_water: Option<Spanned<f64>>,
     max_series: Option<Spanned<u32>>,
     gc_idle: Option<Spanned<Dur>>,
     interfaces: Option<Spanned<Vec<String>>>,
@@ -107,6 +120,7 @@ struct DaemonFile {
     flow_syn_timeout: Option<Spanned<Dur>>,
     flow_idle_timeout: Option<Spanned<Dur>>,
     flows_capacity: Option<Spanned<u32>>,
+    max_healers: Option<Spanned<u32>>,
 }
 
 /// The whole file as written.
@@ -129,6 +143,9 @@ pub struct DaemonOverrides {
     pub socket: Option<PathBuf>,
     pub metrics: Option<String>,
     pub interfaces: Option<Vec<String>>,
+    pub dests_high_water: Option<f64>,
+    pub dests_low_water: Option<f64>,
+    pub max_healers: Option<u32>,
 }
 
 impl Config {
@@ -350,6 +367,7 @@ fn resolve_daemon(
             format!("must be 1..=16777216, got {dests_capacity}"),
         );
     }
+    let (dests_high_water, dests_low_water) = water_marks(base, file, lines, over)?;
     let (max_series, line) = pick(None, &file.max_series, &base.max_series, lines);
     if !(1..=100_000).contains(&max_series) {
         return invalid(
@@ -411,6 +429,19 @@ fn resolve_daemon(
             format!("must be 1..=16777216, got {flows_capacity}"),
         );
     }
+    let (max_healers, line) = pick(
+        over.max_healers,
+        &file.max_healers,
+        &base.max_healers,
+        lines,
+    );
+    if !(1..=MAX_HEALERS_LIMIT).contains(&max_healers) {
+        return invalid(
+            "daemon.max_healers",
+            line,
+            format!("must be 1..={MAX_HEALERS_LIMIT}, got {max_healers}"),
+        );
+    }
     Ok(DaemonConfig {
         cgroup,
         pin_root,
@@ -419,6 +450,8 @@ fn resolve_daemon(
         metrics,
         state_dir,
         dests_capacity,
+        dests_high_water,
+        dests_low_water,
         max_series,
         gc_idle: gc_idle.0,
         interfaces,
@@ -426,7 +459,45 @@ fn resolve_daemon(
         flow_syn_timeout: flow_syn_timeout.0,
         flow_idle_timeout: flow_idle_timeout.0,
         flows_capacity,
+        max_healers,
     })
+}
+
+/// `daemon.dests_high_water` in (0, 1] and `daemon.dests_low_water` in (0,
+/// high): eviction needs a gap to work in, or every scan would evict again.
+fn water_marks(
+    base: &DaemonFile,
+    file: &DaemonFile,
+    lines: &Lines<'_>,
+    over: &DaemonOverrides,
+) -> Result<(f64, f64), Invalid> {
+    let (high, line) = pick(
+        over.dests_high_water,
+        &file.dests_high_water,
+        &base.dests_high_water,
+        lines,
+    );
+    if !(high > 0.0 && high <= 1.0) {
+        return invalid(
+            "daemon.dests_high_water",
+            line,
+            format!("must be a share of the capacity in (0, 1], got {high}"),
+        );
+    }
+    let (low, line) = pick(
+        over.dests_low_water,
+        &file.dests_low_water,
+        &base.dests_low_water,
+        lines,
+    );
+    if !(low > 0.0 && low < high) {
+        return invalid(
+            "daemon.dests_low_water",
+            line,
+            format!("must be in (0, dests_high_water = {high}), got {low}"),
+        );
+    }
+    Ok((high, low))
 }
 
 /// Interface names as the kernel accepts them (1..=15 bytes, no `/`, `:` or

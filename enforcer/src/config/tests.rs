@@ -55,6 +55,28 @@ fn flags_win_over_the_file() {
 }
 
 #[test]
+fn max_healers_defaults_to_256_and_is_bounded() {
+    assert_eq!(Config::embedded().daemon.max_healers, 256);
+    let c = Config::parse("[daemon]\nmax_healers = 3\n", "t").unwrap();
+    assert_eq!(c.daemon.max_healers, 3);
+    let over = DaemonOverrides {
+        max_healers: Some(7),
+        ..Default::default()
+    };
+    let c = Config::parse_with("[daemon]\nmax_healers = 3\n", "t", &over).unwrap();
+    assert_eq!(c.daemon.max_healers, 7, "the flag wins");
+    let over = DaemonOverrides {
+        max_healers: Some(0),
+        ..Default::default()
+    };
+    let e = Config::parse_with("", "t", &over).unwrap_err().to_string();
+    assert!(
+        e.contains("daemon.max_healers: must be 1..=65536, got 0"),
+        "{e}"
+    );
+}
+
+#[test]
 fn bad_inputs_name_the_field_and_line() {
     let policy =
         |extra: &str| format!("[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.0/8:80\"]\n{extra}\n");
@@ -138,6 +160,14 @@ fn bad_inputs_name_the_field_and_line() {
             "[daemon]\ngc_idle = \"1s\"\n".into(),
             "daemon.gc_idle: must be 10s",
         ),
+        (
+            "[daemon]\nmax_healers = 0\n".into(),
+            "line 2: daemon.max_healers: must be 1..=65536",
+        ),
+        (
+            "[daemon]\nmax_healers = 100000\n".into(),
+            "daemon.max_healers",
+        ),
         ("nonsense".into(), "line 1"),
     ];
     for (text, want) in cases {
@@ -197,4 +227,62 @@ fn the_example_configuration_is_valid() {
         Some(Duration::from_secs(3)),
         "from [defaults]"
     );
+}
+
+#[test]
+fn dest_water_marks_default_and_are_validated_by_name() {
+    let c = Config::embedded();
+    assert_eq!(
+        (c.daemon.dests_high_water, c.daemon.dests_low_water),
+        (0.9, 0.8)
+    );
+    let c = Config::parse(
+        "[daemon]\ndests_high_water = 0.5\ndests_low_water = 0.25\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        (c.daemon.dests_high_water, c.daemon.dests_low_water),
+        (0.5, 0.25)
+    );
+    let over = DaemonOverrides {
+        dests_high_water: Some(1.0),
+        dests_low_water: Some(0.95),
+        ..Default::default()
+    };
+    let c = Config::parse_with("[daemon]\ndests_high_water = 0.5\n", "t", &over).unwrap();
+    assert_eq!(
+        (c.daemon.dests_high_water, c.daemon.dests_low_water),
+        (1.0, 0.95),
+        "flags win"
+    );
+    for (text, want) in [
+        (
+            "[daemon]\ndests_high_water = 1.5\n",
+            "line 2: daemon.dests_high_water: must be a share of the capacity in (0, 1], got 1.5",
+        ),
+        (
+            "[daemon]\ndests_high_water = 0.0\n",
+            "daemon.dests_high_water",
+        ),
+        (
+            "[daemon]\ndests_low_water = 0.9\n",
+            "line 2: daemon.dests_low_water: must be in (0, dests_high_water = 0.9), got 0.9",
+        ),
+        (
+            "[daemon]\ndests_high_water = 0.5\ndests_low_water = 0.6\n",
+            "line 3: daemon.dests_low_water",
+        ),
+        (
+            "[daemon]\ndests_low_water = -0.1\n",
+            "daemon.dests_low_water",
+        ),
+        (
+            "[daemon]\ndests_low_water = nan\n",
+            "daemon.dests_low_water",
+        ),
+    ] {
+        let got = err(text);
+        assert!(got.contains(want), "for:\n{text}\nwant `{want}` in: {got}");
+    }
 }

@@ -4,19 +4,24 @@
 //!
 //! | request                                   | effect                                |
 //! |-------------------------------------------|---------------------------------------|
-//! | `GET /v1/status[?dest=D][&policy=P]`      | destinations and the global switch    |
+//! | `GET /v1/status[?dest=D][&netns=N][&policy=P]` | destinations and the global switch |
 //! | `GET /v1/policies`, `GET /v1/policies/P`  | the running policies                  |
 //! | `PUT /v1/policies/P` (TOML keys)          | add or replace policy P               |
 //! | `DELETE /v1/policies/P`                   | remove policy P                       |
 //! | `POST /v1/policies` (`[[policy]]` TOML)   | replace the whole policy set          |
 //! | `POST /v1/trip?dest=D[&for=T]`            | force D open (until reset or T)       |
 //! | `POST /v1/disable?dest=D[&for=T]`         | let D pass untouched                  |
-//! | `POST /v1/reset?dest=D`                   | D back to CLOSED, override removed    |
+//! | `POST /v1/reset?dest=D[&netns=N]`         | D back to CLOSED, override removed    |
 //! | `POST /v1/pause`, `POST /v1/resume`       | the global switch                     |
 //! | `POST /v1/reload`                         | re-read the configuration file        |
 //! | `GET /v1/events`                          | transitions, one JSON line each, live |
 //! | `GET /v1/metrics`                         | the Prometheus text                   |
 //! | `POST /v1/uninstall`                      | detach, unpin, and stop the daemon    |
+//!
+//! A destination `D` is an address and port; `netns=N` (a namespace's inode or
+//! its name under /run/netns) narrows it to one network namespace, and without
+//! it a request acts on the address in every namespace. Overrides (`trip`,
+//! `disable`) always apply in every namespace.
 
 use std::{
     fs, io,
@@ -33,12 +38,17 @@ use enforcer_common::{
 use serde_json::json;
 use tokio::{io::AsyncWriteExt, net::UnixListener, sync::watch};
 
-use super::{Daemon, Shared, events::daemon_event, lock, view};
+use super::{
+    Daemon, Shared,
+    events::{daemon_event, dest_event},
+    lock, view,
+};
 use crate::{
     bpf::Applied,
     clock::monotonic_ns,
     config::{self, Config, PolicySpec},
     http::{self, Request, Response},
+    netns::Selector,
 };
 
 /// Binds the control socket: parent directory 0700, socket 0600. A stale socket
@@ -202,8 +212,37 @@ fn for_param(req: &Request) -> Result<Option<std::time::Duration>, Reject> {
     Ok(Some(d))
 }
 
+/// `netns` of the query: the cookies of the namespace it names (several only
+/// if an inode was reused after its namespace was gone), or none.
+fn netns_param(req: &Request, shared: &Shared) -> Result<Option<Vec<u64>>, Reject> {
+    let Some(text) = req.param("netns") else {
+        return Ok(None);
+    };
+    let selector: Selector = text
+        .parse()
+        .map_err(|e: crate::netns::BadSelector| bad(e.to_string()))?;
+    // Not under the daemon's lock: finding a namespace created since the last
+    // discovery walks /proc.
+    let registry = lock(shared).namespaces.clone();
+    let cookies = registry
+        .find_now(&selector)
+        .map_err(|e| (500, format!("netns: discovering namespaces: {e}")))?;
+    if cookies.is_empty() {
+        let what = match selector {
+            Selector::Inode(i) => format!("with inode {i}"),
+            Selector::Name(n) => format!("named `{n}` in {}", crate::netns::NAMED_DIR),
+        };
+        return Err((
+            404,
+            format!("netns: no network namespace {what} (that this daemon can enter)"),
+        ));
+    }
+    Ok(Some(cookies))
+}
+
 fn status(req: &Request, shared: &Shared) -> Result<serde_json::Value, Reject> {
     let dest = req.param("dest").map(parse_dest).transpose().map_err(bad)?;
+    let netns = netns_param(req, shared)?;
     let d = lock(shared);
     let policy = req.param("policy").map(str::to_owned);
     if let Some(p) = &policy
@@ -212,7 +251,8 @@ fn status(req: &Request, shared: &Shared) -> Result<serde_json::Value, Reject> {
         return Err((404, format!("policy: no policy named `{p}`")));
     }
     let filter = view::Filter {
-        dest: dest.map(DestKey::from),
+        dest,
+        netns,
         policy,
     };
     to_json(view::status(&d, &filter))
@@ -309,25 +349,84 @@ fn set_override(req: &Request, shared: &Shared, kind: u32) -> Result<serde_json:
     Ok(json!({ "dest": dest.to_string(), "override": what }))
 }
 
+/// Resets `dest` in the namespace the query names (its override, which
+/// applies in every namespace, stays), or in every namespace (the override
+/// goes too).
 fn reset(req: &Request, shared: &Shared) -> Result<serde_json::Value, Reject> {
     let dest = dest_param(req)?;
+    let netns = netns_param(req, shared)?;
     let mut d = lock(shared);
-    let had_override = d
+    let failed = |e: crate::bpf::BpfError| (500, format!("{e:#}"));
+    let address = DestKey::from(dest);
+    let keys: Vec<DestKey> = match &netns {
+        Some(cookies) => cookies.iter().map(|c| address.in_netns(*c)).collect(),
+        None => d
+            .enforcer
+            .dests()
+            .map_err(failed)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.in_netns(0) == address)
+            .collect(),
+    };
+    let mut reset = Vec::new();
+    for key in keys {
+        if d.enforcer.command(command::RESET, &key).map_err(failed)? != Applied::NotFound {
+            reset.push(key);
+        }
+    }
+    let existing = d
         .enforcer
-        .remove_override(dest)
-        .map_err(|e| (500, format!("{e:#}")))?;
-    let applied = d
-        .enforcer
-        .command(command::RESET, &DestKey::from(dest))
-        .map_err(|e| (500, format!("{e:#}")))?;
-    if applied == Applied::NotFound && !had_override {
+        .overrides()
+        .map_err(failed)?
+        .into_iter()
+        .find(|(k, _)| *k == address)
+        .map(|(_, o)| o);
+    // Looked up first: removing a missing entry is an error from the map
+    // (ENOENT), not a `false`.
+    let override_removed = match (&netns, existing) {
+        (None, Some(_)) => d.enforcer.remove_override(dest).map_err(failed)?,
+        _ => false,
+    };
+    let override_kept = match (&netns, existing) {
+        (Some(_), Some(o)) if o.active(monotonic_ns()) => Some(view::override_name(&o)),
+        _ => None,
+    };
+    if reset.is_empty() && !override_removed {
+        let place = match req.param("netns") {
+            Some(n) => format!("in netns {n}"),
+            None => "in any namespace".to_owned(),
+        };
+        let override_note = if netns.is_none() {
+            " and has no override"
+        } else {
+            ""
+        };
         return Err((
             404,
-            format!("dest: {dest} is not tracked and has no override"),
+            format!("dest: {dest} is not tracked {place}{override_note}"),
         ));
     }
-    d.publish(daemon_event("reset", Some(&dest.to_string()), ""));
-    Ok(json!({ "dest": dest.to_string(), "reset": true }))
+    let mut namespaces = Vec::new();
+    for key in &reset {
+        let label = d.namespaces.label(key.netns);
+        if netns.is_some() {
+            d.publish(dest_event("reset", key, &label, ""));
+        }
+        namespaces.push(label.inode);
+    }
+    if netns.is_none() {
+        d.publish(daemon_event("reset", Some(&dest.to_string()), ""));
+    }
+    Ok(json!({
+        "dest": dest.to_string(),
+        "reset": true,
+        // The destinations reset: how many, and their namespaces' inodes.
+        "destinations": reset.len(),
+        "netns": namespaces,
+        "override_removed": override_removed,
+        "override_kept": override_kept,
+    }))
 }
 
 fn pause(shared: &Shared, paused: bool) -> Result<serde_json::Value, Reject> {

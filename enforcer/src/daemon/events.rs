@@ -1,13 +1,21 @@
 //! The event reader: kernel transitions from the ring buffer become log lines,
 //! JSON lines for `enforcer events`, and per-kind counts for the metrics.
+//!
+//! Every event about a destination names its network namespace next to the
+//! address (`netns`: the inode, `netns_name`, `netns_status`: `host`,
+//! `present`, `gone` or `unknown`); events about overrides carry none: an
+//! override applies to the address in every namespace.
 
 use std::time::Duration;
 
-use enforcer_common::event::{Event, kind, kind_name};
+use enforcer_common::{
+    dest::DestKey,
+    event::{Event, kind, kind_name},
+};
 use serde_json::json;
 
 use super::{Shared, lock};
-use crate::clock::monotonic_ns;
+use crate::{clock::monotonic_ns, netns::Label};
 
 /// The ring buffer is drained when it signals (epoll on its descriptor), and at
 /// least this often in case a wake-up is missed.
@@ -50,22 +58,28 @@ pub async fn run(shared: Shared) {
                 d.open.remove(&event.dest);
             } else {
                 d.open.insert(event.dest);
+                let tripped_at = (event.kind == kind::TRIPPED).then_some(event.at_ns);
+                d.healing.saw_open(event.dest, event.policy_id, tripped_at);
             }
-            let line = kernel_event(&event, d.policy_name(event.policy_id));
+            let label = d.namespaces.label(event.dest.netns);
+            let line = kernel_event(&event, d.policy_name(event.policy_id), &label);
             d.publish(line);
         }
         // A destination that just tripped starts healing now, not at the
         // controller's next tick.
-        super::controller::start_healers(&shared, &mut d);
+        super::heal::start_healers(&shared, &mut d);
     }
 }
 
 /// A kernel transition as a JSON line.
-pub fn kernel_event(e: &Event, policy: &str) -> String {
+pub fn kernel_event(e: &Event, policy: &str, netns: &Label) -> String {
     let open_for_ms = (e.open_until_ns > e.at_ns).then(|| (e.open_until_ns - e.at_ns) / 1_000_000);
     json!({
         "kind": kind_name(e.kind),
         "dest": e.dest.socket_addr().to_string(),
+        "netns": netns.inode,
+        "netns_name": netns.name,
+        "netns_status": netns.status,
         "policy": policy,
         "trip_level": e.trips,
         "open_for_ms": open_for_ms,
@@ -74,7 +88,22 @@ pub fn kernel_event(e: &Event, policy: &str) -> String {
     .to_string()
 }
 
-/// Something the daemon did (an override, a reset, a policy change).
+/// Something the daemon did to an address in every namespace (an override, a
+/// reset) or to no destination (a policy change).
 pub fn daemon_event(kind: &str, dest: Option<&str>, detail: &str) -> String {
     json!({ "kind": kind, "dest": dest, "detail": detail }).to_string()
+}
+
+/// Something the daemon did to one destination in one namespace (a reset, a
+/// healing probe).
+pub fn dest_event(kind: &str, dest: &DestKey, netns: &Label, detail: &str) -> String {
+    json!({
+        "kind": kind,
+        "dest": dest.socket_addr().to_string(),
+        "netns": netns.inode,
+        "netns_name": netns.name,
+        "netns_status": netns.status,
+        "detail": detail,
+    })
+    .to_string()
 }

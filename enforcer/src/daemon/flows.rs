@@ -1,12 +1,15 @@
 //! The packet plane's sweep: the kernel sees a flow's packets, not the time
 //! passing without them, so the daemon walks the flow table and has the kernel
-//! end every flow past its SYN timeout (a timeout failure) or its idle timeout
-//! (its slot released). The kernel decides again, under the destination's
-//! lock, against the flow as it is by then.
+//! end every flow past its SYN timeout (a timeout failure if the guest sent
+//! its SYN again, else abandoned) or its idle timeout (its slot released).
+//! Both decide with `Flow::expiry`, which knows the pauses from the config: a
+//! flow that lived through one is never failed, and sweeping goes on while
+//! paused, so every slot comes back. The kernel decides again, under the
+//! destination's lock, against the flow as it is by then.
 
 use std::{collections::HashMap, time::Duration};
 
-use enforcer_common::flow::timeouts_ns;
+use enforcer_common::flow::{Timeouts, Watch};
 
 use super::Daemon;
 use crate::{bpf::BpfError, clock::monotonic_ns};
@@ -26,14 +29,15 @@ pub fn sweep_interval(flow_syn_timeout: Duration, connect_timeouts: &[Duration])
 pub fn sweep(d: &mut Daemon) -> Result<(), BpfError> {
     let now = monotonic_ns();
     let config = d.enforcer.config()?;
+    let watch = Watch::of(&config);
     let mut policy_timeouts: HashMap<u32, u32> = HashMap::new();
     for (key, flow) in d.enforcer.flows()? {
         let id = flow.sock.policy_id;
         let policy_ms = *policy_timeouts
             .entry(id)
             .or_insert_with(|| d.enforcer.policy(id).map_or(0, |p| p.connect_timeout_ms));
-        let (syn_ns, idle_ns) = timeouts_ns(&config, policy_ms);
-        if flow.expiry(now, syn_ns, idle_ns).is_some() {
+        let timeouts = Timeouts::of(&config, policy_ms);
+        if flow.expiry(now, timeouts, watch).is_some() {
             d.enforcer.expire_flow(&key)?;
         }
     }

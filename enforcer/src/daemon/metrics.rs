@@ -1,7 +1,9 @@
 //! The Prometheus exporter: `/metrics`, `/healthz` (the process answers) and
 //! `/readyz` (programs attached, maps readable). Kernel counters are read when
 //! scraped, never polled; per-destination series are bounded by
-//! `daemon.max_series`, the rest fold into one `dest="other"` series.
+//! `daemon.max_series`, the rest fold into one `dest="other"` series. A
+//! destination's series name its network namespace (`netns`: the inode, or
+//! `unknown`): one label value per destination, so it adds no series.
 
 use std::fmt::Write as _;
 
@@ -62,6 +64,7 @@ fn ready(d: &Daemon) -> Response {
 #[derive(Debug, Clone)]
 struct Series {
     dest: String,
+    netns: String,
     policy: String,
     /// `None` for the folded series.
     state: Option<u32>,
@@ -76,9 +79,16 @@ struct Snapshot {
     tracked: u64,
     globals: Vec<(GlobalCounter, u64)>,
     policies: Vec<(String, u64, u64, u64)>,
+    /// Destinations the scans forgot, by reason.
+    evicted: Vec<(&'static str, u64)>,
+    /// Count corrections by policy: every running one, and any other corrected.
+    corrections: Vec<(String, u64)>,
     programs: Vec<ProgramStats>,
     events: Vec<(String, u64)>,
     paused: bool,
+    healers: usize,
+    healing_probes: [(&'static str, u64); 2],
+    healing_skipped: Vec<(&'static str, u64)>,
 }
 
 impl Snapshot {
@@ -99,6 +109,7 @@ impl Snapshot {
             .take(limit)
             .map(|(k, s)| Series {
                 dest: k.socket_addr().to_string(),
+                netns: d.namespaces.label(k.netns).metric(),
                 policy: d.policy_name(s.policy_id).to_owned(),
                 state: Some(s.breaker.state),
                 cap: d.policy(s.policy_id).and_then(|p| p.max_connections),
@@ -112,6 +123,7 @@ impl Snapshot {
             }
             series.push(Series {
                 dest: "other".into(),
+                netns: "other".into(),
                 policy: "other".into(),
                 state: None,
                 cap: None,
@@ -133,6 +145,15 @@ impl Snapshot {
             .map(|(k, v)| ((*k).to_owned(), *v))
             .collect();
         events.sort();
+        let scans = super::scan::totals();
+        let evicted = super::scan::Reason::ALL
+            .iter()
+            .map(|r| (r.label(), scans.evicted.get(r).copied().unwrap_or(0)))
+            .collect();
+        let mut corrections = scans.corrections;
+        for p in &d.policies {
+            corrections.entry(p.name.clone()).or_default();
+        }
         Self {
             series,
             tracked,
@@ -141,9 +162,18 @@ impl Snapshot {
                 .map(|&c| (c, d.enforcer.counter(c).unwrap_or(0)))
                 .collect(),
             policies,
+            evicted,
+            corrections: corrections.into_iter().collect(),
             programs: d.enforcer.program_stats(Some(&d.pins)),
             events,
             paused: d.enforcer.config().is_ok_and(|c| c.paused != 0),
+            healers: d.healing.running(),
+            healing_probes: d.healing.probes_total(),
+            healing_skipped: d
+                .healing
+                .skipped_total()
+                .map(|(why, n)| (why.name(), n))
+                .collect(),
         }
     }
 }
@@ -158,6 +188,8 @@ fn fold(into: &mut DestState, s: &DestState) {
     a.failures_unreachable += b.failures_unreachable;
     a.slow += b.slow;
     a.abandoned += b.abandoned;
+    a.local_errors += b.local_errors;
+    a.probes_reclaimed += b.probes_reclaimed;
     a.rejected_circuit += b.rejected_circuit;
     a.rejected_bulkhead += b.rejected_bulkhead;
     a.would_reject_circuit += b.would_reject_circuit;
@@ -208,7 +240,11 @@ type Labels<'a> = Vec<(&'static str, &'a str)>;
 type Get = fn(&DestState) -> u64;
 
 fn labels(s: &Series) -> Labels<'_> {
-    vec![("dest", s.dest.as_str()), ("policy", s.policy.as_str())]
+    vec![
+        ("dest", s.dest.as_str()),
+        ("netns", s.netns.as_str()),
+        ("policy", s.policy.as_str()),
+    ]
 }
 
 fn with<'a>(s: &'a Series, key: &'static str, value: &'a str) -> Labels<'a> {
@@ -220,7 +256,7 @@ fn with<'a>(s: &'a Series, key: &'static str, value: &'a str) -> Labels<'a> {
 impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Counters per destination.
-        let counters: [(&str, &str, Get); 6] = [
+        let counters: [(&str, &str, Get); 8] = [
             ("connect_attempts", "connect() calls admitted", |s| {
                 s.counters.attempts
             }),
@@ -235,7 +271,17 @@ impl Collector for Snapshot {
                 "connects closed by the application mid-handshake",
                 |s| s.counters.abandoned,
             ),
+            (
+                "connect_local_errors",
+                "connects that failed on this host before the destination had a say",
+                |s| s.counters.local_errors,
+            ),
             ("probes", "half-open probes admitted", |s| s.counters.probes),
+            (
+                "probes_reclaimed",
+                "half-open probes that outlived their bound (the destination reopened)",
+                |s| s.counters.probes_reclaimed,
+            ),
             ("trips", "transitions to OPEN", |s| s.counters.trips),
         ];
         for (name, help, get) in counters {
@@ -389,6 +435,57 @@ impl Collector for Snapshot {
             refused
                 .encode_family(&vec![("policy", name.as_str())])?
                 .encode_counter::<NoLabelSet, _, u64>(r, None)?;
+        }
+        let mut evicted = enc.encode_descriptor(
+            "enforcer_dests_evicted",
+            "destinations forgotten by the daemon's scans, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in &self.evicted {
+            evicted
+                .encode_family(&vec![("reason", *reason)])?
+                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+        }
+        let mut corrected = enc.encode_descriptor(
+            "enforcer_policy_count_corrections",
+            "policy tracked/open counts corrected to the destination map",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, n) in &self.corrections {
+            corrected
+                .encode_family(&vec![("policy", name.as_str())])?
+                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+        }
+        enc.encode_descriptor(
+            "enforcer_healers",
+            "destinations being probed by healing",
+            None,
+            MetricType::Gauge,
+        )?
+        .encode_gauge(&(self.healers as i64))?;
+        let mut probes = enc.encode_descriptor(
+            "enforcer_healing_probes",
+            "healing probes made, by result",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, n) in &self.healing_probes {
+            probes
+                .encode_family(&vec![("result", *result)])?
+                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+        }
+        let mut skipped = enc.encode_descriptor(
+            "enforcer_healing_skipped",
+            "open destinations of healing policies passed over, by reason (counted when a destination's reason changes, not every tick)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in &self.healing_skipped {
+            skipped
+                .encode_family(&vec![("reason", *reason)])?
+                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
         }
         let mut runs = enc.encode_descriptor(
             "enforcer_bpf_program_runs",

@@ -12,8 +12,10 @@ pub mod apply;
 pub mod controller;
 pub mod events;
 mod flows;
+pub mod heal;
 pub mod metrics;
 pub mod saved;
+pub mod scan;
 pub mod view;
 
 use std::{
@@ -32,6 +34,7 @@ use crate::{
     cgroup,
     clock::Jitter,
     config::{Config, DaemonOverrides, PolicySpec},
+    netns::Registry,
 };
 
 /// The daemon's state.
@@ -56,8 +59,11 @@ pub struct Daemon {
     /// Destinations not CLOSED: kept current by the event reader, re-learnt by
     /// the controller's periodic scan.
     pub open: HashSet<DestKey>,
-    /// Destinations with a healer running (see the controller).
-    pub healers: HashSet<DestKey>,
+    /// Healers and the choice among open destinations ([`heal`]).
+    pub healing: heal::Healing,
+    /// The host's network namespaces by cookie: how destinations' namespaces
+    /// are shown and named, and where healing probes are made from.
+    pub namespaces: Arc<Registry>,
     /// Events, as JSON lines, for `enforcer events` followers.
     pub events: broadcast::Sender<String>,
     /// Kernel events read, by kind name.
@@ -264,6 +270,9 @@ fn finish_start(
         flow_idle_timeout_ms: millis(config.daemon.flow_idle_timeout),
         ..kernel_config
     })?;
+    // On this (the main) thread: the registry takes the daemon's namespace
+    // from the thread that creates it.
+    let namespaces = Arc::new(Registry::new().context("learning the host's network namespaces")?);
     let (events, _) = broadcast::channel(1024);
     let config_fingerprint =
         saved::fingerprint(&std::fs::read_to_string(&config_path).unwrap_or_default());
@@ -304,7 +313,8 @@ fn finish_start(
         jitter: Jitter::seeded(),
         jittered_at: Vec::new(),
         open: HashSet::new(),
-        healers: HashSet::new(),
+        healing: heal::Healing::default(),
+        namespaces,
         events,
         event_counts: HashMap::new(),
         ready: false,
@@ -349,6 +359,7 @@ pub async fn serve(shared: Shared, detach_on_exit: bool) -> anyhow::Result<()> {
         tokio::spawn(metrics::serve(metrics, shared.clone())),
         tokio::spawn(controller::run(shared.clone())),
         tokio::spawn(events::run(shared.clone())),
+        tokio::spawn(lock(&shared).namespaces.clone().keep_fresh()),
     ];
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;

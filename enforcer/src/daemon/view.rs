@@ -1,7 +1,13 @@
 //! JSON views of the daemon's state, shared by the control API (and so the CLI)
 //! and kept stable: they are what scripts read.
+//!
+//! A destination is an address and port in a network namespace: `dest` is the
+//! address, `netns` the namespace's inode (`ip netns identify`, `lsns -t net`),
+//! `netns_name` its name under /run/netns, and `netns_status` one of `host`
+//! (the daemon's own), `present`, `gone` (no process or name holds it any more)
+//! or `unknown` (not found yet; `netns` is null).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, net::SocketAddr};
 
 use enforcer_common::{
     breaker::state,
@@ -26,7 +32,7 @@ pub fn state_name(s: u32) -> &'static str {
     }
 }
 
-fn override_name(o: &Override) -> &'static str {
+pub fn override_name(o: &Override) -> &'static str {
     match o.kind {
         kind::FORCED_OPEN => "forced_open",
         kind::DISABLED => "disabled",
@@ -50,9 +56,14 @@ pub fn dest(
     let policy = d.policy(s.policy_id);
     let b = &s.breaker;
     let c = &s.counters;
-    let o = overrides.get(key).filter(|o| o.active(now));
+    // Overrides are keyed by address alone: they apply in every namespace.
+    let o = overrides.get(&key.in_netns(0)).filter(|o| o.active(now));
+    let netns = d.namespaces.label(key.netns);
     json!({
         "dest": key.socket_addr().to_string(),
+        "netns": netns.inode,
+        "netns_name": netns.name,
+        "netns_status": netns.status,
         "policy": d.policy_name(s.policy_id),
         "state": state_name(b.state),
         "active": b.active,
@@ -62,6 +73,7 @@ pub fn dest(
         "successes": c.successes,
         "slow": c.slow,
         "abandoned": c.abandoned,
+        "local_errors": c.local_errors,
         "failures": {
             "refused": c.failures_refused,
             "timeout": c.failures_timeout,
@@ -70,6 +82,7 @@ pub fn dest(
         "rejections": { "circuit": c.rejected_circuit, "bulkhead": c.rejected_bulkhead },
         "would_reject": { "circuit": c.would_reject_circuit, "bulkhead": c.would_reject_bulkhead },
         "probes": c.probes,
+        "probes_reclaimed": c.probes_reclaimed,
         "trips": c.trips,
         "trip_level": b.trips,
         "guard_refusals": c.guard_refusals,
@@ -82,8 +95,23 @@ pub fn dest(
 /// Which destinations `status` shows.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
-    pub dest: Option<DestKey>,
+    /// This address and port, in whichever namespace.
+    pub dest: Option<SocketAddr>,
+    /// In one of these namespaces (cookies).
+    pub netns: Option<Vec<u64>>,
     pub policy: Option<String>,
+}
+
+impl Filter {
+    fn admits(&self, d: &Daemon, key: &DestKey, s: &DestState) -> bool {
+        self.dest
+            .is_none_or(|a| DestKey::from(a).in_netns(key.netns) == *key)
+            && self.netns.as_ref().is_none_or(|n| n.contains(&key.netns))
+            && self
+                .policy
+                .as_deref()
+                .is_none_or(|p| p == d.policy_name(s.policy_id))
+    }
 }
 
 /// The whole status: global switch, destinations (most interesting first).
@@ -91,19 +119,14 @@ pub fn status(d: &Daemon, filter: &Filter) -> Result<Value, BpfError> {
     let now = monotonic_ns();
     let overrides: HashMap<DestKey, Override> = d.enforcer.overrides()?.into_iter().collect();
     let mut dests = d.enforcer.dests()?;
-    dests.retain(|(k, s)| {
-        filter.dest.is_none_or(|f| f == *k)
-            && filter
-                .policy
-                .as_deref()
-                .is_none_or(|p| p == d.policy_name(s.policy_id))
-    });
-    // Open first, then by failures, then by address.
+    dests.retain(|(k, s)| filter.admits(d, k, s));
+    // Open first, then by failures, then by address and namespace.
     dests.sort_by_key(|(k, s)| {
         (
             s.breaker.state == state::CLOSED,
             u64::MAX - s.counters.failures(),
             k.socket_addr(),
+            k.netns,
         )
     });
     let config = d.enforcer.config()?;

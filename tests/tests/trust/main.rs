@@ -3,4 +3,6 @@
 //! by a child that dropped to `nobody` (or a guest in its own namespace), and
 //! shown not to work.
 
+mod flood;
+mod guests;
 mod sockets;

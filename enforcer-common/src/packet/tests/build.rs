@@ -345,7 +345,7 @@ pub fn pseudo_v6(src: [u8; 16], dst: [u8; 16], tcp_len: usize) -> Vec<u8> {
     .concat()
 }
 
-fn fill_tcp_checksum(pseudo: &[u8], segment: &mut [u8]) {
+pub fn fill_tcp_checksum(pseudo: &[u8], segment: &mut [u8]) {
     segment[16..18].fill(0);
     let checksum = checksum(&[pseudo, segment]);
     segment[16..18].copy_from_slice(&checksum.to_be_bytes());

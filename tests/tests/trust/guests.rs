@@ -1,0 +1,404 @@
+//! Guests behind a watched interface: every way a guest can put packets on the
+//! wire to forge an outcome of a destination others share, or to free a slot
+//! it still uses, through real guest — router — backend namespaces, shown not
+//! to work. The guest is root in its own namespace, as it is in its own VM:
+//! it crafts whatever frames it likes (`Routed::inject`). Forged frames from
+//! the destination's side come from the backend's namespace.
+
+use std::{
+    io::{Read, Write},
+    net::{IpAddr, SocketAddr, TcpStream},
+    os::fd::OwnedFd,
+    thread,
+    time::{Duration, Instant},
+};
+
+use enforcer::bpf::{Enforcer, pins::PinDir};
+use enforcer_common::{
+    breaker::state,
+    counters::GlobalCounter,
+    dest::DestState,
+    flow::{Flow, FlowKey},
+    policy::Policy,
+};
+use enforcer_tests::{
+    bpffs::PinDir as ScratchBpffs,
+    cgroup::ScratchCgroup,
+    daemon::Daemon,
+    fixtures::{self, ECONNREFUSED},
+    frames::{self, ACK, FIN, RST, SYN, Tcp},
+    net,
+    routed::{Ns, Routed},
+};
+
+/// The backend's port that answers.
+const OPEN_PORT: u16 = 8080;
+/// The backend's port that drops every SYN.
+const SILENT_PORT: u16 = 8081;
+
+/// Polls `f` until it holds, failing with `what` after a generous deadline.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn counter(enforcer: &Enforcer, c: GlobalCounter) -> u64 {
+    enforcer.counter(c).expect("reading a counter")
+}
+
+/// The destination's state as the packet plane keys it (in the loader's
+/// namespace), if tracked.
+fn dest_state(enforcer: &Enforcer, dest: SocketAddr) -> Option<DestState> {
+    enforcer
+        .dest(&enforcer_tests::key(dest))
+        .expect("reading DESTS")
+}
+
+fn tracked(enforcer: &Enforcer, dest: SocketAddr) -> DestState {
+    dest_state(enforcer, dest).unwrap_or_else(|| panic!("{dest} is not tracked"))
+}
+
+/// The flow of the guest's connect from `guest_port`, once it is tracked and,
+/// with `answered`, has its outcome.
+fn flow_of(enforcer: &Enforcer, guest_port: u16, answered: bool) -> (FlowKey, Flow) {
+    let mut found = None;
+    eventually(&format!("a flow from guest port {guest_port}"), || {
+        found = enforcer
+            .flows()
+            .expect("reading FLOWS")
+            .into_iter()
+            .find(|(key, flow)| key.client_port == guest_port && flow.has_outcome() == answered);
+        found.is_some()
+    });
+    found.expect("found")
+}
+
+/// The guest's segment on the flow from `guest` to `dest` with these numbers.
+fn segment(guest: SocketAddr, dest: SocketAddr, flags: u8, seq: u32, ack: u32) -> Tcp {
+    Tcp {
+        src: guest.ip(),
+        dst: dest.ip(),
+        sport: guest.port(),
+        dport: dest.port(),
+        seq,
+        ack,
+        flags,
+        options: Vec::new(),
+        payload: Vec::new(),
+    }
+}
+
+/// A connect from the guest to a silent destination, left in SYN_SENT, and
+/// the guest's port.
+fn connect_in_background(net: &Routed, enforcer: &Enforcer, to: SocketAddr) -> (OwnedFd, u16) {
+    let (socket, started) = net.in_ns(Ns::Guest, || net::connect_nonblocking(to));
+    assert_eq!(started, Ok(()), "a non-blocking connect to {to}");
+    let mut port = None;
+    eventually(&format!("the flow to {to}"), || {
+        port = enforcer
+            .flows()
+            .expect("reading FLOWS")
+            .into_iter()
+            .find(|(key, _)| key.dest.port == to.port())
+            .map(|(key, _)| key.client_port);
+        port.is_some()
+    });
+    (socket, port.expect("found"))
+}
+
+#[test]
+fn a_guests_rsts_and_fins_outside_the_window_free_no_slot() {
+    let net = Routed::new();
+    let enforcer = net.watched(
+        &[OPEN_PORT],
+        Policy {
+            max_connections: 1,
+            ..fixtures::base_policy()
+        },
+        fixtures::minute_open(),
+    );
+    let backend = SocketAddr::new(net.backend_v4.into(), OPEN_PORT);
+    let listener = net.backend_listener(backend);
+    let mut stream = net
+        .in_ns(Ns::Guest, || TcpStream::connect(backend))
+        .expect("the guest's first connection");
+    let (mut accepted, _) = listener.accept().expect("accepting it");
+    let guest = stream.local_addr().unwrap();
+    let (_, flow) = flow_of(&enforcer, guest.port(), true);
+    let next = flow.seq.guest_next;
+
+    // RSTs and FINs at numbers the backend does not take: it keeps the
+    // connection, so the flow keeps its slot.
+    let forged = [
+        (RST, next.wrapping_add(1_000)),
+        (RST | ACK, next.wrapping_add(1 << 20)),
+        (RST, next.wrapping_add(1 << 31)),
+        (FIN | ACK, next.wrapping_sub(1 << 20)),
+    ];
+    let before = counter(&enforcer, GlobalCounter::PacketOutOfWindow);
+    for (flags, seq) in forged {
+        let frame = segment(guest, backend, flags, seq, flow.seq.guest_acked).frame();
+        net.inject(Ns::Guest, &frame);
+    }
+    eventually("the forged segments seen", || {
+        counter(&enforcer, GlobalCounter::PacketOutOfWindow) >= before + 4
+    });
+    let s = tracked(&enforcer, backend);
+    assert_eq!(s.breaker.active, 1, "the slot is still held");
+    assert_eq!(s.counters.failures() + s.counters.abandoned, 0);
+    assert_eq!(enforcer.flows().unwrap().len(), 1);
+    // The cap still holds: another connect is refused by the kernel.
+    let second = net.in_ns(Ns::Guest, || {
+        TcpStream::connect_timeout(&backend, Duration::from_secs(5))
+            .map_err(|e| e.raw_os_error())
+    });
+    assert_eq!(second.err(), Some(Some(ECONNREFUSED as i32)));
+    // And the backend agrees: the connection lives.
+    stream.write_all(b"ping").expect("writing");
+    let mut got = [0; 4];
+    accepted.read_exact(&mut got).expect("reading");
+    assert_eq!(&got, b"ping");
+
+    // The guest's real close ends it, once.
+    drop(stream);
+    eventually("the slot given back", || {
+        tracked(&enforcer, backend).breaker.active == 0
+    });
+    let third = net.in_ns(Ns::Guest, || TcpStream::connect(backend));
+    assert!(third.is_ok(), "{third:?}");
+    drop((accepted, listener));
+}
+
+#[test]
+fn icmp_errors_quoting_another_number_and_answers_the_guest_loops_back_are_no_outcome() {
+    let net = Routed::new();
+    // One failure would trip it.
+    let enforcer = net.watched(
+        &[SILENT_PORT],
+        Policy {
+            failure_threshold: 1,
+            ..fixtures::base_policy()
+        },
+        fixtures::minute_open(),
+    );
+    net.set_backend_port(SILENT_PORT, "drop");
+    let silent = SocketAddr::new(net.backend_v4.into(), SILENT_PORT);
+    let (socket, port) = connect_in_background(&net, &enforcer, silent);
+    let (_, flow) = flow_of(&enforcer, port, false);
+    let guest = SocketAddr::new(net.guest_v4.into(), port);
+    let syn = segment(guest, silent, SYN, flow.seq.syn, 0);
+
+    // From the destination's side: ICMP errors about numbers the guest never
+    // sent first.
+    for seq in [syn.seq.wrapping_add(1), syn.seq.wrapping_sub(1)] {
+        let other = Tcp { seq, ..syn.clone() };
+        net.inject(Ns::Backend, &frames::unreachable(silent.ip(), &other));
+    }
+    eventually("the mismatched ICMP errors seen", || {
+        counter(&enforcer, GlobalCounter::PacketIcmpMismatched) >= 2
+    });
+    // From the guest itself, sent to the router and routed back to it: an
+    // ICMP error and a RST that answer its SYN exactly.
+    net.inject(Ns::Guest, &frames::unreachable(silent.ip(), &syn));
+    net.inject(Ns::Guest, &syn.answer(RST | ACK).frame());
+    eventually("the looped-back answers seen", || {
+        counter(&enforcer, GlobalCounter::PacketLoopedBack) >= 2
+    });
+    let s = tracked(&enforcer, silent);
+    assert_eq!(s.counters.failures(), 0, "{:?}", s.counters);
+    assert_eq!(s.breaker.state, state::CLOSED);
+    assert_eq!(s.breaker.pending, 1, "still waiting for a real answer");
+
+    // The guest's own RST at its next number: abandoned, the slot back.
+    let rst = segment(guest, silent, RST, flow.seq.guest_next, 0);
+    net.inject(Ns::Guest, &rst.frame());
+    eventually("the flow abandoned", || {
+        tracked(&enforcer, silent).breaker.pending == 0
+    });
+    let s = tracked(&enforcer, silent);
+    assert_eq!((s.counters.abandoned, s.counters.failures()), (1, 0));
+    assert!(enforcer.flows().unwrap().is_empty());
+    drop(socket);
+}
+
+#[test]
+fn syns_nobody_can_answer_leave_the_destination_untouched() {
+    let net = Routed::new();
+    let enforcer = net.watched(
+        &[SILENT_PORT],
+        Policy {
+            failure_threshold: 1,
+            ..fixtures::base_policy()
+        },
+        fixtures::minute_open(),
+    );
+    net.set_backend_port(SILENT_PORT, "drop");
+    let mut port = 50_000;
+    let mut injected = 0;
+    let (corrupt, expiring) = (
+        counter(&enforcer, GlobalCounter::PacketSynsCorrupt),
+        counter(&enforcer, GlobalCounter::PacketSynsTtlExpiring),
+    );
+    let pairs: [(IpAddr, IpAddr); 2] = [
+        (net.guest_v4.into(), net.backend_v4.into()),
+        (net.guest_v6.into(), net.backend_v6.into()),
+    ];
+    for (guest, backend) in pairs {
+        for garble in [
+            frames::with_bad_tcp_checksum as fn(&[u8]) -> Vec<u8>,
+            frames::with_offload_checksum,
+            |f| frames::with_hop_limit(f, 1),
+            |f| frames::with_hop_limit(f, 0),
+        ] {
+            port += 1;
+            let frame = garble(&Tcp::syn(guest, port, backend, SILENT_PORT).frame());
+            // Sent again, as a guest faking silence would.
+            for _ in 0..2 {
+                net.inject(Ns::Guest, &frame);
+                injected += 1;
+            }
+        }
+    }
+    eventually("every garbled SYN seen", || {
+        let seen = counter(&enforcer, GlobalCounter::PacketSynsCorrupt) - corrupt
+            + counter(&enforcer, GlobalCounter::PacketSynsTtlExpiring)
+            - expiring;
+        seen >= injected
+    });
+    assert_eq!(
+        counter(&enforcer, GlobalCounter::PacketSynsTtlExpiring) - expiring,
+        8
+    );
+    assert!(enforcer.flows().unwrap().is_empty(), "nothing tracked");
+    for (_, backend) in pairs {
+        let dest = SocketAddr::new(backend, SILENT_PORT);
+        assert!(dest_state(&enforcer, dest).is_none(), "{dest} untouched");
+    }
+
+    // The same SYN intact is tracked: what was left alone was the garbling.
+    port += 1;
+    let intact = Tcp::syn(net.guest_v4.into(), port, net.backend_v4.into(), SILENT_PORT);
+    net.inject(Ns::Guest, &intact.frame());
+    let (_, flow) = flow_of(&enforcer, port, false);
+    assert_eq!(flow.seq.syn, intact.seq);
+    // Given up by its guest at its next number: abandoned, never a failure.
+    net.inject(Ns::Guest, &intact.established(RST).frame());
+    let dest = SocketAddr::new(net.backend_v4.into(), SILENT_PORT);
+    eventually("the intact SYN's flow ended", || {
+        tracked(&enforcer, dest).breaker.pending == 0
+    });
+    let s = tracked(&enforcer, dest);
+    assert_eq!((s.counters.attempts, s.counters.abandoned), (1, 1));
+    assert_eq!(s.counters.failures(), 0);
+}
+
+/// The daemon's status of `dest`, picked from the whole list (the daemon runs
+/// in the router's namespace, where the guests' destinations live).
+fn status_of(d: &Daemon, dest: SocketAddr) -> serde_json::Value {
+    let all = d.json(&["status"]);
+    all["destinations"]
+        .as_array()
+        .and_then(|list| list.iter().find(|s| s["dest"] == dest.to_string()))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Active and pending slots of `dest` (0, 0 when not listed).
+fn slots(d: &Daemon, dest: SocketAddr) -> (u64, u64) {
+    let s = status_of(d, dest);
+    (
+        s["active"].as_u64().unwrap_or(0),
+        s["pending"].as_u64().unwrap_or(0),
+    )
+}
+
+#[test]
+fn pausing_in_the_middle_of_live_flows_fails_nothing_and_strands_no_slot() {
+    let net = Routed::new();
+    let cgroup = ScratchCgroup::new();
+    let bpffs = ScratchBpffs::new();
+    let (open, silent) = (
+        SocketAddr::new(net.backend_v4.into(), OPEN_PORT),
+        SocketAddr::new(net.backend_v4.into(), SILENT_PORT),
+    );
+    // One failure trips either destination: any false one shows.
+    let rest = format!(
+        "[[policy]]\nname = \"guests\"\nmatch = [\"{open}\", \"{silent}\"]\n\
+         failure_threshold = 1\nconnect_timeout = \"3s\"\nopen = \"1m\"\n"
+    );
+    let keys = format!(
+        "interfaces = [\"{}\"]\nflow_idle_timeout = \"1s\"\n",
+        net.router_guest_if
+    );
+    let d = Daemon::start_in_netns(&cgroup, &bpffs, &rest, &keys, net.path(Ns::Router));
+    // The daemon's maps, read alongside it.
+    let maps = Enforcer::adopt(&PinDir::new(bpffs.path().join("enforcer"))).expect("adopting");
+    net.set_backend_port(SILENT_PORT, "drop");
+    let listener = net.backend_listener(open);
+
+    let mut established: Vec<(TcpStream, TcpStream)> = (0..3)
+        .map(|_| {
+            let stream = net
+                .in_ns(Ns::Guest, || TcpStream::connect(open))
+                .expect("connecting to the open port");
+            (stream, listener.accept().expect("accepting").0)
+        })
+        .collect();
+    let pending: Vec<OwnedFd> = (0..2)
+        .map(|_| {
+            let (socket, started) = net.in_ns(Ns::Guest, || net::connect_nonblocking(silent));
+            assert_eq!(started, Ok(()));
+            socket
+        })
+        .collect();
+    // Both silent connects sent their SYN again, seen: past their connect
+    // timeout, they would be timeouts.
+    eventually("every flow tracked, the silent ones retransmitted", || {
+        let flows = maps.flows().expect("reading FLOWS");
+        let again = flows
+            .iter()
+            .filter(|(key, flow)| key.dest.port == SILENT_PORT && flow.seq.syn_again())
+            .count();
+        slots(&d, open) == (3, 0) && again == 2
+    });
+
+    d.ok(&["pause"]);
+    // Unseen while paused: two connections close, and the silent connects
+    // reach their connect timeout, which the sweep, still running, ends.
+    established.truncate(1);
+    eventually("the silent flows ended while paused", || {
+        slots(&d, silent) == (0, 0)
+    });
+    drop(pending);
+    d.ok(&["resume"]);
+    // Seen again: the last connection closes.
+    established.clear();
+
+    eventually("every slot back", || {
+        slots(&d, open) == (0, 0) && maps.flows().expect("reading FLOWS").is_empty()
+    });
+    for dest in [open, silent] {
+        let s = status_of(&d, dest);
+        assert_eq!(s["state"], "closed", "{dest}: {s}");
+        for reason in ["refused", "timeout", "unreachable"] {
+            assert_eq!(s["failures"][reason], 0, "{dest}: {s}");
+        }
+        assert_eq!(s["trips"], 0, "{dest}: {s}");
+    }
+    assert_eq!(status_of(&d, silent)["abandoned"], 2);
+    assert_eq!(status_of(&d, open)["successes"], 3);
+
+    // Nothing of the pause lingers: real silence after it still counts.
+    let after = net.in_ns(Ns::Guest, || {
+        TcpStream::connect_timeout(&silent, Duration::from_secs(4))
+    });
+    assert!(after.is_err(), "the silent port stays silent");
+    eventually("the silence after the pause counted", || {
+        status_of(&d, silent)["failures"]["timeout"] == 1
+    });
+    assert_eq!(status_of(&d, silent)["state"], "open");
+    drop(listener);
+}
