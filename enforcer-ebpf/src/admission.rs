@@ -72,7 +72,7 @@ pub fn admit(
     }
     let mut forced_open = false;
     // Overrides name an address and port in every namespace.
-    if check_overrides && let Some(o) = OVERRIDES.get_ptr(&key.in_netns(0)) {
+    if check_overrides && let Some(o) = OVERRIDES.get_ptr(key.in_netns(0)) {
         // SAFETY: a value of OVERRIDES, valid for the program's run.
         let o = unsafe { &*o };
         if o.active(now) {

@@ -74,12 +74,13 @@ fn run(command: &Command) -> u32 {
     };
     let now = unsafe { bpf_ktime_get_ns() };
     let (policy, backoff) = (t.policy, t.backoff);
-    let conditional = command.when() & when::STALE_POLICY != 0;
+    let only_if_stale = command.when() & when::STALE_POLICY != 0;
     let mut lock = Locked::acquire(t.dest);
     let d = lock.state();
     // The policy (and so the guard) was looked up before the lock, from the
-    // id then stored: a connect moving the destination to another policy in
-    // between makes the counts ours to change no longer.
+    // id stored then. A connect that moved the destination to another policy
+    // in between took its counts along: the daemon's commands then do nothing
+    // (its next scan sees the destination as it is now).
     let same_policy = d.policy_id == policy_id;
     let outcome: Option<Option<Transition>> = match kind {
         kind::FORGET => (same_policy
@@ -96,7 +97,7 @@ fn run(command: &Command) -> u32 {
             d.reset(now, &mut t.guard);
             None
         }),
-        kind::RESET if conditional => {
+        kind::RESET if only_if_stale => {
             (same_policy && stale_policy(d, policy.epoch)).then(|| d.reset(now, &mut t.guard))
         }
         kind::RESET => Some(d.reset(now, &mut t.guard)),

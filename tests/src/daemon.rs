@@ -196,6 +196,17 @@ impl Daemon {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The status of `dest` (in whichever namespace), picked from the whole
+    /// list; `Null` when it is not tracked.
+    pub fn status_of(&self, dest: std::net::SocketAddr) -> serde_json::Value {
+        let all = self.json(&["status"]);
+        all["destinations"]
+            .as_array()
+            .and_then(|list| list.iter().find(|s| s["dest"] == dest.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// `enforcer ARGS -o json`, parsed.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut full = args.to_vec();

@@ -7,6 +7,7 @@
 //! | flow                                        | past its SYN or idle timeout     |
 //! |---------------------------------------------|----------------------------------|
 //! | answered                                    | idle only: closed (slot back)    |
+//! | answered, lived through a pause, no packet since | idle for [`Timeouts::lost_ns`]: closed |
 //! | unanswered, lived through a pause           | abandoned                        |
 //! | unanswered, the guest sent its SYN again    | timeout                          |
 //! | unanswered, SYN seen once, < [`SYN_RETRANSMIT_WAIT_NS`] old, not idle | wait |
@@ -15,6 +16,12 @@
 //! Silence counts against a destination only when the guest kept asking: a
 //! guest that sends one SYN and never again (a flood, a forged source, a
 //! program that gave up) tells nothing about the destination.
+//!
+//! A connection that closed while paused left no FIN to see: rather than hold
+//! its slot for the whole idle timeout (refusing others meanwhile), a flow
+//! that lived through a pause and shows no packet after it is given up much
+//! sooner. A live but quiet connection may lose its slot that way: the error
+//! is on the side of letting connections through.
 
 use super::Flow;
 use crate::{
@@ -51,6 +58,18 @@ impl Timeouts {
             idle_ns: config.flow_idle_timeout_ms as u64 * MS,
         }
     }
+
+    /// How long an answered flow that lost track of its connection (it lived
+    /// through a pause and has shown no packet since) may stay idle: its SYN
+    /// timeout, but never less than [`SYN_RETRANSMIT_WAIT_NS`], well above
+    /// the granularity at which packets refresh a flow's `last_seen_ns`.
+    pub const fn lost_ns(&self) -> u64 {
+        if self.syn_ns > SYN_RETRANSMIT_WAIT_NS {
+            self.syn_ns
+        } else {
+            SYN_RETRANSMIT_WAIT_NS
+        }
+    }
 }
 
 /// What the packet plane saw: everything, except while the global switch was
@@ -77,6 +96,12 @@ impl Watch {
         !self.paused && flow.sock.start_ns >= self.resumed_ns
     }
 
+    /// Whether `flow` missed packets and has shown none since: it may have
+    /// ended unseen.
+    pub const fn lost_track_of(&self, flow: &Flow) -> bool {
+        !self.saw_all_of(flow) && (self.paused || flow.last_seen_ns < self.resumed_ns)
+    }
+
     /// `end` for `flow`, unless the flow missed packets: then an answer it
     /// sees now may be a stale one (a RST ending the connection a SYN-ACK
     /// nobody saw opened looks like a refusal; a SYN-ACK may come a pause
@@ -98,7 +123,8 @@ impl Flow {
         let idle = now.saturating_sub(self.last_seen_ns);
         let idle_expired = timeouts.idle_ns != 0 && idle >= timeouts.idle_ns;
         if self.has_outcome() {
-            return if idle_expired {
+            let lost = watch.lost_track_of(self) && idle >= timeouts.lost_ns();
+            return if idle_expired || lost {
                 Some(End::Closed)
             } else {
                 None

@@ -496,3 +496,32 @@ fn refresh_is_coarse() {
     assert!(!flow.needs_refresh(10 * SEC + SEC / 2));
     assert!(flow.needs_refresh(11 * SEC));
 }
+
+#[test]
+fn an_answered_flow_unseen_since_a_pause_is_given_up_early() {
+    // Answered, last seen at 10 s, idle timeout a minute.
+    let t = timeouts(1, 60);
+    let resumed = Watch {
+        paused: false,
+        resumed_ns: 20 * SEC,
+    };
+    let lost = t.lost_ns();
+    assert_eq!(lost, SYN_RETRANSMIT_WAIT_NS, "never below the wait");
+    assert_eq!(timeouts(10, 60).lost_ns(), 10 * SEC);
+    let flow = answered();
+    assert_eq!(flow.expiry(10 * SEC + lost - 1, t, resumed), None);
+    assert_eq!(flow.expiry(10 * SEC + lost, t, resumed), Some(End::Closed));
+    // Paused now: the same.
+    let paused = Watch {
+        paused: true,
+        resumed_ns: 0,
+    };
+    assert_eq!(flow.expiry(10 * SEC + lost, t, paused), Some(End::Closed));
+    // Seen after the resume: a live connection, idle timeout as usual.
+    let mut seen = answered();
+    seen.last_seen_ns = 21 * SEC;
+    assert_eq!(seen.expiry(21 * SEC + lost, t, resumed), None);
+    assert_eq!(seen.expiry(81 * SEC, t, resumed), Some(End::Closed));
+    // Never paused: idle timeout as usual.
+    assert_eq!(flow.expiry(10 * SEC + lost, t, WATCHED), None);
+}

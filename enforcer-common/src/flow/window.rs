@@ -10,6 +10,7 @@
 //! | SYN-ACK to the guest           | it acknowledges the SYN: ack in (SYN, sent]     |
 //! | RST to the guest, no answer yet| ACK set and it acknowledges the SYN (RFC 9293 SYN-SENT) |
 //! | RST from the guest, no answer  | seq = what the guest sent next (its SYN + 1)     |
+//! | FIN or data, no answer         | never (a SYN-SENT peer sends neither): ignored   |
 //! | RST or FIN after the answer    | seq in [what the receiver acknowledged, what the sender sent] |
 //!
 //! The receiver takes a RST only at exactly its next expected number (RFC

@@ -1,15 +1,17 @@
 //! Packet parsing and TCP RST crafting for the packet plane, as pure code.
 //!
 //! The TC/XDP programs copy the first `min(packet_len, HEADER_BYTES)` bytes of a
-//! frame into a zeroed stack array and call [`parse`]. To refuse a SYN to an open
-//! destination they call [`rst_reply`] on the same array and write the reply back
-//! into the packet. Both are plain functions over that array, so every case is
+//! frame into a zeroed stack array and call [`parse`]. Before a guest's SYN may
+//! open a flow, [`vet_syn`] checks that it can reach its destination at all
+//! (hop limit, checksums, lengths). To refuse a SYN to an open destination they
+//! call [`rst_reply`] on the same array and write the reply back into the
+//! packet. All are plain functions over that array, so every case is
 //! unit-tested on the host and the kernel runs the same code.
 //!
 //! # Written for the verifier
-//! Both functions inline into the hook. They were checked by loading a TC program
-//! that calls them into the kernel's verifier, once with the array on the stack and
-//! once with the array in a 192-byte map value (where every access is checked
+//! They inline into the hook. `parse` and `rst_reply` were checked by loading a TC
+//! program that calls them into the kernel's verifier, once with the array on the
+//! stack and once with the array in a 192-byte map value (where every access is checked
 //! against exactly 192 bytes), and by running it on crafted frames.
 //! - No panic is reachable: no `[]` on a runtime index, no `unwrap`, no arithmetic
 //!   that can overflow. Every access at a runtime offset goes through `frame`, which

@@ -110,33 +110,16 @@ pub fn vet_syn(frame: &[u8; HEADER_BYTES], len: usize, syn: &Segment) -> Vetted 
 #[inline(always)]
 fn sum_span(buf: &[u8; HEADER_BYTES], start: usize, end: usize) -> Option<u32> {
     let len = end.checked_sub(start)?;
+    // Opaque, so that LLVM cannot fold the count back into the offsets.
+    let words = fresh(len / 2);
     // At most 96 words of 16 bits: no carry out of 32 bits to fold back in.
     let mut sum = 0u32;
-    // Sixteen bytes a step, then the last few words: fewer steps to walk.
-    // Opaque counts, so that LLVM cannot fold them back into the offsets.
-    let blocks = fresh(len / 16);
-    for block in 0..HEADER_BYTES / 16 {
-        if block >= blocks {
-            break;
-        }
-        // `fresh`: checked on its own, not as an offset from `start`'s pointer.
-        let bytes: [u8; 16] = read(buf, fresh(start + 16 * block))?;
-        let (high, low) = bytes.split_at(8);
-        for half in [high, low] {
-            let half = u64::from_be_bytes(half.try_into().ok()?);
-            sum += (half >> 48) as u32
-                + (half >> 32) as u16 as u32
-                + (half >> 16) as u16 as u32
-                + half as u16 as u32;
-        }
-    }
-    let tail = start + len / 16 * 16;
-    let words = fresh(len % 16 / 2);
-    for word in 0..7 {
+    for word in 0..HEADER_BYTES / 2 {
         if word >= words {
             break;
         }
-        sum += u32::from(u16::from_be_bytes(read(buf, fresh(tail + 2 * word))?));
+        // `fresh`: checked on its own, not as an offset from `start`'s pointer.
+        sum += u32::from(u16::from_be_bytes(read(buf, fresh(start + 2 * word))?));
     }
     if len % 2 == 1 {
         let [last] = read::<1>(buf, fresh(end - 1))?;

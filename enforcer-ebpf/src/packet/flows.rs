@@ -66,7 +66,7 @@ pub fn open(
     flow.seq = Window::opened_by(syn);
     // NOEXIST: a SYN retransmitted on another CPU in between already holds the
     // flow; this admission is then the one given back.
-    if FLOWS.insert(key, &*flow, BPF_NOEXIST.into()).is_ok() {
+    if FLOWS.insert(key, flow, BPF_NOEXIST.into()).is_ok() {
         counters::bump(GlobalCounter::Admitted);
     } else {
         admission::cancel(dest, sock);

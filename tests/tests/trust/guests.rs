@@ -152,8 +152,7 @@ fn a_guests_rsts_and_fins_outside_the_window_free_no_slot() {
     assert_eq!(enforcer.flows().unwrap().len(), 1);
     // The cap still holds: another connect is refused by the kernel.
     let second = net.in_ns(Ns::Guest, || {
-        TcpStream::connect_timeout(&backend, Duration::from_secs(5))
-            .map_err(|e| e.raw_os_error())
+        TcpStream::connect_timeout(&backend, Duration::from_secs(5)).map_err(|e| e.raw_os_error())
     });
     assert_eq!(second.err(), Some(Some(ECONNREFUSED as i32)));
     // And the backend agrees: the connection lives.
@@ -280,7 +279,12 @@ fn syns_nobody_can_answer_leave_the_destination_untouched() {
 
     // The same SYN intact is tracked: what was left alone was the garbling.
     port += 1;
-    let intact = Tcp::syn(net.guest_v4.into(), port, net.backend_v4.into(), SILENT_PORT);
+    let intact = Tcp::syn(
+        net.guest_v4.into(),
+        port,
+        net.backend_v4.into(),
+        SILENT_PORT,
+    );
     net.inject(Ns::Guest, &intact.frame());
     let (_, flow) = flow_of(&enforcer, port, false);
     assert_eq!(flow.seq.syn, intact.seq);
@@ -295,20 +299,9 @@ fn syns_nobody_can_answer_leave_the_destination_untouched() {
     assert_eq!(s.counters.failures(), 0);
 }
 
-/// The daemon's status of `dest`, picked from the whole list (the daemon runs
-/// in the router's namespace, where the guests' destinations live).
-fn status_of(d: &Daemon, dest: SocketAddr) -> serde_json::Value {
-    let all = d.json(&["status"]);
-    all["destinations"]
-        .as_array()
-        .and_then(|list| list.iter().find(|s| s["dest"] == dest.to_string()))
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// Active and pending slots of `dest` (0, 0 when not listed).
 fn slots(d: &Daemon, dest: SocketAddr) -> (u64, u64) {
-    let s = status_of(d, dest);
+    let s = d.status_of(dest);
     (
         s["active"].as_u64().unwrap_or(0),
         s["pending"].as_u64().unwrap_or(0),
@@ -329,10 +322,9 @@ fn pausing_in_the_middle_of_live_flows_fails_nothing_and_strands_no_slot() {
         "[[policy]]\nname = \"guests\"\nmatch = [\"{open}\", \"{silent}\"]\n\
          failure_threshold = 1\nconnect_timeout = \"3s\"\nopen = \"1m\"\n"
     );
-    let keys = format!(
-        "interfaces = [\"{}\"]\nflow_idle_timeout = \"1s\"\n",
-        net.router_guest_if
-    );
+    // The default idle timeout (10 minutes): the connections that close
+    // unseen must not need it to give their slots back.
+    let keys = format!("interfaces = [\"{}\"]\n", net.router_guest_if);
     let d = Daemon::start_in_netns(&cgroup, &bpffs, &rest, &keys, net.path(Ns::Router));
     // The daemon's maps, read alongside it.
     let maps = Enforcer::adopt(&PinDir::new(bpffs.path().join("enforcer"))).expect("adopting");
@@ -366,8 +358,10 @@ fn pausing_in_the_middle_of_live_flows_fails_nothing_and_strands_no_slot() {
     });
 
     d.ok(&["pause"]);
-    // Unseen while paused: two connections close, and the silent connects
-    // reach their connect timeout, which the sweep, still running, ends.
+    // Unseen while paused: two connections close (their flows, left without
+    // a packet, are given up a connect timeout later), and the silent
+    // connects reach their connect timeout, which the sweep, still running,
+    // ends.
     established.truncate(1);
     eventually("the silent flows ended while paused", || {
         slots(&d, silent) == (0, 0)
@@ -381,15 +375,15 @@ fn pausing_in_the_middle_of_live_flows_fails_nothing_and_strands_no_slot() {
         slots(&d, open) == (0, 0) && maps.flows().expect("reading FLOWS").is_empty()
     });
     for dest in [open, silent] {
-        let s = status_of(&d, dest);
+        let s = d.status_of(dest);
         assert_eq!(s["state"], "closed", "{dest}: {s}");
         for reason in ["refused", "timeout", "unreachable"] {
             assert_eq!(s["failures"][reason], 0, "{dest}: {s}");
         }
         assert_eq!(s["trips"], 0, "{dest}: {s}");
     }
-    assert_eq!(status_of(&d, silent)["abandoned"], 2);
-    assert_eq!(status_of(&d, open)["successes"], 3);
+    assert_eq!(d.status_of(silent)["abandoned"], 2);
+    assert_eq!(d.status_of(open)["successes"], 3);
 
     // Nothing of the pause lingers: real silence after it still counts.
     let after = net.in_ns(Ns::Guest, || {
@@ -397,8 +391,8 @@ fn pausing_in_the_middle_of_live_flows_fails_nothing_and_strands_no_slot() {
     });
     assert!(after.is_err(), "the silent port stays silent");
     eventually("the silence after the pause counted", || {
-        status_of(&d, silent)["failures"]["timeout"] == 1
+        d.status_of(silent)["failures"]["timeout"] == 1
     });
-    assert_eq!(status_of(&d, silent)["state"], "open");
+    assert_eq!(d.status_of(silent)["state"], "open");
     drop(listener);
 }

@@ -65,6 +65,21 @@ struct Blackhole {
 }
 
 impl Blackhole {
+    /// A blackhole, and programs in a scratch cgroup that track it with
+    /// [`tripping_policy`].
+    fn tracked() -> (ScratchCgroup, Enforcer, Self) {
+        let cgroup = ScratchCgroup::new();
+        let mut enforcer = fixtures::attached(&cgroup);
+        let hole = Self::new();
+        fixtures::apply_one(
+            &mut enforcer,
+            hole.addr,
+            tripping_policy(),
+            fixtures::minute_open(),
+        );
+        (cgroup, enforcer, hole)
+    }
+
     fn new() -> Self {
         let ns = NetNs::new();
         ns.tcp_port(9, "drop");
@@ -173,16 +188,8 @@ fn connecting_again_after_a_refused_connect_releases_both_destinations() {
 /// while in SYN_SENT, as `nobody`: the destination stays CLOSED and counts
 /// them abandoned.
 fn caller_ends_five_connects(end: fn(&std::os::fd::OwnedFd) -> Result<(), i32>) {
-    let cgroup = ScratchCgroup::new();
-    let mut enforcer = fixtures::attached(&cgroup);
-    let hole = Blackhole::new();
+    let (cgroup, enforcer, hole) = Blackhole::tracked();
     let addr = hole.addr;
-    fixtures::apply_one(
-        &mut enforcer,
-        addr,
-        tripping_policy(),
-        fixtures::minute_open(),
-    );
     let out = Place::cgroup(&cgroup).run_as_nobody(move || {
         (0..5)
             .map(|_| {
@@ -253,16 +260,8 @@ fn an_error_left_on_the_socket_by_an_earlier_connect_is_not_counted_again() {
 fn a_caller_that_gives_up_after_silence_counts_as_a_timeout() {
     // The other side of "abandoned": a SYN unanswered past a retransmission
     // is silence, whoever closes the socket afterwards.
-    let cgroup = ScratchCgroup::new();
-    let mut enforcer = fixtures::attached(&cgroup);
-    let hole = Blackhole::new();
+    let (cgroup, enforcer, hole) = Blackhole::tracked();
     let addr = hole.addr;
-    fixtures::apply_one(
-        &mut enforcer,
-        addr,
-        tripping_policy(),
-        fixtures::minute_open(),
-    );
     let out = Place::cgroup(&cgroup).run_as_nobody(move || {
         let sockets: Vec<_> = (0..3).map(|_| net::connect_nonblocking(addr)).collect();
         // The first SYN retransmission comes after the initial RTO (1 s).
