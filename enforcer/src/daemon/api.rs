@@ -39,9 +39,9 @@ use serde_json::json;
 use tokio::{io::AsyncWriteExt, net::UnixListener, sync::watch};
 
 use super::{
-    Daemon, Shared,
-    events::{daemon_event, dest_event},
-    lock, view,
+    Daemon, Shared, lock,
+    notices::{daemon_event, dest_event},
+    view,
 };
 use crate::{
     bpf::Applied,

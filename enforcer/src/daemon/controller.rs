@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Shared, events::daemon_event, heal::start_healers, lock, scan::Scanner};
+use super::{Shared, heal::start_healers, lock, notices::daemon_event, scan::Scanner};
 use crate::clock::monotonic_ns;
 
 const TICK: Duration = Duration::from_millis(100);

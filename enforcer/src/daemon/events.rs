@@ -8,10 +8,7 @@
 
 use std::time::Duration;
 
-use enforcer_common::{
-    dest::DestKey,
-    event::{Event, kind, kind_name},
-};
+use enforcer_common::event::{Event, kind, kind_name};
 use serde_json::json;
 
 use super::{Shared, lock};
@@ -84,26 +81,6 @@ pub fn kernel_event(e: &Event, policy: &str, netns: &Label) -> String {
         "trip_level": e.trips,
         "open_for_ms": open_for_ms,
         "age_ms": monotonic_ns().saturating_sub(e.at_ns) / 1_000_000,
-    })
-    .to_string()
-}
-
-/// Something the daemon did to an address in every namespace (an override, a
-/// reset) or to no destination (a policy change).
-pub fn daemon_event(kind: &str, dest: Option<&str>, detail: &str) -> String {
-    json!({ "kind": kind, "dest": dest, "detail": detail }).to_string()
-}
-
-/// Something the daemon did to one destination in one namespace (a reset, a
-/// healing probe).
-pub fn dest_event(kind: &str, dest: &DestKey, netns: &Label, detail: &str) -> String {
-    json!({
-        "kind": kind,
-        "dest": dest.socket_addr().to_string(),
-        "netns": netns.inode,
-        "netns_name": netns.name,
-        "netns_status": netns.status,
-        "detail": detail,
     })
     .to_string()
 }

@@ -20,7 +20,7 @@ use std::{
 
 use enforcer_common::{breaker::state, control::kind, dest::DestKey};
 
-use super::{Daemon, Shared, events::dest_event, lock};
+use super::{Daemon, Shared, lock, notices::dest_event};
 use crate::{
     bpf::Applied,
     netns::{Namespace, NetnsError, Registry, Resolution},

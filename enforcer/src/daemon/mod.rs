@@ -14,6 +14,7 @@ pub mod events;
 mod flows;
 pub mod heal;
 pub mod metrics;
+mod notices;
 pub mod saved;
 pub mod scan;
 pub mod view;
@@ -127,7 +128,7 @@ impl Daemon {
         self.jittered_at = vec![Instant::now(); specs.len()];
         self.policies = specs;
         self.ids = ids;
-        self.publish(events::daemon_event(
+        self.publish(notices::daemon_event(
             "policies_applied",
             None,
             &format!("{} policies", self.policies.len()),
