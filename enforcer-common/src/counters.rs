@@ -84,11 +84,16 @@ pub enum GlobalCounter {
     /// guest that came in through the watched interface (a guest's own,
     /// routed back): never an answer.
     PacketLoopedBack,
+    /// Packet plane: guests' SYNs from a source address the host does not
+    /// route back out of the interface they came in on (or does not route at
+    /// all): the answers would go elsewhere, so silence says nothing about
+    /// the destination; passed untracked.
+    PacketSynsSpoofed,
 }
 
 impl GlobalCounter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 33] = [
+    pub const ALL: [Self; 34] = [
         Self::TcpConnects,
         Self::OtherConnects,
         Self::Paused,
@@ -122,6 +127,7 @@ impl GlobalCounter {
         Self::PacketOutOfWindow,
         Self::PacketIcmpMismatched,
         Self::PacketLoopedBack,
+        Self::PacketSynsSpoofed,
     ];
     /// Number of slots in the counters array.
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -162,6 +168,7 @@ impl GlobalCounter {
             Self::PacketOutOfWindow => "packet_out_of_window",
             Self::PacketIcmpMismatched => "packet_icmp_mismatched",
             Self::PacketLoopedBack => "packet_looped_back",
+            Self::PacketSynsSpoofed => "packet_syns_spoofed",
         }
     }
 }

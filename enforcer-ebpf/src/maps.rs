@@ -87,6 +87,12 @@ pub static FLOWS: HashMap<
 #[btf_map]
 pub static FRAMES: PerCpuArray<[u8; HEADER_BYTES], 2> = PerCpuArray::new();
 
+/// Per-CPU scratch for the packet programs' `struct bpf_fib_lookup` (64 bytes,
+/// 8-aligned), the reverse-path check of a guest's SYN: no room for it on the
+/// stack either.
+#[btf_map]
+pub static FIB_SCRATCH: PerCpuArray<[u64; 8], 1> = PerCpuArray::new();
+
 /// Hot-path counters, per CPU, indexed by `GlobalCounter`.
 #[btf_map]
 pub static COUNTERS: PerCpuArray<u64, { GlobalCounter::COUNT as usize }> = PerCpuArray::new();

@@ -51,6 +51,7 @@ mod frame;
 mod icmp;
 mod parse;
 mod reply;
+mod route;
 mod verify;
 mod wire;
 
@@ -59,6 +60,7 @@ mod tests;
 
 pub use parse::parse;
 pub use reply::rst_reply;
+pub use route::{ReversePath, fib_result, reverse_path};
 pub use verify::{Vetted, vet_syn};
 
 /// Bytes of a frame the programs copy and parse: Ethernet + 2 VLAN tags + IPv6

@@ -2,6 +2,7 @@
 //! are in `rst`.
 
 mod build;
+mod route;
 mod rst;
 mod verify;
 

@@ -14,6 +14,7 @@
 //! |------------------------------------|--------------------------------------------------|
 //! | SYN nobody can answer: TTL/hop limit ≤ 1, a checksum that does not verify, an IP length past its end | pass untouched, untracked (`packet_syns_ttl_expiring`, `packet_syns_corrupt`) |
 //! | SYN not vouched for: IPv4 options, IPv6 extension headers, too long to verify | pass untouched, untracked (`packet_syns_unverified`) |
+//! | SYN from a source the host routes out of another interface, or not at all | pass untouched, untracked (`packet_syns_spoofed`) |
 //! | SYN, admitted                      | pass, flow tracked                               |
 //! | SYN, rejected                      | answered with a RST crafted in place (`packet_resets`) |
 //! | SYN with data, rejected            | dropped (`packet_rejects_dropped`)               |
@@ -43,19 +44,26 @@ pub mod flows;
 mod tc;
 mod xdp;
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::{bindings::bpf_fib_lookup, helpers::bpf_ktime_get_ns};
 use enforcer_common::{
     config::Config,
     counters::GlobalCounter,
     flow::{Direction, FlowKey, Watch},
-    packet::{HEADER_BYTES, Parsed, Reply, Segment, Vetted, parse, rst_reply, tcp_flags, vet_syn},
+    packet::{
+        HEADER_BYTES, Parsed, Reply, ReversePath, Segment, Vetted, parse, reverse_path, rst_reply,
+        tcp_flags, vet_syn,
+    },
 };
 
 use crate::{
     admission::{self, Admission},
     counters,
-    maps::FRAMES,
+    maps::{FIB_SCRATCH, FRAMES},
 };
+
+// The scratch slot holds exactly one lookup's parameters.
+const _: () = assert!(size_of::<bpf_fib_lookup>() == 64);
+const _: () = assert!(size_of::<bpf_fib_lookup>() == size_of::<[u64; 8]>());
 
 /// What to do with a frame.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -87,6 +95,13 @@ pub trait Frame {
     /// Whether a frame going to the guests came in through this same
     /// interface: a guest's own packet, routed back.
     fn looped_back(&self) -> bool;
+
+    /// The interface a frame from the guests arrived on.
+    fn ingress_ifindex(&self) -> u32;
+
+    /// `bpf_fib_lookup` in this program type's network namespace, no flags:
+    /// the helper's return code; the egress interface is left in `params`.
+    fn fib_lookup(&self, params: *mut bpf_fib_lookup) -> i64;
 }
 
 /// `len` as a helper's size argument, in 1..=[`HEADER_BYTES`] in a form the
@@ -199,7 +214,10 @@ fn on_syn(
     config: &Config,
 ) -> Action {
     counters::bump(GlobalCounter::PacketSyns);
-    if !deliverable(frame, buf, len, seg) || flows::on_syn_again(key, seg.seq, now) {
+    if !deliverable(frame, buf, len, seg)
+        || !routed_back(frame, seg)
+        || flows::on_syn_again(key, seg.seq, now)
+    {
         return Action::Pass;
     }
     // Forwarded packets belong to no cgroup: scoped policies are the socket
@@ -235,6 +253,56 @@ fn deliverable(
     };
     counters::bump(counter);
     false
+}
+
+/// Whether the host routes answers to the SYN's source back out of the
+/// interface it came in on (`enforcer_common::packet::reverse_path`); a
+/// spoofed source is counted. Fails open: no scratch, no answer.
+#[inline(always)]
+fn routed_back(frame: &impl Frame, seg: &Segment) -> bool {
+    const AF_INET: u8 = 2;
+    const AF_INET6: u8 = 10;
+    const IPPROTO_TCP: u8 = 6;
+    let Some(scratch) = FIB_SCRATCH.get_ptr_mut(0) else {
+        return true;
+    };
+    let params: *mut bpf_fib_lookup = scratch.cast();
+    let ingress = frame.ingress_ifindex();
+    // SAFETY: a per-CPU value, used by one program run at a time on this CPU,
+    // as big as the struct and 8-aligned. Every input field is written: the
+    // slot holds the previous lookup's outputs.
+    let rc = unsafe {
+        let p = &mut *params;
+        // The route a packet to the SYN's source, from its destination,
+        // arriving on this interface would take: the way the answers go.
+        p.family = if seg.layout.ipv6 { AF_INET6 } else { AF_INET };
+        p.l4_protocol = IPPROTO_TCP;
+        p.sport = seg.dport.to_be();
+        p.dport = seg.sport.to_be();
+        // No MTU check against a length.
+        p.__bindgen_anon_1.tot_len = 0;
+        p.ifindex = ingress;
+        // Covers the IPv4 TOS byte too.
+        p.__bindgen_anon_2.flowinfo = 0;
+        if seg.layout.ipv6 {
+            p.__bindgen_anon_3.ipv6_src = seg.dst;
+            p.__bindgen_anon_4.ipv6_dst = seg.src;
+        } else {
+            // Addresses are v4-mapped words in memory order: the last is the
+            // IPv4 address as it lies in the packet.
+            p.__bindgen_anon_3.ipv4_src = seg.dst[3];
+            p.__bindgen_anon_4.ipv4_dst = seg.src[3];
+        }
+        p.__bindgen_anon_5.tbid = 0;
+        frame.fib_lookup(params)
+    };
+    // SAFETY: as above; the helper wrote the egress interface (or left ours).
+    let egress = unsafe { (*params).ifindex };
+    if reverse_path(ingress, rc, egress) == ReversePath::Elsewhere {
+        counters::bump(GlobalCounter::PacketSynsSpoofed);
+        return false;
+    }
+    true
 }
 
 /// Answers a rejected SYN with a RST, as a closed port would: the guest's

@@ -3,9 +3,10 @@
 //! of the interface it came in on.
 
 use aya_ebpf::{
-    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_OK, TC_ACT_SHOT},
+    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_OK, TC_ACT_SHOT, bpf_fib_lookup},
     helpers::generated::{
-        bpf_l4_csum_replace, bpf_redirect, bpf_skb_load_bytes, bpf_skb_store_bytes,
+        bpf_fib_lookup as fib_lookup, bpf_l4_csum_replace, bpf_redirect, bpf_skb_load_bytes,
+        bpf_skb_store_bytes,
     },
     macros::classifier,
     programs::TcContext,
@@ -99,6 +100,25 @@ impl Frame for TcFrame<'_> {
             bpf_skb_store_bytes(skb, at, before.as_mut_ptr().cast(), FIELD, 0);
         }
         false
+    }
+
+    #[inline(always)]
+    fn ingress_ifindex(&self) -> u32 {
+        // SAFETY: a read of the context the verifier allows a classifier.
+        unsafe { (*self.0.skb.skb).ingress_ifindex }
+    }
+
+    #[inline(always)]
+    fn fib_lookup(&self, params: *mut bpf_fib_lookup) -> i64 {
+        // SAFETY: `params` points at a whole `bpf_fib_lookup` (per-CPU scratch).
+        unsafe {
+            fib_lookup(
+                self.0.skb.skb.cast(),
+                params,
+                size_of::<bpf_fib_lookup>() as i32,
+                0,
+            )
+        }
     }
 
     #[inline(always)]

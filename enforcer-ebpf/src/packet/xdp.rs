@@ -2,8 +2,8 @@
 //! drivers that run XDP natively; a rejected SYN goes back with `XDP_TX`.
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::generated::{bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    bindings::{bpf_fib_lookup, xdp_action},
+    helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     macros::xdp,
     programs::XdpContext,
 };
@@ -46,6 +46,25 @@ impl Frame for XdpFrame<'_> {
     #[inline(always)]
     fn checksum_deferred(&mut self, _csum_at: usize) -> bool {
         false
+    }
+
+    #[inline(always)]
+    fn ingress_ifindex(&self) -> u32 {
+        // SAFETY: a read of the context the verifier allows XDP.
+        unsafe { (*self.0.ctx).ingress_ifindex }
+    }
+
+    #[inline(always)]
+    fn fib_lookup(&self, params: *mut bpf_fib_lookup) -> i64 {
+        // SAFETY: `params` points at a whole `bpf_fib_lookup` (per-CPU scratch).
+        unsafe {
+            fib_lookup(
+                self.0.ctx.cast(),
+                params,
+                size_of::<bpf_fib_lookup>() as i32,
+                0,
+            )
+        }
     }
 
     /// XDP sees only what the interface receives (from the guests).

@@ -7,7 +7,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{IpAddr, SocketAddr, TcpStream},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
     os::fd::OwnedFd,
     thread,
     time::{Duration, Instant},
@@ -297,6 +297,86 @@ fn syns_nobody_can_answer_leave_the_destination_untouched() {
     let s = tracked(&enforcer, dest);
     assert_eq!((s.counters.attempts, s.counters.abandoned), (1, 1));
     assert_eq!(s.counters.failures(), 0);
+}
+
+#[test]
+fn syns_from_a_source_not_routed_back_through_the_interface_leave_the_destination_untouched() {
+    let net = Routed::new();
+    // One failure would trip it.
+    let enforcer = net.watched(
+        &[SILENT_PORT],
+        Policy {
+            failure_threshold: 1,
+            ..fixtures::base_policy()
+        },
+        fixtures::minute_open(),
+    );
+    net.set_backend_port(SILENT_PORT, "drop");
+    let spoofed_before = counter(&enforcer, GlobalCounter::PacketSynsSpoofed);
+    // Sources the router sends answers to elsewhere: the backend's own subnet
+    // (out of the backend-facing interface), or nowhere (no route at all).
+    let [a, b, c, _] = net.backend_v4.octets();
+    let mut backend_side_v6 = net.backend_v6.segments();
+    backend_side_v6[7] = 0x77;
+    let v4 = IpAddr::from(net.backend_v4);
+    let v6 = IpAddr::from(net.backend_v6);
+    let sources: [(IpAddr, IpAddr); 4] = [
+        (Ipv4Addr::new(a, b, c, 77).into(), v4),
+        (Ipv4Addr::new(192, 0, 2, 77).into(), v4),
+        (Ipv6Addr::from(backend_side_v6).into(), v6),
+        ("2001:db8::77".parse().unwrap(), v6),
+    ];
+    let mut port = 51_000;
+    let mut injected = 0;
+    for (source, backend) in sources {
+        port += 1;
+        let syn = Tcp::syn(source, port, backend, SILENT_PORT).frame();
+        // Sent again, as a guest faking silence would.
+        for _ in 0..2 {
+            net.inject(Ns::Guest, &syn);
+            injected += 1;
+        }
+    }
+    eventually("every spoofed SYN seen", || {
+        counter(&enforcer, GlobalCounter::PacketSynsSpoofed) - spoofed_before >= injected
+    });
+    assert_eq!(
+        counter(&enforcer, GlobalCounter::PacketSynsSpoofed) - spoofed_before,
+        injected
+    );
+    assert!(enforcer.flows().unwrap().is_empty(), "nothing tracked");
+    for backend in [v4, v6] {
+        let dest = SocketAddr::new(backend, SILENT_PORT);
+        assert!(dest_state(&enforcer, dest).is_none(), "{dest} untouched");
+    }
+
+    // The guest's own addresses are routed back through the interface: its
+    // SYNs (retransmitted too) are tracked, none of them spoofed.
+    for (guest, backend) in [(IpAddr::from(net.guest_v4), v4), (net.guest_v6.into(), v6)] {
+        port += 1;
+        let intact = Tcp::syn(guest, port, backend, SILENT_PORT);
+        net.inject(Ns::Guest, &intact.frame());
+        net.inject(Ns::Guest, &intact.frame());
+        let (_, flow) = flow_of(&enforcer, port, false);
+        assert_eq!(flow.seq.syn, intact.seq);
+        eventually("the retransmission seen", || {
+            flow_of(&enforcer, port, false).1.seq.syn_again()
+        });
+        // Given up by its guest at its next number: abandoned.
+        net.inject(Ns::Guest, &intact.established(RST).frame());
+        let dest = SocketAddr::new(backend, SILENT_PORT);
+        eventually("the flow ended", || {
+            tracked(&enforcer, dest).breaker.pending == 0
+        });
+        let s = tracked(&enforcer, dest);
+        assert_eq!((s.counters.attempts, s.counters.abandoned), (1, 1));
+        assert_eq!(s.counters.failures(), 0);
+        assert_eq!(s.breaker.state, state::CLOSED);
+    }
+    assert_eq!(
+        counter(&enforcer, GlobalCounter::PacketSynsSpoofed) - spoofed_before,
+        injected
+    );
 }
 
 /// Active and pending slots of `dest` (0, 0 when not listed).
