@@ -52,6 +52,14 @@ pub const FLOWS: &str = "FLOWS";
 /// Default capacity of [`FLOWS`]; the daemon may change it at load time.
 pub const FLOWS_CAPACITY: u32 = 65_536;
 
+/// Hash map interface index → the index of the bridge it is a port of (0:
+/// none), written by the daemon for every interface it watches: a guest
+/// behind a bridge port is routed back through the bridge. Entries of
+/// interfaces no longer watched are harmless (no program runs there).
+pub const WATCHED: &str = "WATCHED";
+/// Capacity of [`WATCHED`].
+pub const WATCHED_CAPACITY: u32 = 1024;
+
 /// Read-only globals of the object, set by the daemon at load time from the
 /// running kernel's BTF (`/sys/kernel/btf/vmlinux`): layouts differ between
 /// kernel builds, and the programs read these few fields through BTF-typed

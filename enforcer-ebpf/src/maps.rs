@@ -14,6 +14,7 @@ use enforcer_common::{
     flow::{Flow, FlowKey},
     maps::{
         DESTS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, OVERRIDES_CAPACITY, POLICY_RULES_CAPACITY,
+        WATCHED_CAPACITY,
     },
     overrides::Override,
     packet::HEADER_BYTES,
@@ -92,6 +93,11 @@ pub static FRAMES: PerCpuArray<[u8; HEADER_BYTES], 2> = PerCpuArray::new();
 /// stack either.
 #[btf_map]
 pub static FIB_SCRATCH: PerCpuArray<[u64; 8], 1> = PerCpuArray::new();
+
+/// Watched interface index → the bridge it is a port of (0: none), written by
+/// the daemon.
+#[btf_map]
+pub static WATCHED: HashMap<u32, u32, { WATCHED_CAPACITY as usize }> = HashMap::new();
 
 /// Hot-path counters, per CPU, indexed by `GlobalCounter`.
 #[btf_map]

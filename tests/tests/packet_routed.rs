@@ -181,6 +181,14 @@ fn a_capped_backend_never_sees_more_concurrent_guest_flows_than_the_cap() {
         enforcer.counter(GlobalCounter::RejectedBulkhead).unwrap(),
         3
     );
+    // The backend must have accepted both before one closes: otherwise the
+    // wait below could pass with one still in its accept queue, and the close
+    // seen late would make three at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counting.now.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "the backend never held both");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // The guest closes one (its FIN gives the slot back): the next one passes.
     // (Waiting for the backend to see that close too: until then it still
     // counts the closed connection as held.)

@@ -18,7 +18,9 @@
 //! tracked as it was before the check existed.
 //!
 //! A guest behind a bridge port is routed back through the bridge, not the
-//! port: watch the bridge itself, not its ports.
+//! port: the bridge the watched interface is enslaved to (its `master`, which
+//! the daemon records when it watches the interface) counts as the same way
+//! back.
 
 /// `bpf_fib_lookup`'s return codes (`BPF_FIB_LKUP_RET_*`, uapi `linux/bpf.h`).
 pub mod fib_result {
@@ -62,14 +64,16 @@ pub enum ReversePath {
 
 /// Judges a FIB lookup of the route to a SYN's source: `rc` is what
 /// `bpf_fib_lookup` returned, `egress` the `ifindex` it left in its
-/// parameters, `ingress` the interface the SYN arrived on.
+/// parameters, `ingress` the interface the SYN arrived on and `master` the
+/// bridge that interface is a port of (0: none).
 #[inline(always)]
-pub fn reverse_path(ingress: u32, rc: i64, egress: u32) -> ReversePath {
+pub fn reverse_path(ingress: u32, master: u32, rc: i64, egress: u32) -> ReversePath {
     if ingress <= LOOPBACK_IFINDEX {
         return ReversePath::Unknown;
     }
+    let back = egress == ingress || (master != 0 && egress == master);
     match rc {
-        fib_result::SUCCESS | fib_result::NO_NEIGH if egress == ingress => ReversePath::Back,
+        fib_result::SUCCESS | fib_result::NO_NEIGH if back => ReversePath::Back,
         fib_result::SUCCESS | fib_result::NO_NEIGH if egress != 0 => ReversePath::Elsewhere,
         fib_result::BLACKHOLE
         | fib_result::UNREACHABLE

@@ -58,7 +58,7 @@ use enforcer_common::{
 use crate::{
     admission::{self, Admission},
     counters,
-    maps::{FIB_SCRATCH, FRAMES},
+    maps::{FIB_SCRATCH, FRAMES, WATCHED},
 };
 
 // The scratch slot holds exactly one lookup's parameters.
@@ -298,7 +298,9 @@ fn routed_back(frame: &impl Frame, seg: &Segment) -> bool {
     };
     // SAFETY: as above; the helper wrote the egress interface (or left ours).
     let egress = unsafe { (*params).ifindex };
-    if reverse_path(ingress, rc, egress) == ReversePath::Elsewhere {
+    // SAFETY: a value of WATCHED, valid for the program's run.
+    let master = WATCHED.get_ptr(ingress).map_or(0, |m| unsafe { *m });
+    if reverse_path(ingress, master, rc, egress) == ReversePath::Elsewhere {
         counters::bump(GlobalCounter::PacketSynsSpoofed);
         return false;
     }

@@ -86,10 +86,23 @@ impl Enforcer {
     /// Attaches the packet programs to `interface` in this network namespace,
     /// holding the links (dropping the `Enforcer` detaches them).
     pub fn watch(&mut self, interface: &str, hook: PacketHook) -> Result<Ingress, BpfError> {
+        self.record_master(interface)?;
         let ebpf = self.ebpf.as_mut().ok_or(BpfError::ObjectMissing)?;
         let (ingress, links) = attach(&mut Source::Loaded(ebpf), interface, hook)?;
         self.links.extend(links);
         Ok(ingress)
+    }
+
+    /// Tells the packet programs which bridge `interface` is a port of, if
+    /// any: answers to its guests are routed through that bridge.
+    fn record_master(&mut self, interface: &str) -> Result<(), BpfError> {
+        let index = if_index(interface)?;
+        let master = super::link_master::master_of(index)
+            .map_err(|_| BpfError::Interface {
+                name: interface.to_owned(),
+            })?
+            .unwrap_or(0);
+        super::maps::set_watched(&mut self.maps, index, master)
     }
 
     /// The daemon's interfaces: makes the pinned set of watched interfaces
@@ -110,6 +123,9 @@ impl Enforcer {
         let mut watched = Vec::with_capacity(interfaces.len());
         for interface in interfaces {
             let index = if_index(interface)?;
+            // Also for adopted links: the interface may have joined a bridge
+            // since.
+            self.record_master(interface)?;
             if let Some(ingress) = pinned_ingress(pins, interface, index, hook) {
                 watched.push(Watched {
                     interface: interface.clone(),

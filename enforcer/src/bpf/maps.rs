@@ -78,6 +78,16 @@ fn array_set<V: Pod>(
     array.set(index, value, 0).map_err(map_err(name))
 }
 
+/// Records that the watched interface `ifindex` is a port of the bridge
+/// `master` (0: none).
+pub fn set_watched(maps: &mut Maps, ifindex: u32, master: u32) -> Result<(), BpfError> {
+    let mut watched: HashMap<&mut MapData, u32, u32> =
+        HashMap::try_from(map_mut(maps, names::WATCHED)?).map_err(map_err(names::WATCHED))?;
+    watched
+        .insert(ifindex, master, 0)
+        .map_err(map_err(names::WATCHED))
+}
+
 fn dests_map(maps: &Maps) -> Result<HashMap<&MapData, DestKey, DestState>, BpfError> {
     HashMap::try_from(map(maps, names::DESTS)?).map_err(map_err(names::DESTS))
 }

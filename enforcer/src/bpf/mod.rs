@@ -4,6 +4,7 @@ mod batch;
 pub mod btf;
 mod control;
 mod interfaces;
+mod link_master;
 mod maps;
 mod object;
 pub mod pins;

@@ -24,7 +24,7 @@ use super::{
 };
 
 /// Every map the object declares (and so every map pin).
-pub const MAP_NAMES: [&str; 12] = {
+pub const MAP_NAMES: [&str; 13] = {
     use enforcer_common::maps::*;
     [
         CONFIG,
@@ -39,6 +39,7 @@ pub const MAP_NAMES: [&str; 12] = {
         EVENTS,
         COUNTERS,
         FLOWS,
+        WATCHED,
     ]
 };
 

@@ -476,3 +476,67 @@ fn pausing_in_the_middle_of_live_flows_fails_nothing_and_strands_no_slot() {
     assert_eq!(d.status_of(silent)["state"], "open");
     drop(listener);
 }
+
+#[test]
+fn guests_behind_a_watched_bridge_port_are_routed_back_through_the_bridge() {
+    let net = Routed::new();
+    // The router's guest-facing interface becomes a port of a bridge that
+    // holds its addresses: answers to the guest are routed out of the bridge.
+    let rg = net.router_guest_if.clone();
+    let bridge = "brg0";
+    let (v4, v6) = (
+        format!("{}/24", net.router_guest_v4),
+        format!("{}/64", net.router_guest_v6),
+    );
+    for args in [
+        &["link", "add", bridge, "type", "bridge"][..],
+        &["addr", "del", &v4, "dev", &rg],
+        &["-6", "addr", "del", &v6, "dev", &rg],
+        &["link", "set", &rg, "master", bridge],
+        &["addr", "add", &v4, "dev", bridge],
+        &["-6", "addr", "add", &v6, "dev", bridge, "nodad"],
+        &["link", "set", bridge, "up"],
+    ] {
+        net.ip(Ns::Router, args);
+    }
+    let enforcer = net.watched(
+        &[SILENT_PORT],
+        Policy {
+            failure_threshold: 1,
+            ..fixtures::base_policy()
+        },
+        fixtures::minute_open(),
+    );
+    let spoofed_before = counter(&enforcer, GlobalCounter::PacketSynsSpoofed);
+    let mut port = 52_000;
+    for (guest, backend) in [
+        (IpAddr::from(net.guest_v4), IpAddr::from(net.backend_v4)),
+        (net.guest_v6.into(), net.backend_v6.into()),
+    ] {
+        port += 1;
+        net.inject(
+            Ns::Guest,
+            &Tcp::syn(guest, port, backend, SILENT_PORT).frame(),
+        );
+        let dest = SocketAddr::new(backend, SILENT_PORT);
+        eventually("the guest's SYN admitted", || {
+            dest_state(&enforcer, dest).is_some_and(|s| s.counters.attempts == 1)
+        });
+    }
+    assert_eq!(
+        counter(&enforcer, GlobalCounter::PacketSynsSpoofed),
+        spoofed_before,
+        "a guest behind the bridge port is not spoofing"
+    );
+    // A source routed elsewhere is still spoofed behind the bridge port.
+    let [a, b, c, _] = net.backend_v4.octets();
+    let elsewhere = Ipv4Addr::new(a, b, c, 77);
+    let backend = IpAddr::from(net.backend_v4);
+    net.inject(
+        Ns::Guest,
+        &Tcp::syn(elsewhere.into(), port + 1, backend, SILENT_PORT).frame(),
+    );
+    eventually("the spoofed SYN seen", || {
+        counter(&enforcer, GlobalCounter::PacketSynsSpoofed) > spoofed_before
+    });
+}
