@@ -46,7 +46,7 @@ fn loopback_and_unknown_ingress_are_not_judged() {
 
 #[test]
 fn routed_back_through_the_bridge_the_interface_is_a_port_of_is_trusted() {
-    const BRIDGE: u32 = 9;
+    const BRIDGE: u32 = 11;
     assert_eq!(reverse_path(WATCHED, BRIDGE, SUCCESS, BRIDGE), Back);
     assert_eq!(reverse_path(WATCHED, BRIDGE, NO_NEIGH, BRIDGE), Back);
     assert_eq!(reverse_path(WATCHED, BRIDGE, SUCCESS, WATCHED), Back);
