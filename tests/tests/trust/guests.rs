@@ -36,6 +36,21 @@ const OPEN_PORT: u16 = 8080;
 /// The backend's port that drops every SYN.
 const SILENT_PORT: u16 = 8081;
 
+/// The packet programs watching `net`'s guests, with a policy that one
+/// failure trips, for the backend's SILENT_PORT, which drops every SYN.
+fn tripwire(net: &Routed) -> Enforcer {
+    let enforcer = net.watched(
+        &[SILENT_PORT],
+        Policy {
+            failure_threshold: 1,
+            ..fixtures::base_policy()
+        },
+        fixtures::minute_open(),
+    );
+    net.set_backend_port(SILENT_PORT, "drop");
+    enforcer
+}
+
 /// Polls `f` until it holds, failing with `what` after a generous deadline.
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -174,16 +189,7 @@ fn a_guests_rsts_and_fins_outside_the_window_free_no_slot() {
 #[test]
 fn icmp_errors_quoting_another_number_and_answers_the_guest_loops_back_are_no_outcome() {
     let net = Routed::new();
-    // One failure would trip it.
-    let enforcer = net.watched(
-        &[SILENT_PORT],
-        Policy {
-            failure_threshold: 1,
-            ..fixtures::base_policy()
-        },
-        fixtures::minute_open(),
-    );
-    net.set_backend_port(SILENT_PORT, "drop");
+    let enforcer = tripwire(&net);
     let silent = SocketAddr::new(net.backend_v4.into(), SILENT_PORT);
     let (socket, port) = connect_in_background(&net, &enforcer, silent);
     let (_, flow) = flow_of(&enforcer, port, false);
@@ -226,15 +232,7 @@ fn icmp_errors_quoting_another_number_and_answers_the_guest_loops_back_are_no_ou
 #[test]
 fn syns_nobody_can_answer_leave_the_destination_untouched() {
     let net = Routed::new();
-    let enforcer = net.watched(
-        &[SILENT_PORT],
-        Policy {
-            failure_threshold: 1,
-            ..fixtures::base_policy()
-        },
-        fixtures::minute_open(),
-    );
-    net.set_backend_port(SILENT_PORT, "drop");
+    let enforcer = tripwire(&net);
     let mut port = 50_000;
     let mut injected = 0;
     let (corrupt, expiring) = (
@@ -302,16 +300,7 @@ fn syns_nobody_can_answer_leave_the_destination_untouched() {
 #[test]
 fn syns_from_a_source_not_routed_back_through_the_interface_leave_the_destination_untouched() {
     let net = Routed::new();
-    // One failure would trip it.
-    let enforcer = net.watched(
-        &[SILENT_PORT],
-        Policy {
-            failure_threshold: 1,
-            ..fixtures::base_policy()
-        },
-        fixtures::minute_open(),
-    );
-    net.set_backend_port(SILENT_PORT, "drop");
+    let enforcer = tripwire(&net);
     let spoofed_before = counter(&enforcer, GlobalCounter::PacketSynsSpoofed);
     // Sources the router sends answers to elsewhere: the backend's own subnet
     // (out of the backend-facing interface), or nowhere (no route at all).
