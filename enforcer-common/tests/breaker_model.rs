@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use enforcer_common::{
     breaker::{Cause, OpenGuard, Transition, Verdict, state},
+    control::may_forget,
     dest::{DestCounters, DestState},
     outcome::{
         ECONNREFUSED, ETIMEDOUT, End, Outcome, SynSentClose, classify_syn_sent_close, on_reconnect,
@@ -25,6 +26,12 @@ use enforcer_common::{
     sock::{SockInfo, flags, marks},
 };
 use proptest::{prelude::*, test_runner::TestCaseError};
+
+/// What the kernel's FORGET decides for a CLOSED-only garbage collection of
+/// an idle destination (any last connect, no stale-policy condition).
+fn forgettable(d: &DestState) -> bool {
+    may_forget(d, u64::MAX, 0, d.policy_epoch, 0)
+}
 
 const WINDOW: u64 = 8_000;
 /// `BPF_TCP_ESTABLISHED`.
@@ -1076,7 +1083,7 @@ impl World {
                 }
             }
             Op::Forget(race) => {
-                let may = self.real.forgettable();
+                let may = forgettable(&self.real);
                 prop_assert_eq!(may, self.model.forgettable(), "forgettable");
                 if may {
                     // Every connect of the entry ended exactly one way.
@@ -1152,7 +1159,7 @@ impl World {
         prop_assert_eq!(real.counters, model.c, "counters");
         prop_assert_eq!(real.policy_epoch, model.joined, "policy epoch");
         prop_assert_eq!(real.generation != 0, model.admitted_ever, "generation");
-        prop_assert_eq!(real.forgettable(), model.forgettable(), "forgettable");
+        prop_assert_eq!(forgettable(real), model.forgettable(), "forgettable");
         self.ended_one_way()?;
         for (id, sk) in &self.socks {
             let m = &model.socks[id];

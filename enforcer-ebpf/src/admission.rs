@@ -5,7 +5,7 @@
 //! | case                                        | admission  | accounting              |
 //! |---------------------------------------------|------------|-------------------------|
 //! | no rule matches / policy `off`              | pass       | `unmatched`/`policy_off`|
-//! | outside the policy's scope                  | pass       | `out_of_scope`          |
+//! | policy does not apply (scope, unjudgeable SYN) | pass    | counted by the caller   |
 //! | `disabled` override                         | pass       | `disabled`              |
 //! | destination map full / internal error       | pass       | `dest_map_full`/—       |
 //! | circuit open (or forced open), enforce      | rejected   | `rejected_circuit`      |
@@ -46,14 +46,16 @@ pub enum Admission {
     Rejected { policy: &'static Policy },
 }
 
-/// Decides a TCP connect to `key` at `now`. `in_scope` says whether a policy
-/// with a scope applies to this caller.
+/// Decides a TCP connect to `key` at `now`. `applies` says whether the
+/// matching policy applies to this caller (its cgroup scope; for a guest's
+/// SYN, also whether the SYN can be judged at all), counting why not: it runs
+/// only once a rule matched, so connects no policy covers never pay for it.
 #[inline(always)]
 pub fn admit(
     key: &DestKey,
     now: u64,
     check_overrides: bool,
-    in_scope: impl FnOnce(&Policy) -> bool,
+    applies: impl FnOnce(&Policy) -> bool,
 ) -> Admission {
     let Some(policy_id) = policy_id(key) else {
         counters::bump(GlobalCounter::Unmatched);
@@ -66,8 +68,7 @@ pub fn admit(
         counters::bump(GlobalCounter::PolicyOff);
         return Admission::Pass;
     }
-    if !in_scope(policy) {
-        counters::bump(GlobalCounter::OutOfScope);
+    if !applies(policy) {
         return Admission::Pass;
     }
     let mut forced_open = false;

@@ -23,11 +23,11 @@ pub fn add(dst: *mut u64, v: u64) {
 
 /// `*dst -= v`, atomically, stopping at 0 instead of wrapping: a count that
 /// drifted low (a race the daemon's reconciliation corrects later) must not
-/// become 2^64 - 1. `false` when other CPUs kept changing the value through
-/// every try: then nothing was subtracted, and the count errs high, which
-/// the reconciliation corrects too.
+/// become 2^64 - 1. When other CPUs kept changing the value through every
+/// try, nothing is subtracted and the count errs high, which the
+/// reconciliation corrects too.
 #[inline(always)]
-pub fn sub_saturating(dst: *mut u64, v: u64) -> bool {
+pub fn sub_saturating(dst: *mut u64, v: u64) {
     let mut current = load(dst);
     for _ in 0..CAS_TRIES {
         // SAFETY: as in `add`.
@@ -39,11 +39,10 @@ pub fn sub_saturating(dst: *mut u64, v: u64) -> bool {
             )
         };
         if swapped {
-            return true;
+            return;
         }
         current = seen;
     }
-    false
 }
 
 /// `*dst`, read once.

@@ -136,9 +136,13 @@ fn settle_previous(ctx: &SockAddrContext) {
 fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool) -> i32 {
     let now = unsafe { bpf_ktime_get_ns() };
     let in_scope = |policy: &Policy| {
-        policy.cgroup_id == 0
+        let applies = policy.cgroup_id == 0
             || unsafe { bpf_get_current_ancestor_cgroup_id(policy.cgroup_level as i32) }
-                == policy.cgroup_id
+                == policy.cgroup_id;
+        if !applies {
+            counters::bump(GlobalCounter::OutOfScope);
+        }
+        applies
     };
     match admission::admit(key, now, check_overrides, in_scope) {
         Admission::Pass => ALLOW,

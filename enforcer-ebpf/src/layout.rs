@@ -31,57 +31,58 @@ fn global(g: &'static u32) -> u32 {
     unsafe { ptr::read_volatile(g) }
 }
 
-/// The socket's `sk_err`, if the kernel's layout is known.
-///
-/// # Safety
-/// `sk` must be a non-null socket pointer handed by the kernel to this program.
-#[inline(always)]
-pub unsafe fn sk_err(sk: *mut c_void) -> Option<i32> {
-    let offset = global(&SK_ERR_OFFSET);
-    if offset == 0 {
-        return None;
-    }
-    // SAFETY: the caller passes a socket; the helper returns a BTF-typed
-    // `tcp_sock` or null.
-    let tp = unsafe { bpf_skc_to_tcp_sock(sk) };
-    if tp.is_null() {
-        return None;
-    }
-    // SAFETY: `offset` is the field's offset in this kernel's `struct sock`,
-    // which starts `struct tcp_sock`.
-    Some(unsafe { read_at::<i32>(tp.cast(), offset) })
-}
+/// A TCP socket as the kernel's BTF types it: what the helper
+/// `bpf_skc_to_tcp_sock` returns, asked once per callback.
+#[derive(Clone, Copy)]
+pub struct TcpSock(*const u8);
 
-/// Whether the caller set its socket's IPv4 TTL or IPv6 hop limit below the
-/// system's default.
-///
-/// # Safety
-/// As [`sk_err`].
-#[inline(always)]
-pub unsafe fn hop_limit_lowered(sk: *mut c_void) -> bool {
-    // SAFETY: as in `sk_err`.
-    let tp = unsafe { bpf_skc_to_tcp_sock(sk) }.cast::<u8>();
-    if tp.is_null() {
-        return false;
+impl TcpSock {
+    /// The socket behind `sk`, if it is a full TCP socket.
+    ///
+    /// # Safety
+    /// `sk` must be a non-null socket pointer handed by the kernel to this
+    /// program.
+    #[inline(always)]
+    pub unsafe fn of(sk: *mut c_void) -> Option<Self> {
+        // SAFETY: the caller passes a socket; the helper returns a BTF-typed
+        // `tcp_sock` or null.
+        let tp = unsafe { bpf_skc_to_tcp_sock(sk) }.cast::<u8>();
+        (!tp.is_null()).then_some(Self(tp))
     }
-    let (ttl_at, min_ttl) = (global(&UC_TTL_OFFSET), global(&MIN_TTL));
-    // SAFETY: `uc_ttl`'s offset in this kernel's `struct inet_sock`, which
-    // starts `struct tcp_sock`.
-    if ttl_at != 0 && lowered(unsafe { read_at::<i16>(tp, ttl_at) }, min_ttl) {
-        return true;
+
+    /// The socket's `sk_err`, if the kernel's layout is known.
+    #[inline(always)]
+    pub fn sk_err(self) -> Option<i32> {
+        let offset = global(&SK_ERR_OFFSET);
+        // SAFETY: `offset` is the field's offset in this kernel's `struct
+        // sock`, which starts `struct tcp_sock`.
+        (offset != 0).then(|| unsafe { read_at::<i32>(self.0, offset) })
     }
-    let (pinet6_at, hop_at) = (global(&PINET6_OFFSET), global(&HOP_LIMIT_OFFSET));
-    if pinet6_at == 0 || hop_at == 0 {
-        return false;
+
+    /// Whether the caller set the socket's IPv4 TTL or IPv6 hop limit below
+    /// the system's default.
+    #[inline(always)]
+    pub fn hop_limit_lowered(self) -> bool {
+        let (ttl_at, min_ttl) = (global(&UC_TTL_OFFSET), global(&MIN_TTL));
+        // SAFETY: `uc_ttl`'s offset in this kernel's `struct inet_sock`, which
+        // starts `struct tcp_sock`.
+        if ttl_at != 0 && lowered(unsafe { read_at::<i16>(self.0, ttl_at) }, min_ttl) {
+            return true;
+        }
+        let (pinet6_at, hop_at) = (global(&PINET6_OFFSET), global(&HOP_LIMIT_OFFSET));
+        if pinet6_at == 0 || hop_at == 0 {
+            return false;
+        }
+        // SAFETY: `pinet6`'s offset in `struct inet_sock`: NULL for IPv4
+        // sockets, else the socket's `struct ipv6_pinfo`, which holds
+        // `hop_limit`.
+        let np = unsafe { read_at::<*const u8>(self.0, pinet6_at) };
+        !np.is_null()
+            && lowered(
+                unsafe { read_at::<i16>(np, hop_at) },
+                global(&MIN_HOP_LIMIT),
+            )
     }
-    // SAFETY: `pinet6`'s offset in `struct inet_sock`: NULL for IPv4 sockets,
-    // else the socket's `struct ipv6_pinfo`, which holds `hop_limit`.
-    let np = unsafe { read_at::<*const u8>(tp, pinet6_at) };
-    !np.is_null()
-        && lowered(
-            unsafe { read_at::<i16>(np, hop_at) },
-            global(&MIN_HOP_LIMIT),
-        )
 }
 
 /// A caller-set value (-1 = the default) below the system's default.

@@ -30,7 +30,7 @@ use enforcer_common::{
     sock::{SockInfo, marks},
 };
 
-use crate::{atomic, counters, dest::record_end, layout, maps::POLICIES, sock};
+use crate::{atomic, counters, dest::record_end, layout::TcpSock, maps::POLICIES, sock};
 
 const SOL_TCP: i32 = 6;
 const TCP_USER_TIMEOUT: i32 = 18;
@@ -79,7 +79,7 @@ fn on_op(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
             if ctx.arg(0) == BPF_TCP_SYN_SENT {
                 let seen = SynSentClose {
                     // SAFETY: a socket from the context.
-                    sk_err: unsafe { layout::sk_err(sk) },
+                    sk_err: unsafe { TcpSock::of(sk) }.and_then(TcpSock::sk_err),
                     segs_in: ctx.segs_in().wrapping_sub(sock.segs_in_at_connect),
                     marks: atomic::load(&raw const sock.marks),
                 };
@@ -106,12 +106,13 @@ fn on_connect(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
     // so that only what happens from here on counts.
     sock.segs_in_at_connect = ctx.segs_in();
     // SAFETY: a socket from the context.
-    if unsafe { layout::sk_err(sk) }.is_some_and(|e| e != 0) {
-        noted |= marks::STALE_ERROR;
-    }
-    // SAFETY: as above.
-    if unsafe { layout::hop_limit_lowered(sk) } {
-        noted |= marks::HOP_LIMITED;
+    if let Some(tp) = unsafe { TcpSock::of(sk) } {
+        if tp.sk_err().is_some_and(|e| e != 0) {
+            noted |= marks::STALE_ERROR;
+        }
+        if tp.hop_limit_lowered() {
+            noted |= marks::HOP_LIMITED;
+        }
     }
     atomic::fetch_or(&raw mut sock.marks, noted);
     let timeout_ms = POLICIES

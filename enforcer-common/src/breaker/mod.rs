@@ -484,15 +484,6 @@ impl DestState {
     }
 }
 
-impl DestState {
-    /// Whether garbage collection may forget the destination: CLOSED, holding no
-    /// slot.
-    #[inline(always)]
-    pub fn forgettable(&self) -> bool {
-        self.breaker.state == state::CLOSED && self.breaker.active == 0 && self.breaker.pending == 0
-    }
-}
-
 impl Breaker {
     /// HALF_OPEN → CLOSED: a healthy stretch starts with a clean window.
     #[inline(always)]

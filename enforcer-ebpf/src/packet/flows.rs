@@ -22,17 +22,18 @@ use enforcer_common::{
 use crate::{admission, counters, dest::record_end, maps::FLOWS, maps::POLICIES};
 
 /// A SYN on the ports of a tracked flow. The flow's own SYN sent again while
-/// unanswered marks the silence a timeout needs. Whether the flow exists (the
-/// SYN then asks nothing of the gate: the flow holds its admission).
+/// unanswered, and `judged` (it could be delivered and answered), marks the
+/// silence a timeout needs. Whether the flow exists (the SYN then asks
+/// nothing of the gate: the flow holds its admission).
 #[inline(always)]
-pub fn on_syn_again(key: &FlowKey, seq: u32, now: u64) -> bool {
+pub fn on_syn_again(key: &FlowKey, seq: u32, now: u64, judged: impl FnOnce() -> bool) -> bool {
     let Some(flow) = FLOWS.get_ptr_mut(key) else {
         return false;
     };
     // SAFETY: a live value of FLOWS; `seq` and the timestamp are written
     // without the lock, `sock` is not touched.
     let f = unsafe { &mut *flow };
-    if f.is_syn_again(seq) {
+    if f.is_syn_again(seq) && judged() {
         if !f.seq.syn_again() {
             f.seq.marks |= marks::SYN_AGAIN;
         }

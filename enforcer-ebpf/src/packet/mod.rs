@@ -214,16 +214,22 @@ fn on_syn(
     config: &Config,
 ) -> Action {
     counters::bump(GlobalCounter::PacketSyns);
-    if !deliverable(frame, buf, len, seg)
-        || !routed_back(frame, seg)
-        || flows::on_syn_again(key, seg.seq, now)
-    {
+    // A SYN nobody could answer, or from a source its answers would not
+    // reach, is not judged: checked only for SYNs a flow or a policy covers.
+    let judged = |frame: &mut _| deliverable(frame, buf, len, seg) && routed_back(frame, seg);
+    if flows::on_syn_again(key, seg.seq, now, || judged(frame)) {
         return Action::Pass;
     }
     // Forwarded packets belong to no cgroup: scoped policies are the socket
     // plane's only.
-    let in_scope = |policy: &enforcer_common::policy::Policy| policy.cgroup_id == 0;
-    match admission::admit(&key.dest, now, config.overrides != 0, in_scope) {
+    let applies = |policy: &enforcer_common::policy::Policy| {
+        if policy.cgroup_id != 0 {
+            counters::bump(GlobalCounter::OutOfScope);
+            return false;
+        }
+        judged(frame)
+    };
+    match admission::admit(&key.dest, now, config.overrides != 0, applies) {
         Admission::Pass => Action::Pass,
         Admission::Admitted { dest, mut sock } => {
             flows::open(key, dest, &mut sock, seg, now, buf);

@@ -53,11 +53,15 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> BpfError {
     move |source| BpfError::Map { name, source }
 }
 
-/// `Ok(None)` for a missing key, the error otherwise.
+/// `Ok(None)` for a missing key, the error otherwise. A lookup reports a
+/// missing key as `KeyNotFound`, a delete as the syscall's `ENOENT`.
 fn optional<V>(name: &'static str, result: Result<V, MapError>) -> Result<Option<V>, BpfError> {
     match result {
         Ok(v) => Ok(Some(v)),
         Err(MapError::KeyNotFound) => Ok(None),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(None)
+        }
         Err(source) => Err(BpfError::Map { name, source }),
     }
 }

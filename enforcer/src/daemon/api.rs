@@ -375,22 +375,17 @@ fn reset(req: &Request, shared: &Shared) -> Result<serde_json::Value, Reject> {
             reset.push(key);
         }
     }
-    let existing = d
-        .enforcer
-        .overrides()
-        .map_err(failed)?
-        .into_iter()
-        .find(|(k, _)| *k == address)
-        .map(|(_, o)| o);
-    // Looked up first: removing a missing entry is an error from the map
-    // (ENOENT), not a `false`.
-    let override_removed = match (&netns, existing) {
-        (None, Some(_)) => d.enforcer.remove_override(dest).map_err(failed)?,
-        _ => false,
-    };
-    let override_kept = match (&netns, existing) {
-        (Some(_), Some(o)) if o.active(monotonic_ns()) => Some(view::override_name(&o)),
-        _ => None,
+    let (override_removed, override_kept) = if netns.is_none() {
+        (d.enforcer.remove_override(dest).map_err(failed)?, None)
+    } else {
+        let kept = d
+            .enforcer
+            .overrides()
+            .map_err(failed)?
+            .into_iter()
+            .find(|(k, o)| *k == address && o.active(monotonic_ns()))
+            .map(|(_, o)| view::override_name(&o));
+        (false, kept)
     };
     if reset.is_empty() && !override_removed {
         let place = match req.param("netns") {

@@ -269,18 +269,13 @@ async fn heal(shared: Shared, key: DestKey, id: u64) {
         if !d.healing.is_current(&key, id) {
             return;
         }
-        let command = if reached {
-            kind::HEAL_PROBE_OK
+        let (command, what) = if reached {
+            (kind::HEAL_PROBE_OK, "heal_probe_ok")
         } else {
-            kind::HEAL_PROBE_FAILED
+            (kind::HEAL_PROBE_FAILED, "heal_probe_failed")
         };
         match d.enforcer.command(command, &key) {
             Ok(Applied::Applied) => {
-                let what = if reached {
-                    "heal_probe_ok"
-                } else {
-                    "heal_probe_failed"
-                };
                 let label = d.namespaces.label(key.netns);
                 d.publish(dest_event(what, &key, &label, "healing probe"));
             }

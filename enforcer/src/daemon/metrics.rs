@@ -253,6 +253,22 @@ fn with<'a>(s: &'a Series, key: &'static str, value: &'a str) -> Labels<'a> {
     l
 }
 
+/// One counter per label value, under one descriptor.
+fn counter_family<'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, n) in values {
+        m.encode_family(&vec![(label, value)])?
+            .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+    }
+    Ok(())
+}
+
 impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Counters per destination.
@@ -394,16 +410,13 @@ impl Collector for Snapshot {
             enc.encode_descriptor(&name, "kernel hot-path counter", None, MetricType::Counter)?
                 .encode_counter::<NoLabelSet, _, u64>(v, None)?;
         }
-        let mut m = enc.encode_descriptor(
+        counter_family(
+            &mut enc,
             "enforcer_events",
             "kernel transition events read",
-            None,
-            MetricType::Counter,
+            "kind",
+            self.events.iter().map(|(kind, n)| (kind.as_str(), *n)),
         )?;
-        for (kind, n) in &self.events {
-            m.encode_family(&vec![("kind", kind.as_str())])?
-                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
-        }
         let mut tracked = enc.encode_descriptor(
             "enforcer_policy_tracked_destinations",
             "destinations per policy",
@@ -425,39 +438,29 @@ impl Collector for Snapshot {
             open.encode_family(&vec![("policy", name.as_str())])?
                 .encode_gauge(o)?;
         }
-        let mut refused = enc.encode_descriptor(
+        counter_family(
+            &mut enc,
             "enforcer_policy_guard_refusals",
             "trips refused by max_open_percent",
-            None,
-            MetricType::Counter,
+            "policy",
+            self.policies
+                .iter()
+                .map(|(name, _, _, r)| (name.as_str(), *r)),
         )?;
-        for (name, _, _, r) in &self.policies {
-            refused
-                .encode_family(&vec![("policy", name.as_str())])?
-                .encode_counter::<NoLabelSet, _, u64>(r, None)?;
-        }
-        let mut evicted = enc.encode_descriptor(
+        counter_family(
+            &mut enc,
             "enforcer_dests_evicted",
             "destinations forgotten by the daemon's scans, by reason",
-            None,
-            MetricType::Counter,
+            "reason",
+            self.evicted.iter().copied(),
         )?;
-        for (reason, n) in &self.evicted {
-            evicted
-                .encode_family(&vec![("reason", *reason)])?
-                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
-        }
-        let mut corrected = enc.encode_descriptor(
+        counter_family(
+            &mut enc,
             "enforcer_policy_count_corrections",
             "policy tracked/open counts corrected to the destination map",
-            None,
-            MetricType::Counter,
+            "policy",
+            self.corrections.iter().map(|(name, n)| (name.as_str(), *n)),
         )?;
-        for (name, n) in &self.corrections {
-            corrected
-                .encode_family(&vec![("policy", name.as_str())])?
-                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
-        }
         enc.encode_descriptor(
             "enforcer_healers",
             "destinations being probed by healing",
@@ -465,38 +468,27 @@ impl Collector for Snapshot {
             MetricType::Gauge,
         )?
         .encode_gauge(&(self.healers as i64))?;
-        let mut probes = enc.encode_descriptor(
+        counter_family(
+            &mut enc,
             "enforcer_healing_probes",
             "healing probes made, by result",
-            None,
-            MetricType::Counter,
+            "result",
+            self.healing_probes,
         )?;
-        for (result, n) in &self.healing_probes {
-            probes
-                .encode_family(&vec![("result", *result)])?
-                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
-        }
-        let mut skipped = enc.encode_descriptor(
+        counter_family(
+            &mut enc,
             "enforcer_healing_skipped",
             "open destinations of healing policies passed over, by reason (counted when a destination's reason changes, not every tick)",
-            None,
-            MetricType::Counter,
+            "reason",
+            self.healing_skipped.iter().copied(),
         )?;
-        for (reason, n) in &self.healing_skipped {
-            skipped
-                .encode_family(&vec![("reason", *reason)])?
-                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
-        }
-        let mut runs = enc.encode_descriptor(
+        counter_family(
+            &mut enc,
             "enforcer_bpf_program_runs",
             "program runs (BPF_ENABLE_STATS)",
-            None,
-            MetricType::Counter,
+            "program",
+            self.programs.iter().map(|p| (p.name, p.run_count)),
         )?;
-        for p in &self.programs {
-            runs.encode_family(&vec![("program", p.name)])?
-                .encode_counter::<NoLabelSet, _, u64>(&p.run_count, None)?;
-        }
         let mut time = enc.encode_descriptor(
             "enforcer_bpf_program_run_seconds",
             "time spent in the program",
