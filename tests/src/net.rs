@@ -281,6 +281,13 @@ pub fn take_error(socket: &OwnedFd) -> i32 {
 /// Waits (poll, up to `timeout`) until a non-blocking connect on `socket` is
 /// done one way or the other; its result (`SO_ERROR`, 0 = connected).
 pub fn connect_result(socket: &OwnedFd, timeout: std::time::Duration) -> Option<i32> {
+    connect_done(socket, timeout).then(|| take_error(socket))
+}
+
+/// Waits (poll, up to `timeout`) until a non-blocking connect on `socket` is
+/// done one way or the other, leaving its result (`SO_ERROR`) unread; false
+/// on timeout.
+pub fn connect_done(socket: &OwnedFd, timeout: std::time::Duration) -> bool {
     let mut pfd = libc::pollfd {
         fd: socket.as_raw_fd(),
         events: libc::POLLOUT,
@@ -288,7 +295,7 @@ pub fn connect_result(socket: &OwnedFd, timeout: std::time::Duration) -> Option<
     };
     // SAFETY: one valid pollfd.
     let ready = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
-    (ready > 0).then(|| take_error(socket))
+    ready > 0
 }
 
 /// `sendto(MSG_FASTOPEN)`: connects and sends `data` in one call (TCP Fast

@@ -49,8 +49,41 @@ fn status(d: &Daemon) -> Vec<Value> {
 
 /// The destination at `addr`, if tracked.
 fn find(d: &Daemon, addr: SocketAddr) -> Option<Value> {
-    let addr = addr.to_string();
-    status(d).into_iter().find(|v| v["dest"] == addr.as_str())
+    Some(d.status_of(addr)).filter(|v| !v.is_null())
+}
+
+/// Waits until `addr` is no longer tracked, then checks that its policy
+/// counts nothing any more (`why` says why it must not).
+fn forgotten(d: &Daemon, addr: SocketAddr, what: &str, why: &str) {
+    eventually(d, what, || find(d, addr).is_none().then_some(()));
+    let p = policy(d);
+    assert_eq!(
+        (p["tracked"].as_u64(), p["open_destinations"].as_u64()),
+        (Some(0), Some(0)),
+        "{why}"
+    );
+}
+
+/// A port on 127.0.0.1 that refuses, and a daemon whose policy `name` trips
+/// it on its first refusal and keeps it open for `open`.
+fn refusing_daemon(
+    name: &str,
+    open: (&str, &str),
+    daemon_keys: &str,
+) -> (ScratchCgroup, PinDir, RefusingPort, Daemon) {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let refusing = RefusingPort::loopback_v4();
+    let (addr, (open, open_max)) = (refusing.addr, open);
+    let d = Daemon::start_with(
+        &cgroup,
+        &pins,
+        &format!(
+            "[[policy]]\nname = \"{name}\"\nmatch = [\"{addr}\"]\nfailure_threshold = 1\nopen = \"{open}\"\nopen_max = \"{open_max}\"\n"
+        ),
+        daemon_keys,
+        false,
+    );
+    (cgroup, pins, refusing, d)
 }
 
 /// The first policy as `policy list` shows it.
@@ -185,18 +218,8 @@ fn a_destination_flood_is_evicted_idle_first_and_new_destinations_are_tracked_ag
 
 #[test]
 fn open_destinations_nobody_connects_to_are_forgotten_after_open_max_and_gc_idle() {
-    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
-    let refusing = RefusingPort::loopback_v4();
+    let (cgroup, _pins, refusing, d) = refusing_daemon("p", ("1s", "2s"), "gc_idle = \"10s\"");
     let addr = refusing.addr;
-    let d = Daemon::start_with(
-        &cgroup,
-        &pins,
-        &format!(
-            "[[policy]]\nname = \"p\"\nmatch = [\"{addr}\"]\nfailure_threshold = 1\nopen = \"1s\"\nopen_max = \"2s\"\n"
-        ),
-        "gc_idle = \"10s\"",
-        false,
-    );
     let refused = Place::cgroup(&cgroup).run_as_nobody(|| {
         std::net::TcpStream::connect(addr)
             .map_or_else(|e| e.raw_os_error().unwrap_or(0), |_| 0)
@@ -207,14 +230,11 @@ fn open_destinations_nobody_connects_to_are_forgotten_after_open_max_and_gc_idle
     assert_eq!(tripped["state"], "open");
     assert_eq!(policy(&d)["open_destinations"], 1);
     // Idle for open_max + gc_idle = 12 s (its open period long over): gone.
-    eventually(&d, "the idle open destination is forgotten", || {
-        find(&d, addr).is_none().then_some(())
-    });
-    let p = policy(&d);
-    assert_eq!(
-        (p["tracked"].as_u64(), p["open_destinations"].as_u64()),
-        (Some(0), Some(0)),
-        "its open count given back with it"
+    forgotten(
+        &d,
+        addr,
+        "the idle open destination is forgotten",
+        "its open count given back with it",
     );
     assert_eq!(evicted(&d, "idle_open"), 1.0);
     assert_eq!(evicted(&d, "idle_closed"), 0.0);
@@ -273,19 +293,9 @@ fn the_scan_corrects_policy_counts_a_stale_daemon_left_wrong() {
 
 #[test]
 fn a_destination_of_a_removed_policy_does_not_stay_open_under_its_reused_id() {
-    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
-    let refusing = RefusingPort::loopback_v4();
+    let (cgroup, _pins, refusing, d) = refusing_daemon("old", ("1h", "1h"), "gc_idle = \"10m\"");
     let other = AcceptingServer::bind("127.0.0.1:0");
     let addr = refusing.addr;
-    let d = Daemon::start_with(
-        &cgroup,
-        &pins,
-        &format!(
-            "[[policy]]\nname = \"old\"\nmatch = [\"{addr}\"]\nfailure_threshold = 1\nopen = \"1h\"\nopen_max = \"1h\"\n"
-        ),
-        "gc_idle = \"10m\"",
-        false,
-    );
     assert_eq!(
         Place::cgroup(&cgroup).connects(addr, 1),
         vec![Err(libc::ECONNREFUSED)]
@@ -305,14 +315,11 @@ fn a_destination_of_a_removed_policy_does_not_stay_open_under_its_reused_id() {
     assert_eq!(policy(&d)["id"], old_id, "the id is reused");
     // The next scan (the policy set changed: at once) forgets it; until then
     // the kernel would reset it at its next connect.
-    eventually(&d, "the removed policy's destination is forgotten", || {
-        find(&d, addr).is_none().then_some(())
-    });
-    let p = policy(&d);
-    assert_eq!(
-        (p["tracked"].as_u64(), p["open_destinations"].as_u64()),
-        (Some(0), Some(0)),
-        "the new policy inherits none of its counts"
+    forgotten(
+        &d,
+        addr,
+        "the removed policy's destination is forgotten",
+        "the new policy inherits none of its counts",
     );
     assert_eq!(evicted(&d, "policy_gone"), 1.0);
     assert!(

@@ -488,14 +488,7 @@ fn guests_behind_a_watched_bridge_port_are_routed_back_through_the_bridge() {
     ] {
         net.ip(Ns::Router, args);
     }
-    let enforcer = net.watched(
-        &[SILENT_PORT],
-        Policy {
-            failure_threshold: 1,
-            ..fixtures::base_policy()
-        },
-        fixtures::minute_open(),
-    );
+    let enforcer = tripwire(&net);
     let spoofed_before = counter(&enforcer, GlobalCounter::PacketSynsSpoofed);
     let mut port = 52_000;
     for (guest, backend) in [
@@ -527,5 +520,34 @@ fn guests_behind_a_watched_bridge_port_are_routed_back_through_the_bridge() {
     );
     eventually("the spoofed SYN seen", || {
         counter(&enforcer, GlobalCounter::PacketSynsSpoofed) > spoofed_before
+    });
+}
+
+#[test]
+fn a_retransmitted_syn_nobody_could_answer_is_no_proof_of_silence() {
+    let net = Routed::new();
+    let enforcer = tripwire(&net);
+    let (guest, backend) = (IpAddr::from(net.guest_v4), IpAddr::from(net.backend_v4));
+    let syn = Tcp::syn(guest, 53_001, backend, SILENT_PORT);
+    net.inject(Ns::Guest, &syn.frame());
+    let (_, flow) = flow_of(&enforcer, 53_001, false);
+    assert!(!flow.seq.syn_again());
+    // The "retransmissions" a guest faking silence would send: copies the
+    // destination never gets (a bad checksum, a TTL that dies at the router).
+    let corrupt_before = counter(&enforcer, GlobalCounter::PacketSynsCorrupt);
+    net.inject(Ns::Guest, &frames::with_bad_tcp_checksum(&syn.frame()));
+    net.inject(Ns::Guest, &frames::with_hop_limit(&syn.frame(), 1));
+    eventually("the bad copies judged", || {
+        counter(&enforcer, GlobalCounter::PacketSynsCorrupt) > corrupt_before
+            && counter(&enforcer, GlobalCounter::PacketSynsTtlExpiring) > 0
+    });
+    assert!(
+        !flow_of(&enforcer, 53_001, false).1.seq.syn_again(),
+        "a copy nobody could answer marked the flow silent"
+    );
+    // A real retransmission does.
+    net.inject(Ns::Guest, &syn.frame());
+    eventually("the retransmission seen", || {
+        flow_of(&enforcer, 53_001, false).1.seq.syn_again()
     });
 }

@@ -137,19 +137,26 @@ fn connecting_again_after_a_synchronous_failure_strands_no_slot() {
     assert_eq!(s.counters.local_errors, 8);
 }
 
-#[test]
-fn connecting_again_after_a_refused_connect_releases_both_destinations() {
+/// Programs in a scratch cgroup that track every port of 127.0.0.1 with
+/// `policy`, and a server there.
+fn loopback_tracked(policy: Policy) -> (ScratchCgroup, Enforcer, AcceptingServer) {
     let cgroup = ScratchCgroup::new();
     let mut enforcer = fixtures::attached(&cgroup);
     let server = AcceptingServer::bind("127.0.0.1:0");
-    let refusing = RefusingPort::loopback_v4();
-    let (open, refused) = (server.addr, refusing.addr);
     fixtures::apply(
         &mut enforcer,
         &["127.0.0.1/32:*"],
-        fixtures::base_policy(),
+        policy,
         fixtures::minute_open(),
     );
+    (cgroup, enforcer, server)
+}
+
+#[test]
+fn connecting_again_after_a_refused_connect_releases_both_destinations() {
+    let (cgroup, enforcer, server) = loopback_tracked(fixtures::base_policy());
+    let refusing = RefusingPort::loopback_v4();
+    let (open, refused) = (server.addr, refusing.addr);
 
     let out = Place::cgroup(&cgroup).run_as_nobody(|| {
         let mut results = Vec::new();
@@ -239,7 +246,10 @@ fn an_error_left_on_the_socket_by_an_earlier_connect_is_not_counted_again() {
                 let socket = net::tcp_socket(true, true);
                 let first = net::connect_fd(&socket, refused);
                 // The RST leaves ECONNREFUSED on the socket, unread.
-                thread::sleep(Duration::from_millis(20));
+                assert!(
+                    net::connect_done(&socket, 10 * SEC),
+                    "no answer from {refused}"
+                );
                 let dissolved = net::disconnect(&socket);
                 let second = net::connect_fd(&socket, silent);
                 let ended = net::shutdown(&socket);
@@ -390,19 +400,11 @@ fn a_probe_nobody_ends_is_reclaimed() {
 
 #[test]
 fn destinations_are_per_network_namespace() {
-    let cgroup = ScratchCgroup::new();
-    let mut enforcer = fixtures::attached(&cgroup);
     // 127.0.0.1:PORT refuses inside the container-like namespace (nothing
     // listens there yet) and accepts in the host's.
-    let server = AcceptingServer::bind("127.0.0.1:0");
+    let (cgroup, enforcer, server) = loopback_tracked(tripping_policy());
     let addr = server.addr;
     let ns = NetNs::new();
-    fixtures::apply(
-        &mut enforcer,
-        &["127.0.0.1/32:*"],
-        tripping_policy(),
-        fixtures::minute_open(),
-    );
     let inside = Place::cgroup(&cgroup).with_netns(&ns);
     let host = Place::cgroup(&cgroup);
 
@@ -498,13 +500,9 @@ fn a_lowered_hop_limit_is_the_callers_doing() {
     );
     let place = Place::cgroup(&cgroup);
     let guest_key = |addr: SocketAddr| {
-        let fd = routed.open(Ns::Guest);
-        let netns = thread::spawn(move || {
-            enforcer_tests::netns::enter_raw(&fd).expect("setns");
-            enforcer::netns::own_cookie().expect("cookie")
-        })
-        .join()
-        .expect("the guest's cookie");
+        let netns = routed.in_ns(Ns::Guest, || {
+            enforcer::netns::own_cookie().expect("SO_NETNS_COOKIE")
+        });
         DestKey::from(addr).in_netns(netns)
     };
 
