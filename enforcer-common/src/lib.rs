@@ -14,6 +14,7 @@ pub mod control;
 pub mod counters;
 pub mod dest;
 pub mod event;
+pub mod fields;
 pub mod flow;
 pub mod maps;
 pub mod outcome;

@@ -76,9 +76,12 @@ pub mod globals {
     /// Byte offset of `pinet6` (a pointer, NULL for IPv4 sockets) in
     /// `struct inet_sock`.
     pub const PINET6_OFFSET: &str = "PINET6_OFFSET";
-    /// Byte offset of `hop_limit` (`__s16`, -1 = the default) in
-    /// `struct ipv6_pinfo`.
+    /// Byte offset of the 16-bit word holding `hop_limit` (signed, -1 = the
+    /// default) in `struct ipv6_pinfo`, and its shift and width in that word
+    /// (a 9-bit bitfield on older kernels).
     pub const HOP_LIMIT_OFFSET: &str = "HOP_LIMIT_OFFSET";
+    pub const HOP_LIMIT_SHIFT: &str = "HOP_LIMIT_SHIFT";
+    pub const HOP_LIMIT_BITS: &str = "HOP_LIMIT_BITS";
     /// A caller-set IPv6 hop limit below this is lowered
     /// (`net.ipv6.conf.default.hop_limit`).
     pub const MIN_HOP_LIMIT: &str = "MIN_HOP_LIMIT";

@@ -21,6 +21,10 @@ static PINET6_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static HOP_LIMIT_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
+static HOP_LIMIT_SHIFT: u32 = 0;
+#[unsafe(no_mangle)]
+static HOP_LIMIT_BITS: u32 = 0;
+#[unsafe(no_mangle)]
 static MIN_HOP_LIMIT: u32 = 0;
 
 /// A global as the loader set it: read through a volatile load, so the
@@ -75,11 +79,15 @@ impl TcpSock {
         }
         // SAFETY: `pinet6`'s offset in `struct inet_sock`: NULL for IPv4
         // sockets, else the socket's `struct ipv6_pinfo`, which holds
-        // `hop_limit`.
+        // `hop_limit` in the 16-bit word at `hop_at`.
         let np = unsafe { read_at::<*const u8>(self.0, pinet6_at) };
         !np.is_null()
             && lowered(
-                unsafe { read_at::<i16>(np, hop_at) },
+                enforcer_common::fields::signed_bits(
+                    unsafe { read_at::<u16>(np, hop_at) },
+                    global(&HOP_LIMIT_SHIFT),
+                    global(&HOP_LIMIT_BITS),
+                ),
                 global(&MIN_HOP_LIMIT),
             )
     }

@@ -1,5 +1,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let _armed = enforcer::crash::arm();
     enforcer::cli::main()
 }

@@ -68,6 +68,25 @@ impl Rule {
         }
     }
 
+    /// The rule for `addr/prefix:port`, an IPv4-mapped IPv6 prefix (`::ffff:a.b.c.d`,
+    /// at least 96 bits) written as the IPv4 prefix it is. The kernel keys IPv4
+    /// as IPv4-mapped IPv6, so both spellings are the same trie key: as two
+    /// different rules they would pass the checks for overlaps and then
+    /// overwrite each other in the trie.
+    fn canonical(addr: IpAddr, prefix: u8, port: u16) -> Self {
+        if let IpAddr::V6(v6) = addr
+            && let Some(v4) = v6.to_ipv4_mapped()
+            && u32::from(prefix) >= V4_MAPPED_BITS
+        {
+            return Self {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - V4_MAPPED_BITS as u8,
+                port,
+            };
+        }
+        Self { addr, prefix, port }
+    }
+
     fn max_prefix(addr: IpAddr) -> u8 {
         if addr.is_ipv4() { 32 } else { 128 }
     }
@@ -117,7 +136,7 @@ impl FromStr for Rule {
                 .parse::<u16>()
                 .map_err(|_| RuleError::Port(text.to_owned()))?,
         };
-        Ok(Self { addr, prefix, port })
+        Ok(Self::canonical(addr, prefix, port))
     }
 }
 
@@ -202,6 +221,29 @@ mod tests {
             "[::/0]:*",
         ] {
             let rule: Rule = text.parse().unwrap();
+            assert_eq!(Rule::from_key(&rule.key()), rule, "{text}");
+        }
+    }
+
+    /// The `cli` fuzz target's round trip through the kernel key failed on
+    /// `[::ffff:192.0.2.1]:443`: an IPv6 rule whose key decodes as
+    /// `192.0.2.1/32:443`.
+    #[test]
+    fn ipv4_mapped_ipv6_rules_are_the_ipv4_rules() {
+        for (mapped, v4) in [
+            ("[::ffff:192.0.2.1]:443", "192.0.2.1/32:443"),
+            ("[::ffff:10.0.0.0/104]:*", "10.0.0.0/8:*"),
+            ("[::ffff:0.0.0.0/96]:80", "0.0.0.0/0:80"),
+        ] {
+            let rule: Rule = mapped.parse().unwrap();
+            assert_eq!(rule, v4.parse().unwrap(), "{mapped}");
+            assert_eq!(rule.to_string(), v4);
+            assert_eq!(Rule::from_key(&rule.key()), rule, "{mapped}");
+        }
+        // Not mapped: the IPv4-compatible form and prefixes shorter than 96.
+        for text in ["[::192.0.2.1]:443", "[::/80]:*"] {
+            let rule: Rule = text.parse().unwrap();
+            assert!(rule.addr.is_ipv6(), "{text}");
             assert_eq!(Rule::from_key(&rule.key()), rule, "{text}");
         }
     }

@@ -49,6 +49,8 @@ pub struct Daemon {
     /// test's own; its metrics address is then out of reach, and readiness is
     /// asked through the control socket.
     netns: Option<PathBuf>,
+    /// A program (and its arguments) that runs the daemon: `setpriv …`.
+    launcher: Vec<String>,
 }
 
 impl Daemon {
@@ -72,6 +74,33 @@ impl Daemon {
         let mut daemon = Self::configure(cgroup, pins, rest, daemon_keys, inside);
         daemon.spawn();
         daemon
+    }
+
+    /// As [`Self::start_with`], with the daemon run by `launcher` (a program
+    /// and its arguments, the daemon's command line appended), which must
+    /// exec it so that the child's pid is the daemon's: `setpriv
+    /// --bounding-set=… --`, `sh -c 'umask 0; exec "$@"' sh`.
+    pub fn start_launched(
+        cgroup: &ScratchCgroup,
+        pins: &PinDir,
+        rest: &str,
+        daemon_keys: &str,
+        launcher: &[&str],
+    ) -> Self {
+        let mut daemon = Self::configure(cgroup, pins, rest, daemon_keys, false);
+        daemon.launcher = launcher.iter().map(|s| (*s).to_owned()).collect();
+        daemon.spawn();
+        daemon
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `daemon.state_dir`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
     }
 
     /// As [`Self::start_with`], with the daemon inside the network namespace
@@ -120,6 +149,7 @@ impl Daemon {
             dir,
             procs: inside.then(|| cgroup.procs_path()),
             netns: None,
+            launcher: Vec::new(),
         }
     }
 
@@ -127,7 +157,14 @@ impl Daemon {
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.dir.join("daemon.log")).expect("log file");
-        let mut command = Command::new(binary());
+        let mut command = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
         command
             .args(["run", "--config"])
             .arg(&self.config)
@@ -151,14 +188,16 @@ impl Daemon {
         }
         let child = command.spawn().expect("starting the daemon");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: under full emulation (the 6.1 run) the verifier alone
+        // takes tens of seconds for the packet programs.
+        let deadline = Instant::now() + Duration::from_secs(120);
         while !self.ready() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("the daemon exited ({status}):\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
-                "the daemon is not ready after 20 s:\n{}",
+                "the daemon is not ready after 120 s:\n{}",
                 self.log()
             );
             thread::sleep(Duration::from_millis(50));
@@ -262,7 +301,7 @@ impl Daemon {
     /// Waits for the process to exit (after an uninstall or a signal).
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
@@ -317,7 +356,7 @@ impl Follower {
             }
         });
         let follower = Self { child, lines };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             daemon.ok(&["trip", "192.0.2.1:9"]);
             daemon.ok(&["reset", "192.0.2.1:9"]);

@@ -14,6 +14,7 @@ pub mod frames;
 pub mod net;
 pub mod netns;
 pub mod routed;
+pub mod tc;
 
 use std::{
     net::SocketAddr,

@@ -41,8 +41,14 @@ impl AcceptingServer {
     /// Accepts on `listener`, which listens inside `netns`, until dropped.
     pub fn serve_in(netns: &crate::netns::NetNs, listener: TcpListener) -> Self {
         let mut server = Self::serve(listener);
-        server.netns = Some(netns.open());
+        server.in_netns(netns);
         server
+    }
+
+    /// Says that the listener listens inside `netns` (where the wake-up
+    /// connect on drop must come from).
+    pub fn in_netns(&mut self, netns: &crate::netns::NetNs) {
+        self.netns = Some(netns.open());
     }
 
     /// Accepts on `listener` until dropped.

@@ -19,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::programs::tc::TcAttachType;
 use enforcer::bpf::{Enforcer, Ingress, LoadOptions, PacketHook};
 use enforcer_common::policy::{BackoffRow, Policy};
 
@@ -311,6 +312,12 @@ impl Routed {
         });
         assert_eq!(ingress, Ingress::Tc);
         enforcer
+    }
+
+    /// How many TC programs are attached to `interface` of the router in
+    /// `direction`, through whichever interface the running kernel has.
+    pub fn tc_programs(&self, interface: &str, direction: TcAttachType) -> usize {
+        self.in_ns(Ns::Router, || crate::tc::programs_on(interface, direction))
     }
 
     /// The Ethernet address of `dev` in the namespace.

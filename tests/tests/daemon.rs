@@ -37,14 +37,22 @@ fn policy_set(d: &Daemon, name: &str, addr: SocketAddr, extra: &[&str]) {
 #[test]
 fn a_policy_set_with_the_cli_trips_and_shows_in_status_and_metrics() {
     let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
-    let mut d = Daemon::start(&cgroup, &pins, NO_POLICIES);
+    // The programs' run counts are opt-in (host-wide statistics).
+    let mut d = Daemon::start_with(&cgroup, &pins, NO_POLICIES, "bpf_run_stats = true", false);
     let refusing = RefusingPort::loopback_v4();
     let addr = refusing.addr;
     policy_set(
         &d,
         "local",
         addr,
-        &["failure_threshold=2", "errno=EHOSTUNREACH"],
+        // Open long enough to outlast the restart below, however slow the
+        // machine (the 6.1 run is emulated).
+        &[
+            "failure_threshold=2",
+            "errno=EHOSTUNREACH",
+            "open=1h",
+            "open_max=1h",
+        ],
     );
     let list = d.json(&["policy", "list"]);
     assert_eq!(list[0]["name"], "local");

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer::bpf::{Enforcer, Ingress, LoadOptions, PacketHook, pins::PinDir};
+use enforcer::bpf::{Enforcer, Ingress, LoadOptions, PacketHook, TcApi, pins::PinDir};
 use enforcer_common::{
     breaker::state,
     counters::GlobalCounter,
@@ -52,7 +52,9 @@ fn a_guest_is_tripped_by_packets_alone_refused_by_the_kernel_then_recovers() {
         failure_threshold: 3,
         ..base_policy()
     };
-    let open = 300_000_000;
+    // Long enough that the circuit is still open for the connect after the
+    // trip however slow the machine (the 6.1 run is emulated).
+    let open = 5_000_000_000;
     let enforcer = watching(&net, policy, BackoffRow::exponential(open, open));
     for backend in [
         SocketAddr::new(net.backend_v4.into(), PORT),
@@ -76,7 +78,9 @@ fn a_guest_is_tripped_by_packets_alone_refused_by_the_kernel_then_recovers() {
         let (took, r) = guest_connect(&net, backend);
         assert_eq!(r.err(), Some(ECONNREFUSED as i32), "{backend}");
         eprintln!("{backend}: refused by the kernel after {took:?}");
-        assert!(took < Duration::from_millis(500), "refused after {took:?}");
+        // Without the kernel's answer the blackhole holds the connect for its
+        // whole 3 s timeout.
+        assert!(took < Duration::from_secs(2), "refused after {took:?}");
         assert_eq!(
             enforcer.counter(GlobalCounter::PacketResets).unwrap(),
             resets + 1
@@ -241,38 +245,32 @@ fn pinned_interface_links_are_adopted_and_removed_with_the_configuration() {
             Ingress::Tc,
             "a veth gets TC in auto mode"
         );
+        let api = watched[0].tc;
+        assert_eq!(api, TcApi::of_running_kernel());
         drop(first);
-        let attached = |t| {
-            aya::programs::SchedClassifier::query_tcx(&interface, t)
-                .map(|(_, p)| p.len())
-                .unwrap_or(0)
-        };
         use aya::programs::tc::TcAttachType::{Egress, Ingress as In};
-        assert_eq!(
-            (attached(In), attached(Egress)),
-            (1, 1),
-            "pinned links outlive the process"
-        );
+        let attached = || {
+            (
+                net.tc_programs(&interface, In),
+                net.tc_programs(&interface, Egress),
+            )
+        };
+        assert_eq!(attached(), (1, 1), "pinned links outlive the process");
         let mut second = Enforcer::adopt(&pins).expect("adopt");
         let watched = second
             .watch_pinned(&pins, &wanted, PacketHook::Auto)
             .unwrap();
-        assert!(
-            watched[0].adopted,
-            "the same interface is adopted, not attached twice"
-        );
-        assert_eq!((attached(In), attached(Egress)), (1, 1));
+        // Netlink filters cannot be pinned: they are found by name, deleted
+        // and attached again. Either way, never a second copy.
+        assert_eq!(watched[0].adopted, api == TcApi::Tcx);
+        assert_eq!(attached(), (1, 1), "one program of ours per hook");
         second.watch_pinned(&pins, &[], PacketHook::Auto).unwrap();
         // The kernel frees an unpinned link asynchronously.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while attached(In) + attached(Egress) > 0 && Instant::now() < deadline {
+        while attached() != (0, 0) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(
-            (attached(In), attached(Egress)),
-            (0, 0),
-            "unwatched: detached"
-        );
+        assert_eq!(attached(), (0, 0), "unwatched: detached");
         Enforcer::uninstall(&pins).unwrap();
     });
 }
@@ -315,7 +313,7 @@ fn the_daemon_watches_its_interfaces_and_its_sweep_counts_silent_syns() {
     assert_eq!(status["failures"]["timeout"], 2, "{status}");
     let (took, r) = guest_connect(&net, backend);
     assert_eq!(r.err(), Some(ECONNREFUSED as i32));
-    assert!(took < Duration::from_millis(500), "refused after {took:?}");
+    assert!(took < Duration::from_secs(2), "refused after {took:?}");
     let metrics = d.ok(&["metrics"]);
     assert!(
         metrics.contains("enforcer_kernel_packet_resets_total 1"),

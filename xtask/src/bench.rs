@@ -71,7 +71,7 @@ fn run_only(quick: bool, only: &[u32]) -> anyhow::Result<()> {
 
 /// Where cargo puts its output: `CARGO_TARGET_DIR` (relative to the workspace
 /// root if relative), else `target/` at the root.
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     let root = cmd::workspace_root();
     env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
 }

@@ -3,7 +3,11 @@
 mod bench;
 mod build;
 mod cmd;
+mod fuzz;
+mod guest;
+mod kernel;
 mod run;
+mod soak;
 mod test;
 mod toolchain;
 
@@ -28,6 +32,17 @@ enum Command {
     /// Check the toolchain, build the benchmarks (release), and run them as root:
     /// markdown tables on stdout, the figures in target/bench/results.json.
     Bench(bench::Args),
+    /// Kill -9 and restart the daemon N times under load (root): one program
+    /// per hook every time, exact slots at the end, and the time taken.
+    Soak(soak::Args),
+    /// Inside a test kernel's guest (`test --kernel`): runs test binaries and
+    /// records their results for the host.
+    #[command(hide = true)]
+    GuestTests(guest::Args),
+    /// Check the toolchain (and cargo-fuzz), build the fuzz targets in
+    /// tests/fuzz, and run each for a while from its seeds: a crash fails,
+    /// naming the input, kept under target/fuzz/artifacts.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +51,8 @@ fn main() -> anyhow::Result<()> {
         Command::Test(args) => test::execute(args),
         Command::Run(args) => run::execute(args),
         Command::Bench(args) => bench::execute(args),
+        Command::Soak(args) => soak::execute(args),
+        Command::GuestTests(args) => guest::execute(args),
+        Command::Fuzz(args) => fuzz::execute(args),
     }
 }

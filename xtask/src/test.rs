@@ -1,25 +1,144 @@
 //! `cargo xtask test`: the README's test command, and what CI runs.
 
-use anyhow::bail;
+use std::{path::PathBuf, process::Stdio, time::Duration};
 
-use crate::{bench, cmd, toolchain};
+use anyhow::{Context as _, bail};
+
+use crate::{bench, cmd, fuzz, kernel, toolchain};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only the privileged tests whose name contains this.
     filter: Option<String>,
+    /// Run the privileged tests inside this kernel instead of the host's:
+    /// Debian's package of the series (`6.1`), booted under qemu.
+    #[arg(long, value_name = "SERIES")]
+    kernel: Option<String>,
 }
+
+/// The daemon the privileged tests drive: with its crash points
+/// (`enforcer::crash`), which only `FAILPOINTS` arms.
+pub const ENFORCER_BUILD: [&str; 5] = [
+    "build",
+    "--package",
+    "enforcer",
+    "--features",
+    "crash-points",
+];
+
+/// The LTS kernel every `cargo xtask test` also checks.
+const LTS: &str = "6.1";
+
+/// What `cargo xtask test` runs on [`LTS`]: every program loads and verifies,
+/// and one trip, one cap, one packet-plane RST on a real interface, a failed
+/// install and the daemon's lifecycle work there. `cargo xtask test --kernel
+/// 6.1` runs them all.
+const LTS_SMOKE: [(&str, &str); 6] = [
+    (
+        "modes",
+        "the_verifier_accepts_every_program_far_below_its_limit",
+    ),
+    (
+        "breaker",
+        "refused_connects_trip_and_later_connects_fail_fast_inside_only",
+    ),
+    ("bulkhead", "sixty_four_clients_against_a_cap_of_ten"),
+    (
+        "packet_routed",
+        "a_guest_is_tripped_by_packets_alone_refused_by_the_kernel_then_recovers",
+    ),
+    (
+        "lifecycle",
+        "a_failed_install_leaves_nothing_pinned_or_attached",
+    ),
+    (
+        "daemon",
+        "kill_9_keeps_enforcing_the_restart_adopts_and_uninstall_removes_everything",
+    ),
+];
+
+/// How long a guest may run: the whole suite takes about ten times the host's
+/// time under emulation.
+const GUEST_DEADLINE: Duration = Duration::from_secs(80 * 60);
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
     toolchain::ensure()?;
+    if let Some(series) = &args.kernel {
+        // Lints, host tests and benchmarks do not depend on the kernel.
+        require_root()?;
+        let binaries = test_binaries()?;
+        let tests: Vec<_> = binaries.into_iter().map(|(n, p)| (n, p, None)).collect();
+        return kernel::run_tests(
+            &kernel::ensure(series)?,
+            &tests,
+            args.filter.as_deref(),
+            GUEST_DEADLINE,
+        );
+    }
     lint()?;
     host_tests()?;
     require_root()?;
     if args.filter.is_none() {
-        // Once, briefly, so the benchmarks cannot rot; nothing asserts a timing.
+        // Once, briefly, so the benchmarks and fuzz targets cannot rot; nothing
+        // asserts a timing.
         bench::run(true)?;
+        fuzz::smoke()?;
     }
-    privileged_tests(args.filter.as_deref())
+    privileged_tests(args.filter.as_deref())?;
+    if args.filter.is_none() {
+        lts_smoke()?;
+    }
+    Ok(())
+}
+
+fn lts_smoke() -> anyhow::Result<()> {
+    let binaries = test_binaries()?;
+    let mut tests = Vec::new();
+    for (binary, test) in LTS_SMOKE {
+        let (_, path) = binaries
+            .iter()
+            .find(|(name, _)| name == binary)
+            .with_context(|| format!("no test binary `{binary}`"))?;
+        tests.push((binary.to_owned(), path.clone(), Some(test.to_owned())));
+    }
+    kernel::run_tests(&kernel::ensure(LTS)?, &tests, None, GUEST_DEADLINE)
+}
+
+/// Builds the daemon and the privileged test binaries; each binary's name and
+/// path.
+fn test_binaries() -> anyhow::Result<Vec<(String, PathBuf)>> {
+    cmd::run(cmd::cargo().args(ENFORCER_BUILD))?;
+    let out = cmd::cargo()
+        .args([
+            "test",
+            "--package",
+            "enforcer-tests",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("building the test binaries")?;
+    if !out.status.success() {
+        bail!("building the test binaries failed");
+    }
+    let mut binaries = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_test = message["reason"] == "compiler-artifact"
+            && message["target"]["kind"] == serde_json::json!(["test"]);
+        if let (true, Some(name), Some(path)) = (
+            is_test,
+            message["target"]["name"].as_str(),
+            message["executable"].as_str(),
+        ) {
+            binaries.push((name.to_owned(), PathBuf::from(path)));
+        }
+    }
+    binaries.sort();
+    Ok(binaries)
 }
 
 fn require_root() -> anyhow::Result<()> {
@@ -34,6 +153,20 @@ fn require_root() -> anyhow::Result<()> {
 
 fn lint() -> anyhow::Result<()> {
     cmd::run(cmd::cargo().args(["fmt", "--all", "--check"]))?;
+    // The fuzz targets are a workspace of their own (nightly, libFuzzer).
+    cmd::run(cmd::cargo().args(["fmt", "--manifest-path", "tests/fuzz/Cargo.toml", "--check"]))?;
+    cmd::run(cmd::cargo().args([
+        "+nightly",
+        "clippy",
+        "--manifest-path",
+        "tests/fuzz/Cargo.toml",
+        "--target-dir",
+        "target/fuzz/clippy",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     // Host crates and the eBPF crate separately: they build for different targets
     // with different toolchains.
     cmd::run(cmd::cargo().args([
@@ -75,7 +208,7 @@ fn host_tests() -> anyhow::Result<()> {
 
 fn privileged_tests(filter: Option<&str>) -> anyhow::Result<()> {
     // The daemon tests drive the real binary.
-    cmd::run(cmd::cargo().args(["build", "--package", "enforcer"]))?;
+    cmd::run(cmd::cargo().args(ENFORCER_BUILD))?;
     let mut cargo = cmd::cargo();
     cargo
         .env(

@@ -93,7 +93,7 @@ fn is_installed(package: &str) -> bool {
         .is_some_and(|o| o.status.success() && o.stdout.ends_with(b"install ok installed"))
 }
 
-fn ensure_debian_packages(packages: &[String]) -> anyhow::Result<()> {
+pub fn ensure_debian_packages(packages: &[String]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .map(String::as_str)

@@ -85,9 +85,17 @@ impl<'a> Copied<'a> {
     #[inline(always)]
     pub(super) fn window<const W: usize>(&self, at: usize) -> Option<Window<W>> {
         const { assert!(W <= HEADER_BYTES) };
-        // Against the array first, with a constant, on `at` itself: the comparison
-        // the verifier bounds the window's pointer by. Then against the copy.
-        if at > HEADER_BYTES - W || !self.has(at, W) {
+        if !self.has(at, W) {
+            return None;
+        }
+        // Against the array, with a constant, on `at` itself: the comparison the
+        // verifier bounds the window's pointer by. Through `fresh`, or LLVM folds
+        // it into the check above (the copy is never longer than the array) and
+        // forms the pointer from a spilled copy of `at` that the check never
+        // narrowed: kernels before about 6.10 do not carry a bound across
+        // `at + W`, and reject the read.
+        let at = fresh(at);
+        if at > HEADER_BYTES - W {
             return None;
         }
         read(self.buf, at).map(Window)

@@ -40,8 +40,12 @@ pub struct SocketFields {
     pub min_ttl: u32,
     /// `struct inet_sock.pinet6` (NULL on IPv4 sockets).
     pub pinet6: u32,
-    /// `struct ipv6_pinfo.hop_limit`.
+    /// `struct ipv6_pinfo.hop_limit`: the byte offset of the 16-bit word
+    /// holding it, and where in that word it lies (a 9-bit bitfield before
+    /// Linux 6.5 or so, a whole `__s16` since).
     pub hop_limit: u32,
+    pub hop_limit_shift: u32,
+    pub hop_limit_bits: u32,
     /// `net.ipv6.conf.default.hop_limit`: a caller-set hop limit below it is
     /// lowered.
     pub min_hop_limit: u32,
@@ -63,23 +67,29 @@ impl SocketFields {
             ..Self::default()
         };
         match Layout::read(Path::new(VMLINUX), &["sock", "inet_sock", "ipv6_pinfo"]) {
-            Ok(layout) => (
-                Self {
-                    sk_err: layout.int_offset("sock", "sk_err", 4).unwrap_or(0),
-                    uc_ttl: layout.int_offset("inet_sock", "uc_ttl", 2).unwrap_or(0),
-                    pinet6: layout.pointer_offset("inet_sock", "pinet6").unwrap_or(0),
-                    hop_limit: layout.int_offset("ipv6_pinfo", "hop_limit", 2).unwrap_or(0),
-                    ..defaults
-                },
-                None,
-            ),
+            Ok(layout) => {
+                let hop_limit = layout.s16_field("ipv6_pinfo", "hop_limit");
+                (
+                    Self {
+                        sk_err: layout.int_offset("sock", "sk_err", 4).unwrap_or(0),
+                        uc_ttl: layout.int_offset("inet_sock", "uc_ttl", 2).unwrap_or(0),
+                        pinet6: layout.pointer_offset("inet_sock", "pinet6").unwrap_or(0),
+                        hop_limit: hop_limit.map_or(0, |f| f.word),
+                        hop_limit_shift: hop_limit.map_or(0, |f| f.shift),
+                        hop_limit_bits: hop_limit.map_or(0, |f| f.bits),
+                        ..defaults
+                    },
+                    None,
+                )
+            }
             Err(e) => (defaults, Some(e)),
         }
     }
 }
 
-/// A member as the type section holds it: name, type id, byte offset.
-type RawMember = (String, u32, u32);
+/// A member as the type section holds it: name, type id, bit offset,
+/// bitfield size (0: not a bitfield).
+type RawMember = (String, u32, u32, u32);
 
 /// Why the layout could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +107,18 @@ pub struct Member {
     pub offset: u32,
     pub int_size: u32,
     pub pointer: bool,
+    /// Offset in bits, and the bitfield's size (0: not a bitfield).
+    pub bit_offset: u32,
+    pub bitfield: u32,
+}
+
+/// A signed integer of at most 16 bits: the 16-bit word holding it (byte
+/// offset), and its shift and width in that word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct S16Field {
+    pub word: u32,
+    pub shift: u32,
+    pub bits: u32,
 }
 
 /// The members of the structs asked for, by struct and member name.
@@ -134,8 +156,27 @@ impl Layout {
     /// bitfield), if the kernel has it.
     pub fn int_offset(&self, name: &str, member: &str, int_size: u32) -> Option<u32> {
         self.member(name, member)
-            .filter(|m| m.int_size == int_size)
+            .filter(|m| m.int_size == int_size && m.bitfield == 0 && m.bit_offset % 8 == 0)
             .map(|m| m.offset)
+    }
+
+    /// A 16-bit integer member, or a bitfield of a 16-bit integer that lies
+    /// within one aligned 16-bit word.
+    pub fn s16_field(&self, name: &str, member: &str) -> Option<S16Field> {
+        let m = self.member(name, member).filter(|m| m.int_size == 2)?;
+        if m.bitfield == 0 {
+            return (m.bit_offset % 8 == 0).then_some(S16Field {
+                word: m.offset,
+                shift: 0,
+                bits: 16,
+            });
+        }
+        let shift = m.bit_offset % 16;
+        (shift + m.bitfield <= 16).then_some(S16Field {
+            word: m.bit_offset / 16 * 2,
+            shift,
+            bits: m.bitfield,
+        })
     }
 
     fn parse(data: &[u8], wanted: &[&str]) -> Result<Self, &'static str> {
@@ -197,14 +238,11 @@ impl Layout {
                     let (m_name, m_type, m_offset) = (u32_at(m)?, u32_at(m + 4)?, u32_at(m + 8)?);
                     // With kind_flag, the top 8 bits hold a bitfield's size.
                     let (bit_offset, bitfield) = if kind_flag {
-                        (m_offset & 0x00ff_ffff, m_offset >> 24 != 0)
+                        (m_offset & 0x00ff_ffff, m_offset >> 24)
                     } else {
-                        (m_offset, false)
+                        (m_offset, 0)
                     };
-                    if bitfield || bit_offset % 8 != 0 {
-                        continue;
-                    }
-                    members.push((name(m_name).to_owned(), m_type, bit_offset / 8));
+                    members.push((name(m_name).to_owned(), m_type, bit_offset, bitfield));
                 }
                 members_of.push((name(name_off).to_owned(), members));
             }
@@ -226,14 +264,16 @@ impl Layout {
         let mut layout = Self::default();
         for (name, members) in members_of {
             let entry = layout.structs.entry(name).or_default();
-            for (member, ty, offset) in members {
+            for (member, ty, bit_offset, bitfield) in members {
                 let (kind, size) = resolve(ty);
                 entry.insert(
                     member,
                     Member {
-                        offset,
+                        offset: bit_offset / 8,
                         int_size: if kind == KIND_INT { size } else { 0 },
-                        pointer: kind == KIND_PTR,
+                        pointer: kind == KIND_PTR && bitfield == 0 && bit_offset % 8 == 0,
+                        bit_offset,
+                        bitfield,
                     },
                 );
             }
@@ -248,6 +288,75 @@ mod tests {
 
     /// A BTF blob: `int` (4 bytes), `typedef int s32_t`, and
     /// `struct pair { s32_t a; short pad; int b; }` with `b` at byte 8.
+    /// `struct pinfo { __u16 unused:7; __s16 hop_limit:9; __s16 whole; }`, as
+    /// Linux 6.1 lays out `ipv6_pinfo.hop_limit` (bitfields: kind_flag set).
+    fn bitfield_blob() -> Vec<u8> {
+        let strings = b"\0short\0pinfo\0unused\0hop_limit\0whole\0".to_vec();
+        let (short, pinfo, unused, hop, whole) = (1u32, 7u32, 13u32, 20u32, 30u32);
+        let words: [u32; 16] = [
+            short,
+            KIND_INT << 24,
+            2,
+            (1 << 24) | 16, // id 1: short, signed, 16 bits
+            pinfo,
+            (1 << 31) | (KIND_STRUCT << 24) | 3,
+            4, // id 2: struct pinfo, bitfield offsets
+            unused,
+            1,
+            7 << 24, // 7 bits at bit 0
+            hop,
+            1,
+            (9 << 24) | 7, // 9 bits at bit 7
+            whole,
+            1,
+            16, // a whole short at bit 16
+        ];
+        wrap(&words, &strings)
+    }
+
+    fn wrap(words: &[u32], strings: &[u8]) -> Vec<u8> {
+        let types: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let header: [u32; 5] = [
+            24,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ];
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC.to_le_bytes());
+        out.extend_from_slice(&[1, 0]);
+        out.extend(header.iter().flat_map(|w| w.to_le_bytes()));
+        out.extend_from_slice(&types);
+        out.extend_from_slice(strings);
+        out
+    }
+
+    #[test]
+    fn a_bitfield_is_found_in_its_16_bit_word() {
+        let layout = Layout::parse(&bitfield_blob(), &["pinfo"]).unwrap();
+        let field = |m| layout.s16_field("pinfo", m);
+        assert_eq!(
+            field("hop_limit"),
+            Some(S16Field {
+                word: 0,
+                shift: 7,
+                bits: 9
+            })
+        );
+        assert_eq!(
+            field("whole"),
+            Some(S16Field {
+                word: 2,
+                shift: 0,
+                bits: 16
+            })
+        );
+        // Not a whole integer: no plain offset for it.
+        assert_eq!(layout.int_offset("pinfo", "hop_limit", 2), None);
+        assert_eq!(layout.int_offset("pinfo", "whole", 2), Some(2));
+    }
+
     fn blob() -> Vec<u8> {
         let strings = b"\0int\0s32_t\0pair\0a\0b\0".to_vec();
         let (int, s32, pair, a, b) = (1u32, 5u32, 11u32, 16u32, 18u32);

@@ -1,7 +1,8 @@
 //! The packet plane on watched interfaces: `packet_in_*` on what the guests
 //! send (XDP where the driver runs it natively, TC otherwise), `packet_out_tc`
 //! on what they receive (TC: XDP has no egress). Attachments are tcx and XDP
-//! links, pinned per interface like the cgroup's, so they outlive the daemon.
+//! links, pinned per interface like the cgroup's, so they outlive the daemon;
+//! before Linux 6.6, TC attaches through netlink instead ([`super::tc`]).
 
 use std::{ffi::CString, fmt, path::Path, str::FromStr};
 
@@ -9,8 +10,8 @@ use aya::{
     Ebpf,
     programs::{
         SchedClassifier, Xdp,
-        links::{FdLink, LinkOrder, PinnedLink},
-        tc::{TcAttachOptions, TcAttachType},
+        links::{FdLink, PinnedLink},
+        tc::TcAttachType,
         xdp::XdpMode,
     },
 };
@@ -21,6 +22,7 @@ use super::{
     BpfError, Enforcer,
     pins::PinDir,
     programs::{self, PACKET_IN_TC, PACKET_IN_XDP, PACKET_OUT_TC, ProgramSpec},
+    tc::{self, Attachment, TcApi},
 };
 
 /// Which hook the packet plane's ingress uses (`[daemon] packet_hook`).
@@ -72,6 +74,8 @@ impl fmt::Display for Ingress {
 pub struct Watched {
     pub interface: String,
     pub ingress: Ingress,
+    /// How its TC programs are attached.
+    pub tc: TcApi,
     /// Its links were pinned by an earlier daemon and kept.
     pub adopted: bool,
 }
@@ -88,8 +92,13 @@ impl Enforcer {
     pub fn watch(&mut self, interface: &str, hook: PacketHook) -> Result<Ingress, BpfError> {
         self.record_master(interface)?;
         let ebpf = self.ebpf.as_mut().ok_or(BpfError::ObjectMissing)?;
-        let (ingress, links) = attach(&mut Source::Loaded(ebpf), interface, hook)?;
-        self.links.extend(links);
+        let (ingress, attachments) = attach(&mut Source::Loaded(ebpf), interface, hook)?;
+        for (name, attachment) in attachments {
+            match attachment {
+                Attachment::Link(link) => self.links.push((name, link)),
+                Attachment::Filter(filter) => self.filters.push(filter),
+            }
+        }
         Ok(ingress)
     }
 
@@ -130,6 +139,7 @@ impl Enforcer {
                 watched.push(Watched {
                     interface: interface.clone(),
                     ingress,
+                    tc: TcApi::Tcx,
                     adopted: true,
                 });
                 continue;
@@ -139,20 +149,36 @@ impl Enforcer {
                 Some(ebpf) => Source::Loaded(ebpf),
                 None => Source::Pinned(pins),
             };
-            let (ingress, links) = attach(&mut source, interface, hook)?;
+            let (ingress, attachments) = attach(&mut source, interface, hook)?;
+            crate::crash::point("interfaces.attached");
             let dir = pins.interface(interface);
             create_dir(&dir)?;
-            for (name, link) in links {
-                let path = dir.join(link_pin_name(name, index));
-                link.pin(&path).map_err(|e| BpfError::Pin {
-                    path: path.display().to_string(),
-                    source: std::io::Error::other(e),
-                })?;
-                PinDir::restrict(&path)?;
+            let mut api = TcApi::Tcx;
+            for (name, attachment) in attachments {
+                match attachment {
+                    Attachment::Link(link) => {
+                        let path = dir.join(link_pin_name(name, index));
+                        link.pin(&path).map_err(|e| BpfError::Pin {
+                            path: path.display().to_string(),
+                            source: std::io::Error::other(e),
+                        })?;
+                        PinDir::restrict(&path)?;
+                    }
+                    Attachment::Filter(filter) => {
+                        // Stays on the interface when the daemon exits, like
+                        // a pinned link; the marker tells `uninstall` to
+                        // delete it.
+                        std::mem::forget(filter);
+                        create_dir(&dir.join(PinDir::NETLINK_FILTERS))?;
+                        api = TcApi::Netlink;
+                    }
+                }
             }
+            crate::crash::point("interfaces.pinned");
             watched.push(Watched {
                 interface: interface.clone(),
                 ingress,
+                tc: api,
                 adopted: false,
             });
         }
@@ -195,15 +221,15 @@ fn pinned_ingress(pins: &PinDir, interface: &str, index: u32, hook: PacketHook) 
     (compatible && alive).then_some(ingress)
 }
 
-/// Links by the name of the program they attach.
-type Links = Vec<(&'static str, FdLink)>;
+/// Attachments by the name of the program they attach.
+type Attachments = Vec<(&'static str, Attachment)>;
 
 /// Attaches ingress and egress to `interface`; the links, by program name.
 fn attach(
     source: &mut Source<'_>,
     interface: &str,
     hook: PacketHook,
-) -> Result<(Ingress, Links), BpfError> {
+) -> Result<(Ingress, Attachments), BpfError> {
     if_index(interface)?;
     let egress = attach_tc(source, &PACKET_OUT_TC, interface, TcAttachType::Egress)?;
     let xdp = match hook {
@@ -212,7 +238,7 @@ fn attach(
         PacketHook::Auto | PacketHook::Tc => None,
     };
     let (ingress, link) = match xdp {
-        Some(link) => ((Ingress::Xdp, PACKET_IN_XDP.name), link),
+        Some(link) => ((Ingress::Xdp, PACKET_IN_XDP.name), Attachment::Link(link)),
         None => (
             (Ingress::Tc, PACKET_IN_TC.name),
             attach_tc(source, &PACKET_IN_TC, interface, TcAttachType::Ingress)?,
@@ -229,12 +255,11 @@ fn attach_tc(
     spec: &ProgramSpec,
     interface: &str,
     attach_type: TcAttachType,
-) -> Result<FdLink, BpfError> {
+) -> Result<Attachment, BpfError> {
     let attach_err = |source| BpfError::Attach {
         name: spec.name,
         source,
     };
-    let options = TcAttachOptions::TcxOrder(LinkOrder::default());
     let mut pinned;
     let program: &mut SchedClassifier = match source {
         Source::Loaded(ebpf) => programs::as_kind(spec, program_mut(ebpf, spec)?)?,
@@ -243,8 +268,13 @@ fn attach_tc(
             &mut pinned
         }
     };
-    let id = program.attach_with_options(interface, attach_type, options);
-    programs::fd_link(spec, id.and_then(|id| program.take_link(id)))
+    tc::attach(
+        program,
+        spec,
+        interface,
+        attach_type,
+        TcApi::of_running_kernel(),
+    )
 }
 
 fn attach_xdp(source: &mut Source<'_>, interface: &str) -> Result<FdLink, BpfError> {

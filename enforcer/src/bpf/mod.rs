@@ -4,11 +4,15 @@ mod batch;
 pub mod btf;
 mod control;
 mod interfaces;
+pub mod layout;
 mod link_master;
+#[cfg(test)]
+mod lock_check;
 mod maps;
 mod object;
 pub mod pins;
 pub mod programs;
+mod tc;
 
 use std::{fs::File, io, net::SocketAddr, os::unix::fs::MetadataExt, path::Path, time::Duration};
 
@@ -35,6 +39,7 @@ use enforcer_common::{
 pub use interfaces::{Ingress, PacketHook, Watched, if_index};
 pub use maps::Maps;
 use pins::{MAP_NAMES, PinDir};
+pub use tc::TcApi;
 
 use crate::rule::Rule;
 
@@ -104,6 +109,17 @@ pub enum BpfError {
          run `enforcer uninstall` first to move them"
     )]
     AttachedElsewhere { pins: String, attached: u64 },
+    #[error(
+        "{pins} holds pins of {} and this daemon uses layout {ours}: it cannot read them. \
+         `enforcer uninstall` (this binary removes pins of any layout; the breaker states \
+         and counters go with them) clears the way, then start again",
+        found.map_or("an enforcer older than layout versions".to_owned(), |v| format!("layout {v}"))
+    )]
+    Layout {
+        pins: String,
+        found: Option<u32>,
+        ours: u32,
+    },
 }
 
 /// Options for loading the object.
@@ -141,6 +157,9 @@ pub struct Enforcer {
     /// The loaded object, while this process owns its programs.
     ebpf: Option<Ebpf>,
     links: Vec<(&'static str, FdLink)>,
+    /// TC filters attached through netlink (kernels without tcx), which this
+    /// process holds the same way.
+    filters: Vec<aya::programs::tc::SchedClassifierLink>,
     /// The control program (loaded here, or adopted from its pin).
     control: Option<ProgramFd>,
 }
@@ -162,6 +181,12 @@ impl Enforcer {
             .override_global(names::globals::MIN_TTL, &fields.min_ttl, true)
             .override_global(names::globals::PINET6_OFFSET, &fields.pinet6, true)
             .override_global(names::globals::HOP_LIMIT_OFFSET, &fields.hop_limit, true)
+            .override_global(
+                names::globals::HOP_LIMIT_SHIFT,
+                &fields.hop_limit_shift,
+                true,
+            )
+            .override_global(names::globals::HOP_LIMIT_BITS, &fields.hop_limit_bits, true)
             .override_global(names::globals::MIN_HOP_LIMIT, &fields.min_hop_limit, true);
         loader.map_max_entries(names::DESTS, options.dests_capacity);
         loader.map_max_entries(names::FLOWS, options.flows_capacity);
@@ -176,6 +201,9 @@ impl Enforcer {
         for (_, path) in &pin_paths {
             PinDir::restrict(path)?;
         }
+        if pins.is_some() {
+            crate::crash::point("install.maps-pinned");
+        }
         let mut maps = Maps::default();
         for name in MAP_NAMES {
             let map = ebpf.take_map(name).ok_or(BpfError::MapMissing { name })?;
@@ -187,6 +215,7 @@ impl Enforcer {
             maps,
             ebpf: Some(ebpf),
             links: Vec::new(),
+            filters: Vec::new(),
             control: Some(control),
         };
         if pins.is_none() {
@@ -218,6 +247,7 @@ impl Enforcer {
         cgroup: &Path,
     ) -> Result<(Self, Installed), BpfError> {
         pins.create()?;
+        layout::check(pins)?;
         let dir = open_cgroup(cgroup)?;
         let wanted = cgroup_id(&dir, cgroup)?;
         if pins.has_links() && pins.pinned_maps().all(|(_, p)| p.exists()) {
@@ -231,6 +261,27 @@ impl Enforcer {
             }
             return Ok((enforcer, Installed::Adopted));
         }
+        // What a failed installation leaves must be what was there before it:
+        // maps of an incomplete installation (their counts) stay, anything this
+        // attempt pinned goes, and with its link pins its attachments.
+        let before = pins.existing();
+        layout::mark(pins)?;
+        Self::install_fresh(options, pins, &dir, wanted)
+            .map(|enforcer| (enforcer, Installed::Fresh))
+            .inspect_err(|_| {
+                if before.is_empty() {
+                    layout::unmark(pins);
+                }
+                let _ = pins.remove_all_except(&before);
+            })
+    }
+
+    fn install_fresh(
+        options: &LoadOptions,
+        pins: &PinDir,
+        dir: &File,
+        wanted: u64,
+    ) -> Result<Self, BpfError> {
         // Leftover link pins of an incomplete installation would attach a second
         // copy next to ours: remove them first.
         for spec in &programs::PROGRAMS {
@@ -250,24 +301,31 @@ impl Enforcer {
                 })?;
             PinDir::restrict(&path)?;
         }
-        for (name, link) in programs::attach_all(ebpf, &dir)? {
+        crate::crash::point("install.programs-pinned");
+        // Before the links: a complete set of link pins is adopted as it is, so
+        // the cgroup it is attached to must already be on record.
+        let config = enforcer.config()?;
+        enforcer.set_config(Config {
+            cgroup_id: wanted,
+            ..config
+        })?;
+        let ebpf = enforcer.ebpf.as_mut().ok_or(BpfError::ObjectMissing)?;
+        for (name, link) in programs::attach_all(ebpf, dir)? {
             let path = pins.link(name);
             link.pin(&path).map_err(|e| BpfError::Pin {
                 path: path.display().to_string(),
                 source: io::Error::other(e),
             })?;
             PinDir::restrict(&path)?;
+            crate::crash::point("install.link-pinned");
         }
-        let config = enforcer.config()?;
-        enforcer.set_config(Config {
-            cgroup_id: wanted,
-            ..config
-        })?;
-        Ok((enforcer, Installed::Fresh))
+        crate::crash::point("install.links-pinned");
+        Ok(enforcer)
     }
 
     /// Opens the maps pinned in `pins`; the pinned links keep the programs attached.
     pub fn adopt(pins: &PinDir) -> Result<Self, BpfError> {
+        layout::check(pins)?;
         let mut maps = Maps::default();
         for (name, path) in pins.pinned_maps() {
             let data = MapData::from_pin(&path).map_err(|source| BpfError::Map { name, source })?;
@@ -282,6 +340,7 @@ impl Enforcer {
             maps,
             ebpf: None,
             links: Vec::new(),
+            filters: Vec::new(),
             control: Some(control),
         })
     }

@@ -9,6 +9,7 @@
 //! new daemon adopts it instead of attaching a second copy.
 
 use std::{
+    collections::HashSet,
     fs::{self, File},
     io,
     os::{
@@ -18,9 +19,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use aya::programs::tc::TcAttachType;
+
 use super::{
     BpfError,
-    programs::{PROGRAMS, UNATTACHED},
+    programs::{PACKET_IN_TC, PACKET_OUT_TC, PROGRAMS, UNATTACHED},
 };
 
 /// Every map the object declares (and so every map pin).
@@ -105,12 +108,24 @@ impl PinDir {
         names
     }
 
-    /// Removes one interface's link pins (detaching the programs there).
+    /// The directory that marks, in an interface's directory, that its TC
+    /// programs are netlink filters ([`super::tc`]), which cannot be pinned.
+    pub const NETLINK_FILTERS: &str = "tc-netlink";
+
+    /// Removes one interface's link pins and netlink filters (detaching the
+    /// programs there).
     pub fn remove_interface(&self, interface: &str) -> Result<Vec<PathBuf>, BpfError> {
         let dir = self.interface(interface);
         let mut removed = Vec::new();
         if let Ok(entries) = fs::read_dir(&dir) {
             for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+                if path.ends_with(Self::NETLINK_FILTERS) {
+                    super::tc::detach_filters(interface, &PACKET_IN_TC, TcAttachType::Ingress)?;
+                    super::tc::detach_filters(interface, &PACKET_OUT_TC, TcAttachType::Egress)?;
+                    let _ = fs::remove_dir(&path);
+                    removed.push(path);
+                    continue;
+                }
                 fs::remove_file(&path).map_err(|source| BpfError::Pin {
                     path: path.display().to_string(),
                     source,
@@ -165,8 +180,7 @@ impl PinDir {
 
     /// Whether anything of ours is pinned here.
     pub fn has_any(&self) -> bool {
-        PROGRAMS.iter().any(|p| self.link(p.name).exists())
-            || self.pinned_maps().any(|(_, path)| path.exists())
+        !self.existing().is_empty()
     }
 
     /// Takes the directory's lock, or fails when another daemon holds it.
@@ -206,10 +220,49 @@ impl PinDir {
         for interface in self.watched_interfaces() {
             removed.extend(self.remove_interface(&interface)?);
         }
+        // Pins of another layout may carry other names: whatever is in the
+        // directories of ours is ours. Links first, maps last.
+        for dir in ["links", "programs", "maps"] {
+            let entries = fs::read_dir(self.root.join(dir)).into_iter().flatten();
+            for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+                if path.is_file() {
+                    fs::remove_file(&path).map_err(|source| BpfError::Pin {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                    removed.push(path);
+                }
+            }
+            if dir == "links" {
+                crate::crash::point("uninstall.links-removed");
+            }
+        }
+        super::layout::unmark(self);
+        removed.extend(self.remove_all_except(&HashSet::new())?);
+        Ok(removed)
+    }
+
+    /// Every pin of ours that exists now (interfaces' links aside). A pin is a
+    /// file on bpffs; anything else at its path is not ours.
+    pub fn existing(&self) -> HashSet<PathBuf> {
+        self.pin_paths().filter(|p| p.is_file()).collect()
+    }
+
+    fn pin_paths(&self) -> impl Iterator<Item = PathBuf> + '_ {
         let links = PROGRAMS.iter().map(|p| self.link(p.name));
         let programs = UNATTACHED.iter().map(|p| self.program(p.name));
         let maps = self.pinned_maps().map(|(_, path)| path);
-        for path in links.chain(programs).chain(maps) {
+        links.chain(programs).chain(maps)
+    }
+
+    /// Removes the pins of ours but those in `keep` (and interfaces' links),
+    /// then the directories left empty.
+    pub fn remove_all_except(&self, keep: &HashSet<PathBuf>) -> Result<Vec<PathBuf>, BpfError> {
+        let mut removed = Vec::new();
+        for path in self
+            .pin_paths()
+            .filter(|p| p.is_file() && !keep.contains(p))
+        {
             match fs::remove_file(&path) {
                 Ok(()) => removed.push(path),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -75,6 +75,8 @@ pub fn execute(args: Args) -> Result<(), Failure> {
         daemon::StartError::BadInput(e) => Failure::Usage(e),
         daemon::StartError::Failed(e) => Failure::Runtime(e),
     })?;
+    // Before the runtime's threads exist: capabilities are per thread.
+    let listeners = daemon::settle(&shared).map_err(Failure::Runtime)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -82,6 +84,6 @@ pub fn execute(args: Args) -> Result<(), Failure> {
         .context("starting the runtime")
         .map_err(Failure::Runtime)?;
     runtime
-        .block_on(daemon::serve(shared, detach))
+        .block_on(daemon::serve(shared, listeners, detach))
         .map_err(Failure::Runtime)
 }

@@ -98,6 +98,12 @@ pub struct DaemonConfig {
     pub flows_capacity: u32,
     /// Healing: at most this many destinations probed at once.
     pub max_healers: u32,
+    /// Keep what entering other network namespaces needs (`CAP_SYS_ADMIN`,
+    /// `CAP_SYS_PTRACE`): naming them, healing from inside them.
+    pub enter_namespaces: bool,
+    /// Turn on BPF run-time statistics (host-wide) and keep what reading
+    /// them needs (`CAP_SYS_ADMIN`).
+    pub bpf_run_stats: bool,
 }
 
 /// `[daemon]` as written.
@@ -121,6 +127,8 @@ struct DaemonFile {
     flow_idle_timeout: Option<Spanned<Dur>>,
     flows_capacity: Option<Spanned<u32>>,
     max_healers: Option<Spanned<u32>>,
+    enter_namespaces: Option<Spanned<bool>>,
+    bpf_run_stats: Option<Spanned<bool>>,
 }
 
 /// The whole file as written.
@@ -442,6 +450,8 @@ fn resolve_daemon(
             format!("must be 1..={MAX_HEALERS_LIMIT}, got {max_healers}"),
         );
     }
+    let (enter_namespaces, _) = pick(None, &file.enter_namespaces, &base.enter_namespaces, lines);
+    let (bpf_run_stats, _) = pick(None, &file.bpf_run_stats, &base.bpf_run_stats, lines);
     Ok(DaemonConfig {
         cgroup,
         pin_root,
@@ -460,6 +470,8 @@ fn resolve_daemon(
         flow_idle_timeout: flow_idle_timeout.0,
         flows_capacity,
         max_healers,
+        enter_namespaces,
+        bpf_run_stats,
     })
 }
 

@@ -286,3 +286,19 @@ fn dest_water_marks_default_and_are_validated_by_name() {
         assert!(got.contains(want), "for:\n{text}\nwant `{want}` in: {got}");
     }
 }
+
+#[test]
+fn privilege_knobs_default_to_namespaces_on_and_host_wide_stats_off() {
+    let c = Config::embedded();
+    assert!(c.daemon.enter_namespaces);
+    assert!(!c.daemon.bpf_run_stats, "host-wide: opt-in");
+    let c = Config::parse(
+        "[daemon]\nenter_namespaces = false\nbpf_run_stats = true\n",
+        "t",
+    )
+    .unwrap();
+    assert!(!c.daemon.enter_namespaces);
+    assert!(c.daemon.bpf_run_stats);
+    let got = err("[daemon]\nbpf_run_stats = \"yes\"\n");
+    assert!(got.contains("bpf_run_stats"), "{got}");
+}

@@ -1,5 +1,5 @@
-//! The control API: JSON over HTTP on a root-only Unix socket (0600), usable
-//! with `curl --unix-socket`. Every change is validated whole before anything is
+//! The control API: JSON over HTTP on a root-only Unix socket (0600, bound by
+//! [`super::control_socket`]), usable with `curl --unix-socket`. Every change is validated whole before anything is
 //! written; a rejected request changes nothing and answers 400 naming the field.
 //!
 //! | request                                   | effect                                |
@@ -23,12 +23,7 @@
 //! it a request acts on the address in every namespace. Overrides (`trip`,
 //! `disable`) always apply in every namespace.
 
-use std::{
-    fs, io,
-    net::SocketAddr,
-    os::unix::fs::{DirBuilderExt, PermissionsExt},
-    path::Path,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use enforcer_common::{
     control::kind as command,
@@ -50,29 +45,6 @@ use crate::{
     http::{self, Request, Response},
     netns::Selector,
 };
-
-/// Binds the control socket: parent directory 0700, socket 0600. A stale socket
-/// file (nobody listening) is replaced; a live one means another daemon.
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    if let Some(parent) = path.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                "another daemon answers on it",
-            ));
-        }
-        fs::remove_file(path)?;
-    }
-    let listener = UnixListener::bind(path)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
 
 pub async fn serve(listener: UnixListener, shared: Shared, stop: watch::Sender<bool>) {
     loop {
@@ -130,46 +102,134 @@ async fn follow_events<W: tokio::io::AsyncWrite + Unpin>(shared: &Shared, write:
 }
 
 /// A request error: status and message.
-type Reject = (u16, String);
+pub type Reject = (u16, String);
 
 fn bad(message: impl Into<String>) -> Reject {
     (400, message.into())
 }
 
-fn route(req: &Request, shared: &Shared, stop: &watch::Sender<bool>) -> Response {
+/// A request as the router reads it: the endpoint, and its query parameters
+/// parsed and checked. Reading it needs no state (no lock, no kernel), so a
+/// malformed request is refused before anything is looked up. Bodies stay
+/// text: policies are parsed against the running configuration's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Call<'a> {
+    Status {
+        dest: Option<SocketAddr>,
+        netns: Option<Selector>,
+        policy: Option<&'a str>,
+    },
+    Policies,
+    Policy(&'a str),
+    SetPolicy {
+        name: &'a str,
+        body: &'a str,
+    },
+    RemovePolicy(&'a str),
+    ApplyPolicies(&'a str),
+    /// `trip` ([`kind::FORCED_OPEN`]) or `disable` ([`kind::DISABLED`]), for
+    /// a while (`for`: as parsed, and as written) or until reset.
+    Override {
+        dest: SocketAddr,
+        kind: u32,
+        lasting: Option<(Duration, &'a str)>,
+    },
+    Reset {
+        dest: SocketAddr,
+        netns: Option<Selector>,
+    },
+    Pause(bool),
+    Reload,
+    Metrics,
+    Uninstall,
+}
+
+/// Reads `req` into the call it makes, or the answer refusing it: 404 for no
+/// such endpoint, 400 for a malformed parameter or body.
+pub fn parse_call(req: &Request) -> Result<Call<'_>, Reject> {
     let path: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-    let result = match (req.method.as_str(), path.as_slice()) {
-        ("GET", ["v1", "status"]) => status(req, shared),
-        ("GET", ["v1", "policies"]) => to_json(view::policies(&lock(shared))),
-        ("GET", ["v1", "policies", name]) => policy(shared, name),
-        ("PUT", ["v1", "policies", name]) => set_policy(shared, name, &req.body),
-        ("DELETE", ["v1", "policies", name]) => remove_policy(shared, name),
-        ("POST", ["v1", "policies"]) => apply_policies(shared, &req.body),
-        ("POST", ["v1", "trip"]) => set_override(req, shared, kind::FORCED_OPEN),
-        ("POST", ["v1", "disable"]) => set_override(req, shared, kind::DISABLED),
-        ("POST", ["v1", "reset"]) => reset(req, shared),
-        ("POST", ["v1", "pause"]) => pause(shared, true),
-        ("POST", ["v1", "resume"]) => pause(shared, false),
-        ("POST", ["v1", "reload"]) => reload(shared)
+    let body = || std::str::from_utf8(&req.body).map_err(|_| bad("body: not UTF-8"));
+    Ok(match (req.method.as_str(), path.as_slice()) {
+        ("GET", ["v1", "status"]) => Call::Status {
+            dest: req.param("dest").map(parse_dest).transpose().map_err(bad)?,
+            netns: netns_param(req)?,
+            policy: req.param("policy"),
+        },
+        ("GET", ["v1", "policies"]) => Call::Policies,
+        ("GET", ["v1", "policies", name]) => Call::Policy(name),
+        ("PUT", ["v1", "policies", name]) => Call::SetPolicy {
+            name,
+            body: body()?,
+        },
+        ("DELETE", ["v1", "policies", name]) => Call::RemovePolicy(name),
+        ("POST", ["v1", "policies"]) => Call::ApplyPolicies(body()?),
+        ("POST", ["v1", "trip"]) => Call::Override {
+            dest: dest_param(req)?,
+            kind: kind::FORCED_OPEN,
+            lasting: for_param(req)?,
+        },
+        ("POST", ["v1", "disable"]) => Call::Override {
+            dest: dest_param(req)?,
+            kind: kind::DISABLED,
+            lasting: for_param(req)?,
+        },
+        ("POST", ["v1", "reset"]) => Call::Reset {
+            dest: dest_param(req)?,
+            netns: netns_param(req)?,
+        },
+        ("POST", ["v1", "pause"]) => Call::Pause(true),
+        ("POST", ["v1", "resume"]) => Call::Pause(false),
+        ("POST", ["v1", "reload"]) => Call::Reload,
+        ("GET", ["v1", "metrics"]) => Call::Metrics,
+        ("POST", ["v1", "uninstall"]) => Call::Uninstall,
+        (_, ["v1", ..]) => {
+            return Err((
+                404,
+                format!("no such endpoint: {} {}", req.method, req.path),
+            ));
+        }
+        _ => return Err((404, format!("no such endpoint: {}", req.path))),
+    })
+}
+
+fn route(req: &Request, shared: &Shared, stop: &watch::Sender<bool>) -> Response {
+    let call = match parse_call(req) {
+        Ok(call) => call,
+        Err((status, message)) => return Response::error(status, message),
+    };
+    let result = match call {
+        Call::Status {
+            dest,
+            netns,
+            policy,
+        } => status(dest, netns.as_ref(), policy, shared),
+        Call::Policies => to_json(view::policies(&lock(shared))),
+        Call::Policy(name) => policy(shared, name),
+        Call::SetPolicy { name, body } => set_policy(shared, name, body),
+        Call::RemovePolicy(name) => remove_policy(shared, name),
+        Call::ApplyPolicies(body) => apply_policies(shared, body),
+        Call::Override {
+            dest,
+            kind,
+            lasting,
+        } => set_override(dest, kind, lasting, shared),
+        Call::Reset { dest, netns } => reset(dest, netns.as_ref(), shared),
+        Call::Pause(paused) => pause(shared, paused),
+        Call::Reload => reload(shared)
             .map(|n| json!({ "policies": n }))
             .map_err(bad),
-        ("GET", ["v1", "metrics"]) => {
+        Call::Metrics => {
             return Response::text(
                 200,
                 super::metrics::CONTENT_TYPE,
                 super::metrics::render(&lock(shared)),
             );
         }
-        ("POST", ["v1", "uninstall"]) => {
+        Call::Uninstall => {
             lock(shared).uninstall_requested = true;
             let _ = stop.send(true);
             Ok(json!({ "uninstalling": true }))
         }
-        (_, ["v1", ..]) => Err((
-            404,
-            format!("no such endpoint: {} {}", req.method, req.path),
-        )),
-        _ => Err((404, format!("no such endpoint: {}", req.path))),
     };
     match result {
         Ok(value) => Response::json(200, &value),
@@ -200,32 +260,39 @@ pub fn parse_dest(text: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// `for` of the query: a duration (1s..=7 days), or none.
-fn for_param(req: &Request) -> Result<Option<std::time::Duration>, Reject> {
+/// `for` of the query: a duration (1s..=7 days) and its text, or none.
+fn for_param(req: &Request) -> Result<Option<(Duration, &str)>, Reject> {
     let Some(text) = req.param("for") else {
         return Ok(None);
     };
     let d = config::parse_duration(text).map_err(|e| bad(format!("for: {e}")))?;
-    if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(7 * 86_400) {
+    if d < Duration::from_secs(1) || d > Duration::from_secs(7 * 86_400) {
         return Err(bad(format!("for: `{text}` must be 1s..=7d")));
     }
-    Ok(Some(d))
+    Ok(Some((d, text)))
 }
 
-/// `netns` of the query: the cookies of the namespace it names (several only
-/// if an inode was reused after its namespace was gone), or none.
-fn netns_param(req: &Request, shared: &Shared) -> Result<Option<Vec<u64>>, Reject> {
-    let Some(text) = req.param("netns") else {
+/// `netns` of the query: the namespace it names, or none.
+fn netns_param(req: &Request) -> Result<Option<Selector>, Reject> {
+    req.param("netns")
+        .map(|text| {
+            text.parse()
+                .map_err(|e: crate::netns::BadSelector| bad(e.to_string()))
+        })
+        .transpose()
+}
+
+/// The cookies of the namespace `selector` names (several only if an inode
+/// was reused after its namespace was gone), or none without a selector.
+fn netns_cookies(selector: Option<&Selector>, shared: &Shared) -> Result<Option<Vec<u64>>, Reject> {
+    let Some(selector) = selector else {
         return Ok(None);
     };
-    let selector: Selector = text
-        .parse()
-        .map_err(|e: crate::netns::BadSelector| bad(e.to_string()))?;
     // Not under the daemon's lock: finding a namespace created since the last
     // discovery walks /proc.
     let registry = lock(shared).namespaces.clone();
     let cookies = registry
-        .find_now(&selector)
+        .find_now(selector)
         .map_err(|e| (500, format!("netns: discovering namespaces: {e}")))?;
     if cookies.is_empty() {
         let what = match selector {
@@ -240,20 +307,23 @@ fn netns_param(req: &Request, shared: &Shared) -> Result<Option<Vec<u64>>, Rejec
     Ok(Some(cookies))
 }
 
-fn status(req: &Request, shared: &Shared) -> Result<serde_json::Value, Reject> {
-    let dest = req.param("dest").map(parse_dest).transpose().map_err(bad)?;
-    let netns = netns_param(req, shared)?;
+fn status(
+    dest: Option<SocketAddr>,
+    netns: Option<&Selector>,
+    policy: Option<&str>,
+    shared: &Shared,
+) -> Result<serde_json::Value, Reject> {
+    let netns = netns_cookies(netns, shared)?;
     let d = lock(shared);
-    let policy = req.param("policy").map(str::to_owned);
-    if let Some(p) = &policy
-        && !d.policies.iter().any(|s| &s.name == p)
+    if let Some(p) = policy
+        && !d.policies.iter().any(|s| s.name == p)
     {
         return Err((404, format!("policy: no policy named `{p}`")));
     }
     let filter = view::Filter {
         dest,
         netns,
-        policy,
+        policy: policy.map(str::to_owned),
     };
     to_json(view::status(&d, &filter))
 }
@@ -282,18 +352,27 @@ fn replace_policies(d: &mut Daemon, specs: Vec<PolicySpec>) -> Result<serde_json
     Ok(json!({ "policies": n }))
 }
 
-fn set_policy(shared: &Shared, name: &str, body: &[u8]) -> Result<serde_json::Value, Reject> {
-    let body = std::str::from_utf8(body).map_err(|_| bad("body: not UTF-8"))?;
+/// The policy a `PUT /v1/policies/NAME` sets: the body's TOML keys as one
+/// `[[policy]]` table named NAME, inheriting `config`'s defaults.
+pub fn put_policy(config: &Config, name: &str, body: &str) -> Result<PolicySpec, Reject> {
     let text = format!(
         "[[policy]]\nname = {}\n{body}\n",
         toml::Value::String(name.to_owned())
     );
-    let mut d = lock(shared);
-    let mut parsed = d
-        .config
+    let mut parsed = config
         .parse_policies(&text, "request")
         .map_err(|e| bad(e.to_string()))?;
-    let spec = parsed.pop().ok_or_else(|| bad("body: no policy"))?;
+    // A `[[policy]]` header in the body would start another policy, which
+    // would then be set in NAME's place under its own name.
+    match (parsed.pop(), parsed.is_empty()) {
+        (Some(spec), true) => Ok(spec),
+        _ => Err(bad("body: the keys of one policy, without table headers")),
+    }
+}
+
+fn set_policy(shared: &Shared, name: &str, body: &str) -> Result<serde_json::Value, Reject> {
+    let mut d = lock(shared);
+    let spec = put_policy(&d.config, name, body)?;
     let mut specs = d.policies.clone();
     match specs.iter_mut().find(|p| p.name == name) {
         Some(existing) => *existing = spec,
@@ -313,8 +392,7 @@ fn remove_policy(shared: &Shared, name: &str) -> Result<serde_json::Value, Rejec
     replace_policies(&mut d, specs)
 }
 
-fn apply_policies(shared: &Shared, body: &[u8]) -> Result<serde_json::Value, Reject> {
-    let body = std::str::from_utf8(body).map_err(|_| bad("body: not UTF-8"))?;
+fn apply_policies(shared: &Shared, body: &str) -> Result<serde_json::Value, Reject> {
     let mut d = lock(shared);
     let specs = d
         .config
@@ -323,9 +401,13 @@ fn apply_policies(shared: &Shared, body: &[u8]) -> Result<serde_json::Value, Rej
     replace_policies(&mut d, specs)
 }
 
-fn set_override(req: &Request, shared: &Shared, kind: u32) -> Result<serde_json::Value, Reject> {
-    let dest = dest_param(req)?;
-    let until_ns = for_param(req)?.map_or(0, |d| monotonic_ns() + d.as_nanos() as u64);
+fn set_override(
+    dest: SocketAddr,
+    kind: u32,
+    lasting: Option<(Duration, &str)>,
+    shared: &Shared,
+) -> Result<serde_json::Value, Reject> {
+    let until_ns = lasting.map_or(0, |(d, _)| monotonic_ns() + d.as_nanos() as u64);
     let mut d = lock(shared);
     d.enforcer
         .set_override(
@@ -342,9 +424,7 @@ fn set_override(req: &Request, shared: &Shared, kind: u32) -> Result<serde_json:
     } else {
         "disabled"
     };
-    let detail = req
-        .param("for")
-        .map_or("until reset".to_owned(), |f| format!("for {f}"));
+    let detail = lasting.map_or("until reset".to_owned(), |(_, f)| format!("for {f}"));
     d.publish(daemon_event(what, Some(&dest.to_string()), &detail));
     Ok(json!({ "dest": dest.to_string(), "override": what }))
 }
@@ -352,9 +432,12 @@ fn set_override(req: &Request, shared: &Shared, kind: u32) -> Result<serde_json:
 /// Resets `dest` in the namespace the query names (its override, which
 /// applies in every namespace, stays), or in every namespace (the override
 /// goes too).
-fn reset(req: &Request, shared: &Shared) -> Result<serde_json::Value, Reject> {
-    let dest = dest_param(req)?;
-    let netns = netns_param(req, shared)?;
+fn reset(
+    dest: SocketAddr,
+    selector: Option<&Selector>,
+    shared: &Shared,
+) -> Result<serde_json::Value, Reject> {
+    let netns = netns_cookies(selector, shared)?;
     let mut d = lock(shared);
     let failed = |e: crate::bpf::BpfError| (500, format!("{e:#}"));
     let address = DestKey::from(dest);
@@ -388,7 +471,7 @@ fn reset(req: &Request, shared: &Shared) -> Result<serde_json::Value, Reject> {
         (false, kept)
     };
     if reset.is_empty() && !override_removed {
-        let place = match req.param("netns") {
+        let place = match selector {
             Some(n) => format!("in netns {n}"),
             None => "in any namespace".to_owned(),
         };
@@ -457,4 +540,92 @@ pub fn reload(shared: &Shared) -> Result<usize, String> {
         super::saved::fingerprint(&std::fs::read_to_string(&d.config_path).unwrap_or_default());
     d.config = config;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `api` fuzz target's check that a PUT sets the policy its path
+    /// names: a body could add a policy of another name and set it instead.
+    #[test]
+    fn a_put_body_sets_only_the_policy_it_names() {
+        let config = Config::embedded();
+        let spec = put_policy(&config, "db", "match = [\"10.0.0.5:5432\"]\nopen = \"10s\"")
+            .expect("the keys of one policy");
+        assert_eq!(
+            (spec.name.as_str(), spec.open),
+            ("db", Duration::from_secs(10))
+        );
+        let smuggled = "match = [\"10.0.0.5:5432\"]\n[[policy]]\nname = \"other\"\nmatch = [\"10.0.0.6:5432\"]";
+        let (status, message) = put_policy(&config, "db", smuggled).expect_err("two policies");
+        assert_eq!(status, 400);
+        assert!(message.starts_with("body:"), "{message}");
+    }
+
+    #[test]
+    fn calls_are_parsed_from_path_query_and_body() {
+        let request = |method: &str, path: &str, query: &[(&str, &str)], body: &str| Request {
+            method: method.into(),
+            path: path.into(),
+            query: query
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            body: body.into(),
+        };
+        let trip = request(
+            "POST",
+            "/v1/trip",
+            &[("dest", "10.0.0.5:5432"), ("for", "30s")],
+            "",
+        );
+        assert_eq!(
+            parse_call(&trip),
+            Ok(Call::Override {
+                dest: "10.0.0.5:5432".parse().unwrap(),
+                kind: kind::FORCED_OPEN,
+                lasting: Some((Duration::from_secs(30), "30s")),
+            })
+        );
+        let put = request("PUT", "/v1/policies/db/", &[], "open = \"1s\"");
+        assert_eq!(
+            parse_call(&put),
+            Ok(Call::SetPolicy {
+                name: "db",
+                body: "open = \"1s\""
+            })
+        );
+        for (req, status) in [
+            (
+                request("POST", "/v1/trip", &[("dest", "10.0.0.5:0")], ""),
+                400,
+            ),
+            (request("POST", "/v1/reset", &[], ""), 400),
+            (
+                request(
+                    "POST",
+                    "/v1/trip",
+                    &[("dest", "10.0.0.5:1"), ("for", "8d")],
+                    "",
+                ),
+                400,
+            ),
+            (request("GET", "/v1/status", &[("netns", "..")], ""), 400),
+            (request("POST", "/v1/policies", &[], "\u{fffd}"), 200),
+            (request("GET", "/v1/trip", &[], ""), 404),
+            (request("GET", "/v2/status", &[], ""), 404),
+        ] {
+            assert_eq!(
+                parse_call(&req).err().map_or(200, |(s, _)| s),
+                status,
+                "{req:?}"
+            );
+        }
+        let not_utf8 = Request {
+            body: vec![0xff],
+            ..request("POST", "/v1/policies", &[], "")
+        };
+        assert_eq!(parse_call(&not_utf8).map_err(|(s, _)| s), Err(400));
+    }
 }

@@ -102,6 +102,7 @@ pub fn apply(
         let backoff = spec.backoff(|| jitter.unit());
         enforcer.set_policy(*id, &spec.kernel(*scope), &backoff)?;
     }
+    crate::crash::point("apply.policies-written");
     let wanted: HashSet<_> = specs
         .iter()
         .zip(ids)
@@ -110,6 +111,7 @@ pub fn apply(
     for (rule, id) in &wanted {
         enforcer.insert_rule(rule, *id)?;
     }
+    crate::crash::point("apply.rules-inserted");
     for (rule, id) in enforcer.rules()? {
         if !wanted.contains(&(rule, id)) {
             enforcer.remove_rule(&rule)?;

@@ -7,7 +7,9 @@
 //! socket is created there (by a short-lived thread that entered it), so
 //! `127.0.0.1:8080` of a container is that container's service, not the host's.
 //! A destination whose namespace is gone or cannot be found is not probed, and
-//! that is counted. At most `daemon.max_healers` destinations are probed at
+//! that is counted; so is one in another namespace when the daemon does not
+//! keep the capability to enter namespaces (`daemon.enter_namespaces`, see
+//! [`crate::privilege`]). At most `daemon.max_healers` destinations are probed at
 //! once, the most recently tripped first; the rest are counted as skipped.
 
 use std::{
@@ -24,6 +26,7 @@ use super::{Daemon, Shared, lock, notices::dest_event};
 use crate::{
     bpf::Applied,
     netns::{Namespace, NetnsError, Registry, Resolution},
+    privilege::Feature,
 };
 
 /// Longest wait for a probe's handshake (shorter when the interval is).
@@ -38,10 +41,18 @@ pub enum Skip {
     NetnsUnknown,
     /// `max_healers` more recently tripped destinations are being probed.
     MaxHealers,
+    /// Its network namespace is not the daemon's, and the daemon did not keep
+    /// `CAP_SYS_ADMIN` to enter it.
+    NetnsNotPermitted,
 }
 
 impl Skip {
-    pub const ALL: [Self; 3] = [Self::NetnsGone, Self::NetnsUnknown, Self::MaxHealers];
+    pub const ALL: [Self; 4] = [
+        Self::NetnsGone,
+        Self::NetnsUnknown,
+        Self::MaxHealers,
+        Self::NetnsNotPermitted,
+    ];
 
     /// The metric's `reason` label.
     pub const fn name(self) -> &'static str {
@@ -49,6 +60,7 @@ impl Skip {
             Self::NetnsGone => "netns_gone",
             Self::NetnsUnknown => "netns_unknown",
             Self::MaxHealers => "max_healers",
+            Self::NetnsNotPermitted => "netns_not_permitted",
         }
     }
 }
@@ -138,11 +150,15 @@ enum Origin {
     Inside(Arc<Namespace>),
 }
 
-/// Where `cookie`'s destinations can be probed from: `Err(None)` while its
-/// namespace is still being looked for.
-fn origin(registry: &Registry, cookie: u64) -> Result<Origin, Option<Skip>> {
+/// Where `cookie`'s destinations can be probed from (`enter`: whether the
+/// daemon may enter other namespaces): `Err(None)` while its namespace is
+/// still being looked for.
+fn origin(registry: &Registry, enter: bool, cookie: u64) -> Result<Origin, Option<Skip>> {
     if cookie == registry.own_cookie() {
         return Ok(Origin::Here);
+    }
+    if !enter {
+        return Err(Some(Skip::NetnsNotPermitted));
     }
     match registry.resolve(cookie) {
         Resolution::Known(ns) => Ok(Origin::Inside(ns)),
@@ -196,7 +212,8 @@ pub fn start_healers(shared: &Shared, d: &mut Daemon) {
             slots -= 1;
             continue;
         }
-        match origin(&d.namespaces, key.netns) {
+        let enter = d.privilege.has(Feature::EnterNamespaces);
+        match origin(&d.namespaces, enter, key.netns) {
             Ok(_) => {}
             Err(Some(why)) => {
                 d.healing.skip(key, why);
@@ -218,7 +235,13 @@ pub fn start_healers(shared: &Shared, d: &mut Daemon) {
 /// loses its healer: every 80–100 % of the interval (spread apart, never later
 /// than it), each result reported to the kernel.
 async fn heal(shared: Shared, key: DestKey, id: u64) {
-    let registry = lock(&shared).namespaces.clone();
+    let (registry, enter) = {
+        let d = lock(&shared);
+        (
+            d.namespaces.clone(),
+            d.privilege.has(Feature::EnterNamespaces),
+        )
+    };
     loop {
         let wait = {
             let mut d = lock(&shared);
@@ -242,7 +265,7 @@ async fn heal(shared: Shared, key: DestKey, id: u64) {
                 None => continue,
             }
         };
-        let from = match origin(&registry, key.netns) {
+        let from = match origin(&registry, enter, key.netns) {
             Ok(from) => from,
             Err(why) => {
                 let mut d = lock(&shared);
@@ -322,6 +345,19 @@ mod tests {
     }
 
     #[test]
+    fn without_leave_to_enter_namespaces_only_the_daemons_own_is_probed_from() {
+        let registry = Registry::new().unwrap();
+        let own = registry.own_cookie();
+        assert!(matches!(origin(&registry, false, own), Ok(Origin::Here)));
+        assert!(matches!(
+            origin(&registry, false, own + 1),
+            Err(Some(Skip::NetnsNotPermitted))
+        ));
+        // With leave, a cookie nobody knows yet is looked for first.
+        assert!(matches!(origin(&registry, true, own + 1), Err(None)));
+    }
+
+    #[test]
     fn a_skip_is_counted_when_its_reason_changes_not_on_every_tick() {
         let mut h = Healing::default();
         let key = DestKey::from(SocketAddr::from(([127, 0, 0, 1], 80)));
@@ -330,7 +366,12 @@ mod tests {
         h.skip(key, Skip::NetnsGone);
         assert_eq!(
             counted(&h),
-            [("netns_gone", 1), ("netns_unknown", 0), ("max_healers", 1)]
+            [
+                ("netns_gone", 1),
+                ("netns_unknown", 0),
+                ("max_healers", 1),
+                ("netns_not_permitted", 0)
+            ]
         );
         // Healed for a while, then pushed out again: a new skip.
         let id = h.start(key);
@@ -340,7 +381,12 @@ mod tests {
         assert_eq!(h.running(), 0);
         assert_eq!(
             counted(&h),
-            [("netns_gone", 1), ("netns_unknown", 0), ("max_healers", 2)]
+            [
+                ("netns_gone", 1),
+                ("netns_unknown", 0),
+                ("max_healers", 2),
+                ("netns_not_permitted", 0)
+            ]
         );
         // Forgotten once it is no longer open.
         h.retain_open(&HashSet::new());

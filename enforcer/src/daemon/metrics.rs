@@ -164,7 +164,13 @@ impl Snapshot {
             policies,
             evicted,
             corrections: corrections.into_iter().collect(),
-            programs: d.enforcer.program_stats(Some(&d.pins)),
+            // Without the statistics on (`daemon.bpf_run_stats`) every run
+            // count would read 0: no series rather than false ones.
+            programs: if d.run_stats.is_some() {
+                d.enforcer.program_stats(Some(&d.pins))
+            } else {
+                Vec::new()
+            },
             events,
             paused: d.enforcer.config().is_ok_and(|c| c.paused != 0),
             healers: d.healing.running(),
@@ -482,10 +488,13 @@ impl Collector for Snapshot {
             "reason",
             self.healing_skipped.iter().copied(),
         )?;
+        if self.programs.is_empty() {
+            return Ok(());
+        }
         counter_family(
             &mut enc,
             "enforcer_bpf_program_runs",
-            "program runs (BPF_ENABLE_STATS)",
+            "program runs (BPF_ENABLE_STATS, daemon.bpf_run_stats)",
             "program",
             self.programs.iter().map(|p| (p.name, p.run_count)),
         )?;

@@ -9,18 +9,21 @@
 
 pub mod api;
 pub mod apply;
+mod control_socket;
 pub mod controller;
 pub mod events;
 mod flows;
 pub mod heal;
 pub mod metrics;
 mod notices;
+mod private_dir;
 pub mod saved;
 pub mod scan;
 pub mod view;
 
 use std::{
     collections::{HashMap, HashSet},
+    os::fd::OwnedFd,
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::Instant,
@@ -36,6 +39,7 @@ use crate::{
     clock::Jitter,
     config::{Config, DaemonOverrides, PolicySpec},
     netns::Registry,
+    privilege::{self, Feature, Plan},
 };
 
 /// The daemon's state.
@@ -69,6 +73,12 @@ pub struct Daemon {
     pub events: broadcast::Sender<String>,
     /// Kernel events read, by kind name.
     pub event_counts: HashMap<&'static str, u64>,
+    /// The capabilities kept after the start, and the optional features
+    /// that are on ([`privilege`]).
+    pub privilege: Plan,
+    /// Open while the kernel's BPF run-time statistics are on for us
+    /// (`daemon.bpf_run_stats`).
+    pub run_stats: Option<OwnedFd>,
     /// Set once the programs are attached and the policies written.
     pub ready: bool,
     /// Set by `enforcer uninstall` through the API: detach and exit.
@@ -191,6 +201,13 @@ pub fn start(options: RunOptions) -> Result<(Shared, crate::bpf::pins::PinLock),
         crate::bpf::if_index(interface)
             .map_err(|e| BadInput(anyhow::Error::new(e).context("daemon.interfaces")))?;
     }
+    // Directories another user could write into would let them redirect the
+    // daemon's (root's) writes or impersonate its socket.
+    private_dir::check(&config.daemon.state_dir, "daemon.state_dir")
+        .map_err(|e| BadInput(e.into()))?;
+    if let Some(dir) = config.daemon.socket.parent() {
+        private_dir::check(dir, "daemon.socket").map_err(|e| BadInput(e.into()))?;
+    }
     let pins = PinDir::new(&config.daemon.pin_dir);
     pins.create()
         .context("creating the pin directory")
@@ -206,10 +223,13 @@ pub fn start(options: RunOptions) -> Result<(Shared, crate::bpf::pins::PinLock),
     let (mut enforcer, installed) = Enforcer::install(&load, &pins, &cgroup).map_err(|e| {
         let context = format!("installing into {}", pins.root().display());
         match e {
-            BpfError::AttachedElsewhere { .. } => BadInput(anyhow::Error::new(e).context(context)),
+            BpfError::AttachedElsewhere { .. } | BpfError::Layout { .. } => {
+                BadInput(anyhow::Error::new(e).context(context))
+            }
             e => Failed(anyhow::Error::new(e).context(context)),
         }
     })?;
+    crate::crash::point("start.installed");
     let daemon = &config.daemon;
     let watched = enforcer
         .watch_pinned(&pins, &daemon.interfaces, daemon.packet_hook)
@@ -222,9 +242,10 @@ pub fn start(options: RunOptions) -> Result<(Shared, crate::bpf::pins::PinLock),
         })?;
     for w in &watched {
         eprintln!(
-            "enforcer: watching {} (ingress {}{})",
+            "enforcer: watching {} (ingress {}, tc through {}{})",
             w.interface,
             w.ingress,
+            w.tc,
             if w.adopted { ", adopted" } else { "" }
         );
     }
@@ -275,6 +296,12 @@ fn finish_start(
     // from the thread that creates it.
     let namespaces = Arc::new(Registry::new().context("learning the host's network namespaces")?);
     let (events, _) = broadcast::channel(1024);
+    let wants = privilege::Wants {
+        packet_plane: !config.daemon.interfaces.is_empty(),
+        enter_namespaces: config.daemon.enter_namespaces,
+        run_stats: config.daemon.bpf_run_stats,
+    };
+    let privilege = privilege::plan(wants, privilege::held().context("reading capabilities")?);
     let config_fingerprint =
         saved::fingerprint(&std::fs::read_to_string(&config_path).unwrap_or_default());
     let policies = match saved::load(&config.daemon.state_dir, &config, config_fingerprint) {
@@ -318,6 +345,8 @@ fn finish_start(
         namespaces,
         events,
         event_counts: HashMap::new(),
+        privilege,
+        run_stats: None,
         ready: false,
         uninstall_requested: false,
     };
@@ -335,21 +364,59 @@ fn finish_start(
     Ok(Arc::new(Mutex::new(daemon)))
 }
 
+/// The sockets the daemon serves on, bound before it drops its capabilities
+/// (a metrics port below 1024 needs `CAP_NET_BIND_SERVICE`).
+pub struct Listeners {
+    api: std::os::unix::net::UnixListener,
+    metrics: std::net::TcpListener,
+}
+
+/// After the start: does what needs more than the capabilities kept (BPF
+/// run-time statistics on, sockets bound), then drops every capability the
+/// daemon no longer needs ([`privilege`]) and says what it kept. Call it before
+/// any other thread starts: capabilities are per thread, and threads started
+/// later inherit the reduced sets.
+pub fn settle(shared: &Shared) -> anyhow::Result<Listeners> {
+    let mut d = lock(shared);
+    if d.privilege.has(Feature::RunStats) {
+        match crate::bpf::enable_run_stats() {
+            Ok(fd) => d.run_stats = Some(fd),
+            Err(e) => eprintln!("enforcer: daemon.bpf_run_stats: statistics unavailable: {e}"),
+        }
+    }
+    let (socket, metrics_addr) = (d.config.daemon.socket.clone(), d.config.daemon.metrics);
+    let api = control_socket::bind(&socket)
+        .with_context(|| format!("binding the control socket {}", socket.display()))?;
+    let metrics = std::net::TcpListener::bind(metrics_addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| format!("binding the metrics address {metrics_addr}"))?;
+    for line in privilege::describe(&d.privilege) {
+        eprintln!("enforcer: {line}");
+    }
+    let dropped = privilege::drop_to(d.privilege.keep).context("dropping capabilities")?;
+    if !dropped.bounding_left.is_empty() {
+        eprintln!(
+            "enforcer: left in the bounding set for want of CAP_SETPCAP (no exec can regain them: no_new_privs is set): {}",
+            privilege::Names(dropped.bounding_left)
+        );
+    }
+    Ok(Listeners { api, metrics })
+}
+
 /// Serves until SIGINT/SIGTERM (or an uninstall request); SIGHUP reloads.
-pub async fn serve(shared: Shared, detach_on_exit: bool) -> anyhow::Result<()> {
+pub async fn serve(
+    shared: Shared,
+    listeners: Listeners,
+    detach_on_exit: bool,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let (socket, metrics_addr) = {
         let d = lock(&shared);
         (d.config.daemon.socket.clone(), d.config.daemon.metrics)
     };
-    let _stats = crate::bpf::enable_run_stats()
-        .map_err(|e| eprintln!("enforcer: BPF run-time statistics unavailable: {e}"))
-        .ok();
-    let api = api::bind(&socket)
-        .with_context(|| format!("binding the control socket {}", socket.display()))?;
-    let metrics = tokio::net::TcpListener::bind(metrics_addr)
-        .await
-        .with_context(|| format!("binding the metrics address {metrics_addr}"))?;
+    let api = tokio::net::UnixListener::from_std(listeners.api).context("the control socket")?;
+    let metrics =
+        tokio::net::TcpListener::from_std(listeners.metrics).context("the metrics socket")?;
     eprintln!(
         "enforcer: control socket {}, metrics on http://{metrics_addr}/metrics",
         socket.display()

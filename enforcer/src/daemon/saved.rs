@@ -3,6 +3,9 @@
 //! stamped with a fingerprint of the configuration file it was made on top of.
 //! A restart on the same file restores it; a changed file, or a reload, means
 //! the operator has spoken again, and the saved set is dropped.
+//!
+//! The file is root's, in a directory of the daemon's own: written 0600 and
+//! never through a link (see [`private_dir`]).
 
 use std::{
     fmt::Write as _,
@@ -10,6 +13,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use super::private_dir;
 use crate::config::{Config, PolicySpec, values::Dur};
 
 const FILE: &str = "policies.toml";
@@ -26,16 +30,15 @@ pub fn fingerprint(text: &str) -> u64 {
     })
 }
 
-/// Saves `specs` (write to a temporary file, then rename: never half written).
+/// Saves `specs` (a temporary file renamed over the old one: never half
+/// written).
 pub fn save(dir: &Path, config_fingerprint: u64, specs: &[PolicySpec]) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
+    private_dir::create(dir, "daemon.state_dir").map_err(io::Error::other)?;
     let text = format!(
         "{STAMP}{config_fingerprint}\n# Written by enforcer: the policies as changed at runtime.\n\n{}",
         to_toml(specs)
     );
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    fs::write(&tmp, text)?;
-    fs::rename(tmp, path(dir))
+    private_dir::replace_file(&path(dir), text.as_bytes())
 }
 
 /// The saved policies, if they were made on top of this configuration file.
@@ -44,7 +47,7 @@ pub fn load(
     config: &Config,
     config_fingerprint: u64,
 ) -> Result<Option<Vec<PolicySpec>>, String> {
-    let text = match fs::read_to_string(path(dir)) {
+    let text = match private_dir::read_file(&path(dir)) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("reading {}: {e}", path(dir).display())),

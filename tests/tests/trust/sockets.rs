@@ -111,7 +111,10 @@ fn connecting_again_after_a_synchronous_failure_strands_no_slot() {
         drop(socket);
         results.join(" ")
     });
-    assert_eq!(attack, ["Err(22)"; 5].join(" "));
+    // EINVAL where a route to it exists (the source is loopback's), ENETUNREACH
+    // where none does (a host without a default route): synchronous, local.
+    let local = ["Err(22)", "Err(101)"].map(|e| [e; 5].join(" "));
+    assert!(local.contains(&attack), "{attack}");
 
     let s = settled(&enforcer, &enforcer_tests::key(remote));
     assert_eq!(s.counters.attempts, 5);
@@ -131,7 +134,8 @@ fn connecting_again_after_a_synchronous_failure_strands_no_slot() {
             .collect::<Vec<_>>()
             .join(" ")
     });
-    assert_eq!(others, ["Err(22)"; 3].join(" "));
+    let local = ["Err(22)", "Err(101)"].map(|e| [e; 3].join(" "));
+    assert!(local.contains(&others), "{others}");
     let s = settled(&enforcer, &enforcer_tests::key(remote));
     assert_eq!(s.counters.rejected_bulkhead, 0);
     assert_eq!(s.counters.local_errors, 8);
@@ -307,7 +311,11 @@ fn tcp_fast_open_connects_release_their_slots() {
     })
     .join()
     .expect("listening in the namespace");
-    let server = AcceptingServer::serve_in(&ns, listener);
+    // Holding what it accepts: closing a connection with the client's data
+    // unread would reset it, racing the client's sendto on a slow machine.
+    let mut held = Vec::new();
+    let mut server = AcceptingServer::serve_with(listener, || {}, move |conn| held.push(conn));
+    server.in_netns(&ns);
     let addr = server.addr;
     let mut enforcer = fixtures::attached(&cgroup);
     fixtures::apply_one(

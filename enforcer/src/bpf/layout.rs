@@ -1,0 +1,126 @@
+//! The layout version of what is pinned: which maps, with which key and value
+//! layouts, and which programs. A daemon must never adopt maps it cannot read
+//! (it would read another layout's bytes as its own and corrupt the states and
+//! slots the kernel enforces), nor attach its programs next to another
+//! layout's, still attached.
+//!
+//! The version is a directory named `layout-N` in the pin directory (bpffs
+//! holds nothing but pins and directories), made before the first map is
+//! pinned. Pins without it come from a daemon older than versioning.
+
+use std::{fs, io, os::unix::fs::DirBuilderExt, path::PathBuf};
+
+use super::{BpfError, pins::PinDir};
+
+/// Bumped whenever a pinned map's name, type, key or value changes, or a
+/// program's pin or attachment does; `layout_table_matches_the_version`
+/// (below) fails until it is.
+pub const VERSION: u32 = 1;
+
+const PREFIX: &str = "layout-";
+
+fn marker(pins: &PinDir, version: u32) -> PathBuf {
+    pins.root().join(format!("{PREFIX}{version}"))
+}
+
+/// The layout versions whose markers are in `pins`.
+pub fn found(pins: &PinDir) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir(pins.root()) else {
+        return Vec::new();
+    };
+    let mut versions: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix(PREFIX)?.parse().ok())
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
+/// Whether `pins` holds this daemon's layout or nothing at all; else the
+/// error naming both versions and the way out.
+pub fn check(pins: &PinDir) -> Result<(), BpfError> {
+    let found = found(pins);
+    if found == [VERSION] || (found.is_empty() && !pins.has_any()) {
+        return Ok(());
+    }
+    let theirs = found.into_iter().find(|v| *v != VERSION);
+    Err(BpfError::Layout {
+        pins: pins.root().display().to_string(),
+        found: theirs,
+        ours: VERSION,
+    })
+}
+
+/// Marks `pins` as holding this daemon's layout (before anything is pinned).
+pub fn mark(pins: &PinDir) -> Result<(), BpfError> {
+    let path = marker(pins, VERSION);
+    match fs::DirBuilder::new().mode(0o700).create(&path) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(BpfError::Pin {
+            path: path.display().to_string(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Removes every layout marker (whatever the version: uninstalling is how
+/// another layout's pins are replaced).
+pub fn unmark(pins: &PinDir) {
+    for version in found(pins) {
+        let _ = fs::remove_dir(marker(pins, version));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every map of the object: name, type, key and value sizes. (A change
+    /// that keeps every size, a field moved, is the author's to notice.)
+    /// Changing it without bumping [`VERSION`] would let a new daemon adopt
+    /// maps it cannot read.
+    const LAYOUT_V1: &str = "\
+BACKOFF type 2 key 4 value 128
+CONFIG type 2 key 4 value 56
+COUNTERS type 6 key 4 value 8
+DESTS type 1 key 32 value 552
+EVENTS type 27 key 0 value 0
+FIB_SCRATCH type 6 key 4 value 64
+FLOWS type 1 key 56 value 112
+FRAMES type 6 key 4 value 192
+OVERRIDES type 1 key 32 value 16
+POLICIES type 2 key 4 value 96
+POLICY_RULES type 11 key 24 value 4
+POLICY_STATS type 2 key 4 value 24
+SOCKS type 24 key 4 value 80
+WATCHED type 1 key 4 value 4
+ZERO_DEST type 2 key 4 value 552
+";
+
+    #[cfg(not(enforcer_no_ebpf))]
+    #[test]
+    fn layout_table_matches_the_version() {
+        let object = aya_obj::Object::parse(super::super::object::bytes().expect("the object"))
+            .expect("parsing the object");
+        let mut lines: Vec<String> = object
+            .maps
+            .iter()
+            .filter(|(name, _)| !name.starts_with('.'))
+            .map(|(name, map)| {
+                format!(
+                    "{name} type {} key {} value {}",
+                    map.map_type(),
+                    map.key_size(),
+                    map.value_size()
+                )
+            })
+            .collect();
+        lines.sort();
+        let table = lines.join("\n") + "\n";
+        assert_eq!(
+            (VERSION, table.as_str()),
+            (1, LAYOUT_V1),
+            "the pinned layout changed: bump layout::VERSION and record the new table"
+        );
+    }
+}

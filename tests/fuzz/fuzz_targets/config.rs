@@ -1,0 +1,74 @@
+//! Whole configuration files through `Config::parse`, as `enforcer run`,
+//! `config check` and a reload read them, and the same text as a policy file
+//! (`policy apply`) through `parse_policies`. A file parses or is refused with
+//! an error, never a panic, and:
+//! - an error that names a line names one of the file's lines;
+//! - what parses can be applied as it stands: its policy set passes the check
+//!   the API runs on a set, and every policy has a kernel form and a backoff
+//!   table (what applying it writes) within the bounds the kernel assumes.
+#![no_main]
+
+use std::sync::LazyLock;
+
+use enforcer::config::{Config, ConfigError, PolicySpec, check_set};
+use libfuzzer_sys::fuzz_target;
+
+static EMBEDDED: LazyLock<Config> = LazyLock::new(Config::embedded);
+
+fuzz_target!(|data: &[u8]| {
+    // The daemon reads files with `read_to_string`: other bytes never get here.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let lines = text.matches('\n').count() + 1;
+    match Config::parse(text, "fuzz.toml") {
+        Ok(config) => {
+            assert!(config.daemon.dests_low_water < config.daemon.dests_high_water);
+            check_applicable(&config.policies);
+        }
+        Err(e) => check_error(&e, lines),
+    }
+    match EMBEDDED.parse_policies(text, "fuzz.toml") {
+        Ok(specs) => check_applicable(&specs),
+        Err(e) => check_error(&e, lines),
+    }
+});
+
+fn check_error(e: &ConfigError, lines: usize) {
+    let message = e.to_string();
+    assert!(!message.is_empty());
+    if let ConfigError::Invalid { problem, .. } = e
+        && let Some(line) = problem.line
+    {
+        assert!(
+            (1..=lines).contains(&line),
+            "line {line} of {lines}: {message}"
+        );
+    }
+}
+
+fn check_applicable(specs: &[PolicySpec]) {
+    if let Err(e) = check_set(specs) {
+        panic!("parsed, but the set is refused: {e}");
+    }
+    for spec in specs {
+        assert!(!spec.rules.is_empty(), "{}: no rules", spec.name);
+        let kernel = spec.kernel(None);
+        assert!(
+            (1..=1000).contains(&kernel.failure_rate_permille),
+            "{spec:?}"
+        );
+        assert!(kernel.window_ns > 0 && kernel.trip_decay_ns > 0, "{spec:?}");
+        // The extremes of the jitter draw: steps stay positive and grow.
+        for unit in [0.0, 0.5, 1.0] {
+            let row = spec.backoff(|| unit);
+            assert!(row.steps_ns[0] > 0, "{spec:?}");
+            assert!(
+                row.steps_ns.windows(2).all(|w| w[0] <= w[1]),
+                "{}: backoff {:?}",
+                spec.name,
+                row.steps_ns
+            );
+        }
+    }
+}
