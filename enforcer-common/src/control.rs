@@ -37,6 +37,12 @@ pub mod kind {
     /// stopping at 0: the daemon's correction of a drift it counted in the
     /// destination map.
     pub const ADJUST_POLICY_STATS: u32 = 6;
+    /// The slots held now belong to admissions nobody can give back: the
+    /// socket records of the programs that admitted them are gone (a new
+    /// install over the maps an interrupted one left). Give them back and
+    /// start a new generation, so that no record of an earlier admission
+    /// releases into this one (see [`crate::dest::DestState::orphan_slots`]).
+    pub const RELEASE_ORPHANED: u32 = 7;
 }
 
 /// Conditions of destination commands ([`Command::when`]), as bits.

@@ -52,7 +52,11 @@ fn run(command: &Command) -> u32 {
     let (kind, dest) = (command.kind, &command.flow.dest);
     if !matches!(
         kind,
-        kind::FORGET | kind::RESET | kind::HEAL_PROBE_OK | kind::HEAL_PROBE_FAILED
+        kind::FORGET
+            | kind::RESET
+            | kind::HEAL_PROBE_OK
+            | kind::HEAL_PROBE_FAILED
+            | kind::RELEASE_ORPHANED
     ) {
         return result::INVALID;
     }
@@ -103,6 +107,7 @@ fn run(command: &Command) -> u32 {
         kind::RESET => Some(d.reset(now, &mut t.guard)),
         kind::HEAL_PROBE_OK => d.heal_probe_ok(policy, now, &mut t.guard),
         kind::HEAL_PROBE_FAILED => d.heal_probe_failed(policy, backoff, now).map(Some),
+        kind::RELEASE_ORPHANED => d.orphan_slots(now).map(|()| None),
         _ => None,
     };
     let change = outcome.flatten().and_then(|t| Change::after(Some(t), d));

@@ -26,6 +26,17 @@ impl ScratchCgroup {
         &self.path
     }
 
+    /// What the kernel says is attached to this cgroup (`bpftool cgroup
+    /// show`; empty: nothing), one program per line.
+    pub fn attached_programs(&self) -> String {
+        let out = std::process::Command::new("bpftool")
+            .args(["cgroup", "show"])
+            .arg(&self.path)
+            .output()
+            .expect("bpftool");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Moves the calling process into this cgroup. Async-signal-safe, for use
     /// between fork and exec: writing "0" to cgroup.procs moves the writer.
     ///

@@ -215,6 +215,23 @@ impl Daemon {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
 
+    /// `enforcer uninstall` on this daemon's configuration and socket (through
+    /// the daemon when it runs, on the pins directly when not); must succeed.
+    pub fn uninstall(&self) {
+        let out = enforcer(&[
+            "uninstall",
+            "--config",
+            self.config.to_str().unwrap(),
+            "--socket",
+            self.socket.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Runs `enforcer ARGS --socket <ours>`.
     pub fn cli(&self, args: &[&str]) -> Output {
         let mut full: Vec<&str> = args.to_vec();

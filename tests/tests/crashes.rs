@@ -110,6 +110,7 @@ fn run_into_in(d: &Daemon, point: &str, trigger: &Trigger, netns: Option<&Path>)
             unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
         }
         Trigger::Uninstall => {
+            // Fails: the daemon dies half-way.
             let _ = enforcer(&[
                 "uninstall",
                 "--config",
@@ -133,10 +134,7 @@ fn run_into_in(d: &Daemon, point: &str, trigger: &Trigger, netns: Option<&Path>)
 
 /// Each cgroup hook holds exactly one program, as the kernel reports it.
 fn one_program_per_hook(cgroup: &ScratchCgroup) {
-    let out = enforcer_tests::must_run(
-        "bpftool",
-        &["cgroup", "show", cgroup.path().to_str().unwrap()],
-    );
+    let out = cgroup.attached_programs();
     for hook in [
         "cgroup_inet4_connect",
         "cgroup_inet6_connect",
@@ -148,12 +146,10 @@ fn one_program_per_hook(cgroup: &ScratchCgroup) {
     }
 }
 
-/// Once the load is gone no slot is held, and the cap holds exactly: `CAP`
-/// connections in, the next refused, then none held again.
-fn slots_are_exact(d: &Daemon, cgroup: &ScratchCgroup, addr: SocketAddr) {
-    let active = || d.status_of(addr)["active"].as_u64().unwrap_or(0);
+/// Waits until no connection holds a slot of `addr`.
+fn no_slot_held(d: &Daemon, addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while active() != 0 {
+    while d.status_of(addr)["active"].as_u64().unwrap_or(0) != 0 {
         assert!(
             Instant::now() < deadline,
             "slots still held: {}",
@@ -161,6 +157,12 @@ fn slots_are_exact(d: &Daemon, cgroup: &ScratchCgroup, addr: SocketAddr) {
         );
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Once the load is gone no slot is held, and the cap holds exactly: `CAP`
+/// connections in, the next refused, then none held again.
+fn slots_are_exact(d: &Daemon, cgroup: &ScratchCgroup, addr: SocketAddr) {
+    no_slot_held(d, addr);
     let out = Place::cgroup(cgroup).run(|| {
         let held: Vec<_> = (0..CAP).map(|_| net::connect(addr)).collect();
         let admitted = held.iter().filter(|r| r.is_ok()).count();
@@ -173,30 +175,7 @@ fn slots_are_exact(d: &Daemon, cgroup: &ScratchCgroup, addr: SocketAddr) {
         "{}",
         d.status_of(addr)
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while active() != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "slots still held: {}",
-            d.status_of(addr)
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn uninstall(d: &Daemon) {
-    let out = enforcer(&[
-        "uninstall",
-        "--config",
-        d.config.to_str().unwrap(),
-        "--socket",
-        d.socket.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    no_slot_held(d, addr);
 }
 
 #[test]
@@ -227,7 +206,7 @@ fn a_daemon_killed_at_any_step_comes_back_with_one_program_per_hook_and_exact_sl
             if fresh {
                 // An install's steps: from nothing pinned (the load runs
                 // unenforced meanwhile).
-                uninstall(&d);
+                d.uninstall();
             }
             let status = run_into(&d, point, &trigger);
             assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: {status}");
@@ -314,7 +293,7 @@ fn soak_kill_9_and_restart_under_load() {
     let status = d.status_of(addr);
     println!(
         "soak: {cycles} kill -9/restart cycles under load in {:.0} s ({:.0} ms each): \
-         one program per hook every time, slots exact after ({} attempts, {} refused at the cap)",
+         one program per hook every time, slots exact after ({} connects admitted, {} refused at the cap)",
         took.as_secs_f64(),
         took.as_secs_f64() * 1000.0 / cycles as f64,
         status["attempts"],

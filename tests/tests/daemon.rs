@@ -195,32 +195,14 @@ fn kill_9_keeps_enforcing_the_restart_adopts_and_uninstall_removes_everything() 
     assert_eq!(second.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&second.stderr).contains("another enforcer daemon"));
 
-    let out = enforcer(&[
-        "uninstall",
-        "--config",
-        d.config.to_str().unwrap(),
-        "--socket",
-        d.socket.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.uninstall();
     assert!(d.wait_exit().success());
     assert!(!d.pin_dir.exists(), "pins left in {}", d.pin_dir.display());
     // Nothing attached any more: the destination answers for itself.
     assert_eq!(connects(&cgroup, addr, 1), [Ok(())]);
     drop(server);
-    let attached = std::process::Command::new("bpftool")
-        .args(["cgroup", "show"])
-        .arg(cgroup.path())
-        .output()
-        .expect("bpftool");
-    assert!(
-        String::from_utf8_lossy(&attached.stdout).trim().is_empty(),
-        "still attached"
-    );
+    let attached = cgroup.attached_programs();
+    assert!(attached.is_empty(), "still attached");
 }
 
 #[test]

@@ -1,31 +1,28 @@
 //! Installs that fail half-way: what they leave behind must be exactly what was
 //! there before they started.
 
-use std::{fs, net::SocketAddr, path::Path, process::Command};
+use std::{
+    fs,
+    net::SocketAddr,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use enforcer::bpf::{
     BpfError, Enforcer, LoadOptions, layout,
     pins::PinDir,
     programs::{PROGRAMS, UNATTACHED},
 };
+use enforcer_common::policy::Policy;
 use enforcer_tests::{
     bpffs,
     cgroup::ScratchCgroup,
     daemon::{Daemon, enforcer},
     exec::Place,
     fixtures, key,
-    net::RefusingPort,
+    net::{self, AcceptingServer, RefusingPort},
 };
-
-/// Nothing attached to `cgroup`, as the kernel reports it.
-fn attached_programs(cgroup: &ScratchCgroup) -> String {
-    let out = Command::new("bpftool")
-        .args(["cgroup", "show"])
-        .arg(cgroup.path())
-        .output()
-        .expect("bpftool");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// A directory where the last program's link pin goes: the install loads every
 /// program, attaches them all and pins every link before it, then fails.
@@ -51,13 +48,13 @@ fn a_failed_install_leaves_nothing_pinned_or_attached() {
     assert!(matches!(err, BpfError::Pin { .. }), "{err}");
 
     assert_eq!(pins.existing(), Default::default(), "pins left behind");
-    assert_eq!(attached_programs(&cgroup), "", "programs left attached");
+    assert_eq!(cgroup.attached_programs(), "", "programs left attached");
     unblock_last_link(&pins);
     // With the way clear, the next install is a fresh one and attaches once.
     let (_enforcer, installed) =
         Enforcer::install(&LoadOptions::default(), &pins, cgroup.path()).expect("install");
     assert_eq!(installed, enforcer::bpf::Installed::Fresh);
-    let lines = attached_programs(&cgroup);
+    let lines = cgroup.attached_programs();
     assert_eq!(
         lines
             .lines()
@@ -96,7 +93,7 @@ fn a_failed_install_keeps_the_maps_of_an_earlier_incomplete_one() {
         .err()
         .expect("the install fails");
     assert_eq!(pins.existing(), maps, "the earlier maps stay, nothing else");
-    assert_eq!(attached_programs(&cgroup), "");
+    assert_eq!(cgroup.attached_programs(), "");
 
     unblock_last_link(&pins);
     let (enforcer, _) =
@@ -164,7 +161,7 @@ fn pins_of_another_layout_are_refused_never_adopted_and_uninstall_replaces_them(
         // Refused before anything changed: the foreign map is as it was, and
         // our cgroup links are the earlier daemon's, adopted by nobody.
         assert_eq!(value_size(&d.pin_dir.join("maps/DESTS")), 400);
-        let attached = attached_programs(&cgroup);
+        let attached = cgroup.attached_programs();
         assert_eq!(
             attached
                 .lines()
@@ -178,21 +175,68 @@ fn pins_of_another_layout_are_refused_never_adopted_and_uninstall_replaces_them(
         fs::create_dir(d.pin_dir.join(format!("layout-{}", layout::VERSION))).unwrap();
     }
     pins_of_another_layout(&d.pin_dir, Some(0));
-    let out = enforcer(&[
-        "uninstall",
-        "--config",
-        d.config.to_str().unwrap(),
-        "--socket",
-        d.socket.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.uninstall();
     assert!(!d.pin_dir.exists(), "pins left in {}", d.pin_dir.display());
-    assert_eq!(attached_programs(&cgroup), "", "still attached");
+    assert_eq!(cgroup.attached_programs(), "", "still attached");
     d.spawn();
     assert!(d.log().contains("attached"), "{}", d.log());
     assert_eq!(value_size(&d.pin_dir.join("maps/DESTS")), 552);
+}
+
+#[test]
+fn slots_of_connections_an_interrupted_installation_admitted_are_given_back() {
+    let (cgroup, bpffs) = (ScratchCgroup::new(), bpffs::PinDir::new());
+    let pins = PinDir::new(bpffs.path().join("enforcer"));
+    let server = AcceptingServer::bind("127.0.0.1:0");
+    let addr = server.addr;
+    let capped = Policy {
+        max_connections: 2,
+        ..fixtures::base_policy()
+    };
+    let held = |enforcer: &Enforcer| {
+        enforcer
+            .dest(&key(addr))
+            .expect("read")
+            .map_or(0, |d| d.breaker.active)
+    };
+    let mut holder = {
+        let (mut enforcer, _) =
+            Enforcer::install(&LoadOptions::default(), &pins, cgroup.path()).expect("install");
+        fixtures::apply_one(&mut enforcer, addr, capped, fixtures::minute_open());
+        // Two connections held open by a process in the cgroup.
+        let port = addr.port();
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port} 4<>/dev/tcp/127.0.0.1/{port}; exec sleep 600"
+        );
+        let mut command = Command::new("bash");
+        command.args(["-c", &script]);
+        let holder = Place::cgroup(&cgroup)
+            .command(command)
+            .spawn()
+            .expect("bash");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while held(&enforcer) != 2 {
+            assert!(Instant::now() < deadline, "never held 2");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        holder
+    };
+    // The installation is cut short: links gone, so its programs and their
+    // socket records go; its maps stay. Then the connections end, unseen.
+    for spec in &PROGRAMS {
+        fs::remove_file(pins.link(spec.name)).expect("unpin link");
+    }
+    holder.kill().expect("kill");
+    holder.wait().expect("wait");
+
+    let (enforcer, installed) =
+        Enforcer::install(&LoadOptions::default(), &pins, cgroup.path()).expect("install");
+    assert_eq!(installed, enforcer::bpf::Installed::Fresh);
+    assert_eq!(held(&enforcer), 0, "no slot left stranded");
+    let results = Place::cgroup(&cgroup).run(|| {
+        let open: Vec<_> = (0..2).map(|_| net::connect(addr)).collect();
+        let third = net::connect(addr).err().unwrap_or(0);
+        format!("{} {third}", open.iter().filter(|c| c.is_ok()).count())
+    });
+    assert_eq!(results, "2 111", "the cap holds exactly");
 }

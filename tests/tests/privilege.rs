@@ -103,16 +103,6 @@ fn assert_holds_exactly(d: &Daemon, keep: u64) {
     }
 }
 
-/// What `bpftool` says is attached to `cgroup` (empty: nothing).
-fn attached(cgroup: &ScratchCgroup) -> String {
-    let out = std::process::Command::new("bpftool")
-        .args(["cgroup", "show"])
-        .arg(cgroup.path())
-        .output()
-        .expect("bpftool");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// How many TC programs are attached to `interface` (ingress and egress),
 /// through whichever interface the running kernel has.
 fn programs_on(interface: &str) -> usize {
@@ -223,21 +213,10 @@ fn with_only_the_units_capabilities_it_trips_caps_heals_reloads_and_uninstalls()
     assert_holds_exactly(&d, CAP_NET_ADMIN);
 
     // Uninstall, through the daemon: nothing left attached or pinned.
-    let out = enforcer(&[
-        "uninstall",
-        "--config",
-        d.config.to_str().unwrap(),
-        "--socket",
-        d.socket.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.uninstall();
     assert!(d.wait_exit().success(), "{}", d.log());
     assert!(!d.pin_dir.exists(), "pins left in {}", d.pin_dir.display());
-    assert_eq!(attached(&cgroup), "", "still attached");
+    assert_eq!(cgroup.attached_programs(), "", "still attached");
     // The kernel frees an unpinned link asynchronously.
     wait_for("detached from the interface", || {
         programs_on(&x.host_if) == 0
@@ -349,7 +328,11 @@ fn directories_other_users_own_or_may_write_to_are_refused_before_anything_chang
             !pins.path().join("enforcer").exists(),
             "{field}: the pin directory was created"
         );
-        assert_eq!(attached(&cgroup), "", "{field}: something was attached");
+        assert_eq!(
+            cgroup.attached_programs(),
+            "",
+            "{field}: something was attached"
+        );
         assert!(!socket.exists(), "{field}: a socket was bound");
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -415,6 +415,24 @@ impl DestState {
 
 /// Commands from the daemon (see [`crate::control`]).
 impl DestState {
+    /// Gives back every slot (connections, pending handshakes, half-open
+    /// probes) and starts a new generation at `now`: whatever was admitted
+    /// before can no longer release into this entry. `None` when it held
+    /// none. Errs towards admitting: connections admitted before run
+    /// uncounted until they end, and none can strand a slot.
+    #[inline(always)]
+    pub fn orphan_slots(&mut self, now: u64) -> Option<()> {
+        let b = &mut self.breaker;
+        if b.active == 0 && b.pending == 0 && b.probes_in_flight == 0 {
+            return None;
+        }
+        b.active = 0;
+        b.pending = 0;
+        b.probes_in_flight = 0;
+        self.generation = now.max(self.generation + 1);
+        Some(())
+    }
+
     /// Back to CLOSED as new. Counters stay.
     #[inline(always)]
     pub fn reset(&mut self, now: u64, guard: &mut impl OpenGuard) -> Option<Transition> {

@@ -448,3 +448,28 @@ fn another_policy_on_the_same_id_starts_over_closed() {
     );
     assert_eq!(d.state.breaker.state, state::CLOSED);
 }
+
+#[test]
+fn orphaned_slots_come_back_and_earlier_admissions_never_release_into_the_new_generation() {
+    let mut p = policy();
+    p.max_connections = 2;
+    let mut d = Dest::new(p);
+    let (_, old) = d.connect(MS);
+    let (_, _lost) = d.connect(2 * MS);
+    assert!(matches!(
+        d.connect(3 * MS).0,
+        Verdict::Reject(Cause::Bulkhead)
+    ));
+
+    // Their records are gone (a new install): both slots come back at once.
+    assert_eq!(d.state.orphan_slots(10 * MS), Some(()));
+    assert_eq!(d.state.breaker.active, 0);
+    assert_eq!(d.state.orphan_slots(11 * MS), None, "nothing held any more");
+    let (v, new) = d.connect(12 * MS);
+    assert!(matches!(v, Verdict::Admit { .. }), "{v:?}");
+
+    // The hooks end a record only if this entry admitted it: a record of the
+    // earlier admissions that does end gives nothing back.
+    assert!(!d.state.admitted(&old));
+    assert!(d.state.admitted(&new));
+}

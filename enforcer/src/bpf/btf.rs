@@ -378,21 +378,7 @@ mod tests {
             1,
             64, // b: int at bit 64
         ];
-        let types: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        let header: [u32; 5] = [
-            24,
-            0,
-            types.len() as u32,
-            types.len() as u32,
-            strings.len() as u32,
-        ];
-        let mut out = Vec::new();
-        out.extend_from_slice(&MAGIC.to_le_bytes());
-        out.extend_from_slice(&[1, 0]);
-        out.extend(header.iter().flat_map(|w| w.to_le_bytes()));
-        out.extend_from_slice(&types);
-        out.extend_from_slice(&strings);
-        out
+        wrap(&words, &strings)
     }
 
     #[test]

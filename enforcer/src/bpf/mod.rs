@@ -288,6 +288,10 @@ impl Enforcer {
             let _ = std::fs::remove_file(pins.link(spec.name));
         }
         let mut enforcer = Self::load_with(options, Some(pins))?;
+        // Maps an interrupted installation left hold slots of connections its
+        // programs admitted; their socket records went with those programs,
+        // so nothing would ever give the slots back.
+        enforcer.release_orphaned_slots()?;
         let ebpf = enforcer.ebpf.as_mut().ok_or(BpfError::ObjectMissing)?;
         for spec in &programs::UNATTACHED {
             let path = pins.program(spec.name);
@@ -321,6 +325,18 @@ impl Enforcer {
         }
         crate::crash::point("install.links-pinned");
         Ok(enforcer)
+    }
+
+    /// Gives back every slot the destinations hold (`RELEASE_ORPHANED`), before
+    /// the new programs admit anything; how many held some.
+    fn release_orphaned_slots(&mut self) -> Result<usize, BpfError> {
+        let mut released = 0;
+        for (key, _) in self.dests()? {
+            if self.command(kind::RELEASE_ORPHANED, &key)? == Applied::Applied {
+                released += 1;
+            }
+        }
+        Ok(released)
     }
 
     /// Opens the maps pinned in `pins`; the pinned links keep the programs attached.

@@ -447,13 +447,5 @@ fn fill_tcp_checksum(pseudo: &[u8], segment: &mut [u8]) {
 
 /// RFC 1071 over the concatenation of `parts`.
 fn checksum(parts: &[&[u8]]) -> u16 {
-    let bytes = parts.concat();
-    let mut sum: u64 = bytes
-        .chunks(2)
-        .map(|pair| u64::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    !enforcer_fuzz::ones_sum(parts)
 }

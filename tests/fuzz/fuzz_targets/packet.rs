@@ -25,6 +25,7 @@ use enforcer_common::packet::{
     HEADER_BYTES, Layout, Parsed, ReversePath, Segment, Vetted, fib_result, parse, reverse_path,
     rst_reply, tcp_flags, vet_syn,
 };
+use enforcer_fuzz::ones_sum;
 use libfuzzer_sys::fuzz_target;
 
 const IPV4_LEN: usize = 20;
@@ -266,20 +267,6 @@ fn tcp_checksum_verifies(buf: &[u8; HEADER_BYTES], layout: &Layout, end: usize) 
         .concat()
     };
     ones_sum(&[&pseudo, segment]) == 0xffff
-}
-
-/// RFC 1071 the plain way: a wide accumulator folded at the end; 0xffff over
-/// bytes that include a correct checksum.
-fn ones_sum(parts: &[&[u8]]) -> u16 {
-    let bytes = parts.concat();
-    let mut sum: u64 = bytes
-        .chunks(2)
-        .map(|pair| u64::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }
 
 /// The kernel's `inet_proto_csum_replace_by_diff` on a packet that is not
