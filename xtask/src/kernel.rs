@@ -19,9 +19,9 @@ use anyhow::{Context as _, bail};
 
 use crate::{cmd, guest, toolchain};
 
-/// Debian packages the guest needs: qemu, and depmod and busybox, with which
-/// virtme-ng builds the guest's initramfs.
-const PACKAGES: [&str; 3] = ["qemu-system-x86", "kmod", "busybox-static"];
+/// Debian packages the guest needs: qemu; depmod and busybox, with which
+/// virtme-ng builds the guest's initramfs; python's venv, for virtme-ng.
+const PACKAGES: [&str; 4] = ["qemu-system-x86", "kmod", "busybox-static", "python3-venv"];
 
 /// virtme-ng from PyPI, the version these runs were checked with.
 const VIRTME_NG: &str = "virtme-ng==1.42";
@@ -67,12 +67,38 @@ fn kernels_dir() -> PathBuf {
     crate::bench::target_dir().join("kernels")
 }
 
+/// virtme-ng lives in a virtualenv of its own under `target/kernels/`:
+/// Debian's python refuses packages installed beside its own, and a
+/// non-login shell may not have pip's scripts on PATH.
+fn venv() -> PathBuf {
+    kernels_dir().join("venv")
+}
+
 fn ensure_virtme_ng() -> anyhow::Result<()> {
-    if cmd::capture(Command::new("vng").arg("--version")).is_some_and(|o| o.status.success()) {
+    if venv().join("bin/vng").is_file() {
         return Ok(());
     }
-    eprintln!("xtask: installing {VIRTME_NG} from PyPI (boots the test kernel)");
-    cmd::run(Command::new("python3").args(["-m", "pip", "install", "-q", VIRTME_NG]))
+    eprintln!(
+        "xtask: installing {VIRTME_NG} from PyPI into {}",
+        venv().display()
+    );
+    cmd::run(Command::new("python3").args(["-m", "venv"]).arg(venv()))?;
+    cmd::run(Command::new(venv().join("bin/pip")).args(["install", "-q", VIRTME_NG]))
+}
+
+/// `vng`, with its virtualenv first on PATH (it runs `virtme-run` from there).
+fn vng() -> Command {
+    let bin = venv().join("bin");
+    let mut path = vec![bin.clone()];
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let mut vng = Command::new(bin.join("vng"));
+    vng.env(
+        "PATH",
+        std::env::join_paths(path).expect("PATH entries contain no separator"),
+    );
+    vng
 }
 
 /// The newest `<prefix>N-amd64` package apt knows (the generic flavour: not
@@ -172,7 +198,7 @@ pub fn run_tests(
         &std::env::current_exe().context("the xtask binary")?,
         "xtask",
     )?;
-    let mut vng = Command::new("vng");
+    let mut vng = vng();
     vng.args(["--run"])
         .arg(&kernel.vmlinuz)
         // No nested KVM here: full emulation. 9p: the guest's root is this
