@@ -216,15 +216,20 @@ impl Daemon {
     }
 
     /// `enforcer uninstall` on this daemon's configuration and socket (through
-    /// the daemon when it runs, on the pins directly when not); must succeed.
-    pub fn uninstall(&self) {
-        let out = enforcer(&[
+    /// the daemon when it runs, on the pins directly when not).
+    pub fn run_uninstall(&self) -> Output {
+        enforcer(&[
             "uninstall",
             "--config",
             self.config.to_str().unwrap(),
             "--socket",
             self.socket.to_str().unwrap(),
-        ]);
+        ])
+    }
+
+    /// [`Self::run_uninstall`], which must succeed.
+    pub fn uninstall(&self) {
+        let out = self.run_uninstall();
         assert!(
             out.status.success(),
             "{}",

@@ -10,9 +10,10 @@ use enforcer::bpf::TcApi;
 /// network namespace) in `direction`.
 pub fn programs_on(interface: &str, direction: TcAttachType) -> usize {
     match TcApi::of_running_kernel() {
+        // A failed query must not read as "nothing attached".
         TcApi::Tcx => SchedClassifier::query_tcx(interface, direction)
             .map(|(_, programs)| programs.len())
-            .unwrap_or(0),
+            .unwrap_or_else(|e| panic!("tcx query on {interface}: {e}")),
         TcApi::Netlink => {
             let direction = match direction {
                 TcAttachType::Ingress => "ingress",
@@ -23,6 +24,11 @@ pub fn programs_on(interface: &str, direction: TcAttachType) -> usize {
                 .args(["filter", "show", "dev", interface, direction])
                 .output()
                 .expect("tc");
+            assert!(
+                out.status.success(),
+                "tc filter show dev {interface}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             // Per filter, a line for its priority and one for the filter
             // itself, with its handle and program.
             String::from_utf8_lossy(&out.stdout)

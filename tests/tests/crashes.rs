@@ -24,7 +24,7 @@ use std::{
 use enforcer_tests::{
     bpffs::PinDir,
     cgroup::ScratchCgroup,
-    daemon::{self, Daemon, enforcer},
+    daemon::{self, Daemon},
     exec::Place,
     net::{self, AcceptingServer},
     routed::{Ns, Routed},
@@ -111,13 +111,7 @@ fn run_into_in(d: &Daemon, point: &str, trigger: &Trigger, netns: Option<&Path>)
         }
         Trigger::Uninstall => {
             // Fails: the daemon dies half-way.
-            let _ = enforcer(&[
-                "uninstall",
-                "--config",
-                d.config.to_str().unwrap(),
-                "--socket",
-                d.socket.to_str().unwrap(),
-            ]);
+            let _ = d.run_uninstall();
         }
     }
     loop {
@@ -130,6 +124,13 @@ fn run_into_in(d: &Daemon, point: &str, trigger: &Trigger, netns: Option<&Path>)
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A daemon capping `addr` at `CAP` connections.
+fn capped_daemon(cgroup: &ScratchCgroup, pins: &PinDir, addr: SocketAddr) -> Daemon {
+    let policy =
+        format!("[[policy]]\nname = \"capped\"\nmatch = [\"{addr}\"]\nmax_connections = {CAP}\n");
+    Daemon::start(cgroup, pins, &policy)
 }
 
 /// Each cgroup hook holds exactly one program, as the kernel reports it.
@@ -193,9 +194,7 @@ fn a_daemon_killed_at_any_step_comes_back_with_one_program_per_hook_and_exact_sl
     let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
     let server = AcceptingServer::bind("127.0.0.1:0");
     let addr = server.addr;
-    let policy =
-        format!("[[policy]]\nname = \"capped\"\nmatch = [\"{addr}\"]\nmax_connections = {CAP}\n");
-    let mut d = Daemon::start(&cgroup, &pins, &policy);
+    let mut d = capped_daemon(&cgroup, &pins, addr);
     let original = fs::read_to_string(&d.config).unwrap();
     for (point, trigger, fresh) in steps {
         fs::write(&d.config, &original).unwrap();
@@ -272,9 +271,7 @@ fn soak_kill_9_and_restart_under_load() {
     let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
     let server = AcceptingServer::bind("127.0.0.1:0");
     let addr = server.addr;
-    let policy =
-        format!("[[policy]]\nname = \"capped\"\nmatch = [\"{addr}\"]\nmax_connections = {CAP}\n");
-    let mut d = Daemon::start(&cgroup, &pins, &policy);
+    let mut d = capped_daemon(&cgroup, &pins, addr);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(2 * 3600);
     let stop = AtomicBool::new(false);

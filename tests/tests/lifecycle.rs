@@ -203,13 +203,24 @@ fn slots_of_connections_an_interrupted_installation_admitted_are_given_back() {
         let (mut enforcer, _) =
             Enforcer::install(&LoadOptions::default(), &pins, cgroup.path()).expect("install");
         fixtures::apply_one(&mut enforcer, addr, capped, fixtures::minute_open());
-        // Two connections held open by a process in the cgroup.
+        // Two connections held open by an unprivileged process in the cgroup
+        // (nobody, no capabilities): it cannot keep its slots past the
+        // programs that admitted it.
         let port = addr.port();
         let script = format!(
             "exec 3<>/dev/tcp/127.0.0.1/{port} 4<>/dev/tcp/127.0.0.1/{port}; exec sleep 600"
         );
-        let mut command = Command::new("bash");
-        command.args(["-c", &script]);
+        let mut command = Command::new("setpriv");
+        command.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "bash",
+            "-c",
+            &script,
+        ]);
         let holder = Place::cgroup(&cgroup)
             .command(command)
             .spawn()
