@@ -118,7 +118,9 @@ impl Daemon {
         daemon
     }
 
-    fn configure(
+    /// Writes the configuration as [`Self::start_with`] does, without
+    /// starting the daemon (for starts that must fail).
+    pub fn configure(
         cgroup: &ScratchCgroup,
         pins: &PinDir,
         rest: &str,
@@ -417,22 +419,20 @@ impl Drop for Follower {
     }
 }
 
-/// A plain HTTP GET on loopback: status and body.
+/// An HTTP GET on loopback with curl (a real client: the daemon's answers
+/// may be chunked): status and body; `None` when nothing answered.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, status) = text.rsplit_once('\n')?;
+    match status.trim().parse() {
+        Ok(0) | Err(_) => None,
+        Ok(status) => Some((status, body.to_owned())),
+    }
 }
 
 /// Prometheus text, parsed into `name{labels}` → value.

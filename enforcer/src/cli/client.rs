@@ -1,12 +1,13 @@
-//! Talking to the daemon's control socket.
+//! Talking to the daemon's control socket: typed requests, typed answers.
 
 use std::path::PathBuf;
 
-use anyhow::anyhow;
-use serde_json::Value;
+use axum::http::Method;
+use bytes::Bytes;
+use serde::{Serialize, de::DeserializeOwned};
 
 use super::Failure;
-use crate::{config, http};
+use crate::http::client::{Client, ClientError};
 
 /// Options every client subcommand takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,88 +38,71 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Failure> {
     Ok(runtime.block_on(f))
 }
 
+impl From<ClientError> for Failure {
+    /// The daemon's refusals are bad input (exit 2, nothing changed);
+    /// anything else is a failure.
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Refused { .. } => Failure::Usage(e.into()),
+            e => Failure::Runtime(e.into()),
+        }
+    }
+}
+
 impl Connection {
-    /// The failure of not reaching the daemon.
-    pub fn unreachable(&self, e: std::io::Error) -> Failure {
-        Failure::Runtime(anyhow!(
-            "cannot reach the daemon at {}: {e} (is `enforcer run` running?)",
-            self.socket.display()
-        ))
+    pub fn client(&self) -> Client {
+        Client::new(&self.socket)
+    }
+
+    /// Sends a request and reads the answer as `T`.
+    pub fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        target: &str,
+        body: Option<Bytes>,
+    ) -> Result<T, Failure> {
+        Ok(block_on(self.client().json(method, target, body))??)
+    }
+
+    /// The answer's text (metrics).
+    pub fn text(&self, target: &str) -> Result<Bytes, Failure> {
+        Ok(block_on(self.client().bytes(Method::GET, target, None))??)
     }
 }
 
-/// A non-JSON answer (metrics, events) that is not a 200.
-pub fn check_status(status: u16) -> Result<(), Failure> {
-    if status == 200 {
-        return Ok(());
-    }
-    Err(Failure::Runtime(anyhow!("the daemon answered {status}")))
+/// `path?query` with the query encoded from `query`'s fields.
+pub fn target(path: &str, query: &impl Serialize) -> Result<String, Failure> {
+    let query =
+        serde_urlencoded::to_string(query).map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?;
+    Ok(if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    })
 }
 
-/// Sends a request; the JSON answer, or the daemon's error as a failure (its
-/// 4xx answers are bad input: exit code 2).
-pub fn call(
-    args: &Connection,
-    method: &str,
-    target: &str,
-    body: Option<&[u8]>,
-) -> Result<Value, Failure> {
-    let (status, body) =
-        block_on(http::request(&args.socket, method, target, body))?.map_err(|e| {
-            Failure::Runtime(anyhow!(
-                "cannot reach the daemon at {}: {e} (is `enforcer run` running?)",
-                args.socket.display()
-            ))
-        })?;
-    let value: Value = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-    let message = || {
-        value
-            .get("error")
-            .and_then(Value::as_str)
-            .map_or_else(|| value.to_string(), str::to_owned)
-    };
-    match status {
-        200 => Ok(value),
-        400..=499 => Err(Failure::Usage(anyhow!(message()))),
-        _ => Err(Failure::Runtime(anyhow!(
-            "the daemon failed: {}",
-            message()
-        ))),
-    }
-}
-
-/// A query parameter, encoded.
-pub fn param(key: &str, value: &str) -> String {
-    format!("{key}={}", http::percent_encode(value))
-}
-
-/// Checks a destination on the client side, so a typo fails with exit code 2
-/// without a round trip.
-pub fn check_dest(text: &str) -> Result<(), Failure> {
-    crate::daemon::api::parse_dest(text)
-        .map(drop)
-        .map_err(|e| Failure::Usage(anyhow!(e)))
-}
-
-/// Checks a `--netns` value on the client side: an inode or a name.
-pub fn check_netns(text: &str) -> Result<(), Failure> {
-    text.parse::<crate::netns::Selector>()
-        .map(drop)
-        .map_err(|e| Failure::Usage(e.into()))
-}
-
-/// Checks a duration on the client side.
-pub fn check_duration(field: &str, text: &str) -> Result<(), Failure> {
-    config::parse_duration(text)
-        .map(drop)
-        .map_err(|e| Failure::Usage(anyhow!("{field}: {e}")))
+/// `/v1/policies/NAME`, the name percent-encoded as one path segment.
+pub fn policy_target(name: &str) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    format!(
+        "/v1/policies/{}",
+        utf8_percent_encode(name, NON_ALPHANUMERIC)
+    )
 }
 
 /// Prints pretty JSON.
-pub fn print_json(value: &Value) {
+pub fn print_json(value: &impl Serialize) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
+}
+
+/// A table in the CLI's style: no borders, columns aligned, a header row.
+pub fn table(header: &[&str]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .set_header(header.iter().copied());
+    table
 }

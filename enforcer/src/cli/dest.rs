@@ -3,17 +3,23 @@
 //! Overrides (`trip`, `disable`) apply to the address in every network
 //! namespace; `reset` acts in one namespace with `--netns`, in all without.
 
+use axum::http::Method;
+
 use super::{Failure, client};
+use crate::{
+    api::{Dest, Lasting, OverrideQuery, OverrideSet, ResetDone, ResetQuery},
+    netns::Selector,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct ResetArgs {
     /// The destination: `10.0.0.5:5432`, `[fd00::1]:443`.
-    dest: String,
+    dest: Dest,
     /// Only in this network namespace: its inode (as `ip netns identify` or
     /// `lsns -t net` print it) or its name under /run/netns. Without it, the
     /// address is reset in every namespace and its override removed.
     #[arg(long)]
-    netns: Option<String>,
+    netns: Option<Selector>,
     #[command(flatten)]
     client: client::Connection,
 }
@@ -21,54 +27,55 @@ pub struct ResetArgs {
 #[derive(Debug, clap::Args)]
 pub struct TripArgs {
     /// The destination: `10.0.0.5:5432`, `[fd00::1]:443`.
-    dest: String,
-    /// How long (e.g. `30s`, `5m`); without it, until `enforcer reset`.
-    #[arg(long = "for")]
-    duration: Option<String>,
+    dest: Dest,
+    /// How long (`30s`, `5m`, `1h 30m`; 1s to 7days); without it, until
+    /// `enforcer reset`.
+    #[arg(long = "for", value_name = "DURATION")]
+    lasting: Option<Lasting>,
     #[command(flatten)]
     client: client::Connection,
 }
 
-fn override_target(endpoint: &str, dest: &str, duration: Option<&str>) -> Result<String, Failure> {
-    client::check_dest(dest)?;
-    let mut target = format!("/v1/{endpoint}?{}", client::param("dest", dest));
-    if let Some(d) = duration {
-        client::check_duration("for", d)?;
-        target += &format!("&{}", client::param("for", d));
-    }
-    Ok(target)
+fn set_override(endpoint: &str, args: TripArgs) -> Result<OverrideSet, Failure> {
+    let query = OverrideQuery {
+        dest: args.dest,
+        lasting: args.lasting,
+    };
+    args.client
+        .call(Method::POST, &client::target(endpoint, &query)?, None)
 }
 
 pub fn trip(args: TripArgs) -> Result<(), Failure> {
-    let target = override_target("trip", &args.dest, args.duration.as_deref())?;
-    client::call(&args.client, "POST", &target, None)?;
-    println!("{}: forced open", args.dest);
+    let set = set_override("/v1/trip", args)?;
+    println!("{}: forced open", set.dest);
     Ok(())
 }
 
 pub fn disable(args: TripArgs) -> Result<(), Failure> {
-    let target = override_target("disable", &args.dest, args.duration.as_deref())?;
-    client::call(&args.client, "POST", &target, None)?;
-    println!("{}: disabled", args.dest);
+    let set = set_override("/v1/disable", args)?;
+    println!("{}: disabled", set.dest);
     Ok(())
 }
 
 pub fn reset(args: ResetArgs) -> Result<(), Failure> {
-    let mut target = override_target("reset", &args.dest, None)?;
-    if let Some(netns) = &args.netns {
-        client::check_netns(netns)?;
-        target += &format!("&{}", client::param("netns", netns));
-    }
-    let answer = client::call(&args.client, "POST", &target, None)?;
+    let query = ResetQuery {
+        dest: args.dest,
+        netns: args.netns.clone(),
+    };
+    let done: ResetDone =
+        args.client
+            .call(Method::POST, &client::target("/v1/reset", &query)?, None)?;
     match &args.netns {
         Some(netns) => println!("{} in netns {netns}: reset", args.dest),
         None => println!("{}: reset", args.dest),
     }
-    if let Some(kept) = answer["override_kept"].as_str() {
+    if let Some(kept) = done.override_kept {
         eprintln!(
-            "note: the {kept} override on {} applies in every namespace and stays; \
+            "note: the {} override on {} applies in every namespace and stays; \
              `enforcer reset {}` removes it",
-            args.dest, args.dest
+            kept.as_str(),
+            args.dest,
+            args.dest
         );
     }
     Ok(())

@@ -1,24 +1,27 @@
 //! `enforcer events`: follows the daemon's event stream until interrupted.
 
-use tokio::io::AsyncBufReadExt;
+use std::io::Write as _;
+
+use axum::http::Method;
+use http_body_util::BodyExt;
 
 use super::{Failure, client};
-use crate::http;
 
 pub fn execute(args: client::Connection) -> Result<(), Failure> {
     client::block_on(async {
-        let (status, mut reader) = http::request_stream(&args.socket, "/v1/events")
-            .await
-            .map_err(|e| args.unreachable(e))?;
-        client::check_status(status)?;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => print!("{line}"),
-                Err(e) => return Err(Failure::Runtime(e.into())),
+        let response = args.client().send(Method::GET, "/v1/events", None).await?;
+        let mut body = response.into_body();
+        let mut out = std::io::stdout().lock();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Failure::Runtime(e.into()))?;
+            if let Some(data) = frame.data_ref() {
+                // Lines arrive whole (the daemon sends one per frame); a
+                // closed stdout ends the command.
+                if out.write_all(data).and_then(|()| out.flush()).is_err() {
+                    return Ok(());
+                }
             }
         }
+        Ok(())
     })?
 }

@@ -3,12 +3,13 @@
 use std::path::PathBuf;
 
 use anyhow::anyhow;
+use axum::http::Method;
 
 use super::{
     Failure,
     client::{self, Output},
-    status::print_rows,
 };
+use crate::api::{Applied, PolicyView};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -53,41 +54,28 @@ pub enum Command {
 pub fn execute(command: Command) -> Result<(), Failure> {
     match command {
         Command::List { output, client } => {
-            let list = client::call(&client, "GET", "/v1/policies", None)?;
+            let list: Vec<PolicyView> = client.call(Method::GET, "/v1/policies", None)?;
             match output {
                 Output::Json => client::print_json(&list),
                 Output::Table => {
-                    let mut rows = vec![
-                        ["POLICY", "MODE", "MATCH", "TRACKED", "OPEN"]
-                            .map(str::to_owned)
-                            .to_vec(),
-                    ];
-                    for p in list.as_array().into_iter().flatten() {
-                        let matches: Vec<&str> = p["match"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|m| m.as_str())
-                            .collect();
-                        rows.push(vec![
-                            p["name"].as_str().unwrap_or("?").to_owned(),
-                            p["mode"].as_str().unwrap_or("?").to_owned(),
-                            matches.join(","),
-                            p["tracked"].to_string(),
-                            p["open_destinations"].to_string(),
+                    let mut table = client::table(&["POLICY", "MODE", "MATCH", "TRACKED", "OPEN"]);
+                    for p in &list {
+                        table.add_row([
+                            p.name.clone(),
+                            p.mode.to_string(),
+                            p.rules.join(","),
+                            p.tracked.to_string(),
+                            p.open_destinations.to_string(),
                         ]);
                     }
-                    print_rows(&rows);
+                    println!("{table}");
                 }
             }
         }
         Command::Show { name, client } => {
-            client::print_json(&client::call(
-                &client,
-                "GET",
-                &format!("/v1/policies/{}", crate::http::percent_encode(&name)),
-                None,
-            )?);
+            let policy: PolicyView =
+                client.call(Method::GET, &client::policy_target(&name), None)?;
+            client::print_json(&policy);
         }
         Command::Set {
             name,
@@ -95,28 +83,22 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             client,
         } => {
             let body = settings_to_toml(&settings)?;
-            let target = format!("/v1/policies/{}", crate::http::percent_encode(&name));
-            client::call(&client, "PUT", &target, Some(body.as_bytes()))?;
+            let _: Applied = client.call(
+                Method::PUT,
+                &client::policy_target(&name),
+                Some(body.into()),
+            )?;
             println!("policy {name}: applied");
         }
         Command::Rm { name, client } => {
-            client::call(
-                &client,
-                "DELETE",
-                &format!("/v1/policies/{}", crate::http::percent_encode(&name)),
-                None,
-            )?;
+            let _: Applied = client.call(Method::DELETE, &client::policy_target(&name), None)?;
             println!("policy {name}: removed");
         }
         Command::Apply { file, client } => {
             let text = std::fs::read(&file)
                 .map_err(|e| Failure::Usage(anyhow!("reading {}: {e}", file.display())))?;
-            let answer = client::call(&client, "POST", "/v1/policies", Some(&text))?;
-            println!(
-                "{}: {} policies applied",
-                file.display(),
-                answer["policies"]
-            );
+            let applied: Applied = client.call(Method::POST, "/v1/policies", Some(text.into()))?;
+            println!("{}: {} policies applied", file.display(), applied.policies);
         }
     }
     Ok(())

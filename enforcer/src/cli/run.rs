@@ -7,7 +7,10 @@ use anyhow::Context as _;
 use super::Failure;
 use crate::{
     config::{self, Config, DaemonOverrides},
-    daemon::{self, RunOptions},
+    daemon::{
+        self, RunOptions,
+        logs::{self, LogFormat},
+    },
 };
 
 #[derive(Debug, clap::Args)]
@@ -48,9 +51,14 @@ pub struct Args {
     /// Detach and unpin everything on exit instead of leaving enforcement running.
     #[arg(long)]
     detach_on_exit: bool,
+    /// Log lines as text or JSON (one object per line); `RUST_LOG` filters
+    /// them (default `info`).
+    #[arg(long, env = "ENFORCER_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: LogFormat,
 }
 
 pub fn execute(args: Args) -> Result<(), Failure> {
+    logs::init(args.log_format);
     let overrides = DaemonOverrides {
         cgroup: args.cgroup,
         pin_dir: args.pin_dir,
@@ -71,12 +79,17 @@ pub fn execute(args: Args) -> Result<(), Failure> {
     let detach = options.detach_on_exit;
     // Anything wrong with what the configuration names (a cgroup that does not
     // exist, a busy pin directory) is bad input too: nothing changed.
-    let (shared, _pin_lock) = daemon::start(options).map_err(|e| match e {
+    let started = daemon::start(options).map_err(|e| match e {
         daemon::StartError::BadInput(e) => Failure::Usage(e),
         daemon::StartError::Failed(e) => Failure::Runtime(e),
     })?;
     // Before the runtime's threads exist: capabilities are per thread.
-    let listeners = daemon::settle(&shared).map_err(Failure::Runtime)?;
+    daemon::settle(&started.shared).map_err(Failure::Runtime)?;
+    let daemon::Started {
+        shared,
+        pin_lock: _pin_lock,
+        listeners,
+    } = started;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::anyhow;
+use axum::http::Method;
 
 use super::{Failure, client};
 use crate::{
+    api::Uninstalling,
     bpf::{Enforcer, pins::PinDir},
     config::{self, Config, DaemonOverrides},
 };
@@ -31,7 +33,10 @@ pub fn execute(args: Args) -> Result<(), Failure> {
     let config = Config::load(&args.config, &overrides).map_err(|e| Failure::Usage(e.into()))?;
     let pins = PinDir::new(&config.daemon.pin_dir);
     if args.client.socket.exists()
-        && client::call(&args.client, "POST", "/v1/uninstall", None).is_ok()
+        && args
+            .client
+            .call::<Uninstalling>(Method::POST, "/v1/uninstall", None)
+            .is_ok()
     {
         // The daemon detaches on its way out; wait until its pins are gone.
         for _ in 0..100 {

@@ -3,7 +3,6 @@
 //! embedded in the binary; a file is laid over it (a `[[policy]]` list in the file
 //! replaces the embedded one). Errors name the field and the line.
 
-mod duration;
 pub mod knobs;
 pub mod policy;
 pub mod values;
@@ -20,7 +19,6 @@ use enforcer_common::{maps::POLICY_RULES_CAPACITY, rules::MAX_POLICIES};
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use duration::parse_duration;
 use knobs::{Knobs, KnobsFile, Lines, PolicyFile};
 pub use policy::PolicySpec;
 use values::Dur;

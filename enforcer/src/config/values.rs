@@ -4,29 +4,14 @@ use std::{fmt, time::Duration};
 
 use serde::{Deserialize, Deserializer, de};
 
-pub use super::duration::parse_duration;
-
-/// A duration written as `500ms`, `30s`, `5m`, `1h`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Dur(pub Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text).map(Dur).map_err(de::Error::custom)
-    }
-}
+/// A duration written as humantime: `500ms`, `30s`, `5m`, `1h 30m`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(transparent)]
+pub struct Dur(#[serde(with = "humantime_serde")] pub Duration);
 
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.as_millis();
-        match ms {
-            0 => write!(f, "0s"),
-            ms if ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000),
-            ms if ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000),
-            ms if ms % 1_000 == 0 => write!(f, "{}s", ms / 1_000),
-            ms => write!(f, "{ms}ms"),
-        }
+        humantime::format_duration(self.0).fmt(f)
     }
 }
 
@@ -37,6 +22,16 @@ pub enum Mode {
     Enforce,
     Observe,
     Off,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Enforce => "enforce",
+            Self::Observe => "observe",
+            Self::Off => "off",
+        })
+    }
 }
 
 impl Mode {

@@ -16,7 +16,7 @@ const BIND_UMASK: libc::mode_t = 0o177;
 /// the runtime). A stale socket file (nobody listening) is replaced; a live
 /// one means another daemon. Call it before any other thread runs: the umask
 /// is the process's.
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
+pub fn bind(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
     if let Some(parent) = path.parent() {
         private_dir::create(parent, "daemon.socket")
             .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
@@ -25,14 +25,32 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
-                "another daemon answers on it",
+                "another enforcer daemon answers on it",
             ));
         }
         std::fs::remove_file(path)?;
     }
     let listener = with_umask(BIND_UMASK, || UnixListener::bind(path))?;
+    let file = SocketFile(path.to_owned());
     listener.set_nonblocking(true)?;
-    Ok(listener)
+    Ok((listener, file))
+}
+
+/// The bound socket's file, removed when dropped: a start that fails after
+/// binding, and every exit, leave no socket file behind.
+#[derive(Debug)]
+pub struct SocketFile(std::path::PathBuf);
+
+impl SocketFile {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Runs `f` with the process's umask set to `mask`, then puts it back.
@@ -58,15 +76,18 @@ mod tests {
         let path = dir.join("run/enforcer.sock");
         // The most permissive umask there is: without the bind's own, the
         // socket would be born 0777.
-        let listener = with_umask(0, || bind(&path)).unwrap();
+        let bound = with_umask(0, || bind(&path)).unwrap();
         let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700, "created 0700");
         // Rebinding over a live socket is refused; over a stale one it works.
         let e = bind(&path).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
-        drop(listener);
-        drop(bind(&path).unwrap());
+        drop(bound.0);
+        let rebound = bind(&path).unwrap();
+        drop(rebound);
+        assert!(!path.exists(), "removed with its SocketFile");
+        std::mem::forget(bound.1);
         // A directory every user may write to is refused, naming the field.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         let open = dir.join("x.sock");

@@ -26,7 +26,7 @@ pub async fn run(shared: Shared) {
         let timeouts: Vec<Duration> = d
             .policies
             .iter()
-            .filter_map(|p| p.connect_timeout)
+            .filter_map(|p| p.spec.connect_timeout)
             .collect();
         let sweep = super::flows::sweep_interval(d.config.daemon.flow_syn_timeout, &timeouts);
         let result = rejitter(&mut d)
@@ -51,7 +51,7 @@ pub async fn run(shared: Shared) {
                 super::flows::sweep(&mut d)
             });
         if let Err(e) = result {
-            eprintln!("enforcer: controller: {e}");
+            tracing::error!("controller: {e}");
         }
         start_healers(&shared, &mut d);
     }
@@ -59,14 +59,16 @@ pub async fn run(shared: Shared) {
 
 /// Draws new backoff tables for the policies whose `rejitter` has come.
 fn rejitter(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
-    for i in 0..d.policies.len() {
-        if d.jittered_at
-            .get(i)
-            .is_some_and(|at| at.elapsed() >= d.policies[i].rejitter)
-        {
-            let backoff = d.policies[i].backoff(|| d.jitter.unit());
-            d.enforcer.set_backoff(d.ids[i], &backoff)?;
-            d.jittered_at[i] = Instant::now();
+    let super::Daemon {
+        policies,
+        enforcer,
+        jitter,
+        ..
+    } = d;
+    for p in policies.iter_mut() {
+        if p.jittered_at.elapsed() >= p.spec.rejitter {
+            enforcer.set_backoff(p.id, &p.spec.backoff(|| jitter.unit()))?;
+            p.jittered_at = Instant::now();
         }
     }
     Ok(())

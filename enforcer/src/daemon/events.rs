@@ -30,7 +30,7 @@ pub async fn run(shared: Shared) {
             }
             .map_err(|e| crate::bpf::BpfError::Control { source: e.into() })
         })
-        .map_err(|e| eprintln!("enforcer: event wake-ups unavailable, polling: {e}"))
+        .map_err(|e| tracing::warn!("event wake-ups unavailable, polling: {e}"))
         .ok();
     loop {
         match &ready {
@@ -45,7 +45,7 @@ pub async fn run(shared: Shared) {
         let events = match d.enforcer.drain_events() {
             Ok(e) => e,
             Err(e) => {
-                eprintln!("enforcer: reading events: {e}");
+                tracing::warn!("reading events: {e}");
                 continue;
             }
         };

@@ -227,7 +227,11 @@ pub fn start_healers(shared: &Shared, d: &mut Daemon) {
         }
         let id = d.healing.start(key);
         slots -= 1;
-        tokio::spawn(heal(shared.clone(), key, id));
+        let span = tracing::info_span!("heal", dest = %key.socket_addr(), netns = key.netns);
+        tokio::spawn(tracing::Instrument::instrument(
+            heal(shared.clone(), key, id),
+            span,
+        ));
     }
 }
 
@@ -283,7 +287,7 @@ async fn heal(shared: Shared, key: DestKey, id: u64) {
             Ok(reached) => reached,
             Err(e) => {
                 // Our own failure says nothing about the destination.
-                eprintln!("enforcer: healing {addr}: {e}");
+                tracing::warn!("healing {addr}: {e}");
                 continue;
             }
         };
@@ -303,7 +307,7 @@ async fn heal(shared: Shared, key: DestKey, id: u64) {
                 d.publish(dest_event(what, &key, &label, "healing probe"));
             }
             Ok(_) => {}
-            Err(e) => eprintln!("enforcer: healing {addr}: {e}"),
+            Err(e) => tracing::warn!("healing {addr}: {e}"),
         }
     }
 }

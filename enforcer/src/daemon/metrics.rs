@@ -5,8 +5,15 @@
 //! destination's series name its network namespace (`netns`: the inode, or
 //! `unknown`): one label value per destination, so it adds no series.
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use enforcer_common::{
     breaker::state,
     counters::GlobalCounter,
@@ -18,46 +25,55 @@ use prometheus_client::{
     metrics::MetricType,
     registry::Registry,
 };
-use tokio::net::TcpListener;
 
-use super::{Daemon, Shared, lock};
-use crate::{
-    bpf::ProgramStats,
-    http::{self, Response},
-};
+use super::{Daemon, Shared, lock, view::PolicyNames};
+use crate::{bpf::ProgramStats, http::stream, netns};
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-pub async fn serve(listener: TcpListener, shared: Shared) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let (read, mut write) = stream.into_split();
-            let response = match http::read_request(read).await {
-                Ok(req) if req.method != "GET" => Response::error(405, "GET only"),
-                Ok(req) => match req.path.as_str() {
-                    "/metrics" => Response::text(200, CONTENT_TYPE, render(&lock(&shared))),
-                    "/healthz" => Response::text(200, "text/plain", "ok\n"),
-                    "/readyz" => ready(&lock(&shared)),
-                    _ => Response::error(404, "try /metrics, /healthz or /readyz"),
-                },
-                Err(e) => Response::error(400, e),
-            };
-            let _ = http::write_response(&mut write, &response).await;
-        });
-    }
+/// The metrics listener's routes.
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<Shared>| async move { scrape(&s) }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<Shared>| async move { ready(&lock(&s)) }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "try /metrics, /healthz or /readyz\n") })
+        .with_state(shared)
 }
 
 /// Ready when the policies are written and the maps answer.
 fn ready(d: &Daemon) -> Response {
     match (d.ready, d.enforcer.config()) {
-        (true, Ok(_)) => Response::text(200, "text/plain", "ready\n"),
-        (false, _) => Response::text(503, "text/plain", "starting\n"),
-        (_, Err(e)) => Response::text(503, "text/plain", format!("maps unreadable: {e}\n")),
+        (true, Ok(_)) => "ready\n".into_response(),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
+        (_, Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("maps unreadable: {e}\n"),
+        )
+            .into_response(),
     }
+}
+
+/// A scrape: the maps are read under the daemon's lock, the series built
+/// and encoded after it is released, as the client reads them.
+pub fn scrape(shared: &Shared) -> Response {
+    let raw = Raw::read(&lock(shared));
+    let mut response = stream::streamed(CONTENT_TYPE, move |w| {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Snapshot::from(raw)));
+        prometheus_client::encoding::text::encode(w, &registry).map_err(std::io::Error::other)
+    });
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// One destination's series, or the sum of those past the series limit.
@@ -72,7 +88,68 @@ struct Series {
     s: DestState,
 }
 
-/// Everything a scrape shows, read under the daemon's lock.
+/// What a scrape reads under the daemon's lock: map contents and copies of
+/// the daemon's small tables, nothing derived.
+struct Raw {
+    dests: Vec<(DestKey, DestState)>,
+    names: PolicyNames,
+    namespaces: Arc<netns::Registry>,
+    max_series: usize,
+    globals: Vec<(GlobalCounter, u64)>,
+    policies: Vec<(String, u64, u64, u64)>,
+    programs: Vec<ProgramStats>,
+    events: Vec<(String, u64)>,
+    paused: bool,
+    healers: usize,
+    healing_probes: [(&'static str, u64); 2],
+    healing_skipped: Vec<(&'static str, u64)>,
+}
+
+impl Raw {
+    fn read(d: &Daemon) -> Self {
+        let policies = d
+            .policies
+            .iter()
+            .map(|p| {
+                let st = d.enforcer.policy_stats(p.id).unwrap_or_default();
+                (p.spec.name.clone(), st.tracked, st.open, st.guard_refusals)
+            })
+            .collect();
+        Self {
+            dests: d.enforcer.dests().unwrap_or_default(),
+            names: PolicyNames::of(d),
+            namespaces: d.namespaces.clone(),
+            max_series: d.config.daemon.max_series as usize,
+            globals: GlobalCounter::ALL
+                .iter()
+                .map(|&c| (c, d.enforcer.counter(c).unwrap_or(0)))
+                .collect(),
+            policies,
+            // Without the statistics on (`daemon.bpf_run_stats`) every run
+            // count would read 0: no series rather than false ones.
+            programs: if d.run_stats.is_some() {
+                d.enforcer.program_stats(Some(&d.pins))
+            } else {
+                Vec::new()
+            },
+            events: d
+                .event_counts
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            paused: d.enforcer.config().is_ok_and(|c| c.paused != 0),
+            healers: d.healing.running(),
+            healing_probes: d.healing.probes_total(),
+            healing_skipped: d
+                .healing
+                .skipped_total()
+                .map(|(why, n)| (why.name(), n))
+                .collect(),
+        }
+    }
+}
+
+/// Everything a scrape shows.
 #[derive(Debug)]
 struct Snapshot {
     series: Vec<Series>,
@@ -91,34 +168,39 @@ struct Snapshot {
     healing_skipped: Vec<(&'static str, u64)>,
 }
 
-impl Snapshot {
-    fn read(d: &Daemon) -> Self {
-        let mut dests: Vec<(DestKey, DestState)> = d.enforcer.dests().unwrap_or_default();
+impl From<Raw> for Snapshot {
+    fn from(raw: Raw) -> Self {
+        let Raw { mut dests, .. } = raw;
         let tracked = dests.len() as u64;
-        // Open destinations first, then the busiest: those get their own series.
-        dests.sort_by_key(|(k, s)| {
+        let limit = raw.max_series;
+        // Open destinations first, then the busiest: those get their own
+        // series. Only they need ordering among themselves.
+        let rank = |(k, s): &(DestKey, DestState)| {
             (
                 s.breaker.state == state::CLOSED,
                 u64::MAX - s.counters.attempts,
                 k.socket_addr(),
             )
-        });
-        let limit = d.config.daemon.max_series as usize;
-        let mut series: Vec<Series> = dests
+        };
+        if dests.len() > limit {
+            dests.select_nth_unstable_by_key(limit, rank);
+        }
+        let (own, rest) = dests.split_at_mut(limit.min(tracked as usize));
+        own.sort_unstable_by_key(rank);
+        let mut series: Vec<Series> = own
             .iter()
-            .take(limit)
             .map(|(k, s)| Series {
                 dest: k.socket_addr().to_string(),
-                netns: d.namespaces.label(k.netns).metric(),
-                policy: d.policy_name(s.policy_id).to_owned(),
+                netns: raw.namespaces.label(k.netns).metric(),
+                policy: raw.names.name(s.policy_id).to_owned(),
                 state: Some(s.breaker.state),
-                cap: d.policy(s.policy_id).and_then(|p| p.max_connections),
+                cap: raw.names.cap(s.policy_id),
                 s: *s,
             })
             .collect();
-        if dests.len() > limit {
+        if !rest.is_empty() {
             let mut other = DestState::default();
-            for (_, s) in &dests[limit..] {
+            for (_, s) in rest.iter() {
                 fold(&mut other, s);
             }
             series.push(Series {
@@ -130,20 +212,7 @@ impl Snapshot {
                 s: other,
             });
         }
-        let policies = d
-            .policies
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let st = d.enforcer.policy_stats(d.ids[i]).unwrap_or_default();
-                (p.name.clone(), st.tracked, st.open, st.guard_refusals)
-            })
-            .collect();
-        let mut events: Vec<(String, u64)> = d
-            .event_counts
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), *v))
-            .collect();
+        let mut events = raw.events;
         events.sort();
         let scans = super::scan::totals();
         let evicted = super::scan::Reason::ALL
@@ -151,35 +220,22 @@ impl Snapshot {
             .map(|r| (r.label(), scans.evicted.get(r).copied().unwrap_or(0)))
             .collect();
         let mut corrections = scans.corrections;
-        for p in &d.policies {
-            corrections.entry(p.name.clone()).or_default();
+        for (name, ..) in &raw.policies {
+            corrections.entry(name.clone()).or_default();
         }
         Self {
             series,
             tracked,
-            globals: GlobalCounter::ALL
-                .iter()
-                .map(|&c| (c, d.enforcer.counter(c).unwrap_or(0)))
-                .collect(),
-            policies,
+            globals: raw.globals,
+            policies: raw.policies,
             evicted,
             corrections: corrections.into_iter().collect(),
-            // Without the statistics on (`daemon.bpf_run_stats`) every run
-            // count would read 0: no series rather than false ones.
-            programs: if d.run_stats.is_some() {
-                d.enforcer.program_stats(Some(&d.pins))
-            } else {
-                Vec::new()
-            },
+            programs: raw.programs,
             events,
-            paused: d.enforcer.config().is_ok_and(|c| c.paused != 0),
-            healers: d.healing.running(),
-            healing_probes: d.healing.probes_total(),
-            healing_skipped: d
-                .healing
-                .skipped_total()
-                .map(|(why, n)| (why.name(), n))
-                .collect(),
+            paused: raw.paused,
+            healers: raw.healers,
+            healing_probes: raw.healing_probes,
+            healing_skipped: raw.healing_skipped,
         }
     }
 }
@@ -510,15 +566,4 @@ impl Collector for Snapshot {
         }
         Ok(())
     }
-}
-
-/// The Prometheus text for a scrape.
-pub fn render(d: &Daemon) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(Snapshot::read(d)));
-    let mut out = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
-        let _ = writeln!(out, "# encoding failed: {e}");
-    }
-    out
 }

@@ -14,6 +14,7 @@ pub mod controller;
 pub mod events;
 mod flows;
 pub mod heal;
+pub mod logs;
 pub mod metrics;
 mod notices;
 mod private_dir;
@@ -53,14 +54,8 @@ pub struct Daemon {
     pub overrides: DaemonOverrides,
     pub pins: PinDir,
     /// The running policy set, in configuration order.
-    pub policies: Vec<PolicySpec>,
-    /// The kernel id of each policy (parallel to `policies`). Ids stay with their
-    /// policy's name across changes: destinations and the group guard's counts
-    /// refer to them.
-    pub ids: Vec<u32>,
+    pub policies: Vec<RunningPolicy>,
     pub jitter: Jitter,
-    /// When each policy's backoff table was last re-jittered.
-    pub jittered_at: Vec<Instant>,
     /// Destinations not CLOSED: kept current by the event reader, re-learnt by
     /// the controller's periodic scan.
     pub open: HashSet<DestKey>,
@@ -85,6 +80,32 @@ pub struct Daemon {
     pub uninstall_requested: bool,
 }
 
+/// A policy as it runs.
+pub struct RunningPolicy {
+    pub spec: PolicySpec,
+    /// Its kernel id. Ids stay with their policy's name across changes:
+    /// destinations and the group guard's counts refer to them.
+    pub id: u32,
+    /// When its backoff table was last re-jittered.
+    pub jittered_at: Instant,
+}
+
+impl RunningPolicy {
+    /// A set as written into the kernel under `ids`.
+    fn set(specs: Vec<PolicySpec>, ids: Vec<u32>) -> Vec<Self> {
+        let now = Instant::now();
+        specs
+            .into_iter()
+            .zip(ids)
+            .map(|(spec, id)| Self {
+                spec,
+                id,
+                jittered_at: now,
+            })
+            .collect()
+    }
+}
+
 pub type Shared = Arc<Mutex<Daemon>>;
 
 /// Locks the daemon; a panic elsewhere must not take the API down with it.
@@ -97,10 +118,17 @@ pub fn lock(shared: &Shared) -> MutexGuard<'_, Daemon> {
 impl Daemon {
     /// The running policy with kernel id `id`.
     pub fn policy(&self, id: u32) -> Option<&PolicySpec> {
-        self.ids
-            .iter()
-            .position(|i| *i == id)
-            .map(|i| &self.policies[i])
+        self.policies.iter().find(|p| p.id == id).map(|p| &p.spec)
+    }
+
+    /// The running policy named `name`.
+    pub fn policy_by_name(&self, name: &str) -> Option<&RunningPolicy> {
+        self.policies.iter().find(|p| p.spec.name == name)
+    }
+
+    /// The running set's specifications, to change and apply.
+    pub fn specs(&self) -> Vec<PolicySpec> {
+        self.policies.iter().map(|p| p.spec.clone()).collect()
     }
 
     /// The name of policy `id` ("?" for an id no policy has).
@@ -115,11 +143,9 @@ impl Daemon {
         if let Err(e) = saved::save(
             &self.config.daemon.state_dir,
             self.config_fingerprint,
-            &self.policies,
+            &self.specs(),
         ) {
-            eprintln!(
-                "enforcer: saving the runtime policies: {e} (they last until the next start)"
-            );
+            tracing::warn!("saving the runtime policies: {e} (they last until the next start)");
         }
         Ok(())
     }
@@ -127,17 +153,15 @@ impl Daemon {
     /// Replaces the running policy set (validated) in the kernel. Policies keep
     /// their ids by name; new ones take free ids.
     pub fn set_policies(&mut self, specs: Vec<PolicySpec>) -> Result<(), apply::ApplyError> {
+        let _span = tracing::info_span!("apply", policies = specs.len()).entered();
         let previous: Vec<(&str, u32)> = self
             .policies
             .iter()
-            .map(|p| p.name.as_str())
-            .zip(self.ids.iter().copied())
+            .map(|p| (p.spec.name.as_str(), p.id))
             .collect();
         let (ids, freed) = apply::assign_ids(&previous, &specs);
         apply::apply(&mut self.enforcer, &specs, &ids, &freed, &mut self.jitter)?;
-        self.jittered_at = vec![Instant::now(); specs.len()];
-        self.policies = specs;
-        self.ids = ids;
+        self.policies = RunningPolicy::set(specs, ids);
         self.publish(notices::daemon_event(
             "policies_applied",
             None,
@@ -148,7 +172,7 @@ impl Daemon {
 
     /// Sends a JSON line to `enforcer events` followers (none listening is fine).
     pub fn publish(&self, line: String) {
-        eprintln!("enforcer: event {line}");
+        tracing::info!(target: "enforcer::events", "event {line}");
         let _ = self.events.send(line);
     }
 }
@@ -186,8 +210,18 @@ pub enum StartError {
     Failed(anyhow::Error),
 }
 
-/// Installs or adopts, applies the policies: everything before serving.
-pub fn start(options: RunOptions) -> Result<(Shared, crate::bpf::pins::PinLock), StartError> {
+/// What [`start`] hands to [`settle`] and [`serve`].
+pub struct Started {
+    pub shared: Shared,
+    /// Held while the daemon runs: no other daemon may use the pins.
+    pub pin_lock: crate::bpf::pins::PinLock,
+    pub listeners: Listeners,
+}
+
+/// Binds the sockets, installs or adopts, applies the policies: everything
+/// before serving. The sockets come first: a busy address must stop the
+/// start before anything is attached.
+pub fn start(options: RunOptions) -> Result<Started, StartError> {
     use StartError::{BadInput, Failed};
     let RunOptions {
         config,
@@ -208,6 +242,7 @@ pub fn start(options: RunOptions) -> Result<(Shared, crate::bpf::pins::PinLock),
     if let Some(dir) = config.daemon.socket.parent() {
         private_dir::check(dir, "daemon.socket").map_err(|e| BadInput(e.into()))?;
     }
+    let listeners = Listeners::bind(&config.daemon).map_err(BadInput)?;
     let pins = PinDir::new(&config.daemon.pin_dir);
     pins.create()
         .context("creating the pin directory")
@@ -241,8 +276,8 @@ pub fn start(options: RunOptions) -> Result<(Shared, crate::bpf::pins::PinLock),
             if bad_input { BadInput(e) } else { Failed(e) }
         })?;
     for w in &watched {
-        eprintln!(
-            "enforcer: watching {} (ingress {}, tc through {}{})",
+        tracing::info!(
+            "watching {} (ingress {}, tc through {}{})",
             w.interface,
             w.ingress,
             w.tc,
@@ -258,7 +293,11 @@ pub fn start(options: RunOptions) -> Result<(Shared, crate::bpf::pins::PinLock),
         enforcer,
         installed,
     )
-    .map(|shared| (shared, pin_lock))
+    .map(|shared| Started {
+        shared,
+        pin_lock,
+        listeners,
+    })
     .map_err(Failed)
 }
 
@@ -273,13 +312,13 @@ fn finish_start(
     installed: Installed,
 ) -> anyhow::Result<Shared> {
     match installed {
-        Installed::Fresh => eprintln!(
-            "enforcer: attached to {} (pins in {})",
+        Installed::Fresh => tracing::info!(
+            "attached to {} (pins in {})",
             cgroup.display(),
             pins.root().display()
         ),
-        Installed::Adopted => eprintln!(
-            "enforcer: adopted the programs attached to {} (pins in {})",
+        Installed::Adopted => tracing::info!(
+            "adopted the programs attached to {} (pins in {})",
             cgroup.display(),
             pins.root().display()
         ),
@@ -306,15 +345,12 @@ fn finish_start(
         saved::fingerprint(&std::fs::read_to_string(&config_path).unwrap_or_default());
     let policies = match saved::load(&config.daemon.state_dir, &config, config_fingerprint) {
         Ok(Some(saved)) => {
-            eprintln!(
-                "enforcer: restored {} policies changed at runtime",
-                saved.len()
-            );
+            tracing::info!("restored {} policies changed at runtime", saved.len());
             saved
         }
         Ok(None) => config.policies.clone(),
         Err(e) => {
-            eprintln!("enforcer: ignoring the saved runtime policies: {e}");
+            tracing::warn!("ignoring the saved runtime policies: {e}");
             config.policies.clone()
         }
     };
@@ -337,9 +373,7 @@ fn finish_start(
         overrides,
         pins,
         policies: Vec::new(),
-        ids: Vec::new(),
         jitter: Jitter::seeded(),
-        jittered_at: Vec::new(),
         open: HashSet::new(),
         healing: heal::Healing::default(),
         namespaces,
@@ -357,50 +391,60 @@ fn finish_start(
         &freed,
         &mut daemon.jitter,
     )?;
-    daemon.jittered_at = vec![Instant::now(); policies.len()];
-    daemon.policies = policies;
-    daemon.ids = ids;
+    daemon.policies = RunningPolicy::set(policies, ids);
     daemon.ready = true;
     Ok(Arc::new(Mutex::new(daemon)))
 }
 
-/// The sockets the daemon serves on, bound before it drops its capabilities
-/// (a metrics port below 1024 needs `CAP_NET_BIND_SERVICE`).
+/// The sockets the daemon serves on, bound first of all (a metrics port
+/// below 1024 needs `CAP_NET_BIND_SERVICE`, dropped later).
 pub struct Listeners {
     api: std::os::unix::net::UnixListener,
+    /// Removes the control socket's file when the daemon is done with it.
+    api_file: control_socket::SocketFile,
     metrics: std::net::TcpListener,
 }
 
+impl Listeners {
+    /// Binds both; the error names the field whose address is unusable.
+    fn bind(daemon: &crate::config::DaemonConfig) -> anyhow::Result<Self> {
+        let (api, api_file) = control_socket::bind(&daemon.socket)
+            .with_context(|| format!("daemon.socket: binding {}", daemon.socket.display()))?;
+        let metrics = std::net::TcpListener::bind(daemon.metrics)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .with_context(|| format!("daemon.metrics: binding {}", daemon.metrics))?;
+        Ok(Self {
+            api,
+            api_file,
+            metrics,
+        })
+    }
+}
+
 /// After the start: does what needs more than the capabilities kept (BPF
-/// run-time statistics on, sockets bound), then drops every capability the
-/// daemon no longer needs ([`privilege`]) and says what it kept. Call it before
-/// any other thread starts: capabilities are per thread, and threads started
+/// run-time statistics on), then drops every capability the daemon no
+/// longer needs ([`privilege`]) and says what it kept. Call it before any
+/// other thread starts: capabilities are per thread, and threads started
 /// later inherit the reduced sets.
-pub fn settle(shared: &Shared) -> anyhow::Result<Listeners> {
+pub fn settle(shared: &Shared) -> anyhow::Result<()> {
     let mut d = lock(shared);
     if d.privilege.has(Feature::RunStats) {
         match crate::bpf::enable_run_stats() {
             Ok(fd) => d.run_stats = Some(fd),
-            Err(e) => eprintln!("enforcer: daemon.bpf_run_stats: statistics unavailable: {e}"),
+            Err(e) => tracing::warn!("daemon.bpf_run_stats: statistics unavailable: {e}"),
         }
     }
-    let (socket, metrics_addr) = (d.config.daemon.socket.clone(), d.config.daemon.metrics);
-    let api = control_socket::bind(&socket)
-        .with_context(|| format!("binding the control socket {}", socket.display()))?;
-    let metrics = std::net::TcpListener::bind(metrics_addr)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .with_context(|| format!("binding the metrics address {metrics_addr}"))?;
     for line in privilege::describe(&d.privilege) {
-        eprintln!("enforcer: {line}");
+        tracing::info!("{line}");
     }
     let dropped = privilege::drop_to(d.privilege.keep).context("dropping capabilities")?;
     if !dropped.bounding_left.is_empty() {
-        eprintln!(
-            "enforcer: left in the bounding set for want of CAP_SETPCAP (no exec can regain them: no_new_privs is set): {}",
+        tracing::warn!(
+            "left in the bounding set for want of CAP_SETPCAP (no exec can regain them: no_new_privs is set): {}",
             privilege::Names(dropped.bounding_left)
         );
     }
-    Ok(Listeners { api, metrics })
+    Ok(())
 }
 
 /// Serves until SIGINT/SIGTERM (or an uninstall request); SIGHUP reloads.
@@ -409,22 +453,32 @@ pub async fn serve(
     listeners: Listeners,
     detach_on_exit: bool,
 ) -> anyhow::Result<()> {
+    use crate::http::server::{Limits, serve as serve_http};
     use tokio::signal::unix::{SignalKind, signal};
-    let (socket, metrics_addr) = {
-        let d = lock(&shared);
-        (d.config.daemon.socket.clone(), d.config.daemon.metrics)
-    };
-    let api = tokio::net::UnixListener::from_std(listeners.api).context("the control socket")?;
-    let metrics =
-        tokio::net::TcpListener::from_std(listeners.metrics).context("the metrics socket")?;
-    eprintln!(
-        "enforcer: control socket {}, metrics on http://{metrics_addr}/metrics",
-        socket.display()
+    let Listeners {
+        api,
+        api_file,
+        metrics,
+    } = listeners;
+    let api = tokio::net::UnixListener::from_std(api).context("the control socket")?;
+    let metrics = tokio::net::TcpListener::from_std(metrics).context("the metrics socket")?;
+    tracing::info!(
+        "control socket {}, metrics on http://{}/metrics",
+        api_file.path().display(),
+        metrics.local_addr().context("the metrics socket")?
     );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let tasks = [
-        tokio::spawn(api::serve(api, shared.clone(), stop_tx.clone())),
-        tokio::spawn(metrics::serve(metrics, shared.clone())),
+        tokio::spawn(serve_http(
+            api,
+            api::router(shared.clone(), stop_tx.clone()),
+            Limits::CONTROL,
+        )),
+        tokio::spawn(serve_http(
+            metrics,
+            metrics::router(shared.clone()),
+            Limits::METRICS,
+        )),
         tokio::spawn(controller::run(shared.clone())),
         tokio::spawn(events::run(shared.clone())),
         tokio::spawn(lock(&shared).namespaces.clone().keep_fresh()),
@@ -438,8 +492,8 @@ pub async fn serve(
             _ = stop_rx.changed() => break,
             _ = hup.recv() => {
                 match api::reload(&shared) {
-                    Ok(n) => eprintln!("enforcer: reloaded: {n} policies"),
-                    Err(e) => eprintln!("enforcer: reload rejected, the running configuration stays: {e}"),
+                    Ok(n) => tracing::info!("reloaded: {n} policies"),
+                    Err(e) => tracing::warn!("reload rejected, the running configuration stays: {e}"),
                 }
             }
         }
@@ -447,14 +501,14 @@ pub async fn serve(
     for task in tasks {
         task.abort();
     }
-    let _ = std::fs::remove_file(&socket);
+    drop(api_file);
     let d = lock(&shared);
     if detach_on_exit || d.uninstall_requested {
         let removed = Enforcer::uninstall(&d.pins)?;
-        eprintln!("enforcer: detached; removed {} pins", removed.len());
+        tracing::info!("detached; removed {} pins", removed.len());
     } else {
-        eprintln!(
-            "enforcer: exiting; the programs stay attached (pins in {})",
+        tracing::info!(
+            "exiting; the programs stay attached (pins in {})",
             d.pins.root().display()
         );
     }

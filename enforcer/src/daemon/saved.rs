@@ -8,13 +8,15 @@
 //! never through a link (see [`private_dir`]).
 
 use std::{
-    fmt::Write as _,
     fs, io,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
+use serde::Serialize;
+
 use super::private_dir;
-use crate::config::{Config, PolicySpec, values::Dur};
+use crate::config::{Config, PolicySpec, values::Mode};
 
 const FILE: &str = "policies.toml";
 const STAMP: &str = "# config-fingerprint = ";
@@ -72,66 +74,88 @@ pub fn discard(dir: &Path) {
     let _ = fs::remove_file(path(dir));
 }
 
+/// One `[[policy]]` table as saved: every setting written out, so the set
+/// reads back the same whatever the configuration's defaults become.
+#[derive(Serialize)]
+struct Table<'a> {
+    name: &'a str,
+    #[serde(rename = "match")]
+    rules: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup: Option<String>,
+    mode: Mode,
+    failure_threshold: u32,
+    failure_rate: f64,
+    min_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    window: Duration,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    slow_connect: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    connect_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    open: Duration,
+    #[serde(with = "humantime_serde")]
+    open_max: Duration,
+    jitter: f64,
+    #[serde(with = "humantime_serde")]
+    rejitter: Duration,
+    half_open_probes: u32,
+    close_after: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_pending: Option<u32>,
+    errno: String,
+    max_open_percent: u32,
+    #[serde(with = "humantime_serde")]
+    trip_decay: Duration,
+    heal: bool,
+    #[serde(with = "humantime_serde")]
+    heal_interval: Duration,
+}
+
+impl<'a> From<&'a PolicySpec> for Table<'a> {
+    fn from(p: &'a PolicySpec) -> Self {
+        Self {
+            name: &p.name,
+            rules: p.rules.iter().map(ToString::to_string).collect(),
+            cgroup: p.cgroup.as_ref().map(|c| c.display().to_string()),
+            mode: p.mode,
+            failure_threshold: p.failure_threshold,
+            failure_rate: p.failure_rate,
+            min_attempts: p.min_attempts,
+            window: p.window,
+            slow_connect: p.slow_connect,
+            connect_timeout: p.connect_timeout,
+            open: p.open,
+            open_max: p.open_max,
+            jitter: p.jitter,
+            rejitter: p.rejitter,
+            half_open_probes: p.half_open_probes,
+            close_after: p.close_after,
+            max_connections: p.max_connections,
+            max_pending: p.max_pending,
+            errno: p.errno.to_string(),
+            max_open_percent: p.max_open_percent,
+            trip_decay: p.trip_decay,
+            heal: p.heal,
+            heal_interval: p.heal_interval,
+        }
+    }
+}
+
 /// `[[policy]]` tables that parse back to exactly `specs`.
 pub fn to_toml(specs: &[PolicySpec]) -> String {
-    let mut out = String::new();
-    let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
-    for p in specs {
-        let matches: Vec<String> = p.rules.iter().map(|r| q(&r.to_string())).collect();
-        let mode = match p.mode {
-            crate::config::values::Mode::Enforce => "enforce",
-            crate::config::values::Mode::Observe => "observe",
-            crate::config::values::Mode::Off => "off",
-        };
-        let _ = writeln!(
-            out,
-            "[[policy]]\nname = {}\nmatch = [{}]",
-            q(&p.name),
-            matches.join(", ")
-        );
-        if let Some(c) = &p.cgroup {
-            let _ = writeln!(out, "cgroup = {}", q(&c.display().to_string()));
-        }
-        let d = |v: std::time::Duration| q(&Dur(v).to_string());
-        let _ = writeln!(
-            out,
-            "mode = {}\nfailure_threshold = {}\nfailure_rate = {:?}\nmin_attempts = {}\nwindow = {}\nopen = {}\nopen_max = {}\njitter = {:?}\nrejitter = {}\nhalf_open_probes = {}\nclose_after = {}\nerrno = {}\nmax_open_percent = {}\ntrip_decay = {}\nheal = {}\nheal_interval = {}",
-            q(mode),
-            p.failure_threshold,
-            p.failure_rate,
-            p.min_attempts,
-            d(p.window),
-            d(p.open),
-            d(p.open_max),
-            p.jitter,
-            d(p.rejitter),
-            p.half_open_probes,
-            p.close_after,
-            q(&p.errno.to_string()),
-            p.max_open_percent,
-            d(p.trip_decay),
-            p.heal,
-            d(p.heal_interval),
-        );
-        for (key, value) in [
-            ("slow_connect", p.slow_connect),
-            ("connect_timeout", p.connect_timeout),
-        ] {
-            if let Some(v) = value {
-                let _ = writeln!(out, "{key} = {}", d(v));
-            }
-        }
-        for (key, value) in [
-            ("max_connections", p.max_connections),
-            ("max_pending", p.max_pending),
-        ] {
-            if let Some(v) = value {
-                let _ = writeln!(out, "{key} = {v}");
-            }
-        }
-        out.push('\n');
+    #[derive(Serialize)]
+    struct File<'a> {
+        policy: Vec<Table<'a>>,
     }
-    out
+    let file = File {
+        policy: specs.iter().map(Table::from).collect(),
+    };
+    // Plain data with string keys: serialising it cannot fail.
+    toml::to_string(&file).expect("policy tables serialise")
 }
 
 #[cfg(test)]

@@ -321,7 +321,7 @@ impl Registry {
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
-                eprintln!("enforcer: discovering network namespaces: {e}");
+                tracing::warn!("discovering network namespaces: {e}");
             }
         }
     }

@@ -1,6 +1,6 @@
 //! What an operator types on the command line, through the parsers that
 //! check it: destinations (`trip`, `disable`, `reset`, `status DEST`),
-//! durations (`--for`, and every duration of a configuration), rules
+//! durations (`--for`, read and printed as every duration of a configuration is), rules
 //! (CIDR:PORT, in `match`) and namespace selectors (`--netns`). Each input
 //! goes through all four. What parses must print back as text that parses to
 //! the same value (errors, `status` and `policy show` print it; operators
@@ -8,8 +8,7 @@
 #![no_main]
 
 use enforcer::{
-    config::{parse_duration, values::Dur},
-    daemon::api::parse_dest,
+    api::{Dest, Lasting},
     netns::Selector,
     rule::Rule,
 };
@@ -19,17 +18,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(dest) = parse_dest(text) {
-        assert_ne!(dest.port(), 0);
-        assert_eq!(parse_dest(&dest.to_string()), Ok(dest), "{text:?}");
+    if let Ok(dest) = text.parse::<Dest>() {
+        assert_ne!(dest.0.port(), 0);
+        assert_eq!(dest.to_string().parse(), Ok(dest), "{text:?}");
     }
-    if let Ok(duration) = parse_duration(text) {
-        let printed = Dur(duration).to_string();
-        assert_eq!(
-            parse_duration(&printed),
-            Ok(duration),
-            "{text:?} printed as {printed}"
-        );
+    if let Ok(lasting) = text.parse::<Lasting>() {
+        let printed = lasting.to_string();
+        assert_eq!(printed.parse(), Ok(lasting), "{text:?} printed as {printed}");
     }
     if let Ok(rule) = text.parse::<Rule>() {
         let max = if rule.addr.is_ipv4() { 32 } else { 128 };

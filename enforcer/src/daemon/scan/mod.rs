@@ -190,26 +190,21 @@ fn carry_out(d: &mut Daemon, actions: &[Action]) -> Done {
 
 /// The running policies by id, as the plan needs them.
 fn views(d: &Daemon) -> HashMap<u32, PolicyView> {
-    d.ids
+    d.policies
         .iter()
-        .zip(&d.policies)
-        .map(|(id, p)| {
+        .map(|p| {
             let view = PolicyView {
-                epoch: p.epoch(),
-                open_max_ns: p.open_max.as_nanos().min(u128::from(u64::MAX)) as u64,
+                epoch: p.spec.epoch(),
+                open_max_ns: p.spec.open_max.as_nanos().min(u128::from(u64::MAX)) as u64,
             };
-            (*id, view)
+            (p.id, view)
         })
         .collect()
 }
 
 /// The running policies as the kernel knows them: (id, epoch).
 fn running(d: &Daemon) -> Vec<(u32, u32)> {
-    d.ids
-        .iter()
-        .zip(&d.policies)
-        .map(|(id, p)| (*id, p.epoch()))
-        .collect()
+    d.policies.iter().map(|p| (p.id, p.spec.epoch())).collect()
 }
 
 /// Applies one correction, counts it and says so.
@@ -224,10 +219,14 @@ fn correct(d: &mut Daemon, c: &reconcile::Correction) -> Result<(), BpfError> {
         Some(p) => p.name.clone(),
         None => format!("#{}", c.policy_id),
     };
-    eprintln!(
-        "enforcer: policy {policy} (id {}): counts corrected to the destination map: \
+    tracing::warn!(
+        "policy {policy} (id {}): counts corrected to the destination map: \
          tracked {} -> {}, open {} -> {}",
-        c.policy_id, c.was.tracked, c.counted.tracked, c.was.open, c.counted.open
+        c.policy_id,
+        c.was.tracked,
+        c.counted.tracked,
+        c.was.open,
+        c.counted.open
     );
     add_totals(|t| *t.corrections.entry(policy).or_default() += 1);
     Ok(())
@@ -240,8 +239,8 @@ fn report(pressure: bool, limits: &Limits, walked: usize, done: &Done) {
     let reset = done.reset;
     if pressure {
         let left = walked as u64 - done.forgotten.values().sum::<u64>();
-        eprintln!(
-            "enforcer: destination map at its high-water mark ({walked} of {}): evicted {} \
+        tracing::info!(
+            "destination map at its high-water mark ({walked} of {}): evicted {} \
              destinations holding no connection (seen once first, then least recently used), \
              {left} left (low-water mark {})",
             limits.capacity,
@@ -250,8 +249,8 @@ fn report(pressure: bool, limits: &Limits, walked: usize, done: &Done) {
         );
     }
     if n(Reason::PolicyGone) + reset > 0 {
-        eprintln!(
-            "enforcer: destinations of removed or replaced policies: {} forgotten, {reset} \
+        tracing::warn!(
+            "destinations of removed or replaced policies: {} forgotten, {reset} \
              reset to CLOSED (forgotten once their connections end)",
             n(Reason::PolicyGone)
         );

@@ -1,0 +1,35 @@
+//! The control API's typed resources, shared by the daemon (which serves
+//! them) and the CLI (which reads them): JSON over HTTP on the root-only
+//! control socket, usable with `curl --unix-socket`.
+//!
+//! | request                                        | answer                 |
+//! |------------------------------------------------|------------------------|
+//! | `GET /v1/status[?dest=D][&netns=N][&policy=P]` | [`Status`]             |
+//! | `GET /v1/policies`, `GET /v1/policies/P`       | [`PolicyView`]s        |
+//! | `PUT /v1/policies/P` (TOML keys)               | [`Applied`]            |
+//! | `DELETE /v1/policies/P`                        | [`Applied`]            |
+//! | `POST /v1/policies` (`[[policy]]` TOML)        | [`Applied`]            |
+//! | `POST /v1/trip?dest=D[&for=T]`                 | [`OverrideSet`]        |
+//! | `POST /v1/disable?dest=D[&for=T]`              | [`OverrideSet`]        |
+//! | `POST /v1/reset?dest=D[&netns=N]`              | [`ResetDone`]          |
+//! | `POST /v1/pause`, `POST /v1/resume`            | [`Switch`]             |
+//! | `POST /v1/reload`                              | [`Applied`]            |
+//! | `GET /v1/events`                               | events, one JSON line each, live |
+//! | `GET /v1/metrics`                              | the Prometheus text    |
+//! | `POST /v1/uninstall`                           | [`Uninstalling`]       |
+//!
+//! A refused request answers 4xx with an [`ErrorBody`] naming the field
+//! (nothing changed); a failure answers 5xx. A destination `D` is an address
+//! and port; `netns=N` (a namespace's inode or its name under /run/netns)
+//! narrows it to one network namespace, and without it a request acts on the
+//! address in every namespace. Overrides (`trip`, `disable`) always apply in
+//! every namespace.
+
+mod params;
+mod resources;
+
+pub use params::{Dest, Lasting, OverrideQuery, ResetQuery, StatusQuery};
+pub use resources::{
+    Applied, BreakerState, ByCause, Destination, ErrorBody, Failures, OverrideKind, OverrideSet,
+    PolicyView, ResetDone, Status, Switch, Uninstalling,
+};

@@ -1,0 +1,210 @@
+//! The daemon's edges under abuse from any local user: a stream that never
+//! ends a header line, thousands of idle connections, answers of 100 000
+//! destinations, addresses already taken at start.
+
+use std::{
+    io::Write,
+    net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream},
+    os::unix::net::{UnixListener, UnixStream},
+    time::{Duration, Instant},
+};
+
+use enforcer_tests::{
+    bpffs::PinDir,
+    cgroup::ScratchCgroup,
+    daemon::{Daemon, Metrics, enforcer, http_get},
+    exec::Place,
+    net::RefusingPort,
+    require_root,
+};
+
+/// The daemon's resident memory, from /proc.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the daemon runs");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// Writes up to `total` bytes without a newline until the peer stops
+/// reading or closes; how many it took.
+fn flood(mut stream: impl Write, total: usize) -> usize {
+    let chunk = [b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < total {
+        match stream.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => sent += n,
+        }
+    }
+    sent
+}
+
+const HALF_GIB: usize = 512 * 1024 * 1024;
+const MIB: u64 = 1024 * 1024;
+
+#[test]
+fn a_stream_without_a_newline_costs_the_daemon_nothing() {
+    require_root();
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let d = Daemon::start(&cgroup, &pins, "policy = []");
+    let before = rss_bytes(d.pid());
+    let metrics = d.metrics;
+    let socket = d.socket.clone();
+    // Both at once: the metrics port (anyone on the host) and the control
+    // socket. A write timeout bounds a peer that stops reading.
+    let tcp = std::thread::spawn(move || {
+        let s = TcpStream::connect(metrics).expect("connecting to the metrics port");
+        s.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+        flood(s, HALF_GIB)
+    });
+    let unix = std::thread::spawn(move || {
+        let s = UnixStream::connect(socket).expect("connecting to the control socket");
+        s.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+        flood(s, HALF_GIB)
+    });
+    let (sent_tcp, sent_unix) = (tcp.join().unwrap(), unix.join().unwrap());
+    let after = rss_bytes(d.pid());
+    eprintln!(
+        "sent {} MiB to the metrics port, {} MiB to the socket; RSS {} -> {} MiB",
+        sent_tcp as u64 / MIB,
+        sent_unix as u64 / MIB,
+        before / MIB,
+        after / MIB
+    );
+    assert!(
+        after <= before + 16 * MIB,
+        "RSS grew from {before} to {after} bytes"
+    );
+    assert!(d.cli(&["status"]).status.success(), "{}", d.log());
+    assert_eq!(http_get(d.metrics, "/healthz").map(|(s, _)| s), Some(200));
+}
+
+/// Raises this process's open-file limit to its hard limit.
+fn raise_nofile() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write and read the struct we pass.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    limit.rlim_cur
+}
+
+#[test]
+fn idle_connections_to_the_metrics_port_do_not_stop_the_api() {
+    require_root();
+    const IDLE: usize = 2_000;
+    assert!(raise_nofile() > IDLE as u64 + 100, "too few descriptors");
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let d = Daemon::start(&cgroup, &pins, "policy = []");
+    let idle: Vec<TcpStream> = (0..IDLE)
+        .map_while(|_| TcpStream::connect(d.metrics).ok())
+        .collect();
+    eprintln!("{} idle connections open", idle.len());
+    assert!(idle.len() >= IDLE / 2, "only {} connected", idle.len());
+    let start = Instant::now();
+    let status = d.cli(&["status"]);
+    let took = start.elapsed();
+    eprintln!("`enforcer status` answered in {took:?}");
+    assert!(status.status.success(), "{}", d.log());
+    // The daemon cuts idle clients off (no request head within its
+    // deadline), after which the port serves scrapes again.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while http_get(d.metrics, "/healthz").map(|(s, _)| s) != Some(200) {
+        assert!(Instant::now() < deadline, "the metrics port stays blocked");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(idle);
+}
+
+#[test]
+fn status_and_metrics_answer_with_100_000_destinations() {
+    require_root();
+    const DESTS: usize = 100_000;
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let refusing = RefusingPort::bind("0.0.0.0:0".parse().unwrap());
+    let port = refusing.addr.port();
+    // Refusals that never trip: every destination stays, CLOSED.
+    let d = Daemon::start_with(
+        &cgroup,
+        &pins,
+        &format!(
+            "[[policy]]\nname = \"many\"\nmatch = [\"127.64.0.0/10:{port}\"]\n\
+             failure_threshold = 1000000\nmin_attempts = 1000000\n"
+        ),
+        "dests_capacity = 131072\nmax_series = 1000\n",
+        false,
+    );
+    Place::cgroup(&cgroup).run(|| {
+        for i in 0..DESTS {
+            let (block, lo) = (i / 254, 1 + i % 254);
+            let ip = Ipv4Addr::new(127, 64 + (block / 256) as u8, (block % 256) as u8, lo as u8);
+            let _ = TcpStream::connect(SocketAddrV4::new(ip, port));
+        }
+        String::new()
+    });
+    let status = d.cli(&["status", "-o", "json"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let tracked = json["destinations"].as_array().map_or(0, Vec::len);
+    assert!(
+        tracked >= DESTS * 9 / 10,
+        "{tracked} destinations in status"
+    );
+    let metrics = d.cli(&["metrics"]);
+    assert!(metrics.status.success(), "{}", d.log());
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    let m = Metrics::parse(&text);
+    assert_eq!(
+        m.get("enforcer_tracked_destinations", &[]),
+        Some(tracked as f64)
+    );
+    let (code, _) = http_get(d.metrics, "/metrics").expect("a scrape");
+    assert_eq!(code, 200);
+}
+
+#[test]
+fn a_busy_metrics_address_or_socket_is_bad_input_and_attaches_nothing() {
+    require_root();
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let d = Daemon::configure(&cgroup, &pins, "policy = []", "", false);
+    let config = d.config.to_str().unwrap().to_owned();
+    let check = |taken: &str| {
+        let out = enforcer(&["run", "--config", &config]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{taken}: {err}");
+        assert!(err.contains(taken), "want `{taken}` in: {err}");
+        let attached = cgroup.attached_programs();
+        assert!(
+            !attached.contains("gate_connect") && !attached.contains("track_sock"),
+            "{taken}: programs attached: {attached}"
+        );
+        assert!(
+            !d.pin_dir.exists(),
+            "{taken}: pins in {}",
+            d.pin_dir.display()
+        );
+    };
+    {
+        let _taken = TcpListener::bind(d.metrics).expect("taking the metrics port");
+        check("daemon.metrics");
+    }
+    {
+        let _taken = UnixListener::bind(&d.socket).expect("taking the socket path");
+        check("daemon.socket");
+        std::fs::remove_file(&d.socket).unwrap();
+    }
+}
