@@ -307,6 +307,27 @@ impl Daemon {
         array.set(id, stats, 0).expect("writing POLICY_STATS");
     }
 
+    /// The configuration every program reads, from the pinned map.
+    pub fn kernel_config(&self) -> enforcer_common::config::Config {
+        use aya::maps::{Array, Map, MapData};
+        let path = self
+            .pin_dir
+            .join("maps")
+            .join(enforcer_common::maps::CONFIG);
+        let data =
+            MapData::from_pin(&path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+        let array: Array<MapData, enforcer_common::config::Config> =
+            Array::try_from(Map::from_map_data(data).expect("a map")).expect("CONFIG is an array");
+        array.get(&0, 0).expect("reading CONFIG")
+    }
+
+    /// SIGTERM: a graceful stop.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+
     /// SIGKILL, no chance to clean up.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -208,3 +208,37 @@ fn a_busy_metrics_address_or_socket_is_bad_input_and_attaches_nothing() {
         std::fs::remove_file(&d.socket).unwrap();
     }
 }
+
+#[test]
+fn a_stopped_daemon_leaves_no_bypass_behind() {
+    require_root();
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let mut d = Daemon::start(&cgroup, &pins, "policy = []");
+    assert_eq!(
+        d.kernel_config().bypass_tgid,
+        d.pid(),
+        "the running daemon's"
+    );
+    d.terminate();
+    assert!(d.wait_exit().success(), "{}", d.log());
+    // Enforcement stays (no --detach-on-exit), but no process passes it.
+    assert_eq!(d.kernel_config().bypass_tgid, 0, "{}", d.log());
+}
+
+#[test]
+fn the_daemon_refuses_a_pid_namespace_of_its_own() {
+    require_root();
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let d = Daemon::configure(&cgroup, &pins, "policy = []", "", false);
+    // `timeout`: a daemon that does not refuse would run until killed.
+    let out = std::process::Command::new("timeout")
+        .args(["60", "unshare", "--pid", "--fork", "--mount-proc"])
+        .arg(enforcer_tests::daemon::binary())
+        .args(["run", "--config", d.config.to_str().unwrap()])
+        .output()
+        .expect("unshare");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("PID namespace"), "{err}");
+    assert!(!d.pin_dir.exists(), "pins in {}", d.pin_dir.display());
+}

@@ -198,6 +198,24 @@ pub fn attach_point(configured: &std::path::Path) -> anyhow::Result<PathBuf> {
     Ok(configured.to_owned())
 }
 
+/// The programs let the daemon's own connects pass by the pid the kernel
+/// knows it by, the host's: in a PID namespace of its own, the pid it would
+/// write names another process. The initial PID namespace has a fixed inode
+/// (`PROC_PID_INIT_INO`, include/linux/proc_ns.h); a process's own view of
+/// /proc (`NSpid`) cannot tell, since a container mounts its own.
+fn host_pid_namespace() -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+    let ino = std::fs::metadata("/proc/self/ns/pid")
+        .context("reading /proc/self/ns/pid")?
+        .ino();
+    anyhow::ensure!(
+        ino == PROC_PID_INIT_INO,
+        "the daemon runs in a PID namespace of its own (pid:[{ino}]): it must run in the host's (hostPID), whose pids the kernel's programs see"
+    );
+    Ok(())
+}
+
 /// Why the daemon could not start. Nothing that was running has changed: the
 /// checks and the pin directory's lock come before any write.
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +247,7 @@ pub fn start(options: RunOptions) -> Result<Started, StartError> {
         overrides,
         ..
     } = options;
+    host_pid_namespace().map_err(BadInput)?;
     let cgroup = attach_point(&config.daemon.cgroup).map_err(BadInput)?;
     apply::check(&config.policies).map_err(|e| BadInput(e.into()))?;
     for interface in &config.daemon.interfaces {
@@ -502,11 +521,18 @@ pub async fn serve(
         task.abort();
     }
     drop(api_file);
-    let d = lock(&shared);
+    let mut d = lock(&shared);
     if detach_on_exit || d.uninstall_requested {
         let removed = Enforcer::uninstall(&d.pins)?;
         tracing::info!("detached; removed {} pins", removed.len());
     } else {
+        // The bypass names this process by pid: once it is gone, that pid
+        // may become anyone's.
+        let kernel = d.enforcer.config()?;
+        d.enforcer.set_config(enforcer_common::config::Config {
+            bypass_tgid: 0,
+            ..kernel
+        })?;
         tracing::info!(
             "exiting; the programs stay attached (pins in {})",
             d.pins.root().display()
