@@ -3,11 +3,11 @@
 //! Sums are kept as `u32` with end-around carry, over 16-bit words read in network
 //! order; [`fold`] reduces them to the 16 bits a checksum field holds.
 
-use super::{
-    HEADER_BYTES,
-    frame::read,
-    wire::{ipv4, ipv6, proto},
-};
+use core::mem::offset_of;
+
+use network_types::ip::{IpProto, Ipv4Hdr, Ipv6Hdr};
+
+use super::{HEADER_BYTES, frame::read};
 
 /// Words in the longest run summed: two IPv6 addresses (pseudo-header).
 const MAX_WORDS: usize = 16;
@@ -86,13 +86,16 @@ pub(super) fn pseudo_header(
     ipv6: bool,
     tcp_bytes: u32,
 ) -> Option<u32> {
-    // Source and destination are adjacent in both IP versions.
+    // Source and destination end the fixed header in both IP versions.
     let addresses = if ipv6 {
-        sum_words(buf, l3.checked_add(ipv6::SRC)?, 32)?
+        const AT: usize = offset_of!(Ipv6Hdr, src_addr);
+        sum_words(buf, l3.checked_add(AT)?, Ipv6Hdr::LEN - AT)?
     } else {
-        sum_words(buf, l3.checked_add(ipv4::SRC)?, 8)?
+        const AT: usize = offset_of!(Ipv4Hdr, src_addr);
+        sum_words(buf, l3.checked_add(AT)?, Ipv4Hdr::LEN - AT)?
     };
     // The zero-padded protocol is one word, the length another (IPv6's is 32
     // bits: 2^16 is 1 in ones' complement, so adding it whole is the same).
-    Some(add(addresses, add(u32::from(proto::TCP), tcp_bytes)))
+    let protocol = u32::from(IpProto::Tcp as u8);
+    Some(add(addresses, add(protocol, tcp_bytes)))
 }

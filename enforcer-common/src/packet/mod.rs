@@ -121,7 +121,7 @@ pub struct Layout {
 impl Layout {
     /// Offset of the TCP checksum field in the frame.
     pub const fn tcp_checksum(&self) -> usize {
-        self.l4 as usize + wire::tcp::CHECKSUM
+        self.l4 as usize + core::mem::offset_of!(network_types::tcp::TcpHdr, check)
     }
 }
 

@@ -4,11 +4,20 @@
 //! ran past the copied bytes, which [`parse`] turns into `Malformed` or `Other`
 //! depending on whether the copy is the whole packet.
 
+use core::mem::offset_of;
+
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::{IpProto, Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    vlan::VlanHdr,
+};
+
 use super::{
     HEADER_BYTES, Layout, Parsed, Segment,
     frame::{Copied, fresh},
     icmp,
-    wire::{eth, ipv4, ipv6, proto, tcp},
+    wire::{MAX_VLAN_TAGS, field_len, ipv4, ipv6, tcp},
 };
 
 /// Parses the first `len` bytes of `frame`; bytes beyond `len` are never looked at.
@@ -40,24 +49,44 @@ pub(super) struct Network {
     pub plain: bool,
 }
 
-/// Bytes of the ethertype field (and of a VLAN tag's TPID, which stands in its place).
-const ETHERTYPE_LEN: usize = 2;
+// Ethertypes in host order, as `Copied::u16` reads them: `EtherType`'s values are
+// the field's network-order bytes read native-endian.
+const P_IPV4: u16 = u16::from_be(EtherType::Ipv4 as u16);
+const P_IPV6: u16 = u16::from_be(EtherType::Ipv6 as u16);
+const P_8021Q: u16 = u16::from_be(EtherType::Ieee8021q as u16);
+const P_8021AD: u16 = u16::from_be(EtherType::Ieee8021ad as u16);
+
+// Protocol numbers as `match` patterns, which take constants only.
+const TCP: u8 = IpProto::Tcp as u8;
+const ICMP: u8 = IpProto::Icmp as u8;
+const ICMPV6: u8 = IpProto::Ipv6Icmp as u8;
+const HOP_BY_HOP: u8 = IpProto::HopOpt as u8;
+const ROUTING: u8 = IpProto::Ipv6Route as u8;
+const DEST_OPTIONS: u8 = IpProto::Ipv6Opts as u8;
+/// Marks a fragment: never walked past.
+const FRAGMENT: u8 = IpProto::Ipv6Frag as u8;
+
+/// How many IPv6 extension headers are walked; more means `Other`. Real stacks send
+/// at most hop-by-hop, routing and destination options before TCP.
+const MAX_EXT_HEADERS: usize = 4;
 
 #[inline(always)]
 fn parse_ethernet(copied: Copied) -> Option<Parsed> {
-    let mut type_at = eth::TYPE;
+    let mut type_at = offset_of!(EthHdr, ether_type);
     let mut ethertype = copied.u16(type_at)?;
-    for _ in 0..eth::MAX_VLAN_TAGS {
-        if ethertype != eth::P_8021Q && ethertype != eth::P_8021AD {
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != P_8021Q && ethertype != P_8021AD {
             break;
         }
-        type_at += eth::VLAN_TAG_LEN;
+        // A tag: its TPID stands in the ethertype's place and a `VlanHdr` (TCI, then
+        // the next ethertype) follows, so the next ethertype lies a `VlanHdr` further.
+        type_at += VlanHdr::LEN;
         ethertype = copied.u16(type_at)?;
     }
-    let l3 = type_at + ETHERTYPE_LEN;
+    let l3 = type_at + field_len(|eth: &EthHdr| &eth.ether_type);
     match ethertype {
-        eth::P_IPV4 => parse_ipv4(copied, l3),
-        eth::P_IPV6 => parse_ipv6(copied, l3),
+        P_IPV4 => parse_ipv4(copied, l3),
+        P_IPV6 => parse_ipv6(copied, l3),
         // ARP, LLDP, ... and a third VLAN tag.
         _ => Some(Parsed::Other),
     }
@@ -65,52 +94,52 @@ fn parse_ethernet(copied: Copied) -> Option<Parsed> {
 
 #[inline(always)]
 fn parse_ipv4(copied: Copied, l3: usize) -> Option<Parsed> {
-    let ip = copied.window::<{ ipv4::HEADER_LEN }>(l3)?;
-    let version_ihl = ip.u8(0)?;
+    let ip = copied.window::<{ Ipv4Hdr::LEN }>(l3)?;
+    let version_ihl = ip.u8(offset_of!(Ipv4Hdr, vihl))?;
     let header_len = usize::from(version_ihl & 0x0f) * 4;
-    if version_ihl >> 4 != ipv4::VERSION || header_len < ipv4::HEADER_LEN {
+    if version_ihl >> 4 != ipv4::VERSION || header_len < Ipv4Hdr::LEN {
         return Some(Parsed::Malformed);
     }
     // Options are skipped, never read, but a header is all there or not at all.
     if !copied.has(l3, header_len) {
         return None;
     }
-    let total_len = usize::from(ip.u16(ipv4::TOTAL_LEN)?);
+    let total_len = usize::from(ip.u16(offset_of!(Ipv4Hdr, tot_len))?);
     if total_len < header_len {
         return Some(Parsed::Malformed);
     }
-    if ip.u16(ipv4::FRAG)? & (ipv4::MORE_FRAGMENTS | ipv4::OFFSET_MASK) != 0 {
+    if ip.u16(offset_of!(Ipv4Hdr, frags))? & (ipv4::MORE_FRAGMENTS | ipv4::OFFSET_MASK) != 0 {
         return Some(Parsed::Fragment);
     }
     // No `fresh` for l4: l3 <= 22 and IHL <= 15 bound it to 82, far inside the array.
     let network = Network {
-        src: ip.ipv4_addr(ipv4::SRC)?,
-        hop_limit: ip.u8(ipv4::TTL)?,
-        dst: ip.ipv4_addr(ipv4::DST)?,
+        src: ip.ipv4_addr(offset_of!(Ipv4Hdr, src_addr))?,
+        hop_limit: ip.u8(offset_of!(Ipv4Hdr, ttl))?,
+        dst: ip.ipv4_addr(offset_of!(Ipv4Hdr, dst_addr))?,
         l3,
         l4: l3 + header_len,
         l4_len: total_len - header_len,
         ipv6: false,
-        plain: header_len == ipv4::HEADER_LEN,
+        plain: header_len == Ipv4Hdr::LEN,
     };
-    match ip.u8(ipv4::PROTOCOL)? {
-        proto::TCP => parse_tcp(copied, &network),
-        proto::ICMP => icmp::parse_v4_error(copied, &network),
+    match ip.u8(offset_of!(Ipv4Hdr, proto))? {
+        TCP => parse_tcp(copied, &network),
+        ICMP => icmp::parse_v4_error(copied, &network),
         _ => Some(Parsed::Other),
     }
 }
 
 #[inline(always)]
 fn parse_ipv6(copied: Copied, l3: usize) -> Option<Parsed> {
-    let ip = copied.window::<{ ipv6::HEADER_LEN }>(l3)?;
-    if ip.u8(0)? >> 4 != ipv6::VERSION {
+    let ip = copied.window::<{ Ipv6Hdr::LEN }>(l3)?;
+    if ip.u8(offset_of!(Ipv6Hdr, vcf))? >> 4 != ipv6::VERSION {
         return Some(Parsed::Malformed);
     }
-    let payload_len = usize::from(ip.u16(ipv6::PAYLOAD_LEN)?);
-    let first_after_fixed = l3 + ipv6::HEADER_LEN;
-    let next_header = ip.u8(ipv6::NEXT_HEADER)?;
+    let payload_len = usize::from(ip.u16(offset_of!(Ipv6Hdr, payload_len))?);
+    let first_after_fixed = l3 + Ipv6Hdr::LEN;
+    let next_header = ip.u8(offset_of!(Ipv6Hdr, next_hdr))?;
     let (upper, l4) = skip_extension_headers(copied, next_header, first_after_fixed)?;
-    if upper == ipv6::FRAGMENT {
+    if upper == FRAGMENT {
         return Some(Parsed::Fragment);
     }
     let ext_len = l4 - first_after_fixed;
@@ -121,9 +150,9 @@ fn parse_ipv6(copied: Copied, l3: usize) -> Option<Parsed> {
         return None;
     }
     let network = Network {
-        src: ip.ipv6_addr(ipv6::SRC)?,
-        hop_limit: ip.u8(ipv6::HOP_LIMIT)?,
-        dst: ip.ipv6_addr(ipv6::DST)?,
+        src: ip.ipv6_addr(offset_of!(Ipv6Hdr, src_addr))?,
+        hop_limit: ip.u8(offset_of!(Ipv6Hdr, hop_limit))?,
+        dst: ip.ipv6_addr(offset_of!(Ipv6Hdr, dst_addr))?,
         l3,
         // Up to four extension headers of up to 2 KiB each: far wider than the array.
         l4: fresh(l4),
@@ -132,8 +161,8 @@ fn parse_ipv6(copied: Copied, l3: usize) -> Option<Parsed> {
         plain: ext_len == 0,
     };
     match upper {
-        proto::TCP => parse_tcp(copied, &network),
-        proto::ICMPV6 => icmp::parse_v6_error(copied, &network),
+        TCP => parse_tcp(copied, &network),
+        ICMPV6 => icmp::parse_v6_error(copied, &network),
         // UDP, ESP, AH, "no next header", or more extension headers than we walk.
         _ => Some(Parsed::Other),
     }
@@ -141,11 +170,11 @@ fn parse_ipv6(copied: Copied, l3: usize) -> Option<Parsed> {
 
 /// Walks hop-by-hop, routing and destination options headers from `at`; returns the
 /// first other next-header value and its offset. A fragment header stops the walk,
-/// so the caller sees [`ipv6::FRAGMENT`].
+/// so the caller sees [`FRAGMENT`].
 #[inline(always)]
 fn skip_extension_headers(copied: Copied, mut next: u8, mut at: usize) -> Option<(u8, usize)> {
-    for _ in 0..ipv6::MAX_EXT_HEADERS {
-        if !matches!(next, ipv6::HOP_BY_HOP | ipv6::ROUTING | ipv6::DEST_OPTIONS) {
+    for _ in 0..MAX_EXT_HEADERS {
+        if !matches!(next, HOP_BY_HOP | ROUTING | DEST_OPTIONS) {
             break;
         }
         // Next header and length: the first two bytes of each of these headers.
@@ -159,9 +188,9 @@ fn skip_extension_headers(copied: Copied, mut next: u8, mut at: usize) -> Option
 #[inline(always)]
 fn parse_tcp(copied: Copied, network: &Network) -> Option<Parsed> {
     let l4 = network.l4;
-    let tcp = copied.window::<{ tcp::HEADER_LEN }>(l4)?;
+    let tcp = copied.window::<{ TcpHdr::LEN }>(l4)?;
     let header_len = usize::from(tcp.u8(tcp::DATA_OFFSET)? >> 4) * 4;
-    if header_len < tcp::HEADER_LEN || header_len > network.l4_len {
+    if header_len < TcpHdr::LEN || header_len > network.l4_len {
         return Some(Parsed::Malformed);
     }
     // Options are not read, but they are part of the header a Tcp result promises.
@@ -180,10 +209,10 @@ fn parse_tcp(copied: Copied, network: &Network) -> Option<Parsed> {
     Some(Parsed::Tcp(Segment {
         src: network.src,
         dst: network.dst,
-        sport: tcp.u16(tcp::SPORT)?,
-        dport: tcp.u16(tcp::DPORT)?,
-        seq: tcp.u32(tcp::SEQ)?,
-        ack: tcp.u32(tcp::ACK)?,
+        sport: tcp.u16(offset_of!(TcpHdr, source))?,
+        dport: tcp.u16(offset_of!(TcpHdr, dest))?,
+        seq: tcp.u32(offset_of!(TcpHdr, seq))?,
+        ack: tcp.u32(offset_of!(TcpHdr, ack_seq))?,
         flags: tcp.u8(tcp::FLAGS)?,
         payload_len: (network.l4_len - header_len) as u32,
         hop_limit: network.hop_limit,

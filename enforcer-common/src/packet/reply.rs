@@ -1,11 +1,19 @@
 //! [`rst_reply`]: the RST a closed port would send, crafted over the SYN in place.
 
+use core::mem::offset_of;
+
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+};
+
 use super::{
     HEADER_BYTES, Layout, Reply, Segment,
     checksum::{add, fold, pseudo_header, sum_array, sum_header},
     frame::{read, write},
     tcp_flags,
-    wire::{eth, ipv4, ipv6, tcp},
+    wire::{MAX_L3, field_len, tcp},
 };
 
 /// TTL / hop limit of a reply: Linux's default for locally generated packets.
@@ -29,7 +37,11 @@ pub fn rst_reply(frame: &mut [u8; HEADER_BYTES], syn: &Segment) -> Option<Reply>
     // half-written frame.
     let old_csum = read(frame, at.tcp_checksum())?;
 
-    swap::<{ eth::ADDR_LEN }>(frame, eth::DST, eth::SRC)?;
+    swap::<{ field_len(|eth: &EthHdr| &eth.dst_addr) }>(
+        frame,
+        offset_of!(EthHdr, dst_addr),
+        offset_of!(EthHdr, src_addr),
+    )?;
     if at.ipv6 {
         rewrite_ipv6(frame, &at)?;
     } else {
@@ -66,14 +78,11 @@ struct Offsets {
 }
 
 /// Option words of the longest TCP header.
-const MAX_OPTION_WORDS: usize = (tcp::MAX_HEADER_LEN - tcp::HEADER_LEN) / 4;
-
-/// The IP header of a plain packet starts after at most two VLAN tags.
-const MAX_L3: usize = eth::HEADER_LEN + eth::MAX_VLAN_TAGS * eth::VLAN_TAG_LEN;
+const MAX_OPTION_WORDS: usize = (tcp::MAX_HEADER_LEN - TcpHdr::LEN) / 4;
 
 // The longest TCP header of any plain packet lies inside the array, so the option
 // words can be visited whatever the header's length (see `nop_options`).
-const _: () = assert!(MAX_L3 + ipv6::HEADER_LEN + tcp::MAX_HEADER_LEN <= HEADER_BYTES);
+const _: () = assert!(MAX_L3 + Ipv6Hdr::LEN + tcp::MAX_HEADER_LEN <= HEADER_BYTES);
 
 impl Offsets {
     /// `None` for a layout that no plain packet from `parse` has, so that a stray
@@ -88,19 +97,19 @@ impl Offsets {
         let l4 = usize::from(layout.l4);
         let tcp_len = usize::from(layout.tcp_len);
         let ip_len = if layout.ipv6 {
-            ipv6::HEADER_LEN
+            Ipv6Hdr::LEN
         } else {
-            ipv4::HEADER_LEN
+            Ipv4Hdr::LEN
         };
         let sane = layout.plain
-            && (eth::HEADER_LEN..=MAX_L3).contains(&l3)
+            && (EthHdr::LEN..=MAX_L3).contains(&l3)
             && l4 == l3 + ip_len
-            && (tcp::HEADER_LEN..=tcp::MAX_HEADER_LEN).contains(&tcp_len)
+            && (TcpHdr::LEN..=tcp::MAX_HEADER_LEN).contains(&tcp_len)
             && tcp_len.is_multiple_of(4);
         if !sane {
             return None;
         }
-        let option_word_count = ((tcp_len - tcp::HEADER_LEN) / 4) as u32;
+        let option_word_count = ((tcp_len - TcpHdr::LEN) / 4) as u32;
         Some(Self {
             l3,
             l4,
@@ -117,13 +126,13 @@ impl Offsets {
 
     #[inline(always)]
     fn tcp_checksum(&self) -> usize {
-        self.l4 + tcp::CHECKSUM
+        self.l4 + offset_of!(TcpHdr, check)
     }
 
     /// Offset of option word `word` (0..10), which may lie beyond the header.
     #[inline(always)]
     fn option_word(&self, word: usize) -> usize {
-        self.l4 + tcp::HEADER_LEN + word * 4
+        self.l4 + TcpHdr::LEN + word * 4
     }
 
     /// All ones if option word `word` is inside the header, else zero: computed,
@@ -151,14 +160,23 @@ fn swap<const N: usize>(frame: &mut [u8; HEADER_BYTES], a: usize, b: usize) -> O
 /// header checksum. Flags (DF) stay: the fragment offset of a parsed TCP segment is 0.
 #[inline(always)]
 fn rewrite_ipv4(frame: &mut [u8; HEADER_BYTES], at: &Offsets) -> Option<()> {
+    const CHECKSUM: usize = offset_of!(Ipv4Hdr, check);
     let l3 = at.l3;
-    swap::<4>(frame, l3 + ipv4::SRC, l3 + ipv4::DST)?;
-    let total_len = (ipv4::HEADER_LEN + at.tcp_len) as u16;
-    write(frame, l3 + ipv4::TOTAL_LEN, total_len.to_be_bytes())?;
-    write(frame, l3 + ipv4::ID, [0, 0])?;
-    write(frame, l3 + ipv4::TTL, [REPLY_TTL])?;
-    let checksum = !fold(sum_header(frame, l3, ipv4::HEADER_LEN, ipv4::CHECKSUM)?);
-    write(frame, l3 + ipv4::CHECKSUM, checksum.to_be_bytes())
+    swap::<{ field_len(|ip: &Ipv4Hdr| &ip.src_addr) }>(
+        frame,
+        l3 + offset_of!(Ipv4Hdr, src_addr),
+        l3 + offset_of!(Ipv4Hdr, dst_addr),
+    )?;
+    let total_len = (Ipv4Hdr::LEN + at.tcp_len) as u16;
+    write(
+        frame,
+        l3 + offset_of!(Ipv4Hdr, tot_len),
+        total_len.to_be_bytes(),
+    )?;
+    write(frame, l3 + offset_of!(Ipv4Hdr, id), [0, 0])?;
+    write(frame, l3 + offset_of!(Ipv4Hdr, ttl), [REPLY_TTL])?;
+    let checksum = !fold(sum_header(frame, l3, Ipv4Hdr::LEN, CHECKSUM)?);
+    write(frame, l3 + CHECKSUM, checksum.to_be_bytes())
 }
 
 /// Addresses swapped, fresh hop limit, length of a bare TCP header; traffic class
@@ -166,13 +184,17 @@ fn rewrite_ipv4(frame: &mut [u8; HEADER_BYTES], at: &Offsets) -> Option<()> {
 #[inline(always)]
 fn rewrite_ipv6(frame: &mut [u8; HEADER_BYTES], at: &Offsets) -> Option<()> {
     let l3 = at.l3;
-    swap::<16>(frame, l3 + ipv6::SRC, l3 + ipv6::DST)?;
+    swap::<{ field_len(|ip: &Ipv6Hdr| &ip.src_addr) }>(
+        frame,
+        l3 + offset_of!(Ipv6Hdr, src_addr),
+        l3 + offset_of!(Ipv6Hdr, dst_addr),
+    )?;
     write(
         frame,
-        l3 + ipv6::PAYLOAD_LEN,
+        l3 + offset_of!(Ipv6Hdr, payload_len),
         (at.tcp_len as u16).to_be_bytes(),
     )?;
-    write(frame, l3 + ipv6::HOP_LIMIT, [REPLY_TTL])
+    write(frame, l3 + offset_of!(Ipv6Hdr, hop_limit), [REPLY_TTL])
 }
 
 /// Rewrites the TCP header but its checksum field; returns the sums of the old
@@ -183,20 +205,23 @@ fn rewrite_ipv6(frame: &mut [u8; HEADER_BYTES], at: &Offsets) -> Option<()> {
 /// in registers across the rewrite and spill them onto the 512-byte BPF stack.
 #[inline(always)]
 fn rewrite_tcp(frame: &mut [u8; HEADER_BYTES], at: &Offsets, syn: &Segment) -> Option<(u32, u32)> {
+    const CHECKSUM: usize = offset_of!(TcpHdr, check);
     let l4 = at.l4;
-    let old_fixed = sum_header(frame, l4, tcp::HEADER_LEN, tcp::CHECKSUM)?;
+    let old_fixed = sum_header(frame, l4, TcpHdr::LEN, CHECKSUM)?;
     let (seq, ack, flags) = rst_numbers(syn);
-    write(frame, l4 + tcp::SPORT, syn.dport.to_be_bytes())?;
-    write(frame, l4 + tcp::DPORT, syn.sport.to_be_bytes())?;
-    write(frame, l4 + tcp::SEQ, seq.to_be_bytes())?;
-    write(frame, l4 + tcp::ACK, ack.to_be_bytes())?;
+    // The SYN's ports, swapped.
+    let (sport, dport) = (syn.dport, syn.sport);
+    write(frame, l4 + offset_of!(TcpHdr, source), sport.to_be_bytes())?;
+    write(frame, l4 + offset_of!(TcpHdr, dest), dport.to_be_bytes())?;
+    write(frame, l4 + offset_of!(TcpHdr, seq), seq.to_be_bytes())?;
+    write(frame, l4 + offset_of!(TcpHdr, ack_seq), ack.to_be_bytes())?;
     // The data offset is the length we checksum and hand back; the reserved bits
     // (AE included) are zero.
     let data_offset = ((at.tcp_len / 4) as u8) << 4;
     write(frame, l4 + tcp::DATA_OFFSET, [data_offset, flags])?;
-    write(frame, l4 + tcp::WINDOW, [0, 0])?;
-    write(frame, l4 + tcp::URGENT, [0, 0])?;
-    let new_fixed = sum_header(frame, l4, tcp::HEADER_LEN, tcp::CHECKSUM)?;
+    write(frame, l4 + offset_of!(TcpHdr, window), [0, 0])?;
+    write(frame, l4 + offset_of!(TcpHdr, urg_ptr), [0, 0])?;
+    let new_fixed = sum_header(frame, l4, TcpHdr::LEN, CHECKSUM)?;
     let (old_options, new_options) = nop_options(frame, at)?;
     Some((add(old_fixed, old_options), add(new_fixed, new_options)))
 }

@@ -14,11 +14,18 @@
 //! a known place, and the verifier walks the vetting for a handful of layouts
 //! instead of every one the parser reads.
 
+use core::mem::offset_of;
+
+use network_types::{
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+};
+
 use super::{
     HEADER_BYTES, Segment,
     checksum::{add, fold, pseudo_header, sum_words},
     frame::{fresh, read},
-    wire::{eth, ipv4, ipv6, tcp},
+    wire::MAX_L3,
 };
 
 /// What a guest's SYN is, as far as delivery goes.
@@ -44,9 +51,6 @@ pub enum Vetted {
     Unverifiable,
 }
 
-/// The IP header starts after at most two VLAN tags.
-const MAX_L3: usize = eth::HEADER_LEN + eth::MAX_VLAN_TAGS * eth::VLAN_TAG_LEN;
-
 /// Vets the SYN in the first `len` bytes of `frame`, as [`super::parse`]
 /// parsed it into `syn`.
 #[inline(always)]
@@ -64,17 +68,13 @@ pub fn vet_syn(frame: &[u8; HEADER_BYTES], len: usize, syn: &Segment) -> Vetted 
     };
     let (l3, l4) = (usize::from(syn.layout.l3), usize::from(syn.layout.l4));
     let ipv6 = syn.layout.ipv6;
-    let ip_len = if ipv6 {
-        ipv6::HEADER_LEN
-    } else {
-        ipv4::HEADER_LEN
-    };
+    let ip_len = if ipv6 { Ipv6Hdr::LEN } else { Ipv4Hdr::LEN };
     // What `parse` gives a plain packet; also bounds the offsets for the
     // verifier, whatever reached here through the stack.
     if l3 > MAX_L3 || l4 != l3 + ip_len {
         return Vetted::Corrupt;
     }
-    if !ipv6 && sum_words(frame, l3, ipv4::HEADER_LEN).map(fold) != Some(0xffff) {
+    if !ipv6 && sum_words(frame, l3, Ipv4Hdr::LEN).map(fold) != Some(0xffff) {
         return Vetted::Corrupt;
     }
     // Cannot overflow: a data offset and a 16-bit IP length.
@@ -90,7 +90,7 @@ pub fn vet_syn(frame: &[u8; HEADER_BYTES], len: usize, syn: &Segment) -> Vetted 
     if end <= copied && sum_span(frame, l4, end).map(|sum| fold(add(pseudo, sum))) == Some(0xffff) {
         return Vetted::Deliverable;
     }
-    match read::<2>(frame, l4 + tcp::CHECKSUM) {
+    match read::<2>(frame, l4 + offset_of!(TcpHdr, check)) {
         Some(field) if u16::from_be_bytes(field) == fold(pseudo) => Vetted::ChecksumOffloaded,
         _ if end <= copied => Vetted::Corrupt,
         _ => Vetted::Unverifiable,

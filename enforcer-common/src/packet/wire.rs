@@ -1,96 +1,66 @@
-//! Field offsets and values of the wire formats, relative to the start of each header.
+//! What the packet code needs of the wire formats beyond `network_types`' header
+//! types and enums, which give every field's offset (`offset_of!`), every fixed
+//! header's length (`LEN`), and the ethertype and protocol numbers.
+//!
+//! The types lay out the headers only: fields are read from the copied bytes
+//! through `frame`'s checks, never through a pointer cast to a header type.
 
-pub(super) mod eth {
-    pub const DST: usize = 0;
-    pub const SRC: usize = 6;
-    pub const ADDR_LEN: usize = 6;
-    pub const TYPE: usize = 12;
-    pub const HEADER_LEN: usize = 14;
-    /// An 802.1Q/802.1ad tag: TPID (which stands where the ethertype would) + TCI.
-    pub const VLAN_TAG_LEN: usize = 4;
-    /// 802.1Q and 802.1ad (QinQ): deeper stacks are not seen on a host's veths.
-    pub const MAX_VLAN_TAGS: usize = 2;
+use network_types::{eth::EthHdr, vlan::VlanHdr};
 
-    pub const P_IPV4: u16 = 0x0800;
-    pub const P_IPV6: u16 = 0x86DD;
-    pub const P_8021Q: u16 = 0x8100;
-    pub const P_8021AD: u16 = 0x88A8;
+/// Bytes of a header field, from its type: `offset_of!` says where a field starts,
+/// this how long it is (`field_len(|ip: &Ipv4Hdr| &ip.src_addr)`).
+pub(super) const fn field_len<H, F>(_field: fn(&H) -> &F) -> usize {
+    size_of::<F>()
 }
 
+/// 802.1Q and 802.1ad (QinQ): deeper stacks are not seen on a host's veths.
+pub(super) const MAX_VLAN_TAGS: usize = 2;
+
+/// Where the IP header of a packet the parser reads (and so of a plain one) starts
+/// at the latest: after at most two VLAN tags.
+pub(super) const MAX_L3: usize = EthHdr::LEN + MAX_VLAN_TAGS * VlanHdr::LEN;
+
+/// `Ipv4Hdr` reads the version nibble and the flags/fragment-offset word through
+/// accessors with the masks inside, and names no values to compare with.
 pub(super) mod ipv4 {
     pub const VERSION: u8 = 4;
-    pub const TOTAL_LEN: usize = 2;
-    pub const ID: usize = 4;
-    pub const FRAG: usize = 6;
-    pub const TTL: usize = 8;
-    pub const PROTOCOL: usize = 9;
-    pub const CHECKSUM: usize = 10;
-    pub const SRC: usize = 12;
-    pub const DST: usize = 16;
-    /// Without options (IHL 5).
-    pub const HEADER_LEN: usize = 20;
-
-    /// More fragments, in the flags/fragment-offset word.
+    /// More fragments.
     pub const MORE_FRAGMENTS: u16 = 0x2000;
     pub const OFFSET_MASK: u16 = 0x1fff;
 }
 
+/// `Ipv6Hdr` names no version to compare with; `network_types` has no IPv6
+/// extension header types.
 pub(super) mod ipv6 {
     pub const VERSION: u8 = 6;
-    pub const PAYLOAD_LEN: usize = 4;
-    pub const NEXT_HEADER: usize = 6;
-    pub const HOP_LIMIT: usize = 7;
-    pub const SRC: usize = 8;
-    pub const DST: usize = 24;
-    pub const HEADER_LEN: usize = 40;
-
-    /// Extension headers the parser walks past, each `(hdr_ext_len + 1) * 8` bytes.
-    pub const HOP_BY_HOP: u8 = 0;
-    pub const ROUTING: u8 = 43;
-    pub const DEST_OPTIONS: u8 = 60;
-    /// Marks a fragment: never walked past.
-    pub const FRAGMENT: u8 = 44;
-    /// How many extension headers are walked; more means `Other`. Real stacks send
-    /// at most hop-by-hop, routing and destination options before TCP.
-    pub const MAX_EXT_HEADERS: usize = 4;
-    /// Units of `hdr_ext_len`.
+    /// Units of an extension header's `hdr_ext_len`: each header is
+    /// `(hdr_ext_len + 1) * 8` bytes.
     pub const EXT_UNIT: usize = 8;
 }
 
-pub(super) mod proto {
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const ICMPV6: u8 = 58;
-}
-
+/// `TcpHdr` keeps the data offset and the flags in a bit field it reads bit by
+/// bit, and has no options.
 pub(super) mod tcp {
-    pub const SPORT: usize = 0;
-    pub const DPORT: usize = 2;
-    pub const SEQ: usize = 4;
-    pub const ACK: usize = 8;
-    /// Data offset (high nibble) and reserved bits (low nibble).
-    pub const DATA_OFFSET: usize = 12;
-    pub const FLAGS: usize = 13;
-    pub const WINDOW: usize = 14;
-    pub const CHECKSUM: usize = 16;
-    pub const URGENT: usize = 18;
-    /// Without options (data offset 5).
-    pub const HEADER_LEN: usize = 20;
+    use core::mem::offset_of;
+
+    use network_types::tcp::TcpHdr;
+
+    /// Data offset (high nibble) and reserved bits (low nibble): the bit field's
+    /// first byte.
+    pub const DATA_OFFSET: usize = offset_of!(TcpHdr, _bitfield_1);
+    /// The [`super::super::tcp_flags`] bits: the bit field's second byte.
+    pub const FLAGS: usize = DATA_OFFSET + 1;
     /// Data offset 15.
     pub const MAX_HEADER_LEN: usize = 60;
     pub const OPTION_NOP: u8 = 1;
-    /// What an ICMP error must quote of a segment: ports and sequence number.
-    pub const QUOTED_LEN: usize = 8;
 }
 
+/// Codes and types `network_types`' ICMP enums leave out.
 pub(super) mod icmp {
-    /// Type, code, checksum and 4 bytes of type-specific data; the quote follows.
-    pub const HEADER_LEN: usize = 8;
-    pub const TYPE: usize = 0;
-    pub const CODE: usize = 1;
-
-    pub const V4_DEST_UNREACHABLE: u8 = 3;
-    /// "Fragmentation needed": path MTU discovery, not a failure of the destination.
+    /// ICMPv4 destination unreachable's "fragmentation needed" code: path MTU
+    /// discovery, not a failure of the destination.
     pub const V4_FRAG_NEEDED: u8 = 4;
+    /// ICMPv6 destination unreachable, which `Icmpv6Type` lacks (it has packet
+    /// too big, parameter problem, echo and redirect).
     pub const V6_DEST_UNREACHABLE: u8 = 1;
 }

@@ -54,6 +54,7 @@ use enforcer_common::{
         tcp_flags, vet_syn,
     },
 };
+use network_types::ip::IpProto;
 
 use crate::{
     admission::{self, Admission},
@@ -268,7 +269,6 @@ fn deliverable(
 fn routed_back(frame: &impl Frame, seg: &Segment) -> bool {
     const AF_INET: u8 = 2;
     const AF_INET6: u8 = 10;
-    const IPPROTO_TCP: u8 = 6;
     let Some(scratch) = FIB_SCRATCH.get_ptr_mut(0) else {
         return true;
     };
@@ -282,7 +282,7 @@ fn routed_back(frame: &impl Frame, seg: &Segment) -> bool {
         // The route a packet to the SYN's source, from its destination,
         // arriving on this interface would take: the way the answers go.
         p.family = if seg.layout.ipv6 { AF_INET6 } else { AF_INET };
-        p.l4_protocol = IPPROTO_TCP;
+        p.l4_protocol = IpProto::Tcp as u8;
         p.sport = seg.dport.to_be();
         p.dport = seg.sport.to_be();
         // No MTU check against a length.
