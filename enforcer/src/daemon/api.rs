@@ -341,12 +341,16 @@ fn policy(shared: &Shared, name: &str) -> Result<serde_json::Value, Reject> {
 
 /// Validates `specs` as the new whole set and applies it.
 fn replace_policies(d: &mut Daemon, specs: Vec<PolicySpec>) -> Result<serde_json::Value, Reject> {
-    config::check_set(&specs).map_err(|e| bad(e.to_string()))?;
+    d.config.check_set(&specs).map_err(|e| bad(e.to_string()))?;
     let n = specs.len();
     d.change_policies(specs).map_err(|e| match e {
-        // A scope naming no cgroup is the request's fault; apply checks it
-        // before writing anything.
-        super::apply::ApplyError::Cgroup { .. } => bad(e.to_string()),
+        // A scope naming no cgroup, or more rules than the kernel's maps
+        // hold, is the request's fault; apply checks both before writing
+        // anything.
+        super::apply::ApplyError::Cgroup { .. }
+        | super::apply::ApplyError::Bpf(crate::bpf::BpfError::RulesCapacity { .. }) => {
+            bad(e.to_string())
+        }
         e => (500, format!("{e:#}")),
     })?;
     Ok(json!({ "policies": n }))

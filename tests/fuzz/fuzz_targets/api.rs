@@ -16,7 +16,7 @@
 use std::{sync::LazyLock, time::Duration};
 
 use enforcer::{
-    config::{Config, check_set, parse_duration},
+    config::{Config, parse_duration},
     daemon::api::{Call, parse_call, put_policy},
     http::{self, percent_decode, percent_encode},
     netns::Selector,
@@ -116,7 +116,7 @@ fn check_call(call: &Call) {
         }
         Call::ApplyPolicies(body) => {
             if let Ok(specs) = EMBEDDED.parse_policies(body, "request")
-                && let Err(e) = check_set(&specs)
+                && let Err(e) = EMBEDDED.check_set(&specs)
             {
                 panic!("parsed, but the set is refused: {e}");
             }
