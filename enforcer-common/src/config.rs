@@ -30,7 +30,11 @@ pub struct Config {
     /// Packet plane: how long a flow may go without a packet before it is
     /// forgotten and its slot released (ms; 0 = never).
     pub flow_idle_timeout_ms: u32,
-    pub _pad: u32,
+    /// The bank of policy maps the programs read
+    /// ([`crate::bank::Bank::active`]): the daemon writes a new policy set
+    /// into the other bank and flips this, so that the programs see one set
+    /// or the other, never a mix.
+    pub policy_bank: u32,
     /// Packet plane: the network namespace (cookie) of the watched interfaces,
     /// i.e. the daemon's: forwarded connections are routed there, so that is
     /// where their destinations live.

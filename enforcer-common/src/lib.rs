@@ -8,6 +8,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod bank;
 pub mod breaker;
 pub mod config;
 pub mod control;

@@ -17,18 +17,22 @@ pub const SOCKS: &str = "SOCKS";
 /// Per-CPU array of hot-path counters, indexed by [`crate::counters::GlobalCounter`].
 pub const COUNTERS: &str = "COUNTERS";
 
-/// LPM trie [`crate::rules::RuleData`] → policy id (`u32`).
-pub const POLICY_RULES: &str = "POLICY_RULES";
-/// Default capacity of [`POLICY_RULES`].
+/// LPM tries [`crate::rules::RuleData`] → policy id (`u32`), one per bank
+/// ([`crate::bank::Bank::index`]).
+pub const POLICY_RULES: [&str; 2] = ["POLICY_RULES_0", "POLICY_RULES_1"];
+/// Default capacity of each of [`POLICY_RULES`]: the most rules a policy set
+/// may have. The daemon may change it at load time.
 pub const POLICY_RULES_CAPACITY: u32 = 16_384;
 
-/// Array of [`crate::policy::Policy`], indexed by policy id.
+/// Array of [`crate::policy::Policy`], indexed by bank and policy id
+/// ([`crate::bank::Bank::slot`]).
 pub const POLICIES: &str = "POLICIES";
 
-/// Array of [`crate::policy::BackoffRow`], indexed by policy id.
+/// Array of [`crate::policy::BackoffRow`], indexed as [`POLICIES`].
 pub const BACKOFF: &str = "BACKOFF";
 
-/// Array of [`crate::policy::PolicyStats`], indexed by policy id.
+/// Array of [`crate::policy::PolicyStats`], indexed by policy id (in neither
+/// bank: counts, not configuration).
 pub const POLICY_STATS: &str = "POLICY_STATS";
 
 /// Hash map [`crate::dest::DestKey`] → [`crate::overrides::Override`].

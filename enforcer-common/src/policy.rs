@@ -17,8 +17,9 @@ pub mod mode {
 /// `k+1`-th consecutive trip. Written by the daemon (jittered exponential steps).
 pub const BACKOFF_STEPS: usize = 16;
 
-/// A policy, in the [`crate::maps::POLICIES`] array at its id. A zeroed entry is an
-/// `OFF` policy, so an id no rule points to yet does nothing.
+/// A policy, in the [`crate::maps::POLICIES`] array at its id in each bank
+/// ([`crate::bank::Bank::slot`]). A zeroed entry is an `OFF` policy, so an id
+/// no rule points to does nothing.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Policy {

@@ -14,21 +14,21 @@
 //!
 //! Every internal error passes (fails open).
 
-use aya_ebpf::{bindings::BPF_NOEXIST, btf_maps::lpm_trie::Key};
+use aya_ebpf::bindings::BPF_NOEXIST;
 use enforcer_common::{
     breaker::{Cause, Verdict, state},
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     overrides::kind,
     policy::{Policy, mode},
-    rules::{FULL_PREFIX, RuleData},
     sock::SockInfo,
 };
 
 use crate::{
     atomic, counters,
     dest::{Change, Locked, PolicyGuard},
-    maps::{BACKOFF, DESTS, OVERRIDES, POLICIES, POLICY_RULES, POLICY_STATS, ZERO_DEST},
+    maps::{DESTS, OVERRIDES, POLICY_STATS, ZERO_DEST},
+    policies::Policies,
 };
 
 /// What became of a connect attempt.
@@ -46,22 +46,25 @@ pub enum Admission {
     Rejected { policy: &'static Policy },
 }
 
-/// Decides a TCP connect to `key` at `now`. `applies` says whether the
-/// matching policy applies to this caller (its cgroup scope; for a guest's
-/// SYN, also whether the SYN can be judged at all), counting why not: it runs
-/// only once a rule matched, so connects no policy covers never pay for it.
+/// Decides a TCP connect to `key` at `now` by the run's `policies`. `applies`
+/// says whether the matching policy applies to this caller (its cgroup scope;
+/// for a guest's SYN, also whether the SYN can be judged at all), counting why
+/// not: it runs only once a rule matched, so connects no policy covers never
+/// pay for it.
 #[inline(always)]
 pub fn admit(
     key: &DestKey,
     now: u64,
     check_overrides: bool,
+    policies: Policies,
     applies: impl FnOnce(&Policy) -> bool,
 ) -> Admission {
-    let Some(policy_id) = policy_id(key) else {
+    let Some(policy_id) = policies.rule(key) else {
         counters::bump(GlobalCounter::Unmatched);
         return Admission::Pass;
     };
-    let (Some(policy), Some(backoff)) = (POLICIES.get(policy_id), BACKOFF.get(policy_id)) else {
+    let (Some(policy), Some(backoff)) = (policies.policy(policy_id), policies.backoff(policy_id))
+    else {
         return Admission::Pass;
     };
     if policy.mode == mode::OFF {
@@ -141,18 +144,6 @@ pub fn admit(
 #[inline(always)]
 pub fn cancel(dest: *mut DestState, sock: &mut SockInfo) {
     Locked::acquire(dest).state().cancel(sock);
-}
-
-/// The policy of the most specific rule for the destination: its port first,
-/// then any port.
-#[inline(always)]
-fn policy_id(key: &DestKey) -> Option<u32> {
-    let mut lookup = Key::new(FULL_PREFIX, RuleData::new(key.port, &key.addr));
-    if let Some(id) = POLICY_RULES.get(&lookup) {
-        return Some(*id);
-    }
-    lookup.data.port = [0, 0];
-    POLICY_RULES.get(&lookup).copied()
 }
 
 /// The destination's state, created (CLOSED, zeroed) on first sight; `None`

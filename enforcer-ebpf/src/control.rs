@@ -18,7 +18,10 @@ use enforcer_common::{
     sock::SockInfo,
 };
 
-use crate::dest::{Change, Locked, PolicyGuard, Tracked};
+use crate::{
+    dest::{Change, Locked, PolicyGuard, Tracked},
+    policies::Policies,
+};
 
 #[xdp]
 pub fn control(ctx: XdpContext) -> u32 {
@@ -73,7 +76,7 @@ fn run(command: &Command) -> u32 {
         policy_id,
         ..SockInfo::default()
     };
-    let Some(mut t) = Tracked::of(&probe) else {
+    let Some(mut t) = Tracked::of(&probe, Policies::active()) else {
         return result::NOT_FOUND;
     };
     let now = unsafe { bpf_ktime_get_ns() };

@@ -17,7 +17,8 @@ use enforcer_common::{
 
 use crate::{
     atomic, counters,
-    maps::{BACKOFF, DESTS, EVENTS, POLICIES, POLICY_STATS},
+    maps::{DESTS, EVENTS, POLICY_STATS},
+    policies::Policies,
 };
 
 /// A destination's spin lock, held until dropped.
@@ -55,10 +56,11 @@ impl Drop for Locked {
 }
 
 /// Records how an admitted connect moved on (a socket's, from the outcome
-/// hooks; a flow's, from the packet plane), under its destination's lock.
+/// hooks; a flow's, from the packet plane), under its destination's lock, by
+/// its policy in the run's `policies`.
 #[inline(always)]
-pub fn record_end(sock: &mut SockInfo, end: End) {
-    let Some(mut t) = Tracked::of(sock) else {
+pub fn record_end(sock: &mut SockInfo, end: End, policies: Policies) {
+    let Some(mut t) = Tracked::of(sock, policies) else {
         return;
     };
     let now = unsafe { bpf_ktime_get_ns() };
@@ -111,15 +113,18 @@ pub struct Tracked {
 
 impl Tracked {
     /// The destination of an admitted socket, or `None` when the entry is gone
-    /// (garbage-collected) or the policy id is out of range.
+    /// (garbage-collected) or the policy id is out of range. The socket's
+    /// policy id names the same policy in every set (ids stay with their
+    /// policy's name), so an outcome after a flip is judged by the policy as
+    /// it is now.
     #[inline(always)]
-    pub fn of(sock: &SockInfo) -> Option<Self> {
+    pub fn of(sock: &SockInfo, policies: Policies) -> Option<Self> {
         let dest = DESTS.get_ptr_mut(sock.dest)?;
-        let policy = POLICIES.get(sock.policy_id)?;
+        let policy = policies.policy(sock.policy_id)?;
         Some(Self {
             dest,
             policy,
-            backoff: BACKOFF.get(sock.policy_id)?,
+            backoff: policies.backoff(sock.policy_id)?,
             guard: PolicyGuard::of(sock.policy_id, policy),
         })
     }

@@ -37,6 +37,7 @@ use crate::{
     counters,
     dest::record_end,
     maps::SOCKS,
+    policies::Policies,
 };
 
 /// Return value of a `cgroup_sock_addr` program that lets the call proceed.
@@ -110,30 +111,36 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce() -> DestKey) -> i32 {
         counters::bump(GlobalCounter::Bypassed);
         return ALLOW;
     }
-    settle_previous(ctx);
+    let policies = Policies::of(&config);
+    settle_previous(ctx, policies);
     // SAFETY: plain helper call on the program's own context.
     let netns = unsafe { bpf_get_netns_cookie(sa.cast()) };
-    decide(ctx, &dest().in_netns(netns), config.overrides != 0)
+    decide(
+        ctx,
+        &dest().in_netns(netns),
+        config.overrides != 0,
+        policies,
+    )
 }
 
 /// A socket that connects again (the gate runs only for a socket in CLOSE)
 /// first gives back what its previous connect still holds, so that connect
 /// neither counts against this one (its slot, its probe) nor outlives it.
 #[inline(always)]
-fn settle_previous(ctx: &SockAddrContext) {
+fn settle_previous(ctx: &SockAddrContext, policies: Policies) {
     // SAFETY: a connect context, whose `sk` is a full socket; lookup only.
     let old = unsafe { SOCKS.get_ptr_mut(ctx) };
     // SAFETY: this socket's storage, used by no other hook while it is in CLOSE.
     if let Some(old) = unsafe { old.as_mut() }
         && let Some(end) = on_reconnect(old.flags)
     {
-        record_end(old, end);
+        record_end(old, end, policies);
     }
 }
 
 /// The verdict for a TCP connect to `key`.
 #[inline(always)]
-fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool) -> i32 {
+fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool, policies: Policies) -> i32 {
     let now = unsafe { bpf_ktime_get_ns() };
     let in_scope = |policy: &Policy| {
         let applies = policy.cgroup_id == 0
@@ -144,7 +151,7 @@ fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool) -> i32 {
         }
         applies
     };
-    match admission::admit(key, now, check_overrides, in_scope) {
+    match admission::admit(key, now, check_overrides, policies, in_scope) {
         Admission::Pass => ALLOW,
         Admission::Admitted { dest, mut sock } => record(ctx, dest, &mut sock),
         Admission::Rejected { policy } => {

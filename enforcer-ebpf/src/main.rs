@@ -19,6 +19,7 @@ mod gate;
 mod layout;
 mod maps;
 mod packet;
+mod policies;
 mod release;
 mod sock;
 mod tracker;

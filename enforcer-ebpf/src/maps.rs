@@ -7,6 +7,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use enforcer_common::{
+    bank::POLICY_SLOTS,
     config::Config,
     counters::GlobalCounter,
     dest::{DestKey, DestState},
@@ -27,18 +28,24 @@ use enforcer_common::{
 #[btf_map]
 pub static CONFIG: Array<Config, 1> = Array::new();
 
-/// Destination prefix + port → policy id.
-#[btf_map]
-pub static POLICY_RULES: LpmTrie<RuleData, u32, { POLICY_RULES_CAPACITY as usize }> =
-    LpmTrie::new();
+/// A bank's rules: destination prefix + port → policy id.
+pub type Rules = LpmTrie<RuleData, u32, { POLICY_RULES_CAPACITY as usize }>;
 
-/// Policies by id; a zeroed entry is an `off` policy.
+/// Bank 0's rules (`enforcer_common::bank`).
 #[btf_map]
-pub static POLICIES: Array<Policy, { MAX_POLICIES as usize }> = Array::new();
+pub static POLICY_RULES_0: Rules = LpmTrie::new();
 
-/// Open durations by policy id, written by the daemon.
+/// Bank 1's rules.
 #[btf_map]
-pub static BACKOFF: Array<BackoffRow, { MAX_POLICIES as usize }> = Array::new();
+pub static POLICY_RULES_1: Rules = LpmTrie::new();
+
+/// Policies by bank and id (`Bank::slot`); a zeroed entry is an `off` policy.
+#[btf_map]
+pub static POLICIES: Array<Policy, { POLICY_SLOTS as usize }> = Array::new();
+
+/// Open durations by bank and policy id, written by the daemon.
+#[btf_map]
+pub static BACKOFF: Array<BackoffRow, { POLICY_SLOTS as usize }> = Array::new();
 
 /// Per-policy counts shared across destinations (the group guard).
 #[btf_map]

@@ -18,7 +18,7 @@
 use aya_ebpf::{macros::cgroup_sock, programs::SockContext};
 use enforcer_common::outcome::on_release;
 
-use crate::{atomic, dest, sock};
+use crate::{atomic, dest, policies::Policies, sock};
 
 #[cgroup_sock(sock_release)]
 pub fn track_sock_release(ctx: SockContext) -> i32 {
@@ -29,7 +29,7 @@ pub fn track_sock_release(ctx: SockContext) -> i32 {
     // SAFETY: the kernel hands a valid context.
     let state = unsafe { (*ctx.sock).state };
     if let Some(end) = on_release(state, sock.flags, atomic::load(&raw const sock.marks)) {
-        dest::record_end(sock, end);
+        dest::record_end(sock, end, Policies::active());
     }
     1
 }

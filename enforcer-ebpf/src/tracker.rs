@@ -30,7 +30,7 @@ use enforcer_common::{
     sock::{SockInfo, marks},
 };
 
-use crate::{atomic, counters, dest::record_end, layout::TcpSock, maps::POLICIES, sock};
+use crate::{atomic, counters, dest::record_end, layout::TcpSock, policies::Policies, sock};
 
 const SOL_TCP: i32 = 6;
 const TCP_USER_TIMEOUT: i32 = 18;
@@ -55,14 +55,15 @@ pub fn track_sockops(ctx: SockOpsContext) -> u32 {
 
 #[inline(always)]
 fn on_op(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
+    let policies = Policies::active();
     match ctx.op() {
-        BPF_SOCK_OPS_TCP_CONNECT_CB => on_connect(ctx, sk, sock),
+        BPF_SOCK_OPS_TCP_CONNECT_CB => on_connect(ctx, sk, sock, policies),
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => {
             if atomic::load(&raw const sock.marks) & marks::USER_TIMEOUT_SET != 0 {
                 // The handshake is done: back to the kernel's default for data.
                 set_user_timeout(ctx, 0);
             }
-            record_end(sock, End::Established);
+            record_end(sock, End::Established, policies);
         }
         // The retransmission timer fired: the SYN went unanswered for a whole
         // timeout. args: retransmits, rto, expired (the timer is giving up: the
@@ -83,9 +84,9 @@ fn on_op(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
                     segs_in: ctx.segs_in().wrapping_sub(sock.segs_in_at_connect),
                     marks: atomic::load(&raw const sock.marks),
                 };
-                record_end(sock, End::Failed(classify_syn_sent_close(seen)));
+                record_end(sock, End::Failed(classify_syn_sent_close(seen)), policies);
             } else {
-                record_end(sock, End::Closed);
+                record_end(sock, End::Closed, policies);
             }
         }
         _ => {}
@@ -93,7 +94,7 @@ fn on_op(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
 }
 
 #[inline(always)]
-fn on_connect(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
+fn on_connect(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo, policies: Policies) {
     let wanted = ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTO_CB_FLAG;
     // Without callbacks the end and the slot are left to sock_release.
     let mut noted = if ctx.set_cb_flags(wanted as i32).is_ok() {
@@ -115,8 +116,8 @@ fn on_connect(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
         }
     }
     atomic::fetch_or(&raw mut sock.marks, noted);
-    let timeout_ms = POLICIES
-        .get(sock.policy_id)
+    let timeout_ms = policies
+        .policy(sock.policy_id)
         .map_or(0, |p| p.connect_timeout_ms);
     // An application that chose its own user timeout keeps it.
     if timeout_ms != 0 && user_timeout(ctx) == Some(0) {

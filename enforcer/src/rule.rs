@@ -31,6 +31,11 @@ pub enum RuleError {
     Prefix { text: String, max: u8 },
     #[error("`{0}`: host bits set beyond the prefix length")]
     HostBits(String),
+    #[error(
+        "`{0}`: an IPv4-mapped prefix (::ffff:a.b.c.d) must be /96 or longer (a shorter one \
+         covers addresses that are not IPv4); write the IPv4 prefix, e.g. 10.0.0.0/8:80"
+    )]
+    MappedPrefix(String),
     #[error("`{0}`: port must be 1..=65535, or 0 or * for any port")]
     Port(String),
 }
@@ -68,10 +73,11 @@ impl Rule {
         }
     }
 
-    /// The rule for `addr/prefix:port`, an IPv4-mapped IPv6 prefix (`::ffff:a.b.c.d`,
-    /// at least 96 bits) written as the IPv4 prefix it is. The kernel keys IPv4
-    /// as IPv4-mapped IPv6, so both spellings are the same trie key: as two
-    /// different rules they would pass the checks for overlaps and then
+    /// The rule for `addr/prefix:port`, an IPv4-mapped IPv6 prefix
+    /// (`::ffff:a.b.c.d`, at least 96 bits: [`RuleError::MappedPrefix`]
+    /// otherwise) written as the IPv4 prefix it is. The kernel keys IPv4 as
+    /// IPv4-mapped IPv6, so both spellings are the same trie key: as two
+    /// different rules they would pass the checks for duplicates and then
     /// overwrite each other in the trie.
     fn canonical(addr: IpAddr, prefix: u8, port: u16) -> Self {
         if let IpAddr::V6(v6) = addr
@@ -85,6 +91,13 @@ impl Rule {
             };
         }
         Self { addr, prefix, port }
+    }
+
+    /// Whether `addr/prefix` starts as an IPv4-mapped address but is
+    /// shorter than the mapped prefix (`::ffff:0:0/96`).
+    fn short_mapped(addr: IpAddr, prefix: u8) -> bool {
+        matches!(addr, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+            && u32::from(prefix) < V4_MAPPED_BITS
     }
 
     fn max_prefix(addr: IpAddr) -> u8 {
@@ -127,6 +140,11 @@ impl FromStr for Rule {
                     max,
                 })?,
         };
+        // Before the host bits: a short mapped prefix always has some set,
+        // and that would not say what is wrong.
+        if Self::short_mapped(addr, prefix) {
+            return Err(RuleError::MappedPrefix(text.to_owned()));
+        }
         if masked(addr, prefix) != addr {
             return Err(RuleError::HostBits(text.to_owned()));
         }
@@ -205,6 +223,14 @@ mod tests {
             ("fd00::1:443", RuleError::Shape("fd00::1:443".into())),
             ("[10.0.0.1]:443", RuleError::Shape("[10.0.0.1]:443".into())),
             ("nonsense:1", RuleError::Address("nonsense:1".into())),
+            (
+                "[::ffff:10.0.0.0/95]:80",
+                RuleError::MappedPrefix("[::ffff:10.0.0.0/95]:80".into()),
+            ),
+            (
+                "[::ffff:0.0.0.0/80]:*",
+                RuleError::MappedPrefix("[::ffff:0.0.0.0/80]:*".into()),
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(text.parse::<Rule>(), Err(want), "{text}");
@@ -240,12 +266,30 @@ mod tests {
             assert_eq!(rule.to_string(), v4);
             assert_eq!(Rule::from_key(&rule.key()), rule, "{mapped}");
         }
-        // Not mapped: the IPv4-compatible form and prefixes shorter than 96.
+        // Not mapped: the IPv4-compatible form, and a prefix shorter than 96
+        // whose address is not a mapped one.
         for text in ["[::192.0.2.1]:443", "[::/80]:*"] {
             let rule: Rule = text.parse().unwrap();
             assert!(rule.addr.is_ipv6(), "{text}");
             assert_eq!(Rule::from_key(&rule.key()), rule, "{text}");
         }
+    }
+
+    /// `policy set m "match=[::ffff:10.0.0.0/104]:80"` was accepted, shown,
+    /// and missing from the kernel's rule map: the key read back as
+    /// `10.0.0.0/8:80`, which the set did not have, so it was deleted as
+    /// stale. Parsed into its IPv4 form, the rule is the one the kernel holds.
+    #[test]
+    fn a_mapped_rule_is_its_ipv4_rule_down_to_the_kernel_key() {
+        let mapped: Rule = "[::ffff:10.0.0.0/104]:80".parse().unwrap();
+        let v4: Rule = "10.0.0.0/8:80".parse().unwrap();
+        assert_eq!(mapped, v4);
+        assert_eq!(mapped.key().prefix_len(), v4.key().prefix_len());
+        assert_eq!(mapped.key().data(), v4.key().data());
+        assert_eq!(Rule::from_key(&mapped.key()), v4);
+        // A whole mapped /96 is every IPv4 address.
+        let all: Rule = "[::ffff:0.0.0.0/96]:*".parse().unwrap();
+        assert_eq!(all, "0.0.0.0/0:*".parse().unwrap());
     }
 
     #[test]

@@ -155,6 +155,14 @@ impl Daemon {
         }
     }
 
+    /// Rewrites the configuration file with `edit` (for a reload or the next
+    /// start); returns the text it held.
+    pub fn edit_config(&self, edit: impl FnOnce(&str) -> String) -> String {
+        let text = std::fs::read_to_string(&self.config).expect("reading the config");
+        std::fs::write(&self.config, edit(&text)).expect("writing the config");
+        text
+    }
+
     /// (Re)starts the process on the same configuration and waits for readiness.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
@@ -270,6 +278,20 @@ impl Daemon {
             .unwrap_or_default()
     }
 
+    /// Waits until no connection holds a slot of `dest`: the kernel records
+    /// a close as the socket finishes it, after the process has let go.
+    pub fn wait_no_slot_held(&self, dest: SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.status_of(dest)["active"].as_u64().unwrap_or(0) != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "slots still held: {}",
+                self.status_of(dest)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `enforcer ARGS -o json`, parsed.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut full = args.to_vec();
@@ -326,6 +348,32 @@ impl Daemon {
         let pid = self.child.as_ref().expect("running").id() as i32;
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+
+    /// The rules the programs read now, as `(rule, policy id)`, sorted: the
+    /// trie of the bank the pinned configuration names, read from its pin
+    /// (whether the daemon runs or not).
+    pub fn kernel_rules(&self) -> Vec<(String, u32)> {
+        use aya::maps::{LpmTrie, Map, MapData};
+        use enforcer_common::{bank::Bank, maps, rules::RuleData};
+        let open = |name: &str| {
+            let path = self.pin_dir.join("maps").join(name);
+            let data = MapData::from_pin(&path)
+                .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+            Map::from_map_data(data).expect("a map")
+        };
+        let bank = Bank::active(&self.kernel_config());
+        let trie: LpmTrie<MapData, RuleData, u32> =
+            LpmTrie::try_from(open(maps::POLICY_RULES[bank.index()])).expect("a rule trie");
+        let mut rules: Vec<(String, u32)> = trie
+            .iter()
+            .map(|item| {
+                let (key, id) = item.expect("reading the rules");
+                (enforcer::rule::Rule::from_key(&key).to_string(), id)
+            })
+            .collect();
+        rules.sort();
+        rules
     }
 
     /// SIGKILL, no chance to clean up.

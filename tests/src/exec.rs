@@ -76,11 +76,37 @@ impl<'a> Place<'a> {
         })
     }
 
-    /// `n` blocking connects to `addr` from a child here: `Ok` or each errno.
+    /// `n` blocking connects to `addr` from a child here, each closed before
+    /// the next: `Ok` or each errno.
     pub fn connects(&self, addr: std::net::SocketAddr, n: usize) -> Vec<Result<(), i32>> {
+        self.connects_holding(addr, n, false)
+    }
+
+    /// `n` blocking connects to `addr` from a child here, all held open until
+    /// the last is made (what a cap below `n` admits and refuses): `Ok` or
+    /// each errno.
+    pub fn held_connects(&self, addr: std::net::SocketAddr, n: usize) -> Vec<Result<(), i32>> {
+        self.connects_holding(addr, n, true)
+    }
+
+    fn connects_holding(
+        &self,
+        addr: std::net::SocketAddr,
+        n: usize,
+        hold: bool,
+    ) -> Vec<Result<(), i32>> {
         let out = self.run(|| {
+            let mut held = Vec::new();
             (0..n)
-                .map(|_| crate::net::connect(addr).map_or_else(|e| e.to_string(), |_| "ok".into()))
+                .map(|_| match crate::net::connect(addr) {
+                    Ok(stream) => {
+                        if hold {
+                            held.push(stream);
+                        }
+                        "ok".to_owned()
+                    }
+                    Err(e) => e.to_string(),
+                })
                 .collect::<Vec<_>>()
                 .join(",")
         });

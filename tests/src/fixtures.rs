@@ -1,7 +1,7 @@
 //! Loading the programs and installing policies the way the daemon does.
 
 use enforcer::{
-    bpf::{Enforcer, LoadOptions},
+    bpf::{Enforcer, KernelPolicies, LoadOptions},
     rule::Rule,
 };
 use enforcer_common::policy::{BackoffRow, Policy, mode};
@@ -43,17 +43,30 @@ pub fn base_policy() -> Policy {
 }
 
 /// Installs `policy` under [`POLICY_ID`] with the given open durations, and maps
-/// every rule (e.g. `127.0.0.1:*`) to it.
+/// every rule (e.g. `127.0.0.1:*`) to it: the whole policy set.
 pub fn apply(enforcer: &mut Enforcer, rules: &[&str], policy: Policy, backoff: BackoffRow) {
+    let rules: Vec<_> = rules.iter().map(|r| (*r, POLICY_ID)).collect();
+    install(enforcer, &[(POLICY_ID, policy, backoff)], &rules);
+}
+
+/// Replaces the policy set the programs read with `policies` (id, policy,
+/// open durations) and `rules` (each with its policy's id), as the daemon
+/// does.
+pub fn install(
+    enforcer: &mut Enforcer,
+    policies: &[(u32, Policy, BackoffRow)],
+    rules: &[(&str, u32)],
+) {
+    let rules = rules
+        .iter()
+        .map(|(rule, id)| (rule.parse::<Rule>().unwrap_or_else(|e| panic!("{e}")), *id))
+        .collect();
     enforcer
-        .set_policy(POLICY_ID, &policy, &backoff)
-        .expect("writing the policy");
-    for rule in rules {
-        let rule: Rule = rule.parse().unwrap_or_else(|e| panic!("{e}"));
-        enforcer
-            .insert_rule(&rule, POLICY_ID)
-            .expect("writing the rule");
-    }
+        .replace_policies(&KernelPolicies {
+            policies: policies.to_vec(),
+            rules,
+        })
+        .expect("writing the policy set");
 }
 
 /// Installs `policy` (under [`POLICY_ID`]) for the one destination `addr`.

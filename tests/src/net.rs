@@ -218,6 +218,19 @@ pub fn connect_fd(socket: &OwnedFd, addr: SocketAddr) -> Result<(), i32> {
     })
 }
 
+/// A `connect()` to `addr` from a new socket bound to 127.0.0.1, which fakes a
+/// destination off the host safely: the gate sees it as any connect, then it
+/// fails inside `connect()` before any packet leaves (EINVAL where a route to
+/// `addr` exists, the source being loopback's; ENETUNREACH where none does).
+pub fn connect_from_loopback(addr: SocketAddr) -> Result<(), i32> {
+    let socket = tcp_socket(true, false);
+    bind_fd(&socket, "127.0.0.1:0".parse().unwrap()).expect("bind");
+    connect_fd(&socket, addr)
+}
+
+/// The errnos of [`connect_from_loopback`] to a destination off the host.
+pub const LOCAL_CONNECT_ERRORS: [i32; 2] = [libc::EINVAL, libc::ENETUNREACH];
+
 /// `bind()` on an existing socket.
 pub fn bind_fd(socket: &OwnedFd, addr: SocketAddr) -> Result<(), i32> {
     let (storage, len) = sockaddr(addr);

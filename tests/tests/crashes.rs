@@ -1,7 +1,9 @@
 //! The daemon killed with SIGKILL at every named step of install, adopt, apply
 //! (at a reload) and uninstall, while a client in the protected cgroup keeps
 //! connecting. After each, the next start comes up by itself, exactly one
-//! program of ours sits on each hook, and the bulkhead's slots are exact.
+//! program of ours sits on each hook, and the bulkhead's slots are exact; a
+//! reload killed half-way leaves the programs reading one whole policy set,
+//! the one before it or the reloaded one.
 //!
 //! The steps are `enforcer::crash` points, armed through `FAILPOINTS` in a
 //! daemon built with the `crash-points` feature (`cargo xtask test` builds
@@ -54,11 +56,16 @@ fn load(cgroup: &ScratchCgroup, addr: SocketAddr, stop: &AtomicBool, limit: Dura
 enum Trigger {
     /// The start itself reaches it.
     Start,
-    /// A reload of a changed configuration (the start's pass is let through).
-    Reload,
+    /// A reload of a configuration with one more policy (the start's pass is
+    /// let through), which the programs read after the kill or not: the
+    /// kernel never holds a part of it.
+    Reload { applied: bool },
     /// `enforcer uninstall`.
     Uninstall,
 }
+
+/// The rule of the policy a [`Trigger::Reload`] adds, as the kernel has it.
+const ADDED_RULE: &str = "127.0.0.9/32:9";
 
 /// Runs the daemon on `d`'s configuration with `point` armed, reaches it, and
 /// returns how the process ended.
@@ -69,7 +76,7 @@ fn run_into(d: &Daemon, point: &str, trigger: &Trigger) -> ExitStatus {
 /// [`run_into`], with the daemon in the network namespace at `netns`.
 fn run_into_in(d: &Daemon, point: &str, trigger: &Trigger, netns: Option<&Path>) -> ExitStatus {
     let actions = match trigger {
-        Trigger::Reload => "1*off->return",
+        Trigger::Reload { .. } => "1*off->return",
         Trigger::Start | Trigger::Uninstall => "return",
     };
     let mut command = Command::new(daemon::binary());
@@ -98,14 +105,11 @@ fn run_into_in(d: &Daemon, point: &str, trigger: &Trigger, netns: Option<&Path>)
     }
     match trigger {
         Trigger::Start => {}
-        Trigger::Reload => {
-            // One more policy: the apply writes policies, then rules.
-            let mut text = fs::read_to_string(&d.config).unwrap();
-            text.insert_str(
-                0,
-                "[[policy]]\nname = \"added\"\nmatch = [\"127.0.0.9:9\"]\n\n",
-            );
-            fs::write(&d.config, text).unwrap();
+        Trigger::Reload { .. } => {
+            // One more policy: a policy and a rule more in the next bank.
+            d.edit_config(|text| {
+                format!("[[policy]]\nname = \"added\"\nmatch = [\"{ADDED_RULE}\"]\n\n{text}")
+            });
             // SAFETY: our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
         }
@@ -147,23 +151,10 @@ fn one_program_per_hook(cgroup: &ScratchCgroup) {
     }
 }
 
-/// Waits until no connection holds a slot of `addr`.
-fn no_slot_held(d: &Daemon, addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while d.status_of(addr)["active"].as_u64().unwrap_or(0) != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "slots still held: {}",
-            d.status_of(addr)
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Once the load is gone no slot is held, and the cap holds exactly: `CAP`
 /// connections in, the next refused, then none held again.
 fn slots_are_exact(d: &Daemon, cgroup: &ScratchCgroup, addr: SocketAddr) {
-    no_slot_held(d, addr);
+    d.wait_no_slot_held(addr);
     let out = Place::cgroup(cgroup).run(|| {
         let held: Vec<_> = (0..CAP).map(|_| net::connect(addr)).collect();
         let admitted = held.iter().filter(|r| r.is_ok()).count();
@@ -176,7 +167,7 @@ fn slots_are_exact(d: &Daemon, cgroup: &ScratchCgroup, addr: SocketAddr) {
         "{}",
         d.status_of(addr)
     );
-    no_slot_held(d, addr);
+    d.wait_no_slot_held(addr);
 }
 
 #[test]
@@ -187,8 +178,12 @@ fn a_daemon_killed_at_any_step_comes_back_with_one_program_per_hook_and_exact_sl
         ("install.link-pinned", Trigger::Start, true),
         ("install.links-pinned", Trigger::Start, true),
         ("start.installed", Trigger::Start, false),
-        ("apply.policies-written", Trigger::Reload, false),
-        ("apply.rules-inserted", Trigger::Reload, false),
+        (
+            "apply.bank-written",
+            Trigger::Reload { applied: false },
+            false,
+        ),
+        ("apply.flipped", Trigger::Reload { applied: true }, false),
         ("uninstall.links-removed", Trigger::Uninstall, false),
     ];
     let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
@@ -196,6 +191,7 @@ fn a_daemon_killed_at_any_step_comes_back_with_one_program_per_hook_and_exact_sl
     let addr = server.addr;
     let mut d = capped_daemon(&cgroup, &pins, addr);
     let original = fs::read_to_string(&d.config).unwrap();
+    let original_rules = d.kernel_rules();
     for (point, trigger, fresh) in steps {
         fs::write(&d.config, &original).unwrap();
         let stop = AtomicBool::new(false);
@@ -209,6 +205,17 @@ fn a_daemon_killed_at_any_step_comes_back_with_one_program_per_hook_and_exact_sl
             }
             let status = run_into(&d, point, &trigger);
             assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: {status}");
+            if let Trigger::Reload { applied } = trigger {
+                let (added, rest): (Vec<_>, Vec<_>) = d
+                    .kernel_rules()
+                    .into_iter()
+                    .partition(|(rule, _)| rule == ADDED_RULE);
+                assert_eq!(
+                    (added.len(), &rest),
+                    (usize::from(applied), &original_rules),
+                    "{point}: the set before the reload, or the reloaded one, whole"
+                );
+            }
             fs::write(&d.config, &original).unwrap();
             d.spawn();
             stop.store(true, Ordering::Relaxed);

@@ -415,15 +415,12 @@ fn reload_show_completions_and_the_series_limit() {
     assert_eq!(show["failure_threshold"], 5, "the embedded default");
 
     // A good reload (SIGHUP) applies the file's new policy set.
-    let text = std::fs::read_to_string(&d.config).unwrap();
-    std::fs::write(
-        &d.config,
+    d.edit_config(|text| {
         text.replace(
             "name = \"one\"",
             "name = \"renamed\"\nfailure_threshold = 9",
-        ),
-    )
-    .unwrap();
+        )
+    });
     d.hangup();
     let deadline = Instant::now() + Duration::from_secs(5);
     while d.json(&["policy", "list"])[0]["name"] != "renamed" {
@@ -642,12 +639,7 @@ fn bad_input_exits_2_names_the_field_and_changes_nothing() {
     assert_eq!(out.status.code(), Some(2), "--max-healers: {err}");
     assert!(err.contains("daemon.max_healers"), "{err}");
     // A bad file reloaded with SIGHUP: rejected, the running policies stay.
-    let good = std::fs::read_to_string(&d.config).unwrap();
-    std::fs::write(
-        &d.config,
-        format!("{good}\n[defaults]\nfailure_threshold = 0\n"),
-    )
-    .unwrap();
+    let good = d.edit_config(|good| format!("{good}\n[defaults]\nfailure_threshold = 0\n"));
     d.hangup();
     thread::sleep(Duration::from_millis(300));
     assert!(d.log().contains("reload rejected"), "{}", d.log());

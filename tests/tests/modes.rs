@@ -230,20 +230,16 @@ fn a_port_rule_wins_over_an_any_port_rule() {
     let mut enforcer = fixtures::attached(&cgroup);
     let backoff = fixtures::minute_open();
     // Policy 1 (tripping) for 127.0.0.0/8 on any port; policy 2 (off) for this port.
-    fixtures::apply(&mut enforcer, &["127.0.0.0/8:*"], tripping(), backoff);
-    enforcer
-        .set_policy(
-            2,
-            &Policy {
-                mode: mode::OFF,
-                ..tripping()
-            },
-            &backoff,
-        )
-        .unwrap();
-    enforcer
-        .insert_rule(&format!("127.0.0.1:{}", addr.port()).parse().unwrap(), 2)
-        .unwrap();
+    let off = Policy {
+        mode: mode::OFF,
+        ..tripping()
+    };
+    let port_rule = format!("127.0.0.1:{}", addr.port());
+    fixtures::install(
+        &mut enforcer,
+        &[(1, tripping(), backoff), (2, off, backoff)],
+        &[("127.0.0.0/8:*", 1), (&port_rule, 2)],
+    );
     let place = Place::cgroup(&cgroup);
     assert_eq!(connects(&place, addr, 3), vec![REFUSED; 3]);
     assert!(
@@ -269,13 +265,11 @@ fn a_port_rule_wins_over_an_any_port_rule() {
 fn a_destination_moves_to_its_new_policy_with_its_counts() {
     let refusing = RefusingPort::loopback_v4();
     let addr = refusing.addr;
-    let (cgroup, mut enforcer) = setup(
-        &["127.0.0.0/8:*"],
-        Policy {
-            failure_threshold: 1,
-            ..fixtures::base_policy()
-        },
-    );
+    let one = Policy {
+        failure_threshold: 1,
+        ..fixtures::base_policy()
+    };
+    let (cgroup, mut enforcer) = setup(&["127.0.0.0/8:*"], one);
     let place = Place::cgroup(&cgroup);
     assert_eq!(connects(&place, addr, 1), vec![REFUSED]);
     let stats = |e: &Enforcer, id| {
@@ -289,10 +283,11 @@ fn a_destination_moves_to_its_new_policy_with_its_counts() {
     );
     // A port rule now sends the destination to policy 2.
     let backoff = fixtures::minute_open();
-    enforcer.set_policy(2, &tripping(), &backoff).unwrap();
-    enforcer
-        .insert_rule(&addr.to_string().parse().unwrap(), 2)
-        .unwrap();
+    fixtures::install(
+        &mut enforcer,
+        &[(1, one, backoff), (2, tripping(), backoff)],
+        &[("127.0.0.0/8:*", 1), (&addr.to_string(), 2)],
+    );
     assert_eq!(connects(&place, addr, 1), vec![REFUSED], "still open");
     assert_eq!(stats(&enforcer, 1), (0, 0));
     assert_eq!(stats(&enforcer, 2), (1, 1));

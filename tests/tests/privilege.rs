@@ -187,12 +187,7 @@ fn with_only_the_units_capabilities_it_trips_caps_heals_reloads_and_uninstalls()
     });
 
     // A reload: the cap goes to 2, in the kernel.
-    let text = std::fs::read_to_string(&d.config).unwrap();
-    std::fs::write(
-        &d.config,
-        text.replace("max_connections = 1", "max_connections = 2"),
-    )
-    .unwrap();
+    d.edit_config(|text| text.replace("max_connections = 1", "max_connections = 2"));
     d.hangup();
     wait_for("reloaded", || d.log().contains("reloaded: 2 policies"));
     let shown: serde_json::Value =

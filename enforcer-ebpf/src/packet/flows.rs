@@ -19,7 +19,7 @@ use enforcer_common::{
     sock::SockInfo,
 };
 
-use crate::{admission, counters, dest::record_end, maps::FLOWS, maps::POLICIES};
+use crate::{admission, counters, dest::record_end, maps::FLOWS, policies::Policies};
 
 /// A SYN on the ports of a tracked flow. The flow's own SYN sent again while
 /// unanswered, and `judged` (it could be delivered and answered), marks the
@@ -77,7 +77,14 @@ pub fn open(
 
 /// A TCP segment of the flow `key` crossed the interface.
 #[inline(always)]
-pub fn on_segment(key: &FlowKey, direction: Direction, seg: &Segment, now: u64, watch: Watch) {
+pub fn on_segment(
+    key: &FlowKey,
+    direction: Direction,
+    seg: &Segment,
+    now: u64,
+    watch: Watch,
+    policies: Policies,
+) {
     let Some(flow) = FLOWS.get_ptr_mut(key) else {
         return;
     };
@@ -85,7 +92,7 @@ pub fn on_segment(key: &FlowKey, direction: Direction, seg: &Segment, now: u64, 
     // only, and `sock` is changed only under the destination's lock.
     let f = unsafe { &mut *flow };
     match f.on_segment(direction, seg, watch) {
-        Seen::End(end) => finish(key, flow, end),
+        Seen::End(end) => finish(key, flow, end, policies),
         Seen::OutOfWindow => counters::bump(GlobalCounter::PacketOutOfWindow),
         // A racing writer writes a timestamp just as good.
         Seen::Nothing if f.needs_refresh(now) => f.last_seen_ns = now,
@@ -96,13 +103,13 @@ pub fn on_segment(key: &FlowKey, direction: Direction, seg: &Segment, now: u64, 
 /// An ICMP destination-unreachable quoted a segment of the flow `key` with
 /// sequence number `quoted_seq`.
 #[inline(always)]
-pub fn on_unreachable(key: &FlowKey, quoted_seq: u32, watch: Watch) {
+pub fn on_unreachable(key: &FlowKey, quoted_seq: u32, watch: Watch, policies: Policies) {
     let Some(flow) = FLOWS.get_ptr_mut(key) else {
         return;
     };
     // SAFETY: a live value of FLOWS.
     match unsafe { &*flow }.on_unreachable(quoted_seq, watch) {
-        Seen::End(end) => finish(key, flow, end),
+        Seen::End(end) => finish(key, flow, end, policies),
         Seen::OutOfWindow => counters::bump(GlobalCounter::PacketIcmpMismatched),
         Seen::Nothing => {}
     }
@@ -127,14 +134,15 @@ pub fn expire(key: &FlowKey, now: u64) -> u32 {
     };
     // SAFETY: a live value of FLOWS.
     let f = unsafe { &*flow };
-    let policy_timeout_ms = POLICIES
-        .get(f.sock.policy_id)
-        .map_or(0, |p| p.connect_timeout_ms);
     let config = counters::config();
+    let policies = Policies::of(&config);
+    let policy_timeout_ms = policies
+        .policy(f.sock.policy_id)
+        .map_or(0, |p| p.connect_timeout_ms);
     let timeouts = Timeouts::of(&config, policy_timeout_ms);
     match f.expiry(now, timeouts, Watch::of(&config)) {
         Some(end) => {
-            finish(key, flow, end);
+            finish(key, flow, end, policies);
             result::APPLIED
         }
         None => result::NOT_APPLICABLE,
@@ -143,11 +151,11 @@ pub fn expire(key: &FlowKey, now: u64) -> u32 {
 
 /// Records `end` for the flow and, when it finishes the flow, removes it.
 #[inline(always)]
-fn finish(key: &FlowKey, flow: *mut Flow, end: End) {
+fn finish(key: &FlowKey, flow: *mut Flow, end: End, policies: Policies) {
     // SAFETY: a live value of FLOWS (removed entries stay valid until the
     // program returns); its `sock` is changed only under the destination's lock,
     // which `record_end` takes.
-    record_end(unsafe { &mut (*flow).sock }, end);
+    record_end(unsafe { &mut (*flow).sock }, end, policies);
     if finishes(end) {
         let _ = FLOWS.remove(key);
     }

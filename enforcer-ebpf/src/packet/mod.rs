@@ -60,6 +60,7 @@ use crate::{
     admission::{self, Admission},
     counters,
     maps::{FIB_SCRATCH, FRAMES, WATCHED},
+    policies::Policies,
 };
 
 // The scratch slot holds exactly one lookup's parameters.
@@ -135,7 +136,8 @@ pub fn from_guest(frame: &mut impl Frame) -> Action {
     if seg.flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN {
         return on_syn(frame, buf, len, &seg, &key, now, &config);
     }
-    flows::on_segment(&key, Direction::FromGuest, &seg, now, Watch::of(&config));
+    let (watch, policies) = (Watch::of(&config), Policies::of(&config));
+    flows::on_segment(&key, Direction::FromGuest, &seg, now, watch, policies);
     Action::Pass
 }
 
@@ -152,7 +154,7 @@ pub fn to_guest(frame: &impl Frame) -> Action {
     };
     let len = frame.load(buf);
     let now = unsafe { bpf_ktime_get_ns() };
-    let watch = Watch::of(&config);
+    let (watch, policies) = (Watch::of(&config), Policies::of(&config));
     match parse_counted(buf, len) {
         Parsed::Tcp(seg) => {
             let key = FlowKey::to_guest(seg.src, seg.sport, seg.dst, seg.dport)
@@ -160,7 +162,7 @@ pub fn to_guest(frame: &impl Frame) -> Action {
             if frame.looped_back() {
                 flows::looped_back(&key);
             } else {
-                flows::on_segment(&key, Direction::ToGuest, &seg, now, watch);
+                flows::on_segment(&key, Direction::ToGuest, &seg, now, watch, policies);
             }
         }
         // The quoted segment is the guest's own SYN.
@@ -170,7 +172,7 @@ pub fn to_guest(frame: &impl Frame) -> Action {
             if frame.looped_back() {
                 flows::looped_back(&key);
             } else {
-                flows::on_unreachable(&key, q.seq, watch);
+                flows::on_unreachable(&key, q.seq, watch, policies);
             }
         }
         Parsed::Malformed | Parsed::Fragment | Parsed::Other => {}
@@ -230,7 +232,8 @@ fn on_syn(
         }
         judged(frame)
     };
-    match admission::admit(&key.dest, now, config.overrides != 0, applies) {
+    let policies = Policies::of(config);
+    match admission::admit(&key.dest, now, config.overrides != 0, policies, applies) {
         Admission::Pass => Action::Pass,
         Admission::Admitted { dest, mut sock } => {
             flows::open(key, dest, &mut sock, seg, now, buf);

@@ -15,7 +15,7 @@ use super::{BpfError, pins::PinDir};
 /// Bumped whenever a pinned map's name, type, key or value changes, or a
 /// program's pin or attachment does; `layout_table_matches_the_version`
 /// (below) fails until it is.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 const PREFIX: &str = "layout-";
 
@@ -75,13 +75,16 @@ pub fn unmark(pins: &PinDir) {
 mod tests {
     use super::*;
 
-    /// Every map of the object: name, type, key and value sizes. (A change
-    /// that keeps every size, a field moved, is the author's to notice.)
-    /// Changing it without bumping [`VERSION`] would let a new daemon adopt
-    /// maps it cannot read.
-    const LAYOUT_V1: &str = "\
-BACKOFF type 2 key 4 value 128
-CONFIG type 2 key 4 value 56
+    /// Every map of the object: name, type, key and value sizes, and for
+    /// arrays the entries (an index space: the policy arrays hold both
+    /// banks, indexed by bank and id). The capacities of hashes and tries
+    /// are left out: the daemon sets them at load time and adopts whatever a
+    /// pinned map has. (A change that keeps every size, a field moved, is the author's to
+    /// notice.) Changing it without bumping [`VERSION`] would let a new daemon
+    /// adopt maps it cannot read.
+    const LAYOUT_V2: &str = "\
+BACKOFF type 2 key 4 value 128 entries 512
+CONFIG type 2 key 4 value 56 entries 1
 COUNTERS type 6 key 4 value 8
 DESTS type 1 key 32 value 552
 EVENTS type 27 key 0 value 0
@@ -89,17 +92,19 @@ FIB_SCRATCH type 6 key 4 value 64
 FLOWS type 1 key 56 value 112
 FRAMES type 6 key 4 value 192
 OVERRIDES type 1 key 32 value 16
-POLICIES type 2 key 4 value 96
-POLICY_RULES type 11 key 24 value 4
-POLICY_STATS type 2 key 4 value 24
+POLICIES type 2 key 4 value 96 entries 512
+POLICY_RULES_0 type 11 key 24 value 4
+POLICY_RULES_1 type 11 key 24 value 4
+POLICY_STATS type 2 key 4 value 24 entries 256
 SOCKS type 24 key 4 value 80
 WATCHED type 1 key 4 value 4
-ZERO_DEST type 2 key 4 value 552
+ZERO_DEST type 2 key 4 value 552 entries 1
 ";
 
     #[cfg(not(enforcer_no_ebpf))]
     #[test]
     fn layout_table_matches_the_version() {
+        use aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_ARRAY;
         let object = aya_obj::Object::parse(super::super::object::bytes().expect("the object"))
             .expect("parsing the object");
         let mut lines: Vec<String> = object
@@ -107,8 +112,13 @@ ZERO_DEST type 2 key 4 value 552
             .iter()
             .filter(|(name, _)| !name.starts_with('.'))
             .map(|(name, map)| {
+                let entries = if map.map_type() == BPF_MAP_TYPE_ARRAY as u32 {
+                    format!(" entries {}", map.max_entries())
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{name} type {} key {} value {}",
+                    "{name} type {} key {} value {}{entries}",
                     map.map_type(),
                     map.key_size(),
                     map.value_size()
@@ -119,7 +129,7 @@ ZERO_DEST type 2 key 4 value 552
         let table = lines.join("\n") + "\n";
         assert_eq!(
             (VERSION, table.as_str()),
-            (1, LAYOUT_V1),
+            (2, LAYOUT_V2),
             "the pinned layout changed: bump layout::VERSION and record the new table"
         );
     }

@@ -10,6 +10,7 @@ use aya::{
     },
 };
 use enforcer_common::{
+    bank::Bank,
     config::Config,
     counters::GlobalCounter,
     dest::{DestKey, DestState},
@@ -172,12 +173,14 @@ pub fn set_config(maps: &mut Maps, config: Config) -> Result<(), BpfError> {
     array_set(maps, names::CONFIG, 0, config)
 }
 
-pub fn set_policy(maps: &mut Maps, id: u32, policy: Policy) -> Result<(), BpfError> {
-    array_set(maps, names::POLICIES, id, policy)
+/// Writes the policy at `slot` ([`Bank::slot`]).
+pub fn set_policy(maps: &mut Maps, slot: u32, policy: Policy) -> Result<(), BpfError> {
+    array_set(maps, names::POLICIES, slot, policy)
 }
 
-pub fn set_backoff(maps: &mut Maps, id: u32, row: BackoffRow) -> Result<(), BpfError> {
-    array_set(maps, names::BACKOFF, id, row)
+/// Writes the backoff table at `slot` ([`Bank::slot`]).
+pub fn set_backoff(maps: &mut Maps, slot: u32, row: BackoffRow) -> Result<(), BpfError> {
+    array_set(maps, names::BACKOFF, slot, row)
 }
 
 pub fn policy_stats(maps: &Maps, id: u32) -> Result<PolicyStats, BpfError> {
@@ -209,20 +212,45 @@ pub fn dests_capacity(maps: &Maps) -> Result<u32, BpfError> {
     Ok(info.max_entries())
 }
 
-fn rules_map(maps: &mut Maps) -> Result<LpmTrie<&mut MapData, RuleData, u32>, BpfError> {
-    LpmTrie::try_from(map_mut(maps, names::POLICY_RULES)?).map_err(map_err(names::POLICY_RULES))
+/// The capacity of `bank`'s rule trie, as the kernel created it.
+pub fn rules_capacity(maps: &Maps, bank: Bank) -> Result<u32, BpfError> {
+    let name = names::POLICY_RULES[bank.index()];
+    match map(maps, name)? {
+        Map::LpmTrie(data) => Ok(data.info().map_err(map_err(name))?.max_entries()),
+        _ => Err(BpfError::MapMissing { name }),
+    }
 }
 
-pub fn insert_rule(maps: &mut Maps, key: Key<RuleData>, policy_id: u32) -> Result<(), BpfError> {
-    rules_map(maps)?
-        .insert(&key, policy_id, 0)
-        .map_err(map_err(names::POLICY_RULES))
+fn rules_map(
+    maps: &mut Maps,
+    bank: Bank,
+) -> Result<(LpmTrie<&mut MapData, RuleData, u32>, &'static str), BpfError> {
+    let name = names::POLICY_RULES[bank.index()];
+    let trie = LpmTrie::try_from(map_mut(maps, name)?).map_err(map_err(name))?;
+    Ok((trie, name))
 }
 
-pub fn remove_rule(maps: &mut Maps, key: Key<RuleData>) -> Result<(), BpfError> {
-    rules_map(maps)?
-        .remove(&key)
-        .map_err(map_err(names::POLICY_RULES))
+pub fn insert_rule(
+    maps: &mut Maps,
+    bank: Bank,
+    key: Key<RuleData>,
+    policy_id: u32,
+) -> Result<(), BpfError> {
+    let (mut trie, name) = rules_map(maps, bank)?;
+    trie.insert(&key, policy_id, 0).map_err(map_err(name))
+}
+
+/// Empties `bank`'s rule trie: every key removed as the kernel holds it.
+pub fn clear_rules(maps: &mut Maps, bank: Bank) -> Result<(), BpfError> {
+    let (mut trie, name) = rules_map(maps, bank)?;
+    let keys: Vec<Key<RuleData>> = trie
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(map_err(name))?;
+    for key in &keys {
+        trie.remove(key).map_err(map_err(name))?;
+    }
+    Ok(())
 }
 
 fn overrides_map(maps: &mut Maps) -> Result<HashMap<&mut MapData, DestKey, Override>, BpfError> {
@@ -255,17 +283,19 @@ pub fn drain_events(maps: &mut Maps) -> Result<Vec<Event>, BpfError> {
     Ok(events)
 }
 
-pub fn policy(maps: &Maps, id: u32) -> Result<Policy, BpfError> {
-    array_get(maps, names::POLICIES, id)
+/// The policy at `slot` ([`Bank::slot`]).
+pub fn policy(maps: &Maps, slot: u32) -> Result<Policy, BpfError> {
+    array_get(maps, names::POLICIES, slot)
 }
 
-/// Every rule in the trie, decoded, with its policy id.
-pub fn rules(maps: &Maps) -> Result<Vec<(crate::rule::Rule, u32)>, BpfError> {
+/// Every rule in `bank`'s trie, decoded, with its policy id.
+pub fn rules(maps: &Maps, bank: Bank) -> Result<Vec<(crate::rule::Rule, u32)>, BpfError> {
+    let name = names::POLICY_RULES[bank.index()];
     let trie: LpmTrie<&MapData, RuleData, u32> =
-        LpmTrie::try_from(map(maps, names::POLICY_RULES)?).map_err(map_err(names::POLICY_RULES))?;
+        LpmTrie::try_from(map(maps, name)?).map_err(map_err(name))?;
     let mut out = Vec::new();
     for item in trie.iter() {
-        let (key, id) = item.map_err(map_err(names::POLICY_RULES))?;
+        let (key, id) = item.map_err(map_err(name))?;
         out.push((crate::rule::Rule::from_key(&key), id));
     }
     Ok(out)

@@ -11,6 +11,7 @@ mod lock_check;
 mod maps;
 mod object;
 pub mod pins;
+mod policy_set;
 pub mod programs;
 mod tc;
 
@@ -33,15 +34,14 @@ use enforcer_common::{
     flow::{Flow, FlowKey},
     maps as names,
     overrides::Override,
-    policy::{BackoffRow, Policy, PolicyStats},
+    policy::PolicyStats,
     rules::MAX_POLICIES,
 };
 pub use interfaces::{Ingress, PacketHook, Watched, if_index};
 pub use maps::Maps;
 use pins::{MAP_NAMES, PinDir};
+pub use policy_set::KernelPolicies;
 pub use tc::TcApi;
-
-use crate::rule::Rule;
 
 /// Errors of loading, attaching, pinning or reading the kernel programs.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +83,12 @@ pub enum BpfError {
     },
     #[error("policy id {id} is out of range (1..={max})")]
     PolicyId { id: u32, max: u32 },
+    #[error(
+        "policy.match: {rules} rules, but the kernel's rule maps hold at most {capacity} \
+         (daemon.rules_capacity when they were created: pinned maps keep theirs until \
+         `enforcer uninstall`); nothing was applied"
+    )]
+    RulesCapacity { rules: usize, capacity: u32 },
     #[error("opening cgroup {path}")]
     Cgroup {
         path: String,
@@ -130,6 +136,9 @@ pub struct LoadOptions {
     pub dests_capacity: u32,
     /// Capacity of the packet plane's flow table (likewise).
     pub flows_capacity: u32,
+    /// Capacity of each bank's rule trie: the most rules a policy set may
+    /// have (likewise).
+    pub rules_capacity: u32,
 }
 
 impl Default for LoadOptions {
@@ -137,6 +146,7 @@ impl Default for LoadOptions {
         Self {
             dests_capacity: names::DESTS_CAPACITY,
             flows_capacity: names::FLOWS_CAPACITY,
+            rules_capacity: names::POLICY_RULES_CAPACITY,
         }
     }
 }
@@ -190,6 +200,9 @@ impl Enforcer {
             .override_global(names::globals::MIN_HOP_LIMIT, &fields.min_hop_limit, true);
         loader.map_max_entries(names::DESTS, options.dests_capacity);
         loader.map_max_entries(names::FLOWS, options.flows_capacity);
+        for name in names::POLICY_RULES {
+            loader.map_max_entries(name, options.rules_capacity);
+        }
         let pin_paths: Vec<_> = pins.map(|p| p.pinned_maps().collect()).unwrap_or_default();
         for (name, path) in &pin_paths {
             // Reuses the map pinned there, or creates and pins it.
@@ -508,31 +521,6 @@ impl Enforcer {
         })
     }
 
-    /// Writes policy `id` and its backoff table (the table first, so the policy
-    /// never runs with an empty one).
-    pub fn set_policy(
-        &mut self,
-        id: u32,
-        policy: &Policy,
-        backoff: &BackoffRow,
-    ) -> Result<(), BpfError> {
-        check_policy_id(id)?;
-        maps::set_backoff(&mut self.maps, id, *backoff)?;
-        maps::set_policy(&mut self.maps, id, *policy)
-    }
-
-    /// Writes only the backoff table of policy `id` (re-jittering).
-    pub fn set_backoff(&mut self, id: u32, backoff: &BackoffRow) -> Result<(), BpfError> {
-        check_policy_id(id)?;
-        maps::set_backoff(&mut self.maps, id, *backoff)
-    }
-
-    /// Policy `id` as the kernel has it.
-    pub fn policy(&self, id: u32) -> Result<Policy, BpfError> {
-        check_policy_id(id)?;
-        maps::policy(&self.maps, id)
-    }
-
     /// The shared counts of policy `id` (tracked and open destinations).
     pub fn policy_stats(&self, id: u32) -> Result<PolicyStats, BpfError> {
         maps::policy_stats(&self.maps, id)
@@ -547,21 +535,6 @@ impl Enforcer {
     /// the capacity it was created with, whatever the configuration says now).
     pub fn dests_capacity(&self) -> Result<u32, BpfError> {
         maps::dests_capacity(&self.maps)
-    }
-
-    /// Maps the destinations `rule` matches to policy `policy_id`.
-    pub fn insert_rule(&mut self, rule: &Rule, policy_id: u32) -> Result<(), BpfError> {
-        check_policy_id(policy_id)?;
-        maps::insert_rule(&mut self.maps, rule.key(), policy_id)
-    }
-
-    pub fn remove_rule(&mut self, rule: &Rule) -> Result<(), BpfError> {
-        maps::remove_rule(&mut self.maps, rule.key())
-    }
-
-    /// Every rule in the kernel with its policy id.
-    pub fn rules(&self) -> Result<Vec<(Rule, u32)>, BpfError> {
-        maps::rules(&self.maps)
     }
 
     /// Sets an override for one destination and tells the gate to look them up.

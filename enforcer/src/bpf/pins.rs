@@ -27,11 +27,12 @@ use super::{
 };
 
 /// Every map the object declares (and so every map pin).
-pub const MAP_NAMES: [&str; 13] = {
+pub const MAP_NAMES: [&str; 14] = {
     use enforcer_common::maps::*;
     [
         CONFIG,
-        POLICY_RULES,
+        POLICY_RULES[0],
+        POLICY_RULES[1],
         POLICIES,
         BACKOFF,
         POLICY_STATS,

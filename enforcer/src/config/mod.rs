@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use enforcer_common::{maps::POLICY_RULES_CAPACITY, rules::MAX_POLICIES};
+use enforcer_common::rules::MAX_POLICIES;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -31,6 +31,10 @@ pub const DEFAULT_TOML: &str = include_str!("default.toml");
 /// The most healers `daemon.max_healers` may allow: each is a task and, for
 /// another namespace, a thread per probe.
 const MAX_HEALERS_LIMIT: u32 = 65_536;
+
+/// The largest `daemon.rules_capacity`: rule tries allocate per rule, so this
+/// bounds what a policy set may make the kernel allocate (two sets at most).
+const MAX_RULES_CAPACITY: u32 = 1 << 20;
 
 /// Where `enforcer run` looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/enforcer/enforcer.toml";
@@ -94,6 +98,9 @@ pub struct DaemonConfig {
     pub flow_syn_timeout: Duration,
     pub flow_idle_timeout: Duration,
     pub flows_capacity: u32,
+    /// Capacity of each of the kernel's two rule maps: the most rules a
+    /// policy set may have.
+    pub rules_capacity: u32,
     /// Healing: at most this many destinations probed at once.
     pub max_healers: u32,
     /// Keep what entering other network namespaces needs (`CAP_SYS_ADMIN`,
@@ -124,6 +131,7 @@ struct DaemonFile {
     flow_syn_timeout: Option<Spanned<Dur>>,
     flow_idle_timeout: Option<Spanned<Dur>>,
     flows_capacity: Option<Spanned<u32>>,
+    rules_capacity: Option<Spanned<u32>>,
     max_healers: Option<Spanned<u32>>,
     enter_namespaces: Option<Spanned<bool>>,
     bpf_run_stats: Option<Spanned<bool>>,
@@ -195,7 +203,8 @@ impl Config {
             Some(p) => (p, &lines),
             None => (base.policies.unwrap_or_default(), &base_lines),
         };
-        let policies = resolve_policies(&policies, &defaults, policy_lines).map_err(invalid)?;
+        let policies = resolve_policies(&policies, &defaults, policy_lines, daemon.rules_capacity)
+            .map_err(invalid)?;
         Ok(Self {
             daemon,
             defaults,
@@ -231,18 +240,26 @@ impl Config {
             origin: origin.to_owned(),
             message: e.to_string().trim_end().replace('\n', "\n  "),
         })?;
-        resolve_policies(&file.policies, &self.defaults, &Lines(Some(text))).map_err(|problem| {
-            ConfigError::Invalid {
-                origin: origin.to_owned(),
-                problem,
-            }
+        resolve_policies(
+            &file.policies,
+            &self.defaults,
+            &Lines(Some(text)),
+            self.daemon.rules_capacity,
+        )
+        .map_err(|problem| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problem,
         })
+    }
+
+    /// Checks a whole policy set put together from several sources: names
+    /// and rules unique, within the kernel's capacities.
+    pub fn check_set(&self, specs: &[PolicySpec]) -> Result<(), Invalid> {
+        check_set(specs, self.daemon.rules_capacity)
     }
 }
 
-/// Checks a whole policy set put together from several sources: names and
-/// rules unique, within the kernel's capacities.
-pub fn check_set(specs: &[PolicySpec]) -> Result<(), Invalid> {
+fn check_set(specs: &[PolicySpec], rules_capacity: u32) -> Result<(), Invalid> {
     if specs.len() >= MAX_POLICIES as usize {
         return invalid(
             "policy",
@@ -270,11 +287,16 @@ pub fn check_set(specs: &[PolicySpec]) -> Result<(), Invalid> {
             }
         }
     }
-    if rules.len() > POLICY_RULES_CAPACITY as usize {
+    check_rule_count(rules.len(), rules_capacity)
+}
+
+/// A policy set holds at most `daemon.rules_capacity` rules.
+fn check_rule_count(rules: usize, capacity: u32) -> Result<(), Invalid> {
+    if rules > capacity as usize {
         return invalid(
             "policy.match",
             None,
-            format!("at most {POLICY_RULES_CAPACITY} rules, got {}", rules.len()),
+            format!("at most {capacity} rules (daemon.rules_capacity), got {rules}"),
         );
     }
     Ok(())
@@ -435,6 +457,14 @@ fn resolve_daemon(
             format!("must be 1..=16777216, got {flows_capacity}"),
         );
     }
+    let (rules_capacity, line) = pick(None, &file.rules_capacity, &base.rules_capacity, lines);
+    if !(1..=MAX_RULES_CAPACITY).contains(&rules_capacity) {
+        return invalid(
+            "daemon.rules_capacity",
+            line,
+            format!("must be 1..={MAX_RULES_CAPACITY}, got {rules_capacity}"),
+        );
+    }
     let (max_healers, line) = pick(
         over.max_healers,
         &file.max_healers,
@@ -467,6 +497,7 @@ fn resolve_daemon(
         flow_syn_timeout: flow_syn_timeout.0,
         flow_idle_timeout: flow_idle_timeout.0,
         flows_capacity,
+        rules_capacity,
         max_healers,
         enter_namespaces,
         bpf_run_stats,
@@ -553,6 +584,7 @@ fn resolve_policies(
     files: &[PolicyFile],
     defaults: &Knobs,
     lines: &Lines<'_>,
+    rules_capacity: u32,
 ) -> Result<Vec<PolicySpec>, Invalid> {
     if files.len() >= MAX_POLICIES as usize {
         return invalid(
@@ -597,6 +629,14 @@ fn resolve_policies(
                 Err(e) => return invalid(&field("match"), lines.of(m), e.to_string()),
             };
             if !seen_rules.insert(rule) {
+                // Two spellings of one rule (`[::ffff:10.0.0.0/104]:80` is
+                // 10.0.0.0/8:80) are one rule: say which.
+                let written = m.get_ref();
+                let rule = if *written == rule.to_string() {
+                    rule.to_string()
+                } else {
+                    format!("`{written}` is {rule}, which")
+                };
                 return invalid(
                     &field("match"),
                     lines.of(m),
@@ -619,16 +659,7 @@ fn resolve_policies(
         knobs.overlay(&file.knobs(), lines);
         specs.push(PolicySpec::resolve(name, rules, cgroup, &knobs)?);
     }
-    if seen_rules.len() > POLICY_RULES_CAPACITY as usize {
-        return invalid(
-            "policy.match",
-            None,
-            format!(
-                "at most {POLICY_RULES_CAPACITY} rules, got {}",
-                seen_rules.len()
-            ),
-        );
-    }
+    check_rule_count(seen_rules.len(), rules_capacity)?;
     Ok(specs)
 }
 

@@ -140,6 +140,27 @@ fn bad_inputs_name_the_field_and_line() {
             "[[policy]]\nname = \"p\"\nmatch = []\n".into(),
             "needs at least one",
         ),
+        // Two spellings of one rule, in one policy or in two.
+        (
+            "[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.0/8:80\",\n  \"[::ffff:10.0.0.0/104]:80\"]\n".into(),
+            "line 4: policy \"p\": match: `[::ffff:10.0.0.0/104]:80` is 10.0.0.0/8:80, which overlaps",
+        ),
+        (
+            format!(
+                "{}{}",
+                policy(""),
+                "[[policy]]\nname = \"q\"\nmatch = [\"[::ffff:10.0.0.0/104]:80\"]\n"
+            ),
+            "line 7: policy \"q\": match: `[::ffff:10.0.0.0/104]:80` is 10.0.0.0/8:80, which overlaps",
+        ),
+        (
+            "[[policy]]\nname = \"p\"\nmatch = [\"[::ffff:10.0.0.0/88]:80\"]\n".into(),
+            "line 3: policy \"p\": match: `[::ffff:10.0.0.0/88]:80`: an IPv4-mapped prefix (::ffff:a.b.c.d) must be /96 or longer",
+        ),
+        (
+            "[daemon]\nrules_capacity = 0\n".into(),
+            "line 2: daemon.rules_capacity: must be 1..=1048576",
+        ),
         (
             "[daemon]\npin_dir = \"/tmp/pins\"\n".into(),
             "line 2: daemon.pin_dir: /tmp/pins is not a directory below the pin root",
@@ -188,6 +209,39 @@ fn too_many_policies_or_rules_are_rejected() {
         );
     }
     assert!(err(&text).contains("at most 255 policies"));
+    let rules = |n: u32| {
+        let matches: Vec<String> = (0..n).map(|i| format!("\"10.1.0.{i}:80\"")).collect();
+        format!(
+            "[daemon]\nrules_capacity = 3\n[[policy]]\nname = \"p\"\nmatch = [{}]\n",
+            matches.join(", ")
+        )
+    };
+    assert_eq!(
+        Config::parse(&rules(3), "t").unwrap().policies[0]
+            .rules
+            .len(),
+        3
+    );
+    let got = err(&rules(4));
+    assert!(
+        got.contains("policy.match: at most 3 rules (daemon.rules_capacity), got 4"),
+        "{got}"
+    );
+    let c = Config::parse(&rules(2), "t").unwrap();
+    let [p] = &c.policies[..] else { panic!() };
+    let q = PolicySpec {
+        name: "q".into(),
+        rules: vec![
+            "10.2.0.0/16:80".parse().unwrap(),
+            "10.3.0.0/16:80".parse().unwrap(),
+        ],
+        ..p.clone()
+    };
+    let got = c.check_set(&[p.clone(), q]).unwrap_err().to_string();
+    assert!(
+        got.contains("at most 3 rules (daemon.rules_capacity), got 4"),
+        "{got}"
+    );
 }
 
 #[test]

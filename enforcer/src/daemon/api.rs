@@ -29,7 +29,7 @@ use crate::{
     },
     bpf::{Applied as Written, BpfError},
     clock::monotonic_ns,
-    config::{self, Config, PolicySpec},
+    config::{Config, PolicySpec},
     http::stream,
     netns::Selector,
 };
@@ -198,12 +198,18 @@ async fn policy(State(api): State<Api>, Path(name): Path<String>) -> Answer<Poli
 
 /// Validates `specs` as the new whole set and applies it.
 fn replace_policies(d: &mut Daemon, specs: Vec<PolicySpec>) -> Answer<Applied> {
-    config::check_set(&specs).map_err(|e| Reject::bad(e.to_string()))?;
+    d.config
+        .check_set(&specs)
+        .map_err(|e| Reject::bad(e.to_string()))?;
     let policies = specs.len();
     d.change_policies(specs).map_err(|e| match e {
-        // A scope naming no cgroup is the request's fault; apply checks it
-        // before writing anything.
-        super::apply::ApplyError::Cgroup { .. } => Reject::bad(e.to_string()),
+        // A scope naming no cgroup, or more rules than the kernel's maps
+        // hold, is the request's fault; apply checks both before writing
+        // anything.
+        super::apply::ApplyError::Cgroup { .. }
+        | super::apply::ApplyError::Bpf(crate::bpf::BpfError::RulesCapacity { .. }) => {
+            Reject::bad(e.to_string())
+        }
         e => Reject::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     })?;
     Ok(Json(Applied { policies }))

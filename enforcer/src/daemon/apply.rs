@@ -1,13 +1,13 @@
-//! Writing a validated policy set into the kernel: policies get ids 1..=N in
-//! order; rules the set no longer has are removed; ids no longer used are turned
-//! off. Validation has happened before anything is written.
+//! Writing a validated policy set into the kernel, whole
+//! ([`Enforcer::replace_policies`]): the programs read the previous set or
+//! this one, never a mix. A policy keeps its id across sets (sockets and
+//! destinations refer to it by id); a new one takes the smallest free id.
+//! Validation has happened before anything is written.
 
 use std::{collections::HashSet, os::unix::fs::MetadataExt};
 
-use enforcer_common::policy::Policy;
-
 use crate::{
-    bpf::{BpfError, Enforcer},
+    bpf::{BpfError, Enforcer, KernelPolicies},
     cgroup,
     clock::Jitter,
     config::PolicySpec,
@@ -22,14 +22,9 @@ pub enum ApplyError {
     Bpf(#[from] BpfError),
 }
 
-/// The positional id of the `index`-th policy of a set (the daemon's start).
-pub const fn policy_id(index: usize) -> u32 {
-    index as u32 + 1
-}
-
 /// Ids for a new policy set: a name that had an id keeps it, a new name takes
-/// the smallest free one. Also the ids no longer used.
-pub fn assign_ids(previous: &[(&str, u32)], specs: &[PolicySpec]) -> (Vec<u32>, Vec<u32>) {
+/// the smallest free one.
+pub fn assign_ids(previous: &[(&str, u32)], specs: &[PolicySpec]) -> Vec<u32> {
     let kept: Vec<Option<u32>> = specs
         .iter()
         .map(|s| {
@@ -41,8 +36,7 @@ pub fn assign_ids(previous: &[(&str, u32)], specs: &[PolicySpec]) -> (Vec<u32>, 
         .collect();
     let mut taken: HashSet<u32> = kept.iter().flatten().copied().collect();
     let mut next = 1;
-    let ids = kept
-        .into_iter()
+    kept.into_iter()
         .map(|id| {
             id.unwrap_or_else(|| {
                 while taken.contains(&next) {
@@ -52,13 +46,38 @@ pub fn assign_ids(previous: &[(&str, u32)], specs: &[PolicySpec]) -> (Vec<u32>, 
                 next
             })
         })
-        .collect::<Vec<_>>();
-    let freed = previous
-        .iter()
-        .map(|(_, id)| *id)
-        .filter(|id| !ids.contains(id))
-        .collect();
-    (ids, freed)
+        .collect()
+}
+
+/// The ids the running set gave the policies of `specs`, from what the
+/// kernel runs: `(id, epoch)` of each policy there. An epoch is a hash of
+/// the name ([`PolicySpec::epoch`]), so a daemon that adopts its
+/// predecessor's pins learns its ids from them. Each id goes to one name at
+/// most, and each name to one id.
+pub fn running_ids<'a>(kernel: &[(u32, u32)], specs: &'a [PolicySpec]) -> Vec<(&'a str, u32)> {
+    let mut found: Vec<(&str, u32)> = Vec::new();
+    for (id, epoch) in kernel {
+        let name = specs
+            .iter()
+            .map(|s| (s.name.as_str(), s.epoch()))
+            .find(|(name, e)| e == epoch && !found.iter().any(|(n, _)| n == name));
+        if let Some((name, _)) = name {
+            found.push((name, *id));
+        }
+    }
+    found
+}
+
+/// `(id, epoch)` of every policy the kernel runs (a zeroed id has epoch 0).
+pub fn kernel_epochs(enforcer: &Enforcer) -> Result<Vec<(u32, u32)>, BpfError> {
+    let mut epochs = Vec::new();
+    for id in 1..enforcer_common::rules::MAX_POLICIES {
+        let epoch = enforcer.policy(id)?.epoch;
+        if epoch != 0 {
+            epochs.push((id, epoch));
+        }
+    }
+    Ok(epochs)
 }
 
 /// Checks what validation of the text cannot: scoped cgroups exist.
@@ -88,42 +107,27 @@ fn scope(spec: &PolicySpec) -> Result<Option<(u64, u32)>, ApplyError> {
     Ok(Some((id, level)))
 }
 
-/// Writes `specs` into the kernel under `ids`, replacing whatever policy set was
-/// there; `freed` ids are turned off.
+/// Writes `specs` into the kernel under `ids`, replacing whatever policy set
+/// was there, whole.
 pub fn apply(
     enforcer: &mut Enforcer,
     specs: &[PolicySpec],
     ids: &[u32],
-    freed: &[u32],
     jitter: &mut Jitter,
 ) -> Result<(), ApplyError> {
     let scopes = check(specs)?;
-    for ((spec, scope), id) in specs.iter().zip(&scopes).zip(ids) {
-        let backoff = spec.backoff(|| jitter.unit());
-        enforcer.set_policy(*id, &spec.kernel(*scope), &backoff)?;
-    }
-    crate::crash::point("apply.policies-written");
-    let wanted: HashSet<_> = specs
+    let policies = specs
+        .iter()
+        .zip(&scopes)
+        .zip(ids)
+        .map(|((spec, scope), id)| (*id, spec.kernel(*scope), spec.backoff(|| jitter.unit())))
+        .collect();
+    let rules = specs
         .iter()
         .zip(ids)
         .flat_map(|(s, id)| s.rules.iter().map(move |r| (*r, *id)))
         .collect();
-    for (rule, id) in &wanted {
-        enforcer.insert_rule(rule, *id)?;
-    }
-    crate::crash::point("apply.rules-inserted");
-    for (rule, id) in enforcer.rules()? {
-        if !wanted.contains(&(rule, id)) {
-            enforcer.remove_rule(&rule)?;
-        }
-    }
-    // Freed ids: off (a zeroed policy), in case a rule still pointed there for the
-    // instant between the writes above. Their shared counts stay: the gate moves
-    // each destination (and its counts) to its new policy at its next connect,
-    // and garbage collection forgets the rest.
-    for id in freed {
-        enforcer.set_policy(*id, &Policy::default(), &Default::default())?;
-    }
+    enforcer.replace_policies(&KernelPolicies { policies, rules })?;
     Ok(())
 }
 
@@ -145,12 +149,23 @@ mod tests {
     fn ids_stay_with_their_names() {
         let previous = [("a", 1), ("b", 2), ("c", 3)];
         // b removed, d added: d takes the smallest id no kept name has, b's 2.
-        let (ids, freed) = assign_ids(&previous, &specs(&["c", "a", "d"]));
-        assert_eq!(ids, [3, 1, 2]);
-        assert_eq!(freed, Vec::<u32>::new(), "2 is reused by d");
-        let (ids, freed) = assign_ids(&previous, &specs(&["a"]));
-        assert_eq!((ids, freed), (vec![1], vec![2, 3]));
-        let (ids, _) = assign_ids(&[], &specs(&["x", "y"]));
-        assert_eq!(ids, [1, 2]);
+        assert_eq!(assign_ids(&previous, &specs(&["c", "a", "d"])), [3, 1, 2]);
+        assert_eq!(assign_ids(&previous, &specs(&["a"])), [1]);
+        assert_eq!(assign_ids(&[], &specs(&["x", "y"])), [1, 2]);
+    }
+
+    #[test]
+    fn a_restart_learns_the_running_ids_from_the_epochs() {
+        let running = specs(&["a", "b", "c"]);
+        let epoch = |i: usize| running[i].epoch();
+        // The predecessor ran c at 1, a at 7 (b was removed at runtime), and
+        // an id of a policy this configuration does not have.
+        let kernel = [(1, epoch(2)), (4, 12345), (7, epoch(0))];
+        let known = running_ids(&kernel, &running);
+        assert_eq!(known, [("c", 1), ("a", 7)]);
+        assert_eq!(assign_ids(&known, &running), [7, 2, 1], "b takes a free id");
+        // One name never takes two ids (a collision of epochs, or a stale id).
+        let twice = [(3, epoch(0)), (5, epoch(0))];
+        assert_eq!(running_ids(&twice, &running), [("a", 3)]);
     }
 }

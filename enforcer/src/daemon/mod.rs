@@ -159,8 +159,8 @@ impl Daemon {
             .iter()
             .map(|p| (p.spec.name.as_str(), p.id))
             .collect();
-        let (ids, freed) = apply::assign_ids(&previous, &specs);
-        apply::apply(&mut self.enforcer, &specs, &ids, &freed, &mut self.jitter)?;
+        let ids = apply::assign_ids(&previous, &specs);
+        apply::apply(&mut self.enforcer, &specs, &ids, &mut self.jitter)?;
         self.policies = RunningPolicy::set(specs, ids);
         self.publish(notices::daemon_event(
             "policies_applied",
@@ -273,6 +273,7 @@ pub fn start(options: RunOptions) -> Result<Started, StartError> {
     let load = LoadOptions {
         dests_capacity: config.daemon.dests_capacity,
         flows_capacity: config.daemon.flows_capacity,
+        rules_capacity: config.daemon.rules_capacity,
     };
     let (mut enforcer, installed) = Enforcer::install(&load, &pins, &cgroup).map_err(|e| {
         let context = format!("installing into {}", pins.root().display());
@@ -373,17 +374,10 @@ fn finish_start(
             config.policies.clone()
         }
     };
-    // A previous daemon's ids are not known by name: start positional, and free
-    // whatever else the kernel still has rules for.
-    let ids: Vec<u32> = (0..policies.len()).map(apply::policy_id).collect();
-    let mut freed: Vec<u32> = enforcer
-        .rules()?
-        .iter()
-        .map(|(_, id)| *id)
-        .filter(|id| !ids.contains(id))
-        .collect();
-    freed.sort_unstable();
-    freed.dedup();
+    // Sockets and destinations a previous daemon's programs admitted hold its
+    // ids: a policy it ran keeps its id here.
+    let running = apply::running_ids(&apply::kernel_epochs(&enforcer)?, &policies);
+    let ids = apply::assign_ids(&running, &policies);
     let mut daemon = Daemon {
         enforcer,
         config: config.clone(),
@@ -403,13 +397,7 @@ fn finish_start(
         ready: false,
         uninstall_requested: false,
     };
-    apply::apply(
-        &mut daemon.enforcer,
-        &policies,
-        &ids,
-        &freed,
-        &mut daemon.jitter,
-    )?;
+    apply::apply(&mut daemon.enforcer, &policies, &ids, &mut daemon.jitter)?;
     daemon.policies = RunningPolicy::set(policies, ids);
     daemon.ready = true;
     Ok(Arc::new(Mutex::new(daemon)))

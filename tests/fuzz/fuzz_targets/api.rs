@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 
 use enforcer::{
     api::{Dest, Lasting, OverrideQuery, ResetQuery, StatusQuery},
-    config::{Config, check_set},
+    config::Config,
     daemon::api::put_policy,
     netns::Selector,
 };
@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(spec.name, name, "PUT /v1/policies/{name} set another policy");
     }
     if let Ok(specs) = EMBEDDED.parse_policies(body, "request")
-        && let Err(e) = check_set(&specs)
+        && let Err(e) = EMBEDDED.check_set(&specs)
     {
         panic!("parsed, but the set is refused: {e}");
     }

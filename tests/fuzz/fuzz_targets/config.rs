@@ -10,7 +10,7 @@
 
 use std::sync::LazyLock;
 
-use enforcer::config::{Config, ConfigError, PolicySpec, check_set};
+use enforcer::config::{Config, ConfigError, PolicySpec};
 use libfuzzer_sys::fuzz_target;
 
 static EMBEDDED: LazyLock<Config> = LazyLock::new(Config::embedded);
@@ -48,7 +48,7 @@ fn check_error(e: &ConfigError, lines: usize) {
 }
 
 fn check_applicable(specs: &[PolicySpec]) {
-    if let Err(e) = check_set(specs) {
+    if let Err(e) = EMBEDDED.check_set(specs) {
         panic!("parsed, but the set is refused: {e}");
     }
     for spec in specs {

@@ -126,11 +126,7 @@ fn connecting_again_after_a_synchronous_failure_strands_no_slot() {
     // not with the bulkhead's ECONNREFUSED).
     let others = place.run(|| {
         (0..3)
-            .map(|_| {
-                let socket = net::tcp_socket(true, false);
-                net::bind_fd(&socket, "127.0.0.1:0".parse().unwrap()).expect("bind");
-                format!("{:?}", net::connect_fd(&socket, remote))
-            })
+            .map(|_| format!("{:?}", net::connect_from_loopback(remote)))
             .collect::<Vec<_>>()
             .join(" ")
     });

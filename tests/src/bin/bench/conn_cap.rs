@@ -23,7 +23,7 @@ use std::{
     sync::Barrier,
 };
 
-use enforcer::{bpf::Enforcer, rule::Rule};
+use enforcer::bpf::Enforcer;
 use enforcer_common::policy::{BackoffRow, Policy};
 use enforcer_tests::{
     cgroup::ScratchCgroup,
@@ -206,13 +206,15 @@ pub fn run(size: Size) -> Results {
     let protected = ScratchCgroup::new();
     let mut enforcer = fixtures::attached(&protected);
     let backoff = BackoffRow::exponential(HOUR_NS, HOUR_NS);
-    for (id, dest, cap) in [(1, v4(to_plain.addr), HIGH_CAP), (2, held_plain_addr, CAP)] {
-        enforcer
-            .set_policy(id, &caps_policy(cap), &backoff)
-            .expect("writing a policy");
-        let rule: Rule = dest.to_string().parse().expect("a rule");
-        enforcer.insert_rule(&rule, id).expect("writing a rule");
-    }
+    let (to_plain_rule, held_rule) = (v4(to_plain.addr).to_string(), held_plain_addr.to_string());
+    fixtures::install(
+        &mut enforcer,
+        &[
+            (1, caps_policy(HIGH_CAP), backoff),
+            (2, caps_policy(CAP), backoff),
+        ],
+        &[(&to_plain_rule, 1), (&held_rule, 2)],
+    );
 
     // The overhead loop.
     let dests = [

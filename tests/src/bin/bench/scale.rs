@@ -16,7 +16,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 
 use enforcer::{
-    bpf::{Enforcer, LoadOptions},
+    bpf::{Enforcer, KernelPolicies, LoadOptions},
     rule::Rule,
 };
 use enforcer_common::{
@@ -131,26 +131,28 @@ impl Arm {
             },
         );
         let map_ids = map_memory::opened_since(&before);
-        enforcer
-            .set_policy(
-                fixtures::POLICY_ID,
-                &policy(),
-                &BackoffRow::exponential(HOUR_NS, HOUR_NS),
-            )
-            .expect("writing the policy");
         // The server's rule, one /32 rule per filled destination while the trie
         // has room (leaving one entry for the covering rule), then the rule that
         // covers the rest.
         let per_dest = (dests - 1).min(maps::POLICY_RULES_CAPACITY as usize - 2);
         let rules = std::iter::once(server.to_string())
             .chain((0..per_dest).map(|i| format!("{}/32:*", refusing.dest(i).ip())))
-            .chain((dests > 1).then(|| refusing.covering_rule()));
-        for rule in rules {
-            let rule: Rule = rule.parse().unwrap_or_else(|e| panic!("{e}"));
-            enforcer
-                .insert_rule(&rule, fixtures::POLICY_ID)
-                .expect("writing a rule");
-        }
+            .chain((dests > 1).then(|| refusing.covering_rule()))
+            .map(|rule| {
+                let rule: Rule = rule.parse().unwrap_or_else(|e| panic!("{e}"));
+                (rule, fixtures::POLICY_ID)
+            })
+            .collect();
+        enforcer
+            .replace_policies(&KernelPolicies {
+                policies: vec![(
+                    fixtures::POLICY_ID,
+                    policy(),
+                    BackoffRow::exponential(HOUR_NS, HOUR_NS),
+                )],
+                rules,
+            })
+            .expect("writing the policy set");
         refusing.connect_each(&cgroup, dests - 1);
         Self {
             dests,
@@ -301,7 +303,7 @@ impl Results {
             &[
                 "tracked destinations",
                 "DESTS",
-                "POLICY_RULES",
+                "POLICY_RULES_0 + _1",
                 "all maps",
                 "DESTS per capacity entry",
             ],
@@ -311,7 +313,7 @@ impl Results {
             m.row(vec![
                 a.dests.to_string(),
                 mib(dests),
-                mib(a.memlock(maps::POLICY_RULES)),
+                mib(maps::POLICY_RULES.iter().map(|n| a.memlock(n)).sum()),
                 mib(a.memlock_total()),
                 format!("{} B", dests / u64::from(self.dests_capacity.max(1))),
             ]);
