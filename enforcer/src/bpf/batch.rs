@@ -35,6 +35,18 @@ pub fn lookup_all<K: Pod + Default, V: Pod + Default>(
     elem_flags: u64,
 ) -> io::Result<Vec<(K, V)>> {
     let mut out = Vec::new();
+    for_each(map, elem_flags, |k: &K, v: &V| out.push((*k, *v)))?;
+    Ok(out)
+}
+
+/// As [`lookup_all`], handing each entry to `f` as it is read: memory stays
+/// at one batch whatever the map holds (a scrape keeps only its top series).
+/// On `Err`, `f` may have seen some entries.
+pub fn for_each<K: Pod + Default, V: Pod + Default>(
+    map: BorrowedFd<'_>,
+    elem_flags: u64,
+    mut f: impl FnMut(&K, &V),
+) -> io::Result<()> {
     let mut keys = vec![K::default(); CHUNK];
     let mut values = vec![V::default(); CHUNK];
     // Hash maps use a bucket index as the batch token, arrays the next index:
@@ -70,9 +82,12 @@ pub fn lookup_all<K: Pod + Default, V: Pod + Default>(
             }
         }
         let n = attr.count as usize;
-        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        keys[..n]
+            .iter()
+            .zip(&values[..n])
+            .for_each(|(k, v)| f(k, v));
         if done {
-            return Ok(out);
+            return Ok(());
         }
         token = next;
         first = false;

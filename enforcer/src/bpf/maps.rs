@@ -115,6 +115,37 @@ pub fn dests_batched(maps: &Maps) -> std::io::Result<Vec<(DestKey, DestState)>> 
     }
 }
 
+/// Hands every destination to `f` as it is read (in batches, each under its
+/// lock; one key at a time where the kernel cannot batch).
+pub fn each_dest(maps: &Maps, mut f: impl FnMut(&DestKey, &DestState)) -> Result<(), BpfError> {
+    use std::os::fd::AsFd as _;
+    let Map::HashMap(data) = map(maps, names::DESTS)? else {
+        return Err(BpfError::MapMissing { name: names::DESTS });
+    };
+    let mut seen = 0u64;
+    let batched = super::batch::for_each(data.fd().as_fd(), BPF_F_LOCK, |k, v| {
+        seen += 1;
+        f(k, v)
+    });
+    match batched {
+        Ok(()) => Ok(()),
+        // A kernel that cannot batch refuses the first call: read by key.
+        Err(_) if seen == 0 => {
+            for (k, s) in dests_by_key(maps)? {
+                f(&k, &s);
+            }
+            Ok(())
+        }
+        Err(source) => Err(BpfError::Map {
+            name: names::DESTS,
+            source: MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_lookup_batch",
+                io_error: source,
+            }),
+        }),
+    }
+}
+
 /// Every destination, one key at a time.
 pub fn dests_by_key(maps: &Maps) -> Result<Vec<(DestKey, DestState)>, BpfError> {
     let dests = dests_map(maps)?;

@@ -458,6 +458,11 @@ impl Enforcer {
         maps::dests(&self.maps)
     }
 
+    /// Hands every destination to `f` as it is read, keeping none.
+    pub fn each_dest(&self, f: impl FnMut(&DestKey, &DestState)) -> Result<(), BpfError> {
+        maps::each_dest(&self.maps, f)
+    }
+
     /// [`Self::dests`] through batch lookups only (an error where the kernel
     /// cannot batch); for tests and benchmarks.
     pub fn dests_batched(&self) -> io::Result<Vec<(DestKey, DestState)>> {

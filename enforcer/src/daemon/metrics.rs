@@ -15,9 +15,8 @@ use axum::{
     routing::get,
 };
 use enforcer_common::{
-    breaker::state,
     counters::GlobalCounter,
-    dest::{DestKey, DestState, LATENCY_BUCKETS, Latency},
+    dest::{DestState, LATENCY_BUCKETS, Latency},
 };
 use prometheus_client::{
     collector::Collector,
@@ -26,7 +25,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::{Daemon, Shared, lock, view::PolicyNames};
+use super::{Daemon, Shared, lock, series::Top, view::PolicyNames};
 use crate::{bpf::ProgramStats, http::stream, netns};
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -91,10 +90,9 @@ struct Series {
 /// What a scrape reads under the daemon's lock: map contents and copies of
 /// the daemon's small tables, nothing derived.
 struct Raw {
-    dests: Vec<(DestKey, DestState)>,
+    top: Top,
     names: PolicyNames,
     namespaces: Arc<netns::Registry>,
-    max_series: usize,
     globals: Vec<(GlobalCounter, u64)>,
     policies: Vec<(String, u64, u64, u64)>,
     programs: Vec<ProgramStats>,
@@ -115,11 +113,14 @@ impl Raw {
                 (p.spec.name.clone(), st.tracked, st.open, st.guard_refusals)
             })
             .collect();
+        let mut top = Top::new(d.config.daemon.max_series as usize);
+        if let Err(e) = d.enforcer.each_dest(|k, s| top.offer(k, s)) {
+            tracing::warn!("scrape: reading the destinations: {e}");
+        }
         Self {
-            dests: d.enforcer.dests().unwrap_or_default(),
+            top,
             names: PolicyNames::of(d),
             namespaces: d.namespaces.clone(),
-            max_series: d.config.daemon.max_series as usize,
             globals: GlobalCounter::ALL
                 .iter()
                 .map(|&c| (c, d.enforcer.counter(c).unwrap_or(0)))
@@ -170,23 +171,8 @@ struct Snapshot {
 
 impl From<Raw> for Snapshot {
     fn from(raw: Raw) -> Self {
-        let Raw { mut dests, .. } = raw;
-        let tracked = dests.len() as u64;
-        let limit = raw.max_series;
-        // Open destinations first, then the busiest: those get their own
-        // series. Only they need ordering among themselves.
-        let rank = |(k, s): &(DestKey, DestState)| {
-            (
-                s.breaker.state == state::CLOSED,
-                u64::MAX - s.counters.attempts,
-                k.socket_addr(),
-            )
-        };
-        if dests.len() > limit {
-            dests.select_nth_unstable_by_key(limit, rank);
-        }
-        let (own, rest) = dests.split_at_mut(limit.min(tracked as usize));
-        own.sort_unstable_by_key(rank);
+        let tracked = raw.top.tracked();
+        let (own, other) = raw.top.finish();
         let mut series: Vec<Series> = own
             .iter()
             .map(|(k, s)| Series {
@@ -198,11 +184,7 @@ impl From<Raw> for Snapshot {
                 s: *s,
             })
             .collect();
-        if !rest.is_empty() {
-            let mut other = DestState::default();
-            for (_, s) in rest.iter() {
-                fold(&mut other, s);
-            }
+        if let Some(other) = other {
             series.push(Series {
                 dest: "other".into(),
                 netns: "other".into(),
@@ -238,33 +220,6 @@ impl From<Raw> for Snapshot {
             healing_skipped: raw.healing_skipped,
         }
     }
-}
-
-/// Adds `s`'s counters into `into` (for the folded series).
-fn fold(into: &mut DestState, s: &DestState) {
-    let (a, b) = (&mut into.counters, &s.counters);
-    a.attempts += b.attempts;
-    a.successes += b.successes;
-    a.failures_refused += b.failures_refused;
-    a.failures_timeout += b.failures_timeout;
-    a.failures_unreachable += b.failures_unreachable;
-    a.slow += b.slow;
-    a.abandoned += b.abandoned;
-    a.local_errors += b.local_errors;
-    a.probes_reclaimed += b.probes_reclaimed;
-    a.rejected_circuit += b.rejected_circuit;
-    a.rejected_bulkhead += b.rejected_bulkhead;
-    a.would_reject_circuit += b.would_reject_circuit;
-    a.would_reject_bulkhead += b.would_reject_bulkhead;
-    a.probes += b.probes;
-    a.trips += b.trips;
-    a.guard_refusals += b.guard_refusals;
-    into.breaker.active += s.breaker.active;
-    into.breaker.pending += s.breaker.pending;
-    for (x, y) in into.latency.buckets.iter_mut().zip(s.latency.buckets) {
-        *x += y;
-    }
-    into.latency.sum_ns += s.latency.sum_ns;
 }
 
 /// A histogram already bucketed by the kernel.

@@ -20,6 +20,7 @@ mod notices;
 mod private_dir;
 pub mod saved;
 pub mod scan;
+mod series;
 pub mod view;
 
 use std::{

@@ -1,0 +1,177 @@
+//! Which destinations get series of their own in a scrape: at most
+//! `max_series`, open ones first, then the busiest; the rest are summed into
+//! one. Chosen while the map is read, keeping only the chosen few, so a
+//! scrape of 100 000 destinations holds a thousand, not all of them.
+
+use std::{cmp::Ordering, collections::BinaryHeap, net::SocketAddr};
+
+use enforcer_common::{
+    breaker::state,
+    dest::{DestKey, DestState},
+};
+
+/// Lower ranks first: open before closed, more attempts first, then the
+/// address (a stable order between scrapes).
+type Rank = (bool, u64, SocketAddr);
+
+fn rank(key: &DestKey, s: &DestState) -> Rank {
+    (
+        s.breaker.state == state::CLOSED,
+        u64::MAX - s.counters.attempts,
+        key.socket_addr(),
+    )
+}
+
+struct Ranked {
+    rank: Rank,
+    key: DestKey,
+    state: DestState,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank == other.rank
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.rank.cmp(&other.rank)
+    }
+}
+
+/// The destinations offered so far: the best `limit` kept, the others summed.
+pub struct Top {
+    limit: usize,
+    /// The worst kept one on top, to be pushed out first.
+    kept: BinaryHeap<Ranked>,
+    other: DestState,
+    folded: u64,
+}
+
+impl Top {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            kept: BinaryHeap::with_capacity(limit + 1),
+            other: DestState::default(),
+            folded: 0,
+        }
+    }
+
+    pub fn offer(&mut self, key: &DestKey, state: &DestState) {
+        let rank = rank(key, state);
+        // Most destinations of a large map rank below every kept one: sum
+        // them without touching the heap.
+        if self.kept.len() == self.limit && self.kept.peek().is_none_or(|worst| rank >= worst.rank)
+        {
+            fold(&mut self.other, state);
+            self.folded += 1;
+            return;
+        }
+        self.kept.push(Ranked {
+            rank,
+            key: *key,
+            state: *state,
+        });
+        if self.kept.len() > self.limit
+            && let Some(out) = self.kept.pop()
+        {
+            fold(&mut self.other, &out.state);
+            self.folded += 1;
+        }
+    }
+
+    /// Destinations offered.
+    pub fn tracked(&self) -> u64 {
+        self.kept.len() as u64 + self.folded
+    }
+
+    /// The kept ones, best first, and the sum of the rest (if any).
+    pub fn finish(self) -> (Vec<(DestKey, DestState)>, Option<DestState>) {
+        let kept = self
+            .kept
+            .into_sorted_vec()
+            .into_iter()
+            .map(|r| (r.key, r.state))
+            .collect();
+        (kept, (self.folded > 0).then_some(self.other))
+    }
+}
+
+/// Adds `s`'s counters into `into` (for the folded series).
+fn fold(into: &mut DestState, s: &DestState) {
+    let (a, b) = (&mut into.counters, &s.counters);
+    a.attempts += b.attempts;
+    a.successes += b.successes;
+    a.failures_refused += b.failures_refused;
+    a.failures_timeout += b.failures_timeout;
+    a.failures_unreachable += b.failures_unreachable;
+    a.slow += b.slow;
+    a.abandoned += b.abandoned;
+    a.local_errors += b.local_errors;
+    a.probes_reclaimed += b.probes_reclaimed;
+    a.rejected_circuit += b.rejected_circuit;
+    a.rejected_bulkhead += b.rejected_bulkhead;
+    a.would_reject_circuit += b.would_reject_circuit;
+    a.would_reject_bulkhead += b.would_reject_bulkhead;
+    a.probes += b.probes;
+    a.trips += b.trips;
+    a.guard_refusals += b.guard_refusals;
+    into.breaker.active += s.breaker.active;
+    into.breaker.pending += s.breaker.pending;
+    for (x, y) in into.latency.buckets.iter_mut().zip(s.latency.buckets) {
+        *x += y;
+    }
+    into.latency.sum_ns += s.latency.sum_ns;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(i: u32, attempts: u64, open: bool) -> (DestKey, DestState) {
+        let addr: SocketAddr = format!("10.0.{}.{}:80", i / 256, i % 256).parse().unwrap();
+        let mut s = DestState::default();
+        s.counters.attempts = attempts;
+        s.breaker.active = 1;
+        s.breaker.state = if open { state::OPEN } else { state::CLOSED };
+        (DestKey::from(addr), s)
+    }
+
+    #[test]
+    fn keeps_the_open_then_the_busiest_and_sums_the_rest() {
+        let mut top = Top::new(3);
+        let all: Vec<_> = (0..100)
+            .map(|i| dest(i, u64::from(i), i == 7 || i == 42))
+            .collect();
+        for (k, s) in &all {
+            top.offer(k, s);
+        }
+        assert_eq!(top.tracked(), 100);
+        let (kept, other) = top.finish();
+        let attempts: Vec<u64> = kept.iter().map(|(_, s)| s.counters.attempts).collect();
+        assert_eq!(
+            attempts,
+            [42, 7, 99],
+            "open first (busiest first), then the busiest"
+        );
+        let other = other.expect("97 summed");
+        assert_eq!(other.breaker.active, 97);
+        assert_eq!(other.counters.attempts, (0..100).sum::<u64>() - 42 - 7 - 99);
+    }
+
+    #[test]
+    fn nothing_is_summed_under_the_limit() {
+        let mut top = Top::new(10);
+        let (k, s) = dest(1, 5, false);
+        top.offer(&k, &s);
+        let (kept, other) = top.finish();
+        assert_eq!((kept.len(), other.is_none()), (1, true));
+    }
+}
