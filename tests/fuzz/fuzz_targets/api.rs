@@ -44,7 +44,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let name = query.trim();
     if let Ok(spec) = put_policy(&EMBEDDED, name, body) {
-        assert_eq!(spec.name, name, "PUT /v1/policies/{name} set another policy");
+        assert_eq!(
+            spec.name, name,
+            "PUT /v1/policies/{name} set another policy"
+        );
     }
     if let Ok(specs) = EMBEDDED.parse_policies(body, "request")
         && let Err(e) = EMBEDDED.check_set(&specs)

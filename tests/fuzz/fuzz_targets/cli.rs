@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(lasting) = text.parse::<Lasting>() {
         let printed = lasting.to_string();
-        assert_eq!(printed.parse(), Ok(lasting), "{text:?} printed as {printed}");
+        assert_eq!(
+            printed.parse(),
+            Ok(lasting),
+            "{text:?} printed as {printed}"
+        );
     }
     if let Ok(rule) = text.parse::<Rule>() {
         let max = if rule.addr.is_ipv4() { 32 } else { 128 };
