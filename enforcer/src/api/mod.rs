@@ -14,7 +14,7 @@
 //! | `POST /v1/reset?dest=D[&netns=N]`              | [`ResetDone`]          |
 //! | `POST /v1/pause`, `POST /v1/resume`            | [`Switch`]             |
 //! | `POST /v1/reload`                              | [`Applied`]            |
-//! | `GET /v1/events`                               | events, one JSON line each, live |
+//! | `GET /v1/events`                               | [`Event`]s, one JSON line each, live |
 //! | `GET /v1/metrics`                              | the Prometheus text    |
 //! | `POST /v1/uninstall`                           | [`Uninstalling`]       |
 //!
@@ -30,6 +30,6 @@ mod resources;
 
 pub use params::{Dest, Lasting, OverrideQuery, ResetQuery, StatusQuery};
 pub use resources::{
-    Applied, BreakerState, ByCause, Destination, ErrorBody, Failures, OverrideKind, OverrideSet,
-    PolicyView, ResetDone, Status, Switch, Uninstalling,
+    Applied, BreakerState, ByCause, Destination, ErrorBody, Event, Failures, Netns, OverrideKind,
+    OverrideSet, PolicyView, ResetDone, Status, Switch, Uninstalling,
 };

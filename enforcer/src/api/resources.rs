@@ -213,6 +213,44 @@ pub struct Uninstalling {
     pub uninstalling: bool,
 }
 
+/// One line of `GET /v1/events`: a kernel transition (`tripped`,
+/// `half_open`, `closed`, …) or something the daemon did (`forced_open`,
+/// `disabled`, `reset`, `override_expired`, `paused`, `resumed`,
+/// `policies_applied`, `heal_probe_ok`, `heal_probe_failed`), or `lagged`
+/// when a slow follower missed some. Fields that do not apply are left out.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest: Option<SocketAddr>,
+    /// The destination's network namespace; none for what applies to the
+    /// address in every namespace (overrides).
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Netns>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trip_level: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_for_ms: Option<u64>,
+    /// How long ago the kernel recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// `lagged`: how many events this follower missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed: Option<u64>,
+}
+
+/// A destination's network namespace, as [`Destination`] names it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Netns {
+    pub netns: Option<u64>,
+    pub netns_name: Option<String>,
+    pub netns_status: String,
+}
+
 /// Every 4xx and 5xx answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -15,7 +15,10 @@ use bytes::Bytes;
 use enforcer_common::{control::kind as command, dest::DestKey, overrides::kind};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
-use tokio_stream::{StreamExt as _, wrappers::BroadcastStream};
+use tokio_stream::{
+    StreamExt as _,
+    wrappers::{BroadcastStream, errors::BroadcastStreamRecvError},
+};
 
 use super::{
     Daemon, Shared, lock,
@@ -24,7 +27,7 @@ use super::{
 };
 use crate::{
     api::{
-        Applied, Dest, ErrorBody, Lasting, OverrideKind, OverrideQuery, OverrideSet, PolicyView,
+        Applied, Dest, ErrorBody, Event, Lasting, OverrideKind, OverrideQuery, OverrideSet, PolicyView,
         ResetDone, ResetQuery, StatusQuery, Switch, Uninstalling,
     },
     bpf::{Applied as Written, BpfError},
@@ -369,12 +372,12 @@ async fn reset(State(api): State<Api>, Query(q): Query<ResetQuery>) -> Answer<Re
     for key in &reset {
         let label = d.namespaces.label(key.netns);
         if netns.is_some() {
-            d.publish(dest_event("reset", key, &label, ""));
+            d.publish(dest_event("reset", key, label.clone(), ""));
         }
         namespaces.push(label.inode);
     }
     if netns.is_none() {
-        d.publish(daemon_event("reset", Some(&dest.to_string()), ""));
+        d.publish(daemon_event("reset", Some(dest), ""));
     }
     Ok(Json(ResetDone {
         dest,
@@ -434,13 +437,14 @@ pub fn reload(shared: &Shared) -> Result<usize, String> {
 async fn events(State(api): State<Api>) -> Response {
     let rx = lock(&api.shared).events.subscribe();
     let lines = BroadcastStream::new(rx).map(|item| {
-        let line = match item {
-            Ok(line) => line,
-            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => {
-                serde_json::json!({ "kind": "lagged", "missed": missed }).to_string()
-            }
-        };
-        Ok::<_, std::convert::Infallible>(Bytes::from(line + "\n"))
+        let event = item.unwrap_or_else(|BroadcastStreamRecvError::Lagged(missed)| Event {
+            kind: "lagged".to_owned(),
+            missed: Some(missed),
+            ..Event::default()
+        });
+        let mut line = serde_json::to_vec(&event)?;
+        line.push(b'\n');
+        Ok::<_, serde_json::Error>(Bytes::from(line))
     });
     (
         [(header::CONTENT_TYPE, "application/x-ndjson")],

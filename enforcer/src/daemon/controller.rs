@@ -80,11 +80,7 @@ fn expire_overrides(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
         if !o.active(now) {
             let dest = key.socket_addr();
             d.enforcer.remove_override(dest)?;
-            d.publish(daemon_event(
-                "override_expired",
-                Some(&dest.to_string()),
-                "",
-            ));
+            d.publish(daemon_event("override_expired", Some(dest), ""));
         }
     }
     Ok(())

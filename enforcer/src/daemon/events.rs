@@ -1,5 +1,5 @@
-//! The event reader: kernel transitions from the ring buffer become log lines,
-//! JSON lines for `enforcer events`, and per-kind counts for the metrics.
+//! The event reader: kernel transitions from the ring buffer become typed
+//! events (logged, streamed to `enforcer events`, counted for the metrics).
 //!
 //! Every event about a destination names its network namespace next to the
 //! address (`netns`: the inode, `netns_name`, `netns_status`: `host`,
@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use enforcer_common::event::{Event, kind, kind_name};
-use serde_json::json;
 
 use super::{Shared, lock};
 use crate::{clock::monotonic_ns, netns::Label};
@@ -59,8 +58,8 @@ pub async fn run(shared: Shared) {
                 d.healing.saw_open(event.dest, event.policy_id, tripped_at);
             }
             let label = d.namespaces.label(event.dest.netns);
-            let line = kernel_event(&event, d.policy_name(event.policy_id), &label);
-            d.publish(line);
+            let notice = kernel_event(&event, d.policy_name(event.policy_id), label);
+            d.publish(notice);
         }
         // A destination that just tripped starts healing now, not at the
         // controller's next tick.
@@ -68,19 +67,16 @@ pub async fn run(shared: Shared) {
     }
 }
 
-/// A kernel transition as a JSON line.
-pub fn kernel_event(e: &Event, policy: &str, netns: &Label) -> String {
-    let open_for_ms = (e.open_until_ns > e.at_ns).then(|| (e.open_until_ns - e.at_ns) / 1_000_000);
-    json!({
-        "kind": kind_name(e.kind),
-        "dest": e.dest.socket_addr().to_string(),
-        "netns": netns.inode,
-        "netns_name": netns.name,
-        "netns_status": netns.status,
-        "policy": policy,
-        "trip_level": e.trips,
-        "open_for_ms": open_for_ms,
-        "age_ms": monotonic_ns().saturating_sub(e.at_ns) / 1_000_000,
-    })
-    .to_string()
+/// A kernel transition as an event.
+pub fn kernel_event(e: &Event, policy: &str, netns: Label) -> crate::api::Event {
+    crate::api::Event {
+        kind: kind_name(e.kind).to_owned(),
+        dest: Some(e.dest.socket_addr()),
+        netns: Some(netns.into()),
+        policy: Some(policy.to_owned()),
+        trip_level: Some(e.trips),
+        open_for_ms: (e.open_until_ns > e.at_ns).then(|| (e.open_until_ns - e.at_ns) / 1_000_000),
+        age_ms: Some(monotonic_ns().saturating_sub(e.at_ns) / 1_000_000),
+        ..crate::api::Event::default()
+    }
 }

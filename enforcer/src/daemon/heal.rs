@@ -304,7 +304,7 @@ async fn heal(shared: Shared, key: DestKey, id: u64) {
         match d.enforcer.command(command, &key) {
             Ok(Applied::Applied) => {
                 let label = d.namespaces.label(key.netns);
-                d.publish(dest_event(what, &key, &label, "healing probe"));
+                d.publish(dest_event(what, &key, label, "healing probe"));
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("healing {addr}: {e}"),

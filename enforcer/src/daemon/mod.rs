@@ -65,8 +65,8 @@ pub struct Daemon {
     /// The host's network namespaces by cookie: how destinations' namespaces
     /// are shown and named, and where healing probes are made from.
     pub namespaces: Arc<Registry>,
-    /// Events, as JSON lines, for `enforcer events` followers.
-    pub events: broadcast::Sender<String>,
+    /// Events for `enforcer events` followers.
+    pub events: broadcast::Sender<crate::api::Event>,
     /// Kernel events read, by kind name.
     pub event_counts: HashMap<&'static str, u64>,
     /// The capabilities kept after the start, and the optional features
@@ -171,10 +171,19 @@ impl Daemon {
         Ok(())
     }
 
-    /// Sends a JSON line to `enforcer events` followers (none listening is fine).
-    pub fn publish(&self, line: String) {
-        tracing::info!(target: "enforcer::events", "event {line}");
-        let _ = self.events.send(line);
+    /// Logs an event and sends it to `enforcer events` followers (none
+    /// listening is fine).
+    pub fn publish(&self, event: crate::api::Event) {
+        tracing::info!(
+            target: "enforcer::events",
+            kind = %event.kind,
+            dest = ?event.dest,
+            netns = ?event.netns.as_ref().and_then(|n| n.netns),
+            policy = ?event.policy,
+            detail = ?event.detail,
+            "event"
+        );
+        let _ = self.events.send(event);
     }
 }
 
