@@ -18,8 +18,9 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 /// What one listener allows.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Connections served at once; more wait in the listen backlog (no
-    /// descriptor spent on them).
+    /// Connections served at once; one more is closed as soon as it is
+    /// accepted (the backlog stays empty, and the daemon's descriptors
+    /// bounded).
     pub connections: usize,
     /// The whole head (request line and headers), and hyper's read buffer.
     pub head_bytes: usize,
@@ -61,12 +62,13 @@ pub async fn serve<L: Listener>(mut listener: L, router: Router, limits: Limits)
         .layer(RequestBodyTimeoutLayer::new(limits.body_timeout));
     let permits = Arc::new(Semaphore::new(limits.connections));
     loop {
-        // Wait for a free slot before accepting: over the limit, clients
-        // queue in the kernel's backlog instead of in the daemon.
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
         let (io, _) = listener.accept().await;
+        // Over the limit, shed at once: a client that parks connections
+        // keeps at most `connections` of them, each until its deadline.
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            drop(io);
+            continue;
+        };
         let service = TowerToHyperService::new(router.clone());
         tokio::spawn(async move {
             let _permit = permit;
