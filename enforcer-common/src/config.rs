@@ -44,12 +44,21 @@ pub struct Config {
     /// paused, so a flow older than this is judged by what it missed: never
     /// as a failure (`enforcer_common::flow::Watch`).
     pub resumed_ns: u64,
+    /// Non-zero: the programs log their rare paths (a full map, socket
+    /// storage that cannot be created, unexpected states) through aya-log
+    /// (`daemon.kernel_log`). Zero skips every log call.
+    pub kernel_log: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Config>() == 56);
+const _: () = assert!(size_of::<Config>() == 64);
 impl_pod!(Config);
 
 impl Config {
     pub const fn is_paused(&self) -> bool {
         self.paused != 0
+    }
+
+    pub const fn kernel_log(&self) -> bool {
+        self.kernel_log != 0
     }
 }

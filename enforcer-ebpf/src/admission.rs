@@ -27,6 +27,7 @@ use enforcer_common::{
 use crate::{
     atomic, counters,
     dest::{Change, Locked, PolicyGuard},
+    klog::rare,
     maps::{DESTS, OVERRIDES, POLICY_STATS, ZERO_DEST},
     policies::Policies,
 };
@@ -50,7 +51,9 @@ pub enum Admission {
 /// says whether the matching policy applies to this caller (its cgroup scope;
 /// for a guest's SYN, also whether the SYN can be judged at all), counting why
 /// not: it runs only once a rule matched, so connects no policy covers never
-/// pay for it.
+/// pay for it. `logs`: whether the caller's program may log its rare paths
+/// ([`crate::klog`]); a constant at each call site, so a program that may not
+/// carries no log code at all.
 #[inline(always)]
 pub fn admit(
     key: &DestKey,
@@ -58,6 +61,7 @@ pub fn admit(
     check_overrides: bool,
     policies: Policies,
     applies: impl FnOnce(&Policy) -> bool,
+    logs: bool,
 ) -> Admission {
     let Some(policy_id) = policies.rule(key) else {
         counters::bump(GlobalCounter::Unmatched);
@@ -87,7 +91,7 @@ pub fn admit(
             forced_open = o.kind == kind::FORCED_OPEN;
         }
     }
-    let Some(dest) = dest_state(key, policy_id) else {
+    let Some(dest) = dest_state(key, policy_id, logs) else {
         return Admission::Pass;
     };
     // Decided into a record on the stack: the caller's own record (socket
@@ -147,9 +151,9 @@ pub fn cancel(dest: *mut DestState, sock: &mut SockInfo) {
 }
 
 /// The destination's state, created (CLOSED, zeroed) on first sight; `None`
-/// (counted) when the map is full.
+/// (counted, and logged if `logs`) when the map is full.
 #[inline(always)]
-fn dest_state(key: &DestKey, policy_id: u32) -> Option<*mut DestState> {
+fn dest_state(key: &DestKey, policy_id: u32, logs: bool) -> Option<*mut DestState> {
     if let Some(state) = DESTS.get_ptr_mut(key) {
         return Some(state);
     }
@@ -159,7 +163,8 @@ fn dest_state(key: &DestKey, policy_id: u32) -> Option<*mut DestState> {
     let zero: &DestState = unsafe { &*(zero as *const [u64; size_of::<DestState>() / 8]).cast() };
     // Another CPU may insert the same key between lookup and insert: NOEXIST makes
     // that a harmless EEXIST, and the lookup below finds the winner's entry.
-    if DESTS.insert(key, zero, BPF_NOEXIST.into()).is_ok()
+    let inserted = DESTS.insert(key, zero, BPF_NOEXIST.into());
+    if inserted.is_ok()
         && let Some(stats) = POLICY_STATS.get_ptr_mut(policy_id)
     {
         // SAFETY: a value of POLICY_STATS.
@@ -168,6 +173,16 @@ fn dest_state(key: &DestKey, policy_id: u32) -> Option<*mut DestState> {
     let found = DESTS.get_ptr_mut(key);
     if found.is_none() {
         counters::bump(GlobalCounter::DestMapFull);
+        if logs {
+            rare!(
+                warn,
+                "destination map full: [{:i}]:{} not tracked (policy {}, insert errno {})",
+                key.octets(),
+                key.port,
+                policy_id,
+                -inserted.err().unwrap_or(0)
+            );
+        }
     }
     found
 }

@@ -36,6 +36,7 @@ use crate::{
     admission::{self, Admission},
     counters,
     dest::record_end,
+    klog::rare,
     maps::SOCKS,
     policies::Policies,
 };
@@ -151,7 +152,7 @@ fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool, policies:
         }
         applies
     };
-    match admission::admit(key, now, check_overrides, policies, in_scope) {
+    match admission::admit(key, now, check_overrides, policies, in_scope, true) {
         Admission::Pass => ALLOW,
         Admission::Admitted { dest, mut sock } => record(ctx, dest, &mut sock),
         Admission::Rejected { policy } => {
@@ -172,6 +173,12 @@ fn record(ctx: &SockAddrContext, dest: *mut DestState, sock: &mut SockInfo) -> i
         // Nowhere to record it: give back what the admission holds. Fails open.
         admission::cancel(dest, sock);
         counters::bump(GlobalCounter::SockStorageFailed);
+        rare!(
+            warn,
+            "socket storage not created: connect to [{:i}]:{} passes untracked",
+            sock.dest.octets(),
+            sock.dest.port
+        );
         return ALLOW;
     }
     // SAFETY: non-null storage of this socket, settled by `settle_previous`

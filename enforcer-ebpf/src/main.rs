@@ -16,6 +16,7 @@ mod control;
 mod counters;
 mod dest;
 mod gate;
+mod klog;
 mod layout;
 mod maps;
 mod packet;

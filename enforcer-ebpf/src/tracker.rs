@@ -30,7 +30,9 @@ use enforcer_common::{
     sock::{SockInfo, marks},
 };
 
-use crate::{atomic, counters, dest::record_end, layout::TcpSock, policies::Policies, sock};
+use crate::{
+    atomic, counters, dest::record_end, klog::rare, layout::TcpSock, policies::Policies, sock,
+};
 
 const SOL_TCP: i32 = 6;
 const TCP_USER_TIMEOUT: i32 = 18;
@@ -97,11 +99,19 @@ fn on_op(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
 fn on_connect(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo, policies: Policies) {
     let wanted = ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTO_CB_FLAG;
     // Without callbacks the end and the slot are left to sock_release.
-    let mut noted = if ctx.set_cb_flags(wanted as i32).is_ok() {
-        marks::CALLBACKS_ON
-    } else {
-        counters::bump(GlobalCounter::CallbacksFailed);
-        0
+    let mut noted = match ctx.set_cb_flags(wanted as i32) {
+        Ok(()) => marks::CALLBACKS_ON,
+        Err(errno) => {
+            counters::bump(GlobalCounter::CallbacksFailed);
+            rare!(
+                error,
+                "state callbacks not enabled (errno {}): connect to [{:i}]:{} ends at release",
+                -errno,
+                sock.dest.octets(),
+                sock.dest.port
+            );
+            0
+        }
     };
     // What the socket carries in from an earlier connect or from its caller,
     // so that only what happens from here on counts.
@@ -125,6 +135,13 @@ fn on_connect(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo, polici
             atomic::fetch_or(&raw mut sock.marks, marks::USER_TIMEOUT_SET);
         } else {
             counters::bump(GlobalCounter::SetsockoptFailed);
+            rare!(
+                warn,
+                "connect timeout ({} ms) not applied to connect to [{:i}]:{}",
+                timeout_ms,
+                sock.dest.octets(),
+                sock.dest.port
+            );
         }
     }
 }

@@ -76,6 +76,31 @@ impl Daemon {
         daemon
     }
 
+    /// A daemon with more `[daemon]` keys on a scratch cgroup and pin
+    /// directory, whose one policy `name` covers `cidr` on a port that
+    /// refuses on every address and never trips: each refused destination
+    /// stays tracked, CLOSED, holding its entry of the destination map.
+    pub fn never_tripping(
+        name: &str,
+        cidr: &str,
+        daemon_keys: &str,
+    ) -> (
+        ScratchCgroup,
+        crate::bpffs::PinDir,
+        crate::net::RefusingPort,
+        Self,
+    ) {
+        let (cgroup, pins) = (ScratchCgroup::new(), crate::bpffs::PinDir::new());
+        let refusing = crate::net::RefusingPort::bind("0.0.0.0:0".parse().unwrap());
+        let port = refusing.addr.port();
+        let policy = format!(
+            "[[policy]]\nname = \"{name}\"\nmatch = [\"{cidr}:{port}\"]\n\
+             failure_threshold = 1000000\nmin_attempts = 1000000\n"
+        );
+        let d = Self::start_with(&cgroup, &pins, &policy, daemon_keys, false);
+        (cgroup, pins, refusing, d)
+    }
+
     /// As [`Self::start_with`], with the daemon run by `launcher` (a program
     /// and its arguments, the daemon's command line appended), which must
     /// exec it so that the child's pid is the daemon's: `setpriv

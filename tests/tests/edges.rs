@@ -14,7 +14,6 @@ use enforcer_tests::{
     cgroup::ScratchCgroup,
     daemon::{Daemon, Metrics, enforcer, http_get},
     exec::Place,
-    net::RefusingPort,
     require_root,
 };
 
@@ -130,20 +129,13 @@ fn idle_connections_to_the_metrics_port_do_not_stop_the_api() {
 fn status_and_metrics_answer_with_100_000_destinations() {
     require_root();
     const DESTS: usize = 100_000;
-    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
-    let refusing = RefusingPort::bind("0.0.0.0:0".parse().unwrap());
-    let port = refusing.addr.port();
     // Refusals that never trip: every destination stays, CLOSED.
-    let d = Daemon::start_with(
-        &cgroup,
-        &pins,
-        &format!(
-            "[[policy]]\nname = \"many\"\nmatch = [\"127.64.0.0/10:{port}\"]\n\
-             failure_threshold = 1000000\nmin_attempts = 1000000\n"
-        ),
+    let (cgroup, _pins, refusing, d) = Daemon::never_tripping(
+        "many",
+        "127.64.0.0/10",
         "dests_capacity = 131072\nmax_series = 1000\n",
-        false,
     );
+    let port = refusing.addr.port();
     Place::cgroup(&cgroup).run(|| {
         for i in 0..DESTS {
             let (block, lo) = (i / 254, 1 + i % 254);

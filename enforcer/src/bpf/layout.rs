@@ -15,7 +15,7 @@ use super::{BpfError, pins::PinDir};
 /// Bumped whenever a pinned map's name, type, key or value changes, or a
 /// program's pin or attachment does; `layout_table_matches_the_version`
 /// (below) fails until it is.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 const PREFIX: &str = "layout-";
 
@@ -82,9 +82,14 @@ mod tests {
     /// pinned map has. (A change that keeps every size, a field moved, is the author's to
     /// notice.) Changing it without bumping [`VERSION`] would let a new daemon
     /// adopt maps it cannot read.
-    const LAYOUT_V2: &str = "\
+    ///
+    /// 3: `Config` grew `kernel_log` (56 → 64 bytes), and aya-log's ring
+    /// buffer `AYA_LOGS` joined (not pinned: a daemon finds it through the
+    /// programs' ids).
+    const LAYOUT_V3: &str = "\
+AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512
-CONFIG type 2 key 4 value 56 entries 1
+CONFIG type 2 key 4 value 64 entries 1
 COUNTERS type 6 key 4 value 8
 DESTS type 1 key 32 value 552
 EVENTS type 27 key 0 value 0
@@ -129,7 +134,7 @@ ZERO_DEST type 2 key 4 value 552 entries 1
         let table = lines.join("\n") + "\n";
         assert_eq!(
             (VERSION, table.as_str()),
-            (2, LAYOUT_V2),
+            (3, LAYOUT_V3),
             "the pinned layout changed: bump layout::VERSION and record the new table"
         );
     }

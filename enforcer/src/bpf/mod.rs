@@ -128,6 +128,10 @@ pub enum BpfError {
     },
 }
 
+/// aya-log's reader of the programs' log lines, writing them to the `log`
+/// crate's logger (which `tracing` collects: see `daemon::logs`).
+pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
+
 /// Options for loading the object.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -570,6 +574,28 @@ impl Enforcer {
     /// Every transition event the kernel has sent since the last call.
     pub fn drain_events(&mut self) -> Result<Vec<Event>, BpfError> {
         maps::drain_events(&mut self.maps)
+    }
+
+    /// aya-log's reader of the programs' kernel logs (the `AYA_LOGS` ring
+    /// buffer), whether this process loaded the programs or adopted them.
+    /// The ring buffer is not pinned: it is found through the running
+    /// programs' ids (any program with a log site holds it, and all share
+    /// the one map of their object), so a daemon that adopts reads the very
+    /// buffer the adopted programs write to. Needs `CAP_SYS_ADMIN` (ids to
+    /// descriptors): call it before the capabilities are dropped.
+    pub fn kernel_logger(&self, pins: &PinDir) -> Result<KernelLogger, aya_log::Error> {
+        let mut last = aya_log::Error::ProgramNotFound;
+        for id in self
+            .program_ids(Some(pins))
+            .into_iter()
+            .filter_map(|(_, id)| id)
+        {
+            match aya_log::EbpfLogger::init_from_id(id) {
+                Ok(logger) => return Ok(logger),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// The programs' kernel ids: from the links this process holds, or from the

@@ -48,6 +48,10 @@ pub struct Args {
     /// Overrides `daemon.dests_low_water`.
     #[arg(long, env = "ENFORCER_DESTS_LOW_WATER")]
     dests_low_water: Option<f64>,
+    /// Log the programs' rare paths (full maps, unexpected states) into the
+    /// daemon's log. Overrides `daemon.kernel_log`.
+    #[arg(long, env = "ENFORCER_KERNEL_LOG")]
+    kernel_log: bool,
     /// Detach and unpin everything on exit instead of leaving enforcement running.
     #[arg(long)]
     detach_on_exit: bool,
@@ -68,6 +72,8 @@ pub fn execute(args: Args) -> Result<(), Failure> {
         dests_high_water: args.dests_high_water,
         dests_low_water: args.dests_low_water,
         max_healers: args.max_healers,
+        // The flag can only turn it on; otherwise the file decides.
+        kernel_log: args.kernel_log.then_some(true),
     };
     let config = Config::load(&args.config, &overrides).map_err(|e| Failure::Usage(e.into()))?;
     let options = RunOptions {

@@ -109,6 +109,9 @@ pub struct DaemonConfig {
     /// Turn on BPF run-time statistics (host-wide) and keep what reading
     /// them needs (`CAP_SYS_ADMIN`).
     pub bpf_run_stats: bool,
+    /// The programs log their rare paths (aya-log) and the daemon reads the
+    /// lines into its own log.
+    pub kernel_log: bool,
 }
 
 /// `[daemon]` as written.
@@ -135,6 +138,7 @@ struct DaemonFile {
     max_healers: Option<Spanned<u32>>,
     enter_namespaces: Option<Spanned<bool>>,
     bpf_run_stats: Option<Spanned<bool>>,
+    kernel_log: Option<Spanned<bool>>,
 }
 
 /// The whole file as written.
@@ -160,6 +164,7 @@ pub struct DaemonOverrides {
     pub dests_high_water: Option<f64>,
     pub dests_low_water: Option<f64>,
     pub max_healers: Option<u32>,
+    pub kernel_log: Option<bool>,
 }
 
 impl Config {
@@ -480,6 +485,7 @@ fn resolve_daemon(
     }
     let (enter_namespaces, _) = pick(None, &file.enter_namespaces, &base.enter_namespaces, lines);
     let (bpf_run_stats, _) = pick(None, &file.bpf_run_stats, &base.bpf_run_stats, lines);
+    let (kernel_log, _) = pick(over.kernel_log, &file.kernel_log, &base.kernel_log, lines);
     Ok(DaemonConfig {
         cgroup,
         pin_root,
@@ -501,6 +507,7 @@ fn resolve_daemon(
         max_healers,
         enter_namespaces,
         bpf_run_stats,
+        kernel_log,
     })
 }
 

@@ -55,6 +55,23 @@ fn flags_win_over_the_file() {
 }
 
 #[test]
+fn kernel_log_defaults_to_off_and_the_flag_turns_it_on() {
+    assert!(!Config::embedded().daemon.kernel_log);
+    let c = Config::parse("[daemon]\nkernel_log = true\n", "t").unwrap();
+    assert!(c.daemon.kernel_log);
+    let over = DaemonOverrides {
+        kernel_log: Some(true),
+        ..Default::default()
+    };
+    let c = Config::parse_with("[daemon]\nkernel_log = false\n", "t", &over).unwrap();
+    assert!(c.daemon.kernel_log, "the flag wins");
+    let e = Config::parse("[daemon]\nkernel_log = 1\n", "t")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("kernel_log"), "{e}");
+}
+
+#[test]
 fn max_healers_defaults_to_256_and_is_bounded() {
     assert_eq!(Config::embedded().daemon.max_healers, 256);
     let c = Config::parse("[daemon]\nmax_healers = 3\n", "t").unwrap();

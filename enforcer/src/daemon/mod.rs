@@ -14,6 +14,7 @@ pub mod controller;
 pub mod events;
 mod flows;
 pub mod heal;
+mod kernel_log;
 pub mod logs;
 pub mod metrics;
 mod notices;
@@ -75,6 +76,9 @@ pub struct Daemon {
     /// Open while the kernel's BPF run-time statistics are on for us
     /// (`daemon.bpf_run_stats`).
     pub run_stats: Option<OwnedFd>,
+    /// The reader of the programs' kernel logs (`daemon.kernel_log`), until
+    /// [`serve`] hands it to its task.
+    pub kernel_logs: Option<crate::bpf::KernelLogger>,
     /// Set once the programs are attached and the policies written.
     pub ready: bool,
     /// Set by `enforcer uninstall` through the API: detach and exit.
@@ -353,12 +357,19 @@ fn finish_start(
             pins.root().display()
         ),
     }
+    let kernel_logs = config
+        .daemon
+        .kernel_log
+        .then(|| open_kernel_logs(&enforcer, &pins, installed))
+        .flatten();
     let kernel_config = enforcer.config()?;
     let millis = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
     enforcer.set_config(enforcer_common::config::Config {
         bypass_tgid: std::process::id(),
         flow_syn_timeout_ms: millis(config.daemon.flow_syn_timeout),
         flow_idle_timeout_ms: millis(config.daemon.flow_idle_timeout),
+        // Only with a reader: lines nobody reads are not worth their cost.
+        kernel_log: kernel_logs.is_some().into(),
         ..kernel_config
     })?;
     // On this (the main) thread: the registry takes the daemon's namespace
@@ -404,6 +415,7 @@ fn finish_start(
         event_counts: HashMap::new(),
         privilege,
         run_stats: None,
+        kernel_logs,
         ready: false,
         uninstall_requested: false,
     };
@@ -411,6 +423,33 @@ fn finish_start(
     daemon.policies = RunningPolicy::set(policies, ids);
     daemon.ready = true;
     Ok(Arc::new(Mutex::new(daemon)))
+}
+
+/// The reader of the programs' kernel logs, or `None` (said in the log):
+/// kernel logs are a diagnostic, never a reason not to start. Without a
+/// reader the programs' flag stays off, and they skip every log call.
+fn open_kernel_logs(
+    enforcer: &Enforcer,
+    pins: &PinDir,
+    installed: Installed,
+) -> Option<crate::bpf::KernelLogger> {
+    match enforcer.kernel_logger(pins) {
+        Ok(logger) => {
+            tracing::info!("daemon.kernel_log: the programs' rare paths are logged here");
+            Some(logger)
+        }
+        Err(e) => {
+            let how = match installed {
+                Installed::Fresh => "the programs just loaded",
+                Installed::Adopted => "the adopted programs (pinned by an earlier daemon)",
+            };
+            tracing::warn!(
+                "daemon.kernel_log: cannot read the kernel logs of {how}: {e}; \
+                 the daemon runs without them (the metrics still count every case)"
+            );
+            None
+        }
+    }
 }
 
 /// The sockets the daemon serves on, bound first of all (a metrics port
@@ -500,6 +539,10 @@ pub async fn serve(
         tokio::spawn(events::run(shared.clone())),
         tokio::spawn(lock(&shared).namespaces.clone().keep_fresh()),
     ];
+    let kernel_logs = lock(&shared)
+        .kernel_logs
+        .take()
+        .map(|logger| tokio::spawn(kernel_log::run(logger)));
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     loop {
@@ -515,7 +558,7 @@ pub async fn serve(
             }
         }
     }
-    for task in tasks {
+    for task in tasks.into_iter().chain(kernel_logs) {
         task.abort();
     }
     drop(api_file);
@@ -525,10 +568,11 @@ pub async fn serve(
         tracing::info!("detached; removed {} pins", removed.len());
     } else {
         // The bypass names this process by pid: once it is gone, that pid
-        // may become anyone's.
+        // may become anyone's. Nobody reads the kernel logs any more either.
         let kernel = d.enforcer.config()?;
         d.enforcer.set_config(enforcer_common::config::Config {
             bypass_tgid: 0,
+            kernel_log: 0,
             ..kernel
         })?;
         tracing::info!(
