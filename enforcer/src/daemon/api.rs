@@ -27,8 +27,8 @@ use super::{
 };
 use crate::{
     api::{
-        Applied, Dest, ErrorBody, Event, Lasting, OverrideKind, OverrideQuery, OverrideSet, PolicyView,
-        ResetDone, ResetQuery, StatusQuery, Switch, Uninstalling,
+        Applied, Dest, ErrorBody, Event, Lasting, OverrideKind, OverrideQuery, OverrideSet,
+        PolicyView, ResetDone, ResetQuery, StatusQuery, Switch, Uninstalling,
     },
     bpf::{Applied as Written, BpfError},
     clock::monotonic_ns,
@@ -307,11 +307,7 @@ fn set_override(
         },
     )?;
     let detail = lasting.map_or("until reset".to_owned(), |l| format!("for {l}"));
-    d.publish(daemon_event(
-        what.as_str(),
-        Some(&dest.to_string()),
-        &detail,
-    ));
+    d.publish(daemon_event(what.as_str(), Some(dest.0), &detail));
     Ok(Json(OverrideSet {
         dest: dest.0,
         kind: what,
