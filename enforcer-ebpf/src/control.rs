@@ -33,6 +33,7 @@ pub fn control(ctx: XdpContext) -> u32 {
     let command = unsafe { core::ptr::read_unaligned(start as *const Command) };
     match command.kind {
         kind::FLOW_EXPIRE => {
+            // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
             crate::packet::flows::expire(&command.flow, unsafe { bpf_ktime_get_ns() })
         }
         kind::ADJUST_POLICY_STATS => adjust(&command),
@@ -65,6 +66,8 @@ fn run(command: &Command) -> u32 {
     }
     let Some(policy_id) = crate::maps::DESTS
         .get_ptr(dest)
+        // SAFETY: a non-null pointer to a value of DESTS, as the lookup
+        // returned it: valid for the program's run.
         .map(|d| unsafe { (*d).policy_id })
     else {
         return result::NOT_FOUND;
@@ -79,6 +82,7 @@ fn run(command: &Command) -> u32 {
     let Some(mut t) = Tracked::of(&probe, Policies::active()) else {
         return result::NOT_FOUND;
     };
+    // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     let (policy, backoff) = (t.policy, t.backoff);
     let only_if_stale = command.when() & when::STALE_POLICY != 0;

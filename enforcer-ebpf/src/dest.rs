@@ -63,6 +63,7 @@ pub fn record_end(sock: &mut SockInfo, end: End, policies: Policies) {
     let Some(mut t) = Tracked::of(sock, policies) else {
         return;
     };
+    // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     let (policy, backoff) = (t.policy, t.backoff);
     let mut lock = Locked::acquire(t.dest);
@@ -163,14 +164,19 @@ impl PolicyGuard {
     pub fn move_dest(from: Option<*mut PolicyStats>, to: Option<*mut PolicyStats>, open: bool) {
         // SAFETY: values of POLICY_STATS, valid for the program's run.
         if let Some(from) = from {
+            // SAFETY: `from` points to a value of POLICY_STATS (see above);
+            // only a field's address is taken, no reference.
             atomic::sub_saturating(unsafe { &raw mut (*from).tracked }, 1);
             if open {
+                // SAFETY: as above.
                 atomic::sub_saturating(unsafe { &raw mut (*from).open }, 1);
             }
         }
         if let Some(to) = to {
+            // SAFETY: `to` points to a value of POLICY_STATS (see above).
             atomic::add(unsafe { &raw mut (*to).tracked }, 1);
             if open {
+                // SAFETY: as above.
                 atomic::add(unsafe { &raw mut (*to).open }, 1);
             }
         }
@@ -228,6 +234,8 @@ impl OpenGuard for PolicyGuard {
             return true;
         }
         atomic::sub_saturating(open, 1);
+        // SAFETY: `stats` points to a value of POLICY_STATS, valid for the
+        // program's run; only a field's address is taken.
         atomic::add(unsafe { &raw mut (*stats).guard_refusals }, 1);
         false
     }

@@ -142,9 +142,12 @@ fn settle_previous(ctx: &SockAddrContext, policies: Policies) {
 /// The verdict for a TCP connect to `key`.
 #[inline(always)]
 fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool, policies: Policies) -> i32 {
+    // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     let in_scope = |policy: &Policy| {
         let applies = policy.cgroup_id == 0
+            // SAFETY: the helper takes a level (an integer, checked by the
+            // kernel) and reads the current task's cgroup: no pointer.
             || unsafe { bpf_get_current_ancestor_cgroup_id(policy.cgroup_level as i32) }
                 == policy.cgroup_id;
         if !applies {

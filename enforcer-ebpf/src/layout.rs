@@ -84,6 +84,8 @@ impl TcpSock {
         !np.is_null()
             && lowered(
                 enforcer_common::fields::signed_bits(
+                    // SAFETY: `np` is the socket's non-null `struct
+                    // ipv6_pinfo` (see above), `hop_at` its `hop_limit` word.
                     unsafe { read_at::<u16>(np, hop_at) },
                     global(&HOP_LIMIT_SHIFT),
                     global(&HOP_LIMIT_BITS),

@@ -1,32 +1,32 @@
 //! The kernel programs' clock (`bpf_ktime_get_ns` is `CLOCK_MONOTONIC`), and a
 //! small generator for jitter (no cryptography needed).
 
+use rustix::time::{ClockId, clock_gettime};
+
 /// `CLOCK_MONOTONIC` in nanoseconds.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ts = clock_gettime(ClockId::Monotonic);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// xorshift64*: uniform enough to spread open periods apart.
-pub struct Jitter(u64);
+/// Uniform enough to spread open periods apart (`fastrand`'s wyrand).
+pub struct Jitter(fastrand::Rng);
 
 impl Jitter {
+    /// A generator seeded differently in every process and every call.
     pub fn seeded() -> Self {
-        let seed = monotonic_ns() ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15;
-        Self(seed | 1)
+        Self(fastrand::Rng::new())
+    }
+
+    /// The same draws for the same seed, for tests.
+    #[cfg(test)]
+    pub fn with_seed(seed: u64) -> Self {
+        Self(fastrand::Rng::with_seed(seed))
     }
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+        self.0.f64()
     }
 }
 
@@ -41,5 +41,15 @@ mod tests {
         assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
         let low = draws.iter().filter(|u| **u < 0.5).count();
         assert!((4_000..6_000).contains(&low), "{low}");
+    }
+
+    #[test]
+    fn a_seed_gives_the_same_draws() {
+        let draws = |seed| {
+            let mut j = Jitter::with_seed(seed);
+            (0..8).map(|_| j.unit()).collect::<Vec<_>>()
+        };
+        assert_eq!(draws(7), draws(7));
+        assert_ne!(draws(7), draws(8));
     }
 }

@@ -16,8 +16,8 @@ pub fn point(name: &str) {
 
 #[cfg_attr(not(feature = "crash-points"), allow(dead_code))]
 fn die() {
-    // SAFETY: signals our own process.
-    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    use rustix::process::{Signal, getpid, kill_process};
+    let _ = kill_process(getpid(), Signal::KILL);
 }
 
 /// The armed points, for the process's lifetime.

@@ -1,7 +1,6 @@
 //! A private bpffs instance per test, so pins never touch anything shared.
 
 use std::{
-    ffi::CString,
     fs,
     path::{Path, PathBuf},
 };
@@ -37,9 +36,8 @@ impl Default for PinDir {
 
 impl Drop for PinDir {
     fn drop(&mut self) {
-        let target = CString::new(self.mount.as_os_str().as_encoded_bytes()).expect("no NUL");
-        // SAFETY: valid C string. Lazy unmount: pins vanish once no one holds them.
-        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        // Lazy unmount: pins vanish once no one holds them.
+        let _ = rustix::mount::unmount(&self.mount, rustix::mount::UnmountFlags::DETACH);
         let _ = fs::remove_dir(&self.mount);
     }
 }

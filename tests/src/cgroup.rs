@@ -7,6 +7,8 @@ use std::{
     time::Duration,
 };
 
+use rustix::process::{Pid, Signal, kill_process};
+
 /// A cgroup created for one test, removed (with any process left in it) on drop.
 pub struct ScratchCgroup {
     path: PathBuf,
@@ -88,9 +90,8 @@ impl Drop for ScratchCgroup {
             if pids.is_empty() && fs::remove_dir(&self.path).is_ok() {
                 return;
             }
-            for pid in pids {
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+            for pid in pids.into_iter().filter_map(Pid::from_raw) {
+                let _ = kill_process(pid, Signal::KILL);
             }
             thread::sleep(Duration::from_millis(20));
         }

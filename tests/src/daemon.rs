@@ -10,6 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rustix::process::{Pid, Signal, kill_process};
+
 use crate::{bpffs::PinDir, cgroup::ScratchCgroup};
 
 /// The `enforcer` binary under test: `ENFORCER_BIN` (set by `cargo xtask test`),
@@ -370,9 +372,7 @@ impl Daemon {
 
     /// SIGTERM: a graceful stop.
     pub fn terminate(&self) {
-        let pid = self.child.as_ref().expect("running").id() as i32;
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        self.signal(Signal::TERM);
     }
 
     /// The rules the programs read now, as `(rule, policy id)`, sorted: the
@@ -411,9 +411,12 @@ impl Daemon {
 
     /// SIGHUP: reload the configuration file.
     pub fn hangup(&self) {
-        let pid = self.child.as_ref().expect("running").id() as i32;
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid, libc::SIGHUP) };
+        self.signal(Signal::HUP);
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_child(self.child.as_ref().expect("running"));
+        let _ = kill_process(pid, signal);
     }
 
     /// Waits for the process to exit (after an uninstall or a signal).

@@ -3,12 +3,16 @@
 use std::{
     ffi::CString,
     io::Read,
-    os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::process::CommandExt,
-    },
+    os::{fd::OwnedFd, unix::process::CommandExt},
     process::Command,
     time::{Duration, Instant},
+};
+
+use rustix::{
+    event::{PollFd, PollFlags, Timespec, poll},
+    io::Errno,
+    pipe::{PipeFlags, pipe_with},
+    process::{Pid, Signal, WaitOptions, WaitStatus, getpid, kill_process, waitpid},
 };
 
 use crate::{
@@ -59,9 +63,10 @@ impl<'a> Place<'a> {
     pub fn run<F: FnOnce() -> String>(&self, f: F) -> String {
         let (status, out) = self.fork(f);
         assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "child in {} failed (status {status:#x}): {out}",
-            self.cgroup.path().display()
+            status.exit_status() == Some(0),
+            "child in {} failed (status {:#x}): {out}",
+            self.cgroup.path().display(),
+            status.as_raw()
         );
         out
     }
@@ -126,28 +131,26 @@ impl<'a> Place<'a> {
     pub fn run_then_kill<T, F: FnOnce() -> T>(&self, f: F) {
         let (status, out) = self.fork(|| {
             let held = f();
-            // SAFETY: signalling ourselves.
-            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            let _ = kill_process(getpid(), Signal::KILL);
             drop(held);
             unreachable!("SIGKILL is not caught");
         });
         assert!(
-            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
-            "child was not killed (status {status:#x}): {out}"
+            status.terminating_signal() == Some(Signal::KILL.as_raw()),
+            "child was not killed (status {:#x}): {out}",
+            status.as_raw()
         );
     }
 
     /// Forks a child running `f` here; its wait status and output.
-    fn fork<F: FnOnce() -> String>(&self, f: F) -> (i32, String) {
+    fn fork<F: FnOnce() -> String>(&self, f: F) -> (WaitStatus, String) {
         let procs = self.cgroup.procs_path();
         let ns = self.netns.map(NetNs::open);
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 with a valid two-element array.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: both descriptors were just created and are owned here.
-        let (read_end, write_end) =
-            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // SAFETY: the child only runs `f` (test code) and exits without returning.
+        let (read_end, write_end) = pipe_with(PipeFlags::CLOEXEC).expect("pipe2");
+        // libc's fork: rustix has only the raw `kernel_fork`, which skips
+        // libc's atfork handlers and its own state's reset in the child.
+        // SAFETY: the child only runs `f` (test code) and leaves with `_exit`
+        // without returning into the parent's frames.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
         if pid == 0 {
@@ -156,9 +159,11 @@ impl<'a> Place<'a> {
         }
         drop(write_end);
         let out = read_with_deadline(read_end, pid, CHILD_DEADLINE);
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        let pid = Pid::from_raw(pid).expect("a child's pid");
+        let (waited, status) = waitpid(Some(pid), WaitOptions::empty())
+            .expect("waitpid")
+            .expect("without WNOHANG, waitpid waits");
+        assert_eq!(waited, pid);
         (status, out)
     }
 }
@@ -166,7 +171,11 @@ impl<'a> Place<'a> {
 /// Drops the calling process to `nobody`, checking that it took.
 pub fn drop_to_nobody() {
     const NOBODY: libc::uid_t = 65534;
-    // SAFETY: plain syscalls on this process's credentials.
+    // libc, not rustix: rustix's `set_thread_res_uid` and the like are the raw
+    // syscalls, which change the calling thread alone; libc's change every
+    // thread of the process, as dropping a process to `nobody` means.
+    // SAFETY: plain syscalls on this process's credentials; the null group
+    // list is never read (its length is 0).
     unsafe {
         assert_eq!(libc::setgroups(0, std::ptr::null()), 0, "setgroups");
         assert_eq!(libc::setresgid(NOBODY, NOBODY, NOBODY), 0, "setresgid");
@@ -197,17 +206,14 @@ fn read_with_deadline(fd: OwnedFd, pid: libc::pid_t, deadline: Duration) -> Stri
     let mut buf = [0u8; 4096];
     loop {
         let left = end.saturating_duration_since(Instant::now());
-        let mut pfd = libc::pollfd {
-            fd: file.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let ready =
-            unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        let timeout = Timespec::try_from(left).expect("a deadline in range");
+        let ready = poll(&mut [PollFd::new(&file, PollFlags::IN)], Some(&timeout))
+            .or_else(|e| if e == Errno::INTR { Ok(1) } else { Err(e) })
+            .expect("poll");
         if ready == 0 {
-            // SAFETY: our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            if let Some(pid) = Pid::from_raw(pid) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
             panic!("child {pid} still running after {deadline:?}: killed");
         }
         match file.read(&mut buf) {

@@ -44,8 +44,7 @@ pub fn key_in(ns: &netns::NetNs, addr: SocketAddr) -> DestKey {
 
 /// Fails the test unless it runs as root. Privileged tests never skip silently.
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     assert_eq!(
         euid, 0,
         "this privileged test needs root (cgroups, BPF, network namespaces): \

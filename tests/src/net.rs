@@ -142,6 +142,8 @@ impl RefusingPort {
         // SAFETY: storage holds a valid sockaddr of `len` bytes.
         let rc = unsafe { libc::bind(socket.as_raw_fd(), (&raw const storage).cast(), len) };
         assert_eq!(rc, 0, "bind {addr}: {}", std::io::Error::last_os_error());
+        // SAFETY: sockaddr_storage is plain integers and bytes: all zeroes is a
+        // valid value of it.
         let mut bound: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let mut bound_len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         // SAFETY: valid out-pointers.

@@ -5,7 +5,7 @@ use std::{
     fs::File,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener},
     os::{
-        fd::{AsRawFd, OwnedFd},
+        fd::{AsFd, OwnedFd},
         unix::fs::MetadataExt,
     },
     path::PathBuf,
@@ -286,11 +286,11 @@ pub fn set_tcp_verdict(ns: &str, table: &str, port: u16, verdict: &str) {
 
 /// Moves the calling thread into the namespace open as `fd`. Async-signal-safe.
 pub fn enter_raw(fd: &OwnedFd) -> std::io::Result<()> {
-    // SAFETY: setns on a valid, open namespace descriptor.
-    if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
+    Ok(move_into_link_name_space(
+        fd.as_fd(),
+        Some(LinkNameSpaceType::Network),
+    )?)
 }
 
 /// Two octets for a per-namespace /30, derived from the unique name.

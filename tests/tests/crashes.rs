@@ -23,6 +23,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rustix::process::{Pid, Signal, kill_process};
+
 use enforcer_tests::{
     bpffs::PinDir,
     cgroup::ScratchCgroup,
@@ -110,8 +112,7 @@ fn run_into_in(d: &Daemon, point: &str, trigger: &Trigger, netns: Option<&Path>)
             d.edit_config(|text| {
                 format!("[[policy]]\nname = \"added\"\nmatch = [\"{ADDED_RULE}\"]\n\n{text}")
             });
-            // SAFETY: our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+            let _ = kill_process(Pid::from_child(&child), Signal::HUP);
         }
         Trigger::Uninstall => {
             // Fails: the daemon dies half-way.

@@ -7,6 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rustix::process::{Pid, Signal, kill_process};
+
 use enforcer_tests::{
     bpffs::PinDir,
     cgroup::ScratchCgroup,
@@ -222,8 +224,7 @@ fn detach_on_exit_leaves_nothing_behind() {
         assert!(Instant::now() < deadline, "not ready");
         thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = kill_process(Pid::from_child(&child), Signal::TERM);
     let status = {
         let mut c = child;
         c.wait().unwrap()

@@ -85,17 +85,15 @@ fn a_stream_without_a_newline_costs_the_daemon_nothing() {
 
 /// Raises this process's open-file limit to its hard limit.
 fn raise_nofile() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let hard = getrlimit(Resource::Nofile).maximum;
+    let raised = Rlimit {
+        current: hard,
+        maximum: hard,
     };
-    // SAFETY: getrlimit/setrlimit write and read the struct we pass.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-    limit.rlim_cur
+    setrlimit(Resource::Nofile, raised).expect("setrlimit");
+    // `None`: no limit at all.
+    hard.unwrap_or(u64::MAX)
 }
 
 #[test]

@@ -5,8 +5,10 @@
 use std::{
     io::ErrorKind,
     net::{IpAddr, SocketAddr, TcpStream},
-    os::fd::AsRawFd,
+    time::Duration,
 };
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use enforcer_tests::{
     net::connect_nonblocking,
@@ -14,7 +16,7 @@ use enforcer_tests::{
 };
 
 /// How long a connect to a blackholed port must stay pending.
-const BLACKHOLE_MS: i32 = 300;
+const BLACKHOLE: Duration = Duration::from_millis(300);
 
 fn backend_addrs(routed: &Routed) -> [IpAddr; 2] {
     [routed.backend_v4.into(), routed.backend_v6.into()]
@@ -95,17 +97,14 @@ fn drop_blackholes_syns() {
         routed.set_backend_port(addr.port(), "drop");
         let (socket, started) = routed.in_ns(Ns::Guest, || connect_nonblocking(addr));
         assert_eq!(started, Ok(()), "connect to {addr} did not start");
-        let mut pfd = libc::pollfd {
-            fd: socket.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut pfd, 1, BLACKHOLE_MS) };
+        let mut fds = [PollFd::new(&socket, PollFlags::OUT)];
+        let timeout = Timespec::try_from(BLACKHOLE).expect("in range");
+        let ready = poll(&mut fds, Some(&timeout)).expect("poll");
         assert_eq!(
-            ready, 0,
-            "connect to blackholed {addr} completed (revents {:#x})",
-            pfd.revents
+            ready,
+            0,
+            "connect to blackholed {addr} completed (revents {:?})",
+            fds[0].revents()
         );
     }
 }

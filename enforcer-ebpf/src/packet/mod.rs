@@ -132,6 +132,7 @@ pub fn from_guest(frame: &mut impl Frame) -> Action {
     };
     let key =
         FlowKey::from_guest(seg.src, seg.sport, seg.dst, seg.dport).in_netns(config.netns_cookie);
+    // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     if seg.flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN {
         return on_syn(frame, buf, len, &seg, &key, now, &config);
@@ -153,6 +154,7 @@ pub fn to_guest(frame: &impl Frame) -> Action {
         return Action::Pass;
     };
     let len = frame.load(buf);
+    // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     let (watch, policies) = (Watch::of(&config), Policies::of(&config));
     match parse_counted(buf, len) {

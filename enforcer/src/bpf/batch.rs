@@ -23,6 +23,8 @@ struct BatchAttr {
     flags: u64,
 }
 
+/// A raw `bpf(2)` through libc: aya 0.14 has no batch lookup, and no crate
+/// wraps `BPF_MAP_LOOKUP_BATCH` (rustix and nix do not cover `bpf(2)` at all).
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Entries asked for per call.
 const CHUNK: usize = 4096;

@@ -40,6 +40,8 @@ struct TestRunAttr {
     _pad: u32,
 }
 
+/// A raw `bpf(2)` through libc: aya 0.14 does not run programs, and rustix and
+/// nix do not cover `bpf(2)` at all.
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
 /// What one `BPF_PROG_TEST_RUN` returned.

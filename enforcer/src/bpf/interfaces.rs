@@ -310,7 +310,10 @@ pub fn if_index(interface: &str) -> Result<u32, BpfError> {
         name: interface.to_owned(),
     };
     let name = CString::new(interface).map_err(|_| unknown())?;
-    // SAFETY: a valid C string.
+    // libc's `if_nametoindex` rather than rustix's `name_to_index`, which
+    // would need a socket opened (and closed) for its ioctl.
+    // SAFETY: `name` is a NUL-terminated string that outlives the call, which
+    // only reads it.
     match unsafe { libc::if_nametoindex(name.as_ptr()) } {
         0 => Err(unknown()),
         index => Ok(index),

@@ -4,67 +4,47 @@
 //! mounted in instead. One request and one answer: the few lines of netlink
 //! needed do not warrant a netlink stack.
 
-use std::{io, mem, os::fd::AsRawFd as _, os::fd::FromRawFd as _, os::fd::OwnedFd};
+use std::io;
 
-const NETLINK_ROUTE: libc::c_int = 0;
+use rustix::net::{
+    AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, recv, send, socket_with,
+};
+
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const NLM_F_REQUEST: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
 const IFLA_MASTER: u16 = 10;
 
-#[repr(C)]
-struct Request {
-    header: libc::nlmsghdr,
-    info: libc::ifinfomsg,
+/// `struct nlmsghdr` (16 bytes) then `struct ifinfomsg` (16 bytes).
+const REQUEST_LEN: usize = 32;
+
+/// The `RTM_GETLINK` request for `ifindex`, in native byte order.
+fn request(ifindex: u32) -> [u8; REQUEST_LEN] {
+    let mut request = [0u8; REQUEST_LEN];
+    // nlmsghdr: length, type, flags, sequence, port (0: the kernel).
+    request[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
+    request[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
+    request[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    // ifinfomsg: family (AF_UNSPEC, 0), padding, type, then the index; flags
+    // and change stay 0.
+    request[20..24].copy_from_slice(&ifindex.to_ne_bytes());
+    request
 }
 
 /// The index of the device `ifindex` is enslaved to, or `None`.
 pub fn master_of(ifindex: u32) -> io::Result<Option<u32>> {
-    // SAFETY: plain socket syscall; the descriptor is owned below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: just created, owned here.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: all-zero is a valid value of both C structs.
-    let mut request: Request = unsafe { mem::zeroed() };
-    request.header.nlmsg_len = mem::size_of::<Request>() as u32;
-    request.header.nlmsg_type = RTM_GETLINK;
-    request.header.nlmsg_flags = NLM_F_REQUEST;
-    request.header.nlmsg_seq = 1;
-    request.info.ifi_family = libc::AF_UNSPEC as u8;
-    request.info.ifi_index = ifindex as i32;
-    // SAFETY: a buffer of the size passed; the kernel is the peer (address 0).
-    let sent = unsafe {
-        libc::send(
-            socket.as_raw_fd(),
-            (&raw const request).cast(),
-            mem::size_of::<Request>(),
-            0,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // `None`: the netlink family's default protocol, `NETLINK_ROUTE`.
+    let socket = socket_with(
+        AddressFamily::NETLINK,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    send(&socket, &request(ifindex), SendFlags::empty())?;
     let mut answer = vec![0u8; 16 * 1024];
-    // SAFETY: a buffer of the size passed.
-    let got = unsafe {
-        libc::recv(
-            socket.as_raw_fd(),
-            answer.as_mut_ptr().cast(),
-            answer.len(),
-            0,
-        )
-    };
-    let got = usize::try_from(got).map_err(|_| io::Error::last_os_error())?;
+    let (got, _) = recv(&socket, &mut answer[..], RecvFlags::empty())?;
     parse(&answer[..got])
 }
 

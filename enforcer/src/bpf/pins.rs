@@ -12,14 +12,16 @@ use std::{
     collections::HashSet,
     fs::{self, File},
     io,
-    os::{
-        fd::AsRawFd,
-        unix::fs::{DirBuilderExt, PermissionsExt},
-    },
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
 use aya::programs::tc::TcAttachType;
+use rustix::{
+    fs::{FlockOperation, flock, statfs},
+    io::Errno,
+    mount::{MountFlags, mount},
+};
 
 use super::{
     BpfError,
@@ -191,15 +193,14 @@ impl PinDir {
             path: path.clone(),
             source,
         })?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let source = io::Error::last_os_error();
-            if source.kind() == io::ErrorKind::WouldBlock {
-                return Err(BpfError::Busy { path });
-            }
-            return Err(BpfError::Pin { path, source });
+        match flock(&dir, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(PinLock { _dir: dir }),
+            Err(Errno::WOULDBLOCK) => Err(BpfError::Busy { path }),
+            Err(e) => Err(BpfError::Pin {
+                path,
+                source: e.into(),
+            }),
         }
-        Ok(PinLock { _dir: dir })
     }
 
     /// Restricts a pin to its owner (0600).
@@ -292,30 +293,12 @@ impl PinDir {
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs with a valid path and out-pointer.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
+    statfs(path).is_ok_and(|st| st.f_type == BPF_FS_MAGIC)
 }
 
 /// Mounts a new bpffs instance (mode 0700) on `at`, creating the directory.
 pub fn mount_bpffs(at: &Path) -> io::Result<()> {
     fs::create_dir_all(at)?;
-    let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())?;
-    // SAFETY: valid C strings.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            target.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            c"mode=0700".as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    mount("bpf", at, "bpf", MountFlags::empty(), c"mode=0700")?;
     Ok(())
 }

@@ -6,11 +6,13 @@
 
 use std::{io, os::unix::net::UnixListener, path::Path};
 
+use rustix::{fs::Mode, process::umask};
+
 use super::private_dir;
 
 /// The permission bits no new socket or file of the daemon's gets while the
 /// socket is bound: group and others nothing, the owner no execute.
-const BIND_UMASK: libc::mode_t = 0o177;
+const BIND_UMASK: Mode = Mode::from_bits_truncate(0o177);
 
 /// Binds the control socket at `path` (blocking; turned non-blocking for
 /// the runtime). A stale socket file (nobody listening) is replaced; a live
@@ -54,12 +56,10 @@ impl Drop for SocketFile {
 }
 
 /// Runs `f` with the process's umask set to `mask`, then puts it back.
-fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
-    // SAFETY: umask cannot fail.
-    let old = unsafe { libc::umask(mask) };
+fn with_umask<T>(mask: Mode, f: impl FnOnce() -> T) -> T {
+    let old = umask(mask);
     let result = f();
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
+    umask(old);
     result
 }
 
@@ -76,7 +76,7 @@ mod tests {
         let path = dir.join("run/enforcer.sock");
         // The most permissive umask there is: without the bind's own, the
         // socket would be born 0777.
-        let bound = with_umask(0, || bind(&path)).unwrap();
+        let bound = with_umask(Mode::empty(), || bind(&path)).unwrap();
         let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700, "created 0700");

@@ -91,8 +91,7 @@ fn explain(problem: Problem, euid: u32) -> String {
 }
 
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Refuses `dir` unless it is the daemon's own; a directory that does not

@@ -13,6 +13,8 @@ use std::{
     time::Duration,
 };
 
+use std::hash::Hasher;
+
 use serde::Serialize;
 
 use super::private_dir;
@@ -25,11 +27,14 @@ fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// FNV-1a of the configuration file's text: stable across builds and versions.
+/// 64-bit FNV-1a of the configuration file's text: stable across builds and
+/// versions (unlike `std`'s hashers), as a stamp written to disk must be.
 pub fn fingerprint(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    let mut hasher = fnv::FnvHasher::default();
+    // `write`, not `Hash::hash`: the bytes alone, with no length or
+    // terminator mixed in.
+    hasher.write(text.as_bytes());
+    hasher.finish()
 }
 
 /// Saves `specs` (a temporary file renamed over the old one: never half
@@ -185,5 +190,19 @@ mod tests {
         assert_eq!(load(&dir, &config, 2).unwrap(), None);
         assert!(!path(&dir).exists(), "dropped");
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The stamp in every saved file: a new value would drop every operator's
+    /// saved policies on upgrade. Pinned to the values the hand-written FNV-1a
+    /// of earlier versions gave (and FNV-1a's published test vectors).
+    #[test]
+    fn the_fingerprint_never_changes() {
+        assert_eq!(fingerprint(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fingerprint("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fingerprint("foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(
+            fingerprint("[daemon]\nstate_dir = \"/var/lib/enforcer\"\n"),
+            2_745_381_065_280_122_410
+        );
     }
 }

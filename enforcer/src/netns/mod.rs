@@ -17,14 +17,20 @@ use std::{
     fmt,
     fs::File,
     io, mem,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, OwnedFd},
     str::FromStr,
     sync::Arc,
 };
 
 pub use registry::{Label, Registry, Resolution};
+use rustix::{
+    net::{AddressFamily, SocketFlags, SocketType},
+    thread::{LinkNameSpaceType, move_into_link_name_space},
+};
 
-/// `SO_NETNS_COOKIE` (`asm-generic/socket.h`); not exported by the libc crate.
+/// `SO_NETNS_COOKIE` (`asm-generic/socket.h`); not exported by the libc crate,
+/// and rustix has no getter for it (only `SO_COOKIE`'s): read with a raw
+/// `getsockopt`.
 const SO_NETNS_COOKIE: libc::c_int = 71;
 
 /// Where `ip netns add NAME` binds named namespaces.
@@ -54,27 +60,29 @@ pub fn cookie_of(socket: &impl AsRawFd) -> io::Result<u64> {
 pub fn own_cookie() -> io::Result<u64> {
     // A Unix socket exists in every namespace, needs no address and sends
     // nothing (an inet socket would need a loopback that may be down).
-    cookie_of(&socket(libc::AF_UNIX, libc::SOCK_DGRAM)?)
+    cookie_of(&socket(
+        AddressFamily::UNIX,
+        SocketType::DGRAM,
+        SocketFlags::empty(),
+    )?)
 }
 
 /// A new socket (close-on-exec) in the calling thread's network namespace.
-fn socket(domain: libc::c_int, kind: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket syscall.
-    let fd = unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: just created, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn socket(domain: AddressFamily, kind: SocketType, flags: SocketFlags) -> io::Result<OwnedFd> {
+    Ok(rustix::net::socket_with(
+        domain,
+        kind,
+        flags | SocketFlags::CLOEXEC,
+        None,
+    )?)
 }
 
 /// Moves the calling thread into the network namespace open as `handle`.
 fn enter(handle: &File) -> io::Result<()> {
-    // SAFETY: setns on a descriptor we own.
-    if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(move_into_link_name_space(
+        handle.as_fd(),
+        Some(LinkNameSpaceType::Network),
+    )?)
 }
 
 /// How an operator names a namespace (`--netns`): its inode, or its name under
@@ -200,8 +208,12 @@ impl Namespace {
     fn tcp_socket_inside(&self, ipv6: bool) -> Result<OwnedFd, NetnsError> {
         let inode = self.inode;
         enter(&self.handle).map_err(|source| NetnsError::Enter { inode, source })?;
-        let domain = if ipv6 { libc::AF_INET6 } else { libc::AF_INET };
-        let socket = socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK)
+        let domain = if ipv6 {
+            AddressFamily::INET6
+        } else {
+            AddressFamily::INET
+        };
+        let socket = socket(domain, SocketType::STREAM, SocketFlags::NONBLOCK)
             .map_err(|source| NetnsError::Socket { inode, source })?;
         let found = cookie_of(&socket).map_err(|source| NetnsError::Socket { inode, source })?;
         if found != self.cookie {

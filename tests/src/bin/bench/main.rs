@@ -119,8 +119,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         eprintln!(
             "enforcer-bench: needs root (BPF programs, cgroups, network namespaces): \
              run `cargo xtask bench` as root"

@@ -27,8 +27,7 @@ impl Usage {
                 .unwrap_or(0)
         };
         // utime and stime are fields 14 and 15: 12 and 13 after the name.
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let hz = rustix::param::clock_ticks_per_second().max(1);
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let kib = |name: &str| {
             status
