@@ -343,31 +343,27 @@ impl Daemon {
     /// pinned map, as a daemon of an older version (or anything else holding
     /// the pins) could have left them.
     pub fn write_policy_stats(&self, id: u32, stats: enforcer_common::policy::PolicyStats) {
-        use aya::maps::{Array, Map, MapData};
-        let path = self
-            .pin_dir
-            .join("maps")
-            .join(enforcer_common::maps::POLICY_STATS);
-        let data =
-            MapData::from_pin(&path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-        let map = Map::from_map_data(data).expect("a map");
-        let mut array: Array<MapData, enforcer_common::policy::PolicyStats> =
-            Array::try_from(map).expect("POLICY_STATS is an array");
+        let mut array: aya::maps::Array<_, enforcer_common::policy::PolicyStats> =
+            aya::maps::Array::try_from(self.pinned_map(enforcer_common::maps::POLICY_STATS))
+                .expect("POLICY_STATS is an array");
         array.set(id, stats, 0).expect("writing POLICY_STATS");
     }
 
     /// The configuration every program reads, from the pinned map.
     pub fn kernel_config(&self) -> enforcer_common::config::Config {
-        use aya::maps::{Array, Map, MapData};
-        let path = self
-            .pin_dir
-            .join("maps")
-            .join(enforcer_common::maps::CONFIG);
-        let data =
-            MapData::from_pin(&path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-        let array: Array<MapData, enforcer_common::config::Config> =
-            Array::try_from(Map::from_map_data(data).expect("a map")).expect("CONFIG is an array");
+        let array: aya::maps::Array<_, enforcer_common::config::Config> =
+            aya::maps::Array::try_from(self.pinned_map(enforcer_common::maps::CONFIG))
+                .expect("CONFIG is an array");
         array.get(&0, 0).expect("reading CONFIG")
+    }
+
+    /// The daemon's map `name`, opened from its pin (whether the daemon
+    /// runs or not).
+    fn pinned_map(&self, name: &str) -> aya::maps::Map {
+        let path = self.pin_dir.join("maps").join(name);
+        let data = aya::maps::MapData::from_pin(&path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+        aya::maps::Map::from_map_data(data).expect("a map")
     }
 
     /// SIGTERM: a graceful stop.
@@ -379,17 +375,12 @@ impl Daemon {
     /// trie of the bank the pinned configuration names, read from its pin
     /// (whether the daemon runs or not).
     pub fn kernel_rules(&self) -> Vec<(String, u32)> {
-        use aya::maps::{LpmTrie, Map, MapData};
+        use aya::maps::{LpmTrie, MapData};
         use enforcer_common::{bank::Bank, maps, rules::RuleData};
-        let open = |name: &str| {
-            let path = self.pin_dir.join("maps").join(name);
-            let data = MapData::from_pin(&path)
-                .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-            Map::from_map_data(data).expect("a map")
-        };
         let bank = Bank::active(&self.kernel_config());
         let trie: LpmTrie<MapData, RuleData, u32> =
-            LpmTrie::try_from(open(maps::POLICY_RULES[bank.index()])).expect("a rule trie");
+            LpmTrie::try_from(self.pinned_map(maps::POLICY_RULES[bank.index()]))
+                .expect("a rule trie");
         let mut rules: Vec<(String, u32)> = trie
             .iter()
             .map(|item| {

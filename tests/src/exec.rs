@@ -58,6 +58,36 @@ impl<'a> Place<'a> {
         command
     }
 
+    /// Starts an unprivileged process here (`nobody`, no capabilities) that
+    /// opens `n` connections to `addr` on loopback and holds them until it is
+    /// killed: a hostile holder of bulkhead slots. Wait for its slots with
+    /// the daemon's or the maps' view; kill it to end them.
+    pub fn spawn_nobody_holding(
+        &self,
+        addr: std::net::SocketAddr,
+        n: usize,
+    ) -> std::process::Child {
+        assert!(
+            addr.ip().is_loopback(),
+            "{addr}: bash's /dev/tcp, loopback only"
+        );
+        let opens: String = (0..n)
+            .map(|i| format!(" {}<>/dev/tcp/{}/{}", i + 3, addr.ip(), addr.port()))
+            .collect();
+        let mut command = Command::new("setpriv");
+        command.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "bash",
+            "-c",
+            &format!("exec{opens}; exec sleep 600"),
+        ]);
+        self.command(command).spawn().expect("setpriv bash")
+    }
+
     /// Runs `f` in a forked child inside this place and returns what it returns.
     /// A panic in the child fails the caller with the child's message.
     pub fn run<F: FnOnce() -> String>(&self, f: F) -> String {

@@ -5,7 +5,6 @@ use std::{
     fs,
     net::SocketAddr,
     path::Path,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -207,25 +206,7 @@ fn slots_of_connections_an_interrupted_installation_admitted_are_given_back() {
         // Two connections held open by an unprivileged process in the cgroup
         // (nobody, no capabilities): it cannot keep its slots past the
         // programs that admitted it.
-        let port = addr.port();
-        let script = format!(
-            "exec 3<>/dev/tcp/127.0.0.1/{port} 4<>/dev/tcp/127.0.0.1/{port}; exec sleep 600"
-        );
-        let mut command = Command::new("setpriv");
-        command.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-            "bash",
-            "-c",
-            &script,
-        ]);
-        let holder = Place::cgroup(&cgroup)
-            .command(command)
-            .spawn()
-            .expect("bash");
+        let holder = Place::cgroup(&cgroup).spawn_nobody_holding(addr, 2);
         let deadline = Instant::now() + Duration::from_secs(30);
         while held(&enforcer) != 2 {
             assert!(Instant::now() < deadline, "never held 2");

@@ -12,6 +12,7 @@ use enforcer_tests::{
     exec::Place,
     fixtures::ECONNREFUSED,
     net::{self, AcceptingServer, LOCAL_CONNECT_ERRORS},
+    require_root,
 };
 
 const REFUSED: Result<(), i32> = Err(ECONNREFUSED as i32);
@@ -75,6 +76,7 @@ fn refused(d: &Daemon, text: &str, says: &[&str]) {
 
 #[test]
 fn a_policy_set_applies_whole_or_not_at_all() {
+    require_root();
     let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
     let a = AcceptingServer::bind("127.0.0.1:0");
     // Each rule map holds 4 rules: a set of 3, then another 3 in its place,
@@ -142,6 +144,7 @@ fn a_policy_set_applies_whole_or_not_at_all() {
 
 #[test]
 fn a_policy_set_rule_spelt_ipv4_mapped_is_the_ipv4_rule() {
+    require_root();
     let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
     let d = Daemon::start(&cgroup, &pins, "policy = []");
     d.ok(&["policy", "set", "m", "match=[::ffff:10.0.0.0/104]:80"]);
@@ -151,7 +154,8 @@ fn a_policy_set_rule_spelt_ipv4_mapped_is_the_ipv4_rule() {
 
     // Never reached: see `net::connect_from_loopback`.
     let remote: SocketAddr = "10.0.0.5:80".parse().unwrap();
-    let out = Place::cgroup(&cgroup).run(|| format!("{:?}", net::connect_from_loopback(remote)));
+    let out = Place::cgroup(&cgroup)
+        .run_as_nobody(|| format!("{:?}", net::connect_from_loopback(remote)));
     assert!(
         LOCAL_CONNECT_ERRORS
             .iter()
@@ -167,5 +171,47 @@ fn a_policy_set_rule_spelt_ipv4_mapped_is_the_ipv4_rule() {
         ),
         (Some("m"), Some(1), Some(1)),
         "{matched}"
+    );
+}
+
+/// Slots held by an unprivileged process across a flip to the next set are
+/// the same slots: counted once under the policy's new cap, and given back
+/// exactly once when the holder dies.
+#[test]
+fn slots_held_by_nobody_across_a_policy_set_flip_come_back_once() {
+    require_root();
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let a = AcceptingServer::bind("127.0.0.1:0");
+    let d = Daemon::start(&cgroup, &pins, &policy("p", a.addr, 2, &[]));
+    let mut holder = Place::cgroup(&cgroup).spawn_nobody_holding(a.addr, 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while d.status_of(a.addr)["active"] != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            d.status_of(a.addr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The same policy with a higher cap and another rule: a new bank.
+    let out = apply(&d, &policy("p", a.addr, 3, &["127.0.0.2/32:80"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(d.kernel_rules(), expected(&d, "p"));
+    assert_eq!(d.status_of(a.addr)["active"], 2, "the held slots, kept");
+    assert_eq!(
+        Place::cgroup(&cgroup).held_connects(a.addr, 2),
+        [Ok(()), REFUSED],
+        "one slot left under the new cap of 3"
+    );
+    holder.kill().expect("kill");
+    holder.wait().expect("wait");
+    assert_eq!(
+        held(&d, &cgroup, a.addr, 4),
+        [Ok(()), Ok(()), Ok(()), REFUSED],
+        "every slot back, none twice"
     );
 }

@@ -31,5 +31,5 @@ mod resources;
 pub use params::{Dest, Lasting, OverrideQuery, ResetQuery, StatusQuery};
 pub use resources::{
     Applied, BreakerState, ByCause, Destination, ErrorBody, Event, Failures, Netns, OverrideKind,
-    OverrideSet, PolicyView, ResetDone, Status, Switch, Uninstalling,
+    OverrideSet, PolicySettings, PolicyView, ResetDone, Status, Switch, Uninstalling,
 };

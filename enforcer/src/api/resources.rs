@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::values::Mode;
+use crate::config::{PolicySpec, values::Mode};
 
 /// `GET /v1/status`: the global switch and the destinations, most
 /// interesting first (open, then by failures). The daemon serialises
@@ -129,15 +129,16 @@ pub struct Destination {
     pub override_for_ms: Option<u64>,
 }
 
-/// A running policy: its settings and its shared counts. Durations are
-/// humantime text (`30s`, `1m 30s`).
+/// A policy's settings, every one written out: what `policy show` prints
+/// and what the daemon saves (as `[[policy]]` tables that read back the
+/// same whatever the configuration's defaults become). Durations are
+/// humantime text (`30s`, `1m 30s`); settings that are off are left out.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PolicyView {
+pub struct PolicySettings {
     pub name: String,
-    /// The kernel's id for it (stays with the name across changes).
-    pub id: u32,
     #[serde(rename = "match")]
     pub rules: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
     pub mode: Mode,
     pub failure_threshold: u32,
@@ -145,9 +146,17 @@ pub struct PolicyView {
     pub min_attempts: u32,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub slow_connect: Option<Duration>,
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connect_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub open: Duration,
@@ -158,7 +167,9 @@ pub struct PolicyView {
     pub rejitter: Duration,
     pub half_open_probes: u32,
     pub close_after: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pending: Option<u32>,
     pub errno: String,
     pub max_open_percent: u32,
@@ -167,6 +178,45 @@ pub struct PolicyView {
     pub heal: bool,
     #[serde(with = "humantime_serde")]
     pub heal_interval: Duration,
+}
+
+impl From<&PolicySpec> for PolicySettings {
+    fn from(p: &PolicySpec) -> Self {
+        Self {
+            name: p.name.clone(),
+            rules: p.rules.iter().map(ToString::to_string).collect(),
+            cgroup: p.cgroup.as_ref().map(|c| c.display().to_string()),
+            mode: p.mode,
+            failure_threshold: p.failure_threshold,
+            failure_rate: p.failure_rate,
+            min_attempts: p.min_attempts,
+            window: p.window,
+            slow_connect: p.slow_connect,
+            connect_timeout: p.connect_timeout,
+            open: p.open,
+            open_max: p.open_max,
+            jitter: p.jitter,
+            rejitter: p.rejitter,
+            half_open_probes: p.half_open_probes,
+            close_after: p.close_after,
+            max_connections: p.max_connections,
+            max_pending: p.max_pending,
+            errno: p.errno.to_string(),
+            max_open_percent: p.max_open_percent,
+            trip_decay: p.trip_decay,
+            heal: p.heal,
+            heal_interval: p.heal_interval,
+        }
+    }
+}
+
+/// A running policy: its settings and its shared counts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyView {
+    #[serde(flatten)]
+    pub settings: PolicySettings,
+    /// The kernel's id for it (stays with the name across changes).
+    pub id: u32,
     pub tracked: u64,
     pub open_destinations: u64,
     pub guard_refusals: u64,

@@ -61,9 +61,9 @@ pub fn execute(command: Command) -> Result<(), Failure> {
                     let mut table = client::table(&["POLICY", "MODE", "MATCH", "TRACKED", "OPEN"]);
                     for p in &list {
                         table.add_row([
-                            p.name.clone(),
-                            p.mode.to_string(),
-                            p.rules.join(","),
+                            p.settings.name.clone(),
+                            p.settings.mode.to_string(),
+                            p.settings.rules.join(","),
                             p.tracked.to_string(),
                             p.open_destinations.to_string(),
                         ]);

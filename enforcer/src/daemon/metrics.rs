@@ -87,15 +87,15 @@ struct Series {
     s: DestState,
 }
 
-/// What a scrape reads under the daemon's lock: map contents and copies of
-/// the daemon's small tables, nothing derived.
-struct Raw {
-    top: Top,
-    names: PolicyNames,
-    namespaces: Arc<netns::Registry>,
+/// The daemon-wide figures of a scrape, read under the daemon's lock and
+/// shown as read.
+#[derive(Debug)]
+struct Totals {
     globals: Vec<(GlobalCounter, u64)>,
+    /// Per running policy: name, tracked, open, guard refusals.
     policies: Vec<(String, u64, u64, u64)>,
     programs: Vec<ProgramStats>,
+    /// Kernel events read, by kind.
     events: Vec<(String, u64)>,
     paused: bool,
     healers: usize,
@@ -103,29 +103,27 @@ struct Raw {
     healing_skipped: Vec<(&'static str, u64)>,
 }
 
-impl Raw {
+impl Totals {
     fn read(d: &Daemon) -> Self {
-        let policies = d
-            .policies
+        let mut events: Vec<(String, u64)> = d
+            .event_counts
             .iter()
-            .map(|p| {
-                let st = d.enforcer.policy_stats(p.id).unwrap_or_default();
-                (p.spec.name.clone(), st.tracked, st.open, st.guard_refusals)
-            })
+            .map(|(k, v)| ((*k).to_owned(), *v))
             .collect();
-        let mut top = Top::new(d.config.daemon.max_series as usize);
-        if let Err(e) = d.enforcer.each_dest(|k, s| top.offer(k, s)) {
-            tracing::warn!("scrape: reading the destinations: {e}");
-        }
+        events.sort();
         Self {
-            top,
-            names: PolicyNames::of(d),
-            namespaces: d.namespaces.clone(),
             globals: GlobalCounter::ALL
                 .iter()
                 .map(|&c| (c, d.enforcer.counter(c).unwrap_or(0)))
                 .collect(),
-            policies,
+            policies: d
+                .policies
+                .iter()
+                .map(|p| {
+                    let st = d.enforcer.policy_stats(p.id).unwrap_or_default();
+                    (p.spec.name.clone(), st.tracked, st.open, st.guard_refusals)
+                })
+                .collect(),
             // Without the statistics on (`daemon.bpf_run_stats`) every run
             // count would read 0: no series rather than false ones.
             programs: if d.run_stats.is_some() {
@@ -133,11 +131,7 @@ impl Raw {
             } else {
                 Vec::new()
             },
-            events: d
-                .event_counts
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), *v))
-                .collect(),
+            events,
             paused: d.enforcer.config().is_ok_and(|c| c.paused != 0),
             healers: d.healing.running(),
             healing_probes: d.healing.probes_total(),
@@ -150,23 +144,41 @@ impl Raw {
     }
 }
 
+/// What a scrape reads under the daemon's lock: the destinations that get
+/// series of their own (the rest summed as read), and copies of the
+/// daemon's small tables.
+struct Raw {
+    top: Top,
+    names: PolicyNames,
+    namespaces: Arc<netns::Registry>,
+    totals: Totals,
+}
+
+impl Raw {
+    fn read(d: &Daemon) -> Self {
+        let mut top = Top::new(d.config.daemon.max_series as usize);
+        if let Err(e) = d.enforcer.each_dest(|k, s| top.offer(k, s)) {
+            tracing::warn!("scrape: reading the destinations: {e}");
+        }
+        Self {
+            top,
+            names: PolicyNames::of(d),
+            namespaces: d.namespaces.clone(),
+            totals: Totals::read(d),
+        }
+    }
+}
+
 /// Everything a scrape shows.
 #[derive(Debug)]
 struct Snapshot {
     series: Vec<Series>,
     tracked: u64,
-    globals: Vec<(GlobalCounter, u64)>,
-    policies: Vec<(String, u64, u64, u64)>,
     /// Destinations the scans forgot, by reason.
     evicted: Vec<(&'static str, u64)>,
     /// Count corrections by policy: every running one, and any other corrected.
     corrections: Vec<(String, u64)>,
-    programs: Vec<ProgramStats>,
-    events: Vec<(String, u64)>,
-    paused: bool,
-    healers: usize,
-    healing_probes: [(&'static str, u64); 2],
-    healing_skipped: Vec<(&'static str, u64)>,
+    totals: Totals,
 }
 
 impl From<Raw> for Snapshot {
@@ -194,30 +206,21 @@ impl From<Raw> for Snapshot {
                 s: other,
             });
         }
-        let mut events = raw.events;
-        events.sort();
         let scans = super::scan::totals();
         let evicted = super::scan::Reason::ALL
             .iter()
             .map(|r| (r.label(), scans.evicted.get(r).copied().unwrap_or(0)))
             .collect();
         let mut corrections = scans.corrections;
-        for (name, ..) in &raw.policies {
+        for (name, ..) in &raw.totals.policies {
             corrections.entry(name.clone()).or_default();
         }
         Self {
             series,
             tracked,
-            globals: raw.globals,
-            policies: raw.policies,
             evicted,
             corrections: corrections.into_iter().collect(),
-            programs: raw.programs,
-            events,
-            paused: raw.paused,
-            healers: raw.healers,
-            healing_probes: raw.healing_probes,
-            healing_skipped: raw.healing_skipped,
+            totals: raw.totals,
         }
     }
 }
@@ -421,8 +424,8 @@ impl Collector for Snapshot {
             None,
             MetricType::Gauge,
         )?
-        .encode_gauge(&i64::from(self.paused))?;
-        for (counter, v) in &self.globals {
+        .encode_gauge(&i64::from(self.totals.paused))?;
+        for (counter, v) in &self.totals.globals {
             let name = format!("enforcer_kernel_{}", counter.name());
             enc.encode_descriptor(&name, "kernel hot-path counter", None, MetricType::Counter)?
                 .encode_counter::<NoLabelSet, _, u64>(v, None)?;
@@ -432,7 +435,10 @@ impl Collector for Snapshot {
             "enforcer_events",
             "kernel transition events read",
             "kind",
-            self.events.iter().map(|(kind, n)| (kind.as_str(), *n)),
+            self.totals
+                .events
+                .iter()
+                .map(|(kind, n)| (kind.as_str(), *n)),
         )?;
         let mut tracked = enc.encode_descriptor(
             "enforcer_policy_tracked_destinations",
@@ -440,7 +446,7 @@ impl Collector for Snapshot {
             None,
             MetricType::Gauge,
         )?;
-        for (name, t, _, _) in &self.policies {
+        for (name, t, _, _) in &self.totals.policies {
             tracked
                 .encode_family(&vec![("policy", name.as_str())])?
                 .encode_gauge(t)?;
@@ -451,7 +457,7 @@ impl Collector for Snapshot {
             None,
             MetricType::Gauge,
         )?;
-        for (name, _, o, _) in &self.policies {
+        for (name, _, o, _) in &self.totals.policies {
             open.encode_family(&vec![("policy", name.as_str())])?
                 .encode_gauge(o)?;
         }
@@ -460,7 +466,8 @@ impl Collector for Snapshot {
             "enforcer_policy_guard_refusals",
             "trips refused by max_open_percent",
             "policy",
-            self.policies
+            self.totals
+                .policies
                 .iter()
                 .map(|(name, _, _, r)| (name.as_str(), *r)),
         )?;
@@ -484,22 +491,22 @@ impl Collector for Snapshot {
             None,
             MetricType::Gauge,
         )?
-        .encode_gauge(&(self.healers as i64))?;
+        .encode_gauge(&(self.totals.healers as i64))?;
         counter_family(
             &mut enc,
             "enforcer_healing_probes",
             "healing probes made, by result",
             "result",
-            self.healing_probes,
+            self.totals.healing_probes,
         )?;
         counter_family(
             &mut enc,
             "enforcer_healing_skipped",
             "open destinations of healing policies passed over, by reason (counted when a destination's reason changes, not every tick)",
             "reason",
-            self.healing_skipped.iter().copied(),
+            self.totals.healing_skipped.iter().copied(),
         )?;
-        if self.programs.is_empty() {
+        if self.totals.programs.is_empty() {
             return Ok(());
         }
         counter_family(
@@ -507,7 +514,7 @@ impl Collector for Snapshot {
             "enforcer_bpf_program_runs",
             "program runs (BPF_ENABLE_STATS, daemon.bpf_run_stats)",
             "program",
-            self.programs.iter().map(|p| (p.name, p.run_count)),
+            self.totals.programs.iter().map(|p| (p.name, p.run_count)),
         )?;
         let mut time = enc.encode_descriptor(
             "enforcer_bpf_program_run_seconds",
@@ -515,7 +522,7 @@ impl Collector for Snapshot {
             None,
             MetricType::Counter,
         )?;
-        for p in &self.programs {
+        for p in &self.totals.programs {
             time.encode_family(&vec![("program", p.name)])?
                 .encode_counter::<NoLabelSet, _, f64>(&p.run_time.as_secs_f64(), None)?;
         }

@@ -10,7 +10,6 @@
 use std::{
     fs, io,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use std::hash::Hasher;
@@ -18,7 +17,10 @@ use std::hash::Hasher;
 use serde::Serialize;
 
 use super::private_dir;
-use crate::config::{Config, PolicySpec, values::Mode};
+use crate::{
+    api::PolicySettings,
+    config::{Config, PolicySpec},
+};
 
 const FILE: &str = "policies.toml";
 const STAMP: &str = "# config-fingerprint = ";
@@ -79,85 +81,14 @@ pub fn discard(dir: &Path) {
     let _ = fs::remove_file(path(dir));
 }
 
-/// One `[[policy]]` table as saved: every setting written out, so the set
-/// reads back the same whatever the configuration's defaults become.
-#[derive(Serialize)]
-struct Table<'a> {
-    name: &'a str,
-    #[serde(rename = "match")]
-    rules: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cgroup: Option<String>,
-    mode: Mode,
-    failure_threshold: u32,
-    failure_rate: f64,
-    min_attempts: u32,
-    #[serde(with = "humantime_serde")]
-    window: Duration,
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
-    slow_connect: Option<Duration>,
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
-    connect_timeout: Option<Duration>,
-    #[serde(with = "humantime_serde")]
-    open: Duration,
-    #[serde(with = "humantime_serde")]
-    open_max: Duration,
-    jitter: f64,
-    #[serde(with = "humantime_serde")]
-    rejitter: Duration,
-    half_open_probes: u32,
-    close_after: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_connections: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_pending: Option<u32>,
-    errno: String,
-    max_open_percent: u32,
-    #[serde(with = "humantime_serde")]
-    trip_decay: Duration,
-    heal: bool,
-    #[serde(with = "humantime_serde")]
-    heal_interval: Duration,
-}
-
-impl<'a> From<&'a PolicySpec> for Table<'a> {
-    fn from(p: &'a PolicySpec) -> Self {
-        Self {
-            name: &p.name,
-            rules: p.rules.iter().map(ToString::to_string).collect(),
-            cgroup: p.cgroup.as_ref().map(|c| c.display().to_string()),
-            mode: p.mode,
-            failure_threshold: p.failure_threshold,
-            failure_rate: p.failure_rate,
-            min_attempts: p.min_attempts,
-            window: p.window,
-            slow_connect: p.slow_connect,
-            connect_timeout: p.connect_timeout,
-            open: p.open,
-            open_max: p.open_max,
-            jitter: p.jitter,
-            rejitter: p.rejitter,
-            half_open_probes: p.half_open_probes,
-            close_after: p.close_after,
-            max_connections: p.max_connections,
-            max_pending: p.max_pending,
-            errno: p.errno.to_string(),
-            max_open_percent: p.max_open_percent,
-            trip_decay: p.trip_decay,
-            heal: p.heal,
-            heal_interval: p.heal_interval,
-        }
-    }
-}
-
 /// `[[policy]]` tables that parse back to exactly `specs`.
 pub fn to_toml(specs: &[PolicySpec]) -> String {
     #[derive(Serialize)]
-    struct File<'a> {
-        policy: Vec<Table<'a>>,
+    struct File {
+        policy: Vec<PolicySettings>,
     }
     let file = File {
-        policy: specs.iter().map(Table::from).collect(),
+        policy: specs.iter().map(PolicySettings::from).collect(),
     };
     // Plain data with string keys: serialising it cannot fail.
     toml::to_string(&file).expect("policy tables serialise")

@@ -51,6 +51,13 @@ impl Client {
         }
     }
 
+    fn http(&self, source: hyper::Error) -> ClientError {
+        ClientError::Http {
+            socket: self.socket.clone(),
+            source,
+        }
+    }
+
     /// Sends one request; the response once its head has arrived (the body
     /// is still to be read). A 4xx or 5xx is an error carrying the daemon's
     /// message.
@@ -60,10 +67,7 @@ impl Client {
         target: &str,
         body: Option<Bytes>,
     ) -> Result<hyper::Response<Incoming>, ClientError> {
-        let http = |source| ClientError::Http {
-            socket: self.socket.clone(),
-            source,
-        };
+        let http = |source| self.http(source);
         let stream =
             UnixStream::connect(&self.socket)
                 .await
@@ -110,10 +114,7 @@ impl Client {
             .into_body()
             .collect()
             .await
-            .map_err(|source| ClientError::Http {
-                socket: self.socket.clone(),
-                source,
-            })?;
+            .map_err(|source| self.http(source))?;
         Ok(body.to_bytes())
     }
 
