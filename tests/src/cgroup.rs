@@ -24,6 +24,14 @@ impl ScratchCgroup {
         Self { path }
     }
 
+    /// Creates a cgroup below this one (drop it first: a cgroup with children
+    /// cannot be removed).
+    pub fn child(&self) -> Self {
+        let path = self.path.join(crate::unique_name("child-"));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        Self { path }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -1,6 +1,7 @@
 //! The daemon's edges under abuse from any local user: a stream that never
 //! ends a header line, thousands of idle connections, answers of 100 000
-//! destinations, addresses already taken at start.
+//! destinations, addresses already taken at start, a cgroup another
+//! installation already enforces.
 
 use std::{
     io::Write,
@@ -204,6 +205,78 @@ fn a_busy_metrics_address_or_socket_is_bad_input_and_attaches_nothing() {
         check("daemon.socket");
         std::fs::remove_file(&d.socket).unwrap();
     }
+}
+
+/// Files under `dir` (pins), directories left out.
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                files_below(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_second_installation_where_one_enforces_is_refused() {
+    require_root();
+    let outer = ScratchCgroup::new();
+    let middle = outer.child();
+    let inner = middle.child();
+    let first_pins = PinDir::new();
+    let first = Daemon::start(&middle, &first_pins, "policy = []");
+    let ours = middle.attached_programs();
+    assert!(ours.contains("gate_connect4"), "{ours}");
+    let none_of_ours = |cgroup: &ScratchCgroup| {
+        let attached = cgroup.attached_programs();
+        !attached.contains("gate_connect") && !attached.contains("track_sock")
+    };
+    for (cgroup, place) in [
+        (&middle, "the same cgroup"),
+        (&inner, "a cgroup below"),
+        (&outer, "the parent"),
+    ] {
+        let pins = PinDir::new();
+        let second = Daemon::configure(cgroup, &pins, "policy = []", "", false);
+        // `timeout`: a daemon that does not refuse would run until killed.
+        let out = std::process::Command::new("timeout")
+            .arg("60")
+            .arg(enforcer_tests::daemon::binary())
+            .args(["run", "--config", second.config.to_str().unwrap()])
+            .output()
+            .expect("timeout");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{place}: {err}");
+        assert!(
+            err.contains("another enforcer's program")
+                && err.contains(&middle.path().display().to_string()),
+            "{place}: {err}"
+        );
+        assert_eq!(middle.attached_programs(), ours, "{place}");
+        assert!(none_of_ours(&outer) && none_of_ours(&inner), "{place}");
+        assert_eq!(
+            files_below(&second.pin_dir),
+            Vec::<std::path::PathBuf>::new(),
+            "{place}: pinned"
+        );
+    }
+    // The first installation is untouched, and its own restart adopts it.
+    first.ok(&["status"]);
+    first.terminate();
+    let mut first = first;
+    assert!(first.wait_exit().success(), "{}", first.log());
+    first.spawn();
+    first.ok(&["status"]);
+    assert_eq!(middle.attached_programs(), ours);
+    first.uninstall();
 }
 
 #[test]

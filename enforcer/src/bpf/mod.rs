@@ -10,9 +10,11 @@ mod link_master;
 mod lock_check;
 mod maps;
 mod object;
+mod occupied;
 pub mod pins;
 mod policy_set;
 pub mod programs;
+mod syscall;
 mod tc;
 
 use std::{fs::File, io, net::SocketAddr, os::unix::fs::MetadataExt, path::Path, time::Duration};
@@ -115,6 +117,17 @@ pub enum BpfError {
          run `enforcer uninstall` first to move them"
     )]
     AttachedElsewhere { pins: String, attached: u64 },
+    #[error(
+        "another enforcer's program `{}` (id {}) is attached to {}, at, above or \
+         below daemon.cgroup {cgroup}: two installations would count every connection \
+         twice. Stop that one (`enforcer uninstall` with its configuration), or set \
+         daemon.pin_dir to its pin directory to take it over",
+        occupant.program, occupant.id, occupant.cgroup.display()
+    )]
+    Occupied {
+        cgroup: String,
+        occupant: occupied::Occupant,
+    },
     #[error(
         "{pins} holds pins of {} and this daemon uses layout {ours}: it cannot read them. \
          `enforcer uninstall` (this binary removes pins of any layout; the breaker states \
@@ -267,6 +280,16 @@ impl Enforcer {
         layout::check(pins)?;
         let dir = open_cgroup(cgroup)?;
         let wanted = cgroup_id(&dir, cgroup)?;
+        let occupant = occupied::find(cgroup, pins).map_err(|source| BpfError::Cgroup {
+            path: cgroup.display().to_string(),
+            source,
+        })?;
+        if let Some(occupant) = occupant {
+            return Err(BpfError::Occupied {
+                cgroup: cgroup.display().to_string(),
+                occupant,
+            });
+        }
         if pins.has_links() && pins.pinned_maps().all(|(_, p)| p.exists()) {
             let enforcer = Self::adopt(pins)?;
             let attached = enforcer.config()?.cgroup_id;

@@ -292,9 +292,9 @@ pub fn start(options: RunOptions) -> Result<Started, StartError> {
     let (mut enforcer, installed) = Enforcer::install(&load, &pins, &cgroup).map_err(|e| {
         let context = format!("installing into {}", pins.root().display());
         match e {
-            BpfError::AttachedElsewhere { .. } | BpfError::Layout { .. } => {
-                BadInput(anyhow::Error::new(e).context(context))
-            }
+            BpfError::AttachedElsewhere { .. }
+            | BpfError::Occupied { .. }
+            | BpfError::Layout { .. } => BadInput(anyhow::Error::new(e).context(context)),
             e => Failed(anyhow::Error::new(e).context(context)),
         }
     })?;
