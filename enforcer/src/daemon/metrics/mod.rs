@@ -1,0 +1,241 @@
+//! The Prometheus exporter: `/metrics`, `/healthz` (the process answers) and
+//! `/readyz` (programs attached, maps readable). Kernel counters are read when
+//! scraped, never polled; per-destination series are bounded by
+//! `daemon.max_series`, the rest fold into one `dest="other"` series. A
+//! destination's series name its network namespace (`netns`: the inode, or
+//! `unknown`): one label value per destination, so it adds no series.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use enforcer_common::{counters::GlobalCounter, dest::DestState};
+use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, registry::Registry};
+
+use super::{Daemon, Shared, lock, series::Top, view::PolicyNames};
+use crate::{bpf::ProgramStats, http::stream, netns};
+
+mod destinations;
+mod totals;
+
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The metrics listener's routes.
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<Shared>| async move { scrape(&s) }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<Shared>| async move { ready(&lock(&s)) }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "try /metrics, /healthz or /readyz\n") })
+        .with_state(shared)
+}
+
+/// Ready when the policies are written and the maps answer.
+fn ready(d: &Daemon) -> Response {
+    match (d.ready, d.enforcer.config()) {
+        (true, Ok(_)) => "ready\n".into_response(),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
+        (_, Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("maps unreadable: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// A scrape: the maps are read under the daemon's lock, the series built
+/// and encoded after it is released, as the client reads them.
+pub fn scrape(shared: &Shared) -> Response {
+    let raw = Raw::read(&lock(shared));
+    let mut response = stream::streamed(CONTENT_TYPE, move |w| {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Snapshot::from(raw)));
+        prometheus_client::encoding::text::encode(w, &registry).map_err(std::io::Error::other)
+    });
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// One destination's series, or the sum of those past the series limit.
+#[derive(Debug, Clone)]
+struct Series {
+    dest: String,
+    netns: String,
+    policy: String,
+    /// `None` for the folded series.
+    state: Option<u32>,
+    cap: Option<u32>,
+    s: DestState,
+}
+
+/// The daemon-wide figures of a scrape, read under the daemon's lock and
+/// shown as read.
+#[derive(Debug)]
+struct Totals {
+    globals: Vec<(GlobalCounter, u64)>,
+    policies: Vec<PolicyFigures>,
+    programs: Vec<ProgramStats>,
+    /// Kernel events read, by kind.
+    events: Vec<(String, u64)>,
+    paused: bool,
+    healers: usize,
+    healing_probes: [(&'static str, u64); 2],
+    healing_skipped: Vec<(&'static str, u64)>,
+}
+
+/// A running policy's counts in the kernel.
+#[derive(Debug)]
+struct PolicyFigures {
+    name: String,
+    tracked: u64,
+    open: u64,
+    guard_refusals: u64,
+}
+
+impl Totals {
+    fn read(d: &Daemon) -> Self {
+        let mut events: Vec<(String, u64)> = d
+            .event_counts
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        events.sort();
+        Self {
+            globals: GlobalCounter::ALL
+                .iter()
+                .map(|&c| (c, d.enforcer.counter(c).unwrap_or(0)))
+                .collect(),
+            policies: d
+                .policies
+                .iter()
+                .map(|p| {
+                    let st = d.enforcer.policy_stats(p.id).unwrap_or_default();
+                    PolicyFigures {
+                        name: p.spec.name.clone(),
+                        tracked: st.tracked,
+                        open: st.open,
+                        guard_refusals: st.guard_refusals,
+                    }
+                })
+                .collect(),
+            // Without the statistics on (`daemon.bpf_run_stats`) every run
+            // count would read 0: no series rather than false ones.
+            programs: if d.run_stats.is_some() {
+                d.enforcer.program_stats(Some(&d.pins))
+            } else {
+                Vec::new()
+            },
+            events,
+            paused: d.enforcer.config().is_ok_and(|c| c.paused != 0),
+            healers: d.healing.running(),
+            healing_probes: d.healing.probes_total(),
+            healing_skipped: d
+                .healing
+                .skipped_total()
+                .map(|(why, n)| (why.name(), n))
+                .collect(),
+        }
+    }
+}
+
+/// What a scrape reads under the daemon's lock: the destinations that get
+/// series of their own (the rest summed as read), and copies of the
+/// daemon's small tables.
+struct Raw {
+    top: Top,
+    names: PolicyNames,
+    namespaces: Arc<netns::Registry>,
+    totals: Totals,
+}
+
+impl Raw {
+    fn read(d: &Daemon) -> Self {
+        let mut top = Top::new(d.config.daemon.max_series as usize);
+        if let Err(e) = d.enforcer.each_dest(|k, s| top.offer(k, s)) {
+            tracing::warn!("scrape: reading the destinations: {e}");
+        }
+        Self {
+            top,
+            names: PolicyNames::of(d),
+            namespaces: d.namespaces.clone(),
+            totals: Totals::read(d),
+        }
+    }
+}
+
+/// Everything a scrape shows.
+#[derive(Debug)]
+struct Snapshot {
+    series: Vec<Series>,
+    tracked: u64,
+    /// Destinations the scans forgot, by reason.
+    evicted: Vec<(&'static str, u64)>,
+    /// Count corrections by policy: every running one, and any other corrected.
+    corrections: Vec<(String, u64)>,
+    totals: Totals,
+}
+
+impl From<Raw> for Snapshot {
+    fn from(raw: Raw) -> Self {
+        let tracked = raw.top.tracked();
+        let (own, other) = raw.top.finish();
+        let mut series: Vec<Series> = own
+            .iter()
+            .map(|(k, s)| Series {
+                dest: k.socket_addr().to_string(),
+                netns: raw.namespaces.label(k.netns).metric(),
+                policy: raw.names.name(s.policy_id).to_owned(),
+                state: Some(s.breaker.state),
+                cap: raw.names.cap(s.policy_id),
+                s: *s,
+            })
+            .collect();
+        if let Some(other) = other {
+            series.push(Series {
+                dest: "other".into(),
+                netns: "other".into(),
+                policy: "other".into(),
+                state: None,
+                cap: None,
+                s: other,
+            });
+        }
+        let scans = super::scan::totals();
+        let evicted = super::scan::Reason::ALL
+            .iter()
+            .map(|r| (r.label(), scans.evicted.get(r).copied().unwrap_or(0)))
+            .collect();
+        let mut corrections = scans.corrections;
+        for policy in &raw.totals.policies {
+            corrections.entry(policy.name.clone()).or_default();
+        }
+        Self {
+            series,
+            tracked,
+            evicted,
+            corrections: corrections.into_iter().collect(),
+            totals: raw.totals,
+        }
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        destinations::encode(&self.series, &mut enc)?;
+        totals::encode(self, &mut enc)
+    }
+}
