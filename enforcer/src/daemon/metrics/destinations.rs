@@ -82,9 +82,11 @@ const SPLIT_COUNTERS: [Split; 3] = [
     },
 ];
 
-/// Gauges; `None` leaves the series out (the folded series has no state, a
-/// destination without a cap no remaining slots).
-const GAUGES: [(&str, &str, fn(&Series) -> Option<i64>); 3] = [
+/// Reads one gauge of a series; `None` leaves the series out (the folded
+/// series has no state, a destination without a cap no remaining slots).
+type Gauge = fn(&Series) -> Option<i64>;
+
+const GAUGES: [(&str, &str, Gauge); 3] = [
     ("destination_state", "0 closed, 1 open, 2 half-open", |s| {
         s.state.map(i64::from)
     }),
