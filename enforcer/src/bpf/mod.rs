@@ -477,7 +477,14 @@ impl Enforcer {
 
     /// Detaches and unpins everything in `pins`; returns what was removed.
     pub fn uninstall(pins: &PinDir) -> Result<Vec<std::path::PathBuf>, BpfError> {
-        pins.remove_all()
+        let links = occupied::pinned_link_ids(pins);
+        let removed = pins.remove_all()?;
+        // Returning only once detached: a daemon started next must not find
+        // these programs still attached (see `occupied::wait_released`).
+        if !occupied::wait_released(&links, std::time::Duration::from_secs(10)) {
+            tracing::warn!("the unpinned links are still held after 10 s");
+        }
+        Ok(removed)
     }
 
     /// Every tracked destination and its state.
