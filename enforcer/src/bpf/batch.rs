@@ -1,6 +1,6 @@
 //! Reading a whole hash map in a few system calls (`BPF_MAP_LOOKUP_BATCH`)
 //! instead of two per entry: a scrape or a scan of 100 000 destinations is
-//! otherwise 200 000 system calls.
+//! otherwise 200 000 system calls. aya 0.14 has no batch lookup.
 
 use std::{
     io,
@@ -9,23 +9,8 @@ use std::{
 
 use aya::Pod;
 
-/// `union bpf_attr` for the `BPF_MAP_*_BATCH` commands.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
+use super::syscall::{bpf, bpf_cmd, zeroed_attr};
 
-/// A raw `bpf(2)` through libc: aya 0.14 has no batch lookup, and no crate
-/// wraps `BPF_MAP_LOOKUP_BATCH` (rustix and nix do not cover `bpf(2)` at all).
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Entries asked for per call.
 const CHUNK: usize = 4096;
 
@@ -56,34 +41,24 @@ pub fn for_each<K: Pod + Default, V: Pod + Default>(
     let (mut token, mut next) = (0u32, 0u32);
     let mut first = true;
     loop {
-        let mut attr = BatchAttr {
-            in_batch: if first { 0 } else { (&raw const token) as u64 },
-            out_batch: (&raw mut next) as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: CHUNK as u32,
-            map_fd: map.as_raw_fd() as u32,
-            elem_flags,
-            flags: 0,
+        let mut attr = zeroed_attr();
+        attr.batch.in_batch = if first { 0 } else { (&raw const token) as u64 };
+        attr.batch.out_batch = (&raw mut next) as u64;
+        attr.batch.keys = keys.as_mut_ptr() as u64;
+        attr.batch.values = values.as_mut_ptr() as u64;
+        attr.batch.count = CHUNK as u32;
+        attr.batch.map_fd = map.as_raw_fd() as u32;
+        attr.batch.elem_flags = elem_flags;
+        // SAFETY: buffers of `count` keys and values and the two tokens
+        // outlive the call.
+        let done = match unsafe { bpf(bpf_cmd::BPF_MAP_LOOKUP_BATCH, &mut attr) } {
+            Ok(()) => false,
+            // The last batch: what it holds is in `count` all the same.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) => return Err(e),
         };
-        // SAFETY: bpf(2) with an attribute laid out as the kernel's, buffers of
-        // `count` keys and values that outlive the call, and token pointers.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &raw mut attr,
-                size_of::<BatchAttr>() as u32,
-            )
-        };
-        let done = rc != 0;
-        if done {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::ENOENT) {
-                return Err(err);
-            }
-        }
-        let n = attr.count as usize;
+        // SAFETY: the kernel wrote the count back into the member set above.
+        let n = unsafe { attr.batch.count } as usize;
         keys[..n]
             .iter()
             .zip(&values[..n])
