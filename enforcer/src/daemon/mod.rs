@@ -301,6 +301,7 @@ pub fn start(options: RunOptions) -> Result<Started, StartError> {
     crate::crash::point("start.installed");
     let daemon = &config.daemon;
     let watched = enforcer
+        .interfaces()
         .watch_pinned(&pins, &daemon.interfaces, daemon.packet_hook)
         .map_err(|e| {
             // A forced hook the driver refuses is the operator's choice.
@@ -362,16 +363,19 @@ fn finish_start(
         .kernel_log
         .then(|| open_kernel_logs(&enforcer, &pins, installed))
         .flatten();
-    let kernel_config = enforcer.config()?;
+    let kernel_config = enforcer.maps().config.get()?;
     let millis = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
-    enforcer.set_config(enforcer_common::config::Config {
-        bypass_tgid: std::process::id(),
-        flow_syn_timeout_ms: millis(config.daemon.flow_syn_timeout),
-        flow_idle_timeout_ms: millis(config.daemon.flow_idle_timeout),
-        // Only with a reader: lines nobody reads are not worth their cost.
-        kernel_log: kernel_logs.is_some().into(),
-        ..kernel_config
-    })?;
+    enforcer
+        .maps_mut()
+        .config
+        .set(enforcer_common::config::Config {
+            bypass_tgid: std::process::id(),
+            flow_syn_timeout_ms: millis(config.daemon.flow_syn_timeout),
+            flow_idle_timeout_ms: millis(config.daemon.flow_idle_timeout),
+            // Only with a reader: lines nobody reads are not worth their cost.
+            kernel_log: kernel_logs.is_some().into(),
+            ..kernel_config
+        })?;
     // On this (the main) thread: the registry takes the daemon's namespace
     // from the thread that creates it.
     let namespaces = Arc::new(Registry::new().context("learning the host's network namespaces")?);
@@ -564,13 +568,14 @@ pub async fn serve(
     drop(api_file);
     let mut d = lock(&shared);
     if detach_on_exit || d.uninstall_requested {
-        let removed = Enforcer::uninstall(&d.pins)?;
+        let removed = d.pins.remove_all()?;
         tracing::info!("detached; removed {} pins", removed.len());
     } else {
         // The bypass names this process by pid: once it is gone, that pid
         // may become anyone's. Nobody reads the kernel logs any more either.
-        let kernel = d.enforcer.config()?;
-        d.enforcer.set_config(enforcer_common::config::Config {
+        let config = &mut d.enforcer.maps_mut().config;
+        let kernel = config.get()?;
+        config.set(enforcer_common::config::Config {
             bypass_tgid: 0,
             kernel_log: 0,
             ..kernel
