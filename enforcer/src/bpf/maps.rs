@@ -61,10 +61,11 @@ impl Maps {
         Self::build(|name| ebpf.take_map(name).ok_or(BpfError::MapMissing { name }))
     }
 
-    /// Opens the maps pinned in `pins`. Every pin is opened, those of maps the
-    /// daemon never touches too: an installation missing one is incomplete,
-    /// and adopting it fails here.
-    pub(super) fn open(pins: &PinDir) -> Result<Self, BpfError> {
+    /// Opens the maps pinned in `pins` (what [`super::Enforcer::adopt`] does,
+    /// for readers that need no program). Every pin is opened, those of maps
+    /// the daemon never touches too: an installation missing one is
+    /// incomplete, and adopting it fails here.
+    pub fn open(pins: &PinDir) -> Result<Self, BpfError> {
         let mut opened = BTreeMap::new();
         for (name, path) in pins.pinned_maps() {
             let data = MapData::from_pin(&path).map_err(map_err(name))?;

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer::bpf::{Enforcer, pins::PinDir};
+use enforcer::bpf::{Enforcer, Maps, pins::PinDir};
 use enforcer_common::{
     breaker::state,
     counters::GlobalCounter,
@@ -408,7 +408,7 @@ fn pausing_in_the_middle_of_live_flows_fails_nothing_and_strands_no_slot() {
     let keys = format!("interfaces = [\"{}\"]\n", net.router_guest_if);
     let d = Daemon::start_in_netns(&cgroup, &bpffs, &rest, &keys, net.path(Ns::Router));
     // The daemon's maps, read alongside it.
-    let maps = Enforcer::adopt(&PinDir::new(bpffs.path().join("enforcer"))).expect("adopting");
+    let maps = Maps::open(&PinDir::new(bpffs.path().join("enforcer"))).expect("opening the pins");
     net.set_backend_port(SILENT_PORT, "drop");
     let listener = net.backend_listener(open);
 
@@ -430,7 +430,7 @@ fn pausing_in_the_middle_of_live_flows_fails_nothing_and_strands_no_slot() {
     // Both silent connects sent their SYN again, seen: past their connect
     // timeout, they would be timeouts.
     eventually("every flow tracked, the silent ones retransmitted", || {
-        let flows = maps.maps().flows.all().expect("reading FLOWS");
+        let flows = maps.flows.all().expect("reading FLOWS");
         let again = flows
             .iter()
             .filter(|(key, flow)| key.dest.port == SILENT_PORT && flow.seq.syn_again())
@@ -453,7 +453,7 @@ fn pausing_in_the_middle_of_live_flows_fails_nothing_and_strands_no_slot() {
     established.clear();
 
     eventually("every slot back", || {
-        slots(&d, open) == (0, 0) && maps.maps().flows.all().expect("reading FLOWS").is_empty()
+        slots(&d, open) == (0, 0) && maps.flows.all().expect("reading FLOWS").is_empty()
     });
     for dest in [open, silent] {
         let s = d.status_of(dest);
