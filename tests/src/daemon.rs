@@ -351,14 +351,20 @@ impl Daemon {
 
     /// The configuration every program reads, from the pinned map.
     pub fn kernel_config(&self) -> enforcer_common::config::Config {
-        let array: aya::maps::Array<_, enforcer_common::config::Config> =
-            aya::maps::Array::try_from(self.pinned_map(enforcer_common::maps::CONFIG))
-                .expect("CONFIG is an array");
-        array.get(&0, 0).expect("reading CONFIG")
+        self.pinned_maps().config.get().expect("reading CONFIG")
     }
 
-    /// The daemon's map `name`, opened from its pin (whether the daemon
-    /// runs or not).
+    /// The daemon's maps, opened from their pins (whether the daemon runs or
+    /// not).
+    fn pinned_maps(&self) -> enforcer::bpf::Maps {
+        let pins = enforcer::bpf::pins::PinDir::new(&self.pin_dir);
+        enforcer::bpf::Maps::open(&pins).unwrap_or_else(|e| {
+            panic!("opening the maps pinned in {}: {e}", self.pin_dir.display())
+        })
+    }
+
+    /// The daemon's map `name`, opened from its pin as aya's untyped map:
+    /// to write what the daemon's own types never would.
     fn pinned_map(&self, name: &str) -> aya::maps::Map {
         let path = self.pin_dir.join("maps").join(name);
         let data = aya::maps::MapData::from_pin(&path)
@@ -375,18 +381,12 @@ impl Daemon {
     /// trie of the bank the pinned configuration names, read from its pin
     /// (whether the daemon runs or not).
     pub fn kernel_rules(&self) -> Vec<(String, u32)> {
-        use aya::maps::{LpmTrie, MapData};
-        use enforcer_common::{bank::Bank, maps, rules::RuleData};
-        let bank = Bank::active(&self.kernel_config());
-        let trie: LpmTrie<MapData, RuleData, u32> =
-            LpmTrie::try_from(self.pinned_map(maps::POLICY_RULES[bank.index()]))
-                .expect("a rule trie");
-        let mut rules: Vec<(String, u32)> = trie
-            .iter()
-            .map(|item| {
-                let (key, id) = item.expect("reading the rules");
-                (enforcer::rule::Rule::from_key(&key).to_string(), id)
-            })
+        let maps = self.pinned_maps();
+        let rules = maps.policies.rules(&maps.config);
+        let mut rules: Vec<(String, u32)> = rules
+            .expect("reading the rules")
+            .into_iter()
+            .map(|(rule, id)| (rule.to_string(), id))
             .collect();
         rules.sort();
         rules

@@ -61,11 +61,13 @@ pub fn install(
         .iter()
         .map(|(rule, id)| (rule.parse::<Rule>().unwrap_or_else(|e| panic!("{e}")), *id))
         .collect();
-    enforcer
-        .replace_policies(&KernelPolicies {
-            policies: policies.to_vec(),
-            rules,
-        })
+    let set = KernelPolicies {
+        policies: policies.to_vec(),
+        rules,
+    };
+    let maps = enforcer.maps_mut();
+    maps.policies
+        .replace(&mut maps.config, &set)
         .expect("writing the policy set");
 }
 

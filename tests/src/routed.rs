@@ -307,6 +307,7 @@ impl Routed {
         let interface = self.router_guest_if.clone();
         let ingress = self.in_ns(Ns::Router, || {
             enforcer
+                .interfaces()
                 .watch(&interface, PacketHook::Tc)
                 .expect("watching the router's interface")
         });

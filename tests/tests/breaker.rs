@@ -28,7 +28,9 @@ const EHOSTUNREACH: i32 = 113;
 
 fn dest(enforcer: &Enforcer, addr: SocketAddr) -> DestState {
     enforcer
-        .dest(&enforcer_tests::key(addr))
+        .maps()
+        .dests
+        .get(&enforcer_tests::key(addr))
         .expect("reading DESTS")
         .unwrap_or_else(|| panic!("{addr} is not tracked"))
 }
@@ -93,7 +95,7 @@ fn refused_connects_trip_and_later_connects_fail_fast_inside_only() {
     let state = dest(&enforcer, addr);
     assert_eq!(state.counters.rejected_circuit, 1001);
     assert_eq!(state.counters.failures(), 3, "rejections are not failures");
-    let events = enforcer.drain_events().expect("reading events");
+    let events = enforcer.maps_mut().events.drain();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].kind, kind::TRIPPED);
     assert_eq!(events[0].dest, enforcer_tests::key(addr));
@@ -142,8 +144,9 @@ fn a_blackholed_destination_trips_on_timeouts_within_the_connect_timeout() {
     assert_eq!(state.breaker.state, state::OPEN);
     assert_eq!(state.counters.failures_timeout, 2);
     let kinds: Vec<u32> = enforcer
-        .drain_events()
-        .expect("events")
+        .maps_mut()
+        .events
+        .drain()
         .iter()
         .map(|e| e.kind)
         .collect();
@@ -214,7 +217,7 @@ fn half_open_admits_k_probes_then_reopens_longer_or_closes() {
     failing_connects(&place, addr, 1, ECONNREFUSED as i32);
     let state = dest(&enforcer, addr);
     assert_eq!(state.breaker.state, state::OPEN);
-    let events = enforcer.drain_events().expect("events");
+    let events = enforcer.maps_mut().events.drain();
     let kinds: Vec<u32> = events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [kind::TRIPPED, kind::HALF_OPENED, kind::REOPENED]);
     assert_eq!(events[0].open_until_ns - events[0].at_ns, 300 * MS);
@@ -234,8 +237,9 @@ fn half_open_admits_k_probes_then_reopens_longer_or_closes() {
     let state = dest(&enforcer, addr);
     assert_eq!(state.breaker.state, state::CLOSED);
     let kinds: Vec<u32> = enforcer
-        .drain_events()
-        .expect("events")
+        .maps_mut()
+        .events
+        .drain()
         .iter()
         .map(|e| e.kind)
         .collect();
@@ -323,7 +327,9 @@ fn the_group_guard_keeps_most_destinations_of_a_policy_closed() {
         .collect();
     assert_eq!(open, [true, false, false, true]);
     let stats = enforcer
-        .policy_stats(fixtures::POLICY_ID)
+        .maps()
+        .policy_stats
+        .get(fixtures::POLICY_ID)
         .expect("policy stats");
     assert_eq!((stats.tracked, stats.open, stats.guard_refusals), (4, 2, 2));
     let refused: u64 = ports

@@ -81,7 +81,9 @@ fn settled(enforcer: &Enforcer) -> Vec<DestState> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let dests: Vec<DestState> = enforcer
-            .dests()
+            .maps()
+            .dests
+            .all()
             .expect("DESTS")
             .into_iter()
             .map(|(_, s)| s)

@@ -35,7 +35,9 @@ fn connect_k_and_j(open: SocketAddr, refusing: SocketAddr) {
 
 fn counters(enforcer: &Enforcer, addr: SocketAddr) -> DestCounters {
     enforcer
-        .dest(&enforcer_tests::key(addr))
+        .maps()
+        .dests
+        .get(&enforcer_tests::key(addr))
         .expect("reading DESTS")
         .unwrap_or_else(|| panic!("{addr} is not tracked"))
         .counters
@@ -82,7 +84,7 @@ fn check(bind: &str, refusing: RefusingPort) {
         expected_refusing,
         "{refusing} after outside connects"
     );
-    assert_eq!(enforcer.dests().expect("reading DESTS").len(), 2);
+    assert_eq!(enforcer.maps().dests.all().expect("reading DESTS").len(), 2);
 }
 
 #[test]
@@ -112,9 +114,18 @@ fn udp_connect_is_left_alone() {
 
     let mut buf = [0u8; 4];
     assert_eq!(peer.recv(&mut buf).expect("the datagram arrives"), 4);
-    assert!(enforcer.dests().expect("reading DESTS").is_empty());
+    assert!(
+        enforcer
+            .maps()
+            .dests
+            .all()
+            .expect("reading DESTS")
+            .is_empty()
+    );
     let other = enforcer
-        .counter(enforcer_common::counters::GlobalCounter::OtherConnects)
+        .maps()
+        .counters
+        .get(enforcer_common::counters::GlobalCounter::OtherConnects)
         .expect("reading COUNTERS");
     assert_eq!(other, 1, "the gate saw the UDP connect and passed it");
 }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use enforcer::{
-    bpf::{Enforcer, LoadOptions},
+    bpf::{Enforcer, LoadOptions, ProgramStats},
     clock::monotonic_ns,
 };
 use enforcer_common::{
@@ -30,7 +30,9 @@ const REFUSED: Result<(), i32> = Err(ECONNREFUSED as i32);
 
 fn dest(enforcer: &Enforcer, addr: SocketAddr) -> Option<DestState> {
     enforcer
-        .dest(&enforcer_tests::key(addr))
+        .maps()
+        .dests
+        .get(&enforcer_tests::key(addr))
         .expect("reading DESTS")
 }
 
@@ -88,7 +90,14 @@ fn off_mode_leaves_the_destination_alone() {
     );
     assert_eq!(connects(&Place::cgroup(&cgroup), addr, 3), vec![REFUSED; 3]);
     assert!(dest(&enforcer, addr).is_none(), "not tracked");
-    assert_eq!(enforcer.counter(GlobalCounter::PolicyOff).unwrap(), 3);
+    assert_eq!(
+        enforcer
+            .maps()
+            .counters
+            .get(GlobalCounter::PolicyOff)
+            .unwrap(),
+        3
+    );
 }
 
 #[test]
@@ -102,7 +111,7 @@ fn the_global_switch_passes_everything_untouched() {
     assert_eq!(before.breaker.state, state::OPEN);
     assert_eq!(before.counters.rejected_circuit, 1);
 
-    enforcer.set_paused(true).expect("pause");
+    enforcer.maps_mut().config.set_paused(true).expect("pause");
     let server = AcceptingServer::serve(refusing.listen());
     assert_eq!(
         connects(&place, server.addr, 3),
@@ -115,7 +124,11 @@ fn the_global_switch_passes_everything_untouched() {
         "untouched"
     );
 
-    enforcer.set_paused(false).expect("resume");
+    enforcer
+        .maps_mut()
+        .config
+        .set_paused(false)
+        .expect("resume");
     assert_eq!(
         connects(&place, addr, 1),
         vec![REFUSED],
@@ -132,8 +145,10 @@ fn forced_open_rejects_until_it_expires() {
     let place = Place::cgroup(&cgroup);
     assert_eq!(connects(&place, addr, 1), vec![Ok(())]);
     let until = monotonic_ns() + 500 * MS;
-    enforcer
-        .set_override(
+    let maps = enforcer.maps_mut();
+    maps.overrides
+        .set(
+            &mut maps.config,
             addr,
             Override {
                 kind: kind::FORCED_OPEN,
@@ -163,8 +178,10 @@ fn a_disabled_destination_is_never_rejected() {
     let place = Place::cgroup(&cgroup);
     assert_eq!(connects(&place, addr, 3), vec![REFUSED; 3]);
     assert_eq!(dest(&enforcer, addr).unwrap().counters.rejected_circuit, 1);
-    enforcer
-        .set_override(
+    let maps = enforcer.maps_mut();
+    maps.overrides
+        .set(
+            &mut maps.config,
             addr,
             Override {
                 kind: kind::DISABLED,
@@ -179,9 +196,16 @@ fn a_disabled_destination_is_never_rejected() {
         vec![Ok(()); 2],
         "open, but disabled"
     );
-    assert!(enforcer.remove_override(addr).expect("remove"));
+    assert!(enforcer.maps_mut().overrides.remove(addr).expect("remove"));
     assert_eq!(connects(&place, addr, 1), vec![REFUSED], "enforced again");
-    assert_eq!(enforcer.counter(GlobalCounter::Disabled).unwrap(), 2);
+    assert_eq!(
+        enforcer
+            .maps()
+            .counters
+            .get(GlobalCounter::Disabled)
+            .unwrap(),
+        2
+    );
 }
 
 #[test]
@@ -199,7 +223,7 @@ fn ipv4_and_v4_mapped_ipv6_share_one_state() {
     let state = dest(&enforcer, addr).expect("tracked");
     assert_eq!(state.breaker.state, state::OPEN);
     assert_eq!(state.counters.failures_refused, 2);
-    assert_eq!(enforcer.dests().unwrap().len(), 1);
+    assert_eq!(enforcer.maps().dests.all().unwrap().len(), 1);
 }
 
 #[test]
@@ -273,7 +297,7 @@ fn a_destination_moves_to_its_new_policy_with_its_counts() {
     let place = Place::cgroup(&cgroup);
     assert_eq!(connects(&place, addr, 1), vec![REFUSED]);
     let stats = |e: &Enforcer, id| {
-        let s = e.policy_stats(id).unwrap();
+        let s = e.maps().policy_stats.get(id).unwrap();
         (s.tracked, s.open)
     };
     assert_eq!(
@@ -319,9 +343,11 @@ fn batch_reads_of_the_destination_map_match_reads_by_key() {
         String::new()
     });
     let mut batched = enforcer
-        .dests_batched()
+        .maps()
+        .dests
+        .batched()
         .expect("batch lookups work on this kernel");
-    let mut by_key = enforcer.dests_by_key().expect("reading by key");
+    let mut by_key = enforcer.maps().dests.by_key().expect("reading by key");
     assert_eq!(batched.len(), 5100);
     batched.sort_by_key(|(k, _)| k.socket_addr());
     by_key.sort_by_key(|(k, _)| k.socket_addr());
@@ -347,20 +373,35 @@ fn a_full_destination_map_allows_and_counts() {
     for s in &servers {
         assert_eq!(connects(&place, s.addr, 1), vec![Ok(())]);
     }
-    assert_eq!(enforcer.dests().unwrap().len(), 2);
+    assert_eq!(enforcer.maps().dests.all().unwrap().len(), 2);
     assert!(dest(&enforcer, servers[2].addr).is_none());
-    assert_eq!(enforcer.counter(GlobalCounter::DestMapFull).unwrap(), 1);
+    assert_eq!(
+        enforcer
+            .maps()
+            .counters
+            .get(GlobalCounter::DestMapFull)
+            .unwrap(),
+        1
+    );
 }
 
 #[test]
 fn the_verifier_accepts_every_program_far_below_its_limit() {
     let cgroup = ScratchCgroup::new();
     let enforcer = fixtures::attached(&cgroup);
-    let stats = enforcer.verifier_stats().expect("program info");
-    for (name, insns) in &stats {
-        eprintln!("verifier: {name}: {insns:?} instructions processed");
+    let stats = enforcer.program_stats(None);
+    for s in &stats {
+        eprintln!(
+            "verifier: {}: {:?} instructions processed",
+            s.name, s.verified_insns
+        );
     }
-    for (name, insns) in stats {
+    for ProgramStats {
+        name,
+        verified_insns: insns,
+        ..
+    } in stats
+    {
         let insns = insns.unwrap_or_else(|| panic!("{name}: no verified instruction count"));
         // Well under the 1M limit: room for the kernel's verifier to get
         // stricter, and for the programs to grow. The largest is packet_in_tc

@@ -4,10 +4,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use enforcer::bpf::{Applied, Enforcer, LoadOptions, TestRun};
+use enforcer::bpf::{Applied, BpfError, Enforcer, LoadOptions, TestRun};
 use enforcer_common::{
     breaker::state,
     config::Config,
+    control::{Command, kind},
     counters::GlobalCounter,
     dest::DestState,
     flow::FlowKey,
@@ -75,21 +76,25 @@ fn flow_key(guest: IpAddr, port: u16, dest: SocketAddr) -> FlowKey {
 }
 
 fn counter(enforcer: &Enforcer, c: GlobalCounter) -> u64 {
-    enforcer.counter(c).expect("reading a counter")
+    enforcer.maps().counters.get(c).expect("reading a counter")
 }
 
 fn state_of(enforcer: &Enforcer, dest: SocketAddr) -> DestState {
     enforcer
-        .dest(&enforcer_tests::key(dest))
+        .maps()
+        .dests
+        .get(&enforcer_tests::key(dest))
         .expect("reading DESTS")
         .unwrap_or_else(|| panic!("{dest} is not tracked"))
 }
 
 /// Sets the packet plane's SYN and idle timeouts.
 fn flow_timeouts(enforcer: &mut Enforcer, syn_ms: u32, idle_ms: u32) {
-    let config = enforcer.config().unwrap();
+    let config = enforcer.maps().config.get().unwrap();
     enforcer
-        .set_config(Config {
+        .maps_mut()
+        .config
+        .set(Config {
             flow_syn_timeout_ms: syn_ms,
             flow_idle_timeout_ms: idle_ms,
             ..config
@@ -104,7 +109,17 @@ fn force_open(enforcer: &mut Enforcer, dest: SocketAddr) {
         until_ns: enforcer::clock::monotonic_ns() + 60_000_000_000,
         ..Default::default()
     };
-    enforcer.set_override(dest, o).expect("forcing open");
+    let maps = enforcer.maps_mut();
+    maps.overrides
+        .set(&mut maps.config, dest, o)
+        .expect("forcing open");
+}
+
+/// Asks the kernel to expire a flow (checked there against the flow as it
+/// is then), as the daemon's sweep does.
+fn expire_flow(enforcer: &Enforcer, flow: &FlowKey) -> Result<Applied, BpfError> {
+    let command = Command::on_flow(kind::FLOW_EXPIRE, *flow);
+    enforcer.control().run(&command)
 }
 
 #[test]
@@ -128,7 +143,7 @@ fn a_syn_to_an_open_destination_is_answered_with_a_kernel_crafted_rst() {
         assert_eq!(counter(&enforcer, GlobalCounter::PacketResets), 2);
         assert_eq!(counter(&enforcer, GlobalCounter::RejectedCircuit), 2);
         assert!(
-            enforcer.flows().unwrap().is_empty(),
+            enforcer.maps().flows.all().unwrap().is_empty(),
             "a rejected SYN holds nothing"
         );
     }
@@ -145,21 +160,21 @@ fn answers_to_a_tracked_syn_are_its_outcome() {
     // Handshake: SYN out, SYN-ACK back.
     let ok = syn(guest_v4(), 40_001, dest);
     assert_eq!(run(&enforcer, IN_TC, &ok.frame()).retval, TC_ACT_OK);
-    assert_eq!(enforcer.flows().unwrap().len(), 1);
-    let state = enforcer.dest(&key).unwrap().expect("tracked");
+    assert_eq!(enforcer.maps().flows.all().unwrap().len(), 1);
+    let state = enforcer.maps().dests.get(&key).unwrap().expect("tracked");
     assert_eq!((state.counters.attempts, state.breaker.active), (1, 1));
     assert_eq!(
         run(&enforcer, OUT_TC, &ok.answer(SYN | ACK).frame()).retval,
         TC_ACT_OK
     );
-    let state = enforcer.dest(&key).unwrap().unwrap();
+    let state = enforcer.maps().dests.get(&key).unwrap().unwrap();
     assert_eq!(state.counters.successes, 1);
     assert_eq!(state.breaker.active, 1, "an open connection holds its slot");
     // The guest's FIN ends it: slot back, flow gone.
     run(&enforcer, IN_XDP, &ok.established(FIN | ACK).frame());
-    let state = enforcer.dest(&key).unwrap().unwrap();
+    let state = enforcer.maps().dests.get(&key).unwrap().unwrap();
     assert_eq!(state.breaker.active, 0);
-    assert!(enforcer.flows().unwrap().is_empty());
+    assert!(enforcer.maps().flows.all().unwrap().is_empty());
 
     // Refused: a RST answers the SYN.
     let refused = syn(guest_v4(), 40_002, dest);
@@ -170,17 +185,17 @@ fn answers_to_a_tracked_syn_are_its_outcome() {
     run(&enforcer, IN_TC, &unreachable.frame());
     let icmp = frames::unreachable("10.9.0.1".parse().unwrap(), &unreachable);
     run(&enforcer, OUT_TC, &icmp);
-    let state = enforcer.dest(&key).unwrap().unwrap();
+    let state = enforcer.maps().dests.get(&key).unwrap().unwrap();
     assert_eq!(state.counters.failures_refused, 1);
     assert_eq!(state.counters.failures_unreachable, 1);
     assert_eq!((state.breaker.active, state.breaker.pending), (0, 0));
-    assert!(enforcer.flows().unwrap().is_empty());
+    assert!(enforcer.maps().flows.all().unwrap().is_empty());
 
     // A SYN retransmitted while pending is not a second attempt.
     let again = syn(guest_v4(), 40_004, dest);
     run(&enforcer, IN_TC, &again.frame());
     run(&enforcer, IN_TC, &again.frame());
-    assert_eq!(enforcer.dest(&key).unwrap().unwrap().counters.attempts, 4);
+    assert_eq!(state_of(&enforcer, dest).counters.attempts, 4);
 }
 
 #[test]
@@ -199,11 +214,7 @@ fn failures_seen_on_packets_trip_the_breaker_and_probes_close_it() {
         assert_eq!(run(&enforcer, IN_TC, &s.frame()).retval, TC_ACT_OK);
         run(&enforcer, OUT_TC, &s.answer(RST | ACK).frame());
     }
-    let key = enforcer_tests::key(dest);
-    assert_eq!(
-        enforcer.dest(&key).unwrap().unwrap().breaker.state,
-        state::OPEN
-    );
+    assert_eq!(state_of(&enforcer, dest).breaker.state, state::OPEN);
     let rejected = syn(guest_v6(), 41_010, dest);
     assert_eq!(
         run(&enforcer, IN_TC, &rejected.frame()).retval,
@@ -216,10 +227,7 @@ fn failures_seen_on_packets_trip_the_breaker_and_probes_close_it() {
     let other = syn(guest_v6(), 41_012, dest);
     assert_eq!(run(&enforcer, IN_XDP, &other.frame()).retval, XDP_TX);
     run(&enforcer, OUT_TC, &probe.answer(SYN | ACK).frame());
-    assert_eq!(
-        enforcer.dest(&key).unwrap().unwrap().breaker.state,
-        state::CLOSED
-    );
+    assert_eq!(state_of(&enforcer, dest).breaker.state, state::CLOSED);
 }
 
 #[test]
@@ -241,7 +249,12 @@ fn a_capped_destination_admits_flows_up_to_its_cap() {
     let rst = flows[0].answer_established(RST | ACK);
     run(&enforcer, OUT_TC, &rst.frame());
     run(&enforcer, OUT_TC, &rst.frame());
-    let state = enforcer.dest(&enforcer_tests::key(dest)).unwrap().unwrap();
+    let state = enforcer
+        .maps()
+        .dests
+        .get(&enforcer_tests::key(dest))
+        .unwrap()
+        .unwrap();
     assert_eq!(state.breaker.active, 1, "released exactly once");
     assert_eq!(run(&enforcer, IN_TC, &over.frame()).retval, TC_ACT_OK);
 }
@@ -263,23 +276,26 @@ fn the_sweep_counts_silence_as_a_timeout_only_after_the_syn_came_again() {
         flow_key(guest_v4(), 43_001, dest),
     );
     assert_eq!(
-        enforcer.expire_flow(&silent_key).unwrap(),
+        expire_flow(&enforcer, &silent_key).unwrap(),
         Applied::NotApplicable
     );
     std::thread::sleep(std::time::Duration::from_millis(80));
-    assert_eq!(enforcer.expire_flow(&silent_key).unwrap(), Applied::Applied);
     assert_eq!(
-        enforcer.expire_flow(&silent_key).unwrap(),
+        expire_flow(&enforcer, &silent_key).unwrap(),
+        Applied::Applied
+    );
+    assert_eq!(
+        expire_flow(&enforcer, &silent_key).unwrap(),
         Applied::NotFound
     );
     // Past its SYN timeout, the other one still waits for its SYN again...
     assert_eq!(
-        enforcer.expire_flow(&once_key).unwrap(),
+        expire_flow(&enforcer, &once_key).unwrap(),
         Applied::NotApplicable
     );
     // ...until it idles out: abandoned.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(enforcer.expire_flow(&once_key).unwrap(), Applied::Applied);
+    assert_eq!(expire_flow(&enforcer, &once_key).unwrap(), Applied::Applied);
     let state = state_of(&enforcer, dest);
     assert_eq!(state.counters.failures_timeout, 1);
     assert_eq!(state.counters.abandoned, 1);
@@ -334,7 +350,7 @@ fn malformed_truncated_and_unparsed_frames_pass_untouched_and_are_counted() {
         assert_eq!(run(&enforcer, OUT_TC, &frame).retval, TC_ACT_OK);
         assert_eq!(run(&enforcer, IN_XDP, &frame).retval, XDP_PASS);
     }
-    assert!(enforcer.flows().unwrap().is_empty());
+    assert!(enforcer.maps().flows.all().unwrap().is_empty());
     assert_eq!(counter(&enforcer, GlobalCounter::PacketResets), 0);
 }
 
@@ -350,14 +366,14 @@ fn a_syn_behind_extension_headers_passes_untracked() {
     assert_eq!(run(&enforcer, IN_XDP, &frame).retval, XDP_PASS);
     assert_eq!(counter(&enforcer, GlobalCounter::PacketSynsUnverified), 2);
     assert_eq!(counter(&enforcer, GlobalCounter::PacketRejectsDropped), 0);
-    assert!(enforcer.flows().unwrap().is_empty());
+    assert!(enforcer.maps().flows.all().unwrap().is_empty());
 }
 
 #[test]
 fn paused_passes_everything() {
     let mut enforcer = with_policy(base_policy());
     force_open(&mut enforcer, dest_v4());
-    enforcer.set_paused(true).unwrap();
+    enforcer.maps_mut().config.set_paused(true).unwrap();
     let frame = syn(guest_v4(), 46_000, dest_v4()).frame();
     assert_eq!(run(&enforcer, IN_TC, &frame).retval, TC_ACT_OK);
     assert_eq!(run(&enforcer, IN_XDP, &frame).retval, XDP_PASS);
@@ -426,14 +442,14 @@ fn rsts_and_fins_outside_the_window_end_nothing() {
     assert_eq!(out_of_window(), 3 + 8);
     let s = state_of(&enforcer, dest);
     assert_eq!((s.breaker.active, s.counters.successes), (1, 1));
-    assert_eq!(enforcer.flows().unwrap().len(), 1);
+    assert_eq!(enforcer.maps().flows.all().unwrap().len(), 1);
 
     // The destination's own RST, at its next number, ends it.
     run(&enforcer, OUT_TC, &pending.answer_established(RST).frame());
     let s = state_of(&enforcer, dest);
     assert_eq!((s.breaker.active, s.breaker.pending), (0, 0));
     assert_eq!(s.counters.failures(), 0);
-    assert!(enforcer.flows().unwrap().is_empty());
+    assert!(enforcer.maps().flows.all().unwrap().is_empty());
 }
 
 #[test]
@@ -559,11 +575,16 @@ fn syns_nobody_can_answer_pass_untracked() {
         }
         assert_eq!(counter(&enforcer, *counted), before + 4, "{what}");
     }
-    assert!(enforcer.flows().unwrap().is_empty());
+    assert!(enforcer.maps().flows.all().unwrap().is_empty());
     assert_eq!(counter(&enforcer, GlobalCounter::PacketResets), 0);
     for dest in [dest_v4(), dest_v6()] {
         assert!(
-            enforcer.dest(&enforcer_tests::key(dest)).unwrap().is_none(),
+            enforcer
+                .maps()
+                .dests
+                .get(&enforcer_tests::key(dest))
+                .unwrap()
+                .is_none(),
             "{dest}: nothing asked of the gate"
         );
     }
@@ -589,14 +610,17 @@ fn a_flow_that_lived_through_a_pause_never_fails() {
     for s in [&refused, &refused, &silent, &silent] {
         run(&enforcer, IN_TC, &s.frame());
     }
-    enforcer.set_paused(true).unwrap();
+    enforcer.maps_mut().config.set_paused(true).unwrap();
     // Unseen while paused: the SYN-ACK that opened `refused`'s connection.
     run(&enforcer, OUT_TC, &refused.answer(SYN | ACK).frame());
     std::thread::sleep(std::time::Duration::from_millis(80));
     // Expired while paused: abandoned, its slot back.
     let silent_key = flow_key(guest_v4(), 49_001, dest);
-    assert_eq!(enforcer.expire_flow(&silent_key).unwrap(), Applied::Applied);
-    enforcer.set_paused(false).unwrap();
+    assert_eq!(
+        expire_flow(&enforcer, &silent_key).unwrap(),
+        Applied::Applied
+    );
+    enforcer.maps_mut().config.set_paused(false).unwrap();
     // After the resume, a RST closing that connection looks like a refusal.
     run(&enforcer, OUT_TC, &refused.answer(RST | ACK).frame());
     let state = state_of(&enforcer, dest);
@@ -604,7 +628,7 @@ fn a_flow_that_lived_through_a_pause_never_fails() {
     assert_eq!(state.counters.abandoned, 2);
     assert_eq!(state.breaker.state, state::CLOSED);
     assert_eq!((state.breaker.active, state.breaker.pending), (0, 0));
-    assert!(enforcer.flows().unwrap().is_empty());
+    assert!(enforcer.maps().flows.all().unwrap().is_empty());
 
     // A flow opened after the resume is judged on everything it saw.
     let after = syn(guest_v4(), 49_002, dest);
@@ -612,7 +636,10 @@ fn a_flow_that_lived_through_a_pause_never_fails() {
     run(&enforcer, IN_XDP, &after.frame());
     std::thread::sleep(std::time::Duration::from_millis(80));
     let after_key = flow_key(guest_v4(), 49_002, dest);
-    assert_eq!(enforcer.expire_flow(&after_key).unwrap(), Applied::Applied);
+    assert_eq!(
+        expire_flow(&enforcer, &after_key).unwrap(),
+        Applied::Applied
+    );
     let state = state_of(&enforcer, dest);
     assert_eq!(state.counters.failures_timeout, 1);
     assert_eq!(state.breaker.state, state::OPEN);

@@ -68,13 +68,22 @@ fn a_guest_is_tripped_by_packets_alone_refused_by_the_kernel_then_recovers() {
             let (_, r) = guest_connect(&net, backend);
             assert_eq!(r.err(), Some(ECONNREFUSED as i32));
         }
-        let s = enforcer.dest(&key).unwrap().expect("tracked from packets");
+        let s = enforcer
+            .maps()
+            .dests
+            .get(&key)
+            .unwrap()
+            .expect("tracked from packets");
         assert_eq!(s.counters.failures_refused, 3, "{backend}");
         assert_eq!(s.breaker.state, state::OPEN, "{backend}");
 
         // Now a blackhole: only the kernel can still answer, and does, at once.
         net.set_backend_port(PORT, "drop");
-        let resets = enforcer.counter(GlobalCounter::PacketResets).unwrap();
+        let resets = enforcer
+            .maps()
+            .counters
+            .get(GlobalCounter::PacketResets)
+            .unwrap();
         let (took, r) = guest_connect(&net, backend);
         assert_eq!(r.err(), Some(ECONNREFUSED as i32), "{backend}");
         eprintln!("{backend}: refused by the kernel after {took:?}");
@@ -82,7 +91,11 @@ fn a_guest_is_tripped_by_packets_alone_refused_by_the_kernel_then_recovers() {
         // whole 3 s timeout.
         assert!(took < Duration::from_secs(2), "refused after {took:?}");
         assert_eq!(
-            enforcer.counter(GlobalCounter::PacketResets).unwrap(),
+            enforcer
+                .maps()
+                .counters
+                .get(GlobalCounter::PacketResets)
+                .unwrap(),
             resets + 1
         );
 
@@ -93,7 +106,7 @@ fn a_guest_is_tripped_by_packets_alone_refused_by_the_kernel_then_recovers() {
         std::thread::sleep(Duration::from_nanos(open) + Duration::from_millis(100));
         let (_, r) = guest_connect(&net, backend);
         let stream = r.unwrap_or_else(|e| panic!("probe to {backend}: errno {e}"));
-        let s = enforcer.dest(&key).unwrap().unwrap();
+        let s = enforcer.maps().dests.get(&key).unwrap().unwrap();
         assert_eq!(s.breaker.state, state::CLOSED, "{backend}");
         assert_eq!(s.counters.probes, 1);
         drop((stream, listener));
@@ -182,7 +195,11 @@ fn a_capped_backend_never_sees_more_concurrent_guest_flows_than_the_cap() {
     }
     assert_eq!(held.len(), 2);
     assert_eq!(
-        enforcer.counter(GlobalCounter::RejectedBulkhead).unwrap(),
+        enforcer
+            .maps()
+            .counters
+            .get(GlobalCounter::RejectedBulkhead)
+            .unwrap(),
         3
     );
     // The backend must have accepted both before one closes: otherwise the
@@ -198,11 +215,12 @@ fn a_capped_backend_never_sees_more_concurrent_guest_flows_than_the_cap() {
     // counts the closed connection as held.)
     drop(held.remove(0));
     let key = enforcer_tests::key(backend);
+    let active = || {
+        let state = enforcer.maps().dests.get(&key).unwrap();
+        state.expect("tracked").breaker.active
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while (enforcer.dest(&key).unwrap().unwrap().breaker.active > 1
-        || counting.now.load(Ordering::SeqCst) > 1)
-        && Instant::now() < deadline
-    {
+    while (active() > 1 || counting.now.load(Ordering::SeqCst) > 1) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     let (_, r) = guest_connect(&net, backend);
@@ -214,14 +232,10 @@ fn a_capped_backend_never_sees_more_concurrent_guest_flows_than_the_cap() {
     );
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while enforcer.dest(&key).unwrap().unwrap().breaker.active > 0 && Instant::now() < deadline {
+    while active() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(
-        enforcer.dest(&key).unwrap().unwrap().breaker.active,
-        0,
-        "no slot leaked"
-    );
+    assert_eq!(active(), 0, "no slot leaked");
 }
 
 #[test]
@@ -236,6 +250,7 @@ fn pinned_interface_links_are_adopted_and_removed_with_the_configuration() {
         let (mut first, _) =
             Enforcer::install(&LoadOptions::default(), &pins, cgroup.path()).expect("install");
         let watched = first
+            .interfaces()
             .watch_pinned(&pins, &wanted, PacketHook::Auto)
             .unwrap();
         assert_eq!(watched.len(), 1);
@@ -258,20 +273,24 @@ fn pinned_interface_links_are_adopted_and_removed_with_the_configuration() {
         assert_eq!(attached(), (1, 1), "pinned links outlive the process");
         let mut second = Enforcer::adopt(&pins).expect("adopt");
         let watched = second
+            .interfaces()
             .watch_pinned(&pins, &wanted, PacketHook::Auto)
             .unwrap();
         // Netlink filters cannot be pinned: they are found by name, deleted
         // and attached again. Either way, never a second copy.
         assert_eq!(watched[0].adopted, api == TcApi::Tcx);
         assert_eq!(attached(), (1, 1), "one program of ours per hook");
-        second.watch_pinned(&pins, &[], PacketHook::Auto).unwrap();
+        second
+            .interfaces()
+            .watch_pinned(&pins, &[], PacketHook::Auto)
+            .unwrap();
         // The kernel frees an unpinned link asynchronously.
         let deadline = Instant::now() + Duration::from_secs(5);
         while attached() != (0, 0) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(attached(), (0, 0), "unwatched: detached");
-        Enforcer::uninstall(&pins).unwrap();
+        pins.remove_all().unwrap();
     });
 }
 

@@ -1,13 +1,19 @@
 //! Running the kernel's `control` program: `BPF_PROG_TEST_RUN` with the command
-//! as the test packet.
+//! as the test packet. The daemon changes a destination's state only through
+//! it, under the destination's lock, never by writing `DESTS` itself.
 
 use std::{
     io,
     os::fd::{AsFd as _, AsRawFd},
 };
 
-use aya::programs::ProgramFd;
+use aya::{
+    Ebpf,
+    programs::{ProgramError, ProgramFd, ProgramInfo},
+};
 use enforcer_common::control::{Command, result};
+
+use super::{BpfError, pins::PinDir, programs::CONTROL};
 
 /// What a command did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,14 +97,51 @@ pub fn test_run(program: &ProgramFd, data: &[u8], repeat: u32) -> io::Result<Tes
     })
 }
 
-/// Runs `command` through the control program.
-pub fn run(program: &ProgramFd, command: &Command) -> io::Result<Applied> {
-    match test_run(program, &command.to_bytes(), 1)?.retval {
-        result::APPLIED => Ok(Applied::Applied),
-        result::NOT_APPLICABLE => Ok(Applied::NotApplicable),
-        result::NOT_FOUND => Ok(Applied::NotFound),
-        other => Err(io::Error::other(format!(
-            "control program returned {other}"
-        ))),
+/// The control program, loaded by this process or adopted from its pin.
+pub struct Control(ProgramFd);
+
+impl Control {
+    /// The control program of a loaded object: a descriptor of its own, which
+    /// outlives `ebpf`'s borrow.
+    pub(super) fn loaded(ebpf: &Ebpf) -> Result<Self, BpfError> {
+        let name = CONTROL.name;
+        let program = ebpf
+            .program(name)
+            .ok_or(BpfError::ProgramMissing { name })?;
+        program
+            .fd()
+            .and_then(|fd| fd.try_clone().map_err(ProgramError::IOError))
+            .map(Self)
+            .map_err(|source| BpfError::Program { name, source })
+    }
+
+    /// The control program pinned in `pins`.
+    pub(super) fn pinned(pins: &PinDir) -> Result<Self, BpfError> {
+        let name = CONTROL.name;
+        ProgramInfo::from_pin(pins.program(name))
+            .and_then(|info| info.fd())
+            .map(Self)
+            .map_err(|source| BpfError::Program { name, source })
+    }
+
+    /// Runs `command` in the kernel: on one destination under its lock, on a
+    /// flow, or on a policy's shared counts (see
+    /// `enforcer_common::control::Command`'s constructors).
+    pub fn run(&self, command: &Command) -> Result<Applied, BpfError> {
+        let run_err = |source| BpfError::Run {
+            name: CONTROL.name,
+            source,
+        };
+        match test_run(&self.0, &command.to_bytes(), 1)
+            .map_err(run_err)?
+            .retval
+        {
+            result::APPLIED => Ok(Applied::Applied),
+            result::NOT_APPLICABLE => Ok(Applied::NotApplicable),
+            result::NOT_FOUND => Ok(Applied::NotFound),
+            other => Err(run_err(io::Error::other(format!(
+                "control program returned {other}"
+            )))),
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::{ffi::CString, fmt, path::Path, str::FromStr};
 
 use aya::{
     Ebpf,
+    maps::{HashMap, MapData},
     programs::{
         SchedClassifier, Xdp,
         links::{FdLink, PinnedLink},
@@ -17,9 +18,11 @@ use aya::{
 };
 
 use aya_obj::programs::XdpAttachType;
+use enforcer_common::maps as names;
 
 use super::{
-    BpfError, Enforcer,
+    BpfError,
+    maps::map_err,
     pins::PinDir,
     programs::{self, PACKET_IN_TC, PACKET_IN_XDP, PACKET_OUT_TC, ProgramSpec},
     tc::{self, Attachment, TcApi},
@@ -86,32 +89,47 @@ enum Source<'a> {
     Pinned(&'a PinDir),
 }
 
-impl Enforcer {
-    /// Attaches the packet programs to `interface` in this network namespace,
-    /// holding the links (dropping the `Enforcer` detaches them).
-    pub fn watch(&mut self, interface: &str, hook: PacketHook) -> Result<Ingress, BpfError> {
-        self.record_master(interface)?;
-        let ebpf = self.ebpf.as_mut().ok_or(BpfError::ObjectMissing)?;
-        let (ingress, attachments) = attach(&mut Source::Loaded(ebpf), interface, hook)?;
-        for (name, attachment) in attachments {
-            match attachment {
-                Attachment::Link(link) => self.links.push((name, link)),
-                Attachment::Filter(filter) => self.filters.push(filter),
-            }
-        }
-        Ok(ingress)
-    }
+/// The `WATCHED` map: each watched interface's index → the bridge it is a
+/// port of (0: none). Answers to its guests are routed through that bridge.
+pub struct WatchedMap(pub(super) HashMap<MapData, u32, u32>);
 
-    /// Tells the packet programs which bridge `interface` is a port of, if
-    /// any: answers to its guests are routed through that bridge.
-    fn record_master(&mut self, interface: &str) -> Result<(), BpfError> {
+impl WatchedMap {
+    /// Records which bridge `interface` is a port of, if any (it may have
+    /// joined one since it was last recorded).
+    pub fn record(&mut self, interface: &str) -> Result<(), BpfError> {
         let index = if_index(interface)?;
         let master = super::link_master::master_of(index)
             .map_err(|_| BpfError::Interface {
                 name: interface.to_owned(),
             })?
             .unwrap_or(0);
-        super::maps::set_watched(&mut self.maps, index, master)
+        self.0
+            .insert(index, master, 0)
+            .map_err(map_err(names::WATCHED))
+    }
+}
+
+/// The packet plane of an [`Enforcer`](super::Enforcer), borrowed from it:
+/// the programs (its object's, or their pins when it adopted), the `WATCHED`
+/// map, and the attachments it holds.
+pub struct Interfaces<'a> {
+    /// The loaded object, when the handle loaded the programs.
+    pub(super) ebpf: Option<&'a mut Ebpf>,
+    pub(super) watched: &'a mut WatchedMap,
+    /// Attachments held by the handle: dropping it detaches them.
+    pub(super) held: &'a mut Vec<Attachment>,
+}
+
+impl Interfaces<'_> {
+    /// Attaches the loaded packet programs to `interface` in this network
+    /// namespace, holding the attachments (dropping the handle detaches them).
+    pub fn watch(&mut self, interface: &str, hook: PacketHook) -> Result<Ingress, BpfError> {
+        self.watched.record(interface)?;
+        let ebpf = self.ebpf.as_deref_mut().ok_or(BpfError::ObjectMissing)?;
+        let (ingress, attachments) = attach(&mut Source::Loaded(ebpf), interface, hook)?;
+        self.held
+            .extend(attachments.into_iter().map(|(_, attachment)| attachment));
+        Ok(ingress)
     }
 
     /// The daemon's interfaces: makes the pinned set of watched interfaces
@@ -134,7 +152,7 @@ impl Enforcer {
             let index = if_index(interface)?;
             // Also for adopted links: the interface may have joined a bridge
             // since.
-            self.record_master(interface)?;
+            self.watched.record(interface)?;
             if let Some(ingress) = pinned_ingress(pins, interface, index, hook) {
                 watched.push(Watched {
                     interface: interface.clone(),
@@ -145,7 +163,7 @@ impl Enforcer {
                 continue;
             }
             pins.remove_interface(interface)?;
-            let mut source = match self.ebpf.as_mut() {
+            let mut source = match self.ebpf.as_deref_mut() {
                 Some(ebpf) => Source::Loaded(ebpf),
                 None => Source::Pinned(pins),
             };

@@ -11,13 +11,9 @@ use std::{
     io,
     os::fd::{AsFd, AsRawFd, BorrowedFd},
     path::{Path, PathBuf},
-    time::{Duration, Instant},
 };
 
-use aya::programs::{
-    links::{FdLink, LinkInfo, PinnedLink},
-    loaded_links, loaded_programs,
-};
+use aya::programs::loaded_programs;
 use aya_obj::generated::{BPF_OBJ_NAME_LEN, bpf_attach_type};
 
 use super::{
@@ -95,41 +91,7 @@ pub fn find(cgroup: &Path, pins: &PinDir) -> io::Result<Option<Occupant>> {
 /// The ids of the programs the links pinned in `pins` hold: this installation's
 /// own, adopted as they are on a restart.
 fn held_by(pins: &PinDir) -> Vec<u32> {
-    pinned_links(pins).map(|info| info.program_id()).collect()
-}
-
-/// The links pinned in `pins` (each opened and closed again: an open
-/// descriptor would keep its link attached after the pin is gone).
-fn pinned_links(pins: &PinDir) -> impl Iterator<Item = LinkInfo> {
-    PROGRAMS
-        .iter()
-        .filter_map(|spec| PinnedLink::from_pin(pins.link(spec.name)).ok())
-        .filter_map(|link| FdLink::from(link).info().ok())
-}
-
-/// The ids of the links pinned in `pins`, for [`wait_released`].
-pub fn pinned_link_ids(pins: &PinDir) -> Vec<u32> {
-    pinned_links(pins).map(|info| info.id()).collect()
-}
-
-/// Waits (up to `limit`) until none of the links `ids` exists any more; whether
-/// they are gone. The kernel frees a link whose last pin was removed from a
-/// work queue, a moment later: until then its program is still attached, and
-/// a daemon started right after an uninstall would find it there.
-pub fn wait_released(ids: &[u32], limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        let left = loaded_links()
-            .filter_map(Result::ok)
-            .any(|link| ids.contains(&link.id()));
-        if !left {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    pins.links().iter().map(|link| link.program_id()).collect()
 }
 
 /// Whether a kernel program name (cut to `BPF_OBJ_NAME_LEN - 1` bytes) is the

@@ -14,9 +14,14 @@ use std::{
     io,
     os::unix::fs::{DirBuilderExt, PermissionsExt},
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
-use aya::programs::tc::TcAttachType;
+use aya::programs::{
+    links::{FdLink, LinkInfo, PinnedLink},
+    loaded_links,
+    tc::TcAttachType,
+};
 use rustix::{
     fs::{FlockOperation, flock, statfs},
     io::Errno,
@@ -27,6 +32,24 @@ use super::{
     BpfError,
     programs::{PACKET_IN_TC, PACKET_OUT_TC, PROGRAMS, UNATTACHED},
 };
+
+/// Waits (up to `limit`) until none of the links `ids` exists any more;
+/// whether they are gone.
+fn released(ids: &[u32], limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        let left = loaded_links()
+            .filter_map(Result::ok)
+            .any(|link| ids.contains(&link.id()));
+        if !left {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
 
 /// Every map the object declares (and so every map pin).
 pub const MAP_NAMES: [&str; 14] = {
@@ -213,10 +236,32 @@ impl PinDir {
         })
     }
 
+    /// The cgroup links pinned here, each opened and closed again (an open
+    /// descriptor would keep its link attached once the pin is gone).
+    pub fn links(&self) -> Vec<LinkInfo> {
+        PROGRAMS
+            .iter()
+            .filter_map(|spec| PinnedLink::from_pin(self.link(spec.name)).ok())
+            .filter_map(|link| FdLink::from(link).info().ok())
+            .collect()
+    }
+
     /// Removes every pin and directory of ours. Unpinning a link detaches its
     /// program (no one else holds it); unpinning a map frees it once unused.
-    /// Returns the paths removed.
+    /// Returns the paths removed, once the kernel has released the links: it
+    /// frees a link whose last pin is gone from a work queue, a moment later,
+    /// and until then its program is still attached, where a daemon started
+    /// next would find it.
     pub fn remove_all(&self) -> Result<Vec<PathBuf>, BpfError> {
+        let links: Vec<u32> = self.links().iter().map(LinkInfo::id).collect();
+        let removed = self.remove_every_pin()?;
+        if !released(&links, Duration::from_secs(10)) {
+            tracing::warn!("the unpinned links are still held after 10 s");
+        }
+        Ok(removed)
+    }
+
+    fn remove_every_pin(&self) -> Result<Vec<PathBuf>, BpfError> {
         let mut removed = Vec::new();
         // Interfaces first: their programs use the maps.
         for interface in self.watched_interfaces() {

@@ -9,7 +9,7 @@ use axum::http::Method;
 use super::{Failure, client};
 use crate::{
     api::Uninstalling,
-    bpf::{Enforcer, pins::PinDir},
+    bpf::pins::PinDir,
     config::{self, Config, DaemonOverrides},
 };
 
@@ -52,7 +52,7 @@ pub fn execute(args: Args) -> Result<(), Failure> {
         )));
     }
     let _lock = pins.lock().map_err(|e| Failure::Runtime(e.into()))?;
-    let removed = Enforcer::uninstall(&pins).map_err(|e| Failure::Runtime(e.into()))?;
+    let removed = pins.remove_all().map_err(|e| Failure::Runtime(e.into()))?;
     println!(
         "uninstalled: {} pins removed from {}",
         removed.len(),

@@ -12,7 +12,11 @@ use axum::{
     routing::{get, post},
 };
 use bytes::Bytes;
-use enforcer_common::{control::kind as command, dest::DestKey, overrides::kind};
+use enforcer_common::{
+    control::{Command, kind as command},
+    dest::DestKey,
+    overrides::kind,
+};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_stream::{
@@ -298,7 +302,9 @@ fn set_override(
         _ => kind::FORCED_OPEN,
     };
     let mut d = lock(shared);
-    d.enforcer.set_override(
+    let maps = d.enforcer.maps_mut();
+    maps.overrides.set(
+        &mut maps.config,
         dest.0,
         enforcer_common::overrides::Override {
             kind,
@@ -326,7 +332,9 @@ async fn reset(State(api): State<Api>, Query(q): Query<ResetQuery>) -> Answer<Re
         Some(cookies) => cookies.iter().map(|c| address.in_netns(*c)).collect(),
         None => d
             .enforcer
-            .dests()?
+            .maps()
+            .dests
+            .all()?
             .into_iter()
             .map(|(k, _)| k)
             .filter(|k| k.in_netns(0) == address)
@@ -334,16 +342,19 @@ async fn reset(State(api): State<Api>, Query(q): Query<ResetQuery>) -> Answer<Re
     };
     let mut reset = Vec::new();
     for key in keys {
-        if d.enforcer.command(command::RESET, &key)? != Written::NotFound {
+        let command = Command::new(command::RESET, key);
+        if d.enforcer.control().run(&command)? != Written::NotFound {
             reset.push(key);
         }
     }
     let (override_removed, override_kept) = if netns.is_none() {
-        (d.enforcer.remove_override(dest)?, None)
+        (d.enforcer.maps_mut().overrides.remove(dest)?, None)
     } else {
         let kept = d
             .enforcer
-            .overrides()?
+            .maps()
+            .overrides
+            .all()?
             .into_iter()
             .find(|(k, o)| *k == address && o.active(monotonic_ns()))
             .map(|(_, o)| view::override_kind(&o));
@@ -394,7 +405,7 @@ async fn resume(State(api): State<Api>) -> Answer<Switch> {
 
 fn switch(shared: &Shared, paused: bool) -> Answer<Switch> {
     let mut d = lock(shared);
-    d.enforcer.set_paused(paused)?;
+    d.enforcer.maps_mut().config.set_paused(paused)?;
     let kind = if paused { "paused" } else { "resumed" };
     d.publish(daemon_event(kind, None, ""));
     Ok(Json(Switch { paused }))

@@ -1,5 +1,5 @@
 //! Writing a validated policy set into the kernel, whole
-//! ([`Enforcer::replace_policies`]): the programs read the previous set or
+//! ([`crate::bpf::PolicyBanks::replace`]): the programs read the previous set or
 //! this one, never a mix. A policy keeps its id across sets (sockets and
 //! destinations refer to it by id); a new one takes the smallest free id.
 //! Validation has happened before anything is written.
@@ -70,9 +70,10 @@ pub fn running_ids<'a>(kernel: &[(u32, u32)], specs: &'a [PolicySpec]) -> Vec<(&
 
 /// `(id, epoch)` of every policy the kernel runs (a zeroed id has epoch 0).
 pub fn kernel_epochs(enforcer: &Enforcer) -> Result<Vec<(u32, u32)>, BpfError> {
+    let maps = enforcer.maps();
     let mut epochs = Vec::new();
     for id in 1..enforcer_common::rules::MAX_POLICIES {
-        let epoch = enforcer.policy(id)?.epoch;
+        let epoch = maps.policies.policy(&maps.config, id)?.epoch;
         if epoch != 0 {
             epochs.push((id, epoch));
         }
@@ -127,7 +128,9 @@ pub fn apply(
         .zip(ids)
         .flat_map(|(s, id)| s.rules.iter().map(move |r| (*r, *id)))
         .collect();
-    enforcer.replace_policies(&KernelPolicies { policies, rules })?;
+    let maps = enforcer.maps_mut();
+    maps.policies
+        .replace(&mut maps.config, &KernelPolicies { policies, rules })?;
     Ok(())
 }
 

@@ -67,7 +67,9 @@ fn rejitter(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
     } = d;
     for p in policies.iter_mut() {
         if p.jittered_at.elapsed() >= p.spec.rejitter {
-            enforcer.set_backoff(p.id, &p.spec.backoff(|| jitter.unit()))?;
+            let maps = enforcer.maps_mut();
+            let backoff = p.spec.backoff(|| jitter.unit());
+            maps.policies.set_backoff(&maps.config, p.id, &backoff)?;
             p.jittered_at = Instant::now();
         }
     }
@@ -76,10 +78,10 @@ fn rejitter(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
 
 fn expire_overrides(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
     let now = monotonic_ns();
-    for (key, o) in d.enforcer.overrides()? {
+    for (key, o) in d.enforcer.maps().overrides.all()? {
         if !o.active(now) {
             let dest = key.socket_addr();
-            d.enforcer.remove_override(dest)?;
+            d.enforcer.maps_mut().overrides.remove(dest)?;
             d.publish(daemon_event("override_expired", Some(dest), ""));
         }
     }

@@ -20,14 +20,17 @@ const POLL: Duration = Duration::from_millis(100);
 pub async fn run(shared: Shared) {
     let ready = lock(&shared)
         .enforcer
-        .events_fd()
+        .maps()
+        .events
+        .fd()
+        .map_err(anyhow::Error::from)
         .and_then(|fd| {
             // SAFETY: `fd` is a descriptor we own (a dup of the ring buffer's),
             // open for as long as the AsyncFd that owns it.
             unsafe {
                 tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
             }
-            .map_err(|e| crate::bpf::BpfError::Control { source: e.into() })
+            .map_err(anyhow::Error::from)
         })
         .map_err(|e| tracing::warn!("event wake-ups unavailable, polling: {e}"))
         .ok();
@@ -41,13 +44,7 @@ pub async fn run(shared: Shared) {
             None => tokio::time::sleep(POLL).await,
         }
         let mut d = lock(&shared);
-        let events = match d.enforcer.drain_events() {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!("reading events: {e}");
-                continue;
-            }
-        };
+        let events = d.enforcer.maps_mut().events.drain();
         for event in events {
             *d.event_counts.entry(kind_name(event.kind)).or_default() += 1;
             if event.kind == kind::CLOSED {

@@ -9,7 +9,10 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use enforcer_common::flow::{Timeouts, Watch};
+use enforcer_common::{
+    control::{Command, kind},
+    flow::{Timeouts, Watch},
+};
 
 use super::Daemon;
 use crate::{bpf::BpfError, clock::monotonic_ns};
@@ -28,17 +31,21 @@ pub fn sweep_interval(flow_syn_timeout: Duration, connect_timeouts: &[Duration])
 /// One walk of the flow table.
 pub fn sweep(d: &mut Daemon) -> Result<(), BpfError> {
     let now = monotonic_ns();
-    let config = d.enforcer.config()?;
+    let maps = d.enforcer.maps();
+    let config = maps.config.get()?;
     let watch = Watch::of(&config);
     let mut policy_timeouts: HashMap<u32, u32> = HashMap::new();
-    for (key, flow) in d.enforcer.flows()? {
+    for (key, flow) in maps.flows.all()? {
         let id = flow.sock.policy_id;
-        let policy_ms = *policy_timeouts
-            .entry(id)
-            .or_insert_with(|| d.enforcer.policy(id).map_or(0, |p| p.connect_timeout_ms));
+        let policy_ms = *policy_timeouts.entry(id).or_insert_with(|| {
+            let policy = maps.policies.policy(&maps.config, id);
+            policy.map_or(0, |p| p.connect_timeout_ms)
+        });
         let timeouts = Timeouts::of(&config, policy_ms);
         if flow.expiry(now, timeouts, watch).is_some() {
-            d.enforcer.expire_flow(&key)?;
+            // Checked again in the kernel against the flow as it is then.
+            let expire = Command::on_flow(kind::FLOW_EXPIRE, key);
+            d.enforcer.control().run(&expire)?;
         }
     }
     Ok(())

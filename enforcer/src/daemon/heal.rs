@@ -20,7 +20,11 @@ use std::{
     time::Duration,
 };
 
-use enforcer_common::{breaker::state, control::kind, dest::DestKey};
+use enforcer_common::{
+    breaker::state,
+    control::{Command, kind},
+    dest::DestKey,
+};
 
 use super::{Daemon, Shared, lock, notices::dest_event};
 use crate::{
@@ -170,7 +174,7 @@ fn origin(registry: &Registry, enter: bool, cookie: u64) -> Result<Origin, Optio
 
 /// The healing interval of a destination that is open and whose policy heals.
 fn healing_interval(d: &Daemon, key: &DestKey) -> Option<Duration> {
-    let s = d.enforcer.dest(key).ok().flatten()?;
+    let s = d.enforcer.maps().dests.get(key).ok().flatten()?;
     if s.breaker.state == state::CLOSED {
         return None;
     }
@@ -189,7 +193,7 @@ pub fn start_healers(shared: &Shared, d: &mut Daemon) {
         let trip = match d.healing.trips.get(key) {
             Some(t) => *t,
             // Open since before this daemon: learn its policy once.
-            None => match d.enforcer.dest(key) {
+            None => match d.enforcer.maps().dests.get(key) {
                 Ok(Some(s)) => {
                     d.healing.saw_open(*key, s.policy_id, None);
                     d.healing.trips[key]
@@ -301,7 +305,7 @@ async fn heal(shared: Shared, key: DestKey, id: u64) {
         } else {
             (kind::HEAL_PROBE_FAILED, "heal_probe_failed")
         };
-        match d.enforcer.command(command, &key) {
+        match d.enforcer.control().run(&Command::new(command, key)) {
             Ok(Applied::Applied) => {
                 let label = d.namespaces.label(key.netns);
                 d.publish(dest_event(what, &key, label, "healing probe"));

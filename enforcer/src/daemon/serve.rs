@@ -5,7 +5,6 @@
 use anyhow::Context as _;
 
 use super::{Daemon, Listeners, Shared, api, controller, events, kernel_log, lock, metrics};
-use crate::bpf::Enforcer;
 
 /// Serves until SIGINT/SIGTERM (or an uninstall request); SIGHUP reloads.
 pub async fn serve(
@@ -81,13 +80,14 @@ async fn wait_for_stop(
 /// pinned programs, enforcing, with no process passing them.
 fn leave(d: &mut Daemon, detach: bool) -> anyhow::Result<()> {
     if detach || d.uninstall_requested {
-        let removed = Enforcer::uninstall(&d.pins)?;
+        let removed = d.pins.remove_all()?;
         tracing::info!("detached; removed {} pins", removed.len());
     } else {
         // The bypass names this process by pid: once it is gone, that pid
         // may become anyone's. Nobody reads the kernel logs any more either.
-        let kernel = d.enforcer.config()?;
-        d.enforcer.set_config(enforcer_common::config::Config {
+        let config = &mut d.enforcer.maps_mut().config;
+        let kernel = config.get()?;
+        config.set(enforcer_common::config::Config {
             bypass_tgid: 0,
             kernel_log: 0,
             ..kernel

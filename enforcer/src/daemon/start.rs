@@ -186,6 +186,7 @@ fn watch_interfaces(
 ) -> Result<(), StartError> {
     let daemon = &config.daemon;
     let watched = enforcer
+        .interfaces()
         .watch_pinned(pins, &daemon.interfaces, daemon.packet_hook)
         .map_err(|e| {
             // A forced hook the driver refuses is the operator's choice.
@@ -277,9 +278,10 @@ fn configure_kernel(
     config: &Config,
     kernel_logs: bool,
 ) -> Result<(), BpfError> {
-    let kernel_config = enforcer.config()?;
+    let config_map = &mut enforcer.maps_mut().config;
+    let kernel_config = config_map.get()?;
     let millis = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
-    enforcer.set_config(enforcer_common::config::Config {
+    config_map.set(enforcer_common::config::Config {
         bypass_tgid: std::process::id(),
         flow_syn_timeout_ms: millis(config.daemon.flow_syn_timeout),
         flow_idle_timeout_ms: millis(config.daemon.flow_idle_timeout),

@@ -105,12 +105,13 @@ pub struct StatusSnapshot {
 
 impl StatusSnapshot {
     pub fn take(d: &Daemon) -> Result<Self, BpfError> {
-        let config = d.enforcer.config()?;
+        let maps = d.enforcer.maps();
+        let config = maps.config.get()?;
         Ok(Self {
             paused: config.paused != 0,
             generation: config.generation,
-            dests: d.enforcer.dests()?,
-            overrides: d.enforcer.overrides()?.into_iter().collect(),
+            dests: maps.dests.all()?,
+            overrides: maps.overrides.all()?.into_iter().collect(),
             names: PolicyNames::of(d),
             namespaces: d.namespaces.clone(),
             now: monotonic_ns(),
@@ -203,7 +204,7 @@ impl Serialize for Destinations {
 
 /// One policy, with its settings and shared counts.
 pub fn policy(d: &Daemon, id: u32, p: &PolicySpec) -> Result<PolicyView, BpfError> {
-    let stats = d.enforcer.policy_stats(id)?;
+    let stats = d.enforcer.maps().policy_stats.get(id)?;
     Ok(PolicyView {
         settings: p.into(),
         id,

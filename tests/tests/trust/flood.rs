@@ -10,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_common::{control::when, policy::PolicyStats};
+use enforcer_common::{
+    control::{self, when},
+    policy::PolicyStats,
+};
 use enforcer_tests::{
     bpffs::PinDir,
     cgroup::ScratchCgroup,
@@ -346,28 +349,32 @@ fn policy_counts_stop_at_zero_instead_of_wrapping() {
     );
     let id = fixtures::POLICY_ID;
     let counts = |e: &enforcer::bpf::Enforcer| {
-        let s = e.policy_stats(id).unwrap();
+        let s = e.maps().policy_stats.get(id).unwrap();
         (s.tracked, s.open)
     };
+    let run = |e: &enforcer::bpf::Enforcer, command| e.control().run(&command).unwrap();
     assert_eq!(counts(&enforcer), (1, 0));
     // A correction larger than the count: 0, not 2^64 - 4.
-    enforcer.adjust_policy_stats(id, -5, -1).unwrap();
+    run(&enforcer, control::Command::adjust_policy_stats(id, -5, -1));
     assert_eq!(counts(&enforcer), (0, 0));
     let key = enforcer_tests::key(server.addr);
     let last = eventually_idle(&enforcer, &key);
     // Forgetting a destination its policy no longer counts leaves 0.
     assert_eq!(
-        enforcer.forget(&key, last - 1, 0).unwrap(),
+        run(&enforcer, control::Command::forget(key, last - 1, 0)),
         enforcer::bpf::Applied::NotApplicable,
         "connected to after the cut-off: it stays"
     );
     assert_eq!(
-        enforcer.forget(&key, last, when::OPEN_TOO).unwrap(),
+        run(
+            &enforcer,
+            control::Command::forget(key, last, when::OPEN_TOO)
+        ),
         enforcer::bpf::Applied::Applied
     );
-    assert!(enforcer.dest(&key).unwrap().is_none());
+    assert!(enforcer.maps().dests.get(&key).unwrap().is_none());
     assert_eq!(counts(&enforcer), (0, 0), "no wrap below zero");
-    enforcer.adjust_policy_stats(id, 2, 1).unwrap();
+    run(&enforcer, control::Command::adjust_policy_stats(id, 2, 1));
     assert_eq!(counts(&enforcer), (2, 1), "raised by the deltas");
 }
 
@@ -379,7 +386,7 @@ fn eventually_idle(
 ) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let s = enforcer.dest(key).unwrap().expect("tracked");
+        let s = enforcer.maps().dests.get(key).unwrap().expect("tracked");
         if s.breaker.active == 0 && s.breaker.pending == 0 {
             return s.last_attempt_ns;
         }

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer::bpf::{Enforcer, pins::PinDir};
+use enforcer::bpf::{Enforcer, Maps, pins::PinDir};
 use enforcer_common::{
     breaker::state,
     counters::GlobalCounter,
@@ -61,14 +61,16 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn counter(enforcer: &Enforcer, c: GlobalCounter) -> u64 {
-    enforcer.counter(c).expect("reading a counter")
+    enforcer.maps().counters.get(c).expect("reading a counter")
 }
 
 /// The destination's state as the packet plane keys it (in the loader's
 /// namespace), if tracked.
 fn dest_state(enforcer: &Enforcer, dest: SocketAddr) -> Option<DestState> {
     enforcer
-        .dest(&enforcer_tests::key(dest))
+        .maps()
+        .dests
+        .get(&enforcer_tests::key(dest))
         .expect("reading DESTS")
 }
 
@@ -82,7 +84,9 @@ fn flow_of(enforcer: &Enforcer, guest_port: u16, answered: bool) -> (FlowKey, Fl
     let mut found = None;
     eventually(&format!("a flow from guest port {guest_port}"), || {
         found = enforcer
-            .flows()
+            .maps()
+            .flows
+            .all()
             .expect("reading FLOWS")
             .into_iter()
             .find(|(key, flow)| key.client_port == guest_port && flow.has_outcome() == answered);
@@ -114,7 +118,9 @@ fn connect_in_background(net: &Routed, enforcer: &Enforcer, to: SocketAddr) -> (
     let mut port = None;
     eventually(&format!("the flow to {to}"), || {
         port = enforcer
-            .flows()
+            .maps()
+            .flows
+            .all()
             .expect("reading FLOWS")
             .into_iter()
             .find(|(key, _)| key.dest.port == to.port())
@@ -164,7 +170,7 @@ fn a_guests_rsts_and_fins_outside_the_window_free_no_slot() {
     let s = tracked(&enforcer, backend);
     assert_eq!(s.breaker.active, 1, "the slot is still held");
     assert_eq!(s.counters.failures() + s.counters.abandoned, 0);
-    assert_eq!(enforcer.flows().unwrap().len(), 1);
+    assert_eq!(enforcer.maps().flows.all().unwrap().len(), 1);
     // The cap still holds: another connect is refused by the kernel.
     let second = net.in_ns(Ns::Guest, || {
         TcpStream::connect_timeout(&backend, Duration::from_secs(5)).map_err(|e| e.raw_os_error())
@@ -225,7 +231,7 @@ fn icmp_errors_quoting_another_number_and_answers_the_guest_loops_back_are_no_ou
     });
     let s = tracked(&enforcer, silent);
     assert_eq!((s.counters.abandoned, s.counters.failures()), (1, 0));
-    assert!(enforcer.flows().unwrap().is_empty());
+    assert!(enforcer.maps().flows.all().unwrap().is_empty());
     drop(socket);
 }
 
@@ -269,7 +275,10 @@ fn syns_nobody_can_answer_leave_the_destination_untouched() {
         counter(&enforcer, GlobalCounter::PacketSynsTtlExpiring) - expiring,
         8
     );
-    assert!(enforcer.flows().unwrap().is_empty(), "nothing tracked");
+    assert!(
+        enforcer.maps().flows.all().unwrap().is_empty(),
+        "nothing tracked"
+    );
     for (_, backend) in pairs {
         let dest = SocketAddr::new(backend, SILENT_PORT);
         assert!(dest_state(&enforcer, dest).is_none(), "{dest} untouched");
@@ -333,7 +342,10 @@ fn syns_from_a_source_not_routed_back_through_the_interface_leave_the_destinatio
         counter(&enforcer, GlobalCounter::PacketSynsSpoofed) - spoofed_before,
         injected
     );
-    assert!(enforcer.flows().unwrap().is_empty(), "nothing tracked");
+    assert!(
+        enforcer.maps().flows.all().unwrap().is_empty(),
+        "nothing tracked"
+    );
     for backend in [v4, v6] {
         let dest = SocketAddr::new(backend, SILENT_PORT);
         assert!(dest_state(&enforcer, dest).is_none(), "{dest} untouched");
@@ -396,7 +408,7 @@ fn pausing_in_the_middle_of_live_flows_fails_nothing_and_strands_no_slot() {
     let keys = format!("interfaces = [\"{}\"]\n", net.router_guest_if);
     let d = Daemon::start_in_netns(&cgroup, &bpffs, &rest, &keys, net.path(Ns::Router));
     // The daemon's maps, read alongside it.
-    let maps = Enforcer::adopt(&PinDir::new(bpffs.path().join("enforcer"))).expect("adopting");
+    let maps = Maps::open(&PinDir::new(bpffs.path().join("enforcer"))).expect("opening the pins");
     net.set_backend_port(SILENT_PORT, "drop");
     let listener = net.backend_listener(open);
 
@@ -418,7 +430,7 @@ fn pausing_in_the_middle_of_live_flows_fails_nothing_and_strands_no_slot() {
     // Both silent connects sent their SYN again, seen: past their connect
     // timeout, they would be timeouts.
     eventually("every flow tracked, the silent ones retransmitted", || {
-        let flows = maps.flows().expect("reading FLOWS");
+        let flows = maps.flows.all().expect("reading FLOWS");
         let again = flows
             .iter()
             .filter(|(key, flow)| key.dest.port == SILENT_PORT && flow.seq.syn_again())
@@ -441,7 +453,7 @@ fn pausing_in_the_middle_of_live_flows_fails_nothing_and_strands_no_slot() {
     established.clear();
 
     eventually("every slot back", || {
-        slots(&d, open) == (0, 0) && maps.flows().expect("reading FLOWS").is_empty()
+        slots(&d, open) == (0, 0) && maps.flows.all().expect("reading FLOWS").is_empty()
     });
     for dest in [open, silent] {
         let s = d.status_of(dest);

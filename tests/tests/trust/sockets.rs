@@ -32,7 +32,9 @@ fn settled(enforcer: &Enforcer, key: &DestKey) -> DestState {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let s = enforcer
-            .dest(key)
+            .maps()
+            .dests
+            .get(key)
             .expect("reading DESTS")
             .unwrap_or_else(|| panic!("{key:?} is not tracked"));
         if (s.breaker.active, s.breaker.pending) == (0, 0) {

@@ -43,7 +43,7 @@ pub fn router(shared: Shared) -> Router {
 
 /// Ready when the policies are written and the maps answer.
 fn ready(d: &Daemon) -> Response {
-    match (d.ready, d.enforcer.config()) {
+    match (d.ready, d.enforcer.maps().config.get()) {
         (true, Ok(_)) => "ready\n".into_response(),
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
         (_, Err(e)) => (
@@ -117,13 +117,13 @@ impl Totals {
         Self {
             globals: GlobalCounter::ALL
                 .iter()
-                .map(|&c| (c, d.enforcer.counter(c).unwrap_or(0)))
+                .map(|&c| (c, d.enforcer.maps().counters.get(c).unwrap_or(0)))
                 .collect(),
             policies: d
                 .policies
                 .iter()
                 .map(|p| {
-                    let st = d.enforcer.policy_stats(p.id).unwrap_or_default();
+                    let st = d.enforcer.maps().policy_stats.get(p.id).unwrap_or_default();
                     PolicyFigures {
                         name: p.spec.name.clone(),
                         tracked: st.tracked,
@@ -140,7 +140,7 @@ impl Totals {
                 Vec::new()
             },
             events,
-            paused: d.enforcer.config().is_ok_and(|c| c.paused != 0),
+            paused: d.enforcer.maps().config.get().is_ok_and(|c| c.paused != 0),
             healers: d.healing.running(),
             healing_probes: d.healing.probes_total(),
             healing_skipped: d
@@ -165,7 +165,7 @@ struct Raw {
 impl Raw {
     fn read(d: &Daemon) -> Self {
         let mut top = Top::new(d.config.daemon.max_series as usize);
-        if let Err(e) = d.enforcer.each_dest(|k, s| top.offer(k, s)) {
+        if let Err(e) = d.enforcer.maps().dests.each(|k, s| top.offer(k, s)) {
             tracing::warn!("scrape: reading the destinations: {e}");
         }
         Self {

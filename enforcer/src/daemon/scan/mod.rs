@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_common::{counters::GlobalCounter, dest::DestKey};
+use enforcer_common::{control::Command, counters::GlobalCounter, dest::DestKey};
 pub use plan::Reason;
 use plan::{Action, Limits, PolicyView};
 use reconcile::Reconciler;
@@ -97,7 +97,9 @@ impl Scanner {
             || running(d) != self.policies
             || (elapsed >= PRESSURE_INTERVAL
                 && d.enforcer
-                    .counter(GlobalCounter::DestMapFull)
+                    .maps()
+                    .counters
+                    .get(GlobalCounter::DestMapFull)
                     .is_ok_and(|n| n > self.map_full))
     }
 
@@ -105,13 +107,14 @@ impl Scanner {
     pub fn scan(&mut self, d: &mut Daemon) -> Result<(), BpfError> {
         self.scanned_at = Some(Instant::now());
         self.policies = running(d);
-        self.map_full = d.enforcer.counter(GlobalCounter::DestMapFull)?;
+        let maps = d.enforcer.maps();
+        self.map_full = maps.counters.get(GlobalCounter::DestMapFull)?;
         let now = monotonic_ns();
         // Counts read on both sides of the walk: a difference is only
         // trusted when they did not move in between.
-        let before = d.enforcer.all_policy_stats()?;
-        let entries = d.enforcer.dests()?;
-        let after = d.enforcer.all_policy_stats()?;
+        let before = maps.policy_stats.all()?;
+        let entries = maps.dests.all()?;
+        let after = maps.policy_stats.all()?;
         let counted = reconcile::count(&entries);
         // A command that fails (say, a control program of an older daemon,
         // adopted from the pins, that does not know it) spoils none of the
@@ -124,7 +127,7 @@ impl Scanner {
         }
         let limits = Limits {
             gc_idle_ns: d.config.daemon.gc_idle.as_nanos() as u64,
-            capacity: d.enforcer.dests_capacity()?,
+            capacity: d.enforcer.maps().dests.capacity()?,
             high_water: d.config.daemon.dests_high_water,
             low_water: d.config.daemon.dests_low_water,
         };
@@ -160,15 +163,16 @@ struct Done {
 fn carry_out(d: &mut Daemon, actions: &[Action]) -> Done {
     let mut done = Done::default();
     for action in actions {
-        let (key, result) = match *action {
+        let (key, command) = match *action {
             Action::Forget {
                 key,
                 idle_since_ns,
                 when,
                 ..
-            } => (key, d.enforcer.forget(&key, idle_since_ns, when)),
-            Action::ResetStale { key } => (key, d.enforcer.reset_stale(&key)),
+            } => (key, Command::forget(key, idle_since_ns, when)),
+            Action::ResetStale { key } => (key, Command::reset_stale(key)),
         };
+        let result = d.enforcer.control().run(&command);
         match (result, action) {
             (Ok(Applied::Applied), Action::Forget { reason, .. }) => {
                 *done.forgotten.entry(*reason).or_default() += 1;
@@ -209,10 +213,8 @@ fn running(d: &Daemon) -> Vec<(u32, u32)> {
 
 /// Applies one correction, counts it and says so.
 fn correct(d: &mut Daemon, c: &reconcile::Correction) -> Result<(), BpfError> {
-    if d.enforcer
-        .adjust_policy_stats(c.policy_id, c.tracked, c.open)?
-        != Applied::Applied
-    {
+    let adjust = Command::adjust_policy_stats(c.policy_id, c.tracked, c.open);
+    if d.enforcer.control().run(&adjust)? != Applied::Applied {
         return Ok(());
     }
     let policy = match d.policy(c.policy_id) {

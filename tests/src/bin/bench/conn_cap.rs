@@ -293,7 +293,9 @@ pub fn run(size: Size) -> Results {
 
 fn bulkhead_check(enforcer: &Enforcer, dest: SocketAddrV4, refused: u64) -> Check {
     let s = enforcer
-        .dest(&enforcer_tests::key(SocketAddr::V4(dest)))
+        .maps()
+        .dests
+        .get(&enforcer_tests::key(SocketAddr::V4(dest)))
         .expect("reading DESTS")
         .unwrap_or_default();
     Check::expect(

@@ -176,7 +176,9 @@ pub fn run(size: Size) -> Results {
 
     let rejections = ((size.rounds + 1) * size.round.per_variant) as u64;
     let state = enforcer
-        .dest(&enforcer_tests::key(SocketAddr::V4(dest)))
+        .maps()
+        .dests
+        .get(&enforcer_tests::key(SocketAddr::V4(dest)))
         .expect("reading DESTS")
         .unwrap_or_default();
     let c = state.counters;

@@ -107,8 +107,13 @@ pub fn run(size: Size) -> Results {
         kind: kind::FORCED_OPEN,
         ..Override::default()
     };
-    enforcer
-        .set_override(format!("{dest}:8080").parse().unwrap(), forced)
+    let maps = enforcer.maps_mut();
+    maps.overrides
+        .set(
+            &mut maps.config,
+            format!("{dest}:8080").parse().unwrap(),
+            forced,
+        )
         .expect("forcing open");
     let rejected = Tcp::syn(guest, 47_002, dest, 8080).frame();
     let mut total = 0u64;

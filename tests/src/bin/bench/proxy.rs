@@ -368,7 +368,9 @@ fn down(name: &'static str, samples: &[(u64, u64)]) -> Down {
 
 fn dest_state(enforcer: &Enforcer, addr: SocketAddrV4) -> Option<(u32, u64)> {
     enforcer
-        .dest(&enforcer_tests::key(SocketAddr::V4(addr)))
+        .maps()
+        .dests
+        .get(&enforcer_tests::key(SocketAddr::V4(addr)))
         .expect("reading DESTS")
         .map(|s| (s.breaker.state, s.counters.rejected_circuit))
 }
@@ -407,10 +409,14 @@ pub fn run(size: Size) -> Results {
         .collect();
     let m = interleave::by_variant(&rounds);
     let tracked = enforcer
-        .dest(&enforcer_tests::key(SocketAddr::V4(backend.addr)))
+        .maps()
+        .dests
+        .get(&enforcer_tests::key(SocketAddr::V4(backend.addr)))
         .expect("reading DESTS");
     let proxied = enforcer
-        .dest(&enforcer_tests::key(SocketAddr::V4(proxy.checked)))
+        .maps()
+        .dests
+        .get(&enforcer_tests::key(SocketAddr::V4(proxy.checked)))
         .expect("reading DESTS");
     checks.push(Check::expect(
         tracked.is_some_and(|s| s.breaker.state == state::CLOSED) && proxied.is_none(),

@@ -141,7 +141,9 @@ impl Variant {
 
     fn state(&self, dest: SocketAddrV4) -> Option<u32> {
         self.reader
-            .dest(&enforcer_tests::key(SocketAddr::V4(dest)))
+            .maps()
+            .dests
+            .get(&enforcer_tests::key(SocketAddr::V4(dest)))
             .expect("reading DESTS")
             .map(|s| s.breaker.state)
     }

@@ -143,15 +143,17 @@ impl Arm {
                 (rule, fixtures::POLICY_ID)
             })
             .collect();
-        enforcer
-            .replace_policies(&KernelPolicies {
-                policies: vec![(
-                    fixtures::POLICY_ID,
-                    policy(),
-                    BackoffRow::exponential(HOUR_NS, HOUR_NS),
-                )],
-                rules,
-            })
+        let set = KernelPolicies {
+            policies: vec![(
+                fixtures::POLICY_ID,
+                policy(),
+                BackoffRow::exponential(HOUR_NS, HOUR_NS),
+            )],
+            rules,
+        };
+        let maps = enforcer.maps_mut();
+        maps.policies
+            .replace(&mut maps.config, &set)
             .expect("writing the policy set");
         refusing.connect_each(&cgroup, dests - 1);
         Self {
@@ -165,10 +167,18 @@ impl Arm {
     /// The map holds exactly the filled destinations and the server, and the
     /// server's destination counted every connect of the loop as a success.
     fn check(&self, server: SocketAddrV4, total: u64) -> Check {
-        let tracked = self.enforcer.dests().expect("reading DESTS").len();
+        let tracked = self
+            .enforcer
+            .maps()
+            .dests
+            .all()
+            .expect("reading DESTS")
+            .len();
         let s = self
             .enforcer
-            .dest(&enforcer_tests::key(SocketAddr::V4(server)))
+            .maps()
+            .dests
+            .get(&enforcer_tests::key(SocketAddr::V4(server)))
             .expect("reading DESTS")
             .unwrap_or_default();
         let c = s.counters;
@@ -199,7 +209,11 @@ pub fn run(size: Size) -> Results {
         .collect();
     let rules: Vec<usize> = arms
         .iter()
-        .map(|a| a.enforcer.rules().expect("reading the rules").len())
+        .map(|a| {
+            let maps = a.enforcer.maps();
+            let rules = maps.policies.rules(&maps.config);
+            rules.expect("reading the rules").len()
+        })
         .collect();
 
     let dest = Dest::new(server.addr);

@@ -172,7 +172,9 @@ fn check_open(enforcer: &Enforcer, dests: &[SocketAddrV4], failures: u64) -> Che
         .iter()
         .filter_map(|d| {
             let state = enforcer
-                .dest(&enforcer_tests::key(SocketAddr::V4(*d)))
+                .maps()
+                .dests
+                .get(&enforcer_tests::key(SocketAddr::V4(*d)))
                 .expect("reading DESTS")
                 .unwrap_or_default();
             let ok = state.breaker.state == state::OPEN

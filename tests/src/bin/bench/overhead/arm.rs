@@ -145,7 +145,7 @@ impl Arm {
                 ),
             );
         };
-        let counter = |c| enforcer.counter(c).expect("reading a counter");
+        let counter = |c| enforcer.maps().counters.get(c).expect("reading a counter");
         match self.variant {
             Variant::Detached | Variant::DetachedAgain | Variant::Minimal => {
                 unreachable!("has no enforcer")
@@ -165,7 +165,9 @@ impl Arm {
             }
             Variant::Tracked | Variant::Bulkhead => {
                 let state = enforcer
-                    .dest(&enforcer_tests::key(SocketAddr::V4(server)))
+                    .maps()
+                    .dests
+                    .get(&enforcer_tests::key(SocketAddr::V4(server)))
                     .expect("reading DESTS");
                 let Some(state) = state else {
                     return Check::expect(false, format!("{server} is not tracked"));
