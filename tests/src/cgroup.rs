@@ -48,22 +48,14 @@ impl ScratchCgroup {
     }
 
     /// Moves the calling process into this cgroup. Async-signal-safe, for use
-    /// between fork and exec: writing "0" to cgroup.procs moves the writer.
-    ///
-    /// # Safety
-    /// `procs` must be a NUL-terminated path to this cgroup's `cgroup.procs`.
-    pub unsafe fn join_raw(procs: &std::ffi::CStr) -> std::io::Result<()> {
-        // SAFETY: plain syscalls on a valid C string.
-        unsafe {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let written = libc::write(fd, c"0".as_ptr().cast(), 1);
-            libc::close(fd);
-            if written != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
+    /// between fork and exec: writing "0" to cgroup.procs moves the writer, and
+    /// rustix passes `procs` to the kernel as it is (no allocation).
+    pub fn join_raw(procs: &std::ffi::CStr) -> std::io::Result<()> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(procs, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+        let written = rustix::io::write(&fd, b"0")?;
+        if written != 1 {
+            return Err(std::io::ErrorKind::WriteZero.into());
         }
         Ok(())
     }

@@ -177,8 +177,8 @@ impl<'a> Place<'a> {
         let procs = self.cgroup.procs_path();
         let ns = self.netns.map(NetNs::open);
         let (read_end, write_end) = pipe_with(PipeFlags::CLOEXEC).expect("pipe2");
-        // libc's fork: rustix has only the raw `kernel_fork`, which skips
-        // libc's atfork handlers and its own state's reset in the child.
+        // libc: rustix has only the raw `kernel_fork`, which skips libc's
+        // atfork handlers and its own state's reset in the child.
         // SAFETY: the child only runs `f` (test code) and leaves with `_exit`
         // without returning into the parent's frames.
         let pid = unsafe { libc::fork() };
@@ -188,8 +188,8 @@ impl<'a> Place<'a> {
             child(&procs, ns.as_ref(), write_end, f);
         }
         drop(write_end);
-        let out = read_with_deadline(read_end, pid, CHILD_DEADLINE);
         let pid = Pid::from_raw(pid).expect("a child's pid");
+        let out = read_with_deadline(read_end, pid, CHILD_DEADLINE);
         let (waited, status) = waitpid(Some(pid), WaitOptions::empty())
             .expect("waitpid")
             .expect("without WNOHANG, waitpid waits");
@@ -200,18 +200,18 @@ impl<'a> Place<'a> {
 
 /// Drops the calling process to `nobody`, checking that it took.
 pub fn drop_to_nobody() {
-    const NOBODY: libc::uid_t = 65534;
-    // libc, not rustix: rustix's `set_thread_res_uid` and the like are the raw
-    // syscalls, which change the calling thread alone; libc's change every
-    // thread of the process, as dropping a process to `nobody` means.
+    const NOBODY: u32 = 65534;
+    // libc: rustix's `set_thread_res_uid` and the like are the raw syscalls,
+    // which change the calling thread alone; libc's change every thread of the
+    // process, as dropping a process to `nobody` means.
     // SAFETY: plain syscalls on this process's credentials; the null group
     // list is never read (its length is 0).
     unsafe {
         assert_eq!(libc::setgroups(0, std::ptr::null()), 0, "setgroups");
         assert_eq!(libc::setresgid(NOBODY, NOBODY, NOBODY), 0, "setresgid");
         assert_eq!(libc::setresuid(NOBODY, NOBODY, NOBODY), 0, "setresuid");
-        assert_eq!(libc::geteuid(), NOBODY);
     }
+    assert_eq!(rustix::process::geteuid().as_raw(), NOBODY);
     let status = std::fs::read_to_string("/proc/self/status").expect("status");
     let effective = status
         .lines()
@@ -229,7 +229,7 @@ const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Reads the child's result until EOF; kills the child and fails the test if it
 /// takes longer than `deadline`.
-fn read_with_deadline(fd: OwnedFd, pid: libc::pid_t, deadline: Duration) -> String {
+fn read_with_deadline(fd: OwnedFd, pid: Pid, deadline: Duration) -> String {
     let end = Instant::now() + deadline;
     let mut file = std::fs::File::from(fd);
     let mut out = Vec::new();
@@ -241,9 +241,7 @@ fn read_with_deadline(fd: OwnedFd, pid: libc::pid_t, deadline: Duration) -> Stri
             .or_else(|e| if e == Errno::INTR { Ok(1) } else { Err(e) })
             .expect("poll");
         if ready == 0 {
-            if let Some(pid) = Pid::from_raw(pid) {
-                let _ = kill_process(pid, Signal::KILL);
-            }
+            let _ = kill_process(pid, Signal::KILL);
             panic!("child {pid} still running after {deadline:?}: killed");
         }
         match file.read(&mut buf) {
@@ -256,8 +254,7 @@ fn read_with_deadline(fd: OwnedFd, pid: libc::pid_t, deadline: Duration) -> Stri
 }
 
 fn enter(procs: &CString, ns: Option<&OwnedFd>) -> std::io::Result<()> {
-    // SAFETY: `procs` is this cgroup's cgroup.procs.
-    unsafe { ScratchCgroup::join_raw(procs)? };
+    ScratchCgroup::join_raw(procs)?;
     if let Some(ns) = ns {
         netns::enter_raw(ns)?;
     }
@@ -286,6 +283,8 @@ fn child<F: FnOnce() -> String>(procs: &CString, ns: Option<&OwnedFd>, out: Owne
             101
         }
     };
+    // libc: std's `exit` runs the parent's atexit handlers, and rustix's
+    // `exit_group` is in its unstable `runtime` API.
     // SAFETY: leave without running the parent's atexit handlers or destructors.
     unsafe { libc::_exit(code) }
 }

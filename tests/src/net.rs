@@ -2,12 +2,19 @@
 
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, OwnedFd},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
+    time::Duration,
+};
+
+use rustix::{
+    event::{PollFd, PollFlags, Timespec, poll},
+    io::Errno,
+    net::{AddressFamily, SendFlags, Shutdown, SocketFlags, SocketType, socket_with, sockopt},
 };
 
 /// A TCP server that accepts and closes every connection, on its own thread.
@@ -126,49 +133,20 @@ impl RefusingPort {
 
     /// On `addr` (port 0 picks a free one).
     pub fn bind(addr: SocketAddr) -> Self {
-        // std has no bind-without-listen; a listener's address tells us a free port,
-        // and a raw socket takes it over.
-        let domain = if addr.is_ipv4() {
-            libc::AF_INET
-        } else {
-            libc::AF_INET6
-        };
-        // SAFETY: plain socket syscall.
-        let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        // SAFETY: fd was just created and is owned here.
-        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-        let (storage, len) = sockaddr(addr);
-        // SAFETY: storage holds a valid sockaddr of `len` bytes.
-        let rc = unsafe { libc::bind(socket.as_raw_fd(), (&raw const storage).cast(), len) };
-        assert_eq!(rc, 0, "bind {addr}: {}", std::io::Error::last_os_error());
-        // SAFETY: sockaddr_storage is plain integers and bytes: all zeroes is a
-        // valid value of it.
-        let mut bound: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut bound_len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: valid out-pointers.
-        let rc = unsafe {
-            libc::getsockname(socket.as_raw_fd(), (&raw mut bound).cast(), &mut bound_len)
-        };
-        assert_eq!(rc, 0);
-        let port = u16::from_be(if addr.is_ipv4() {
-            // SAFETY: the kernel filled a sockaddr_in for an AF_INET socket.
-            unsafe { (*(&raw const bound).cast::<libc::sockaddr_in>()).sin_port }
-        } else {
-            // SAFETY: and a sockaddr_in6 for AF_INET6.
-            unsafe { (*(&raw const bound).cast::<libc::sockaddr_in6>()).sin6_port }
-        });
+        // std has no bind-without-listen.
+        let socket = tcp_socket(addr.is_ipv4(), false);
+        rustix::net::bind(&socket, &addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        let bound = rustix::net::getsockname(&socket).expect("getsockname");
+        let bound = SocketAddr::try_from(bound).expect("an IP socket's address");
         Self {
-            addr: SocketAddr::new(addr.ip(), port),
+            addr: SocketAddr::new(addr.ip(), bound.port()),
             _socket: socket,
         }
     }
 
     /// Starts listening on the same port: from now on it accepts.
     pub fn listen(self) -> TcpListener {
-        // SAFETY: listen on a bound socket we own.
-        let rc = unsafe { libc::listen(self._socket.as_raw_fd(), 1024) };
-        assert_eq!(rc, 0, "listen: {}", std::io::Error::last_os_error());
+        listen_fd(&self._socket).unwrap_or_else(|e| panic!("listen: errno {e}"));
         TcpListener::from(self._socket)
     }
 }
@@ -196,28 +174,25 @@ pub fn connect_nonblocking(addr: SocketAddr) -> (OwnedFd, Result<(), i32>) {
 
 /// A new TCP socket (IPv4 or IPv6), non-blocking or not.
 pub fn tcp_socket(ipv4: bool, nonblocking: bool) -> OwnedFd {
-    let domain = if ipv4 { libc::AF_INET } else { libc::AF_INET6 };
-    let flags = if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
-    // SAFETY: plain socket syscall.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | flags | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: fd was just created and is owned here.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+    let family = if ipv4 {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let mut flags = SocketFlags::CLOEXEC;
+    if nonblocking {
+        flags |= SocketFlags::NONBLOCK;
+    }
+    socket_with(family, SocketType::STREAM, flags, None).expect("socket")
 }
 
 /// `connect()` on an existing socket: `Ok(())` when done or under way
 /// (EINPROGRESS), or the errno.
 pub fn connect_fd(socket: &OwnedFd, addr: SocketAddr) -> Result<(), i32> {
-    let (storage, len) = sockaddr(addr);
-    // SAFETY: storage holds a valid sockaddr of `len` bytes.
-    let rc = unsafe { libc::connect(socket.as_raw_fd(), (&raw const storage).cast(), len) };
-    errno_of(rc).or_else(|e| {
-        if e == libc::EINPROGRESS {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })
+    match rustix::net::connect(socket, &addr) {
+        Ok(()) | Err(Errno::INPROGRESS) => Ok(()),
+        Err(e) => Err(e.raw_os_error()),
+    }
 }
 
 /// A `connect()` to `addr` from a new socket bound to 127.0.0.1, which fakes a
@@ -231,46 +206,38 @@ pub fn connect_from_loopback(addr: SocketAddr) -> Result<(), i32> {
 }
 
 /// The errnos of [`connect_from_loopback`] to a destination off the host.
-pub const LOCAL_CONNECT_ERRORS: [i32; 2] = [libc::EINVAL, libc::ENETUNREACH];
+pub const LOCAL_CONNECT_ERRORS: [i32; 2] = [
+    Errno::INVAL.raw_os_error(),
+    Errno::NETUNREACH.raw_os_error(),
+];
 
 /// `bind()` on an existing socket.
 pub fn bind_fd(socket: &OwnedFd, addr: SocketAddr) -> Result<(), i32> {
-    let (storage, len) = sockaddr(addr);
-    // SAFETY: storage holds a valid sockaddr of `len` bytes.
-    errno_of(unsafe { libc::bind(socket.as_raw_fd(), (&raw const storage).cast(), len) })
+    rustix::net::bind(socket, &addr).map_err(Errno::raw_os_error)
 }
 
 /// `listen()` on a bound socket.
 pub fn listen_fd(socket: &OwnedFd) -> Result<(), i32> {
-    // SAFETY: plain syscall on a socket we own.
-    errno_of(unsafe { libc::listen(socket.as_raw_fd(), 1024) })
+    rustix::net::listen(socket, 1024).map_err(Errno::raw_os_error)
 }
 
 /// `connect()` with `AF_UNSPEC`: dissolves the association (a connect in
 /// SYN_SENT is disconnected).
 pub fn disconnect(socket: &OwnedFd) -> Result<(), i32> {
-    // SAFETY: all-zero is a valid sockaddr; AF_UNSPEC is 0.
-    let unspec: libc::sockaddr = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid sockaddr of the size passed.
-    errno_of(unsafe {
-        libc::connect(
-            socket.as_raw_fd(),
-            &raw const unspec,
-            size_of::<libc::sockaddr>() as libc::socklen_t,
-        )
-    })
+    rustix::net::connect_unspec(socket).map_err(Errno::raw_os_error)
 }
 
 /// `shutdown(SHUT_RDWR)`.
 pub fn shutdown(socket: &OwnedFd) -> Result<(), i32> {
-    // SAFETY: plain syscall on a socket we own.
-    errno_of(unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR) })
+    rustix::net::shutdown(socket, Shutdown::Both).map_err(Errno::raw_os_error)
 }
 
 /// Sets an integer socket option.
 pub fn set_int_option(socket: &OwnedFd, level: i32, option: i32, value: i32) -> Result<(), i32> {
-    // SAFETY: an int option value of the size passed.
-    errno_of(unsafe {
+    // libc: rustix has no raw setsockopt, nor TCP_FASTOPEN or
+    // TCP_FASTOPEN_CONNECT (what the tests set through this).
+    // SAFETY: an int option value of the size passed, on a socket we own.
+    let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             level,
@@ -278,73 +245,7 @@ pub fn set_int_option(socket: &OwnedFd, level: i32, option: i32, value: i32) -> 
             (&raw const value).cast(),
             size_of::<i32>() as libc::socklen_t,
         )
-    })
-}
-
-/// The socket's pending error (`SO_ERROR`), which reading clears.
-pub fn take_error(socket: &OwnedFd) -> i32 {
-    let mut value: i32 = 0;
-    let mut len = size_of::<i32>() as libc::socklen_t;
-    // SAFETY: an int out-buffer of the size passed.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&raw mut value).cast(),
-            &raw mut len,
-        )
     };
-    assert_eq!(rc, 0, "SO_ERROR: {}", std::io::Error::last_os_error());
-    value
-}
-
-/// Waits (poll, up to `timeout`) until a non-blocking connect on `socket` is
-/// done one way or the other; its result (`SO_ERROR`, 0 = connected).
-pub fn connect_result(socket: &OwnedFd, timeout: std::time::Duration) -> Option<i32> {
-    connect_done(socket, timeout).then(|| take_error(socket))
-}
-
-/// Waits (poll, up to `timeout`) until a non-blocking connect on `socket` is
-/// done one way or the other, leaving its result (`SO_ERROR`) unread; false
-/// on timeout.
-pub fn connect_done(socket: &OwnedFd, timeout: std::time::Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: socket.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let ready = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
-    ready > 0
-}
-
-/// `sendto(MSG_FASTOPEN)`: connects and sends `data` in one call (TCP Fast
-/// Open); the bytes sent, or the errno.
-pub fn send_fast_open(socket: &OwnedFd, addr: SocketAddr, data: &[u8]) -> Result<usize, i32> {
-    let (storage, len) = sockaddr(addr);
-    // SAFETY: a valid buffer and sockaddr of the sizes passed.
-    let sent = unsafe {
-        libc::sendto(
-            socket.as_raw_fd(),
-            data.as_ptr().cast(),
-            data.len(),
-            libc::MSG_FASTOPEN,
-            (&raw const storage).cast(),
-            len,
-        )
-    };
-    usize::try_from(sent).map_err(|_| std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
-}
-
-/// `write()` of `data` on a connected socket: the bytes written, or the errno.
-pub fn write_fd(socket: &OwnedFd, data: &[u8]) -> Result<usize, i32> {
-    // SAFETY: a valid buffer of the size passed.
-    let n = unsafe { libc::write(socket.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-    usize::try_from(n).map_err(|_| std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
-}
-
-fn errno_of(rc: i32) -> Result<(), i32> {
     if rc == 0 {
         Ok(())
     } else {
@@ -352,56 +253,45 @@ fn errno_of(rc: i32) -> Result<(), i32> {
     }
 }
 
-/// Closes `socket` with a RST instead of a FIN (SO_LINGER with a zero timeout).
-pub fn close_with_rst(socket: OwnedFd) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt with a valid option value on a socket we own.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    drop(socket);
+/// The socket's pending error (`SO_ERROR`, 0 for none), which reading clears.
+pub fn take_error(socket: &OwnedFd) -> i32 {
+    match sockopt::socket_error(socket).expect("SO_ERROR") {
+        Ok(()) => 0,
+        Err(e) => e.raw_os_error(),
+    }
 }
 
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
-            unsafe { (&raw mut storage).cast::<libc::sockaddr_in>().write(sin) };
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: 0,
-            };
-            // SAFETY: as above.
-            unsafe { (&raw mut storage).cast::<libc::sockaddr_in6>().write(sin6) };
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
+/// Waits (poll, up to `timeout`) until a non-blocking connect on `socket` is
+/// done one way or the other; its result (`SO_ERROR`, 0 = connected).
+pub fn connect_result(socket: &OwnedFd, timeout: Duration) -> Option<i32> {
+    connect_done(socket, timeout).then(|| take_error(socket))
+}
+
+/// Waits (poll, up to `timeout`) until a non-blocking connect on `socket` is
+/// done one way or the other, leaving its result (`SO_ERROR`) unread; false
+/// on timeout.
+pub fn connect_done(socket: &OwnedFd, timeout: Duration) -> bool {
+    let timeout = Timespec::try_from(timeout).expect("a timeout in range");
+    let mut fds = [PollFd::new(socket, PollFlags::OUT)];
+    poll(&mut fds, Some(&timeout)).is_ok_and(|ready| ready > 0)
+}
+
+/// `sendto(MSG_FASTOPEN)`: connects and sends `data` in one call (TCP Fast
+/// Open); the bytes sent, or the errno.
+pub fn send_fast_open(socket: &OwnedFd, addr: SocketAddr, data: &[u8]) -> Result<usize, i32> {
+    // rustix's `SendFlags` names no MSG_FASTOPEN but passes on flags it does not
+    // name (bitflags' "externally defined flags").
+    let fast_open = SendFlags::from_bits_retain(libc::MSG_FASTOPEN as u32);
+    rustix::net::sendto(socket, data, fast_open, &addr).map_err(Errno::raw_os_error)
+}
+
+/// `write()` of `data` on a connected socket: the bytes written, or the errno.
+pub fn write_fd(socket: &OwnedFd, data: &[u8]) -> Result<usize, i32> {
+    rustix::io::write(socket, data).map_err(Errno::raw_os_error)
+}
+
+/// Closes `socket` with a RST instead of a FIN (SO_LINGER with a zero timeout).
+pub fn close_with_rst(socket: OwnedFd) {
+    let _ = sockopt::set_socket_linger(&socket, Some(Duration::ZERO));
+    drop(socket);
 }

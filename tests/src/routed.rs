@@ -383,27 +383,19 @@ const TABLE: &str = "routed";
 /// Sends one Ethernet frame out of `dev` through a packet socket of this
 /// thread's namespace.
 fn send_raw(dev: &str, frame: &[u8]) -> std::io::Result<()> {
-    let name = std::ffi::CString::new(dev).expect("an interface name");
-    // SAFETY: a NUL-terminated name.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if ifindex == 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    use rustix::net::{AddressFamily, SocketType, netdevice::name_to_index, socket};
     // Protocol 0: the socket only sends, it receives nothing.
-    // SAFETY: plain socket creation; the descriptor is owned right away.
-    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor of our own.
-    let socket = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let socket = socket(AddressFamily::PACKET, SocketType::RAW, None)?;
+    let ifindex = name_to_index(&socket, dev)?;
+    // libc: rustix has no link-layer address (`sockaddr_ll`) to send to.
     // SAFETY: all-zero is a valid sockaddr_ll.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
     addr.sll_ifindex = ifindex as i32;
     addr.sll_halen = 6;
     addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-    // SAFETY: `frame` and `addr` are valid for the lengths given.
+    // SAFETY: `frame` and `addr` are valid for the lengths given, on a socket
+    // we own.
     let sent = unsafe {
         libc::sendto(
             std::os::fd::AsRawFd::as_raw_fd(&socket),

@@ -378,70 +378,15 @@ fn the_connect_timeout_does_not_outlive_the_handshake() {
     let timeouts = Place::cgroup(&cgroup).run(|| {
         let mine = std::net::TcpStream::connect(addr).expect("connect");
         // An application's own user timeout is left alone.
-        let theirs = socket_with_user_timeout(4321);
-        let theirs = connect_fd(theirs, addr);
+        let theirs = net::tcp_socket(true, false);
+        rustix::net::sockopt::set_tcp_user_timeout(&theirs, 4321).expect("TCP_USER_TIMEOUT");
+        net::connect_fd(&theirs, addr).expect("connect");
         format!("{} {}", user_timeout_of(&mine), user_timeout_of(&theirs))
     });
     assert_eq!(timeouts, "0 4321");
     assert_eq!(dest(&enforcer, addr).counters.successes, 2);
 }
 
-fn user_timeout_of(fd: &impl std::os::fd::AsRawFd) -> u32 {
-    let mut value: u32 = 0;
-    let mut len = size_of::<u32>() as libc::socklen_t;
-    // SAFETY: valid out-pointers on a socket we own.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_USER_TIMEOUT,
-            (&raw mut value).cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(rc, 0);
-    value
-}
-
-fn socket_with_user_timeout(ms: u32) -> std::os::fd::OwnedFd {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    // SAFETY: plain syscalls on a socket we create and own.
-    unsafe {
-        let fd =
-            std::os::fd::OwnedFd::from_raw_fd(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0));
-        let rc = libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_USER_TIMEOUT,
-            (&raw const ms).cast(),
-            size_of::<u32>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0);
-        fd
-    }
-}
-
-fn connect_fd(fd: std::os::fd::OwnedFd, addr: SocketAddr) -> std::os::fd::OwnedFd {
-    use std::os::fd::AsRawFd;
-    let SocketAddr::V4(v4) = addr else {
-        panic!("IPv4 only")
-    };
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(v4.ip().octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: a valid sockaddr_in on a socket we own.
-    let rc = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&raw const sin).cast(),
-            size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
-    fd
+fn user_timeout_of(fd: impl std::os::fd::AsFd) -> u32 {
+    rustix::net::sockopt::tcp_user_timeout(fd).expect("TCP_USER_TIMEOUT")
 }

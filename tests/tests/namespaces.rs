@@ -157,8 +157,10 @@ fn healing_skips_and_counts_destinations_whose_namespace_is_gone_or_unknown() {
     thread::scope(|scope| {
         let here = &here;
         scope.spawn(move || {
-            // SAFETY: unshare on this thread alone, which ends with the scope.
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+            // SAFETY: a new network namespace for this thread alone, which ends
+            // with the scope; the descriptor table is not unshared.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+                .expect("unshare");
             enforcer_tests::must_run("ip", &["link", "set", "lo", "up"]);
             tripped_tx.send(here.connects(addr, 1)).unwrap();
             let _ = stop_rx.recv();

@@ -54,11 +54,14 @@ fn host_cannot_see_the_fixture() {
         "a fixture interface is in the host's namespace:\n{host_links}"
     );
     let in_router = routed.in_ns(Ns::Router, || {
-        let name = std::ffi::CString::new(routed.router_guest_if.clone()).unwrap();
-        // SAFETY: a valid NUL-terminated name.
-        unsafe { libc::if_nametoindex(name.as_ptr()) }
+        use rustix::net::{AddressFamily, SocketType, netdevice::name_to_index, socket};
+        // A socket made here belongs to the router's namespace, where the
+        // kernel looks the name up.
+        let probe = socket(AddressFamily::INET, SocketType::DGRAM, None).expect("socket");
+        name_to_index(&probe, &routed.router_guest_if)
     });
-    assert_ne!(in_router, 0, "{} not in the router", routed.router_guest_if);
+    let in_router =
+        in_router.unwrap_or_else(|e| panic!("{} not in the router: {e}", routed.router_guest_if));
     assert_eq!(routed.router_guest_ifindex(), in_router);
 }
 

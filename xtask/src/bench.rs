@@ -1,10 +1,10 @@
 //! `cargo xtask bench [--quick] [--only N,M]`: the benchmarks of issue 5.
 //!
-//! Builds `enforcer-bench` (in `tests/`, next to the harness it uses) and the
-//! `enforcer` daemon (which scenarios 4 and 8 run) in release mode, since
-//! timings of a debug build would measure the debug build, and runs the
-//! benchmarks as root. It prints a markdown table per scenario and writes the same
-//! figures to `target/bench/results.json`.
+//! Builds `enforcer-bench` (`tests/bench/`, a crate of its own on the harness in
+//! `tests/src/`) and the `enforcer` daemon (which scenarios 4 and 8 run) in
+//! release mode, since timings of a debug build would measure the debug build,
+//! and runs the benchmarks as root. It prints a markdown table per scenario and
+//! writes the same figures to `target/bench/results.json`.
 
 use std::{env, path::PathBuf, process::Command};
 
@@ -42,13 +42,12 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
 
 /// Builds and runs the benchmarks `only` (all when empty).
 fn run_only(quick: bool, only: &[u32]) -> anyhow::Result<()> {
-    cmd::run(cmd::cargo().args(["build", "--release", "--package", "enforcer"]))?;
     cmd::run(cmd::cargo().args([
         "build",
         "--release",
         "--package",
-        "enforcer-tests",
-        "--bin",
+        "enforcer",
+        "--package",
         "enforcer-bench",
     ]))?;
     let target = target_dir();

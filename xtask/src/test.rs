@@ -168,7 +168,9 @@ fn lint() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     // Host crates and the eBPF crate separately: they build for different targets
-    // with different toolchains.
+    // with different toolchains. `--workspace` takes in the non-default members
+    // too: the integration tests (`enforcer-tests`) and the benchmarks
+    // (`enforcer-bench`).
     cmd::run(cmd::cargo().args([
         "clippy",
         "--workspace",
@@ -195,6 +197,8 @@ fn lint() -> anyhow::Result<()> {
     ]))
 }
 
+/// Every unit test that needs no privilege, the benchmarks' own (their
+/// statistics and wire format) included.
 fn host_tests() -> anyhow::Result<()> {
     cmd::run(cmd::cargo().args([
         "test",

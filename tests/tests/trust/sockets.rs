@@ -454,7 +454,7 @@ fn connects_from_guest(
     place: &Place,
     routed: &Routed,
     addr: SocketAddr,
-    hops: Option<i32>,
+    hops: Option<u8>,
     n: usize,
 ) -> Vec<i32> {
     let guest = routed.open(Ns::Guest);
@@ -465,12 +465,13 @@ fn connects_from_guest(
             .map(|_| {
                 let socket = net::tcp_socket(addr.is_ipv4(), false);
                 if let Some(hops) = hops {
-                    let (level, option) = if addr.is_ipv4() {
-                        (libc::IPPROTO_IP, libc::IP_TTL)
+                    use rustix::net::sockopt::{set_ip_ttl, set_ipv6_unicast_hops};
+                    if addr.is_ipv4() {
+                        set_ip_ttl(&socket, hops.into())
                     } else {
-                        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
-                    };
-                    net::set_int_option(&socket, level, option, hops).expect("hop limit");
+                        set_ipv6_unicast_hops(&socket, Some(hops))
+                    }
+                    .expect("hop limit");
                 }
                 // Blocking: the connect waits out the answer to its SYN.
                 match net::connect_fd(&socket, addr) {

@@ -61,6 +61,8 @@ pub struct MinimalConnect4 {
 }
 
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> OwnedFd {
+    // libc: rustix has no bpf(2), and aya loads programs only from an object
+    // file, not from two raw instructions.
     // SAFETY: `attr` is a valid attr of the size given for `cmd`.
     let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>()) };
     assert!(fd >= 0, "bpf({cmd}): {}", std::io::Error::last_os_error());

@@ -69,8 +69,7 @@ pub fn round(
         ];
         for slice in 0..n.div_ceil(round.slice) {
             for v in order(slice, cgroups.len()) {
-                // SAFETY: `procs[v]` is the cgroup.procs of a scratch cgroup.
-                unsafe { ScratchCgroup::join_raw(&procs[v]) }
+                ScratchCgroup::join_raw(&procs[v])
                     .unwrap_or_else(|e| panic!("moving to {:?}: {e}", procs[v]));
                 let t = &mut series[v];
                 for _ in 0..round.slice.min(n - t.connect.len()) {

@@ -4,7 +4,13 @@
 //! Raw syscalls rather than `std::net`, so that the timed region holds the
 //! `connect()` call and nothing else (no address conversion, no error boxing).
 
-use std::{net::SocketAddrV4, time::Instant};
+use std::{
+    net::SocketAddrV4,
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
+
+use rustix::net::{AddressFamily, SocketFlags, SocketType, socket_with, sockopt};
 
 /// An IPv4 destination as `connect()` takes it, built once outside the timed loop.
 pub struct Dest {
@@ -60,34 +66,28 @@ pub struct Attempt {
 /// ephemeral ports, and each iteration costs the same.
 pub fn attempt(dest: &Dest) -> Attempt {
     let start = Instant::now();
-    // SAFETY: plain socket syscall.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid option value on the socket just created.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
+    let socket = socket_with(
+        AddressFamily::INET,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    sockopt::set_socket_linger(&socket, Some(Duration::ZERO)).expect("SO_LINGER");
     let before = Instant::now();
-    // SAFETY: a valid sockaddr_in, at least as large as the size given.
-    let rc = unsafe { libc::connect(fd, (&raw const dest.sin).cast(), dest.len) };
+    // libc: the timed call takes the address built once in `Dest`, and the
+    // short length of `Dest::too_short`; rustix builds the address inside the
+    // call, always at its full length.
+    // SAFETY: a valid sockaddr_in, at least as large as the size given, on a
+    // socket we own.
+    let rc = unsafe { libc::connect(socket.as_raw_fd(), (&raw const dest.sin).cast(), dest.len) };
     let returned = Instant::now();
     let result = if rc == 0 {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
     };
-    // SAFETY: closing the socket this function opened, once.
-    unsafe { libc::close(fd) };
+    drop(socket);
     let end = Instant::now();
     Attempt {
         result,
@@ -105,12 +105,10 @@ pub fn nanos(d: std::time::Duration) -> u64 {
 /// migrated mid-run (a migration costs more than the overhead being measured).
 /// Does nothing on a single-CPU machine or if the CPU is not allowed.
 pub fn pin_to_cpu(cpu: usize) {
-    // SAFETY: an all-zero cpu_set_t is the empty set; CPU_SET writes inside it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
-    }
+    use rustix::thread::{CpuSet, sched_setaffinity};
+    let mut set = CpuSet::new();
+    set.set(cpu);
+    let _ = sched_setaffinity(None, &set);
 }
 
 /// Samples cross from the forked child to the parent as text, one series per

@@ -52,6 +52,8 @@ pub fn attached_programs(cgroup: &Path) -> Vec<u32> {
             prog_cnt: buf.len() as u32,
             ..ProgQuery::default()
         };
+        // libc: rustix has no bpf(2), and aya 0.14 queries only lirc and
+        // cgroup-device attachments.
         // SAFETY: a valid attr of the size given; the kernel writes at most
         // `prog_cnt` ids into `buf`.
         let rc = unsafe {
