@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use enforcer::bpf::{Applied, Enforcer, LoadOptions, TestRun};
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     config::Config,
     counters::GlobalCounter,
     dest::DestState,
@@ -100,7 +100,7 @@ fn flow_timeouts(enforcer: &mut Enforcer, syn_ms: u32, idle_ms: u32) {
 /// Forces the destination open (a minute) through the API operators use.
 fn force_open(enforcer: &mut Enforcer, dest: SocketAddr) {
     let o = enforcer_common::overrides::Override {
-        kind: enforcer_common::overrides::kind::FORCED_OPEN,
+        kind: enforcer_common::overrides::Kind::ForcedOpen as u32,
         until_ns: enforcer::clock::monotonic_ns() + 60_000_000_000,
         ..Default::default()
     };
@@ -202,7 +202,7 @@ fn failures_seen_on_packets_trip_the_breaker_and_probes_close_it() {
     let key = enforcer_tests::key(dest);
     assert_eq!(
         enforcer.dest(&key).unwrap().unwrap().breaker.state,
-        state::OPEN
+        State::Open as u32
     );
     let rejected = syn(guest_v6(), 41_010, dest);
     assert_eq!(
@@ -218,7 +218,7 @@ fn failures_seen_on_packets_trip_the_breaker_and_probes_close_it() {
     run(&enforcer, OUT_TC, &probe.answer(SYN | ACK).frame());
     assert_eq!(
         enforcer.dest(&key).unwrap().unwrap().breaker.state,
-        state::CLOSED
+        State::Closed as u32
     );
 }
 
@@ -602,7 +602,7 @@ fn a_flow_that_lived_through_a_pause_never_fails() {
     let state = state_of(&enforcer, dest);
     assert_eq!(state.counters.failures(), 0, "{:?}", state.counters);
     assert_eq!(state.counters.abandoned, 2);
-    assert_eq!(state.breaker.state, state::CLOSED);
+    assert_eq!(state.breaker.state, State::Closed as u32);
     assert_eq!((state.breaker.active, state.breaker.pending), (0, 0));
     assert!(enforcer.flows().unwrap().is_empty());
 
@@ -615,5 +615,5 @@ fn a_flow_that_lived_through_a_pause_never_fails() {
     assert_eq!(enforcer.expire_flow(&after_key).unwrap(), Applied::Applied);
     let state = state_of(&enforcer, dest);
     assert_eq!(state.counters.failures_timeout, 1);
-    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.breaker.state, State::Open as u32);
 }

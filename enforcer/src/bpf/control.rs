@@ -7,7 +7,7 @@ use std::{
 };
 
 use aya::programs::ProgramFd;
-use enforcer_common::control::{Command, result};
+use enforcer_common::control::{Command, Reply};
 
 /// What a command did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,12 +93,13 @@ pub fn test_run(program: &ProgramFd, data: &[u8], repeat: u32) -> io::Result<Tes
 
 /// Runs `command` through the control program.
 pub fn run(program: &ProgramFd, command: &Command) -> io::Result<Applied> {
-    match test_run(program, &command.to_bytes(), 1)?.retval {
-        result::APPLIED => Ok(Applied::Applied),
-        result::NOT_APPLICABLE => Ok(Applied::NotApplicable),
-        result::NOT_FOUND => Ok(Applied::NotFound),
-        other => Err(io::Error::other(format!(
-            "control program returned {other}"
+    let retval = test_run(program, &command.to_bytes(), 1)?.retval;
+    match Reply::from_raw(retval) {
+        Some(Reply::Applied) => Ok(Applied::Applied),
+        Some(Reply::NotApplicable) => Ok(Applied::NotApplicable),
+        Some(Reply::NotFound) => Ok(Applied::NotFound),
+        Some(Reply::Invalid) | None => Err(io::Error::other(format!(
+            "control program returned {retval}"
         ))),
     }
 }

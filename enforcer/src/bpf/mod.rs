@@ -27,7 +27,7 @@ use aya::{
 pub use control::{Applied, TestRun};
 use enforcer_common::{
     config::Config,
-    control::{Command, kind},
+    control::{Command, Kind},
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     event::Event,
@@ -349,7 +349,7 @@ impl Enforcer {
     fn release_orphaned_slots(&mut self) -> Result<usize, BpfError> {
         let mut released = 0;
         for (key, _) in self.dests()? {
-            if self.command(kind::RELEASE_ORPHANED, &key)? == Applied::Applied {
+            if self.command(Kind::ReleaseOrphaned, &key)? == Applied::Applied {
                 released += 1;
             }
         }
@@ -379,7 +379,7 @@ impl Enforcer {
     }
 
     /// Runs a command on one destination in the kernel, under its lock.
-    pub fn command(&mut self, kind: u32, dest: &DestKey) -> Result<Applied, BpfError> {
+    pub fn command(&mut self, kind: Kind, dest: &DestKey) -> Result<Applied, BpfError> {
         self.run_command(&Command::new(kind, *dest))
     }
 
@@ -414,7 +414,7 @@ impl Enforcer {
     /// Asks the kernel to expire a flow the sweep found past a timeout (checked
     /// again there against the flow as it is then).
     pub fn expire_flow(&mut self, flow: &FlowKey) -> Result<Applied, BpfError> {
-        self.run_command(&Command::on_flow(kind::FLOW_EXPIRE, *flow))
+        self.run_command(&Command::on_flow(Kind::FlowExpire, *flow))
     }
 
     fn run_command(&mut self, command: &Command) -> Result<Applied, BpfError> {

@@ -52,12 +52,12 @@ impl fmt::Display for Mode {
 }
 
 impl Mode {
-    pub const fn kernel(self) -> u32 {
-        use enforcer_common::policy::mode;
+    pub const fn kernel(self) -> enforcer_common::policy::Mode {
+        use enforcer_common::policy::Mode;
         match self {
-            Self::Enforce => mode::ENFORCE,
-            Self::Observe => mode::OBSERVE,
-            Self::Off => mode::OFF,
+            Self::Enforce => Mode::Enforce,
+            Self::Observe => Mode::Observe,
+            Self::Off => Mode::Off,
         }
     }
 }

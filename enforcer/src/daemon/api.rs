@@ -12,7 +12,7 @@ use axum::{
     routing::{get, post},
 };
 use bytes::Bytes;
-use enforcer_common::{control::kind as command, dest::DestKey, overrides::kind};
+use enforcer_common::{control, dest::DestKey, overrides};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_stream::{
@@ -294,14 +294,14 @@ fn set_override(
 ) -> Answer<OverrideSet> {
     let until_ns = lasting.map_or(0, |l| monotonic_ns() + l.0.as_nanos() as u64);
     let kind = match what {
-        OverrideKind::Disabled => kind::DISABLED,
-        _ => kind::FORCED_OPEN,
+        OverrideKind::Disabled => overrides::Kind::Disabled,
+        _ => overrides::Kind::ForcedOpen,
     };
     let mut d = lock(shared);
     d.enforcer.set_override(
         dest.0,
-        enforcer_common::overrides::Override {
-            kind,
+        overrides::Override {
+            kind: kind as u32,
             _pad: 0,
             until_ns,
         },
@@ -334,7 +334,7 @@ async fn reset(State(api): State<Api>, Query(q): Query<ResetQuery>) -> Answer<Re
     };
     let mut reset = Vec::new();
     for key in keys {
-        if d.enforcer.command(command::RESET, &key)? != Written::NotFound {
+        if d.enforcer.command(control::Kind::Reset, &key)? != Written::NotFound {
             reset.push(key);
         }
     }

@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use enforcer_common::{breaker::state, control::kind, dest::DestKey};
+use enforcer_common::{breaker::State, control::Kind, dest::DestKey};
 
 use super::{Daemon, Shared, lock, notices::dest_event};
 use crate::{
@@ -171,7 +171,7 @@ fn origin(registry: &Registry, enter: bool, cookie: u64) -> Result<Origin, Optio
 /// The healing interval of a destination that is open and whose policy heals.
 fn healing_interval(d: &Daemon, key: &DestKey) -> Option<Duration> {
     let s = d.enforcer.dest(key).ok().flatten()?;
-    if s.breaker.state == state::CLOSED {
+    if s.breaker.state == State::Closed as u32 {
         return None;
     }
     d.policy(s.policy_id)
@@ -297,9 +297,9 @@ async fn heal(shared: Shared, key: DestKey, id: u64) {
             return;
         }
         let (command, what) = if reached {
-            (kind::HEAL_PROBE_OK, "heal_probe_ok")
+            (Kind::HealProbeOk, "heal_probe_ok")
         } else {
-            (kind::HEAL_PROBE_FAILED, "heal_probe_failed")
+            (Kind::HealProbeFailed, "heal_probe_failed")
         };
         match d.enforcer.command(command, &key) {
             Ok(Applied::Applied) => {
