@@ -6,43 +6,45 @@
 //! destination as it is under its lock: the daemon's read may be a scan old.
 
 use crate::{
-    breaker::state,
+    breaker::State,
     dest::{DestKey, DestState},
     flow::FlowKey,
-    impl_pod,
+    impl_pod, raw_enum,
 };
 
-/// [`Command::kind`] values.
-pub mod kind {
-    /// Back to CLOSED, as new: trip level, window and probes cleared (counters
-    /// stay: they are monotonic). With [`super::when::STALE_POLICY`], only when
-    /// the destination's policy epoch no longer matches its policy's.
-    pub const RESET: u32 = 1;
-    /// A healing probe from the daemon reached the destination: an OPEN circuit
-    /// goes HALF_OPEN at once, and the probe counts as one probe success.
-    pub const HEAL_PROBE_OK: u32 = 2;
-    /// A healing probe failed while HALF_OPEN: reopen for the next step.
-    pub const HEAL_PROBE_FAILED: u32 = 3;
-    /// Forget the destination when [`super::may_forget`] says so (no slot held,
-    /// no connect since [`super::Command::idle_since_ns`], in a state the
-    /// [`super::when`] flags allow), and take it off its policy's counts: off
-    /// `open` (if it was not CLOSED) and off `tracked`, each once.
-    pub const FORGET: u32 = 4;
-    /// Packet plane: end a flow that the daemon's sweep found past its SYN or
-    /// idle timeout (checked again in the kernel against the flow as it is
-    /// then), recording the timeout and giving its slot back.
-    pub const FLOW_EXPIRE: u32 = 5;
-    /// Add signed deltas ([`super::Command::deltas`]) to the `tracked` and
-    /// `open` counts of policy [`super::Command::policy_id`], atomically, each
-    /// stopping at 0: the daemon's correction of a drift it counted in the
-    /// destination map.
-    pub const ADJUST_POLICY_STATS: u32 = 6;
-    /// The slots held now belong to admissions nobody can give back: the
-    /// socket records of the programs that admitted them are gone (a new
-    /// install over the maps an interrupted one left). Give them back and
-    /// start a new generation, so that no record of an earlier admission
-    /// releases into this one (see [`crate::dest::DestState::orphan_slots`]).
-    pub const RELEASE_ORPHANED: u32 = 7;
+raw_enum! {
+    /// What a [`Command`] does ([`Command::kind`]).
+    pub enum Kind {
+        /// Back to CLOSED, as new: trip level, window and probes cleared (counters
+        /// stay: they are monotonic). With [`when::STALE_POLICY`], only when the
+        /// destination's policy epoch no longer matches its policy's.
+        Reset = 1,
+        /// A healing probe from the daemon reached the destination: an OPEN circuit
+        /// goes HALF_OPEN at once, and the probe counts as one probe success.
+        HealProbeOk = 2,
+        /// A healing probe failed while HALF_OPEN: reopen for the next step.
+        HealProbeFailed = 3,
+        /// Forget the destination when [`may_forget`] says so (no slot held, no
+        /// connect since [`Command::idle_since_ns`], in a state the [`when`] flags
+        /// allow), and take it off its policy's counts: off `open` (if it was not
+        /// CLOSED) and off `tracked`, each once.
+        Forget = 4,
+        /// Packet plane: end a flow that the daemon's sweep found past its SYN or
+        /// idle timeout (checked again in the kernel against the flow as it is
+        /// then), recording the timeout and giving its slot back.
+        FlowExpire = 5,
+        /// Add signed deltas ([`Command::deltas`]) to the `tracked` and `open`
+        /// counts of policy [`Command::policy_id`], atomically, each stopping at
+        /// 0: the daemon's correction of a drift it counted in the destination
+        /// map.
+        AdjustPolicyStats = 6,
+        /// The slots held now belong to admissions nobody can give back: the
+        /// socket records of the programs that admitted them are gone (a new
+        /// install over the maps an interrupted one left). Give them back and
+        /// start a new generation, so that no record of an earlier admission
+        /// releases into this one (see [`crate::dest::DestState::orphan_slots`]).
+        ReleaseOrphaned = 7,
+    }
 }
 
 /// Conditions of destination commands ([`Command::when`]), as bits.
@@ -58,25 +60,27 @@ pub mod when {
     pub const STALE_POLICY: u64 = 4;
 }
 
-/// What the control program returns (as an XDP action code, the only values the
-/// verifier lets an XDP program return).
-pub mod result {
-    /// The command's input was malformed.
-    pub const INVALID: u32 = 0;
-    /// No such destination (or policy).
-    pub const NOT_FOUND: u32 = 1;
-    /// Applied.
-    pub const APPLIED: u32 = 2;
-    /// The destination's state made the command moot (e.g. healing a CLOSED one,
-    /// forgetting one that took a connect since the daemon looked).
-    pub const NOT_APPLICABLE: u32 = 3;
+raw_enum! {
+    /// What the control program returns (as an XDP action code, the only values
+    /// the verifier lets an XDP program return).
+    pub enum Reply {
+        /// The command's input was malformed.
+        Invalid = 0,
+        /// No such destination (or policy).
+        NotFound = 1,
+        /// Applied.
+        Applied = 2,
+        /// The destination's state made the command moot (e.g. healing a CLOSED
+        /// one, forgetting one that took a connect since the daemon looked).
+        NotApplicable = 3,
+    }
 }
 
 /// The control program's input, passed as the test packet's bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Command {
-    /// [`kind`].
+    /// A [`Kind`].
     pub kind: u32,
     /// Policy commands: the policy's id.
     pub policy_id: u32,
@@ -91,7 +95,7 @@ impl_pod!(Command);
 
 impl Command {
     /// A command on one destination.
-    pub const fn new(kind: u32, dest: DestKey) -> Self {
+    pub const fn new(kind: Kind, dest: DestKey) -> Self {
         Self::on_flow(
             kind,
             FlowKey {
@@ -104,9 +108,9 @@ impl Command {
     }
 
     /// A command on one flow.
-    pub const fn on_flow(kind: u32, flow: FlowKey) -> Self {
+    pub const fn on_flow(kind: Kind, flow: FlowKey) -> Self {
         Self {
-            kind,
+            kind: kind as u32,
             policy_id: 0,
             flow,
             args: [0; 2],
@@ -116,21 +120,21 @@ impl Command {
     /// FORGET `dest` if it saw no connect after `idle_since_ns`
     /// (`bpf_ktime_get_ns` clock) and its state passes `when`.
     pub const fn forget(dest: DestKey, idle_since_ns: u64, when: u64) -> Self {
-        let mut command = Self::new(kind::FORGET, dest);
+        let mut command = Self::new(Kind::Forget, dest);
         command.args = [idle_since_ns, when];
         command
     }
 
     /// RESET `dest` only if its policy epoch is stale.
     pub const fn reset_stale(dest: DestKey) -> Self {
-        let mut command = Self::new(kind::RESET, dest);
+        let mut command = Self::new(Kind::Reset, dest);
         command.args = [0, when::STALE_POLICY];
         command
     }
 
     /// ADJUST_POLICY_STATS of policy `policy_id` by these deltas.
     pub const fn adjust_policy_stats(policy_id: u32, tracked: i64, open: i64) -> Self {
-        let mut command = Self::new(kind::ADJUST_POLICY_STATS, DestKey::from_ipv6_raw([0; 4], 0));
+        let mut command = Self::new(Kind::AdjustPolicyStats, DestKey::from_ipv6_raw([0; 4], 0));
         command.policy_id = policy_id;
         command.args = [tracked as u64, open as u64];
         command
@@ -188,10 +192,13 @@ pub const fn may_forget(
     if when & when::STALE_POLICY != 0 && !stale_policy(d, policy_epoch) {
         return false;
     }
+    // The field is raw (see the crate's documentation): constant patterns.
+    const CLOSED: u32 = State::Closed as u32;
+    const OPEN: u32 = State::Open as u32;
     match b.state {
-        state::CLOSED => true,
+        CLOSED => true,
         _ if when & when::OPEN_TOO == 0 => false,
-        state::OPEN if when & when::OPEN_ENDED != 0 => now >= b.open_until_ns,
+        OPEN if when & when::OPEN_ENDED != 0 => now >= b.open_until_ns,
         _ => true,
     }
 }
@@ -208,8 +215,8 @@ mod tests {
             client_port: 0x5678,
             _pad: [0; 3],
         };
-        let bytes = Command::on_flow(kind::FLOW_EXPIRE, flow).to_bytes();
-        assert_eq!(bytes[0..4], kind::FLOW_EXPIRE.to_ne_bytes());
+        let bytes = Command::on_flow(Kind::FlowExpire, flow).to_bytes();
+        assert_eq!(bytes[0..4], (Kind::FlowExpire as u32).to_ne_bytes());
         assert_eq!(bytes[8..16], 0x0102_0304_0506_0708u64.to_ne_bytes());
         assert_eq!(bytes[16..20], 1u32.to_ne_bytes());
         assert_eq!(bytes[32..34], 0x1234u16.to_ne_bytes());
@@ -219,6 +226,17 @@ mod tests {
         assert_eq!(bytes[4..8], 7u32.to_ne_bytes());
         assert_eq!(bytes[64..72], (-2i64).to_ne_bytes());
         assert_eq!(bytes[72..80], 3u64.to_ne_bytes());
+    }
+
+    #[test]
+    fn raw_values_decode_to_their_variant_and_others_to_none() {
+        for kind in [Kind::Reset, Kind::Forget, Kind::ReleaseOrphaned] {
+            assert_eq!(Kind::from_raw(kind as u32), Some(kind));
+        }
+        assert_eq!(Kind::from_raw(0), None);
+        assert_eq!(Kind::from_raw(8), None);
+        assert_eq!(Reply::from_raw(0), Some(Reply::Invalid));
+        assert_eq!(Reply::from_raw(u32::MAX), None);
     }
 
     #[test]
@@ -233,16 +251,16 @@ mod tests {
     const SEC: u64 = 1_000_000_000;
 
     /// A destination last connected to at 10 s, in `state`, under EPOCH.
-    fn dest(state: u32) -> DestState {
+    fn dest(state: State) -> DestState {
         let mut d = DestState::new(1, 10 * SEC);
         d.policy_epoch = EPOCH;
-        d.breaker.state = state;
+        d.breaker.state = state as u32;
         d
     }
 
     #[test]
     fn closed_idle_destinations_without_slots_go() {
-        let d = dest(state::CLOSED);
+        let d = dest(State::Closed);
         assert!(may_forget(&d, 10 * SEC, 0, EPOCH, 20 * SEC));
         assert!(
             !may_forget(&d, 9 * SEC, 0, EPOCH, 20 * SEC),
@@ -261,7 +279,7 @@ mod tests {
 
     #[test]
     fn open_destinations_go_only_when_asked_and_idle_ones_after_their_period() {
-        let mut d = dest(state::OPEN);
+        let mut d = dest(State::Open);
         d.breaker.open_until_ns = 30 * SEC;
         assert!(!may_forget(&d, 10 * SEC, 0, EPOCH, 20 * SEC), "CLOSED only");
         assert!(may_forget(&d, 10 * SEC, when::OPEN_TOO, EPOCH, 20 * SEC));
@@ -271,14 +289,14 @@ mod tests {
             "still open"
         );
         assert!(may_forget(&d, 10 * SEC, idle, EPOCH, 30 * SEC));
-        let half = dest(state::HALF_OPEN);
+        let half = dest(State::HalfOpen);
         assert!(may_forget(&half, 10 * SEC, idle, EPOCH, 20 * SEC));
         assert!(!may_forget(&half, 10 * SEC, 0, EPOCH, 20 * SEC));
     }
 
     #[test]
     fn stale_only_forgets_destinations_of_another_epoch() {
-        let d = dest(state::OPEN);
+        let d = dest(State::Open);
         let stale = when::OPEN_TOO | when::STALE_POLICY;
         assert!(!may_forget(&d, 10 * SEC, stale, EPOCH, 20 * SEC));
         assert!(may_forget(&d, 10 * SEC, stale, EPOCH + 1, 20 * SEC));

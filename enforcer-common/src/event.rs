@@ -1,21 +1,23 @@
 //! Events the kernel sends to the daemon through the ring buffer: state
 //! transitions only, never one per connection.
 
-use crate::{breaker::Transition, dest::DestKey, impl_pod};
+use crate::{breaker::Transition, dest::DestKey, impl_pod, raw_enum};
 
-/// [`Event::kind`] values.
-pub mod kind {
-    pub const TRIPPED: u32 = 1;
-    pub const HALF_OPENED: u32 = 2;
-    pub const CLOSED: u32 = 3;
-    pub const REOPENED: u32 = 4;
+raw_enum! {
+    /// The transition an [`Event`] reports ([`Event::kind`]).
+    pub enum Kind {
+        Tripped = 1,
+        HalfOpened = 2,
+        Closed = 3,
+        Reopened = 4,
+    }
 }
 
 /// One record of [`crate::maps::EVENTS`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
-    /// [`kind`].
+    /// A [`Kind`].
     pub kind: u32,
     pub policy_id: u32,
     pub dest: DestKey,
@@ -30,23 +32,24 @@ pub struct Event {
 const _: () = assert!(size_of::<Event>() == 64);
 impl_pod!(Event);
 
-/// The event kind of a transition.
-pub const fn kind_of(t: Transition) -> u32 {
-    match t {
-        Transition::Tripped => kind::TRIPPED,
-        Transition::HalfOpened => kind::HALF_OPENED,
-        Transition::Closed => kind::CLOSED,
-        Transition::Reopened => kind::REOPENED,
+impl Kind {
+    /// The event kind of a transition.
+    pub const fn of(t: Transition) -> Self {
+        match t {
+            Transition::Tripped => Self::Tripped,
+            Transition::HalfOpened => Self::HalfOpened,
+            Transition::Closed => Self::Closed,
+            Transition::Reopened => Self::Reopened,
+        }
     }
-}
 
-/// The name of an event kind, for logs and the CLI.
-pub const fn kind_name(kind: u32) -> &'static str {
-    match kind {
-        kind::TRIPPED => "tripped",
-        kind::HALF_OPENED => "half_opened",
-        kind::CLOSED => "closed",
-        kind::REOPENED => "reopened",
-        _ => "unknown",
+    /// The kind's name, for logs and the CLI.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Tripped => "tripped",
+            Self::HalfOpened => "half_opened",
+            Self::Closed => "closed",
+            Self::Reopened => "reopened",
+        }
     }
 }

@@ -3,6 +3,15 @@
 //! Everything that crosses the kernel/userspace boundary is `#[repr(C)]` with
 //! fixed-width integers and explicit padding (no `bool`, no `Option`), and a size
 //! assertion beside it, so both sides agree on every byte.
+//!
+//! Sets of mutually exclusive values (a breaker's state, a policy's mode, a
+//! command's kind) are `#[repr(u32)]` enums (`raw_enum!`), but the structs
+//! keep a plain `u32` field for them: a map value holds whatever bytes were
+//! last written to it (by the other side, an older build, a `bpftool map
+//! update`), and an enum field holding a value that names no variant would be
+//! undefined behaviour. Code writes `Enum::Variant as u32`, compares the field
+//! with it, and decodes a field read from a map with `Enum::from_raw`. Sets of
+//! bits (`sock::flags`, `control::when`, ...) stay constants.
 #![no_std]
 
 #[cfg(test)]
@@ -37,3 +46,34 @@ macro_rules! impl_pod {
     };
 }
 pub(crate) use impl_pod;
+
+/// Declares a fieldless `#[repr(u32)]` enum of values shared with the kernel,
+/// and its `from_raw`: the variant a `u32` field holds, `None` for a value
+/// that names none (see the crate's documentation for why fields stay `u32`).
+macro_rules! raw_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$variant_meta:meta])* $variant:ident = $value:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $( $(#[$variant_meta])* $variant = $value, )+
+        }
+
+        impl $name {
+            /// The variant `raw` holds, `None` for a value that names none.
+            #[inline(always)]
+            pub const fn from_raw(raw: u32) -> Option<Self> {
+                match raw {
+                    $( $value => Some(Self::$variant), )+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+pub(crate) use raw_enum;

@@ -1,20 +1,22 @@
 //! Per-destination overrides, written by the daemon (`trip`, `disable`).
 
-use crate::impl_pod;
+use crate::{impl_pod, raw_enum};
 
-/// [`Override::kind`] values.
-pub mod kind {
-    /// Rejected as if OPEN until `until_ns`, whatever the state says.
-    pub const FORCED_OPEN: u32 = 1;
-    /// The destination passes untouched (no accounting, no rejection).
-    pub const DISABLED: u32 = 2;
+raw_enum! {
+    /// What an [`Override`] does ([`Override::kind`]).
+    pub enum Kind {
+        /// Rejected as if OPEN until `until_ns`, whatever the state says.
+        ForcedOpen = 1,
+        /// The destination passes untouched (no accounting, no rejection).
+        Disabled = 2,
+    }
 }
 
 /// The value of [`crate::maps::OVERRIDES`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Override {
-    /// [`kind`].
+    /// A [`Kind`].
     pub kind: u32,
     pub _pad: u32,
     /// `CLOCK_MONOTONIC` ns at which the override lapses; 0 = never.

@@ -1,16 +1,18 @@
 //! Policies: what the kernel does for the destinations a rule maps to them.
 
-use crate::impl_pod;
+use crate::{impl_pod, raw_enum};
 
-/// [`Policy::mode`] values.
-pub mod mode {
-    /// Nothing: destinations of this policy pass untouched and untracked.
-    pub const OFF: u32 = 0;
-    /// Shadow: full accounting and state machine, never rejects; counts
-    /// "would reject".
-    pub const OBSERVE: u32 = 1;
-    /// Full enforcement.
-    pub const ENFORCE: u32 = 2;
+raw_enum! {
+    /// What a policy does ([`Policy::mode`]).
+    pub enum Mode {
+        /// Nothing: destinations of this policy pass untouched and untracked.
+        Off = 0,
+        /// Shadow: full accounting and state machine, never rejects; counts
+        /// "would reject".
+        Observe = 1,
+        /// Full enforcement.
+        Enforce = 2,
+    }
 }
 
 /// Open durations per policy: `steps_ns[k]` is the open period after the
@@ -23,7 +25,7 @@ pub const BACKOFF_STEPS: usize = 16;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
-    /// [`mode`].
+    /// A [`Mode`].
     pub mode: u32,
     /// Consecutive failures that trip the breaker; 0 = this trigger is off.
     pub failure_threshold: u32,

@@ -15,14 +15,14 @@
 use std::collections::BTreeMap;
 
 use enforcer_common::{
-    breaker::{Cause, OpenGuard, Transition, Verdict, state},
+    breaker::{Cause, OpenGuard, State, Transition, Verdict},
     control::may_forget,
     dest::{DestCounters, DestState},
     outcome::{
         ECONNREFUSED, ETIMEDOUT, End, Outcome, SynSentClose, classify_syn_sent_close, on_reconnect,
         on_release, tcp_state,
     },
-    policy::{BackoffRow, Policy, mode},
+    policy::{BackoffRow, Mode, Policy},
     sock::{SockInfo, flags, marks},
 };
 use proptest::{prelude::*, test_runner::TestCaseError};
@@ -251,9 +251,9 @@ fn policy() -> impl Strategy<Value = Policy> {
             |(observe, threshold, rate, min, k, m, max_c, max_p, slow, decay, probe_timeout)| {
                 Policy {
                     mode: if observe {
-                        mode::OBSERVE
+                        Mode::Observe as u32
                     } else {
-                        mode::ENFORCE
+                        Mode::Enforce as u32
                     },
                     failure_threshold: threshold,
                     failure_rate_permille: rate,
@@ -524,7 +524,7 @@ impl Model {
                 cause = Some(Cause::Pending);
             }
         }
-        let observe = self.p.mode == mode::OBSERVE;
+        let observe = self.p.mode == Mode::Observe as u32;
         match (cause, observe) {
             (Some(Cause::Circuit), false) => self.c.rejected_circuit += 1,
             (Some(Cause::Circuit), true) => self.c.would_reject_circuit += 1,
@@ -843,7 +843,7 @@ impl World {
         }
         // (A lowered cap binds new connects, not those admitted before.)
         let p = &self.model.p;
-        if p.mode == mode::ENFORCE && p.max_connections > 0 {
+        if p.mode == Mode::Enforce as u32 && p.max_connections > 0 {
             prop_assert!(
                 self.real.breaker.active <= p.max_connections,
                 "bulkhead cap exceeded"
@@ -1140,11 +1140,11 @@ impl World {
         let (model, real) = (&self.model, &self.real);
         let b = &real.breaker;
         let (st, until, in_flight) = match model.state {
-            MState::Closed => (state::CLOSED, None, 0),
-            MState::Open { until } => (state::OPEN, Some(until), 0),
-            MState::HalfOpen { in_flight, .. } => (state::HALF_OPEN, None, in_flight),
+            MState::Closed => (State::Closed, None, 0),
+            MState::Open { until } => (State::Open, Some(until), 0),
+            MState::HalfOpen { in_flight, .. } => (State::HalfOpen, None, in_flight),
         };
-        prop_assert_eq!(b.state, st, "state");
+        prop_assert_eq!(State::from_raw(b.state), Some(st), "state");
         if let Some(until) = until {
             prop_assert_eq!(b.open_until_ns, until, "open_until");
         }

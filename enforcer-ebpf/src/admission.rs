@@ -16,11 +16,11 @@
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use enforcer_common::{
-    breaker::{Cause, Verdict, state},
+    breaker::{Cause, State, Verdict},
     counters::GlobalCounter,
     dest::{DestKey, DestState},
-    overrides::kind,
-    policy::{Policy, mode},
+    overrides,
+    policy::{Mode, Policy},
     sock::SockInfo,
 };
 
@@ -71,7 +71,7 @@ pub fn admit(
     else {
         return Admission::Pass;
     };
-    if policy.mode == mode::OFF {
+    if policy.mode == Mode::Off as u32 {
         counters::bump(GlobalCounter::PolicyOff);
         return Admission::Pass;
     }
@@ -84,11 +84,11 @@ pub fn admit(
         // SAFETY: a value of OVERRIDES, valid for the program's run.
         let o = unsafe { &*o };
         if o.active(now) {
-            if o.kind == kind::DISABLED {
+            if o.kind == overrides::Kind::Disabled as u32 {
                 counters::bump(GlobalCounter::Disabled);
                 return Admission::Pass;
             }
-            forced_open = o.kind == kind::FORCED_OPEN;
+            forced_open = o.kind == overrides::Kind::ForcedOpen as u32;
         }
     }
     let Some(dest) = dest_state(key, policy_id, logs) else {
@@ -119,7 +119,7 @@ pub fn admit(
     {
         // 0: inserted just now, already counted for its policy.
         if stored != 0 {
-            PolicyGuard::move_dest(from, to, d.breaker.state != state::CLOSED);
+            PolicyGuard::move_dest(from, to, d.breaker.state != State::Closed as u32);
         }
         d.policy_id = policy_id;
     }

@@ -4,17 +4,17 @@
 //! without racing the hooks (XDP is a program type that may take spin locks and
 //! be test-run).
 //!
-//! | input                                      | return           |
-//! |--------------------------------------------|------------------|
-//! | packet shorter than a command, unknown kind| `INVALID`        |
-//! | unknown destination, flow or policy        | `NOT_FOUND`      |
-//! | command moot in this state                 | `NOT_APPLICABLE` |
-//! | applied                                    | `APPLIED`        |
+//! | input                                      | return          |
+//! |--------------------------------------------|-----------------|
+//! | packet shorter than a command, unknown kind| `Invalid`       |
+//! | unknown destination, flow or policy        | `NotFound`      |
+//! | command moot in this state                 | `NotApplicable` |
+//! | applied                                    | `Applied`       |
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext};
 use enforcer_common::{
     breaker::Transition,
-    control::{Command, kind, may_forget, result, stale_policy, when},
+    control::{Command, Kind, Reply, may_forget, stale_policy, when},
     sock::SockInfo,
 };
 
@@ -23,46 +23,53 @@ use crate::{
     policies::Policies,
 };
 
+// `Command::kind` stays a `u32` (see `enforcer_common`'s documentation): a
+// match on it takes constant patterns (decoding it first with
+// `Kind::from_raw` costs instructions here).
+const RESET: u32 = Kind::Reset as u32;
+const HEAL_PROBE_OK: u32 = Kind::HealProbeOk as u32;
+const HEAL_PROBE_FAILED: u32 = Kind::HealProbeFailed as u32;
+const FORGET: u32 = Kind::Forget as u32;
+const FLOW_EXPIRE: u32 = Kind::FlowExpire as u32;
+const ADJUST_POLICY_STATS: u32 = Kind::AdjustPolicyStats as u32;
+const RELEASE_ORPHANED: u32 = Kind::ReleaseOrphaned as u32;
+
 #[xdp]
 pub fn control(ctx: XdpContext) -> u32 {
     let (start, end) = (ctx.data(), ctx.data_end());
     if start + size_of::<Command>() > end {
-        return result::INVALID;
+        return Reply::Invalid as u32;
     }
     // SAFETY: bounds checked just above; the packet is the daemon's command.
     let command = unsafe { core::ptr::read_unaligned(start as *const Command) };
     match command.kind {
-        kind::FLOW_EXPIRE => {
+        FLOW_EXPIRE => {
             // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
-            crate::packet::flows::expire(&command.flow, unsafe { bpf_ktime_get_ns() })
+            crate::packet::flows::expire(&command.flow, unsafe { bpf_ktime_get_ns() }) as u32
         }
-        kind::ADJUST_POLICY_STATS => adjust(&command),
-        _ => run(&command),
+        ADJUST_POLICY_STATS => adjust(&command) as u32,
+        _ => run(&command) as u32,
     }
 }
 
 #[inline(always)]
-fn adjust(command: &Command) -> u32 {
+fn adjust(command: &Command) -> Reply {
     let Some(stats) = PolicyGuard::stats(command.policy_id) else {
-        return result::NOT_FOUND;
+        return Reply::NotFound;
     };
     let (tracked, open) = command.deltas();
     PolicyGuard::adjust(stats, tracked, open);
-    result::APPLIED
+    Reply::Applied
 }
 
 #[inline(always)]
-fn run(command: &Command) -> u32 {
+fn run(command: &Command) -> Reply {
     let (kind, dest) = (command.kind, &command.flow.dest);
     if !matches!(
         kind,
-        kind::FORGET
-            | kind::RESET
-            | kind::HEAL_PROBE_OK
-            | kind::HEAL_PROBE_FAILED
-            | kind::RELEASE_ORPHANED
+        FORGET | RESET | HEAL_PROBE_OK | HEAL_PROBE_FAILED | RELEASE_ORPHANED
     ) {
-        return result::INVALID;
+        return Reply::Invalid;
     }
     let Some(policy_id) = crate::maps::DESTS
         .get_ptr(dest)
@@ -70,7 +77,7 @@ fn run(command: &Command) -> u32 {
         // returned it: valid for the program's run.
         .map(|d| unsafe { (*d).policy_id })
     else {
-        return result::NOT_FOUND;
+        return Reply::NotFound;
     };
     // `Tracked` finds a destination's policy, backoff and guard from a socket's
     // record; a command names the destination directly.
@@ -80,7 +87,7 @@ fn run(command: &Command) -> u32 {
         ..SockInfo::default()
     };
     let Some(mut t) = Tracked::of(&probe, Policies::active()) else {
-        return result::NOT_FOUND;
+        return Reply::NotFound;
     };
     // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -94,7 +101,7 @@ fn run(command: &Command) -> u32 {
     // (its next scan sees the destination as it is now).
     let same_policy = d.policy_id == policy_id;
     let outcome: Option<Option<Transition>> = match kind {
-        kind::FORGET => (same_policy
+        FORGET => (same_policy
             && may_forget(
                 d,
                 command.idle_since_ns(),
@@ -108,13 +115,13 @@ fn run(command: &Command) -> u32 {
             d.reset(now, &mut t.guard);
             None
         }),
-        kind::RESET if only_if_stale => {
+        RESET if only_if_stale => {
             (same_policy && stale_policy(d, policy.epoch)).then(|| d.reset(now, &mut t.guard))
         }
-        kind::RESET => Some(d.reset(now, &mut t.guard)),
-        kind::HEAL_PROBE_OK => d.heal_probe_ok(policy, now, &mut t.guard),
-        kind::HEAL_PROBE_FAILED => d.heal_probe_failed(policy, backoff, now).map(Some),
-        kind::RELEASE_ORPHANED => d.orphan_slots(now).map(|()| None),
+        RESET => Some(d.reset(now, &mut t.guard)),
+        HEAL_PROBE_OK => d.heal_probe_ok(policy, now, &mut t.guard),
+        HEAL_PROBE_FAILED => d.heal_probe_failed(policy, backoff, now).map(Some),
+        RELEASE_ORPHANED => d.orphan_slots(now).map(|()| None),
         _ => None,
     };
     let change = outcome.flatten().and_then(|t| Change::after(Some(t), d));
@@ -122,7 +129,7 @@ fn run(command: &Command) -> u32 {
     if let Some(change) = change {
         change.emit(dest, policy_id, now);
     }
-    if kind == kind::FORGET && outcome.is_some() {
+    if kind == FORGET && outcome.is_some() {
         // After the lock (no helper may run under it): a connect admitted in
         // between finds a CLOSED entry and loses its accounting with it (the
         // destination was idle: rare), never a slot of a live entry. The
@@ -132,7 +139,7 @@ fn run(command: &Command) -> u32 {
         }
     }
     match outcome {
-        Some(_) => result::APPLIED,
-        None => result::NOT_APPLICABLE,
+        Some(_) => Reply::Applied,
+        None => Reply::NotApplicable,
     }
 }

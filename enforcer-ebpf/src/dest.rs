@@ -9,7 +9,7 @@ use enforcer_common::{
     breaker::{OpenGuard, Transition},
     counters::GlobalCounter,
     dest::{DestKey, DestState},
-    event::{Event, kind_of},
+    event::{self, Event},
     outcome::{End, Outcome},
     policy::{BackoffRow, Policy, PolicyStats, guard_allows},
     sock::{SockInfo, flags},
@@ -271,7 +271,7 @@ impl Change {
     #[inline(always)]
     pub fn emit(self, dest: &DestKey, policy_id: u32, now: u64) {
         let event = Event {
-            kind: kind_of(self.transition),
+            kind: event::Kind::of(self.transition) as u32,
             policy_id,
             dest: *dest,
             trips: self.trips,

@@ -4,7 +4,7 @@ use enforcer::{
     bpf::{Enforcer, KernelPolicies, LoadOptions},
     rule::Rule,
 };
-use enforcer_common::policy::{BackoffRow, Policy, mode};
+use enforcer_common::policy::{BackoffRow, Mode, Policy};
 
 use crate::cgroup::ScratchCgroup;
 
@@ -31,7 +31,7 @@ pub fn attached_with(cgroup: &ScratchCgroup, options: &LoadOptions) -> Enforcer 
 /// exercise.
 pub fn base_policy() -> Policy {
     Policy {
-        mode: mode::ENFORCE,
+        mode: Mode::Enforce as u32,
         half_open_probes: 1,
         close_after: 1,
         errno: ECONNREFUSED,
@@ -89,7 +89,7 @@ pub fn minute_open() -> BackoffRow {
 /// Counts every TCP destination (IPv4 and IPv6) without ever rejecting.
 pub fn count_everything(enforcer: &mut Enforcer) {
     let policy = Policy {
-        mode: mode::OBSERVE,
+        mode: Mode::Observe as u32,
         ..base_policy()
     };
     apply(

@@ -10,9 +10,9 @@ use std::{
 
 use enforcer::bpf::Enforcer;
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     dest::DestState,
-    event::kind,
+    event::Kind,
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{
@@ -62,7 +62,7 @@ fn refused_connects_trip_and_later_connects_fail_fast_inside_only() {
 
     failing_connects(&place, addr, 3, ECONNREFUSED as i32);
     let state = dest(&enforcer, addr);
-    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.breaker.state, State::Open as u32);
     assert_eq!(state.counters.failures_refused, 3);
 
     // The destination comes back; the circuit stays open for its period.
@@ -97,7 +97,7 @@ fn refused_connects_trip_and_later_connects_fail_fast_inside_only() {
     assert_eq!(state.counters.failures(), 3, "rejections are not failures");
     let events = enforcer.maps_mut().events.drain();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0].kind, kind::TRIPPED);
+    assert_eq!(events[0].kind, Kind::Tripped as u32);
     assert_eq!(events[0].dest, enforcer_tests::key(addr));
 }
 
@@ -141,7 +141,7 @@ fn a_blackholed_destination_trips_on_timeouts_within_the_connect_timeout() {
     });
     eprintln!("blackhole: timeouts and then the rejection took {report}");
     let state = dest(&enforcer, addr);
-    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.breaker.state, State::Open as u32);
     assert_eq!(state.counters.failures_timeout, 2);
     let kinds: Vec<u32> = enforcer
         .maps_mut()
@@ -150,7 +150,7 @@ fn a_blackholed_destination_trips_on_timeouts_within_the_connect_timeout() {
         .iter()
         .map(|e| e.kind)
         .collect();
-    assert_eq!(kinds, [kind::TRIPPED]);
+    assert_eq!(kinds, [Kind::Tripped as u32]);
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn half_open_admits_k_probes_then_reopens_longer_or_closes() {
 
     // Nothing listens: the first refusal trips for 300 ms.
     failing_connects(&place, addr, 1, ECONNREFUSED as i32);
-    assert_eq!(dest(&enforcer, addr).breaker.state, state::OPEN);
+    assert_eq!(dest(&enforcer, addr).breaker.state, State::Open as u32);
     thread::sleep(Duration::from_millis(350));
 
     // Probes hang (SYNs dropped) so they stay in flight: of 50 concurrent
@@ -207,7 +207,7 @@ fn half_open_admits_k_probes_then_reopens_longer_or_closes() {
     });
     assert_eq!(counts, format!("{K} {}", 50 - K));
     let state = dest(&enforcer, addr);
-    assert_eq!(state.breaker.state, state::HALF_OPEN);
+    assert_eq!(state.breaker.state, State::HalfOpen as u32);
     assert_eq!(state.counters.probes, K as u64);
     assert_eq!(state.counters.abandoned, K as u64, "closed mid-handshake");
     assert_eq!((state.breaker.active, state.breaker.pending), (0, 0));
@@ -216,10 +216,17 @@ fn half_open_admits_k_probes_then_reopens_longer_or_closes() {
     ns.tcp_port(7000, "accept");
     failing_connects(&place, addr, 1, ECONNREFUSED as i32);
     let state = dest(&enforcer, addr);
-    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.breaker.state, State::Open as u32);
     let events = enforcer.maps_mut().events.drain();
     let kinds: Vec<u32> = events.iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, [kind::TRIPPED, kind::HALF_OPENED, kind::REOPENED]);
+    assert_eq!(
+        kinds,
+        [
+            Kind::Tripped as u32,
+            Kind::HalfOpened as u32,
+            Kind::Reopened as u32
+        ]
+    );
     assert_eq!(events[0].open_until_ns - events[0].at_ns, 300 * MS);
     assert_eq!(events[2].open_until_ns - events[2].at_ns, 600 * MS);
     // Past the first step's length it is still open.
@@ -235,7 +242,7 @@ fn half_open_admits_k_probes_then_reopens_longer_or_closes() {
         String::new()
     });
     let state = dest(&enforcer, addr);
-    assert_eq!(state.breaker.state, state::CLOSED);
+    assert_eq!(state.breaker.state, State::Closed as u32);
     let kinds: Vec<u32> = enforcer
         .maps_mut()
         .events
@@ -243,7 +250,7 @@ fn half_open_admits_k_probes_then_reopens_longer_or_closes() {
         .iter()
         .map(|e| e.kind)
         .collect();
-    assert_eq!(kinds, [kind::HALF_OPENED, kind::CLOSED]);
+    assert_eq!(kinds, [Kind::HalfOpened as u32, Kind::Closed as u32]);
 }
 
 #[test]
@@ -280,17 +287,17 @@ fn failure_rate_needs_min_attempts_and_the_window_forgets() {
 
     // 100% failures, but only 5 attempts: below min_attempts.
     refuse(5);
-    assert_eq!(dest(&enforcer, addr).breaker.state, state::CLOSED);
+    assert_eq!(dest(&enforcer, addr).breaker.state, State::Closed as u32);
     // After a window those failures are forgotten: 3 successes and 2 failures
     // (40% of 5) leave it closed, where remembering them would have tripped.
     thread::sleep(Duration::from_millis(4_600));
     succeed(3);
     refuse(2);
-    assert_eq!(dest(&enforcer, addr).breaker.state, state::CLOSED);
+    assert_eq!(dest(&enforcer, addr).breaker.state, State::Closed as u32);
     // The 6th attempt makes 3 of 6: 50% over min_attempts trips.
     refuse(1);
     let state = dest(&enforcer, addr);
-    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.breaker.state, State::Open as u32);
     assert_eq!(state.counters.failures_refused, 8);
 }
 
@@ -323,7 +330,7 @@ fn the_group_guard_keeps_most_destinations_of_a_policy_closed() {
     });
     let open: Vec<bool> = ports
         .iter()
-        .map(|p| dest(&enforcer, p.addr).breaker.state == state::OPEN)
+        .map(|p| dest(&enforcer, p.addr).breaker.state == State::Open as u32)
         .collect();
     assert_eq!(open, [true, false, false, true]);
     let stats = enforcer

@@ -12,11 +12,11 @@ use enforcer::{
     clock::monotonic_ns,
 };
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     counters::GlobalCounter,
     dest::DestState,
-    overrides::{Override, kind},
-    policy::{Policy, mode},
+    overrides::{Kind, Override},
+    policy::{Mode, Policy},
 };
 use enforcer_tests::{
     cgroup::ScratchCgroup,
@@ -63,7 +63,7 @@ fn observe_mode_trips_but_never_rejects() {
     let (cgroup, enforcer) = setup(
         &[&addr.to_string()],
         Policy {
-            mode: mode::OBSERVE,
+            mode: Mode::Observe as u32,
             ..tripping()
         },
     );
@@ -71,7 +71,7 @@ fn observe_mode_trips_but_never_rejects() {
     // All four reach the destination (and are refused by it), none by us.
     assert_eq!(connects(&place, addr, 4), vec![REFUSED; 4]);
     let state = dest(&enforcer, addr).expect("tracked");
-    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.breaker.state, State::Open as u32);
     assert_eq!(state.counters.would_reject_circuit, 2);
     assert_eq!(state.counters.rejected_circuit, 0);
     assert_eq!(state.counters.failures_refused, 4);
@@ -84,7 +84,7 @@ fn off_mode_leaves_the_destination_alone() {
     let (cgroup, enforcer) = setup(
         &[&addr.to_string()],
         Policy {
-            mode: mode::OFF,
+            mode: Mode::Off as u32,
             ..tripping()
         },
     );
@@ -108,7 +108,7 @@ fn the_global_switch_passes_everything_untouched() {
     let place = Place::cgroup(&cgroup);
     assert_eq!(connects(&place, addr, 3), vec![REFUSED; 3]);
     let before = dest(&enforcer, addr).expect("tracked");
-    assert_eq!(before.breaker.state, state::OPEN);
+    assert_eq!(before.breaker.state, State::Open as u32);
     assert_eq!(before.counters.rejected_circuit, 1);
 
     enforcer.maps_mut().config.set_paused(true).expect("pause");
@@ -151,7 +151,7 @@ fn forced_open_rejects_until_it_expires() {
             &mut maps.config,
             addr,
             Override {
-                kind: kind::FORCED_OPEN,
+                kind: Kind::ForcedOpen as u32,
                 _pad: 0,
                 until_ns: until,
             },
@@ -165,7 +165,7 @@ fn forced_open_rejects_until_it_expires() {
     assert_eq!(state.counters.rejected_circuit, 2);
     assert_eq!(
         state.breaker.state,
-        state::CLOSED,
+        State::Closed as u32,
         "an override does not change the state"
     );
 }
@@ -184,7 +184,7 @@ fn a_disabled_destination_is_never_rejected() {
             &mut maps.config,
             addr,
             Override {
-                kind: kind::DISABLED,
+                kind: Kind::Disabled as u32,
                 _pad: 0,
                 until_ns: 0,
             },
@@ -221,7 +221,7 @@ fn ipv4_and_v4_mapped_ipv6_share_one_state() {
     assert_eq!(connects(&place, addr, 1), vec![REFUSED]);
     assert_eq!(connects(&place, mapped, 1), vec![REFUSED]);
     let state = dest(&enforcer, addr).expect("tracked");
-    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.breaker.state, State::Open as u32);
     assert_eq!(state.counters.failures_refused, 2);
     assert_eq!(enforcer.maps().dests.all().unwrap().len(), 1);
 }
@@ -242,7 +242,7 @@ fn ipv6_destinations_trip_and_reject() {
     let state = dest(&enforcer, addr).unwrap();
     assert_eq!(
         (state.breaker.state, state.counters.rejected_circuit),
-        (state::OPEN, 1)
+        (State::Open as u32, 1)
     );
 }
 
@@ -255,7 +255,7 @@ fn a_port_rule_wins_over_an_any_port_rule() {
     let backoff = fixtures::minute_open();
     // Policy 1 (tripping) for 127.0.0.0/8 on any port; policy 2 (off) for this port.
     let off = Policy {
-        mode: mode::OFF,
+        mode: Mode::Off as u32,
         ..tripping()
     };
     let port_rule = format!("127.0.0.1:{}", addr.port());

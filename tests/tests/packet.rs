@@ -6,9 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use enforcer::bpf::{Applied, BpfError, Enforcer, LoadOptions, TestRun};
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     config::Config,
-    control::{Command, kind},
+    control::{Command, Kind},
     counters::GlobalCounter,
     dest::DestState,
     flow::FlowKey,
@@ -105,7 +105,7 @@ fn flow_timeouts(enforcer: &mut Enforcer, syn_ms: u32, idle_ms: u32) {
 /// Forces the destination open (a minute) through the API operators use.
 fn force_open(enforcer: &mut Enforcer, dest: SocketAddr) {
     let o = enforcer_common::overrides::Override {
-        kind: enforcer_common::overrides::kind::FORCED_OPEN,
+        kind: enforcer_common::overrides::Kind::ForcedOpen as u32,
         until_ns: enforcer::clock::monotonic_ns() + 60_000_000_000,
         ..Default::default()
     };
@@ -118,7 +118,7 @@ fn force_open(enforcer: &mut Enforcer, dest: SocketAddr) {
 /// Asks the kernel to expire a flow (checked there against the flow as it
 /// is then), as the daemon's sweep does.
 fn expire_flow(enforcer: &Enforcer, flow: &FlowKey) -> Result<Applied, BpfError> {
-    let command = Command::on_flow(kind::FLOW_EXPIRE, *flow);
+    let command = Command::on_flow(Kind::FlowExpire, *flow);
     enforcer.control().run(&command)
 }
 
@@ -214,7 +214,7 @@ fn failures_seen_on_packets_trip_the_breaker_and_probes_close_it() {
         assert_eq!(run(&enforcer, IN_TC, &s.frame()).retval, TC_ACT_OK);
         run(&enforcer, OUT_TC, &s.answer(RST | ACK).frame());
     }
-    assert_eq!(state_of(&enforcer, dest).breaker.state, state::OPEN);
+    assert_eq!(state_of(&enforcer, dest).breaker.state, State::Open as u32);
     let rejected = syn(guest_v6(), 41_010, dest);
     assert_eq!(
         run(&enforcer, IN_TC, &rejected.frame()).retval,
@@ -227,7 +227,10 @@ fn failures_seen_on_packets_trip_the_breaker_and_probes_close_it() {
     let other = syn(guest_v6(), 41_012, dest);
     assert_eq!(run(&enforcer, IN_XDP, &other.frame()).retval, XDP_TX);
     run(&enforcer, OUT_TC, &probe.answer(SYN | ACK).frame());
-    assert_eq!(state_of(&enforcer, dest).breaker.state, state::CLOSED);
+    assert_eq!(
+        state_of(&enforcer, dest).breaker.state,
+        State::Closed as u32
+    );
 }
 
 #[test]
@@ -626,7 +629,7 @@ fn a_flow_that_lived_through_a_pause_never_fails() {
     let state = state_of(&enforcer, dest);
     assert_eq!(state.counters.failures(), 0, "{:?}", state.counters);
     assert_eq!(state.counters.abandoned, 2);
-    assert_eq!(state.breaker.state, state::CLOSED);
+    assert_eq!(state.breaker.state, State::Closed as u32);
     assert_eq!((state.breaker.active, state.breaker.pending), (0, 0));
     assert!(enforcer.maps().flows.all().unwrap().is_empty());
 
@@ -642,5 +645,5 @@ fn a_flow_that_lived_through_a_pause_never_fails() {
     );
     let state = state_of(&enforcer, dest);
     assert_eq!(state.counters.failures_timeout, 1);
-    assert_eq!(state.breaker.state, state::OPEN);
+    assert_eq!(state.breaker.state, State::Open as u32);
 }

@@ -15,7 +15,7 @@ use std::{
 
 use enforcer::bpf::{Enforcer, Ingress, LoadOptions, PacketHook, TcApi, pins::PinDir};
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     counters::GlobalCounter,
     policy::{BackoffRow, Policy},
 };
@@ -75,7 +75,7 @@ fn a_guest_is_tripped_by_packets_alone_refused_by_the_kernel_then_recovers() {
             .unwrap()
             .expect("tracked from packets");
         assert_eq!(s.counters.failures_refused, 3, "{backend}");
-        assert_eq!(s.breaker.state, state::OPEN, "{backend}");
+        assert_eq!(s.breaker.state, State::Open as u32, "{backend}");
 
         // Now a blackhole: only the kernel can still answer, and does, at once.
         net.set_backend_port(PORT, "drop");
@@ -107,7 +107,7 @@ fn a_guest_is_tripped_by_packets_alone_refused_by_the_kernel_then_recovers() {
         let (_, r) = guest_connect(&net, backend);
         let stream = r.unwrap_or_else(|e| panic!("probe to {backend}: errno {e}"));
         let s = enforcer.maps().dests.get(&key).unwrap().unwrap();
-        assert_eq!(s.breaker.state, state::CLOSED, "{backend}");
+        assert_eq!(s.breaker.state, State::Closed as u32, "{backend}");
         assert_eq!(s.counters.probes, 1);
         drop((stream, listener));
     }

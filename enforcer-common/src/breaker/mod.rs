@@ -19,22 +19,25 @@ pub use window::{Bucket, Totals, WINDOW_BUCKETS, Window};
 use crate::{
     dest::DestState,
     outcome::Outcome,
-    policy::{BackoffRow, Policy, mode},
+    policy::{BackoffRow, Mode, Policy},
+    raw_enum,
     sock::{SockInfo, flags},
 };
 
-/// [`Breaker::state`] values.
-pub mod state {
-    pub const CLOSED: u32 = 0;
-    pub const OPEN: u32 = 1;
-    pub const HALF_OPEN: u32 = 2;
+raw_enum! {
+    /// A breaker's state ([`Breaker::state`]).
+    pub enum State {
+        Closed = 0,
+        Open = 1,
+        HalfOpen = 2,
+    }
 }
 
 /// The breaker and bulkhead part of a destination's state.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Breaker {
-    /// [`state`].
+    /// A [`State`].
     pub state: u32,
     /// Trip level: the backoff step of the current or next open period. Rises with
     /// every trip, decays while healthy.
@@ -140,19 +143,23 @@ impl DestState {
         if forced_open {
             refused = Some(Cause::Circuit);
         } else {
-            if b.state == state::OPEN && now >= b.open_until_ns {
-                b.state = state::HALF_OPEN;
+            if b.state == State::Open as u32 && now >= b.open_until_ns {
+                b.state = State::HalfOpen as u32;
                 b.half_open_epoch += 1;
                 b.probes_in_flight = 0;
                 b.probe_successes = 0;
                 transition = Some(Transition::HalfOpened);
             }
+            // The field is raw (see the crate's documentation): constant
+            // patterns.
+            const OPEN: u32 = State::Open as u32;
+            const HALF_OPEN: u32 = State::HalfOpen as u32;
             match b.state {
-                state::OPEN => refused = Some(Cause::Circuit),
-                state::HALF_OPEN if b.probes_in_flight >= policy.half_open_probes.max(1) => {
+                OPEN => refused = Some(Cause::Circuit),
+                HALF_OPEN if b.probes_in_flight >= policy.half_open_probes.max(1) => {
                     refused = Some(Cause::Circuit)
                 }
-                state::HALF_OPEN => probe = true,
+                HALF_OPEN => probe = true,
                 _ => decay(b, policy, now),
             }
         }
@@ -165,7 +172,7 @@ impl DestState {
         }
         let c = &mut self.counters;
         if let Some(cause) = refused {
-            let enforce = policy.mode == mode::ENFORCE;
+            let enforce = policy.mode == Mode::Enforce as u32;
             let slot = match (cause, enforce) {
                 (Cause::Circuit, true) => &mut c.rejected_circuit,
                 (Cause::Circuit, false) => &mut c.would_reject_circuit,
@@ -201,7 +208,7 @@ impl DestState {
     #[inline(always)]
     fn probes_outlived(&self, policy: &Policy, now: u64) -> bool {
         let b = &self.breaker;
-        b.state == state::HALF_OPEN
+        b.state == State::HalfOpen as u32
             && policy.probe_timeout_ns != 0
             && b.probes_in_flight >= policy.half_open_probes.max(1)
             && now.saturating_sub(b.probe_started_ns) >= policy.probe_timeout_ns
@@ -335,7 +342,7 @@ impl DestState {
     #[inline(always)]
     fn is_current_probe(&self, sock: &SockInfo) -> bool {
         sock.flags & flags::PROBE != 0
-            && self.breaker.state == state::HALF_OPEN
+            && self.breaker.state == State::HalfOpen as u32
             && sock.probe_epoch == self.breaker.half_open_epoch
     }
 
@@ -358,7 +365,7 @@ impl DestState {
             return Some(Transition::Closed);
         }
         let b = &mut self.breaker;
-        if b.state == state::CLOSED && sock.flags & flags::PROBE == 0 {
+        if b.state == State::Closed as u32 && sock.flags & flags::PROBE == 0 {
             b.consecutive_failures = 0;
             b.window.record(now, policy.window_ns, false);
             decay(b, policy, now);
@@ -380,7 +387,7 @@ impl DestState {
             return Some(Transition::Reopened);
         }
         let b = &mut self.breaker;
-        if b.state != state::CLOSED || sock.flags & flags::PROBE != 0 {
+        if b.state != State::Closed as u32 || sock.flags & flags::PROBE != 0 {
             // Admitted before the trip, or a stale probe: the state already knows.
             return None;
         }
@@ -403,7 +410,7 @@ impl DestState {
     fn open(&mut self, policy: &Policy, backoff: &BackoffRow, now: u64) {
         let b = &mut self.breaker;
         b.trips = b.trips.saturating_add(1);
-        b.state = state::OPEN;
+        b.state = State::Open as u32;
         b.open_until_ns = now + backoff.open_ns(b.trips, policy.backoff_steps);
         b.probes_in_flight = 0;
         b.probe_successes = 0;
@@ -437,8 +444,8 @@ impl DestState {
     #[inline(always)]
     pub fn reset(&mut self, now: u64, guard: &mut impl OpenGuard) -> Option<Transition> {
         let b = &mut self.breaker;
-        let was_open = b.state != state::CLOSED;
-        b.state = state::CLOSED;
+        let was_open = b.state != State::Closed as u32;
+        b.state = State::Closed as u32;
         b.trips = 0;
         b.consecutive_failures = 0;
         b.probes_in_flight = 0;
@@ -465,14 +472,14 @@ impl DestState {
     ) -> Option<Option<Transition>> {
         let b = &mut self.breaker;
         let mut transition = None;
-        if b.state == state::OPEN {
-            b.state = state::HALF_OPEN;
+        if b.state == State::Open as u32 {
+            b.state = State::HalfOpen as u32;
             b.half_open_epoch += 1;
             b.probes_in_flight = 0;
             b.probe_successes = 0;
             transition = Some(Transition::HalfOpened);
         }
-        if b.state != state::HALF_OPEN {
+        if b.state != State::HalfOpen as u32 {
             return None;
         }
         b.probe_successes += 1;
@@ -493,7 +500,7 @@ impl DestState {
         backoff: &BackoffRow,
         now: u64,
     ) -> Option<Transition> {
-        if self.breaker.state != state::HALF_OPEN {
+        if self.breaker.state != State::HalfOpen as u32 {
             return None;
         }
         self.counters.probes += 1;
@@ -506,7 +513,7 @@ impl Breaker {
     /// HALF_OPEN → CLOSED: a healthy stretch starts with a clean window.
     #[inline(always)]
     fn close(&mut self, now: u64, guard: &mut impl OpenGuard) {
-        self.state = state::CLOSED;
+        self.state = State::Closed as u32;
         self.consecutive_failures = 0;
         self.probes_in_flight = 0;
         self.probe_successes = 0;
@@ -541,7 +548,7 @@ fn should_trip(policy: &Policy, b: &Breaker, now: u64) -> bool {
 /// While CLOSED and healthy for `trip_decay`, the trip level drops by one.
 #[inline(always)]
 fn decay(b: &mut Breaker, policy: &Policy, now: u64) {
-    if b.state == state::CLOSED
+    if b.state == State::Closed as u32
         && b.trips > 0
         && policy.trip_decay_ns != 0
         && now.saturating_sub(b.healthy_since_ns) >= policy.trip_decay_ns

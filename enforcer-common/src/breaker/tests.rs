@@ -2,13 +2,13 @@
 //! event sequences against a reference model.
 
 use super::*;
-use crate::policy::mode;
+use crate::policy::Mode;
 
 const MS: u64 = 1_000_000;
 
 fn policy() -> Policy {
     Policy {
-        mode: mode::ENFORCE,
+        mode: Mode::Enforce as u32,
         failure_threshold: 3,
         failure_rate_permille: 0,
         min_attempts: 0,
@@ -84,7 +84,7 @@ fn consecutive_failures_trip_and_open_rejects() {
     assert_eq!(d.refused(0), None);
     assert_eq!(d.refused(1), None);
     assert_eq!(d.refused(2), Some(Transition::Tripped));
-    assert_eq!(d.state.breaker.state, state::OPEN);
+    assert_eq!(d.state.breaker.state, State::Open as u32);
     assert_eq!(d.state.breaker.open_until_ns, 2 + 100 * MS);
     let (v, _) = d.connect(50 * MS);
     assert_eq!(v, Verdict::Reject(Cause::Circuit));
@@ -102,7 +102,7 @@ fn a_success_resets_the_consecutive_count() {
     d.succeed(3, &mut s);
     assert_eq!(d.refused(4), None);
     assert_eq!(d.refused(5), None);
-    assert_eq!(d.state.breaker.state, state::CLOSED);
+    assert_eq!(d.state.breaker.state, State::Closed as u32);
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn half_open_admits_k_probes_and_m_successes_close() {
     let (v4, mut p4) = d.connect(after + 2);
     assert_eq!(v4, Verdict::Admit { probe: true });
     assert_eq!(d.succeed(after + 3, &mut p2), Some(Transition::Closed));
-    assert_eq!(d.state.breaker.state, state::CLOSED);
+    assert_eq!(d.state.breaker.state, State::Closed as u32);
     // A probe of the closed episode no longer counts as a probe.
     assert_eq!(d.succeed(after + 4, &mut p4), None);
     assert_eq!(d.state.breaker.probes_in_flight, 0);
@@ -139,7 +139,7 @@ fn a_failed_probe_reopens_for_the_next_longer_step() {
     let after = d.state.breaker.open_until_ns;
     let (_, mut probe) = d.connect(after);
     assert_eq!(d.fail(after + 1, &mut probe), Some(Transition::Reopened));
-    assert_eq!(d.state.breaker.state, state::OPEN);
+    assert_eq!(d.state.breaker.state, State::Open as u32);
     let second_open = d.state.breaker.open_until_ns - (after + 1);
     assert_eq!(second_open, 2 * first_open);
     assert_eq!(d.state.counters.trips, 2);
@@ -196,13 +196,13 @@ fn bulkhead_caps_active_and_pending() {
 #[test]
 fn observe_mode_never_rejects_but_counts() {
     let mut p = policy();
-    p.mode = mode::OBSERVE;
+    p.mode = Mode::Observe as u32;
     p.max_connections = 1;
     let mut d = Dest::new(p);
     for t in 0..3 {
         d.refused(t);
     }
-    assert_eq!(d.state.breaker.state, state::OPEN);
+    assert_eq!(d.state.breaker.state, State::Open as u32);
     let (v, _) = d.connect(10);
     assert_eq!(v, Verdict::Admit { probe: false });
     assert_eq!(d.state.counters.would_reject_circuit, 1);
@@ -215,7 +215,7 @@ fn forced_open_rejects_without_changing_state() {
     let mut sock = SockInfo::default();
     let (v, t) = d.state.admit(&d.policy, &d.backoff, 0, true, &mut sock);
     assert_eq!((v, t), (Verdict::Reject(Cause::Circuit), None));
-    assert_eq!(d.state.breaker.state, state::CLOSED);
+    assert_eq!(d.state.breaker.state, State::Closed as u32);
 }
 
 #[test]
@@ -275,7 +275,7 @@ fn the_group_guard_can_refuse_a_trip() {
         );
         assert_eq!(tr, None);
     }
-    assert_eq!(d.state.breaker.state, state::CLOSED);
+    assert_eq!(d.state.breaker.state, State::Closed as u32);
     assert_eq!(d.state.counters.guard_refusals, 3);
 }
 
@@ -297,7 +297,7 @@ fn abandoned_is_not_a_failure_and_frees_the_probe() {
     );
     assert_eq!(t, None);
     assert_eq!(d.state.breaker.probes_in_flight, 0);
-    assert_eq!(d.state.breaker.state, state::HALF_OPEN);
+    assert_eq!(d.state.breaker.state, State::HalfOpen as u32);
     assert_eq!(d.state.counters.abandoned, 1);
 }
 
@@ -312,7 +312,7 @@ fn healing_probes_half_open_then_close() {
         d.state.heal_probe_ok(&d.policy, 10, &mut NoGuard),
         Some(Some(Transition::HalfOpened))
     );
-    assert_eq!(d.state.breaker.state, state::HALF_OPEN);
+    assert_eq!(d.state.breaker.state, State::HalfOpen as u32);
     assert_eq!(
         d.state.heal_probe_ok(&d.policy, 20, &mut NoGuard),
         Some(Some(Transition::Closed))
@@ -348,7 +348,7 @@ fn reset_closes_and_forgets_the_trip_level_but_not_the_counters() {
     assert_eq!(d.state.reset(5, &mut NoGuard), Some(Transition::Closed));
     assert_eq!(
         (d.state.breaker.state, d.state.breaker.trips),
-        (state::CLOSED, 0)
+        (State::Closed as u32, 0)
     );
     assert_eq!(d.state.counters.failures_refused, 3);
     assert_eq!(d.state.reset(6, &mut NoGuard), None);
@@ -386,7 +386,7 @@ fn local_errors_and_abandoned_connects_never_trip() {
         d.state.on_closed(&mut sock);
         assert_eq!(tr, None);
     }
-    assert_eq!(d.state.breaker.state, state::CLOSED);
+    assert_eq!(d.state.breaker.state, State::Closed as u32);
     assert_eq!(d.state.counters.local_errors, 5);
     assert_eq!(d.state.counters.abandoned, 5);
     assert_eq!(d.state.counters.failures(), 0);
@@ -410,7 +410,7 @@ fn a_probe_that_outlives_its_bound_is_reclaimed() {
     assert_eq!(v, Verdict::Reject(Cause::Circuit));
     let (v, _) = d.connect(open_until + 500 * MS);
     assert_eq!(v, Verdict::Reject(Cause::Circuit));
-    assert_eq!(d.state.breaker.state, state::OPEN);
+    assert_eq!(d.state.breaker.state, State::Open as u32);
     assert_eq!(d.state.counters.probes_reclaimed, 1);
     assert_eq!(d.state.breaker.trips, 2);
     // The stuck probe's late end changes nothing but its slot.
@@ -439,14 +439,14 @@ fn another_policy_on_the_same_id_starts_over_closed() {
     for t in 0..3 {
         d.refused(t);
     }
-    assert_eq!(d.state.breaker.state, state::OPEN);
+    assert_eq!(d.state.breaker.state, State::Open as u32);
     assert_eq!(d.state.join_epoch(7, 5, &mut NoGuard), None);
-    assert_eq!(d.state.breaker.state, state::OPEN);
+    assert_eq!(d.state.breaker.state, State::Open as u32);
     assert_eq!(
         d.state.join_epoch(8, 6, &mut NoGuard),
         Some(Transition::Closed)
     );
-    assert_eq!(d.state.breaker.state, state::CLOSED);
+    assert_eq!(d.state.breaker.state, State::Closed as u32);
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use enforcer_common::{
-    control::result,
+    control::Reply,
     counters::GlobalCounter,
     dest::DestState,
     flow::{Direction, Flow, FlowKey, Seen, Timeouts, Watch, Window, finishes, window::marks},
@@ -126,11 +126,11 @@ pub fn looped_back(key: &FlowKey) {
 }
 
 /// The daemon's sweep asks to expire a flow: decided again here, against the
-/// flow as it is now. Returns a [`result`] code.
+/// flow as it is now.
 #[inline(always)]
-pub fn expire(key: &FlowKey, now: u64) -> u32 {
+pub fn expire(key: &FlowKey, now: u64) -> Reply {
     let Some(flow) = FLOWS.get_ptr_mut(key) else {
-        return result::NOT_FOUND;
+        return Reply::NotFound;
     };
     // SAFETY: a live value of FLOWS.
     let f = unsafe { &*flow };
@@ -143,9 +143,9 @@ pub fn expire(key: &FlowKey, now: u64) -> u32 {
     match f.expiry(now, timeouts, Watch::of(&config)) {
         Some(end) => {
             finish(key, flow, end, policies);
-            result::APPLIED
+            Reply::Applied
         }
-        None => result::NOT_APPLICABLE,
+        None => Reply::NotApplicable,
     }
 }
 

@@ -11,7 +11,7 @@ use aya::{
     Ebpf,
     programs::{ProgramError, ProgramFd, ProgramInfo},
 };
-use enforcer_common::control::{Command, result};
+use enforcer_common::control::{Command, Reply};
 
 use super::{BpfError, pins::PinDir, programs::CONTROL};
 
@@ -132,15 +132,15 @@ impl Control {
             name: CONTROL.name,
             source,
         };
-        match test_run(&self.0, &command.to_bytes(), 1)
+        let retval = test_run(&self.0, &command.to_bytes(), 1)
             .map_err(run_err)?
-            .retval
-        {
-            result::APPLIED => Ok(Applied::Applied),
-            result::NOT_APPLICABLE => Ok(Applied::NotApplicable),
-            result::NOT_FOUND => Ok(Applied::NotFound),
-            other => Err(run_err(io::Error::other(format!(
-                "control program returned {other}"
+            .retval;
+        match Reply::from_raw(retval) {
+            Some(Reply::Applied) => Ok(Applied::Applied),
+            Some(Reply::NotApplicable) => Ok(Applied::NotApplicable),
+            Some(Reply::NotFound) => Ok(Applied::NotFound),
+            Some(Reply::Invalid) | None => Err(run_err(io::Error::other(format!(
+                "control program returned {retval}"
             )))),
         }
     }

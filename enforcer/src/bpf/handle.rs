@@ -10,7 +10,7 @@ use aya::{
 };
 use enforcer_common::{
     config::Config,
-    control::{Command, kind},
+    control::{Command, Kind},
     maps as names,
 };
 
@@ -253,7 +253,7 @@ impl Enforcer {
     fn release_orphaned_slots(&self) -> Result<usize, BpfError> {
         let mut released = 0;
         for (key, _) in self.maps.dests.all()? {
-            let command = Command::new(kind::RELEASE_ORPHANED, key);
+            let command = Command::new(Kind::ReleaseOrphaned, key);
             if self.control.run(&command)? == Applied::Applied {
                 released += 1;
             }

@@ -217,7 +217,7 @@ impl PolicySpec {
         let ns = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;
         let (cgroup_id, cgroup_level) = scope.unwrap_or((0, 0));
         Policy {
-            mode: self.mode.kernel(),
+            mode: self.mode.kernel() as u32,
             failure_threshold: self.failure_threshold,
             failure_rate_permille: (self.failure_rate * 1000.0).round().clamp(1.0, 1000.0) as u32,
             min_attempts: self.min_attempts,

@@ -1,12 +1,22 @@
 //! The configuration's parsing and validation; every rejected input names its
 //! field (and line).
 
+use std::time::Duration;
+
 use super::*;
 
 fn err(text: &str) -> String {
     Config::parse(text, "t.toml")
         .expect_err("must be rejected")
         .to_string()
+}
+
+/// Each text is rejected with an error that contains its string.
+fn rejected_with(cases: &[(&str, &str)]) {
+    for (text, want) in cases {
+        let got = err(text);
+        assert!(got.contains(want), "for:\n{text}\nwant `{want}` in: {got}");
+    }
 }
 
 #[test]
@@ -196,7 +206,7 @@ fn bad_inputs_name_the_field_and_line() {
         ),
         (
             "[daemon]\ngc_idle = \"1s\"\n".into(),
-            "daemon.gc_idle: must be 10s",
+            "line 2: daemon.gc_idle: must be 10s..=1day, got 1s",
         ),
         (
             "[daemon]\nmax_healers = 0\n".into(),
@@ -327,7 +337,7 @@ fn dest_water_marks_default_and_are_validated_by_name() {
         (1.0, 0.95),
         "flags win"
     );
-    for (text, want) in [
+    rejected_with(&[
         (
             "[daemon]\ndests_high_water = 1.5\n",
             "line 2: daemon.dests_high_water: must be a share of the capacity in (0, 1], got 1.5",
@@ -352,10 +362,7 @@ fn dest_water_marks_default_and_are_validated_by_name() {
             "[daemon]\ndests_low_water = nan\n",
             "daemon.dests_low_water",
         ),
-    ] {
-        let got = err(text);
-        assert!(got.contains(want), "for:\n{text}\nwant `{want}` in: {got}");
-    }
+    ]);
 }
 
 #[test]
@@ -372,4 +379,95 @@ fn privilege_knobs_default_to_namespaces_on_and_host_wide_stats_off() {
     assert!(c.daemon.bpf_run_stats);
     let got = err("[daemon]\nbpf_run_stats = \"yes\"\n");
     assert!(got.contains("bpf_run_stats"), "{got}");
+}
+
+#[test]
+fn daemon_errors_name_the_key_and_the_line_that_set_it() {
+    rejected_with(&[
+        // Types and unknown keys: serde's message, the key and the line.
+        (
+            "[daemon]\n\nkernel_log = 1\n",
+            "t.toml: line 3: daemon.kernel_log: invalid type: integer `1`, expected a boolean",
+        ),
+        (
+            "[daemon]\nmax_series = 1\nbogus = 1\n",
+            "line 3: daemon.bogus: unknown field `bogus`",
+        ),
+        (
+            "[daemon]\ngc_idle = \"soon\"\n",
+            "line 2: daemon.gc_idle: invalid value: string \"soon\"",
+        ),
+        (
+            "[daemon]\nmetrics = \"localhost\"\n",
+            "line 2: daemon.metrics: `localhost` is not an address like 127.0.0.1:9464",
+        ),
+        (
+            "[daemon]\npacket_hook = \"ebpf\"\n",
+            "line 2: daemon.packet_hook: `ebpf` is not one of auto, xdp, tc",
+        ),
+        // Bounds, as the table words them.
+        (
+            "[daemon]\nmax_series = 0\n",
+            "line 2: daemon.max_series: must be 1..=100000, got 0",
+        ),
+        (
+            "[daemon]\n\ngc_idle = \"1s\"\n",
+            "line 3: daemon.gc_idle: must be 10s..=1day, got 1s",
+        ),
+        (
+            "[daemon]\nflow_syn_timeout = \"1ms\"\n",
+            "line 2: daemon.flow_syn_timeout: must be 100ms..=10m, got 1ms",
+        ),
+        (
+            "[daemon]\nflows_capacity = 16777217\n",
+            "line 2: daemon.flows_capacity: must be 1..=16777216, got 16777217",
+        ),
+        (
+            "[daemon]\nstate_dir = \"var/lib\"\n",
+            "line 2: daemon.state_dir: var/lib is not an absolute path",
+        ),
+        (
+            "[daemon]\ncgroup = \"system.slice\"\n",
+            "line 2: daemon.cgroup: system.slice is not an absolute path",
+        ),
+        (
+            "[daemon]\ninterfaces = [\"eth0\",\n  \"eth0\"]\n",
+            "line 2: daemon.interfaces: `eth0` is listed twice",
+        ),
+        // A cross-key bound names the key it is on, where that key was set.
+        (
+            "[daemon]\npin_dir = \"/sys/fs/bpf/x\"\npin_root = \"/sys/fs/bpf/x\"\n",
+            "line 2: daemon.pin_dir: /sys/fs/bpf/x is not a directory below the pin root",
+        ),
+    ]);
+}
+
+#[test]
+fn flags_are_bounded_without_a_line_and_replace_the_file_value() {
+    let over = DaemonOverrides {
+        metrics: Some("nowhere".into()),
+        ..Default::default()
+    };
+    let got = Config::parse_with("[daemon]\nmetrics = \"127.0.0.1:1\"\n", "t", &over)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        got,
+        "t: daemon.metrics: `nowhere` is not an address like 127.0.0.1:9464"
+    );
+    // The value a flag replaces is not bounded; it still has to be of its
+    // type, as `config check` reads the file.
+    let over = DaemonOverrides {
+        max_healers: Some(5),
+        ..Default::default()
+    };
+    let c = Config::parse_with("[daemon]\nmax_healers = 0\n", "t", &over).unwrap();
+    assert_eq!(c.daemon.max_healers, 5);
+    let got = Config::parse_with("[daemon]\nmax_healers = \"5\"\n", "t", &over)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        got.contains("line 2: daemon.max_healers: invalid type"),
+        "{got}"
+    );
 }

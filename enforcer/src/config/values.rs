@@ -1,6 +1,7 @@
-//! Value types of the configuration file: durations, modes, errnos, shares.
+//! Value types of the configuration file: durations, modes, errnos, shares,
+//! and how strings become the types that parse them.
 
-use std::{fmt, time::Duration};
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Deserializer, de};
 
@@ -13,6 +14,22 @@ impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         humantime::format_duration(self.0).fmt(f)
     }
+}
+
+/// A value written as a string its type parses (`#[serde(deserialize_with)]`).
+pub fn from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err: fmt::Display>,
+{
+    String::deserialize(d)?.parse().map_err(de::Error::custom)
+}
+
+/// An address and port (`#[serde(deserialize_with)]`).
+pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse()
+        .map_err(|_| de::Error::custom(format!("`{text}` is not an address like 127.0.0.1:9464")))
 }
 
 /// A policy's mode.
@@ -35,12 +52,12 @@ impl fmt::Display for Mode {
 }
 
 impl Mode {
-    pub const fn kernel(self) -> u32 {
-        use enforcer_common::policy::mode;
+    pub const fn kernel(self) -> enforcer_common::policy::Mode {
+        use enforcer_common::policy::Mode;
         match self {
-            Self::Enforce => mode::ENFORCE,
-            Self::Observe => mode::OBSERVE,
-            Self::Off => mode::OFF,
+            Self::Enforce => Mode::Enforce,
+            Self::Observe => Mode::Observe,
+            Self::Off => Mode::Off,
         }
     }
 }

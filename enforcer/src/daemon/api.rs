@@ -13,9 +13,9 @@ use axum::{
 };
 use bytes::Bytes;
 use enforcer_common::{
-    control::{Command, kind as command},
+    control::{self, Command},
     dest::DestKey,
-    overrides::kind,
+    overrides,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -298,16 +298,16 @@ fn set_override(
 ) -> Answer<OverrideSet> {
     let until_ns = lasting.map_or(0, |l| monotonic_ns() + l.0.as_nanos() as u64);
     let kind = match what {
-        OverrideKind::Disabled => kind::DISABLED,
-        _ => kind::FORCED_OPEN,
+        OverrideKind::Disabled => overrides::Kind::Disabled,
+        _ => overrides::Kind::ForcedOpen,
     };
     let mut d = lock(shared);
     let maps = d.enforcer.maps_mut();
     maps.overrides.set(
         &mut maps.config,
         dest.0,
-        enforcer_common::overrides::Override {
-            kind,
+        overrides::Override {
+            kind: kind as u32,
             _pad: 0,
             until_ns,
         },
@@ -342,7 +342,7 @@ async fn reset(State(api): State<Api>, Query(q): Query<ResetQuery>) -> Answer<Re
     };
     let mut reset = Vec::new();
     for key in keys {
-        let command = Command::new(command::RESET, key);
+        let command = Command::new(control::Kind::Reset, key);
         if d.enforcer.control().run(&command)? != Written::NotFound {
             reset.push(key);
         }

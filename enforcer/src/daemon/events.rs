@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use enforcer_common::event::{Event, kind, kind_name};
+use enforcer_common::event::{Event, Kind};
 
 use super::{Shared, lock};
 use crate::{clock::monotonic_ns, netns::Label};
@@ -46,12 +46,13 @@ pub async fn run(shared: Shared) {
         let mut d = lock(&shared);
         let events = d.enforcer.maps_mut().events.drain();
         for event in events {
-            *d.event_counts.entry(kind_name(event.kind)).or_default() += 1;
-            if event.kind == kind::CLOSED {
+            let kind = Kind::from_raw(event.kind);
+            *d.event_counts.entry(kind_name(kind)).or_default() += 1;
+            if kind == Some(Kind::Closed) {
                 d.open.remove(&event.dest);
             } else {
                 d.open.insert(event.dest);
-                let tripped_at = (event.kind == kind::TRIPPED).then_some(event.at_ns);
+                let tripped_at = (kind == Some(Kind::Tripped)).then_some(event.at_ns);
                 d.healing.saw_open(event.dest, event.policy_id, tripped_at);
             }
             let label = d.namespaces.label(event.dest.netns);
@@ -64,10 +65,15 @@ pub async fn run(shared: Shared) {
     }
 }
 
+/// An event kind's name; "unknown" for a value that names none.
+fn kind_name(kind: Option<Kind>) -> &'static str {
+    kind.map_or("unknown", Kind::name)
+}
+
 /// A kernel transition as an event.
 pub fn kernel_event(e: &Event, policy: &str, netns: Label) -> crate::api::Event {
     crate::api::Event {
-        kind: kind_name(e.kind).to_owned(),
+        kind: kind_name(Kind::from_raw(e.kind)).to_owned(),
         dest: Some(e.dest.socket_addr()),
         netns: Some(netns.into()),
         policy: Some(policy.to_owned()),

@@ -10,7 +10,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use enforcer_common::{
-    control::{Command, kind},
+    control::{Command, Kind},
     flow::{Timeouts, Watch},
 };
 
@@ -44,7 +44,7 @@ pub fn sweep(d: &mut Daemon) -> Result<(), BpfError> {
         let timeouts = Timeouts::of(&config, policy_ms);
         if flow.expiry(now, timeouts, watch).is_some() {
             // Checked again in the kernel against the flow as it is then.
-            let expire = Command::on_flow(kind::FLOW_EXPIRE, key);
+            let expire = Command::on_flow(Kind::FlowExpire, key);
             d.enforcer.control().run(&expire)?;
         }
     }

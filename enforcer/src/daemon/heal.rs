@@ -21,8 +21,8 @@ use std::{
 };
 
 use enforcer_common::{
-    breaker::state,
-    control::{Command, kind},
+    breaker::State,
+    control::{Command, Kind},
     dest::DestKey,
 };
 
@@ -175,7 +175,7 @@ fn origin(registry: &Registry, enter: bool, cookie: u64) -> Result<Origin, Optio
 /// The healing interval of a destination that is open and whose policy heals.
 fn healing_interval(d: &Daemon, key: &DestKey) -> Option<Duration> {
     let s = d.enforcer.maps().dests.get(key).ok().flatten()?;
-    if s.breaker.state == state::CLOSED {
+    if s.breaker.state == State::Closed as u32 {
         return None;
     }
     d.policy(s.policy_id)
@@ -301,9 +301,9 @@ async fn heal(shared: Shared, key: DestKey, id: u64) {
             return;
         }
         let (command, what) = if reached {
-            (kind::HEAL_PROBE_OK, "heal_probe_ok")
+            (Kind::HealProbeOk, "heal_probe_ok")
         } else {
-            (kind::HEAL_PROBE_FAILED, "heal_probe_failed")
+            (Kind::HealProbeFailed, "heal_probe_failed")
         };
         match d.enforcer.control().run(&Command::new(command, key)) {
             Ok(Applied::Applied) => {

@@ -6,7 +6,7 @@
 use std::{cmp::Ordering, collections::BinaryHeap, net::SocketAddr};
 
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     dest::{DestKey, DestState},
 };
 
@@ -16,7 +16,7 @@ type Rank = (bool, u64, SocketAddr);
 
 fn rank(key: &DestKey, s: &DestState) -> Rank {
     (
-        s.breaker.state == state::CLOSED,
+        s.breaker.state == State::Closed as u32,
         u64::MAX - s.counters.attempts,
         key.socket_addr(),
     )
@@ -140,7 +140,11 @@ mod tests {
         let mut s = DestState::default();
         s.counters.attempts = attempts;
         s.breaker.active = 1;
-        s.breaker.state = if open { state::OPEN } else { state::CLOSED };
+        s.breaker.state = if open {
+            State::Open as u32
+        } else {
+            State::Closed as u32
+        };
         (DestKey::from(addr), s)
     }
 

@@ -9,9 +9,9 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     dest::{DestKey, DestState},
-    overrides::{Override, kind},
+    overrides::{self, Override},
 };
 use serde::{Serialize, Serializer};
 
@@ -25,19 +25,19 @@ use crate::{
 };
 
 pub fn breaker_state(s: u32) -> BreakerState {
-    match s {
-        state::CLOSED => BreakerState::Closed,
-        state::OPEN => BreakerState::Open,
-        state::HALF_OPEN => BreakerState::HalfOpen,
-        _ => BreakerState::Unknown,
+    match State::from_raw(s) {
+        Some(State::Closed) => BreakerState::Closed,
+        Some(State::Open) => BreakerState::Open,
+        Some(State::HalfOpen) => BreakerState::HalfOpen,
+        None => BreakerState::Unknown,
     }
 }
 
 pub fn override_kind(o: &Override) -> OverrideKind {
-    match o.kind {
-        kind::FORCED_OPEN => OverrideKind::ForcedOpen,
-        kind::DISABLED => OverrideKind::Disabled,
-        _ => OverrideKind::Unknown,
+    match overrides::Kind::from_raw(o.kind) {
+        Some(overrides::Kind::ForcedOpen) => OverrideKind::ForcedOpen,
+        Some(overrides::Kind::Disabled) => OverrideKind::Disabled,
+        None => OverrideKind::Unknown,
     }
 }
 
@@ -124,7 +124,7 @@ impl StatusSnapshot {
         self.dests.retain(|(k, s)| filter.admits(&self.names, k, s));
         self.dests.sort_by_key(|(k, s)| {
             (
-                s.breaker.state == state::CLOSED,
+                s.breaker.state == State::Closed as u32,
                 u64::MAX - s.counters.failures(),
                 k.socket_addr(),
                 k.netns,
@@ -178,7 +178,7 @@ impl StatusSnapshot {
             trips: c.trips,
             trip_level: b.trips,
             guard_refusals: c.guard_refusals,
-            open_for_ms: (b.state == state::OPEN)
+            open_for_ms: (b.state == State::Open as u32)
                 .then(|| ms_until(b.open_until_ns, now))
                 .flatten(),
             override_kind: o.map(override_kind),

@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{cgroup::ScratchCgroup, exec::Place, fixtures, net::RefusingPort};
@@ -183,10 +183,12 @@ pub fn run(size: Size) -> Results {
         .unwrap_or_default();
     let c = state.counters;
     let check = Check::expect(
-        state.breaker.state == state::OPEN && c.rejected_circuit == rejections && c.failures() == 1,
+        state.breaker.state == State::Open as u32
+            && c.rejected_circuit == rejections
+            && c.failures() == 1,
         format!(
             "the destination is {} with {} rejections of {rejections} and {} failure (the trip)",
-            if state.breaker.state == state::OPEN {
+            if state.breaker.state == State::Open as u32 {
                 "OPEN"
             } else {
                 "not open"

@@ -3,7 +3,7 @@
 //! copied, found not to be IP, passed) measured in the same run.
 
 use enforcer::bpf::{Enforcer, LoadOptions};
-use enforcer_common::overrides::{Override, kind};
+use enforcer_common::overrides::{Kind, Override};
 use enforcer_tests::{
     fixtures::{self, base_policy, minute_open},
     frames::{ACK, SYN, Tcp},
@@ -104,7 +104,7 @@ pub fn run(size: Size) -> Results {
         });
     }
     let forced = Override {
-        kind: kind::FORCED_OPEN,
+        kind: Kind::ForcedOpen as u32,
         ..Override::default()
     };
     let maps = enforcer.maps_mut();

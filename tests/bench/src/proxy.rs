@@ -34,7 +34,7 @@ use std::{
 
 use enforcer::bpf::Enforcer;
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{
@@ -419,7 +419,7 @@ pub fn run(size: Size) -> Results {
         .get(&enforcer_tests::key(SocketAddr::V4(proxy.checked)))
         .expect("reading DESTS");
     checks.push(Check::expect(
-        tracked.is_some_and(|s| s.breaker.state == state::CLOSED) && proxied.is_none(),
+        tracked.is_some_and(|s| s.breaker.state == State::Closed as u32) && proxied.is_none(),
         "the backend is tracked (CLOSED) in the kernel's map and HAProxy's port is not".to_owned(),
     ));
     let all: Vec<Vec<u64>> = m.iter().map(|v| v.cycle.concat()).collect();
@@ -465,7 +465,8 @@ pub fn run(size: Size) -> Results {
         .iter()
         .all(|s| s.1 == CONNECT_ERRNO + EHOSTUNREACH as u64);
     checks.push(Check::expect(
-        all_rejected && rejected.is_some_and(|(st, n)| st == state::OPEN && n >= size.down as u64),
+        all_rejected
+            && rejected.is_some_and(|(st, n)| st == State::Open as u32 && n >= size.down as u64),
         format!(
             "(a) the breaker is OPEN and rejected every measured attempt (map: {rejected:?} \
              (state, rejected))"

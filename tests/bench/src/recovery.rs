@@ -25,7 +25,7 @@ use std::{
 
 use enforcer::bpf::{Enforcer, pins};
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{
@@ -171,7 +171,7 @@ impl Variant {
         let (up, out) = std::thread::scope(|s| {
             let client = s.spawn(|| Place::cgroup(&self.cgroup).run(|| retry_until_up(dest)));
             assert!(
-                self.wait_for(dest, state::OPEN),
+                self.wait_for(dest, State::Open as u32),
                 "{dest} never tripped (trial {i})"
             );
             let wait = (clock::unit(i as u64) * (up_within_ms * 1_000_000) as f64) as u64;
@@ -184,7 +184,7 @@ impl Variant {
         });
         let mut it = out.split_whitespace().map(|v| v.parse::<u64>().unwrap());
         let (ok_at, rejected) = (it.next().unwrap(), it.next().unwrap());
-        let closed = self.state(dest) == Some(state::CLOSED);
+        let closed = self.state(dest) == Some(State::Closed as u32);
         (ok_at.saturating_sub(up), rejected, closed)
     }
 }

@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use enforcer::bpf::Enforcer;
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{
@@ -177,7 +177,7 @@ fn check_open(enforcer: &Enforcer, dests: &[SocketAddrV4], failures: u64) -> Che
                 .get(&enforcer_tests::key(SocketAddr::V4(*d)))
                 .expect("reading DESTS")
                 .unwrap_or_default();
-            let ok = state.breaker.state == state::OPEN
+            let ok = state.breaker.state == State::Open as u32
                 && state.counters.trips == 1
                 && state.counters.failures() == failures;
             (!ok).then(|| format!("{d}: {:?}", state.counters))

@@ -15,7 +15,7 @@ use std::{
 
 use enforcer::bpf::{Enforcer, Maps, pins::PinDir};
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     counters::GlobalCounter,
     dest::DestState,
     flow::{Flow, FlowKey},
@@ -220,7 +220,7 @@ fn icmp_errors_quoting_another_number_and_answers_the_guest_loops_back_are_no_ou
     });
     let s = tracked(&enforcer, silent);
     assert_eq!(s.counters.failures(), 0, "{:?}", s.counters);
-    assert_eq!(s.breaker.state, state::CLOSED);
+    assert_eq!(s.breaker.state, State::Closed as u32);
     assert_eq!(s.breaker.pending, 1, "still waiting for a real answer");
 
     // The guest's own RST at its next number: abandoned, the slot back.
@@ -372,7 +372,7 @@ fn syns_from_a_source_not_routed_back_through_the_interface_leave_the_destinatio
         let s = tracked(&enforcer, dest);
         assert_eq!((s.counters.attempts, s.counters.abandoned), (1, 1));
         assert_eq!(s.counters.failures(), 0);
-        assert_eq!(s.breaker.state, state::CLOSED);
+        assert_eq!(s.breaker.state, State::Closed as u32);
     }
     assert_eq!(
         counter(&enforcer, GlobalCounter::PacketSynsSpoofed) - spoofed_before,

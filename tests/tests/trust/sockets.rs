@@ -10,7 +10,7 @@ use std::{
 
 use enforcer::bpf::Enforcer;
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     dest::{DestKey, DestState},
     policy::{BackoffRow, Policy},
 };
@@ -122,7 +122,7 @@ fn connecting_again_after_a_synchronous_failure_strands_no_slot() {
     assert_eq!(s.counters.attempts, 5);
     assert_eq!(s.counters.local_errors, 5, "{:?}", s.counters);
     assert_eq!(s.counters.failures(), 0, "local errors are not failures");
-    assert_eq!(s.breaker.state, state::CLOSED);
+    assert_eq!(s.breaker.state, State::Closed as u32);
 
     // Any other process still passes the gate (and fails the same local way,
     // not with the bulkhead's ECONNREFUSED).
@@ -214,7 +214,7 @@ fn caller_ends_five_connects(end: fn(&std::os::fd::OwnedFd) -> Result<(), i32>) 
     assert_eq!(s.counters.attempts, 5);
     assert_eq!(s.counters.abandoned, 5, "{:?}", s.counters);
     assert_eq!(s.counters.failures(), 0);
-    assert_eq!(s.breaker.state, state::CLOSED);
+    assert_eq!(s.breaker.state, State::Closed as u32);
     assert_eq!(s.counters.trips, 0);
 }
 
@@ -265,7 +265,7 @@ fn an_error_left_on_the_socket_by_an_earlier_connect_is_not_counted_again() {
     assert_eq!(s.counters.attempts, 5);
     assert_eq!(s.counters.abandoned, 5, "{:?}", s.counters);
     assert_eq!(s.counters.failures_refused, 0);
-    assert_eq!(s.breaker.state, state::CLOSED);
+    assert_eq!(s.breaker.state, State::Closed as u32);
 }
 
 #[test]
@@ -288,7 +288,7 @@ fn a_caller_that_gives_up_after_silence_counts_as_a_timeout() {
     let s = settled(&enforcer, &enforcer_tests::key(addr));
     assert_eq!(s.counters.failures_timeout, 3, "{:?}", s.counters);
     assert_eq!(s.counters.abandoned, 0);
-    assert_eq!(s.breaker.state, state::OPEN, "three timeouts trip");
+    assert_eq!(s.breaker.state, State::Open as u32, "three timeouts trip");
 }
 
 #[test]
@@ -359,7 +359,7 @@ fn tcp_fast_open_connects_release_their_slots() {
     assert_eq!(s.counters.successes, 2);
     assert_eq!(s.counters.abandoned, 5);
     assert_eq!(s.counters.failures(), 0);
-    assert_eq!(s.breaker.state, state::CLOSED);
+    assert_eq!(s.breaker.state, State::Closed as u32);
 }
 
 #[test]
@@ -382,7 +382,7 @@ fn a_probe_nobody_ends_is_reclaimed() {
 
     let refused = place.connects(addr, 3);
     assert!(refused.iter().all(|r| *r == Err(libc::ECONNREFUSED)));
-    assert_eq!(settled(&enforcer, &key).breaker.state, state::OPEN);
+    assert_eq!(settled(&enforcer, &key).breaker.state, State::Open as u32);
     // The destination goes silent; the attacker's probe hangs in SYN_SENT and
     // is kept open, holding the only probe slot.
     ns.tcp_port(port, "drop");
@@ -399,7 +399,7 @@ fn a_probe_nobody_ends_is_reclaimed() {
     assert_eq!(out, "Ok(()) Err(111) Err(111)");
     let s = settled(&enforcer, &key);
     assert_eq!(s.counters.probes_reclaimed, 1, "{:?}", s.counters);
-    assert_eq!(s.breaker.state, state::OPEN, "reclaimed: reopened");
+    assert_eq!(s.breaker.state, State::Open as u32, "reclaimed: reopened");
     assert_eq!(s.breaker.trips, 2);
     assert_eq!(s.breaker.probes_in_flight, 0);
 }
@@ -423,14 +423,14 @@ fn destinations_are_per_network_namespace() {
     assert_eq!(tripped, ["Err(111)"; 5].join(" "));
     let key_inside = enforcer_tests::key_in(&ns, addr);
     let s = settled(&enforcer, &key_inside);
-    assert_eq!(s.breaker.state, state::OPEN);
+    assert_eq!(s.breaker.state, State::Open as u32);
     assert_eq!(s.counters.rejected_circuit, 2);
 
     // The host's 127.0.0.1:PORT is another service: untouched, reachable.
     let reached = host.connects(addr, 5);
     assert!(reached.iter().all(Result::is_ok), "{reached:?}");
     let h = settled(&enforcer, &enforcer_tests::key(addr));
-    assert_eq!(h.breaker.state, state::CLOSED);
+    assert_eq!(h.breaker.state, State::Closed as u32);
     assert_eq!(h.counters.successes, 5);
     assert_eq!(h.counters.failures(), 0);
     assert_ne!(key_inside, enforcer_tests::key(addr));
@@ -442,7 +442,7 @@ fn destinations_are_per_network_namespace() {
     let reached = third.connects(addr, 3);
     assert!(reached.iter().all(Result::is_ok), "{reached:?}");
     let o = settled(&enforcer, &enforcer_tests::key_in(&other, addr));
-    assert_eq!(o.breaker.state, state::CLOSED);
+    assert_eq!(o.breaker.state, State::Closed as u32);
     assert_eq!(o.counters.successes, 3);
     drop(listener);
 }
@@ -521,7 +521,7 @@ fn a_lowered_hop_limit_is_the_callers_doing() {
         let s = settled(&enforcer, &guest_key(addr));
         assert_eq!(s.counters.local_errors, 5, "{addr}: {:?}", s.counters);
         assert_eq!(s.counters.failures(), 0, "{addr}");
-        assert_eq!(s.breaker.state, state::CLOSED, "{addr}");
+        assert_eq!(s.breaker.state, State::Closed as u32, "{addr}");
     }
 
     // The same ICMP error on the path of a socket with the system's hop limit
@@ -537,6 +537,6 @@ fn a_lowered_hop_limit_is_the_callers_doing() {
             "{addr}: {:?}",
             s.counters
         );
-        assert_eq!(s.breaker.state, state::OPEN, "{addr}");
+        assert_eq!(s.breaker.state, State::Open as u32, "{addr}");
     }
 }

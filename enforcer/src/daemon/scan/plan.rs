@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     control::when,
     dest::{DestKey, DestState},
 };
@@ -130,7 +130,7 @@ pub fn plan(
     for entry in entries {
         let (key, s) = (entry.0, &entry.1);
         let b = &s.breaker;
-        if b.state != state::CLOSED {
+        if b.state != State::Closed as u32 {
             plan.open.insert(key);
         }
         // Inserted by the gate, which names its policy right after, under
@@ -156,7 +156,7 @@ pub fn plan(
             if !holds_slot {
                 let stale = when::OPEN_TOO | when::STALE_POLICY;
                 plan.actions.push(forget(Reason::PolicyGone, stale));
-            } else if b.state != state::CLOSED {
+            } else if b.state != State::Closed as u32 {
                 plan.actions.push(Action::ResetStale { key });
             }
             continue;
@@ -165,11 +165,11 @@ pub fn plan(
             continue;
         }
         let idle_ns = now.saturating_sub(s.last_attempt_ns);
-        if b.state == state::CLOSED && idle_ns >= limits.gc_idle_ns {
+        if b.state == State::Closed as u32 && idle_ns >= limits.gc_idle_ns {
             plan.actions.push(forget(Reason::IdleClosed, 0));
-        } else if b.state != state::CLOSED
+        } else if b.state != State::Closed as u32
             && idle_ns >= p.open_max_ns.saturating_add(limits.gc_idle_ns)
-            && (b.state != state::OPEN || now >= b.open_until_ns)
+            && (b.state != State::Open as u32 || now >= b.open_until_ns)
         {
             let idle = when::OPEN_TOO | when::OPEN_ENDED;
             plan.actions.push(forget(Reason::IdleOpen, idle));
@@ -301,12 +301,12 @@ mod tests {
     fn idle_open_destinations_go_after_open_max_plus_gc_idle_once_their_period_ends() {
         let open = |at, until| {
             let mut s = dest(at, 1);
-            s.breaker.state = state::OPEN;
+            s.breaker.state = State::Open as u32;
             s.breaker.open_until_ns = until * SEC;
             s
         };
         let mut half = dest(0, 1);
-        half.breaker.state = state::HALF_OPEN;
+        half.breaker.state = State::HalfOpen as u32;
         let now = 400 * SEC;
         let entries = [
             (key(1), open(0, 300)),
@@ -332,11 +332,11 @@ mod tests {
     fn destinations_of_a_gone_policy_are_forgotten_or_reset_when_busy() {
         let mut other_epoch = dest(99, 5);
         other_epoch.policy_epoch = EPOCH + 1;
-        other_epoch.breaker.state = state::OPEN;
+        other_epoch.breaker.state = State::Open as u32;
         let mut busy = other_epoch;
         busy.breaker.active = 2;
         let mut busy_closed = busy;
-        busy_closed.breaker.state = state::CLOSED;
+        busy_closed.breaker.state = State::Closed as u32;
         let mut gone_id = dest(99, 5);
         gone_id.policy_id = 2;
         gone_id.policy_epoch = EPOCH + 2;
@@ -346,7 +346,7 @@ mod tests {
         // (a restart renumbered it): the gate moves it at its next connect.
         let mut renumbered = dest(99, 5);
         renumbered.policy_id = 3;
-        renumbered.breaker.state = state::OPEN;
+        renumbered.breaker.state = State::Open as u32;
         let mut renumbered_idle = dest(0, 1);
         renumbered_idle.policy_id = 3;
         let entries = [
@@ -405,7 +405,7 @@ mod tests {
         for port in 10..17 {
             let mut s = dest(u64::from(port) + 50, 1);
             if port == 12 {
-                s.breaker.state = state::OPEN;
+                s.breaker.state = State::Open as u32;
                 s.breaker.open_until_ns = 1000 * SEC;
             }
             entries.push((key(port), s));

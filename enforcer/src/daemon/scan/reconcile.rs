@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use enforcer_common::{
-    breaker::state,
+    breaker::State,
     dest::{DestKey, DestState},
     policy::PolicyStats,
 };
@@ -42,7 +42,7 @@ pub fn count(entries: &[(DestKey, DestState)]) -> BTreeMap<u32, Counts> {
     for (_, s) in entries.iter().filter(|(_, s)| s.policy_id != 0) {
         let c = out.entry(s.policy_id).or_default();
         c.tracked += 1;
-        c.open += u64::from(s.breaker.state != state::CLOSED);
+        c.open += u64::from(s.breaker.state != State::Closed as u32);
     }
     out
 }
@@ -138,11 +138,11 @@ mod tests {
             (DestKey::default(), s)
         };
         let entries = [
-            dest(1, state::CLOSED),
-            dest(1, state::OPEN),
-            dest(1, state::HALF_OPEN),
-            dest(2, state::CLOSED),
-            dest(0, state::CLOSED),
+            dest(1, State::Closed as u32),
+            dest(1, State::Open as u32),
+            dest(1, State::HalfOpen as u32),
+            dest(2, State::Closed as u32),
+            dest(0, State::Closed as u32),
         ];
         assert_eq!(count(&entries), counted(&[(1, 3, 2), (2, 1, 0)]));
     }
