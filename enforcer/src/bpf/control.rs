@@ -1,6 +1,7 @@
 //! Running the kernel's `control` program: `BPF_PROG_TEST_RUN` with the command
 //! as the test packet. The daemon changes a destination's state only through
-//! it, under the destination's lock, never by writing `DESTS` itself.
+//! it, under the destination's lock, never by writing `DESTS` itself. aya 0.14
+//! does not run programs.
 
 use std::{
     io,
@@ -13,7 +14,12 @@ use aya::{
 };
 use enforcer_common::control::{Command, Reply};
 
-use super::{BpfError, pins::PinDir, programs::CONTROL};
+use super::{
+    BpfError,
+    pins::PinDir,
+    programs::CONTROL,
+    syscall::{bpf, bpf_cmd, zeroed_attr},
+};
 
 /// What a command did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,32 +29,6 @@ pub enum Applied {
     NotApplicable,
     NotFound,
 }
-
-/// `union bpf_attr` for `BPF_PROG_TEST_RUN` (`test`), up to the fields we use.
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    _pad: u32,
-}
-
-/// A raw `bpf(2)` through libc: aya 0.14 does not run programs, and rustix and
-/// nix do not cover `bpf(2)` at all.
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
 /// What one `BPF_PROG_TEST_RUN` returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,33 +47,23 @@ pub fn test_run(program: &ProgramFd, data: &[u8], repeat: u32) -> io::Result<Tes
     let mut data_in = data.to_vec();
     // Room for what a program may grow the packet to.
     let mut data_out = vec![0u8; data.len() + 256];
-    let mut attr = TestRunAttr {
-        prog_fd: program.as_fd().as_raw_fd() as u32,
-        data_size_in: data_in.len() as u32,
-        data_in: data_in.as_mut_ptr() as u64,
-        data_size_out: data_out.len() as u32,
-        data_out: data_out.as_mut_ptr() as u64,
-        repeat,
-        ..TestRunAttr::default()
-    };
-    // SAFETY: bpf(2) with a correctly laid out attribute for this command and
-    // buffers that outlive the call (`data_size_out` says how big the output is).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &raw mut attr,
-            size_of::<TestRunAttr>() as u32,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    data_out.truncate(attr.data_size_out as usize);
+    let mut attr = zeroed_attr();
+    attr.test.prog_fd = program.as_fd().as_raw_fd() as u32;
+    attr.test.data_size_in = data_in.len() as u32;
+    attr.test.data_in = data_in.as_mut_ptr() as u64;
+    attr.test.data_size_out = data_out.len() as u32;
+    attr.test.data_out = data_out.as_mut_ptr() as u64;
+    attr.test.repeat = repeat;
+    // SAFETY: the input and output buffers outlive the call, and
+    // `data_size_out` says how much the kernel may write.
+    unsafe { bpf(bpf_cmd::BPF_PROG_TEST_RUN, &mut attr) }?;
+    // SAFETY: the kernel wrote its answer into the member set above.
+    let test = unsafe { attr.test };
+    data_out.truncate(test.data_size_out as usize);
     Ok(TestRun {
-        retval: attr.retval,
+        retval: test.retval,
         data_out,
-        duration_ns: attr.duration,
+        duration_ns: test.duration,
     })
 }
 

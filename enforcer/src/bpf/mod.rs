@@ -28,7 +28,7 @@ mod overrides;
 pub mod pins;
 mod policy_set;
 pub mod programs;
-mod syscall;
+pub mod syscall;
 mod tc;
 
 pub use config::ConfigMap;
@@ -41,6 +41,7 @@ pub use flows::Flows;
 pub use handle::{Enforcer, Installed, KernelLogger, LoadOptions, ProgramStats, enable_run_stats};
 pub use interfaces::{Ingress, Interfaces, PacketHook, Watched, WatchedMap, if_index};
 pub use maps::Maps;
+pub use occupied::attached_programs;
 pub use overrides::Overrides;
 pub use policy_set::{KernelPolicies, PolicyBanks};
 pub use tc::TcApi;

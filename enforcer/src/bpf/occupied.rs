@@ -48,7 +48,7 @@ pub fn find(cgroup: &Path, pins: &PinDir) -> io::Result<Option<Occupant>> {
     let ours = held_by(pins);
     let mut names = None;
     let mut check = |dir: &Path| -> io::Result<Option<Occupant>> {
-        let foreign: Vec<u32> = attached(dir)?
+        let foreign: Vec<u32> = attached_programs(dir)?
             .into_iter()
             .filter(|id| !ours.contains(id))
             .collect();
@@ -104,8 +104,8 @@ fn is_ours(kernel_name: &str) -> bool {
 }
 
 /// The ids of the programs attached to the cgroup directory `dir` itself (not
-/// inherited), over our attach types.
-fn attached(dir: &Path) -> io::Result<Vec<u32>> {
+/// inherited), at the hooks of the enforcer's cgroup programs.
+pub fn attached_programs(dir: &Path) -> io::Result<Vec<u32>> {
     let file = File::open(dir)?;
     let mut ids = Vec::new();
     for attach_type in ATTACH_TYPES {

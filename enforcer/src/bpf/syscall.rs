@@ -3,9 +3,12 @@
 //! and nix do not cover `bpf(2)` at all; the attribute is aya-obj's binding of
 //! the kernel's `union bpf_attr`, so no layout is kept by hand here.
 
-use std::io;
+use std::{
+    io,
+    os::fd::{FromRawFd, OwnedFd},
+};
 
-pub use aya_obj::generated::{bpf_attr, bpf_cmd};
+pub use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_prog_type};
 
 /// An all-zero attribute: every field the kernel reads and the command does not
 /// set must be zero (the kernel refuses non-zero bytes past what it knows).
@@ -22,6 +25,27 @@ pub fn zeroed_attr() -> bpf_attr {
 /// valid, for the length the attribute gives, for what the kernel reads or
 /// writes during the call.
 pub unsafe fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<()> {
+    // SAFETY: passed on from the caller.
+    unsafe { raw(cmd, attr) }.map(drop)
+}
+
+/// As [`bpf`], for the commands that return a new descriptor (a program
+/// load, a link).
+///
+/// # Safety
+/// As [`bpf`]; `cmd` must be a command that returns a descriptor.
+pub unsafe fn bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
+    // SAFETY: passed on from the caller.
+    let fd = unsafe { raw(cmd, attr) }?;
+    // SAFETY: the kernel returned a new descriptor, owned from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `bpf(2)`: the kernel's return value, or its error.
+///
+/// # Safety
+/// As [`bpf`].
+unsafe fn raw(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<libc::c_long> {
     // SAFETY: the caller vouches for the attribute's contents; its size is the
     // binding's, which the kernel accepts from any newer or older header.
     let rc = unsafe {
@@ -35,6 +59,6 @@ pub unsafe fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<()> {
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(())
+        Ok(rc)
     }
 }

@@ -5,19 +5,13 @@
 //! on only for a separate pass after the timed rounds, never during them, and
 //! only while the handle [`enable`] returns is held (nothing is left switched on).
 
-use std::{collections::BTreeMap, fs::File, os::fd::AsRawFd, os::fd::OwnedFd, path::Path};
+use std::{collections::BTreeMap, os::fd::OwnedFd, path::Path};
 
 use aya::{
     programs::loaded_programs,
     sys::{Stats, enable_stats},
 };
 use serde::Serialize;
-
-/// `BPF_PROG_QUERY` (UAPI `enum bpf_cmd`).
-const BPF_PROG_QUERY: libc::c_long = 16;
-/// The cgroup hooks the enforcer attaches to (UAPI `enum bpf_attach_type`):
-/// sock_ops, inet4/inet6 connect, inet sock_release.
-const HOOKS: [u32; 4] = [3, 10, 11, 34];
 
 /// Keeps run-time statistics on for as long as it lives.
 pub struct Enabled(#[expect(dead_code, reason = "held, not read")] OwnedFd);
@@ -26,48 +20,10 @@ pub fn enable() -> Enabled {
     Enabled(enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS (kernel ≥ 5.8)"))
 }
 
-/// The query part of `union bpf_attr` (UAPI), up to the fields this reads.
-#[repr(C)]
-#[derive(Default)]
-struct ProgQuery {
-    target_fd: u32,
-    attach_type: u32,
-    query_flags: u32,
-    attach_flags: u32,
-    prog_ids: u64,
-    prog_cnt: u32,
-    _pad: u32,
-}
-
 /// IDs of the programs attached directly to `cgroup` at the enforcer's hooks.
 pub fn attached_programs(cgroup: &Path) -> Vec<u32> {
-    let dir = File::open(cgroup).unwrap_or_else(|e| panic!("{}: {e}", cgroup.display()));
-    let mut ids = Vec::new();
-    for attach_type in HOOKS {
-        let mut buf = [0u32; 64];
-        let mut attr = ProgQuery {
-            target_fd: dir.as_raw_fd() as u32,
-            attach_type,
-            prog_ids: buf.as_mut_ptr() as u64,
-            prog_cnt: buf.len() as u32,
-            ..ProgQuery::default()
-        };
-        // libc: rustix has no bpf(2), and aya 0.14 queries only lirc and
-        // cgroup-device attachments.
-        // SAFETY: a valid attr of the size given; the kernel writes at most
-        // `prog_cnt` ids into `buf`.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_QUERY,
-                &raw mut attr,
-                size_of::<ProgQuery>(),
-            )
-        };
-        assert_eq!(rc, 0, "BPF_PROG_QUERY: {}", std::io::Error::last_os_error());
-        ids.extend_from_slice(&buf[..attr.prog_cnt as usize]);
-    }
-    ids
+    enforcer::bpf::attached_programs(cgroup)
+        .unwrap_or_else(|e| panic!("BPF_PROG_QUERY on {}: {e}", cgroup.display()))
 }
 
 /// The kernel keeps 15 bytes of a program's name (`track_sock_rele`): the
