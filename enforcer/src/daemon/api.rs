@@ -461,7 +461,7 @@ async fn events(State(api): State<Api>) -> Response {
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
-    super::metrics::scrape(&api.shared)
+    super::metrics::scrape(api.shared).await
 }
 
 async fn uninstall(State(api): State<Api>) -> Answer<Uninstalling> {

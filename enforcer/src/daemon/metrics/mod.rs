@@ -28,10 +28,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// The metrics listener's routes.
 pub fn router(shared: Shared) -> Router {
     Router::new()
-        .route(
-            "/metrics",
-            get(|State(s): State<Shared>| async move { scrape(&s) }),
-        )
+        .route("/metrics", get(|State(s): State<Shared>| scrape(s)))
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
@@ -54,10 +51,19 @@ fn ready(d: &Daemon) -> Response {
     }
 }
 
-/// A scrape: the maps are read under the daemon's lock, the series built
-/// and encoded after it is released, as the client reads them.
-pub fn scrape(shared: &Shared) -> Response {
-    let raw = Raw::read(&lock(shared));
+/// A scrape: read on a blocking thread ([`Raw::read`]), the series built and
+/// encoded as the client reads them.
+pub async fn scrape(shared: Shared) -> Response {
+    let raw = match tokio::task::spawn_blocking(move || Raw::read(&shared)).await {
+        Ok(raw) => raw,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading the maps: {e}\n"),
+            )
+                .into_response();
+        }
+    };
     let mut response = stream::streamed(CONTENT_TYPE, move |w| {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Snapshot::from(raw)));
@@ -152,9 +158,9 @@ impl Totals {
     }
 }
 
-/// What a scrape reads under the daemon's lock: the destinations that get
-/// series of their own (the rest summed as read), and copies of the
-/// daemon's small tables.
+/// What a scrape reads: the destinations that get series of their own (the
+/// rest summed as read), through the daemon's second handle on their map and
+/// without its lock, then copies of the daemon's small tables, under it.
 struct Raw {
     top: Top,
     names: PolicyNames,
@@ -163,16 +169,21 @@ struct Raw {
 }
 
 impl Raw {
-    fn read(d: &Daemon) -> Self {
-        let mut top = Top::new(d.config.daemon.max_series as usize);
-        if let Err(e) = d.enforcer.maps().dests.each(|k, s| top.offer(k, s)) {
+    fn read(shared: &Shared) -> Self {
+        let (dests, limit) = {
+            let d = lock(shared);
+            (d.dests.clone(), d.config.daemon.max_series as usize)
+        };
+        let mut top = Top::new(limit);
+        if let Err(e) = dests.each(|k, s| top.offer(k, s)) {
             tracing::warn!("scrape: reading the destinations: {e}");
         }
+        let d = lock(shared);
         Self {
             top,
-            names: PolicyNames::of(d),
+            names: PolicyNames::of(&d),
             namespaces: d.namespaces.clone(),
-            totals: Totals::read(d),
+            totals: Totals::read(&d),
         }
     }
 }
