@@ -17,7 +17,7 @@ use std::{
         unix::process::{CommandExt as _, ExitStatusExt as _},
     },
     path::Path,
-    process::{Command, ExitStatus, Stdio},
+    process::{Command, Stdio},
     sync::atomic::{AtomicBool, Ordering},
     thread,
     time::{Duration, Instant},
@@ -71,12 +71,12 @@ const ADDED_RULE: &str = "127.0.0.9/32:9";
 
 /// Runs the daemon on `d`'s configuration with `point` armed, reaches it, and
 /// returns how the process ended.
-fn run_into(d: &Daemon, point: &str, trigger: &Trigger) -> ExitStatus {
+fn run_into(d: &Daemon, point: &str, trigger: &Trigger) {
     run_into_in(d, point, trigger, None)
 }
 
 /// [`run_into`], with the daemon in the network namespace at `netns`.
-fn run_into_in(d: &Daemon, point: &str, trigger: &Trigger, netns: Option<&Path>) -> ExitStatus {
+fn run_into_in(d: &Daemon, point: &str, trigger: &Trigger, netns: Option<&Path>) {
     let actions = match trigger {
         Trigger::Reload { .. } => "1*off->return",
         Trigger::Start | Trigger::Uninstall => "return",
@@ -87,7 +87,7 @@ fn run_into_in(d: &Daemon, point: &str, trigger: &Trigger, netns: Option<&Path>)
         .arg(&d.config)
         .env("FAILPOINTS", format!("{point}={actions}"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     if let Some(path) = netns {
         let ns = OwnedFd::from(fs::File::open(path).expect("the network namespace"));
         // SAFETY: the hook only calls setns (async-signal-safe).
@@ -119,9 +119,22 @@ fn run_into_in(d: &Daemon, point: &str, trigger: &Trigger, netns: Option<&Path>)
             let _ = d.run_uninstall();
         }
     }
+    // Drained as it comes: a full pipe would stop the daemon before its point.
+    let mut stderr = child.stderr.take().expect("piped");
+    let log = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            return status;
+            let log = log.join().unwrap_or_default();
+            assert_eq!(
+                status.signal(),
+                Some(libc::SIGKILL),
+                "{point}: {status}, the daemon said:\n{log}"
+            );
+            return;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -204,8 +217,7 @@ fn a_daemon_killed_at_any_step_comes_back_with_one_program_per_hook_and_exact_sl
                 // unenforced meanwhile).
                 d.uninstall();
             }
-            let status = run_into(&d, point, &trigger);
-            assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: {status}");
+            run_into(&d, point, &trigger);
             if let Trigger::Reload { applied } = trigger {
                 let (added, rest): (Vec<_>, Vec<_>) = d
                     .kernel_rules()
@@ -253,8 +265,7 @@ fn a_daemon_killed_while_attaching_to_an_interface_comes_back_with_one_program_p
         for pin in fs::read_dir(d.pin_dir.join("interfaces")).unwrap() {
             fs::remove_dir_all(pin.unwrap().path()).unwrap();
         }
-        let status = run_into_in(&d, point, &Trigger::Start, Some(&router));
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: {status}");
+        run_into_in(&d, point, &Trigger::Start, Some(&router));
         d.spawn();
         assert_eq!(
             on_interface(),
