@@ -1,6 +1,7 @@
 //! The enforcer daemon and CLI: loads the kernel programs, attaches them to a
 //! cgroup, and reads what they count.
 
+pub mod adaptive;
 pub mod api;
 pub mod bpf;
 pub mod cgroup;
