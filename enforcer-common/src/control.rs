@@ -44,6 +44,11 @@ raw_enum! {
         /// start a new generation, so that no record of an earlier admission
         /// releases into this one (see [`crate::dest::DestState::orphan_slots`]).
         ReleaseOrphaned = 7,
+        /// Set the destination's learned cap ([`Command::limit`]), when it
+        /// still belongs to policy [`Command::policy_id`] under that policy's
+        /// current epoch: a limit learned under one policy never caps a
+        /// destination that has moved to another.
+        SetLimit = 8,
     }
 }
 
@@ -87,7 +92,8 @@ pub struct Command {
     /// The flow of a flow command; destination commands use `flow.dest` only.
     pub flow: FlowKey,
     /// Arguments, per kind: FORGET `[idle_since_ns, when]`, RESET `[0, when]`,
-    /// ADJUST_POLICY_STATS `[tracked delta, open delta]` (two's complement).
+    /// ADJUST_POLICY_STATS `[tracked delta, open delta]` (two's complement),
+    /// SET_LIMIT `[limit, 0]`.
     pub args: [u64; 2],
 }
 const _: () = assert!(size_of::<Command>() == 80);
@@ -140,6 +146,19 @@ impl Command {
         command
     }
 
+    /// SET_LIMIT of `dest`, learned under policy `policy_id`, to `limit`.
+    pub const fn set_limit(dest: DestKey, policy_id: u32, limit: u32) -> Self {
+        let mut command = Self::new(Kind::SetLimit, dest);
+        command.policy_id = policy_id;
+        command.args = [limit as u64, 0];
+        command
+    }
+
+    /// SET_LIMIT: the learned cap.
+    pub const fn limit(&self) -> u32 {
+        self.args[0] as u32
+    }
+
     /// FORGET: the last connect the destination may have seen.
     pub const fn idle_since_ns(&self) -> u64 {
         self.args[0]
@@ -169,6 +188,17 @@ impl Command {
 #[inline(always)]
 pub const fn stale_policy(d: &DestState, policy_epoch: u32) -> bool {
     d.policy_epoch != policy_epoch
+}
+
+/// SET_LIMIT on a destination as it is under its lock: applied when it
+/// belongs to `policy_id` under that policy's current epoch `policy_epoch`.
+#[inline(always)]
+pub const fn set_limit(d: &mut DestState, policy_id: u32, policy_epoch: u32, limit: u32) -> bool {
+    if d.policy_id != policy_id || stale_policy(d, policy_epoch) {
+        return false;
+    }
+    d.breaker.limit = limit;
+    true
 }
 
 /// FORGET's decision on a destination as it is under its lock at `now`, its
@@ -230,13 +260,32 @@ mod tests {
 
     #[test]
     fn raw_values_decode_to_their_variant_and_others_to_none() {
-        for kind in [Kind::Reset, Kind::Forget, Kind::ReleaseOrphaned] {
+        for kind in [
+            Kind::Reset,
+            Kind::Forget,
+            Kind::ReleaseOrphaned,
+            Kind::SetLimit,
+        ] {
             assert_eq!(Kind::from_raw(kind as u32), Some(kind));
         }
         assert_eq!(Kind::from_raw(0), None);
-        assert_eq!(Kind::from_raw(8), None);
+        assert_eq!(Kind::from_raw(9), None);
         assert_eq!(Reply::from_raw(0), Some(Reply::Invalid));
         assert_eq!(Reply::from_raw(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_limit_is_set_only_under_the_policy_and_epoch_it_was_learned_for() {
+        let mut d = DestState::new(3, 1);
+        d.policy_epoch = 77;
+        assert!(!set_limit(&mut d, 4, 77, 9), "another policy");
+        assert!(!set_limit(&mut d, 3, 78, 9), "a stale epoch");
+        assert_eq!(d.breaker.limit, 0);
+        assert!(set_limit(&mut d, 3, 77, 9));
+        assert_eq!(d.breaker.limit, 9);
+        let command = Command::set_limit(DestKey::from_ipv6_raw([0; 4], 80), 3, 9);
+        assert_eq!((command.policy_id, command.limit()), (3, 9));
+        assert_eq!(Kind::from_raw(command.kind), Some(Kind::SetLimit));
     }
 
     #[test]

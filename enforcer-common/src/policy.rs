@@ -73,9 +73,28 @@ pub struct Policy {
     /// destination reopens for the next backoff step (the connect timeout when
     /// set, else a bound of the daemon's); 0 = never.
     pub probe_timeout_ns: u64,
+    /// Non-zero: `max_connections` is only where each destination starts;
+    /// the daemon learns each one's own cap from its latency
+    /// ([`crate::breaker::Breaker::limit`]).
+    pub adaptive: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Policy>() == 96);
+const _: () = assert!(size_of::<Policy>() == 104);
 impl_pod!(Policy);
+
+impl Policy {
+    /// The cap on a destination's connections whose learned limit is `limit`:
+    /// that limit under an adaptive policy once learned, else
+    /// `max_connections`; 0 = none.
+    #[inline(always)]
+    pub const fn cap(&self, limit: u32) -> u32 {
+        if self.adaptive != 0 && limit != 0 {
+            limit
+        } else {
+            self.max_connections
+        }
+    }
+}
 
 /// The value of [`crate::maps::BACKOFF`] for one policy.
 #[repr(C)]

@@ -10,11 +10,14 @@
 //! | unknown destination, flow or policy        | `NotFound`      |
 //! | command moot in this state                 | `NotApplicable` |
 //! | applied                                    | `Applied`       |
+//!
+//! (`SET_LIMIT` on a destination of another policy, or of a stale epoch, is
+//! moot.)
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext};
 use enforcer_common::{
     breaker::Transition,
-    control::{Command, Kind, Reply, may_forget, stale_policy, when},
+    control::{Command, Kind, Reply, may_forget, set_limit, stale_policy, when},
     sock::SockInfo,
 };
 
@@ -33,6 +36,7 @@ const FORGET: u32 = Kind::Forget as u32;
 const FLOW_EXPIRE: u32 = Kind::FlowExpire as u32;
 const ADJUST_POLICY_STATS: u32 = Kind::AdjustPolicyStats as u32;
 const RELEASE_ORPHANED: u32 = Kind::ReleaseOrphaned as u32;
+const SET_LIMIT: u32 = Kind::SetLimit as u32;
 
 #[xdp]
 pub fn control(ctx: XdpContext) -> u32 {
@@ -67,7 +71,7 @@ fn run(command: &Command) -> Reply {
     let (kind, dest) = (command.kind, &command.flow.dest);
     if !matches!(
         kind,
-        FORGET | RESET | HEAL_PROBE_OK | HEAL_PROBE_FAILED | RELEASE_ORPHANED
+        FORGET | RESET | HEAL_PROBE_OK | HEAL_PROBE_FAILED | RELEASE_ORPHANED | SET_LIMIT
     ) {
         return Reply::Invalid;
     }
@@ -122,6 +126,7 @@ fn run(command: &Command) -> Reply {
         HEAL_PROBE_OK => d.heal_probe_ok(policy, now, &mut t.guard),
         HEAL_PROBE_FAILED => d.heal_probe_failed(policy, backoff, now).map(Some),
         RELEASE_ORPHANED => d.orphan_slots(now).map(|()| None),
+        SET_LIMIT => set_limit(d, command.policy_id, policy.epoch, command.limit()).then_some(None),
         _ => None,
     };
     let change = outcome.flatten().and_then(|t| Change::after(Some(t), d));

@@ -249,3 +249,96 @@ fn ten_thousand_connects_through_every_close_path_leave_no_slot_behind() {
     let unreachable: u64 = dests.iter().map(|d| d.counters.failures_unreachable).sum();
     assert_eq!(unreachable, 0);
 }
+
+/// `n` unprivileged processes (`nobody`, no capabilities) in `place`, each
+/// holding one connection to `addr` until killed (one refused holds none).
+fn holders(place: &Place, addr: SocketAddr, n: usize) -> Vec<std::process::Child> {
+    (0..n)
+        .map(|_| place.spawn_nobody_holding(addr, 1))
+        .collect()
+}
+
+/// Waits (bounded) until the destination has refused `refused` connects at
+/// its cap and holds `active` slots.
+fn settle_at(enforcer: &Enforcer, addr: SocketAddr, refused: u64, active: u32) {
+    let key = enforcer_tests::key(addr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (rejected, held) = enforcer
+            .maps()
+            .dests
+            .get(&key)
+            .expect("DESTS")
+            .map_or((0, 0), |s| (s.counters.rejected_bulkhead, s.breaker.active));
+        if (rejected, held) == (refused, active) {
+            return;
+        }
+        assert!(
+            rejected <= refused && held <= active && Instant::now() < deadline,
+            "{rejected} connects refused (want {refused}), {held} slots held (want {active})"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_learned_limit_is_the_cap_exactly_against_unprivileged_holders() {
+    use enforcer::bpf::Applied;
+    use enforcer_common::control::Command;
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached(&cgroup);
+    let server = CountingServer::start();
+    let addr = server.addr;
+    let backoff = BackoffRow::exponential(MS, MS);
+    let adaptive = Policy {
+        max_connections: 8,
+        adaptive: 1,
+        ..fixtures::base_policy()
+    };
+    fixtures::apply_one(&mut enforcer, addr, adaptive, backoff);
+    let place = Place::cgroup(&cgroup);
+    let mut held = holders(&place, addr, 1);
+    settle_at(&enforcer, addr, 0, 1);
+    let key = enforcer_tests::key(addr);
+    let set = |enforcer: &Enforcer, policy_id, limit| {
+        enforcer
+            .control()
+            .run(&Command::set_limit(key, policy_id, limit))
+            .expect("SET_LIMIT")
+    };
+    // Learned for another policy: never applied.
+    assert_eq!(
+        set(&enforcer, fixtures::POLICY_ID + 1, 3),
+        Applied::NotApplicable
+    );
+    assert_eq!(set(&enforcer, fixtures::POLICY_ID, 3), Applied::Applied);
+    // One held, a limit of 3: of five more holders exactly two get a slot.
+    held.extend(holders(&place, addr, 5));
+    settle_at(&enforcer, addr, 3, 3);
+    // The limit grows: of three more, two.
+    assert_eq!(set(&enforcer, fixtures::POLICY_ID, 5), Applied::Applied);
+    held.extend(holders(&place, addr, 3));
+    settle_at(&enforcer, addr, 4, 5);
+    // The same policy made static: its max_connections caps, the learned
+    // limit is not read (8 - 5 = 3 of four more).
+    fixtures::apply_one(
+        &mut enforcer,
+        addr,
+        Policy {
+            adaptive: 0,
+            ..adaptive
+        },
+        backoff,
+    );
+    held.extend(holders(&place, addr, 4));
+    settle_at(&enforcer, addr, 5, 8);
+    assert!(
+        server.max_concurrent.load(Ordering::SeqCst) <= 8,
+        "the server saw more than the cap"
+    );
+    for mut child in held {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    settled(&enforcer);
+}

@@ -49,7 +49,9 @@ pub struct Breaker {
     pub active: u32,
     /// Of those, still in SYN_SENT.
     pub pending: u32,
-    pub _pad: u32,
+    /// The destination's own cap, learned by the daemon when its policy is
+    /// adaptive ([`Policy::adaptive`]); 0 = none learned yet.
+    pub limit: u32,
     pub open_until_ns: u64,
     /// When the latest half-open probe was admitted, to reclaim probes that
     /// never end (`Policy::probe_timeout_ns`).
@@ -164,7 +166,8 @@ impl DestState {
             }
         }
         if refused.is_none() {
-            if policy.max_connections != 0 && b.active >= policy.max_connections {
+            let cap = policy.cap(b.limit);
+            if cap != 0 && b.active >= cap {
                 refused = Some(Cause::Bulkhead);
             } else if policy.max_pending != 0 && b.pending >= policy.max_pending {
                 refused = Some(Cause::Pending);

@@ -194,6 +194,39 @@ fn bulkhead_caps_active_and_pending() {
 }
 
 #[test]
+fn an_adaptive_policy_caps_at_the_learned_limit_and_a_static_one_ignores_it() {
+    let mut p = policy();
+    p.max_connections = 4;
+    p.adaptive = 1;
+    let mut d = Dest::new(p);
+    // Nothing learned yet: max_connections is where the destination starts.
+    let held = [d.connect(0), d.connect(1), d.connect(2), d.connect(3)];
+    assert!(
+        held.iter()
+            .all(|(v, _)| *v == Verdict::Admit { probe: false })
+    );
+    assert_eq!(d.connect(4).0, Verdict::Reject(Cause::Bulkhead));
+    // A learned limit below what is held refuses until enough close.
+    d.state.breaker.limit = 2;
+    for (_, mut s) in held.into_iter().take(2) {
+        assert_eq!(d.connect(5).0, Verdict::Reject(Cause::Bulkhead));
+        d.state.on_closed(&mut s);
+    }
+    assert_eq!(d.connect(6).0, Verdict::Reject(Cause::Bulkhead));
+    // One above max_connections is the cap too: the daemon bounds it.
+    d.state.breaker.limit = 5;
+    for t in 7..10 {
+        assert_eq!(d.connect(t).0, Verdict::Admit { probe: false }, "at {t}");
+    }
+    assert_eq!(d.connect(10).0, Verdict::Reject(Cause::Bulkhead));
+    // A static policy never reads the learned limit.
+    d.policy.adaptive = 0;
+    d.state.breaker.limit = 100;
+    assert_eq!(d.state.breaker.active, 5);
+    assert_eq!(d.connect(11).0, Verdict::Reject(Cause::Bulkhead));
+}
+
+#[test]
 fn observe_mode_never_rejects_but_counts() {
     let mut p = policy();
     p.mode = Mode::Observe as u32;

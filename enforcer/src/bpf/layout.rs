@@ -15,7 +15,7 @@ use super::{BpfError, pins::PinDir};
 /// Bumped whenever a pinned map's name, type, key or value changes, or a
 /// program's pin or attachment does; `layout_table_matches_the_version`
 /// (below) fails until it is.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 const PREFIX: &str = "layout-";
 
@@ -86,7 +86,7 @@ mod tests {
     /// 3: `Config` grew `kernel_log` (56 → 64 bytes), and aya-log's ring
     /// buffer `AYA_LOGS` joined (not pinned: a daemon finds it through the
     /// programs' ids).
-    const LAYOUT_V3: &str = "\
+    const LAYOUT_V4: &str = "\
 AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512
 CONFIG type 2 key 4 value 64 entries 1
@@ -97,7 +97,7 @@ FIB_SCRATCH type 6 key 4 value 64
 FLOWS type 1 key 56 value 112
 FRAMES type 6 key 4 value 192
 OVERRIDES type 1 key 32 value 16
-POLICIES type 2 key 4 value 96 entries 512
+POLICIES type 2 key 4 value 104 entries 512
 POLICY_RULES_0 type 11 key 24 value 4
 POLICY_RULES_1 type 11 key 24 value 4
 POLICY_STATS type 2 key 4 value 24 entries 256
@@ -134,7 +134,7 @@ ZERO_DEST type 2 key 4 value 552 entries 1
         let table = lines.join("\n") + "\n";
         assert_eq!(
             (VERSION, table.as_str()),
-            (3, LAYOUT_V3),
+            (4, LAYOUT_V4),
             "the pinned layout changed: bump layout::VERSION and record the new table"
         );
     }

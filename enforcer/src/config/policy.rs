@@ -236,6 +236,10 @@ impl PolicySpec {
             cgroup_level,
             epoch: self.epoch(),
             probe_timeout_ns: ns(self.connect_timeout.unwrap_or(PROBE_BOUND)),
+            // Static caps only until `max_connections = "auto"` is configurable
+            // (the daemon's learning loop is what sets `Breaker::limit`).
+            adaptive: 0,
+            _pad: 0,
         }
     }
 
