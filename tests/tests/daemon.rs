@@ -231,6 +231,8 @@ fn detach_on_exit_leaves_nothing_behind() {
     };
     assert!(status.success());
     assert!(!d.pin_dir.exists());
+    let attached = cgroup.attached_programs();
+    assert!(attached.is_empty(), "still attached: {attached}");
 }
 
 #[test]
@@ -254,6 +256,8 @@ fn uninstall_without_a_daemon_removes_the_pins_it_left() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!d.pin_dir.exists());
+    let attached = cgroup.attached_programs();
+    assert!(attached.is_empty(), "still attached: {attached}");
     assert_eq!(
         connects(&cgroup, addr, 1),
         [Err(ECONNREFUSED as i32)],

@@ -3,19 +3,16 @@
 //! AIMD backs off on drops and on a latency past its timeout; here the
 //! timeout is relative to the destination's own baseline).
 
-use super::{Reason, Sample, Settings, limited};
+use super::{Sample, Settings, limited};
 
 /// The factor a limit is multiplied by when it backs off.
 const BACKOFF: f64 = 0.9;
 
 /// The next limit from `limit`, the interval's latency and the baseline
-/// (seconds).
-pub fn next(limit: f64, rtt: f64, baseline: f64, sample: &Sample, s: &Settings) -> (f64, Reason) {
+/// (seconds); `None` when the callers were not held back by it.
+pub fn next(limit: f64, rtt: f64, baseline: f64, sample: &Sample, s: &Settings) -> Option<f64> {
     if sample.failed || rtt > s.tolerance * baseline {
-        return (limit * BACKOFF, Reason::Shrank);
+        return Some(limit * BACKOFF);
     }
-    if !limited(sample, limit) {
-        return (limit, Reason::AppLimited);
-    }
-    (limit + 1.0, Reason::Steady)
+    limited(sample, limit).then_some(limit + 1.0)
 }

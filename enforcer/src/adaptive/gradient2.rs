@@ -1,7 +1,7 @@
 //! Gradient2 (Netflix concurrency-limits): the limit follows the ratio of a
 //! slow average of the latency to the latest sample.
 
-use super::{Reason, Sample, Settings, limited};
+use super::{Sample, Settings, limited};
 
 /// Samples the long average spans: Netflix's 600 (per request there, per
 /// interval here: ten minutes at one second).
@@ -22,18 +22,16 @@ pub fn long_average(long: Option<f64>, sample: f64) -> f64 {
     long + (sample - long) / LONG_WINDOW
 }
 
-/// The next limit from `limit` and the latencies (seconds).
-pub fn next(limit: f64, rtt: f64, long: f64, sample: &Sample, s: &Settings) -> (f64, Reason) {
+/// The next limit from `limit` and the latencies (seconds); `None` when the
+/// callers were not held back by it.
+pub fn next(limit: f64, rtt: f64, long: f64, sample: &Sample, s: &Settings) -> Option<f64> {
     if !limited(sample, limit) {
-        return (limit, Reason::AppLimited);
+        return None;
     }
     let gradient = (s.tolerance * long / rtt).clamp(0.5, 1.0);
     // Room for a queue the size of √limit: without it a limit whose latency
     // is exactly its average would never grow.
     let queue = limit.sqrt();
     let target = limit * gradient + queue;
-    (
-        limit * (1.0 - s.smoothing) + target * s.smoothing,
-        Reason::Steady,
-    )
+    Some(limit * (1.0 - s.smoothing) + target * s.smoothing)
 }

@@ -153,7 +153,7 @@ impl Limiter {
         self.baseline.observe(rtt);
         let baseline = self.baseline.get().unwrap_or(rtt);
         let s = &self.settings;
-        let (next, reason) = match s.algorithm {
+        let next = match s.algorithm {
             Algorithm::Gradient2 => {
                 let long = gradient2::long_average(self.long, rtt);
                 self.long = Some(long);
@@ -162,16 +162,16 @@ impl Limiter {
             Algorithm::Vegas => vegas::next(self.limit, rtt, baseline, &sample, s),
             Algorithm::Aimd => aimd::next(self.limit, rtt, baseline, &sample, s),
         };
+        let Some(next) = next else {
+            return self.change(previous, Reason::AppLimited, Some(sample.latency));
+        };
         self.limit = next.clamp(f64::from(s.min), f64::from(s.max));
         // What the limit did, after the bounds: a limit held at `max` did
         // not grow, whatever the latency allowed.
-        let reason = match reason {
-            Reason::AppLimited | Reason::NoSample => reason,
-            _ => match self.limit().cmp(&previous) {
-                std::cmp::Ordering::Greater => Reason::Grew,
-                std::cmp::Ordering::Less => Reason::Shrank,
-                std::cmp::Ordering::Equal => Reason::Steady,
-            },
+        let reason = match self.limit().cmp(&previous) {
+            std::cmp::Ordering::Greater => Reason::Grew,
+            std::cmp::Ordering::Less => Reason::Shrank,
+            std::cmp::Ordering::Equal => Reason::Steady,
         };
         self.change(previous, reason, Some(sample.latency))
     }

@@ -17,22 +17,6 @@ use super::{
 pub struct Dests(pub(super) HashMap<MapData, DestKey, DestState>);
 
 impl Dests {
-    /// A second handle on the same map, for a reader on another thread (a
-    /// scrape): each destination is read under its own lock all the same.
-    pub fn reader(&self) -> Result<Self, BpfError> {
-        let fd = self
-            .0
-            .map()
-            .fd()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| map_err(names::DESTS)(MapError::from(e)))?;
-        let data = MapData::from_fd(fd).map_err(map_err(names::DESTS))?;
-        HashMap::try_from(aya::maps::Map::HashMap(data))
-            .map(Self)
-            .map_err(map_err(names::DESTS))
-    }
-
     /// Every tracked destination and its state.
     pub fn all(&self) -> Result<Vec<(DestKey, DestState)>, BpfError> {
         match self.batched() {

@@ -212,7 +212,12 @@ impl Enforcer {
         // Maps an interrupted installation left hold slots of connections its
         // programs admitted; their socket records went with those programs,
         // so nothing would ever give the slots back.
-        enforcer.release_orphaned_slots()?;
+        let released = enforcer.release_orphaned_slots()?;
+        if released > 0 {
+            tracing::info!(
+                "gave back the slots of {released} destinations an interrupted installation left"
+            );
+        }
         let ebpf = enforcer.ebpf.as_mut().ok_or(BpfError::ObjectMissing)?;
         for spec in &programs::UNATTACHED {
             let path = pins.program(spec.name);

@@ -3,7 +3,7 @@
 //! Their operations live with their concerns: [`super::dests`],
 //! [`super::policy_set`], [`super::overrides`] and the rest.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use aya::{
     Ebpf, Pod,
@@ -39,8 +39,10 @@ pub struct Maps {
     pub policies: PolicyBanks,
     /// `POLICY_STATS`: each policy's tracked and open destinations.
     pub policy_stats: PolicyStatsMap,
-    /// `DESTS`: each destination's breaker, bulkhead and counters.
-    pub dests: Dests,
+    /// `DESTS`: each destination's breaker, bulkhead and counters. Shared:
+    /// a scrape reads it on another thread, without the daemon's lock (each
+    /// destination is read under its own).
+    pub dests: Arc<Dests>,
     /// `OVERRIDES`: forced-open and disabled destinations.
     pub overrides: Overrides,
     /// `EVENTS`: the state transitions the kernel sends.
@@ -89,7 +91,7 @@ impl Maps {
                 ],
             },
             policy_stats: PolicyStatsMap(typed(map, names::POLICY_STATS)?),
-            dests: Dests(typed(map, names::DESTS)?),
+            dests: Arc::new(Dests(typed(map, names::DESTS)?)),
             overrides: Overrides(typed(map, names::OVERRIDES)?),
             events: Events(typed(map, names::EVENTS)?),
             counters: Counters(typed(map, names::COUNTERS)?),

@@ -245,10 +245,8 @@ fn build(
     let running = apply::running_ids(&apply::kernel_epochs(&enforcer)?, &policies);
     let ids = apply::assign_ids(&running, &policies);
     let (events, _) = broadcast::channel(1024);
-    let dests = Arc::new(enforcer.maps().dests.reader()?);
     let mut daemon = Daemon {
         enforcer,
-        dests,
         config,
         config_path,
         config_fingerprint,

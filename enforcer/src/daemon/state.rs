@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 use super::{apply, heal, notices, saved};
 use crate::{
-    bpf::{Dests, Enforcer, pins::PinDir},
+    bpf::{Enforcer, pins::PinDir},
     clock::Jitter,
     config::{Config, DaemonOverrides, PolicySpec},
     netns::Registry,
@@ -26,10 +26,6 @@ use crate::{
 /// The daemon's state.
 pub struct Daemon {
     pub enforcer: Enforcer,
-    /// Another handle on the destination map, read without the daemon's
-    /// lock: a scrape of a large map must not stall the controller, healing
-    /// or the API.
-    pub dests: Arc<Dests>,
     pub config: Config,
     /// Where the configuration came from, for reloads.
     pub config_path: PathBuf,

@@ -159,8 +159,9 @@ impl Totals {
 }
 
 /// What a scrape reads: the destinations that get series of their own (the
-/// rest summed as read), through the daemon's second handle on their map and
-/// without its lock, then copies of the daemon's small tables, under it.
+/// rest summed as read), without the daemon's lock (a scrape of a large map
+/// must not stall the controller, healing or the API), then copies of the
+/// daemon's small tables, under it.
 struct Raw {
     top: Top,
     names: PolicyNames,
@@ -172,7 +173,10 @@ impl Raw {
     fn read(shared: &Shared) -> Self {
         let (dests, limit) = {
             let d = lock(shared);
-            (d.dests.clone(), d.config.daemon.max_series as usize)
+            (
+                d.enforcer.maps().dests.clone(),
+                d.config.daemon.max_series as usize,
+            )
         };
         let mut top = Top::new(limit);
         if let Err(e) = dests.each(|k, s| top.offer(k, s)) {
