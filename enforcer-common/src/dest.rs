@@ -199,6 +199,26 @@ impl Latency {
     }
 }
 
+/// The sum of a latency over the connections that measured it: what an
+/// adaptive policy learns from ([`crate::policy::Signal`]), read by the daemon
+/// as the difference of two reads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalSum {
+    pub count: u64,
+    pub sum_ns: u64,
+}
+const _: () = assert!(size_of::<SignalSum>() == 16);
+impl_pod!(SignalSum);
+
+impl SignalSum {
+    #[inline(always)]
+    pub fn record(&mut self, ns: u64) {
+        self.count += 1;
+        self.sum_ns += ns;
+    }
+}
+
 /// `struct bpf_spin_lock`. The kernel finds the lock in a map value by this BTF
 /// type name, so the name is not ours to choose.
 #[repr(C)]
@@ -231,10 +251,16 @@ pub struct DestState {
     pub breaker: Breaker,
     pub counters: DestCounters,
     pub latency: Latency,
+    /// The policy's [`crate::policy::Signal`], summed.
+    pub signal: SignalSum,
 }
 const _: () = assert!(
     size_of::<DestState>()
-        == 32 + size_of::<Breaker>() + size_of::<DestCounters>() + size_of::<Latency>()
+        == 32
+            + size_of::<Breaker>()
+            + size_of::<DestCounters>()
+            + size_of::<Latency>()
+            + size_of::<SignalSum>()
 );
 impl_pod!(DestState);
 

@@ -31,6 +31,7 @@ pub mod outcome;
 pub mod overrides;
 pub mod packet;
 pub mod policy;
+pub mod response;
 pub mod rules;
 pub mod sock;
 

@@ -15,6 +15,22 @@ raw_enum! {
     }
 }
 
+raw_enum! {
+    /// What an adaptive policy learns its limits from ([`Policy::signal`]):
+    /// a per-connection latency the kernel measures for unmodified programs,
+    /// summed into [`crate::dest::DestState::signal`].
+    pub enum Signal {
+        /// Admission to the completed handshake (no per-packet work).
+        Handshake = 0,
+        /// The first byte the caller sends to the first byte of the answer
+        /// (cgroup_skb programs look at the socket's packets until then).
+        Response = 1,
+        /// Admission to the close of an established connection (no
+        /// per-packet work; for one-request-per-connection callers).
+        Lifetime = 2,
+    }
+}
+
 /// Open durations per policy: `steps_ns[k]` is the open period after the
 /// `k+1`-th consecutive trip. Written by the daemon (jittered exponential steps).
 pub const BACKOFF_STEPS: usize = 16;
@@ -77,7 +93,8 @@ pub struct Policy {
     /// the daemon learns each one's own cap from its latency
     /// ([`crate::breaker::Breaker::limit`]).
     pub adaptive: u32,
-    pub _pad: u32,
+    /// A [`Signal`]: what [`crate::dest::DestState::signal`] sums.
+    pub signal: u32,
 }
 const _: () = assert!(size_of::<Policy>() == 104);
 impl_pod!(Policy);

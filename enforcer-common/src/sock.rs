@@ -13,6 +13,9 @@ pub mod flags {
     pub const PENDING: u64 = 1 << 3;
     /// Admitted as a half-open probe (in episode [`super::SockInfo::probe_epoch`]).
     pub const PROBE: u64 = 1 << 4;
+    /// The handshake completed and the close has not been recorded yet: a
+    /// close measures the connection's lifetime once.
+    pub const ESTABLISHED: u64 = 1 << 5;
 }
 
 /// Marks in [`SockInfo::marks`]: set with an atomic fetch-or from paths that do
@@ -39,6 +42,12 @@ pub mod marks {
     /// The socket carried an error from an earlier connect when this one sent
     /// its SYN: the socket error at close cannot tell what ended this one.
     pub const STALE_ERROR: u64 = 1 << 5;
+    /// The caller sent its first byte, at [`super::SockInfo::sent_ns`]: the
+    /// next byte that arrives is the answer.
+    pub const REQUEST_SENT: u64 = 1 << 6;
+    /// The response latency was measured, or will not be (the policy learns
+    /// from another signal): the packet hooks leave the socket alone.
+    pub const RESPONSE_DONE: u64 = 1 << 7;
 }
 
 /// The value of [`crate::maps::SOCKS`] for one socket.
@@ -63,6 +72,9 @@ pub struct SockInfo {
     /// Segments the socket had received when it sent its SYN (a socket that
     /// connects again keeps counting).
     pub segs_in_at_connect: u32,
+    /// `bpf_ktime_get_ns` when the caller sent its first byte
+    /// ([`marks::REQUEST_SENT`]).
+    pub sent_ns: u64,
 }
-const _: () = assert!(size_of::<SockInfo>() == 80);
+const _: () = assert!(size_of::<SockInfo>() == 88);
 impl_pod!(SockInfo);

@@ -899,7 +899,7 @@ impl World {
                     t
                 }
                 End::Closed => {
-                    real.on_closed(sock);
+                    real.on_connection_closed(&p, now, sock);
                     None
                 }
             }

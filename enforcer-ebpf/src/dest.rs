@@ -85,7 +85,7 @@ pub fn record_end(sock: &mut SockInfo, end: End, policies: Policies) {
             transition
         }
         End::Closed => {
-            d.on_closed(sock);
+            d.on_connection_closed(policy, now, sock);
             None
         }
     };
@@ -102,6 +102,22 @@ pub fn record_end(sock: &mut SockInfo, end: End, policies: Policies) {
         End::Failed(_) => GlobalCounter::Failures,
         End::Closed => return,
     });
+}
+
+/// Records the response latency of an admitted socket under its
+/// destination's lock, by its policy in the run's `policies`.
+#[inline(always)]
+pub fn record_answer(sock: &SockInfo, latency: u64, policies: Policies) {
+    let Some(t) = Tracked::of(sock, policies) else {
+        return;
+    };
+    let mut lock = Locked::acquire(t.dest);
+    let d = lock.state();
+    // An entry of this key forgotten and tracked anew since the admission is
+    // not the one this connection belongs to.
+    if d.admitted(sock) {
+        d.on_answered(t.policy, latency);
+    }
 }
 
 /// What an outcome path needs about a tracked socket's destination.

@@ -22,6 +22,7 @@ mod maps;
 mod packet;
 mod policies;
 mod release;
+mod response;
 mod sock;
 mod tracker;
 

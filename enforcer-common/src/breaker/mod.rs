@@ -19,7 +19,7 @@ pub use window::{Bucket, Totals, WINDOW_BUCKETS, Window};
 use crate::{
     dest::DestState,
     outcome::Outcome,
-    policy::{BackoffRow, Mode, Policy},
+    policy::{BackoffRow, Mode, Policy, Signal},
     raw_enum,
     sock::{SockInfo, flags},
 };
@@ -258,8 +258,12 @@ impl DestState {
         if !take_outcome(sock) {
             return None;
         }
+        sock.flags |= flags::ESTABLISHED;
         let latency = now.saturating_sub(sock.start_ns);
         self.latency.record(latency);
+        if policy.signal == Signal::Handshake as u32 {
+            self.signal.record(latency);
+        }
         self.counters.successes += 1;
         if policy.slow_connect_ns != 0 && latency > policy.slow_connect_ns {
             self.counters.slow += 1;
@@ -320,6 +324,29 @@ impl DestState {
     fn free_probe(&mut self, sock: &SockInfo) {
         if self.is_current_probe(sock) {
             self.breaker.probes_in_flight -= 1;
+        }
+    }
+
+    /// An established connection closed at `now`: give back what it holds,
+    /// and its lifetime is the policy's signal when the policy asks for it.
+    /// Once per connection.
+    #[inline(always)]
+    pub fn on_connection_closed(&mut self, policy: &Policy, now: u64, sock: &mut SockInfo) {
+        if sock.flags & flags::ESTABLISHED != 0 {
+            sock.flags &= !flags::ESTABLISHED;
+            if policy.signal == Signal::Lifetime as u32 {
+                self.signal.record(now.saturating_sub(sock.start_ns));
+            }
+        }
+        self.on_closed(sock);
+    }
+
+    /// The first byte of the answer to the caller's first byte arrived,
+    /// `latency` after it: the policy's signal when it asks for it.
+    #[inline(always)]
+    pub fn on_answered(&mut self, policy: &Policy, latency: u64) {
+        if policy.signal == Signal::Response as u32 {
+            self.signal.record(latency);
         }
     }
 

@@ -506,3 +506,34 @@ fn orphaned_slots_come_back_and_earlier_admissions_never_release_into_the_new_ge
     assert!(!d.state.admitted(&old));
     assert!(d.state.admitted(&new));
 }
+
+#[test]
+fn the_signal_sums_what_the_policy_learns_from_once_per_connection() {
+    use crate::policy::Signal;
+    for signal in [Signal::Handshake, Signal::Response, Signal::Lifetime] {
+        let mut p = policy();
+        p.signal = signal as u32;
+        let mut d = Dest::new(p);
+        let (_, mut sock) = d.connect(10 * MS);
+        d.succeed(12 * MS, &mut sock);
+        d.state.on_answered(&d.policy, 5 * MS);
+        d.state.on_connection_closed(&d.policy, 30 * MS, &mut sock);
+        // A second close (sock_release after the state callback) adds nothing.
+        d.state.on_connection_closed(&d.policy, 40 * MS, &mut sock);
+        // A connect that failed has no lifetime.
+        let (_, mut failed) = d.connect(50 * MS);
+        d.fail(51 * MS, &mut failed);
+        d.state.on_connection_closed(&d.policy, 60 * MS, &mut failed);
+        let want = match signal {
+            Signal::Handshake => 2 * MS,
+            Signal::Response => 5 * MS,
+            Signal::Lifetime => 20 * MS,
+        };
+        assert_eq!(
+            (d.state.signal.count, d.state.signal.sum_ns),
+            (1, want),
+            "{signal:?}"
+        );
+        assert_eq!(d.state.breaker.active, 0);
+    }
+}

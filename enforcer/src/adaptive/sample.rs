@@ -1,5 +1,6 @@
 //! One interval of a destination, from two reads of its kernel state: the
-//! handshakes that completed in between and how long they took, how many
+//! connections that measured the policy's signal in between and how long it
+//! was on average (`DestState::signal`), how many
 //! connections were open, whether the cap refused anyone, whether any connect
 //! failed the way an overloaded destination fails.
 
@@ -28,11 +29,8 @@ impl Sample {
     /// forgotten and tracked anew in between: the reads are not one series).
     pub fn between(before: &DestState, after: &DestState) -> Option<Self> {
         let delta = |a: u64, b: u64| b.checked_sub(a);
-        let mut completed = 0u64;
-        for (a, b) in before.latency.buckets.iter().zip(&after.latency.buckets) {
-            completed += delta(*a, *b)?;
-        }
-        let sum_ns = delta(before.latency.sum_ns, after.latency.sum_ns)?;
+        let completed = delta(before.signal.count, after.signal.count)?;
+        let sum_ns = delta(before.signal.sum_ns, after.signal.sum_ns)?;
         if completed == 0 {
             return None;
         }
@@ -56,7 +54,7 @@ mod tests {
     fn state(latencies_us: &[u64], active: u32, rejected: u64, timeouts: u64) -> DestState {
         let mut s = DestState::default();
         for &us in latencies_us {
-            s.latency.record(us * 1000);
+            s.signal.record(us * 1000);
         }
         s.breaker.active = active;
         s.counters.rejected_bulkhead = rejected;

@@ -23,11 +23,13 @@ use super::{
 };
 
 /// The attach types of the cgroup programs.
-const ATTACH_TYPES: [bpf_attach_type; 4] = [
+const ATTACH_TYPES: [bpf_attach_type; 6] = [
     bpf_attach_type::BPF_CGROUP_INET4_CONNECT,
     bpf_attach_type::BPF_CGROUP_INET6_CONNECT,
     bpf_attach_type::BPF_CGROUP_SOCK_OPS,
     bpf_attach_type::BPF_CGROUP_INET_SOCK_RELEASE,
+    bpf_attach_type::BPF_CGROUP_INET_EGRESS,
+    bpf_attach_type::BPF_CGROUP_INET_INGRESS,
 ];
 
 /// The most programs a cgroup takes per attach type (`BPF_CGROUP_MAX_PROGS`).

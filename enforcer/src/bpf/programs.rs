@@ -5,7 +5,8 @@ use std::os::fd::AsFd;
 use aya::{
     Ebpf,
     programs::{
-        CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, SchedClassifier, SockOps, Xdp,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
+        ProgramError, SchedClassifier, SockOps, Xdp,
         links::{FdLink, LinkError},
     },
 };
@@ -21,6 +22,10 @@ pub enum Hook {
     SockOps,
     /// `cgroup/sock_release`.
     SockRelease,
+    /// `cgroup_skb/egress`.
+    SkbEgress,
+    /// `cgroup_skb/ingress`.
+    SkbIngress,
     /// Not attached: the daemon test-runs it (see `enforcer-ebpf/src/control.rs`).
     Control,
     /// Packet plane, XDP on a watched interface (ingress only).
@@ -42,7 +47,7 @@ pub struct ProgramSpec {
 
 /// Every program, in attach order: outcome tracking first, so that no socket the
 /// gate admits can miss its callbacks.
-pub const PROGRAMS: [ProgramSpec; 4] = [
+pub const PROGRAMS: [ProgramSpec; 6] = [
     ProgramSpec {
         name: "track_sockops",
         hook: Hook::SockOps,
@@ -54,6 +59,18 @@ pub const PROGRAMS: [ProgramSpec; 4] = [
         hook: Hook::SockRelease,
         min_kernel: (5, 19),
         min_kernel_why: "bpf_sk_storage_get from cgroup_sock programs",
+    },
+    ProgramSpec {
+        name: "response_out",
+        hook: Hook::SkbEgress,
+        min_kernel: (5, 7),
+        min_kernel_why: "bpf_sk_storage_get and bpf_tcp_sock from cgroup_skb, cgroup links",
+    },
+    ProgramSpec {
+        name: "response_in",
+        hook: Hook::SkbIngress,
+        min_kernel: (5, 7),
+        min_kernel_why: "bpf_sk_storage_get from cgroup_skb, cgroup links",
     },
     ProgramSpec {
         name: "gate_connect4",
@@ -114,6 +131,7 @@ pub fn load_all(ebpf: &mut Ebpf) -> Result<(), BpfError> {
             Hook::SockAddr => as_kind::<CgroupSockAddr>(spec, program)?.load(),
             Hook::SockOps => as_kind::<SockOps>(spec, program)?.load(),
             Hook::SockRelease => as_kind::<CgroupSock>(spec, program)?.load(),
+            Hook::SkbEgress | Hook::SkbIngress => as_kind::<CgroupSkb>(spec, program)?.load(),
             Hook::Control | Hook::PacketXdp => as_kind::<Xdp>(spec, program)?.load(),
             Hook::PacketTc => as_kind::<SchedClassifier>(spec, program)?.load(),
         };
@@ -154,6 +172,16 @@ pub fn attach_all(
             Hook::SockRelease => {
                 let p = as_kind::<CgroupSock>(spec, program)?;
                 let id = p.attach(cgroup, mode);
+                fd_link(spec, id.and_then(|id| p.take_link(id)))?
+            }
+            Hook::SkbEgress | Hook::SkbIngress => {
+                let direction = if spec.hook == Hook::SkbEgress {
+                    CgroupSkbAttachType::Egress
+                } else {
+                    CgroupSkbAttachType::Ingress
+                };
+                let p = as_kind::<CgroupSkb>(spec, program)?;
+                let id = p.attach(cgroup, direction, mode);
                 fd_link(spec, id.and_then(|id| p.take_link(id)))?
             }
             // Not attached to the cgroup.

@@ -239,7 +239,7 @@ impl PolicySpec {
             // Static caps only until `max_connections = "auto"` is configurable
             // (the daemon's learning loop is what sets `Breaker::limit`).
             adaptive: 0,
-            _pad: 0,
+            signal: 0,
         }
     }
 

@@ -1,0 +1,134 @@
+//! `response_out` and `response_in` (cgroup_skb egress and ingress): the
+//! response latency of admitted connections whose policy learns from it
+//! ([`Signal::Response`]), the clock [`enforcer_common::response`] defines.
+//!
+//! Every packet of every socket in the cgroup passes here, so the common case
+//! leaves after one storage lookup: sockets the gate did not admit, and
+//! admitted ones measured already or never to be (another signal). Always
+//! returns 1 (pass): this only watches.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::bpf_sock,
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_sk_fullsock, bpf_tcp_sock},
+    },
+    macros::cgroup_skb,
+    programs::SkBuffContext,
+};
+use enforcer_common::{
+    policy::Signal,
+    response::{self, Step},
+    sock::{SockInfo, marks},
+};
+use network_types::{
+    eth::EtherType,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+};
+
+use crate::{atomic, dest, policies::Policies, sock};
+
+#[cgroup_skb(egress)]
+pub fn response_out(ctx: SkBuffContext) -> i32 {
+    if let Some((sk, sock)) = measured(&ctx) {
+        // SAFETY: a full socket from `measured`.
+        let tp = unsafe { bpf_tcp_sock(sk) };
+        // SAFETY: null-checked; valid for the program's run.
+        let data_segs_out = unsafe { tp.as_ref() }.map_or(0, |tp| tp.data_segs_out);
+        let marks = atomic::load(&raw const sock.marks);
+        if response::on_sent(marks, data_segs_out) == Step::Start {
+            start(sock);
+        }
+    }
+    1
+}
+
+#[cgroup_skb(ingress)]
+pub fn response_in(ctx: SkBuffContext) -> i32 {
+    if let Some((_, sock)) = measured(&ctx) {
+        let marks = atomic::load(&raw const sock.marks);
+        if marks & marks::REQUEST_SENT != 0 {
+            // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
+            let now = unsafe { bpf_ktime_get_ns() };
+            let step = response::on_received(marks, payload(&ctx), sock.sent_ns, now);
+            // Whoever sets the mark first records: packets of one socket may
+            // be received on two CPUs at once.
+            if let Step::Answered(latency) = step
+                && atomic::fetch_or(&raw mut sock.marks, marks::RESPONSE_DONE)
+                    & marks::RESPONSE_DONE
+                    == 0
+            {
+                dest::record_answer(sock, latency, Policies::active());
+            }
+        }
+    }
+    1
+}
+
+/// The packet's socket and its record, when the gate admitted it and its
+/// response is still to be measured.
+#[inline(always)]
+fn measured(ctx: &SkBuffContext) -> Option<(*mut bpf_sock, &'static mut SockInfo)> {
+    // SAFETY: the kernel hands a valid context; `sk` may be null.
+    let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null socket of the context.
+    let sk = unsafe { bpf_sk_fullsock(sk) };
+    if sk.is_null() {
+        return None;
+    }
+    // SAFETY: a full socket the kernel handed over.
+    let sock = unsafe { sock::admitted(sk.cast::<c_void>()) }?;
+    if atomic::load(&raw const sock.marks) & marks::RESPONSE_DONE != 0 {
+        return None;
+    }
+    Some((sk, sock))
+}
+
+/// The caller's first data is leaving: the clock starts when the policy
+/// learns from it; otherwise the socket is left alone from now on.
+#[inline(always)]
+fn start(sock: &mut SockInfo) {
+    let wanted = Policies::active()
+        .policy(sock.policy_id)
+        .is_some_and(|p| p.signal == Signal::Response as u32);
+    if wanted {
+        // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
+        sock.sent_ns = unsafe { bpf_ktime_get_ns() };
+        // After the time: a reader that sees the mark sees the time.
+        atomic::fetch_or(&raw mut sock.marks, marks::REQUEST_SENT);
+    } else {
+        atomic::fetch_or(&raw mut sock.marks, marks::RESPONSE_DONE);
+    }
+}
+
+/// Bytes of TCP payload in the packet (0 when its headers cannot be read).
+#[inline(always)]
+fn payload(ctx: &SkBuffContext) -> u16 {
+    // `protocol` holds the EtherType in network order, as `EtherType` does.
+    let protocol = ctx.skb.protocol() as u16;
+    if protocol == EtherType::Ipv4 as u16 {
+        let Ok(ip) = ctx.load::<Ipv4Hdr>(0) else {
+            return 0;
+        };
+        let Ok(tcp) = ctx.load::<TcpHdr>(usize::from(ip.ihl())) else {
+            return 0;
+        };
+        response::payload_v4(&ip, &tcp)
+    } else if protocol == EtherType::Ipv6 as u16 {
+        let Ok(ip) = ctx.load::<Ipv6Hdr>(0) else {
+            return 0;
+        };
+        let Ok(tcp) = ctx.load::<TcpHdr>(Ipv6Hdr::LEN) else {
+            return 0;
+        };
+        response::payload_v6(&ip, &tcp).unwrap_or(0)
+    } else {
+        0
+    }
+}
