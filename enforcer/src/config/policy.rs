@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use enforcer_common::policy::{BACKOFF_STEPS, BackoffRow, Policy};
+use enforcer_common::policy::{BACKOFF_STEPS, BackoffRow, Policy, Signal};
 
 use super::{
     Invalid,
@@ -39,6 +39,18 @@ pub struct PolicySpec {
     pub trip_decay: Duration,
     pub heal: bool,
     pub heal_interval: Duration,
+    /// `max_connections = "auto"`: each destination's cap is learned.
+    pub adaptive: Option<AdaptiveSpec>,
+}
+
+/// How an adaptive policy learns each destination's cap.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdaptiveSpec {
+    pub settings: crate::adaptive::Settings,
+    /// How often each destination's limit is recomputed.
+    pub interval: Duration,
+    /// What the kernel measures for it.
+    pub signal: Signal,
 }
 
 /// How long a half-open probe may stay unanswered when the policy sets no
@@ -209,6 +221,7 @@ impl PolicySpec {
                 "heal_interval",
                 c.dur("heal_interval", &k.heal_interval, 100 * MS, 10 * MIN)?,
             )?,
+            adaptive: None,
         })
     }
 
@@ -226,7 +239,11 @@ impl PolicySpec {
             connect_timeout_ms: self.connect_timeout.map_or(0, |d| d.as_millis() as u32),
             half_open_probes: self.half_open_probes,
             close_after: self.close_after,
-            max_connections: self.max_connections.unwrap_or(0),
+            // An adaptive policy's destinations start at the initial limit.
+            max_connections: self
+                .adaptive
+                .map_or(self.max_connections, |a| Some(a.settings.initial))
+                .unwrap_or(0),
             max_pending: self.max_pending.unwrap_or(0),
             errno: self.errno.0,
             max_open_percent: self.max_open_percent,
@@ -236,10 +253,8 @@ impl PolicySpec {
             cgroup_level,
             epoch: self.epoch(),
             probe_timeout_ns: ns(self.connect_timeout.unwrap_or(PROBE_BOUND)),
-            // Static caps only until `max_connections = "auto"` is configurable
-            // (the daemon's learning loop is what sets `Breaker::limit`).
-            adaptive: 0,
-            signal: 0,
+            adaptive: u32::from(self.adaptive.is_some()),
+            signal: self.adaptive.map_or(Signal::Handshake, |a| a.signal) as u32,
         }
     }
 
