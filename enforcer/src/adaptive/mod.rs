@@ -23,6 +23,7 @@
 mod aimd;
 mod baseline;
 mod gradient2;
+mod learning;
 mod sample;
 #[cfg(test)]
 mod tests;
@@ -31,7 +32,8 @@ mod vegas;
 use std::time::Duration;
 
 pub use baseline::Baseline;
-pub use sample::Sample;
+pub use learning::{Learner, Learning, Step};
+pub use sample::{Reading, Sample};
 
 /// How a limit moves.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -130,8 +132,15 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(settings: Settings) -> Self {
+        Self::resume(settings, settings.initial)
+    }
+
+    /// A limiter that goes on from `limit` (what the kernel holds from an
+    /// earlier daemon), within the settings' bounds; what it remembered of
+    /// the latency is learnt again.
+    pub fn resume(settings: Settings, limit: u32) -> Self {
         Self {
-            limit: f64::from(settings.initial.clamp(settings.min, settings.max)),
+            limit: f64::from(limit.clamp(settings.min, settings.max)),
             baseline: Baseline::new(settings.baseline_window),
             long: None,
             settings,

@@ -6,7 +6,31 @@
 
 use std::time::Duration;
 
-use enforcer_common::dest::DestState;
+use enforcer_common::dest::{DestState, SignalSum};
+
+/// What a sample needs of one read of a destination's kernel state: the
+/// little a learner keeps between two reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reading {
+    pub signal: SignalSum,
+    pub failures: u64,
+    pub rejected_at_cap: u64,
+    pub active: u32,
+}
+
+impl Reading {
+    pub fn of(state: &DestState) -> Self {
+        let c = &state.counters;
+        Self {
+            signal: state.signal,
+            // How an overloaded destination fails a connect: silence or a
+            // full accept queue answered with RST.
+            failures: c.failures_timeout + c.failures_refused,
+            rejected_at_cap: c.rejected_bulkhead,
+            active: state.breaker.active,
+        }
+    }
+}
 
 /// What the limit learns from one interval.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,21 +51,19 @@ impl Sample {
     /// The interval between two reads of one destination; `None` when nothing
     /// completed, or when the counters went backwards (the destination was
     /// forgotten and tracked anew in between: the reads are not one series).
-    pub fn between(before: &DestState, after: &DestState) -> Option<Self> {
+    pub fn between(before: &Reading, after: &Reading) -> Option<Self> {
         let delta = |a: u64, b: u64| b.checked_sub(a);
         let completed = delta(before.signal.count, after.signal.count)?;
         let sum_ns = delta(before.signal.sum_ns, after.signal.sum_ns)?;
         if completed == 0 {
             return None;
         }
-        let (c0, c1) = (&before.counters, &after.counters);
-        let failures = delta(c0.failures_timeout, c1.failures_timeout)?
-            + delta(c0.failures_refused, c1.failures_refused)?;
+        let failures = delta(before.failures, after.failures)?;
         Some(Self {
             latency: Duration::from_nanos(sum_ns / completed),
             completed,
-            inflight: after.breaker.active,
-            refused_at_cap: delta(c0.rejected_bulkhead, c1.rejected_bulkhead)? > 0,
+            inflight: after.active,
+            refused_at_cap: delta(before.rejected_at_cap, after.rejected_at_cap)? > 0,
             failed: failures > 0,
         })
     }
@@ -51,7 +73,7 @@ impl Sample {
 mod tests {
     use super::*;
 
-    fn state(latencies_us: &[u64], active: u32, rejected: u64, timeouts: u64) -> DestState {
+    fn state(latencies_us: &[u64], active: u32, rejected: u64, timeouts: u64) -> Reading {
         let mut s = DestState::default();
         for &us in latencies_us {
             s.signal.record(us * 1000);
@@ -59,7 +81,7 @@ mod tests {
         s.breaker.active = active;
         s.counters.rejected_bulkhead = rejected;
         s.counters.failures_timeout = timeouts;
-        s
+        Reading::of(&s)
     }
 
     #[test]

@@ -107,6 +107,12 @@ pub struct Destination {
     /// Connects admitted whose handshake has not ended.
     pub pending: u32,
     pub max_connections: Option<u32>,
+    /// The cap learnt for this destination (`max_connections = "auto"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The limit's last move and what it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_change: Option<LimitChange>,
     pub attempts: u64,
     pub successes: u64,
     pub slow: u64,
@@ -288,9 +294,40 @@ pub struct Event {
     pub age_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// `limit_changed`: an adaptive limit's move and what it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitChange>,
     /// `lagged`: how many events this follower missed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed: Option<u64>,
+}
+
+/// An adaptive limit's move after one interval.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LimitChange {
+    pub previous: u32,
+    pub limit: u32,
+    /// `grew`, `shrank`, `steady`, `app_limited` or `no_sample`.
+    pub reason: String,
+    /// The interval's mean latency of the policy's signal, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+    /// The unloaded latency it was compared with, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_us: Option<u64>,
+}
+
+impl From<&crate::adaptive::Change> for LimitChange {
+    fn from(c: &crate::adaptive::Change) -> Self {
+        let us = |d: Option<std::time::Duration>| d.map(|d| d.as_micros() as u64);
+        Self {
+            previous: c.previous,
+            limit: c.limit,
+            reason: c.reason.name().to_owned(),
+            latency_us: us(c.sample),
+            baseline_us: us(c.baseline),
+        }
+    }
 }
 
 /// A destination's network namespace, as [`Destination`] names it.

@@ -2,7 +2,7 @@
 //! attaches and pins them, and hands out their typed maps, the control
 //! program and the packet plane.
 
-use std::{fs::File, io, os::unix::fs::MetadataExt, path::Path, time::Duration};
+use std::{fs::File, io, os::unix::fs::MetadataExt, path::Path, sync::Arc, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -72,8 +72,10 @@ pub struct Enforcer {
     links: Vec<(&'static str, FdLink)>,
     /// The packet plane's attachments on interfaces ([`Interfaces::watch`]).
     packet: Vec<Attachment>,
-    /// The control program (loaded here, or adopted from its pin).
-    control: Control,
+    /// The control program (loaded here, or adopted from its pin). Shared:
+    /// the learning loop runs it on another thread, without the daemon's lock
+    /// (each command runs under its destination's lock).
+    control: Arc<Control>,
 }
 
 impl Enforcer {
@@ -121,7 +123,7 @@ impl Enforcer {
         }
         let maps = Maps::take(&mut ebpf)?;
         programs::load_all(&mut ebpf)?;
-        let control = Control::loaded(&ebpf)?;
+        let control = Arc::new(Control::loaded(&ebpf)?);
         let mut enforcer = Self {
             maps,
             ebpf: Some(ebpf),
@@ -274,7 +276,7 @@ impl Enforcer {
             ebpf: None,
             links: Vec::new(),
             packet: Vec::new(),
-            control: Control::pinned(pins)?,
+            control: Arc::new(Control::pinned(pins)?),
         })
     }
 
@@ -290,7 +292,7 @@ impl Enforcer {
 
     /// The control program, which changes a destination's state in the
     /// kernel under its lock.
-    pub fn control(&self) -> &Control {
+    pub fn control(&self) -> &Arc<Control> {
         &self.control
     }
 

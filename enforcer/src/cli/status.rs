@@ -61,7 +61,11 @@ fn print_table(status: &Status) {
         "OVERRIDE",
     ]);
     for d in &status.destinations {
-        let cap = d.max_connections.map_or("-".to_owned(), |c| c.to_string());
+        let cap = match (d.limit, d.max_connections) {
+            (Some(limit), _) => format!("{limit} (auto)"),
+            (None, Some(cap)) => cap.to_string(),
+            (None, None) => "-".to_owned(),
+        };
         let open_for = d
             .open_for_ms
             .map_or("-".to_owned(), |ms| format!("{:.1}s", ms as f64 / 1000.0));

@@ -14,6 +14,7 @@ pub mod events;
 mod flows;
 pub mod heal;
 mod kernel_log;
+pub mod learn;
 mod listeners;
 pub mod logs;
 pub mod metrics;

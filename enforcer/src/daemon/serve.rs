@@ -4,7 +4,9 @@
 
 use anyhow::Context as _;
 
-use super::{Daemon, Listeners, Shared, api, controller, events, kernel_log, lock, metrics};
+use super::{
+    Daemon, Listeners, Shared, api, controller, events, kernel_log, learn, lock, metrics,
+};
 
 /// Serves until SIGINT/SIGTERM (or an uninstall request); SIGHUP reloads.
 pub async fn serve(
@@ -38,6 +40,7 @@ pub async fn serve(
             Limits::METRICS,
         )),
         tokio::spawn(controller::run(shared.clone())),
+        tokio::spawn(learn::run(shared.clone())),
         tokio::spawn(events::run(shared.clone())),
         tokio::spawn(lock(&shared).namespaces.clone().keep_fresh()),
     ];

@@ -255,6 +255,7 @@ fn build(
         policies: Vec::new(),
         jitter: Jitter::seeded(),
         open: HashSet::new(),
+        learning: Default::default(),
         healing: heal::Healing::default(),
         namespaces,
         events,

@@ -39,6 +39,8 @@ pub struct Daemon {
     /// Destinations not CLOSED: kept current by the event reader, re-learnt by
     /// the controller's periodic scan.
     pub open: HashSet<DestKey>,
+    /// What the adaptive policies' destinations learnt ([`super::learn`]).
+    pub learning: super::learn::SharedLearning,
     /// Healers and the choice among open destinations ([`heal`]).
     pub healing: heal::Healing,
     /// The host's network namespaces by cookie: how destinations' namespaces

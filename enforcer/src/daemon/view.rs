@@ -17,7 +17,9 @@ use serde::{Serialize, Serializer};
 
 use super::Daemon;
 use crate::{
-    api::{BreakerState, ByCause, Destination, Failures, OverrideKind, PolicyView, Status},
+    api::{
+        BreakerState, ByCause, Destination, Failures, LimitChange, OverrideKind, PolicyView, Status,
+    },
     bpf::BpfError,
     clock::monotonic_ns,
     config::PolicySpec,
@@ -48,25 +50,50 @@ fn ms_until(at_ns: u64, now: u64) -> Option<u64> {
 
 /// A running policy's name and cap, by kernel id.
 #[derive(Clone, Debug, Default)]
-pub struct PolicyNames(HashMap<u32, (String, Option<u32>)>);
+pub struct PolicyNames(HashMap<u32, Named>);
+
+/// What a view shows of a policy.
+#[derive(Clone, Debug)]
+struct Named {
+    name: String,
+    /// A static cap.
+    cap: Option<u32>,
+    /// An adaptive policy's initial limit: the cap until one is learnt.
+    initial: Option<u32>,
+}
 
 impl PolicyNames {
     pub fn of(d: &Daemon) -> Self {
         Self(
             d.policies
                 .iter()
-                .map(|p| (p.id, (p.spec.name.clone(), p.spec.max_connections)))
+                .map(|p| {
+                    let named = Named {
+                        name: p.spec.name.clone(),
+                        cap: p.spec.max_connections,
+                        initial: p.spec.adaptive.map(|a| a.settings.initial),
+                    };
+                    (p.id, named)
+                })
                 .collect(),
         )
     }
 
     /// The name of policy `id` ("?" for an id no policy has).
     pub fn name(&self, id: u32) -> &str {
-        self.0.get(&id).map_or("?", |(name, _)| name.as_str())
+        self.0.get(&id).map_or("?", |n| n.name.as_str())
     }
 
     pub fn cap(&self, id: u32) -> Option<u32> {
-        self.0.get(&id).and_then(|(_, cap)| *cap)
+        self.0.get(&id).and_then(|n| n.cap)
+    }
+
+    /// The cap in force for a destination of policy `id` holding the learnt
+    /// `limit`, when the policy is adaptive (as the gate reads it: the
+    /// initial limit until one is learnt).
+    pub fn limit(&self, id: u32, limit: u32) -> Option<u32> {
+        let initial = self.0.get(&id)?.initial?;
+        Some(if limit != 0 { limit } else { initial })
     }
 }
 
@@ -98,6 +125,8 @@ pub struct StatusSnapshot {
     generation: u64,
     dests: Vec<(DestKey, DestState)>,
     overrides: HashMap<DestKey, Override>,
+    /// The last move of each adaptive destination's limit.
+    learnt: HashMap<DestKey, LimitChange>,
     names: PolicyNames,
     namespaces: Arc<Registry>,
     now: u64,
@@ -112,6 +141,13 @@ impl StatusSnapshot {
             generation: config.generation,
             dests: maps.dests.all()?,
             overrides: maps.overrides.all()?.into_iter().collect(),
+            learnt: d
+                .learning
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last()
+                .map(|(k, c)| (*k, LimitChange::from(c)))
+                .collect(),
             names: PolicyNames::of(d),
             namespaces: d.namespaces.clone(),
             now: monotonic_ns(),
@@ -155,6 +191,8 @@ impl StatusSnapshot {
             active: b.active,
             pending: b.pending,
             max_connections: self.names.cap(s.policy_id),
+            limit: self.names.limit(s.policy_id, b.limit),
+            limit_change: self.learnt.get(key).cloned(),
             attempts: c.attempts,
             successes: c.successes,
             slow: c.slow,

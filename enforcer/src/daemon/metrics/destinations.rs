@@ -86,7 +86,7 @@ const SPLIT_COUNTERS: [Split; 3] = [
 /// series has no state, a destination without a cap no remaining slots).
 type Gauge = fn(&Series) -> Option<i64>;
 
-const GAUGES: [(&str, &str, Gauge); 3] = [
+const GAUGES: [(&str, &str, Gauge); 4] = [
     ("destination_state", "0 closed, 1 open, 2 half-open", |s| {
         s.state.map(i64::from)
     }),
@@ -95,11 +95,34 @@ const GAUGES: [(&str, &str, Gauge); 3] = [
     }),
     (
         "remaining_connections",
-        "slots left under max_connections",
+        "slots left under the cap (max_connections, or the learnt limit)",
         |s| {
             s.cap
+                .or(s.limit)
                 .map(|cap| (i64::from(cap) - i64::from(s.s.breaker.active)).max(0))
         },
+    ),
+    (
+        "adaptive_limit",
+        "the cap learnt for the destination (max_connections = \"auto\")",
+        |s| s.limit.map(i64::from),
+    ),
+];
+
+/// Reads one gauge of seconds; `None` leaves the series out.
+type Seconds = fn(&Series) -> Option<std::time::Duration>;
+
+/// What an adaptive limit's last move was made from.
+const SIGNAL_GAUGES: [(&str, &str, Seconds); 2] = [
+    (
+        "adaptive_latency_seconds",
+        "the policy's signal (handshake, response or lifetime), mean of the last interval",
+        |s| s.learnt.and_then(|c| c.sample),
+    ),
+    (
+        "adaptive_baseline_seconds",
+        "the signal's unloaded latency (lowest interval mean of the baseline window)",
+        |s| s.learnt.and_then(|c| c.baseline),
     ),
 ];
 
@@ -141,6 +164,16 @@ pub fn encode(series: &[Series], enc: &mut DescriptorEncoder) -> Result<(), std:
         for s in series {
             if let Some(v) = get(s) {
                 m.encode_family(&labels(s))?.encode_gauge(&v)?;
+            }
+        }
+    }
+    for (name, help, get) in SIGNAL_GAUGES {
+        let name = format!("enforcer_{name}");
+        let mut m = enc.encode_descriptor(&name, help, None, MetricType::Gauge)?;
+        for s in series {
+            if let Some(v) = get(s) {
+                m.encode_family(&labels(s))?
+                    .encode_gauge(&v.as_secs_f64())?;
             }
         }
     }

@@ -17,7 +17,8 @@ use axum::{
 use enforcer_common::{counters::GlobalCounter, dest::DestState};
 use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, registry::Registry};
 
-use super::{Daemon, Shared, lock, series::Top, view::PolicyNames};
+use super::{Daemon, Shared, learn::SharedLearning, lock, series::Top, view::PolicyNames};
+use crate::adaptive::Change;
 use crate::{bpf::ProgramStats, http::stream, netns};
 
 mod destinations;
@@ -85,6 +86,10 @@ struct Series {
     /// `None` for the folded series.
     state: Option<u32>,
     cap: Option<u32>,
+    /// The cap learnt under an adaptive policy.
+    limit: Option<u32>,
+    /// Its last move's figures.
+    learnt: Option<Change>,
     s: DestState,
 }
 
@@ -166,6 +171,7 @@ struct Raw {
     top: Top,
     names: PolicyNames,
     namespaces: Arc<netns::Registry>,
+    learning: SharedLearning,
     totals: Totals,
 }
 
@@ -187,6 +193,7 @@ impl Raw {
             top,
             names: PolicyNames::of(&d),
             namespaces: d.namespaces.clone(),
+            learning: d.learning.clone(),
             totals: Totals::read(&d),
         }
     }
@@ -208,6 +215,7 @@ impl From<Raw> for Snapshot {
     fn from(raw: Raw) -> Self {
         let tracked = raw.top.tracked();
         let (own, other) = raw.top.finish();
+        let learning = raw.learning.lock().unwrap_or_else(|p| p.into_inner());
         let mut series: Vec<Series> = own
             .iter()
             .map(|(k, s)| Series {
@@ -216,9 +224,12 @@ impl From<Raw> for Snapshot {
                 policy: raw.names.name(s.policy_id).to_owned(),
                 state: Some(s.breaker.state),
                 cap: raw.names.cap(s.policy_id),
+                limit: raw.names.limit(s.policy_id, s.breaker.limit),
+                learnt: learning.last_of(k).copied(),
                 s: *s,
             })
             .collect();
+        drop(learning);
         if let Some(other) = other {
             series.push(Series {
                 dest: "other".into(),
@@ -226,6 +237,8 @@ impl From<Raw> for Snapshot {
                 policy: "other".into(),
                 state: None,
                 cap: None,
+                limit: None,
+                learnt: None,
                 s: other,
             });
         }

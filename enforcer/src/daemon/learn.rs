@@ -1,0 +1,155 @@
+//! The learning loop of adaptive policies (`max_connections = "auto"`): every
+//! policy's interval, read its destinations, move each one's limit
+//! ([`crate::adaptive::Learning`]) and write the limits that changed into the
+//! kernel through the control program (`SET_LIMIT`, under the destination's
+//! lock, only for the policy and epoch it was learnt under).
+//!
+//! The map is read and the limits written on a blocking thread without the
+//! daemon's lock: with many destinations a pass takes tens of milliseconds,
+//! which must not stall the API or the controller.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use enforcer_common::{control::Command, dest::DestState};
+
+use super::{Shared, lock, notices::dest_event};
+use crate::{
+    adaptive::{Learner, Learning, Step},
+    api::LimitChange,
+    bpf::{BpfError, Control, Dests},
+};
+
+const TICK: Duration = Duration::from_millis(100);
+
+/// The learners, shared with the status and the metrics.
+pub type SharedLearning = Arc<Mutex<Learning>>;
+
+pub async fn run(shared: Shared) {
+    let mut tick = tokio::time::interval(TICK);
+    let mut learned_at: HashMap<u32, Instant> = HashMap::new();
+    loop {
+        tick.tick().await;
+        let Some(pass) = due(&shared, &mut learned_at) else {
+            continue;
+        };
+        let due = pass.due.clone();
+        let steps = match tokio::task::spawn_blocking(move || pass.run()).await {
+            Ok(Ok(steps)) => steps,
+            Ok(Err(e)) => {
+                tracing::error!("adaptive limits: {e}");
+                continue;
+            }
+            Err(e) => {
+                tracing::error!("adaptive limits: the pass failed: {e}");
+                continue;
+            }
+        };
+        announce(&shared, &due, &steps);
+    }
+}
+
+/// One pass's work, taken from the daemon under its lock.
+struct Pass {
+    due: Vec<Learner>,
+    dests: Arc<Dests>,
+    control: Arc<Control>,
+    learning: SharedLearning,
+}
+
+/// The pass of the adaptive policies whose interval has come, if any; forgets
+/// the learners of policies that are no longer adaptive.
+fn due(shared: &Shared, learned_at: &mut HashMap<u32, Instant>) -> Option<Pass> {
+    let d = lock(shared);
+    let adaptive: Vec<_> = d
+        .policies
+        .iter()
+        .filter_map(|p| p.spec.adaptive.map(|a| (p, a)))
+        .collect();
+    let ids: Vec<u32> = adaptive.iter().map(|(p, _)| p.id).collect();
+    learned_at.retain(|id, _| ids.contains(id));
+    let learning = d.learning.clone();
+    learning
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .keep_policies(&ids);
+    let now = Instant::now();
+    let due: Vec<Learner> = adaptive
+        .iter()
+        .filter(|(p, a)| {
+            learned_at
+                .get(&p.id)
+                .is_none_or(|at| now.duration_since(*at) >= a.interval)
+        })
+        .map(|(p, a)| Learner {
+            policy_id: p.id,
+            epoch: p.spec.epoch(),
+            settings: a.settings,
+        })
+        .collect();
+    if due.is_empty() {
+        return None;
+    }
+    for learner in &due {
+        learned_at.insert(learner.policy_id, now);
+    }
+    Some(Pass {
+        due,
+        dests: d.enforcer.maps().dests.clone(),
+        control: d.enforcer.control().clone(),
+        learning,
+    })
+}
+
+impl Pass {
+    /// Reads the due policies' destinations, decides, writes the limits that
+    /// changed.
+    fn run(self) -> Result<Vec<Step>, BpfError> {
+        let ids: Vec<u32> = self.due.iter().map(|l| l.policy_id).collect();
+        let mut reads: Vec<(enforcer_common::dest::DestKey, DestState)> = Vec::new();
+        self.dests.each(|key, state| {
+            if ids.contains(&state.policy_id) {
+                reads.push((*key, *state));
+            }
+        })?;
+        let steps = self
+            .learning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pass(&self.due, reads.iter().map(|(k, s)| (k, s)));
+        for step in steps.iter().filter(|s| s.write) {
+            let command = Command::set_limit(step.key, step.policy_id, step.change.limit);
+            // Not applied: the destination left the policy or was forgotten
+            // since the read; the next pass sees it as it is.
+            self.control.run(&command)?;
+        }
+        Ok(steps)
+    }
+}
+
+/// Publishes the changes worth an event.
+fn announce(shared: &Shared, due: &[Learner], steps: &[Step]) {
+    let d = lock(shared);
+    for step in steps.iter().filter(|s| s.announce) {
+        let Some(learner) = due.iter().find(|l| l.policy_id == step.policy_id) else {
+            continue;
+        };
+        let change = LimitChange::from(&step.change);
+        let detail = format!(
+            "{} → {} ({})",
+            change.previous, change.limit, change.reason
+        );
+        let mut event = dest_event(
+            "limit_changed",
+            &step.key,
+            d.namespaces.label(step.key.netns),
+            &detail,
+        );
+        event.policy = Some(d.policy_name(learner.policy_id).to_owned());
+        event.limit = Some(change);
+        d.publish(event);
+    }
+}
