@@ -81,9 +81,8 @@ impl Learning {
             seen.insert(*key);
             steps.push(self.step(key, state, policy));
         }
-        self.dests.retain(|key, d| {
-            seen.contains(key) || !due.iter().any(|p| p.policy_id == d.policy_id)
-        });
+        self.dests
+            .retain(|key, d| seen.contains(key) || !due.iter().any(|p| p.policy_id == d.policy_id));
         steps
     }
 
@@ -285,7 +284,10 @@ mod tests {
         // Forgotten and tracked again: a fresh entry starts at initial.
         let fresh = state(&POLICY, 2);
         let steps = learning.pass(&[POLICY], [(&key, &fresh)]);
-        assert_eq!((steps[0].change.limit, steps[0].change.reason), (10, Reason::NoSample));
+        assert_eq!(
+            (steps[0].change.limit, steps[0].change.reason),
+            (10, Reason::NoSample)
+        );
         // New settings: the learner starts over from the kernel's limit,
         // within the new bounds.
         let mut narrower = POLICY;

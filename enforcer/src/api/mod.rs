@@ -31,6 +31,5 @@ mod resources;
 pub use params::{Dest, Lasting, OverrideQuery, ResetQuery, StatusQuery};
 pub use resources::{
     Applied, BreakerState, ByCause, Destination, ErrorBody, Event, Failures, LimitChange, Netns,
-    OverrideKind,
-    OverrideSet, PolicySettings, PolicyView, ResetDone, Status, Switch, Uninstalling,
+    OverrideKind, OverrideSet, PolicySettings, PolicyView, ResetDone, Status, Switch, Uninstalling,
 };

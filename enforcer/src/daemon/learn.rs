@@ -138,10 +138,7 @@ fn announce(shared: &Shared, due: &[Learner], steps: &[Step]) {
             continue;
         };
         let change = LimitChange::from(&step.change);
-        let detail = format!(
-            "{} → {} ({})",
-            change.previous, change.limit, change.reason
-        );
+        let detail = format!("{} → {} ({})", change.previous, change.limit, change.reason);
         let mut event = dest_event(
             "limit_changed",
             &step.key,

@@ -4,9 +4,7 @@
 
 use anyhow::Context as _;
 
-use super::{
-    Daemon, Listeners, Shared, api, controller, events, kernel_log, learn, lock, metrics,
-};
+use super::{Daemon, Listeners, Shared, api, controller, events, kernel_log, learn, lock, metrics};
 
 /// Serves until SIGINT/SIGTERM (or an uninstall request); SIGHUP reloads.
 pub async fn serve(
