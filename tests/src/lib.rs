@@ -6,6 +6,7 @@
 //! Privileged tests never skip: without root they fail, saying why.
 
 pub mod bpffs;
+pub mod capacity;
 pub mod cgroup;
 pub mod daemon;
 pub mod exec;
