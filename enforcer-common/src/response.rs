@@ -109,7 +109,10 @@ mod tests {
         // A greeting before the request is not an answer.
         assert_eq!(on_received(0, 100, 0, 5_000), Step::None);
         // A bare ACK of the request is not an answer either.
-        assert_eq!(on_received(marks::REQUEST_SENT, 0, 1_000, 5_000), Step::None);
+        assert_eq!(
+            on_received(marks::REQUEST_SENT, 0, 1_000, 5_000),
+            Step::None
+        );
         assert_eq!(
             on_received(marks::REQUEST_SENT, 1, 1_000, 5_000),
             Step::Answered(4_000)

@@ -523,7 +523,8 @@ fn the_signal_sums_what_the_policy_learns_from_once_per_connection() {
         // A connect that failed has no lifetime.
         let (_, mut failed) = d.connect(50 * MS);
         d.fail(51 * MS, &mut failed);
-        d.state.on_connection_closed(&d.policy, 60 * MS, &mut failed);
+        d.state
+            .on_connection_closed(&d.policy, 60 * MS, &mut failed);
         let want = match signal {
             Signal::Handshake => 2 * MS,
             Signal::Response => 5 * MS,

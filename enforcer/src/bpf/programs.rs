@@ -5,8 +5,8 @@ use std::os::fd::AsFd;
 use aya::{
     Ebpf,
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
-        ProgramError, SchedClassifier, SockOps, Xdp,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
+        SchedClassifier, SockOps, Xdp,
         links::{FdLink, LinkError},
     },
 };
