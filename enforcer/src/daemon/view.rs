@@ -12,6 +12,7 @@ use enforcer_common::{
     breaker::State,
     dest::{DestKey, DestState},
     overrides::{self, Override},
+    policy::Policy,
 };
 use serde::{Serialize, Serializer};
 
@@ -46,16 +47,16 @@ fn ms_until(at_ns: u64, now: u64) -> Option<u64> {
     (at_ns > now).then(|| (at_ns - now) / 1_000_000)
 }
 
-/// A running policy's name and cap, by kernel id.
+/// A running policy's name and what caps its destinations, by kernel id.
 #[derive(Clone, Debug, Default)]
-pub struct PolicyNames(HashMap<u32, (String, Option<u32>)>);
+pub struct PolicyNames(HashMap<u32, (String, Policy)>);
 
 impl PolicyNames {
     pub fn of(d: &Daemon) -> Self {
         Self(
             d.policies
                 .iter()
-                .map(|p| (p.id, (p.spec.name.clone(), p.spec.max_connections)))
+                .map(|p| (p.id, (p.spec.name.clone(), p.spec.kernel(None))))
                 .collect(),
         )
     }
@@ -65,8 +66,14 @@ impl PolicyNames {
         self.0.get(&id).map_or("?", |(name, _)| name.as_str())
     }
 
-    pub fn cap(&self, id: u32) -> Option<u32> {
-        self.0.get(&id).and_then(|(_, cap)| *cap)
+    /// The cap on a destination of policy `id` as the kernel applies it:
+    /// the destination's learned `limit` under an adaptive policy (its
+    /// initial limit until one is learned), else the policy's.
+    pub fn cap(&self, id: u32, limit: u32) -> Option<u32> {
+        self.0
+            .get(&id)
+            .map(|(_, p)| p.cap(limit))
+            .filter(|c| *c != 0)
     }
 }
 
@@ -154,7 +161,7 @@ impl StatusSnapshot {
             state: breaker_state(b.state),
             active: b.active,
             pending: b.pending,
-            max_connections: self.names.cap(s.policy_id),
+            max_connections: self.names.cap(s.policy_id, b.limit),
             attempts: c.attempts,
             successes: c.successes,
             slow: c.slow,
