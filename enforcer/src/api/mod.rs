@@ -30,6 +30,7 @@ mod resources;
 
 pub use params::{Dest, Lasting, OverrideQuery, ResetQuery, StatusQuery};
 pub use resources::{
-    Applied, BreakerState, ByCause, Destination, ErrorBody, Event, Failures, LimitChange, Netns,
-    OverrideKind, OverrideSet, PolicySettings, PolicyView, ResetDone, Status, Switch, Uninstalling,
+    AdaptiveSettings, Applied, BreakerState, ByCause, Cap, Destination, ErrorBody, Event, Failures,
+    LimitChange, Netns, OverrideKind, OverrideSet, PolicySettings, PolicyView, ResetDone, Status,
+    Switch, Uninstalling,
 };

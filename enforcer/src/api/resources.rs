@@ -5,7 +5,11 @@ use std::{net::SocketAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{PolicySpec, values::Mode};
+use crate::config::{
+    PolicySpec,
+    policy::AdaptiveSpec,
+    values::{self, Mode},
+};
 
 /// `GET /v1/status`: the global switch and the destinations, most
 /// interesting first (open, then by failures). The daemon serialises
@@ -174,7 +178,7 @@ pub struct PolicySettings {
     pub half_open_probes: u32,
     pub close_after: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_connections: Option<u32>,
+    pub max_connections: Option<Cap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pending: Option<u32>,
     pub errno: String,
@@ -184,6 +188,73 @@ pub struct PolicySettings {
     pub heal: bool,
     #[serde(with = "humantime_serde")]
     pub heal_interval: Duration,
+    /// With `max_connections = "auto"`: how each destination's cap is
+    /// learned (a `[policy.adaptive]` table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveSettings>,
+}
+
+/// `max_connections`: a number, or `"auto"` (learned per destination).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cap {
+    Fixed(u32),
+    Auto,
+}
+
+impl Serialize for Cap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Fixed(n) => s.serialize_u32(*n),
+            Self::Auto => s.serialize_str(values::AUTO),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Cap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match values::MaxConnections::deserialize(d)? {
+            values::MaxConnections::Word(w) if w == values::AUTO => Ok(Self::Auto),
+            values::MaxConnections::Number(n) => u32::try_from(n)
+                .map(Self::Fixed)
+                .map_err(|_| D::Error::custom(format!("max_connections: {n} is not a u32"))),
+            values::MaxConnections::Word(w) => Err(D::Error::custom(format!(
+                "max_connections: `{w}` is neither a number nor \"auto\""
+            ))),
+        }
+    }
+}
+
+/// An adaptive policy's settings (`[policy.adaptive]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveSettings {
+    /// `gradient2`, `vegas` or `aimd`.
+    pub algorithm: String,
+    pub min: u32,
+    pub max: u32,
+    pub initial: u32,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub smoothing: f64,
+    pub tolerance: f64,
+    /// `handshake`, `response` or `lifetime`.
+    pub signal: String,
+}
+
+impl From<&AdaptiveSpec> for AdaptiveSettings {
+    fn from(a: &AdaptiveSpec) -> Self {
+        let s = &a.settings;
+        Self {
+            algorithm: values::name_of(&values::ALGORITHMS, &s.algorithm).to_owned(),
+            min: s.min,
+            max: s.max,
+            initial: s.initial,
+            interval: a.interval,
+            smoothing: s.smoothing,
+            tolerance: s.tolerance,
+            signal: values::name_of(&values::SIGNALS, &a.signal).to_owned(),
+        }
+    }
 }
 
 impl From<&PolicySpec> for PolicySettings {
@@ -205,13 +276,17 @@ impl From<&PolicySpec> for PolicySettings {
             rejitter: p.rejitter,
             half_open_probes: p.half_open_probes,
             close_after: p.close_after,
-            max_connections: p.max_connections,
+            max_connections: match p.adaptive {
+                Some(_) => Some(Cap::Auto),
+                None => p.max_connections.map(Cap::Fixed),
+            },
             max_pending: p.max_pending,
             errno: p.errno.to_string(),
             max_open_percent: p.max_open_percent,
             trip_decay: p.trip_decay,
             heal: p.heal,
             heal_interval: p.heal_interval,
+            adaptive: p.adaptive.as_ref().map(AdaptiveSettings::from),
         }
     }
 }
@@ -342,4 +417,44 @@ pub struct Netns {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn a_policy_shows_auto_and_its_adaptive_settings() {
+        let config = Config::parse(
+            "[[policy]]\nname = \"api\"\nmatch = [\"10.0.1.0/24:8080\"]\nmax_connections = \"auto\"\n[policy.adaptive]\nalgorithm = \"aimd\"\ninterval = \"500ms\"\nsignal = \"lifetime\"\n\n[[policy]]\nname = \"db\"\nmatch = [\"10.0.0.5:5432\"]\nmax_connections = 10\n",
+            "t",
+        )
+        .unwrap();
+        let [api, db] = &config.policies[..] else {
+            panic!()
+        };
+        let json = serde_json::to_value(PolicySettings::from(api)).unwrap();
+        assert_eq!(json["max_connections"], "auto");
+        assert_eq!(
+            json["adaptive"],
+            serde_json::json!({
+                "algorithm": "aimd",
+                "min": 20,
+                "max": 200,
+                "initial": 20,
+                "interval": "500ms",
+                "smoothing": 0.2,
+                "tolerance": 1.25,
+                "signal": "lifetime",
+            })
+        );
+        let back: PolicySettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, PolicySettings::from(api));
+        let json = serde_json::to_value(PolicySettings::from(db)).unwrap();
+        assert_eq!(json["max_connections"], 10);
+        assert!(json.get("adaptive").is_none());
+        let back: PolicySettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back.max_connections, Some(Cap::Fixed(10)));
+    }
 }

@@ -28,7 +28,9 @@ pub enum Command {
     },
     /// Add or replace a policy: `enforcer policy set db match=10.0.0.5:5432
     /// failure_threshold=3 open=10s`. Unset keys take the configuration's
-    /// [defaults]; `match` takes a comma-separated list.
+    /// [defaults]; `match` takes a comma-separated list; the keys of
+    /// [policy.adaptive] are written `adaptive.KEY` (`max_connections=auto
+    /// adaptive.algorithm=vegas adaptive.max=500`).
     Set {
         name: String,
         /// KEY=VALUE settings, as in a [[policy]] table.
@@ -106,7 +108,8 @@ pub fn execute(command: Command) -> Result<(), Failure> {
 
 /// `key=value` arguments as the lines of a TOML table. Values that are TOML
 /// (numbers, booleans, quoted strings) stay as they are; anything else is a
-/// string; `match` is a list.
+/// string; `match` is a list. A dotted key (`adaptive.min`) sets a key of a
+/// sub-table.
 fn settings_to_toml(settings: &[String]) -> Result<String, Failure> {
     let mut lines = Vec::new();
     for setting in settings {
@@ -114,7 +117,10 @@ fn settings_to_toml(settings: &[String]) -> Result<String, Failure> {
             .split_once('=')
             .ok_or_else(|| Failure::Usage(anyhow!("`{setting}`: expected KEY=VALUE")))?;
         let key = key.trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        let bare = |part: &str| {
+            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if !key.split('.').all(bare) {
             return Err(Failure::Usage(anyhow!("`{setting}`: bad key `{key}`")));
         }
         let value = if key == "match" {
@@ -153,7 +159,20 @@ mod tests {
             .unwrap(),
             "match = [\"10.0.0.5:5432\", \"[fd00::1]:443\"]\nfailure_threshold = 3\nopen = \"10s\"\nheal = true"
         );
+        assert_eq!(
+            s(&[
+                "max_connections=auto",
+                "adaptive.algorithm=vegas",
+                "adaptive.max=500",
+                "adaptive.interval=500ms",
+                "adaptive.smoothing=0.5"
+            ])
+            .unwrap(),
+            "max_connections = \"auto\"\nadaptive.algorithm = \"vegas\"\nadaptive.max = 500\nadaptive.interval = \"500ms\"\nadaptive.smoothing = 0.5"
+        );
         assert!(s(&["nonsense"]).is_err());
         assert!(s(&["bad key=1"]).is_err());
+        assert!(s(&["adaptive.=1"]).is_err());
+        assert!(s(&[".min=1"]).is_err());
     }
 }

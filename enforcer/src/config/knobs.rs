@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::{Dur, Errno, Mode};
+use super::values::{Dur, Errno, MaxConnections, Mode};
 
 /// A resolved setting and the line of the file that set it (`None`: the embedded
 /// defaults).
@@ -36,6 +36,9 @@ macro_rules! knobs {
         #[serde(deny_unknown_fields)]
         pub struct KnobsFile {
             $( $(#[doc = $doc])* #[serde(default)] pub $name: Option<Spanned<$ty>>, )*
+            /// `[defaults.adaptive]`, `[policy.adaptive]`.
+            #[serde(default)]
+            pub adaptive: Option<Spanned<AdaptiveFile>>,
         }
 
         /// A `[[policy]]` as written.
@@ -48,12 +51,14 @@ macro_rules! knobs {
             #[serde(default)]
             pub cgroup: Option<Spanned<PathBuf>>,
             $( #[serde(default)] pub $name: Option<Spanned<$ty>>, )*
+            #[serde(default)]
+            pub adaptive: Option<Spanned<AdaptiveFile>>,
         }
 
         impl PolicyFile {
             /// The policy's own settings.
             pub fn knobs(&self) -> KnobsFile {
-                KnobsFile { $( $name: self.$name.clone(), )* }
+                KnobsFile { $( $name: self.$name.clone(), )* adaptive: self.adaptive.clone() }
             }
         }
 
@@ -61,11 +66,44 @@ macro_rules! knobs {
         #[derive(Clone, Debug, Default, PartialEq)]
         pub struct Knobs {
             $( pub $name: Option<Setting<$ty>>, )*
+            /// Laid over field by field, as the others.
+            pub adaptive: AdaptiveKnobs,
         }
 
         impl Knobs {
             /// Lays the settings `file` makes over `self`.
             pub fn overlay(&mut self, file: &KnobsFile, lines: &Lines<'_>) {
+                $(
+                    if let Some(v) = &file.$name {
+                        self.$name = Some(Setting { value: v.get_ref().clone(), line: lines.of(v) });
+                    }
+                )*
+                if let Some(table) = &file.adaptive {
+                    self.adaptive.overlay(table.get_ref(), lines);
+                }
+            }
+        }
+    };
+}
+
+/// A table of settings laid over each other field by field: `$file` as
+/// written, `$resolved` after layering.
+macro_rules! table {
+    ($file:ident, $resolved:ident, { $( $name:ident : $ty:ty ),* $(,)? }) => {
+        #[derive(Clone, Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $file {
+            $( #[serde(default)] pub $name: Option<Spanned<$ty>>, )*
+        }
+
+        #[derive(Clone, Debug, Default, PartialEq)]
+        pub struct $resolved {
+            $( pub $name: Option<Setting<$ty>>, )*
+        }
+
+        impl $resolved {
+            /// Lays the settings `file` makes over `self`.
+            pub fn overlay(&mut self, file: &$file, lines: &Lines<'_>) {
                 $(
                     if let Some(v) = &file.$name {
                         self.$name = Some(Setting { value: v.get_ref().clone(), line: lines.of(v) });
@@ -90,7 +128,7 @@ knobs! {
     rejitter: Dur,
     half_open_probes: u32,
     close_after: u32,
-    max_connections: u32,
+    max_connections: MaxConnections,
     max_pending: u32,
     errno: Errno,
     max_open_percent: u32,
@@ -98,3 +136,16 @@ knobs! {
     heal: bool,
     heal_interval: Dur,
 }
+
+// How an adaptive policy (`max_connections = "auto"`) learns its caps.
+// `algorithm` and `signal` are names, checked when a policy is resolved.
+table!(AdaptiveFile, AdaptiveKnobs, {
+    algorithm: String,
+    min: u32,
+    max: u32,
+    initial: u32,
+    interval: Dur,
+    smoothing: f64,
+    tolerance: f64,
+    signal: String,
+});

@@ -112,6 +112,7 @@ impl Config {
         let mut defaults = Knobs::default();
         defaults.overlay(&base.defaults, &base_lines);
         defaults.overlay(&file.defaults, &lines);
+        policy::check_adaptive_defaults(&defaults.adaptive).map_err(invalid)?;
         let daemon =
             DaemonConfig::resolve(base.daemon, file.daemon, &lines, overrides).map_err(invalid)?;
         let (policies, policy_lines) = match file.policies {
@@ -302,7 +303,22 @@ fn resolve_policies(
         };
         let mut knobs = defaults.clone();
         knobs.overlay(&file.knobs(), lines);
-        specs.push(PolicySpec::resolve(name, rules, cgroup, &knobs)?);
+        let spec = PolicySpec::resolve(name, rules, cgroup, &knobs)?;
+        // `[defaults.adaptive]` applies to the auto policies alone; a
+        // policy's own adaptive settings are a mistake on any other.
+        if let Some(table) = &file.adaptive
+            && spec.adaptive.is_none()
+        {
+            let cap = spec
+                .max_connections
+                .map_or("unset".to_owned(), |n| n.to_string());
+            return invalid(
+                &field("adaptive"),
+                lines.of(table),
+                format!("needs max_connections = \"auto\" (it is {cap})"),
+            );
+        }
+        specs.push(spec);
     }
     check_rule_count(seen_rules.len(), rules_capacity)?;
     Ok(specs)

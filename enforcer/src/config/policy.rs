@@ -7,10 +7,10 @@ use enforcer_common::policy::{BACKOFF_STEPS, BackoffRow, Policy, Signal};
 
 use super::{
     Invalid,
-    knobs::{Knobs, Setting},
-    values::{Dur, Errno, Mode},
+    knobs::{AdaptiveKnobs, Knobs, Setting},
+    values::{ALGORITHMS, AUTO, Dur, Errno, MaxConnections, Mode, SIGNALS},
 };
-use crate::rule::Rule;
+use crate::{adaptive::Settings, rule::Rule};
 
 /// A validated policy.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,15 +62,34 @@ const S: Duration = Duration::from_secs(1);
 const MIN: Duration = Duration::from_secs(60);
 const H: Duration = Duration::from_secs(3600);
 
-/// Checks one setting; the error names the policy, the field and the line.
-struct Checker<'a> {
-    policy: &'a str,
+/// An adaptive policy's interval when no layer sets one; the other settings
+/// then come from [`Settings::default`] and the signal is the handshake. The
+/// embedded `[defaults.adaptive]` says the same (unit-tested).
+const INTERVAL: Duration = S;
+
+/// Checks one setting; the error names the policy (or `[defaults]`), the
+/// field and the line.
+struct Checker {
+    /// `policy "NAME": ` or `defaults.`
+    prefix: String,
 }
 
-impl Checker<'_> {
+impl Checker {
+    fn policy(name: &str) -> Self {
+        Self {
+            prefix: format!("policy \"{name}\": "),
+        }
+    }
+
+    fn defaults() -> Self {
+        Self {
+            prefix: "defaults.".to_owned(),
+        }
+    }
+
     fn fail<T>(&self, field: &str, line: Option<usize>, message: String) -> Result<T, Invalid> {
         Err(Invalid {
-            field: format!("policy \"{}\": {field}", self.policy),
+            field: format!("{}{field}", self.prefix),
             line,
             message,
         })
@@ -144,6 +163,141 @@ impl Checker<'_> {
         }
         Ok(Some(v))
     }
+
+    /// A name among `names`.
+    fn choice<T: Copy>(
+        &self,
+        field: &str,
+        s: &Option<Setting<String>>,
+        names: &[(&str, T)],
+    ) -> Result<Option<T>, Invalid> {
+        let Some(s) = s else { return Ok(None) };
+        match names.iter().find(|(n, _)| *n == s.value) {
+            Some((_, v)) => Ok(Some(*v)),
+            None => {
+                let names: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+                self.fail(
+                    field,
+                    s.line,
+                    format!("`{}` is not one of {}", s.value, names.join(", ")),
+                )
+            }
+        }
+    }
+
+    /// `low <= high` for two settings; the error is on the one written
+    /// last (the more specific layer), as the other was there before it.
+    fn ordered(
+        &self,
+        (low_field, low): (&str, &Option<Setting<u32>>),
+        (high_field, high): (&str, &Option<Setting<u32>>),
+        (low_value, high_value): (u32, u32),
+    ) -> Result<(), Invalid> {
+        if low_value <= high_value {
+            return Ok(());
+        }
+        let line = |s: &Option<Setting<u32>>| s.as_ref().and_then(|s| s.line);
+        if line(low) > line(high) {
+            self.fail(
+                low_field,
+                line(low),
+                format!("must be at most {high_field} ({high_value}), got {low_value}"),
+            )
+        } else {
+            self.fail(
+                high_field,
+                line(high),
+                format!("must be at least {low_field} ({low_value}), got {high_value}"),
+            )
+        }
+    }
+
+    /// `max_connections`: a number within its bounds or `"auto"`.
+    fn max_connections(&self, s: &Option<Setting<MaxConnections>>) -> Result<Cap, Invalid> {
+        const MAX: i64 = MAX_CONNECTIONS as i64;
+        let Some(s) = s else {
+            return Ok(Cap::Fixed(None));
+        };
+        match &s.value {
+            MaxConnections::Number(n @ 1..=MAX) => Ok(Cap::Fixed(Some(*n as u32))),
+            MaxConnections::Word(w) if w == AUTO => Ok(Cap::Auto),
+            MaxConnections::Number(n) => self.fail(
+                "max_connections",
+                s.line,
+                format!("must be 1..={MAX} or \"{AUTO}\", got {n}"),
+            ),
+            MaxConnections::Word(w) => self.fail(
+                "max_connections",
+                s.line,
+                format!("must be 1..={MAX} or \"{AUTO}\", got \"{w}\""),
+            ),
+        }
+    }
+
+    /// Each adaptive setting on its own, with what no layer sets taken from
+    /// the defaults.
+    fn adaptive_fields(&self, k: &AdaptiveKnobs) -> Result<AdaptiveSpec, Invalid> {
+        let d = Settings::default();
+        let limit = |f: &str, s: &Option<Setting<u32>>| self.int(f, s, 1, MAX_CONNECTIONS);
+        Ok(AdaptiveSpec {
+            settings: Settings {
+                algorithm: self
+                    .choice("adaptive.algorithm", &k.algorithm, &ALGORITHMS)?
+                    .unwrap_or(d.algorithm),
+                min: limit("adaptive.min", &k.min)?.unwrap_or(d.min),
+                max: limit("adaptive.max", &k.max)?.unwrap_or(d.max),
+                initial: limit("adaptive.initial", &k.initial)?.unwrap_or(d.initial),
+                smoothing: self
+                    .share("adaptive.smoothing", &k.smoothing, true, 0.0, 1.0)?
+                    .unwrap_or(d.smoothing),
+                tolerance: self
+                    .share("adaptive.tolerance", &k.tolerance, false, 1.0, 10.0)?
+                    .unwrap_or(d.tolerance),
+                baseline_window: d.baseline_window,
+            },
+            interval: self
+                .dur("adaptive.interval", &k.interval, 100 * MS, H)?
+                .unwrap_or(INTERVAL),
+            signal: self
+                .choice("adaptive.signal", &k.signal, &SIGNALS)?
+                .unwrap_or(Signal::Handshake),
+        })
+    }
+
+    /// The adaptive settings of an auto policy: each on its own, then
+    /// `min <= initial <= max`.
+    fn adaptive(&self, k: &AdaptiveKnobs) -> Result<AdaptiveSpec, Invalid> {
+        let spec = self.adaptive_fields(k)?;
+        let s = &spec.settings;
+        let (min, initial, max) = (
+            ("adaptive.min", &k.min),
+            ("adaptive.initial", &k.initial),
+            ("adaptive.max", &k.max),
+        );
+        self.ordered(min, max, (s.min, s.max))?;
+        self.ordered(min, initial, (s.min, s.initial))?;
+        self.ordered(initial, max, (s.initial, s.max))?;
+        Ok(spec)
+    }
+}
+
+/// What `max_connections` asks for.
+enum Cap {
+    /// This cap, or none.
+    Fixed(Option<u32>),
+    /// A cap learned for each destination.
+    Auto,
+}
+
+/// The largest cap (`max_connections`, `max_pending`, the adaptive limits).
+const MAX_CONNECTIONS: u32 = 1 << 30;
+
+/// Checks `[defaults.adaptive]` on its own, each setting within its bounds,
+/// whether or not a policy uses it (one may be added later). How the
+/// settings relate (`min <= initial <= max`) is checked per policy: a policy
+/// may set the others.
+pub fn check_adaptive_defaults(k: &AdaptiveKnobs) -> Result<(), Invalid> {
+    Checker::defaults().adaptive_fields(k).map(drop)
 }
 
 impl PolicySpec {
@@ -154,7 +308,7 @@ impl PolicySpec {
         cgroup: Option<PathBuf>,
         k: &Knobs,
     ) -> Result<Self, Invalid> {
-        let c = Checker { policy: name };
+        let c = Checker::policy(name);
         // Settings the embedded defaults always provide.
         let need =
             |f: &str, v: Option<u32>| v.map_or_else(|| c.fail(f, None, "must be set".into()), Ok);
@@ -176,6 +330,10 @@ impl PolicySpec {
                 format!("must be at least open ({})", Dur(open)),
             );
         }
+        let (max_connections, adaptive) = match c.max_connections(&k.max_connections)? {
+            Cap::Fixed(cap) => (cap, None),
+            Cap::Auto => (None, Some(c.adaptive(&k.adaptive)?)),
+        };
         Ok(Self {
             name: name.to_owned(),
             rules,
@@ -208,8 +366,8 @@ impl PolicySpec {
                 "close_after",
                 c.int("close_after", &k.close_after, 1, 10_000)?,
             )?,
-            max_connections: c.int("max_connections", &k.max_connections, 1, 1 << 30)?,
-            max_pending: c.int("max_pending", &k.max_pending, 1, 1 << 30)?,
+            max_connections,
+            max_pending: c.int("max_pending", &k.max_pending, 1, MAX_CONNECTIONS)?,
             errno: c.required("errno", &k.errno)?.value,
             max_open_percent: need(
                 "max_open_percent",
@@ -221,7 +379,7 @@ impl PolicySpec {
                 "heal_interval",
                 c.dur("heal_interval", &k.heal_interval, 100 * MS, 10 * MIN)?,
             )?,
-            adaptive: None,
+            adaptive,
         })
     }
 

@@ -471,3 +471,310 @@ fn flags_are_bounded_without_a_line_and_replace_the_file_value() {
         "{got}"
     );
 }
+
+/// A file with one policy, `db`, matching 10.0.0.5:5432, with `extra` as its
+/// further keys and tables (its first line is line 4).
+fn db(extra: &str) -> String {
+    format!("[[policy]]\nname = \"db\"\nmatch = [\"10.0.0.5:5432\"]\n{extra}\n")
+}
+
+fn only(text: &str) -> PolicySpec {
+    let c = Config::parse(text, "t.toml").unwrap();
+    let [p] = &c.policies[..] else {
+        panic!("one policy")
+    };
+    p.clone()
+}
+
+#[test]
+fn an_auto_policy_learns_with_the_default_settings() {
+    use crate::adaptive::Settings;
+    use enforcer_common::policy::Signal;
+
+    let p = only(&db("max_connections = \"auto\""));
+    assert_eq!(p.max_connections, None, "no fixed cap");
+    let a = p.adaptive.expect("adaptive");
+    assert_eq!(a.settings, Settings::default());
+    assert_eq!(a.interval, Duration::from_secs(1));
+    assert_eq!(a.signal, Signal::Handshake);
+    // The embedded [defaults.adaptive] says what Settings::default() does.
+    let d = &Config::embedded().defaults.adaptive;
+    let s = Settings::default();
+    assert_eq!(d.min.as_ref().map(|s| s.value), Some(s.min));
+    assert_eq!(d.max.as_ref().map(|s| s.value), Some(s.max));
+    assert_eq!(d.initial.as_ref().map(|s| s.value), Some(s.initial));
+    assert_eq!(d.smoothing.as_ref().map(|s| s.value), Some(s.smoothing));
+    assert_eq!(d.tolerance.as_ref().map(|s| s.value), Some(s.tolerance));
+    assert_eq!(
+        d.algorithm.as_ref().map(|s| s.value.as_str()),
+        Some("gradient2")
+    );
+    assert_eq!(
+        d.signal.as_ref().map(|s| s.value.as_str()),
+        Some("handshake")
+    );
+    assert_eq!(
+        d.interval.as_ref().map(|s| s.value.0),
+        Some(Duration::from_secs(1))
+    );
+    // Without the embedded defaults, the code's own are the same.
+    let mut bare = Config::embedded().defaults;
+    bare.adaptive = knobs::AdaptiveKnobs::default();
+    let spec = PolicySpec::resolve(
+        "x",
+        vec![],
+        None,
+        &knobs::Knobs {
+            max_connections: Some(knobs::Setting {
+                value: values::MaxConnections::Word("auto".into()),
+                line: None,
+            }),
+            ..bare
+        },
+    )
+    .unwrap();
+    assert_eq!(spec.adaptive, Some(a));
+    // No auto, no adaptive.
+    assert_eq!(only(&db("max_connections = 10")).adaptive, None);
+    assert_eq!(only(&db("")).adaptive, None);
+}
+
+#[test]
+fn a_full_adaptive_table_is_read() {
+    use crate::adaptive::{Algorithm, Settings};
+    use enforcer_common::policy::Signal;
+
+    let p = only(&db(
+        "max_connections = \"auto\"\n[policy.adaptive]\nalgorithm = \"aimd\"\nmin = 5\nmax = 1000\ninitial = 50\ninterval = \"250ms\"\nsmoothing = 1.0\ntolerance = 2\nsignal = \"lifetime\"",
+    ));
+    let a = p.adaptive.unwrap();
+    assert_eq!(
+        a.settings,
+        Settings {
+            algorithm: Algorithm::Aimd,
+            min: 5,
+            max: 1000,
+            initial: 50,
+            smoothing: 1.0,
+            tolerance: 2.0,
+            baseline_window: Settings::default().baseline_window,
+        }
+    );
+    assert_eq!(a.interval, Duration::from_millis(250));
+    assert_eq!(a.signal, Signal::Lifetime);
+    // Dotted keys are the same table.
+    let dotted = only(&db(
+        "max_connections = \"auto\"\nadaptive.algorithm = \"vegas\"\nadaptive.signal = \"response\"",
+    ));
+    let a = dotted.adaptive.unwrap();
+    assert_eq!(
+        (a.settings.algorithm, a.signal),
+        (Algorithm::Vegas, Signal::Response)
+    );
+}
+
+#[test]
+fn adaptive_defaults_are_laid_over_field_by_field() {
+    use crate::adaptive::Algorithm;
+    use enforcer_common::policy::Signal;
+
+    let text = "[defaults]\nmax_connections = \"auto\"\n[defaults.adaptive]\nalgorithm = \"vegas\"\nmax = 300\ninterval = \"2s\"\n\n[[policy]]\nname = \"a\"\nmatch = [\"10.0.0.1:80\"]\n[policy.adaptive]\nmax = 400\nsignal = \"response\"\n\n[[policy]]\nname = \"b\"\nmatch = [\"10.0.0.2:80\"]\n\n[[policy]]\nname = \"c\"\nmatch = [\"10.0.0.3:80\"]\nmax_connections = 7\n";
+    let c = Config::parse(text, "t").unwrap();
+    let [a, b, fixed] = &c.policies[..] else {
+        panic!()
+    };
+    let (a, b) = (a.adaptive.unwrap(), b.adaptive.unwrap());
+    // The policy's own, then the file's [defaults.adaptive], then the
+    // embedded ones.
+    assert_eq!(a.settings.max, 400);
+    assert_eq!(a.signal, Signal::Response);
+    assert_eq!(a.settings.algorithm, Algorithm::Vegas);
+    assert_eq!(a.interval, Duration::from_secs(2));
+    assert_eq!((a.settings.min, a.settings.initial), (20, 20));
+    assert_eq!(a.settings.smoothing, 0.2);
+    assert_eq!(b.settings.max, 300);
+    assert_eq!(b.signal, Signal::Handshake);
+    assert_eq!(b.settings.algorithm, Algorithm::Vegas);
+    // A policy that is not auto ignores [defaults.adaptive].
+    assert_eq!((fixed.max_connections, fixed.adaptive), (Some(7), None));
+    // And a file whose policies are none of them auto may have one.
+    let c = Config::parse(
+        "[defaults.adaptive]\nmax = 50\n\n[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.1:80\"]\nmax_connections = 3\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.policies[0].adaptive, None);
+    // Policies added later inherit it.
+    let added = c
+        .parse_policies(
+            "[[policy]]\nname = \"q\"\nmatch = [\"10.0.0.2:80\"]\nmax_connections = \"auto\"\n",
+            "request",
+        )
+        .unwrap();
+    assert_eq!(added[0].adaptive.unwrap().settings.max, 50);
+}
+
+#[test]
+fn bad_adaptive_settings_name_the_field_and_line() {
+    let auto = |table: &str| {
+        db(&format!(
+            "max_connections = \"auto\"\n[policy.adaptive]\n{table}"
+        ))
+    };
+    rejected_with(&[
+        (
+            &db("max_connections = \"many\""),
+            "t.toml: line 4: policy \"db\": max_connections: must be 1..=1073741824 or \"auto\", got \"many\"",
+        ),
+        (
+            &db("max_connections = -1"),
+            "line 4: policy \"db\": max_connections: must be 1..=1073741824 or \"auto\", got -1",
+        ),
+        (
+            &db("max_connections = 1073741825"),
+            "line 4: policy \"db\": max_connections: must be 1..=1073741824",
+        ),
+        (
+            &db("max_connections = 1.5"),
+            "expected a number or \"auto\"",
+        ),
+        (
+            &auto("algorithm = \"fast\""),
+            "line 6: policy \"db\": adaptive.algorithm: `fast` is not one of gradient2, vegas, aimd",
+        ),
+        (
+            &auto("signal = \"rtt\""),
+            "line 6: policy \"db\": adaptive.signal: `rtt` is not one of handshake, response, lifetime",
+        ),
+        (
+            &auto("min = 0"),
+            "line 6: policy \"db\": adaptive.min: must be 1..=1073741824, got 0",
+        ),
+        (
+            &auto("max = 1073741825"),
+            "line 6: policy \"db\": adaptive.max: must be 1..=1073741824, got 1073741825",
+        ),
+        (
+            &auto("initial = 0"),
+            "line 6: policy \"db\": adaptive.initial: must be 1..=1073741824, got 0",
+        ),
+        (
+            &auto("interval = \"10ms\""),
+            "line 6: policy \"db\": adaptive.interval: must be 100ms..=1h, got 10ms",
+        ),
+        (
+            &auto("interval = \"2h\""),
+            "line 6: policy \"db\": adaptive.interval: must be 100ms..=1h, got 2h",
+        ),
+        (&auto("interval = \"soon\""), "line 6"),
+        (
+            &auto("smoothing = 0.0"),
+            "line 6: policy \"db\": adaptive.smoothing: must be in (0, 1], got 0",
+        ),
+        (
+            &auto("smoothing = 1.5"),
+            "line 6: policy \"db\": adaptive.smoothing: must be in (0, 1], got 1.5",
+        ),
+        (
+            &auto("tolerance = 0.9"),
+            "line 6: policy \"db\": adaptive.tolerance: must be in [1, 10], got 0.9",
+        ),
+        (
+            &auto("tolerance = 11"),
+            "line 6: policy \"db\": adaptive.tolerance: must be in [1, 10], got 11",
+        ),
+        (&auto("tolerance = nan"), "adaptive.tolerance"),
+        (&auto("min = \"ten\""), "line 6"),
+        // The baseline window is not a setting.
+        (
+            &auto("baseline_window = 60"),
+            "unknown field `baseline_window`",
+        ),
+        // How they relate: the one written last is named.
+        (
+            &auto("min = 300"),
+            "line 6: policy \"db\": adaptive.min: must be at most adaptive.max (200), got 300",
+        ),
+        (
+            &auto("min = 100\nmax = 50\ninitial = 60"),
+            "line 7: policy \"db\": adaptive.max: must be at least adaptive.min (100), got 50",
+        ),
+        (
+            &auto("initial = 10"),
+            "line 6: policy \"db\": adaptive.initial: must be at least adaptive.min (20), got 10",
+        ),
+        (
+            &auto("initial = 500"),
+            "line 6: policy \"db\": adaptive.initial: must be at most adaptive.max (200), got 500",
+        ),
+        (
+            &auto("max = 10\nmin = 5"),
+            "line 6: policy \"db\": adaptive.max: must be at least adaptive.initial (20), got 10",
+        ),
+        // [defaults.adaptive] is checked on its own, auto policy or not.
+        (
+            "[defaults.adaptive]\nalgorithm = \"aimd\"\nsmoothing = 2.0\n",
+            "t.toml: line 3: defaults.adaptive.smoothing: must be in (0, 1], got 2",
+        ),
+        (
+            "[defaults.adaptive]\n\nsignal = \"ttfb\"\n",
+            "line 3: defaults.adaptive.signal: `ttfb` is not one of handshake, response, lifetime",
+        ),
+        // Bounds across layers: the file's default, the policy's setting.
+        (
+            &format!(
+                "[defaults.adaptive]\nmax = 30\n\n{}",
+                db("max_connections = \"auto\"\nadaptive.min = 40")
+            ),
+            "line 8: policy \"db\": adaptive.min: must be at most adaptive.max (30), got 40",
+        ),
+    ]);
+}
+
+#[test]
+fn adaptive_settings_without_auto_are_refused() {
+    rejected_with(&[
+        (
+            &db("max_connections = 10\n[policy.adaptive]\nmin = 5"),
+            "t.toml: line 5: policy \"db\": adaptive: needs max_connections = \"auto\" (it is 10)",
+        ),
+        (
+            &db("\n[policy.adaptive]\n"),
+            "line 5: policy \"db\": adaptive: needs max_connections = \"auto\" (it is unset)",
+        ),
+        (
+            &db("adaptive.algorithm = \"vegas\""),
+            "policy \"db\": adaptive: needs max_connections = \"auto\"",
+        ),
+        // Its own cap wins over an auto [defaults]: then its table is a mistake.
+        (
+            &format!(
+                "[defaults]\nmax_connections = \"auto\"\n\n{}",
+                db("max_connections = 3\n[policy.adaptive]\nmax = 50")
+            ),
+            "line 8: policy \"db\": adaptive: needs max_connections = \"auto\" (it is 3)",
+        ),
+    ]);
+}
+
+#[test]
+fn the_kernel_policy_of_an_auto_policy_starts_at_the_initial_limit() {
+    use enforcer_common::policy::Signal;
+
+    let p = only(&db(
+        "max_connections = \"auto\"\nmax_pending = 9\n[policy.adaptive]\ninitial = 40\nsignal = \"response\"",
+    ));
+    let k = p.kernel(None);
+    assert_eq!(k.adaptive, 1);
+    assert_eq!(k.signal, Signal::Response as u32);
+    assert_eq!(k.max_connections, 40);
+    assert_eq!(k.max_pending, 9);
+    assert_eq!(k.cap(0), 40, "until a limit is learned");
+    assert_eq!(k.cap(77), 77);
+    let fixed = only(&db("max_connections = 10")).kernel(None);
+    assert_eq!(
+        (fixed.adaptive, fixed.signal, fixed.max_connections),
+        (0, Signal::Handshake as u32, 10)
+    );
+    assert_eq!(fixed.cap(77), 10);
+}

@@ -3,7 +3,10 @@
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
+use enforcer_common::policy::Signal;
 use serde::{Deserialize, Deserializer, de};
+
+use crate::adaptive::Algorithm;
 
 /// A duration written as humantime: `500ms`, `30s`, `5m`, `1h 30m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -30,6 +33,61 @@ pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Err
     let text = String::deserialize(d)?;
     text.parse()
         .map_err(|_| de::Error::custom(format!("`{text}` is not an address like 127.0.0.1:9464")))
+}
+
+/// `max_connections` as written: a number (checked against its bounds when
+/// the policy is resolved) or a word, of which only `"auto"` is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MaxConnections {
+    Number(i64),
+    Word(String),
+}
+
+impl<'de> Deserialize<'de> for MaxConnections {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = MaxConnections;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or \"auto\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(MaxConnections::Number(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(MaxConnections::Number(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaxConnections::Word(v.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// The word that makes `max_connections` adaptive.
+pub const AUTO: &str = "auto";
+
+/// The adaptive algorithms, by name.
+pub const ALGORITHMS: [(&str, Algorithm); 3] = [
+    ("gradient2", Algorithm::Gradient2),
+    ("vegas", Algorithm::Vegas),
+    ("aimd", Algorithm::Aimd),
+];
+
+/// What an adaptive policy learns from, by name.
+pub const SIGNALS: [(&str, Signal); 3] = [
+    ("handshake", Signal::Handshake),
+    ("response", Signal::Response),
+    ("lifetime", Signal::Lifetime),
+];
+
+/// The name `value` has in `names`.
+pub fn name_of<T: PartialEq>(names: &[(&'static str, T)], value: &T) -> &'static str {
+    names
+        .iter()
+        .find(|(_, v)| v == value)
+        .map_or("?", |(name, _)| name)
 }
 
 /// A policy's mode.

@@ -492,4 +492,36 @@ mod tests {
         assert_eq!(refused.status, StatusCode::BAD_REQUEST);
         assert!(refused.message.starts_with("body:"), "{}", refused.message);
     }
+
+    /// `enforcer policy set api max_connections=auto adaptive.max=500 …`
+    /// sends dotted keys: the policy's adaptive table.
+    #[test]
+    fn a_put_body_sets_an_auto_policy_with_dotted_keys() {
+        let config = Config::embedded();
+        let spec = put_policy(
+            &config,
+            "api",
+            "match = [\"10.0.1.0/24:8080\"]\nmax_connections = \"auto\"\nadaptive.algorithm = \"vegas\"\nadaptive.max = 500",
+        )
+        .unwrap();
+        let a = spec.adaptive.expect("auto");
+        assert_eq!(spec.max_connections, None);
+        assert_eq!(
+            (a.settings.algorithm, a.settings.max, a.settings.min),
+            (crate::adaptive::Algorithm::Vegas, 500, 20)
+        );
+        let refused = put_policy(
+            &config,
+            "api",
+            "match = [\"10.0.1.0/24:8080\"]\nadaptive.max = 500",
+        )
+        .expect_err("not auto");
+        assert!(
+            refused
+                .message
+                .contains("line 4: policy \"api\": adaptive: needs max_connections = \"auto\""),
+            "{}",
+            refused.message
+        );
+    }
 }

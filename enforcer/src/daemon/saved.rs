@@ -110,6 +110,35 @@ mod tests {
     }
 
     #[test]
+    fn an_auto_policy_round_trips_with_its_adaptive_table() {
+        // Defaults that differ from the embedded ones: the saved table must
+        // not lean on them.
+        let config = Config::parse(
+            "[defaults.adaptive]\nalgorithm = \"vegas\"\nmax = 300\n\n[[policy]]\nname = \"api\"\nmatch = [\"10.0.1.0/24:8080\"]\nmax_connections = \"auto\"\nmax_pending = 8\n[policy.adaptive]\nmin = 4\ninitial = 16\ninterval = \"1s 500ms\"\nsmoothing = 0.35\ntolerance = 1.1\nsignal = \"response\"\n\n[[policy]]\nname = \"db\"\nmatch = [\"10.0.0.5:5432\"]\nmax_connections = 10\n",
+            "config",
+        )
+        .unwrap();
+        let text = to_toml(&config.policies);
+        assert!(
+            text.contains("max_connections = \"auto\"") && text.contains("[policy.adaptive]"),
+            "{text}"
+        );
+        let read = config.parse_policies(&text, "saved").unwrap();
+        assert_eq!(read, config.policies);
+        assert_eq!(to_toml(&read), text, "the same file again");
+        // Read under other defaults, it is still the same policy.
+        let other = Config::parse(
+            "[defaults.adaptive]\nalgorithm = \"aimd\"\nmax = 999\n",
+            "other",
+        )
+        .unwrap();
+        assert_eq!(
+            other.parse_policies(&text, "saved").unwrap(),
+            config.policies
+        );
+    }
+
+    #[test]
     fn a_changed_configuration_drops_the_saved_set() {
         let dir = std::env::temp_dir().join(format!("enforcer-saved-{}", std::process::id()));
         let config = Config::embedded();

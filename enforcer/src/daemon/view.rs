@@ -12,6 +12,7 @@ use enforcer_common::{
     breaker::State,
     dest::{DestKey, DestState},
     overrides::{self, Override},
+    policy::Policy,
 };
 use serde::{Serialize, Serializer};
 
@@ -48,52 +49,40 @@ fn ms_until(at_ns: u64, now: u64) -> Option<u64> {
     (at_ns > now).then(|| (at_ns - now) / 1_000_000)
 }
 
-/// A running policy's name and cap, by kernel id.
+/// A running policy's name and what caps its destinations, by kernel id.
 #[derive(Clone, Debug, Default)]
-pub struct PolicyNames(HashMap<u32, Named>);
-
-/// What a view shows of a policy.
-#[derive(Clone, Debug)]
-struct Named {
-    name: String,
-    /// A static cap.
-    cap: Option<u32>,
-    /// An adaptive policy's initial limit: the cap until one is learnt.
-    initial: Option<u32>,
-}
+pub struct PolicyNames(HashMap<u32, (String, Policy)>);
 
 impl PolicyNames {
     pub fn of(d: &Daemon) -> Self {
         Self(
             d.policies
                 .iter()
-                .map(|p| {
-                    let named = Named {
-                        name: p.spec.name.clone(),
-                        cap: p.spec.max_connections,
-                        initial: p.spec.adaptive.map(|a| a.settings.initial),
-                    };
-                    (p.id, named)
-                })
+                .map(|p| (p.id, (p.spec.name.clone(), p.spec.kernel(None))))
                 .collect(),
         )
     }
 
     /// The name of policy `id` ("?" for an id no policy has).
     pub fn name(&self, id: u32) -> &str {
-        self.0.get(&id).map_or("?", |n| n.name.as_str())
+        self.0.get(&id).map_or("?", |(name, _)| name.as_str())
     }
 
-    pub fn cap(&self, id: u32) -> Option<u32> {
-        self.0.get(&id).and_then(|n| n.cap)
+    /// The cap on a destination of policy `id` as the kernel applies it:
+    /// the destination's learned `limit` under an adaptive policy (its
+    /// initial limit until one is learned), else the policy's.
+    pub fn cap(&self, id: u32, limit: u32) -> Option<u32> {
+        self.0
+            .get(&id)
+            .map(|(_, p)| p.cap(limit))
+            .filter(|c| *c != 0)
     }
 
-    /// The cap in force for a destination of policy `id` holding the learnt
-    /// `limit`, when the policy is adaptive (as the gate reads it: the
-    /// initial limit until one is learnt).
+    /// The cap learnt for a destination of policy `id` holding `limit`,
+    /// when the policy is adaptive (its initial limit until one is learnt).
     pub fn limit(&self, id: u32, limit: u32) -> Option<u32> {
-        let initial = self.0.get(&id)?.initial?;
-        Some(if limit != 0 { limit } else { initial })
+        let (_, p) = self.0.get(&id)?;
+        (p.adaptive != 0).then(|| p.cap(limit))
     }
 }
 
@@ -190,7 +179,7 @@ impl StatusSnapshot {
             state: breaker_state(b.state),
             active: b.active,
             pending: b.pending,
-            max_connections: self.names.cap(s.policy_id),
+            max_connections: self.names.cap(s.policy_id, b.limit),
             limit: self.names.limit(s.policy_id, b.limit),
             limit_change: self.learnt.get(key).cloned(),
             attempts: c.attempts,

@@ -62,6 +62,27 @@ fn config_seeds(root: &Path) -> Vec<(&'static str, Vec<u8>)> {
             .into(),
         ),
         (
+            "policy-auto.toml",
+            format!(
+                "{policy}max_connections = \"auto\"\n[policy.adaptive]\nalgorithm = \"vegas\"\n\
+                 min = 5\nmax = 500\ninitial = 50\ninterval = \"500ms\"\nsmoothing = 0.3\n\
+                 tolerance = 1.5\nsignal = \"response\"\n"
+            )
+            .into(),
+        ),
+        (
+            "adaptive-defaults.toml",
+            format!(
+                "[defaults]\nmax_connections = \"auto\"\n[defaults.adaptive]\n\
+                 algorithm = \"aimd\"\nmax = 300\n\n{policy}adaptive.min = 10\n"
+            )
+            .into(),
+        ),
+        (
+            "adaptive-without-auto.toml",
+            format!("{policy}max_connections = 10\n[policy.adaptive]\nmin = 5\n").into(),
+        ),
+        (
             "daemon.toml",
             "[daemon]\ninterfaces = [\"tap0\", \"veth-guest\"]\npacket_hook = \"xdp\"\n\
              dests_high_water = 0.9\ndests_low_water = 0.8\ngc_idle = \"10m\"\n"
@@ -102,6 +123,11 @@ fn api_seeds() -> Vec<(&'static str, Vec<u8>)> {
             "apply-policies",
             "\n[[policy]]\nname = \"db\"\nmatch = [\"10.0.0.5:5432\"]\n\n\
              [[policy]]\nname = \"web\"\nmatch = [\"[fd00::/64]:443\"]\nmode = \"observe\"\n",
+        ),
+        (
+            "put-policy-auto",
+            "api\nmatch = [\"10.0.1.0/24:8080\"]\nmax_connections = \"auto\"\n\
+             adaptive.algorithm = \"vegas\"\nadaptive.max = 500",
         ),
         (
             "put-policy-two-tables",

@@ -5,7 +5,8 @@
 //! - an error that names a line names one of the file's lines;
 //! - what parses can be applied as it stands: its policy set passes the check
 //!   the API runs on a set, and every policy has a kernel form and a backoff
-//!   table (what applying it writes) within the bounds the kernel assumes.
+//!   table (what applying it writes) within the bounds the kernel assumes,
+//!   and an auto policy's limits keep min <= initial <= max.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -59,6 +60,19 @@ fn check_applicable(specs: &[PolicySpec]) {
             "{spec:?}"
         );
         assert!(kernel.window_ns > 0 && kernel.trip_decay_ns > 0, "{spec:?}");
+        // An auto policy's destinations start within its bounds.
+        if let Some(a) = spec.adaptive {
+            let s = a.settings;
+            assert!(
+                1 <= s.min && s.min <= s.initial && s.initial <= s.max,
+                "{spec:?}"
+            );
+            assert_eq!(
+                (kernel.adaptive, kernel.max_connections, spec.max_connections),
+                (1, s.initial, None),
+                "{spec:?}"
+            );
+        }
         // The extremes of the jitter draw: steps stay positive and grow.
         for unit in [0.0, 0.5, 1.0] {
             let row = spec.backoff(|| unit);

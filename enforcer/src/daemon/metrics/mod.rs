@@ -223,7 +223,7 @@ impl From<Raw> for Snapshot {
                 netns: raw.namespaces.label(k.netns).metric(),
                 policy: raw.names.name(s.policy_id).to_owned(),
                 state: Some(s.breaker.state),
-                cap: raw.names.cap(s.policy_id),
+                cap: raw.names.cap(s.policy_id, s.breaker.limit),
                 limit: raw.names.limit(s.policy_id, s.breaker.limit),
                 learnt: learning.last_of(k).copied(),
                 s: *s,
