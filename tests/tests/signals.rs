@@ -181,8 +181,16 @@ fn each_signal_measures_its_own_span_and_a_namespace_reusing_the_address_keeps_i
     let (pause, hold) = (50 * MS, 100 * MS);
     for (signal, slow_span, fast_span) in [
         // Handshakes on loopback: well under the think time either side.
-        (Signal::Handshake, (0 * MS, 50 * MS), (0 * MS, 50 * MS)),
-        (Signal::Response, (120 * MS, 200 * MS), (0 * MS, 50 * MS)),
+        (
+            Signal::Handshake,
+            (Duration::ZERO, 50 * MS),
+            (Duration::ZERO, 50 * MS),
+        ),
+        (
+            Signal::Response,
+            (120 * MS, 200 * MS),
+            (Duration::ZERO, 50 * MS),
+        ),
         // Admission to close: the pause, the answer and the hold.
         (Signal::Lifetime, (270 * MS, 400 * MS), (150 * MS, 260 * MS)),
     ] {
