@@ -2,7 +2,11 @@
 
 use core::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use crate::{breaker::Breaker, impl_pod};
+use crate::{
+    breaker::Breaker,
+    class::{CLASSES, ClassCounts},
+    impl_pod,
+};
 
 /// The bytes `00 00 ff ff` of a v4-mapped IPv6 address (`::ffff:a.b.c.d`), read as
 /// the native-endian `u32` they occupy in [`DestKey::addr`].
@@ -247,12 +251,16 @@ pub struct DestState {
     /// given to another policy starts a new epoch, and the destination starts
     /// over (CLOSED) instead of staying OPEN under rules that are not its own.
     pub policy_epoch: u32,
-    pub _pad: u32,
+    /// Bit `p` set: the class of priority `p` is shed while the destination
+    /// degrades (an event told so; another tells when it is admitted again).
+    pub shedding: u32,
     pub breaker: Breaker,
     pub counters: DestCounters,
     pub latency: Latency,
     /// The policy's [`crate::policy::Signal`], summed.
     pub signal: SignalSum,
+    /// Per class (by [`crate::class::Priority`]): active, admitted, shed.
+    pub classes: [ClassCounts; CLASSES],
 }
 const _: () = assert!(
     size_of::<DestState>()
@@ -261,6 +269,7 @@ const _: () = assert!(
             + size_of::<DestCounters>()
             + size_of::<Latency>()
             + size_of::<SignalSum>()
+            + size_of::<ClassCounts>() * CLASSES
 );
 impl_pod!(DestState);
 

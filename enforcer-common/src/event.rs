@@ -10,6 +10,11 @@ raw_enum! {
         HalfOpened = 2,
         Closed = 3,
         Reopened = 4,
+        /// A priority class is refused at the destination while it degrades
+        /// ([`Event::class`]).
+        ClassShed = 5,
+        /// That class is admitted again.
+        ClassRestored = 6,
     }
 }
 
@@ -23,7 +28,8 @@ pub struct Event {
     pub dest: DestKey,
     /// Trip level after the transition.
     pub trips: u32,
-    pub _pad: u32,
+    /// CLASS_SHED, CLASS_RESTORED: the class's [`crate::class::Priority`].
+    pub class: u32,
     /// `bpf_ktime_get_ns` of the transition.
     pub at_ns: u64,
     /// For TRIPPED and REOPENED: when the open period ends.
@@ -50,6 +56,8 @@ impl Kind {
             Self::HalfOpened => "half_opened",
             Self::Closed => "closed",
             Self::Reopened => "reopened",
+            Self::ClassShed => "class_shed",
+            Self::ClassRestored => "class_restored",
         }
     }
 }

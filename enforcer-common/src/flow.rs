@@ -75,7 +75,7 @@ pub struct Flow {
     /// Both sides' sequence numbers, for believing only the segments that fit.
     pub seq: Window,
 }
-const _: () = assert!(size_of::<Flow>() == 120);
+const _: () = assert!(size_of::<Flow>() == 128);
 impl_pod!(Flow);
 
 /// How stale `last_seen_ns` may get before a packet refreshes it: idle timeouts

@@ -19,6 +19,7 @@ extern crate std;
 
 pub mod bank;
 pub mod breaker;
+pub mod class;
 pub mod config;
 pub mod control;
 pub mod counters;

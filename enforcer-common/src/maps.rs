@@ -64,6 +64,16 @@ pub const WATCHED: &str = "WATCHED";
 /// Capacity of [`WATCHED`].
 pub const WATCHED_CAPACITY: u32 = 1024;
 
+/// Single-entry array holding [`crate::class::ClassTable`]: the classes'
+/// shares, and whether classes are configured at all.
+pub const CLASS_TABLE: &str = "CLASS_TABLE";
+
+/// Hash map cgroup id (`u64`, the directory's inode) → [`crate::class::Priority`]
+/// (`u32`): the cgroups the operator listed for each class.
+pub const CLASS_CGROUPS: &str = "CLASS_CGROUPS";
+/// Capacity of [`CLASS_CGROUPS`].
+pub const CLASS_CGROUPS_CAPACITY: u32 = 4_096;
+
 /// Read-only globals of the object, set by the daemon at load time from the
 /// running kernel's BTF (`/sys/kernel/btf/vmlinux`): layouts differ between
 /// kernel builds, and the programs read these few fields through BTF-typed

@@ -16,6 +16,8 @@ pub mod flags {
     /// The handshake completed and the close has not been recorded yet: a
     /// close measures the connection's lifetime once.
     pub const ESTABLISHED: u64 = 1 << 5;
+    /// The slot is counted in its class's `active` ([`super::SockInfo::class`]).
+    pub const CLASS_SLOT: u64 = 1 << 6;
 }
 
 /// Marks in [`SockInfo::marks`]: set with an atomic fetch-or from paths that do
@@ -75,6 +77,9 @@ pub struct SockInfo {
     /// `bpf_ktime_get_ns` when the caller sent its first byte
     /// ([`marks::REQUEST_SENT`]).
     pub sent_ns: u64,
+    /// The caller's class (a [`crate::class::Priority`]).
+    pub class: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<SockInfo>() == 88);
+const _: () = assert!(size_of::<SockInfo>() == 96);
 impl_pod!(SockInfo);

@@ -834,6 +834,7 @@ impl World {
             &self.model.backoff,
             self.now,
             false,
+            None,
             &mut info,
         );
         let want = self.model.admit(id, self.now);

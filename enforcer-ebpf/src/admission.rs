@@ -17,6 +17,7 @@
 use aya_ebpf::bindings::BPF_NOEXIST;
 use enforcer_common::{
     breaker::{Cause, State, Verdict},
+    class::Caller,
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     overrides,
@@ -26,7 +27,7 @@ use enforcer_common::{
 
 use crate::{
     atomic, counters,
-    dest::{Change, Locked, PolicyGuard},
+    dest::{Change, ClassChange, Locked, PolicyGuard},
     klog::rare,
     maps::{DESTS, OVERRIDES, POLICY_STATS, ZERO_DEST},
     policies::Policies,
@@ -50,8 +51,8 @@ pub enum Admission {
 /// Decides a TCP connect to `key` at `now` by the run's `policies`. `applies`
 /// says whether the matching policy applies to this caller (its cgroup scope;
 /// for a guest's SYN, also whether the SYN can be judged at all), counting why
-/// not: it runs only once a rule matched, so connects no policy covers never
-/// pay for it. `logs`: whether the caller's program may log its rare paths
+/// not, and `caller` finds the caller's class (none for a guest): both run
+/// only once a rule matched, so connects no policy covers never pay for them. `logs`: whether the caller's program may log its rare paths
 /// ([`crate::klog`]); a constant at each call site, so a program that may not
 /// carries no log code at all.
 #[inline(always)]
@@ -61,6 +62,7 @@ pub fn admit(
     check_overrides: bool,
     policies: Policies,
     applies: impl FnOnce(&Policy) -> bool,
+    caller: impl FnOnce() -> Option<Caller<'static>>,
     logs: bool,
 ) -> Admission {
     let Some(policy_id) = policies.rule(key) else {
@@ -94,6 +96,7 @@ pub fn admit(
     let Some(dest) = dest_state(key, policy_id, logs) else {
         return Admission::Pass;
     };
+    let caller = caller();
     // Decided into a record on the stack: the caller's own record (socket
     // storage, flow entry) is created only for an admitted connect, which keeps
     // the allocation off the rejection path.
@@ -125,11 +128,16 @@ pub fn admit(
     }
     d.last_attempt_ns = now;
     let rejoined = d.join_epoch(policy.epoch, now, &mut guard);
-    let (verdict, transition) = d.admit(policy, backoff, now, forced_open, &mut sock);
+    let shedding = d.shedding;
+    let (verdict, transition) = d.admit(policy, backoff, now, forced_open, caller, &mut sock);
     let change = Change::after(transition.or(rejoined), d);
+    let shed = ClassChange::between(shedding, d.shedding);
     drop(lock);
     if let Some(change) = change {
         change.emit(key, policy_id, now);
+    }
+    if let Some(shed) = shed {
+        shed.emit(key, policy_id, now);
     }
     match verdict {
         Verdict::Admit { .. } => Admission::Admitted { dest, sock },

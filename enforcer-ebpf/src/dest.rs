@@ -291,9 +291,53 @@ impl Change {
             policy_id,
             dest: *dest,
             trips: self.trips,
-            _pad: 0,
+            class: 0,
             at_ns: now,
             open_until_ns: self.open_until_ns,
+        };
+        if EVENTS.output(event, 0).is_err() {
+            counters::bump(GlobalCounter::EventsDropped);
+        }
+    }
+}
+
+/// A class starting or ending to be shed at a destination (one admission
+/// changes at most its own class's bit).
+pub struct ClassChange {
+    pub kind: event::Kind,
+    pub class: u32,
+}
+
+impl ClassChange {
+    /// The change between the shedding bits before and after an admission.
+    #[inline(always)]
+    pub fn between(before: u32, after: u32) -> Option<Self> {
+        let changed = before ^ after;
+        if changed == 0 {
+            return None;
+        }
+        let kind = if after & changed != 0 {
+            event::Kind::ClassShed
+        } else {
+            event::Kind::ClassRestored
+        };
+        Some(Self {
+            kind,
+            class: changed.trailing_zeros(),
+        })
+    }
+
+    /// Sends the event (after the lock is released).
+    #[inline(always)]
+    pub fn emit(self, dest: &DestKey, policy_id: u32, now: u64) {
+        let event = Event {
+            kind: self.kind as u32,
+            policy_id,
+            dest: *dest,
+            trips: 0,
+            class: self.class,
+            at_ns: now,
+            open_until_ns: 0,
         };
         if EVENTS.output(event, 0).is_err() {
             counters::bump(GlobalCounter::EventsDropped);

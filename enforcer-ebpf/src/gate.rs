@@ -34,7 +34,7 @@ use enforcer_common::{
 
 use crate::{
     admission::{self, Admission},
-    counters,
+    classes, counters,
     dest::record_end,
     klog::rare,
     maps::SOCKS,
@@ -155,7 +155,15 @@ fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool, policies:
         }
         applies
     };
-    match admission::admit(key, now, check_overrides, policies, in_scope, true) {
+    match admission::admit(
+        key,
+        now,
+        check_overrides,
+        policies,
+        in_scope,
+        classes::current,
+        true,
+    ) {
         Admission::Pass => ALLOW,
         Admission::Admitted { dest, mut sock } => record(ctx, dest, &mut sock),
         Admission::Rejected { policy } => {

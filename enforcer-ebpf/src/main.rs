@@ -12,6 +12,7 @@
 
 mod admission;
 mod atomic;
+mod classes;
 mod control;
 mod counters;
 mod dest;

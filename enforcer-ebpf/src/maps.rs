@@ -8,14 +8,15 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     bank::POLICY_SLOTS,
+    class::ClassTable,
     config::Config,
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     event::Event,
     flow::{Flow, FlowKey},
     maps::{
-        DESTS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, OVERRIDES_CAPACITY, POLICY_RULES_CAPACITY,
-        WATCHED_CAPACITY,
+        CLASS_CGROUPS_CAPACITY, DESTS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, OVERRIDES_CAPACITY,
+        POLICY_RULES_CAPACITY, WATCHED_CAPACITY,
     },
     overrides::Override,
     packet::HEADER_BYTES,
@@ -70,6 +71,14 @@ pub static ZERO_DEST: Array<[u64; size_of::<DestState>() / 8], 1> = Array::new()
 /// Per-destination overrides (forced open, disabled), written by the daemon.
 #[btf_map]
 pub static OVERRIDES: HashMap<DestKey, Override, { OVERRIDES_CAPACITY as usize }> = HashMap::new();
+
+/// The classes' shares and whether classes are configured, index 0.
+#[btf_map]
+pub static CLASS_TABLE: Array<ClassTable, 1> = Array::new();
+
+/// The cgroups listed for each class: cgroup id → priority.
+#[btf_map]
+pub static CLASS_CGROUPS: HashMap<u64, u32, { CLASS_CGROUPS_CAPACITY as usize }> = HashMap::new();
 
 /// Per-socket record of an admitted connect.
 #[btf_map]

@@ -17,6 +17,7 @@ mod window;
 pub use window::{Bucket, Totals, WINDOW_BUCKETS, Window};
 
 use crate::{
+    class::{self, Caller, ClassVerdict, Priority},
     dest::DestState,
     outcome::Outcome,
     policy::{BackoffRow, Mode, Policy, Signal},
@@ -119,8 +120,11 @@ impl OpenGuard for NoGuard {
 
 impl DestState {
     /// The gate's decision for a connect at `now`. `forced_open` is the
-    /// destination's forced-open override. On `Admit`, `sock` is filled in (slot,
-    /// probe epoch, generation); on `Reject` it is left alone.
+    /// destination's forced-open override; `caller` the caller's class when
+    /// classes are configured ([`crate::class`]). On `Admit`, `sock` is filled
+    /// in (slot, class, probe epoch, generation); on `Reject` it is left alone.
+    /// A class starting or ending to be shed flips its bit in
+    /// [`DestState::shedding`].
     #[inline(always)]
     pub fn admit(
         &mut self,
@@ -128,6 +132,7 @@ impl DestState {
         backoff: &BackoffRow,
         now: u64,
         forced_open: bool,
+        caller: Option<Caller<'_>>,
         sock: &mut SockInfo,
     ) -> (Verdict, Option<Transition>) {
         if self.generation == 0 {
@@ -165,16 +170,39 @@ impl DestState {
                 _ => decay(b, policy, now),
             }
         }
+        let mut class_refused = false;
         if refused.is_none() {
             let cap = policy.cap(b.limit);
             if cap != 0 && b.active >= cap {
                 refused = Some(Cause::Bulkhead);
             } else if policy.max_pending != 0 && b.pending >= policy.max_pending {
                 refused = Some(Cause::Pending);
+            } else if let Some(caller) = caller {
+                let bit = 1u32 << (caller.class as u32);
+                let degraded = if caller.class == Priority::Critical {
+                    0
+                } else {
+                    class::degradation(b.window.totals(now, policy.window_ns), policy)
+                };
+                match class::decide(cap, caller.table, &self.classes, caller.class, degraded) {
+                    ClassVerdict::Admit => self.shedding &= !bit,
+                    ClassVerdict::Full => refused = Some(Cause::Bulkhead),
+                    ClassVerdict::Shed => {
+                        self.shedding |= bit;
+                        refused = Some(Cause::Circuit);
+                    }
+                }
+                class_refused = refused.is_some();
             }
         }
         let c = &mut self.counters;
         if let Some(cause) = refused {
+            if class_refused
+                && let Some(caller) = caller
+                && let Some(counts) = self.classes.get_mut(caller.class as usize)
+            {
+                counts.shed += 1;
+            }
             let enforce = policy.mode == Mode::Enforce as u32;
             let slot = match (cause, enforce) {
                 (Cause::Circuit, true) => &mut c.rejected_circuit,
@@ -196,6 +224,14 @@ impl DestState {
         sock.flags = flags::HOLDS_SLOT | flags::PENDING;
         sock.marks = 0;
         sock.generation = self.generation;
+        if let Some(caller) = caller
+            && let Some(counts) = self.classes.get_mut(caller.class as usize)
+        {
+            counts.active += 1;
+            counts.admitted += 1;
+            sock.flags |= flags::CLASS_SLOT;
+            sock.class = caller.class as u32;
+        }
         if probe {
             b.probes_in_flight += 1;
             b.probe_started_ns = now;
@@ -358,6 +394,11 @@ impl DestState {
         if sock.flags & flags::HOLDS_SLOT != 0 {
             sock.flags &= !flags::HOLDS_SLOT;
             self.breaker.active = self.breaker.active.saturating_sub(1);
+            if sock.flags & flags::CLASS_SLOT != 0
+                && let Some(counts) = self.classes.get_mut(sock.class as usize)
+            {
+                counts.active = counts.active.saturating_sub(1);
+            }
         }
     }
 

@@ -48,7 +48,7 @@ impl Dest {
         };
         let (v, _) = self
             .state
-            .admit(&self.policy, &self.backoff, now, false, &mut sock);
+            .admit(&self.policy, &self.backoff, now, false, None, &mut sock);
         (v, sock)
     }
 
@@ -246,7 +246,9 @@ fn observe_mode_never_rejects_but_counts() {
 fn forced_open_rejects_without_changing_state() {
     let mut d = Dest::new(policy());
     let mut sock = SockInfo::default();
-    let (v, t) = d.state.admit(&d.policy, &d.backoff, 0, true, &mut sock);
+    let (v, t) = d
+        .state
+        .admit(&d.policy, &d.backoff, 0, true, None, &mut sock);
     assert_eq!((v, t), (Verdict::Reject(Cause::Circuit), None));
     assert_eq!(d.state.breaker.state, State::Closed as u32);
 }
@@ -537,4 +539,97 @@ fn the_signal_sums_what_the_policy_learns_from_once_per_connection() {
         );
         assert_eq!(d.state.breaker.active, 0);
     }
+}
+
+#[test]
+fn classes_share_the_cap_exactly_and_the_lowest_is_shed_first() {
+    use crate::class::{Caller, ClassTable, Priority};
+    let table = ClassTable {
+        share_permille: [500, 0, 0, 0],
+        enabled: 1,
+        _pad: 0,
+    };
+    let mut p = policy();
+    p.max_connections = 10;
+    p.failure_threshold = 0;
+    p.failure_rate_permille = 500;
+    p.min_attempts = 4;
+    let mut d = Dest::new(p);
+    let mut connect = |d: &mut Dest, class: Priority, now: u64| {
+        let mut sock = SockInfo::default();
+        let caller = Caller {
+            table: &table,
+            class,
+        };
+        let (v, _) = d
+            .state
+            .admit(&d.policy, &d.backoff, now, false, Some(caller), &mut sock);
+        (v, sock)
+    };
+    let mut held = std::vec::Vec::new();
+    for _ in 0..20 {
+        let (v, s) = connect(&mut d, Priority::Sheddable, 1);
+        if v == (Verdict::Admit { probe: false }) {
+            held.push(s);
+        }
+    }
+    assert_eq!(held.len(), 5, "the unreserved half");
+    for _ in 0..5 {
+        let (v, s) = connect(&mut d, Priority::Critical, 2);
+        assert_eq!(v, Verdict::Admit { probe: false });
+        held.push(s);
+    }
+    assert_eq!(d.state.breaker.active, 10);
+    assert_eq!(
+        connect(&mut d, Priority::Critical, 3).0,
+        Verdict::Reject(Cause::Bulkhead)
+    );
+    let c = &d.state.classes;
+    assert_eq!(
+        (c[0].active, c[3].active, c[3].admitted, c[3].shed),
+        (5, 5, 5, 15)
+    );
+    // Closing gives the class its slot back, once.
+    let mut s = held.pop().expect("a critical one");
+    d.state.on_closed(&mut s);
+    d.state.on_closed(&mut s);
+    assert_eq!((d.state.classes[0].active, d.state.breaker.active), (4, 9));
+    for mut s in held {
+        d.state.on_closed(&mut s);
+    }
+    assert_eq!(d.state.classes.iter().map(|c| c.active).sum::<u32>(), 0);
+
+    // A degrading destination: 2 failures of 8 is half the trip point. The
+    // sheddable class is shed (its bit set), default no longer borrows,
+    // critical goes on.
+    for t in 0..8 {
+        let (_, mut s) = connect(&mut d, Priority::Critical, 10 + t);
+        if t < 2 {
+            d.fail(10 + t, &mut s);
+        } else {
+            d.succeed(10 + t, &mut s);
+            d.state.on_closed(&mut s);
+        }
+    }
+    assert_eq!(d.state.breaker.state, State::Closed as u32);
+    assert_eq!(
+        connect(&mut d, Priority::Sheddable, 20).0,
+        Verdict::Reject(Cause::Circuit)
+    );
+    assert_eq!(d.state.shedding, 1 << Priority::Sheddable as u32);
+    assert_eq!(
+        connect(&mut d, Priority::Default, 21).0,
+        Verdict::Reject(Cause::Circuit)
+    );
+    assert_eq!(
+        connect(&mut d, Priority::Critical, 22).0,
+        Verdict::Admit { probe: false }
+    );
+    // The failures age out of the window: admitted again, the bit cleared.
+    let later = 20 + d.policy.window_ns;
+    assert_eq!(
+        connect(&mut d, Priority::Sheddable, later).0,
+        Verdict::Admit { probe: false }
+    );
+    assert_eq!(d.state.shedding, 1 << Priority::Default as u32);
 }

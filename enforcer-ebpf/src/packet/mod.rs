@@ -244,6 +244,8 @@ fn on_syn(
         config.overrides != 0,
         policies,
         applies,
+        // A guest's SYN belongs to no cgroup, hence to no class.
+        || None,
         false,
     ) {
         Admission::Pass => Action::Pass,

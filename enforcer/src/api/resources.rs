@@ -369,6 +369,9 @@ pub struct Event {
     pub age_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// `class_shed`, `class_restored`: the priority class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
     /// `limit_changed`: an adaptive limit's move and what it was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitChange>,

@@ -89,21 +89,23 @@ mod tests {
     const LAYOUT_V5: &str = "\
 AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512
+CLASS_CGROUPS type 1 key 8 value 4
+CLASS_TABLE type 2 key 4 value 24 entries 1
 CONFIG type 2 key 4 value 64 entries 1
 COUNTERS type 6 key 4 value 8
-DESTS type 1 key 32 value 568
+DESTS type 1 key 32 value 664
 EVENTS type 27 key 0 value 0
 FIB_SCRATCH type 6 key 4 value 64
-FLOWS type 1 key 56 value 120
+FLOWS type 1 key 56 value 128
 FRAMES type 6 key 4 value 192
 OVERRIDES type 1 key 32 value 16
 POLICIES type 2 key 4 value 104 entries 512
 POLICY_RULES_0 type 11 key 24 value 4
 POLICY_RULES_1 type 11 key 24 value 4
 POLICY_STATS type 2 key 4 value 24 entries 256
-SOCKS type 24 key 4 value 88
+SOCKS type 24 key 4 value 96
 WATCHED type 1 key 4 value 4
-ZERO_DEST type 2 key 4 value 568 entries 1
+ZERO_DEST type 2 key 4 value 664 entries 1
 ";
 
     #[cfg(not(enforcer_no_ebpf))]

@@ -13,6 +13,7 @@ use enforcer_common::maps as names;
 
 use super::{
     BpfError,
+    classes::ClassMaps,
     config::ConfigMap,
     counters::{Counters, PolicyStatsMap},
     dests::Dests,
@@ -53,6 +54,8 @@ pub struct Maps {
     pub flows: Flows,
     /// `WATCHED`: the bridge each watched interface is a port of.
     pub watched: WatchedMap,
+    /// `CLASS_TABLE` and `CLASS_CGROUPS`: the priority classes.
+    pub classes: ClassMaps,
 }
 
 impl Maps {
@@ -97,6 +100,10 @@ impl Maps {
             counters: Counters(typed(map, names::COUNTERS)?),
             flows: Flows(typed(map, names::FLOWS)?),
             watched: WatchedMap(typed(map, names::WATCHED)?),
+            classes: ClassMaps {
+                table: typed(map, names::CLASS_TABLE)?,
+                cgroups: typed(map, names::CLASS_CGROUPS)?,
+            },
         })
     }
 }

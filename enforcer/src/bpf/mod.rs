@@ -8,6 +8,7 @@
 
 mod batch;
 pub mod btf;
+mod classes;
 mod config;
 mod control;
 mod counters;
@@ -31,6 +32,7 @@ pub mod programs;
 pub mod syscall;
 mod tc;
 
+pub use classes::ClassMaps;
 pub use config::ConfigMap;
 pub use control::{Applied, Control, TestRun};
 pub use counters::{Counters, PolicyStatsMap};

@@ -52,7 +52,7 @@ fn released(ids: &[u32], limit: Duration) -> bool {
 }
 
 /// Every map the object declares (and so every map pin).
-pub const MAP_NAMES: [&str; 14] = {
+pub const MAP_NAMES: [&str; 16] = {
     use enforcer_common::maps::*;
     [
         CONFIG,
@@ -69,6 +69,8 @@ pub const MAP_NAMES: [&str; 14] = {
         COUNTERS,
         FLOWS,
         WATCHED,
+        CLASS_TABLE,
+        CLASS_CGROUPS,
     ]
 };
 

@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
-use enforcer_common::event::{Event, Kind};
+use enforcer_common::{
+    class::Priority,
+    event::{Event, Kind},
+};
 
 use super::{Shared, lock};
 use crate::{clock::monotonic_ns, netns::Label};
@@ -48,12 +51,17 @@ pub async fn run(shared: Shared) {
         for event in events {
             let kind = Kind::from_raw(event.kind);
             *d.event_counts.entry(kind_name(kind)).or_default() += 1;
-            if kind == Some(Kind::Closed) {
-                d.open.remove(&event.dest);
-            } else {
-                d.open.insert(event.dest);
-                let tripped_at = (kind == Some(Kind::Tripped)).then_some(event.at_ns);
-                d.healing.saw_open(event.dest, event.policy_id, tripped_at);
+            match kind {
+                Some(Kind::Closed) => {
+                    d.open.remove(&event.dest);
+                }
+                // A class shed or admitted again says nothing of the circuit.
+                Some(Kind::ClassShed | Kind::ClassRestored) => {}
+                _ => {
+                    d.open.insert(event.dest);
+                    let tripped_at = (kind == Some(Kind::Tripped)).then_some(event.at_ns);
+                    d.healing.saw_open(event.dest, event.policy_id, tripped_at);
+                }
             }
             let label = d.namespaces.label(event.dest.netns);
             let notice = kernel_event(&event, d.policy_name(event.policy_id), label);
@@ -72,8 +80,15 @@ fn kind_name(kind: Option<Kind>) -> &'static str {
 
 /// A kernel transition as an event.
 pub fn kernel_event(e: &Event, policy: &str, netns: Label) -> crate::api::Event {
+    let kind = Kind::from_raw(e.kind);
+    let class = matches!(kind, Some(Kind::ClassShed | Kind::ClassRestored)).then(|| {
+        Priority::from_raw(e.class)
+            .map_or("?", Priority::name)
+            .to_owned()
+    });
     crate::api::Event {
-        kind: kind_name(Kind::from_raw(e.kind)).to_owned(),
+        kind: kind_name(kind).to_owned(),
+        class,
         dest: Some(e.dest.socket_addr()),
         netns: Some(netns.into()),
         policy: Some(policy.to_owned()),
