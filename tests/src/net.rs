@@ -1,13 +1,14 @@
 //! Real endpoints for tests: listening servers and ports that refuse.
 
 use std::{
+    io::Read,
     net::{SocketAddr, TcpListener, TcpStream},
     os::fd::{AsRawFd, OwnedFd},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    thread::JoinHandle,
+    thread::{self, JoinHandle},
     time::Duration,
 };
 
@@ -294,4 +295,59 @@ pub fn write_fd(socket: &OwnedFd, data: &[u8]) -> Result<usize, i32> {
 pub fn close_with_rst(socket: OwnedFd) {
     let _ = sockopt::set_socket_linger(&socket, Some(Duration::ZERO));
     drop(socket);
+}
+
+/// A server that holds every connection until the client closes it, and records
+/// the most it ever held at once.
+pub struct HoldingServer {
+    pub addr: SocketAddr,
+    max_concurrent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl HoldingServer {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (current, max_concurrent) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (max, stop) = (max_concurrent.clone(), stop.clone());
+            thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(mut conn) = conn else { continue };
+                    let (current, max) = (current.clone(), max.clone());
+                    let now = current.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(now, Ordering::SeqCst);
+                    thread::spawn(move || {
+                        let mut buf = [0u8; 64];
+                        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+                        current.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            });
+        }
+        Self {
+            addr,
+            max_concurrent,
+            stop,
+        }
+    }
+}
+
+impl HoldingServer {
+    /// The most connections it held at once.
+    pub fn max_concurrent(&self) -> u64 {
+        self.max_concurrent.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HoldingServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
 }

@@ -2,12 +2,8 @@
 //! concurrency, and slots released exactly once whatever way a socket ends.
 
 use std::{
-    io::Read,
-    net::{SocketAddr, TcpListener},
-    sync::{
-        Arc, Barrier,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    net::SocketAddr,
+    sync::{Arc, Barrier},
     thread,
     time::{Duration, Instant},
 };
@@ -21,59 +17,11 @@ use enforcer_tests::{
     cgroup::ScratchCgroup,
     exec::Place,
     fixtures::{self, ECONNREFUSED},
-    net::{self, AcceptingServer},
+    net::{self, AcceptingServer, HoldingServer},
     netns::NetNs,
 };
 
 const MS: u64 = 1_000_000;
-
-/// A server that holds every connection until the client closes it, and records
-/// the most it ever held at once.
-struct CountingServer {
-    addr: SocketAddr,
-    max_concurrent: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl CountingServer {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().unwrap();
-        let (current, max_concurrent) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let stop = Arc::new(AtomicBool::new(false));
-        {
-            let (max, stop) = (max_concurrent.clone(), stop.clone());
-            thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(mut conn) = conn else { continue };
-                    let (current, max) = (current.clone(), max.clone());
-                    let now = current.fetch_add(1, Ordering::SeqCst) + 1;
-                    max.fetch_max(now, Ordering::SeqCst);
-                    thread::spawn(move || {
-                        let mut buf = [0u8; 64];
-                        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
-                        current.fetch_sub(1, Ordering::SeqCst);
-                    });
-                }
-            });
-        }
-        Self {
-            addr,
-            max_concurrent,
-            stop,
-        }
-    }
-}
-
-impl Drop for CountingServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = std::net::TcpStream::connect(self.addr);
-    }
-}
 
 /// Every tracked destination, once no slot is held any more (sockets finish
 /// closing asynchronously: FIN handshakes, TIME_WAIT); fails after a deadline.
@@ -108,7 +56,7 @@ fn settled(enforcer: &Enforcer) -> Vec<DestState> {
 fn sixty_four_clients_against_a_cap_of_ten() {
     let cgroup = ScratchCgroup::new();
     let mut enforcer = fixtures::attached(&cgroup);
-    let server = CountingServer::start();
+    let server = HoldingServer::start();
     let addr = server.addr;
     let policy = Policy {
         max_connections: 10,
@@ -142,8 +90,8 @@ fn sixty_four_clients_against_a_cap_of_ten() {
         format!("{admitted} {rejected}")
     });
     assert_eq!(counts, "10 54");
-    assert!(server.max_concurrent.load(Ordering::SeqCst) <= 10);
-    assert_eq!(server.max_concurrent.load(Ordering::SeqCst), 10);
+    assert!(server.max_concurrent() <= 10);
+    assert_eq!(server.max_concurrent(), 10);
     let state = settled(&enforcer).pop().expect("one destination");
     assert_eq!(state.counters.rejected_bulkhead, 54);
     assert_eq!(state.counters.successes, 10);
@@ -287,7 +235,7 @@ fn a_learned_limit_is_the_cap_exactly_against_unprivileged_holders() {
     use enforcer_common::control::Command;
     let cgroup = ScratchCgroup::new();
     let mut enforcer = fixtures::attached(&cgroup);
-    let server = CountingServer::start();
+    let server = HoldingServer::start();
     let addr = server.addr;
     let backoff = BackoffRow::exponential(MS, MS);
     let adaptive = Policy {
@@ -333,7 +281,7 @@ fn a_learned_limit_is_the_cap_exactly_against_unprivileged_holders() {
     held.extend(holders(&place, addr, 4));
     settle_at(&enforcer, addr, 5, 8);
     assert!(
-        server.max_concurrent.load(Ordering::SeqCst) <= 8,
+        server.max_concurrent() <= 8,
         "the server saw more than the cap"
     );
     for mut child in held {
