@@ -70,12 +70,15 @@ fn due(shared: &Shared, learned_at: &mut HashMap<u32, Instant>) -> Option<Pass> 
         .filter_map(|p| p.spec.adaptive.map(|a| (p, a)))
         .collect();
     let ids: Vec<u32> = adaptive.iter().map(|(p, _)| p.id).collect();
-    learned_at.retain(|id, _| ids.contains(id));
     let learning = d.learning.clone();
-    learning
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .keep_policies(&ids);
+    // A policy no longer adaptive (or gone): its destinations' learners go.
+    if learned_at.keys().any(|id| !ids.contains(id)) {
+        learned_at.retain(|id, _| ids.contains(id));
+        learning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keep_policies(&ids);
+    }
     let now = Instant::now();
     let due: Vec<Learner> = adaptive
         .iter()
