@@ -36,6 +36,15 @@ impl ScratchCgroup {
         &self.path
     }
 
+    /// The cgroup's id, as the kernel's helpers return it: its directory's
+    /// inode.
+    pub fn id(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(&self.path)
+            .unwrap_or_else(|e| panic!("stat {}: {e}", self.path.display()))
+            .ino()
+    }
+
     /// What the kernel says is attached to this cgroup (`bpftool cgroup
     /// show`; empty: nothing), one program per line.
     pub fn attached_programs(&self) -> String {

@@ -354,6 +354,21 @@ impl Daemon {
         self.pinned_maps().config.get().expect("reading CONFIG")
     }
 
+    /// The priority classes the programs read, from the pinned maps: the
+    /// table and every listed cgroup's id and class, sorted by id.
+    pub fn kernel_classes(
+        &self,
+    ) -> (
+        enforcer_common::class::ClassTable,
+        Vec<(u64, enforcer_common::class::Priority)>,
+    ) {
+        let maps = self.pinned_maps();
+        let table = maps.classes.table().expect("reading CLASS_TABLE");
+        let mut cgroups = maps.classes.cgroups().expect("reading CLASS_CGROUPS");
+        cgroups.sort_by_key(|(id, _)| *id);
+        (table, cgroups)
+    }
+
     /// The daemon's maps, opened from their pins (whether the daemon runs or
     /// not).
     fn pinned_maps(&self) -> enforcer::bpf::Maps {

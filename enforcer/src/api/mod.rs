@@ -2,21 +2,22 @@
 //! them) and the CLI (which reads them): JSON over HTTP on the root-only
 //! control socket, usable with `curl --unix-socket`.
 //!
-//! | request                                        | answer                 |
-//! |------------------------------------------------|------------------------|
-//! | `GET /v1/status[?dest=D][&netns=N][&policy=P]` | [`Status`]             |
-//! | `GET /v1/policies`, `GET /v1/policies/P`       | [`PolicyView`]s        |
-//! | `PUT /v1/policies/P` (TOML keys)               | [`Applied`]            |
-//! | `DELETE /v1/policies/P`                        | [`Applied`]            |
-//! | `POST /v1/policies` (`[[policy]]` TOML)        | [`Applied`]            |
-//! | `POST /v1/trip?dest=D[&for=T]`                 | [`OverrideSet`]        |
-//! | `POST /v1/disable?dest=D[&for=T]`              | [`OverrideSet`]        |
-//! | `POST /v1/reset?dest=D[&netns=N]`              | [`ResetDone`]          |
-//! | `POST /v1/pause`, `POST /v1/resume`            | [`Switch`]             |
-//! | `POST /v1/reload`                              | [`Applied`]            |
-//! | `GET /v1/events`                               | [`Event`]s, one JSON line each, live |
-//! | `GET /v1/metrics`                              | the Prometheus text    |
-//! | `POST /v1/uninstall`                           | [`Uninstalling`]       |
+//! | request                                                  | answer                               |
+//! |----------------------------------------------------------|--------------------------------------|
+//! | `GET /v1/status[?dest=D][&netns=N][&policy=P][&class=C]` | [`Status`]                           |
+//! | `GET /v1/policies`, `GET /v1/policies/P`                 | [`PolicyView`]s                      |
+//! | `GET /v1/classes`, `GET /v1/classes/C`                   | [`ClassView`]s                       |
+//! | `PUT /v1/policies/P` (TOML keys)                         | [`Applied`]                          |
+//! | `DELETE /v1/policies/P`                                  | [`Applied`]                          |
+//! | `POST /v1/policies` (`[[policy]]` TOML)                  | [`Applied`]                          |
+//! | `POST /v1/trip?dest=D[&for=T]`                           | [`OverrideSet`]                      |
+//! | `POST /v1/disable?dest=D[&for=T]`                        | [`OverrideSet`]                      |
+//! | `POST /v1/reset?dest=D[&netns=N]`                        | [`ResetDone`]                        |
+//! | `POST /v1/pause`, `POST /v1/resume`                      | [`Switch`]                           |
+//! | `POST /v1/reload`                                        | [`Applied`]                          |
+//! | `GET /v1/events`                                         | [`Event`]s, one JSON line each, live |
+//! | `GET /v1/metrics`                                        | the Prometheus text                  |
+//! | `POST /v1/uninstall`                                     | [`Uninstalling`]                     |
 //!
 //! A refused request answers 4xx with an [`ErrorBody`] naming the field
 //! (nothing changed); a failure answers 5xx. A destination `D` is an address
@@ -30,7 +31,7 @@ mod resources;
 
 pub use params::{Dest, Lasting, OverrideQuery, ResetQuery, StatusQuery};
 pub use resources::{
-    AdaptiveSettings, Applied, BreakerState, ByCause, Cap, Destination, ErrorBody, Event, Failures,
-    LimitChange, Netns, OverrideKind, OverrideSet, PolicySettings, PolicyView, ResetDone, Status,
-    Switch, Uninstalling,
+    AdaptiveSettings, Applied, BreakerState, ByCause, Cap, ClassCounts, ClassSettings, ClassView,
+    Destination, ErrorBody, Event, Failures, LimitChange, Netns, OverrideKind, OverrideSet,
+    PolicySettings, PolicyView, ResetDone, Status, Switch, Uninstalling,
 };

@@ -90,6 +90,9 @@ pub struct StatusQuery {
     pub netns: Option<Selector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// Each destination's counts of this priority class alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
 }
 
 /// `POST /v1/trip`, `POST /v1/disable`.
@@ -126,8 +129,10 @@ mod tests {
         let encoded = serde_urlencoded::to_string(&query).unwrap();
         assert_eq!(encoded, "dest=%5Bfd00%3A%3A1%5D%3A443&for=1h+30m");
         assert_eq!(serde_urlencoded::from_str(&encoded), Ok(query));
-        let status: StatusQuery = serde_urlencoded::from_str("netns=blue&policy=db").unwrap();
+        let status: StatusQuery =
+            serde_urlencoded::from_str("netns=blue&policy=db&class=batch").unwrap();
         assert_eq!(status.netns, Some(Selector::Name("blue".into())));
+        assert_eq!(status.class.as_deref(), Some("batch"));
         assert_eq!(
             serde_urlencoded::from_str::<StatusQuery>("").unwrap(),
             StatusQuery::default()

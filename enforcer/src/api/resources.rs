@@ -1,12 +1,12 @@
 //! What the daemon answers. Field names are the API: scripts read them, so a
 //! rename is a breaking change.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    PolicySpec,
+    ClassSpec, PolicySpec,
     policy::AdaptiveSpec,
     values::{self, Mode},
 };
@@ -137,6 +137,75 @@ pub struct Destination {
     #[serde(rename = "override")]
     pub override_kind: Option<OverrideKind>,
     pub override_for_ms: Option<u64>,
+    /// With classes configured: each class's counts here, by class name
+    /// (only the class asked for with `class=NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<BTreeMap<String, ClassCounts>>,
+}
+
+/// A priority class's counts: at one destination, or summed over all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassCounts {
+    /// Connections of the class holding a slot.
+    pub active: u64,
+    /// Connects of the class admitted.
+    pub admitted: u64,
+    /// Connects of the class refused by the class rules: its share used and
+    /// nothing left to borrow, or shed while the destination degrades.
+    pub shed: u64,
+}
+
+impl ClassCounts {
+    /// Adds the kernel's counts of one destination.
+    pub fn add(&mut self, c: &enforcer_common::class::ClassCounts) {
+        self.active += u64::from(c.active);
+        self.admitted += c.admitted;
+        self.shed += c.shed;
+    }
+}
+
+impl From<&enforcer_common::class::ClassCounts> for ClassCounts {
+    fn from(c: &enforcer_common::class::ClassCounts) -> Self {
+        let mut counts = Self::default();
+        counts.add(c);
+        counts
+    }
+}
+
+/// A priority class's settings (a `[[class]]` table).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassSettings {
+    pub name: String,
+    /// `critical`, `high`, `default` or `sheddable`.
+    pub priority: String,
+    /// The guaranteed share of a capped destination's limit, in [0, 1].
+    pub share: f64,
+    /// The cgroup directories whose processes are of the class.
+    pub cgroups: Vec<String>,
+}
+
+impl From<&ClassSpec> for ClassSettings {
+    fn from(c: &ClassSpec) -> Self {
+        Self {
+            name: c.name.clone(),
+            priority: c.priority.name().to_owned(),
+            share: c.share,
+            cgroups: c.cgroups.iter().map(|p| p.display().to_string()).collect(),
+        }
+    }
+}
+
+/// A running class: its settings and its counts summed over the
+/// destinations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassView {
+    #[serde(flatten)]
+    pub settings: ClassSettings,
+    /// False for the default class no `[[class]]` declares: processes in no
+    /// listed cgroup, which is a class whenever others are.
+    pub declared: bool,
+    #[serde(flatten)]
+    pub counts: ClassCounts,
 }
 
 /// A policy's settings, every one written out: what `policy show` prints
@@ -459,5 +528,103 @@ mod tests {
         assert!(json.get("adaptive").is_none());
         let back: PolicySettings = serde_json::from_value(json).unwrap();
         assert_eq!(back.max_connections, Some(Cap::Fixed(10)));
+    }
+
+    #[test]
+    fn a_class_shows_its_settings_and_counts_side_by_side() {
+        let config = Config::parse(
+            "[[class]]\nname = \"batch\"\npriority = \"sheddable\"\ncgroups = [\"/sys/fs/cgroup/batch.slice\"]\nshare = 0.2\n",
+            "t",
+        )
+        .unwrap();
+        let kernel = enforcer_common::class::ClassCounts {
+            active: 2,
+            _pad: 0,
+            admitted: 10,
+            shed: 3,
+        };
+        let view = ClassView {
+            settings: (&config.classes[0]).into(),
+            declared: true,
+            counts: (&kernel).into(),
+        };
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "name": "batch",
+                "priority": "sheddable",
+                "share": 0.2,
+                "cgroups": ["/sys/fs/cgroup/batch.slice"],
+                "declared": true,
+                "active": 2,
+                "admitted": 10,
+                "shed": 3,
+            })
+        );
+        let back: ClassView = serde_json::from_value(json).unwrap();
+        assert_eq!(back, view);
+        // Summed over destinations.
+        let mut sum = ClassCounts::default();
+        sum.add(&kernel);
+        sum.add(&kernel);
+        assert_eq!(
+            sum,
+            ClassCounts {
+                active: 4,
+                admitted: 20,
+                shed: 6
+            }
+        );
+    }
+
+    #[test]
+    fn a_destination_has_class_counts_only_with_classes_on() {
+        let off = serde_json::json!({
+            "dest": "10.0.0.5:5432", "netns": 4026531840u64, "netns_name": null,
+            "netns_status": "host", "policy": "db", "state": "closed", "active": 3,
+            "pending": 0, "max_connections": 4, "attempts": 9, "successes": 9,
+            "slow": 0, "abandoned": 0, "local_errors": 0,
+            "failures": {"refused": 0, "timeout": 0, "unreachable": 0},
+            "rejections": {"circuit": 0, "bulkhead": 1},
+            "would_reject": {"circuit": 0, "bulkhead": 0},
+            "probes": 0, "probes_reclaimed": 0, "trips": 0, "trip_level": 0,
+            "guard_refusals": 0, "open_for_ms": null, "override": null,
+            "override_for_ms": null,
+        });
+        let mut d: Destination = serde_json::from_value(off.clone()).unwrap();
+        assert_eq!(d.classes, None);
+        assert_eq!(serde_json::to_value(&d).unwrap(), off, "no `classes` key");
+        d.classes = Some(
+            [
+                (
+                    "batch".to_owned(),
+                    ClassCounts {
+                        active: 1,
+                        admitted: 5,
+                        shed: 2,
+                    },
+                ),
+                (
+                    "checkout".to_owned(),
+                    ClassCounts {
+                        active: 2,
+                        admitted: 4,
+                        shed: 0,
+                    },
+                ),
+            ]
+            .into(),
+        );
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            json["classes"],
+            serde_json::json!({
+                "batch": {"active": 1, "admitted": 5, "shed": 2},
+                "checkout": {"active": 2, "admitted": 4, "shed": 0},
+            })
+        );
+        let back: Destination = serde_json::from_value(json).unwrap();
+        assert_eq!(back, d);
     }
 }

@@ -83,9 +83,18 @@ pub fn target(path: &str, query: &impl Serialize) -> Result<String, Failure> {
 
 /// `/v1/policies/NAME`, the name percent-encoded as one path segment.
 pub fn policy_target(name: &str) -> String {
+    named_target("/v1/policies", name)
+}
+
+/// `/v1/classes/NAME`, the name percent-encoded as one path segment.
+pub fn class_target(name: &str) -> String {
+    named_target("/v1/classes", name)
+}
+
+fn named_target(collection: &str, name: &str) -> String {
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
     format!(
-        "/v1/policies/{}",
+        "{collection}/{}",
         utf8_percent_encode(name, NON_ALPHANUMERIC)
     )
 }

@@ -2,6 +2,7 @@
 //! Doc comments are the `--help` text. Exit codes: 0 done, 1 failed, 2 bad input
 //! (nothing was changed).
 
+mod class;
 mod client;
 mod completions;
 mod config_check;
@@ -36,6 +37,9 @@ enum Command {
     /// Policies: list, show, set, rm, apply.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// Priority classes: list, show.
+    #[command(subcommand)]
+    Class(class::Command),
     /// Force a destination open (rejected as if tripped), until reset or for a while.
     Trip(dest::TripArgs),
     /// Close a destination's circuit as new (in one network namespace, or in
@@ -95,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::execute(args),
         Command::Status(args) => status::execute(args),
         Command::Policy(command) => policy::execute(command),
+        Command::Class(command) => class::execute(command),
         Command::Trip(args) => dest::trip(args),
         Command::Reset(args) => dest::reset(args),
         Command::Disable(args) => dest::disable(args),
@@ -109,5 +114,39 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.exit(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent_and_reads_classes() {
+        Cli::command().debug_assert();
+        let show = Cli::try_parse_from(["enforcer", "class", "show", "batch"]).unwrap();
+        assert!(
+            matches!(&show.command, Command::Class(class::Command::Show { name, .. }) if name == "batch"),
+            "{show:?}"
+        );
+        let list = Cli::try_parse_from(["enforcer", "class", "list", "-o", "json"]).unwrap();
+        assert!(
+            matches!(
+                &list.command,
+                Command::Class(class::Command::List {
+                    output: client::Output::Json,
+                    ..
+                })
+            ),
+            "{list:?}"
+        );
+        let status = Cli::try_parse_from(["enforcer", "status", "--class", "batch"]).unwrap();
+        assert!(
+            format!("{status:?}").contains("class: Some(\"batch\")"),
+            "{status:?}"
+        );
+        assert!(Cli::try_parse_from(["enforcer", "class", "show"]).is_err());
     }
 }

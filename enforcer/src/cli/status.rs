@@ -1,4 +1,4 @@
-//! `enforcer status [DEST] [--netns NS] [--policy NAME] [-o json]`
+//! `enforcer status [DEST] [--netns NS] [--policy NAME] [--class NAME] [-o json]`
 
 use axum::http::Method;
 
@@ -23,6 +23,10 @@ pub struct Args {
     /// Only the destinations of this policy.
     #[arg(long)]
     policy: Option<String>,
+    /// Each destination's counts of this priority class: its connections
+    /// holding a slot, admitted and shed.
+    #[arg(long)]
+    class: Option<String>,
     #[arg(short, long, value_enum, default_value_t)]
     output: Output,
     #[command(flatten)]
@@ -34,21 +38,62 @@ pub fn execute(args: Args) -> Result<(), Failure> {
         dest: args.dest,
         netns: args.netns,
         policy: args.policy,
+        class: args.class.clone(),
     };
     let status: Status =
         args.client
             .call(Method::GET, &client::target("/v1/status", &query)?, None)?;
     match args.output {
         Output::Json => client::print_json(&status),
-        Output::Table => print_table(&status),
+        Output::Table => print_table(&status, args.class.as_deref()),
     }
     Ok(())
 }
 
-fn print_table(status: &Status) {
+/// The table; with `class`, that class's counts in place of the failures,
+/// rejections and times.
+fn print_table(status: &Status, class: Option<&str>) {
     if status.paused {
         println!("PAUSED: every connection passes untouched");
     }
+    let Some(class) = class else {
+        print_destinations(status);
+        return;
+    };
+    let mut table = client::table(&[
+        "DESTINATION",
+        "NETNS",
+        "POLICY",
+        "STATE",
+        "ACTIVE/CAP",
+        "CLASS",
+        "CLASS ACTIVE",
+        "ADMITTED",
+        "SHED",
+    ]);
+    for d in &status.destinations {
+        let counts = d
+            .classes
+            .as_ref()
+            .and_then(|c| c.get(class))
+            .copied()
+            .unwrap_or_default();
+        table.add_row([
+            d.dest.to_string(),
+            netns_cell(d),
+            d.policy.clone(),
+            d.state.as_str().to_owned(),
+            format!("{}/{}", d.active, cap_cell(d)),
+            class.to_owned(),
+            counts.active.to_string(),
+            counts.admitted.to_string(),
+            counts.shed.to_string(),
+        ]);
+    }
+    println!("{table}");
+}
+
+fn print_destinations(status: &Status) {
     let mut table = client::table(&[
         "DESTINATION",
         "NETNS",
@@ -61,11 +106,6 @@ fn print_table(status: &Status) {
         "OVERRIDE",
     ]);
     for d in &status.destinations {
-        let cap = match (d.limit, d.max_connections) {
-            (Some(limit), _) => format!("{limit} (auto)"),
-            (None, Some(cap)) => cap.to_string(),
-            (None, None) => "-".to_owned(),
-        };
         let open_for = d
             .open_for_ms
             .map_or("-".to_owned(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
@@ -74,7 +114,7 @@ fn print_table(status: &Status) {
             netns_cell(d),
             d.policy.clone(),
             d.state.as_str().to_owned(),
-            format!("{}/{cap}", d.active),
+            format!("{}/{}", d.active, cap_cell(d)),
             d.failures.total().to_string(),
             d.rejections.total().to_string(),
             open_for,
@@ -82,6 +122,15 @@ fn print_table(status: &Status) {
         ]);
     }
     println!("{table}");
+}
+
+/// A destination's cap: fixed, learnt (`auto`) or none (`-`).
+fn cap_cell(d: &Destination) -> String {
+    match (d.limit, d.max_connections) {
+        (Some(limit), _) => format!("{limit} (auto)"),
+        (None, Some(cap)) => cap.to_string(),
+        (None, None) => "-".to_owned(),
+    }
 }
 
 /// A destination's namespace: its inode, then its name or what it is

@@ -1,8 +1,9 @@
-//! The configuration file: TOML with `[daemon]`, `[defaults]` and `[[policy]]`
-//! tables. Every key and its default is documented in `default.toml`, which is
-//! embedded in the binary; a file is laid over it (a `[[policy]]` list in the file
-//! replaces the embedded one). Errors name the field and the line.
+//! The configuration file: TOML with `[daemon]`, `[defaults]`, `[[policy]]`
+//! and `[[class]]` tables. Every key and its default is documented in `default.toml`, which is
+//! embedded in the binary; a file is laid over it (a `[[policy]]` or `[[class]]`
+//! list in the file replaces the embedded one). Errors name the field and the line.
 
+pub mod class;
 mod daemon;
 pub mod knobs;
 pub mod policy;
@@ -17,6 +18,7 @@ use std::{
 use enforcer_common::rules::MAX_POLICIES;
 use serde::Deserialize;
 
+pub use class::ClassSpec;
 use daemon::DaemonTable;
 pub use daemon::{DaemonConfig, DaemonOverrides};
 use knobs::{Knobs, KnobsFile, Lines, PolicyFile};
@@ -63,6 +65,9 @@ pub struct Config {
     /// set`) inherit.
     pub defaults: Knobs,
     pub policies: Vec<PolicySpec>,
+    /// `[[class]]`: the priority classes; none: every caller is `default`
+    /// and classes are off.
+    pub classes: Vec<ClassSpec>,
 }
 
 /// The whole file as written.
@@ -75,6 +80,8 @@ struct File {
     defaults: KnobsFile,
     #[serde(default, rename = "policy")]
     policies: Option<Vec<PolicyFile>>,
+    #[serde(default, rename = "class")]
+    classes: Option<Vec<class::ClassFile>>,
 }
 
 impl Config {
@@ -121,10 +128,16 @@ impl Config {
         };
         let policies = resolve_policies(&policies, &defaults, policy_lines, daemon.rules_capacity)
             .map_err(invalid)?;
+        let (classes, class_lines) = match file.classes {
+            Some(c) => (c, &lines),
+            None => (base.classes.unwrap_or_default(), &base_lines),
+        };
+        let classes = class::resolve(&classes, class_lines).map_err(invalid)?;
         Ok(Self {
             daemon,
             defaults,
             policies,
+            classes,
         })
     }
 

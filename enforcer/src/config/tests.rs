@@ -778,3 +778,188 @@ fn the_kernel_policy_of_an_auto_policy_starts_at_the_initial_limit() {
     );
     assert_eq!(fixed.cap(77), 10);
 }
+
+/// A `[[class]]` table (its first line is the table's header).
+fn class(name: &str, priority: &str, rest: &str) -> String {
+    format!("[[class]]\nname = \"{name}\"\npriority = \"{priority}\"\n{rest}\n")
+}
+
+#[test]
+fn classes_are_read_highest_first_as_written() {
+    use enforcer_common::class::Priority;
+
+    assert!(Config::embedded().classes.is_empty(), "off by default");
+    let text = format!(
+        "{}{}{}",
+        class(
+            "batch",
+            "sheddable",
+            "cgroups = [\"/sys/fs/cgroup/batch.slice\", \"/sys/fs/cgroup/jobs/\"]"
+        ),
+        class(
+            "checkout",
+            "critical",
+            "cgroups = [\"/sys/fs/cgroup/system.slice/checkout.service\"]\nshare = 0.5"
+        ),
+        class("rest", "default", "share = 0.25"),
+    );
+    let c = Config::parse(&text, "t").unwrap();
+    let got: Vec<(&str, Priority, usize, f64, u32)> = c
+        .classes
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                c.priority,
+                c.cgroups.len(),
+                c.share,
+                c.share_permille(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("batch", Priority::Sheddable, 2, 0.0, 0),
+            ("checkout", Priority::Critical, 1, 0.5, 500),
+            ("rest", Priority::Default, 0, 0.25, 250),
+        ]
+    );
+    assert_eq!(
+        c.classes[0].cgroups[1],
+        PathBuf::from("/sys/fs/cgroup/jobs")
+    );
+    // Shares adding up to exactly 1, and an integer share.
+    let c = Config::parse(
+        &format!(
+            "{}{}{}",
+            class("a", "critical", "cgroups = [\"/a\"]\nshare = 0.7"),
+            class("b", "high", "cgroups = [\"/b\"]\nshare = 0.2"),
+            class("c", "default", "share = 0.1"),
+        ),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        c.classes.iter().map(|c| c.share_permille()).sum::<u32>(),
+        1000
+    );
+    let c = Config::parse(
+        &class("all", "critical", "cgroups = [\"/a\"]\nshare = 1"),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.classes[0].share_permille(), 1000);
+    // Classes and policies side by side, in any order.
+    let c = Config::parse(
+        &format!(
+            "{}{}",
+            class("a", "high", "cgroups = [\"/a\"]"),
+            db("max_connections = 4")
+        ),
+        "t",
+    )
+    .unwrap();
+    assert_eq!((c.classes.len(), c.policies.len()), (1, 1));
+}
+
+#[test]
+fn bad_classes_name_the_field_and_line() {
+    let a = class("a", "critical", "cgroups = [\"/sys/fs/cgroup/a\"]");
+    rejected_with(&[
+        (
+            &class("bad name", "high", "cgroups = [\"/x\"]"),
+            "t.toml: line 2: class.name: `bad name`: 1..=64 of A-Z a-z 0-9 - _ .",
+        ),
+        (
+            &class("", "high", "cgroups = [\"/x\"]"),
+            "line 2: class.name: ``: 1..=64",
+        ),
+        (
+            &class(&"x".repeat(65), "high", "cgroups = [\"/x\"]"),
+            "line 2: class.name",
+        ),
+        (
+            &format!("{a}{}", class("a", "high", "cgroups = [\"/b\"]")),
+            "line 6: class.name: `a` is used twice",
+        ),
+        (
+            &class("a", "urgent", "cgroups = [\"/x\"]"),
+            "line 3: class \"a\": priority: `urgent` is not one of critical, high, default, sheddable",
+        ),
+        (
+            &format!("{a}{}", class("b", "critical", "cgroups = [\"/b\"]")),
+            "line 7: class \"b\": priority: `critical` is already the priority of class \"a\": at most one class per priority",
+        ),
+        (
+            &class("default", "sheddable", "cgroups = [\"/x\"]"),
+            "line 2: class.name: `default` names the class of processes in no listed cgroup: it needs priority = \"default\" (this one is sheddable)",
+        ),
+        (
+            &class("a", "high", "cgroups = [\"sys/fs/cgroup/a\"]"),
+            "line 4: class \"a\": cgroups: sys/fs/cgroup/a is not an absolute path",
+        ),
+        (
+            &class("a", "high", "cgroups = [\n  \"/x\",\n  \"/x/\",\n]"),
+            "line 6: class \"a\": cgroups: /x/ is listed twice (twice in this class)",
+        ),
+        (
+            &format!(
+                "{a}{}",
+                class("b", "high", "cgroups = [\"/sys/fs/cgroup/a\"]")
+            ),
+            "line 8: class \"b\": cgroups: /sys/fs/cgroup/a is listed twice (also by class \"a\")",
+        ),
+        (
+            &class("a", "high", ""),
+            "line 2: class \"a\": cgroups: needs at least one cgroup directory (only the default class may list none",
+        ),
+        (
+            &class("a", "high", "\ncgroups = []"),
+            "line 5: class \"a\": cgroups: needs at least one cgroup directory",
+        ),
+        (
+            &class("a", "high", "cgroups = [\"/a\"]\nshare = 1.5"),
+            "line 5: class \"a\": share: must be in [0, 1], got 1.5",
+        ),
+        (
+            &class("a", "high", "cgroups = [\"/a\"]\nshare = -0.1"),
+            "line 5: class \"a\": share: must be in [0, 1], got -0.1",
+        ),
+        (
+            &class("a", "high", "cgroups = [\"/a\"]\nshare = nan"),
+            "line 5: class \"a\": share: must be in [0, 1], got NaN",
+        ),
+        (
+            &format!(
+                "{}{}",
+                class("a", "critical", "cgroups = [\"/a\"]\nshare = 0.6"),
+                class("b", "high", "cgroups = [\"/b\"]\nshare = 0.5"),
+            ),
+            "line 10: class \"b\": share: the shares add up to 1.1, more than 1",
+        ),
+        // As serde words them: the type, an unknown or a missing key.
+        (
+            &class("a", "high", "cgroups = [\"/a\"]\nshare = \"half\""),
+            "line 5",
+        ),
+        (&class("a", "high", "cgroups = \"/a\""), "line 4"),
+        (
+            &class("a", "high", "cgroups = [\"/a\"]\nweight = 2"),
+            "unknown field `weight`",
+        ),
+        (
+            "[[class]]\nname = \"a\"\ncgroups = [\"/a\"]\n",
+            "missing field `priority`",
+        ),
+    ]);
+}
+
+#[test]
+fn policy_files_hold_no_classes() {
+    let got = Config::embedded()
+        .parse_policies(&class("a", "high", "cgroups = [\"/a\"]"), "request")
+        .unwrap_err()
+        .to_string();
+    assert!(got.contains("unknown field `class`"), "{got}");
+}

@@ -13,6 +13,7 @@ use axum::{
 };
 use bytes::Bytes;
 use enforcer_common::{
+    class::CLASSES,
     control::{self, Command},
     dest::DestKey,
     overrides,
@@ -31,8 +32,9 @@ use super::{
 };
 use crate::{
     api::{
-        Applied, Dest, ErrorBody, Event, Lasting, OverrideKind, OverrideQuery, OverrideSet,
-        PolicyView, ResetDone, ResetQuery, StatusQuery, Switch, Uninstalling,
+        Applied, ClassCounts, ClassView, Dest, ErrorBody, Event, Lasting, OverrideKind,
+        OverrideQuery, OverrideSet, PolicyView, ResetDone, ResetQuery, StatusQuery, Switch,
+        Uninstalling,
     },
     bpf::{Applied as Written, BpfError},
     clock::monotonic_ns,
@@ -114,6 +116,8 @@ pub fn router(shared: Shared, stop: watch::Sender<bool>) -> Router {
             "/v1/policies/{name}",
             get(policy).put(set_policy).delete(remove_policy),
         )
+        .route("/v1/classes", get(classes))
+        .route("/v1/classes/{name}", get(class))
         .route("/v1/trip", post(trip))
         .route("/v1/disable", post(disable))
         .route("/v1/reset", post(reset))
@@ -170,23 +174,46 @@ fn no_policy(name: &str) -> Reject {
     )
 }
 
+fn no_class(d: &Daemon, name: &str) -> Reject {
+    let running = if d.classes.is_empty() {
+        " (no classes are configured)".to_owned()
+    } else {
+        let names: Vec<&str> = d.classes.iter().map(|c| c.spec.name.as_str()).collect();
+        format!(" (the classes are {})", names.join(", "))
+    };
+    Reject::new(
+        StatusCode::NOT_FOUND,
+        format!("class: no class named `{name}`{running}"),
+    )
+}
+
 /// Streams the status as it is serialised: the snapshot is taken under the
 /// lock, everything else happens after.
 async fn status(State(api): State<Api>, Query(q): Query<StatusQuery>) -> Result<Response, Reject> {
     let netns = netns_cookies(q.netns.as_ref(), &api.shared)?;
-    let snapshot = {
+    let (snapshot, class) = {
         let d = lock(&api.shared);
         if let Some(p) = &q.policy
             && d.policy_by_name(p).is_none()
         {
             return Err(no_policy(p));
         }
-        view::StatusSnapshot::take(&d)?
+        let class = match &q.class {
+            Some(name) => Some(
+                d.class_by_name(name)
+                    .ok_or_else(|| no_class(&d, name))?
+                    .spec
+                    .priority,
+            ),
+            None => None,
+        };
+        (view::StatusSnapshot::take(&d)?, class)
     };
     let filter = view::Filter {
         dest: q.dest.map(|d| d.0),
         netns,
         policy: q.policy,
+        class,
     };
     Ok(stream::streamed("application/json", move |w| {
         serde_json::to_writer(w, &snapshot.into_status(&filter)).map_err(std::io::Error::from)
@@ -201,6 +228,35 @@ async fn policy(State(api): State<Api>, Path(name): Path<String>) -> Answer<Poli
     let d = lock(&api.shared);
     let p = d.policy_by_name(&name).ok_or_else(|| no_policy(&name))?;
     Ok(Json(view::policy(&d, p.id, &p.spec)?))
+}
+
+/// Each class's counts summed over the destinations: the map is read on a
+/// blocking thread, through its own handle, outside the daemon's lock.
+async fn class_sums(shared: &Shared) -> Result<[ClassCounts; CLASSES], Reject> {
+    let dests = lock(shared).enforcer.maps().dests.clone();
+    tokio::task::spawn_blocking(move || view::class_sums(&dests))
+        .await
+        .map_err(|e| Reject::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(Reject::from)
+}
+
+async fn classes(State(api): State<Api>) -> Answer<Vec<ClassView>> {
+    let running = lock(&api.shared).classes.clone();
+    let sums = class_sums(&api.shared).await?;
+    Ok(Json(
+        running.iter().map(|c| view::class(c, &sums)).collect(),
+    ))
+}
+
+async fn class(State(api): State<Api>, Path(name): Path<String>) -> Answer<ClassView> {
+    let running = {
+        let d = lock(&api.shared);
+        d.class_by_name(&name)
+            .cloned()
+            .ok_or_else(|| no_class(&d, &name))?
+    };
+    let sums = class_sums(&api.shared).await?;
+    Ok(Json(view::class(&running, &sums)))
 }
 
 /// Validates `specs` as the new whole set and applies it.
@@ -417,7 +473,8 @@ async fn reload_request(State(api): State<Api>) -> Answer<Applied> {
         .map_err(Reject::bad)
 }
 
-/// Re-reads the configuration file and applies its policies, or changes nothing.
+/// Re-reads the configuration file and applies its policies and classes, or
+/// changes nothing.
 pub fn reload(shared: &Shared) -> Result<usize, String> {
     let _span = tracing::info_span!("reload").entered();
     let mut d = lock(shared);
@@ -429,9 +486,13 @@ pub fn reload(shared: &Shared) -> Result<usize, String> {
             "[daemon] settings changed: they take effect at the next start; nothing applied".into(),
         );
     }
+    // The classes' cgroups are found before anything is written.
+    let classes =
+        super::classes::resolve(&config.classes).map_err(|e| format!("{e}; nothing applied"))?;
     let n = config.policies.len();
     d.set_policies(config.policies.clone())
         .map_err(|e| format!("{e:#}"))?;
+    d.set_classes(classes).map_err(|e| format!("{e:#}"))?;
     // The file is authoritative again: runtime changes are dropped.
     super::saved::discard(&d.config.daemon.state_dir);
     d.config_fingerprint =

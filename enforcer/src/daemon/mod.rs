@@ -1,5 +1,5 @@
 //! `enforcer run`: the daemon. It installs (or adopts) the pinned programs, writes
-//! the policies, and then serves the control API and the metrics while the
+//! the policies and the priority classes, and then serves the control API and the metrics while the
 //! controller loop re-jitters backoff tables, heals, collects garbage and expires
 //! overrides, and the event reader turns kernel transitions into logs.
 //!
@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod classes;
 mod control_socket;
 pub mod controller;
 pub mod events;

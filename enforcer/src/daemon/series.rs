@@ -129,6 +129,11 @@ fn fold(into: &mut DestState, s: &DestState) {
         *x += y;
     }
     into.latency.sum_ns += s.latency.sum_ns;
+    for (x, y) in into.classes.iter_mut().zip(&s.classes) {
+        x.active += y.active;
+        x.admitted += y.admitted;
+        x.shed += y.shed;
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +145,8 @@ mod tests {
         let mut s = DestState::default();
         s.counters.attempts = attempts;
         s.breaker.active = 1;
+        s.classes[3].active = 1;
+        s.classes[3].shed = 2;
         s.breaker.state = if open {
             State::Open as u32
         } else {
@@ -167,6 +174,7 @@ mod tests {
         );
         let other = other.expect("97 summed");
         assert_eq!(other.breaker.active, 97);
+        assert_eq!((other.classes[3].active, other.classes[3].shed), (97, 194));
         assert_eq!(other.counters.attempts, (0..100).sum::<u64>() - 42 - 7 - 99);
     }
 

@@ -12,7 +12,12 @@ use std::{
 use anyhow::Context as _;
 use tokio::sync::broadcast;
 
-use super::{Listeners, RunningPolicy, Shared, apply, heal, private_dir, saved, state::Daemon};
+use super::{
+    Listeners, RunningPolicy, Shared, apply,
+    classes::{self, RunningClass},
+    heal, private_dir, saved,
+    state::Daemon,
+};
 use crate::{
     bpf::{BpfError, Enforcer, Installed, LoadOptions, PacketHook, pins::PinDir},
     cgroup,
@@ -92,7 +97,7 @@ pub fn start(options: RunOptions) -> Result<Started, StartError> {
         overrides,
         ..
     } = options;
-    let cgroup = check(&config).map_err(BadInput)?;
+    let (cgroup, classes) = check(&config).map_err(BadInput)?;
     let listeners = Listeners::bind(&config.daemon).map_err(BadInput)?;
     let (pins, pin_lock) = take_pins(&config.daemon.pin_dir)?;
     let (mut enforcer, installed) = install(&config, &pins, &cgroup)?;
@@ -110,8 +115,16 @@ pub fn start(options: RunOptions) -> Result<Started, StartError> {
             pins.root().display()
         ),
     }
-    let shared =
-        build(config, config_path, overrides, pins, enforcer, installed).map_err(Failed)?;
+    let shared = build(
+        config,
+        config_path,
+        overrides,
+        pins,
+        enforcer,
+        installed,
+        classes,
+    )
+    .map_err(Failed)?;
     Ok(Started {
         shared,
         pin_lock,
@@ -120,11 +133,12 @@ pub fn start(options: RunOptions) -> Result<Started, StartError> {
 }
 
 /// What can be checked before anything is bound or written; the cgroup to
-/// attach to.
-fn check(config: &Config) -> anyhow::Result<PathBuf> {
+/// attach to and the classes, their cgroups found.
+fn check(config: &Config) -> anyhow::Result<(PathBuf, Vec<RunningClass>)> {
     host_pid_namespace()?;
     let cgroup = attach_point(&config.daemon.cgroup)?;
     apply::check(&config.policies)?;
+    let classes = classes::resolve(&config.classes)?;
     for interface in &config.daemon.interfaces {
         crate::bpf::if_index(interface).context("daemon.interfaces")?;
     }
@@ -134,7 +148,7 @@ fn check(config: &Config) -> anyhow::Result<PathBuf> {
     if let Some(dir) = config.daemon.socket.parent() {
         private_dir::check(dir, "daemon.socket")?;
     }
-    Ok(cgroup)
+    Ok((cgroup, classes))
 }
 
 /// Creates the pin directory and takes its lock: one daemon per directory.
@@ -211,9 +225,9 @@ fn watch_interfaces(
     Ok(())
 }
 
-/// The state, once installed: the kernel's configuration for this process,
-/// the policies (as saved at runtime, or as configured) written under their
-/// ids. Nothing in here is the operator's input.
+/// The state, once installed: the kernel's configuration for this process
+/// and its classes, the policies (as saved at runtime, or as configured)
+/// written under their ids. Nothing in here is the operator's input.
 fn build(
     config: Config,
     config_path: PathBuf,
@@ -221,13 +235,14 @@ fn build(
     pins: PinDir,
     mut enforcer: Enforcer,
     installed: Installed,
+    classes: Vec<RunningClass>,
 ) -> anyhow::Result<Shared> {
     let kernel_logs = config
         .daemon
         .kernel_log
         .then(|| open_kernel_logs(&enforcer, &pins, installed))
         .flatten();
-    configure_kernel(&mut enforcer, &config, kernel_logs.is_some())?;
+    configure_kernel(&mut enforcer, &config, kernel_logs.is_some(), &classes)?;
     // On this (the main) thread: the registry takes the daemon's namespace
     // from the thread that creates it.
     let namespaces = Arc::new(Registry::new().context("learning the host's network namespaces")?);
@@ -253,6 +268,7 @@ fn build(
         overrides,
         pins,
         policies: Vec::new(),
+        classes,
         jitter: Jitter::seeded(),
         open: HashSet::new(),
         learning: Default::default(),
@@ -273,12 +289,15 @@ fn build(
 }
 
 /// What every program reads about this daemon: its pid (whose own connects
-/// pass), the packet plane's timeouts, whether anyone reads the kernel logs.
+/// pass), the packet plane's timeouts, whether anyone reads the kernel logs;
+/// and the priority classes (replacing those an earlier daemon left).
 fn configure_kernel(
     enforcer: &mut Enforcer,
     config: &Config,
     kernel_logs: bool,
+    classes: &[RunningClass],
 ) -> Result<(), BpfError> {
+    classes::write(enforcer, classes)?;
     let config_map = &mut enforcer.maps_mut().config;
     let kernel_config = config_map.get()?;
     let millis = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);

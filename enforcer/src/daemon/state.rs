@@ -35,6 +35,8 @@ pub struct Daemon {
     pub pins: PinDir,
     /// The running policy set, in configuration order.
     pub policies: Vec<RunningPolicy>,
+    /// The running priority classes, highest first (none: classes are off).
+    pub classes: Vec<super::classes::RunningClass>,
     pub jitter: Jitter,
     /// Destinations not CLOSED: kept current by the event reader, re-learnt by
     /// the controller's periodic scan.
@@ -153,6 +155,32 @@ impl Daemon {
             &format!("{} policies", self.policies.len()),
         ));
         Ok(())
+    }
+
+    /// Replaces the running classes (resolved) in the kernel.
+    pub fn set_classes(
+        &mut self,
+        classes: Vec<super::classes::RunningClass>,
+    ) -> Result<(), crate::bpf::BpfError> {
+        super::classes::write(&mut self.enforcer, &classes)?;
+        if classes != self.classes {
+            let names: Vec<&str> = classes.iter().map(|c| c.spec.name.as_str()).collect();
+            tracing::info!(
+                "classes: {}",
+                if names.is_empty() {
+                    "off".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            );
+        }
+        self.classes = classes;
+        Ok(())
+    }
+
+    /// The running class named `name`.
+    pub fn class_by_name(&self, name: &str) -> Option<&super::classes::RunningClass> {
+        self.classes.iter().find(|c| c.spec.name == name)
     }
 
     /// Logs an event and sends it to `enforcer events` followers (none

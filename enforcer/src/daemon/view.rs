@@ -6,22 +6,31 @@
 //! so a status of 100 000 destinations does not stall the controller, the
 //! event reader or other requests.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    sync::Arc,
+};
 
 use enforcer_common::{
     breaker::State,
+    class::{CLASSES, Priority},
     dest::{DestKey, DestState},
     overrides::{self, Override},
     policy::Policy,
 };
 use serde::{Serialize, Serializer};
 
-use super::Daemon;
+use super::{
+    Daemon,
+    classes::{ClassNames, RunningClass},
+};
 use crate::{
     api::{
-        BreakerState, ByCause, Destination, Failures, LimitChange, OverrideKind, PolicyView, Status,
+        BreakerState, ByCause, ClassCounts, ClassView, Destination, Failures, LimitChange,
+        OverrideKind, PolicyView, Status,
     },
-    bpf::BpfError,
+    bpf::{BpfError, Dests},
     clock::monotonic_ns,
     config::PolicySpec,
     netns::Registry,
@@ -94,6 +103,9 @@ pub struct Filter {
     /// In one of these namespaces (cookies).
     pub netns: Option<Vec<u64>>,
     pub policy: Option<String>,
+    /// Each destination's counts of this class alone (destinations are not
+    /// filtered by it).
+    pub class: Option<Priority>,
 }
 
 impl Filter {
@@ -117,6 +129,10 @@ pub struct StatusSnapshot {
     /// The last move of each adaptive destination's limit.
     learnt: HashMap<DestKey, LimitChange>,
     names: PolicyNames,
+    /// The running classes' names, by priority.
+    classes: ClassNames,
+    /// The class whose counts are shown (`None`: every class's).
+    only_class: Option<Priority>,
     namespaces: Arc<Registry>,
     now: u64,
 }
@@ -138,6 +154,8 @@ impl StatusSnapshot {
                 .map(|(k, c)| (*k, LimitChange::from(c)))
                 .collect(),
             names: PolicyNames::of(d),
+            classes: ClassNames::of(&d.classes),
+            only_class: None,
             namespaces: d.namespaces.clone(),
             now: monotonic_ns(),
         })
@@ -147,6 +165,7 @@ impl StatusSnapshot {
     /// open, then by failures, then by address and namespace.
     pub fn into_status(mut self, filter: &Filter) -> Status<Destinations> {
         self.dests.retain(|(k, s)| filter.admits(&self.names, k, s));
+        self.only_class = filter.class;
         self.dests.sort_by_key(|(k, s)| {
             (
                 s.breaker.state == State::Closed as u32,
@@ -210,7 +229,23 @@ impl StatusSnapshot {
                 .flatten(),
             override_kind: o.map(override_kind),
             override_for_ms: o.and_then(|o| ms_until(o.until_ns, now)),
+            classes: self.class_counts(s),
         }
+    }
+
+    /// The destination's counts of each running class (of the one asked
+    /// for), by name; `None` while classes are off.
+    fn class_counts(&self, s: &DestState) -> Option<BTreeMap<String, ClassCounts>> {
+        if !self.classes.enabled() {
+            return None;
+        }
+        Some(
+            self.classes
+                .iter()
+                .filter(|(p, _)| self.only_class.is_none_or(|only| only == *p))
+                .map(|(p, name)| (name.to_owned(), (&s.classes[p as usize]).into()))
+                .collect(),
+        )
     }
 }
 
@@ -246,4 +281,24 @@ pub fn policies(d: &Daemon) -> Result<Vec<PolicyView>, BpfError> {
         .iter()
         .map(|p| policy(d, p.id, &p.spec))
         .collect()
+}
+
+/// Each priority's counts summed over the destinations of `dests`.
+pub fn class_sums(dests: &Dests) -> Result<[ClassCounts; CLASSES], BpfError> {
+    let mut sums = [ClassCounts::default(); CLASSES];
+    dests.each(|_, s| {
+        for (sum, c) in sums.iter_mut().zip(&s.classes) {
+            sum.add(c);
+        }
+    })?;
+    Ok(sums)
+}
+
+/// A running class with its counts from `sums` ([`class_sums`]).
+pub fn class(c: &RunningClass, sums: &[ClassCounts; CLASSES]) -> ClassView {
+    ClassView {
+        settings: (&c.spec).into(),
+        declared: c.declared,
+        counts: sums[c.spec.priority as usize],
+    }
 }

@@ -104,6 +104,23 @@ fn config_seeds(root: &Path) -> Vec<(&'static str, Vec<u8>)> {
             "unknown-key.toml",
             "[daemon]\nsocket = \"relative\"\nfoo = 1\n".into(),
         ),
+        (
+            "classes.toml",
+            format!(
+                "{policy}max_connections = 100\n\n[[class]]\nname = \"checkout\"\n\
+                 priority = \"critical\"\ncgroups = [\"/sys/fs/cgroup/checkout.slice\"]\n\
+                 share = 0.5\n\n[[class]]\nname = \"batch\"\npriority = \"sheddable\"\n\
+                 cgroups = [\"/sys/fs/cgroup/batch.slice\", \"/sys/fs/cgroup/jobs\"]\n\n\
+                 [[class]]\nname = \"rest\"\npriority = \"default\"\nshare = 0.25\n"
+            )
+            .into(),
+        ),
+        (
+            "classes-bad.toml",
+            "[[class]]\nname = \"a\"\npriority = \"high\"\ncgroups = [\"/a\"]\nshare = 0.6\n\n\
+             [[class]]\nname = \"b\"\npriority = \"high\"\ncgroups = [\"/a\"]\nshare = 0.6\n"
+                .into(),
+        ),
     ]
 }
 

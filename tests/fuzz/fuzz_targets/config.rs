@@ -6,12 +6,14 @@
 //! - what parses can be applied as it stands: its policy set passes the check
 //!   the API runs on a set, and every policy has a kernel form and a backoff
 //!   table (what applying it writes) within the bounds the kernel assumes,
-//!   and an auto policy's limits keep min <= initial <= max.
+//!   and an auto policy's limits keep min <= initial <= max;
+//! - its classes are what the kernel's per-priority counts can hold: one per
+//!   priority, shares adding up to at most 1, cgroups listed once.
 #![no_main]
 
-use std::sync::LazyLock;
+use std::{collections::HashSet, sync::LazyLock};
 
-use enforcer::config::{Config, ConfigError, PolicySpec};
+use enforcer::config::{ClassSpec, Config, ConfigError, PolicySpec};
 use libfuzzer_sys::fuzz_target;
 
 static EMBEDDED: LazyLock<Config> = LazyLock::new(Config::embedded);
@@ -26,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(config) => {
             assert!(config.daemon.dests_low_water < config.daemon.dests_high_water);
             check_applicable(&config.policies);
+            check_classes(&config.classes);
         }
         Err(e) => check_error(&e, lines),
     }
@@ -83,6 +86,24 @@ fn check_applicable(specs: &[PolicySpec]) {
                 spec.name,
                 row.steps_ns
             );
+        }
+    }
+}
+
+fn check_classes(classes: &[ClassSpec]) {
+    let shares: u32 = classes.iter().map(ClassSpec::share_permille).sum();
+    assert!(shares <= 1000, "shares of {shares} permille: {classes:?}");
+    let mut priorities = HashSet::new();
+    let mut cgroups = HashSet::new();
+    for class in classes {
+        assert!(
+            priorities.insert(class.priority as u32),
+            "two classes of one priority: {classes:?}"
+        );
+        assert!((0.0..=1.0).contains(&class.share), "{class:?}");
+        for path in &class.cgroups {
+            assert!(path.is_absolute(), "{class:?}");
+            assert!(cgroups.insert(path), "listed twice: {classes:?}");
         }
     }
 }

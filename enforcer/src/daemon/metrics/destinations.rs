@@ -1,14 +1,19 @@
 //! The per-destination families: one series per destination of the scrape
 //! (at most `daemon.max_series`, plus `dest="other"`), each family a row of a
-//! table.
+//! table; with priority classes on, the class families add one series per
+//! running class (at most four) to each.
 
-use enforcer_common::dest::{DestState, LATENCY_BUCKETS, Latency};
+use enforcer_common::{
+    class::ClassCounts,
+    dest::{DestState, LATENCY_BUCKETS, Latency},
+};
 use prometheus_client::{
     encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet},
     metrics::MetricType,
 };
 
 use super::Series;
+use crate::daemon::classes::ClassNames;
 
 /// Reads one counter of a destination.
 type Get = fn(&DestState) -> u64;
@@ -126,6 +131,31 @@ const SIGNAL_GAUGES: [(&str, &str, Seconds); 2] = [
     ),
 ];
 
+/// Reads one count of a class at a destination.
+type ClassGet = fn(&ClassCounts) -> u64;
+
+/// Per class (label `class`): only while classes are on.
+const CLASS_FAMILIES: [(&str, &str, MetricType, ClassGet); 3] = [
+    (
+        "class_active_connections",
+        "connections of the priority class holding a slot",
+        MetricType::Gauge,
+        |c| u64::from(c.active),
+    ),
+    (
+        "class_admitted",
+        "connects of the priority class admitted",
+        MetricType::Counter,
+        |c| c.admitted,
+    ),
+    (
+        "class_shed",
+        "connects of the priority class refused by the class rules (its share used and nothing left to borrow, or shed while the destination degrades)",
+        MetricType::Counter,
+        |c| c.shed,
+    ),
+];
+
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
 fn labels(s: &Series) -> Labels<'_> {
@@ -136,8 +166,13 @@ fn labels(s: &Series) -> Labels<'_> {
     ]
 }
 
-/// Every per-destination family of `series`.
-pub fn encode(series: &[Series], enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+/// Every per-destination family of `series`; the class families for the
+/// running `classes` (none while classes are off).
+pub fn encode(
+    series: &[Series],
+    classes: &ClassNames,
+    enc: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
     for (name, help, get) in COUNTERS {
         let name = format!("enforcer_{name}");
         let mut m = enc.encode_descriptor(&name, help, None, MetricType::Counter)?;
@@ -174,6 +209,25 @@ pub fn encode(series: &[Series], enc: &mut DescriptorEncoder) -> Result<(), std:
             if let Some(v) = get(s) {
                 m.encode_family(&labels(s))?
                     .encode_gauge(&v.as_secs_f64())?;
+            }
+        }
+    }
+    if classes.enabled() {
+        for (name, help, kind, get) in CLASS_FAMILIES {
+            let name = format!("enforcer_{name}");
+            let mut m = enc.encode_descriptor(&name, help, None, kind)?;
+            for s in series {
+                for (priority, class) in classes.iter() {
+                    let mut l = labels(s);
+                    l.push(("class", class));
+                    let v = get(&s.s.classes[priority as usize]);
+                    let mut family = m.encode_family(&l)?;
+                    if kind == MetricType::Gauge {
+                        family.encode_gauge(&(v as i64))?;
+                    } else {
+                        family.encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+                    }
+                }
             }
         }
     }
@@ -215,5 +269,89 @@ impl EncodeMetric for Buckets<'_> {
 
     fn metric_type(&self) -> MetricType {
         MetricType::Histogram
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use enforcer_common::class::Priority;
+    use prometheus_client::{collector::Collector, registry::Registry};
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Families(Vec<Series>, ClassNames);
+
+    impl Collector for Families {
+        fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            encode(&self.0, &self.1, &mut enc)
+        }
+    }
+
+    fn scrape(classes: ClassNames) -> String {
+        let mut s = DestState::default();
+        s.breaker.active = 3;
+        s.classes[Priority::Critical as usize].active = 2;
+        s.classes[Priority::Critical as usize].admitted = 7;
+        s.classes[Priority::Sheddable as usize].active = 1;
+        s.classes[Priority::Sheddable as usize].admitted = 4;
+        s.classes[Priority::Sheddable as usize].shed = 5;
+        let series = Series {
+            dest: "10.0.0.5:5432".into(),
+            netns: "4026531840".into(),
+            policy: "db".into(),
+            state: Some(0),
+            cap: Some(4),
+            limit: None,
+            learnt: None,
+            s,
+        };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Families(vec![series], classes)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn each_running_class_has_its_series_and_none_without_classes() {
+        let names = ClassNames([
+            Some("checkout".into()),
+            None,
+            Some("rest".into()),
+            Some("batch".into()),
+        ]);
+        let text = scrape(names);
+        let labels = |class: &str| {
+            format!(
+                "{{dest=\"10.0.0.5:5432\",netns=\"4026531840\",policy=\"db\",class=\"{class}\"}}"
+            )
+        };
+        for line in [
+            "# TYPE enforcer_class_active_connections gauge".to_owned(),
+            "# TYPE enforcer_class_admitted counter".to_owned(),
+            "# TYPE enforcer_class_shed counter".to_owned(),
+            format!("enforcer_class_active_connections{} 2", labels("checkout")),
+            format!("enforcer_class_active_connections{} 0", labels("rest")),
+            format!("enforcer_class_active_connections{} 1", labels("batch")),
+            format!("enforcer_class_admitted_total{} 7", labels("checkout")),
+            format!("enforcer_class_admitted_total{} 4", labels("batch")),
+            format!("enforcer_class_shed_total{} 5", labels("batch")),
+            format!("enforcer_class_shed_total{} 0", labels("checkout")),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+        // Three classes: three series per family.
+        let shed = text
+            .lines()
+            .filter(|l| l.starts_with("enforcer_class_shed_total{"))
+            .count();
+        assert_eq!(shed, 3);
+        // No priority without a class gets a series.
+        assert!(!text.contains("class=\"high\""), "{text}");
+
+        let off = scrape(ClassNames::default());
+        assert!(!off.contains("enforcer_class_"), "{off}");
+        assert!(off.contains("enforcer_active_connections{"), "{off}");
     }
 }

@@ -17,7 +17,10 @@ use axum::{
 use enforcer_common::{counters::GlobalCounter, dest::DestState};
 use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, registry::Registry};
 
-use super::{Daemon, Shared, learn::SharedLearning, lock, series::Top, view::PolicyNames};
+use super::{
+    Daemon, Shared, classes::ClassNames, learn::SharedLearning, lock, series::Top,
+    view::PolicyNames,
+};
 use crate::adaptive::Change;
 use crate::{bpf::ProgramStats, http::stream, netns};
 
@@ -172,6 +175,8 @@ struct Raw {
     names: PolicyNames,
     namespaces: Arc<netns::Registry>,
     learning: SharedLearning,
+    /// The running classes' names, by priority.
+    classes: ClassNames,
     totals: Totals,
 }
 
@@ -194,6 +199,7 @@ impl Raw {
             names: PolicyNames::of(&d),
             namespaces: d.namespaces.clone(),
             learning: d.learning.clone(),
+            classes: ClassNames::of(&d.classes),
             totals: Totals::read(&d),
         }
     }
@@ -208,6 +214,7 @@ struct Snapshot {
     evicted: Vec<(&'static str, u64)>,
     /// Count corrections by policy: every running one, and any other corrected.
     corrections: Vec<(String, u64)>,
+    classes: ClassNames,
     totals: Totals,
 }
 
@@ -256,6 +263,7 @@ impl From<Raw> for Snapshot {
             tracked,
             evicted,
             corrections: corrections.into_iter().collect(),
+            classes: raw.classes,
             totals: raw.totals,
         }
     }
@@ -263,7 +271,7 @@ impl From<Raw> for Snapshot {
 
 impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        destinations::encode(&self.series, &mut enc)?;
+        destinations::encode(&self.series, &self.classes, &mut enc)?;
         totals::encode(self, &mut enc)
     }
 }
