@@ -71,7 +71,11 @@ fn check_applicable(specs: &[PolicySpec]) {
                 "{spec:?}"
             );
             assert_eq!(
-                (kernel.adaptive, kernel.max_connections, spec.max_connections),
+                (
+                    kernel.adaptive,
+                    kernel.max_connections,
+                    spec.max_connections
+                ),
                 (1, s.initial, None),
                 "{spec:?}"
             );
