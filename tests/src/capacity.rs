@@ -319,6 +319,10 @@ pub struct LoadOptions {
     pub max_requests: u64,
     /// The width of the report's time series buckets.
     pub bucket: Duration,
+    /// The requests scheduled from this time on are also summed apart, in
+    /// [`Report::settled`]: the figures once a limit has had time to settle,
+    /// exact where the buckets only bound them.
+    pub settled_from: Duration,
 }
 
 impl Default for LoadOptions {
@@ -328,6 +332,7 @@ impl Default for LoadOptions {
             max_in_flight: 4096,
             max_requests: 100_000,
             bucket: Duration::from_millis(500),
+            settled_from: Duration::ZERO,
         }
     }
 }
@@ -361,6 +366,22 @@ pub struct Report {
     pub error_kinds: BTreeMap<String, u64>,
     /// By scheduled start time, one per `LoadOptions::bucket`.
     pub buckets: Vec<Bucket>,
+    /// The requests scheduled from `LoadOptions::settled_from` on.
+    pub settled: Window,
+}
+
+/// The requests scheduled from a point of the run on, summed together.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// Where the window starts, from the run's start.
+    pub from_ms: u64,
+    pub sent: u64,
+    pub ok: u64,
+    pub refused: u64,
+    pub errors: u64,
+    pub ok_p50_ns: u64,
+    pub ok_p99_ns: u64,
+    pub refused_connect_p99_ns: u64,
 }
 
 /// The requests scheduled to start within one bucket of time.
@@ -453,9 +474,8 @@ pub fn offered(
         let now = Instant::now();
         while next < due && start + schedule(next) <= now {
             let at = schedule(next);
-            let bucket = (at.as_nanos() / opts.bucket.as_nanos()) as usize;
             run.late_max = run.late_max.max(now - (start + at));
-            run.start(bucket);
+            run.start(at);
             next += 1;
         }
         if next >= due && run.in_flight == 0 {
@@ -485,19 +505,23 @@ struct Run {
     timeout: Duration,
     max_in_flight: usize,
     bucket: Duration,
+    settled_from: Duration,
     epoll: OwnedFd,
     slots: Vec<Option<InFlight>>,
     free: Vec<usize>,
     in_flight: usize,
     events: Vec<epoll::Event>,
-    done: Vec<(usize, Outcome)>,
+    /// Each finished request's scheduled start (from the run's start) and
+    /// outcome.
+    done: Vec<(Duration, Outcome)>,
     shed: u64,
     late_max: Duration,
 }
 
 struct InFlight {
     socket: OwnedFd,
-    bucket: usize,
+    /// When it was scheduled to start, from the run's start.
+    at: Duration,
     started: Instant,
     /// Connecting (waiting to be writable) until the request is sent, then
     /// reading the answer.
@@ -519,6 +543,7 @@ impl Run {
             timeout: opts.timeout,
             max_in_flight: opts.max_in_flight,
             bucket: opts.bucket,
+            settled_from: opts.settled_from,
             epoll: epoll::create(epoll::CreateFlags::CLOEXEC).expect("epoll_create"),
             slots: Vec::new(),
             free: Vec::new(),
@@ -530,7 +555,7 @@ impl Run {
         }
     }
 
-    fn start(&mut self, bucket: usize) {
+    fn start(&mut self, at: Duration) {
         if self.in_flight >= self.max_in_flight {
             self.shed += 1;
             return;
@@ -545,9 +570,7 @@ impl Run {
         let socket = match socket_with(family, SocketType::STREAM, flags, None) {
             Ok(socket) => socket,
             Err(e) => {
-                return self
-                    .done
-                    .push((bucket, Outcome::Error(format!("socket: {e}"))));
+                return self.done.push((at, Outcome::Error(format!("socket: {e}"))));
             }
         };
         let before = Instant::now();
@@ -555,7 +578,7 @@ impl Run {
         let took = before.elapsed();
         let request = InFlight {
             socket,
-            bucket,
+            at,
             started,
             sent: false,
             answer: Vec::new(),
@@ -563,10 +586,10 @@ impl Run {
         match connected {
             Ok(()) => self.send(request),
             Err(Errno::INPROGRESS) => self.watch(request, epoll::EventFlags::OUT),
-            Err(Errno::CONNREFUSED) => self.done.push((bucket, Outcome::Refused(took))),
+            Err(Errno::CONNREFUSED) => self.done.push((at, Outcome::Refused(took))),
             Err(e) => self
                 .done
-                .push((bucket, Outcome::Error(format!("connect: {e}")))),
+                .push((at, Outcome::Error(format!("connect: {e}")))),
         }
     }
 
@@ -677,13 +700,19 @@ impl Run {
     /// Records the outcome of a request no longer in a slot (its socket
     /// closes here).
     fn finish(&mut self, request: InFlight, outcome: Outcome) {
-        self.done.push((request.bucket, outcome));
+        self.done.push((request.at, outcome));
     }
 
     fn report(self, rate_per_s: f64, duration: Duration) -> Report {
         let width = self.bucket;
+        let bucket_of = |at: Duration| (at.as_nanos() / width.as_nanos()) as usize;
         let spanned = duration.as_nanos().div_ceil(width.as_nanos()) as usize;
-        let used = self.done.iter().map(|(b, _)| b + 1).max().unwrap_or(0);
+        let used = self
+            .done
+            .iter()
+            .map(|(at, _)| bucket_of(*at) + 1)
+            .max()
+            .unwrap_or(0);
         let mut buckets: Vec<(Bucket, Vec<u64>)> = (0..spanned.max(used))
             .map(|i| {
                 let start_ms = (width * i as u32).as_millis() as u64;
@@ -701,25 +730,25 @@ impl Run {
             late_max_ns: nanos(self.late_max),
             ..Report::default()
         };
-        let (mut ok, mut refused) = (Vec::new(), Vec::new());
-        for (i, outcome) in self.done {
-            let (bucket, latencies) = &mut buckets[i];
+        let (mut all, mut settled) = (Tally::default(), Tally::default());
+        for (at, outcome) in self.done {
+            let (bucket, latencies) = &mut buckets[bucket_of(at)];
             bucket.sent += 1;
-            match outcome {
+            match &outcome {
                 Outcome::Ok(latency) => {
                     bucket.ok += 1;
-                    latencies.push(nanos(latency));
-                    ok.push(nanos(latency));
+                    latencies.push(nanos(*latency));
                 }
-                Outcome::Refused(took) => {
-                    bucket.refused += 1;
-                    refused.push(nanos(took));
-                }
+                Outcome::Refused(_) => bucket.refused += 1,
                 Outcome::Error(kind) => {
                     bucket.errors += 1;
-                    *report.error_kinds.entry(kind).or_default() += 1;
+                    *report.error_kinds.entry(kind.clone()).or_default() += 1;
                 }
             }
+            if at >= self.settled_from {
+                settled.add(&outcome);
+            }
+            all.add(&outcome);
         }
         report.buckets = buckets
             .into_iter()
@@ -729,17 +758,51 @@ impl Run {
                 bucket
             })
             .collect();
-        report.sent = report.buckets.iter().map(|b| b.sent).sum();
-        report.ok = ok.len() as u64;
-        report.refused = refused.len() as u64;
-        report.errors = report.error_kinds.values().sum();
-        ok.sort_unstable();
-        refused.sort_unstable();
-        report.ok_p50_ns = quantile(&ok, 0.50);
-        report.ok_p99_ns = quantile(&ok, 0.99);
-        report.ok_max_ns = ok.last().copied().unwrap_or(0);
-        report.refused_connect_p99_ns = quantile(&refused, 0.99);
+        report.ok_max_ns = all.ok.iter().copied().max().unwrap_or(0);
+        let all = all.window(Duration::ZERO);
+        report.sent = all.sent;
+        report.ok = all.ok;
+        report.refused = all.refused;
+        report.errors = all.errors;
+        report.ok_p50_ns = all.ok_p50_ns;
+        report.ok_p99_ns = all.ok_p99_ns;
+        report.refused_connect_p99_ns = all.refused_connect_p99_ns;
+        report.settled = settled.window(self.settled_from);
         report
+    }
+}
+
+/// Outcomes summed: what a [`Window`] is made from.
+#[derive(Default)]
+struct Tally {
+    ok: Vec<u64>,
+    refused: Vec<u64>,
+    errors: u64,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Ok(latency) => self.ok.push(nanos(*latency)),
+            Outcome::Refused(took) => self.refused.push(nanos(*took)),
+            Outcome::Error(_) => self.errors += 1,
+        }
+    }
+
+    fn window(mut self, from: Duration) -> Window {
+        self.ok.sort_unstable();
+        self.refused.sort_unstable();
+        let (ok, refused) = (self.ok.len() as u64, self.refused.len() as u64);
+        Window {
+            from_ms: from.as_millis() as u64,
+            sent: ok + refused + self.errors,
+            ok,
+            refused,
+            errors: self.errors,
+            ok_p50_ns: quantile(&self.ok, 0.50),
+            ok_p99_ns: quantile(&self.ok, 0.99),
+            refused_connect_p99_ns: quantile(&self.refused, 0.99),
+        }
     }
 }
 
@@ -792,6 +855,14 @@ mod tests {
                     ..Bucket::default()
                 },
             ],
+            settled: Window {
+                from_ms: 500,
+                sent: 1,
+                ok: 1,
+                ok_p50_ns: 4,
+                ok_p99_ns: 4,
+                ..Window::default()
+            },
             ..Report::default()
         };
         let line = report.to_line();
@@ -815,16 +886,23 @@ mod tests {
     fn below_capacity_every_request_is_answered_after_its_work() {
         let work = Duration::from_millis(5);
         let backend = Backend::start(2, work);
-        let report = offered(
-            backend.addr(),
-            100.0,
-            Duration::from_millis(300),
-            &LoadOptions::default(),
-        );
+        let opts = LoadOptions {
+            // Between the schedules of requests 14 (140 ms) and 15.
+            settled_from: Duration::from_millis(145),
+            ..LoadOptions::default()
+        };
+        let report = offered(backend.addr(), 100.0, Duration::from_millis(300), &opts);
         assert_eq!((report.sent, report.ok), (30, 30), "{report}");
         assert!(report.ok_p50_ns >= nanos(work), "{report}");
         assert_eq!(backend.served(), 30);
         assert_eq!(report.buckets.len(), 1);
         assert_eq!(report.buckets[0].ok, 30);
+        let settled = &report.settled;
+        assert_eq!(
+            (settled.from_ms, settled.sent, settled.ok, settled.refused),
+            (145, 15, 15, 0),
+            "{settled:?}"
+        );
+        assert!(settled.ok_p50_ns >= nanos(work), "{settled:?}");
     }
 }

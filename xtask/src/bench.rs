@@ -1,7 +1,8 @@
-//! `cargo xtask bench [--quick] [--only N,M]`: the benchmarks of issue 5.
+//! `cargo xtask bench [--quick] [--only N,M]`: the benchmarks of issue 5, the
+//! packet plane's cost and adaptive limits under overload (issue 13).
 //!
 //! Builds `enforcer-bench` (`tests/bench/`, a crate of its own on the harness in
-//! `tests/src/`) and the `enforcer` daemon (which scenarios 4 and 8 run) in
+//! `tests/src/`) and the `enforcer` daemon (which scenarios 4, 8 and 10 run) in
 //! release mode, since timings of a debug build would measure the debug build,
 //! and runs the benchmarks as root. It prints a markdown table per scenario and
 //! writes the same figures to `target/bench/results.json`.

@@ -1,8 +1,8 @@
 //! `enforcer-bench`: the benchmarks of issue 5 (scenarios 1-8:
 //! connect overhead, fail-fast, trip latency, recovery, scale, against a proxy,
-//! connection cap, daemon footprint) and the packet plane's per-packet cost
-//! (scenario 9). Run it with `cargo xtask bench
-//! [--quick]` as root.
+//! connection cap, daemon footprint), the packet plane's per-packet cost
+//! (scenario 9) and adaptive concurrency limits under overload (scenario 10,
+//! issue 13). Run it with `cargo xtask bench [--quick]` as root.
 //!
 //! Every comparison is measured side by side in the same run, in interleaved
 //! blocks, and reported as medians, p99 and ratios against the baseline of the
@@ -10,8 +10,12 @@
 //! What is asserted is the setup (each variant exercised what it claims, read back
 //! from the kernel's maps): figures from a broken setup would be worthless.
 //!
+//! Comparisons an issue asks for without a goal are printed as such, with no
+//! verdict.
+//!
 //! Prints a markdown table per scenario and writes the same figures as JSON.
 
+mod adaptive;
 mod bpf_stats;
 mod client;
 mod clock;
@@ -105,7 +109,9 @@ struct Run {
     connection_cap: Option<conn_cap::Results>,
     footprint: Option<footprint::Results>,
     packet_cost: Option<packet_cost::Results>,
+    adaptive_limits: Option<adaptive::Results>,
     goals: Vec<report::Goal>,
+    comparisons: Vec<report::Comparison>,
 }
 
 fn main() -> ExitCode {
@@ -143,8 +149,11 @@ fn main() -> ExitCode {
         wanted(8).then(|| footprint::run(pick(quick, footprint::FULL, footprint::QUICK)));
     let packet_cost =
         wanted(9).then(|| packet_cost::run(pick(quick, packet_cost::FULL, packet_cost::QUICK)));
+    let adaptive_limits =
+        wanted(10).then(|| adaptive::run(pick(quick, adaptive::FULL, adaptive::QUICK)));
 
     let mut goals: Vec<report::Goal> = Vec::new();
+    let mut comparisons: Vec<report::Comparison> = Vec::new();
     let mut tables: Vec<report::Table> = Vec::new();
     let mut checks_ok = true;
     if let Some(r) = &connect_overhead {
@@ -191,6 +200,11 @@ fn main() -> ExitCode {
         tables.extend(r.tables());
         checks_ok &= r.check.ok;
     }
+    if let Some(r) = &adaptive_limits {
+        tables.extend(r.tables());
+        comparisons.extend(r.comparisons());
+        checks_ok &= r.checks().all(|c| c.ok);
+    }
     let run = Run {
         command: format!(
             "cargo xtask bench{}{}",
@@ -215,7 +229,9 @@ fn main() -> ExitCode {
         connection_cap: conn_cap,
         footprint,
         packet_cost,
+        adaptive_limits,
         goals,
+        comparisons,
     };
 
     let m = &run.machine;
@@ -226,9 +242,17 @@ fn main() -> ExitCode {
     for table in &tables {
         println!("{}", table.markdown());
     }
-    println!("### Goals (issue 5)\n");
-    for goal in &run.goals {
-        println!("{}", goal.line());
+    if !run.goals.is_empty() {
+        println!("### Goals (issue 5)\n");
+        for goal in &run.goals {
+            println!("{}", goal.line());
+        }
+    }
+    if !run.comparisons.is_empty() {
+        println!("\n### Comparisons (no goal set: figures side by side)\n");
+        for comparison in &run.comparisons {
+            println!("{}", comparison.line());
+        }
     }
 
     if let Err(e) = write_json(&args.json, &run) {

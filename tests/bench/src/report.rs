@@ -98,6 +98,34 @@ impl Goal {
     }
 }
 
+/// A comparison an issue asks for without setting a goal: the figures side by
+/// side, with no verdict (a threshold of our own would be invented, and a
+/// "met" that cannot fail says nothing).
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    pub scenario: u32,
+    pub what: String,
+    pub measured: String,
+}
+
+impl Comparison {
+    pub fn line(&self) -> String {
+        format!(
+            "- scenario {}: {}: {}",
+            self.scenario, self.what, self.measured
+        )
+    }
+}
+
+/// A share of a whole, as a percentage; "—" of nothing.
+pub fn share(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "—".to_owned()
+    } else {
+        format!("{:.1} %", 100.0 * part as f64 / whole as f64)
+    }
+}
+
 /// The machine a run measured, for BENCHMARKS.md.
 #[derive(Clone, Debug, Serialize)]
 pub struct Machine {
@@ -136,6 +164,8 @@ mod tests {
         assert_eq!(duration(131_000_000_000), "131.000 s");
         assert_eq!(signed(-30), "−30 ns");
         assert_eq!(signed(142), "+142 ns");
+        assert_eq!(share(1, 3), "33.3 %");
+        assert_eq!(share(0, 0), "—");
     }
 
     #[test]
