@@ -6,7 +6,6 @@
 
 use std::{
     net::SocketAddr,
-    os::unix::fs::MetadataExt,
     process::Child,
     thread,
     time::{Duration, Instant},
@@ -28,10 +27,6 @@ use enforcer_tests::{
 
 const EHOSTUNREACH: i32 = 113;
 
-fn cgroup_id(cgroup: &ScratchCgroup) -> u64 {
-    std::fs::metadata(cgroup.path()).expect("cgroup").ino()
-}
-
 /// Critical (half the cap reserved) and sheddable (no share) classes, each
 /// listed by a child cgroup of the protected one.
 fn classes(enforcer: &mut Enforcer, critical: &ScratchCgroup, sheddable: &ScratchCgroup) {
@@ -41,8 +36,8 @@ fn classes(enforcer: &mut Enforcer, critical: &ScratchCgroup, sheddable: &Scratc
         _pad: 0,
     };
     let listed = [
-        (cgroup_id(critical), Priority::Critical),
-        (cgroup_id(sheddable), Priority::Sheddable),
+        (critical.id(), Priority::Critical),
+        (sheddable.id(), Priority::Sheddable),
     ];
     enforcer
         .maps_mut()

@@ -1,4 +1,5 @@
-//! Scenario 10 (b), what the response-latency signal costs per request.
+//! Scenario 10 (b), what the response-latency signal and priority classes
+//! cost per request.
 //!
 //! The cgroup_skb programs are always attached; `signal = "response"` adds no
 //! program, but makes them work for its sockets: past the storage lookup every
@@ -10,9 +11,14 @@
 //!
 //! - (n) to a destination no policy covers: the programs run and pass;
 //! - (h) to a destination under an adaptive policy learning from the handshake;
-//! - (r) the same policy learning from the response.
+//! - (r) the same policy learning from the response;
+//! - (c) the same as (h) with priority classes on: the gate walks the
+//!   caller's cgroup ancestors for its class (the caller's cgroup, two levels
+//!   below the root's child, is listed as `sheddable`) and applies the class
+//!   rules. Classes are global to an installation, so (c) has programs of its
+//!   own, loaded and attached to a sibling cgroup.
 //!
-//! (h) and (r) differ only by the signal. Each variant is its own port of the
+//! (h) and (r) differ only by the signal, (h) and (c) only by the classes. Each variant is its own port of the
 //! same server code on loopback (one destination holds one policy), and the
 //! variants interleave in slices inside one client process
 //! ([`crate::interleave`]), pinned away from the servers. The programs are
@@ -33,6 +39,7 @@ use std::{
 
 use enforcer::bpf::Enforcer;
 use enforcer_common::{
+    class::{ClassTable, Priority},
     dest::DestState,
     policy::{Policy, Signal},
 };
@@ -69,10 +76,11 @@ pub struct Size {
     pub profiled: usize,
 }
 
-pub const VARIANTS: [&str; 3] = [
+pub const VARIANTS: [&str; 4] = [
     "(n) no policy for the destination",
     "(h) adaptive policy, signal = handshake",
     "(r) adaptive policy, signal = response",
+    "(c) as (h), with priority classes on",
 ];
 
 #[derive(Clone, Debug, Serialize)]
@@ -82,6 +90,8 @@ pub struct Results {
     pub request: Vec<(&'static str, Measured)>,
     /// (r) against (h), paired round by round.
     pub response_vs_handshake: Versus,
+    /// (c) against (h), paired round by round.
+    pub classes_vs_handshake: Versus,
     /// Per variant, each attached program's share of a request, from the
     /// separate pass with run-time statistics on.
     pub in_programs: Vec<(&'static str, Vec<ProgramCost>)>,
@@ -164,7 +174,28 @@ pub fn run(size: Size) -> Results {
         &[(&handshake, 1), (&response, 2)],
     );
 
-    let cgroups = [&cgroup; VARIANTS.len()];
+    // (c): its own installation, with classes on, and a caller two levels
+    // below it whose cgroup is listed.
+    let classed = ScratchCgroup::new();
+    let caller = classed.child();
+    let mut with_classes = fixtures::attached(&classed);
+    let classed_addr = addrs[3].to_string();
+    fixtures::install(
+        &mut with_classes,
+        &[(1, policy(Signal::Handshake), backoff)],
+        &[(&classed_addr, 1)],
+    );
+    let table = ClassTable {
+        enabled: 1,
+        ..ClassTable::default()
+    };
+    with_classes
+        .maps_mut()
+        .classes
+        .replace(table, &[(caller.id(), Priority::Sheddable)])
+        .expect("writing the classes");
+
+    let cgroups = [&cgroup, &cgroup, &cgroup, &caller];
     let attempt = |v: usize| {
         let ns = request(addrs[v]);
         (ns, ns)
@@ -174,7 +205,11 @@ pub fn run(size: Size) -> Results {
         slice: size.warm_up,
     };
     interleave::round(&cgroups, warm_up, 0, attempt);
-    let before = [state(&enforcer, addrs[1]), state(&enforcer, addrs[2])];
+    let before = [
+        state(&enforcer, addrs[1]),
+        state(&enforcer, addrs[2]),
+        state(&with_classes, addrs[3]),
+    ];
     let rounds: Vec<_> = (0..size.rounds)
         .map(|r| {
             eprintln!(
@@ -185,7 +220,11 @@ pub fn run(size: Size) -> Results {
             interleave::round(&cgroups, size.round, 0, attempt)
         })
         .collect();
-    let after = [state(&enforcer, addrs[1]), state(&enforcer, addrs[2])];
+    let after = [
+        state(&enforcer, addrs[1]),
+        state(&enforcer, addrs[2]),
+        state(&with_classes, addrs[3]),
+    ];
     let measured = (size.rounds * size.round.per_variant) as u64;
     let checks = checks(
         state(&enforcer, addrs[0]).is_none(),
@@ -193,7 +232,13 @@ pub fn run(size: Size) -> Results {
         after,
         measured,
     );
-    let in_programs = profile(&cgroup, &addrs, size.profiled);
+    let places = [
+        (&cgroup, &cgroup),
+        (&cgroup, &cgroup),
+        (&cgroup, &cgroup),
+        (&caller, &classed),
+    ];
+    let in_programs = profile(&places, &addrs, size.profiled);
 
     let m = interleave::by_variant(&rounds);
     Results {
@@ -204,23 +249,31 @@ pub fn run(size: Size) -> Results {
             .map(|(name, v)| (*name, compare::measured(&v.cycle, &m[0].cycle)))
             .collect(),
         response_vs_handshake: compare::measured(&m[2].cycle, &m[1].cycle).vs_baseline,
+        classes_vs_handshake: compare::measured(&m[3].cycle, &m[1].cycle).vs_baseline,
         in_programs: VARIANTS.iter().copied().zip(in_programs).collect(),
         checks,
     }
 }
 
 /// `n` requests per variant, one variant after the other, with BPF run-time
-/// statistics on: what each program attached to the cgroup cost per request.
-/// After the checks, which count the timed requests only.
-fn profile(cgroup: &ScratchCgroup, addrs: &[SocketAddrV4], n: usize) -> Vec<Vec<ProgramCost>> {
+/// statistics on: what each program attached to the variant's installation
+/// cost per request. `places`: per variant, where the client runs and where
+/// the programs it passes are attached. After the checks, which count the
+/// timed requests only.
+fn profile(
+    places: &[(&ScratchCgroup, &ScratchCgroup)],
+    addrs: &[SocketAddrV4],
+    n: usize,
+) -> Vec<Vec<ProgramCost>> {
     eprintln!("bench: adaptive limits, signal cost: profiling the programs");
     let _on = bpf_stats::enable();
-    let ids = bpf_stats::attached_programs(cgroup.path());
     addrs
         .iter()
-        .map(|&addr| {
+        .zip(places)
+        .map(|(&addr, (client_in, programs_on))| {
+            let ids = bpf_stats::attached_programs(programs_on.path());
             let before = bpf_stats::snapshot(&ids);
-            Place::cgroup(cgroup).run(|| {
+            Place::cgroup(client_in).run(|| {
                 client::pin_to_cpu(0);
                 for _ in 0..n {
                     request(addr);
@@ -234,11 +287,11 @@ fn profile(cgroup: &ScratchCgroup, addrs: &[SocketAddrV4], n: usize) -> Vec<Vec<
 
 /// Each variant measured what it claims, from the kernel's map: (n) is not
 /// tracked; (h) summed one handshake per success; (r) summed one response per
-/// measured request.
+/// measured request; (c) admitted every measured request as `sheddable`.
 fn checks(
     untracked: bool,
-    before: [Option<DestState>; 2],
-    after: [Option<DestState>; 2],
+    before: [Option<DestState>; 3],
+    after: [Option<DestState>; 3],
     requests: u64,
 ) -> Vec<Check> {
     let grew = |i: usize| -> (u64, u64) {
@@ -250,6 +303,9 @@ fn checks(
     };
     let h_now = after[0].unwrap_or_default();
     let ((h_successes, _), (r_successes, r_signal)) = (grew(0), grew(1));
+    let shed = Priority::Sheddable as usize;
+    let c_admitted = after[2].unwrap_or_default().classes[shed].admitted
+        - before[2].unwrap_or_default().classes[shed].admitted;
     vec![
         Check::expect(
             untracked,
@@ -271,6 +327,13 @@ fn checks(
                 "{}: {r_successes} successes and {r_signal} responses measured over the \
                  {requests} measured requests",
                 VARIANTS[2]
+            ),
+        ),
+        Check::expect(
+            after[2].is_some() && c_admitted == requests,
+            format!(
+                "{}: {c_admitted} admitted as sheddable over the {requests} measured requests",
+                VARIANTS[3]
             ),
         ),
     ]

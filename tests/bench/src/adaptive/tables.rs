@@ -163,8 +163,8 @@ fn queue_note(v: &VariantResult) -> String {
 impl signal_cost::Results {
     pub fn tables(&self) -> Vec<Table> {
         let mut t = Table::new(
-            "Scenario 10 (b): per-request cost of the response-latency signal (loopback; \
-             connect, a line each way, close)",
+            "Scenario 10 (b): per-request cost of the response-latency signal and of priority \
+             classes (loopback; connect, a line each way, close)",
             &[
                 "variant",
                 "request p50",
@@ -207,6 +207,10 @@ impl signal_cost::Results {
         let handshake = &self.request[1].1.vs_baseline;
         for (name, v) in [
             ("(r) response / (h) handshake", &self.response_vs_handshake),
+            (
+                "(c) classes on / (h) classes off",
+                &self.classes_vs_handshake,
+            ),
             ("(h) handshake / (n) no policy", handshake),
         ] {
             r.row(vec![
@@ -290,9 +294,10 @@ impl Results {
                 report::duration(w.refused_connect_p99_ns)
             }
         };
-        let (rh, hn) = (
+        let (rh, hn, ch) = (
             &self.signal_cost.response_vs_handshake,
             &self.signal_cost.request[1].1.vs_baseline,
+            &self.signal_cost.classes_vs_handshake,
         );
         let programs = self.signal_cost.in_programs_ns();
         let comparison = |what: String, measured: String| Comparison {
@@ -334,6 +339,17 @@ impl Results {
                     report::times(hn.ratio_p99),
                     report::signed(stats::delta(programs[1], programs[2])),
                     report::signed(stats::delta(programs[0], programs[1])),
+                ),
+            ),
+            comparison(
+                "per request, priority classes on against off (same policy)".to_owned(),
+                format!(
+                    "classes/no classes p50 {} ({}), p99 {}; inside the programs, classes − \
+                     no classes {}",
+                    report::times(ch.ratio_p50),
+                    report::signed(ch.delta_p50_ns),
+                    report::times(ch.ratio_p99),
+                    report::signed(stats::delta(programs[1], programs[3])),
                 ),
             ),
         ]
