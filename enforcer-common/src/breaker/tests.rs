@@ -555,7 +555,7 @@ fn classes_share_the_cap_exactly_and_the_lowest_is_shed_first() {
     p.failure_rate_permille = 500;
     p.min_attempts = 4;
     let mut d = Dest::new(p);
-    let mut connect = |d: &mut Dest, class: Priority, now: u64| {
+    let connect = |d: &mut Dest, class: Priority, now: u64| {
         let mut sock = SockInfo::default();
         let caller = Caller {
             table: &table,
