@@ -60,17 +60,7 @@ fn print_table(status: &Status, class: Option<&str>) {
         print_destinations(status);
         return;
     };
-    let mut table = client::table(&[
-        "DESTINATION",
-        "NETNS",
-        "POLICY",
-        "STATE",
-        "ACTIVE/CAP",
-        "CLASS",
-        "CLASS ACTIVE",
-        "ADMITTED",
-        "SHED",
-    ]);
+    let mut table = client::table(&columns(&["CLASS", "CLASS ACTIVE", "ADMITTED", "SHED"]));
     for d in &status.destinations {
         let counts = d
             .classes
@@ -78,50 +68,61 @@ fn print_table(status: &Status, class: Option<&str>) {
             .and_then(|c| c.get(class))
             .copied()
             .unwrap_or_default();
-        table.add_row([
-            d.dest.to_string(),
-            netns_cell(d),
-            d.policy.clone(),
-            d.state.as_str().to_owned(),
-            format!("{}/{}", d.active, cap_cell(d)),
-            class.to_owned(),
-            counts.active.to_string(),
-            counts.admitted.to_string(),
-            counts.shed.to_string(),
-        ]);
+        table.add_row(row(
+            d,
+            [
+                class.to_owned(),
+                counts.active.to_string(),
+                counts.admitted.to_string(),
+                counts.shed.to_string(),
+            ],
+        ));
     }
     println!("{table}");
 }
 
 fn print_destinations(status: &Status) {
-    let mut table = client::table(&[
-        "DESTINATION",
-        "NETNS",
-        "POLICY",
-        "STATE",
-        "ACTIVE/CAP",
+    let mut table = client::table(&columns(&[
         "FAILURES",
         "REJECTIONS",
         "OPEN FOR",
         "OVERRIDE",
-    ]);
+    ]));
     for d in &status.destinations {
         let open_for = d
             .open_for_ms
             .map_or("-".to_owned(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
-        table.add_row([
-            d.dest.to_string(),
-            netns_cell(d),
-            d.policy.clone(),
-            d.state.as_str().to_owned(),
-            format!("{}/{}", d.active, cap_cell(d)),
-            d.failures.total().to_string(),
-            d.rejections.total().to_string(),
-            open_for,
-            d.override_kind.map_or("-", |o| o.as_str()).to_owned(),
-        ]);
+        table.add_row(row(
+            d,
+            [
+                d.failures.total().to_string(),
+                d.rejections.total().to_string(),
+                open_for,
+                d.override_kind.map_or("-", |o| o.as_str()).to_owned(),
+            ],
+        ));
     }
     println!("{table}");
+}
+
+/// The columns every status table starts with, then `more`.
+fn columns<'a>(more: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["DESTINATION", "NETNS", "POLICY", "STATE", "ACTIVE/CAP"];
+    all.extend_from_slice(more);
+    all
+}
+
+/// A destination's row: the cells of [`columns`], then `more`.
+fn row<const N: usize>(d: &Destination, more: [String; N]) -> Vec<String> {
+    let mut cells = vec![
+        d.dest.to_string(),
+        netns_cell(d),
+        d.policy.clone(),
+        d.state.as_str().to_owned(),
+        format!("{}/{}", d.active, cap_cell(d)),
+    ];
+    cells.extend(more);
+    cells
 }
 
 /// A destination's cap: fixed, learnt (`auto`) or none (`-`).

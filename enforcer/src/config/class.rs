@@ -14,7 +14,7 @@ use enforcer_common::class::{CLASSES, Priority};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Invalid, invalid, knobs::Lines};
+use super::{Invalid, check_name, invalid, knobs::Lines};
 
 /// A `[[class]]` as written.
 #[derive(Clone, Debug, Deserialize)]
@@ -85,18 +85,7 @@ pub(super) fn resolve(files: &[ClassFile], lines: &Lines<'_>) -> Result<Vec<Clas
     for file in files {
         let name = file.name.get_ref().as_str();
         let name_line = lines.of(&file.name);
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return invalid(
-                "class.name",
-                name_line,
-                format!("`{name}`: 1..=64 of A-Z a-z 0-9 - _ ."),
-            );
-        }
+        check_name("class.name", name, name_line)?;
         if !names.insert(name) {
             return invalid("class.name", name_line, format!("`{name}` is used twice"));
         }

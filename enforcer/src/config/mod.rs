@@ -231,6 +231,24 @@ fn check_rule_count(rules: usize, capacity: u32) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A policy's or a class's name: what the CLI, metrics labels and saved
+/// files can carry as it is.
+fn check_name(field: &str, name: &str, line: Option<usize>) -> Result<(), Invalid> {
+    let fits = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if fits {
+        return Ok(());
+    }
+    invalid(
+        field,
+        line,
+        format!("`{name}`: 1..=64 of A-Z a-z 0-9 - _ ."),
+    )
+}
+
 fn invalid<T>(field: &str, line: Option<usize>, message: impl Into<String>) -> Result<T, Invalid> {
     Err(Invalid {
         field: field.to_owned(),
@@ -258,18 +276,7 @@ fn resolve_policies(
     for file in files {
         let name = file.name.get_ref();
         let name_line = lines.of(&file.name);
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return invalid(
-                "policy.name",
-                name_line,
-                format!("`{name}`: 1..=64 of A-Z a-z 0-9 - _ ."),
-            );
-        }
+        check_name("policy.name", name, name_line)?;
         if !names.insert(name.clone()) {
             return invalid("policy.name", name_line, format!("`{name}` is used twice"));
         }
