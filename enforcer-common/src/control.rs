@@ -49,6 +49,11 @@ raw_enum! {
         /// current epoch: a limit learned under one policy never caps a
         /// destination that has moved to another.
         SetLimit = 8,
+        /// Eject the destination as an outlier among its policy's peers: a
+        /// CLOSED destination still of policy [`Command::policy_id`] under
+        /// its current epoch opens for [`Command::duration_ns`] (when the
+        /// group guard allows), and comes back through the half-open probes.
+        Eject = 9,
     }
 }
 
@@ -152,6 +157,20 @@ impl Command {
         command.policy_id = policy_id;
         command.args = [limit as u64, 0];
         command
+    }
+
+    /// EJECT `dest`, judged an outlier under policy `policy_id`, for
+    /// `duration_ns`.
+    pub const fn eject(dest: DestKey, policy_id: u32, duration_ns: u64) -> Self {
+        let mut command = Self::new(Kind::Eject, dest);
+        command.policy_id = policy_id;
+        command.args = [duration_ns, 0];
+        command
+    }
+
+    /// EJECT: how long the destination stays open.
+    pub const fn duration_ns(&self) -> u64 {
+        self.args[0]
     }
 
     /// SET_LIMIT: the learned cap.

@@ -15,6 +15,9 @@ raw_enum! {
         ClassShed = 5,
         /// That class is admitted again.
         ClassRestored = 6,
+        /// Ejected as an outlier among its policy's peers (open until
+        /// [`Event::open_until_ns`]).
+        Ejected = 7,
     }
 }
 
@@ -46,6 +49,7 @@ impl Kind {
             Transition::HalfOpened => Self::HalfOpened,
             Transition::Closed => Self::Closed,
             Transition::Reopened => Self::Reopened,
+            Transition::Ejected => Self::Ejected,
         }
     }
 
@@ -58,6 +62,7 @@ impl Kind {
             Self::Reopened => "reopened",
             Self::ClassShed => "class_shed",
             Self::ClassRestored => "class_restored",
+            Self::Ejected => "ejected",
         }
     }
 }

@@ -37,6 +37,7 @@ const FLOW_EXPIRE: u32 = Kind::FlowExpire as u32;
 const ADJUST_POLICY_STATS: u32 = Kind::AdjustPolicyStats as u32;
 const RELEASE_ORPHANED: u32 = Kind::ReleaseOrphaned as u32;
 const SET_LIMIT: u32 = Kind::SetLimit as u32;
+const EJECT: u32 = Kind::Eject as u32;
 
 #[xdp]
 pub fn control(ctx: XdpContext) -> u32 {
@@ -71,7 +72,7 @@ fn run(command: &Command) -> Reply {
     let (kind, dest) = (command.kind, &command.flow.dest);
     if !matches!(
         kind,
-        FORGET | RESET | HEAL_PROBE_OK | HEAL_PROBE_FAILED | RELEASE_ORPHANED | SET_LIMIT
+        FORGET | RESET | HEAL_PROBE_OK | HEAL_PROBE_FAILED | RELEASE_ORPHANED | SET_LIMIT | EJECT
     ) {
         return Reply::Invalid;
     }
@@ -127,6 +128,15 @@ fn run(command: &Command) -> Reply {
         HEAL_PROBE_FAILED => d.heal_probe_failed(policy, backoff, now).map(Some),
         RELEASE_ORPHANED => d.orphan_slots(now).map(|()| None),
         SET_LIMIT => set_limit(d, command.policy_id, policy.epoch, command.limit()).then_some(None),
+        // Judged under the policy it names, and only under that policy's
+        // current epoch: an outlier of one policy never ejects a destination
+        // that has moved to another.
+        EJECT if same_policy
+            && command.policy_id == policy_id
+            && !stale_policy(d, policy.epoch) =>
+        {
+            d.eject(now, command.duration_ns(), &mut t.guard).map(Some)
+        }
         _ => None,
     };
     let change = outcome.flatten().and_then(|t| Change::after(Some(t), d));

@@ -498,6 +498,11 @@ impl Follower {
         }
     }
 
+    /// Every event received so far (without waiting).
+    pub fn drain(&mut self) -> Vec<serde_json::Value> {
+        self.lines.try_iter().collect()
+    }
+
     /// The next event for which `want` holds (others are passed over); fails
     /// the test when none comes within 30 s.
     pub fn next_where(&mut self, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {

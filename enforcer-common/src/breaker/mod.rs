@@ -97,6 +97,8 @@ pub enum Transition {
     Closed,
     /// HALF_OPEN → OPEN (a probe failed).
     Reopened,
+    /// CLOSED → OPEN: ejected as an outlier among its policy's peers.
+    Ejected,
 }
 
 /// The group guard: shared counts of a policy's open destinations.
@@ -529,6 +531,34 @@ impl DestState {
             return Some(Transition::Closed);
         }
         None
+    }
+
+    /// The daemon judged the destination an outlier among its policy's
+    /// peers: a CLOSED one opens until `now + duration_ns`, without moving
+    /// its trip level (a failed probe reopens it for the backoff's step as
+    /// usual). `None` (and nothing changed) when it is not CLOSED or the
+    /// group guard refuses.
+    #[inline(always)]
+    pub fn eject(
+        &mut self,
+        now: u64,
+        duration_ns: u64,
+        guard: &mut impl OpenGuard,
+    ) -> Option<Transition> {
+        if self.breaker.state != State::Closed as u32 {
+            return None;
+        }
+        if !guard.try_open() {
+            self.counters.guard_refusals += 1;
+            return None;
+        }
+        let b = &mut self.breaker;
+        b.state = State::Open as u32;
+        b.open_until_ns = now.saturating_add(duration_ns);
+        b.probes_in_flight = 0;
+        b.probe_successes = 0;
+        b.consecutive_failures = 0;
+        Some(Transition::Ejected)
     }
 
     /// A healing probe reached the destination: OPEN goes HALF_OPEN at once, and

@@ -633,3 +633,35 @@ fn classes_share_the_cap_exactly_and_the_lowest_is_shed_first() {
     );
     assert_eq!(d.state.shedding, 1 << Priority::Default as u32);
 }
+
+#[test]
+fn an_ejection_opens_a_closed_destination_for_its_time_and_the_probes_bring_it_back() {
+    let mut d = Dest::new(policy());
+    assert_eq!(
+        d.state.eject(10 * MS, 30_000 * MS, &mut NoGuard),
+        Some(Transition::Ejected)
+    );
+    assert_eq!(d.state.breaker.state, State::Open as u32);
+    assert_eq!(d.state.breaker.trips, 0, "the trip level stays");
+    assert_eq!(d.connect(20 * MS).0, Verdict::Reject(Cause::Circuit));
+    // Already open: nothing more.
+    assert_eq!(d.state.eject(30 * MS, 30_000 * MS, &mut NoGuard), None);
+    // After its time, the half-open probes (close_after 2) bring it back.
+    let later = 10 * MS + 30_000 * MS;
+    for t in 0..2 {
+        let (v, mut s) = d.connect(later + t);
+        assert_eq!(v, Verdict::Admit { probe: true });
+        d.succeed(later + t, &mut s);
+    }
+    assert_eq!(d.state.breaker.state, State::Closed as u32);
+    // A guard that refuses: not ejected, counted.
+    struct Full;
+    impl OpenGuard for Full {
+        fn try_open(&mut self) -> bool {
+            false
+        }
+        fn closed(&mut self) {}
+    }
+    assert_eq!(d.state.eject(later + 10, 1, &mut Full), None);
+    assert_eq!(d.state.counters.guard_refusals, 1);
+}

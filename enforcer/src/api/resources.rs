@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{
     ClassSpec, PolicySpec,
     policy::AdaptiveSpec,
-    values::{self, Mode},
+    values::{self, Backoff, Mode},
 };
 
 /// `GET /v1/status`: the global switch and the destinations, most
@@ -117,6 +117,9 @@ pub struct Destination {
     /// The limit's last move and what it was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_change: Option<LimitChange>,
+    /// While open because it was ejected as an outlier: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ejection: Option<EjectionView>,
     pub attempts: u64,
     pub successes: u64,
     pub slow: u64,
@@ -241,6 +244,7 @@ pub struct PolicySettings {
     pub open: Duration,
     #[serde(with = "humantime_serde")]
     pub open_max: Duration,
+    pub backoff: Backoff,
     pub jitter: f64,
     #[serde(with = "humantime_serde")]
     pub rejitter: Duration,
@@ -341,6 +345,7 @@ impl From<&PolicySpec> for PolicySettings {
             connect_timeout: p.connect_timeout,
             open: p.open,
             open_max: p.open_max,
+            backoff: p.backoff,
             jitter: p.jitter,
             rejitter: p.rejitter,
             half_open_probes: p.half_open_probes,
@@ -441,12 +446,98 @@ pub struct Event {
     /// `class_shed`, `class_restored`: the priority class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
+    /// `outlier`: the ejection and its evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ejection: Option<EjectionView>,
     /// `limit_changed`: an adaptive limit's move and what it was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitChange>,
     /// `lagged`: how many events this follower missed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed: Option<u64>,
+}
+
+/// An ejection of an outlier and its evidence.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EjectionView {
+    /// `success_rate`, `failure_percentage` or `latency`.
+    pub reason: String,
+    /// Its ejections, this one included (decaying while healthy).
+    pub count: u32,
+    /// How long it is open for.
+    pub for_ms: u64,
+    /// The destination's figure: a success rate or failure percentage in
+    /// percent, or its p90 in µs.
+    pub figure: f64,
+    /// What it was compared with: the threshold (`mean − k·σ` of the peers'
+    /// success rates, the failure percentage set, or `factor ×` the peers'
+    /// median p90, in µs).
+    pub threshold: f64,
+    /// The peers' figures behind the threshold: mean and σ of their success
+    /// rates (percent), or their median p90 (µs) and the factor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<(String, f64)>,
+}
+
+impl EjectionView {
+    /// One line for logs and events.
+    pub fn summary(&self) -> String {
+        let peers: Vec<String> = self
+            .peers
+            .iter()
+            .map(|(name, v)| format!("{name} {v:.2}"))
+            .collect();
+        format!(
+            "{} {:.2} past {:.2} ({}); ejection {} for {} ms",
+            self.reason,
+            self.figure,
+            self.threshold,
+            peers.join(", "),
+            self.count,
+            self.for_ms
+        )
+    }
+}
+
+impl From<&crate::outlier::Eject> for EjectionView {
+    fn from(e: &crate::outlier::Eject) -> Self {
+        use crate::outlier::Reason;
+        let (figure, threshold, peers) = match e.reason {
+            Reason::SuccessRate {
+                rate,
+                mean,
+                stdev,
+                threshold,
+            } => (
+                rate * 100.0,
+                threshold * 100.0,
+                vec![("mean".into(), mean * 100.0), ("stdev".into(), stdev * 100.0)],
+            ),
+            Reason::FailurePercentage { percent, threshold } => {
+                (percent, f64::from(threshold), Vec::new())
+            }
+            Reason::Latency {
+                p90,
+                median,
+                factor,
+            } => {
+                let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
+                (
+                    us(p90),
+                    us(median) * factor,
+                    vec![("median_p90_us".into(), us(median)), ("factor".into(), factor)],
+                )
+            }
+        };
+        Self {
+            reason: e.reason.name().to_owned(),
+            count: e.count,
+            for_ms: e.duration.as_millis() as u64,
+            figure,
+            threshold,
+            peers,
+        }
+    }
 }
 
 /// An adaptive limit's move after one interval.

@@ -124,6 +124,7 @@ knobs! {
     connect_timeout: Dur,
     open: Dur,
     open_max: Dur,
+    backoff: Backoff,
     jitter: f64,
     rejitter: Dur,
     half_open_probes: u32,

@@ -28,6 +28,7 @@ pub struct PolicySpec {
     pub connect_timeout: Option<Duration>,
     pub open: Duration,
     pub open_max: Duration,
+    pub backoff: Backoff,
     pub jitter: f64,
     pub rejitter: Duration,
     pub half_open_probes: u32,
@@ -51,6 +52,10 @@ pub struct AdaptiveSpec {
     pub interval: Duration,
     /// What the kernel measures for it.
     pub signal: Signal,
+}
+
+fn secs_to_ns(secs: f64) -> u64 {
+    (secs.max(0.001) * 1e9) as u64
 }
 
 /// How long a half-open probe may stay unanswered when the policy sets no
@@ -356,6 +361,7 @@ impl PolicySpec {
             connect_timeout: c.dur("connect_timeout", &k.connect_timeout, 100 * MS, 10 * MIN)?,
             open,
             open_max,
+            backoff: c.required("backoff", &k.backoff)?.value,
             jitter: need_f("jitter", c.share("jitter", &k.jitter, false, 0.0, 0.5)?)?,
             rejitter: need_d("rejitter", c.dur("rejitter", &k.rejitter, S, H)?)?,
             half_open_probes: need(
@@ -423,15 +429,33 @@ impl PolicySpec {
         crc32fast::hash(self.name.as_bytes()).max(1)
     }
 
-    /// Open durations `open · 2^k` capped at `open_max`, each scaled by
-    /// `1 + jitter · u` with `u` uniform in [-1, 1] drawn from `unit`.
-    pub fn backoff(&self, mut unit: impl FnMut() -> f64) -> BackoffRow {
+    /// The open durations of consecutive trips, by the policy's `backoff`,
+    /// capped at `open_max`. The growing strategies' steps are each scaled by
+    /// `1 + jitter · u`; decorrelated draws each step from `[open, 3 × the
+    /// previous]` instead (its spread is the draw). `u`, uniform in [-1, 1],
+    /// comes from `unit` (uniform in [0, 1]).
+    pub fn backoff_row(&self, mut unit: impl FnMut() -> f64) -> BackoffRow {
+        let (open, cap) = (self.open.as_secs_f64(), self.open_max.as_secs_f64());
         let mut row = BackoffRow::default();
+        let (mut previous, mut fib) = (open, (1.0f64, 1.0f64));
         for (k, step) in row.steps_ns.iter_mut().enumerate() {
-            let base = self.open.as_secs_f64() * 2f64.powi(k as i32);
-            let capped = base.min(self.open_max.as_secs_f64());
-            let jittered = capped * (1.0 + self.jitter * (2.0 * unit() - 1.0));
-            *step = (jittered.max(0.001) * 1e9) as u64;
+            let growth = match self.backoff {
+                Backoff::Exponential => 2f64.powi(k as i32),
+                Backoff::Linear => (k + 1) as f64,
+                Backoff::Fibonacci => {
+                    let f = fib.0;
+                    fib = (fib.1, fib.0 + fib.1);
+                    f
+                }
+                Backoff::Decorrelated => {
+                    let high = (3.0 * previous).min(cap).max(open);
+                    previous = open + (high - open) * unit();
+                    *step = secs_to_ns(previous);
+                    continue;
+                }
+            };
+            let capped = (open * growth).min(cap);
+            *step = secs_to_ns(capped * (1.0 + self.jitter * (2.0 * unit() - 1.0)));
         }
         row
     }

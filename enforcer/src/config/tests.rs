@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use enforcer_common::policy::BackoffRow;
+
 use super::*;
 
 fn err(text: &str) -> String {
@@ -279,7 +281,7 @@ fn backoff_steps_double_up_to_the_cap_within_the_jitter() {
     )
     .unwrap();
     let p = &c.policies[0];
-    let exact = p.backoff(|| 0.5);
+    let exact = p.backoff_row(|| 0.5);
     assert_eq!(
         &exact.steps_ns[..5],
         &[
@@ -290,10 +292,80 @@ fn backoff_steps_double_up_to_the_cap_within_the_jitter() {
             10_000_000_000
         ]
     );
-    let low = p.backoff(|| 0.0);
-    let high = p.backoff(|| 1.0);
+    let low = p.backoff_row(|| 0.0);
+    let high = p.backoff_row(|| 1.0);
     assert_eq!(low.steps_ns[0], 800_000_000);
     assert_eq!(high.steps_ns[0], 1_200_000_000);
+}
+
+/// Policy of `backoff` with open 1 s, open_max 60 s, jitter 0.2.
+fn backoff_policy(backoff: &str) -> PolicySpec {
+    let c = Config::parse(
+        &format!(
+            "[defaults]\nopen = \"1s\"\nopen_max = \"60s\"\njitter = 0.2\nbackoff = \"{backoff}\"\n"
+        ),
+        "t",
+    )
+    .unwrap();
+    c.policies[0].clone()
+}
+
+fn secs(row: &BackoffRow) -> Vec<f64> {
+    row.steps_ns.iter().map(|ns| *ns as f64 / 1e9).collect()
+}
+
+#[test]
+fn each_backoff_grows_as_it_says_up_to_the_cap() {
+    let middle = |b: &str| secs(&backoff_policy(b).backoff_row(|| 0.5));
+    assert_eq!(middle("exponential")[..7], [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0]);
+    assert_eq!(middle("linear")[..4], [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(middle("linear")[15], 16.0);
+    assert_eq!(middle("fibonacci")[..11], [1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, 60.0]);
+    // Decorrelated at the middle of each draw: halfway from open to three
+    // times the previous step (open itself before the first).
+    assert_eq!(middle("decorrelated")[..3], [2.0, 3.5, 5.75]);
+    let err = Config::parse("[defaults]\nbackoff = \"random\"\n", "t").unwrap_err();
+    assert!(err.to_string().contains("backoff"), "{err}");
+}
+
+#[test]
+fn backoff_draws_stay_in_bounds_trend_upwards_and_spread_apart() {
+    let mut rng = crate::clock::Jitter::with_seed(7);
+    for backoff in ["exponential", "linear", "fibonacci", "decorrelated"] {
+        let p = backoff_policy(backoff);
+        // 2 000 tables, as drawn for destinations tripped at as many
+        // rejitters.
+        let rows: Vec<Vec<f64>> = (0..2000)
+            .map(|_| secs(&p.backoff_row(|| rng.unit())))
+            .collect();
+        let (low, high) = if backoff == "decorrelated" {
+            (1.0, 60.0)
+        } else {
+            (0.8, 72.0)
+        };
+        for row in &rows {
+            for s in row {
+                assert!((low..=high).contains(s), "{backoff}: {s} out of [{low}, {high}]");
+            }
+        }
+        let mean = |k: usize| rows.iter().map(|r| r[k]).sum::<f64>() / rows.len() as f64;
+        let means: Vec<f64> = (0..16).map(mean).collect();
+        for k in 1..16 {
+            assert!(
+                means[k] >= means[k - 1] * 0.97,
+                "{backoff}: the mean step falls at {k}: {means:?}"
+            );
+        }
+        assert!(means[15] > 5.0 * means[0], "{backoff}: no growth: {means:?}");
+        // Two destinations tripped under different draws come back apart:
+        // the relative spread of each step below the cap.
+        for k in 0..4 {
+            let m = means[k];
+            let sd = (rows.iter().map(|r| (r[k] - m).powi(2)).sum::<f64>() / rows.len() as f64).sqrt();
+            let spread = sd / m;
+            assert!(spread > 0.05, "{backoff}: step {k} spread {spread:.3}");
+        }
+    }
 }
 
 #[test]

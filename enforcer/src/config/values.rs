@@ -120,6 +120,33 @@ impl Mode {
     }
 }
 
+/// How a policy's open periods grow with consecutive trips.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    /// `open · 2^k`.
+    #[default]
+    Exponential,
+    /// `open · (k + 1)`.
+    Linear,
+    /// `open · F(k + 1)`: 1, 1, 2, 3, 5, 8, …
+    Fibonacci,
+    /// Each step drawn from `[open, 3 × the previous step]` ("decorrelated
+    /// jitter"): the spread is the draw itself.
+    Decorrelated,
+}
+
+impl fmt::Display for Backoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Exponential => "exponential",
+            Self::Linear => "linear",
+            Self::Fibonacci => "fibonacci",
+            Self::Decorrelated => "decorrelated",
+        })
+    }
+}
+
 /// The errnos a rejection may use, by name.
 pub const ERRNOS: [(&str, u32); 7] = [
     ("ECONNREFUSED", libc::ECONNREFUSED as u32),

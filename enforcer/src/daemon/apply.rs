@@ -121,7 +121,7 @@ pub fn apply(
         .iter()
         .zip(&scopes)
         .zip(ids)
-        .map(|((spec, scope), id)| (*id, spec.kernel(*scope), spec.backoff(|| jitter.unit())))
+        .map(|((spec, scope), id)| (*id, spec.kernel(*scope), spec.backoff_row(|| jitter.unit())))
         .collect();
     let rules = specs
         .iter()

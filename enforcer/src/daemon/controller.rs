@@ -68,7 +68,7 @@ fn rejitter(d: &mut super::Daemon) -> Result<(), crate::bpf::BpfError> {
     for p in policies.iter_mut() {
         if p.jittered_at.elapsed() >= p.spec.rejitter {
             let maps = enforcer.maps_mut();
-            let backoff = p.spec.backoff(|| jitter.unit());
+            let backoff = p.spec.backoff_row(|| jitter.unit());
             maps.policies.set_backoff(&maps.config, p.id, &backoff)?;
             p.jittered_at = Instant::now();
         }

@@ -9,14 +9,13 @@
 //! which must not stall the API or the controller.
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use enforcer_common::{control::Command, dest::DestState};
 
-use super::{Shared, lock, notices::dest_event};
+use super::{Shared, lock, notices::dest_event, schedule::Schedule};
 use crate::{
     adaptive::{Learner, Learning, Step},
     api::LimitChange,
@@ -30,10 +29,10 @@ pub type SharedLearning = Arc<Mutex<Learning>>;
 
 pub async fn run(shared: Shared) {
     let mut tick = tokio::time::interval(TICK);
-    let mut learned_at: HashMap<u32, Instant> = HashMap::new();
+    let mut schedule = Schedule::default();
     loop {
         tick.tick().await;
-        let Some(pass) = due(&shared, &mut learned_at) else {
+        let Some(pass) = due(&shared, &mut schedule) else {
             continue;
         };
         let due = pass.due.clone();
@@ -62,31 +61,26 @@ struct Pass {
 
 /// The pass of the adaptive policies whose interval has come, if any; forgets
 /// the learners of policies that are no longer adaptive.
-fn due(shared: &Shared, learned_at: &mut HashMap<u32, Instant>) -> Option<Pass> {
+fn due(shared: &Shared, schedule: &mut Schedule) -> Option<Pass> {
     let d = lock(shared);
     let adaptive: Vec<_> = d
         .policies
         .iter()
         .filter_map(|p| p.spec.adaptive.map(|a| (p, a)))
         .collect();
-    let ids: Vec<u32> = adaptive.iter().map(|(p, _)| p.id).collect();
+    let intervals: Vec<(u32, Duration)> = adaptive.iter().map(|(p, a)| (p.id, a.interval)).collect();
+    let turns = schedule.turns(&intervals, Instant::now());
     let learning = d.learning.clone();
-    // A policy no longer adaptive (or gone): its destinations' learners go.
-    if learned_at.keys().any(|id| !ids.contains(id)) {
-        learned_at.retain(|id, _| ids.contains(id));
+    if turns.dropped {
+        let ids: Vec<u32> = intervals.iter().map(|(id, _)| *id).collect();
         learning
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .keep_policies(&ids);
     }
-    let now = Instant::now();
     let due: Vec<Learner> = adaptive
         .iter()
-        .filter(|(p, a)| {
-            learned_at
-                .get(&p.id)
-                .is_none_or(|at| now.duration_since(*at) >= a.interval)
-        })
+        .filter(|(p, _)| turns.due.contains(&p.id))
         .map(|(p, a)| Learner {
             policy_id: p.id,
             epoch: p.spec.epoch(),
@@ -95,9 +89,6 @@ fn due(shared: &Shared, learned_at: &mut HashMap<u32, Instant>) -> Option<Pass> 
         .collect();
     if due.is_empty() {
         return None;
-    }
-    for learner in &due {
-        learned_at.insert(learner.policy_id, now);
     }
     Some(Pass {
         due,

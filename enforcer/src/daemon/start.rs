@@ -272,6 +272,8 @@ fn build(
         jitter: Jitter::seeded(),
         open: HashSet::new(),
         learning: Default::default(),
+        outliers: Default::default(),
+        ejections: Default::default(),
         healing: heal::Healing::default(),
         namespaces,
         events,

@@ -43,6 +43,10 @@ pub struct Daemon {
     pub open: HashSet<DestKey>,
     /// What the adaptive policies' destinations learnt ([`super::learn`]).
     pub learning: super::learn::SharedLearning,
+    /// What outlier detection keeps of each destination ([`super::outliers`]).
+    pub outliers: super::outliers::SharedTracker,
+    /// Ejections applied, by policy and reason.
+    pub ejections: super::outliers::Ejections,
     /// Healers and the choice among open destinations ([`heal`]).
     pub healing: heal::Healing,
     /// The host's network namespaces by cookie: how destinations' namespaces

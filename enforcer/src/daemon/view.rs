@@ -27,7 +27,8 @@ use super::{
 };
 use crate::{
     api::{
-        BreakerState, ByCause, ClassCounts, ClassView, Destination, Failures, LimitChange,
+        BreakerState, ByCause, ClassCounts, ClassView, Destination, EjectionView, Failures,
+        LimitChange,
         OverrideKind, PolicyView, Status,
     },
     bpf::{BpfError, Dests},
@@ -128,6 +129,9 @@ pub struct StatusSnapshot {
     overrides: HashMap<DestKey, Override>,
     /// The last move of each adaptive destination's limit.
     learnt: HashMap<DestKey, LimitChange>,
+    /// The last ejection of each destination not CLOSED, as outlier
+    /// detection remembers it.
+    ejected: HashMap<DestKey, EjectionView>,
     names: PolicyNames,
     /// The running classes' names, by priority.
     classes: ClassNames,
@@ -153,6 +157,13 @@ impl StatusSnapshot {
                 .last()
                 .map(|(k, c)| (*k, LimitChange::from(c)))
                 .collect(),
+            ejected: {
+                let tracker = d.outliers.lock().unwrap_or_else(|p| p.into_inner());
+                d.open
+                    .iter()
+                    .filter_map(|k| tracker.last_of(k).map(|e| (*k, EjectionView::from(e))))
+                    .collect()
+            },
             names: PolicyNames::of(d),
             classes: ClassNames::of(&d.classes),
             only_class: None,
@@ -201,6 +212,9 @@ impl StatusSnapshot {
             max_connections: self.names.cap(s.policy_id, b.limit),
             limit: self.names.limit(s.policy_id, b.limit),
             limit_change: self.learnt.get(key).cloned(),
+            ejection: (b.state != State::Closed as u32)
+                .then(|| self.ejected.get(key).cloned())
+                .flatten(),
             attempts: c.attempts,
             successes: c.successes,
             slow: c.slow,

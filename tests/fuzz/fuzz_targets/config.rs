@@ -82,7 +82,7 @@ fn check_applicable(specs: &[PolicySpec]) {
         }
         // The extremes of the jitter draw: steps stay positive and grow.
         for unit in [0.0, 0.5, 1.0] {
-            let row = spec.backoff(|| unit);
+            let row = spec.backoff_row(|| unit);
             assert!(row.steps_ns[0] > 0, "{spec:?}");
             assert!(
                 row.steps_ns.windows(2).all(|w| w[0] <= w[1]),

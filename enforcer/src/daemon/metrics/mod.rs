@@ -109,6 +109,9 @@ struct Totals {
     healers: usize,
     healing_probes: [(&'static str, u64); 2],
     healing_skipped: Vec<(&'static str, u64)>,
+    /// Outliers ejected, by policy and reason: every reason of every policy
+    /// that detects outliers (0 until one is), and any other counted.
+    ejections: Vec<(String, &'static str, u64)>,
 }
 
 /// A running policy's counts in the kernel.
@@ -162,6 +165,17 @@ impl Totals {
                 .skipped_total()
                 .map(|(why, n)| (why.name(), n))
                 .collect(),
+            ejections: {
+                let mut all = d.ejections.clone();
+                for p in d.policies.iter().filter(|p| p.spec.outlier.is_some()) {
+                    for reason in crate::outlier::REASONS {
+                        all.entry((p.spec.name.clone(), reason)).or_default();
+                    }
+                }
+                let mut all: Vec<_> = all.into_iter().map(|((p, r), n)| (p, r, n)).collect();
+                all.sort();
+                all
+            },
         }
     }
 }

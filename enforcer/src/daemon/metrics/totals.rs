@@ -71,6 +71,17 @@ pub fn encode(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), std::f
         "policy",
         snap.corrections.iter().map(|(name, n)| (name.as_str(), *n)),
     )?;
+    let mut ejections = enc.encode_descriptor(
+        "enforcer_ejections",
+        "outliers ejected, by policy and reason",
+        None,
+        MetricType::Counter,
+    )?;
+    for (policy, reason, n) in &totals.ejections {
+        ejections
+            .encode_family(&vec![("policy", policy.as_str()), ("reason", *reason)])?
+            .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+    }
     gauge(
         enc,
         "enforcer_healers",

@@ -1,0 +1,162 @@
+//! The outlier detection loop (`[policy.outlier]`): every policy's interval,
+//! read its destinations, judge each against its peers
+//! ([`crate::outlier::Tracker`]) and eject the outliers through the control
+//! program (`EJECT`, under the destination's lock, only for the policy and
+//! epoch they were judged under; the group guard still has the last word).
+//! An ejected destination comes back through the breaker's half-open probes.
+//!
+//! Read and written on a blocking thread without the daemon's lock, as the
+//! learning loop does ([`super::learn`]).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use enforcer_common::{
+    control::Command,
+    dest::{DestKey, DestState},
+};
+
+use super::{Shared, lock, notices::dest_event, schedule::Schedule};
+use crate::{
+    api::EjectionView,
+    bpf::{Applied, BpfError, Control, Dests},
+    clock::Jitter,
+    outlier::{Eject, Peers, Tracker},
+};
+
+const TICK: Duration = Duration::from_millis(100);
+
+/// The trackers' memory, shared with the status.
+pub type SharedTracker = Arc<Mutex<Tracker>>;
+
+/// Ejections applied, by policy name and reason (metrics).
+pub type Ejections = HashMap<(String, &'static str), u64>;
+
+pub async fn run(shared: Shared) {
+    let mut tick = tokio::time::interval(TICK);
+    let mut schedule = Schedule::default();
+    loop {
+        tick.tick().await;
+        let Some(pass) = due(&shared, &mut schedule) else {
+            continue;
+        };
+        match tokio::task::spawn_blocking(move || pass.run()).await {
+            Ok(Ok(applied)) => announce(&shared, &applied),
+            Ok(Err(e)) => tracing::error!("outlier detection: {e}"),
+            Err(e) => tracing::error!("outlier detection: the pass failed: {e}"),
+        }
+    }
+}
+
+/// One pass's work, taken from the daemon under its lock.
+struct Pass {
+    due: Vec<(Peers, f64)>,
+    dests: Arc<Dests>,
+    control: Arc<Control>,
+    tracker: SharedTracker,
+}
+
+/// The pass of the policies whose outlier interval has come, if any; forgets
+/// what is kept for policies that no longer detect outliers.
+fn due(shared: &Shared, schedule: &mut Schedule) -> Option<Pass> {
+    let d = lock(shared);
+    let detecting: Vec<_> = d
+        .policies
+        .iter()
+        .filter_map(|p| p.spec.outlier.map(|o| (p, o)))
+        .collect();
+    let intervals: Vec<(u32, Duration)> =
+        detecting.iter().map(|(p, o)| (p.id, o.interval)).collect();
+    let turns = schedule.turns(&intervals, Instant::now());
+    let tracker = d.outliers.clone();
+    if turns.dropped {
+        let ids: Vec<u32> = intervals.iter().map(|(id, _)| *id).collect();
+        tracker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keep_policies(&ids);
+    }
+    let due: Vec<(Peers, f64)> = detecting
+        .iter()
+        .filter(|(p, _)| turns.due.contains(&p.id))
+        .map(|(p, settings)| {
+            let peers = Peers {
+                policy_id: p.id,
+                epoch: p.spec.epoch(),
+                settings: *settings,
+                max_open_percent: p.spec.max_open_percent,
+            };
+            (peers, p.spec.jitter)
+        })
+        .collect();
+    if due.is_empty() {
+        return None;
+    }
+    Some(Pass {
+        due,
+        dests: d.enforcer.maps().dests.clone(),
+        control: d.enforcer.control().clone(),
+        tracker,
+    })
+}
+
+impl Pass {
+    /// Reads the due policies' destinations, judges them, ejects the
+    /// outliers; those the kernel applied.
+    fn run(self) -> Result<Vec<Eject>, BpfError> {
+        let ids: Vec<u32> = self.due.iter().map(|(p, _)| p.policy_id).collect();
+        let mut reads: Vec<(DestKey, DestState)> = Vec::new();
+        self.dests.each(|key, state| {
+            if ids.contains(&state.policy_id) {
+                reads.push((*key, *state));
+            }
+        })?;
+        let mut tracker = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+        let mut jitter = Jitter::seeded();
+        let mut applied = Vec::new();
+        for (peers, spread) in &self.due {
+            let of_policy = reads
+                .iter()
+                .filter(|(_, s)| s.policy_id == peers.policy_id)
+                .map(|(k, s)| (k, s));
+            for eject in tracker.pass(peers, of_policy) {
+                // The policy's jitter, so that destinations ejected together
+                // do not come back together.
+                let scale = 1.0 + spread * (2.0 * jitter.unit() - 1.0);
+                let ns = (eject.duration.as_secs_f64() * scale * 1e9) as u64;
+                let command = Command::eject(eject.key, eject.policy_id, ns);
+                if self.control.run(&command)? == Applied::Applied {
+                    applied.push(Eject {
+                        duration: Duration::from_nanos(ns),
+                        ..eject
+                    });
+                }
+            }
+        }
+        Ok(applied)
+    }
+}
+
+/// Publishes each ejection with its evidence and counts it.
+fn announce(shared: &Shared, applied: &[Eject]) {
+    let mut d = lock(shared);
+    for eject in applied {
+        let policy = d.policy_name(eject.policy_id).to_owned();
+        let view = EjectionView::from(eject);
+        *d.ejections
+            .entry((policy.clone(), eject.reason.name()))
+            .or_default() += 1;
+        let mut event = dest_event(
+            "outlier",
+            &eject.key,
+            d.namespaces.label(eject.key.netns),
+            &view.summary(),
+        );
+        event.policy = Some(policy);
+        event.ejection = Some(view);
+        d.publish(event);
+    }
+}

@@ -1,0 +1,62 @@
+//! Per-policy intervals of the daemon's periodic passes (adaptive limits,
+//! outlier detection): whose turn has come.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+/// When each policy last had its turn.
+#[derive(Debug, Default)]
+pub struct Schedule(HashMap<u32, Instant>);
+
+/// One tick's turns.
+pub struct Turns {
+    /// The policies whose interval has passed (or that never had a turn),
+    /// marked as served now.
+    pub due: Vec<u32>,
+    /// Some policy that had turns is no longer in the list: what a pass keeps
+    /// for it may go.
+    pub dropped: bool,
+}
+
+impl Schedule {
+    /// The turns of `policies` (id, interval) at `now`.
+    pub fn turns(&mut self, policies: &[(u32, Duration)], now: Instant) -> Turns {
+        let before = self.0.len();
+        self.0
+            .retain(|id, _| policies.iter().any(|(p, _)| p == id));
+        let dropped = self.0.len() != before;
+        let due: Vec<u32> = policies
+            .iter()
+            .filter(|(id, interval)| {
+                self.0
+                    .get(id)
+                    .is_none_or(|at| now.duration_since(*at) >= *interval)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &due {
+            self.0.insert(*id, now);
+        }
+        Turns { due, dropped }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_policy_has_its_turn_once_per_interval() {
+        let mut s = Schedule::default();
+        let t0 = Instant::now();
+        let (fast, slow) = ((1, Duration::from_secs(1)), (2, Duration::from_secs(10)));
+        assert_eq!(s.turns(&[fast, slow], t0).due, [1, 2]);
+        assert!(s.turns(&[fast, slow], t0 + Duration::from_millis(500)).due.is_empty());
+        assert_eq!(s.turns(&[fast, slow], t0 + Duration::from_secs(1)).due, [1]);
+        let later = s.turns(&[fast], t0 + Duration::from_secs(10));
+        assert_eq!((later.due, later.dropped), (vec![1], true));
+        assert!(!s.turns(&[fast], t0 + Duration::from_secs(11)).dropped);
+    }
+}

@@ -1,0 +1,201 @@
+//! Outlier detection across a policy's destinations, end to end: ten
+//! backends of one policy on loopback addresses serving a client loop from
+//! the protected cgroup; the breaker's own triggers set too high to trip.
+//! A backend refusing half its connects is ejected within two intervals,
+//! the healthy ones never; with four bad of ten and `max_open_percent = 20`
+//! at most two are ejected at once.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use enforcer_tests::{
+    bpffs::PinDir,
+    cgroup::ScratchCgroup,
+    daemon::{Daemon, Follower},
+    exec::Place,
+    net::{AcceptingServer, free_loopback_port},
+};
+use serde_json::Value;
+
+const INTERVAL: Duration = Duration::from_secs(2);
+const RUN: Duration = Duration::from_secs(60);
+
+/// A backend that listens half the time: bound for 50 ms, closed for 50 ms
+/// (connects refused), until dropped.
+struct Flaky {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Flaky {
+    fn start(addr: SocketAddr) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = thread::spawn({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let listener = TcpListener::bind(addr).expect("bind the flaky backend");
+                    thread::sleep(Duration::from_millis(50));
+                    drop(listener);
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Flaky {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Backends on 127.0.`net`.1..=10 at `port`: those in `bad` flaky.
+enum Backend {
+    Healthy(AcceptingServer),
+    Flaky(Flaky),
+}
+
+fn backends(net: u8, port: u16, bad: &[u8]) -> (Vec<SocketAddr>, Vec<Backend>) {
+    let addrs: Vec<SocketAddr> = (1..=10)
+        .map(|host| SocketAddr::from((Ipv4Addr::new(127, 0, net, host), port)))
+        .collect();
+    let servers = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            if bad.contains(&(i as u8 + 1)) {
+                Backend::Flaky(Flaky::start(*addr))
+            } else {
+                Backend::Healthy(AcceptingServer::serve(
+                    TcpListener::bind(addr).expect("bind a backend"),
+                ))
+            }
+        })
+        .collect();
+    (addrs, servers)
+}
+
+fn policy(name: &str, net: u8, port: u16, max_open_percent: u32) -> String {
+    format!(
+        "[[policy]]\nname = \"{name}\"\nmatch = [\"127.0.{net}.0/24:{port}\"]\n\
+         failure_threshold = 1000000\nmin_attempts = 1000000\n\
+         max_open_percent = {max_open_percent}\n\
+         [policy.outlier]\ninterval = \"{}s\"\nbase_ejection = \"30s\"\n",
+        INTERVAL.as_secs()
+    )
+}
+
+/// Connects to every backend in turn, every 10 ms, for `run`: each closed at
+/// once (refusals and ejections are expected).
+fn clients(place: &Place, addrs: Vec<SocketAddr>, run: Duration) {
+    let out = place.run_as_nobody(move || {
+        let start = Instant::now();
+        while start.elapsed() < run {
+            for addr in &addrs {
+                let _ = TcpStream::connect_timeout(addr, Duration::from_secs(1));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        "done".to_owned()
+    });
+    assert_eq!(out, "done");
+}
+
+fn ejected(events: &[(Duration, Value)], dest: &SocketAddr) -> Vec<Duration> {
+    events
+        .iter()
+        .filter(|(_, e)| e["kind"] == "outlier" && e["dest"] == dest.to_string())
+        .map(|(at, _)| *at)
+        .collect()
+}
+
+#[test]
+fn an_outlier_is_ejected_within_two_intervals_healthy_peers_never_and_the_cap_holds() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let port = free_loopback_port();
+    // Policy "one": backend 127.0.1.4 refuses half its connects.
+    let (one, _one) = backends(1, port, &[4]);
+    // Policy "four": four bad of ten, at most 20 % open.
+    let (four, _four) = backends(2, port, &[2, 5, 7, 9]);
+    let config = policy("one", 1, port, 100) + &policy("four", 2, port, 20);
+    let d = Daemon::start(&cgroup, &pins, &config);
+    let mut follower = Follower::start(&d);
+    let place = Place::cgroup(&cgroup);
+    let all: Vec<SocketAddr> = one.iter().chain(&four).copied().collect();
+
+    let start = Instant::now();
+    let mut events: Vec<(Duration, Value)> = Vec::new();
+    let mut most_open = 0;
+    thread::scope(|s| {
+        let load = s.spawn(|| clients(&place, all.clone(), RUN));
+        // The load's child is forked before any CLI runs (see adaptive.rs).
+        thread::sleep(Duration::from_millis(500));
+        while !load.is_finished() {
+            let at = start.elapsed();
+            events.extend(follower.drain().into_iter().map(|e| (at, e)));
+            let status = d.json(&["status", "--policy", "four"]);
+            let open = status["destinations"]
+                .as_array()
+                .map_or(0, |l| l.iter().filter(|d| d["state"] != "closed").count());
+            most_open = most_open.max(open);
+            thread::sleep(Duration::from_millis(250));
+        }
+        load.join().expect("the clients");
+    });
+    events.extend(follower.drain().into_iter().map(|e| (start.elapsed(), e)));
+
+    let bad = one[3];
+    let first = ejected(&events, &bad);
+    assert!(
+        first.first().is_some_and(|at| *at <= 2 * INTERVAL + Duration::from_secs(1)),
+        "{bad} ejected within two intervals of {INTERVAL:?}: at {first:?}"
+    );
+    let evidence = events
+        .iter()
+        .find(|(_, e)| e["kind"] == "outlier" && e["dest"] == bad.to_string())
+        .map(|(_, e)| e["ejection"].clone())
+        .expect("the ejection's evidence");
+    assert_eq!(evidence["reason"], "success_rate", "{evidence}");
+    for healthy in one.iter().chain(&four).filter(|a| {
+        ![one[3], four[1], four[4], four[6], four[8]].contains(a)
+    }) {
+        assert!(
+            ejected(&events, healthy).is_empty(),
+            "{healthy} is healthy and was ejected: {:?}",
+            ejected(&events, healthy)
+        );
+    }
+    assert!(
+        most_open <= 2,
+        "policy four held {most_open} destinations open at once (max_open_percent = 20 of 10)"
+    );
+    assert!(
+        [four[1], four[4], four[6], four[8]]
+            .iter()
+            .any(|a| !ejected(&events, a).is_empty()),
+        "policy four ejected none of its bad backends"
+    );
+    let metrics = d.metrics();
+    let count = metrics
+        .get(
+            "enforcer_ejections_total",
+            &[("policy", "one"), ("reason", "success_rate")],
+        )
+        .unwrap_or(0.0);
+    assert!(count >= 1.0, "enforcer_ejections_total: {count}");
+}
