@@ -12,5 +12,6 @@ pub mod crash;
 pub mod daemon;
 pub mod http;
 pub mod netns;
+pub mod outlier;
 pub mod privilege;
 pub mod rule;

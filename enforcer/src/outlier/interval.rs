@@ -1,0 +1,84 @@
+//! What one destination's connects did in one interval: the difference of
+//! two reads of its kernel state.
+
+use std::time::Duration;
+
+use enforcer_common::{
+    breaker::State,
+    dest::{DestState, LATENCY_BUCKETS, Latency},
+};
+
+/// One destination's interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Interval {
+    pub successes: u64,
+    /// Refused, timed out or unreachable (the failures that trip).
+    pub failures: u64,
+    /// The handshakes' latency histogram of the interval.
+    pub latency: [u64; LATENCY_BUCKETS],
+    /// Not CLOSED at the end of the interval.
+    pub open: bool,
+}
+
+impl Interval {
+    /// The interval between two reads of one destination; `None` when the
+    /// counters went backwards (forgotten and tracked anew in between).
+    pub fn between(before: &DestState, after: &DestState) -> Option<Self> {
+        let delta = |a: u64, b: u64| b.checked_sub(a);
+        let (c0, c1) = (&before.counters, &after.counters);
+        let mut latency = [0u64; LATENCY_BUCKETS];
+        for (i, slot) in latency.iter_mut().enumerate() {
+            *slot = delta(before.latency.buckets[i], after.latency.buckets[i])?;
+        }
+        Some(Self {
+            successes: delta(c0.successes, c1.successes)?,
+            failures: delta(c0.failures(), c1.failures())?,
+            latency,
+            open: after.breaker.state != State::Closed as u32,
+        })
+    }
+
+    /// Connects that completed either way.
+    pub fn completed(&self) -> u64 {
+        self.successes + self.failures
+    }
+
+    pub fn success_rate(&self) -> f64 {
+        match self.completed() {
+            0 => 1.0,
+            n => self.successes as f64 / n as f64,
+        }
+    }
+
+    /// Handshakes measured.
+    pub fn measured(&self) -> u64 {
+        self.latency.iter().sum()
+    }
+
+    /// The 90th percentile of the handshakes, interpolated within its log2
+    /// bucket; `None` without any.
+    pub fn p90(&self) -> Option<Duration> {
+        let n = self.measured();
+        if n == 0 {
+            return None;
+        }
+        let rank = (n * 9).div_ceil(10);
+        let mut seen = 0;
+        for (i, count) in self.latency.iter().enumerate() {
+            if *count == 0 {
+                continue;
+            }
+            if seen + count >= rank {
+                let (low, high) = (
+                    if i == 0 { 0 } else { Latency::upper_us(i - 1) },
+                    Latency::upper_us(i),
+                );
+                let within = (rank - seen) as f64 / *count as f64;
+                let us = low as f64 + (high - low) as f64 * within;
+                return Some(Duration::from_secs_f64(us / 1e6));
+            }
+            seen += count;
+        }
+        None
+    }
+}

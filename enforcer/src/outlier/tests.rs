@@ -1,0 +1,168 @@
+use enforcer_common::dest::Latency;
+use proptest::prelude::*;
+
+use super::*;
+
+/// A destination's interval: `ok` successes, `failed` failures, every
+/// handshake taking `us` µs.
+fn interval(ok: u64, failed: u64, us: u64) -> Interval {
+    let mut i = Interval {
+        successes: ok,
+        failures: failed,
+        ..Interval::default()
+    };
+    i.latency[Latency::bucket_of(us * 1000)] = ok;
+    i
+}
+
+fn peers(figures: &[(u64, u64, u64)]) -> Vec<(usize, Interval)> {
+    figures
+        .iter()
+        .enumerate()
+        .map(|(k, (ok, failed, us))| (k, interval(*ok, *failed, *us)))
+        .collect()
+}
+
+fn keys(e: &[Ejection<usize>]) -> Vec<usize> {
+    e.iter().map(|e| e.key).collect()
+}
+
+#[test]
+fn a_destination_failing_half_its_connects_among_nine_healthy_ones_is_ejected() {
+    let mut figures = vec![(200, 0, 100); 10];
+    figures[3] = (100, 100, 100);
+    let found = detect(&Settings::default(), &peers(&figures), 0, 10, 100);
+    assert_eq!(keys(&found), [3]);
+    let Reason::SuccessRate {
+        rate, threshold, ..
+    } = found[0].reason
+    else {
+        panic!("{:?}", found[0].reason)
+    };
+    assert_eq!(rate, 0.5);
+    assert!(threshold > 0.5 && threshold < 1.0, "{threshold}");
+}
+
+#[test]
+fn too_few_hosts_or_requests_eject_nobody() {
+    let s = Settings::default();
+    // Four hosts: below success_rate_min_hosts.
+    let few = peers(&[(200, 0, 100), (200, 0, 100), (200, 0, 100), (0, 200, 100)]);
+    assert!(detect(&s, &few, 0, 4, 100).is_empty());
+    // Ten hosts, but the bad one completed fewer than 100.
+    let mut figures = vec![(200, 0, 100); 10];
+    figures[0] = (10, 80, 100);
+    assert!(detect(&s, &peers(&figures), 0, 10, 100).is_empty());
+}
+
+#[test]
+fn failure_percentage_and_latency_when_set() {
+    let s = Settings {
+        failure_percentage: Some(85),
+        latency_factor: Some(5.0),
+        ..Settings::default()
+    };
+    let mut figures = vec![(60, 0, 100); 6];
+    // 90 % failures over 60: below the success-rate minimum of 100
+    // requests, above the failure percentage's 50.
+    figures[1] = (6, 54, 100);
+    // 20× slower handshakes.
+    figures[4] = (60, 0, 2000);
+    let found = detect(&s, &peers(&figures), 0, 6, 100);
+    let mut by_reason: Vec<(usize, &str)> = found.iter().map(|e| (e.key, e.reason.name())).collect();
+    by_reason.sort();
+    assert_eq!(by_reason, [(1, "failure_percentage"), (4, "latency")]);
+}
+
+#[test]
+fn the_cap_counts_what_is_open_and_keeps_the_worst() {
+    let s = Settings::default();
+    let mut figures = vec![(200, 0, 100); 10];
+    figures[2] = (150, 50, 100);
+    figures[5] = (20, 180, 100);
+    figures[7] = (100, 100, 100);
+    let all = peers(&figures);
+    // 20 % of 10: two at once, the worst first.
+    assert_eq!(keys(&detect(&s, &all, 0, 10, 20)), [5, 7]);
+    // One open already: room for one.
+    assert_eq!(keys(&detect(&s, &all, 1, 10, 20)), [5]);
+    // At least one may always be ejected.
+    assert_eq!(keys(&detect(&s, &all, 0, 10, 1)), [5]);
+    assert!(detect(&s, &all, 1, 10, 1).is_empty());
+    // An open destination is neither judged again nor a peer.
+    let mut open = all.clone();
+    open[5].1.open = true;
+    assert!(!keys(&detect(&s, &open, 1, 10, 100)).contains(&5));
+}
+
+#[test]
+fn ejections_grow_with_their_count_up_to_the_maximum() {
+    let s = Settings::default();
+    let secs: Vec<u64> = [1, 2, 3, 10, 11]
+        .iter()
+        .map(|k| ejection_time(&s, *k).as_secs())
+        .collect();
+    assert_eq!(secs, [30, 60, 90, 300, 300]);
+}
+
+#[test]
+fn the_p90_is_read_from_the_histogram() {
+    let mut i = Interval::default();
+    // 9 fast (bucket of 100 µs: [64, 128)), 1 slow (bucket of 5 ms).
+    i.latency[Latency::bucket_of(100_000)] = 9;
+    i.latency[Latency::bucket_of(5_000_000)] = 1;
+    let p90 = i.p90().expect("a p90");
+    assert!(p90 <= Duration::from_micros(128), "{p90:?}");
+    assert_eq!(Interval::default().p90(), None);
+}
+
+proptest! {
+    /// Healthy peers with ordinary noise (0-2 % failures, latency within 2×)
+    /// never eject anyone, whatever the noise.
+    #[test]
+    fn constant_healthy_input_ejects_nobody(
+        hosts in proptest::collection::vec((100u64..400, 0u64..3, 100u64..200), 5..40),
+    ) {
+        let figures: Vec<(u64, u64, u64)> = hosts
+            .iter()
+            .map(|(n, fail_pct, us)| (n - n * fail_pct / 100, n * fail_pct / 100, *us))
+            .collect();
+        let s = Settings {
+            failure_percentage: Some(85),
+            latency_factor: Some(3.0),
+            ..Settings::default()
+        };
+        let all = peers(&figures);
+        // With this little spread, the stdev threshold can still catch the
+        // lowest: Envoy's detector has the same property, and the cap bounds
+        // it. Failure percentage and latency never fire.
+        for e in detect(&s, &all, 0, all.len() as u64, 100) {
+            prop_assert_eq!(e.reason.name(), "success_rate");
+            let Reason::SuccessRate { rate, .. } = e.reason else { unreachable!() };
+            prop_assert!(rate >= 0.97);
+        }
+    }
+
+    /// Never more than the cap leaves, whatever the input.
+    #[test]
+    fn ejections_never_exceed_the_cap(
+        hosts in proptest::collection::vec((0u64..300, 0u64..300, 1u64..10_000), 0..40),
+        open in 0u64..10,
+        percent in 1u32..=100,
+    ) {
+        let all = peers(&hosts);
+        let tracked = all.len() as u64 + open;
+        let cap = (tracked * u64::from(percent) / 100).max(1);
+        let s = Settings {
+            failure_percentage: Some(50),
+            latency_factor: Some(2.0),
+            ..Settings::default()
+        };
+        let found = detect(&s, &all, open, tracked, percent);
+        prop_assert!(found.len() as u64 <= cap.saturating_sub(open));
+        // And below the minimum hosts, nothing.
+        if all.len() < 5 {
+            prop_assert!(found.is_empty());
+        }
+    }
+}
