@@ -32,6 +32,6 @@ mod resources;
 pub use params::{Dest, Lasting, OverrideQuery, ResetQuery, StatusQuery};
 pub use resources::{
     AdaptiveSettings, Applied, BreakerState, ByCause, Cap, ClassCounts, ClassSettings, ClassView,
-    Destination, ErrorBody, Event, Failures, LimitChange, Netns, OverrideKind, OverrideSet,
-    PolicySettings, PolicyView, ResetDone, Status, Switch, Uninstalling,
+    Destination, ErrorBody, Event, Failures, LimitChange, Netns, OutlierSettings, OverrideKind,
+    OverrideSet, PolicySettings, PolicyView, ResetDone, Status, Switch, Uninstalling,
 };
