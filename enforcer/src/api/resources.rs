@@ -5,10 +5,13 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{
-    ClassSpec, PolicySpec,
-    policy::AdaptiveSpec,
-    values::{self, Backoff, Mode},
+use crate::{
+    config::{
+        ClassSpec, PolicySpec,
+        policy::AdaptiveSpec,
+        values::{self, Backoff, Mode},
+    },
+    outlier,
 };
 
 /// `GET /v1/status`: the global switch and the destinations, most
@@ -265,6 +268,10 @@ pub struct PolicySettings {
     /// learned (a `[policy.adaptive]` table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<AdaptiveSettings>,
+    /// Outlier detection across the policy's destinations (a
+    /// `[policy.outlier]` table); none: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier: Option<OutlierSettings>,
 }
 
 /// `max_connections`: a number, or `"auto"` (learned per destination).
@@ -330,6 +337,47 @@ impl From<&AdaptiveSpec> for AdaptiveSettings {
     }
 }
 
+/// A policy's outlier detection (`[policy.outlier]`), every setting written
+/// out; the failure percentage and latency detectors are left out when off.
+/// Ejections are capped by the policy's `max_open_percent`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutlierSettings {
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub success_rate_stdev: f64,
+    pub success_rate_min_hosts: u32,
+    pub success_rate_min_requests: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_percentage: Option<u32>,
+    pub failure_percentage_min_hosts: u32,
+    pub failure_percentage_min_requests: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_factor: Option<f64>,
+    pub latency_min_requests: u64,
+    #[serde(with = "humantime_serde")]
+    pub base_ejection: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_ejection: Duration,
+}
+
+impl From<&outlier::Settings> for OutlierSettings {
+    fn from(s: &outlier::Settings) -> Self {
+        Self {
+            interval: s.interval,
+            success_rate_stdev: s.success_rate_stdev,
+            success_rate_min_hosts: s.success_rate_min_hosts,
+            success_rate_min_requests: s.success_rate_min_requests,
+            failure_percentage: s.failure_percentage,
+            failure_percentage_min_hosts: s.failure_percentage_min_hosts,
+            failure_percentage_min_requests: s.failure_percentage_min_requests,
+            latency_factor: s.latency_factor,
+            latency_min_requests: s.latency_min_requests,
+            base_ejection: s.base_ejection,
+            max_ejection: s.max_ejection,
+        }
+    }
+}
+
 impl From<&PolicySpec> for PolicySettings {
     fn from(p: &PolicySpec) -> Self {
         Self {
@@ -361,6 +409,7 @@ impl From<&PolicySpec> for PolicySettings {
             heal: p.heal,
             heal_interval: p.heal_interval,
             adaptive: p.adaptive.as_ref().map(AdaptiveSettings::from),
+            outlier: p.outlier.as_ref().map(OutlierSettings::from),
         }
     }
 }
@@ -619,6 +668,39 @@ mod tests {
         assert!(json.get("adaptive").is_none());
         let back: PolicySettings = serde_json::from_value(json).unwrap();
         assert_eq!(back.max_connections, Some(Cap::Fixed(10)));
+    }
+
+    #[test]
+    fn a_policy_shows_its_outlier_settings() {
+        let config = Config::parse(
+            "[[policy]]\nname = \"cache\"\nmatch = [\"10.0.2.0/24:6379\"]\nmax_open_percent = 33\n[policy.outlier]\nfailure_percentage = 85\nbase_ejection = \"1m\"\n\n[[policy]]\nname = \"db\"\nmatch = [\"10.0.0.5:5432\"]\n",
+            "t",
+        )
+        .unwrap();
+        let [cache, db] = &config.policies[..] else {
+            panic!()
+        };
+        let json = serde_json::to_value(PolicySettings::from(cache)).unwrap();
+        assert_eq!(json["max_open_percent"], 33);
+        assert_eq!(
+            json["outlier"],
+            serde_json::json!({
+                "interval": "10s",
+                "success_rate_stdev": 1.9,
+                "success_rate_min_hosts": 5,
+                "success_rate_min_requests": 100,
+                "failure_percentage": 85,
+                "failure_percentage_min_hosts": 5,
+                "failure_percentage_min_requests": 50,
+                "latency_min_requests": 20,
+                "base_ejection": "1m",
+                "max_ejection": "5m",
+            })
+        );
+        let back: PolicySettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, PolicySettings::from(cache));
+        let json = serde_json::to_value(PolicySettings::from(db)).unwrap();
+        assert!(json.get("outlier").is_none());
     }
 
     #[test]

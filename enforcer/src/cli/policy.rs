@@ -30,7 +30,9 @@ pub enum Command {
     /// failure_threshold=3 open=10s`. Unset keys take the configuration's
     /// [defaults]; `match` takes a comma-separated list; the keys of
     /// [policy.adaptive] are written `adaptive.KEY` (`max_connections=auto
-    /// adaptive.algorithm=vegas adaptive.max=500`).
+    /// adaptive.algorithm=vegas adaptive.max=500`), those of [policy.outlier]
+    /// `outlier.KEY` (`outlier.failure_percentage=85`), which turns outlier
+    /// detection on (`outlier={}`: on, every key from [defaults.outlier]).
     Set {
         name: String,
         /// KEY=VALUE settings, as in a [[policy]] table.
@@ -170,6 +172,16 @@ mod tests {
             .unwrap(),
             "max_connections = \"auto\"\nadaptive.algorithm = \"vegas\"\nadaptive.max = 500\nadaptive.interval = \"500ms\"\nadaptive.smoothing = 0.5"
         );
+        assert_eq!(
+            s(&[
+                "outlier.failure_percentage=85",
+                "outlier.latency_factor=2.5",
+                "outlier.base_ejection=10s"
+            ])
+            .unwrap(),
+            "outlier.failure_percentage = 85\noutlier.latency_factor = 2.5\noutlier.base_ejection = \"10s\""
+        );
+        assert_eq!(s(&["outlier={}"]).unwrap(), "outlier = {}");
         assert!(s(&["nonsense"]).is_err());
         assert!(s(&["bad key=1"]).is_err());
         assert!(s(&["adaptive.=1"]).is_err());

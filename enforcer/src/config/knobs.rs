@@ -39,6 +39,9 @@ macro_rules! knobs {
             /// `[defaults.adaptive]`, `[policy.adaptive]`.
             #[serde(default)]
             pub adaptive: Option<Spanned<AdaptiveFile>>,
+            /// `[defaults.outlier]`, `[policy.outlier]`.
+            #[serde(default)]
+            pub outlier: Option<Spanned<OutlierFile>>,
         }
 
         /// A `[[policy]]` as written.
@@ -53,12 +56,20 @@ macro_rules! knobs {
             $( #[serde(default)] pub $name: Option<Spanned<$ty>>, )*
             #[serde(default)]
             pub adaptive: Option<Spanned<AdaptiveFile>>,
+            /// Present (even empty, or as dotted `outlier.*` keys): the
+            /// policy's outlier detection is on.
+            #[serde(default)]
+            pub outlier: Option<Spanned<OutlierFile>>,
         }
 
         impl PolicyFile {
             /// The policy's own settings.
             pub fn knobs(&self) -> KnobsFile {
-                KnobsFile { $( $name: self.$name.clone(), )* adaptive: self.adaptive.clone() }
+                KnobsFile {
+                    $( $name: self.$name.clone(), )*
+                    adaptive: self.adaptive.clone(),
+                    outlier: self.outlier.clone(),
+                }
             }
         }
 
@@ -68,6 +79,9 @@ macro_rules! knobs {
             $( pub $name: Option<Setting<$ty>>, )*
             /// Laid over field by field, as the others.
             pub adaptive: AdaptiveKnobs,
+            /// Laid over field by field; whether a policy detects outliers at
+            /// all is its own table's presence, not a setting.
+            pub outlier: OutlierKnobs,
         }
 
         impl Knobs {
@@ -80,6 +94,9 @@ macro_rules! knobs {
                 )*
                 if let Some(table) = &file.adaptive {
                     self.adaptive.overlay(table.get_ref(), lines);
+                }
+                if let Some(table) = &file.outlier {
+                    self.outlier.overlay(table.get_ref(), lines);
                 }
             }
         }
@@ -149,4 +166,21 @@ table!(AdaptiveFile, AdaptiveKnobs, {
     smoothing: f64,
     tolerance: f64,
     signal: String,
+});
+
+// How a policy with a `[policy.outlier]` table finds the outliers among its
+// destinations (`crate::outlier::Settings`). Bounds are checked when a policy
+// is resolved.
+table!(OutlierFile, OutlierKnobs, {
+    interval: Dur,
+    success_rate_stdev: f64,
+    success_rate_min_hosts: u32,
+    success_rate_min_requests: u64,
+    failure_percentage: u32,
+    failure_percentage_min_hosts: u32,
+    failure_percentage_min_requests: u64,
+    latency_factor: f64,
+    latency_min_requests: u64,
+    base_ejection: Dur,
+    max_ejection: Dur,
 });

@@ -120,6 +120,7 @@ impl Config {
         defaults.overlay(&base.defaults, &base_lines);
         defaults.overlay(&file.defaults, &lines);
         policy::check_adaptive_defaults(&defaults.adaptive).map_err(invalid)?;
+        policy::check_outlier_defaults(&defaults.outlier).map_err(invalid)?;
         let daemon =
             DaemonConfig::resolve(base.daemon, file.daemon, &lines, overrides).map_err(invalid)?;
         let (policies, policy_lines) = match file.policies {
@@ -323,7 +324,10 @@ fn resolve_policies(
         };
         let mut knobs = defaults.clone();
         knobs.overlay(&file.knobs(), lines);
-        let spec = PolicySpec::resolve(name, rules, cgroup, &knobs)?;
+        // Outlier detection is on for a policy with a table of its own
+        // (`[defaults.outlier]` only fills in the keys it leaves out).
+        let outlier = file.outlier.is_some();
+        let spec = PolicySpec::resolve(name, rules, cgroup, &knobs, outlier)?;
         // `[defaults.adaptive]` applies to the auto policies alone; a
         // policy's own adaptive settings are a mistake on any other.
         if let Some(table) = &file.adaptive

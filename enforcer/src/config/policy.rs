@@ -1,16 +1,16 @@
 //! A policy as the daemon runs it: settings resolved, validated, and turned into
 //! what the kernel reads.
 
-use std::{path::PathBuf, time::Duration};
+use std::{fmt, path::PathBuf, time::Duration};
 
 use enforcer_common::policy::{BACKOFF_STEPS, BackoffRow, Policy, Signal};
 
 use super::{
     Invalid,
-    knobs::{AdaptiveKnobs, Knobs, Setting},
+    knobs::{AdaptiveKnobs, Knobs, OutlierKnobs, Setting},
     values::{ALGORITHMS, AUTO, Dur, Errno, MaxConnections, Mode, SIGNALS},
 };
-use crate::{adaptive::Settings, rule::Rule};
+use crate::{adaptive::Settings, outlier, rule::Rule};
 
 /// A validated policy.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +42,9 @@ pub struct PolicySpec {
     pub heal_interval: Duration,
     /// `max_connections = "auto"`: each destination's cap is learned.
     pub adaptive: Option<AdaptiveSpec>,
+    /// A `[policy.outlier]` table: outliers among the policy's destinations
+    /// are ejected (forced open), at most `max_open_percent` of them at once.
+    pub outlier: Option<crate::outlier::Settings>,
 }
 
 /// How an adaptive policy learns each destination's cap.
@@ -111,13 +114,13 @@ impl Checker {
         }
     }
 
-    fn int(
+    fn int<T: Copy + PartialOrd + fmt::Display>(
         &self,
         field: &str,
-        s: &Option<Setting<u32>>,
-        min: u32,
-        max: u32,
-    ) -> Result<Option<u32>, Invalid> {
+        s: &Option<Setting<T>>,
+        min: T,
+        max: T,
+    ) -> Result<Option<T>, Invalid> {
         let Some(s) = s else { return Ok(None) };
         if !(min..=max).contains(&s.value) {
             return self.fail(
@@ -192,16 +195,16 @@ impl Checker {
 
     /// `low <= high` for two settings; the error is on the one written
     /// last (the more specific layer), as the other was there before it.
-    fn ordered(
+    fn ordered<T, V: PartialOrd + fmt::Display>(
         &self,
-        (low_field, low): (&str, &Option<Setting<u32>>),
-        (high_field, high): (&str, &Option<Setting<u32>>),
-        (low_value, high_value): (u32, u32),
+        (low_field, low): (&str, &Option<Setting<T>>),
+        (high_field, high): (&str, &Option<Setting<T>>),
+        (low_value, high_value): (V, V),
     ) -> Result<(), Invalid> {
         if low_value <= high_value {
             return Ok(());
         }
-        let line = |s: &Option<Setting<u32>>| s.as_ref().and_then(|s| s.line);
+        let line = |s: &Option<Setting<T>>| s.as_ref().and_then(|s| s.line);
         if line(low) > line(high) {
             self.fail(
                 low_field,
@@ -284,6 +287,84 @@ impl Checker {
         self.ordered(initial, max, (s.initial, s.max))?;
         Ok(spec)
     }
+
+    /// Each outlier setting on its own, with what no layer sets taken from
+    /// [`outlier::Settings::default`] (the failure percentage and latency
+    /// detectors stay off unless a layer sets them).
+    fn outlier_fields(&self, k: &OutlierKnobs) -> Result<outlier::Settings, Invalid> {
+        let d = outlier::Settings::default();
+        let hosts = |f: &str, s: &Option<Setting<u32>>| self.int(f, s, 1, MAX_HOSTS);
+        let requests = |f: &str, s: &Option<Setting<u64>>| self.int(f, s, 1, MAX_REQUESTS);
+        Ok(outlier::Settings {
+            interval: self
+                .dur("outlier.interval", &k.interval, S, H)?
+                .unwrap_or(d.interval),
+            success_rate_stdev: self
+                .share(
+                    "outlier.success_rate_stdev",
+                    &k.success_rate_stdev,
+                    true,
+                    0.0,
+                    10.0,
+                )?
+                .unwrap_or(d.success_rate_stdev),
+            success_rate_min_hosts: hosts(
+                "outlier.success_rate_min_hosts",
+                &k.success_rate_min_hosts,
+            )?
+            .unwrap_or(d.success_rate_min_hosts),
+            success_rate_min_requests: requests(
+                "outlier.success_rate_min_requests",
+                &k.success_rate_min_requests,
+            )?
+            .unwrap_or(d.success_rate_min_requests),
+            failure_percentage: self
+                .int("outlier.failure_percentage", &k.failure_percentage, 1, 100)?
+                .or(d.failure_percentage),
+            failure_percentage_min_hosts: hosts(
+                "outlier.failure_percentage_min_hosts",
+                &k.failure_percentage_min_hosts,
+            )?
+            .unwrap_or(d.failure_percentage_min_hosts),
+            failure_percentage_min_requests: requests(
+                "outlier.failure_percentage_min_requests",
+                &k.failure_percentage_min_requests,
+            )?
+            .unwrap_or(d.failure_percentage_min_requests),
+            latency_factor: self
+                .share(
+                    "outlier.latency_factor",
+                    &k.latency_factor,
+                    true,
+                    1.0,
+                    1000.0,
+                )?
+                .or(d.latency_factor),
+            latency_min_requests: requests(
+                "outlier.latency_min_requests",
+                &k.latency_min_requests,
+            )?
+            .unwrap_or(d.latency_min_requests),
+            base_ejection: self
+                .dur("outlier.base_ejection", &k.base_ejection, S, H)?
+                .unwrap_or(d.base_ejection),
+            max_ejection: self
+                .dur("outlier.max_ejection", &k.max_ejection, S, 24 * H)?
+                .unwrap_or(d.max_ejection),
+        })
+    }
+
+    /// The outlier settings of a policy with an outlier table: each on its
+    /// own, then `base_ejection <= max_ejection`.
+    fn outlier(&self, k: &OutlierKnobs) -> Result<outlier::Settings, Invalid> {
+        let s = self.outlier_fields(k)?;
+        self.ordered(
+            ("outlier.base_ejection", &k.base_ejection),
+            ("outlier.max_ejection", &k.max_ejection),
+            (Dur(s.base_ejection), Dur(s.max_ejection)),
+        )?;
+        Ok(s)
+    }
 }
 
 /// What `max_connections` asks for.
@@ -297,6 +378,13 @@ enum Cap {
 /// The largest cap (`max_connections`, `max_pending`, the adaptive limits).
 const MAX_CONNECTIONS: u32 = 1 << 30;
 
+/// The most destinations an outlier detector may require (`*_min_hosts`).
+const MAX_HOSTS: u32 = 10_000;
+
+/// The most connects per destination and interval an outlier detector may
+/// require (`*_min_requests`).
+const MAX_REQUESTS: u64 = 1_000_000_000;
+
 /// Checks `[defaults.adaptive]` on its own, each setting within its bounds,
 /// whether or not a policy uses it (one may be added later). How the
 /// settings relate (`min <= initial <= max`) is checked per policy: a policy
@@ -305,13 +393,22 @@ pub fn check_adaptive_defaults(k: &AdaptiveKnobs) -> Result<(), Invalid> {
     Checker::defaults().adaptive_fields(k).map(drop)
 }
 
+/// Checks `[defaults.outlier]` on its own, each setting within its bounds,
+/// whether or not a policy has an outlier table. `base_ejection <=
+/// max_ejection` is checked per policy: a policy may set either.
+pub fn check_outlier_defaults(k: &OutlierKnobs) -> Result<(), Invalid> {
+    Checker::defaults().outlier_fields(k).map(drop)
+}
+
 impl PolicySpec {
-    /// Validates resolved settings into a policy.
+    /// Validates resolved settings into a policy. `outlier`: the policy has
+    /// its own outlier table (`k.outlier` then says how it detects them).
     pub fn resolve(
         name: &str,
         rules: Vec<Rule>,
         cgroup: Option<PathBuf>,
         k: &Knobs,
+        outlier: bool,
     ) -> Result<Self, Invalid> {
         let c = Checker::policy(name);
         // Settings the embedded defaults always provide.
@@ -338,6 +435,11 @@ impl PolicySpec {
         let (max_connections, adaptive) = match c.max_connections(&k.max_connections)? {
             Cap::Fixed(cap) => (cap, None),
             Cap::Auto => (None, Some(c.adaptive(&k.adaptive)?)),
+        };
+        let outlier = if outlier {
+            Some(c.outlier(&k.outlier)?)
+        } else {
+            None
         };
         Ok(Self {
             name: name.to_owned(),
@@ -386,6 +488,7 @@ impl PolicySpec {
                 c.dur("heal_interval", &k.heal_interval, 100 * MS, 10 * MIN)?,
             )?,
             adaptive,
+            outlier,
         })
     }
 

@@ -603,6 +603,7 @@ fn an_auto_policy_learns_with_the_default_settings() {
             }),
             ..bare
         },
+        false,
     )
     .unwrap();
     assert_eq!(spec.adaptive, Some(a));
@@ -849,6 +850,326 @@ fn the_kernel_policy_of_an_auto_policy_starts_at_the_initial_limit() {
         (0, Signal::Handshake as u32, 10)
     );
     assert_eq!(fixed.cap(77), 10);
+}
+
+#[test]
+fn an_outlier_table_turns_detection_on_with_the_defaults() {
+    use crate::outlier::Settings;
+
+    // An empty table, and an empty inline one: on, every key the default.
+    assert_eq!(
+        only(&db("[policy.outlier]")).outlier,
+        Some(Settings::default())
+    );
+    assert_eq!(only(&db("outlier = {}")).outlier, Some(Settings::default()));
+    // No table, no detection.
+    assert_eq!(only(&db("")).outlier, None);
+    assert_eq!(only(&db("max_open_percent = 20")).outlier, None);
+    // The embedded [defaults.outlier] says what Settings::default() does.
+    let d = &Config::embedded().defaults.outlier;
+    let s = Settings::default();
+    let v = |x: &Option<knobs::Setting<values::Dur>>| x.as_ref().map(|s| s.value.0);
+    assert_eq!(v(&d.interval), Some(s.interval));
+    assert_eq!(v(&d.base_ejection), Some(s.base_ejection));
+    assert_eq!(v(&d.max_ejection), Some(s.max_ejection));
+    assert_eq!(
+        d.success_rate_stdev.as_ref().map(|s| s.value),
+        Some(s.success_rate_stdev)
+    );
+    assert_eq!(
+        d.success_rate_min_hosts.as_ref().map(|s| s.value),
+        Some(s.success_rate_min_hosts)
+    );
+    assert_eq!(
+        d.success_rate_min_requests.as_ref().map(|s| s.value),
+        Some(s.success_rate_min_requests)
+    );
+    assert_eq!(
+        d.failure_percentage.as_ref().map(|s| s.value),
+        s.failure_percentage
+    );
+    assert_eq!(
+        d.failure_percentage_min_hosts.as_ref().map(|s| s.value),
+        Some(s.failure_percentage_min_hosts)
+    );
+    assert_eq!(
+        d.failure_percentage_min_requests.as_ref().map(|s| s.value),
+        Some(s.failure_percentage_min_requests)
+    );
+    assert_eq!(d.latency_factor.as_ref().map(|s| s.value), s.latency_factor);
+    assert_eq!(
+        d.latency_min_requests.as_ref().map(|s| s.value),
+        Some(s.latency_min_requests)
+    );
+    // Without the embedded defaults, the code's own are the same.
+    let mut bare = Config::embedded().defaults;
+    bare.outlier = knobs::OutlierKnobs::default();
+    let spec = PolicySpec::resolve("x", vec![], None, &bare, true).unwrap();
+    assert_eq!(spec.outlier, Some(s));
+    let spec = PolicySpec::resolve("x", vec![], None, &bare, false).unwrap();
+    assert_eq!(spec.outlier, None);
+}
+
+#[test]
+fn a_full_outlier_table_is_read() {
+    use crate::outlier::Settings;
+
+    let full = Settings {
+        interval: Duration::from_secs(90),
+        success_rate_stdev: 2.5,
+        success_rate_min_hosts: 3,
+        success_rate_min_requests: 250,
+        failure_percentage: Some(90),
+        failure_percentage_min_hosts: 4,
+        failure_percentage_min_requests: 75,
+        latency_factor: Some(2.75),
+        latency_min_requests: 33,
+        base_ejection: Duration::from_secs(45),
+        max_ejection: Duration::from_secs(2 * 3600),
+    };
+    let keys = "interval = \"1m 30s\"\nsuccess_rate_stdev = 2.5\nsuccess_rate_min_hosts = 3\nsuccess_rate_min_requests = 250\nfailure_percentage = 90\nfailure_percentage_min_hosts = 4\nfailure_percentage_min_requests = 75\nlatency_factor = 2.75\nlatency_min_requests = 33\nbase_ejection = \"45s\"\nmax_ejection = \"2h\"";
+    let p = only(&db(&format!("[policy.outlier]\n{keys}")));
+    assert_eq!(p.outlier, Some(full));
+    // Dotted keys are the same table.
+    let dotted: Vec<String> = keys.lines().map(|l| format!("outlier.{l}")).collect();
+    assert_eq!(only(&db(&dotted.join("\n"))).outlier, Some(full));
+    // Integers are floats where floats are asked for; the bounds are
+    // inclusive where they say so.
+    let o = only(&db(
+        "[policy.outlier]\nsuccess_rate_stdev = 10\nlatency_factor = 1000\nfailure_percentage = 100\nsuccess_rate_min_hosts = 10000\nsuccess_rate_min_requests = 1000000000\ninterval = \"1h\"\nbase_ejection = \"1s\"\nmax_ejection = \"24h\"",
+    ))
+    .outlier
+    .unwrap();
+    assert_eq!(
+        (o.success_rate_stdev, o.latency_factor, o.failure_percentage),
+        (10.0, Some(1000.0), Some(100))
+    );
+    assert_eq!(
+        (o.interval, o.base_ejection, o.max_ejection),
+        (
+            Duration::from_secs(3600),
+            Duration::from_secs(1),
+            Duration::from_secs(24 * 3600)
+        )
+    );
+    // base_ejection = max_ejection is allowed.
+    let o = only(&db("outlier.base_ejection = \"5m\"")).outlier.unwrap();
+    assert_eq!(o.base_ejection, o.max_ejection);
+}
+
+#[test]
+fn outlier_defaults_are_laid_over_field_by_field() {
+    let text = "[defaults]\nmax_open_percent = 40\n[defaults.outlier]\ninterval = \"30s\"\nfailure_percentage = 80\nbase_ejection = \"1m\"\n\n[[policy]]\nname = \"a\"\nmatch = [\"10.0.0.1:80\"]\n[policy.outlier]\nfailure_percentage = 95\nlatency_factor = 2.0\n\n[[policy]]\nname = \"b\"\nmatch = [\"10.0.0.2:80\"]\noutlier.max_ejection = \"10m\"\n\n[[policy]]\nname = \"c\"\nmatch = [\"10.0.0.3:80\"]\n";
+    let c = Config::parse(text, "t").unwrap();
+    let [a, b, off] = &c.policies[..] else {
+        panic!()
+    };
+    let (a, b) = (a.outlier.unwrap(), b.outlier.unwrap());
+    // The policy's own, then the file's [defaults.outlier], then the
+    // embedded ones.
+    assert_eq!(a.failure_percentage, Some(95));
+    assert_eq!(a.latency_factor, Some(2.0));
+    assert_eq!(a.interval, Duration::from_secs(30));
+    assert_eq!(a.base_ejection, Duration::from_secs(60));
+    assert_eq!(a.max_ejection, Duration::from_secs(300));
+    assert_eq!((a.success_rate_stdev, a.success_rate_min_hosts), (1.9, 5));
+    assert_eq!(b.failure_percentage, Some(80));
+    assert_eq!(b.latency_factor, None);
+    assert_eq!(b.interval, Duration::from_secs(30));
+    assert_eq!(b.base_ejection, Duration::from_secs(60));
+    assert_eq!(b.max_ejection, Duration::from_secs(600));
+    // The cap is the policy's max_open_percent, not an outlier key.
+    assert_eq!(c.policies[0].max_open_percent, 40);
+    // [defaults.outlier] turns nothing on.
+    assert_eq!(off.outlier, None);
+    let c = Config::parse(
+        "[defaults.outlier]\nfailure_percentage = 50\n\n[[policy]]\nname = \"p\"\nmatch = [\"10.0.0.1:80\"]\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.policies[0].outlier, None);
+    // Policies added later inherit it when they have a table.
+    let added = c
+        .parse_policies(
+            "[[policy]]\nname = \"q\"\nmatch = [\"10.0.0.2:80\"]\n[policy.outlier]\n\n[[policy]]\nname = \"r\"\nmatch = [\"10.0.0.3:80\"]\n",
+            "request",
+        )
+        .unwrap();
+    assert_eq!(added[0].outlier.unwrap().failure_percentage, Some(50));
+    assert_eq!(added[1].outlier, None);
+}
+
+#[test]
+fn bad_outlier_settings_name_the_field_and_line() {
+    // The table's header is line 4, its first key line 5.
+    let table = |keys: &str| db(&format!("[policy.outlier]\n{keys}"));
+    let p = "t.toml: line 5: policy \"db\": outlier.";
+    let cases: Vec<(String, String)> = [
+        (
+            "interval = \"500ms\"",
+            "interval: must be 1s..=1h, got 500ms",
+        ),
+        ("interval = \"2h\"", "interval: must be 1s..=1h, got 2h"),
+        (
+            "success_rate_stdev = 0.0",
+            "success_rate_stdev: must be in (0, 10], got 0",
+        ),
+        (
+            "success_rate_stdev = 10.5",
+            "success_rate_stdev: must be in (0, 10], got 10.5",
+        ),
+        (
+            "success_rate_stdev = -1",
+            "success_rate_stdev: must be in (0, 10], got -1",
+        ),
+        (
+            "success_rate_stdev = nan",
+            "success_rate_stdev: must be in (0, 10], got NaN",
+        ),
+        (
+            "success_rate_min_hosts = 0",
+            "success_rate_min_hosts: must be 1..=10000, got 0",
+        ),
+        (
+            "success_rate_min_hosts = 10001",
+            "success_rate_min_hosts: must be 1..=10000, got 10001",
+        ),
+        (
+            "success_rate_min_requests = 0",
+            "success_rate_min_requests: must be 1..=1000000000, got 0",
+        ),
+        (
+            "success_rate_min_requests = 1000000001",
+            "success_rate_min_requests: must be 1..=1000000000, got 1000000001",
+        ),
+        (
+            "failure_percentage = 0",
+            "failure_percentage: must be 1..=100, got 0",
+        ),
+        (
+            "failure_percentage = 101",
+            "failure_percentage: must be 1..=100, got 101",
+        ),
+        (
+            "failure_percentage_min_hosts = 0",
+            "failure_percentage_min_hosts: must be 1..=10000, got 0",
+        ),
+        (
+            "failure_percentage_min_hosts = 20000",
+            "failure_percentage_min_hosts: must be 1..=10000, got 20000",
+        ),
+        (
+            "failure_percentage_min_requests = 0",
+            "failure_percentage_min_requests: must be 1..=1000000000, got 0",
+        ),
+        (
+            "failure_percentage_min_requests = 5000000000",
+            "failure_percentage_min_requests: must be 1..=1000000000, got 5000000000",
+        ),
+        (
+            "latency_factor = 1.0",
+            "latency_factor: must be in (1, 1000], got 1",
+        ),
+        (
+            "latency_factor = 1001",
+            "latency_factor: must be in (1, 1000], got 1001",
+        ),
+        (
+            "latency_factor = inf",
+            "latency_factor: must be in (1, 1000], got inf",
+        ),
+        (
+            "latency_min_requests = 0",
+            "latency_min_requests: must be 1..=1000000000, got 0",
+        ),
+        (
+            "latency_min_requests = 1000000001",
+            "latency_min_requests: must be 1..=1000000000, got 1000000001",
+        ),
+        (
+            "base_ejection = \"999ms\"",
+            "base_ejection: must be 1s..=1h, got 999ms",
+        ),
+        (
+            "base_ejection = \"61m\"",
+            "base_ejection: must be 1s..=1h, got 1h 1m",
+        ),
+        (
+            "max_ejection = \"25h\"",
+            "max_ejection: must be 1s..=1day, got 1day 1h",
+        ),
+        (
+            "max_ejection = \"0s\"",
+            "max_ejection: must be 1s..=1day, got 0s",
+        ),
+        // max_ejection below base_ejection: the one written last is named.
+        (
+            "max_ejection = \"10s\"",
+            "max_ejection: must be at least outlier.base_ejection (30s), got 10s",
+        ),
+        (
+            "base_ejection = \"10m\"",
+            "base_ejection: must be at most outlier.max_ejection (5m), got 10m",
+        ),
+    ]
+    .iter()
+    .map(|(keys, want)| (table(keys), format!("{p}{want}")))
+    .collect();
+    let cases: Vec<(&str, &str)> = cases
+        .iter()
+        .map(|(t, w)| (t.as_str(), w.as_str()))
+        .collect();
+    rejected_with(&cases);
+    rejected_with(&[
+        (
+            &table("base_ejection = \"2m\"\nmax_ejection = \"1m\""),
+            "line 6: policy \"db\": outlier.max_ejection: must be at least outlier.base_ejection (2m), got 1m",
+        ),
+        (
+            &table("max_ejection = \"1m\"\nbase_ejection = \"2m\""),
+            "line 6: policy \"db\": outlier.base_ejection: must be at most outlier.max_ejection (1m), got 2m",
+        ),
+        // Dotted keys name their own line.
+        (
+            &db("mode = \"observe\"\noutlier.failure_percentage = 0"),
+            "line 5: policy \"db\": outlier.failure_percentage: must be 1..=100, got 0",
+        ),
+        // Wrong types and unknown keys are refused with their line.
+        (&table("interval = \"soon\""), "line 5"),
+        (&table("failure_percentage = \"85\""), "line 5"),
+        (&table("success_rate_min_requests = -1"), "line 5"),
+        (&table("failure_percentage = 85.5"), "line 5"),
+        (&table("enabled = true"), "unknown field `enabled`"),
+        (
+            &table("max_open_percent = 10"),
+            "unknown field `max_open_percent`",
+        ),
+        (&db("outlier = true"), "line 4"),
+        // [defaults.outlier] is checked on its own, outlier tables or not.
+        (
+            "[defaults.outlier]\nlatency_factor = 0.5\n",
+            "t.toml: line 2: defaults.outlier.latency_factor: must be in (1, 1000], got 0.5",
+        ),
+        (
+            "[defaults.outlier]\n\ninterval = \"0s\"\n",
+            "line 3: defaults.outlier.interval: must be 1s..=1h, got 0s",
+        ),
+        // Bounds across layers: the file's default, the policy's setting.
+        (
+            &format!(
+                "[defaults.outlier]\nmax_ejection = \"1m\"\n\n{}",
+                db("outlier.base_ejection = \"2m\"")
+            ),
+            "line 7: policy \"db\": outlier.base_ejection: must be at most outlier.max_ejection (1m), got 2m",
+        ),
+        (
+            &format!(
+                "[defaults.outlier]\nbase_ejection = \"20m\"\n\n{}",
+                db("[policy.outlier]")
+            ),
+            "line 2: policy \"db\": outlier.base_ejection: must be at most outlier.max_ejection (5m), got 20m",
+        ),
+    ]);
 }
 
 /// A `[[class]]` table (its first line is the table's header).

@@ -585,4 +585,49 @@ mod tests {
             refused.message
         );
     }
+
+    /// `enforcer policy set db outlier.failure_percentage=85 …` sends dotted
+    /// keys: the policy's outlier table, which turns detection on.
+    #[test]
+    fn a_put_body_turns_outlier_detection_on_with_dotted_keys() {
+        let config = Config::embedded();
+        let spec = put_policy(
+            &config,
+            "db",
+            "match = [\"10.0.0.0/24:5432\"]\noutlier.failure_percentage = 85\noutlier.base_ejection = \"10s\"",
+        )
+        .unwrap();
+        let o = spec.outlier.expect("on");
+        assert_eq!(
+            (o.failure_percentage, o.base_ejection, o.latency_factor),
+            (Some(85), Duration::from_secs(10), None)
+        );
+        assert_eq!(
+            (o.interval, o.max_ejection),
+            (Duration::from_secs(10), Duration::from_secs(300))
+        );
+        // `outlier={}`: on, with every default.
+        let spec = put_policy(
+            &config,
+            "db",
+            "match = [\"10.0.0.0/24:5432\"]\noutlier = {}",
+        )
+        .unwrap();
+        assert_eq!(spec.outlier, Some(crate::outlier::Settings::default()));
+        let spec = put_policy(&config, "db", "match = [\"10.0.0.0/24:5432\"]").unwrap();
+        assert_eq!(spec.outlier, None);
+        let refused = put_policy(
+            &config,
+            "db",
+            "match = [\"10.0.0.0/24:5432\"]\noutlier.failure_percentage = 0",
+        )
+        .expect_err("out of bounds");
+        assert!(
+            refused.message.contains(
+                "line 4: policy \"db\": outlier.failure_percentage: must be 1..=100, got 0"
+            ),
+            "{}",
+            refused.message
+        );
+    }
 }

@@ -139,6 +139,40 @@ mod tests {
     }
 
     #[test]
+    fn outlier_tables_round_trip_exactly() {
+        // [defaults.outlier] unlike the embedded one; `db` sets every key,
+        // `cache` one (the rest inherited), `web` has no table (off).
+        let config = Config::parse(
+            "[defaults.outlier]\ninterval = \"20s\"\nsuccess_rate_stdev = 1.5\nlatency_factor = 4.0\nbase_ejection = \"1m\"\n\n[[policy]]\nname = \"db\"\nmatch = [\"10.0.0.0/24:5432\"]\nmax_open_percent = 30\n[policy.outlier]\ninterval = \"1m 30s\"\nsuccess_rate_stdev = 1.37\nsuccess_rate_min_hosts = 3\nsuccess_rate_min_requests = 250\nfailure_percentage = 90\nfailure_percentage_min_hosts = 4\nfailure_percentage_min_requests = 75\nlatency_factor = 2.75\nlatency_min_requests = 33\nbase_ejection = \"45s\"\nmax_ejection = \"2h 30m\"\n\n[[policy]]\nname = \"cache\"\nmatch = [\"10.0.2.0/24:6379\"]\noutlier.failure_percentage = 85\n\n[[policy]]\nname = \"web\"\nmatch = [\"10.0.3.0/24:443\"]\n",
+            "config",
+        )
+        .unwrap();
+        let [db, cache, web] = &config.policies[..] else {
+            panic!()
+        };
+        assert_eq!(db.outlier.unwrap().success_rate_stdev, 1.37);
+        assert_eq!(cache.outlier.unwrap().latency_factor, Some(4.0));
+        assert_eq!(web.outlier, None);
+        let text = to_toml(&config.policies);
+        assert_eq!(text.matches("[policy.outlier]").count(), 2, "{text}");
+        let read = config.parse_policies(&text, "saved").unwrap();
+        assert_eq!(read, config.policies);
+        assert_eq!(to_toml(&read), text, "the same file again");
+        // Read under other defaults, they are still the same policies (an
+        // unset detector is written as no key: under the configuration that
+        // made it, no default sets it, or the policy would have it).
+        let other = Config::parse(
+            "[defaults.outlier]\ninterval = \"1h\"\nsuccess_rate_min_hosts = 99\nmax_ejection = \"24h\"\n",
+            "other",
+        )
+        .unwrap();
+        assert_eq!(
+            other.parse_policies(&text, "saved").unwrap(),
+            config.policies
+        );
+    }
+
+    #[test]
     fn a_changed_configuration_drops_the_saved_set() {
         let dir = std::env::temp_dir().join(format!("enforcer-saved-{}", std::process::id()));
         let config = Config::embedded();

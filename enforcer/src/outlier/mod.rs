@@ -117,7 +117,10 @@ impl Reason {
                 (percent - f64::from(threshold)) / f64::from(threshold.max(1))
             }
             Self::Latency {
-                p90, median, factor, ..
+                p90,
+                median,
+                factor,
+                ..
             } => {
                 let limit = median.as_secs_f64() * factor;
                 (p90.as_secs_f64() - limit) / limit.max(f64::EPSILON)
@@ -249,7 +252,5 @@ fn latency<K: Copy>(s: &Settings, dests: &[&(K, Interval)]) -> Vec<(K, Reason)> 
 
 /// How long the `k`-th ejection lasts (k ≥ 1): `base × k`, at most `max`.
 pub fn ejection_time(s: &Settings, k: u32) -> Duration {
-    s.base_ejection
-        .saturating_mul(k.max(1))
-        .min(s.max_ejection)
+    s.base_ejection.saturating_mul(k.max(1)).min(s.max_ejection)
 }

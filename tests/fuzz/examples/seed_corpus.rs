@@ -83,6 +83,31 @@ fn config_seeds(root: &Path) -> Vec<(&'static str, Vec<u8>)> {
             format!("{policy}max_connections = 10\n[policy.adaptive]\nmin = 5\n").into(),
         ),
         (
+            "policy-outlier.toml",
+            format!(
+                "{policy}max_open_percent = 30\n[policy.outlier]\ninterval = \"5s\"\n\
+                 success_rate_stdev = 1.5\nsuccess_rate_min_hosts = 3\n\
+                 success_rate_min_requests = 50\nfailure_percentage = 85\n\
+                 failure_percentage_min_hosts = 3\nfailure_percentage_min_requests = 20\n\
+                 latency_factor = 3.0\nlatency_min_requests = 10\nbase_ejection = \"10s\"\n\
+                 max_ejection = \"10m\"\n"
+            )
+            .into(),
+        ),
+        (
+            "outlier-defaults.toml",
+            format!(
+                "[defaults.outlier]\ninterval = \"30s\"\nfailure_percentage = 90\n\
+                 max_ejection = \"1h\"\n\n{policy}outlier.latency_factor = 2.5\n"
+            )
+            .into(),
+        ),
+        (
+            "outlier-ejection-order.toml",
+            format!("{policy}[policy.outlier]\nbase_ejection = \"2m\"\nmax_ejection = \"1m\"\n")
+                .into(),
+        ),
+        (
             "daemon.toml",
             "[daemon]\ninterfaces = [\"tap0\", \"veth-guest\"]\npacket_hook = \"xdp\"\n\
              dests_high_water = 0.9\ndests_low_water = 0.8\ngc_idle = \"10m\"\n"
@@ -145,6 +170,11 @@ fn api_seeds() -> Vec<(&'static str, Vec<u8>)> {
             "put-policy-auto",
             "api\nmatch = [\"10.0.1.0/24:8080\"]\nmax_connections = \"auto\"\n\
              adaptive.algorithm = \"vegas\"\nadaptive.max = 500",
+        ),
+        (
+            "put-policy-outlier",
+            "db\nmatch = [\"10.0.0.0/24:5432\"]\nmax_open_percent = 20\n\
+             outlier.failure_percentage = 85\noutlier.base_ejection = \"10s\"",
         ),
         (
             "put-policy-two-tables",

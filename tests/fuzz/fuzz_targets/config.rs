@@ -6,7 +6,8 @@
 //! - what parses can be applied as it stands: its policy set passes the check
 //!   the API runs on a set, and every policy has a kernel form and a backoff
 //!   table (what applying it writes) within the bounds the kernel assumes,
-//!   and an auto policy's limits keep min <= initial <= max;
+//!   an auto policy's limits keep min <= initial <= max, and an outlier
+//!   policy's ejections last from base_ejection to max_ejection;
 //! - its classes are what the kernel's per-priority counts can hold: one per
 //!   priority, shares adding up to at most 1, cgroups listed once.
 #![no_main]
@@ -79,6 +80,35 @@ fn check_applicable(specs: &[PolicySpec]) {
                 (1, s.initial, None),
                 "{spec:?}"
             );
+        }
+        // Outlier detection runs at a positive interval, its detectors'
+        // thresholds are numbers, and ejections stay within their bounds.
+        if let Some(o) = spec.outlier {
+            assert!(!o.interval.is_zero(), "{spec:?}");
+            assert!(
+                o.success_rate_stdev.is_finite() && o.success_rate_stdev > 0.0,
+                "{spec:?}"
+            );
+            assert!(
+                o.failure_percentage.is_none_or(|p| (1..=100).contains(&p)),
+                "{spec:?}"
+            );
+            assert!(
+                o.latency_factor.is_none_or(|f| f.is_finite() && f > 1.0),
+                "{spec:?}"
+            );
+            assert!(
+                o.success_rate_min_hosts >= 1 && o.failure_percentage_min_hosts >= 1,
+                "{spec:?}"
+            );
+            for k in [1, 2, u32::MAX] {
+                let t = enforcer::outlier::ejection_time(&o, k);
+                assert!(
+                    o.base_ejection <= t && t <= o.max_ejection,
+                    "{}: ejection {k} of {t:?}",
+                    spec.name
+                );
+            }
         }
         // The extremes of the jitter draw: steps stay positive and grow.
         for unit in [0.0, 0.5, 1.0] {
