@@ -284,11 +284,12 @@ mod tests {
             Kind::Forget,
             Kind::ReleaseOrphaned,
             Kind::SetLimit,
+            Kind::Eject,
         ] {
             assert_eq!(Kind::from_raw(kind as u32), Some(kind));
         }
         assert_eq!(Kind::from_raw(0), None);
-        assert_eq!(Kind::from_raw(9), None);
+        assert_eq!(Kind::from_raw(10), None);
         assert_eq!(Reply::from_raw(0), Some(Reply::Invalid));
         assert_eq!(Reply::from_raw(u32::MAX), None);
     }

@@ -131,9 +131,8 @@ fn run(command: &Command) -> Reply {
         // Judged under the policy it names, and only under that policy's
         // current epoch: an outlier of one policy never ejects a destination
         // that has moved to another.
-        EJECT if same_policy
-            && command.policy_id == policy_id
-            && !stale_policy(d, policy.epoch) =>
+        EJECT
+            if same_policy && command.policy_id == policy_id && !stale_policy(d, policy.epoch) =>
         {
             d.eject(now, command.duration_ns(), &mut t.guard).map(Some)
         }

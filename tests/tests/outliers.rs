@@ -20,7 +20,7 @@ use enforcer_tests::{
     cgroup::ScratchCgroup,
     daemon::{Daemon, Follower},
     exec::Place,
-    net::{AcceptingServer, free_loopback_port},
+    net::{self, AcceptingServer, free_loopback_port},
 };
 use serde_json::Value;
 
@@ -41,7 +41,7 @@ impl Flaky {
             let stop = stop.clone();
             move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let listener = TcpListener::bind(addr).expect("bind the flaky backend");
+                    let listener = reusable_listener(addr);
                     thread::sleep(Duration::from_millis(50));
                     drop(listener);
                     thread::sleep(Duration::from_millis(50));
@@ -64,30 +64,42 @@ impl Drop for Flaky {
     }
 }
 
-/// Backends on 127.0.`net`.1..=10 at `port`: those in `bad` flaky.
-enum Backend {
-    Healthy(AcceptingServer),
-    Flaky(Flaky),
+/// A listener on `addr` that can be bound again at once: the connections
+/// the last one left unaccepted (reset as it closed) may still hold the port.
+fn reusable_listener(addr: SocketAddr) -> std::os::fd::OwnedFd {
+    use rustix::net::sockopt;
+    let socket = net::tcp_socket(true, false);
+    sockopt::set_socket_reuseaddr(&socket, true).expect("SO_REUSEADDR");
+    sockopt::set_socket_reuseport(&socket, true).expect("SO_REUSEPORT");
+    net::bind_fd(&socket, addr).expect("bind the flaky backend");
+    net::listen_fd(&socket).expect("listen");
+    socket
 }
 
-fn backends(net: u8, port: u16, bad: &[u8]) -> (Vec<SocketAddr>, Vec<Backend>) {
-    let addrs: Vec<SocketAddr> = (1..=10)
+/// The addresses 127.0.`net`.1..=10 at `port`.
+fn addresses(net: u8, port: u16) -> Vec<SocketAddr> {
+    (1..=10)
         .map(|host| SocketAddr::from((Ipv4Addr::new(127, 0, net, host), port)))
-        .collect();
-    let servers = addrs
+        .collect()
+}
+
+/// Healthy backends on `addrs` but those in `bad` (1-based hosts).
+fn healthy(addrs: &[SocketAddr], bad: &[u8]) -> Vec<AcceptingServer> {
+    addrs
         .iter()
-        .enumerate()
-        .map(|(i, addr)| {
-            if bad.contains(&(i as u8 + 1)) {
-                Backend::Flaky(Flaky::start(*addr))
-            } else {
-                Backend::Healthy(AcceptingServer::serve(
-                    TcpListener::bind(addr).expect("bind a backend"),
-                ))
-            }
-        })
-        .collect();
-    (addrs, servers)
+        .zip(1u8..)
+        .filter(|(_, host)| !bad.contains(host))
+        .map(|(addr, _)| AcceptingServer::serve(TcpListener::bind(addr).expect("bind a backend")))
+        .collect()
+}
+
+/// Flaky backends on the hosts of `addrs` in `bad`. Started once the
+/// clients' process is forked: a child holding a copy of a flaky listener
+/// would keep its port listening all along.
+fn flaky(addrs: &[SocketAddr], bad: &[u8]) -> Vec<Flaky> {
+    bad.iter()
+        .map(|host| Flaky::start(addrs[usize::from(*host) - 1]))
+        .collect()
 }
 
 /// A policy over 127.0.`net`.0/24 that never trips by itself, detecting
@@ -131,14 +143,15 @@ fn an_outlier_is_ejected_within_two_intervals_healthy_peers_never_and_the_cap_ho
     let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
     let port = free_loopback_port();
     // Policy "one": backend 127.0.1.4 refuses half its connects.
-    let (one, _one) = backends(1, port, &[4]);
+    let (one, one_bad) = (addresses(1, port), [4]);
     // Policy "four": four bad of ten, at most 20 % open.
-    let (four, _four) = backends(2, port, &[2, 5, 7, 9]);
+    let (four, four_bad) = (addresses(2, port), [2, 5, 7, 9]);
+    let _healthy = [healthy(&one, &one_bad), healthy(&four, &four_bad)];
     // Four of ten failing half their connects pull the peers' mean down
     // too far for the success-rate detector (mean − 1.9 σ ≈ 33 %): the
     // failure percentage finds them.
-    let config = policy("one", 1, port, 100, "")
-        + &policy("four", 2, port, 20, "failure_percentage = 40\n");
+    let config =
+        policy("one", 1, port, 100, "") + &policy("four", 2, port, 20, "failure_percentage = 40\n");
     let d = Daemon::start(&cgroup, &pins, &config);
     let mut follower = Follower::start(&d);
     let place = Place::cgroup(&cgroup);
@@ -149,8 +162,10 @@ fn an_outlier_is_ejected_within_two_intervals_healthy_peers_never_and_the_cap_ho
     let mut most_open = 0;
     thread::scope(|s| {
         let load = s.spawn(|| clients(&place, all.clone(), RUN));
-        // The load's child is forked before any CLI runs (see adaptive.rs).
+        // The load's child is forked before any CLI runs (see adaptive.rs)
+        // and before any flaky listener exists.
         thread::sleep(Duration::from_millis(500));
+        let _flaky = [flaky(&one, &one_bad), flaky(&four, &four_bad)];
         while !load.is_finished() {
             let at = start.elapsed();
             events.extend(follower.drain().into_iter().map(|e| (at, e)));
@@ -168,8 +183,16 @@ fn an_outlier_is_ejected_within_two_intervals_healthy_peers_never_and_the_cap_ho
     let bad = one[3];
     let first = ejected(&events, &bad);
     assert!(
-        first.first().is_some_and(|at| *at <= 2 * INTERVAL + Duration::from_secs(1)),
-        "{bad} ejected within two intervals of {INTERVAL:?}: at {first:?}"
+        first
+            .first()
+            .is_some_and(|at| *at <= 2 * INTERVAL + Duration::from_secs(1)),
+        "{bad} ejected within two intervals of {INTERVAL:?}: at {first:?}; its status {}; events {:?}; log {}",
+        d.status_of(bad),
+        events
+            .iter()
+            .map(|(_, e)| e["kind"].to_string())
+            .collect::<Vec<_>>(),
+        d.log()
     );
     let evidence = events
         .iter()
@@ -177,9 +200,11 @@ fn an_outlier_is_ejected_within_two_intervals_healthy_peers_never_and_the_cap_ho
         .map(|(_, e)| e["ejection"].clone())
         .expect("the ejection's evidence");
     assert_eq!(evidence["reason"], "success_rate", "{evidence}");
-    for healthy in one.iter().chain(&four).filter(|a| {
-        ![one[3], four[1], four[4], four[6], four[8]].contains(a)
-    }) {
+    for healthy in one
+        .iter()
+        .chain(&four)
+        .filter(|a| ![one[3], four[1], four[4], four[6], four[8]].contains(a))
+    {
         assert!(
             ejected(&events, healthy).is_empty(),
             "{healthy} is healthy and was ejected: {:?}",
@@ -204,4 +229,61 @@ fn an_outlier_is_ejected_within_two_intervals_healthy_peers_never_and_the_cap_ho
         )
         .unwrap_or(0.0);
     assert!(count >= 1.0, "enforcer_ejections_total: {count}");
+}
+
+/// The kernel's side of an ejection (`EJECT` through the control program),
+/// without the daemon: only a CLOSED destination of the policy it names is
+/// ejected; while ejected, every connect is refused, an unprivileged
+/// caller's too; after its time the half-open probes bring it back.
+#[test]
+fn an_ejected_destination_is_refused_for_its_time_then_probed_back() {
+    use enforcer::bpf::Applied;
+    use enforcer_common::{breaker::State, control::Command, policy::BackoffRow};
+    use enforcer_tests::fixtures;
+
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached(&cgroup);
+    let server = AcceptingServer::bind("127.0.0.1:0");
+    let addr = server.addr;
+    let policy = enforcer_common::policy::Policy {
+        close_after: 1,
+        ..fixtures::base_policy()
+    };
+    fixtures::apply_one(&mut enforcer, addr, policy, BackoffRow::exponential(1, 1));
+    let place = Place::cgroup(&cgroup);
+    assert_eq!(place.connects(addr, 1), [Ok(())], "tracked, closed");
+    let key = enforcer_tests::key(addr);
+    let eject = |policy_id, ms: u64| {
+        enforcer
+            .control()
+            .run(&Command::eject(key, policy_id, ms * 1_000_000))
+            .expect("EJECT")
+    };
+    // Judged under another policy: never applied.
+    assert_eq!(
+        eject(fixtures::POLICY_ID + 1, 60_000),
+        Applied::NotApplicable
+    );
+    assert_eq!(eject(fixtures::POLICY_ID, 1_500), Applied::Applied);
+    // Open already: nothing more.
+    assert_eq!(eject(fixtures::POLICY_ID, 1_500), Applied::NotApplicable);
+    let out = place.run_as_nobody(move || format!("{:?}", net::connect(addr).map(drop)));
+    assert_eq!(out, format!("{:?}", Err::<(), i32>(libc::ECONNREFUSED)));
+    let state = |e: &enforcer::bpf::Enforcer| {
+        e.maps()
+            .dests
+            .get(&key)
+            .expect("DESTS")
+            .expect("tracked")
+            .breaker
+            .state
+    };
+    assert_eq!(state(&enforcer), State::Open as u32);
+    // After its time, one probe success (close_after 1) closes it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state(&enforcer) != State::Closed as u32 {
+        assert!(Instant::now() < deadline, "not back after its ejection");
+        thread::sleep(Duration::from_millis(200));
+        let _ = place.connects(addr, 1);
+    }
 }

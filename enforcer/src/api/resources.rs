@@ -560,7 +560,10 @@ impl From<&crate::outlier::Eject> for EjectionView {
             } => (
                 rate * 100.0,
                 threshold * 100.0,
-                vec![("mean".into(), mean * 100.0), ("stdev".into(), stdev * 100.0)],
+                vec![
+                    ("mean".into(), mean * 100.0),
+                    ("stdev".into(), stdev * 100.0),
+                ],
             ),
             Reason::FailurePercentage { percent, threshold } => {
                 (percent, f64::from(threshold), Vec::new())
@@ -574,7 +577,10 @@ impl From<&crate::outlier::Eject> for EjectionView {
                 (
                     us(p90),
                     us(median) * factor,
-                    vec![("median_p90_us".into(), us(median)), ("factor".into(), factor)],
+                    vec![
+                        ("median_p90_us".into(), us(median)),
+                        ("factor".into(), factor),
+                    ],
                 )
             }
         };

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::{Dur, Errno, MaxConnections, Mode};
+use super::values::{Backoff, Dur, Errno, MaxConnections, Mode};
 
 /// A resolved setting and the line of the file that set it (`None`: the embedded
 /// defaults).

@@ -8,7 +8,7 @@ use enforcer_common::policy::{BACKOFF_STEPS, BackoffRow, Policy, Signal};
 use super::{
     Invalid,
     knobs::{AdaptiveKnobs, Knobs, OutlierKnobs, Setting},
-    values::{ALGORITHMS, AUTO, Dur, Errno, MaxConnections, Mode, SIGNALS},
+    values::{ALGORITHMS, AUTO, Backoff, Dur, Errno, MaxConnections, Mode, SIGNALS},
 };
 use crate::{adaptive::Settings, outlier, rule::Rule};
 

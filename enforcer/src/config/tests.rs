@@ -317,10 +317,16 @@ fn secs(row: &BackoffRow) -> Vec<f64> {
 #[test]
 fn each_backoff_grows_as_it_says_up_to_the_cap() {
     let middle = |b: &str| secs(&backoff_policy(b).backoff_row(|| 0.5));
-    assert_eq!(middle("exponential")[..7], [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0]);
+    assert_eq!(
+        middle("exponential")[..7],
+        [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0]
+    );
     assert_eq!(middle("linear")[..4], [1.0, 2.0, 3.0, 4.0]);
     assert_eq!(middle("linear")[15], 16.0);
-    assert_eq!(middle("fibonacci")[..11], [1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, 60.0]);
+    assert_eq!(
+        middle("fibonacci")[..11],
+        [1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, 60.0]
+    );
     // Decorrelated at the middle of each draw: halfway from open to three
     // times the previous step (open itself before the first).
     assert_eq!(middle("decorrelated")[..3], [2.0, 3.5, 5.75]);
@@ -345,7 +351,10 @@ fn backoff_draws_stay_in_bounds_trend_upwards_and_spread_apart() {
         };
         for row in &rows {
             for s in row {
-                assert!((low..=high).contains(s), "{backoff}: {s} out of [{low}, {high}]");
+                assert!(
+                    (low..=high).contains(s),
+                    "{backoff}: {s} out of [{low}, {high}]"
+                );
             }
         }
         let mean = |k: usize| rows.iter().map(|r| r[k]).sum::<f64>() / rows.len() as f64;
@@ -356,12 +365,16 @@ fn backoff_draws_stay_in_bounds_trend_upwards_and_spread_apart() {
                 "{backoff}: the mean step falls at {k}: {means:?}"
             );
         }
-        assert!(means[15] > 5.0 * means[0], "{backoff}: no growth: {means:?}");
+        assert!(
+            means[15] > 5.0 * means[0],
+            "{backoff}: no growth: {means:?}"
+        );
         // Two destinations tripped under different draws come back apart:
         // the relative spread of each step below the cap.
         for k in 0..4 {
             let m = means[k];
-            let sd = (rows.iter().map(|r| (r[k] - m).powi(2)).sum::<f64>() / rows.len() as f64).sqrt();
+            let sd =
+                (rows.iter().map(|r| (r[k] - m).powi(2)).sum::<f64>() / rows.len() as f64).sqrt();
             let spread = sd / m;
             assert!(spread > 0.05, "{backoff}: step {k} spread {spread:.3}");
         }

@@ -68,7 +68,8 @@ fn due(shared: &Shared, schedule: &mut Schedule) -> Option<Pass> {
         .iter()
         .filter_map(|p| p.spec.adaptive.map(|a| (p, a)))
         .collect();
-    let intervals: Vec<(u32, Duration)> = adaptive.iter().map(|(p, a)| (p.id, a.interval)).collect();
+    let intervals: Vec<(u32, Duration)> =
+        adaptive.iter().map(|(p, a)| (p.id, a.interval)).collect();
     let turns = schedule.turns(&intervals, Instant::now());
     let learning = d.learning.clone();
     if turns.dropped {

@@ -24,8 +24,7 @@ impl Schedule {
     /// The turns of `policies` (id, interval) at `now`.
     pub fn turns(&mut self, policies: &[(u32, Duration)], now: Instant) -> Turns {
         let before = self.0.len();
-        self.0
-            .retain(|id, _| policies.iter().any(|(p, _)| p == id));
+        self.0.retain(|id, _| policies.iter().any(|(p, _)| p == id));
         let dropped = self.0.len() != before;
         let due: Vec<u32> = policies
             .iter()
@@ -53,7 +52,11 @@ mod tests {
         let t0 = Instant::now();
         let (fast, slow) = ((1, Duration::from_secs(1)), (2, Duration::from_secs(10)));
         assert_eq!(s.turns(&[fast, slow], t0).due, [1, 2]);
-        assert!(s.turns(&[fast, slow], t0 + Duration::from_millis(500)).due.is_empty());
+        assert!(
+            s.turns(&[fast, slow], t0 + Duration::from_millis(500))
+                .due
+                .is_empty()
+        );
         assert_eq!(s.turns(&[fast, slow], t0 + Duration::from_secs(1)).due, [1]);
         let later = s.turns(&[fast], t0 + Duration::from_secs(10));
         assert_eq!((later.due, later.dropped), (vec![1], true));

@@ -28,8 +28,7 @@ use super::{
 use crate::{
     api::{
         BreakerState, ByCause, ClassCounts, ClassView, Destination, EjectionView, Failures,
-        LimitChange,
-        OverrideKind, PolicyView, Status,
+        LimitChange, OverrideKind, PolicyView, Status,
     },
     bpf::{BpfError, Dests},
     clock::monotonic_ns,

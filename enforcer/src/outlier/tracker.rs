@@ -71,8 +71,8 @@ impl Tracker {
                 read: *state,
                 ejections: 0,
             });
-            let comparable = kept.policy_id == peers.policy_id
-                && kept.generation == state.generation;
+            let comparable =
+                kept.policy_id == peers.policy_id && kept.generation == state.generation;
             if comparable && let Some(interval) = Interval::between(&kept.read, state) {
                 intervals.push((*key, interval));
             } else {
@@ -95,7 +95,8 @@ impl Tracker {
         // A healthy interval (CLOSED, judged, not an outlier) takes one off
         // the count, so a destination ejected long ago starts short again.
         for (key, interval) in &intervals {
-            if !interval.open && !found.iter().any(|e| e.key == *key)
+            if !interval.open
+                && !found.iter().any(|e| e.key == *key)
                 && let Some(kept) = self.dests.get_mut(key)
             {
                 kept.ejections = kept.ejections.saturating_sub(1);
@@ -190,11 +191,17 @@ mod tests {
     fn a_bad_destination_is_ejected_longer_each_time_and_shorter_after_health() {
         let mut t = Tracker::default();
         let mut reads = fresh();
-        assert!(pass(&mut t, &reads).is_empty(), "a first read: nothing to compare");
+        assert!(
+            pass(&mut t, &reads).is_empty(),
+            "a first read: nothing to compare"
+        );
         traffic(&mut reads, Some(3));
         let e = pass(&mut t, &reads);
         assert_eq!(e.len(), 1);
-        assert_eq!((e[0].key, e[0].count, e[0].duration.as_secs()), (key(3), 1, 30));
+        assert_eq!(
+            (e[0].key, e[0].count, e[0].duration.as_secs()),
+            (key(3), 1, 30)
+        );
         assert!(t.last_of(&key(3)).is_some());
         // Back, and bad again at once: the second ejection is twice as long.
         traffic(&mut reads, Some(3));
@@ -225,7 +232,10 @@ mod tests {
         };
         reads[0].1.breaker.state = State::Open as u32;
         traffic(&mut reads, Some(5));
-        assert!(t.pass(&capped, reads.iter().map(|(k, s)| (k, s))).is_empty());
+        assert!(
+            t.pass(&capped, reads.iter().map(|(k, s)| (k, s)))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -243,7 +253,10 @@ mod tests {
             s
         };
         traffic(&mut reads, Some(3));
-        assert!(pass(&mut t, &reads).is_empty(), "no interval for a new entry");
+        assert!(
+            pass(&mut t, &reads).is_empty(),
+            "no interval for a new entry"
+        );
         reads[7].1.policy_id = 3;
         pass(&mut t, &reads);
         t.keep_policies(&[]);
