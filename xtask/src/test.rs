@@ -61,8 +61,9 @@ const LTS_SMOKE: [(&str, &str); 6] = [
 /// latencies: a 2-CPU emulated guest cannot generate that load, so their
 /// figures there say nothing of the kernel. They run on the host's kernel;
 /// what they rely on in the kernel (the response signal, the learnt cap,
-/// classes) runs on [`LTS`] in `signals`, `bulkhead` and `class_shares`.
-const LOAD_TESTS: [&str; 2] = ["adaptive", "capacity"];
+/// classes, ejection) runs on [`LTS`] in `signals`, `bulkhead`,
+/// `class_shares` and `ejection`.
+const LOAD_TESTS: [&str; 3] = ["adaptive", "capacity", "outliers"];
 
 /// How long a guest may run: the whole suite takes about ten times the host's
 /// time under emulation.
