@@ -894,6 +894,12 @@ mod tests {
         let report = offered(backend.addr(), 100.0, Duration::from_millis(300), &opts);
         assert_eq!((report.sent, report.ok), (30, 30), "{report}");
         assert!(report.ok_p50_ns >= nanos(work), "{report}");
+        // A worker counts a request once its answer is written: the client
+        // may have read it a moment before.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while backend.served() < 30 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(backend.served(), 30);
         assert_eq!(report.buckets.len(), 1);
         assert_eq!(report.buckets[0].ok, 30);

@@ -13,42 +13,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_common::{control::Command, dest::DestState};
+use enforcer_common::control::Command;
 
-use super::{Shared, lock, notices::dest_event, schedule::Schedule};
+use super::{
+    Shared, lock,
+    notices::dest_event,
+    schedule::{self, Schedule},
+};
 use crate::{
     adaptive::{Learner, Learning, Step},
     api::LimitChange,
     bpf::{BpfError, Control, Dests},
 };
 
-const TICK: Duration = Duration::from_millis(100);
-
 /// The learners, shared with the status and the metrics.
 pub type SharedLearning = Arc<Mutex<Learning>>;
 
 pub async fn run(shared: Shared) {
-    let mut tick = tokio::time::interval(TICK);
-    let mut schedule = Schedule::default();
-    loop {
-        tick.tick().await;
-        let Some(pass) = due(&shared, &mut schedule) else {
-            continue;
-        };
-        let due = pass.due.clone();
-        let steps = match tokio::task::spawn_blocking(move || pass.run()).await {
-            Ok(Ok(steps)) => steps,
-            Ok(Err(e)) => {
-                tracing::error!("adaptive limits: {e}");
-                continue;
-            }
-            Err(e) => {
-                tracing::error!("adaptive limits: the pass failed: {e}");
-                continue;
-            }
-        };
-        announce(&shared, &due, &steps);
-    }
+    schedule::run_turns(shared, "adaptive limits", due, Pass::run, announce).await;
 }
 
 /// One pass's work, taken from the daemon under its lock.
@@ -102,14 +84,9 @@ fn due(shared: &Shared, schedule: &mut Schedule) -> Option<Pass> {
 impl Pass {
     /// Reads the due policies' destinations, decides, writes the limits that
     /// changed.
-    fn run(self) -> Result<Vec<Step>, BpfError> {
+    fn run(self) -> Result<(Vec<Learner>, Vec<Step>), BpfError> {
         let ids: Vec<u32> = self.due.iter().map(|l| l.policy_id).collect();
-        let mut reads: Vec<(enforcer_common::dest::DestKey, DestState)> = Vec::new();
-        self.dests.each(|key, state| {
-            if ids.contains(&state.policy_id) {
-                reads.push((*key, *state));
-            }
-        })?;
+        let reads = schedule::read_policies(&self.dests, &ids)?;
         let steps = self
             .learning
             .lock()
@@ -121,12 +98,12 @@ impl Pass {
             // since the read; the next pass sees it as it is.
             self.control.run(&command)?;
         }
-        Ok(steps)
+        Ok((self.due, steps))
     }
 }
 
 /// Publishes the changes worth an event.
-fn announce(shared: &Shared, due: &[Learner], steps: &[Step]) {
+fn announce(shared: &Shared, (due, steps): (Vec<Learner>, Vec<Step>)) {
     let d = lock(shared);
     for step in steps.iter().filter(|s| s.announce) {
         let Some(learner) = due.iter().find(|l| l.policy_id == step.policy_id) else {

@@ -14,20 +14,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_common::{
-    control::Command,
-    dest::{DestKey, DestState},
-};
+use enforcer_common::control::Command;
 
-use super::{Shared, lock, notices::dest_event, schedule::Schedule};
+use super::{
+    Shared, lock,
+    notices::dest_event,
+    schedule::{self, Schedule},
+};
 use crate::{
     api::EjectionView,
     bpf::{Applied, BpfError, Control, Dests},
     clock::Jitter,
     outlier::{Eject, Peers, Tracker},
 };
-
-const TICK: Duration = Duration::from_millis(100);
 
 /// The trackers' memory, shared with the status.
 pub type SharedTracker = Arc<Mutex<Tracker>>;
@@ -36,19 +35,7 @@ pub type SharedTracker = Arc<Mutex<Tracker>>;
 pub type Ejections = HashMap<(String, &'static str), u64>;
 
 pub async fn run(shared: Shared) {
-    let mut tick = tokio::time::interval(TICK);
-    let mut schedule = Schedule::default();
-    loop {
-        tick.tick().await;
-        let Some(pass) = due(&shared, &mut schedule) else {
-            continue;
-        };
-        match tokio::task::spawn_blocking(move || pass.run()).await {
-            Ok(Ok(applied)) => announce(&shared, &applied),
-            Ok(Err(e)) => tracing::error!("outlier detection: {e}"),
-            Err(e) => tracing::error!("outlier detection: the pass failed: {e}"),
-        }
-    }
+    schedule::run_turns(shared, "outlier detection", due, Pass::run, announce).await;
 }
 
 /// One pass's work, taken from the daemon under its lock.
@@ -108,12 +95,7 @@ impl Pass {
     /// outliers; those the kernel applied.
     fn run(self) -> Result<Vec<Eject>, BpfError> {
         let ids: Vec<u32> = self.due.iter().map(|(p, _)| p.policy_id).collect();
-        let mut reads: Vec<(DestKey, DestState)> = Vec::new();
-        self.dests.each(|key, state| {
-            if ids.contains(&state.policy_id) {
-                reads.push((*key, *state));
-            }
-        })?;
+        let reads = schedule::read_policies(&self.dests, &ids)?;
         let mut tracker = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
         let mut jitter = Jitter::seeded();
         let mut applied = Vec::new();
@@ -141,9 +123,9 @@ impl Pass {
 }
 
 /// Publishes each ejection with its evidence and counts it.
-fn announce(shared: &Shared, applied: &[Eject]) {
+fn announce(shared: &Shared, applied: Vec<Eject>) {
     let mut d = lock(shared);
-    for eject in applied {
+    for eject in &applied {
         let policy = d.policy_name(eject.policy_id).to_owned();
         let view = EjectionView::from(eject);
         *d.ejections

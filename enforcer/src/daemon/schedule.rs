@@ -1,10 +1,61 @@
-//! Per-policy intervals of the daemon's periodic passes (adaptive limits,
-//! outlier detection): whose turn has come.
+//! The daemon's periodic passes over some policies' destinations (adaptive
+//! limits, outlier detection): whose turn has come, and the loop that takes
+//! each pass's work under the daemon's lock, runs it on a blocking thread
+//! without the lock (a pass over many destinations takes tens of
+//! milliseconds, which must not stall the API or the controller), and hands
+//! what it did back.
 
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
 };
+
+use enforcer_common::dest::{DestKey, DestState};
+
+use super::Shared;
+use crate::bpf::{BpfError, Dests};
+
+/// How often the loops look whose turn it is.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Every [`TICK`]: `take` the due work (under the daemon's lock, through
+/// `schedule`), `run` it off the lock, and `done` with what it did; errors
+/// are logged as `what`'s.
+pub async fn run_turns<P, T>(
+    shared: Shared,
+    what: &'static str,
+    take: impl Fn(&Shared, &mut Schedule) -> Option<P>,
+    run: fn(P) -> Result<T, BpfError>,
+    done: impl Fn(&Shared, T),
+) where
+    P: Send + 'static,
+    T: Send + 'static,
+{
+    let mut tick = tokio::time::interval(TICK);
+    let mut schedule = Schedule::default();
+    loop {
+        tick.tick().await;
+        let Some(pass) = take(&shared, &mut schedule) else {
+            continue;
+        };
+        match tokio::task::spawn_blocking(move || run(pass)).await {
+            Ok(Ok(out)) => done(&shared, out),
+            Ok(Err(e)) => tracing::error!("{what}: {e}"),
+            Err(e) => tracing::error!("{what}: the pass failed: {e}"),
+        }
+    }
+}
+
+/// The destinations of the policies `ids`, each read under its lock.
+pub fn read_policies(dests: &Dests, ids: &[u32]) -> Result<Vec<(DestKey, DestState)>, BpfError> {
+    let mut reads = Vec::new();
+    dests.each(|key, state| {
+        if ids.contains(&state.policy_id) {
+            reads.push((*key, *state));
+        }
+    })?;
+    Ok(reads)
+}
 
 /// When each policy last had its turn.
 #[derive(Debug, Default)]
