@@ -44,6 +44,18 @@ pub enum Algorithm {
     Aimd,
 }
 
+impl Algorithm {
+    /// The weight of a new limit when a policy sets none: Netflix's
+    /// builders' (gradient2 0.2; vegas 1, its own steps being gentle
+    /// already); aimd does not smooth.
+    pub const fn default_smoothing(self) -> f64 {
+        match self {
+            Self::Gradient2 => 0.2,
+            Self::Vegas | Self::Aimd => 1.0,
+        }
+    }
+}
+
 /// A policy's adaptive settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Settings {

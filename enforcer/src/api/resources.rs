@@ -662,7 +662,7 @@ mod tests {
                 "max": 200,
                 "initial": 20,
                 "interval": "500ms",
-                "smoothing": 0.2,
+                "smoothing": 1.0,
                 "tolerance": 1.25,
                 "signal": "lifetime",
             })

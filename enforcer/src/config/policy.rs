@@ -247,17 +247,18 @@ impl Checker {
     fn adaptive_fields(&self, k: &AdaptiveKnobs) -> Result<AdaptiveSpec, Invalid> {
         let d = Settings::default();
         let limit = |f: &str, s: &Option<Setting<u32>>| self.int(f, s, 1, MAX_CONNECTIONS);
+        let algorithm = self
+            .choice("adaptive.algorithm", &k.algorithm, &ALGORITHMS)?
+            .unwrap_or(d.algorithm);
         Ok(AdaptiveSpec {
             settings: Settings {
-                algorithm: self
-                    .choice("adaptive.algorithm", &k.algorithm, &ALGORITHMS)?
-                    .unwrap_or(d.algorithm),
+                algorithm,
                 min: limit("adaptive.min", &k.min)?.unwrap_or(d.min),
                 max: limit("adaptive.max", &k.max)?.unwrap_or(d.max),
                 initial: limit("adaptive.initial", &k.initial)?.unwrap_or(d.initial),
                 smoothing: self
                     .share("adaptive.smoothing", &k.smoothing, true, 0.0, 1.0)?
-                    .unwrap_or(d.smoothing),
+                    .unwrap_or(algorithm.default_smoothing()),
                 tolerance: self
                     .share("adaptive.tolerance", &k.tolerance, false, 1.0, 10.0)?
                     .unwrap_or(d.tolerance),

@@ -588,7 +588,9 @@ fn an_auto_policy_learns_with_the_default_settings() {
     assert_eq!(d.min.as_ref().map(|s| s.value), Some(s.min));
     assert_eq!(d.max.as_ref().map(|s| s.value), Some(s.max));
     assert_eq!(d.initial.as_ref().map(|s| s.value), Some(s.initial));
-    assert_eq!(d.smoothing.as_ref().map(|s| s.value), Some(s.smoothing));
+    // Smoothing is left to the algorithm (gradient2's is the default's).
+    assert_eq!(d.smoothing, None);
+    assert_eq!(s.algorithm.default_smoothing(), s.smoothing);
     assert_eq!(d.tolerance.as_ref().map(|s| s.value), Some(s.tolerance));
     assert_eq!(
         d.algorithm.as_ref().map(|s| s.value.as_str()),
@@ -677,7 +679,8 @@ fn adaptive_defaults_are_laid_over_field_by_field() {
     assert_eq!(a.settings.algorithm, Algorithm::Vegas);
     assert_eq!(a.interval, Duration::from_secs(2));
     assert_eq!((a.settings.min, a.settings.initial), (20, 20));
-    assert_eq!(a.settings.smoothing, 0.2);
+    // Vegas's own smoothing when none is set.
+    assert_eq!(a.settings.smoothing, 1.0);
     assert_eq!(b.settings.max, 300);
     assert_eq!(b.signal, Signal::Handshake);
     assert_eq!(b.settings.algorithm, Algorithm::Vegas);
