@@ -34,11 +34,16 @@ use crate::{atomic, dest, policies::Policies, sock};
 #[cgroup_skb(egress)]
 pub fn response_out(ctx: SkBuffContext) -> i32 {
     if let Some((sk, sock)) = measured(&ctx) {
+        let marks = atomic::load(&raw const sock.marks);
+        // The clock runs: later packets of the request have nothing to start
+        // (no helper call for them).
+        if marks & marks::REQUEST_SENT != 0 {
+            return 1;
+        }
         // SAFETY: a full socket from `measured`.
         let tp = unsafe { bpf_tcp_sock(sk) };
         // SAFETY: null-checked; valid for the program's run.
         let data_segs_out = unsafe { tp.as_ref() }.map_or(0, |tp| tp.data_segs_out);
-        let marks = atomic::load(&raw const sock.marks);
         if response::on_sent(marks, data_segs_out) == Step::Start {
             start(sock);
         }

@@ -10,7 +10,7 @@
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use enforcer_common::control::Command;
@@ -45,31 +45,22 @@ struct Pass {
 /// the learners of policies that are no longer adaptive.
 fn due(shared: &Shared, schedule: &mut Schedule) -> Option<Pass> {
     let d = lock(shared);
-    let adaptive: Vec<_> = d
-        .policies
-        .iter()
-        .filter_map(|p| p.spec.adaptive.map(|a| (p, a)))
-        .collect();
-    let intervals: Vec<(u32, Duration)> =
-        adaptive.iter().map(|(p, a)| (p.id, a.interval)).collect();
-    let turns = schedule.turns(&intervals, Instant::now());
     let learning = d.learning.clone();
-    if turns.dropped {
-        let ids: Vec<u32> = intervals.iter().map(|(id, _)| *id).collect();
-        learning
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keep_policies(&ids);
-    }
-    let due: Vec<Learner> = adaptive
-        .iter()
-        .filter(|(p, _)| turns.due.contains(&p.id))
-        .map(|(p, a)| Learner {
+    let adaptive = d.policies.iter().filter_map(|p| {
+        let a = p.spec.adaptive?;
+        let learner = Learner {
             policy_id: p.id,
             epoch: p.spec.epoch(),
             settings: a.settings,
-        })
-        .collect();
+        };
+        Some((p.id, a.interval, learner))
+    });
+    let due = schedule.due(adaptive, Instant::now(), |ids| {
+        learning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keep_policies(ids);
+    });
     if due.is_empty() {
         return None;
     }

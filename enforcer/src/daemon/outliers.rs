@@ -50,35 +50,23 @@ struct Pass {
 /// what is kept for policies that no longer detect outliers.
 fn due(shared: &Shared, schedule: &mut Schedule) -> Option<Pass> {
     let d = lock(shared);
-    let detecting: Vec<_> = d
-        .policies
-        .iter()
-        .filter_map(|p| p.spec.outlier.map(|o| (p, o)))
-        .collect();
-    let intervals: Vec<(u32, Duration)> =
-        detecting.iter().map(|(p, o)| (p.id, o.interval)).collect();
-    let turns = schedule.turns(&intervals, Instant::now());
     let tracker = d.outliers.clone();
-    if turns.dropped {
-        let ids: Vec<u32> = intervals.iter().map(|(id, _)| *id).collect();
+    let detecting = d.policies.iter().filter_map(|p| {
+        let settings = p.spec.outlier?;
+        let peers = Peers {
+            policy_id: p.id,
+            epoch: p.spec.epoch(),
+            settings,
+            max_open_percent: p.spec.max_open_percent,
+        };
+        Some((p.id, settings.interval, (peers, p.spec.jitter)))
+    });
+    let due: Vec<(Peers, f64)> = schedule.due(detecting, Instant::now(), |ids| {
         tracker
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .keep_policies(&ids);
-    }
-    let due: Vec<(Peers, f64)> = detecting
-        .iter()
-        .filter(|(p, _)| turns.due.contains(&p.id))
-        .map(|(p, settings)| {
-            let peers = Peers {
-                policy_id: p.id,
-                epoch: p.spec.epoch(),
-                settings: *settings,
-                max_open_percent: p.spec.max_open_percent,
-            };
-            (peers, p.spec.jitter)
-        })
-        .collect();
+            .keep_policies(ids);
+    });
     if due.is_empty() {
         return None;
     }

@@ -72,6 +72,32 @@ pub struct Turns {
 }
 
 impl Schedule {
+    /// Of `policies` (id, interval, what a pass needs of it), those whose
+    /// turn has come at `now`; `forget` is handed the ids still scheduled
+    /// when a policy dropped out, so the pass's memory of it can go.
+    pub fn due<T>(
+        &mut self,
+        policies: impl IntoIterator<Item = (u32, Duration, T)>,
+        now: Instant,
+        forget: impl FnOnce(&[u32]),
+    ) -> Vec<T> {
+        let policies: Vec<(u32, Duration, T)> = policies.into_iter().collect();
+        let intervals: Vec<(u32, Duration)> = policies
+            .iter()
+            .map(|(id, interval, _)| (*id, *interval))
+            .collect();
+        let turns = self.turns(&intervals, now);
+        if turns.dropped {
+            let ids: Vec<u32> = intervals.iter().map(|(id, _)| *id).collect();
+            forget(&ids);
+        }
+        policies
+            .into_iter()
+            .filter(|(id, _, _)| turns.due.contains(id))
+            .map(|(_, _, t)| t)
+            .collect()
+    }
+
     /// The turns of `policies` (id, interval) at `now`.
     pub fn turns(&mut self, policies: &[(u32, Duration)], now: Instant) -> Turns {
         let before = self.0.len();

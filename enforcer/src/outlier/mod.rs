@@ -53,25 +53,29 @@ pub struct Settings {
     pub max_ejection: Duration,
 }
 
-impl Default for Settings {
+impl Settings {
     /// Envoy's outlier detection defaults (interval 10 s, stdev factor 1.9,
     /// 5 hosts of 100 requests; failure percentage off, 5 hosts of 50
     /// requests when on; ejection 30 s up to 300 s); latency off, 20
     /// handshakes per destination when on.
+    pub const DEFAULT: Self = Self {
+        interval: Duration::from_secs(10),
+        success_rate_stdev: 1.9,
+        success_rate_min_hosts: 5,
+        success_rate_min_requests: 100,
+        failure_percentage: None,
+        failure_percentage_min_hosts: 5,
+        failure_percentage_min_requests: 50,
+        latency_factor: None,
+        latency_min_requests: 20,
+        base_ejection: Duration::from_secs(30),
+        max_ejection: Duration::from_secs(300),
+    };
+}
+
+impl Default for Settings {
     fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(10),
-            success_rate_stdev: 1.9,
-            success_rate_min_hosts: 5,
-            success_rate_min_requests: 100,
-            failure_percentage: None,
-            failure_percentage_min_hosts: 5,
-            failure_percentage_min_requests: 50,
-            latency_factor: None,
-            latency_min_requests: 20,
-            base_ejection: Duration::from_secs(30),
-            max_ejection: Duration::from_secs(300),
-        }
+        Self::DEFAULT
     }
 }
 

@@ -140,19 +140,7 @@ mod tests {
     const PEERS: Peers = Peers {
         policy_id: 2,
         epoch: 9,
-        settings: Settings {
-            interval: Duration::from_secs(10),
-            success_rate_stdev: 1.9,
-            success_rate_min_hosts: 5,
-            success_rate_min_requests: 100,
-            failure_percentage: None,
-            failure_percentage_min_hosts: 5,
-            failure_percentage_min_requests: 50,
-            latency_factor: None,
-            latency_min_requests: 20,
-            base_ejection: Duration::from_secs(30),
-            max_ejection: Duration::from_secs(300),
-        },
+        settings: Settings::DEFAULT,
         max_open_percent: 100,
     };
 
