@@ -23,7 +23,7 @@
 //! unreserved rest first in effect: classes without a share borrow it, and
 //! nobody borrows while it is overdrawn.
 
-use crate::{breaker::Totals, impl_pod, policy::Policy, raw_enum};
+use crate::{breaker::Totals, impl_pod, raw_enum};
 
 /// How many classes there are: one per priority.
 pub const CLASSES: usize = 4;
@@ -118,12 +118,12 @@ pub struct Caller<'a> {
     pub class: Priority,
 }
 
-/// How degraded a destination is: its window's failure share in ‰ of the
-/// policy's `failure_rate` (1000 = the trip point); 0 while the window holds
-/// fewer than `min_attempts` or the rate trigger is off.
+/// How degraded a destination is: its window's failure share in ‰ of its
+/// trip rate `trip_permille` (1000 = the trip point); 0 while the window
+/// holds fewer than `min_attempts` or the rate trigger is off.
 #[inline(always)]
-pub const fn degradation(totals: Totals, policy: &Policy) -> u32 {
-    if totals.attempts < policy.min_attempts {
+pub const fn degradation(totals: Totals, min_attempts: u32, trip_permille: u32) -> u32 {
+    if totals.attempts < min_attempts {
         return 0;
     }
     // `checked_div`: no division the compiler must guard with a panic (the
@@ -131,7 +131,7 @@ pub const fn degradation(totals: Totals, policy: &Policy) -> u32 {
     let Some(share) = (totals.failures as u64 * 1000).checked_div(totals.attempts as u64) else {
         return 0;
     };
-    let Some(of_trip) = (share * 1000).checked_div(policy.failure_rate_permille as u64) else {
+    let Some(of_trip) = (share * 1000).checked_div(trip_permille as u64) else {
         return 0;
     };
     if of_trip > u32::MAX as u64 {
@@ -286,20 +286,13 @@ mod tests {
 
     #[test]
     fn degradation_is_the_failure_share_against_the_trip_point() {
-        let p = Policy {
-            failure_rate_permille: 500,
-            min_attempts: 10,
-            ..Policy::default()
-        };
         let t = |attempts, failures| Totals { attempts, failures };
-        assert_eq!(degradation(t(9, 9), &p), 0, "fewer than min_attempts");
-        assert_eq!(degradation(t(20, 5), &p), 500);
-        assert_eq!(degradation(t(20, 10), &p), 1000);
-        assert_eq!(degradation(t(20, 20), &p), 2000);
-        let off = Policy {
-            failure_rate_permille: 0,
-            ..p
-        };
-        assert_eq!(degradation(t(20, 20), &off), 0);
+        assert_eq!(degradation(t(9, 9), 10, 500), 0, "fewer than min_attempts");
+        assert_eq!(degradation(t(20, 5), 10, 500), 500);
+        assert_eq!(degradation(t(20, 10), 10, 500), 1000);
+        assert_eq!(degradation(t(20, 20), 10, 500), 2000);
+        // A learned trip rate of 10 %: 5 failures of 20 are 2.5 times it.
+        assert_eq!(degradation(t(20, 5), 10, 100), 2500);
+        assert_eq!(degradation(t(20, 20), 10, 0), 0, "the rate trigger off");
     }
 }

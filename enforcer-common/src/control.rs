@@ -6,6 +6,7 @@
 //! destination as it is under its lock: the daemon's read may be a scan old.
 
 use crate::{
+    baseline::Baseline,
     breaker::State,
     dest::{DestKey, DestState},
     flow::FlowKey,
@@ -54,6 +55,9 @@ raw_enum! {
         /// its current epoch opens for [`Command::duration_ns`] (when the
         /// group guard allows), and comes back through the half-open probes.
         Eject = 9,
+        /// Set the destination's learned [`crate::baseline::Baseline`]
+        /// ([`Command::baseline`]), on the same terms as `SET_LIMIT`.
+        SetBaseline = 10,
     }
 }
 
@@ -98,7 +102,8 @@ pub struct Command {
     pub flow: FlowKey,
     /// Arguments, per kind: FORGET `[idle_since_ns, when]`, RESET `[0, when]`,
     /// ADJUST_POLICY_STATS `[tracked delta, open delta]` (two's complement),
-    /// SET_LIMIT `[limit, 0]`.
+    /// SET_LIMIT `[limit, 0]`, SET_BASELINE `[share | spread << 32, p99 |
+    /// windows << 32]`.
     pub args: [u64; 2],
 }
 const _: () = assert!(size_of::<Command>() == 80);
@@ -168,6 +173,27 @@ impl Command {
         command
     }
 
+    /// SET_BASELINE of `dest`, learned under policy `policy_id`.
+    pub const fn set_baseline(dest: DestKey, policy_id: u32, b: &Baseline) -> Self {
+        let mut command = Self::new(Kind::SetBaseline, dest);
+        command.policy_id = policy_id;
+        command.args = [
+            b.share_ppm as u64 | (b.spread_ppm as u64) << 32,
+            b.p99_us as u64 | (b.windows as u64) << 32,
+        ];
+        command
+    }
+
+    /// SET_BASELINE: the baseline learned.
+    pub const fn baseline(&self) -> Baseline {
+        Baseline {
+            share_ppm: self.args[0] as u32,
+            spread_ppm: (self.args[0] >> 32) as u32,
+            p99_us: self.args[1] as u32,
+            windows: (self.args[1] >> 32) as u32,
+        }
+    }
+
     /// EJECT: how long the destination stays open.
     pub const fn duration_ns(&self) -> u64 {
         self.args[0]
@@ -217,6 +243,22 @@ pub const fn set_limit(d: &mut DestState, policy_id: u32, policy_epoch: u32, lim
         return false;
     }
     d.breaker.limit = limit;
+    true
+}
+
+/// SET_BASELINE on a destination as it is under its lock: applied on the
+/// terms of [`set_limit`].
+#[inline(always)]
+pub const fn set_baseline(
+    d: &mut DestState,
+    policy_id: u32,
+    policy_epoch: u32,
+    b: Baseline,
+) -> bool {
+    if d.policy_id != policy_id || stale_policy(d, policy_epoch) {
+        return false;
+    }
+    d.baseline = b;
     true
 }
 
@@ -285,13 +327,36 @@ mod tests {
             Kind::ReleaseOrphaned,
             Kind::SetLimit,
             Kind::Eject,
+            Kind::SetBaseline,
         ] {
             assert_eq!(Kind::from_raw(kind as u32), Some(kind));
         }
         assert_eq!(Kind::from_raw(0), None);
-        assert_eq!(Kind::from_raw(10), None);
+        assert_eq!(Kind::from_raw(11), None);
         assert_eq!(Reply::from_raw(0), Some(Reply::Invalid));
         assert_eq!(Reply::from_raw(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_baseline_travels_whole_and_lands_only_under_its_policy_and_epoch() {
+        let b = Baseline {
+            share_ppm: 30_000,
+            spread_ppm: u32::MAX,
+            p99_us: 1,
+            windows: 77,
+        };
+        let key = DestKey::from_ipv4_raw(1, 2);
+        assert_eq!(Command::set_baseline(key, 3, &b).baseline(), b);
+        let mut d = DestState {
+            policy_id: 3,
+            policy_epoch: 9,
+            ..DestState::default()
+        };
+        assert!(!set_baseline(&mut d, 4, 9, b), "another policy's");
+        assert!(!set_baseline(&mut d, 3, 8, b), "a stale epoch's");
+        assert_eq!(d.baseline, Baseline::default());
+        assert!(set_baseline(&mut d, 3, 9, b));
+        assert_eq!(d.baseline, b);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use core::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use crate::{
+    baseline::Baseline,
     breaker::Breaker,
     class::{CLASSES, ClassCounts},
     impl_pod,
@@ -259,6 +260,9 @@ pub struct DestState {
     pub latency: Latency,
     /// The policy's [`crate::policy::Signal`], summed.
     pub signal: SignalSum,
+    /// What the daemon learned of the destination's normal (when its policy
+    /// learns trip rates or slow bounds).
+    pub baseline: Baseline,
     /// Per class (by [`crate::class::Priority`]): active, admitted, shed.
     pub classes: [ClassCounts; CLASSES],
 }
@@ -269,6 +273,7 @@ const _: () = assert!(
             + size_of::<DestCounters>()
             + size_of::<Latency>()
             + size_of::<SignalSum>()
+            + size_of::<Baseline>()
             + size_of::<ClassCounts>() * CLASSES
 );
 impl_pod!(DestState);

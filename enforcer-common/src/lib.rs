@@ -18,6 +18,7 @@
 extern crate std;
 
 pub mod bank;
+pub mod baseline;
 pub mod breaker;
 pub mod class;
 pub mod config;

@@ -95,8 +95,24 @@ pub struct Policy {
     pub adaptive: u32,
     /// A [`Signal`]: what [`crate::dest::DestState::signal`] sums.
     pub signal: u32,
+    /// [`crate::baseline::learn`] bits: the trip rate and the slow bound
+    /// follow each destination's learned [`crate::baseline::Baseline`]
+    /// (`failure_rate_permille` is then the highest rate, and the rate
+    /// before a baseline is learned).
+    pub learn: u32,
+    /// Learned trip rate: spreads above the baseline share, in thousandths.
+    pub sensitivity_milli: u32,
+    /// Learned trip rate: the lowest it may be, ‰.
+    pub rate_min_permille: u32,
+    /// Learned slow bound: the baseline's p99 times this, in thousandths.
+    pub slow_factor_milli: u32,
+    /// Each open period is spread by up to ± this share (‰) of its backoff
+    /// step, per destination and trip ([`spread_ns`]): destinations tripped
+    /// together do not come back together.
+    pub jitter_permille: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Policy>() == 104);
+const _: () = assert!(size_of::<Policy>() == 128);
 impl_pod!(Policy);
 
 impl Policy {
@@ -146,6 +162,31 @@ impl BackoffRow {
     }
 }
 
+/// A backoff step of `step_ns` spread by up to ± `jitter_permille` ‰ of it,
+/// by `seed` (any bits; [`mix`] makes them uniform).
+#[inline(always)]
+pub const fn spread_ns(step_ns: u64, jitter_permille: u32, seed: u64) -> u64 {
+    let jitter = if jitter_permille > 1000 {
+        1000
+    } else {
+        jitter_permille
+    };
+    let reach = step_ns / 1000 * jitter as u64;
+    // 16 random bits: `2 × reach × u16` stays far from overflow for any
+    // step below 2^47 ns (39 hours).
+    let u = mix(seed) & 0xffff;
+    step_ns - reach + ((2 * reach * u) >> 16)
+}
+
+/// SplitMix64's finaliser: every input bit moves every output bit, so
+/// clocks a few nanoseconds apart give unrelated spreads.
+#[inline(always)]
+pub const fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 /// Per-policy shared counters (the group guard), in [`crate::maps::POLICY_STATS`].
 /// Updated with atomics: they span destinations, so no one destination lock
 /// covers them.
@@ -187,6 +228,28 @@ mod tests {
         // Beyond the valid steps, the last valid one.
         assert_eq!(row.open_ns(5, 2), 200);
         assert_eq!(row.open_ns(0, 0), 100);
+    }
+
+    #[test]
+    fn spread_stays_within_the_jitter_and_covers_it() {
+        let step = 10_000_000_000;
+        let (mut low, mut high, mut tenths) = (u64::MAX, 0, [0u32; 10]);
+        // Consecutive clocks, as destinations tripped together read them.
+        for t in 0..10_000u64 {
+            let s = spread_ns(step, 200, 1_000_000_000 + t);
+            assert!((8_000_000_000..=12_000_000_000).contains(&s), "{s}");
+            (low, high) = (low.min(s), high.max(s));
+            tenths[((s - 8_000_000_000) / 400_000_001) as usize] += 1;
+        }
+        // They spread over the whole range, evenly: each tenth of it gets
+        // its share.
+        assert!(
+            low < 8_050_000_000 && high > 11_950_000_000,
+            "{low}..{high}"
+        );
+        assert!(tenths.iter().all(|n| (800..1200).contains(n)), "{tenths:?}");
+        assert_eq!(spread_ns(step, 0, 12345), step);
+        assert_eq!(spread_ns(0, 500, 12345), 0);
     }
 
     #[test]

@@ -11,13 +11,13 @@
 //! | command moot in this state                 | `NotApplicable` |
 //! | applied                                    | `Applied`       |
 //!
-//! (`SET_LIMIT` on a destination of another policy, or of a stale epoch, is
-//! moot.)
+//! (`SET_LIMIT` and `SET_BASELINE` on a destination of another policy, or of
+//! a stale epoch, are moot.)
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext};
 use enforcer_common::{
     breaker::Transition,
-    control::{Command, Kind, Reply, may_forget, set_limit, stale_policy, when},
+    control::{Command, Kind, Reply, may_forget, set_baseline, set_limit, stale_policy, when},
     sock::SockInfo,
 };
 
@@ -38,6 +38,7 @@ const ADJUST_POLICY_STATS: u32 = Kind::AdjustPolicyStats as u32;
 const RELEASE_ORPHANED: u32 = Kind::ReleaseOrphaned as u32;
 const SET_LIMIT: u32 = Kind::SetLimit as u32;
 const EJECT: u32 = Kind::Eject as u32;
+const SET_BASELINE: u32 = Kind::SetBaseline as u32;
 
 #[xdp]
 pub fn control(ctx: XdpContext) -> u32 {
@@ -72,7 +73,14 @@ fn run(command: &Command) -> Reply {
     let (kind, dest) = (command.kind, &command.flow.dest);
     if !matches!(
         kind,
-        FORGET | RESET | HEAL_PROBE_OK | HEAL_PROBE_FAILED | RELEASE_ORPHANED | SET_LIMIT | EJECT
+        FORGET
+            | RESET
+            | HEAL_PROBE_OK
+            | HEAL_PROBE_FAILED
+            | RELEASE_ORPHANED
+            | SET_LIMIT
+            | EJECT
+            | SET_BASELINE
     ) {
         return Reply::Invalid;
     }
@@ -128,6 +136,9 @@ fn run(command: &Command) -> Reply {
         HEAL_PROBE_FAILED => d.heal_probe_failed(policy, backoff, now).map(Some),
         RELEASE_ORPHANED => d.orphan_slots(now).map(|()| None),
         SET_LIMIT => set_limit(d, command.policy_id, policy.epoch, command.limit()).then_some(None),
+        SET_BASELINE => {
+            set_baseline(d, command.policy_id, policy.epoch, command.baseline()).then_some(None)
+        }
         // Judged under the policy it names, and only under that policy's
         // current epoch: an outlier of one policy never ejects a destination
         // that has moved to another.

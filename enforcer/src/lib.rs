@@ -3,6 +3,7 @@
 
 pub mod adaptive;
 pub mod api;
+pub mod baseline;
 pub mod bpf;
 pub mod cgroup;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod crash;
 pub mod daemon;
 pub mod http;
+pub mod interval;
 pub mod netns;
 pub mod outlier;
 pub mod privilege;

@@ -100,14 +100,22 @@ impl AcceptingServer {
 impl Drop for AcceptingServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees `stop`, from where it listens.
+        // Wake the accept loop so it sees `stop`, from where it listens;
+        // again while refused (a test's firewall may refuse some SYNs).
         let addr = self.addr;
+        let wake = move || {
+            for _ in 0..100 {
+                if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+                    break;
+                }
+            }
+        };
         match self.netns.take() {
-            None => drop(TcpStream::connect(addr)),
+            None => wake(),
             Some(ns) => {
                 let _ = std::thread::spawn(move || {
                     if crate::netns::enter_raw(&ns).is_ok() {
-                        let _ = TcpStream::connect(addr);
+                        wake();
                     }
                 })
                 .join();

@@ -397,3 +397,51 @@ fn the_connect_timeout_does_not_outlive_the_handshake() {
 fn user_timeout_of(fd: impl std::os::fd::AsFd) -> u32 {
     rustix::net::sockopt::tcp_user_timeout(fd).expect("TCP_USER_TIMEOUT")
 }
+
+#[test]
+fn destinations_tripped_together_come_back_apart() {
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached(&cgroup);
+    // A minute ± 30 %, per destination and trip.
+    let policy = Policy {
+        failure_threshold: 1,
+        jitter_permille: 300,
+        ..fixtures::base_policy()
+    };
+    fixtures::apply(
+        &mut enforcer,
+        &["127.0.0.0/8:*"],
+        policy,
+        fixtures::minute_open(),
+    );
+    let ports: Vec<RefusingPort> = (0..16).map(|_| RefusingPort::loopback_v4()).collect();
+    // One child trips them all, one refusal each, within milliseconds.
+    Place::cgroup(&cgroup).run(|| {
+        for p in &ports {
+            assert!(TcpStream::connect(p.addr).is_err());
+        }
+        String::new()
+    });
+    let mut periods: Vec<u64> = ports
+        .iter()
+        .map(|p| {
+            let s = dest(&enforcer, p.addr);
+            assert_eq!(s.breaker.state, State::Open as u32, "{}", p.addr);
+            // Tripped at its last attempt (the first connect's clock).
+            (s.breaker.open_until_ns - s.last_attempt_ns) / MS
+        })
+        .collect();
+    periods.sort_unstable();
+    assert!(
+        periods.iter().all(|ms| (41_000..=79_000).contains(ms)),
+        "open periods within a minute ± 30 %: {periods:?} ms"
+    );
+    // Without a spread of their own they would come back within the
+    // milliseconds they tripped in; ± 18 s apart, they are seconds apart.
+    let (low, high) = (periods[0], periods[periods.len() - 1]);
+    assert!(
+        high - low >= 5_000,
+        "16 destinations tripped together reopen within {} ms of each other: {periods:?}",
+        high - low
+    );
+}

@@ -3,7 +3,8 @@
 //! the protected cgroup; the breaker's own triggers set too high to trip.
 //! A backend refusing half its connects is ejected within two intervals,
 //! the healthy ones never; with four bad of ten and `max_open_percent = 20`
-//! at most two are ejected at once.
+//! at most two are ejected at once. A backend whose handshakes wait for
+//! SYN retransmissions is ejected by latency.
 
 use std::{
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
@@ -21,6 +22,7 @@ use enforcer_tests::{
     daemon::{Daemon, Follower},
     exec::Place,
     net::{self, AcceptingServer, free_loopback_port},
+    netns::NetNs,
 };
 use serde_json::Value;
 
@@ -229,4 +231,92 @@ fn an_outlier_is_ejected_within_two_intervals_healthy_peers_never_and_the_cap_ho
         )
         .unwrap_or(0.0);
     assert!(count >= 1.0, "enforcer_ejections_total: {count}");
+}
+
+/// Connects to each of `addrs` from four threads of its own, each every
+/// 40 ms, for `run`: a slow backend only slows its own threads, and still
+/// completes a few handshakes per interval.
+fn clients_each(place: &Place, addrs: Vec<SocketAddr>, run: Duration) {
+    let out = place.run_as_nobody(move || {
+        thread::scope(|s| {
+            for addr in addrs.iter().flat_map(|a| [a; 4]) {
+                s.spawn(move || {
+                    let start = Instant::now();
+                    while start.elapsed() < run {
+                        let _ = TcpStream::connect_timeout(addr, Duration::from_secs(5));
+                        thread::sleep(Duration::from_millis(40));
+                    }
+                });
+            }
+        });
+        "done".to_owned()
+    });
+    assert_eq!(out, "done");
+}
+
+#[test]
+fn a_backend_with_slow_handshakes_is_ejected_by_latency() {
+    let (cgroup, pins, ns) = (ScratchCgroup::new(), PinDir::new(), NetNs::new());
+    let port = free_loopback_port();
+    let addrs = addresses(3, port);
+    let _servers: Vec<AcceptingServer> = addrs
+        .iter()
+        .map(|a| AcceptingServer::bind_in(&ns, *a))
+        .collect();
+    // Half the SYNs to backend 7 vanish: its handshakes wait for the
+    // retransmission, a second or more, where its peers' take microseconds.
+    let slow = addrs[6];
+    ns.nft(&format!(
+        "add table inet slow\n\
+         add chain inet slow input {{ type filter hook input priority 0; policy accept; }}\n\
+         add rule inet slow input ip daddr {} tcp dport {port} tcp flags syn numgen random mod 2 == 0 drop\n",
+        slow.ip()
+    ));
+    let config = policy(
+        "slow",
+        3,
+        port,
+        100,
+        "latency_factor = 10.0\nlatency_min_requests = 2\n",
+    );
+    let d = Daemon::start(&cgroup, &pins, &config);
+    let mut follower = Follower::start(&d);
+    let place = Place::cgroup(&cgroup).with_netns(&ns);
+
+    let start = Instant::now();
+    let mut events: Vec<(Duration, Value)> = Vec::new();
+    thread::scope(|s| {
+        let load = s.spawn(|| clients_each(&place, addrs.clone(), Duration::from_secs(30)));
+        while !load.is_finished() {
+            let at = start.elapsed();
+            events.extend(follower.drain().into_iter().map(|e| (at, e)));
+            thread::sleep(Duration::from_millis(250));
+        }
+        load.join().expect("the clients");
+    });
+    events.extend(follower.drain().into_iter().map(|e| (start.elapsed(), e)));
+
+    let evidence = events
+        .iter()
+        .find(|(_, e)| e["kind"] == "outlier" && e["dest"] == slow.to_string())
+        .map(|(at, e)| (*at, e["ejection"].clone()));
+    let Some((at, evidence)) = evidence else {
+        panic!(
+            "{slow} was never ejected; its status {}; log {}",
+            d.status_of(slow),
+            d.log()
+        )
+    };
+    assert_eq!(evidence["reason"], "latency", "{evidence}");
+    assert!(
+        at <= 4 * INTERVAL + Duration::from_secs(2),
+        "ejected at {at:?}: {evidence}"
+    );
+    for healthy in addrs.iter().filter(|a| **a != slow) {
+        assert!(
+            ejected(&events, healthy).is_empty(),
+            "{healthy} is fast and was ejected: {:?}",
+            ejected(&events, healthy)
+        );
+    }
 }

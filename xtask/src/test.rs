@@ -63,7 +63,7 @@ const LTS_SMOKE: [(&str, &str); 6] = [
 /// what they rely on in the kernel (the response signal, the learnt cap,
 /// classes, ejection) runs on [`LTS`] in `signals`, `bulkhead`,
 /// `class_shares` and `ejection`.
-const LOAD_TESTS: [&str; 3] = ["adaptive", "capacity", "outliers"];
+const LOAD_TESTS: [&str; 4] = ["adaptive", "baselines", "capacity", "outliers"];
 
 /// How long a guest may run: the whole suite takes about ten times the host's
 /// time under emulation.

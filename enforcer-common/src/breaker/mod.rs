@@ -20,7 +20,7 @@ use crate::{
     class::{self, Caller, ClassVerdict, Priority},
     dest::DestState,
     outcome::Outcome,
-    policy::{BackoffRow, Mode, Policy, Signal},
+    policy::{BackoffRow, Mode, Policy, Signal, spread_ns},
     raw_enum,
     sock::{SockInfo, flags},
 };
@@ -184,7 +184,11 @@ impl DestState {
                 let degraded = if caller.class == Priority::Critical {
                     0
                 } else {
-                    class::degradation(b.window.totals(now, policy.window_ns), policy)
+                    class::degradation(
+                        b.window.totals(now, policy.window_ns),
+                        policy.min_attempts,
+                        policy.trip_permille(&self.baseline),
+                    )
                 };
                 match class::decide(cap, caller.table, &self.classes, caller.class, degraded) {
                     ClassVerdict::Admit => self.shedding &= !bit,
@@ -279,6 +283,8 @@ impl DestState {
         if fresh {
             return None;
         }
+        // What was learned under another policy is not this one's to trip on.
+        self.baseline.windows = 0;
         self.reset(now, guard)
     }
 
@@ -303,7 +309,8 @@ impl DestState {
             self.signal.record(latency);
         }
         self.counters.successes += 1;
-        if policy.slow_connect_ns != 0 && latency > policy.slow_connect_ns {
+        let slow_ns = policy.slow_ns(&self.baseline);
+        if slow_ns != 0 && latency > slow_ns {
             self.counters.slow += 1;
             return self.breaker_failure(policy, backoff, now, sock, guard);
         }
@@ -467,7 +474,7 @@ impl DestState {
         b.consecutive_failures += 1;
         b.healthy_since_ns = now;
         b.window.record(now, policy.window_ns, true);
-        if !should_trip(policy, b, now) {
+        if !should_trip(policy, policy.trip_permille(&self.baseline), b, now) {
             return None;
         }
         if !guard.try_open() {
@@ -478,13 +485,17 @@ impl DestState {
         Some(Transition::Tripped)
     }
 
-    /// Moves to OPEN for the next backoff step.
+    /// Moves to OPEN for the next backoff step, spread by the policy's
+    /// jitter: the clock's low bits and the entry's generation make each
+    /// destination's spread its own.
     #[inline(always)]
     fn open(&mut self, policy: &Policy, backoff: &BackoffRow, now: u64) {
+        let seed = now ^ self.generation.rotate_left(32);
         let b = &mut self.breaker;
         b.trips = b.trips.saturating_add(1);
         b.state = State::Open as u32;
-        b.open_until_ns = now + backoff.open_ns(b.trips, policy.backoff_steps);
+        let step = backoff.open_ns(b.trips, policy.backoff_steps);
+        b.open_until_ns = now + spread_ns(step, policy.jitter_permille, seed);
         b.probes_in_flight = 0;
         b.probe_successes = 0;
         b.consecutive_failures = 0;
@@ -632,18 +643,21 @@ fn take_outcome(sock: &mut SockInfo) -> bool {
     first
 }
 
+/// Whether a failure at `now` trips the breaker: the consecutive failures,
+/// or the window's failure share against `trip_permille` (the policy's rate
+/// or the destination's learned one).
 #[inline(always)]
-fn should_trip(policy: &Policy, b: &Breaker, now: u64) -> bool {
+fn should_trip(policy: &Policy, trip_permille: u32, b: &Breaker, now: u64) -> bool {
     if policy.failure_threshold != 0 && b.consecutive_failures >= policy.failure_threshold {
         return true;
     }
-    if policy.failure_rate_permille == 0 {
+    if trip_permille == 0 {
         return false;
     }
     let t = b.window.totals(now, policy.window_ns);
     t.attempts != 0
         && t.attempts >= policy.min_attempts
-        && t.failures as u64 * 1000 >= policy.failure_rate_permille as u64 * t.attempts as u64
+        && t.failures as u64 * 1000 >= trip_permille as u64 * t.attempts as u64
 }
 
 /// While CLOSED and healthy for `trip_decay`, the trip level drops by one.

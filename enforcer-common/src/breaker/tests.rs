@@ -665,3 +665,116 @@ fn an_ejection_opens_a_closed_destination_for_its_time_and_the_probes_bring_it_b
     assert_eq!(d.state.eject(later + 10, 1, &mut Full), None);
     assert_eq!(d.state.counters.guard_refusals, 1);
 }
+
+/// A policy that learns both thresholds, highest rate 50 %, lowest 5 %.
+fn learning() -> Policy {
+    use crate::baseline::learn;
+    let mut p = policy();
+    p.failure_threshold = 0;
+    p.failure_rate_permille = 500;
+    p.min_attempts = 20;
+    p.learn = learn::RATE | learn::SLOW;
+    p.sensitivity_milli = 3000;
+    p.rate_min_permille = 50;
+    p.slow_factor_milli = 3000;
+    p
+}
+
+/// `n` connects at `t`, every `every`-th refused.
+fn traffic(d: &mut Dest, t: u64, n: u64, every: u64) -> Option<Transition> {
+    let mut last = None;
+    for i in 0..n {
+        let at = t + i;
+        last = if i % every == every - 1 {
+            d.refused(at)
+        } else {
+            let (_, mut s) = d.connect(at);
+            d.succeed(at, &mut s)
+        };
+        if last.is_some() {
+            return last;
+        }
+    }
+    last
+}
+
+#[test]
+fn a_learned_rate_trips_where_the_destination_is_abnormal_not_at_the_policys_highest() {
+    use crate::baseline::{Baseline, WARMUP_WINDOWS};
+    // 1 in 10 failing: below the cold 50 %.
+    let mut cold = Dest::new(learning());
+    assert_eq!(traffic(&mut cold, 0, 100, 10), None);
+    // Learned: 1 % ± 1 %, so it trips at 5 % (the floor).
+    let mut warm = Dest::new(learning());
+    warm.state.baseline = Baseline {
+        share_ppm: 10_000,
+        spread_ppm: 10_000,
+        p99_us: 0,
+        windows: WARMUP_WINDOWS,
+    };
+    assert_eq!(traffic(&mut warm, 0, 100, 10), Some(Transition::Tripped));
+    // Another policy on the id: what was learned is not its to trip on.
+    let mut moved = Dest::new(learning());
+    moved.state.baseline = warm.state.baseline;
+    moved.state.join_epoch(1, 0, &mut NoGuard);
+    moved.connect(0);
+    moved.state.join_epoch(2, 1, &mut NoGuard);
+    assert_eq!(traffic(&mut moved, 10, 100, 10), None);
+}
+
+#[test]
+fn a_learned_slow_bound_makes_slow_handshakes_failures() {
+    use crate::baseline::{Baseline, WARMUP_WINDOWS};
+    let mut p = learning();
+    p.failure_threshold = 2;
+    let mut d = Dest::new(p);
+    // Cold: nothing is slow.
+    let (_, mut s) = d.connect(0);
+    d.succeed(50 * MS, &mut s);
+    assert_eq!(d.state.counters.slow, 0);
+    // p99 2 ms × 3: slower than 6 ms is slow.
+    d.state.baseline = Baseline {
+        p99_us: 2_000,
+        windows: WARMUP_WINDOWS,
+        ..Baseline::default()
+    };
+    let (_, mut s) = d.connect(100 * MS);
+    d.succeed(105 * MS, &mut s);
+    assert_eq!(d.state.counters.slow, 0);
+    for t in [200 * MS, 300 * MS] {
+        let (_, mut s) = d.connect(t);
+        let transition = d.succeed(t + 7 * MS, &mut s);
+        assert_eq!(transition.is_some(), t == 300 * MS);
+    }
+    assert_eq!(d.state.counters.slow, 2);
+}
+
+#[test]
+fn destinations_tripped_together_come_back_apart() {
+    let mut p = policy();
+    p.jitter_permille = 200;
+    let mut until = [0u64; 64];
+    for (i, u) in until.iter_mut().enumerate() {
+        let mut d = Dest::new(p);
+        // Entries first seen at different times, tripping in the same
+        // microsecond.
+        d.state.generation = 1_000 + i as u64 * 7_919;
+        let at = 5_000 * MS + i as u64 * 10;
+        for k in 0..3 {
+            d.refused(at + k);
+        }
+        assert_eq!(d.state.breaker.state, State::Open as u32);
+        *u = d.state.breaker.open_until_ns - (at + 2);
+    }
+    // The first step is 100 ms, spread by ± 20 %.
+    assert!(
+        until.iter().all(|u| (80 * MS..=120 * MS).contains(u)),
+        "{until:?}"
+    );
+    let (low, high) = (until.iter().min().unwrap(), until.iter().max().unwrap());
+    assert!(
+        high - low > 30 * MS,
+        "spread over {} ms only",
+        (high - low) / MS
+    );
+}

@@ -31,7 +31,8 @@ mod resources;
 
 pub use params::{Dest, Lasting, OverrideQuery, ResetQuery, StatusQuery};
 pub use resources::{
-    AdaptiveSettings, Applied, BreakerState, ByCause, Cap, ClassCounts, ClassSettings, ClassView,
-    Destination, EjectionView, ErrorBody, Event, Failures, LimitChange, Netns, OutlierSettings,
-    OverrideKind, OverrideSet, PolicySettings, PolicyView, ResetDone, Status, Switch, Uninstalling,
+    AdaptiveSettings, Applied, BaselineView, BreakerState, ByCause, Cap, ClassCounts,
+    ClassSettings, ClassView, Destination, EjectionView, ErrorBody, Event, Failures, LimitChange,
+    Netns, OutlierSettings, OverrideKind, OverrideSet, PolicySettings, PolicyView, ResetDone,
+    Status, Switch, Uninstalling,
 };

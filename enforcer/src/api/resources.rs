@@ -9,7 +9,7 @@ use crate::{
     config::{
         ClassSpec, PolicySpec,
         policy::AdaptiveSpec,
-        values::{self, Backoff, Mode},
+        values::{self, Backoff, Dur, Learnable, Mode},
     },
     outlier,
 };
@@ -70,6 +70,54 @@ impl OverrideKind {
     }
 }
 
+/// A destination's learned normal, as the kernel holds it, and the
+/// thresholds the kernel makes of it now.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaselineView {
+    /// Windows learned from; thresholds follow the baseline once `warm`.
+    pub windows: u32,
+    pub warm: bool,
+    /// The moving average of its failure share per window.
+    pub failure_share: f64,
+    /// How much that share varies (never below a window's sampling noise).
+    pub spread: f64,
+    /// The moving average of its windows' 99th percentile handshake.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub connect_p99: Option<Duration>,
+    /// The failure share that trips it now.
+    pub trip_rate: f64,
+    /// A handshake slower than this is a failure now (none: nothing is).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub slow_connect: Option<Duration>,
+}
+
+impl BaselineView {
+    /// `b` under the kernel's `policy`.
+    pub fn of(
+        policy: &enforcer_common::policy::Policy,
+        b: &enforcer_common::baseline::Baseline,
+    ) -> Self {
+        let slow = policy.slow_ns(b);
+        Self {
+            windows: b.windows,
+            warm: b.warm(),
+            failure_share: f64::from(b.share_ppm) / 1e6,
+            spread: f64::from(b.spread_ppm) / 1e6,
+            connect_p99: (b.p99_us != 0).then(|| Duration::from_micros(u64::from(b.p99_us))),
+            trip_rate: f64::from(policy.trip_permille(b)) / 1000.0,
+            slow_connect: (slow != 0).then(|| Duration::from_nanos(slow)),
+        }
+    }
+}
+
 /// Failed connects by reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failures {
@@ -123,6 +171,10 @@ pub struct Destination {
     /// While open because it was ejected as an outlier: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ejection: Option<EjectionView>,
+    /// Its learned normal and the thresholds made of it (`failure_rate` or
+    /// `slow_connect` = `"auto"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineView>,
     pub attempts: u64,
     pub successes: u64,
     pub slow: u64,
@@ -227,16 +279,30 @@ pub struct PolicySettings {
     pub cgroup: Option<String>,
     pub mode: Mode,
     pub failure_threshold: u32,
-    pub failure_rate: f64,
+    /// A share, or `"auto"`: learned per destination.
+    pub failure_rate: Learnable<f64>,
     pub min_attempts: u32,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+    /// A duration, or `"auto"`: learned per destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_connect: Option<Learnable<Dur>>,
+    /// With a learned `failure_rate` or `slow_connect`: how far back each
+    /// destination's normal goes, and what is made of it.
     #[serde(
         default,
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
-    pub slow_connect: Option<Duration>,
+    pub baseline_window: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitivity: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_rate_min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_rate_max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_connect_factor: Option<f64>,
     #[serde(
         default,
         with = "humantime_serde",
@@ -389,7 +455,15 @@ impl From<&PolicySpec> for PolicySettings {
             failure_rate: p.failure_rate,
             min_attempts: p.min_attempts,
             window: p.window,
-            slow_connect: p.slow_connect,
+            slow_connect: p.slow_connect.map(|s| match s {
+                Learnable::Fixed(d) => Learnable::Fixed(Dur(d)),
+                Learnable::Auto => Learnable::Auto,
+            }),
+            baseline_window: p.baseline.map(|b| b.window),
+            sensitivity: p.baseline.map(|b| b.sensitivity),
+            failure_rate_min: p.baseline.map(|b| b.rate_min),
+            failure_rate_max: p.baseline.map(|b| b.rate_max),
+            slow_connect_factor: p.baseline.map(|b| b.slow_factor),
             connect_timeout: p.connect_timeout,
             open: p.open,
             open_max: p.open_max,
@@ -516,14 +590,16 @@ pub struct EjectionView {
     /// How long it is open for.
     pub for_ms: u64,
     /// The destination's figure: a success rate or failure percentage in
-    /// percent, or its p90 in µs.
+    /// percent, or its latency in µs (its handshakes' p90, or its mean
+    /// response latency where the policy measures it).
     pub figure: f64,
     /// What it was compared with: the threshold (`mean − k·σ` of the peers'
     /// success rates, the failure percentage set, or `factor ×` the peers'
     /// median p90, in µs).
     pub threshold: f64,
     /// The peers' figures behind the threshold: mean and σ of their success
-    /// rates (percent), or their median p90 (µs) and the factor.
+    /// rates (percent), or their median latency (µs, `median_handshake_p90_us`
+    /// or `median_response_mean_us`) and the factor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<(String, f64)>,
 }
@@ -569,16 +645,17 @@ impl From<&crate::outlier::Eject> for EjectionView {
                 (percent, f64::from(threshold), Vec::new())
             }
             Reason::Latency {
-                p90,
+                measure,
+                latency,
                 median,
                 factor,
             } => {
                 let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
                 (
-                    us(p90),
+                    us(latency),
                     us(median) * factor,
                     vec![
-                        ("median_p90_us".into(), us(median)),
+                        (format!("median_{}_us", measure.name()), us(median)),
                         ("factor".into(), factor),
                     ],
                 )

@@ -15,7 +15,7 @@ use super::{BpfError, pins::PinDir};
 /// Bumped whenever a pinned map's name, type, key or value changes, or a
 /// program's pin or attachment does; `layout_table_matches_the_version`
 /// (below) fails until it is.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 const PREFIX: &str = "layout-";
 
@@ -86,26 +86,26 @@ mod tests {
     /// 3: `Config` grew `kernel_log` (56 → 64 bytes), and aya-log's ring
     /// buffer `AYA_LOGS` joined (not pinned: a daemon finds it through the
     /// programs' ids).
-    const LAYOUT_V5: &str = "\
+    const LAYOUT_V6: &str = "\
 AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512
 CLASS_CGROUPS type 1 key 8 value 4
 CLASS_TABLE type 2 key 4 value 24 entries 1
 CONFIG type 2 key 4 value 64 entries 1
 COUNTERS type 6 key 4 value 8
-DESTS type 1 key 32 value 664
+DESTS type 1 key 32 value 680
 EVENTS type 27 key 0 value 0
 FIB_SCRATCH type 6 key 4 value 64
 FLOWS type 1 key 56 value 128
 FRAMES type 6 key 4 value 192
 OVERRIDES type 1 key 32 value 16
-POLICIES type 2 key 4 value 104 entries 512
+POLICIES type 2 key 4 value 128 entries 512
 POLICY_RULES_0 type 11 key 24 value 4
 POLICY_RULES_1 type 11 key 24 value 4
 POLICY_STATS type 2 key 4 value 24 entries 256
 SOCKS type 24 key 4 value 96
 WATCHED type 1 key 4 value 4
-ZERO_DEST type 2 key 4 value 664 entries 1
+ZERO_DEST type 2 key 4 value 680 entries 1
 ";
 
     #[cfg(not(enforcer_no_ebpf))]
@@ -136,7 +136,7 @@ ZERO_DEST type 2 key 4 value 664 entries 1
         let table = lines.join("\n") + "\n";
         assert_eq!(
             (VERSION, table.as_str()),
-            (5, LAYOUT_V5),
+            (6, LAYOUT_V6),
             "the pinned layout changed: bump layout::VERSION and record the new table"
         );
     }

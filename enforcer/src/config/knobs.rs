@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::{Backoff, Dur, Errno, MaxConnections, Mode};
+use super::values::{Backoff, Dur, Errno, Learnable, MaxConnections, Mode};
 
 /// A resolved setting and the line of the file that set it (`None`: the embedded
 /// defaults).
@@ -134,10 +134,15 @@ macro_rules! table {
 knobs! {
     mode: Mode,
     failure_threshold: u32,
-    failure_rate: f64,
+    failure_rate: Learnable<f64>,
     min_attempts: u32,
     window: Dur,
-    slow_connect: Dur,
+    slow_connect: Learnable<Dur>,
+    baseline_window: Dur,
+    sensitivity: f64,
+    failure_rate_min: f64,
+    failure_rate_max: f64,
+    slow_connect_factor: f64,
     connect_timeout: Dur,
     open: Dur,
     open_max: Dur,

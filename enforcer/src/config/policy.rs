@@ -3,14 +3,17 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
-use enforcer_common::policy::{BACKOFF_STEPS, BackoffRow, Policy, Signal};
+use enforcer_common::{
+    baseline::learn,
+    policy::{BACKOFF_STEPS, BackoffRow, Policy, Signal},
+};
 
 use super::{
     Invalid,
     knobs::{AdaptiveKnobs, Knobs, OutlierKnobs, Setting},
-    values::{ALGORITHMS, AUTO, Backoff, Dur, Errno, MaxConnections, Mode, SIGNALS},
+    values::{ALGORITHMS, AUTO, Backoff, Dur, Errno, Learnable, MaxConnections, Mode, SIGNALS},
 };
-use crate::{adaptive::Settings, outlier, rule::Rule};
+use crate::{adaptive::Settings, baseline, outlier, rule::Rule};
 
 /// A validated policy.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,10 +24,11 @@ pub struct PolicySpec {
     pub cgroup: Option<PathBuf>,
     pub mode: Mode,
     pub failure_threshold: u32,
-    pub failure_rate: f64,
+    /// A share, or learned per destination (the bounds in `baseline`).
+    pub failure_rate: Learnable<f64>,
     pub min_attempts: u32,
     pub window: Duration,
-    pub slow_connect: Option<Duration>,
+    pub slow_connect: Option<Learnable<Duration>>,
     pub connect_timeout: Option<Duration>,
     pub open: Duration,
     pub open_max: Duration,
@@ -45,6 +49,9 @@ pub struct PolicySpec {
     /// A `[policy.outlier]` table: outliers among the policy's destinations
     /// are ejected (forced open), at most `max_open_percent` of them at once.
     pub outlier: Option<crate::outlier::Settings>,
+    /// `failure_rate` or `slow_connect` is `"auto"`: how each destination's
+    /// normal is learned.
+    pub baseline: Option<crate::baseline::Settings>,
 }
 
 /// How an adaptive policy learns each destination's cap.
@@ -55,6 +62,23 @@ pub struct AdaptiveSpec {
     pub interval: Duration,
     /// What the kernel measures for it.
     pub signal: Signal,
+}
+
+/// A share in (0, 1] as the kernel's ‰ (at least 1: 0 turns a trigger off).
+fn permille(share: f64) -> u32 {
+    (share * 1000.0).round().clamp(1.0, 1000.0) as u32
+}
+
+/// A learnable setting's fixed value; `None` when unset or `"auto"`.
+fn fixed<T: Clone>(s: &Option<Setting<Learnable<T>>>) -> Option<Setting<T>> {
+    let s = s.as_ref()?;
+    match &s.value {
+        Learnable::Fixed(v) => Some(Setting {
+            value: v.clone(),
+            line: s.line,
+        }),
+        Learnable::Auto => None,
+    }
 }
 
 fn secs_to_ns(secs: f64) -> u64 {
@@ -355,6 +379,68 @@ impl Checker {
         })
     }
 
+    /// How the policy would learn its destinations' normal (the keys always
+    /// have values: the embedded defaults set them), every key checked
+    /// whether or not anything is learned; `window`: the breaker's, one
+    /// learning step.
+    fn baseline(&self, k: &Knobs, window: Duration) -> Result<baseline::Settings, Invalid> {
+        let need = |f: &str, v: Option<f64>| {
+            v.map_or_else(|| self.fail(f, None, "must be set".into()), Ok)
+        };
+        let memory = self
+            .dur("baseline_window", &k.baseline_window, S, 7 * 24 * H)?
+            .map_or_else(
+                || self.fail("baseline_window", None, "must be set".into()),
+                Ok,
+            )?;
+        if memory < window {
+            let line = k.baseline_window.as_ref().and_then(|s| s.line);
+            return self.fail(
+                "baseline_window",
+                line,
+                format!(
+                    "must be at least window ({}), got {}",
+                    Dur(window),
+                    Dur(memory)
+                ),
+            );
+        }
+        let rate_min = need(
+            "failure_rate_min",
+            self.share("failure_rate_min", &k.failure_rate_min, true, 0.0, 1.0)?,
+        )?;
+        let rate_max = need(
+            "failure_rate_max",
+            self.share("failure_rate_max", &k.failure_rate_max, true, 0.0, 1.0)?,
+        )?;
+        self.ordered(
+            ("failure_rate_min", &k.failure_rate_min),
+            ("failure_rate_max", &k.failure_rate_max),
+            (rate_min, rate_max),
+        )?;
+        Ok(baseline::Settings {
+            rate: false,
+            slow: false,
+            window: memory,
+            sensitivity: need(
+                "sensitivity",
+                self.share("sensitivity", &k.sensitivity, true, 0.0, 100.0)?,
+            )?,
+            rate_min,
+            rate_max,
+            slow_factor: need(
+                "slow_connect_factor",
+                self.share(
+                    "slow_connect_factor",
+                    &k.slow_connect_factor,
+                    true,
+                    1.0,
+                    1000.0,
+                )?,
+            )?,
+        })
+    }
+
     /// The outlier settings of a policy with an outlier table: each on its
     /// own, then `base_ejection <= max_ejection`.
     fn outlier(&self, k: &OutlierKnobs) -> Result<outlier::Settings, Invalid> {
@@ -442,6 +528,33 @@ impl PolicySpec {
         } else {
             None
         };
+        let window = need_d("window", c.dur("window", &k.window, S, H)?)?;
+        let (failure_rate, rate_auto) = match fixed(&k.failure_rate) {
+            Some(rate) => (
+                Learnable::Fixed(need_f(
+                    "failure_rate",
+                    c.share("failure_rate", &Some(rate), true, 0.0, 1.0)?,
+                )?),
+                false,
+            ),
+            None if k.failure_rate.is_some() => (Learnable::Auto, true),
+            None => return c.fail("failure_rate", None, "must be set".into()),
+        };
+        let (slow_connect, slow_auto) = match fixed(&k.slow_connect) {
+            Some(d) => (
+                c.dur("slow_connect", &Some(d), MS, MIN)?
+                    .map(Learnable::Fixed),
+                false,
+            ),
+            None if k.slow_connect.is_some() => (Some(Learnable::Auto), true),
+            None => (None, false),
+        };
+        let baseline = c.baseline(k, window)?;
+        let baseline = (rate_auto || slow_auto).then_some(baseline::Settings {
+            rate: rate_auto,
+            slow: slow_auto,
+            ..baseline
+        });
         Ok(Self {
             name: name.to_owned(),
             rules,
@@ -451,16 +564,13 @@ impl PolicySpec {
                 "failure_threshold",
                 c.int("failure_threshold", &k.failure_threshold, 1, 1_000_000)?,
             )?,
-            failure_rate: need_f(
-                "failure_rate",
-                c.share("failure_rate", &k.failure_rate, true, 0.0, 1.0)?,
-            )?,
+            failure_rate,
             min_attempts: need(
                 "min_attempts",
                 c.int("min_attempts", &k.min_attempts, 1, 1_000_000)?,
             )?,
-            window: need_d("window", c.dur("window", &k.window, S, H)?)?,
-            slow_connect: c.dur("slow_connect", &k.slow_connect, MS, MIN)?,
+            window,
+            slow_connect,
             connect_timeout: c.dur("connect_timeout", &k.connect_timeout, 100 * MS, 10 * MIN)?,
             open,
             open_max,
@@ -490,6 +600,7 @@ impl PolicySpec {
             )?,
             adaptive,
             outlier,
+            baseline,
         })
     }
 
@@ -500,10 +611,17 @@ impl PolicySpec {
         Policy {
             mode: self.mode.kernel() as u32,
             failure_threshold: self.failure_threshold,
-            failure_rate_permille: (self.failure_rate * 1000.0).round().clamp(1.0, 1000.0) as u32,
+            failure_rate_permille: permille(match (self.failure_rate, self.baseline) {
+                (Learnable::Fixed(rate), _) => rate,
+                // Learned: the highest, also the rate until one is.
+                (Learnable::Auto, b) => b.map_or(1.0, |b| b.rate_max),
+            }),
             min_attempts: self.min_attempts,
             window_ns: ns(self.window),
-            slow_connect_ns: self.slow_connect.map_or(0, ns),
+            slow_connect_ns: match self.slow_connect {
+                Some(Learnable::Fixed(d)) => ns(d),
+                _ => 0,
+            },
             connect_timeout_ms: self.connect_timeout.map_or(0, |d| d.as_millis() as u32),
             half_open_probes: self.half_open_probes,
             close_after: self.close_after,
@@ -523,6 +641,18 @@ impl PolicySpec {
             probe_timeout_ns: ns(self.connect_timeout.unwrap_or(PROBE_BOUND)),
             adaptive: u32::from(self.adaptive.is_some()),
             signal: self.adaptive.map_or(Signal::Handshake, |a| a.signal) as u32,
+            learn: self.baseline.map_or(0, |b| {
+                (if b.rate { learn::RATE } else { 0 }) | (if b.slow { learn::SLOW } else { 0 })
+            }),
+            sensitivity_milli: self
+                .baseline
+                .map_or(0, |b| (b.sensitivity * 1000.0).round().max(1.0) as u32),
+            rate_min_permille: self.baseline.map_or(0, |b| permille(b.rate_min)),
+            slow_factor_milli: self
+                .baseline
+                .map_or(0, |b| (b.slow_factor * 1000.0).round() as u32),
+            jitter_permille: (self.jitter * 1000.0).round() as u32,
+            _pad: 0,
         }
     }
 
@@ -534,10 +664,10 @@ impl PolicySpec {
     }
 
     /// The open durations of consecutive trips, by the policy's `backoff`,
-    /// capped at `open_max`. The growing strategies' steps are each scaled by
-    /// `1 + jitter · u`; decorrelated draws each step from `[open, 3 × the
-    /// previous]` instead (its spread is the draw). `u`, uniform in [-1, 1],
-    /// comes from `unit` (uniform in [0, 1]).
+    /// capped at `open_max`: the growing strategies' steps as they are,
+    /// decorrelated's each drawn from `[open, 3 × the previous]` by `unit`
+    /// (uniform in [0, 1]). The kernel spreads each destination's period by
+    /// the policy's jitter ([`enforcer_common::policy::spread_ns`]).
     pub fn backoff_row(&self, mut unit: impl FnMut() -> f64) -> BackoffRow {
         let (open, cap) = (self.open.as_secs_f64(), self.open_max.as_secs_f64());
         let mut row = BackoffRow::default();
@@ -558,8 +688,7 @@ impl PolicySpec {
                     continue;
                 }
             };
-            let capped = (open * growth).min(cap);
-            *step = secs_to_ns(capped * (1.0 + self.jitter * (2.0 * unit() - 1.0)));
+            *step = secs_to_ns((open * growth).min(cap));
         }
         row
     }

@@ -128,6 +128,30 @@ fn bad_inputs_name_the_field_and_line() {
             policy("window = \"2h\""),
             "line 4: policy \"p\": window: must be 1s..=1h",
         ),
+        (
+            policy("failure_rate = \"sometimes\""),
+            "`sometimes` is neither a share like 0.5 nor \"auto\"",
+        ),
+        (
+            policy("slow_connect = \"later\""),
+            "`later` is neither a duration like 1s",
+        ),
+        (
+            policy("failure_rate = \"auto\"\nfailure_rate_min = 0.4\nfailure_rate_max = 0.3"),
+            "line 6: policy \"p\": failure_rate_max: must be at least failure_rate_min (0.4), got 0.3",
+        ),
+        (
+            policy("baseline_window = \"10s\""),
+            "line 4: policy \"p\": baseline_window: must be at least window (30s), got 10s",
+        ),
+        (
+            policy("sensitivity = 0"),
+            "line 4: policy \"p\": sensitivity: must be in (0, 100]",
+        ),
+        (
+            policy("slow_connect_factor = 1"),
+            "line 4: policy \"p\": slow_connect_factor: must be in (1, 1000]",
+        ),
         (policy("open = \"soon\""), "line 4"),
         (policy("max_connections = 0"), "max_connections: must be 1"),
         (policy("max_pending = 0"), "max_pending"),
@@ -274,16 +298,16 @@ fn too_many_policies_or_rules_are_rejected() {
 }
 
 #[test]
-fn backoff_steps_double_up_to_the_cap_within_the_jitter() {
+fn backoff_steps_double_up_to_the_cap_and_the_kernel_spreads_them() {
     let c = Config::parse(
         "[defaults]\nopen = \"1s\"\nopen_max = \"10s\"\njitter = 0.2\n",
         "t",
     )
     .unwrap();
     let p = &c.policies[0];
-    let exact = p.backoff_row(|| 0.5);
+    let row = p.backoff_row(|| 0.5);
     assert_eq!(
-        &exact.steps_ns[..5],
+        &row.steps_ns[..5],
         &[
             1_000_000_000,
             2_000_000_000,
@@ -292,10 +316,7 @@ fn backoff_steps_double_up_to_the_cap_within_the_jitter() {
             10_000_000_000
         ]
     );
-    let low = p.backoff_row(|| 0.0);
-    let high = p.backoff_row(|| 1.0);
-    assert_eq!(low.steps_ns[0], 800_000_000);
-    assert_eq!(high.steps_ns[0], 1_200_000_000);
+    assert_eq!(p.kernel(None).jitter_permille, 200);
 }
 
 /// Policy of `backoff` with open 1 s, open_max 60 s, jitter 0.2.
@@ -335,29 +356,33 @@ fn each_backoff_grows_as_it_says_up_to_the_cap() {
 }
 
 #[test]
-fn backoff_draws_stay_in_bounds_trend_upwards_and_spread_apart() {
+fn backoff_periods_stay_in_bounds_trend_upwards_and_spread_apart() {
+    use enforcer_common::policy::spread_ns;
     let mut rng = crate::clock::Jitter::with_seed(7);
     for backoff in ["exponential", "linear", "fibonacci", "decorrelated"] {
         let p = backoff_policy(backoff);
-        // 2 000 tables, as drawn for destinations tripped at as many
-        // rejitters.
-        let rows: Vec<Vec<f64>> = (0..2000)
-            .map(|_| secs(&p.backoff_row(|| rng.unit())))
+        let jitter = p.kernel(None).jitter_permille;
+        // The open periods of 2 000 destinations, each tripping once per
+        // level, under tables drawn at as many rejitters; the kernel spreads
+        // each period by its clock (here: random bits).
+        let periods: Vec<Vec<f64>> = (0..2000)
+            .map(|_| {
+                let row = p.backoff_row(|| rng.unit());
+                row.steps_ns
+                    .iter()
+                    .map(|step| {
+                        let seed = (rng.unit() * u64::MAX as f64) as u64;
+                        spread_ns(*step, jitter, seed) as f64 / 1e9
+                    })
+                    .collect()
+            })
             .collect();
-        let (low, high) = if backoff == "decorrelated" {
-            (1.0, 60.0)
-        } else {
-            (0.8, 72.0)
-        };
-        for row in &rows {
+        for row in &periods {
             for s in row {
-                assert!(
-                    (low..=high).contains(s),
-                    "{backoff}: {s} out of [{low}, {high}]"
-                );
+                assert!((0.8..=72.0).contains(s), "{backoff}: {s} out of [0.8, 72]");
             }
         }
-        let mean = |k: usize| rows.iter().map(|r| r[k]).sum::<f64>() / rows.len() as f64;
+        let mean = |k: usize| periods.iter().map(|r| r[k]).sum::<f64>() / periods.len() as f64;
         let means: Vec<f64> = (0..16).map(mean).collect();
         for k in 1..16 {
             assert!(
@@ -369,12 +394,13 @@ fn backoff_draws_stay_in_bounds_trend_upwards_and_spread_apart() {
             means[15] > 5.0 * means[0],
             "{backoff}: no growth: {means:?}"
         );
-        // Two destinations tripped under different draws come back apart:
-        // the relative spread of each step below the cap.
-        for k in 0..4 {
+        // Destinations tripped together come back apart: the relative
+        // spread of each period, the cap's included.
+        for k in 0..16 {
             let m = means[k];
-            let sd =
-                (rows.iter().map(|r| (r[k] - m).powi(2)).sum::<f64>() / rows.len() as f64).sqrt();
+            let sd = (periods.iter().map(|r| (r[k] - m).powi(2)).sum::<f64>()
+                / periods.len() as f64)
+                .sqrt();
             let spread = sd / m;
             assert!(spread > 0.05, "{backoff}: step {k} spread {spread:.3}");
         }
@@ -1371,4 +1397,43 @@ fn policy_files_hold_no_classes() {
         .unwrap_err()
         .to_string();
     assert!(got.contains("unknown field `class`"), "{got}");
+}
+
+#[test]
+fn auto_thresholds_learn_with_the_baseline_settings_and_fixed_ones_do_not() {
+    let c = Config::parse(
+        "[defaults]\nsensitivity = 4.0\n\n[[policy]]\nname = \"learned\"\nmatch = [\"10.0.0.0/8:80\"]\nfailure_rate = \"auto\"\nslow_connect = \"auto\"\nfailure_rate_max = 0.3\nbaseline_window = \"1h\"\n\n[[policy]]\nname = \"fixed\"\nmatch = [\"10.0.0.0/8:81\"]\nfailure_rate = 0.25\nslow_connect = \"2s\"\n",
+        "t",
+    )
+    .unwrap();
+    let [learned, fixed] = &c.policies[..] else {
+        panic!("{:?}", c.policies)
+    };
+    let b = learned.baseline.expect("learned");
+    assert!(b.rate && b.slow);
+    assert_eq!((b.sensitivity, b.rate_min, b.rate_max), (4.0, 0.05, 0.3));
+    assert_eq!(b.window, Duration::from_secs(3600));
+    let k = learned.kernel(None);
+    use enforcer_common::baseline::learn;
+    assert_eq!(k.learn, learn::RATE | learn::SLOW);
+    assert_eq!(
+        (
+            k.failure_rate_permille,
+            k.rate_min_permille,
+            k.sensitivity_milli
+        ),
+        (300, 50, 4000)
+    );
+    assert_eq!((k.slow_factor_milli, k.slow_connect_ns), (3000, 0));
+    assert_eq!(fixed.baseline, None);
+    let k = fixed.kernel(None);
+    assert_eq!(
+        (k.learn, k.failure_rate_permille, k.slow_connect_ns),
+        (0, 250, 2_000_000_000)
+    );
+    // Written out and read back (as `policy show` and the saved set do),
+    // they are the same policies.
+    let text = crate::daemon::saved::to_toml(&c.policies);
+    assert!(text.contains("failure_rate = \"auto\""), "{text}");
+    assert_eq!(c.parse_policies(&text, "saved").unwrap(), c.policies);
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, de};
 use crate::adaptive::Algorithm;
 
 /// A duration written as humantime: `500ms`, `30s`, `5m`, `1h 30m`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(transparent)]
 pub struct Dur(#[serde(with = "humantime_serde")] pub Duration);
 
@@ -62,6 +62,69 @@ impl<'de> Deserialize<'de> for MaxConnections {
             }
         }
         d.deserialize_any(Visitor)
+    }
+}
+
+/// A threshold written as a value or as `"auto"`: learned per destination
+/// (`failure_rate`, `slow_connect`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Learnable<T> {
+    Fixed(T),
+    Auto,
+}
+
+impl<T: serde::Serialize> serde::Serialize for Learnable<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Fixed(v) => v.serialize(s),
+            Self::Auto => s.serialize_str(AUTO),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Learnable<f64> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Learnable<f64>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a share like 0.5 or \"auto\"")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Learnable::Fixed(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Learnable::Fixed(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Learnable::Fixed(v as f64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if v == AUTO {
+                    return Ok(Learnable::Auto);
+                }
+                Err(E::custom(format!(
+                    "`{v}` is neither a share like 0.5 nor \"{AUTO}\""
+                )))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Learnable<Dur> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == AUTO {
+            return Ok(Self::Auto);
+        }
+        humantime::parse_duration(&text)
+            .map(|d| Self::Fixed(Dur(d)))
+            .map_err(|e| {
+                de::Error::custom(format!(
+                    "`{text}` is neither a duration like 1s ({e}) nor \"{AUTO}\""
+                ))
+            })
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod baselines;
 pub mod classes;
 mod control_socket;
 pub mod controller;

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_common::control::Command;
+use enforcer_common::{control::Command, policy::Signal};
 
 use super::{
     Shared, lock,
@@ -25,7 +25,7 @@ use crate::{
     api::EjectionView,
     bpf::{Applied, BpfError, Control, Dests},
     clock::Jitter,
-    outlier::{Eject, Peers, Tracker},
+    outlier::{Eject, Measure, Peers, Tracker},
 };
 
 /// The trackers' memory, shared with the status.
@@ -58,6 +58,12 @@ fn due(shared: &Shared, schedule: &mut Schedule) -> Option<Pass> {
             epoch: p.spec.epoch(),
             settings,
             max_open_percent: p.spec.max_open_percent,
+            // Where the policy measures the response latency, that is the
+            // latency its callers wait for.
+            measure: match p.spec.adaptive.map(|a| a.signal) {
+                Some(Signal::Response) => Measure::ResponseMean,
+                _ => Measure::HandshakeP90,
+            },
         };
         Some((p.id, settings.interval, (peers, p.spec.jitter)))
     });

@@ -5,7 +5,8 @@
 use anyhow::Context as _;
 
 use super::{
-    Daemon, Listeners, Shared, api, controller, events, kernel_log, learn, lock, metrics, outliers,
+    Daemon, Listeners, Shared, api, baselines, controller, events, kernel_log, learn, lock,
+    metrics, outliers,
 };
 
 /// Serves until SIGINT/SIGTERM (or an uninstall request); SIGHUP reloads.
@@ -42,6 +43,7 @@ pub async fn serve(
         tokio::spawn(controller::run(shared.clone())),
         tokio::spawn(learn::run(shared.clone())),
         tokio::spawn(outliers::run(shared.clone())),
+        tokio::spawn(baselines::run(shared.clone())),
         tokio::spawn(events::run(shared.clone())),
         tokio::spawn(lock(&shared).namespaces.clone().keep_fresh()),
     ];

@@ -272,6 +272,7 @@ fn build(
         jitter: Jitter::seeded(),
         open: HashSet::new(),
         learning: Default::default(),
+        baselines: Default::default(),
         outliers: Default::default(),
         ejections: Default::default(),
         healing: heal::Healing::default(),

@@ -43,6 +43,8 @@ pub struct Daemon {
     pub open: HashSet<DestKey>,
     /// What the adaptive policies' destinations learnt ([`super::learn`]).
     pub learning: super::learn::SharedLearning,
+    /// What the destinations' baselines are made of ([`super::baselines`]).
+    pub baselines: super::baselines::SharedBaselines,
     /// What outlier detection keeps of each destination ([`super::outliers`]).
     pub outliers: super::outliers::SharedTracker,
     /// Ejections applied, by policy and reason.

@@ -13,6 +13,7 @@ use std::{
 };
 
 use enforcer_common::{
+    baseline::Baseline,
     breaker::State,
     class::{CLASSES, Priority},
     dest::{DestKey, DestState},
@@ -27,8 +28,8 @@ use super::{
 };
 use crate::{
     api::{
-        BreakerState, ByCause, ClassCounts, ClassView, Destination, EjectionView, Failures,
-        LimitChange, OverrideKind, PolicyView, Status,
+        BaselineView, BreakerState, ByCause, ClassCounts, ClassView, Destination, EjectionView,
+        Failures, LimitChange, OverrideKind, PolicyView, Status,
     },
     bpf::{BpfError, Dests},
     clock::monotonic_ns,
@@ -85,6 +86,13 @@ impl PolicyNames {
             .get(&id)
             .map(|(_, p)| p.cap(limit))
             .filter(|c| *c != 0)
+    }
+
+    /// The baseline of a destination of policy `id`, when the policy
+    /// learns one.
+    pub fn baseline(&self, id: u32, b: &Baseline) -> Option<BaselineView> {
+        let (_, p) = self.0.get(&id)?;
+        (p.learn != 0).then(|| BaselineView::of(p, b))
     }
 
     /// The cap learnt for a destination of policy `id` holding `limit`,
@@ -214,6 +222,7 @@ impl StatusSnapshot {
             ejection: (b.state != State::Closed as u32)
                 .then(|| self.ejected.get(key).cloned())
                 .flatten(),
+            baseline: self.names.baseline(s.policy_id, &s.baseline),
             attempts: c.attempts,
             successes: c.successes,
             slow: c.slow,

@@ -31,7 +31,14 @@ fn keys(e: &[Ejection<usize>]) -> Vec<usize> {
 fn a_destination_failing_half_its_connects_among_nine_healthy_ones_is_ejected() {
     let mut figures = vec![(200, 0, 100); 10];
     figures[3] = (100, 100, 100);
-    let found = detect(&Settings::default(), &peers(&figures), 0, 10, 100);
+    let found = detect(
+        &Settings::default(),
+        Measure::HandshakeP90,
+        &peers(&figures),
+        0,
+        10,
+        100,
+    );
     assert_eq!(keys(&found), [3]);
     let Reason::SuccessRate {
         rate, threshold, ..
@@ -44,15 +51,45 @@ fn a_destination_failing_half_its_connects_among_nine_healthy_ones_is_ejected() 
 }
 
 #[test]
+fn chance_failures_among_healthy_peers_eject_nobody() {
+    // Ten backends failing 0.5 % at random: one with 3 failures of 200 is
+    // below mean − 1.9 σ of the others (Envoy would eject it) but a
+    // backend failing 0.5 % does that in one interval of twelve.
+    let mut figures = vec![(199, 1, 100); 10];
+    figures[4] = (197, 3, 100);
+    figures[7] = (200, 0, 100);
+    let s = Settings::default();
+    assert!(detect(&s, Measure::HandshakeP90, &peers(&figures), 0, 10, 100).is_empty());
+    // Twelve of 200 is beyond chance for a 0.5 % backend.
+    figures[4] = (188, 12, 100);
+    let found = detect(&s, Measure::HandshakeP90, &peers(&figures), 0, 10, 100);
+    assert_eq!(keys(&found), [4]);
+}
+
+#[test]
+fn the_binomial_tail_says_what_chance_allows() {
+    // λ = 1: P(X ≥ 7) ≈ 8e-5, P(X ≥ 9) ≈ 1e-6.
+    assert!(!beyond_chance(7, 200, 0.005));
+    assert!(beyond_chance(9, 200, 0.005));
+    assert!(!beyond_chance(0, 200, 0.0));
+    assert!(beyond_chance(1, 200, 0.0), "peers that never fail");
+    assert!(!beyond_chance(200, 200, 1.0));
+    // Large counts stay finite and right.
+    assert!(!beyond_chance(5_100, 1_000_000, 0.005));
+    assert!(beyond_chance(5_400, 1_000_000, 0.005));
+    assert!(beyond_chance(500_000, 1_000_000, 0.005));
+}
+
+#[test]
 fn too_few_hosts_or_requests_eject_nobody() {
     let s = Settings::default();
     // Four hosts: below success_rate_min_hosts.
     let few = peers(&[(200, 0, 100), (200, 0, 100), (200, 0, 100), (0, 200, 100)]);
-    assert!(detect(&s, &few, 0, 4, 100).is_empty());
+    assert!(detect(&s, Measure::HandshakeP90, &few, 0, 4, 100).is_empty());
     // Ten hosts, but the bad one completed fewer than 100.
     let mut figures = vec![(200, 0, 100); 10];
     figures[0] = (10, 80, 100);
-    assert!(detect(&s, &peers(&figures), 0, 10, 100).is_empty());
+    assert!(detect(&s, Measure::HandshakeP90, &peers(&figures), 0, 10, 100).is_empty());
 }
 
 #[test]
@@ -68,11 +105,44 @@ fn failure_percentage_and_latency_when_set() {
     figures[1] = (6, 54, 100);
     // 20× slower handshakes.
     figures[4] = (60, 0, 2000);
-    let found = detect(&s, &peers(&figures), 0, 6, 100);
+    let found = detect(&s, Measure::HandshakeP90, &peers(&figures), 0, 6, 100);
     let mut by_reason: Vec<(usize, &str)> =
         found.iter().map(|e| (e.key, e.reason.name())).collect();
     by_reason.sort();
     assert_eq!(by_reason, [(1, "failure_percentage"), (4, "latency")]);
+}
+
+#[test]
+fn where_the_response_latency_is_measured_it_is_the_latency_compared() {
+    let s = Settings {
+        latency_factor: Some(5.0),
+        ..Settings::default()
+    };
+    // Same handshakes everywhere; one destination answers 20× slower.
+    let mut all = peers(&[(60, 0, 100); 6]);
+    for (k, (_, i)) in all.iter_mut().enumerate() {
+        i.signal_count = 60;
+        i.signal_ns = 60 * if k == 2 { 40_000_000 } else { 2_000_000 };
+    }
+    assert!(detect(&s, Measure::HandshakeP90, &all, 0, 6, 100).is_empty());
+    let found = detect(&s, Measure::ResponseMean, &all, 0, 6, 100);
+    assert_eq!(keys(&found), [2]);
+    let Reason::Latency {
+        measure,
+        latency,
+        median,
+        ..
+    } = found[0].reason
+    else {
+        panic!("{:?}", found[0].reason)
+    };
+    assert_eq!(measure, Measure::ResponseMean);
+    assert_eq!((latency.as_millis(), median.as_millis()), (40, 2));
+    // Too few answers measured: not judged.
+    for (_, i) in &mut all {
+        i.signal_count = 10;
+    }
+    assert!(detect(&s, Measure::ResponseMean, &all, 0, 6, 100).is_empty());
 }
 
 #[test]
@@ -86,18 +156,30 @@ fn the_cap_counts_what_is_open_and_keeps_the_worst() {
     figures[7] = (80, 120, 100);
     let all = peers(&figures);
     // Without a cap, both outliers, the worst first.
-    assert_eq!(keys(&detect(&s, &all, 0, 20, 100)), [5, 7]);
+    assert_eq!(
+        keys(&detect(&s, Measure::HandshakeP90, &all, 0, 20, 100)),
+        [5, 7]
+    );
     // 10 % of 20: two at once.
-    assert_eq!(keys(&detect(&s, &all, 0, 20, 10)), [5, 7]);
+    assert_eq!(
+        keys(&detect(&s, Measure::HandshakeP90, &all, 0, 20, 10)),
+        [5, 7]
+    );
     // One open already: room for one, the worst.
-    assert_eq!(keys(&detect(&s, &all, 1, 20, 10)), [5]);
+    assert_eq!(
+        keys(&detect(&s, Measure::HandshakeP90, &all, 1, 20, 10)),
+        [5]
+    );
     // At least one may always be ejected.
-    assert_eq!(keys(&detect(&s, &all, 0, 20, 1)), [5]);
-    assert!(detect(&s, &all, 1, 20, 1).is_empty());
+    assert_eq!(
+        keys(&detect(&s, Measure::HandshakeP90, &all, 0, 20, 1)),
+        [5]
+    );
+    assert!(detect(&s, Measure::HandshakeP90, &all, 1, 20, 1).is_empty());
     // An open destination is neither judged again nor a peer.
     let mut open = all.clone();
     open[5].1.open = true;
-    assert!(!keys(&detect(&s, &open, 1, 20, 100)).contains(&5));
+    assert!(!keys(&detect(&s, Measure::HandshakeP90, &open, 1, 20, 100)).contains(&5));
 }
 
 #[test]
@@ -141,7 +223,7 @@ proptest! {
         // With this little spread, the stdev threshold can still catch the
         // lowest: Envoy's detector has the same property, and the cap bounds
         // it. Failure percentage and latency never fire.
-        for e in detect(&s, &all, 0, all.len() as u64, 100) {
+        for e in detect(&s, Measure::HandshakeP90, &all, 0, all.len() as u64, 100) {
             prop_assert_eq!(e.reason.name(), "success_rate");
             let Reason::SuccessRate { rate, .. } = e.reason else { unreachable!() };
             prop_assert!(rate >= 0.97);
@@ -163,7 +245,7 @@ proptest! {
             latency_factor: Some(2.0),
             ..Settings::default()
         };
-        let found = detect(&s, &all, open, tracked, percent);
+        let found = detect(&s, Measure::HandshakeP90, &all, open, tracked, percent);
         prop_assert!(found.len() as u64 <= cap.saturating_sub(open));
         // And below the minimum hosts, nothing.
         if all.len() < 5 {

@@ -8,7 +8,7 @@ use enforcer_common::{
     dest::{DestKey, DestState},
 };
 
-use super::{Ejection, Interval, Reason, Settings, detect, ejection_time};
+use super::{Ejection, Interval, Measure, Reason, Settings, detect, ejection_time};
 
 /// One policy with outlier detection, as a pass needs it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -17,6 +17,8 @@ pub struct Peers {
     pub epoch: u32,
     pub settings: Settings,
     pub max_open_percent: u32,
+    /// The latency the latency detector compares.
+    pub measure: Measure,
 }
 
 /// One ejection decided: whom, for how long (before jitter), why.
@@ -87,6 +89,7 @@ impl Tracker {
         self.last.retain(|key, _| self.dests.contains_key(key));
         let found: Vec<Ejection<DestKey>> = detect(
             &peers.settings,
+            peers.measure,
             &intervals,
             open,
             tracked,
@@ -142,6 +145,7 @@ mod tests {
         epoch: 9,
         settings: Settings::DEFAULT,
         max_open_percent: 100,
+        measure: Measure::HandshakeP90,
     };
 
     fn key(i: u8) -> DestKey {

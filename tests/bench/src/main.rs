@@ -1,8 +1,9 @@
 //! `enforcer-bench`: the benchmarks of issue 5 (scenarios 1-8:
 //! connect overhead, fail-fast, trip latency, recovery, scale, against a proxy,
 //! connection cap, daemon footprint), the packet plane's per-packet cost
-//! (scenario 9) and adaptive concurrency limits under overload (scenario 10,
-//! issue 13). Run it with `cargo xtask bench [--quick]` as root.
+//! (scenario 9), adaptive concurrency limits under overload (scenario 10,
+//! issue 13) and outlier detection and learned thresholds (scenario 11,
+//! issue 14). Run it with `cargo xtask bench [--quick]` as root.
 //!
 //! Every comparison is measured side by side in the same run, in interleaved
 //! blocks, and reported as medians, p99 and ratios against the baseline of the
@@ -26,6 +27,7 @@ mod footprint;
 mod interleave;
 mod map_memory;
 mod minimal_prog;
+mod outliers;
 mod overhead;
 mod packet_cost;
 mod populate;
@@ -110,6 +112,7 @@ struct Run {
     footprint: Option<footprint::Results>,
     packet_cost: Option<packet_cost::Results>,
     adaptive_limits: Option<adaptive::Results>,
+    outlier_detection: Option<outliers::Results>,
     goals: Vec<report::Goal>,
     comparisons: Vec<report::Comparison>,
 }
@@ -151,6 +154,8 @@ fn main() -> ExitCode {
         wanted(9).then(|| packet_cost::run(pick(quick, packet_cost::FULL, packet_cost::QUICK)));
     let adaptive_limits =
         wanted(10).then(|| adaptive::run(pick(quick, adaptive::FULL, adaptive::QUICK)));
+    let outlier_detection =
+        wanted(11).then(|| outliers::run(pick(quick, outliers::FULL, outliers::QUICK)));
 
     let mut goals: Vec<report::Goal> = Vec::new();
     let mut comparisons: Vec<report::Comparison> = Vec::new();
@@ -205,6 +210,11 @@ fn main() -> ExitCode {
         comparisons.extend(r.comparisons());
         checks_ok &= r.checks().all(|c| c.ok);
     }
+    if let Some(r) = &outlier_detection {
+        tables.extend(r.tables());
+        comparisons.extend(r.comparisons());
+        checks_ok &= r.check.ok;
+    }
     let run = Run {
         command: format!(
             "cargo xtask bench{}{}",
@@ -230,6 +240,7 @@ fn main() -> ExitCode {
         footprint,
         packet_cost,
         adaptive_limits,
+        outlier_detection,
         goals,
         comparisons,
     };

@@ -81,6 +81,20 @@ fn check_applicable(specs: &[PolicySpec]) {
                 "{spec:?}"
             );
         }
+        // Learned thresholds stay within their bounds, and only a policy
+        // that learns one has its baseline settings.
+        match spec.baseline {
+            Some(b) => assert!(
+                kernel.learn != 0
+                    && 1 <= kernel.rate_min_permille
+                    && kernel.rate_min_permille <= kernel.failure_rate_permille
+                    && kernel.sensitivity_milli > 0
+                    && kernel.slow_factor_milli >= 1000
+                    && b.window >= spec.window,
+                "{spec:?}"
+            ),
+            None => assert_eq!(kernel.learn, 0, "{spec:?}"),
+        }
         // Outlier detection runs at a positive interval, its detectors'
         // thresholds are numbers, and ejections stay within their bounds.
         if let Some(o) = spec.outlier {

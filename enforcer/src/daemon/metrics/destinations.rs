@@ -114,20 +114,50 @@ const GAUGES: [(&str, &str, Gauge); 4] = [
     ),
 ];
 
-/// Reads one gauge of seconds; `None` leaves the series out.
-type Seconds = fn(&Series) -> Option<std::time::Duration>;
+/// Reads one gauge of a learned figure (seconds or a share); `None` leaves
+/// the series out.
+type Learned = fn(&Series) -> Option<f64>;
 
-/// What an adaptive limit's last move was made from.
-const SIGNAL_GAUGES: [(&str, &str, Seconds); 2] = [
+/// What an adaptive limit's last move was made from, and what a learned
+/// threshold is made of.
+const LEARNED_GAUGES: [(&str, &str, Learned); 6] = [
     (
         "adaptive_latency_seconds",
         "the policy's signal (handshake, response or lifetime), mean of the last interval",
-        |s| s.learnt.and_then(|c| c.sample),
+        |s| s.learnt.and_then(|c| c.sample).map(|d| d.as_secs_f64()),
     ),
     (
         "adaptive_baseline_seconds",
         "the signal's unloaded latency (lowest interval mean of the baseline window)",
-        |s| s.learnt.and_then(|c| c.baseline),
+        |s| s.learnt.and_then(|c| c.baseline).map(|d| d.as_secs_f64()),
+    ),
+    (
+        "baseline_failure_share",
+        "the destination's learned normal failure share per window (failure_rate or slow_connect = \"auto\")",
+        |s| s.baseline.map(|b| b.failure_share),
+    ),
+    (
+        "baseline_connect_p99_seconds",
+        "the destination's learned normal 99th percentile handshake",
+        |s| {
+            s.baseline
+                .and_then(|b| b.connect_p99)
+                .map(|d| d.as_secs_f64())
+        },
+    ),
+    (
+        "trip_failure_rate",
+        "the failure share that trips the destination now (learned, or failure_rate_max while its baseline is young)",
+        |s| s.baseline.map(|b| b.trip_rate),
+    ),
+    (
+        "slow_connect_threshold_seconds",
+        "a handshake slower than this counts as a failure now (learned)",
+        |s| {
+            s.baseline
+                .and_then(|b| b.slow_connect)
+                .map(|d| d.as_secs_f64())
+        },
     ),
 ];
 
@@ -202,13 +232,12 @@ pub fn encode(
             }
         }
     }
-    for (name, help, get) in SIGNAL_GAUGES {
+    for (name, help, get) in LEARNED_GAUGES {
         let name = format!("enforcer_{name}");
         let mut m = enc.encode_descriptor(&name, help, None, MetricType::Gauge)?;
         for s in series {
             if let Some(v) = get(s) {
-                m.encode_family(&labels(s))?
-                    .encode_gauge(&v.as_secs_f64())?;
+                m.encode_family(&labels(s))?.encode_gauge(&v)?;
             }
         }
     }
@@ -304,6 +333,15 @@ mod tests {
             cap: Some(4),
             limit: None,
             learnt: None,
+            baseline: Some(crate::api::BaselineView {
+                windows: 9,
+                warm: true,
+                failure_share: 0.03,
+                spread: 0.01,
+                connect_p99: Some(std::time::Duration::from_micros(400)),
+                trip_rate: 0.06,
+                slow_connect: Some(std::time::Duration::from_millis(1)),
+            }),
             s,
         };
         let mut registry = Registry::default();
@@ -311,6 +349,20 @@ mod tests {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         text
+    }
+
+    #[test]
+    fn a_learned_normal_and_its_thresholds_are_gauges() {
+        let text = scrape(ClassNames::default());
+        let labels = "{dest=\"10.0.0.5:5432\",netns=\"4026531840\",policy=\"db\"}";
+        for line in [
+            format!("enforcer_baseline_failure_share{labels} 0.03"),
+            format!("enforcer_baseline_connect_p99_seconds{labels} 0.0004"),
+            format!("enforcer_trip_failure_rate{labels} 0.06"),
+            format!("enforcer_slow_connect_threshold_seconds{labels} 0.001"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::{
     Daemon, Shared, classes::ClassNames, learn::SharedLearning, lock, series::Top,
     view::PolicyNames,
 };
-use crate::adaptive::Change;
+use crate::{adaptive::Change, api::BaselineView};
 use crate::{bpf::ProgramStats, http::stream, netns};
 
 mod destinations;
@@ -93,6 +93,8 @@ struct Series {
     limit: Option<u32>,
     /// Its last move's figures.
     learnt: Option<Change>,
+    /// The learned normal, under a policy that learns one.
+    baseline: Option<BaselineView>,
     s: DestState,
 }
 
@@ -247,6 +249,7 @@ impl From<Raw> for Snapshot {
                 cap: raw.names.cap(s.policy_id, s.breaker.limit),
                 limit: raw.names.limit(s.policy_id, s.breaker.limit),
                 learnt: learning.last_of(k).copied(),
+                baseline: raw.names.baseline(s.policy_id, &s.baseline),
                 s: *s,
             })
             .collect();
@@ -260,6 +263,7 @@ impl From<Raw> for Snapshot {
                 cap: None,
                 limit: None,
                 learnt: None,
+                baseline: None,
                 s: other,
             });
         }

@@ -1,5 +1,5 @@
-//! What one destination's connects did in one interval: the difference of
-//! two reads of its kernel state.
+//! What one destination's connects did between two reads of its kernel
+//! state (an outlier interval, a baseline window).
 
 use std::time::Duration;
 
@@ -14,10 +14,17 @@ pub struct Interval {
     pub successes: u64,
     /// Refused, timed out or unreachable (the failures that trip).
     pub failures: u64,
+    /// Of the successes, those slower than the policy's slow bound (failures
+    /// to the breaker's window).
+    pub slow: u64,
     /// The handshakes' latency histogram of the interval.
     pub latency: [u64; LATENCY_BUCKETS],
     /// Not CLOSED at the end of the interval.
     pub open: bool,
+    /// The policy's signal ([`enforcer_common::policy::Signal`]) over the
+    /// interval: connections measured and their total, ns.
+    pub signal_count: u64,
+    pub signal_ns: u64,
 }
 
 impl Interval {
@@ -33,8 +40,11 @@ impl Interval {
         Some(Self {
             successes: delta(c0.successes, c1.successes)?,
             failures: delta(c0.failures(), c1.failures())?,
+            slow: delta(c0.slow, c1.slow)?,
             latency,
             open: after.breaker.state != State::Closed as u32,
+            signal_count: delta(before.signal.count, after.signal.count)?,
+            signal_ns: delta(before.signal.sum_ns, after.signal.sum_ns)?,
         })
     }
 
@@ -55,14 +65,31 @@ impl Interval {
         self.latency.iter().sum()
     }
 
-    /// The 90th percentile of the handshakes, interpolated within its log2
-    /// bucket; `None` without any.
+    /// The share of the completed connects that count as failures in the
+    /// breaker's window (failures and slow successes); `None` without any.
+    pub fn failure_share(&self) -> Option<f64> {
+        let n = self.completed();
+        (n != 0).then(|| (self.failures + self.slow) as f64 / n as f64)
+    }
+
+    /// The mean of the policy's signal; `None` without any.
+    pub fn signal_mean(&self) -> Option<Duration> {
+        (self.signal_count != 0).then(|| Duration::from_nanos(self.signal_ns / self.signal_count))
+    }
+
+    /// The 90th percentile of the handshakes (see [`Self::quantile`]).
     pub fn p90(&self) -> Option<Duration> {
+        self.quantile(90)
+    }
+
+    /// The `percent`-th percentile of the handshakes, interpolated within its
+    /// log2 bucket; `None` without any.
+    pub fn quantile(&self, percent: u64) -> Option<Duration> {
         let n = self.measured();
         if n == 0 {
             return None;
         }
-        let rank = (n * 9).div_ceil(10);
+        let rank = (n * percent.min(100)).div_ceil(100).max(1);
         let mut seen = 0;
         for (i, count) in self.latency.iter().enumerate() {
             if *count == 0 {
