@@ -127,6 +127,30 @@ impl Drop for AcceptingServer {
     }
 }
 
+/// Connects to each of `addrs` from `threads` threads of its own, each
+/// closing every connection at once and pausing `pause` before the next,
+/// for `run` (refusals and rejections are expected); a connect gives up
+/// after `timeout`. A slow destination slows only its own threads.
+pub fn connect_loop(
+    addrs: &[SocketAddr],
+    threads: usize,
+    pause: Duration,
+    timeout: Duration,
+    run: Duration,
+) {
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for addr in addrs.iter().flat_map(|a| std::iter::repeat_n(a, threads)) {
+            s.spawn(move || {
+                while start.elapsed() < run {
+                    let _ = TcpStream::connect_timeout(addr, timeout);
+                    std::thread::sleep(pause);
+                }
+            });
+        }
+    });
+}
+
 /// A port with a TCP socket bound but not listening: SYNs to it get a RST, and
 /// nobody else can take the port while this lives.
 pub struct RefusingPort {

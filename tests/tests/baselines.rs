@@ -5,10 +5,12 @@
 //! trips within one window of the jump; a fixed rate low enough to catch the
 //! jump trips on the normal, one high enough to spare the normal misses the
 //! jump. The same address in a second namespace, failing 30 % all along,
-//! keeps a normal of its own.
+//! keeps a normal of its own. A learned slow bound (`slow_connect = "auto"`)
+//! trips a destination whose handshakes turn slow, which a policy without
+//! one counts as successes.
 
 use std::{
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     thread,
     time::{Duration, Instant},
 };
@@ -18,7 +20,7 @@ use enforcer_tests::{
     cgroup::ScratchCgroup,
     daemon::{Daemon, Follower},
     exec::Place,
-    net::{AcceptingServer, free_loopback_port},
+    net::{self, AcceptingServer, free_loopback_port},
     netns::NetNs,
 };
 use serde_json::Value;
@@ -28,6 +30,8 @@ const WINDOW: Duration = Duration::from_secs(5);
 /// Of the normal, then of the jump.
 const NORMAL: Duration = Duration::from_secs(60);
 const JUMP: Duration = Duration::from_secs(20);
+/// Of fast handshakes, long enough to warm a baseline (5 windows).
+const SLOW_NORMAL: Duration = Duration::from_secs(40);
 
 /// Refuses a random `permille` ‰ of the handshakes to `port` in `ns`.
 fn refuse(ns: &NetNs, port: u16, permille: u32) {
@@ -48,20 +52,13 @@ fn policy(name: &str, port: u16, failure_rate: &str) -> String {
     )
 }
 
-/// Connects to each of `addrs` every 2 ms, closing at once, for `run`.
-fn clients(place: &Place, addrs: Vec<SocketAddr>, run: Duration) {
+/// `threads` unprivileged clients per address of `addrs`, each connecting
+/// and closing at once every `pause`, for `run`.
+fn clients(place: &Place, addrs: Vec<SocketAddr>, threads: usize, pause: Duration, run: Duration) {
     let out = place.run_as_nobody(move || {
-        thread::scope(|s| {
-            for addr in &addrs {
-                s.spawn(move || {
-                    let start = Instant::now();
-                    while start.elapsed() < run {
-                        let _ = TcpStream::connect_timeout(addr, Duration::from_secs(1));
-                        thread::sleep(Duration::from_millis(2));
-                    }
-                });
-            }
-        });
+        // Long enough for a SYN retransmitted twice (3 s): a slow handshake,
+        // not a timeout.
+        net::connect_loop(&addrs, threads, pause, Duration::from_secs(10), run);
         "done".to_owned()
     });
     assert_eq!(out, "done");
@@ -122,6 +119,8 @@ fn a_learned_rate_spares_the_normal_and_trips_on_the_jump_where_fixed_ones_canno
             clients(
                 &place.clone_with_netns(&ns),
                 vec![learned, low, high],
+                1,
+                Duration::from_millis(2),
                 NORMAL + JUMP,
             )
         });
@@ -129,6 +128,8 @@ fn a_learned_rate_spares_the_normal_and_trips_on_the_jump_where_fixed_ones_canno
             clients(
                 &place.clone_with_netns(&other),
                 vec![learned],
+                1,
+                Duration::from_millis(2),
                 NORMAL + JUMP,
             )
         });
@@ -216,4 +217,77 @@ fn a_learned_rate_spares_the_normal_and_trips_on_the_jump_where_fixed_ones_canno
         rate.is_some_and(|r| r > 0.0 && r <= 0.5) && share.is_some_and(|s| s > 0.0 && s < 0.1),
         "enforcer_trip_failure_rate {rate:?}, enforcer_baseline_failure_share {share:?}"
     );
+}
+
+#[test]
+fn a_learned_slow_bound_trips_when_handshakes_turn_slow() {
+    let (cgroup, pins, ns) = (ScratchCgroup::new(), PinDir::new(), NetNs::new());
+    let [learned, fixed] =
+        [free_loopback_port(), free_loopback_port()].map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+    let _servers = [learned, fixed].map(|a| AcceptingServer::bind_in(&ns, a));
+    // Both policies learn their trip rate; one also learns what is slow.
+    let config = policy("learned", learned.port(), "\"auto\"")
+        + "slow_connect = \"auto\"\n"
+        + &policy("fixed", fixed.port(), "\"auto\"");
+    let d = Daemon::start(&cgroup, &pins, &config);
+    let mut follower = Follower::start(&d);
+    let place = Place::cgroup(&cgroup).with_netns(&ns);
+
+    let start = Instant::now();
+    let mut events: Vec<(Duration, Value)> = Vec::new();
+    let mut normal_status = Value::Null;
+    let mut slowed_at = None;
+    thread::scope(|s| {
+        // Twenty clients each: when a fifth of the handshakes take a second,
+        // the window still holds its min_attempts.
+        let load = s.spawn(|| {
+            let pause = Duration::from_millis(20);
+            clients(&place, vec![learned, fixed], 20, pause, SLOW_NORMAL + JUMP)
+        });
+        thread::sleep(Duration::from_millis(500));
+        while !load.is_finished() {
+            let at = start.elapsed();
+            events.extend(follower.drain().into_iter().map(|e| (at, e)));
+            if slowed_at.is_none() && at >= SLOW_NORMAL {
+                normal_status = d.json(&["status"]);
+                // A fifth of the SYNs vanish: those handshakes wait a second
+                // (or three) for the retransmission, and succeed.
+                for port in [learned.port(), fixed.port()] {
+                    ns.tcp_port(port, "tcp flags syn numgen random mod 5 == 0 drop");
+                }
+                slowed_at = Some(start.elapsed());
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+        load.join().expect("the clients");
+    });
+    events.extend(follower.drain().into_iter().map(|e| (start.elapsed(), e)));
+    let slowed_at = slowed_at.expect("the clients ran past the normal");
+
+    let ours = dest(&normal_status, &learned, &ns).expect("the learned destination's status");
+    let bound = ours["baseline"]["slow_connect"].as_str().unwrap_or("none");
+    assert!(
+        ours["baseline"]["warm"] == true && bound == "1ms",
+        "loopback handshakes of tens of µs: the 1 ms floor is the bound; {ours}"
+    );
+    let trips = tripped_at(&events, &learned, &ns);
+    assert!(
+        !trips.iter().any(|at| *at < slowed_at),
+        "tripped on fast handshakes at {trips:?}; {ours}"
+    );
+    let first = trips.first().copied();
+    assert!(
+        first.is_some_and(|at| at <= slowed_at + 2 * WINDOW),
+        "slow handshakes from {slowed_at:?}, tripped at {first:?}; status {}",
+        d.status_of(learned)
+    );
+    // Without a slow bound, slow handshakes are successes: the same traffic
+    // never trips the other policy.
+    let other = tripped_at(&events, &fixed, &ns);
+    assert!(
+        other.is_empty(),
+        "tripped at {other:?} without a slow bound"
+    );
+    let slow = d.status_of(learned)["slow"].as_u64().unwrap_or(0);
+    assert!(slow > 0, "no handshake counted slow");
 }

@@ -233,27 +233,6 @@ fn an_outlier_is_ejected_within_two_intervals_healthy_peers_never_and_the_cap_ho
     assert!(count >= 1.0, "enforcer_ejections_total: {count}");
 }
 
-/// Connects to each of `addrs` from four threads of its own, each every
-/// 40 ms, for `run`: a slow backend only slows its own threads, and still
-/// completes a few handshakes per interval.
-fn clients_each(place: &Place, addrs: Vec<SocketAddr>, run: Duration) {
-    let out = place.run_as_nobody(move || {
-        thread::scope(|s| {
-            for addr in addrs.iter().flat_map(|a| [a; 4]) {
-                s.spawn(move || {
-                    let start = Instant::now();
-                    while start.elapsed() < run {
-                        let _ = TcpStream::connect_timeout(addr, Duration::from_secs(5));
-                        thread::sleep(Duration::from_millis(40));
-                    }
-                });
-            }
-        });
-        "done".to_owned()
-    });
-    assert_eq!(out, "done");
-}
-
 #[test]
 fn a_backend_with_slow_handshakes_is_ejected_by_latency() {
     let (cgroup, pins, ns) = (ScratchCgroup::new(), PinDir::new(), NetNs::new());
@@ -286,7 +265,16 @@ fn a_backend_with_slow_handshakes_is_ejected_by_latency() {
     let start = Instant::now();
     let mut events: Vec<(Duration, Value)> = Vec::new();
     thread::scope(|s| {
-        let load = s.spawn(|| clients_each(&place, addrs.clone(), Duration::from_secs(30)));
+        // Four threads per backend, so that the slow one still completes
+        // a few handshakes per interval.
+        let load = s.spawn(|| {
+            let out = place.run_as_nobody(|| {
+                let (pause, timeout) = (Duration::from_millis(40), Duration::from_secs(5));
+                net::connect_loop(&addrs, 4, pause, timeout, Duration::from_secs(30));
+                "done".to_owned()
+            });
+            assert_eq!(out, "done");
+        });
         while !load.is_finished() {
             let at = start.elapsed();
             events.extend(follower.drain().into_iter().map(|e| (at, e)));

@@ -8,89 +8,63 @@
 //! daemon's lock: with many destinations a pass takes tens of milliseconds,
 //! which must not stall the API or the controller.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Instant,
-};
+use std::sync::{Arc, Mutex};
 
 use enforcer_common::control::Command;
 
 use super::{
     Shared, lock,
     notices::dest_event,
-    schedule::{self, Schedule},
+    schedule::{self, Pass, Schedule},
 };
 use crate::{
     adaptive::{Learner, Learning, Step},
     api::LimitChange,
-    bpf::{BpfError, Control, Dests},
+    bpf::BpfError,
 };
 
 /// The learners, shared with the status and the metrics.
 pub type SharedLearning = Arc<Mutex<Learning>>;
 
 pub async fn run(shared: Shared) {
-    schedule::run_turns(shared, "adaptive limits", due, Pass::run, announce).await;
+    schedule::run_turns(shared, "adaptive limits", due, run_pass, announce).await;
 }
 
-/// One pass's work, taken from the daemon under its lock.
-struct Pass {
-    due: Vec<Learner>,
-    dests: Arc<Dests>,
-    control: Arc<Control>,
-    learning: SharedLearning,
+type LearningPass = Pass<Learner, Learning>;
+
+/// The pass of the adaptive policies whose interval has come, if any.
+fn due(shared: &Shared, schedule: &mut Schedule) -> Option<LearningPass> {
+    schedule::take(
+        shared,
+        schedule,
+        |d| &d.learning,
+        |p| {
+            let a = p.spec.adaptive?;
+            let learner = Learner {
+                policy_id: p.id,
+                epoch: p.spec.epoch(),
+                settings: a.settings,
+            };
+            Some((a.interval, learner))
+        },
+    )
 }
 
-/// The pass of the adaptive policies whose interval has come, if any; forgets
-/// the learners of policies that are no longer adaptive.
-fn due(shared: &Shared, schedule: &mut Schedule) -> Option<Pass> {
-    let d = lock(shared);
-    let learning = d.learning.clone();
-    let adaptive = d.policies.iter().filter_map(|p| {
-        let a = p.spec.adaptive?;
-        let learner = Learner {
-            policy_id: p.id,
-            epoch: p.spec.epoch(),
-            settings: a.settings,
-        };
-        Some((p.id, a.interval, learner))
-    });
-    let due = schedule.due(adaptive, Instant::now(), |ids| {
-        learning
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keep_policies(ids);
-    });
-    if due.is_empty() {
-        return None;
+/// Reads the due policies' destinations, decides, writes the limits that
+/// changed.
+fn run_pass(pass: LearningPass) -> Result<(Vec<Learner>, Vec<Step>), BpfError> {
+    let ids: Vec<u32> = pass.due.iter().map(|l| l.policy_id).collect();
+    let reads = schedule::read_policies(&pass.dests, &ids)?;
+    let steps = pass
+        .memory()
+        .pass(&pass.due, reads.iter().map(|(k, s)| (k, s)));
+    for step in steps.iter().filter(|s| s.write) {
+        let command = Command::set_limit(step.key, step.policy_id, step.change.limit);
+        // Not applied: the destination left the policy or was forgotten
+        // since the read; the next pass sees it as it is.
+        pass.control.run(&command)?;
     }
-    Some(Pass {
-        due,
-        dests: d.enforcer.maps().dests.clone(),
-        control: d.enforcer.control().clone(),
-        learning,
-    })
-}
-
-impl Pass {
-    /// Reads the due policies' destinations, decides, writes the limits that
-    /// changed.
-    fn run(self) -> Result<(Vec<Learner>, Vec<Step>), BpfError> {
-        let ids: Vec<u32> = self.due.iter().map(|l| l.policy_id).collect();
-        let reads = schedule::read_policies(&self.dests, &ids)?;
-        let steps = self
-            .learning
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pass(&self.due, reads.iter().map(|(k, s)| (k, s)));
-        for step in steps.iter().filter(|s| s.write) {
-            let command = Command::set_limit(step.key, step.policy_id, step.change.limit);
-            // Not applied: the destination left the policy or was forgotten
-            // since the read; the next pass sees it as it is.
-            self.control.run(&command)?;
-        }
-        Ok((self.due, steps))
-    }
+    Ok((pass.due, steps))
 }
 
 /// Publishes the changes worth an event.

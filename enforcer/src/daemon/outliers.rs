@@ -11,7 +11,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use enforcer_common::{control::Command, policy::Signal};
@@ -19,11 +19,11 @@ use enforcer_common::{control::Command, policy::Signal};
 use super::{
     Shared, lock,
     notices::dest_event,
-    schedule::{self, Schedule},
+    schedule::{self, Pass, Schedule},
 };
 use crate::{
     api::EjectionView,
-    bpf::{Applied, BpfError, Control, Dests},
+    bpf::{Applied, BpfError},
     clock::Jitter,
     outlier::{Eject, Measure, Peers, Tracker},
 };
@@ -35,85 +35,65 @@ pub type SharedTracker = Arc<Mutex<Tracker>>;
 pub type Ejections = HashMap<(String, &'static str), u64>;
 
 pub async fn run(shared: Shared) {
-    schedule::run_turns(shared, "outlier detection", due, Pass::run, announce).await;
+    schedule::run_turns(shared, "outlier detection", due, run_pass, announce).await;
 }
 
-/// One pass's work, taken from the daemon under its lock.
-struct Pass {
-    due: Vec<(Peers, f64)>,
-    dests: Arc<Dests>,
-    control: Arc<Control>,
-    tracker: SharedTracker,
+/// Each due policy's peers and jitter.
+type DetectionPass = Pass<(Peers, f64), Tracker>;
+
+/// The pass of the policies whose outlier interval has come, if any.
+fn due(shared: &Shared, schedule: &mut Schedule) -> Option<DetectionPass> {
+    schedule::take(
+        shared,
+        schedule,
+        |d| &d.outliers,
+        |p| {
+            let settings = p.spec.outlier?;
+            let peers = Peers {
+                policy_id: p.id,
+                epoch: p.spec.epoch(),
+                settings,
+                max_open_percent: p.spec.max_open_percent,
+                // Where the policy measures the response latency, that is the
+                // latency its callers wait for.
+                measure: match p.spec.adaptive.map(|a| a.signal) {
+                    Some(Signal::Response) => Measure::ResponseMean,
+                    _ => Measure::HandshakeP90,
+                },
+            };
+            Some((settings.interval, (peers, p.spec.jitter)))
+        },
+    )
 }
 
-/// The pass of the policies whose outlier interval has come, if any; forgets
-/// what is kept for policies that no longer detect outliers.
-fn due(shared: &Shared, schedule: &mut Schedule) -> Option<Pass> {
-    let d = lock(shared);
-    let tracker = d.outliers.clone();
-    let detecting = d.policies.iter().filter_map(|p| {
-        let settings = p.spec.outlier?;
-        let peers = Peers {
-            policy_id: p.id,
-            epoch: p.spec.epoch(),
-            settings,
-            max_open_percent: p.spec.max_open_percent,
-            // Where the policy measures the response latency, that is the
-            // latency its callers wait for.
-            measure: match p.spec.adaptive.map(|a| a.signal) {
-                Some(Signal::Response) => Measure::ResponseMean,
-                _ => Measure::HandshakeP90,
-            },
-        };
-        Some((p.id, settings.interval, (peers, p.spec.jitter)))
-    });
-    let due: Vec<(Peers, f64)> = schedule.due(detecting, Instant::now(), |ids| {
-        tracker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keep_policies(ids);
-    });
-    if due.is_empty() {
-        return None;
-    }
-    Some(Pass {
-        due,
-        dests: d.enforcer.maps().dests.clone(),
-        control: d.enforcer.control().clone(),
-        tracker,
-    })
-}
-
-impl Pass {
-    /// Reads the due policies' destinations, judges them, ejects the
-    /// outliers; those the kernel applied.
-    fn run(self) -> Result<Vec<Eject>, BpfError> {
-        let ids: Vec<u32> = self.due.iter().map(|(p, _)| p.policy_id).collect();
-        let reads = schedule::read_policies(&self.dests, &ids)?;
-        let mut tracker = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
-        let mut jitter = Jitter::seeded();
-        let mut applied = Vec::new();
-        for (peers, spread) in &self.due {
-            let of_policy = reads
-                .iter()
-                .filter(|(_, s)| s.policy_id == peers.policy_id)
-                .map(|(k, s)| (k, s));
-            for eject in tracker.pass(peers, of_policy) {
-                // The policy's jitter, so that destinations ejected together
-                // do not come back together.
-                let scale = 1.0 + spread * (2.0 * jitter.unit() - 1.0);
-                let ns = (eject.duration.as_secs_f64() * scale * 1e9) as u64;
-                let command = Command::eject(eject.key, eject.policy_id, ns);
-                if self.control.run(&command)? == Applied::Applied {
-                    applied.push(Eject {
-                        duration: Duration::from_nanos(ns),
-                        ..eject
-                    });
-                }
+/// Reads the due policies' destinations, judges them, ejects the outliers;
+/// those the kernel applied.
+fn run_pass(pass: DetectionPass) -> Result<Vec<Eject>, BpfError> {
+    let ids: Vec<u32> = pass.due.iter().map(|(p, _)| p.policy_id).collect();
+    let reads = schedule::read_policies(&pass.dests, &ids)?;
+    let mut tracker = pass.memory();
+    let mut jitter = Jitter::seeded();
+    let mut applied = Vec::new();
+    for (peers, spread) in &pass.due {
+        let of_policy = reads
+            .iter()
+            .filter(|(_, s)| s.policy_id == peers.policy_id)
+            .map(|(k, s)| (k, s));
+        for eject in tracker.pass(peers, of_policy) {
+            // The policy's jitter, so that destinations ejected together
+            // do not come back together.
+            let scale = 1.0 + spread * (2.0 * jitter.unit() - 1.0);
+            let ns = (eject.duration.as_secs_f64() * scale * 1e9) as u64;
+            let command = Command::eject(eject.key, eject.policy_id, ns);
+            if pass.control.run(&command)? == Applied::Applied {
+                applied.push(Eject {
+                    duration: Duration::from_nanos(ns),
+                    ..eject
+                });
             }
         }
-        Ok(applied)
     }
+    Ok(applied)
 }
 
 /// Publishes each ejection with its evidence and counts it.

@@ -7,13 +7,14 @@
 
 use std::{
     collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
 use enforcer_common::dest::{DestKey, DestState};
 
-use super::Shared;
-use crate::bpf::{BpfError, Dests};
+use super::{Daemon, RunningPolicy, Shared, lock};
+use crate::bpf::{BpfError, Control, Dests};
 
 /// How often the loops look whose turn it is.
 const TICK: Duration = Duration::from_millis(100);
@@ -44,6 +45,79 @@ pub async fn run_turns<P, T>(
             Err(e) => tracing::error!("{what}: the pass failed: {e}"),
         }
     }
+}
+
+/// What a pass keeps between turns, policy by policy.
+pub trait Memory: Send + 'static {
+    /// Forgets what is kept for policies other than `ids`.
+    fn keep_policies(&mut self, ids: &[u32]);
+}
+
+impl Memory for crate::adaptive::Learning {
+    fn keep_policies(&mut self, ids: &[u32]) {
+        Self::keep_policies(self, ids);
+    }
+}
+
+impl Memory for crate::baseline::Learning {
+    fn keep_policies(&mut self, ids: &[u32]) {
+        Self::keep_policies(self, ids);
+    }
+}
+
+impl Memory for crate::outlier::Tracker {
+    fn keep_policies(&mut self, ids: &[u32]) {
+        Self::keep_policies(self, ids);
+    }
+}
+
+/// One pass's work, taken from the daemon under its lock: what it needs of
+/// each due policy, the destinations to read, the control program to write
+/// with, and its memory (shared with the status and the metrics).
+pub struct Pass<T, M> {
+    pub due: Vec<T>,
+    pub dests: Arc<Dests>,
+    pub control: Arc<Control>,
+    pub memory: Arc<Mutex<M>>,
+}
+
+impl<T, M> Pass<T, M> {
+    pub fn memory(&self) -> MutexGuard<'_, M> {
+        self.memory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The pass of the policies whose turn has come, if any. `serves` says
+/// whether the pass serves a policy: at which interval, and what it needs of
+/// it; `memory` finds the pass's memory in the daemon, where what it keeps
+/// for policies it no longer serves is forgotten.
+pub fn take<T, M: Memory>(
+    shared: &Shared,
+    schedule: &mut Schedule,
+    memory: impl Fn(&Daemon) -> &Arc<Mutex<M>>,
+    serves: impl Fn(&RunningPolicy) -> Option<(Duration, T)>,
+) -> Option<Pass<T, M>> {
+    let d = lock(shared);
+    let memory = memory(&d).clone();
+    let served = d
+        .policies
+        .iter()
+        .filter_map(|p| serves(p).map(|(interval, t)| (p.id, interval, t)));
+    let due = schedule.due(served, Instant::now(), |ids| {
+        memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keep_policies(ids);
+    });
+    if due.is_empty() {
+        return None;
+    }
+    Some(Pass {
+        due,
+        dests: d.enforcer.maps().dests.clone(),
+        control: d.enforcer.control().clone(),
+        memory,
+    })
 }
 
 /// The destinations of the policies `ids`, each read under its lock.
