@@ -1,7 +1,10 @@
 //! What the daemon remembers of each destination between outlier intervals
 //! (its last read, its ejection count) and what one interval decides.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use enforcer_common::{
     breaker::State,
@@ -59,14 +62,14 @@ impl Tracker {
     ) -> Vec<Eject> {
         let mut intervals: Vec<(DestKey, Interval)> = Vec::new();
         let (mut tracked, mut open) = (0u64, 0u64);
-        let mut seen = Vec::new();
+        let mut seen = HashSet::new();
         for (key, state) in reads {
             if state.policy_id != peers.policy_id || state.policy_epoch != peers.epoch {
                 continue;
             }
             tracked += 1;
             open += u64::from(state.breaker.state != State::Closed as u32);
-            seen.push(*key);
+            seen.insert(*key);
             let kept = self.dests.entry(*key).or_insert(Kept {
                 policy_id: peers.policy_id,
                 generation: state.generation,
