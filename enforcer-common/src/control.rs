@@ -235,19 +235,26 @@ pub const fn stale_policy(d: &DestState, policy_epoch: u32) -> bool {
     d.policy_epoch != policy_epoch
 }
 
-/// SET_LIMIT on a destination as it is under its lock: applied when it
-/// belongs to `policy_id` under that policy's current epoch `policy_epoch`.
+/// Whether the destination, as it is under its lock, still belongs to
+/// `policy_id` under that policy's current epoch `policy_epoch`: what the
+/// daemon learned or judged under one policy (a limit, a baseline, an
+/// ejection) never lands on a destination that has moved to another.
+#[inline(always)]
+pub const fn of_policy(d: &DestState, policy_id: u32, policy_epoch: u32) -> bool {
+    d.policy_id == policy_id && !stale_policy(d, policy_epoch)
+}
+
+/// SET_LIMIT on a destination as it is under its lock ([`of_policy`]).
 #[inline(always)]
 pub const fn set_limit(d: &mut DestState, policy_id: u32, policy_epoch: u32, limit: u32) -> bool {
-    if d.policy_id != policy_id || stale_policy(d, policy_epoch) {
+    if !of_policy(d, policy_id, policy_epoch) {
         return false;
     }
     d.breaker.limit = limit;
     true
 }
 
-/// SET_BASELINE on a destination as it is under its lock: applied on the
-/// terms of [`set_limit`].
+/// SET_BASELINE on a destination as it is under its lock ([`of_policy`]).
 #[inline(always)]
 pub const fn set_baseline(
     d: &mut DestState,
@@ -255,7 +262,7 @@ pub const fn set_baseline(
     policy_epoch: u32,
     b: Baseline,
 ) -> bool {
-    if d.policy_id != policy_id || stale_policy(d, policy_epoch) {
+    if !of_policy(d, policy_id, policy_epoch) {
         return false;
     }
     d.baseline = b;

@@ -17,7 +17,9 @@
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext};
 use enforcer_common::{
     breaker::Transition,
-    control::{Command, Kind, Reply, may_forget, set_baseline, set_limit, stale_policy, when},
+    control::{
+        Command, Kind, Reply, may_forget, of_policy, set_baseline, set_limit, stale_policy, when,
+    },
     sock::SockInfo,
 };
 
@@ -139,12 +141,9 @@ fn run(command: &Command) -> Reply {
         SET_BASELINE => {
             set_baseline(d, command.policy_id, policy.epoch, command.baseline()).then_some(None)
         }
-        // Judged under the policy it names, and only under that policy's
-        // current epoch: an outlier of one policy never ejects a destination
-        // that has moved to another.
-        EJECT
-            if same_policy && command.policy_id == policy_id && !stale_policy(d, policy.epoch) =>
-        {
+        // Judged under the policy it names (the one whose epoch was looked
+        // up), and only while the destination is still of it.
+        EJECT if command.policy_id == policy_id && of_policy(d, policy_id, policy.epoch) => {
             d.eject(now, command.duration_ns(), &mut t.guard).map(Some)
         }
         _ => None,

@@ -35,6 +35,27 @@ fn dest(enforcer: &Enforcer, addr: SocketAddr) -> DestState {
         .unwrap_or_else(|| panic!("{addr} is not tracked"))
 }
 
+/// `n` loopback ports that refuse, covered by `policy` (with open periods of
+/// a minute), each refused once by one unprivileged child in the cgroup.
+fn refused_once_each(policy: Policy, n: usize) -> (ScratchCgroup, Enforcer, Vec<RefusingPort>) {
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached(&cgroup);
+    fixtures::apply(
+        &mut enforcer,
+        &["127.0.0.0/8:*"],
+        policy,
+        fixtures::minute_open(),
+    );
+    let ports: Vec<RefusingPort> = (0..n).map(|_| RefusingPort::loopback_v4()).collect();
+    let addrs: Vec<SocketAddr> = ports.iter().map(|p| p.addr).collect();
+    let refused = Place::cgroup(&cgroup).run_as_nobody(move || {
+        let refused = addrs.iter().filter(|a| TcpStream::connect(a).is_err());
+        refused.count().to_string()
+    });
+    assert_eq!(refused, n.to_string(), "every port refused");
+    (cgroup, enforcer, ports)
+}
+
 /// `n` blocking connects from a child in the cgroup; each must fail with `errno`.
 fn failing_connects(place: &Place, addr: SocketAddr, n: usize, errno: i32) {
     place.run(|| {
@@ -303,31 +324,15 @@ fn failure_rate_needs_min_attempts_and_the_window_forgets() {
 
 #[test]
 fn the_group_guard_keeps_most_destinations_of_a_policy_closed() {
-    let cgroup = ScratchCgroup::new();
-    let mut enforcer = fixtures::attached(&cgroup);
     let policy = Policy {
         failure_threshold: 1,
         max_open_percent: 50,
         ..fixtures::base_policy()
     };
-    fixtures::apply(
-        &mut enforcer,
-        &["127.0.0.0/8:*"],
-        policy,
-        fixtures::minute_open(),
-    );
-    let place = Place::cgroup(&cgroup);
-    let ports: Vec<RefusingPort> = (0..4).map(|_| RefusingPort::loopback_v4()).collect();
     // One refusal each. The guard allows 50% of the tracked destinations (at
     // least one), and the tracked count grows with each: 1st of 1 opens, 2nd of 2
     // and 3rd of 3 would exceed it, 4th of 4 makes 2 of 4 and opens.
-    place.run(|| {
-        for p in &ports {
-            let mut s = std::net::TcpStream::connect(p.addr);
-            assert!(s.as_mut().is_err());
-        }
-        String::new()
-    });
+    let (_cgroup, enforcer, ports) = refused_once_each(policy, 4);
     let open: Vec<bool> = ports
         .iter()
         .map(|p| dest(&enforcer, p.addr).breaker.state == State::Open as u32)
@@ -400,28 +405,14 @@ fn user_timeout_of(fd: impl std::os::fd::AsFd) -> u32 {
 
 #[test]
 fn destinations_tripped_together_come_back_apart() {
-    let cgroup = ScratchCgroup::new();
-    let mut enforcer = fixtures::attached(&cgroup);
     // A minute ± 30 %, per destination and trip.
     let policy = Policy {
         failure_threshold: 1,
         jitter_permille: 300,
         ..fixtures::base_policy()
     };
-    fixtures::apply(
-        &mut enforcer,
-        &["127.0.0.0/8:*"],
-        policy,
-        fixtures::minute_open(),
-    );
-    let ports: Vec<RefusingPort> = (0..16).map(|_| RefusingPort::loopback_v4()).collect();
-    // One child trips them all, one refusal each, within milliseconds.
-    Place::cgroup(&cgroup).run(|| {
-        for p in &ports {
-            assert!(TcpStream::connect(p.addr).is_err());
-        }
-        String::new()
-    });
+    // One child trips them all, within milliseconds.
+    let (_cgroup, enforcer, ports) = refused_once_each(policy, 16);
     let mut periods: Vec<u64> = ports
         .iter()
         .map(|p| {

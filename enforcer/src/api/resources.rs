@@ -455,10 +455,7 @@ impl From<&PolicySpec> for PolicySettings {
             failure_rate: p.failure_rate,
             min_attempts: p.min_attempts,
             window: p.window,
-            slow_connect: p.slow_connect.map(|s| match s {
-                Learnable::Fixed(d) => Learnable::Fixed(Dur(d)),
-                Learnable::Auto => Learnable::Auto,
-            }),
+            slow_connect: p.slow_connect.map(|s| s.map(Dur)),
             baseline_window: p.baseline.map(|b| b.window),
             sensitivity: p.baseline.map(|b| b.sensitivity),
             failure_rate_min: p.baseline.map(|b| b.rate_min),

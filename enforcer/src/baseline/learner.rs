@@ -33,14 +33,13 @@ pub struct Learner {
     pub step: Duration,
 }
 
-/// One destination's baseline after a pass.
+/// A destination's baseline after a window it learned from: the kernel is
+/// to hold it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Learned {
     pub key: DestKey,
     pub policy_id: u32,
     pub baseline: Baseline,
-    /// The kernel holds another: write it.
-    pub write: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -125,12 +124,10 @@ impl Learning {
         {
             return None;
         }
-        let baseline = dest.estimate.baseline(w.completed());
         Some(Learned {
             key: *key,
             policy_id: l.policy_id,
-            baseline,
-            write: baseline != state.baseline,
+            baseline: dest.estimate.baseline(w.completed()),
         })
     }
 }

@@ -24,19 +24,17 @@ use std::time::Duration;
 pub use learner::{Learned, Learner, Learning};
 
 use enforcer_common::{
-    baseline::{Baseline, WARMUP_WINDOWS},
+    baseline::{Baseline, learn},
     policy::Policy,
 };
 
 use crate::interval::Interval;
 
-/// How a policy learns its destinations' normal.
+/// How a policy learns its destinations' normal (what it learns, the rate
+/// or the slow bound or both, is in its kernel policy's
+/// [`enforcer_common::baseline::learn`] bits).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Settings {
-    /// `failure_rate = "auto"`.
-    pub rate: bool,
-    /// `slow_connect = "auto"`.
-    pub slow: bool,
     /// How far back the baseline remembers (`baseline_window`).
     pub window: Duration,
     /// Spreads above the baseline share that trip (`sensitivity`).
@@ -98,10 +96,10 @@ impl Estimate {
         policy: &Policy,
         now: &Baseline,
     ) -> bool {
-        let (Some(share), completed) = (w.failure_share(), w.completed()) else {
+        let Some(share) = w.failure_share() else {
             return false;
         };
-        if w.open || completed < u64::from(policy.min_attempts) {
+        if w.open || w.completed() < u64::from(policy.min_attempts) {
             return false;
         }
         if now.warm() && share * 1000.0 >= f64::from(policy.trip_permille(now)) {
@@ -109,7 +107,8 @@ impl Estimate {
         }
         let p99 = w.quantile(99).map(|d| d.as_secs_f64() * 1e6);
         let slow_ns = policy.slow_ns(now);
-        if s.slow && slow_ns != 0 && p99.is_some_and(|us| us * 1000.0 > slow_ns as f64) {
+        let learns_slow = policy.learn & learn::SLOW != 0;
+        if learns_slow && slow_ns != 0 && p99.is_some_and(|us| us * 1000.0 > slow_ns as f64) {
             return false;
         }
         let weight = (step.as_secs_f64() / s.window.as_secs_f64().max(1e-9))
@@ -128,9 +127,5 @@ impl Estimate {
         }
         self.windows = self.windows.saturating_add(1);
         true
-    }
-
-    pub fn warm(&self) -> bool {
-        self.windows >= WARMUP_WINDOWS
     }
 }

@@ -69,18 +69,6 @@ fn permille(share: f64) -> u32 {
     (share * 1000.0).round().clamp(1.0, 1000.0) as u32
 }
 
-/// A learnable setting's fixed value; `None` when unset or `"auto"`.
-fn fixed<T: Clone>(s: &Option<Setting<Learnable<T>>>) -> Option<Setting<T>> {
-    let s = s.as_ref()?;
-    match &s.value {
-        Learnable::Fixed(v) => Some(Setting {
-            value: v.clone(),
-            line: s.line,
-        }),
-        Learnable::Auto => None,
-    }
-}
-
 fn secs_to_ns(secs: f64) -> u64 {
     (secs.max(0.001) * 1e9) as u64
 }
@@ -241,6 +229,26 @@ impl Checker {
                 line(high),
                 format!("must be at least {low_field} ({low_value}), got {high_value}"),
             )
+        }
+    }
+
+    /// A setting that is `"auto"` or a value `check` validates (as written,
+    /// with its line).
+    fn learnable<T: Clone, V>(
+        &self,
+        s: &Option<Setting<Learnable<T>>>,
+        check: impl FnOnce(&Option<Setting<T>>) -> Result<Option<V>, Invalid>,
+    ) -> Result<Option<Learnable<V>>, Invalid> {
+        let Some(s) = s else { return Ok(None) };
+        match &s.value {
+            Learnable::Auto => Ok(Some(Learnable::Auto)),
+            Learnable::Fixed(v) => {
+                let written = Some(Setting {
+                    value: v.clone(),
+                    line: s.line,
+                });
+                Ok(check(&written)?.map(Learnable::Fixed))
+            }
         }
     }
 
@@ -419,8 +427,6 @@ impl Checker {
             (rate_min, rate_max),
         )?;
         Ok(baseline::Settings {
-            rate: false,
-            slow: false,
             window: memory,
             sensitivity: need(
                 "sensitivity",
@@ -529,32 +535,16 @@ impl PolicySpec {
             None
         };
         let window = need_d("window", c.dur("window", &k.window, S, H)?)?;
-        let (failure_rate, rate_auto) = match fixed(&k.failure_rate) {
-            Some(rate) => (
-                Learnable::Fixed(need_f(
-                    "failure_rate",
-                    c.share("failure_rate", &Some(rate), true, 0.0, 1.0)?,
-                )?),
-                false,
-            ),
-            None if k.failure_rate.is_some() => (Learnable::Auto, true),
-            None => return c.fail("failure_rate", None, "must be set".into()),
-        };
-        let (slow_connect, slow_auto) = match fixed(&k.slow_connect) {
-            Some(d) => (
-                c.dur("slow_connect", &Some(d), MS, MIN)?
-                    .map(Learnable::Fixed),
-                false,
-            ),
-            None if k.slow_connect.is_some() => (Some(Learnable::Auto), true),
-            None => (None, false),
-        };
+        let failure_rate = c
+            .learnable(&k.failure_rate, |s| {
+                c.share("failure_rate", s, true, 0.0, 1.0)
+            })?
+            .map_or_else(|| c.fail("failure_rate", None, "must be set".into()), Ok)?;
+        let slow_connect = c.learnable(&k.slow_connect, |s| c.dur("slow_connect", s, MS, MIN))?;
+        // Checked whether or not anything is learned.
         let baseline = c.baseline(k, window)?;
-        let baseline = (rate_auto || slow_auto).then_some(baseline::Settings {
-            rate: rate_auto,
-            slow: slow_auto,
-            ..baseline
-        });
+        let learns = failure_rate == Learnable::Auto || slow_connect == Some(Learnable::Auto);
+        let baseline = learns.then_some(baseline);
         Ok(Self {
             name: name.to_owned(),
             rules,
@@ -641,8 +631,14 @@ impl PolicySpec {
             probe_timeout_ns: ns(self.connect_timeout.unwrap_or(PROBE_BOUND)),
             adaptive: u32::from(self.adaptive.is_some()),
             signal: self.adaptive.map_or(Signal::Handshake, |a| a.signal) as u32,
-            learn: self.baseline.map_or(0, |b| {
-                (if b.rate { learn::RATE } else { 0 }) | (if b.slow { learn::SLOW } else { 0 })
+            learn: (if self.failure_rate == Learnable::Auto {
+                learn::RATE
+            } else {
+                0
+            }) | (if self.slow_connect == Some(Learnable::Auto) {
+                learn::SLOW
+            } else {
+                0
             }),
             sensitivity_milli: self
                 .baseline

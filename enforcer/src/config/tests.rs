@@ -1410,7 +1410,10 @@ fn auto_thresholds_learn_with_the_baseline_settings_and_fixed_ones_do_not() {
         panic!("{:?}", c.policies)
     };
     let b = learned.baseline.expect("learned");
-    assert!(b.rate && b.slow);
+    assert_eq!(
+        (learned.failure_rate, learned.slow_connect),
+        (values::Learnable::Auto, Some(values::Learnable::Auto))
+    );
     assert_eq!((b.sensitivity, b.rate_min, b.rate_max), (4.0, 0.05, 0.3));
     assert_eq!(b.window, Duration::from_secs(3600));
     let k = learned.kernel(None);

@@ -73,6 +73,16 @@ pub enum Learnable<T> {
     Auto,
 }
 
+impl<T> Learnable<T> {
+    /// The same setting with its fixed value mapped by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Learnable<U> {
+        match self {
+            Self::Fixed(v) => Learnable::Fixed(f(v)),
+            Self::Auto => Learnable::Auto,
+        }
+    }
+}
+
 impl<T: serde::Serialize> serde::Serialize for Learnable<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {

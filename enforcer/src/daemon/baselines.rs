@@ -49,15 +49,14 @@ fn due(shared: &Shared, schedule: &mut Schedule) -> Option<BaselinePass> {
     )
 }
 
-/// Reads the due policies' destinations, learns, writes the baselines that
-/// changed.
+/// Reads the due policies' destinations, learns, writes what was learned.
 fn run_pass(pass: BaselinePass) -> Result<(), BpfError> {
     let ids: Vec<u32> = pass.due.iter().map(|l| l.policy_id).collect();
     let reads = schedule::read_policies(&pass.dests, &ids)?;
     let learned = pass
         .memory()
         .pass(&pass.due, reads.iter().map(|(k, s)| (k, s)));
-    for l in learned.iter().filter(|l| l.write) {
+    for l in &learned {
         // Not applied: the destination left the policy or was forgotten
         // since the read; the next pass sees it as it is.
         pass.control

@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use enforcer::outlier::{Measure, Peers, Settings, Tracker};
-use enforcer_common::dest::{DestKey, DestState, Latency};
+use enforcer_common::dest::{DestKey, DestState};
 use enforcer_tests::{
     bpffs::PinDir,
     cgroup::ScratchCgroup,
@@ -165,7 +165,6 @@ fn fresh() -> Vec<(DestKey, DestState)> {
                 policy_id: 1,
                 policy_epoch: 1,
                 generation: 1,
-                latency: Latency::default(),
                 ..DestState::default()
             };
             (key, state)

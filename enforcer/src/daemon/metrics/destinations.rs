@@ -124,12 +124,12 @@ const LEARNED_GAUGES: [(&str, &str, Learned); 6] = [
     (
         "adaptive_latency_seconds",
         "the policy's signal (handshake, response or lifetime), mean of the last interval",
-        |s| s.learnt.and_then(|c| c.sample).map(|d| d.as_secs_f64()),
+        |s| seconds(s.learnt.and_then(|c| c.sample)),
     ),
     (
         "adaptive_baseline_seconds",
         "the signal's unloaded latency (lowest interval mean of the baseline window)",
-        |s| s.learnt.and_then(|c| c.baseline).map(|d| d.as_secs_f64()),
+        |s| seconds(s.learnt.and_then(|c| c.baseline)),
     ),
     (
         "baseline_failure_share",
@@ -139,11 +139,7 @@ const LEARNED_GAUGES: [(&str, &str, Learned); 6] = [
     (
         "baseline_connect_p99_seconds",
         "the destination's learned normal 99th percentile handshake",
-        |s| {
-            s.baseline
-                .and_then(|b| b.connect_p99)
-                .map(|d| d.as_secs_f64())
-        },
+        |s| seconds(s.baseline.and_then(|b| b.connect_p99)),
     ),
     (
         "trip_failure_rate",
@@ -153,13 +149,13 @@ const LEARNED_GAUGES: [(&str, &str, Learned); 6] = [
     (
         "slow_connect_threshold_seconds",
         "a handshake slower than this counts as a failure now (learned)",
-        |s| {
-            s.baseline
-                .and_then(|b| b.slow_connect)
-                .map(|d| d.as_secs_f64())
-        },
+        |s| seconds(s.baseline.and_then(|b| b.slow_connect)),
     ),
 ];
+
+fn seconds(d: Option<std::time::Duration>) -> Option<f64> {
+    d.map(|d| d.as_secs_f64())
+}
 
 /// Reads one count of a class at a destination.
 type ClassGet = fn(&ClassCounts) -> u64;
