@@ -48,7 +48,10 @@ pub struct Config {
     /// storage that cannot be created, unexpected states) through aya-log
     /// (`daemon.kernel_log`). Zero skips every log call.
     pub kernel_log: u32,
-    pub _pad: u32,
+    /// The armed chaos faults, one bit per slot of [`crate::maps::CHAOS`]
+    /// ([`crate::chaos::bit`]). Zero (no experiment) costs the programs this
+    /// one test; clearing bits ends those faults at once.
+    pub chaos_armed: u32,
 }
 const _: () = assert!(size_of::<Config>() == 64);
 impl_pod!(Config);

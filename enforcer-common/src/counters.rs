@@ -89,11 +89,15 @@ pub enum GlobalCounter {
     /// all): the answers would go elsewhere, so silence says nothing about
     /// the destination; passed untracked.
     PacketSynsSpoofed,
+    /// TCP connects a program attached before the gate refused (a chaos
+    /// fault, another tool's program): passed untracked, since they never
+    /// leave.
+    RefusedBefore,
 }
 
 impl GlobalCounter {
     /// Every counter, in index order.
-    pub const ALL: [Self; 34] = [
+    pub const ALL: [Self; 35] = [
         Self::TcpConnects,
         Self::OtherConnects,
         Self::Paused,
@@ -128,6 +132,7 @@ impl GlobalCounter {
         Self::PacketIcmpMismatched,
         Self::PacketLoopedBack,
         Self::PacketSynsSpoofed,
+        Self::RefusedBefore,
     ];
     /// Number of slots in the counters array.
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -169,6 +174,7 @@ impl GlobalCounter {
             Self::PacketIcmpMismatched => "packet_icmp_mismatched",
             Self::PacketLoopedBack => "packet_looped_back",
             Self::PacketSynsSpoofed => "packet_syns_spoofed",
+            Self::RefusedBefore => "refused_before",
         }
     }
 }

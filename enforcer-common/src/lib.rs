@@ -20,6 +20,7 @@ extern crate std;
 pub mod bank;
 pub mod baseline;
 pub mod breaker;
+pub mod chaos;
 pub mod class;
 pub mod config;
 pub mod control;

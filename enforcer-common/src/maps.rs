@@ -64,6 +64,14 @@ pub const WATCHED: &str = "WATCHED";
 /// Capacity of [`WATCHED`].
 pub const WATCHED_CAPACITY: u32 = 1024;
 
+/// Array of [`crate::chaos::Fault`], [`crate::chaos::SLOTS`] entries: the
+/// chaos faults, armed by their bits in [`crate::config::Config::chaos_armed`].
+pub const CHAOS: &str = "CHAOS";
+
+/// Socket storage holding [`crate::chaos::Mark`] for every connect a chaos
+/// fault drops SYNs of.
+pub const CHAOS_SOCKS: &str = "CHAOS_SOCKS";
+
 /// Single-entry array holding [`crate::class::ClassTable`]: the classes'
 /// shares, and whether classes are configured at all.
 pub const CLASS_TABLE: &str = "CLASS_TABLE";

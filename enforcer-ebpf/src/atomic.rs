@@ -58,3 +58,29 @@ pub fn fetch_or(dst: *mut u64, bits: u64) -> u64 {
     // SAFETY: as in `add`.
     unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(dst, bits) }
 }
+
+/// `*dst += 1` if `*dst < cap`, atomically; whether it was added. When other
+/// CPUs kept changing the value through every try, nothing is added: a capped
+/// count errs low, never past its cap.
+#[inline(always)]
+pub fn add_below(dst: *mut u64, cap: u64) -> bool {
+    let mut current = load(dst);
+    for _ in 0..CAS_TRIES {
+        if current >= cap {
+            return false;
+        }
+        // SAFETY: as in `add`.
+        let (seen, swapped) = unsafe {
+            atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
+                dst,
+                current,
+                current + 1,
+            )
+        };
+        if swapped {
+            return true;
+        }
+        current = seen;
+    }
+    false
+}

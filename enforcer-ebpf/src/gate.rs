@@ -4,6 +4,7 @@
 //! | case                                        | verdict            | accounting              |
 //! |---------------------------------------------|--------------------|-------------------------|
 //! | not TCP (UDP, raw, MPTCP)                   | allow              | `other_connects`        |
+//! | refused by a program that ran before (chaos)| (refused)          | `refused_before`        |
 //! | global switch off                           | allow              | `paused_passes`         |
 //! | the daemon's own connect                    | allow              | `bypassed`              |
 //! | the socket's previous connect still holds   | (settled first)    | `local_errors`          |
@@ -11,15 +12,18 @@
 //! | no socket storage                           | allow, untracked   | `sock_storage_failed`   |
 //! | otherwise                                   | as [`crate::admission`] decides               |
 //!
+//! The chaos programs run before the gate ([`crate::chaos`]): a connect they
+//! refused never reaches the breaker; one whose SYNs they drop is admitted
+//! as any other, and gives its fault's count back if the breaker refuses it.
+//!
 //! Every internal error fails open. A rejection is `bpf_set_retval(-errno)` and
 //! return 0, so `connect()` fails at once with the policy's errno; a rejected
 //! socket gets no storage (the outcome hooks ignore it).
 
 use aya_ebpf::{
-    bindings::bpf_sock_addr,
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_netns_cookie, bpf_set_retval},
+        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_netns_cookie, bpf_get_retval},
     },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
@@ -34,73 +38,39 @@ use enforcer_common::{
 
 use crate::{
     admission::{self, Admission},
-    classes, counters,
+    chaos, classes, counters,
     dest::record_end,
     klog::rare,
     maps::SOCKS,
     policies::Policies,
+    sockaddr::{self, ALLOW, reject},
 };
-
-/// Return value of a `cgroup_sock_addr` program that lets the call proceed.
-const ALLOW: i32 = 1;
-/// Return value that refuses the call (with the errno set by `bpf_set_retval`).
-const REJECT: i32 = 0;
-
-const SOCK_STREAM: u32 = 1;
-const IPPROTO_TCP: u32 = 6;
-
-/// Reads one context field as a single load at a constant offset from the context
-/// pointer: the verifier rejects context accesses through a modified pointer, which
-/// is what a plain struct or array copy may compile to.
-macro_rules! ctx_read {
-    ($field:expr) => {
-        // SAFETY: a field of the context the kernel handed to the program.
-        unsafe { core::ptr::read_volatile($field) }
-    };
-}
 
 #[cgroup_sock_addr(connect4)]
 pub fn gate_connect4(ctx: SockAddrContext) -> i32 {
-    let sa = ctx.sock_addr;
-    // connect4 may read `user_ip4` only.
-    gate(&ctx, || {
-        DestKey::from_ipv4_raw(ctx_read!(&raw const (*sa).user_ip4), user_port(sa))
-    })
+    gate(&ctx, sockaddr::dest4)
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn gate_connect6(ctx: SockAddrContext) -> i32 {
-    let sa = ctx.sock_addr;
-    // connect6 may read `user_ip6` only, one 32-bit word at a time.
-    gate(&ctx, || {
-        let addr = [
-            ctx_read!(&raw const (*sa).user_ip6[0]),
-            ctx_read!(&raw const (*sa).user_ip6[1]),
-            ctx_read!(&raw const (*sa).user_ip6[2]),
-            ctx_read!(&raw const (*sa).user_ip6[3]),
-        ];
-        DestKey::from_ipv6_raw(addr, user_port(sa))
-    })
-}
-
-/// `user_port` holds the port in network order in its low 16 bits.
-#[inline(always)]
-fn user_port(sa: *const bpf_sock_addr) -> u16 {
-    u16::from_be(ctx_read!(&raw const (*sa).user_port) as u16)
+    gate(&ctx, sockaddr::dest6)
 }
 
 #[inline(always)]
-fn gate(ctx: &SockAddrContext, dest: impl FnOnce() -> DestKey) -> i32 {
-    let sa = ctx.sock_addr;
-    let (sock_type, protocol) = (
-        ctx_read!(&raw const (*sa).type_),
-        ctx_read!(&raw const (*sa).protocol),
-    );
-    if sock_type != SOCK_STREAM || protocol != IPPROTO_TCP {
+fn gate(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey) -> i32 {
+    if !sockaddr::is_tcp(ctx) {
         counters::bump(GlobalCounter::OtherConnects);
         return ALLOW;
     }
     counters::bump(GlobalCounter::TcpConnects);
+    // A program that ran before this one (a chaos fault, another tool's)
+    // refused the connect: it never leaves, and is none of the breaker's
+    // business.
+    // SAFETY: plain helper call, no argument.
+    if unsafe { bpf_get_retval() } < 0 {
+        counters::bump(GlobalCounter::RefusedBefore);
+        return ALLOW;
+    }
     let config = counters::config();
     if config.is_paused() {
         counters::bump(GlobalCounter::Paused);
@@ -115,10 +85,10 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce() -> DestKey) -> i32 {
     let policies = Policies::of(&config);
     settle_previous(ctx, policies);
     // SAFETY: plain helper call on the program's own context.
-    let netns = unsafe { bpf_get_netns_cookie(sa.cast()) };
+    let netns = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
     decide(
         ctx,
-        &dest().in_netns(netns),
+        &dest(ctx).in_netns(netns),
         config.overrides != 0,
         policies,
     )
@@ -167,9 +137,8 @@ fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool, policies:
         Admission::Pass => ALLOW,
         Admission::Admitted { dest, mut sock } => record(ctx, dest, &mut sock),
         Admission::Rejected { policy } => {
-            // SAFETY: plain helper call; the kernel bounds-checks the errno.
-            unsafe { bpf_set_retval(-(policy.errno as i32)) };
-            REJECT
+            chaos::refused(ctx);
+            reject(policy.errno)
         }
     }
 }

@@ -12,6 +12,7 @@
 
 mod admission;
 mod atomic;
+mod chaos;
 mod classes;
 mod control;
 mod counters;
@@ -24,7 +25,9 @@ mod packet;
 mod policies;
 mod release;
 mod response;
+mod skb;
 mod sock;
+mod sockaddr;
 mod tracker;
 
 /// A reachable panic becomes an infinite loop, which the verifier rejects at load

@@ -8,6 +8,7 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     bank::POLICY_SLOTS,
+    chaos::{self, Fault, Mark},
     class::ClassTable,
     config::Config,
     counters::GlobalCounter,
@@ -71,6 +72,14 @@ pub static ZERO_DEST: Array<[u64; size_of::<DestState>() / 8], 1> = Array::new()
 /// Per-destination overrides (forced open, disabled), written by the daemon.
 #[btf_map]
 pub static OVERRIDES: HashMap<DestKey, Override, { OVERRIDES_CAPACITY as usize }> = HashMap::new();
+
+/// The chaos faults, by slot; armed by their bits in the configuration.
+#[btf_map]
+pub static CHAOS: Array<Fault, { chaos::SLOTS as usize }> = Array::new();
+
+/// Per-socket mark of a connect whose SYNs a chaos fault drops.
+#[btf_map]
+pub static CHAOS_SOCKS: SkStorage<Mark> = SkStorage::new();
 
 /// The classes' shares and whether classes are configured, index 0.
 #[btf_map]

@@ -1,21 +1,10 @@
-//! `response_out` and `response_in` (cgroup_skb egress and ingress): the
-//! response latency of admitted connections whose policy learns from it
-//! ([`Signal::Response`]), the clock [`enforcer_common::response`] defines.
-//!
-//! Every packet of every socket in the cgroup passes here, so the common case
-//! leaves after one storage lookup: sockets the gate did not admit, and
-//! admitted ones measured already or never to be (another signal). Always
-//! returns 1 (pass): this only watches.
-
-use core::ffi::c_void;
+//! The response latency of admitted connections whose policy learns from it
+//! ([`Signal::Response`]), the clock [`enforcer_common::response`] defines,
+//! measured on the packets [`crate::skb`] hands over. This only watches.
 
 use aya_ebpf::{
     bindings::bpf_sock,
-    helpers::{
-        bpf_ktime_get_ns,
-        generated::{bpf_sk_fullsock, bpf_tcp_sock},
-    },
-    macros::cgroup_skb,
+    helpers::{bpf_ktime_get_ns, generated::bpf_tcp_sock},
     programs::SkBuffContext,
 };
 use enforcer_common::{
@@ -29,70 +18,45 @@ use network_types::{
     tcp::TcpHdr,
 };
 
-use crate::{atomic, dest, policies::Policies, sock};
+use crate::{atomic, dest, policies::Policies};
 
-#[cgroup_skb(egress)]
-pub fn response_out(ctx: SkBuffContext) -> i32 {
-    if let Some((sk, sock)) = measured(&ctx) {
-        let marks = atomic::load(&raw const sock.marks);
-        // The clock runs: later packets of the request have nothing to start
-        // (no helper call for them).
-        if marks & marks::REQUEST_SENT != 0 {
-            return 1;
-        }
-        // SAFETY: a full socket from `measured`.
-        let tp = unsafe { bpf_tcp_sock(sk) };
-        // SAFETY: null-checked; valid for the program's run.
-        let data_segs_out = unsafe { tp.as_ref() }.map_or(0, |tp| tp.data_segs_out);
-        if response::on_sent(marks, data_segs_out) == Step::Start {
-            start(sock);
-        }
-    }
-    1
-}
-
-#[cgroup_skb(ingress)]
-pub fn response_in(ctx: SkBuffContext) -> i32 {
-    if let Some((_, sock)) = measured(&ctx) {
-        let marks = atomic::load(&raw const sock.marks);
-        if marks & marks::REQUEST_SENT != 0 {
-            // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
-            let now = unsafe { bpf_ktime_get_ns() };
-            let step = response::on_received(marks, payload(&ctx), sock.sent_ns, now);
-            // Whoever sets the mark first records: packets of one socket may
-            // be received on two CPUs at once.
-            if let Step::Answered(latency) = step
-                && atomic::fetch_or(&raw mut sock.marks, marks::RESPONSE_DONE)
-                    & marks::RESPONSE_DONE
-                    == 0
-            {
-                dest::record_answer(sock, latency, Policies::active());
-            }
-        }
-    }
-    1
-}
-
-/// The packet's socket and its record, when the gate admitted it and its
-/// response is still to be measured.
+/// A packet leaves a socket the gate admitted: the clock starts at the
+/// caller's first data when the policy learns from it.
 #[inline(always)]
-fn measured(ctx: &SkBuffContext) -> Option<(*mut bpf_sock, &'static mut SockInfo)> {
-    // SAFETY: the kernel hands a valid context; `sk` may be null.
-    let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
-    if sk.is_null() {
-        return None;
+pub fn on_out(sk: *mut bpf_sock, sock: &mut SockInfo) {
+    let marks = atomic::load(&raw const sock.marks);
+    // Measured already, or never to be; or the clock runs: later packets of
+    // the request have nothing to start (no helper call for them).
+    if marks & (marks::RESPONSE_DONE | marks::REQUEST_SENT) != 0 {
+        return;
     }
-    // SAFETY: a non-null socket of the context.
-    let sk = unsafe { bpf_sk_fullsock(sk) };
-    if sk.is_null() {
-        return None;
+    // SAFETY: a full socket the caller looked up.
+    let tp = unsafe { bpf_tcp_sock(sk) };
+    // SAFETY: null-checked; valid for the program's run.
+    let data_segs_out = unsafe { tp.as_ref() }.map_or(0, |tp| tp.data_segs_out);
+    if response::on_sent(marks, data_segs_out) == Step::Start {
+        start(sock);
     }
-    // SAFETY: a full socket the kernel handed over.
-    let sock = unsafe { sock::admitted(sk.cast::<c_void>()) }?;
-    if atomic::load(&raw const sock.marks) & marks::RESPONSE_DONE != 0 {
-        return None;
+}
+
+/// A packet arrives for a socket the gate admitted: the first payload after
+/// the request stops the clock.
+#[inline(always)]
+pub fn on_in(ctx: &SkBuffContext, sock: &mut SockInfo) {
+    let marks = atomic::load(&raw const sock.marks);
+    if marks & marks::RESPONSE_DONE != 0 || marks & marks::REQUEST_SENT == 0 {
+        return;
     }
-    Some((sk, sock))
+    // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let step = response::on_received(marks, payload(ctx), sock.sent_ns, now);
+    // Whoever sets the mark first records: packets of one socket may be
+    // received on two CPUs at once.
+    if let Step::Answered(latency) = step
+        && atomic::fetch_or(&raw mut sock.marks, marks::RESPONSE_DONE) & marks::RESPONSE_DONE == 0
+    {
+        dest::record_answer(sock, latency, Policies::active());
+    }
 }
 
 /// The caller's first data is leaving: the clock starts when the policy

@@ -52,6 +52,20 @@ fn unescape_mount_path(raw: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The id (the directory's inode) and level (its depth below the cgroup v2
+/// mount) of the cgroup at `path`, as `bpf_get_current_ancestor_cgroup_id`
+/// compares them; `None` when `path` is not a cgroup v2 directory.
+pub fn scope(path: &Path) -> Option<(u64, u32)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = v2_mount().ok()?;
+    if !is_v2_dir(path) {
+        return None;
+    }
+    let level = path.strip_prefix(&root).ok()?.components().count() as u32;
+    let id = std::fs::metadata(path).ok()?.ino();
+    Some((id, level))
+}
+
 /// Whether `path` is a directory of a cgroup v2 hierarchy.
 pub fn is_v2_dir(path: &Path) -> bool {
     path.join("cgroup.procs").is_file() && path.join("cgroup.controllers").is_file()

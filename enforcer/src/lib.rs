@@ -6,6 +6,7 @@ pub mod api;
 pub mod baseline;
 pub mod bpf;
 pub mod cgroup;
+pub mod chaos;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -354,6 +354,12 @@ impl Daemon {
         self.pinned_maps().config.get().expect("reading CONFIG")
     }
 
+    /// Chaos slot `slot` as the kernel holds it (with what it counted), from
+    /// the pinned map.
+    pub fn kernel_fault(&self, slot: u32) -> enforcer_common::chaos::Fault {
+        self.pinned_maps().chaos.get(slot).expect("reading CHAOS")
+    }
+
     /// The priority classes the programs read, from the pinned maps: the
     /// table and every listed cgroup's id and class, sorted by id.
     pub fn kernel_classes(

@@ -18,6 +18,9 @@
 //! | `GET /v1/events`                                         | [`Event`]s, one JSON line each, live |
 //! | `GET /v1/metrics`                                        | the Prometheus text                  |
 //! | `POST /v1/uninstall`                                     | [`Uninstalling`]                     |
+//! | `POST /v1/chaos` (experiment TOML)                       | [`ExperimentView`] (started)         |
+//! | `GET /v1/chaos`, `GET /v1/chaos/E`                       | [`ExperimentView`]s                  |
+//! | `POST /v1/chaos/E/abort`, `POST /v1/chaos/abort`         | [`ExperimentView`]s aborted          |
 //!
 //! A refused request answers 4xx with an [`ErrorBody`] naming the field
 //! (nothing changed); a failure answers 5xx. A destination `D` is an address
@@ -26,8 +29,11 @@
 //! address in every namespace. Overrides (`trip`, `disable`) always apply in
 //! every namespace.
 
+mod chaos;
 mod params;
 mod resources;
+
+pub use chaos::{AbortView, CheckView, ExperimentView, FaultView, Stage};
 
 pub use params::{Dest, Lasting, OverrideQuery, ResetQuery, StatusQuery};
 pub use resources::{

@@ -15,7 +15,7 @@ use super::{BpfError, pins::PinDir};
 /// Bumped whenever a pinned map's name, type, key or value changes, or a
 /// program's pin or attachment does; `layout_table_matches_the_version`
 /// (below) fails until it is.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 
 const PREFIX: &str = "layout-";
 
@@ -86,9 +86,13 @@ mod tests {
     /// 3: `Config` grew `kernel_log` (56 → 64 bytes), and aya-log's ring
     /// buffer `AYA_LOGS` joined (not pinned: a daemon finds it through the
     /// programs' ids).
-    const LAYOUT_V6: &str = "\
+    /// 7: `CHAOS` and `CHAOS_SOCKS` joined, the cgroup_skb programs became
+    /// `sock_out`/`sock_in`.
+    const LAYOUT_V7: &str = "\
 AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512
+CHAOS type 2 key 4 value 456 entries 8
+CHAOS_SOCKS type 24 key 4 value 16
 CLASS_CGROUPS type 1 key 8 value 4
 CLASS_TABLE type 2 key 4 value 24 entries 1
 CONFIG type 2 key 4 value 64 entries 1
@@ -136,7 +140,7 @@ ZERO_DEST type 2 key 4 value 680 entries 1
         let table = lines.join("\n") + "\n";
         assert_eq!(
             (VERSION, table.as_str()),
-            (6, LAYOUT_V6),
+            (7, LAYOUT_V7),
             "the pinned layout changed: bump layout::VERSION and record the new table"
         );
     }

@@ -13,6 +13,7 @@ use enforcer_common::maps as names;
 
 use super::{
     BpfError,
+    chaos::ChaosMap,
     classes::ClassMaps,
     config::ConfigMap,
     counters::{Counters, PolicyStatsMap},
@@ -56,6 +57,8 @@ pub struct Maps {
     pub watched: WatchedMap,
     /// `CLASS_TABLE` and `CLASS_CGROUPS`: the priority classes.
     pub classes: ClassMaps,
+    /// `CHAOS`: the chaos faults.
+    pub chaos: ChaosMap,
 }
 
 impl Maps {
@@ -104,6 +107,7 @@ impl Maps {
                 table: typed(map, names::CLASS_TABLE)?,
                 cgroups: typed(map, names::CLASS_CGROUPS)?,
             },
+            chaos: ChaosMap(typed(map, names::CHAOS)?),
         })
     }
 }

@@ -8,6 +8,7 @@
 
 mod batch;
 pub mod btf;
+pub mod chaos;
 mod classes;
 mod config;
 mod control;
@@ -32,6 +33,7 @@ pub mod programs;
 pub mod syscall;
 mod tc;
 
+pub use chaos::ChaosMap;
 pub use classes::ClassMaps;
 pub use config::ConfigMap;
 pub use control::{Applied, Control, TestRun};

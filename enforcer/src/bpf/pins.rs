@@ -52,7 +52,7 @@ fn released(ids: &[u32], limit: Duration) -> bool {
 }
 
 /// Every map the object declares (and so every map pin).
-pub const MAP_NAMES: [&str; 16] = {
+pub const MAP_NAMES: [&str; 18] = {
     use enforcer_common::maps::*;
     [
         CONFIG,
@@ -71,12 +71,17 @@ pub const MAP_NAMES: [&str; 16] = {
         WATCHED,
         CLASS_TABLE,
         CLASS_CGROUPS,
+        CHAOS,
+        CHAOS_SOCKS,
     ]
 };
 
 /// Maps that are not pinned: socket storage lives and dies with its sockets and
 /// the programs that use it, and cannot be reused by a different object.
-const UNPINNED: [&str; 1] = [enforcer_common::maps::SOCKS];
+const UNPINNED: [&str; 2] = [
+    enforcer_common::maps::SOCKS,
+    enforcer_common::maps::CHAOS_SOCKS,
+];
 
 /// A pin directory on a bpffs.
 #[derive(Clone, Debug)]

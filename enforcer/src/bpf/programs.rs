@@ -46,8 +46,10 @@ pub struct ProgramSpec {
 }
 
 /// Every program, in attach order: outcome tracking first, so that no socket the
-/// gate admits can miss its callbacks.
-pub const PROGRAMS: [ProgramSpec; 6] = [
+/// gate admits can miss its callbacks; the chaos faults before the gate, which
+/// leaves alone a connect they refused (programs of one hook run in the order
+/// they were attached).
+pub const PROGRAMS: [ProgramSpec; 8] = [
     ProgramSpec {
         name: "track_sockops",
         hook: Hook::SockOps,
@@ -61,28 +63,40 @@ pub const PROGRAMS: [ProgramSpec; 6] = [
         min_kernel_why: "bpf_sk_storage_get from cgroup_sock programs",
     },
     ProgramSpec {
-        name: "response_out",
+        name: "sock_out",
         hook: Hook::SkbEgress,
         min_kernel: (5, 7),
         min_kernel_why: "bpf_sk_storage_get and bpf_tcp_sock from cgroup_skb, cgroup links",
     },
     ProgramSpec {
-        name: "response_in",
+        name: "sock_in",
         hook: Hook::SkbIngress,
         min_kernel: (5, 7),
         min_kernel_why: "bpf_sk_storage_get from cgroup_skb, cgroup links",
     },
     ProgramSpec {
+        name: "chaos_connect4",
+        hook: Hook::SockAddr,
+        min_kernel: (5, 18),
+        min_kernel_why: "bpf_set_retval to choose the errno of a refusal",
+    },
+    ProgramSpec {
+        name: "chaos_connect6",
+        hook: Hook::SockAddr,
+        min_kernel: (5, 18),
+        min_kernel_why: "bpf_set_retval to choose the errno of a refusal",
+    },
+    ProgramSpec {
         name: "gate_connect4",
         hook: Hook::SockAddr,
         min_kernel: (5, 18),
-        min_kernel_why: "bpf_set_retval to choose the errno of a rejection",
+        min_kernel_why: "bpf_set_retval to choose the errno of a rejection, bpf_get_retval",
     },
     ProgramSpec {
         name: "gate_connect6",
         hook: Hook::SockAddr,
         min_kernel: (5, 18),
-        min_kernel_why: "bpf_set_retval to choose the errno of a rejection",
+        min_kernel_why: "bpf_set_retval to choose the errno of a rejection, bpf_get_retval",
     },
 ];
 

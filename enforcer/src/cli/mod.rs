@@ -2,6 +2,7 @@
 //! Doc comments are the `--help` text. Exit codes: 0 done, 1 failed, 2 bad input
 //! (nothing was changed).
 
+mod chaos;
 mod class;
 mod client;
 mod completions;
@@ -55,6 +56,10 @@ enum Command {
     Events(client::Connection),
     /// Print the Prometheus metrics.
     Metrics(client::Connection),
+    /// Chaos experiments: faults injected by the kernel, with a blast radius,
+    /// a safety valve and a report.
+    #[command(subcommand)]
+    Chaos(chaos::Command),
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -107,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => switch::execute(args, false),
         Command::Events(args) => events::execute(args),
         Command::Metrics(args) => metrics::execute(args),
+        Command::Chaos(command) => chaos::execute(command),
         Command::Config(ConfigCommand::Check(args)) => config_check::execute(args),
         Command::Uninstall(args) => uninstall::execute(args),
         Command::Completions(args) => completions::execute(args),

@@ -31,12 +31,14 @@ use super::{
     view,
 };
 use crate::{
+    api::ExperimentView,
     api::{
         Applied, ClassCounts, ClassView, Dest, ErrorBody, Event, Lasting, OverrideKind,
         OverrideQuery, OverrideSet, PolicyView, ResetDone, ResetQuery, StatusQuery, Switch,
         Uninstalling,
     },
     bpf::{Applied as Written, BpfError},
+    chaos::experiment::Experiment,
     clock::monotonic_ns,
     config::{Config, PolicySpec},
     http::stream,
@@ -127,6 +129,10 @@ pub fn router(shared: Shared, stop: watch::Sender<bool>) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/metrics", get(metrics))
         .route("/v1/uninstall", post(uninstall))
+        .route("/v1/chaos", get(experiments).post(start_experiment))
+        .route("/v1/chaos/abort", post(abort_all))
+        .route("/v1/chaos/{name}", get(experiment))
+        .route("/v1/chaos/{name}/abort", post(abort_experiment))
         .fallback(no_endpoint)
         .method_not_allowed_fallback(no_endpoint)
         .with_state(Api { shared, stop })
@@ -523,6 +529,84 @@ async fn events(State(api): State<Api>) -> Response {
 
 async fn metrics(State(api): State<Api>) -> Response {
     super::metrics::scrape(api.shared).await
+}
+
+async fn experiments(State(api): State<Api>) -> Answer<Vec<ExperimentView>> {
+    Ok(Json(lock(&api.shared).chaos.views()))
+}
+
+async fn experiment(State(api): State<Api>, Path(name): Path<String>) -> Answer<ExperimentView> {
+    lock(&api.shared)
+        .chaos
+        .view(&name)
+        .map(Json)
+        .ok_or_else(|| no_experiment(&name))
+}
+
+fn no_experiment(name: &str) -> Reject {
+    Reject::new(
+        StatusCode::NOT_FOUND,
+        format!("no experiment `{name}` (see `enforcer chaos list`)"),
+    )
+}
+
+async fn start_experiment(
+    State(api): State<Api>,
+    body: Result<String, StringRejection>,
+) -> Answer<ExperimentView> {
+    use super::chaos::StartError;
+    let experiment = Experiment::parse(&text(body)?).map_err(|e| Reject::bad(e.to_string()))?;
+    super::chaos::start(&api.shared, experiment)
+        .map(Json)
+        .map_err(|e| match e {
+            StartError::Invalid(_) => Reject::bad(e.to_string()),
+            StartError::Running(_) | StartError::Slots { .. } => {
+                Reject::new(StatusCode::CONFLICT, e.to_string())
+            }
+        })
+}
+
+async fn abort_experiment(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Answer<Vec<ExperimentView>> {
+    let stopped = super::chaos::abort(&mut lock(&api.shared), Some(&name))?;
+    if stopped.is_empty() {
+        let d = lock(&api.shared);
+        return match d.chaos.view(&name) {
+            Some(v) => Err(Reject::new(
+                StatusCode::CONFLICT,
+                format!("experiment `{name}` is not running ({})", v.stage.name()),
+            )),
+            None => Err(no_experiment(&name)),
+        };
+    }
+    Ok(Json(aborted_views(&api.shared, stopped).await))
+}
+
+/// The kill switch: every fault off in one write, every experiment stopped.
+async fn abort_all(State(api): State<Api>) -> Answer<Vec<ExperimentView>> {
+    let stopped = super::chaos::abort(&mut lock(&api.shared), None)?;
+    Ok(Json(aborted_views(&api.shared, stopped).await))
+}
+
+/// The views of experiments just stopped, once their tasks recorded it
+/// (their faults are off already).
+async fn aborted_views(shared: &Shared, names: Vec<String>) -> Vec<ExperimentView> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let views: Vec<ExperimentView> = {
+            let d = lock(shared);
+            names.iter().filter_map(|n| d.chaos.view(n)).collect()
+        };
+        let recorded = views
+            .iter()
+            .all(|v| v.abort.is_some() || !v.stage.running());
+        if recorded || tokio::time::Instant::now() >= deadline {
+            return views;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 async fn uninstall(State(api): State<Api>) -> Answer<Uninstalling> {

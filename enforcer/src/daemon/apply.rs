@@ -4,7 +4,7 @@
 //! destinations refer to it by id); a new one takes the smallest free id.
 //! Validation has happened before anything is written.
 
-use std::{collections::HashSet, os::unix::fs::MetadataExt};
+use std::collections::HashSet;
 
 use crate::{
     bpf::{BpfError, Enforcer, KernelPolicies},
@@ -91,21 +91,12 @@ fn scope(spec: &PolicySpec) -> Result<Option<(u64, u32)>, ApplyError> {
     let Some(path) = &spec.cgroup else {
         return Ok(None);
     };
-    let err = || ApplyError::Cgroup {
-        policy: spec.name.clone(),
-        path: path.display().to_string(),
-    };
-    let root = cgroup::v2_mount().map_err(|_| err())?;
-    if !cgroup::is_v2_dir(path) {
-        return Err(err());
-    }
-    let level = path
-        .strip_prefix(&root)
-        .map_err(|_| err())?
-        .components()
-        .count() as u32;
-    let id = std::fs::metadata(path).map_err(|_| err())?.ino();
-    Ok(Some((id, level)))
+    cgroup::scope(path)
+        .map(Some)
+        .ok_or_else(|| ApplyError::Cgroup {
+            policy: spec.name.clone(),
+            path: path.display().to_string(),
+        })
 }
 
 /// Writes `specs` into the kernel under `ids`, replacing whatever policy set

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod apply;
 pub mod baselines;
+pub mod chaos;
 pub mod classes;
 mod control_socket;
 pub mod controller;

@@ -262,6 +262,7 @@ fn build(
     let (events, _) = broadcast::channel(1024);
     let mut daemon = Daemon {
         enforcer,
+        chaos: super::chaos::Experiments::load(&config.daemon.state_dir),
         config,
         config_path,
         config_fingerprint,
@@ -310,6 +311,9 @@ fn configure_kernel(
         flow_idle_timeout_ms: millis(config.daemon.flow_idle_timeout),
         // Only with a reader: lines nobody reads are not worth their cost.
         kernel_log: kernel_logs.into(),
+        // Faults a predecessor left armed belong to experiments whose safety
+        // valve nobody runs any more: they end now, not at their deadline.
+        chaos_armed: 0,
         ..kernel_config
     })
 }

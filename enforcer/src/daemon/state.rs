@@ -67,6 +67,8 @@ pub struct Daemon {
     /// The reader of the programs' kernel logs (`daemon.kernel_log`), until
     /// [`super::serve`] hands it to its task.
     pub kernel_logs: Option<crate::bpf::KernelLogger>,
+    /// The chaos experiments, running and past ([`super::chaos`]).
+    pub chaos: super::chaos::Experiments,
     /// Set once the programs are attached and the policies written.
     pub ready: bool,
     /// Set by `enforcer uninstall` through the API: detach and exit.

@@ -2,6 +2,7 @@
 //! by hyper, with bounds on everything a client controls), and the CLI's
 //! client over the control socket.
 
+pub mod check;
 pub mod client;
 pub mod server;
 pub mod stream;

@@ -114,6 +114,8 @@ struct Totals {
     /// Outliers ejected, by policy and reason: every reason of every policy
     /// that detects outliers (0 until one is), and any other counted.
     ejections: Vec<(String, &'static str, u64)>,
+    /// Chaos experiments running, connects affected and aborts.
+    chaos: super::chaos::Figures,
 }
 
 /// A running policy's counts in the kernel.
@@ -178,6 +180,7 @@ impl Totals {
                 all.sort();
                 all
             },
+            chaos: d.chaos.figures(),
         }
     }
 }

@@ -84,6 +84,26 @@ pub fn encode(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), std::f
     }
     gauge(
         enc,
+        "enforcer_chaos_experiments_running",
+        "chaos experiments running",
+        totals.chaos.running as i64,
+    )?;
+    counter_family(
+        enc,
+        "enforcer_chaos_affected_connects",
+        "connects the chaos faults affected, by fault kind",
+        "kind",
+        totals.chaos.affected.iter().map(|(k, n)| (k.as_str(), *n)),
+    )?;
+    counter_family(
+        enc,
+        "enforcer_chaos_aborts",
+        "chaos experiments aborted, by reason",
+        "reason",
+        totals.chaos.aborts.iter().map(|(r, n)| (r.as_str(), *n)),
+    )?;
+    gauge(
+        enc,
         "enforcer_healers",
         "destinations being probed by healing",
         totals.healers as i64,

@@ -235,8 +235,8 @@ impl signal_cost::Results {
                 "variant",
                 "all programs",
                 "Δ vs (n)",
-                "response_out: runs × ns/run",
-                "response_in: runs × ns/run",
+                "sock_out: runs × ns/run",
+                "sock_in: runs × ns/run",
             ],
         );
         let baseline = self.in_programs.first().map_or(0, |(_, c)| total(c));
@@ -253,8 +253,8 @@ impl signal_cost::Results {
                 (*name).to_owned(),
                 report::duration(total(costs)),
                 report::signed(stats::delta(baseline, total(costs))),
-                program("response_out"),
-                program("response_in"),
+                program("sock_out"),
+                program("sock_in"),
             ]);
         }
         t.note(format!(

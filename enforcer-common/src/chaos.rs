@@ -1,0 +1,424 @@
+//! Faults injected on purpose ("chaos"): what the kernel holds for each armed
+//! fault and the decisions the programs take from it.
+//!
+//! A fault lives in one slot of [`crate::maps::CHAOS`] and is armed by its bit
+//! in [`crate::config::Config::chaos_armed`]. The kernel checks both, and the
+//! fault's absolute expiry, on every use: clearing the bits (one map update)
+//! ends every fault at once, and a daemon that dies mid-experiment cannot
+//! leave a fault on past its deadline.
+//!
+//! | kind        | decided at           | what the caller sees                                  |
+//! |-------------|----------------------|-------------------------------------------------------|
+//! | `Refuse`    | `connect()`          | `connect()` fails at once with the fault's errno      |
+//! | `Blackhole` | `connect()`, SYNs    | every SYN is dropped: its own or the kernel's timeout |
+//! | `Delay`     | `connect()`, SYNs    | the first `syns` SYNs are dropped: each adds one retransmission timeout |
+//!
+//! A connect is a candidate when its destination matches one of the fault's
+//! targets and its caller is in one of the fault's cgroups (any caller when
+//! none is listed); a candidate is affected with the fault's chance, while the
+//! fault's cap allows. The first armed fault that affects a connect decides
+//! it, before the breaker: a refused connect never reaches the breaker; a
+//! connect whose SYNs are to be dropped is marked ([`Mark`]), and counted
+//! as refused too if the breaker then refuses it ([`Fault::hit`]).
+
+use crate::{dest::DestKey, impl_pod, raw_enum};
+
+/// Slots of [`crate::maps::CHAOS`]: faults armed at once, across experiments
+/// (one bit each in [`crate::config::Config::chaos_armed`]).
+pub const SLOTS: u32 = 8;
+/// Destination targets one fault may hold.
+pub const MAX_TARGETS: usize = 8;
+/// Cgroups one fault may be scoped to.
+pub const MAX_CGROUPS: usize = 4;
+/// [`Fault::syns`] of a blackhole: every SYN.
+pub const ALL_SYNS: u32 = u32::MAX;
+/// [`Fault::chance`] of a fault that affects every candidate.
+pub const ALWAYS: u32 = u32::MAX;
+
+raw_enum! {
+    /// What a [`Fault`] does ([`Fault::kind`]).
+    pub enum Kind {
+        /// `connect()` fails at once with [`Fault::errno`].
+        Refuse = 1,
+        /// The connect's SYNs are dropped, all of them.
+        Blackhole = 2,
+        /// The connect's first [`Fault::syns`] SYNs are dropped.
+        Delay = 3,
+    }
+}
+
+/// A destination target: an address prefix (v4-mapped for IPv4, as in
+/// [`DestKey`]) and a port (or any), in every network namespace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Target {
+    /// The prefix's address, already masked, in [`DestKey::addr`]'s words.
+    pub addr: [u32; 4],
+    /// The prefix's mask in the same words.
+    pub mask: [u32; 4],
+    /// Host-order port (0: any).
+    pub port: u16,
+    /// `0xffff` to compare the port, 0 for any port.
+    pub port_mask: u16,
+    pub _pad: [u16; 2],
+}
+const _: () = assert!(size_of::<Target>() == 40);
+impl_pod!(Target);
+
+impl Target {
+    /// The target of `prefix_len` bits of `key`'s address (`0..=128`) and
+    /// `key`'s port (0: any).
+    pub fn prefix(key: &DestKey, prefix_len: u32) -> Self {
+        let mut mask = [0u32; 4];
+        for (i, word) in mask.iter_mut().enumerate() {
+            let bits = prefix_len.saturating_sub(32 * i as u32).min(32);
+            // Network order: the first bits of the address are the high bits
+            // of each big-endian word.
+            let be = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            *word = be.to_be();
+        }
+        let mut addr = key.addr;
+        for (a, m) in addr.iter_mut().zip(mask) {
+            *a &= m;
+        }
+        Self {
+            addr,
+            mask,
+            port: key.port,
+            port_mask: if key.port == 0 { 0 } else { u16::MAX },
+            _pad: [0; 2],
+        }
+    }
+
+    /// 1 if `key` (in any namespace) is inside the target, else 0. Without
+    /// a branch: the gate compares every target of every armed fault, and
+    /// each branch is a path the verifier walks.
+    #[inline(always)]
+    pub const fn hit(&self, key: &DestKey) -> u64 {
+        let differs = ((key.addr[0] & self.mask[0]) ^ self.addr[0])
+            | ((key.addr[1] & self.mask[1]) ^ self.addr[1])
+            | ((key.addr[2] & self.mask[2]) ^ self.addr[2])
+            | ((key.addr[3] & self.mask[3]) ^ self.addr[3])
+            | ((key.port ^ self.port) & self.port_mask) as u32;
+        is_zero(differs as u64)
+    }
+
+    /// Whether `key` (in any namespace) is inside the target.
+    pub const fn matches(&self, key: &DestKey) -> bool {
+        self.hit(key) == 1
+    }
+}
+
+/// 1 if `x` is 0, else 0, without a branch (the top bit of `x | -x` is set
+/// for every `x` but 0).
+#[inline(always)]
+pub const fn is_zero(x: u64) -> u64 {
+    1 ^ ((x | x.wrapping_neg()) >> 63)
+}
+
+/// A cgroup a fault is scoped to: its id and its level, for
+/// `bpf_get_current_ancestor_cgroup_id`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupScope {
+    pub id: u64,
+    pub level: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<CgroupScope>() == 16);
+impl_pod!(CgroupScope);
+
+/// What the daemon arms in a slot of [`crate::maps::CHAOS`], and what the
+/// kernel counts there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fault {
+    /// A [`Kind`]; a slot holding no kind is inert.
+    pub kind: u32,
+    /// `Refuse`: the errno `connect()` fails with.
+    pub errno: u32,
+    /// `Blackhole`/`Delay`: SYNs to drop per connect ([`ALL_SYNS`]: every one).
+    pub syns: u32,
+    /// A candidate is affected when `bpf_get_prandom_u32() < chance`
+    /// ([`ALWAYS`]: without a draw).
+    pub chance: u32,
+    /// `CLOCK_MONOTONIC` ns at which the fault ends, whatever the daemon does.
+    pub until_ns: u64,
+    /// The most connects the fault may affect (0: no cap).
+    pub cap: u64,
+    /// Targets given, of [`Self::targets`]; the kernel compares all of
+    /// them, so the rest repeat the first.
+    pub target_count: u32,
+    /// Cgroups given, of [`Self::cgroups`] (a fault on every caller names
+    /// the root, at level 0); the rest repeat the first.
+    pub cgroup_count: u32,
+    pub targets: [Target; MAX_TARGETS],
+    pub cgroups: [CgroupScope; MAX_CGROUPS],
+    /// Connects affected, counted by the kernel.
+    pub affected: u64,
+    /// Candidates the chance or the cap spared, counted by the kernel.
+    pub spared: u64,
+    /// SYNs dropped, counted by the kernel.
+    pub syns_dropped: u64,
+    /// Connects a dropping fault marked that the breaker then refused: they
+    /// never sent a SYN (counted in `affected` too, and by the cap).
+    pub refused: u64,
+}
+const _: () = assert!(size_of::<Fault>() == 456);
+
+impl Fault {
+    /// Connects the fault hit: counted as affected, and not refused by the
+    /// breaker before it could act.
+    pub const fn hit(&self) -> u64 {
+        self.affected.saturating_sub(self.refused)
+    }
+}
+impl_pod!(Fault);
+
+impl Fault {
+    /// Whether the fault acts at `now` (armed is the caller's check).
+    #[inline(always)]
+    pub const fn live(&self, now: u64) -> bool {
+        // One comparison for the kind (1..=3), not a match: each arm would
+        // be a path the verifier walks.
+        self.kind.wrapping_sub(1) < 3 && now < self.until_ns
+    }
+
+    /// Whether `key` is one of the fault's targets (every slot compared,
+    /// without a branch: unused ones repeat the first).
+    #[inline(always)]
+    pub fn targets(&self, key: &DestKey) -> bool {
+        let mut hits = 0;
+        let mut i = 0;
+        while i < MAX_TARGETS {
+            hits |= self.targets[i].hit(key);
+            i += 1;
+        }
+        self.target_count != 0 && hits != 0
+    }
+
+    /// Whether a candidate with the random `draw` is affected (the cap aside).
+    #[inline(always)]
+    pub const fn drawn(&self, draw: u32) -> bool {
+        self.chance == ALWAYS || draw < self.chance
+    }
+
+    /// Whether another connect may be affected once `affected_before` were.
+    #[inline(always)]
+    pub const fn under_cap(&self, affected_before: u64) -> bool {
+        self.cap == 0 || affected_before < self.cap
+    }
+}
+
+/// [`Fault::chance`] for `percent` of the candidates (clamped to 0..=100).
+pub fn chance(percent: f64) -> u32 {
+    if percent >= 100.0 {
+        return ALWAYS;
+    }
+    let p = percent.max(0.0) / 100.0;
+    // Strictly below ALWAYS for any percentage below 100.
+    ((p * 4_294_967_296.0) as u64).min(u64::from(ALWAYS - 1)) as u32
+}
+
+/// The bit of slot `slot` in [`crate::config::Config::chaos_armed`].
+#[inline(always)]
+pub const fn bit(slot: u32) -> u32 {
+    1 << (slot % SLOTS)
+}
+
+/// Whether a fault of `kind` refuses connects (else it drops their SYNs).
+#[inline(always)]
+pub const fn refuses(kind: u32) -> bool {
+    kind == Kind::Refuse as u32
+}
+
+/// The value of [`crate::maps::CHAOS_SOCKS`]: a connect whose SYNs the
+/// fault in `slot` drops.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mark {
+    /// The fault's slot + 1 (0: no mark).
+    pub slot: u32,
+    /// SYNs still to drop ([`ALL_SYNS`]: every one).
+    pub syns: u32,
+    /// The fault's [`Fault::until_ns`] when it marked the connect: a mark
+    /// left from an earlier connect of the socket names another arming.
+    pub until_ns: u64,
+}
+const _: () = assert!(size_of::<Mark>() == 16);
+impl_pod!(Mark);
+
+impl Mark {
+    /// The mark `fault` (in `slot`) puts on a connect it affects.
+    #[inline(always)]
+    pub const fn of(fault: &Fault, slot: u32) -> Self {
+        Self {
+            slot: slot + 1,
+            syns: fault.syns,
+            until_ns: fault.until_ns,
+        }
+    }
+
+    /// The slot of the fault that made the mark, if any.
+    #[inline(always)]
+    pub const fn slot(&self) -> Option<u32> {
+        self.slot.checked_sub(1)
+    }
+
+    /// Whether `fault` is still the arming that made the mark.
+    #[inline(always)]
+    pub const fn made_by(&self, fault: &Fault) -> bool {
+        self.until_ns == fault.until_ns
+    }
+}
+
+/// What egress does with a SYN of a socket marked with `syns_left` SYNs to
+/// drop ([`ALL_SYNS`]: every one): `Some(left after this one)` to drop it,
+/// `None` to let it go.
+#[inline(always)]
+pub const fn drop_syn(syns_left: u32) -> Option<u32> {
+    match syns_left {
+        0 => None,
+        ALL_SYNS => Some(ALL_SYNS),
+        n => Some(n - 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::net::SocketAddr;
+
+    use super::*;
+
+    fn key(s: &str) -> DestKey {
+        DestKey::from(s.parse::<SocketAddr>().unwrap())
+    }
+
+    fn target(s: &str, v4_prefix: u32) -> Target {
+        Target::prefix(&key(s), 96 + v4_prefix)
+    }
+
+    #[test]
+    fn an_ipv4_prefix_matches_its_addresses_and_port_only() {
+        let t = target("10.1.2.0:5432", 24);
+        assert!(t.matches(&key("10.1.2.9:5432")));
+        assert!(t.matches(&key("10.1.2.255:5432").in_netns(7)));
+        assert!(!t.matches(&key("10.1.3.9:5432")));
+        assert!(!t.matches(&key("10.1.2.9:5433")));
+        assert!(!t.matches(&key("[::1]:5432")));
+    }
+
+    #[test]
+    fn port_zero_matches_every_port_and_odd_prefixes_cut_inside_a_byte() {
+        let t = target("10.1.2.0:0", 23);
+        assert!(t.matches(&key("10.1.3.200:1")));
+        assert!(t.matches(&key("10.1.2.1:65535")));
+        assert!(!t.matches(&key("10.1.4.1:80")));
+        let host = target("127.0.0.1:80", 32);
+        assert!(host.matches(&key("127.0.0.1:80")));
+        assert!(!host.matches(&key("127.0.0.2:80")));
+    }
+
+    #[test]
+    fn ipv6_prefixes_and_the_whole_space() {
+        let t = Target::prefix(&key("[2001:db8::]:443"), 32);
+        assert!(t.matches(&key("[2001:db8:ffff::1]:443")));
+        assert!(!t.matches(&key("[2001:db9::1]:443")));
+        let any = Target::prefix(&key("[::]:0"), 0);
+        assert!(any.matches(&key("1.2.3.4:1")));
+        assert!(any.matches(&key("[2001:db8::1]:9")));
+    }
+
+    #[test]
+    fn a_fault_is_live_only_with_a_kind_and_before_its_expiry() {
+        let mut f = Fault {
+            kind: Kind::Refuse as u32,
+            until_ns: 100,
+            ..Fault::default()
+        };
+        assert!(f.live(99));
+        assert!(!f.live(100));
+        f.kind = 0;
+        assert!(!f.live(0));
+    }
+
+    #[test]
+    fn every_target_slot_is_compared_and_a_fault_without_targets_matches_nothing() {
+        let mut f = Fault {
+            target_count: 2,
+            ..Fault::default()
+        };
+        f.targets = [target("10.0.0.1:80", 32); MAX_TARGETS];
+        f.targets[1] = target("10.0.0.2:80", 32);
+        assert!(f.targets(&key("10.0.0.1:80")));
+        assert!(f.targets(&key("10.0.0.2:80")));
+        assert!(!f.targets(&key("10.0.0.3:80")));
+        f.target_count = 0;
+        assert!(!f.targets(&key("10.0.0.1:80")));
+    }
+
+    #[test]
+    fn is_zero_without_a_branch() {
+        for (x, z) in [(0, 1), (1, 0), (u64::MAX, 0), (1 << 63, 0), (12345, 0)] {
+            assert_eq!(is_zero(x), z, "{x}");
+        }
+    }
+
+    #[test]
+    fn the_chance_of_a_percentage() {
+        assert_eq!(chance(100.0), ALWAYS);
+        assert_eq!(chance(0.0), 0);
+        let thirty = chance(30.0);
+        assert!((f64::from(thirty) / 4_294_967_296.0 - 0.3).abs() < 1e-9);
+        assert!(chance(99.999_999_999) < ALWAYS);
+        let f = Fault {
+            chance: thirty,
+            ..Fault::default()
+        };
+        assert!(f.drawn(0));
+        assert!(f.drawn(thirty - 1));
+        assert!(!f.drawn(thirty));
+        let none = Fault::default();
+        assert!(!none.drawn(0));
+    }
+
+    #[test]
+    fn the_cap_counts_what_was_affected_before() {
+        let f = Fault {
+            cap: 2,
+            ..Fault::default()
+        };
+        assert!(f.under_cap(0));
+        assert!(f.under_cap(1));
+        assert!(!f.under_cap(2));
+        assert!(Fault::default().under_cap(u64::MAX - 1));
+    }
+
+    #[test]
+    fn syns_are_dropped_while_some_are_left() {
+        assert_eq!(drop_syn(0), None);
+        assert_eq!(drop_syn(2), Some(1));
+        assert_eq!(drop_syn(1), Some(0));
+        assert_eq!(drop_syn(ALL_SYNS), Some(ALL_SYNS));
+    }
+
+    #[test]
+    fn a_mark_names_its_slot_and_its_arming() {
+        let f = Fault {
+            kind: Kind::Delay as u32,
+            syns: 2,
+            until_ns: 77,
+            ..Fault::default()
+        };
+        let m = Mark::of(&f, 0);
+        assert_eq!((m.slot(), m.syns), (Some(0), 2));
+        assert!(m.made_by(&f));
+        let rearmed = Fault { until_ns: 78, ..f };
+        assert!(!m.made_by(&rearmed));
+        assert_eq!(Mark::default().slot(), None);
+    }
+}

@@ -1,0 +1,66 @@
+//! `sock_out` and `sock_in` (cgroup_skb egress and ingress): the packets of
+//! every socket in the cgroup. Egress drops the SYNs a chaos fault marked
+//! ([`crate::chaos`]); both measure the response latency of admitted
+//! sockets ([`crate::response`]).
+//!
+//! Every packet passes here, so the common case leaves after one storage
+//! lookup (sockets the gate did not admit, and admitted ones with nothing
+//! left to measure); a SYN also looks up its chaos mark.
+
+use core::ffi::c_void;
+
+use crate::{chaos, response, sock};
+use aya_ebpf::{
+    bindings::{BPF_TCP_SYN_SENT, bpf_sock},
+    helpers::{bpf_ktime_get_ns, generated::bpf_sk_fullsock},
+    macros::cgroup_skb,
+    programs::SkBuffContext,
+};
+
+/// Return value of a cgroup_skb program that lets the packet go.
+const PASS: i32 = 1;
+/// Return value that drops it (the sender sees a local transmit error, which
+/// TCP treats as a lost segment: the retransmission timer runs on).
+const DROP: i32 = 0;
+
+#[cgroup_skb(egress)]
+pub fn sock_out(ctx: SkBuffContext) -> i32 {
+    let Some(sk) = full_sock(&ctx) else {
+        return PASS;
+    };
+    // SAFETY: a full socket from `full_sock`.
+    if unsafe { (*sk).state } == BPF_TCP_SYN_SENT {
+        // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
+        let now = unsafe { bpf_ktime_get_ns() };
+        if chaos::drops_syn(sk, now) {
+            return DROP;
+        }
+    }
+    // SAFETY: as above.
+    if let Some(sock) = unsafe { sock::admitted(sk.cast::<c_void>()) } {
+        response::on_out(sk, sock);
+    }
+    PASS
+}
+
+#[cgroup_skb(ingress)]
+pub fn sock_in(ctx: SkBuffContext) -> i32 {
+    // SAFETY: a full socket from `full_sock`.
+    if let Some(sock) = full_sock(&ctx).and_then(|sk| unsafe { sock::admitted(sk.cast()) }) {
+        response::on_in(&ctx, sock);
+    }
+    PASS
+}
+
+/// The packet's full socket.
+#[inline(always)]
+fn full_sock(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
+    // SAFETY: the kernel hands a valid context; `sk` may be null.
+    let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null socket of the context.
+    let sk = unsafe { bpf_sk_fullsock(sk) };
+    (!sk.is_null()).then_some(sk)
+}

@@ -1,0 +1,341 @@
+//! Chaos experiments as the daemon runs them: one task each ([`run`]), the
+//! register of running and past experiments (kept in the state directory, so
+//! a restarted daemon reports an experiment it lost as interrupted), and the
+//! kill switch.
+//!
+//! The kernel enforces what matters without the daemon: each fault's expiry
+//! and its blast radius. The daemon arms and disarms, watches the safety
+//! valve every [`crate::chaos::VALVE_PERIOD`], and measures.
+
+mod run;
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use enforcer_common::chaos as kernel;
+use tokio::sync::Notify;
+
+use super::{Daemon, Shared, lock, private_dir};
+use crate::{
+    api::{ExperimentView, Stage},
+    bpf::BpfError,
+    chaos::{experiment::Experiment, plan},
+    config::Invalid,
+};
+
+/// Past experiments kept for `enforcer chaos list`.
+const HISTORY: usize = 32;
+/// The register's file in the state directory.
+const FILE: &str = "chaos.json";
+
+/// The daemon's experiments.
+#[derive(Default)]
+pub struct Experiments {
+    running: BTreeMap<String, Running>,
+    past: VecDeque<ExperimentView>,
+    /// Where the register is kept (none: not kept, in tests).
+    file: Option<PathBuf>,
+    /// Connects affected by the faults of experiments that ended (since the
+    /// daemon started), by fault kind.
+    affected: BTreeMap<&'static str, u64>,
+    /// Experiments aborted (since the daemon started), by reason.
+    aborts: BTreeMap<String, u64>,
+}
+
+/// The fault kinds and abort reasons the metrics always show.
+pub const KINDS: [&str; 3] = ["refuse", "blackhole", "delay"];
+pub const REASONS: [&str; 6] = [
+    "operator",
+    "kernel",
+    "trip",
+    "success_ratio",
+    "http",
+    "metric",
+];
+
+/// The figures the metrics show.
+#[derive(Debug, Default)]
+pub struct Figures {
+    pub running: u64,
+    /// Connects affected, by fault kind: ended experiments and running ones.
+    pub affected: Vec<(String, u64)>,
+    pub aborts: Vec<(String, u64)>,
+}
+
+/// A running experiment's handle.
+struct Running {
+    /// Its latest view, refreshed by its task at every step.
+    view: ExperimentView,
+    /// Its kernel slots.
+    slots: Vec<u32>,
+    /// Its cgroups, resolved once at the start: (id, level) per fault.
+    scopes: Vec<Vec<(u64, u32)>>,
+    /// Wakes its task for an operator's abort.
+    stop: Arc<Notify>,
+}
+
+/// Why an experiment cannot start (nothing was injected).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Invalid(Invalid),
+    #[error("experiment `{0}` is running already")]
+    Running(String),
+    #[error(
+        "{wanted} fault slots wanted, {free} free: at most {} faults run at once",
+        kernel::SLOTS
+    )]
+    Slots { wanted: usize, free: usize },
+}
+
+impl Experiments {
+    /// The register kept in `state_dir`: past experiments, and those that
+    /// were running when the previous daemon stopped, as interrupted.
+    pub fn load(state_dir: &Path) -> Self {
+        if let Err(e) = private_dir::create(state_dir, "daemon.state_dir") {
+            tracing::warn!("the chaos register is not kept: {e}");
+        }
+        let file = state_dir.join(FILE);
+        let past = match private_dir::read_file(&file) {
+            Ok(text) => serde_json::from_str::<Vec<ExperimentView>>(&text)
+                .map_err(|e| tracing::warn!("ignoring {}: {e}", file.display()))
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let past = past
+            .into_iter()
+            .map(|mut v| {
+                if v.stage.running() {
+                    tracing::warn!(
+                        "chaos experiment `{}` was interrupted: its faults ended at their deadline",
+                        v.name
+                    );
+                    v.stage = Stage::Interrupted;
+                }
+                v
+            })
+            .collect();
+        let register = Self {
+            past,
+            file: Some(file),
+            ..Self::default()
+        };
+        register.save();
+        register
+    }
+
+    /// Every experiment: running ones first, then the past, newest first.
+    pub fn views(&self) -> Vec<ExperimentView> {
+        self.running
+            .values()
+            .map(|r| r.view.clone())
+            .chain(self.past.iter().rev().cloned())
+            .collect()
+    }
+
+    /// The newest experiment named `name`.
+    pub fn view(&self, name: &str) -> Option<ExperimentView> {
+        self.running
+            .get(name)
+            .map(|r| r.view.clone())
+            .or_else(|| self.past.iter().rev().find(|v| v.name == name).cloned())
+    }
+
+    /// The names of the running experiments.
+    pub fn running(&self) -> Vec<String> {
+        self.running.keys().cloned().collect()
+    }
+
+    /// What the metrics show.
+    pub fn figures(&self) -> Figures {
+        let mut affected = self.affected.clone();
+        for k in KINDS {
+            affected.entry(k).or_default();
+        }
+        for f in self.running.values().flat_map(|r| &r.view.faults) {
+            *affected.entry(kind_name(&f.kind)).or_default() += f.affected;
+        }
+        let mut aborts = self.aborts.clone();
+        for r in REASONS {
+            aborts.entry(r.to_owned()).or_default();
+        }
+        Figures {
+            running: self.running.len() as u64,
+            affected: affected
+                .into_iter()
+                .map(|(k, n)| (k.to_owned(), n))
+                .collect(),
+            aborts: aborts.into_iter().collect(),
+        }
+    }
+
+    /// Slots held by running experiments (a bit set).
+    fn slots_in_use(&self) -> u32 {
+        self.running
+            .values()
+            .flat_map(|r| &r.slots)
+            .fold(0, |bits, s| bits | kernel::bit(*s))
+    }
+
+    fn save(&self) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        let all: Vec<&ExperimentView> = self
+            .past
+            .iter()
+            .chain(self.running.values().map(|r| &r.view))
+            .collect();
+        let bytes = serde_json::to_vec(&all).expect("views serialise");
+        if let Err(e) = private_dir::replace_file(file, &bytes) {
+            tracing::warn!("cannot keep the chaos register in {}: {e}", file.display());
+        }
+    }
+
+    /// A running experiment's task reports its view; a view that ended
+    /// moves to the past.
+    fn update(&mut self, view: ExperimentView) {
+        let stage_changed = self
+            .running
+            .get(&view.name)
+            .is_none_or(|r| r.view.stage != view.stage);
+        if view.stage.running() {
+            if let Some(r) = self.running.get_mut(&view.name) {
+                r.view = view;
+            }
+        } else {
+            self.running.remove(&view.name);
+            for f in &view.faults {
+                *self.affected.entry(kind_name(&f.kind)).or_default() += f.affected;
+            }
+            if let Some(a) = &view.abort {
+                *self.aborts.entry(a.reason.clone()).or_default() += 1;
+            }
+            self.past.push_back(view);
+            while self.past.len() > HISTORY {
+                self.past.pop_front();
+            }
+        }
+        if stage_changed {
+            self.save();
+        }
+    }
+}
+
+/// The static name of a fault kind a view names.
+fn kind_name(kind: &str) -> &'static str {
+    KINDS.into_iter().find(|k| *k == kind).unwrap_or("other")
+}
+
+/// Validates `experiment` against the host (its cgroups exist, slots are
+/// free) and starts its task; its first view.
+pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, StartError> {
+    let mut d = lock(shared);
+    if d.chaos.running.contains_key(&experiment.name) {
+        return Err(StartError::Running(experiment.name));
+    }
+    let scopes = resolve_cgroups(&experiment).map_err(StartError::Invalid)?;
+    let wanted = experiment.faults.len();
+    let in_use = d.chaos.slots_in_use();
+    let slots = plan::free_slots(in_use, wanted).ok_or(StartError::Slots {
+        wanted,
+        free: (kernel::SLOTS - in_use.count_ones()) as usize,
+    })?;
+    let stop = Arc::new(Notify::new());
+    let course = crate::chaos::report::Course::new(experiment);
+    let view = run::view(
+        &course,
+        crate::clock::unix_ms(),
+        std::time::Duration::ZERO,
+        &[],
+        &slots,
+    );
+    d.chaos.running.insert(
+        view.name.clone(),
+        Running {
+            view: view.clone(),
+            slots: slots.clone(),
+            scopes,
+            stop: stop.clone(),
+        },
+    );
+    d.chaos.save();
+    tracing::info!(
+        "chaos experiment `{}` started: {} fault(s) for {} after a {} baseline",
+        view.name,
+        slots.len(),
+        course.experiment.duration,
+        course.experiment.baseline
+    );
+    drop(d);
+    tokio::spawn(run::run(
+        shared.clone(),
+        course,
+        slots,
+        stop,
+        view.started_unix_ms,
+    ));
+    Ok(view)
+}
+
+/// Each fault's cgroups as (id, level): the root's for a fault on every
+/// caller; a cgroup that is not one names its field.
+fn resolve_cgroups(e: &Experiment) -> Result<Vec<Vec<(u64, u32)>>, Invalid> {
+    let root = || {
+        crate::cgroup::v2_mount()
+            .ok()
+            .and_then(|path| crate::cgroup::scope(&path))
+            .ok_or_else(|| Invalid {
+                field: "fault".to_owned(),
+                line: None,
+                message: "no cgroup v2 hierarchy is mounted".to_owned(),
+            })
+    };
+    e.faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if f.targets.cgroups.is_empty() {
+                return Ok(vec![root()?]);
+            }
+            f.targets
+                .cgroups
+                .iter()
+                .map(|path| {
+                    crate::cgroup::scope(path).ok_or_else(|| Invalid {
+                        field: format!("fault[{i}].cgroups"),
+                        line: None,
+                        message: format!("`{}` is not a cgroup v2 directory", path.display()),
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Stops the experiments named (every running one for `None`): their faults
+/// are disarmed at once, in one write of the kernel's configuration (the
+/// kill switch), and their tasks record the abort. The names stopped.
+pub fn abort(d: &mut Daemon, name: Option<&str>) -> Result<Vec<String>, BpfError> {
+    let targets: Vec<&Running> = match name {
+        Some(n) => d.chaos.running.get(n).into_iter().collect(),
+        None => d.chaos.running.values().collect(),
+    };
+    let bits = match name {
+        // The kill switch clears every bit, whoever armed it.
+        None => u32::MAX,
+        Some(_) => targets
+            .iter()
+            .flat_map(|r| &r.slots)
+            .fold(0, |b, s| b | kernel::bit(*s)),
+    };
+    let names = targets.iter().map(|r| r.view.name.clone()).collect();
+    for r in &targets {
+        r.stop.notify_one();
+    }
+    crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, bits)?;
+    Ok(names)
+}

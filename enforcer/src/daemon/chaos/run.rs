@@ -1,0 +1,332 @@
+//! One experiment's task: samples its measures and checks its abort
+//! conditions every [`VALVE_PERIOD`] (trips as soon as their events arrive),
+//! arms and disarms its faults, and reports its view to the register.
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use enforcer_common::{chaos::Fault, counters::GlobalCounter, dest::DestKey};
+use tokio::sync::{Notify, broadcast::error::RecvError, watch};
+
+use super::super::{Daemon, Shared, lock, notices::daemon_event};
+use crate::{
+    api::{Event, ExperimentView, FaultView},
+    chaos::{
+        VALVE_PERIOD,
+        experiment::Measure,
+        plan,
+        report::{Course, Step},
+        series::Sample,
+    },
+    clock::monotonic_ns,
+    http::check::HttpCheck,
+};
+
+pub async fn run(
+    shared: Shared,
+    mut course: Course,
+    slots: Vec<u32>,
+    stop: Arc<Notify>,
+    started_unix_ms: u64,
+) {
+    let start = Instant::now();
+    let mut events = lock(&shared).events.subscribe();
+    let mut probes = Probes::spawn(&course);
+    let mut tick = tokio::time::interval(VALVE_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        // The step, and when what caused it happened (a trip: in the kernel).
+        let (step, cause) = tokio::select! {
+            _ = tick.tick() => {
+                let samples = sample(&lock(&shared), &course, &mut probes);
+                (course.step(start.elapsed(), &samples), Instant::now())
+            }
+            event = events.recv() => match event {
+                Ok(e) => match tripped(&e) {
+                    Some((dest, at)) => (course.tripped(start.elapsed(), dest), at),
+                    None => (Step::Wait, Instant::now()),
+                },
+                // Missed events are counted by their follower's `lagged`; a
+                // trip among them is seen by the next one or the ratios.
+                Err(RecvError::Lagged(_)) => (Step::Wait, Instant::now()),
+                Err(RecvError::Closed) => return,
+            },
+            () = stop.notified() => {
+                (course.stop(start.elapsed(), "operator", "operator".to_owned()), Instant::now())
+            }
+        };
+        let mut d = lock(&shared);
+        let done = act(&mut d, &mut course, &step, &slots);
+        if step == Step::Disarm {
+            course.disarmed(cause.elapsed());
+        }
+        let view = view(
+            &course,
+            started_unix_ms,
+            start.elapsed(),
+            &faults(&d, &slots),
+            &slots,
+        );
+        if step != Step::Wait {
+            announce(&d, &view, &step);
+        }
+        d.chaos.update(view);
+        if done {
+            break;
+        }
+    }
+    probes.stop();
+}
+
+/// Does what a step asks of the kernel; whether the experiment is over.
+fn act(d: &mut Daemon, course: &mut Course, step: &Step, slots: &[u32]) -> bool {
+    match step {
+        Step::Wait => false,
+        Step::Arm => {
+            if let Err(e) = arm(d, course, slots) {
+                tracing::error!(
+                    "chaos experiment `{}`: arming failed: {e}",
+                    course.experiment.name
+                );
+                let at = course.elapsed();
+                // Nothing armed, or part of it: disarm whatever was.
+                let _ = crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, bits(slots));
+                course.stop(at, "kernel", format!("arming the faults failed: {e}"));
+            }
+            false
+        }
+        Step::Disarm => {
+            if let Err(e) =
+                crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, bits(slots))
+            {
+                // The kernel ends them at their deadline regardless.
+                tracing::error!(
+                    "chaos experiment `{}`: disarming failed: {e}",
+                    course.experiment.name
+                );
+            }
+            false
+        }
+        Step::Done => true,
+    }
+}
+
+/// Writes the faults, each ending `duration` from now by the kernel's clock.
+fn arm(d: &mut Daemon, course: &Course, slots: &[u32]) -> Result<(), crate::bpf::BpfError> {
+    let e = &course.experiment;
+    let until_ns = monotonic_ns().saturating_add(e.duration.0.as_nanos() as u64);
+    let scopes = d
+        .chaos
+        .running
+        .get(&e.name)
+        .map(|r| r.scopes.clone())
+        .unwrap_or_default();
+    let faults: Vec<(u32, Fault)> = e
+        .faults
+        .iter()
+        .zip(slots)
+        .enumerate()
+        .map(|(i, (spec, slot))| {
+            let scopes = scopes.get(i).map_or(&[][..], Vec::as_slice);
+            (*slot, plan::kernel_fault(spec, scopes, until_ns))
+        })
+        .collect();
+    let maps = d.enforcer.maps_mut();
+    maps.chaos.arm(&mut maps.config, &faults)
+}
+
+fn bits(slots: &[u32]) -> u32 {
+    slots
+        .iter()
+        .fold(0, |b, s| b | enforcer_common::chaos::bit(*s))
+}
+
+/// What the kernel counted in the experiment's slots.
+fn faults(d: &Daemon, slots: &[u32]) -> Vec<Fault> {
+    slots
+        .iter()
+        .map(|s| d.enforcer.maps().chaos.get(*s).unwrap_or_default())
+        .collect()
+}
+
+/// The destination of a trip event, and when the kernel recorded the trip.
+fn tripped(e: &Event) -> Option<(SocketAddr, Instant)> {
+    if e.kind != enforcer_common::event::Kind::Tripped.name() {
+        return None;
+    }
+    let age = Duration::from_millis(e.age_ms.unwrap_or(0));
+    Some((
+        e.dest?,
+        Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+    ))
+}
+
+/// The experiment's view; `faults` as the kernel counted them (none before
+/// the first step).
+pub fn view(
+    course: &Course,
+    started_unix_ms: u64,
+    elapsed: Duration,
+    faults: &[Fault],
+    slots: &[u32],
+) -> ExperimentView {
+    let running = course.stage.running();
+    let fault_views = course
+        .experiment
+        .faults
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let k = faults.get(i).copied().unwrap_or_default();
+            FaultView {
+                kind: spec.kind.name().to_owned(),
+                slot: running.then(|| slots.get(i).copied()).flatten(),
+                affected: k.hit(),
+                spared: k.spared,
+                syns_dropped: k.syns_dropped,
+            }
+        })
+        .collect();
+    ExperimentView {
+        name: course.experiment.name.clone(),
+        stage: course.stage,
+        started_unix_ms,
+        elapsed_ms: elapsed.as_millis() as u64,
+        injected_ms: course.injected().map(|d| d.as_millis() as u64),
+        abort: course.abort().cloned(),
+        recovery_ms: course.recovery().map(|d| d.as_millis() as u64),
+        hypothesis_held: course.hypothesis_held(),
+        checks: course.checks(),
+        faults: fault_views,
+        experiment: course.experiment.clone(),
+    }
+}
+
+/// Logs a step and sends it to `enforcer events` followers.
+fn announce(d: &Daemon, view: &ExperimentView, step: &Step) {
+    let (kind, detail) = match step {
+        Step::Arm => (
+            "chaos_injecting",
+            format!("{} fault(s) armed", view.faults.len()),
+        ),
+        Step::Disarm => (
+            "chaos_disarmed",
+            match &view.abort {
+                Some(a) => format!("aborted: {}", a.condition),
+                None => "the duration is over".to_owned(),
+            },
+        ),
+        Step::Done => (
+            "chaos_ended",
+            format!(
+                "{}{}",
+                view.stage.name(),
+                view.recovery_ms
+                    .map(|r| format!(", recovered in {r} ms"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Step::Wait => return,
+    };
+    if let (Step::Disarm, Some(a)) = (step, &view.abort) {
+        tracing::warn!(
+            "chaos experiment `{}` aborted: {} (figure {:?}, bound {:?}, destination {:?})",
+            view.name,
+            a.condition,
+            a.figure,
+            a.bound,
+            a.dest
+        );
+    }
+    d.publish(daemon_event(
+        kind,
+        None,
+        &format!("{}: {detail}", view.name),
+    ));
+}
+
+/// Reads every measure of the course, in [`Course::measures`]' order.
+fn sample(d: &Daemon, course: &Course, probes: &mut Probes) -> Vec<Option<Sample>> {
+    course
+        .measures()
+        .enumerate()
+        .map(|(i, m)| match m? {
+            Measure::SuccessRatio { destination, .. } => {
+                let key = DestKey::from(*destination).in_netns(d.namespaces.own_cookie());
+                let state = d.enforcer.maps().dests.get(&key).ok()?;
+                let c = state.map(|s| s.counters).unwrap_or_default();
+                Some(Sample::Counts {
+                    good: c.successes,
+                    total: c.successes + c.failures() + c.rejected_circuit + c.rejected_bulkhead,
+                })
+            }
+            Measure::Rate { metric, .. } => {
+                let counter = GlobalCounter::ALL
+                    .into_iter()
+                    .find(|g| metric.strip_prefix("enforcer_kernel_") == Some(g.name()))?;
+                let total = d.enforcer.maps().counters.get(counter).ok()?;
+                Some(Sample::Counts { good: 0, total })
+            }
+            Measure::Http { .. } => Some(Sample::Answered(probes.answered(i))),
+        })
+        .collect()
+}
+
+/// The HTTP checks' tasks: each GETs its URL over and over and counts the
+/// 200s; a sample asks whether one arrived since the last.
+struct Probes {
+    answers: Vec<Option<(watch::Receiver<u64>, u64)>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Probes {
+    fn spawn(course: &Course) -> Self {
+        let mut answers = Vec::new();
+        let mut tasks = Vec::new();
+        for m in course.measures() {
+            let Some(Measure::Http { url, timeout }) = m else {
+                answers.push(None);
+                continue;
+            };
+            let Ok(check) = HttpCheck::parse(url) else {
+                answers.push(None);
+                continue;
+            };
+            let (tx, rx) = watch::channel(0u64);
+            let timeout = timeout.0;
+            tasks.push(tokio::spawn(async move {
+                let mut ok = 0;
+                loop {
+                    let begun = Instant::now();
+                    if check.ok(timeout).await {
+                        ok += 1;
+                        let _ = tx.send(ok);
+                    }
+                    tokio::time::sleep(VALVE_PERIOD.saturating_sub(begun.elapsed())).await;
+                }
+            }));
+            answers.push(Some((rx, 0)));
+        }
+        Self { answers, tasks }
+    }
+
+    /// Whether check `i` answered 200 since the last time it was asked.
+    fn answered(&mut self, i: usize) -> bool {
+        let Some(Some((rx, seen))) = self.answers.get_mut(i) else {
+            return false;
+        };
+        let now = *rx.borrow_and_update();
+        let fresh = now > *seen;
+        *seen = now;
+        fresh
+    }
+
+    fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! Chaos experiments end to end: the real daemon arms faults in the kernel,
+//! real clients in scratch cgroups (unprivileged, as `nobody`) connect to real
+//! loopback servers, and the CLI reads the report.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    thread,
+    time::{Duration, Instant},
+};
+
+use enforcer_tests::{
+    bpffs::PinDir,
+    cgroup::ScratchCgroup,
+    daemon::Daemon,
+    exec::Place,
+    net::{AcceptingServer, RefusingPort},
+    require_root,
+};
+use serde_json::Value;
+
+const ECONNREFUSED: i32 = 111;
+const ECONNRESET: i32 = 104;
+const ETIMEDOUT: i32 = 110;
+
+/// `CLOCK_MONOTONIC` in ns: the clock the kernel's fault expiries are on.
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// The experiment `text` in a file of its own (removed on drop).
+struct ExperimentFile(PathBuf);
+
+impl ExperimentFile {
+    fn new(text: &str) -> Self {
+        let path = std::env::temp_dir().join(enforcer_tests::unique_name("chaos-") + ".toml");
+        std::fs::write(&path, text).expect("writing the experiment");
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for ExperimentFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn status(d: &Daemon, name: &str) -> Value {
+    d.json(&["chaos", "status", name])
+}
+
+/// Polls the experiment until `want` holds of its view (generous deadline).
+fn wait_for(d: &Daemon, name: &str, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = status(d, name);
+        if want(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not after 60 s: {v:#}\n{}",
+            d.log()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stage_is(stage: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["stage"] == stage
+}
+
+/// One connect attempt: when it started (`CLOCK_MONOTONIC` ns), to which of
+/// the addresses, and `Ok` or its errno.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    at_ns: u64,
+    to: usize,
+    result: Result<(), i32>,
+}
+
+/// Connects to each of `addrs` in turn, every `every`, for `for_`, from a
+/// child in `place` that dropped to `nobody`; each with `timeout`.
+fn attempts(
+    place: &Place,
+    addrs: &[SocketAddr],
+    for_: Duration,
+    every: Duration,
+    timeout: Duration,
+) -> Vec<Attempt> {
+    let addrs = addrs.to_vec();
+    let out = place.run_as_nobody(move || {
+        let end = Instant::now() + for_;
+        let mut lines = Vec::new();
+        while Instant::now() < end {
+            for (i, a) in addrs.iter().enumerate() {
+                let at = monotonic_ns();
+                let r = match TcpStream::connect_timeout(a, timeout) {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => e.raw_os_error().unwrap_or(-1).to_string(),
+                };
+                lines.push(format!("{at},{i},{r}"));
+            }
+            thread::sleep(every);
+        }
+        lines.join("\n")
+    });
+    out.lines()
+        .map(|l| {
+            let mut f = l.split(',');
+            let at_ns = f.next().unwrap().parse().unwrap();
+            let to = f.next().unwrap().parse().unwrap();
+            let result = match f.next().unwrap() {
+                "ok" => Ok(()),
+                e => Err(e.parse().unwrap()),
+            };
+            Attempt { at_ns, to, result }
+        })
+        .collect()
+}
+
+/// The slot and the kernel's expiry of the running experiment's first fault.
+fn armed(d: &Daemon, name: &str) -> (u32, u64) {
+    let v = wait_for(d, name, "injecting", stage_is("injecting"));
+    let slot = v["faults"][0]["slot"]
+        .as_u64()
+        .expect("a running fault's slot") as u32;
+    let fault = d.kernel_fault(slot);
+    assert!(fault.until_ns > 0, "{fault:?}");
+    (slot, fault.until_ns)
+}
+
+#[test]
+fn refuse_fails_the_target_cgroups_connects_to_the_target_only_until_its_deadline() {
+    require_root();
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let (target, bystander) = (root.child(), root.child());
+    let (a, b) = (
+        AcceptingServer::bind("127.0.0.1:0"),
+        AcceptingServer::bind("127.0.0.1:0"),
+    );
+    // A breaker that trips at the first failure: the fault's refusals are
+    // not the destination's, and must not trip it for everyone.
+    let d = Daemon::start(
+        &root,
+        &pins,
+        "[[policy]]\nname = \"local\"\nmatch = [\"127.0.0.0/8:*\"]\nfailure_threshold = 1\n",
+    );
+    let file = ExperimentFile::new(&format!(
+        "name = \"refuse-a\"\nduration = \"2s\"\nbaseline = \"0s\"\n\
+         [targets]\ndestinations = [\"{}\"]\ncgroups = [\"{}\"]\n\
+         [[fault]]\nkind = \"refuse\"\nerrno = \"ECONNRESET\"\n",
+        a.addr,
+        target.path().display()
+    ));
+    d.ok(&["chaos", "start", file.path()]);
+    let (_, until_ns) = armed(&d, "refuse-a");
+    let armed_ns = until_ns - 2_000_000_000;
+    let (inside, outside) = (Place::cgroup(&target), Place::cgroup(&bystander));
+    let every = Duration::from_millis(10);
+    let timeout = Duration::from_secs(5);
+    let (mine, theirs) = thread::scope(|s| {
+        let mine = s.spawn(|| {
+            attempts(
+                &inside,
+                &[a.addr, b.addr],
+                Duration::from_secs(4),
+                every,
+                timeout,
+            )
+        });
+        let theirs =
+            s.spawn(|| attempts(&outside, &[a.addr], Duration::from_secs(4), every, timeout));
+        (mine.join().unwrap(), theirs.join().unwrap())
+    });
+    let margin = 20_000_000;
+    let during: Vec<&Attempt> = mine
+        .iter()
+        .filter(|t| t.to == 0 && t.at_ns > armed_ns + margin && t.at_ns + margin < until_ns)
+        .collect();
+    assert!(during.len() >= 10, "too few attempts while armed: {mine:?}");
+    assert!(
+        during.iter().all(|t| t.result == Err(ECONNRESET)),
+        "the target cgroup's connects to the target fail with the fault's errno: {during:?}"
+    );
+    let after: Vec<&Attempt> = mine
+        .iter()
+        .filter(|t| t.to == 0 && t.at_ns > until_ns + margin)
+        .collect();
+    assert!(!after.is_empty(), "no attempt after the deadline: {mine:?}");
+    assert!(
+        after.iter().all(|t| t.result.is_ok()),
+        "after its deadline the target succeeds again: {after:?}"
+    );
+    assert!(
+        mine.iter().filter(|t| t.to == 1).all(|t| t.result.is_ok()),
+        "another destination succeeds throughout: {mine:?}"
+    );
+    assert!(
+        theirs.iter().all(|t| t.result.is_ok()),
+        "a process outside the target cgroup succeeds throughout: {theirs:?}"
+    );
+    let v = wait_for(&d, "refuse-a", "completed", stage_is("completed"));
+    let refused = mine.iter().filter(|t| t.result.is_err()).count() as u64;
+    assert_eq!(
+        v["faults"][0]["affected"], refused,
+        "the kernel counted each refusal: {v:#}"
+    );
+    let state = d.status_of(a.addr);
+    assert_eq!(
+        state["state"], "closed",
+        "the fault tripped the breaker: {state:#}"
+    );
+    assert_eq!(state["failures"]["refused"], 0, "{state:#}");
+    let metrics = d.metrics();
+    assert_eq!(
+        metrics.get(
+            "enforcer_chaos_affected_connects_total",
+            &[("kind", "refuse")]
+        ),
+        Some(refused as f64)
+    );
+    assert_eq!(d.kernel_config().chaos_armed, 0);
+}
+
+#[test]
+fn a_percentage_of_the_connects_lands_within_the_binomial_interval() {
+    require_root();
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let a = AcceptingServer::bind("127.0.0.1:0");
+    let d = Daemon::start(&root, &pins, "");
+    let file = ExperimentFile::new(&format!(
+        "name = \"thirty\"\nduration = \"10m\"\nbaseline = \"0s\"\n\
+         [[fault]]\nkind = \"refuse\"\ndestinations = [\"{}\"]\npercentage = 30\n",
+        a.addr
+    ));
+    d.ok(&["chaos", "start", file.path()]);
+    armed(&d, "thirty");
+    let n = 2000;
+    let results = Place::cgroup(&root).run_as_nobody(move || {
+        (0..n)
+            .filter(|_| TcpStream::connect(a.addr).is_err())
+            .count()
+            .to_string()
+    });
+    let refused: u64 = results.parse().unwrap();
+    // n·p ± 3.29·√(n·p·(1−p)): the two-sided 99.9 % interval.
+    let (mean, sd) = (600.0, (2000.0f64 * 0.3 * 0.7).sqrt());
+    let (low, high) = (
+        (mean - 3.29 * sd).floor() as u64,
+        (mean + 3.29 * sd).ceil() as u64,
+    );
+    assert!(
+        (low..=high).contains(&refused),
+        "{refused} of {n} refused, outside [{low}, {high}]"
+    );
+    // The view is refreshed every 100 ms.
+    let v = wait_for(&d, "thirty", "counted", |v| {
+        v["faults"][0]["affected"] == refused
+    });
+    assert_eq!(v["faults"][0]["spared"], n - refused, "{v:#}");
+    // The operator's abort: the fault is off at once.
+    let out = d.ok(&["chaos", "abort", "thirty"]);
+    assert!(out.contains("aborted"), "{out}");
+    assert_eq!(d.kernel_config().chaos_armed, 0);
+    let after = Place::cgroup(&root).connects(a.addr, 50);
+    assert!(after.iter().all(Result::is_ok), "{after:?}");
+    let v = wait_for(&d, "thirty", "aborted", stage_is("aborted"));
+    assert_eq!(v["abort"]["reason"], "operator", "{v:#}");
+}
+
+#[test]
+fn a_blackhole_times_clients_out_trips_the_breaker_and_the_report_shows_recovery() {
+    require_root();
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let target = root.child();
+    let a = AcceptingServer::bind("127.0.0.1:0");
+    let d = Daemon::start(
+        &root,
+        &pins,
+        &format!(
+            "[[policy]]\nname = \"a\"\nmatch = [\"{}\"]\nfailure_threshold = 2\n\
+             min_attempts = 1000000\nconnect_timeout = \"1s\"\nopen = \"1s\"\njitter = 0.0\n\
+             close_after = 1\n",
+            a.addr
+        ),
+    );
+    let file = ExperimentFile::new(&format!(
+        "name = \"hole\"\nduration = \"4s\"\nbaseline = \"2s\"\nrecovery = \"30s\"\n\
+         [targets]\ndestinations = [\"{}\"]\ncgroups = [\"{}\"]\n\
+         [[fault]]\nkind = \"blackhole\"\n\
+         [[steady_state]]\nsuccess_ratio = \"{}\"\nwindow = \"1s\"\ntolerance = 0.1\n",
+        a.addr,
+        target.path().display(),
+        a.addr
+    ));
+    let inside = Place::cgroup(&target);
+    let (load, report) = thread::scope(|s| {
+        let load = s.spawn(|| {
+            attempts(
+                &inside,
+                &[a.addr],
+                Duration::from_secs(16),
+                Duration::from_millis(50),
+                Duration::from_secs(3),
+            )
+        });
+        let out = d.cli(&["chaos", "run", file.path(), "-o", "json"]);
+        (load.join().unwrap(), out)
+    });
+    let first = load[0].at_ns;
+    let timeline: Vec<String> = load
+        .iter()
+        .map(|t| format!("{}ms:{:?}", (t.at_ns - first) / 1_000_000, t.result))
+        .collect();
+    eprintln!("load: {}", timeline.join(" "));
+    // The hypothesis (the success ratio stays within 0.1) does not hold:
+    // exit 1, and the report on stdout.
+    assert_eq!(
+        report.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let v: Value = serde_json::from_slice(&report.stdout).expect("the report");
+    assert_eq!(v["stage"], "completed", "{v:#}");
+    assert_eq!(v["hypothesis_held"], false, "{v:#}");
+    let check = &v["checks"][0];
+    assert!(check["baseline"].as_f64().unwrap() > 0.95, "{v:#}");
+    assert!(check["worst"].as_f64().unwrap() < 0.5, "{v:#}");
+    assert!(v["recovery_ms"].as_u64().is_some(), "recovered: {v:#}");
+    let fault = &v["faults"][0];
+    assert!(fault["affected"].as_u64().unwrap() >= 2, "{v:#}");
+    assert!(
+        fault["syns_dropped"].as_u64() >= fault["affected"].as_u64(),
+        "{v:#}"
+    );
+    assert!(
+        load.iter().any(|t| t.result == Err(ETIMEDOUT)),
+        "the clients timed out: {load:?}"
+    );
+    assert!(
+        load.iter().any(|t| t.result == Err(ECONNREFUSED)),
+        "the tripped breaker refused fast: {load:?}"
+    );
+    assert!(load.last().unwrap().result.is_ok(), "{load:?}");
+    let state = d.status_of(a.addr);
+    assert!(state["trips"].as_u64().unwrap() >= 1, "{state:#}");
+}
+
+#[test]
+fn a_fault_ends_at_its_deadline_without_a_daemon_and_a_restart_reports_it_interrupted() {
+    require_root();
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let a = AcceptingServer::bind("127.0.0.1:0");
+    let mut d = Daemon::start(&root, &pins, "");
+    let file = ExperimentFile::new(&format!(
+        "name = \"orphan\"\nduration = \"3s\"\nbaseline = \"0s\"\n\
+         [[fault]]\nkind = \"refuse\"\ndestinations = [\"{}\"]\n",
+        a.addr
+    ));
+    d.ok(&["chaos", "start", file.path()]);
+    let (_, until_ns) = armed(&d, "orphan");
+    thread::sleep(Duration::from_secs(1));
+    d.kill9();
+    let seen = attempts(
+        &Place::cgroup(&root),
+        &[a.addr],
+        Duration::from_secs(4),
+        Duration::from_millis(20),
+        Duration::from_secs(5),
+    );
+    let margin = 20_000_000;
+    let before: Vec<&Attempt> = seen
+        .iter()
+        .filter(|t| t.at_ns + margin < until_ns)
+        .collect();
+    assert!(
+        !before.is_empty(),
+        "no attempt before the deadline: {seen:?}"
+    );
+    assert!(
+        before.iter().all(|t| t.result == Err(ECONNREFUSED)),
+        "the fault holds without its daemon: {before:?}"
+    );
+    let after: Vec<&Attempt> = seen
+        .iter()
+        .filter(|t| t.at_ns > until_ns + margin)
+        .collect();
+    assert!(!after.is_empty(), "no attempt after the deadline: {seen:?}");
+    assert!(
+        after.iter().all(|t| t.result.is_ok()),
+        "the kernel ended it at its deadline: {after:?}"
+    );
+    d.spawn();
+    let v = status(&d, "orphan");
+    assert_eq!(v["stage"], "interrupted", "{v:#}");
+    assert_eq!(d.kernel_config().chaos_armed, 0);
+}
+
+#[test]
+fn a_trip_outside_the_targets_aborts_at_once_and_every_fault_is_gone() {
+    require_root();
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let a = AcceptingServer::bind("127.0.0.1:0");
+    let b = RefusingPort::loopback_v4();
+    let d = Daemon::start(
+        &root,
+        &pins,
+        &format!(
+            "[[policy]]\nname = \"b\"\nmatch = [\"{}\"]\nfailure_threshold = 1\nopen = \"1m\"\n",
+            b.addr
+        ),
+    );
+    let file = ExperimentFile::new(&format!(
+        "name = \"guarded\"\nduration = \"10m\"\nbaseline = \"0s\"\n\
+         [[fault]]\nkind = \"refuse\"\ndestinations = [\"{}\"]\n\
+         [[abort]]\ntrip = \"non_target\"\n",
+        a.addr
+    ));
+    d.ok(&["chaos", "start", file.path()]);
+    armed(&d, "guarded");
+    let refused = Place::cgroup(&root).connects(a.addr, 3);
+    assert!(
+        refused.iter().all(|r| *r == Err(ECONNREFUSED)),
+        "{refused:?}"
+    );
+    // The non-target destination fails once: its breaker trips.
+    let tripped = Place::cgroup(&root).connects(b.addr, 1);
+    assert_eq!(tripped, vec![Err(ECONNREFUSED)]);
+    let v = wait_for(&d, "guarded", "aborted", stage_is("aborted"));
+    let abort = &v["abort"];
+    assert_eq!(abort["reason"], "trip", "{v:#}");
+    assert_eq!(abort["dest"], b.addr.to_string(), "{v:#}");
+    let reaction = abort["reaction_ms"].as_f64().expect("the reaction time");
+    assert!(
+        reaction <= 200.0,
+        "the faults were disarmed {reaction} ms after the trip: {v:#}"
+    );
+    assert_eq!(d.kernel_config().chaos_armed, 0, "every fault is gone");
+    let after = Place::cgroup(&root).connects(a.addr, 20);
+    assert!(after.iter().all(Result::is_ok), "{after:?}");
+    assert_eq!(
+        d.metrics()
+            .get("enforcer_chaos_aborts_total", &[("reason", "trip")]),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_delay_drops_the_first_syn_and_the_connect_succeeds_one_retransmission_later() {
+    require_root();
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let a = AcceptingServer::bind("127.0.0.1:0");
+    let d = Daemon::start(&root, &pins, "");
+    let file = ExperimentFile::new(&format!(
+        "name = \"slow\"\nduration = \"10m\"\nbaseline = \"0s\"\n\
+         [[fault]]\nkind = \"delay\"\nsyns = 1\ndestinations = [\"{}\"]\n",
+        a.addr
+    ));
+    d.ok(&["chaos", "start", file.path()]);
+    armed(&d, "slow");
+    let took = Place::cgroup(&root).run_as_nobody(move || {
+        let begun = Instant::now();
+        TcpStream::connect(a.addr).expect("the delayed connect");
+        begun.elapsed().as_millis().to_string()
+    });
+    let took: u64 = took.parse().unwrap();
+    // The kernel's first SYN retransmission timeout is 1 s.
+    assert!(took >= 900, "the connect took {took} ms");
+    let v = wait_for(&d, "slow", "counted", |v| v["faults"][0]["affected"] == 1);
+    assert_eq!(v["faults"][0]["syns_dropped"], 1, "{v:#}");
+    d.ok(&["chaos", "abort", "--all"]);
+    assert_eq!(d.kernel_config().chaos_armed, 0);
+}
+
+#[test]
+fn a_bad_experiment_is_refused_whole_naming_the_field_and_nothing_is_armed() {
+    require_root();
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let d = Daemon::start(&root, &pins, "");
+    for (text, field) in [
+        (
+            "name = \"x\"\nduration = \"1s\"\n[[fault]]\nkind = \"delay\"\nsyns = 9\ndestinations = [\"127.0.0.1:1\"]\n",
+            "fault[0].syns",
+        ),
+        (
+            "name = \"x\"\nduration = \"1s\"\n[[fault]]\nkind = \"refuse\"\ndestinations = [\"127.0.0.1:1\"]\ncgroups = [\"/sys/fs/cgroup/no-such-enforcer-cgroup\"]\n",
+            "fault[0].cgroups",
+        ),
+        (
+            "name = \"x\"\nduration = \"1s\"\n[[fault]]\nkind = \"refuse\"\ndestinations = [\"127.0.0.1:1\"]\n[[abort]]\nmetric = \"enforcer_kernel_nothing\"\nabove = 1\n",
+            "abort[0].metric",
+        ),
+    ] {
+        let file = ExperimentFile::new(text);
+        let out = d.cli(&["chaos", "start", file.path()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(field), "{field}: {stderr}");
+    }
+    assert_eq!(d.kernel_config().chaos_armed, 0);
+    let list = d.json(&["chaos", "list"]);
+    assert_eq!(list, serde_json::json!([]), "nothing started");
+}
