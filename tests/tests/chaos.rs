@@ -3,6 +3,7 @@
 //! loopback servers, and the CLI reads the report.
 
 use std::{
+    io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     path::PathBuf,
     thread,
@@ -14,7 +15,7 @@ use enforcer_tests::{
     cgroup::ScratchCgroup,
     daemon::Daemon,
     exec::Place,
-    net::{AcceptingServer, RefusingPort},
+    net::{AcceptingServer, HoldingServer, RefusingPort},
     require_root,
 };
 use serde_json::Value;
@@ -233,7 +234,15 @@ fn a_percentage_of_the_connects_lands_within_the_binomial_interval() {
     require_root();
     let (root, pins) = (ScratchCgroup::new(), PinDir::new());
     let a = AcceptingServer::bind("127.0.0.1:0");
-    let d = Daemon::start(&root, &pins, "");
+    let d = Daemon::start(
+        &root,
+        &pins,
+        &format!(
+            "[[policy]]\nname = \"a\"\nmatch = [\"{}\"]\nfailure_threshold = 1000000\n\
+             min_attempts = 1000000\n",
+            a.addr
+        ),
+    );
     let file = ExperimentFile::new(&format!(
         "name = \"thirty\"\nduration = \"10m\"\nbaseline = \"0s\"\n\
          [[fault]]\nkind = \"refuse\"\ndestinations = [\"{}\"]\npercentage = 30\n",
@@ -264,6 +273,13 @@ fn a_percentage_of_the_connects_lands_within_the_binomial_interval() {
         v["faults"][0]["affected"] == refused
     });
     assert_eq!(v["faults"][0]["spared"], n - refused, "{v:#}");
+    let state = d.status_of(a.addr);
+    assert_eq!(state["chaos"], serde_json::json!(["thirty"]), "{state:#}");
+    assert_eq!(
+        state["successes"],
+        n - refused,
+        "the breaker saw the spared connects only: {state:#}"
+    );
     // The operator's abort: the fault is off at once.
     let out = d.ok(&["chaos", "abort", "thirty"]);
     assert!(out.contains("aborted"), "{out}");
@@ -507,4 +523,69 @@ fn a_bad_experiment_is_refused_whole_naming_the_field_and_nothing_is_armed() {
     assert_eq!(d.kernel_config().chaos_armed, 0);
     let list = d.json(&["chaos", "list"]);
     assert_eq!(list, serde_json::json!([]), "nothing started");
+}
+
+/// The running kernel's (major, minor).
+fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (next(), next())
+}
+
+#[test]
+fn reset_aborts_the_established_connections_to_the_target_only() {
+    require_root();
+    const ECONNABORTED: i32 = 103;
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let (a, b) = (HoldingServer::start(), HoldingServer::start());
+    let d = Daemon::start(&root, &pins, "");
+    let file = ExperimentFile::new(&format!(
+        "name = \"reset-a\"\nduration = \"1s\"\nbaseline = \"0s\"\n\
+         [[fault]]\nkind = \"reset\"\ndestinations = [\"{}\"]\n",
+        a.addr
+    ));
+    // bpf_sock_destroy came with Linux 6.5: older kernels refuse the
+    // experiment at its start, naming the fault, and arm nothing.
+    if kernel_version() < (6, 5) {
+        let out = d.cli(&["chaos", "start", file.path()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("fault[0].kind") && stderr.contains("bpf_sock_destroy"),
+            "{stderr}"
+        );
+        assert_eq!(d.kernel_config().chaos_armed, 0);
+        return;
+    }
+    let mut long_lived = TcpStream::connect(a.addr).expect("to a");
+    let mut other = TcpStream::connect(b.addr).expect("to b");
+    d.ok(&["chaos", "start", file.path()]);
+    let v = wait_for(&d, "reset-a", "one reset", |v| {
+        v["faults"][0]["affected"] == 1
+    });
+    assert_eq!(v["faults"][0]["kind"], "reset", "{v:#}");
+    let mut buf = [0u8; 8];
+    let read = long_lived.read(&mut buf).map_err(|e| e.raw_os_error());
+    assert_eq!(
+        read,
+        Err(Some(ECONNABORTED)),
+        "the connection to the target"
+    );
+    other
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    other
+        .write_all(b"still here")
+        .expect("the other connection writes");
+    let kind = other.read(&mut buf).map_err(|e| e.kind());
+    assert!(
+        matches!(
+            kind,
+            Err(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        ),
+        "the other connection is untouched: {kind:?}"
+    );
+    let v = wait_for(&d, "reset-a", "completed", stage_is("completed"));
+    assert_eq!(v["faults"][0]["affected"], 1, "{v:#}");
 }

@@ -8,7 +8,8 @@ use crate::{bench, cmd, fuzz, kernel, toolchain};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only the privileged tests whose name contains this.
+    /// Only the privileged tests whose name contains this (with `--kernel`,
+    /// a test binary's name runs that binary whole).
     filter: Option<String>,
     /// Run the privileged tests inside this kernel instead of the host's:
     /// Debian's package of the series (`6.1`), booted under qemu.
@@ -82,13 +83,20 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
             "xtask: not run under emulation (load tests, run on the host's kernel): {}",
             load.join(", ")
         );
+        // A filter that names a test binary runs that binary, whole.
+        let named = args.filter.as_deref();
+        let (binaries, filter) = match binaries.iter().any(|(n, _)| Some(n.as_str()) == named) {
+            true => (
+                binaries
+                    .into_iter()
+                    .filter(|(n, _)| Some(n.as_str()) == named)
+                    .collect(),
+                None,
+            ),
+            false => (binaries, named),
+        };
         let tests: Vec<_> = binaries.into_iter().map(|(n, p)| (n, p, None)).collect();
-        return kernel::run_tests(
-            &kernel::ensure(series)?,
-            &tests,
-            args.filter.as_deref(),
-            GUEST_DEADLINE,
-        );
+        return kernel::run_tests(&kernel::ensure(series)?, &tests, filter, GUEST_DEADLINE);
     }
     lint()?;
     host_tests()?;

@@ -195,6 +195,9 @@ pub struct Destination {
     #[serde(rename = "override")]
     pub override_kind: Option<OverrideKind>,
     pub override_for_ms: Option<u64>,
+    /// The chaos experiments whose faults target this destination now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chaos: Vec<String>,
     /// With classes configured: each class's counts here, by class name
     /// (only the class asked for with `class=NAME`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

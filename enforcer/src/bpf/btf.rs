@@ -212,6 +212,11 @@ impl Layout {
         // so a member's type can be followed through typedefs and qualifiers.
         let mut kinds: Vec<(u32, u32)> = vec![(0, 0)];
         let mut members_of: Vec<(String, Vec<RawMember>)> = Vec::new();
+        // The members of anonymous structs and unions, by type id: a wanted
+        // struct's unnamed member of one of those holds members of its own
+        // (`sock_common`'s `skc_daddr` is in an anonymous struct in an
+        // anonymous union).
+        let mut anonymous: HashMap<u32, Vec<RawMember>> = HashMap::new();
         let mut at = types.start;
         while at < types.end {
             let (name_off, info, size_or_type) = (u32_at(at)?, u32_at(at + 4)?, u32_at(at + 8)?);
@@ -231,7 +236,8 @@ impl Layout {
                 KIND_DATASEC => 12 * vlen,
                 _ => 0,
             };
-            if kind == KIND_STRUCT && wanted.contains(&name(name_off)) {
+            let anon = matches!(kind, KIND_STRUCT | KIND_UNION) && name_off == 0;
+            if (kind == KIND_STRUCT && wanted.contains(&name(name_off))) || anon {
                 let mut members = Vec::with_capacity(vlen);
                 for i in 0..vlen {
                     let m = at + 12 * i;
@@ -244,7 +250,11 @@ impl Layout {
                     };
                     members.push((name(m_name).to_owned(), m_type, bit_offset, bitfield));
                 }
-                members_of.push((name(name_off).to_owned(), members));
+                if anon {
+                    anonymous.insert(kinds.len() as u32 - 1, members);
+                } else {
+                    members_of.push((name(name_off).to_owned(), members));
+                }
             }
             at += extra;
         }
@@ -261,10 +271,27 @@ impl Layout {
             }
             (0, 0)
         };
+        // An unnamed member stands for the members of its anonymous type, at
+        // its offset (nested at most a few deep).
+        let flatten = |members: Vec<RawMember>| -> Vec<RawMember> {
+            let mut out = Vec::new();
+            let mut todo: Vec<(RawMember, u32)> = members.into_iter().map(|m| (m, 0)).collect();
+            while let Some(((member, ty, bit_offset, bitfield), depth)) = todo.pop() {
+                match anonymous.get(&ty) {
+                    Some(inner) if member.is_empty() && depth < 4 => todo.extend(
+                        inner
+                            .iter()
+                            .map(|(n, t, o, b)| ((n.clone(), *t, bit_offset + o, *b), depth + 1)),
+                    ),
+                    _ => out.push((member, ty, bit_offset, bitfield)),
+                }
+            }
+            out
+        };
         let mut layout = Self::default();
         for (name, members) in members_of {
             let entry = layout.structs.entry(name).or_default();
-            for (member, ty, bit_offset, bitfield) in members {
+            for (member, ty, bit_offset, bitfield) in flatten(members) {
                 let (kind, size) = resolve(ty);
                 entry.insert(
                     member,
@@ -312,6 +339,56 @@ mod tests {
             16, // a whole short at bit 16
         ];
         wrap(&words, &strings)
+    }
+
+    /// `struct outer { union { struct { int a; int b; }; int c; }; short d; }`,
+    /// as `sock_common` holds `skc_daddr`: members of anonymous members.
+    #[test]
+    fn members_of_anonymous_members_are_the_structs_own() {
+        let strings = b"\0int\0short\0a\0b\0c\0outer\0d\0".to_vec();
+        let (int, short, a, b, c, outer, d) = (1u32, 5u32, 11u32, 13u32, 15u32, 17u32, 23u32);
+        let words: Vec<u32> = vec![
+            int,
+            KIND_INT << 24,
+            4,
+            (1 << 24) | 32, // 1: int
+            short,
+            KIND_INT << 24,
+            2,
+            (1 << 24) | 16, // 2: short
+            0,
+            (KIND_STRUCT << 24) | 2,
+            8,
+            a,
+            1,
+            0,
+            b,
+            1,
+            32, // 3: struct { a; b; }
+            0,
+            (KIND_UNION << 24) | 2,
+            8,
+            0,
+            3,
+            0,
+            c,
+            1,
+            0, // 4: union { (3); c; }
+            outer,
+            (KIND_STRUCT << 24) | 2,
+            10,
+            0,
+            4,
+            0,
+            d,
+            2,
+            64, // 5: outer
+        ];
+        let layout = Layout::parse(&wrap(&words, &strings), &["outer"]).unwrap();
+        assert_eq!(layout.int_offset("outer", "a", 4), Some(0));
+        assert_eq!(layout.int_offset("outer", "b", 4), Some(4));
+        assert_eq!(layout.int_offset("outer", "c", 4), Some(0));
+        assert_eq!(layout.int_offset("outer", "d", 2), Some(8));
     }
 
     fn wrap(words: &[u32], strings: &[u8]) -> Vec<u8> {

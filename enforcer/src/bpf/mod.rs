@@ -30,6 +30,7 @@ mod overrides;
 pub mod pins;
 mod policy_set;
 pub mod programs;
+pub mod reset;
 pub mod syscall;
 mod tc;
 

@@ -54,6 +54,9 @@ pub enum FaultKind {
     Blackhole,
     /// The first `syns` SYNs are dropped.
     Delay { syns: u32 },
+    /// The established connections to the targets are reset when the
+    /// injection starts.
+    Reset,
 }
 
 impl FaultKind {
@@ -62,7 +65,14 @@ impl FaultKind {
             Self::Refuse { .. } => "refuse",
             Self::Blackhole => "blackhole",
             Self::Delay { .. } => "delay",
+            Self::Reset => "reset",
         }
+    }
+
+    /// Whether the kernel holds the fault for its duration (a slot of the
+    /// chaos map); a reset is done once, when the injection starts.
+    pub const fn armed(self) -> bool {
+        !matches!(self, Self::Reset)
     }
 }
 
@@ -354,6 +364,7 @@ impl Checker<'_> {
                     .map_or(libc::ECONNREFUSED as u32, |e| e.get_ref().0),
             },
             "blackhole" => FaultKind::Blackhole,
+            "reset" => FaultKind::Reset,
             "delay" => {
                 let Some(syns) = &f.syns else {
                     return Err(self.bad(
@@ -377,7 +388,7 @@ impl Checker<'_> {
                 return Err(self.bad(
                     field("kind"),
                     &f.kind,
-                    format!("unknown fault `{other}`; one of refuse, blackhole, delay"),
+                    format!("unknown fault `{other}`; one of refuse, blackhole, delay, reset"),
                 ));
             }
         };
@@ -392,6 +403,34 @@ impl Checker<'_> {
             ));
         }
         let targets = self.targets(i, at, &f.targets(), defaults)?;
+        if kind == FaultKind::Reset {
+            // The kernel's socket iterator tells a socket's destination, not
+            // the cgroup of who opened it: a reset cannot keep to cgroups.
+            let own = |k: &str| format!("fault[{i}].{k}");
+            if let Some(c) = f.cgroups.as_ref().or(defaults.cgroups.as_ref()) {
+                return Err(self.bad(
+                    if f.cgroups.is_some() {
+                        own("cgroups")
+                    } else {
+                        "targets.cgroups".to_owned()
+                    },
+                    c,
+                    "a reset fault resets by destination only (every process's connections): \
+                     give it its own destinations and no cgroups",
+                ));
+            }
+            if let Some(m) = f.max_connects.as_ref().or(defaults.max_connects.as_ref()) {
+                return Err(self.bad(
+                    if f.max_connects.is_some() {
+                        own("max_connects")
+                    } else {
+                        "targets.max_connects".to_owned()
+                    },
+                    m,
+                    "a reset fault has no cap (use percentage)",
+                ));
+            }
+        }
         Ok(FaultSpec { kind, targets })
     }
 

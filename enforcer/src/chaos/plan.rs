@@ -19,6 +19,8 @@ pub fn kernel_fault(spec: &FaultSpec, scopes: &[(u64, u32)], until_ns: u64) -> F
         FaultKind::Refuse { errno } => (Kind::Refuse, errno, 0),
         FaultKind::Blackhole => (Kind::Blackhole, 0, chaos::ALL_SYNS),
         FaultKind::Delay { syns } => (Kind::Delay, 0, syns),
+        // Not armed: the kernel holds no slot for it (see `targets`).
+        FaultKind::Reset => return Fault::default(),
     };
     let mut fault = Fault {
         kind: kind as u32,
@@ -59,7 +61,7 @@ pub fn kernel_fault(spec: &FaultSpec, scopes: &[(u64, u32)], until_ns: u64) -> F
 }
 
 /// The kernel's form of a destination rule.
-fn target(rule: &Rule) -> Target {
+pub fn target(rule: &Rule) -> Target {
     let key = DestKey::from(SocketAddr::new(rule.addr, rule.port));
     let bits = if rule.addr.is_ipv4() {
         enforcer_common::rules::V4_MAPPED_BITS + u32::from(rule.prefix)

@@ -87,6 +87,7 @@ fn print_destinations(status: &Status) {
         "REJECTIONS",
         "OPEN FOR",
         "OVERRIDE",
+        "CHAOS",
     ]));
     for d in &status.destinations {
         let open_for = d
@@ -99,6 +100,11 @@ fn print_destinations(status: &Status) {
                 d.rejections.total().to_string(),
                 open_for,
                 d.override_kind.map_or("-", |o| o.as_str()).to_owned(),
+                if d.chaos.is_empty() {
+                    "-".to_owned()
+                } else {
+                    d.chaos.join(",")
+                },
             ],
         ));
     }

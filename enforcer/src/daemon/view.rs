@@ -145,6 +145,8 @@ pub struct StatusSnapshot {
     /// The class whose counts are shown (`None`: every class's).
     only_class: Option<Priority>,
     namespaces: Arc<Registry>,
+    /// The experiments injecting now, with their faults' targets.
+    experiments: Vec<(String, Vec<crate::chaos::experiment::Targets>)>,
     now: u64,
 }
 
@@ -175,6 +177,7 @@ impl StatusSnapshot {
             classes: ClassNames::of(&d.classes),
             only_class: None,
             namespaces: d.namespaces.clone(),
+            experiments: d.chaos.injecting(),
             now: monotonic_ns(),
         })
     }
@@ -251,6 +254,12 @@ impl StatusSnapshot {
                 .flatten(),
             override_kind: o.map(override_kind),
             override_for_ms: o.and_then(|o| ms_until(o.until_ns, now)),
+            chaos: self
+                .experiments
+                .iter()
+                .filter(|(_, faults)| faults.iter().any(|t| t.covers(key.socket_addr())))
+                .map(|(name, _)| name.clone())
+                .collect(),
             classes: self.class_counts(s),
         }
     }

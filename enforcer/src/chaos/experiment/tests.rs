@@ -54,6 +54,13 @@ fn with(extra: &str) -> String {
 }
 
 #[test]
+fn the_shipped_example_parses() {
+    let e = Experiment::parse(include_str!("../../../dist/chaos-example.toml")).unwrap();
+    assert_eq!(e.name, "orders-db-refused");
+    assert_eq!((e.steady_state.len(), e.abort.len()), (2, 2));
+}
+
+#[test]
 fn the_example_parses_whole() {
     let e = Experiment::parse(EXAMPLE).unwrap();
     assert_eq!(

@@ -22,7 +22,10 @@ use super::{Daemon, Shared, lock, private_dir};
 use crate::{
     api::{ExperimentView, Stage},
     bpf::BpfError,
-    chaos::{experiment::Experiment, plan},
+    chaos::{
+        experiment::{Experiment, FaultKind},
+        plan,
+    },
     config::Invalid,
 };
 
@@ -43,6 +46,37 @@ pub struct Experiments {
     affected: BTreeMap<&'static str, u64>,
     /// Experiments aborted (since the daemon started), by reason.
     aborts: BTreeMap<String, u64>,
+    /// Whether this kernel can reset connections (found at the start).
+    resets: ResetSupport,
+}
+
+/// Each fault's kernel slot, by the experiment's fault index (none for a
+/// fault the kernel does not hold: a reset).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Slots(pub Vec<Option<u32>>);
+
+impl Slots {
+    /// The slots as bits of the configuration's `chaos_armed`.
+    pub fn bits(&self) -> u32 {
+        self.0.iter().flatten().fold(0, |b, s| b | kernel::bit(*s))
+    }
+
+    pub fn of(&self, fault: usize) -> Option<u32> {
+        self.0.get(fault).copied().flatten()
+    }
+}
+
+/// What the `reset` fault needs of the kernel, or why it cannot be had.
+#[derive(Clone, Debug)]
+pub enum ResetSupport {
+    Available(crate::bpf::reset::Resetter),
+    Unavailable(String),
+}
+
+impl Default for ResetSupport {
+    fn default() -> Self {
+        Self::Unavailable("not looked for".to_owned())
+    }
 }
 
 /// The fault kinds and abort reasons the metrics always show.
@@ -69,8 +103,8 @@ pub struct Figures {
 struct Running {
     /// Its latest view, refreshed by its task at every step.
     view: ExperimentView,
-    /// Its kernel slots.
-    slots: Vec<u32>,
+    /// Its faults' kernel slots.
+    slots: Slots,
     /// Its cgroups, resolved once at the start: (id, level) per fault.
     scopes: Vec<Vec<(u64, u32)>>,
     /// Wakes its task for an operator's abort.
@@ -118,9 +152,17 @@ impl Experiments {
                 v
             })
             .collect();
+        let resets = match crate::bpf::reset::Resetter::of_running_kernel() {
+            Ok(r) => ResetSupport::Available(r),
+            Err(e) => {
+                tracing::info!("chaos: the reset fault is unavailable: {e}");
+                ResetSupport::Unavailable(e.to_string())
+            }
+        };
         let register = Self {
             past,
             file: Some(file),
+            resets,
             ..Self::default()
         };
         register.save();
@@ -144,9 +186,16 @@ impl Experiments {
             .or_else(|| self.past.iter().rev().find(|v| v.name == name).cloned())
     }
 
-    /// The names of the running experiments.
-    pub fn running(&self) -> Vec<String> {
-        self.running.keys().cloned().collect()
+    /// The experiments whose faults are armed, with their faults' targets.
+    pub fn injecting(&self) -> Vec<(String, Vec<crate::chaos::experiment::Targets>)> {
+        self.running
+            .values()
+            .filter(|r| r.view.stage == Stage::Injecting)
+            .map(|r| {
+                let targets = r.view.experiment.faults.iter().map(|f| f.targets.clone());
+                (r.view.name.clone(), targets.collect())
+            })
+            .collect()
     }
 
     /// What the metrics show.
@@ -176,8 +225,7 @@ impl Experiments {
     fn slots_in_use(&self) -> u32 {
         self.running
             .values()
-            .flat_map(|r| &r.slots)
-            .fold(0, |bits, s| bits | kernel::bit(*s))
+            .fold(0, |bits, r| bits | r.slots.bits())
     }
 
     fn save(&self) {
@@ -238,12 +286,34 @@ pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, 
         return Err(StartError::Running(experiment.name));
     }
     let scopes = resolve_cgroups(&experiment).map_err(StartError::Invalid)?;
-    let wanted = experiment.faults.len();
+    if let (Some(i), ResetSupport::Unavailable(why)) = (
+        experiment
+            .faults
+            .iter()
+            .position(|f| f.kind == FaultKind::Reset),
+        &d.chaos.resets,
+    ) {
+        return Err(StartError::Invalid(Invalid {
+            field: format!("fault[{i}].kind"),
+            line: None,
+            message: why.clone(),
+        }));
+    }
+    let wanted = experiment.faults.iter().filter(|f| f.kind.armed()).count();
     let in_use = d.chaos.slots_in_use();
-    let slots = plan::free_slots(in_use, wanted).ok_or(StartError::Slots {
-        wanted,
-        free: (kernel::SLOTS - in_use.count_ones()) as usize,
-    })?;
+    let mut free = plan::free_slots(in_use, wanted)
+        .ok_or(StartError::Slots {
+            wanted,
+            free: (kernel::SLOTS - in_use.count_ones()) as usize,
+        })?
+        .into_iter();
+    let slots = Slots(
+        experiment
+            .faults
+            .iter()
+            .map(|f| f.kind.armed().then(|| free.next()).flatten())
+            .collect(),
+    );
     let stop = Arc::new(Notify::new());
     let course = crate::chaos::report::Course::new(experiment);
     let view = run::view(
@@ -266,7 +336,7 @@ pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, 
     tracing::info!(
         "chaos experiment `{}` started: {} fault(s) for {} after a {} baseline",
         view.name,
-        slots.len(),
+        slots.0.len(),
         course.experiment.duration,
         course.experiment.baseline
     );
@@ -327,10 +397,7 @@ pub fn abort(d: &mut Daemon, name: Option<&str>) -> Result<Vec<String>, BpfError
     let bits = match name {
         // The kill switch clears every bit, whoever armed it.
         None => u32::MAX,
-        Some(_) => targets
-            .iter()
-            .flat_map(|r| &r.slots)
-            .fold(0, |b, s| b | kernel::bit(*s)),
+        Some(_) => targets.iter().fold(0, |b, r| b | r.slots.bits()),
     };
     let names = targets.iter().map(|r| r.view.name.clone()).collect();
     for r in &targets {

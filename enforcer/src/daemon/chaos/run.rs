@@ -11,12 +11,15 @@ use std::{
 use enforcer_common::{chaos::Fault, counters::GlobalCounter, dest::DestKey};
 use tokio::sync::{Notify, broadcast::error::RecvError, watch};
 
-use super::super::{Daemon, Shared, lock, notices::daemon_event};
+use super::{
+    super::{Daemon, Shared, lock, notices::daemon_event},
+    ResetSupport, Slots,
+};
 use crate::{
     api::{Event, ExperimentView, FaultView},
     chaos::{
         VALVE_PERIOD,
-        experiment::Measure,
+        experiment::{FaultKind, Measure},
         plan,
         report::{Course, Step},
         series::Sample,
@@ -28,13 +31,15 @@ use crate::{
 pub async fn run(
     shared: Shared,
     mut course: Course,
-    slots: Vec<u32>,
+    slots: Slots,
     stop: Arc<Notify>,
     started_unix_ms: u64,
 ) {
     let start = Instant::now();
     let mut events = lock(&shared).events.subscribe();
     let mut probes = Probes::spawn(&course);
+    // Connections each reset fault reset (by fault index).
+    let mut resets = vec![0u64; course.experiment.faults.len()];
     let mut tick = tokio::time::interval(VALVE_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -59,7 +64,7 @@ pub async fn run(
             }
         };
         let mut d = lock(&shared);
-        let done = act(&mut d, &mut course, &step, &slots);
+        let done = act(&mut d, &mut course, &step, &slots, &mut resets);
         if step == Step::Disarm {
             course.disarmed(cause.elapsed());
         }
@@ -67,7 +72,7 @@ pub async fn run(
             &course,
             started_unix_ms,
             start.elapsed(),
-            &faults(&d, &slots),
+            &counts(&d, &slots, &resets),
             &slots,
         );
         if step != Step::Wait {
@@ -82,31 +87,34 @@ pub async fn run(
 }
 
 /// Does what a step asks of the kernel; whether the experiment is over.
-fn act(d: &mut Daemon, course: &mut Course, step: &Step, slots: &[u32]) -> bool {
+fn act(
+    d: &mut Daemon,
+    course: &mut Course,
+    step: &Step,
+    slots: &Slots,
+    resets: &mut [u64],
+) -> bool {
+    let name = course.experiment.name.clone();
     match step {
         Step::Wait => false,
         Step::Arm => {
             if let Err(e) = arm(d, course, slots) {
-                tracing::error!(
-                    "chaos experiment `{}`: arming failed: {e}",
-                    course.experiment.name
-                );
+                tracing::error!("chaos experiment `{name}`: arming failed: {e}");
                 let at = course.elapsed();
                 // Nothing armed, or part of it: disarm whatever was.
-                let _ = crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, bits(slots));
+                let _ = crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, slots.bits());
                 course.stop(at, "kernel", format!("arming the faults failed: {e}"));
+                return false;
             }
+            reset(d, course, resets);
             false
         }
         Step::Disarm => {
             if let Err(e) =
-                crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, bits(slots))
+                crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, slots.bits())
             {
                 // The kernel ends them at their deadline regardless.
-                tracing::error!(
-                    "chaos experiment `{}`: disarming failed: {e}",
-                    course.experiment.name
-                );
+                tracing::error!("chaos experiment `{name}`: disarming failed: {e}");
             }
             false
         }
@@ -114,8 +122,9 @@ fn act(d: &mut Daemon, course: &mut Course, step: &Step, slots: &[u32]) -> bool 
     }
 }
 
-/// Writes the faults, each ending `duration` from now by the kernel's clock.
-fn arm(d: &mut Daemon, course: &Course, slots: &[u32]) -> Result<(), crate::bpf::BpfError> {
+/// Writes the armed faults, each ending `duration` from now by the kernel's
+/// clock.
+fn arm(d: &mut Daemon, course: &Course, slots: &Slots) -> Result<(), crate::bpf::BpfError> {
     let e = &course.experiment;
     let until_ns = monotonic_ns().saturating_add(e.duration.0.as_nanos() as u64);
     let scopes = d
@@ -127,28 +136,49 @@ fn arm(d: &mut Daemon, course: &Course, slots: &[u32]) -> Result<(), crate::bpf:
     let faults: Vec<(u32, Fault)> = e
         .faults
         .iter()
-        .zip(slots)
         .enumerate()
-        .map(|(i, (spec, slot))| {
+        .filter_map(|(i, spec)| {
             let scopes = scopes.get(i).map_or(&[][..], Vec::as_slice);
-            (*slot, plan::kernel_fault(spec, scopes, until_ns))
+            Some((slots.of(i)?, plan::kernel_fault(spec, scopes, until_ns)))
         })
         .collect();
     let maps = d.enforcer.maps_mut();
     maps.chaos.arm(&mut maps.config, &faults)
 }
 
-fn bits(slots: &[u32]) -> u32 {
-    slots
-        .iter()
-        .fold(0, |b, s| b | enforcer_common::chaos::bit(*s))
+/// Resets the connections the experiment's reset faults target, once, as
+/// the injection starts; counted in `resets`.
+fn reset(d: &Daemon, course: &Course, resets: &mut [u64]) {
+    let ResetSupport::Available(resetter) = &d.chaos.resets else {
+        return;
+    };
+    for (i, spec) in course.experiment.faults.iter().enumerate() {
+        if spec.kind != FaultKind::Reset {
+            continue;
+        }
+        let targets: Vec<_> = spec.targets.destinations.iter().map(plan::target).collect();
+        let chance = enforcer_common::chaos::chance(spec.targets.percentage);
+        match resetter.reset(&targets, chance) {
+            Ok(n) => resets[i] += n,
+            Err(e) => tracing::error!(
+                "chaos experiment `{}`: fault[{i}]: resetting failed: {e}",
+                course.experiment.name
+            ),
+        }
+    }
 }
 
-/// What the kernel counted in the experiment's slots.
-fn faults(d: &Daemon, slots: &[u32]) -> Vec<Fault> {
-    slots
-        .iter()
-        .map(|s| d.enforcer.maps().chaos.get(*s).unwrap_or_default())
+/// Each fault's counts: what the kernel counted in its slot, or the
+/// connections a reset reset.
+fn counts(d: &Daemon, slots: &Slots, resets: &[u64]) -> Vec<Fault> {
+    (0..resets.len())
+        .map(|i| match slots.of(i) {
+            Some(slot) => d.enforcer.maps().chaos.get(slot).unwrap_or_default(),
+            None => Fault {
+                affected: resets[i],
+                ..Fault::default()
+            },
+        })
         .collect()
 }
 
@@ -171,7 +201,7 @@ pub fn view(
     started_unix_ms: u64,
     elapsed: Duration,
     faults: &[Fault],
-    slots: &[u32],
+    slots: &Slots,
 ) -> ExperimentView {
     let running = course.stage.running();
     let fault_views = course
@@ -183,7 +213,7 @@ pub fn view(
             let k = faults.get(i).copied().unwrap_or_default();
             FaultView {
                 kind: spec.kind.name().to_owned(),
-                slot: running.then(|| slots.get(i).copied()).flatten(),
+                slot: running.then(|| slots.of(i)).flatten(),
                 affected: k.hit(),
                 spared: k.spared,
                 syns_dropped: k.syns_dropped,

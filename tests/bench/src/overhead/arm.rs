@@ -30,16 +30,20 @@ pub enum Variant {
     Unmatched,
     Tracked,
     Bulkhead,
+    TrackedWithoutChaos,
+    TrackedChaosElsewhere,
 }
 
 /// The baseline first: every other variant is compared with it.
-pub const VARIANTS: [Variant; 6] = [
+pub const VARIANTS: [Variant; 8] = [
     Variant::Detached,
     Variant::DetachedAgain,
     Variant::Minimal,
     Variant::Unmatched,
     Variant::Tracked,
     Variant::Bulkhead,
+    Variant::TrackedWithoutChaos,
+    Variant::TrackedChaosElsewhere,
 ];
 
 impl Variant {
@@ -51,6 +55,10 @@ impl Variant {
             Self::Unmatched => "(b) attached, no matching rule",
             Self::Tracked => "(c) tracked destination",
             Self::Bulkhead => "(d) tracked + bulkhead cap",
+            Self::TrackedWithoutChaos => "(c′) tracked, chaos programs detached",
+            Self::TrackedChaosElsewhere => {
+                "(e) tracked, a chaos fault armed for another destination"
+            }
         }
     }
 }
@@ -93,12 +101,19 @@ impl Arm {
         let installed = match variant {
             Variant::Detached | Variant::DetachedAgain | Variant::Minimal => None,
             Variant::Unmatched => Some((ELSEWHERE, tracked_policy())),
-            Variant::Tracked => Some((server_rule.as_str(), tracked_policy())),
+            Variant::Tracked | Variant::TrackedWithoutChaos | Variant::TrackedChaosElsewhere => {
+                Some((server_rule.as_str(), tracked_policy()))
+            }
             Variant::Bulkhead => Some((server_rule.as_str(), bulkhead_policy())),
         };
         let enforcer = installed.map(|(rule, policy)| {
             let mut enforcer = fixtures::attached(&cgroup);
             fixtures::apply(&mut enforcer, &[rule], policy, backoff);
+            match variant {
+                Variant::TrackedWithoutChaos => detach_chaos(&cgroup),
+                Variant::TrackedChaosElsewhere => arm_elsewhere(&mut enforcer),
+                _ => {}
+            }
             enforcer
         });
         let minimal = (variant == Variant::Minimal).then(|| MinimalConnect4::attach(cgroup.path()));
@@ -163,7 +178,10 @@ impl Arm {
                     ),
                 )
             }
-            Variant::Tracked | Variant::Bulkhead => {
+            Variant::Tracked
+            | Variant::Bulkhead
+            | Variant::TrackedWithoutChaos
+            | Variant::TrackedChaosElsewhere => {
                 let state = enforcer
                     .maps()
                     .dests
@@ -193,4 +211,68 @@ impl Arm {
             }
         }
     }
+}
+
+/// Detaches the chaos programs from `cgroup` (their links, found with
+/// bpftool): the gate's cost without the chaos check before it.
+fn detach_chaos(cgroup: &ScratchCgroup) {
+    let ids = bpf_stats::attached_programs(cgroup.path());
+    let chaos: Vec<u32> = bpf_stats::snapshot(&ids)
+        .into_iter()
+        .filter(|(_, (name, _, _))| name.starts_with("chaos_"))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(chaos.len(), 2, "the chaos programs are attached");
+    let links: serde_json::Value = serde_json::from_str(&enforcer_tests::must_run(
+        "bpftool",
+        &["-j", "link", "show"],
+    ))
+    .expect("bpftool's JSON");
+    let cgroup_id = cgroup.id();
+    let ours = links.as_array().into_iter().flatten().filter(|l| {
+        l["cgroup_id"].as_u64() == Some(cgroup_id)
+            && l["prog_id"]
+                .as_u64()
+                .is_some_and(|p| chaos.contains(&(p as u32)))
+    });
+    for link in ours {
+        let id = link["id"].as_u64().expect("a link id").to_string();
+        enforcer_tests::must_run("bpftool", &["link", "detach", "id", &id]);
+    }
+    assert_eq!(
+        bpf_stats::attached_programs(cgroup.path()).len(),
+        ids.len() - 2,
+        "the chaos programs are detached"
+    );
+}
+
+/// Arms a refusal for a destination no connect of the benchmark goes to,
+/// for an hour: every connect runs the chaos check's loop and misses.
+fn arm_elsewhere(enforcer: &mut Enforcer) {
+    use enforcer_common::chaos::{self, CgroupScope, Fault, Kind, Target};
+    let elsewhere =
+        enforcer_common::dest::DestKey::from("192.0.2.1:80".parse::<SocketAddr>().unwrap());
+    let root = enforcer::cgroup::v2_mount()
+        .ok()
+        .and_then(|p| enforcer::cgroup::scope(&p))
+        .expect("the cgroup v2 root");
+    let fault = Fault {
+        kind: Kind::Refuse as u32,
+        errno: 111,
+        chance: chaos::ALWAYS,
+        until_ns: enforcer::clock::monotonic_ns() + HOUR_NS,
+        target_count: 1,
+        cgroup_count: 1,
+        targets: [Target::prefix(&elsewhere, 96 + 24); chaos::MAX_TARGETS],
+        cgroups: [CgroupScope {
+            id: root.0,
+            level: 0,
+            _pad: 0,
+        }; chaos::MAX_CGROUPS],
+        ..Fault::default()
+    };
+    let maps = enforcer.maps_mut();
+    maps.chaos
+        .arm(&mut maps.config, &[(0, fault)])
+        .expect("arming a fault");
 }
