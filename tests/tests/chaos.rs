@@ -533,6 +533,25 @@ fn kernel_version() -> (u32, u32) {
     (next(), next())
 }
 
+/// `bpf_sock_destroy` came with Linux 6.5: an older kernel refuses an
+/// experiment that resets connections at its start, naming the fault, and
+/// arms nothing. Whether the running kernel is one (that was checked).
+fn refused_before_6_5(d: &Daemon, file: &ExperimentFile) -> bool {
+    if kernel_version() >= (6, 5) {
+        return false;
+    }
+    let out = d.cli(&["chaos", "start", file.path()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("fault[0].kind") && stderr.contains("bpf_sock_destroy"),
+        "{stderr}"
+    );
+    assert_eq!(d.kernel_config().chaos_armed, 0);
+    assert_eq!(d.json(&["chaos", "list"]), serde_json::json!([]));
+    true
+}
+
 #[test]
 fn reset_aborts_the_established_connections_to_the_target_only() {
     require_root();
@@ -545,17 +564,7 @@ fn reset_aborts_the_established_connections_to_the_target_only() {
          [[fault]]\nkind = \"reset\"\ndestinations = [\"{}\"]\n",
         a.addr
     ));
-    // bpf_sock_destroy came with Linux 6.5: older kernels refuse the
-    // experiment at its start, naming the fault, and arm nothing.
-    if kernel_version() < (6, 5) {
-        let out = d.cli(&["chaos", "start", file.path()]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(
-            stderr.contains("fault[0].kind") && stderr.contains("bpf_sock_destroy"),
-            "{stderr}"
-        );
-        assert_eq!(d.kernel_config().chaos_armed, 0);
+    if refused_before_6_5(&d, &file) {
         return;
     }
     let mut long_lived = TcpStream::connect(a.addr).expect("to a");
@@ -588,4 +597,61 @@ fn reset_aborts_the_established_connections_to_the_target_only() {
     );
     let v = wait_for(&d, "reset-a", "completed", stage_is("completed"));
     assert_eq!(v["faults"][0]["affected"], 1, "{v:#}");
+}
+
+#[test]
+fn abort_after_bytes_ends_a_connection_past_its_bytes_and_spares_one_below() {
+    require_root();
+    const ECONNABORTED: i32 = 103;
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let a = HoldingServer::start();
+    let d = Daemon::start(&root, &pins, "");
+    let file = ExperimentFile::new(&format!(
+        "name = \"limit\"\nduration = \"10m\"\nbaseline = \"0s\"\n\
+         [[fault]]\nkind = \"abort_after_bytes\"\nbytes = 10000\ndestinations = [\"{}\"]\n",
+        a.addr
+    ));
+    if refused_before_6_5(&d, &file) {
+        return;
+    }
+    let mut heavy = TcpStream::connect(a.addr).expect("to a");
+    let mut light = TcpStream::connect(a.addr).expect("to a");
+    for s in [&heavy, &light] {
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    }
+    d.ok(&["chaos", "start", file.path()]);
+    wait_for(&d, "limit", "injecting", stage_is("injecting"));
+    light.write_all(&[0; 100]).expect("below the limit");
+    heavy.write_all(&[0; 20_000]).expect("past the limit");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 8];
+    let ended = loop {
+        match heavy.read(&mut buf) {
+            Err(e) if e.raw_os_error() == Some(ECONNABORTED) => break true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("the heavy connection: {other:?}"),
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+    };
+    assert!(
+        ended,
+        "the connection past its bytes was not aborted:\n{}",
+        d.log()
+    );
+    light
+        .write_all(&[0; 10])
+        .expect("the light connection writes on");
+    let kind = light.read(&mut buf).map_err(|e| e.kind());
+    assert!(
+        matches!(
+            kind,
+            Err(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        ),
+        "the light connection is untouched: {kind:?}"
+    );
+    let v = wait_for(&d, "limit", "counted", |v| v["faults"][0]["affected"] == 1);
+    assert_eq!(v["faults"][0]["kind"], "abort_after_bytes", "{v:#}");
+    d.ok(&["chaos", "abort", "limit"]);
 }

@@ -56,6 +56,9 @@ struct Offsets {
     dport: i16,
     daddr: i16,
     v6_daddr: i16,
+    /// In `struct tcp_sock`.
+    bytes_received: i16,
+    bytes_acked: i16,
 }
 
 /// Why resets are not available on this kernel.
@@ -74,7 +77,7 @@ impl Resetter {
         let (iter_tcp, sock_destroy) = (func("bpf_iter_tcp")?, func("bpf_sock_destroy")?);
         let layout = Layout::read(
             Path::new(VMLINUX),
-            &["sock_common", "bpf_iter__tcp", "bpf_iter_meta"],
+            &["sock_common", "bpf_iter__tcp", "bpf_iter_meta", "tcp_sock"],
         )
         .map_err(|e| Unavailable(e.to_string()))?;
         let at = |s: &str, m: &str| {
@@ -95,15 +98,18 @@ impl Resetter {
                 dport: at("sock_common", "skc_dport")?,
                 daddr: at("sock_common", "skc_daddr")?,
                 v6_daddr: at("sock_common", "skc_v6_daddr")?,
+                bytes_received: at("tcp_sock", "bytes_received")?,
+                bytes_acked: at("tcp_sock", "bytes_acked")?,
             },
         })
     }
 
     /// Resets the established connections of this network namespace to any
-    /// of `targets`, each with `chance` (of 2^32, [`chaos::ALWAYS`]: every
-    /// one); how many were reset.
-    pub fn reset(&self, targets: &[Target], chance: u32) -> io::Result<u64> {
-        let program = self.program(targets, chance);
+    /// of `targets` that carried at least `min_bytes` (received and acked
+    /// sent; 0: every one), each with `chance` (of 2^32, [`chaos::ALWAYS`]:
+    /// every one); how many were reset.
+    pub fn reset(&self, targets: &[Target], chance: u32, min_bytes: u64) -> io::Result<u64> {
+        let program = self.program(targets, chance, min_bytes);
         let prog = self.load(&program)?;
         let mut attr = zeroed_attr();
         attr.link_create.__bindgen_anon_1.prog_fd = prog.as_raw_fd() as u32;
@@ -146,9 +152,9 @@ impl Resetter {
     }
 
     /// The iterator program: for an established socket whose destination
-    /// (and port) is one of `targets`, drawn with `chance`, destroy it and
-    /// write one byte.
-    fn program(&self, targets: &[Target], chance: u32) -> Vec<Insn> {
+    /// (and port) is one of `targets`, that carried `min_bytes`, drawn with
+    /// `chance`, destroy it and write one byte.
+    fn program(&self, targets: &[Target], chance: u32, min_bytes: u64) -> Vec<Insn> {
         let o = self.offsets;
         let mut a = Asm::default();
         a.push(Insn::mov_reg(6, 1));
@@ -189,6 +195,18 @@ impl Resetter {
         }
         a.jump(OUT);
         a.label(HIT);
+        if min_bytes != 0 {
+            // The byte counts are the TCP socket's: through the cast helper
+            // (a pointer the program may read, not pass on).
+            a.push(Insn::mov_reg(1, 7));
+            a.push(Insn::call(bpf_func_id::BPF_FUNC_skc_to_tcp_sock as i32));
+            a.jump_imm(JEQ, 0, 0, OUT);
+            a.push(Insn::load(Size::DW, 2, 0, o.bytes_received));
+            a.push(Insn::load(Size::DW, 3, 0, o.bytes_acked));
+            a.push(Insn::add_reg(2, 3));
+            a.push_all(Insn::load_imm64(3, min_bytes));
+            a.jump_reg(JLT, 2, 3, OUT);
+        }
         if chance != chaos::ALWAYS {
             a.push(Insn::call(bpf_func_id::BPF_FUNC_get_prandom_u32 as i32));
             a.jump32_imm(JGE, 0, chance as i32, OUT);
@@ -223,6 +241,7 @@ const NEXT: u32 = 10;
 const JEQ: u8 = 0x10;
 const JGE: u8 = 0x30;
 const JNE: u8 = 0x50;
+const JLT: u8 = 0xa0;
 
 #[derive(Clone, Copy)]
 enum Size {
@@ -275,6 +294,19 @@ impl Insn {
         Self::new(0x07, dst, 0, 0, imm)
     }
 
+    const fn add_reg(dst: u8, src: u8) -> Self {
+        Self::new(0x0f, dst, src, 0, 0)
+    }
+
+    /// `dst = imm` on 64 bits: two instruction slots (`BPF_LD | BPF_IMM |
+    /// BPF_DW`).
+    const fn load_imm64(dst: u8, imm: u64) -> [Self; 2] {
+        [
+            Self::new(0x18, dst, 0, 0, imm as u32 as i32),
+            Self::new(0, 0, 0, 0, (imm >> 32) as u32 as i32),
+        ]
+    }
+
     /// `w(dst) &= imm` (`BPF_ALU | BPF_AND | BPF_K`).
     const fn and32_imm(dst: u8, imm: i32) -> Self {
         Self::new(0x54, dst, 0, 0, imm)
@@ -306,6 +338,16 @@ struct Asm {
 impl Asm {
     fn push(&mut self, insn: Insn) {
         self.insns.push(insn);
+    }
+
+    fn push_all(&mut self, insns: impl IntoIterator<Item = Insn>) {
+        self.insns.extend(insns);
+    }
+
+    /// `if dst <op> src goto label` on 64 bits (`BPF_JMP | op | BPF_X`).
+    fn jump_reg(&mut self, op: u8, dst: u8, src: u8, label: u32) {
+        self.jumps.push((self.insns.len(), label));
+        self.insns.push(Insn::new(0x0d | op, dst, src, 0, 0));
     }
 
     /// `if dst <op> imm goto label` on 64 bits (`BPF_JMP | op | BPF_K`).
@@ -360,6 +402,8 @@ mod tests {
                 dport: 12,
                 daddr: 0,
                 v6_daddr: 56,
+                bytes_received: 100,
+                bytes_acked: 108,
             },
         }
     }
@@ -373,6 +417,7 @@ mod tests {
         let program = resetter().program(
             &[target("127.0.0.1:6379", 128), target("[fd00::]:0", 64)],
             chaos::chance(50.0),
+            1 << 40,
         );
         assert_eq!(program.last().unwrap().code, 0x95);
         for (i, insn) in program.iter().enumerate() {
@@ -393,14 +438,14 @@ mod tests {
 
     #[test]
     fn a_port_target_compares_the_port_in_network_order_an_ipv6_one_no_ipv4() {
-        let program = resetter().program(&[target("127.0.0.1:6379", 128)], chaos::ALWAYS);
+        let program = resetter().program(&[target("127.0.0.1:6379", 128)], chaos::ALWAYS, 0);
         let port = i32::from(6379u16.to_be());
         assert!(program.iter().any(|i| i.code == 0x56 && i.imm == port));
         assert!(
             !program.iter().any(|i| i.code == 0x85 && i.imm == 7),
             "no draw"
         );
-        let v6 = resetter().program(&[target("[fd00::]:0", 64)], chaos::chance(10.0));
+        let v6 = resetter().program(&[target("[fd00::]:0", 64)], chaos::chance(10.0), 0);
         assert!(
             !v6.iter().any(|i| i.code == 0x56 && i.imm == AF_INET),
             "an IPv6 prefix matches no IPv4 socket"

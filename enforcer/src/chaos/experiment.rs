@@ -57,6 +57,9 @@ pub enum FaultKind {
     /// The established connections to the targets are reset when the
     /// injection starts.
     Reset,
+    /// While the injection lasts, a connection to the targets that carried
+    /// `bytes` (received, and sent and acknowledged) is reset.
+    AbortAfterBytes { bytes: u64 },
 }
 
 impl FaultKind {
@@ -66,13 +69,21 @@ impl FaultKind {
             Self::Blackhole => "blackhole",
             Self::Delay { .. } => "delay",
             Self::Reset => "reset",
+            Self::AbortAfterBytes { .. } => "abort_after_bytes",
         }
     }
 
-    /// Whether the kernel holds the fault for its duration (a slot of the
-    /// chaos map); a reset is done once, when the injection starts.
+    /// Whether the fault resets established connections, with the TCP
+    /// socket iterator the daemon runs (when the injection starts, and for
+    /// `abort_after_bytes` every [`super::VALVE_PERIOD`] while it lasts);
+    /// else the kernel holds it in a slot of the chaos map for its duration.
+    pub const fn resets(self) -> bool {
+        matches!(self, Self::Reset | Self::AbortAfterBytes { .. })
+    }
+
+    /// Whether the kernel holds the fault in a slot of the chaos map.
     pub const fn armed(self) -> bool {
-        !matches!(self, Self::Reset)
+        !self.resets()
     }
 }
 
@@ -203,6 +214,7 @@ struct FaultFile {
     kind: Spanned<String>,
     errno: Option<Spanned<Errno>>,
     syns: Option<Spanned<u32>>,
+    bytes: Option<Spanned<u64>>,
     // A fault's own targets, over `[targets]` (as TargetsFile: serde's
     // `flatten` cannot carry spans).
     destinations: Option<Spanned<Vec<String>>>,
@@ -365,6 +377,19 @@ impl Checker<'_> {
             },
             "blackhole" => FaultKind::Blackhole,
             "reset" => FaultKind::Reset,
+            "abort_after_bytes" => match &f.bytes {
+                Some(b) if *b.get_ref() > 0 => FaultKind::AbortAfterBytes {
+                    bytes: *b.get_ref(),
+                },
+                Some(b) => return Err(self.bad(field("bytes"), b, "must be at least 1")),
+                None => {
+                    return Err(self.bad(
+                        field("bytes"),
+                        at,
+                        "abort_after_bytes names the bytes a connection may carry",
+                    ));
+                }
+            },
             "delay" => {
                 let Some(syns) = &f.syns else {
                     return Err(self.bad(
@@ -388,7 +413,10 @@ impl Checker<'_> {
                 return Err(self.bad(
                     field("kind"),
                     &f.kind,
-                    format!("unknown fault `{other}`; one of refuse, blackhole, delay, reset"),
+                    format!(
+                        "unknown fault `{other}`; one of refuse, blackhole, delay, reset, \
+                         abort_after_bytes"
+                    ),
                 ));
             }
         };
@@ -402,32 +430,45 @@ impl Checker<'_> {
                 "only a delay fault drops a number of SYNs",
             ));
         }
+        if let (Some(bytes), false) = (&f.bytes, matches!(kind, FaultKind::AbortAfterBytes { .. }))
+        {
+            return Err(self.bad(field("bytes"), bytes, "only abort_after_bytes has bytes"));
+        }
         let targets = self.targets(i, at, &f.targets(), defaults)?;
-        if kind == FaultKind::Reset {
+        if kind.resets() {
             // The kernel's socket iterator tells a socket's destination, not
             // the cgroup of who opened it: a reset cannot keep to cgroups.
-            let own = |k: &str| format!("fault[{i}].{k}");
+            let own = |k: &str, own: bool| {
+                if own {
+                    format!("fault[{i}].{k}")
+                } else {
+                    format!("targets.{k}")
+                }
+            };
             if let Some(c) = f.cgroups.as_ref().or(defaults.cgroups.as_ref()) {
                 return Err(self.bad(
-                    if f.cgroups.is_some() {
-                        own("cgroups")
-                    } else {
-                        "targets.cgroups".to_owned()
-                    },
+                    own("cgroups", f.cgroups.is_some()),
                     c,
-                    "a reset fault resets by destination only (every process's connections): \
-                     give it its own destinations and no cgroups",
+                    "a fault that resets connections does so by destination only (every \
+                     process's connections): give it its own destinations and no cgroups",
                 ));
             }
             if let Some(m) = f.max_connects.as_ref().or(defaults.max_connects.as_ref()) {
                 return Err(self.bad(
-                    if f.max_connects.is_some() {
-                        own("max_connects")
-                    } else {
-                        "targets.max_connects".to_owned()
-                    },
+                    own("max_connects", f.max_connects.is_some()),
                     m,
-                    "a reset fault has no cap (use percentage)",
+                    "a fault that resets connections has no cap",
+                ));
+            }
+            let percentage = f.percentage.as_ref().or(defaults.percentage.as_ref());
+            if let (Some(p), FaultKind::AbortAfterBytes { .. }) = (percentage, kind)
+                && *p.get_ref() < 100.0
+            {
+                return Err(self.bad(
+                    own("percentage", f.percentage.is_some()),
+                    p,
+                    "abort_after_bytes aborts every connection past its bytes (it is looked \
+                     at every 100 ms: a share would end them all)",
                 ));
             }
         }

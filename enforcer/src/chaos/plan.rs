@@ -19,8 +19,8 @@ pub fn kernel_fault(spec: &FaultSpec, scopes: &[(u64, u32)], until_ns: u64) -> F
         FaultKind::Refuse { errno } => (Kind::Refuse, errno, 0),
         FaultKind::Blackhole => (Kind::Blackhole, 0, chaos::ALL_SYNS),
         FaultKind::Delay { syns } => (Kind::Delay, 0, syns),
-        // Not armed: the kernel holds no slot for it (see `targets`).
-        FaultKind::Reset => return Fault::default(),
+        // Not armed: the kernel holds no slot for these (see `target`).
+        FaultKind::Reset | FaultKind::AbortAfterBytes { .. } => return Fault::default(),
     };
     let mut fault = Fault {
         kind: kind as u32,

@@ -194,6 +194,41 @@ fn checks_name_one_measure_and_their_bounds() {
 }
 
 #[test]
+fn faults_that_reset_name_destinations_only() {
+    let e = Experiment::parse(&with(
+        "[[fault]]\nkind = \"abort_after_bytes\"\nbytes = 4096\ndestinations = [\"127.0.0.1:1\"]\n",
+    ))
+    .unwrap();
+    assert_eq!(e.faults[0].kind, FaultKind::AbortAfterBytes { bytes: 4096 });
+    assert!(e.faults[0].kind.resets() && !e.faults[0].kind.armed());
+    let e = invalid(&with(
+        "[[fault]]\nkind = \"abort_after_bytes\"\ndestinations = [\"127.0.0.1:1\"]\n",
+    ));
+    assert_eq!(e.field, "fault[0].bytes");
+    let e = invalid(&with(
+        "[[fault]]\nkind = \"refuse\"\nbytes = 3\ndestinations = [\"127.0.0.1:1\"]\n",
+    ));
+    assert_eq!(e.field, "fault[0].bytes");
+    let e = invalid(&with(
+        "[targets]\ncgroups = [\"/sys/fs/cgroup/x\"]\n[[fault]]\nkind = \"reset\"\ndestinations = [\"127.0.0.1:1\"]\n",
+    ));
+    assert_eq!((e.field.as_str(), e.line), ("targets.cgroups", Some(4)));
+    let e = invalid(&with(
+        "[[fault]]\nkind = \"reset\"\ndestinations = [\"127.0.0.1:1\"]\nmax_connects = 3\n",
+    ));
+    assert_eq!(e.field, "fault[0].max_connects");
+    let e = invalid(&with(
+        "[[fault]]\nkind = \"abort_after_bytes\"\nbytes = 1\ndestinations = [\"127.0.0.1:1\"]\npercentage = 50\n",
+    ));
+    assert_eq!(e.field, "fault[0].percentage");
+    let reset = Experiment::parse(&with(
+        "[[fault]]\nkind = \"reset\"\ndestinations = [\"127.0.0.1:1\"]\npercentage = 50\n",
+    ))
+    .unwrap();
+    assert_eq!(reset.faults[0].kind, FaultKind::Reset);
+}
+
+#[test]
 fn unknown_keys_are_refused() {
     let e = invalid(&with(
         "[[fault]]\nkind = \"refuse\"\ndestinations = [\"127.0.0.1:1\"]\nprobability = 3\n",

@@ -22,10 +22,7 @@ use super::{Daemon, Shared, lock, private_dir};
 use crate::{
     api::{ExperimentView, Stage},
     bpf::BpfError,
-    chaos::{
-        experiment::{Experiment, FaultKind},
-        plan,
-    },
+    chaos::{experiment::Experiment, plan},
     config::Invalid,
 };
 
@@ -287,10 +284,7 @@ pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, 
     }
     let scopes = resolve_cgroups(&experiment).map_err(StartError::Invalid)?;
     if let (Some(i), ResetSupport::Unavailable(why)) = (
-        experiment
-            .faults
-            .iter()
-            .position(|f| f.kind == FaultKind::Reset),
+        experiment.faults.iter().position(|f| f.kind.resets()),
         &d.chaos.resets,
     ) {
         return Err(StartError::Invalid(Invalid {

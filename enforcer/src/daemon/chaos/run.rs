@@ -96,7 +96,12 @@ fn act(
 ) -> bool {
     let name = course.experiment.name.clone();
     match step {
-        Step::Wait => false,
+        Step::Wait => {
+            if course.injecting() {
+                reset(d, course, resets, false);
+            }
+            false
+        }
         Step::Arm => {
             if let Err(e) = arm(d, course, slots) {
                 tracing::error!("chaos experiment `{name}`: arming failed: {e}");
@@ -106,7 +111,7 @@ fn act(
                 course.stop(at, "kernel", format!("arming the faults failed: {e}"));
                 return false;
             }
-            reset(d, course, resets);
+            reset(d, course, resets, true);
             false
         }
         Step::Disarm => {
@@ -146,19 +151,22 @@ fn arm(d: &mut Daemon, course: &Course, slots: &Slots) -> Result<(), crate::bpf:
     maps.chaos.arm(&mut maps.config, &faults)
 }
 
-/// Resets the connections the experiment's reset faults target, once, as
-/// the injection starts; counted in `resets`.
-fn reset(d: &Daemon, course: &Course, resets: &mut [u64]) {
+/// Resets the connections the experiment's faults target: a `reset`'s as
+/// the injection starts (`starting`), an `abort_after_bytes`' every step
+/// while it lasts (those past their bytes); counted in `resets`.
+fn reset(d: &Daemon, course: &Course, resets: &mut [u64], starting: bool) {
     let ResetSupport::Available(resetter) = &d.chaos.resets else {
         return;
     };
     for (i, spec) in course.experiment.faults.iter().enumerate() {
-        if spec.kind != FaultKind::Reset {
-            continue;
-        }
+        let min_bytes = match spec.kind {
+            FaultKind::Reset if starting => 0,
+            FaultKind::AbortAfterBytes { bytes } => bytes,
+            _ => continue,
+        };
         let targets: Vec<_> = spec.targets.destinations.iter().map(plan::target).collect();
         let chance = enforcer_common::chaos::chance(spec.targets.percentage);
-        match resetter.reset(&targets, chance) {
+        match resetter.reset(&targets, chance, min_bytes) {
             Ok(n) => resets[i] += n,
             Err(e) => tracing::error!(
                 "chaos experiment `{}`: fault[{i}]: resetting failed: {e}",
