@@ -9,6 +9,8 @@
 
 mod run;
 
+pub use run::Slots;
+
 use std::{
     collections::{BTreeMap, VecDeque},
     path::{Path, PathBuf},
@@ -45,22 +47,6 @@ pub struct Experiments {
     aborts: BTreeMap<String, u64>,
     /// Whether this kernel can reset connections (found at the start).
     resets: ResetSupport,
-}
-
-/// Each fault's kernel slot, by the experiment's fault index (none for a
-/// fault the kernel does not hold: a reset).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Slots(pub Vec<Option<u32>>);
-
-impl Slots {
-    /// The slots as bits of the configuration's `chaos_armed`.
-    pub fn bits(&self) -> u32 {
-        self.0.iter().flatten().fold(0, |b, s| b | kernel::bit(*s))
-    }
-
-    pub fn of(&self, fault: usize) -> Option<u32> {
-        self.0.get(fault).copied().flatten()
-    }
 }
 
 /// What the `reset` fault needs of the kernel, or why it cannot be had.
@@ -102,8 +88,6 @@ struct Running {
     view: ExperimentView,
     /// Its faults' kernel slots.
     slots: Slots,
-    /// Its cgroups, resolved once at the start: (id, level) per fault.
-    scopes: Vec<Vec<(u64, u32)>>,
     /// Wakes its task for an operator's abort.
     stop: Arc<Notify>,
 }
@@ -322,7 +306,6 @@ pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, 
         Running {
             view: view.clone(),
             slots: slots.clone(),
-            scopes,
             stop: stop.clone(),
         },
     );
@@ -334,14 +317,20 @@ pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, 
         course.experiment.duration,
         course.experiment.baseline
     );
+    let resetter = match &d.chaos.resets {
+        ResetSupport::Available(r) => Some(r.clone()),
+        ResetSupport::Unavailable(_) => None,
+    };
     drop(d);
-    tokio::spawn(run::run(
-        shared.clone(),
+    let task = run::Task {
         course,
         slots,
+        scopes,
+        resetter,
         stop,
-        view.started_unix_ms,
-    ));
+        started_unix_ms: view.started_unix_ms,
+    };
+    tokio::spawn(run::run(shared.clone(), task));
     Ok(view)
 }
 

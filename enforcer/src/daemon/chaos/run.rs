@@ -11,12 +11,10 @@ use std::{
 use enforcer_common::{chaos::Fault, counters::GlobalCounter, dest::DestKey};
 use tokio::sync::{Notify, broadcast::error::RecvError, watch};
 
-use super::{
-    super::{Daemon, Shared, lock, notices::daemon_event},
-    ResetSupport, Slots,
-};
+use super::super::{Daemon, Shared, lock, notices::daemon_event};
 use crate::{
     api::{Event, ExperimentView, FaultView},
+    bpf::reset::Resetter,
     chaos::{
         VALVE_PERIOD,
         experiment::{FaultKind, Measure},
@@ -28,13 +26,47 @@ use crate::{
     http::check::HttpCheck,
 };
 
-pub async fn run(
-    shared: Shared,
-    mut course: Course,
-    slots: Slots,
-    stop: Arc<Notify>,
-    started_unix_ms: u64,
-) {
+/// What an experiment's task holds.
+pub struct Task {
+    pub course: Course,
+    pub slots: Slots,
+    /// Each fault's cgroups as (id, level), resolved when it started.
+    pub scopes: Vec<Vec<(u64, u32)>>,
+    /// How connections are reset, where the kernel can.
+    pub resetter: Option<Resetter>,
+    /// Wakes the task for an operator's abort.
+    pub stop: Arc<Notify>,
+    pub started_unix_ms: u64,
+}
+
+/// Each fault's kernel slot, by the experiment's fault index (none for a
+/// fault the kernel does not hold: a reset).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Slots(pub Vec<Option<u32>>);
+
+impl Slots {
+    /// The slots as bits of the configuration's `chaos_armed`.
+    pub fn bits(&self) -> u32 {
+        self.0
+            .iter()
+            .flatten()
+            .fold(0, |b, s| b | enforcer_common::chaos::bit(*s))
+    }
+
+    pub fn of(&self, fault: usize) -> Option<u32> {
+        self.0.get(fault).copied().flatten()
+    }
+}
+
+pub async fn run(shared: Shared, task: Task) {
+    let Task {
+        mut course,
+        slots,
+        scopes,
+        resetter,
+        stop,
+        started_unix_ms,
+    } = task;
     let start = Instant::now();
     let mut events = lock(&shared).events.subscribe();
     let mut probes = Probes::spawn(&course);
@@ -64,7 +96,12 @@ pub async fn run(
             }
         };
         let mut d = lock(&shared);
-        let done = act(&mut d, &mut course, &step, &slots, &mut resets);
+        let kernel = Kernel {
+            slots: &slots,
+            scopes: &scopes,
+            resetter: resetter.as_ref(),
+        };
+        let done = act(&mut d, &mut course, &step, &kernel, &mut resets);
         if step == Step::Disarm {
             course.disarmed(cause.elapsed());
         }
@@ -86,24 +123,32 @@ pub async fn run(
     probes.stop();
 }
 
+/// Where an experiment's faults go in the kernel.
+struct Kernel<'a> {
+    slots: &'a Slots,
+    scopes: &'a [Vec<(u64, u32)>],
+    resetter: Option<&'a Resetter>,
+}
+
 /// Does what a step asks of the kernel; whether the experiment is over.
 fn act(
     d: &mut Daemon,
     course: &mut Course,
     step: &Step,
-    slots: &Slots,
+    kernel: &Kernel<'_>,
     resets: &mut [u64],
 ) -> bool {
+    let slots = kernel.slots;
     let name = course.experiment.name.clone();
     match step {
         Step::Wait => {
             if course.injecting() {
-                reset(d, course, resets, false);
+                reset(kernel.resetter, course, resets, false);
             }
             false
         }
         Step::Arm => {
-            if let Err(e) = arm(d, course, slots) {
+            if let Err(e) = arm(d, course, kernel) {
                 tracing::error!("chaos experiment `{name}`: arming failed: {e}");
                 let at = course.elapsed();
                 // Nothing armed, or part of it: disarm whatever was.
@@ -111,7 +156,7 @@ fn act(
                 course.stop(at, "kernel", format!("arming the faults failed: {e}"));
                 return false;
             }
-            reset(d, course, resets, true);
+            reset(kernel.resetter, course, resets, true);
             false
         }
         Step::Disarm => {
@@ -129,22 +174,19 @@ fn act(
 
 /// Writes the armed faults, each ending `duration` from now by the kernel's
 /// clock.
-fn arm(d: &mut Daemon, course: &Course, slots: &Slots) -> Result<(), crate::bpf::BpfError> {
+fn arm(d: &mut Daemon, course: &Course, kernel: &Kernel<'_>) -> Result<(), crate::bpf::BpfError> {
     let e = &course.experiment;
     let until_ns = monotonic_ns().saturating_add(e.duration.0.as_nanos() as u64);
-    let scopes = d
-        .chaos
-        .running
-        .get(&e.name)
-        .map(|r| r.scopes.clone())
-        .unwrap_or_default();
     let faults: Vec<(u32, Fault)> = e
         .faults
         .iter()
         .enumerate()
         .filter_map(|(i, spec)| {
-            let scopes = scopes.get(i).map_or(&[][..], Vec::as_slice);
-            Some((slots.of(i)?, plan::kernel_fault(spec, scopes, until_ns)))
+            let scopes = kernel.scopes.get(i).map_or(&[][..], Vec::as_slice);
+            Some((
+                kernel.slots.of(i)?,
+                plan::kernel_fault(spec, scopes, until_ns),
+            ))
         })
         .collect();
     let maps = d.enforcer.maps_mut();
@@ -154,8 +196,8 @@ fn arm(d: &mut Daemon, course: &Course, slots: &Slots) -> Result<(), crate::bpf:
 /// Resets the connections the experiment's faults target: a `reset`'s as
 /// the injection starts (`starting`), an `abort_after_bytes`' every step
 /// while it lasts (those past their bytes); counted in `resets`.
-fn reset(d: &Daemon, course: &Course, resets: &mut [u64], starting: bool) {
-    let ResetSupport::Available(resetter) = &d.chaos.resets else {
+fn reset(resetter: Option<&Resetter>, course: &Course, resets: &mut [u64], starting: bool) {
+    let Some(resetter) = resetter else {
         return;
     };
     for (i, spec) in course.experiment.faults.iter().enumerate() {
