@@ -655,3 +655,92 @@ fn abort_after_bytes_ends_a_connection_past_its_bytes_and_spares_one_below() {
     assert_eq!(v["faults"][0]["kind"], "abort_after_bytes", "{v:#}");
     d.ok(&["chaos", "abort", "limit"]);
 }
+
+/// An HTTP server answering every request `200 ok`, until stopped (then its
+/// port refuses).
+struct HealthServer {
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl HealthServer {
+    fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut head = [0u8; 1024];
+                let _ = conn.read(&mut head);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            }
+        });
+        Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops answering: the listener is closed, its port refuses.
+    fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the health server");
+        }
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn an_http_check_that_stops_answering_aborts_the_experiment() {
+    require_root();
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let mut health = HealthServer::start();
+    let quiet = RefusingPort::loopback_v4();
+    let d = Daemon::start(&root, &pins, "");
+    let file = ExperimentFile::new(&format!(
+        "name = \"watched\"\nduration = \"10m\"\nbaseline = \"0s\"\n\
+         [[fault]]\nkind = \"refuse\"\ndestinations = [\"{}\"]\n\
+         [[abort]]\nhttp = \"http://{}/health\"\ntimeout = \"500ms\"\n",
+        quiet.addr, health.addr
+    ));
+    d.ok(&["chaos", "start", file.path()]);
+    wait_for(&d, "watched", "injecting", stage_is("injecting"));
+    // Answering, it holds: well past the check's timeout.
+    thread::sleep(Duration::from_secs(2));
+    let v = status(&d, "watched");
+    assert_eq!(v["stage"], "injecting", "{v:#}");
+    health.stop();
+    let v = wait_for(&d, "watched", "aborted", stage_is("aborted"));
+    let abort = &v["abort"];
+    assert_eq!(abort["reason"], "http", "{v:#}");
+    assert_eq!(
+        (abort["figure"].as_f64(), abort["bound"].as_f64()),
+        (Some(0.0), Some(1.0))
+    );
+    assert!(
+        abort["condition"]
+            .as_str()
+            .is_some_and(|c| c.contains(&health.addr.to_string())),
+        "{v:#}"
+    );
+    assert_eq!(d.kernel_config().chaos_armed, 0);
+}
