@@ -744,3 +744,43 @@ fn an_http_check_that_stops_answering_aborts_the_experiment() {
     );
     assert_eq!(d.kernel_config().chaos_armed, 0);
 }
+
+#[test]
+fn a_policys_success_ratio_below_its_bound_aborts_and_an_unknown_policy_is_refused() {
+    require_root();
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let quiet = RefusingPort::loopback_v4();
+    let failing = RefusingPort::loopback_v4();
+    let d = Daemon::start(
+        &root,
+        &pins,
+        &format!(
+            "[[policy]]\nname = \"backends\"\nmatch = [\"{}\"]\nfailure_threshold = 1000000\n\
+             min_attempts = 1000000\n",
+            failing.addr
+        ),
+    );
+    let experiment = |policy: &str| {
+        ExperimentFile::new(&format!(
+            "name = \"ratio\"\nduration = \"10m\"\nbaseline = \"0s\"\n\
+             [[fault]]\nkind = \"refuse\"\ndestinations = [\"{}\"]\n\
+             [[abort]]\nsuccess_ratio = \"policy:{policy}\"\nwindow = \"1s\"\nbelow = 0.5\n",
+            quiet.addr
+        ))
+    };
+    let unknown = experiment("nobody-has-it");
+    let out = d.cli(&["chaos", "start", unknown.path()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("abort[0].success_ratio"), "{stderr}");
+    let file = experiment("backends");
+    d.ok(&["chaos", "start", file.path()]);
+    wait_for(&d, "ratio", "injecting", stage_is("injecting"));
+    // The policy's destination fails every connect: its ratio drops to 0.
+    let refused = Place::cgroup(&root).connects(failing.addr, 20);
+    assert!(refused.iter().all(|r| *r == Err(ECONNREFUSED)), "{refused:?}");
+    let v = wait_for(&d, "ratio", "aborted", stage_is("aborted"));
+    assert_eq!(v["abort"]["reason"], "success_ratio", "{v:#}");
+    assert_eq!(v["abort"]["figure"].as_f64(), Some(0.0), "{v:#}");
+    assert_eq!(d.kernel_config().chaos_armed, 0);
+}

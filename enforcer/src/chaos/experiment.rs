@@ -120,17 +120,58 @@ impl Targets {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Measure {
-    /// Completed handshakes over every connect the gate saw to a destination
-    /// (in the daemon's network namespace), refusals included, over a window.
-    SuccessRatio {
-        destination: SocketAddr,
-        window: Dur,
-    },
+    /// Completed handshakes over every connect the gate saw (the breaker's
+    /// refusals included), over a window: of one destination, or of every
+    /// destination of a policy; for a priority class, the share of its
+    /// connects not shed.
+    SuccessRatio { of: RatioOf, window: Dur },
     /// 1 while an HTTP GET answers 200 within `timeout`, 0 otherwise.
     Http { url: String, timeout: Dur },
     /// The per-second rate of one of the kernel's counters
     /// (`enforcer_kernel_*`) over a window.
     Rate { metric: String, window: Dur },
+}
+
+/// Whose success ratio a measure is: `success_ratio = "ADDR:PORT"` (a
+/// destination in the daemon's network namespace), `"policy:NAME"` or
+/// `"class:NAME"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RatioOf {
+    Destination(SocketAddr),
+    Policy(String),
+    Class(String),
+}
+
+impl std::str::FromStr for RatioOf {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let named = |name: &str| {
+            (!name.is_empty())
+                .then(|| name.to_owned())
+                .ok_or_else(|| format!("`{text}`: a name after the colon"))
+        };
+        if let Some(name) = text.strip_prefix("policy:") {
+            return Ok(Self::Policy(named(name)?));
+        }
+        if let Some(name) = text.strip_prefix("class:") {
+            return Ok(Self::Class(named(name)?));
+        }
+        text.parse().map(Self::Destination).map_err(|_| {
+            format!("`{text}`: an address like 127.0.0.1:8080, policy:NAME or class:NAME")
+        })
+    }
+}
+
+impl std::fmt::Display for RatioOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Destination(d) => d.fmt(f),
+            Self::Policy(p) => write!(f, "policy {p}"),
+            Self::Class(c) => write!(f, "class {c}"),
+        }
+    }
 }
 
 /// A measure that must stay within `tolerance` of its baseline for the
@@ -173,6 +214,32 @@ impl Experiment {
     /// How long the whole experiment may run: baseline, injection, recovery.
     pub fn length(&self) -> Duration {
         self.baseline.0 + self.duration.0 + self.recovery.0
+    }
+
+    /// The policies and classes the experiment's measures name, each with
+    /// the field that names it.
+    pub fn named(&self) -> Vec<(String, &RatioOf)> {
+        let steady = self.steady_state.iter().enumerate().map(|(i, s)| {
+            (format!("steady_state[{i}].success_ratio"), Some(&s.measure))
+        });
+        let aborts = self.abort.iter().enumerate().map(|(i, a)| {
+            let measure = match a {
+                AbortCondition::Below { measure, .. } | AbortCondition::Above { measure, .. } => {
+                    Some(measure)
+                }
+                AbortCondition::Trip { .. } => None,
+            };
+            (format!("abort[{i}].success_ratio"), measure)
+        });
+        steady
+            .chain(aborts)
+            .filter_map(|(field, m)| match m? {
+                Measure::SuccessRatio { of, .. } if !matches!(of, RatioOf::Destination(_)) => {
+                    Some((field, of))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether `dest` is a target of any fault.
@@ -590,18 +657,12 @@ impl Checker<'_> {
             Some(w) => *w.get_ref(),
             None => Dur(DEFAULT_WINDOW),
         };
-        if let Some(dest) = &c.success_ratio {
-            let destination = dest.get_ref().parse().map_err(|_| {
-                self.bad(
-                    format!("{field}.success_ratio"),
-                    dest,
-                    format!("`{}` is not an address like 127.0.0.1:8080", dest.get_ref()),
-                )
-            })?;
-            return Ok(Some(Measure::SuccessRatio {
-                destination,
-                window,
-            }));
+        if let Some(of) = &c.success_ratio {
+            let of = of
+                .get_ref()
+                .parse()
+                .map_err(|e| self.bad(format!("{field}.success_ratio"), of, e))?;
+            return Ok(Some(Measure::SuccessRatio { of, window }));
         }
         if let Some(url) = &c.http {
             if let Err(e) = HttpCheck::parse(url.get_ref()) {
@@ -740,7 +801,7 @@ impl Checker<'_> {
 /// A check's name when it has none: what it measures.
 fn default_name(m: &Measure) -> String {
     match m {
-        Measure::SuccessRatio { destination, .. } => format!("success ratio of {destination}"),
+        Measure::SuccessRatio { of, .. } => format!("success ratio of {of}"),
         Measure::Http { url, .. } => format!("GET {url}"),
         Measure::Rate { metric, .. } => format!("rate of {metric}"),
     }

@@ -408,12 +408,7 @@ fn reason(c: &AbortCondition) -> &'static str {
 /// An abort condition in words.
 pub fn describe(c: &AbortCondition) -> String {
     let measure = |m: &Measure| match m {
-        Measure::SuccessRatio {
-            destination,
-            window,
-        } => {
-            format!("success ratio of {destination} over {window}")
-        }
+        Measure::SuccessRatio { of, window } => format!("success ratio of {of} over {window}"),
         Measure::Http { url, timeout } => format!("GET {url} answering 200 within {timeout}"),
         Measure::Rate { metric, window } => format!("rate of {metric} over {window}"),
     };

@@ -229,6 +229,30 @@ fn faults_that_reset_name_destinations_only() {
 }
 
 #[test]
+fn a_success_ratio_is_of_a_destination_a_policy_or_a_class() {
+    let fault = "[[fault]]\nkind = \"refuse\"\ndestinations = [\"127.0.0.1:1\"]\n";
+    let e = Experiment::parse(&with(&format!(
+        "{fault}[[steady_state]]\nsuccess_ratio = \"policy:orders\"\n\
+         [[abort]]\nsuccess_ratio = \"class:batch\"\nbelow = 0.5\n\
+         [[abort]]\nsuccess_ratio = \"[::1]:80\"\nbelow = 0.5\n"
+    )))
+    .unwrap();
+    let named: Vec<(String, RatioOf)> = e.named().into_iter().map(|(f, o)| (f, o.clone())).collect();
+    assert_eq!(
+        named,
+        vec![
+            ("steady_state[0].success_ratio".to_owned(), RatioOf::Policy("orders".into())),
+            ("abort[0].success_ratio".to_owned(), RatioOf::Class("batch".into())),
+        ]
+    );
+    assert_eq!(e.steady_state[0].name, "success ratio of policy orders");
+    let e = invalid(&with(&format!("{fault}[[abort]]\nsuccess_ratio = \"policy:\"\nbelow = 1\n")));
+    assert_eq!(e.field, "abort[0].success_ratio");
+    let e = invalid(&with(&format!("{fault}[[abort]]\nsuccess_ratio = \"orders\"\nbelow = 1\n")));
+    assert!(e.message.contains("policy:NAME"), "{e}");
+}
+
+#[test]
 fn unknown_keys_are_refused() {
     let e = invalid(&with(
         "[[fault]]\nkind = \"refuse\"\ndestinations = [\"127.0.0.1:1\"]\nprobability = 3\n",

@@ -24,7 +24,10 @@ use super::{Daemon, Shared, lock, private_dir};
 use crate::{
     api::{ExperimentView, Stage},
     bpf::BpfError,
-    chaos::{experiment::Experiment, plan},
+    chaos::{
+        experiment::{Experiment, RatioOf},
+        plan,
+    },
     config::Invalid,
 };
 
@@ -267,6 +270,20 @@ pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, 
         return Err(StartError::Running(experiment.name));
     }
     let scopes = resolve_cgroups(&experiment).map_err(StartError::Invalid)?;
+    for (field, of) in experiment.named() {
+        let known = match of {
+            RatioOf::Policy(name) => d.policies.iter().any(|p| p.spec.name == *name),
+            RatioOf::Class(name) => d.classes.iter().any(|c| c.spec.name == *name),
+            RatioOf::Destination(_) => true,
+        };
+        if !known {
+            return Err(StartError::Invalid(Invalid {
+                field,
+                line: None,
+                message: format!("no running {of} (see `enforcer policy list`, `enforcer class list`)"),
+            }));
+        }
+    }
     if let (Some(i), ResetSupport::Unavailable(why)) = (
         experiment.faults.iter().position(|f| f.kind.resets()),
         &d.chaos.resets,

@@ -3,12 +3,18 @@
 //! arms and disarms its faults, and reports its view to the register.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use enforcer_common::{chaos::Fault, counters::GlobalCounter, dest::DestKey};
+use enforcer_common::{
+    chaos::Fault,
+    class::{CLASSES, ClassCounts},
+    counters::GlobalCounter,
+    dest::{DestCounters, DestKey},
+};
 use tokio::sync::{Notify, broadcast::error::RecvError, watch};
 
 use super::super::{Daemon, Shared, lock, notices::daemon_event};
@@ -17,7 +23,7 @@ use crate::{
     bpf::reset::Resetter,
     chaos::{
         VALVE_PERIOD,
-        experiment::{FaultKind, Measure},
+        experiment::{FaultKind, Measure, RatioOf},
         plan,
         report::{Course, Step},
         series::Sample,
@@ -330,17 +336,37 @@ fn announce(d: &Daemon, view: &ExperimentView, step: &Step) {
 
 /// Reads every measure of the course, in [`Course::measures`]' order.
 fn sample(d: &Daemon, course: &Course, probes: &mut Probes) -> Vec<Option<Sample>> {
+    let sums = Sums::read(d, course);
     course
         .measures()
         .enumerate()
         .map(|(i, m)| match m? {
-            Measure::SuccessRatio { destination, .. } => {
+            Measure::SuccessRatio {
+                of: RatioOf::Destination(destination),
+                ..
+            } => {
                 let key = DestKey::from(*destination).in_netns(d.namespaces.own_cookie());
                 let state = d.enforcer.maps().dests.get(&key).ok()?;
-                let c = state.map(|s| s.counters).unwrap_or_default();
+                let (good, total) = outcomes(&state.map(|s| s.counters).unwrap_or_default());
+                Some(Sample::Counts { good, total })
+            }
+            Measure::SuccessRatio {
+                of: RatioOf::Policy(name),
+                ..
+            } => {
+                let id = d.policies.iter().find(|p| p.spec.name == *name)?.id;
+                let (good, total) = sums.policies.get(&id).copied().unwrap_or_default();
+                Some(Sample::Counts { good, total })
+            }
+            Measure::SuccessRatio {
+                of: RatioOf::Class(name),
+                ..
+            } => {
+                let class = d.classes.iter().find(|c| c.spec.name == *name)?;
+                let c = sums.classes[class.spec.priority as usize];
                 Some(Sample::Counts {
-                    good: c.successes,
-                    total: c.successes + c.failures() + c.rejected_circuit + c.rejected_bulkhead,
+                    good: c.admitted,
+                    total: c.admitted + c.shed,
                 })
             }
             Measure::Rate { metric, .. } => {
@@ -353,6 +379,43 @@ fn sample(d: &Daemon, course: &Course, probes: &mut Probes) -> Vec<Option<Sample
             Measure::Http { .. } => Some(Sample::Answered(probes.answered(i))),
         })
         .collect()
+}
+
+/// A destination's successes and every connect the gate saw to it.
+fn outcomes(c: &DestCounters) -> (u64, u64) {
+    let total = c.successes + c.failures() + c.rejected_circuit + c.rejected_bulkhead;
+    (c.successes, total)
+}
+
+/// The outcomes summed by policy and the class counts summed by priority,
+/// in one pass over the destination map, when a measure names a policy or a
+/// class (else none).
+#[derive(Default)]
+struct Sums {
+    policies: HashMap<u32, (u64, u64)>,
+    classes: [ClassCounts; CLASSES],
+}
+
+impl Sums {
+    fn read(d: &Daemon, course: &Course) -> Self {
+        let mut sums = Self::default();
+        if course.experiment.named().is_empty() {
+            return sums;
+        }
+        let each = d.enforcer.maps().dests.each(|_, s| {
+            let (good, total) = outcomes(&s.counters);
+            let p = sums.policies.entry(s.policy_id).or_default();
+            *p = (p.0 + good, p.1 + total);
+            for (sum, c) in sums.classes.iter_mut().zip(&s.classes) {
+                sum.admitted += c.admitted;
+                sum.shed += c.shed;
+            }
+        });
+        if let Err(e) = each {
+            tracing::warn!("chaos: reading the destinations: {e}");
+        }
+        sums
+    }
 }
 
 /// The HTTP checks' tasks: each GETs its URL over and over and counts the
