@@ -778,7 +778,10 @@ fn a_policys_success_ratio_below_its_bound_aborts_and_an_unknown_policy_is_refus
     wait_for(&d, "ratio", "injecting", stage_is("injecting"));
     // The policy's destination fails every connect: its ratio drops to 0.
     let refused = Place::cgroup(&root).connects(failing.addr, 20);
-    assert!(refused.iter().all(|r| *r == Err(ECONNREFUSED)), "{refused:?}");
+    assert!(
+        refused.iter().all(|r| *r == Err(ECONNREFUSED)),
+        "{refused:?}"
+    );
     let v = wait_for(&d, "ratio", "aborted", stage_is("aborted"));
     assert_eq!(v["abort"]["reason"], "success_ratio", "{v:#}");
     assert_eq!(v["abort"]["figure"].as_f64(), Some(0.0), "{v:#}");

@@ -219,9 +219,11 @@ impl Experiment {
     /// The policies and classes the experiment's measures name, each with
     /// the field that names it.
     pub fn named(&self) -> Vec<(String, &RatioOf)> {
-        let steady = self.steady_state.iter().enumerate().map(|(i, s)| {
-            (format!("steady_state[{i}].success_ratio"), Some(&s.measure))
-        });
+        let steady = self
+            .steady_state
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("steady_state[{i}].success_ratio"), Some(&s.measure)));
         let aborts = self.abort.iter().enumerate().map(|(i, a)| {
             let measure = match a {
                 AbortCondition::Below { measure, .. } | AbortCondition::Above { measure, .. } => {

@@ -237,18 +237,29 @@ fn a_success_ratio_is_of_a_destination_a_policy_or_a_class() {
          [[abort]]\nsuccess_ratio = \"[::1]:80\"\nbelow = 0.5\n"
     )))
     .unwrap();
-    let named: Vec<(String, RatioOf)> = e.named().into_iter().map(|(f, o)| (f, o.clone())).collect();
+    let named: Vec<(String, RatioOf)> =
+        e.named().into_iter().map(|(f, o)| (f, o.clone())).collect();
     assert_eq!(
         named,
         vec![
-            ("steady_state[0].success_ratio".to_owned(), RatioOf::Policy("orders".into())),
-            ("abort[0].success_ratio".to_owned(), RatioOf::Class("batch".into())),
+            (
+                "steady_state[0].success_ratio".to_owned(),
+                RatioOf::Policy("orders".into())
+            ),
+            (
+                "abort[0].success_ratio".to_owned(),
+                RatioOf::Class("batch".into())
+            ),
         ]
     );
     assert_eq!(e.steady_state[0].name, "success ratio of policy orders");
-    let e = invalid(&with(&format!("{fault}[[abort]]\nsuccess_ratio = \"policy:\"\nbelow = 1\n")));
+    let e = invalid(&with(&format!(
+        "{fault}[[abort]]\nsuccess_ratio = \"policy:\"\nbelow = 1\n"
+    )));
     assert_eq!(e.field, "abort[0].success_ratio");
-    let e = invalid(&with(&format!("{fault}[[abort]]\nsuccess_ratio = \"orders\"\nbelow = 1\n")));
+    let e = invalid(&with(&format!(
+        "{fault}[[abort]]\nsuccess_ratio = \"orders\"\nbelow = 1\n"
+    )));
     assert!(e.message.contains("policy:NAME"), "{e}");
 }
 

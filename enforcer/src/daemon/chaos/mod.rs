@@ -280,7 +280,9 @@ pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, 
             return Err(StartError::Invalid(Invalid {
                 field,
                 line: None,
-                message: format!("no running {of} (see `enforcer policy list`, `enforcer class list`)"),
+                message: format!(
+                    "no running {of} (see `enforcer policy list`, `enforcer class list`)"
+                ),
             }));
         }
     }
