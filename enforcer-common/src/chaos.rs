@@ -206,12 +206,6 @@ impl Fault {
     pub const fn drawn(&self, draw: u32) -> bool {
         self.chance == ALWAYS || draw < self.chance
     }
-
-    /// Whether another connect may be affected once `affected_before` were.
-    #[inline(always)]
-    pub const fn under_cap(&self, affected_before: u64) -> bool {
-        self.cap == 0 || affected_before < self.cap
-    }
 }
 
 /// [`Fault::chance`] for `percent` of the candidates (clamped to 0..=100).
@@ -384,18 +378,6 @@ mod tests {
         assert!(!f.drawn(thirty));
         let none = Fault::default();
         assert!(!none.drawn(0));
-    }
-
-    #[test]
-    fn the_cap_counts_what_was_affected_before() {
-        let f = Fault {
-            cap: 2,
-            ..Fault::default()
-        };
-        assert!(f.under_cap(0));
-        assert!(f.under_cap(1));
-        assert!(!f.under_cap(2));
-        assert!(Fault::default().under_cap(u64::MAX - 1));
     }
 
     #[test]

@@ -164,7 +164,7 @@ pub fn refused(ctx: &SockAddrContext) {
     let Some(m) = (unsafe { storage.as_mut() }) else {
         return;
     };
-    if let Some(fault) = CHAOS.get_ptr_mut(m.slot.wrapping_sub(1)) {
+    if let Some(fault) = m.slot().and_then(|s| CHAOS.get_ptr_mut(s)) {
         // SAFETY: `fault` points into CHAOS; only a field's address is taken.
         atomic::add(unsafe { &raw mut (*fault).refused }, 1);
     }

@@ -226,7 +226,44 @@ fn refuse_fails_the_target_cgroups_connects_to_the_target_only_until_its_deadlin
         ),
         Some(refused as f64)
     );
+    assert_eq!(
+        metrics.get("enforcer_kernel_refused_before_total", &[]),
+        Some(refused as f64),
+        "the gate saw each refusal and left it alone"
+    );
     assert_eq!(d.kernel_config().chaos_armed, 0);
+}
+
+#[test]
+fn a_cap_stops_the_fault_after_its_connects_the_rest_are_spared() {
+    require_root();
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let a = AcceptingServer::bind("127.0.0.1:0");
+    let d = Daemon::start(&root, &pins, "");
+    let file = ExperimentFile::new(&format!(
+        "name = \"capped\"\nduration = \"10m\"\nbaseline = \"0s\"\n\
+         [[fault]]\nkind = \"refuse\"\ndestinations = [\"{}\"]\nmax_connects = 5\n",
+        a.addr
+    ));
+    d.ok(&["chaos", "start", file.path()]);
+    armed(&d, "capped");
+    // An unprivileged caller cannot get past the cap by racing it.
+    let results = Place::cgroup(&root).run_as_nobody(move || {
+        (0..20)
+            .map(|_| match TcpStream::connect(a.addr) {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.raw_os_error().unwrap_or(-1).to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let results: Vec<&str> = results.split(',').collect();
+    let refused = ECONNREFUSED.to_string();
+    assert_eq!(results[..5], [refused.as_str(); 5], "{results:?}");
+    assert!(results[5..].iter().all(|r| *r == "ok"), "{results:?}");
+    let v = wait_for(&d, "capped", "counted", |v| v["faults"][0]["spared"] == 15);
+    assert_eq!(v["faults"][0]["affected"], 5, "{v:#}");
+    d.ok(&["chaos", "abort", "capped"]);
 }
 
 #[test]

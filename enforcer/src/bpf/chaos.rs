@@ -50,8 +50,3 @@ pub fn disarm(config: &mut ConfigMap, slots: u32) -> Result<(), BpfError> {
         ..current
     })
 }
-
-/// The armed slots, as the kernel reads them.
-pub fn armed(config: &ConfigMap) -> Result<u32, BpfError> {
-    Ok(config.get()?.chaos_armed)
-}

@@ -4,6 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use enforcer_common::dest::DestKey;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -110,9 +111,13 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// Whether `dest` is one of the destinations.
+    /// Whether `dest` is one of the destinations, as the kernel matches it
+    /// (an IPv4 address and its v4-mapped form are one).
     pub fn covers(&self, dest: SocketAddr) -> bool {
-        self.destinations.iter().any(|r| r.contains(dest))
+        let key = DestKey::from(dest);
+        self.destinations
+            .iter()
+            .any(|r| super::plan::target(r).matches(&key))
     }
 }
 

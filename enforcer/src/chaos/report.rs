@@ -4,6 +4,8 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use enforcer_common::dest::DestKey;
+
 use super::{
     experiment::{AbortCondition, Experiment, Measure},
     series::{Phase, Sample, Series, Shape, within},
@@ -163,7 +165,10 @@ impl Course {
             .find(|(_, a)| match a {
                 AbortCondition::Trip {
                     destination: Some(d),
-                } => same(*d, dest),
+                } => {
+                    // An IPv4 address and its v4-mapped form are one destination.
+                    DestKey::from(*d) == DestKey::from(dest)
+                }
                 AbortCondition::Trip { destination: None } => !self.experiment.targets(dest),
                 _ => false,
             });
@@ -373,18 +378,6 @@ impl Course {
     pub fn injecting(&self) -> bool {
         self.stage == Stage::Injecting
     }
-}
-
-/// Whether two addresses name the same destination (an IPv4 address and its
-/// v4-mapped form are one).
-fn same(a: SocketAddr, b: SocketAddr) -> bool {
-    let canon = |s: SocketAddr| match s.ip() {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(s, |v4| SocketAddr::new(v4.into(), s.port())),
-        _ => s,
-    };
-    canon(a) == canon(b)
 }
 
 fn millis(d: Duration) -> u64 {

@@ -264,6 +264,25 @@ fn a_success_ratio_is_of_a_destination_a_policy_or_a_class() {
 }
 
 #[test]
+fn targets_cover_their_addresses_and_port_as_the_kernel_matches_them() {
+    let targets = |rules: &[&str]| Targets {
+        destinations: rules.iter().map(|r| r.parse().unwrap()).collect(),
+        cgroups: Vec::new(),
+        percentage: 100.0,
+        max_connects: 0,
+    };
+    let t = targets(&["10.0.0.0/8:5432"]);
+    assert!(t.covers("10.9.8.7:5432".parse().unwrap()));
+    assert!(t.covers("[::ffff:10.9.8.7]:5432".parse().unwrap()));
+    assert!(!t.covers("10.9.8.7:5433".parse().unwrap()));
+    assert!(!t.covers("11.0.0.1:5432".parse().unwrap()));
+    let any = targets(&["[fd00::/64]:*"]);
+    assert!(any.covers("[fd00::1]:1".parse().unwrap()));
+    assert!(!any.covers("[fd01::1]:1".parse().unwrap()));
+    assert!(!any.covers("10.0.0.1:1".parse().unwrap()));
+}
+
+#[test]
 fn unknown_keys_are_refused() {
     let e = invalid(&with(
         "[[fault]]\nkind = \"refuse\"\ndestinations = [\"127.0.0.1:1\"]\nprobability = 3\n",
