@@ -12,6 +12,9 @@
 //! | `Refuse`    | `connect()`          | `connect()` fails at once with the fault's errno      |
 //! | `Blackhole` | `connect()`, SYNs    | every SYN is dropped: its own or the kernel's timeout |
 //! | `Delay`     | `connect()`, SYNs    | the first `syns` SYNs are dropped: each adds one retransmission timeout |
+//! | `GuestRefuse`    | a guest's SYN on a watched interface | answered with a RST: the guest's `connect()` is refused |
+//! | `GuestBlackhole` | a guest's SYNs       | dropped: the guest's connect times out                 |
+//! | `GuestLoss`      | a guest's packets    | each dropped with the fault's chance                   |
 //!
 //! A connect is a candidate when its destination matches one of the fault's
 //! targets and its caller is in one of the fault's cgroups (any caller when
@@ -20,6 +23,12 @@
 //! it, before the breaker: a refused connect never reaches the breaker; a
 //! connect whose SYNs are to be dropped is marked ([`Mark`]), and counted
 //! as refused too if the breaker then refuses it ([`Fault::hit`]).
+//!
+//! Guest faults act on the packet plane, after its admission: their
+//! candidates are a guest's packets to the targets (guests belong to no
+//! cgroup of this host). A refusal or a blackhole is drawn once per
+//! connection ([`connection_draw`]: its SYNs retransmitted meet the same
+//! fate), a loss once per packet.
 
 use crate::{dest::DestKey, impl_pod, raw_enum};
 
@@ -44,6 +53,13 @@ raw_enum! {
         Blackhole = 2,
         /// The connect's first [`Fault::syns`] SYNs are dropped.
         Delay = 3,
+        /// Packet plane: a guest's SYN is answered with a RST.
+        GuestRefuse = 4,
+        /// Packet plane: a guest's SYNs are dropped.
+        GuestBlackhole = 5,
+        /// Packet plane: each of a guest's packets is dropped with
+        /// [`Fault::chance`].
+        GuestLoss = 6,
     }
 }
 
@@ -99,12 +115,18 @@ impl Target {
     /// each branch is a path the verifier walks.
     #[inline(always)]
     pub const fn hit(&self, key: &DestKey) -> u64 {
-        let differs = ((key.addr[0] & self.mask[0]) ^ self.addr[0])
+        is_zero(self.differs(key) as u64)
+    }
+
+    /// The bits in which `key` (in any namespace) differs from the target
+    /// where the target compares: 0 when it is inside.
+    #[inline(always)]
+    pub const fn differs(&self, key: &DestKey) -> u32 {
+        ((key.addr[0] & self.mask[0]) ^ self.addr[0])
             | ((key.addr[1] & self.mask[1]) ^ self.addr[1])
             | ((key.addr[2] & self.mask[2]) ^ self.addr[2])
             | ((key.addr[3] & self.mask[3]) ^ self.addr[3])
-            | ((key.port ^ self.port) & self.port_mask) as u32;
-        is_zero(differs as u64)
+            | ((key.port ^ self.port) & self.port_mask) as u32
     }
 
     /// Whether `key` (in any namespace) is inside the target.
@@ -180,12 +202,18 @@ impl Fault {
 impl_pod!(Fault);
 
 impl Fault {
-    /// Whether the fault acts at `now` (armed is the caller's check).
+    /// Whether the fault acts on connects at `now` (armed is the caller's
+    /// check).
     #[inline(always)]
     pub const fn live(&self, now: u64) -> bool {
-        // One comparison for the kind (1..=3), not a match: each arm would
-        // be a path the verifier walks.
-        self.kind.wrapping_sub(1) < 3 && now < self.until_ns
+        at_sockets(self.kind) && now < self.until_ns
+    }
+
+    /// Whether the fault acts on guests' packets at `now` (armed is the
+    /// caller's check).
+    #[inline(always)]
+    pub const fn live_for_guests(&self, now: u64) -> bool {
+        at_guests(self.kind) && now < self.until_ns
     }
 
     /// Whether `key` is one of the fault's targets (every slot compared,
@@ -228,6 +256,95 @@ pub const fn bit(slot: u32) -> u32 {
 #[inline(always)]
 pub const fn refuses(kind: u32) -> bool {
     kind == Kind::Refuse as u32
+}
+
+/// Whether a fault of `kind` acts at `connect()` (the socket plane). One
+/// comparison, not a match: each arm would be a path the verifier walks.
+#[inline(always)]
+pub const fn at_sockets(kind: u32) -> bool {
+    kind.wrapping_sub(Kind::Refuse as u32) < 3
+}
+
+/// Whether a fault of `kind` acts on guests' packets (the packet plane).
+#[inline(always)]
+pub const fn at_guests(kind: u32) -> bool {
+    kind.wrapping_sub(Kind::GuestRefuse as u32) < 3
+}
+
+/// What a guest fault does to a guest's packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum GuestAction {
+    /// Nothing.
+    Pass = 0,
+    /// Answer the SYN with a RST.
+    Refuse = 1,
+    /// Drop the packet.
+    Drop = 2,
+}
+
+impl GuestAction {
+    /// What a guest fault of `kind` does to a packet it affects (`syn`: a
+    /// connection's opening SYN): refusals and blackholes act on SYNs (a
+    /// connection they spared goes on untouched), loss on every packet.
+    #[inline(always)]
+    pub const fn of(kind: u32, syn: bool) -> Self {
+        match Kind::from_raw(kind) {
+            Some(Kind::GuestRefuse) if syn => Self::Refuse,
+            Some(Kind::GuestBlackhole) if syn => Self::Drop,
+            Some(Kind::GuestLoss) => Self::Drop,
+            _ => Self::Pass,
+        }
+    }
+
+    /// The action [`Self::of`] encoded as `u32`, read back (anything else
+    /// passes).
+    #[inline(always)]
+    pub const fn from_u32(raw: u32) -> Self {
+        match raw {
+            1 => Self::Refuse,
+            2 => Self::Drop,
+            _ => Self::Pass,
+        }
+    }
+}
+
+/// Whether a guest fault of `kind` draws its chance once per connection
+/// ([`connection_draw`]) rather than once per packet: a refusal or a
+/// blackhole must meet every SYN of a connection alike, or a retransmitted
+/// SYN would slip through and turn the fault into a delay.
+#[inline(always)]
+pub const fn draws_per_connection(kind: u32) -> bool {
+    kind != Kind::GuestLoss as u32
+}
+
+/// A connection's draw against a fault's chance: a hash of its four-tuple
+/// (the network namespace aside) and of `seed` (the fault's arming, its
+/// [`Fault::until_ns`]), spread evenly over `u32` so that `chance` keeps its
+/// meaning, the same for every packet of the connection.
+#[inline(always)]
+pub const fn connection_draw(key: &crate::flow::FlowKey, seed: u64) -> u32 {
+    // Each word folded in, then mixed (MurmurHash3's 64-bit finalizer).
+    const fn mix(h: u64, word: u32) -> u64 {
+        let mut x = (h ^ word as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
+    let d = &key.dest;
+    let c = &key.client;
+    let ports = (d.port as u32) << 16 | key.client_port as u32;
+    let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
+    h = mix(h, d.addr[0]);
+    h = mix(h, d.addr[1]);
+    h = mix(h, d.addr[2]);
+    h = mix(h, d.addr[3]);
+    h = mix(h, c[0]);
+    h = mix(h, c[1]);
+    h = mix(h, c[2]);
+    h = mix(h, c[3]);
+    h = mix(h, ports);
+    (h >> 32) as u32
 }
 
 /// The value of [`crate::maps::CHAOS_SOCKS`]: a connect whose SYNs the
@@ -386,6 +503,78 @@ mod tests {
         assert_eq!(drop_syn(2), Some(1));
         assert_eq!(drop_syn(1), Some(0));
         assert_eq!(drop_syn(ALL_SYNS), Some(ALL_SYNS));
+    }
+
+    #[test]
+    fn guest_faults_act_on_the_packets_their_kind_says() {
+        use GuestAction::*;
+        let k = |k: Kind| k as u32;
+        assert_eq!(GuestAction::of(k(Kind::GuestRefuse), true), Refuse);
+        assert_eq!(GuestAction::of(k(Kind::GuestRefuse), false), Pass);
+        assert_eq!(GuestAction::of(k(Kind::GuestBlackhole), true), Drop);
+        assert_eq!(GuestAction::of(k(Kind::GuestBlackhole), false), Pass);
+        assert_eq!(GuestAction::of(k(Kind::GuestLoss), false), Drop);
+        assert_eq!(GuestAction::of(k(Kind::GuestLoss), true), Drop);
+        assert_eq!(GuestAction::of(k(Kind::Refuse), true), Pass);
+        for a in [Pass, Refuse, Drop] {
+            assert_eq!(GuestAction::from_u32(a as u32), a);
+        }
+        assert!(at_guests(k(Kind::GuestLoss)) && !at_guests(k(Kind::Delay)));
+        assert!(at_sockets(k(Kind::Delay)) && !at_sockets(k(Kind::GuestRefuse)));
+        assert!(!at_guests(0) && !at_sockets(0) && !at_guests(7));
+        assert!(draws_per_connection(k(Kind::GuestBlackhole)));
+        assert!(!draws_per_connection(k(Kind::GuestLoss)));
+        let f = Fault {
+            kind: k(Kind::GuestRefuse),
+            until_ns: 10,
+            ..Fault::default()
+        };
+        assert!(f.live_for_guests(9) && !f.live(9) && !f.live_for_guests(10));
+    }
+
+    /// A guest's connection from `client:port` to 10.0.0.1:80.
+    fn connection(client: &str, port: u16) -> crate::flow::FlowKey {
+        let c = key(&std::format!("{client}:{port}"));
+        crate::flow::FlowKey::from_guest(c.addr, port, key("10.0.0.1:80").addr, 80)
+    }
+
+    #[test]
+    fn a_connection_draws_the_same_every_time_and_anew_for_each_arming() {
+        let k = connection("192.168.1.2", 40000);
+        assert_eq!(connection_draw(&k, 7), connection_draw(&k, 7));
+        assert_eq!(
+            connection_draw(&k, 7),
+            connection_draw(&k.in_netns(3), 7),
+            "the namespace is no part of the connection's draw"
+        );
+        assert_ne!(connection_draw(&k, 7), connection_draw(&k, 8));
+        assert_ne!(
+            connection_draw(&k, 7),
+            connection_draw(&connection("192.168.1.2", 40001), 7)
+        );
+    }
+
+    #[test]
+    fn connection_draws_keep_a_chance_over_ports_and_over_guests() {
+        // 30 % of 10 000 connections: the binomial's 99.9 % interval is
+        // 3 000 ± 151.
+        let f = Fault {
+            chance: chance(30.0),
+            ..Fault::default()
+        };
+        let seed = 123_456_789;
+        let by_port = (0..10_000u16)
+            .filter(|p| f.drawn(connection_draw(&connection("10.9.0.2", 30_000 + p), seed)))
+            .count();
+        let by_guest = (0..10_000u32)
+            .filter(|i| {
+                let guest = std::format!("10.9.{}.{}", i / 250, i % 250);
+                f.drawn(connection_draw(&connection(&guest, 40_000), seed))
+            })
+            .count();
+        for (what, n) in [("ports", by_port), ("guests", by_guest)] {
+            assert!((2_849..=3_151).contains(&n), "{what}: {n} of 10 000");
+        }
     }
 
     #[test]

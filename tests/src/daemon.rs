@@ -332,9 +332,25 @@ impl Daemon {
         status["destinations"][0].clone()
     }
 
-    /// `/metrics`, parsed.
+    /// `/metrics`, parsed: scraped from the daemon's network namespace,
+    /// where its listener is.
     pub fn metrics(&self) -> Metrics {
-        let (status, body) = http_get(self.metrics, "/metrics").expect("scraping /metrics");
+        let addr = self.metrics;
+        let scraped = match &self.netns {
+            None => http_get(addr, "/metrics"),
+            Some(path) => {
+                let ns: std::os::fd::OwnedFd = std::fs::File::open(path)
+                    .expect("opening the daemon's namespace")
+                    .into();
+                thread::spawn(move || {
+                    crate::netns::enter_raw(&ns).expect("setns");
+                    http_get(addr, "/metrics")
+                })
+                .join()
+                .expect("scraping from the daemon's namespace")
+            }
+        };
+        let (status, body) = scraped.expect("scraping /metrics");
         assert_eq!(status, 200);
         Metrics::parse(&body)
     }

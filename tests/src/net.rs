@@ -56,7 +56,12 @@ impl AcceptingServer {
     /// Says that the listener listens inside `netns` (where the wake-up
     /// connect on drop must come from).
     pub fn in_netns(&mut self, netns: &crate::netns::NetNs) {
-        self.netns = Some(netns.open());
+        self.listens_in(netns.open());
+    }
+
+    /// As [`Self::in_netns`], the namespace given open.
+    pub fn listens_in(&mut self, netns: OwnedFd) {
+        self.netns = Some(netns);
     }
 
     /// Accepts on `listener` until dropped.

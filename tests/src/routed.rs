@@ -352,6 +352,14 @@ impl Routed {
             .unwrap_or_else(|e| panic!("sending a raw frame out of {dev}: {e}"));
     }
 
+    /// A server accepting (and closing) every connection to `addr` inside the
+    /// backend, until dropped.
+    pub fn backend_server(&self, addr: SocketAddr) -> crate::net::AcceptingServer {
+        let mut server = crate::net::AcceptingServer::serve(self.backend_listener(addr));
+        server.listens_in(self.open(Ns::Backend));
+        server
+    }
+
     /// A listener bound to `addr` inside the backend (port 0 picks a free one).
     pub fn backend_listener(&self, addr: SocketAddr) -> TcpListener {
         self.in_ns(Ns::Backend, || {

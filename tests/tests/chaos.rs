@@ -15,8 +15,10 @@ use enforcer_tests::{
     cgroup::ScratchCgroup,
     daemon::Daemon,
     exec::Place,
+    frames::Tcp,
     net::{AcceptingServer, HoldingServer, RefusingPort},
     require_root,
+    routed::{Ns, Routed},
 };
 use serde_json::Value;
 
@@ -550,6 +552,15 @@ fn a_bad_experiment_is_refused_whole_naming_the_field_and_nothing_is_armed() {
             "name = \"x\"\nduration = \"1s\"\n[[fault]]\nkind = \"refuse\"\ndestinations = [\"127.0.0.1:1\"]\n[[abort]]\nmetric = \"enforcer_kernel_nothing\"\nabove = 1\n",
             "abort[0].metric",
         ),
+        (
+            "name = \"x\"\nduration = \"1s\"\n[[fault]]\nkind = \"guest_refuse\"\ndestinations = [\"10.0.0.1:80\"]\ncgroups = [\"/sys/fs/cgroup\"]\n",
+            "fault[0].cgroups",
+        ),
+        // This daemon watches no interface: a guest fault would act on nothing.
+        (
+            "name = \"x\"\nduration = \"1s\"\n[[fault]]\nkind = \"guest_loss\"\ndestinations = [\"10.0.0.1:80\"]\npercentage = 5\n",
+            "fault[0].kind",
+        ),
     ] {
         let file = ExperimentFile::new(text);
         let out = d.cli(&["chaos", "start", file.path()]);
@@ -823,4 +834,195 @@ fn a_policys_success_ratio_below_its_bound_aborts_and_an_unknown_policy_is_refus
     assert_eq!(v["abort"]["reason"], "success_ratio", "{v:#}");
     assert_eq!(v["abort"]["figure"].as_f64(), Some(0.0), "{v:#}");
     assert_eq!(d.kernel_config().chaos_armed, 0);
+}
+
+/// Connects from the guest to each of `addrs` in turn, every `every`, for
+/// `for_`, each with `timeout`: as [`attempts`], from the guest's namespace.
+fn guest_attempts(
+    net: &Routed,
+    addrs: &[SocketAddr],
+    for_: Duration,
+    every: Duration,
+    timeout: Duration,
+) -> Vec<Attempt> {
+    net.in_ns(Ns::Guest, || {
+        let end = Instant::now() + for_;
+        let mut out = Vec::new();
+        while Instant::now() < end {
+            for (to, a) in addrs.iter().enumerate() {
+                let at_ns = monotonic_ns();
+                let result = TcpStream::connect_timeout(a, timeout)
+                    .map(drop)
+                    .map_err(|e| e.raw_os_error().unwrap_or(-1));
+                out.push(Attempt { at_ns, to, result });
+            }
+            thread::sleep(every);
+        }
+        out
+    })
+}
+
+/// A guest behind the router's watched interface (the daemon runs in the
+/// router, its packet plane in `hook`) connects to a target and to another
+/// backend port while a `guest_refuse` runs for 3 s, after a connection of
+/// its own to the target was established. A hostile guest forges a SYN on
+/// that connection's ports.
+///
+/// With XDP on a veth, the guest's SYNs arrive with offloaded (partial)
+/// checksums, which XDP cannot tell from corrupt ones: its packet plane
+/// leaves them untracked, so the flows' accounting is checked in TC only.
+/// The fault acts in TC after either.
+fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
+    require_root();
+    let net = Routed::new();
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    // The victim's connection is held open by the server.
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let target = {
+        let held = held.clone();
+        let listener = net.backend_listener(SocketAddr::new(net.backend_v4.into(), 0));
+        let mut server = AcceptingServer::serve_with(
+            listener,
+            || {},
+            move |c| {
+                let mut held = held.lock().unwrap();
+                if held.is_empty() {
+                    held.push(c);
+                }
+            },
+        );
+        server.listens_in(net.open(Ns::Backend));
+        server
+    };
+    let other = net.backend_server(SocketAddr::new(net.backend_v4.into(), 0));
+    // A breaker that trips at the first failure: the fault's refusals are
+    // not the destination's.
+    let d = Daemon::start_in_netns(
+        &cgroup,
+        &pins,
+        &format!(
+            "[[policy]]\nname = \"guests\"\nmatch = [\"{}\", \"{}\"]\nfailure_threshold = 1\n",
+            target.addr, other.addr
+        ),
+        &format!(
+            "interfaces = [\"{}\"]\npacket_hook = \"{hook}\"\n",
+            net.router_guest_if
+        ),
+        net.path(Ns::Router),
+    );
+    let victim = net
+        .in_ns(Ns::Guest, || TcpStream::connect(target.addr))
+        .expect("the guest's own connection");
+    let victim_port = victim.local_addr().unwrap().port();
+    let file = ExperimentFile::new(&format!(
+        "name = \"guests-refused\"\nduration = \"3s\"\nbaseline = \"0s\"\n\
+         [[fault]]\nkind = \"guest_refuse\"\ndestinations = [\"{}\"]\n",
+        target.addr
+    ));
+    d.ok(&["chaos", "start", file.path()]);
+    let (_, until_ns) = armed(&d, "guests-refused");
+    let armed_ns = until_ns - 3_000_000_000;
+
+    // Forged: a SYN on the victim's ports with a number of its own. It is
+    // refused (counted), and must not end the victim's flow.
+    let forged = Tcp::syn(
+        net.guest_v4.into(),
+        victim_port,
+        target.addr.ip(),
+        target.addr.port(),
+    );
+    net.inject(Ns::Guest, &forged.frame());
+
+    let mine = guest_attempts(
+        &net,
+        &[target.addr, other.addr],
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        Duration::from_secs(2),
+    );
+    let margin = 50_000_000;
+    let to_target = |t: &&Attempt| t.to == 0;
+    let during: Vec<&Attempt> = mine
+        .iter()
+        .filter(to_target)
+        .filter(|t| t.at_ns > armed_ns + margin && t.at_ns + margin < until_ns)
+        .collect();
+    assert!(during.len() >= 10, "too few attempts while armed: {mine:?}");
+    assert!(
+        during.iter().all(|t| t.result == Err(ECONNREFUSED)),
+        "the guest's SYNs to the target are answered with RSTs: {during:?}"
+    );
+    let after: Vec<&Attempt> = mine
+        .iter()
+        .filter(to_target)
+        .filter(|t| t.at_ns > until_ns + margin)
+        .collect();
+    assert!(
+        after.len() >= 10,
+        "too few attempts after the deadline: {mine:?}"
+    );
+    assert!(
+        after.iter().all(|t| t.result.is_ok()),
+        "after its deadline the guest reaches the target again: {after:?}"
+    );
+    assert!(
+        mine.iter().filter(|t| t.to == 1).all(|t| t.result.is_ok()),
+        "another destination is reached throughout: {mine:?}"
+    );
+
+    let v = wait_for(&d, "guests-refused", "completed", stage_is("completed"));
+    let refused = mine.iter().filter(|t| t.result.is_err()).count() as u64;
+    assert_eq!(
+        v["faults"][0]["affected"],
+        refused + 1,
+        "the kernel counted each refusal, the forged SYN's too: {v:#}"
+    );
+    // The refusals are the experiment's: no failure, no trip; each flow the
+    // packet plane opened for a refused SYN was abandoned, its slot given
+    // back. The victim's flow lives on, its connection too.
+    if hook == "tc" {
+        let state = wait_until(&d, target.addr, |s| s["active"] == 1 && s["pending"] == 0);
+        assert_eq!(state["state"], "closed", "{state:#}");
+        assert_eq!(state["trips"], 0, "{state:#}");
+        assert_eq!(state["failures"]["refused"], 0, "{state:#}");
+        assert_eq!(state["abandoned"], refused, "{state:#}");
+    }
+    assert_eq!(
+        (&victim).write(b"still here").ok(),
+        Some(10),
+        "the victim's connection survived the forged SYN"
+    );
+    assert!(victim.take_error().unwrap().is_none());
+    assert_eq!(
+        d.metrics().get(
+            "enforcer_chaos_affected_packets_total",
+            &[("kind", "guest_refuse")]
+        ),
+        Some((refused + 1) as f64)
+    );
+    assert_eq!(d.kernel_config().chaos_armed, 0);
+    drop(held.lock().unwrap().drain(..));
+}
+
+/// Polls the daemon's view of `dest` until `want` holds (generous deadline).
+fn wait_until(d: &Daemon, dest: SocketAddr, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = d.status_of(dest);
+        if want(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{dest}: {s:#}\n{}", d.log());
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_guest_behind_a_tc_watched_interface_is_refused_during_the_experiment_only() {
+    a_guest_is_refused_during_a_packet_plane_experiment_only("tc");
+}
+
+#[test]
+fn a_guest_behind_an_xdp_watched_interface_is_refused_during_the_experiment_only() {
+    a_guest_is_refused_during_a_packet_plane_experiment_only("xdp");
 }

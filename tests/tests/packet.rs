@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use enforcer::bpf::{Applied, BpfError, Enforcer, LoadOptions, TestRun};
 use enforcer_common::{
     breaker::State,
+    chaos::{self, Fault, Target},
     config::Config,
     control::{Command, Kind},
     counters::GlobalCounter,
@@ -22,7 +23,8 @@ use enforcer_tests::{
 
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
-const TC_ACT_OK: u32 = 0;
+/// `TC_ACT_UNSPEC` (-1, tcx's `TCX_NEXT`): passed, on to the next program.
+const TC_NEXT: u32 = u32::MAX;
 const TC_ACT_REDIRECT: u32 = 7;
 
 const IN_XDP: &str = "packet_in_xdp";
@@ -159,13 +161,13 @@ fn answers_to_a_tracked_syn_are_its_outcome() {
     let key = enforcer_tests::key(dest);
     // Handshake: SYN out, SYN-ACK back.
     let ok = syn(guest_v4(), 40_001, dest);
-    assert_eq!(run(&enforcer, IN_TC, &ok.frame()).retval, TC_ACT_OK);
+    assert_eq!(run(&enforcer, IN_TC, &ok.frame()).retval, TC_NEXT);
     assert_eq!(enforcer.maps().flows.all().unwrap().len(), 1);
     let state = enforcer.maps().dests.get(&key).unwrap().expect("tracked");
     assert_eq!((state.counters.attempts, state.breaker.active), (1, 1));
     assert_eq!(
         run(&enforcer, OUT_TC, &ok.answer(SYN | ACK).frame()).retval,
-        TC_ACT_OK
+        TC_NEXT
     );
     let state = enforcer.maps().dests.get(&key).unwrap().unwrap();
     assert_eq!(state.counters.successes, 1);
@@ -211,7 +213,7 @@ fn failures_seen_on_packets_trip_the_breaker_and_probes_close_it() {
     let dest = dest_v6();
     for port in 41_000..41_003 {
         let s = syn(guest_v6(), port, dest);
-        assert_eq!(run(&enforcer, IN_TC, &s.frame()).retval, TC_ACT_OK);
+        assert_eq!(run(&enforcer, IN_TC, &s.frame()).retval, TC_NEXT);
         run(&enforcer, OUT_TC, &s.answer(RST | ACK).frame());
     }
     assert_eq!(state_of(&enforcer, dest).breaker.state, State::Open as u32);
@@ -223,7 +225,7 @@ fn failures_seen_on_packets_trip_the_breaker_and_probes_close_it() {
     std::thread::sleep(std::time::Duration::from_millis(150));
     // Half-open: one probe passes, a second SYN meanwhile is answered.
     let probe = syn(guest_v6(), 41_011, dest);
-    assert_eq!(run(&enforcer, IN_TC, &probe.frame()).retval, TC_ACT_OK);
+    assert_eq!(run(&enforcer, IN_TC, &probe.frame()).retval, TC_NEXT);
     let other = syn(guest_v6(), 41_012, dest);
     assert_eq!(run(&enforcer, IN_XDP, &other.frame()).retval, XDP_TX);
     run(&enforcer, OUT_TC, &probe.answer(SYN | ACK).frame());
@@ -242,7 +244,7 @@ fn a_capped_destination_admits_flows_up_to_its_cap() {
     let dest = dest_v4();
     let flows: Vec<Tcp> = (42_000..42_002).map(|p| syn(guest_v4(), p, dest)).collect();
     for f in &flows {
-        assert_eq!(run(&enforcer, IN_TC, &f.frame()).retval, TC_ACT_OK);
+        assert_eq!(run(&enforcer, IN_TC, &f.frame()).retval, TC_NEXT);
         run(&enforcer, OUT_TC, &f.answer(SYN | ACK).frame());
     }
     let over = syn(guest_v4(), 42_010, dest);
@@ -259,7 +261,7 @@ fn a_capped_destination_admits_flows_up_to_its_cap() {
         .unwrap()
         .unwrap();
     assert_eq!(state.breaker.active, 1, "released exactly once");
-    assert_eq!(run(&enforcer, IN_TC, &over.frame()).retval, TC_ACT_OK);
+    assert_eq!(run(&enforcer, IN_TC, &over.frame()).retval, TC_NEXT);
 }
 
 #[test]
@@ -320,15 +322,15 @@ fn malformed_truncated_and_unparsed_frames_pass_untouched_and_are_counted() {
             continue;
         }
         let tc = run(&enforcer, IN_TC, frame);
-        assert_eq!(tc.retval, TC_ACT_OK, "truncated to {len}");
+        assert_eq!(tc.retval, TC_NEXT, "truncated to {len}");
         assert_eq!(tc.data_out, frame, "truncated to {len}: untouched");
-        assert_eq!(run(&enforcer, OUT_TC, frame).retval, TC_ACT_OK, "{len}");
+        assert_eq!(run(&enforcer, OUT_TC, frame).retval, TC_NEXT, "{len}");
     }
     let truncations = (full.len() - 14) + 2 * (full.len() - 34);
     assert!(counter(&enforcer, GlobalCounter::PacketMalformed) as usize >= truncations - 3);
     // Fragments pass, counted.
     let fragment = frames::syn_v4_fragment(&syn(guest_v4(), 44_001, dest_v4()));
-    assert_eq!(run(&enforcer, IN_TC, &fragment).retval, TC_ACT_OK);
+    assert_eq!(run(&enforcer, IN_TC, &fragment).retval, TC_NEXT);
     assert_eq!(counter(&enforcer, GlobalCounter::PacketFragments), 1);
     // Random headers behind an IPv4 or IPv6 ethertype: never a crash, never a
     // drop.
@@ -349,8 +351,8 @@ fn malformed_truncated_and_unparsed_frames_pass_untouched_and_are_counted() {
             [0x86, 0xdd]
         };
         frame[12..14].copy_from_slice(&ethertype);
-        assert_eq!(run(&enforcer, IN_TC, &frame).retval, TC_ACT_OK);
-        assert_eq!(run(&enforcer, OUT_TC, &frame).retval, TC_ACT_OK);
+        assert_eq!(run(&enforcer, IN_TC, &frame).retval, TC_NEXT);
+        assert_eq!(run(&enforcer, OUT_TC, &frame).retval, TC_NEXT);
         assert_eq!(run(&enforcer, IN_XDP, &frame).retval, XDP_PASS);
     }
     assert!(enforcer.maps().flows.all().unwrap().is_empty());
@@ -365,7 +367,7 @@ fn a_syn_behind_extension_headers_passes_untracked() {
     force_open(&mut enforcer, dest_v6());
     let frame = frames::syn_v6_with_hop_by_hop(&syn(guest_v6(), 45_000, dest_v6()));
     let tc = run(&enforcer, IN_TC, &frame);
-    assert_eq!((tc.retval, &tc.data_out), (TC_ACT_OK, &frame));
+    assert_eq!((tc.retval, &tc.data_out), (TC_NEXT, &frame));
     assert_eq!(run(&enforcer, IN_XDP, &frame).retval, XDP_PASS);
     assert_eq!(counter(&enforcer, GlobalCounter::PacketSynsUnverified), 2);
     assert_eq!(counter(&enforcer, GlobalCounter::PacketRejectsDropped), 0);
@@ -378,7 +380,7 @@ fn paused_passes_everything() {
     force_open(&mut enforcer, dest_v4());
     enforcer.maps_mut().config.set_paused(true).unwrap();
     let frame = syn(guest_v4(), 46_000, dest_v4()).frame();
-    assert_eq!(run(&enforcer, IN_TC, &frame).retval, TC_ACT_OK);
+    assert_eq!(run(&enforcer, IN_TC, &frame).retval, TC_NEXT);
     assert_eq!(run(&enforcer, IN_XDP, &frame).retval, XDP_PASS);
 }
 
@@ -573,7 +575,7 @@ fn syns_nobody_can_answer_pass_untracked() {
         let before = counter(&enforcer, *counted);
         for _ in 0..2 {
             let tc = run(&enforcer, IN_TC, frame);
-            assert_eq!((tc.retval, &tc.data_out), (TC_ACT_OK, frame), "{what}");
+            assert_eq!((tc.retval, &tc.data_out), (TC_NEXT, frame), "{what}");
             assert_eq!(run(&enforcer, IN_XDP, frame).retval, XDP_PASS, "{what}");
         }
         assert_eq!(counter(&enforcer, *counted), before + 4, "{what}");
@@ -646,4 +648,126 @@ fn a_flow_that_lived_through_a_pause_never_fails() {
     let state = state_of(&enforcer, dest);
     assert_eq!(state.counters.failures_timeout, 1);
     assert_eq!(state.breaker.state, State::Open as u32);
+}
+
+const CHAOS_IN: &str = "chaos_in_tc";
+const TC_ACT_SHOT: u32 = 2;
+
+/// A guest fault of `kind` on `dest` (the exact address and port) for a
+/// minute, affecting `percent` of what it matches.
+fn guest_fault(kind: enforcer_common::chaos::Kind, dest: SocketAddr, percent: f64) -> Fault {
+    let target = Target::prefix(&enforcer_tests::key(dest), 128);
+    Fault {
+        kind: kind as u32,
+        chance: chaos::chance(percent),
+        until_ns: enforcer::clock::monotonic_ns() + 60_000_000_000,
+        target_count: 1,
+        targets: [target; chaos::MAX_TARGETS],
+        ..Fault::default()
+    }
+}
+
+/// How many of `n` draws with chance 30 % may land, at the binomial's 99.9 %.
+fn thirty_percent_of(n: u64) -> std::ops::RangeInclusive<u64> {
+    let (mean, sd) = (n as f64 * 0.3, (n as f64 * 0.3 * 0.7).sqrt());
+    let (lo, hi) = (mean - 3.3 * sd, mean + 3.3 * sd);
+    lo as u64..=hi as u64
+}
+
+#[test]
+fn guest_faults_refuse_and_blackhole_whole_connections_and_lose_a_share_of_packets() {
+    use enforcer_common::chaos::Kind::{GuestBlackhole, GuestLoss, GuestRefuse};
+    let mut enforcer = loaded();
+    let (refused, blackholed, lossy) = (dest_v4(), "10.2.0.3:8080".parse().unwrap(), dest_v6());
+    let maps = enforcer.maps_mut();
+    maps.chaos
+        .arm(
+            &mut maps.config,
+            &[
+                (0, guest_fault(GuestRefuse, refused, 100.0)),
+                (1, guest_fault(GuestBlackhole, blackholed, 30.0)),
+                (2, guest_fault(GuestLoss, lossy, 30.0)),
+            ],
+        )
+        .expect("arming");
+
+    // A refusal answers each SYN with a RST, and lets the rest through.
+    let s = syn(guest_v4(), 40_000, refused);
+    let out = run(&enforcer, CHAOS_IN, &s.frame());
+    assert_eq!(out.retval, TC_ACT_REDIRECT);
+    let rst = frames::parse(&out.data_out);
+    assert_eq!(rst.flags, RST | ACK, "{rst:?}");
+    assert_eq!(rst.ack, s.seq.wrapping_add(1), "{rst:?}");
+    assert_eq!(
+        run(&enforcer, CHAOS_IN, &s.established(ACK).frame()).retval,
+        TC_NEXT
+    );
+
+    // A blackhole draws each connection once: its SYN sent again meets the
+    // same fate, and 30 % of the connections lose theirs.
+    let connections = 2_000u16;
+    let mut dropped = 0;
+    for port in 20_000..20_000 + connections {
+        let s = syn(guest_v4(), port, blackholed);
+        let first = run(&enforcer, CHAOS_IN, &s.frame()).retval;
+        assert!(first == TC_ACT_SHOT || first == TC_NEXT, "{first}");
+        let again = run(&enforcer, CHAOS_IN, &s.frame()).retval;
+        assert_eq!(first, again, "connection {port}: one fate for all its SYNs");
+        assert_eq!(
+            run(&enforcer, CHAOS_IN, &s.established(ACK).frame()).retval,
+            TC_NEXT,
+            "a blackhole drops SYNs only"
+        );
+        dropped += u64::from(first == TC_ACT_SHOT);
+    }
+    assert!(
+        thirty_percent_of(connections.into()).contains(&dropped),
+        "{dropped} of {connections} connections blackholed"
+    );
+    let f = enforcer.maps().chaos.get(1).unwrap();
+    assert_eq!((f.affected, f.syns_dropped), (2 * dropped, 2 * dropped));
+    assert_eq!(f.spared, 2 * (u64::from(connections) - dropped));
+
+    // Loss draws every packet anew, on one connection.
+    let s = syn(guest_v6(), 40_000, lossy);
+    let packets = 2_000u64;
+    let lost = (0..packets)
+        .filter(|_| run(&enforcer, CHAOS_IN, &s.established(ACK).frame()).retval == TC_ACT_SHOT)
+        .count() as u64;
+    assert!(
+        thirty_percent_of(packets).contains(&lost),
+        "{lost} of {packets} packets lost"
+    );
+    assert_eq!(enforcer.maps().chaos.get(2).unwrap().affected, lost);
+
+    // Another port of a target's address is no target.
+    let elsewhere: SocketAddr = "10.2.0.2:8081".parse().unwrap();
+    assert_eq!(
+        run(
+            &enforcer,
+            CHAOS_IN,
+            &syn(guest_v4(), 40_000, elsewhere).frame()
+        )
+        .retval,
+        TC_NEXT
+    );
+
+    // Disarmed (one write), nothing acts; armed again past its expiry,
+    // the kernel lets it be.
+    enforcer::bpf::chaos::disarm(&mut enforcer.maps_mut().config, 0b111).unwrap();
+    assert_eq!(run(&enforcer, CHAOS_IN, &s.frame()).retval, TC_NEXT);
+    assert_eq!(
+        run(&enforcer, CHAOS_IN, &syn(guest_v4(), 1, refused).frame()).retval,
+        TC_NEXT
+    );
+    let expired = Fault {
+        until_ns: enforcer::clock::monotonic_ns(),
+        ..guest_fault(GuestRefuse, refused, 100.0)
+    };
+    let maps = enforcer.maps_mut();
+    maps.chaos.arm(&mut maps.config, &[(0, expired)]).unwrap();
+    assert_eq!(
+        run(&enforcer, CHAOS_IN, &syn(guest_v4(), 2, refused).frame()).retval,
+        TC_NEXT
+    );
 }

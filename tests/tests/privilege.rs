@@ -138,7 +138,11 @@ fn with_only_the_units_capabilities_it_trips_caps_heals_reloads_and_uninstalls()
         &AS_THE_UNIT,
     );
     assert_holds_exactly(&d, CAP_NET_ADMIN);
-    assert_eq!(programs_on(&x.host_if), 2, "the packet plane, in and out");
+    assert_eq!(
+        programs_on(&x.host_if),
+        3,
+        "the packet plane, in and out, and the guest faults in"
+    );
     let log = d.log();
     assert!(
         log.contains(

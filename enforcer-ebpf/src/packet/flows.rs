@@ -14,7 +14,7 @@ use enforcer_common::{
     counters::GlobalCounter,
     dest::DestState,
     flow::{Direction, Flow, FlowKey, Seen, Timeouts, Watch, Window, finishes, window::marks},
-    outcome::End,
+    outcome::{End, Outcome},
     packet::{HEADER_BYTES, Segment},
     sock::SockInfo,
 };
@@ -112,6 +112,21 @@ pub fn on_unreachable(key: &FlowKey, quoted_seq: u32, watch: Watch, policies: Po
         Seen::End(end) => finish(key, flow, end, policies),
         Seen::OutOfWindow => counters::bump(GlobalCounter::PacketIcmpMismatched),
         Seen::Nothing => {}
+    }
+}
+
+/// A chaos fault answers the guest's SYN `seq` with a RST: the flow it
+/// opened, still unanswered, ends abandoned (its slot given back, no
+/// failure counted: the refusal is the experiment's, not the destination's).
+/// A SYN with another sequence number leaves the flow alone.
+#[inline(always)]
+pub fn abandon_syn(key: &FlowKey, seq: u32, policies: Policies) {
+    let Some(flow) = FLOWS.get_ptr_mut(key) else {
+        return;
+    };
+    // SAFETY: a live value of FLOWS.
+    if unsafe { &*flow }.is_syn_again(seq) {
+        finish(key, flow, End::Failed(Outcome::Abandoned), policies);
     }
 }
 

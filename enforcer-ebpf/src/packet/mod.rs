@@ -39,7 +39,10 @@
 //! rules are `enforcer_common::flow::window`'s.
 //!
 //! Nothing is ever dropped but a rejected SYN, and every internal error passes.
+//! The chaos faults for guests act after all of this, in a program of their
+//! own ([`chaos`]).
 
+mod chaos;
 pub mod flows;
 mod tc;
 mod xdp;
@@ -334,12 +337,18 @@ fn routed_back(frame: &impl Frame, seg: &Segment) -> bool {
 /// `connect()` fails with ECONNREFUSED at once.
 #[inline(always)]
 fn reset(frame: &mut impl Frame, buf: &mut [u8; HEADER_BYTES], seg: &Segment) -> Action {
-    if let Some(reply) = rst_reply(buf, seg)
-        && frame.store_reply(buf, &reply)
-    {
+    if rst(frame, buf, seg) {
         counters::bump(GlobalCounter::PacketResets);
         return Action::Reply;
     }
     counters::bump(GlobalCounter::PacketRejectsDropped);
     Action::Drop
+}
+
+/// Rewrites the SYN in the frame into the RST a closed port would send;
+/// false if it could not (the frame must then be dropped: it may be
+/// half-written).
+#[inline(always)]
+fn rst(frame: &mut impl Frame, buf: &mut [u8; HEADER_BYTES], seg: &Segment) -> bool {
+    rst_reply(buf, seg).is_some_and(|reply| frame.store_reply(buf, &reply))
 }

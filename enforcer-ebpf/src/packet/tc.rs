@@ -1,9 +1,15 @@
 //! `packet_in_tc` and `packet_out_tc`: the packet plane in TC (clsact/tcx), for
 //! any device. A rejected SYN is rewritten into a RST and redirected back out
-//! of the interface it came in on.
+//! of the interface it came in on. `chaos_in_tc`: the guest faults, on the
+//! same ingress after the packet plane's program.
+//!
+//! What passes goes on to the next program (`TC_ACT_UNSPEC`, which is
+//! tcx's `TCX_NEXT`, and which a netlink filter's chain also continues
+//! from): `chaos_in_tc` after `packet_in_tc`, then anything an operator
+//! attached after ours. With none left the packet passes.
 
 use aya_ebpf::{
-    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_OK, TC_ACT_SHOT, bpf_fib_lookup},
+    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_SHOT, TC_ACT_UNSPEC, bpf_fib_lookup},
     helpers::generated::{
         bpf_fib_lookup as fib_lookup, bpf_l4_csum_replace, bpf_redirect, bpf_skb_load_bytes,
         bpf_skb_store_bytes,
@@ -17,8 +23,19 @@ use super::{Action, Frame, helper_len};
 
 #[classifier]
 pub fn packet_in_tc(ctx: TcContext) -> i32 {
-    match super::from_guest(&mut TcFrame(&ctx)) {
-        Action::Pass => TC_ACT_OK,
+    verdict(&ctx, super::from_guest(&mut TcFrame(&ctx)))
+}
+
+#[classifier]
+pub fn chaos_in_tc(ctx: TcContext) -> i32 {
+    verdict(&ctx, super::chaos::from_guest(&mut TcFrame(&ctx)))
+}
+
+/// An ingress program's verdict on a frame from the guests.
+#[inline(always)]
+fn verdict(ctx: &TcContext, action: Action) -> i32 {
+    match action {
+        Action::Pass => TC_ACT_UNSPEC,
         // SAFETY: plain helper call; out of the interface the SYN came in on.
         Action::Reply => unsafe { bpf_redirect((*ctx.skb.skb).ifindex, 0) as i32 },
         Action::Drop => TC_ACT_SHOT,
@@ -28,7 +45,7 @@ pub fn packet_in_tc(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn packet_out_tc(ctx: TcContext) -> i32 {
     super::to_guest(&TcFrame(&ctx));
-    TC_ACT_OK
+    TC_ACT_UNSPEC
 }
 
 struct TcFrame<'a>(&'a TcContext);

@@ -111,10 +111,11 @@ pub struct FaultView {
     pub kind: String,
     /// The kernel slot it occupies (while running).
     pub slot: Option<u32>,
-    /// Connects the fault hit.
+    /// Connects the fault hit (a guest fault: packets).
     pub affected: u64,
-    /// Matching connects the percentage or the cap spared.
+    /// Matching connects (a guest fault: packets) the percentage or the cap
+    /// spared.
     pub spared: u64,
-    /// SYNs dropped (blackhole, delay).
+    /// SYNs dropped (blackhole, delay, guest_blackhole, guest_loss).
     pub syns_dropped: u64,
 }

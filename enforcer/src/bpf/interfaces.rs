@@ -1,5 +1,6 @@
 //! The packet plane on watched interfaces: `packet_in_*` on what the guests
-//! send (XDP where the driver runs it natively, TC otherwise), `packet_out_tc`
+//! send (XDP where the driver runs it natively, TC otherwise), then
+//! `chaos_in_tc` (TC, the guest faults, after it either way), `packet_out_tc`
 //! on what they receive (TC: XDP has no egress). Attachments are tcx and XDP
 //! links, pinned per interface like the cgroup's, so they outlive the daemon;
 //! before Linux 6.6, TC attaches through netlink instead ([`super::tc`]).
@@ -24,7 +25,7 @@ use super::{
     BpfError,
     maps::map_err,
     pins::PinDir,
-    programs::{self, PACKET_IN_TC, PACKET_IN_XDP, PACKET_OUT_TC, ProgramSpec},
+    programs::{self, CHAOS_IN_TC, PACKET_IN_TC, PACKET_IN_XDP, PACKET_OUT_TC, ProgramSpec},
     tc::{self, Attachment, TcApi},
 };
 
@@ -215,7 +216,7 @@ fn link_pin_name(program: &str, index: u32) -> String {
 fn pinned_ingress(pins: &PinDir, interface: &str, index: u32, hook: PacketHook) -> Option<Ingress> {
     let dir = pins.interface(interface);
     let has = |spec: &ProgramSpec| dir.join(link_pin_name(spec.name, index)).exists();
-    if !has(&PACKET_OUT_TC) {
+    if !has(&PACKET_OUT_TC) || !has(&CHAOS_IN_TC) {
         return None;
     }
     let ingress = if has(&PACKET_IN_XDP) {
@@ -242,14 +243,15 @@ fn pinned_ingress(pins: &PinDir, interface: &str, index: u32, hook: PacketHook) 
 /// Attachments by the name of the program they attach.
 type Attachments = Vec<(&'static str, Attachment)>;
 
-/// Attaches ingress and egress to `interface`; the links, by program name.
+/// Attaches ingress, the guest faults after it, and egress to `interface`;
+/// the links, by program name.
 fn attach(
     source: &mut Source<'_>,
     interface: &str,
     hook: PacketHook,
 ) -> Result<(Ingress, Attachments), BpfError> {
     if_index(interface)?;
-    let egress = attach_tc(source, &PACKET_OUT_TC, interface, TcAttachType::Egress)?;
+    let egress = attach_tc(source, &PACKET_OUT_TC, interface, TcAttachType::Egress, 0)?;
     let xdp = match hook {
         PacketHook::Xdp => Some(attach_xdp(source, interface)?),
         PacketHook::Auto if is_physical(interface) => attach_xdp(source, interface).ok(),
@@ -259,12 +261,19 @@ fn attach(
         Some(link) => ((Ingress::Xdp, PACKET_IN_XDP.name), Attachment::Link(link)),
         None => (
             (Ingress::Tc, PACKET_IN_TC.name),
-            attach_tc(source, &PACKET_IN_TC, interface, TcAttachType::Ingress)?,
+            attach_tc(source, &PACKET_IN_TC, interface, TcAttachType::Ingress, 0)?,
         ),
     };
+    // After the packet plane's ingress: in TC, second on the hook; after XDP,
+    // which runs before TC, the first.
+    let chaos = attach_tc(source, &CHAOS_IN_TC, interface, TcAttachType::Ingress, 1)?;
     Ok((
         ingress.0,
-        vec![(PACKET_OUT_TC.name, egress), (ingress.1, link)],
+        vec![
+            (PACKET_OUT_TC.name, egress),
+            (ingress.1, link),
+            (CHAOS_IN_TC.name, chaos),
+        ],
     ))
 }
 
@@ -273,6 +282,7 @@ fn attach_tc(
     spec: &ProgramSpec,
     interface: &str,
     attach_type: TcAttachType,
+    rank: u16,
 ) -> Result<Attachment, BpfError> {
     let attach_err = |source| BpfError::Attach {
         name: spec.name,
@@ -292,6 +302,7 @@ fn attach_tc(
         interface,
         attach_type,
         TcApi::of_running_kernel(),
+        rank,
     )
 }
 

@@ -30,7 +30,7 @@ use rustix::{
 
 use super::{
     BpfError,
-    programs::{PACKET_IN_TC, PACKET_OUT_TC, PROGRAMS, UNATTACHED},
+    programs::{CHAOS_IN_TC, PACKET_IN_TC, PACKET_OUT_TC, PROGRAMS, UNATTACHED},
 };
 
 /// Waits (up to `limit`) until none of the links `ids` exists any more;
@@ -154,6 +154,7 @@ impl PinDir {
             for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
                 if path.ends_with(Self::NETLINK_FILTERS) {
                     super::tc::detach_filters(interface, &PACKET_IN_TC, TcAttachType::Ingress)?;
+                    super::tc::detach_filters(interface, &CHAOS_IN_TC, TcAttachType::Ingress)?;
                     super::tc::detach_filters(interface, &PACKET_OUT_TC, TcAttachType::Egress)?;
                     let _ = fs::remove_dir(&path);
                     removed.push(path);

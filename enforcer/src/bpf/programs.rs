@@ -132,8 +132,23 @@ pub const PACKET_OUT_TC: ProgramSpec = ProgramSpec {
     min_kernel_why: "tcx links (pinnable TC attachments)",
 };
 
+/// The chaos faults for guests, on a watched interface's TC ingress after
+/// the packet plane's ingress program (whichever hook that runs in).
+pub const CHAOS_IN_TC: ProgramSpec = ProgramSpec {
+    name: "chaos_in_tc",
+    hook: Hook::PacketTc,
+    min_kernel: (6, 6),
+    min_kernel_why: "tcx links (pinnable TC attachments)",
+};
+
 /// Programs loaded and pinned on their own, attached later (or never).
-pub const UNATTACHED: [ProgramSpec; 4] = [CONTROL, PACKET_IN_XDP, PACKET_IN_TC, PACKET_OUT_TC];
+pub const UNATTACHED: [ProgramSpec; 5] = [
+    CONTROL,
+    PACKET_IN_XDP,
+    PACKET_IN_TC,
+    PACKET_OUT_TC,
+    CHAOS_IN_TC,
+];
 
 /// Loads every program into the kernel (runs the verifier).
 pub fn load_all(ebpf: &mut Ebpf) -> Result<(), BpfError> {

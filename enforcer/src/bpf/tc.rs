@@ -50,8 +50,9 @@ impl fmt::Display for TcApi {
     }
 }
 
-/// The priority of our netlink filters: high in the range, so that filters an
-/// operator adds with tc's defaults run before ours and see every packet.
+/// The priority of our first netlink filter on a hook: high in the range, so
+/// that filters an operator adds with tc's defaults run before ours and see
+/// every packet. Our later ones follow it (see [`attach`]'s `rank`).
 const PRIORITY: u16 = 0xe000;
 
 /// A TC program attached to an interface.
@@ -61,13 +62,17 @@ pub enum Attachment {
     Filter(SchedClassifierLink),
 }
 
-/// Attaches `program` (named by `spec`) to `interface` through `api`.
+/// Attaches `program` (named by `spec`) to `interface` through `api`, at
+/// place `rank` among our programs on that hook (0 first): a netlink filter
+/// gets the priority that orders it so; a tcx link is appended, so callers
+/// attach in rank order.
 pub fn attach(
     program: &mut SchedClassifier,
     spec: &ProgramSpec,
     interface: &str,
     attach_type: TcAttachType,
     api: TcApi,
+    rank: u16,
 ) -> Result<Attachment, BpfError> {
     let attach_err = |source| BpfError::Attach {
         name: spec.name,
@@ -87,7 +92,7 @@ pub fn attach(
             }
             detach_filters(interface, spec, attach_type)?;
             let options = TcAttachOptions::Netlink(NlOptions {
-                priority: PRIORITY,
+                priority: PRIORITY + rank,
                 ..NlOptions::default()
             });
             let id = program

@@ -61,6 +61,13 @@ pub enum FaultKind {
     /// While the injection lasts, a connection to the targets that carried
     /// `bytes` (received, and sent and acknowledged) is reset.
     AbortAfterBytes { bytes: u64 },
+    /// Packet plane: a guest's SYN is answered with a RST.
+    GuestRefuse,
+    /// Packet plane: a guest's SYNs are dropped.
+    GuestBlackhole,
+    /// Packet plane: a share (the percentage) of a guest's packets to the
+    /// targets is dropped.
+    GuestLoss,
 }
 
 impl FaultKind {
@@ -71,7 +78,18 @@ impl FaultKind {
             Self::Delay { .. } => "delay",
             Self::Reset => "reset",
             Self::AbortAfterBytes { .. } => "abort_after_bytes",
+            Self::GuestRefuse => "guest_refuse",
+            Self::GuestBlackhole => "guest_blackhole",
+            Self::GuestLoss => "guest_loss",
         }
+    }
+
+    /// Whether the fault acts on guests' packets (the packet plane).
+    pub const fn for_guests(self) -> bool {
+        matches!(
+            self,
+            Self::GuestRefuse | Self::GuestBlackhole | Self::GuestLoss
+        )
     }
 
     /// Whether the fault resets established connections, with the TCP
@@ -451,6 +469,9 @@ impl Checker<'_> {
             },
             "blackhole" => FaultKind::Blackhole,
             "reset" => FaultKind::Reset,
+            "guest_refuse" => FaultKind::GuestRefuse,
+            "guest_blackhole" => FaultKind::GuestBlackhole,
+            "guest_loss" => FaultKind::GuestLoss,
             "abort_after_bytes" => match &f.bytes {
                 Some(b) if *b.get_ref() > 0 => FaultKind::AbortAfterBytes {
                     bytes: *b.get_ref(),
@@ -489,7 +510,7 @@ impl Checker<'_> {
                     &f.kind,
                     format!(
                         "unknown fault `{other}`; one of refuse, blackhole, delay, reset, \
-                         abort_after_bytes"
+                         abort_after_bytes, guest_refuse, guest_blackhole, guest_loss"
                     ),
                 ));
             }
@@ -509,6 +530,32 @@ impl Checker<'_> {
             return Err(self.bad(field("bytes"), bytes, "only abort_after_bytes has bytes"));
         }
         let targets = self.targets(i, at, &f.targets(), defaults)?;
+        if kind.for_guests() {
+            // A guest's packets belong to no cgroup of this host; the packet
+            // path keeps no cap.
+            let own = |k: &str, own: bool| {
+                if own {
+                    format!("fault[{i}].{k}")
+                } else {
+                    format!("targets.{k}")
+                }
+            };
+            if let Some(c) = f.cgroups.as_ref().or(defaults.cgroups.as_ref()) {
+                return Err(self.bad(
+                    own("cgroups", f.cgroups.is_some()),
+                    c,
+                    "a guest fault acts on guests' packets, which belong to no cgroup: give it \
+                     its own destinations and no cgroups",
+                ));
+            }
+            if let Some(m) = f.max_connects.as_ref().or(defaults.max_connects.as_ref()) {
+                return Err(self.bad(
+                    own("max_connects", f.max_connects.is_some()),
+                    m,
+                    "a guest fault has no cap (use percentage)",
+                ));
+            }
+        }
         if kind.resets() {
             // The kernel's socket iterator tells a socket's destination, not
             // the cgroup of who opened it: a reset cannot keep to cgroups.

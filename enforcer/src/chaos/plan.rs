@@ -19,6 +19,9 @@ pub fn kernel_fault(spec: &FaultSpec, scopes: &[(u64, u32)], until_ns: u64) -> F
         FaultKind::Refuse { errno } => (Kind::Refuse, errno, 0),
         FaultKind::Blackhole => (Kind::Blackhole, 0, chaos::ALL_SYNS),
         FaultKind::Delay { syns } => (Kind::Delay, 0, syns),
+        FaultKind::GuestRefuse => (Kind::GuestRefuse, 0, 0),
+        FaultKind::GuestBlackhole => (Kind::GuestBlackhole, 0, 0),
+        FaultKind::GuestLoss => (Kind::GuestLoss, 0, 0),
         // Not armed: the kernel holds no slot for these (see `target`).
         FaultKind::Reset | FaultKind::AbortAfterBytes { .. } => return Fault::default(),
     };

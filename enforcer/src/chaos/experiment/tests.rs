@@ -229,6 +229,35 @@ fn faults_that_reset_name_destinations_only() {
 }
 
 #[test]
+fn guest_faults_name_destinations_and_a_percentage_only() {
+    for (kind, want) in [
+        ("guest_refuse", FaultKind::GuestRefuse),
+        ("guest_blackhole", FaultKind::GuestBlackhole),
+        ("guest_loss", FaultKind::GuestLoss),
+    ] {
+        let e = Experiment::parse(&with(&format!(
+            "[[fault]]\nkind = \"{kind}\"\ndestinations = [\"10.0.0.0/8:*\"]\npercentage = 5\n"
+        )))
+        .unwrap();
+        assert_eq!(e.faults[0].kind, want);
+        assert!(want.for_guests() && want.armed() && !want.resets());
+    }
+    assert!(!FaultKind::Blackhole.for_guests());
+    let e = invalid(&with(
+        "[targets]\ncgroups = [\"/sys/fs/cgroup/x\"]\n[[fault]]\nkind = \"guest_loss\"\ndestinations = [\"10.0.0.1:1\"]\n",
+    ));
+    assert_eq!((e.field.as_str(), e.line), ("targets.cgroups", Some(4)));
+    let e = invalid(&with(
+        "[[fault]]\nkind = \"guest_blackhole\"\ndestinations = [\"10.0.0.1:1\"]\nmax_connects = 3\n",
+    ));
+    assert_eq!(e.field, "fault[0].max_connects");
+    let e = invalid(&with(
+        "[[fault]]\nkind = \"guest_refuse\"\nerrno = \"ECONNRESET\"\ndestinations = [\"10.0.0.1:1\"]\n",
+    ));
+    assert_eq!(e.field, "fault[0].errno");
+}
+
+#[test]
 fn a_success_ratio_is_of_a_destination_a_policy_or_a_class() {
     let fault = "[[fault]]\nkind = \"refuse\"\ndestinations = [\"127.0.0.1:1\"]\n";
     let e = Experiment::parse(&with(&format!(

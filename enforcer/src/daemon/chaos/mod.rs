@@ -43,8 +43,8 @@ pub struct Experiments {
     past: VecDeque<ExperimentView>,
     /// Where the register is kept (none: not kept, in tests).
     file: Option<PathBuf>,
-    /// Connects affected by the faults of experiments that ended (since the
-    /// daemon started), by fault kind.
+    /// Connects (packets, for a guest fault) affected by the faults of
+    /// experiments that ended (since the daemon started), by fault kind.
     affected: BTreeMap<&'static str, u64>,
     /// Experiments aborted (since the daemon started), by reason.
     aborts: BTreeMap<String, u64>,
@@ -65,8 +65,10 @@ impl Default for ResetSupport {
     }
 }
 
-/// The fault kinds and abort reasons the metrics always show.
+/// The fault kinds and abort reasons the metrics always show: those the
+/// kernel counts connects of, those it counts guests' packets of.
 pub const KINDS: [&str; 3] = ["refuse", "blackhole", "delay"];
+pub const GUEST_KINDS: [&str; 3] = ["guest_refuse", "guest_blackhole", "guest_loss"];
 pub const REASONS: [&str; 6] = [
     "operator",
     "kernel",
@@ -82,6 +84,8 @@ pub struct Figures {
     pub running: u64,
     /// Connects affected, by fault kind: ended experiments and running ones.
     pub affected: Vec<(String, u64)>,
+    /// Guests' packets affected, by guest fault kind, likewise.
+    pub affected_packets: Vec<(String, u64)>,
     pub aborts: Vec<(String, u64)>,
 }
 
@@ -185,22 +189,24 @@ impl Experiments {
     /// What the metrics show.
     pub fn figures(&self) -> Figures {
         let mut affected = self.affected.clone();
-        for k in KINDS {
+        for k in KINDS.into_iter().chain(GUEST_KINDS) {
             affected.entry(k).or_default();
         }
         for f in self.running.values().flat_map(|r| &r.view.faults) {
             *affected.entry(kind_name(&f.kind)).or_default() += f.affected;
         }
+        let (packets, connects): (Vec<_>, Vec<_>) = affected
+            .into_iter()
+            .map(|(k, n)| (k.to_owned(), n))
+            .partition(|(k, _)| GUEST_KINDS.contains(&k.as_str()));
         let mut aborts = self.aborts.clone();
         for r in REASONS {
             aborts.entry(r.to_owned()).or_default();
         }
         Figures {
             running: self.running.len() as u64,
-            affected: affected
-                .into_iter()
-                .map(|(k, n)| (k.to_owned(), n))
-                .collect(),
+            affected: connects,
+            affected_packets: packets,
             aborts: aborts.into_iter().collect(),
         }
     }
@@ -259,7 +265,11 @@ impl Experiments {
 
 /// The static name of a fault kind a view names.
 fn kind_name(kind: &str) -> &'static str {
-    KINDS.into_iter().find(|k| *k == kind).unwrap_or("other")
+    KINDS
+        .into_iter()
+        .chain(GUEST_KINDS)
+        .find(|k| *k == kind)
+        .unwrap_or("other")
 }
 
 /// Validates `experiment` against the host (its cgroups exist, slots are
@@ -285,6 +295,17 @@ pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, 
                 ),
             }));
         }
+    }
+    if let Some(i) = experiment.faults.iter().position(|f| f.kind.for_guests())
+        && d.config.daemon.interfaces.is_empty()
+    {
+        return Err(StartError::Invalid(Invalid {
+            field: format!("fault[{i}].kind"),
+            line: None,
+            message: "a guest fault acts on the packets of watched interfaces, and the daemon \
+                      watches none (`[daemon] interfaces`)"
+                .to_owned(),
+        }));
     }
     if let (Some(i), ResetSupport::Unavailable(why)) = (
         experiment.faults.iter().position(|f| f.kind.resets()),

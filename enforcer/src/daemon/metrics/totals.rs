@@ -97,6 +97,17 @@ pub fn encode(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), std::f
     )?;
     counter_family(
         enc,
+        "enforcer_chaos_affected_packets",
+        "guests' packets the chaos guest faults affected, by fault kind",
+        "kind",
+        totals
+            .chaos
+            .affected_packets
+            .iter()
+            .map(|(k, n)| (k.as_str(), *n)),
+    )?;
+    counter_family(
+        enc,
         "enforcer_chaos_aborts",
         "chaos experiments aborted, by reason",
         "reason",
