@@ -393,7 +393,7 @@ impl Daemon {
 
     /// The daemon's maps, opened from their pins (whether the daemon runs or
     /// not).
-    fn pinned_maps(&self) -> enforcer::bpf::Maps {
+    pub fn pinned_maps(&self) -> enforcer::bpf::Maps {
         let pins = enforcer::bpf::pins::PinDir::new(&self.pin_dir);
         enforcer::bpf::Maps::open(&pins).unwrap_or_else(|e| {
             panic!("opening the maps pinned in {}: {e}", self.pin_dir.display())

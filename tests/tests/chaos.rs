@@ -914,6 +914,12 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
         .in_ns(Ns::Guest, || TcpStream::connect(target.addr))
         .expect("the guest's own connection");
     let victim_port = victim.local_addr().unwrap().port();
+    if hook == "tc" {
+        // Tracked: its flow holds a slot (the packet plane's counters say
+        // why, if not).
+        let tracked = wait_until(&d, target.addr, |s| s["active"] == 1);
+        assert_eq!(tracked["successes"], 1, "{tracked:#}");
+    }
     let file = ExperimentFile::new(&format!(
         "name = \"guests-refused\"\nduration = \"3s\"\nbaseline = \"0s\"\n\
          [[fault]]\nkind = \"guest_refuse\"\ndestinations = [\"{}\"]\n",
@@ -1012,7 +1018,11 @@ fn wait_until(d: &Daemon, dest: SocketAddr, want: impl Fn(&Value) -> bool) -> Va
         if want(&s) {
             return s;
         }
-        assert!(Instant::now() < deadline, "{dest}: {s:#}\n{}", d.log());
+        if Instant::now() >= deadline {
+            let metrics = d.ok(&["metrics"]);
+            let packets: Vec<&str> = metrics.lines().filter(|l| l.contains("packet")).collect();
+            panic!("{dest}: {s:#}\n{}\n{}", packets.join("\n"), d.log());
+        }
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -1025,4 +1035,52 @@ fn a_guest_behind_a_tc_watched_interface_is_refused_during_the_experiment_only()
 #[test]
 fn a_guest_behind_an_xdp_watched_interface_is_refused_during_the_experiment_only() {
     a_guest_is_refused_during_a_packet_plane_experiment_only("xdp");
+}
+
+#[test]
+fn a_guest_blackhole_drops_every_syn_of_a_connection_and_the_breaker_counts_the_timeout() {
+    require_root();
+    let net = Routed::new();
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let target = net.backend_server(SocketAddr::new(net.backend_v4.into(), 0));
+    // The sweep ends a flow whose SYN came again as a timeout after 1 s.
+    let d = Daemon::start_in_netns(
+        &cgroup,
+        &pins,
+        &format!(
+            "[[policy]]\nname = \"guests\"\nmatch = [\"{}\"]\nfailure_threshold = 1\n\
+             connect_timeout = \"1s\"\n",
+            target.addr
+        ),
+        &format!("interfaces = [\"{}\"]\n", net.router_guest_if),
+        net.path(Ns::Router),
+    );
+    let file = ExperimentFile::new(&format!(
+        "name = \"guests-blackholed\"\nduration = \"20s\"\nbaseline = \"0s\"\n\
+         [[fault]]\nkind = \"guest_blackhole\"\ndestinations = [\"{}\"]\n\
+         [[abort]]\ntrip = \"{}\"\n",
+        target.addr, target.addr
+    ));
+    d.ok(&["chaos", "start", file.path()]);
+    let (slot, _) = armed(&d, "guests-blackholed");
+    // The first SYN and the kernel's retransmission one second later.
+    let attempt = net.in_ns(Ns::Guest, || {
+        TcpStream::connect_timeout(&target.addr, Duration::from_millis(2_500))
+    });
+    assert!(attempt.is_err(), "the guest's connect timed out");
+    // Silence after a SYN sent again: the breaker's timeout, and its trip
+    // aborts the experiment.
+    let v = wait_for(&d, "guests-blackholed", "aborted by the trip", |v| {
+        v["stage"] == "aborted"
+    });
+    assert_eq!(v["abort"]["reason"], "trip", "{v:#}");
+    let state = d.status_of(target.addr);
+    assert_eq!(state["failures"]["timeout"], 1, "{state:#}");
+    assert_eq!(state["trips"], 1, "{state:#}");
+    let fault = d.kernel_fault(slot);
+    assert!(
+        fault.syns_dropped >= 2 && fault.syns_dropped == fault.affected,
+        "every SYN of the connection dropped: {fault:?}"
+    );
+    assert_eq!(d.kernel_config().chaos_armed, 0);
 }

@@ -3,7 +3,10 @@
 //! copied, found not to be IP, passed) measured in the same run.
 
 use enforcer::bpf::{Enforcer, LoadOptions};
-use enforcer_common::overrides::{Kind, Override};
+use enforcer_common::{
+    chaos::{self, Fault, Target},
+    overrides::{Kind, Override},
+};
 use enforcer_tests::{
     fixtures::{self, base_policy, minute_open},
     frames::{ACK, SYN, Tcp},
@@ -69,15 +72,15 @@ pub fn run(size: Size) -> Results {
     let mut arp = vec![0xff; 6];
     arp.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x08, 0x06]);
     arp.resize(60, 0);
-    let cost = |program: &'static str, frame: &[u8]| {
+    let cost = |enforcer: &Enforcer, program: &'static str, frame: &[u8]| {
         enforcer
             .test_run(program, frame, size.repeat)
             .unwrap_or_else(|e| panic!("test run of {program}: {e:#}"))
             .duration_ns
     };
-    let baseline_ns = cost("packet_in_tc", &arp);
+    let baseline_ns = cost(&enforcer, "packet_in_tc", &arp);
     // The flow the data segments belong to.
-    cost("packet_in_tc", &tracked.frame());
+    cost(&enforcer, "packet_in_tc", &tracked.frame());
     let mut rows = Vec::new();
     for (program, frame, bytes) in [
         (
@@ -96,13 +99,43 @@ pub fn run(size: Size) -> Results {
             "SYN-ACK to the guest",
             tracked.answer(SYN | ACK).frame(),
         ),
+        (
+            "chaos_in_tc",
+            "data segment, no guest fault armed",
+            data.frame(),
+        ),
     ] {
         rows.push(Row {
             program,
             frame,
-            ns: cost(program, &bytes),
+            ns: cost(&enforcer, program, &bytes),
         });
     }
+    // An experiment on another destination: every packet is compared.
+    let elsewhere = Fault {
+        kind: chaos::Kind::GuestLoss as u32,
+        chance: chaos::ALWAYS,
+        until_ns: enforcer::clock::monotonic_ns() + 3_600_000_000_000,
+        target_count: 1,
+        targets: [Target::prefix(
+            &enforcer_common::dest::DestKey::from(
+                "10.9.0.1:80".parse::<std::net::SocketAddr>().unwrap(),
+            ),
+            128,
+        ); chaos::MAX_TARGETS],
+        ..Fault::default()
+    };
+    let maps = enforcer.maps_mut();
+    maps.chaos
+        .arm(&mut maps.config, &[(0, elsewhere)])
+        .expect("arming a guest fault");
+    rows.push(Row {
+        program: "chaos_in_tc",
+        frame: "data segment, a guest fault armed for another destination",
+        ns: cost(&enforcer, "chaos_in_tc", &data.frame()),
+    });
+    enforcer::bpf::chaos::disarm(&mut enforcer.maps_mut().config, chaos::bit(0))
+        .expect("disarming");
     let forced = Override {
         kind: Kind::ForcedOpen as u32,
         ..Override::default()
