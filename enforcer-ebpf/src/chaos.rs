@@ -73,6 +73,28 @@ fn faults(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey)
 /// (`None`), as does no fault.
 #[inline(always)]
 fn at_connect(ctx: &SockAddrContext, armed: u32, key: &DestKey, now: u64) -> Option<u32> {
+    first_armed(armed, |slot, fault| {
+        if affects(fault, key, now) == 0 || taken(fault) == 0 {
+            return None;
+        }
+        // SAFETY: a value of CHAOS, valid for the program's run.
+        let f = unsafe { &*fault };
+        if chaos::refuses(f.kind) {
+            return Some(Some(f.errno));
+        }
+        mark(ctx, Mark::of(f, slot));
+        Some(None)
+    })
+    .flatten()
+}
+
+/// The first answer `decide` gives for an armed fault (its slot and its
+/// value in CHAOS), slot by slot from the lowest; `None` if none answers.
+#[inline(always)]
+pub fn first_armed<R>(
+    armed: u32,
+    mut decide: impl FnMut(u32, *mut Fault) -> Option<R>,
+) -> Option<R> {
     // The bits still to look at, the next one lowest. Testing bits of one
     // value that stays live would teach the verifier another set of known
     // bits on every path, and it would walk each set.
@@ -86,16 +108,9 @@ fn at_connect(ctx: &SockAddrContext, armed: u32, key: &DestKey, now: u64) -> Opt
         let Some(fault) = CHAOS.get_ptr_mut(slot) else {
             continue;
         };
-        if affects(fault, key, now) == 0 || taken(fault) == 0 {
-            continue;
+        if let Some(answer) = decide(slot, fault) {
+            return Some(answer);
         }
-        // SAFETY: a value of CHAOS, valid for the program's run.
-        let f = unsafe { &*fault };
-        if chaos::refuses(f.kind) {
-            return Some(f.errno);
-        }
-        mark(ctx, Mark::of(f, slot));
-        return None;
     }
     None
 }

@@ -29,11 +29,7 @@ use enforcer_common::{
 };
 
 use super::{Action, Frame, flows};
-use crate::{
-    atomic, counters,
-    maps::{CHAOS, CONFIG},
-    policies::Policies,
-};
+use crate::{atomic, counters, maps::CONFIG, policies::Policies};
 
 /// A frame a guest sent, after the packet plane passed it.
 #[inline(always)]
@@ -131,24 +127,12 @@ fn refuse(
 /// verifier walk it once for each.
 #[inline(never)]
 fn first_drawn(armed: u32, key: &FlowKey, syn: bool, now: u64) -> u32 {
-    // The bits still to look at, the next one lowest (see the socket
-    // plane's loop in `crate::chaos`).
-    let mut rest = armed;
-    for slot in 0..chaos::SLOTS {
-        let on = rest & 1;
-        rest >>= 1;
-        if on == 0 {
-            continue;
-        }
-        let Some(fault) = CHAOS.get_ptr_mut(slot) else {
-            continue;
-        };
+    crate::chaos::first_armed(armed, |_, fault| {
         let action = acts(fault, key, syn, now);
-        if action != GuestAction::Pass as u32 && drawn(fault, key, syn, action) != 0 {
-            return action;
-        }
-    }
-    GuestAction::Pass as u32
+        (action != GuestAction::Pass as u32 && drawn(fault, key, syn, action) != 0)
+            .then_some(action)
+    })
+    .unwrap_or(GuestAction::Pass as u32)
 }
 
 /// What the fault does to the packet (a [`GuestAction`] as `u32`) if it is

@@ -530,57 +530,37 @@ impl Checker<'_> {
             return Err(self.bad(field("bytes"), bytes, "only abort_after_bytes has bytes"));
         }
         let targets = self.targets(i, at, &f.targets(), defaults)?;
+        // Field names for a key given by the fault itself, or by [targets].
+        let own = |k: &str, own: bool| {
+            if own {
+                field(k)
+            } else {
+                format!("targets.{k}")
+            }
+        };
         if kind.for_guests() {
             // A guest's packets belong to no cgroup of this host; the packet
             // path keeps no cap.
-            let own = |k: &str, own: bool| {
-                if own {
-                    format!("fault[{i}].{k}")
-                } else {
-                    format!("targets.{k}")
-                }
-            };
-            if let Some(c) = f.cgroups.as_ref().or(defaults.cgroups.as_ref()) {
-                return Err(self.bad(
-                    own("cgroups", f.cgroups.is_some()),
-                    c,
-                    "a guest fault acts on guests' packets, which belong to no cgroup: give it \
-                     its own destinations and no cgroups",
-                ));
-            }
-            if let Some(m) = f.max_connects.as_ref().or(defaults.max_connects.as_ref()) {
-                return Err(self.bad(
-                    own("max_connects", f.max_connects.is_some()),
-                    m,
-                    "a guest fault has no cap (use percentage)",
-                ));
-            }
+            self.destinations_only(
+                f,
+                defaults,
+                own,
+                "a guest fault acts on guests' packets, which belong to no cgroup: give it \
+                 its own destinations and no cgroups",
+                "a guest fault has no cap (use percentage)",
+            )?;
         }
         if kind.resets() {
             // The kernel's socket iterator tells a socket's destination, not
             // the cgroup of who opened it: a reset cannot keep to cgroups.
-            let own = |k: &str, own: bool| {
-                if own {
-                    format!("fault[{i}].{k}")
-                } else {
-                    format!("targets.{k}")
-                }
-            };
-            if let Some(c) = f.cgroups.as_ref().or(defaults.cgroups.as_ref()) {
-                return Err(self.bad(
-                    own("cgroups", f.cgroups.is_some()),
-                    c,
-                    "a fault that resets connections does so by destination only (every \
-                     process's connections): give it its own destinations and no cgroups",
-                ));
-            }
-            if let Some(m) = f.max_connects.as_ref().or(defaults.max_connects.as_ref()) {
-                return Err(self.bad(
-                    own("max_connects", f.max_connects.is_some()),
-                    m,
-                    "a fault that resets connections has no cap",
-                ));
-            }
+            self.destinations_only(
+                f,
+                defaults,
+                own,
+                "a fault that resets connections does so by destination only (every \
+                 process's connections): give it its own destinations and no cgroups",
+                "a fault that resets connections has no cap",
+            )?;
             let percentage = f.percentage.as_ref().or(defaults.percentage.as_ref());
             if let (Some(p), FaultKind::AbortAfterBytes { .. }) = (percentage, kind)
                 && *p.get_ref() < 100.0
@@ -594,6 +574,26 @@ impl Checker<'_> {
             }
         }
         Ok(FaultSpec { kind, targets })
+    }
+
+    /// Refuses cgroups and a cap for a fault that acts by destination only,
+    /// from its own fields or `[targets]` (`own` names the field), saying
+    /// `no_cgroups` or `no_cap`.
+    fn destinations_only(
+        &self,
+        f: &FaultFile,
+        defaults: &TargetsFile,
+        own: impl Fn(&str, bool) -> String,
+        no_cgroups: &str,
+        no_cap: &str,
+    ) -> Result<(), Invalid> {
+        if let Some(c) = f.cgroups.as_ref().or(defaults.cgroups.as_ref()) {
+            return Err(self.bad(own("cgroups", f.cgroups.is_some()), c, no_cgroups));
+        }
+        if let Some(m) = f.max_connects.as_ref().or(defaults.max_connects.as_ref()) {
+            return Err(self.bad(own("max_connects", f.max_connects.is_some()), m, no_cap));
+        }
+        Ok(())
     }
 
     /// A fault's targets: its own fields over `[targets]`.
