@@ -17,8 +17,9 @@
 //! | `GuestLoss`      | a guest's packets    | each dropped with the fault's chance                   |
 //!
 //! A connect is a candidate when its destination matches one of the fault's
-//! targets and its caller is in one of the fault's cgroups (any caller when
-//! none is listed); a candidate is affected with the fault's chance, while the
+//! targets, its caller is in one of the fault's cgroups (any caller when
+//! none is listed) and of one of its priority classes (any when none is);
+//! a candidate is affected with the fault's chance, while the
 //! fault's cap allows. The first armed fault that affects a connect decides
 //! it, before the breaker: a refused connect never reaches the breaker; a
 //! connect whose SYNs are to be dropped is marked ([`Mark`]), and counted
@@ -178,6 +179,10 @@ pub struct Fault {
     /// Cgroups given, of [`Self::cgroups`] (a fault on every caller names
     /// the root, at level 0); the rest repeat the first.
     pub cgroup_count: u32,
+    /// The callers' priority classes, a bit per [`crate::class::Priority`]
+    /// (0: every class).
+    pub classes: u32,
+    pub _pad: u32,
     pub targets: [Target; MAX_TARGETS],
     pub cgroups: [CgroupScope; MAX_CGROUPS],
     /// Connects affected, counted by the kernel.
@@ -190,7 +195,7 @@ pub struct Fault {
     /// never sent a SYN (counted in `affected` too, and by the cap).
     pub refused: u64,
 }
-const _: () = assert!(size_of::<Fault>() == 456);
+const _: () = assert!(size_of::<Fault>() == 464);
 
 impl Fault {
     /// Connects the fault hit: counted as affected, and not refused by the
@@ -227,6 +232,13 @@ impl Fault {
             i += 1;
         }
         self.target_count != 0 && hits != 0
+    }
+
+    /// Whether a caller of the class `class_bit` (its
+    /// [`crate::class::Priority`]'s bit) is one of the fault's.
+    #[inline(always)]
+    pub const fn of_class(&self, class_bit: u32) -> bool {
+        self.classes == 0 || self.classes & class_bit != 0
     }
 
     /// Whether a candidate with the random `draw` is affected (the cap aside).
@@ -503,6 +515,24 @@ mod tests {
         assert_eq!(drop_syn(2), Some(1));
         assert_eq!(drop_syn(1), Some(0));
         assert_eq!(drop_syn(ALL_SYNS), Some(ALL_SYNS));
+    }
+
+    #[test]
+    fn a_fault_with_classes_keeps_to_them() {
+        use crate::class::Priority;
+        let bit = |p: Priority| 1 << p as u32;
+        let any = Fault::default();
+        let some = Fault {
+            classes: bit(Priority::Sheddable) | bit(Priority::Default),
+            ..Fault::default()
+        };
+        for p in Priority::ALL {
+            assert!(any.of_class(bit(p)));
+            assert_eq!(
+                some.of_class(bit(p)),
+                matches!(p, Priority::Sheddable | Priority::Default)
+            );
+        }
     }
 
     #[test]

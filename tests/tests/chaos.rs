@@ -1084,3 +1084,68 @@ fn a_guest_blackhole_drops_every_syn_of_a_connection_and_the_breaker_counts_the_
     );
     assert_eq!(d.kernel_config().chaos_armed, 0);
 }
+
+#[test]
+fn a_fault_on_a_priority_class_refuses_its_callers_only_and_an_unknown_class_is_refused() {
+    require_root();
+    let (root, pins) = (ScratchCgroup::new(), PinDir::new());
+    let (web, batch) = (root.child(), root.child());
+    let a = AcceptingServer::bind("127.0.0.1:0");
+    let d = Daemon::start(
+        &root,
+        &pins,
+        &format!(
+            "[[class]]\nname = \"web\"\npriority = \"critical\"\ncgroups = [\"{}\"]\n\n\
+             [[class]]\nname = \"batch\"\npriority = \"sheddable\"\ncgroups = [\"{}\"]\n",
+            web.path().display(),
+            batch.path().display()
+        ),
+    );
+    let unknown = ExperimentFile::new(&format!(
+        "name = \"x\"\nduration = \"1s\"\n[[fault]]\nkind = \"refuse\"\n\
+         destinations = [\"{}\"]\nclasses = [\"nightly\"]\n",
+        a.addr
+    ));
+    let out = d.cli(&["chaos", "start", unknown.path()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("fault[0].classes"), "{stderr}");
+
+    let file = ExperimentFile::new(&format!(
+        "name = \"batch-refused\"\nduration = \"3s\"\nbaseline = \"0s\"\n\
+         [[fault]]\nkind = \"refuse\"\ndestinations = [\"{}\"]\nclasses = [\"batch\"]\n",
+        a.addr
+    ));
+    d.ok(&["chaos", "start", file.path()]);
+    let (_, until_ns) = armed(&d, "batch-refused");
+    let armed_ns = until_ns - 3_000_000_000;
+    let every = Duration::from_millis(10);
+    let (theirs, ours) = thread::scope(|s| {
+        let run = |cgroup| {
+            let place = Place::cgroup(cgroup);
+            move || attempts(&place, &[a.addr], Duration::from_secs(2), every, every * 100)
+        };
+        let theirs = s.spawn(run(&batch));
+        let ours = s.spawn(run(&web));
+        (theirs.join().unwrap(), ours.join().unwrap())
+    });
+    let margin = 20_000_000;
+    let during = |all: &[Attempt]| -> Vec<Attempt> {
+        all.iter()
+            .filter(|t| t.at_ns > armed_ns + margin && t.at_ns + margin < until_ns)
+            .copied()
+            .collect()
+    };
+    let (theirs, ours) = (during(&theirs), during(&ours));
+    assert!(theirs.len() >= 10 && ours.len() >= 10, "{theirs:?} {ours:?}");
+    assert!(
+        theirs.iter().all(|t| t.result == Err(ECONNREFUSED)),
+        "the class's callers are refused: {theirs:?}"
+    );
+    assert!(
+        ours.iter().all(|t| t.result.is_ok()),
+        "another class's callers are not: {ours:?}"
+    );
+    d.ok(&["chaos", "abort", "batch-refused"]);
+    assert_eq!(d.kernel_config().chaos_armed, 0);
+}

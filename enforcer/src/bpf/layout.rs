@@ -15,7 +15,7 @@ use super::{BpfError, pins::PinDir};
 /// Bumped whenever a pinned map's name, type, key or value changes, or a
 /// program's pin or attachment does; `layout_table_matches_the_version`
 /// (below) fails until it is.
-pub const VERSION: u32 = 7;
+pub const VERSION: u32 = 8;
 
 const PREFIX: &str = "layout-";
 
@@ -88,10 +88,12 @@ mod tests {
     /// programs' ids).
     /// 7: `CHAOS` and `CHAOS_SOCKS` joined, the cgroup_skb programs became
     /// `sock_out`/`sock_in`.
-    const LAYOUT_V7: &str = "\
+    /// 8: a chaos `Fault` names its callers' priority classes (456 → 464
+    /// bytes).
+    const LAYOUT_V8: &str = "\
 AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512
-CHAOS type 2 key 4 value 456 entries 8
+CHAOS type 2 key 4 value 464 entries 8
 CHAOS_SOCKS type 24 key 4 value 16
 CLASS_CGROUPS type 1 key 8 value 4
 CLASS_TABLE type 2 key 4 value 24 entries 1
@@ -140,7 +142,7 @@ ZERO_DEST type 2 key 4 value 680 entries 1
         let table = lines.join("\n") + "\n";
         assert_eq!(
             (VERSION, table.as_str()),
-            (7, LAYOUT_V7),
+            (8, LAYOUT_V8),
             "the pinned layout changed: bump layout::VERSION and record the new table"
         );
     }

@@ -122,6 +122,9 @@ pub struct Targets {
     pub destinations: Vec<Rule>,
     /// Callers' cgroups (cgroup v2 directories); empty: every caller.
     pub cgroups: Vec<PathBuf>,
+    /// Callers' priority classes, by name (`[[class]]`); empty: every class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
     /// Share of the matching connects affected, 0 < p ≤ 100.
     pub percentage: f64,
     /// The most connects affected (0: no cap).
@@ -296,6 +299,7 @@ struct File {
 struct TargetsFile {
     destinations: Option<Spanned<Vec<String>>>,
     cgroups: Option<Spanned<Vec<PathBuf>>>,
+    classes: Option<Spanned<Vec<String>>>,
     percentage: Option<Spanned<f64>>,
     max_connects: Option<Spanned<u64>>,
 }
@@ -311,6 +315,7 @@ struct FaultFile {
     // `flatten` cannot carry spans).
     destinations: Option<Spanned<Vec<String>>>,
     cgroups: Option<Spanned<Vec<PathBuf>>>,
+    classes: Option<Spanned<Vec<String>>>,
     percentage: Option<Spanned<f64>>,
     max_connects: Option<Spanned<u64>>,
 }
@@ -320,6 +325,7 @@ impl FaultFile {
         TargetsFile {
             destinations: self.destinations.clone(),
             cgroups: self.cgroups.clone(),
+            classes: self.classes.clone(),
             percentage: self.percentage.clone(),
             max_connects: self.max_connects.clone(),
         }
@@ -545,8 +551,8 @@ impl Checker<'_> {
                 f,
                 defaults,
                 own,
-                "a guest fault acts on guests' packets, which belong to no cgroup: give it \
-                 its own destinations and no cgroups",
+                "a guest fault acts on guests' packets, which belong to no cgroup or class: \
+                 give it its own destinations and no cgroups or classes",
                 "a guest fault has no cap (use percentage)",
             )?;
         }
@@ -558,7 +564,8 @@ impl Checker<'_> {
                 defaults,
                 own,
                 "a fault that resets connections does so by destination only (every \
-                 process's connections): give it its own destinations and no cgroups",
+                 process's connections): give it its own destinations and no cgroups or \
+                 classes",
                 "a fault that resets connections has no cap",
             )?;
             let percentage = f.percentage.as_ref().or(defaults.percentage.as_ref());
@@ -576,9 +583,9 @@ impl Checker<'_> {
         Ok(FaultSpec { kind, targets })
     }
 
-    /// Refuses cgroups and a cap for a fault that acts by destination only,
-    /// from its own fields or `[targets]` (`own` names the field), saying
-    /// `no_cgroups` or `no_cap`.
+    /// Refuses cgroups, classes and a cap for a fault that acts by
+    /// destination only, from its own fields or `[targets]` (`own` names the
+    /// field), saying `no_cgroups` (for either of the first two) or `no_cap`.
     fn destinations_only(
         &self,
         f: &FaultFile,
@@ -589,6 +596,9 @@ impl Checker<'_> {
     ) -> Result<(), Invalid> {
         if let Some(c) = f.cgroups.as_ref().or(defaults.cgroups.as_ref()) {
             return Err(self.bad(own("cgroups", f.cgroups.is_some()), c, no_cgroups));
+        }
+        if let Some(c) = f.classes.as_ref().or(defaults.classes.as_ref()) {
+            return Err(self.bad(own("classes", f.classes.is_some()), c, no_cgroups));
         }
         if let Some(m) = f.max_connects.as_ref().or(defaults.max_connects.as_ref()) {
             return Err(self.bad(own("max_connects", f.max_connects.is_some()), m, no_cap));
@@ -664,6 +674,20 @@ impl Checker<'_> {
                 list.get_ref().clone()
             }
         };
+        let classes = match own.classes.as_ref().or(defaults.classes.as_ref()) {
+            None => Vec::new(),
+            Some(list) => {
+                let field = pick("classes", own.classes.is_some());
+                let names = list.get_ref();
+                if names.is_empty() {
+                    return Err(self.bad(field, list, "must name at least one class"));
+                }
+                if let Some(n) = names.iter().find(|n| n.trim().is_empty()) {
+                    return Err(self.bad(field, list, format!("`{n}` is not a class name")));
+                }
+                names.clone()
+            }
+        };
         let percentage = match own.percentage.as_ref().or(defaults.percentage.as_ref()) {
             None => 100.0,
             Some(p) => {
@@ -686,6 +710,7 @@ impl Checker<'_> {
         Ok(Targets {
             destinations: rules,
             cgroups: cgroup_paths,
+            classes,
             percentage,
             max_connects,
         })

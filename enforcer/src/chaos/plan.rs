@@ -11,10 +11,20 @@ use enforcer_common::{
 use super::experiment::{FaultKind, FaultSpec};
 use crate::rule::Rule;
 
-/// The kernel's entry for `spec`, its cgroups resolved to `scopes` (id,
-/// level: for a fault on every caller, the cgroup v2 root at level 0),
+/// Who a fault's connects may come from, resolved when its experiment
+/// starts: its cgroups as (id, level) (for a fault on every caller, the
+/// cgroup v2 root at level 0) and its priority classes, a bit per
+/// [`enforcer_common::class::Priority`] (0: every class).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Callers {
+    pub cgroups: Vec<(u64, u32)>,
+    pub classes: u32,
+}
+
+/// The kernel's entry for `spec`, its callers resolved to `callers`,
 /// ending at `until_ns` (`CLOCK_MONOTONIC`).
-pub fn kernel_fault(spec: &FaultSpec, scopes: &[(u64, u32)], until_ns: u64) -> Fault {
+pub fn kernel_fault(spec: &FaultSpec, callers: &Callers, until_ns: u64) -> Fault {
+    let scopes = &callers.cgroups;
     let (kind, errno, syns) = match spec.kind {
         FaultKind::Refuse { errno } => (Kind::Refuse, errno, 0),
         FaultKind::Blackhole => (Kind::Blackhole, 0, chaos::ALL_SYNS),
@@ -34,6 +44,7 @@ pub fn kernel_fault(spec: &FaultSpec, scopes: &[(u64, u32)], until_ns: u64) -> F
         cap: spec.targets.max_connects,
         target_count: spec.targets.destinations.len().min(chaos::MAX_TARGETS) as u32,
         cgroup_count: scopes.len().min(chaos::MAX_CGROUPS) as u32,
+        classes: callers.classes,
         ..Fault::default()
     };
     // The kernel compares every slot: the unused ones repeat the first.
@@ -97,9 +108,18 @@ mod tests {
             targets: Targets {
                 destinations: destinations.iter().map(|d| d.parse().unwrap()).collect(),
                 cgroups: Vec::new(),
+                classes: Vec::new(),
                 percentage,
                 max_connects: 7,
             },
+        }
+    }
+
+    /// Every caller: the root (here id 9) at level 0, every class.
+    fn root() -> Callers {
+        Callers {
+            cgroups: vec![(9, 0)],
+            classes: 0,
         }
     }
 
@@ -115,7 +135,10 @@ mod tests {
                 &["10.0.0.0/8:5432", "[fd00::/64]:*"],
                 100.0,
             ),
-            &[(42, 3)],
+            &Callers {
+                cgroups: vec![(42, 3)],
+                classes: 0b1000,
+            },
             1_000,
         );
         assert_eq!(
@@ -140,6 +163,7 @@ mod tests {
             "unused targets repeat the first"
         );
         assert!(f.live(999) && !f.live(1_000));
+        assert_eq!(f.classes, 0b1000);
         let _ = Duration::ZERO;
     }
 
@@ -147,7 +171,7 @@ mod tests {
     fn drop_faults_carry_their_syns_and_chance() {
         let hole = kernel_fault(
             &spec(FaultKind::Blackhole, &["127.0.0.1:1"], 30.0),
-            &[(9, 0)],
+            &root(),
             1,
         );
         assert_eq!(hole.syns, chaos::ALL_SYNS);
@@ -155,7 +179,7 @@ mod tests {
         assert!(hole.cgroups.iter().all(|c| (c.id, c.level) == (9, 0)));
         let delay = kernel_fault(
             &spec(FaultKind::Delay { syns: 2 }, &["127.0.0.1:1"], 100.0),
-            &[(9, 0)],
+            &root(),
             1,
         );
         assert_eq!((delay.kind, delay.syns), (Kind::Delay as u32, 2));

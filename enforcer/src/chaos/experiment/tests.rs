@@ -297,6 +297,7 @@ fn targets_cover_their_addresses_and_port_as_the_kernel_matches_them() {
     let targets = |rules: &[&str]| Targets {
         destinations: rules.iter().map(|r| r.parse().unwrap()).collect(),
         cgroups: Vec::new(),
+        classes: Vec::new(),
         percentage: 100.0,
         max_connects: 0,
     };

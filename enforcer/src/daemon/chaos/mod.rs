@@ -20,13 +20,13 @@ use std::{
 use enforcer_common::chaos as kernel;
 use tokio::sync::Notify;
 
-use super::{Daemon, Shared, lock, private_dir};
+use super::{Daemon, Shared, classes::RunningClass, lock, private_dir};
 use crate::{
     api::{ExperimentView, Stage},
     bpf::BpfError,
     chaos::{
         experiment::{Experiment, RatioOf},
-        plan,
+        plan::{self, Callers},
     },
     config::Invalid,
 };
@@ -279,7 +279,7 @@ pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, 
     if d.chaos.running.contains_key(&experiment.name) {
         return Err(StartError::Running(experiment.name));
     }
-    let scopes = resolve_cgroups(&experiment).map_err(StartError::Invalid)?;
+    let callers = resolve_callers(&experiment, &d.classes).map_err(StartError::Invalid)?;
     for (field, of) in experiment.named() {
         let known = match of {
             RatioOf::Policy(name) => d.policies.iter().any(|p| p.spec.name == *name),
@@ -365,13 +365,44 @@ pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, 
     let task = run::Task {
         course,
         slots,
-        scopes,
+        callers,
         resetter,
         stop,
         started_unix_ms: view.started_unix_ms,
     };
     tokio::spawn(run::run(shared.clone(), task));
     Ok(view)
+}
+
+/// Each fault's callers: its cgroups as (id, level) (the root's for a fault
+/// on every caller) and its classes as the bits of their priorities among
+/// the running classes; a cgroup that is not one, or a class nobody runs,
+/// names its field.
+fn resolve_callers(e: &Experiment, classes: &[RunningClass]) -> Result<Vec<Callers>, Invalid> {
+    let cgroups = resolve_cgroups(e)?;
+    e.faults
+        .iter()
+        .zip(cgroups)
+        .enumerate()
+        .map(|(i, (f, cgroups))| {
+            let mut bits = 0;
+            for name in &f.targets.classes {
+                let class = classes.iter().find(|c| c.spec.name == *name);
+                let Some(class) = class else {
+                    return Err(Invalid {
+                        field: format!("fault[{i}].classes"),
+                        line: None,
+                        message: format!("no running class `{name}` (see `enforcer class list`)"),
+                    });
+                };
+                bits |= 1 << class.spec.priority as u32;
+            }
+            Ok(Callers {
+                cgroups,
+                classes: bits,
+            })
+        })
+        .collect()
 }
 
 /// Each fault's cgroups as (id, level): the root's for a fault on every

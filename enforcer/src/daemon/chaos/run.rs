@@ -24,7 +24,7 @@ use crate::{
     chaos::{
         VALVE_PERIOD,
         experiment::{FaultKind, Measure, RatioOf},
-        plan,
+        plan::{self, Callers},
         report::{Course, Step},
         series::Sample,
     },
@@ -36,8 +36,8 @@ use crate::{
 pub struct Task {
     pub course: Course,
     pub slots: Slots,
-    /// Each fault's cgroups as (id, level), resolved when it started.
-    pub scopes: Vec<Vec<(u64, u32)>>,
+    /// Each fault's callers, resolved when it started.
+    pub callers: Vec<Callers>,
     /// How connections are reset, where the kernel can.
     pub resetter: Option<Resetter>,
     /// Wakes the task for an operator's abort.
@@ -68,7 +68,7 @@ pub async fn run(shared: Shared, task: Task) {
     let Task {
         mut course,
         slots,
-        scopes,
+        callers,
         resetter,
         stop,
         started_unix_ms,
@@ -104,7 +104,7 @@ pub async fn run(shared: Shared, task: Task) {
         let mut d = lock(&shared);
         let kernel = Kernel {
             slots: &slots,
-            scopes: &scopes,
+            callers: &callers,
             resetter: resetter.as_ref(),
         };
         let done = act(&mut d, &mut course, &step, &kernel, &mut resets);
@@ -132,7 +132,7 @@ pub async fn run(shared: Shared, task: Task) {
 /// Where an experiment's faults go in the kernel.
 struct Kernel<'a> {
     slots: &'a Slots,
-    scopes: &'a [Vec<(u64, u32)>],
+    callers: &'a [Callers],
     resetter: Option<&'a Resetter>,
 }
 
@@ -188,10 +188,10 @@ fn arm(d: &mut Daemon, course: &Course, kernel: &Kernel<'_>) -> Result<(), crate
         .iter()
         .enumerate()
         .filter_map(|(i, spec)| {
-            let scopes = kernel.scopes.get(i).map_or(&[][..], Vec::as_slice);
+            let callers = kernel.callers.get(i)?;
             Some((
                 kernel.slots.of(i)?,
-                plan::kernel_fault(spec, scopes, until_ns),
+                plan::kernel_fault(spec, callers, until_ns),
             ))
         })
         .collect();
