@@ -1123,7 +1123,15 @@ fn a_fault_on_a_priority_class_refuses_its_callers_only_and_an_unknown_class_is_
     let (theirs, ours) = thread::scope(|s| {
         let run = |cgroup| {
             let place = Place::cgroup(cgroup);
-            move || attempts(&place, &[a.addr], Duration::from_secs(2), every, every * 100)
+            move || {
+                attempts(
+                    &place,
+                    &[a.addr],
+                    Duration::from_secs(2),
+                    every,
+                    every * 100,
+                )
+            }
         };
         let theirs = s.spawn(run(&batch));
         let ours = s.spawn(run(&web));
@@ -1137,7 +1145,10 @@ fn a_fault_on_a_priority_class_refuses_its_callers_only_and_an_unknown_class_is_
             .collect()
     };
     let (theirs, ours) = (during(&theirs), during(&ours));
-    assert!(theirs.len() >= 10 && ours.len() >= 10, "{theirs:?} {ours:?}");
+    assert!(
+        theirs.len() >= 10 && ours.len() >= 10,
+        "{theirs:?} {ours:?}"
+    );
     assert!(
         theirs.iter().all(|t| t.result == Err(ECONNREFUSED)),
         "the class's callers are refused: {theirs:?}"
