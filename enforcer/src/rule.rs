@@ -4,12 +4,16 @@
 
 use std::{
     fmt,
-    net::{IpAddr, Ipv6Addr},
+    net::{IpAddr, Ipv6Addr, SocketAddr},
     str::FromStr,
 };
 
 use aya::maps::lpm_trie::Key;
-use enforcer_common::rules::{RuleData, V4_MAPPED_BITS, prefix_len};
+use enforcer_common::{
+    chaos::Target,
+    dest::DestKey,
+    rules::{RuleData, V4_MAPPED_BITS, prefix_len},
+};
 
 /// A destination prefix and port. The address has no bits set beyond the prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,6 +57,17 @@ impl Rule {
             _pad: [0; 2],
         };
         Key::new(prefix_len(bits), data)
+    }
+
+    /// The rule as a chaos fault's target, compared by the kernel
+    /// ([`Target::matches`] is how it matches, in every network namespace).
+    pub fn target(&self) -> Target {
+        let key = DestKey::from(SocketAddr::new(self.addr, self.port));
+        let bits = match self.addr {
+            IpAddr::V4(_) => V4_MAPPED_BITS + u32::from(self.prefix),
+            IpAddr::V6(_) => u32::from(self.prefix),
+        };
+        Target::prefix(&key, bits)
     }
 
     /// The rule a trie key stands for.

@@ -161,26 +161,29 @@ fn refuse_fails_the_target_cgroups_connects_to_the_target_only_until_its_deadlin
         a.addr,
         target.path().display()
     ));
-    d.ok(&["chaos", "start", file.path()]);
-    let (_, until_ns) = armed(&d, "refuse-a");
-    let armed_ns = until_ns - 2_000_000_000;
     let (inside, outside) = (Place::cgroup(&target), Place::cgroup(&bystander));
     let every = Duration::from_millis(10);
     let timeout = Duration::from_secs(5);
-    let (mine, theirs) = thread::scope(|s| {
+    // The clients start first (an unprivileged child takes a while to start
+    // under emulation), the experiment a second later, inside their run.
+    let (mine, theirs, until_ns) = thread::scope(|s| {
         let mine = s.spawn(|| {
             attempts(
                 &inside,
                 &[a.addr, b.addr],
-                Duration::from_secs(4),
+                Duration::from_secs(6),
                 every,
                 timeout,
             )
         });
         let theirs =
-            s.spawn(|| attempts(&outside, &[a.addr], Duration::from_secs(4), every, timeout));
-        (mine.join().unwrap(), theirs.join().unwrap())
+            s.spawn(|| attempts(&outside, &[a.addr], Duration::from_secs(6), every, timeout));
+        thread::sleep(Duration::from_secs(1));
+        d.ok(&["chaos", "start", file.path()]);
+        let (_, until_ns) = armed(&d, "refuse-a");
+        (mine.join().unwrap(), theirs.join().unwrap(), until_ns)
     });
+    let armed_ns = until_ns - 2_000_000_000;
     let margin = 20_000_000;
     let during: Vec<&Attempt> = mine
         .iter()
@@ -987,11 +990,32 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
     // packet plane opened for a refused SYN was abandoned, its slot given
     // back. The victim's flow lives on, its connection too.
     if hook == "tc" {
-        let state = wait_until(&d, target.addr, |s| s["active"] == 1 && s["pending"] == 0);
+        let settled = |s: &Value| s["active"] == 1 && s["pending"] == 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let state = loop {
+            let s = d.status_of(target.addr);
+            if settled(&s) {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{s:#}\nflows: {:?}\nvictim (port {victim_port}): {:?}\nguest: {}\nbackend: {}",
+                d.pinned_maps().flows.all(),
+                victim.take_error(),
+                net.exec(Ns::Guest, "ss", &["-tnio"]),
+                net.exec(Ns::Backend, "ss", &["-tnio"]),
+            );
+            thread::sleep(Duration::from_millis(50));
+        };
+        let flows = d.pinned_maps().flows.all().expect("reading FLOWS");
         assert_eq!(state["state"], "closed", "{state:#}");
         assert_eq!(state["trips"], 0, "{state:#}");
         assert_eq!(state["failures"]["refused"], 0, "{state:#}");
         assert_eq!(state["abandoned"], refused, "{state:#}");
+        assert!(
+            flows.iter().any(|(k, _)| k.client_port == victim_port),
+            "the victim's flow: {flows:?}"
+        );
     }
     assert_eq!(
         (&victim).write(b"still here").ok(),

@@ -136,9 +136,7 @@ impl Targets {
     /// (an IPv4 address and its v4-mapped form are one).
     pub fn covers(&self, dest: SocketAddr) -> bool {
         let key = DestKey::from(dest);
-        self.destinations
-            .iter()
-            .any(|r| super::plan::target(r).matches(&key))
+        self.destinations.iter().any(|r| r.target().matches(&key))
     }
 }
 

@@ -1,12 +1,7 @@
 //! What the kernel holds for an experiment's faults: one slot each, with the
 //! targets resolved (cgroups to ids and levels) and an absolute expiry.
 
-use std::net::SocketAddr;
-
-use enforcer_common::{
-    chaos::{self, CgroupScope, Fault, Kind, Target},
-    dest::DestKey,
-};
+use enforcer_common::chaos::{self, CgroupScope, Fault, Kind, Target};
 
 use super::experiment::{FaultKind, FaultSpec};
 use crate::rule::Rule;
@@ -48,7 +43,7 @@ pub fn kernel_fault(spec: &FaultSpec, callers: &Callers, until_ns: u64) -> Fault
         ..Fault::default()
     };
     // The kernel compares every slot: the unused ones repeat the first.
-    let targets: Vec<Target> = spec.targets.destinations.iter().map(target).collect();
+    let targets: Vec<Target> = spec.targets.destinations.iter().map(Rule::target).collect();
     for (i, slot) in fault.targets.iter_mut().enumerate() {
         *slot = targets
             .get(i)
@@ -74,17 +69,6 @@ pub fn kernel_fault(spec: &FaultSpec, callers: &Callers, until_ns: u64) -> Fault
     fault
 }
 
-/// The kernel's form of a destination rule.
-pub fn target(rule: &Rule) -> Target {
-    let key = DestKey::from(SocketAddr::new(rule.addr, rule.port));
-    let bits = if rule.addr.is_ipv4() {
-        enforcer_common::rules::V4_MAPPED_BITS + u32::from(rule.prefix)
-    } else {
-        u32::from(rule.prefix)
-    };
-    Target::prefix(&key, bits)
-}
-
 /// Free slots for `wanted` faults, given the slots in use (a bit set), or
 /// `None` when there are not enough.
 pub fn free_slots(in_use: u32, wanted: usize) -> Option<Vec<u32>> {
@@ -97,7 +81,9 @@ pub fn free_slots(in_use: u32, wanted: usize) -> Option<Vec<u32>> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::{net::SocketAddr, time::Duration};
+
+    use enforcer_common::dest::DestKey;
 
     use super::*;
     use crate::chaos::experiment::Targets;

@@ -30,6 +30,7 @@ use crate::{
     },
     clock::monotonic_ns,
     http::check::HttpCheck,
+    rule::Rule,
 };
 
 /// What an experiment's task holds.
@@ -212,7 +213,7 @@ fn reset(resetter: Option<&Resetter>, course: &Course, resets: &mut [u64], start
             FaultKind::AbortAfterBytes { bytes } => bytes,
             _ => continue,
         };
-        let targets: Vec<_> = spec.targets.destinations.iter().map(plan::target).collect();
+        let targets: Vec<_> = spec.targets.destinations.iter().map(Rule::target).collect();
         let chance = enforcer_common::chaos::chance(spec.targets.percentage);
         match resetter.reset(&targets, chance, min_bytes) {
             Ok(n) => resets[i] += n,
