@@ -166,7 +166,7 @@ fn refuse_fails_the_target_cgroups_connects_to_the_target_only_until_its_deadlin
     let timeout = Duration::from_secs(5);
     // The clients start first (an unprivileged child takes a while to start
     // under emulation), the experiment a second later, inside their run.
-    let (mine, theirs, until_ns) = thread::scope(|s| {
+    let (mine, theirs, until_ns, seen_ns) = thread::scope(|s| {
         let mine = s.spawn(|| {
             attempts(
                 &inside,
@@ -181,13 +181,20 @@ fn refuse_fails_the_target_cgroups_connects_to_the_target_only_until_its_deadlin
         thread::sleep(Duration::from_secs(1));
         d.ok(&["chaos", "start", file.path()]);
         let (_, until_ns) = armed(&d, "refuse-a");
-        (mine.join().unwrap(), theirs.join().unwrap(), until_ns)
+        // From here the fault is surely armed (its deadline is computed a
+        // moment before the kernel gets it).
+        let seen_ns = monotonic_ns();
+        (
+            mine.join().unwrap(),
+            theirs.join().unwrap(),
+            until_ns,
+            seen_ns,
+        )
     });
-    let armed_ns = until_ns - 2_000_000_000;
     let margin = 20_000_000;
     let during: Vec<&Attempt> = mine
         .iter()
-        .filter(|t| t.to == 0 && t.at_ns > armed_ns + margin && t.at_ns + margin < until_ns)
+        .filter(|t| t.to == 0 && t.at_ns > seen_ns && t.at_ns + margin < until_ns)
         .collect();
     assert!(during.len() >= 10, "too few attempts while armed: {mine:?}");
     assert!(
