@@ -111,14 +111,6 @@ impl Target {
         }
     }
 
-    /// 1 if `key` (in any namespace) is inside the target, else 0. Without
-    /// a branch: the gate compares every target of every armed fault, and
-    /// each branch is a path the verifier walks.
-    #[inline(always)]
-    pub const fn hit(&self, key: &DestKey) -> u64 {
-        is_zero(self.differs(key) as u64)
-    }
-
     /// The bits in which `key` (in any namespace) differs from the target
     /// where the target compares: 0 when it is inside.
     #[inline(always)]
@@ -132,7 +124,7 @@ impl Target {
 
     /// Whether `key` (in any namespace) is inside the target.
     pub const fn matches(&self, key: &DestKey) -> bool {
-        self.hit(key) == 1
+        self.differs(key) == 0
     }
 }
 
@@ -207,6 +199,18 @@ impl Fault {
 impl_pod!(Fault);
 
 impl Fault {
+    /// Puts `targets` (the first [`MAX_TARGETS`]) in the fault. The kernel
+    /// compares every slot, so the unused ones repeat the first.
+    pub fn set_targets(&mut self, targets: &[Target]) {
+        self.target_count = fill(&mut self.targets, targets);
+    }
+
+    /// Puts `cgroups` (the first [`MAX_CGROUPS`]) in the fault, the unused
+    /// slots repeating the first (every slot is compared).
+    pub fn set_cgroups(&mut self, cgroups: &[CgroupScope]) {
+        self.cgroup_count = fill(&mut self.cgroups, cgroups);
+    }
+
     /// Whether the fault acts on connects at `now` (armed is the caller's
     /// check).
     #[inline(always)]
@@ -221,24 +225,33 @@ impl Fault {
         at_guests(self.kind) && now < self.until_ns
     }
 
-    /// Whether `key` is one of the fault's targets (every slot compared,
-    /// without a branch: unused ones repeat the first).
+    /// Whether `key` is one of the fault's targets (unused slots repeat the
+    /// first).
+    ///
+    /// Target by target, leaving at the first that matches: with every
+    /// answer kept to the end, the compiler keeps each in its own register
+    /// or stack slot, and the verifier walks every combination of them.
     #[inline(always)]
     pub fn targets(&self, key: &DestKey) -> bool {
-        let mut hits = 0;
+        if self.target_count == 0 {
+            return false;
+        }
         let mut i = 0;
         while i < MAX_TARGETS {
-            hits |= self.targets[i].hit(key);
+            if self.targets[i].differs(key) == 0 {
+                return true;
+            }
             i += 1;
         }
-        self.target_count != 0 && hits != 0
+        false
     }
 
-    /// Whether a caller of the class `class_bit` (its
-    /// [`crate::class::Priority`]'s bit) is one of the fault's.
+    /// Whether the caller, of the priority class `class()`, is one of the
+    /// fault's: `class` is asked only when the fault names classes (finding
+    /// a caller's class walks up its cgroups).
     #[inline(always)]
-    pub const fn of_class(&self, class_bit: u32) -> bool {
-        self.classes == 0 || self.classes & class_bit != 0
+    pub fn of_class(&self, class: impl FnOnce() -> crate::class::Priority) -> bool {
+        self.classes == 0 || self.classes & class().bit() != 0
     }
 
     /// Whether a candidate with the random `draw` is affected (the cap aside).
@@ -246,6 +259,16 @@ impl Fault {
     pub const fn drawn(&self, draw: u32) -> bool {
         self.chance == ALWAYS || draw < self.chance
     }
+}
+
+/// Fills `slots` with `given`, the rest repeating its first; how many were
+/// given (at most the slots).
+fn fill<T: Copy + Default>(slots: &mut [T], given: &[T]) -> u32 {
+    let first = given.first().copied().unwrap_or_default();
+    for (i, slot) in slots.iter_mut().enumerate() {
+        *slot = given.get(i).copied().unwrap_or(first);
+    }
+    given.len().min(slots.len()) as u32
 }
 
 /// [`Fault::chance`] for `percent` of the candidates (clamped to 0..=100).
@@ -520,16 +543,16 @@ mod tests {
     #[test]
     fn a_fault_with_classes_keeps_to_them() {
         use crate::class::Priority;
-        let bit = |p: Priority| 1 << p as u32;
         let any = Fault::default();
         let some = Fault {
-            classes: bit(Priority::Sheddable) | bit(Priority::Default),
+            classes: Priority::Sheddable.bit() | Priority::Default.bit(),
             ..Fault::default()
         };
+        assert!(any.of_class(|| unreachable!("a fault on every class asks none")));
         for p in Priority::ALL {
-            assert!(any.of_class(bit(p)));
+            assert!(any.of_class(|| p));
             assert_eq!(
-                some.of_class(bit(p)),
+                some.of_class(|| p),
                 matches!(p, Priority::Sheddable | Priority::Default)
             );
         }

@@ -42,6 +42,11 @@ raw_enum! {
 impl Priority {
     pub const ALL: [Self; CLASSES] = [Self::Critical, Self::High, Self::Default, Self::Sheddable];
 
+    /// The priority's bit in a set of priorities (a chaos fault's classes).
+    pub const fn bit(self) -> u32 {
+        1 << self as u32
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             Self::Critical => "critical",

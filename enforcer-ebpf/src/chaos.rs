@@ -12,7 +12,6 @@
 //! | case                                        | verdict            | accounting              |
 //! |---------------------------------------------|--------------------|-------------------------|
 //! | no fault armed, paused, not TCP, the daemon | allow              | —                       |
-//! | (otherwise the caller's class is looked up once, as the gate does) |  |                   |
 //! | a refusal affects it                        | errno of the fault | the fault's `affected`  |
 //! | a fault that drops SYNs affects it          | allow, marked      | the fault's `affected`  |
 //! | the chance or the cap spares it             | allow              | the fault's `spared`    |
@@ -63,30 +62,20 @@ fn faults(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey)
     }
     // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
-    // Once per connect, not per fault: the class's walk up the cgroups
-    // would be walked again by the verifier for each.
-    let class = classes::current().map_or(Priority::Default, |c| c.class);
-    match at_connect(ctx, armed, &dest(ctx), now, 1 << class as u32) {
+    match at_connect(ctx, armed, &dest(ctx), now) {
         Some(errno) => reject(errno),
         None => ALLOW,
     }
 }
 
 /// What the first armed, live fault that affects a connect to `key` (in any
-/// namespace) by the current task (of the class `class_bit`) at `now` does
-/// (counted): `Some(errno)` to
+/// namespace) by the current task at `now` does (counted): `Some(errno)` to
 /// refuse it; a fault that drops SYNs marks the connect and lets it through
 /// (`None`), as does no fault.
 #[inline(always)]
-fn at_connect(
-    ctx: &SockAddrContext,
-    armed: u32,
-    key: &DestKey,
-    now: u64,
-    class_bit: u32,
-) -> Option<u32> {
+fn at_connect(ctx: &SockAddrContext, armed: u32, key: &DestKey, now: u64) -> Option<u32> {
     first_armed(armed, |slot, fault| {
-        if affects(fault, key, now, class_bit) == 0 || taken(fault) == 0 {
+        if affects(fault, key, now) == 0 || taken(fault) == 0 {
             return None;
         }
         // SAFETY: a value of CHAOS, valid for the program's run.
@@ -128,17 +117,26 @@ pub fn first_armed<R>(
 }
 
 /// 1 if the fault is live at `now` and a connect to `key` by the current
-/// task (of the class `class_bit`) is one of its candidates, else 0.
+/// task is one of its candidates, else 0. The caller's class is looked up
+/// last, and only for a fault that names classes: no other connect pays
+/// for the walk up its cgroups.
 ///
 /// This and [`taken`] are functions of their own (BPF-to-BPF calls) that
 /// answer in one register: their paths join at their return, so the
 /// verifier walks the rest of the loop once per answer, not once per path
 /// (inlined, the compiler threads each path on through the loop).
 #[inline(never)]
-fn affects(fault: *const Fault, key: &DestKey, now: u64, class_bit: u32) -> u32 {
+fn affects(fault: *const Fault, key: &DestKey, now: u64) -> u32 {
     // SAFETY: a value of CHAOS, valid for the program's run.
     let f = unsafe { &*fault };
-    u32::from(f.live(now) && f.targets(key) && f.of_class(class_bit) && current_in(f))
+    u32::from(f.live(now) && f.targets(key) && current_in(f) && f.of_class(current_class))
+}
+
+/// The current task's priority class, as the gate finds it (`Default` when
+/// classes are off).
+#[inline(always)]
+fn current_class() -> Priority {
+    classes::current().map_or(Priority::Default, |c| c.class)
 }
 
 /// 1 if a candidate of the fault is affected: its chance drawn and one of
@@ -200,7 +198,7 @@ pub fn refused(ctx: &SockAddrContext) {
 
 /// Whether the current task is in one of the fault's cgroups. Every slot is
 /// compared without a branch (unused ones repeat the first; a fault for any
-/// task names the root cgroup), as targets are.
+/// task names the root cgroup).
 #[inline(always)]
 fn current_in(f: &Fault) -> bool {
     let mut hits = 0;

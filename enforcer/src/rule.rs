@@ -47,27 +47,32 @@ pub enum RuleError {
 impl Rule {
     /// The rule's key in the kernel's rule trie.
     pub fn key(&self) -> Key<RuleData> {
-        let (v6, bits) = match self.addr {
-            IpAddr::V4(v4) => (v4.to_ipv6_mapped(), V4_MAPPED_BITS + u32::from(self.prefix)),
-            IpAddr::V6(v6) => (v6, u32::from(self.prefix)),
+        let v6 = match self.addr {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
         };
         let data = RuleData {
             port: self.port.to_be_bytes(),
             addr: v6.octets(),
             _pad: [0; 2],
         };
-        Key::new(prefix_len(bits), data)
+        Key::new(prefix_len(self.address_bits()), data)
+    }
+
+    /// The prefix's length in the kernel's 128-bit address layout (IPv4 as
+    /// IPv4-mapped IPv6).
+    fn address_bits(&self) -> u32 {
+        match self.addr {
+            IpAddr::V4(_) => V4_MAPPED_BITS + u32::from(self.prefix),
+            IpAddr::V6(_) => u32::from(self.prefix),
+        }
     }
 
     /// The rule as a chaos fault's target, compared by the kernel
     /// ([`Target::matches`] is how it matches, in every network namespace).
     pub fn target(&self) -> Target {
         let key = DestKey::from(SocketAddr::new(self.addr, self.port));
-        let bits = match self.addr {
-            IpAddr::V4(_) => V4_MAPPED_BITS + u32::from(self.prefix),
-            IpAddr::V6(_) => u32::from(self.prefix),
-        };
-        Target::prefix(&key, bits)
+        Target::prefix(&key, self.address_bits())
     }
 
     /// The rule a trie key stands for.

@@ -87,8 +87,49 @@ struct Attempt {
     result: Result<(), i32>,
 }
 
-/// Connects to each of `addrs` in turn, every `every`, for `for_`, from a
-/// child in `place` that dropped to `nobody`; each with `timeout`.
+impl Attempt {
+    /// One line of a child's report.
+    fn line(&self) -> String {
+        let result = self.result.map_or_else(|e| e.to_string(), |()| "ok".into());
+        format!("{},{},{result}", self.at_ns, self.to)
+    }
+
+    fn parse(line: &str) -> Self {
+        let mut f = line.split(',');
+        let at_ns = f.next().unwrap().parse().unwrap();
+        let to = f.next().unwrap().parse().unwrap();
+        let result = match f.next().unwrap() {
+            "ok" => Ok(()),
+            e => Err(e.parse().unwrap()),
+        };
+        Self { at_ns, to, result }
+    }
+}
+
+/// Connects to each of `addrs` in turn, every `every`, for `for_`, each
+/// with `timeout`, from where it runs.
+fn connects(
+    addrs: &[SocketAddr],
+    for_: Duration,
+    every: Duration,
+    timeout: Duration,
+) -> Vec<Attempt> {
+    let end = Instant::now() + for_;
+    let mut out = Vec::new();
+    while Instant::now() < end {
+        for (to, a) in addrs.iter().enumerate() {
+            let at_ns = monotonic_ns();
+            let result = TcpStream::connect_timeout(a, timeout)
+                .map(drop)
+                .map_err(|e| e.raw_os_error().unwrap_or(-1));
+            out.push(Attempt { at_ns, to, result });
+        }
+        thread::sleep(every);
+    }
+    out
+}
+
+/// [`connects`] from a child in `place` that dropped to `nobody`.
 fn attempts(
     place: &Place,
     addrs: &[SocketAddr],
@@ -98,44 +139,54 @@ fn attempts(
 ) -> Vec<Attempt> {
     let addrs = addrs.to_vec();
     let out = place.run_as_nobody(move || {
-        let end = Instant::now() + for_;
-        let mut lines = Vec::new();
-        while Instant::now() < end {
-            for (i, a) in addrs.iter().enumerate() {
-                let at = monotonic_ns();
-                let r = match TcpStream::connect_timeout(a, timeout) {
-                    Ok(_) => "ok".to_owned(),
-                    Err(e) => e.raw_os_error().unwrap_or(-1).to_string(),
-                };
-                lines.push(format!("{at},{i},{r}"));
-            }
-            thread::sleep(every);
-        }
+        let lines: Vec<String> = connects(&addrs, for_, every, timeout)
+            .iter()
+            .map(Attempt::line)
+            .collect();
         lines.join("\n")
     });
-    out.lines()
-        .map(|l| {
-            let mut f = l.split(',');
-            let at_ns = f.next().unwrap().parse().unwrap();
-            let to = f.next().unwrap().parse().unwrap();
-            let result = match f.next().unwrap() {
-                "ok" => Ok(()),
-                e => Err(e.parse().unwrap()),
-            };
-            Attempt { at_ns, to, result }
-        })
-        .collect()
+    out.lines().map(Attempt::parse).collect()
 }
 
-/// The slot and the kernel's expiry of the running experiment's first fault.
-fn armed(d: &Daemon, name: &str) -> (u32, u64) {
+/// A running experiment's first fault, as the kernel holds it.
+struct Armed {
+    slot: u32,
+    /// `CLOCK_MONOTONIC` ns by which the fault was surely armed (the daemon
+    /// computes its deadline a moment before the kernel gets it).
+    since_ns: u64,
+    /// The kernel's expiry.
+    until_ns: u64,
+}
+
+impl Armed {
+    /// Slack at the deadline, for an attempt that started just before it.
+    const MARGIN_NS: u64 = 50_000_000;
+
+    /// Whether the attempt ran while the fault was surely on.
+    fn during(&self, t: &Attempt) -> bool {
+        t.at_ns > self.since_ns && t.at_ns + Self::MARGIN_NS < self.until_ns
+    }
+
+    /// Whether the attempt ran after the fault's deadline.
+    fn after(&self, t: &Attempt) -> bool {
+        t.at_ns > self.until_ns + Self::MARGIN_NS
+    }
+}
+
+/// The running experiment's first fault, once its status says injecting.
+fn armed(d: &Daemon, name: &str) -> Armed {
     let v = wait_for(d, name, "injecting", stage_is("injecting"));
+    let since_ns = monotonic_ns();
     let slot = v["faults"][0]["slot"]
         .as_u64()
         .expect("a running fault's slot") as u32;
     let fault = d.kernel_fault(slot);
     assert!(fault.until_ns > 0, "{fault:?}");
-    (slot, fault.until_ns)
+    Armed {
+        slot,
+        since_ns,
+        until_ns: fault.until_ns,
+    }
 }
 
 #[test]
@@ -166,7 +217,7 @@ fn refuse_fails_the_target_cgroups_connects_to_the_target_only_until_its_deadlin
     let timeout = Duration::from_secs(5);
     // The clients start first (an unprivileged child takes a while to start
     // under emulation), the experiment a second later, inside their run.
-    let (mine, theirs, until_ns, seen_ns) = thread::scope(|s| {
+    let (mine, theirs, fault) = thread::scope(|s| {
         let mine = s.spawn(|| {
             attempts(
                 &inside,
@@ -180,21 +231,12 @@ fn refuse_fails_the_target_cgroups_connects_to_the_target_only_until_its_deadlin
             s.spawn(|| attempts(&outside, &[a.addr], Duration::from_secs(6), every, timeout));
         thread::sleep(Duration::from_secs(1));
         d.ok(&["chaos", "start", file.path()]);
-        let (_, until_ns) = armed(&d, "refuse-a");
-        // From here the fault is surely armed (its deadline is computed a
-        // moment before the kernel gets it).
-        let seen_ns = monotonic_ns();
-        (
-            mine.join().unwrap(),
-            theirs.join().unwrap(),
-            until_ns,
-            seen_ns,
-        )
+        let fault = armed(&d, "refuse-a");
+        (mine.join().unwrap(), theirs.join().unwrap(), fault)
     });
-    let margin = 20_000_000;
     let during: Vec<&Attempt> = mine
         .iter()
-        .filter(|t| t.to == 0 && t.at_ns > seen_ns && t.at_ns + margin < until_ns)
+        .filter(|t| t.to == 0 && fault.during(t))
         .collect();
     assert!(during.len() >= 10, "too few attempts while armed: {mine:?}");
     assert!(
@@ -203,7 +245,7 @@ fn refuse_fails_the_target_cgroups_connects_to_the_target_only_until_its_deadlin
     );
     let after: Vec<&Attempt> = mine
         .iter()
-        .filter(|t| t.to == 0 && t.at_ns > until_ns + margin)
+        .filter(|t| t.to == 0 && fault.after(t))
         .collect();
     assert!(!after.is_empty(), "no attempt after the deadline: {mine:?}");
     assert!(
@@ -430,7 +472,7 @@ fn a_fault_ends_at_its_deadline_without_a_daemon_and_a_restart_reports_it_interr
         a.addr
     ));
     d.ok(&["chaos", "start", file.path()]);
-    let (_, until_ns) = armed(&d, "orphan");
+    let fault = armed(&d, "orphan");
     thread::sleep(Duration::from_secs(1));
     d.kill9();
     let seen = attempts(
@@ -440,11 +482,7 @@ fn a_fault_ends_at_its_deadline_without_a_daemon_and_a_restart_reports_it_interr
         Duration::from_millis(20),
         Duration::from_secs(5),
     );
-    let margin = 20_000_000;
-    let before: Vec<&Attempt> = seen
-        .iter()
-        .filter(|t| t.at_ns + margin < until_ns)
-        .collect();
+    let before: Vec<&Attempt> = seen.iter().filter(|t| fault.during(t)).collect();
     assert!(
         !before.is_empty(),
         "no attempt before the deadline: {seen:?}"
@@ -453,10 +491,7 @@ fn a_fault_ends_at_its_deadline_without_a_daemon_and_a_restart_reports_it_interr
         before.iter().all(|t| t.result == Err(ECONNREFUSED)),
         "the fault holds without its daemon: {before:?}"
     );
-    let after: Vec<&Attempt> = seen
-        .iter()
-        .filter(|t| t.at_ns > until_ns + margin)
-        .collect();
+    let after: Vec<&Attempt> = seen.iter().filter(|t| fault.after(t)).collect();
     assert!(!after.is_empty(), "no attempt after the deadline: {seen:?}");
     assert!(
         after.iter().all(|t| t.result.is_ok()),
@@ -846,32 +881,6 @@ fn a_policys_success_ratio_below_its_bound_aborts_and_an_unknown_policy_is_refus
     assert_eq!(d.kernel_config().chaos_armed, 0);
 }
 
-/// Connects from the guest to each of `addrs` in turn, every `every`, for
-/// `for_`, each with `timeout`: as [`attempts`], from the guest's namespace.
-fn guest_attempts(
-    net: &Routed,
-    addrs: &[SocketAddr],
-    for_: Duration,
-    every: Duration,
-    timeout: Duration,
-) -> Vec<Attempt> {
-    net.in_ns(Ns::Guest, || {
-        let end = Instant::now() + for_;
-        let mut out = Vec::new();
-        while Instant::now() < end {
-            for (to, a) in addrs.iter().enumerate() {
-                let at_ns = monotonic_ns();
-                let result = TcpStream::connect_timeout(a, timeout)
-                    .map(drop)
-                    .map_err(|e| e.raw_os_error().unwrap_or(-1));
-                out.push(Attempt { at_ns, to, result });
-            }
-            thread::sleep(every);
-        }
-        out
-    })
-}
-
 /// A guest behind the router's watched interface (the daemon runs in the
 /// router, its packet plane in `hook`) connects to a target and to another
 /// backend port while a `guest_refuse` runs for 3 s, after a connection of
@@ -924,10 +933,19 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
         .in_ns(Ns::Guest, || TcpStream::connect(target.addr))
         .expect("the guest's own connection");
     let victim_port = victim.local_addr().unwrap().port();
+    // Where the guest's own connection stands, should a wait fail.
+    let context = || {
+        format!(
+            "flows: {:?}\nthe guest's connection (port {victim_port}): {:?}\nguest: {}\nbackend: {}",
+            d.pinned_maps().flows.all(),
+            victim.take_error(),
+            net.exec(Ns::Guest, "ss", &["-tnio"]),
+            net.exec(Ns::Backend, "ss", &["-tnio"]),
+        )
+    };
     if hook == "tc" {
-        // Tracked: its flow holds a slot (the packet plane's counters say
-        // why, if not).
-        let tracked = wait_until(&d, target.addr, |s| s["active"] == 1);
+        // Tracked: its flow holds a slot.
+        let tracked = wait_until(&d, target.addr, |s| s["active"] == 1, context);
         assert_eq!(tracked["successes"], 1, "{tracked:#}");
     }
     let file = ExperimentFile::new(&format!(
@@ -936,8 +954,7 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
         target.addr
     ));
     d.ok(&["chaos", "start", file.path()]);
-    let (_, until_ns) = armed(&d, "guests-refused");
-    let armed_ns = until_ns - 3_000_000_000;
+    let fault = armed(&d, "guests-refused");
 
     // Forged: a SYN on the victim's ports with a number of its own. It is
     // refused (counted), and must not end the victim's flow.
@@ -949,19 +966,19 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
     );
     net.inject(Ns::Guest, &forged.frame());
 
-    let mine = guest_attempts(
-        &net,
-        &[target.addr, other.addr],
-        Duration::from_secs(5),
-        Duration::from_millis(20),
-        Duration::from_secs(2),
-    );
-    let margin = 50_000_000;
+    let mine = net.in_ns(Ns::Guest, || {
+        connects(
+            &[target.addr, other.addr],
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            Duration::from_secs(2),
+        )
+    });
     let to_target = |t: &&Attempt| t.to == 0;
     let during: Vec<&Attempt> = mine
         .iter()
         .filter(to_target)
-        .filter(|t| t.at_ns > armed_ns + margin && t.at_ns + margin < until_ns)
+        .filter(|t| fault.during(t))
         .collect();
     assert!(during.len() >= 10, "too few attempts while armed: {mine:?}");
     assert!(
@@ -971,7 +988,7 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
     let after: Vec<&Attempt> = mine
         .iter()
         .filter(to_target)
-        .filter(|t| t.at_ns > until_ns + margin)
+        .filter(|t| fault.after(t))
         .collect();
     assert!(
         after.len() >= 10,
@@ -998,22 +1015,7 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
     // back. The victim's flow lives on, its connection too.
     if hook == "tc" {
         let settled = |s: &Value| s["active"] == 1 && s["pending"] == 0;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let state = loop {
-            let s = d.status_of(target.addr);
-            if settled(&s) {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{s:#}\nflows: {:?}\nvictim (port {victim_port}): {:?}\nguest: {}\nbackend: {}",
-                d.pinned_maps().flows.all(),
-                victim.take_error(),
-                net.exec(Ns::Guest, "ss", &["-tnio"]),
-                net.exec(Ns::Backend, "ss", &["-tnio"]),
-            );
-            thread::sleep(Duration::from_millis(50));
-        };
+        let state = wait_until(&d, target.addr, settled, context);
         let flows = d.pinned_maps().flows.all().expect("reading FLOWS");
         assert_eq!(state["state"], "closed", "{state:#}");
         assert_eq!(state["trips"], 0, "{state:#}");
@@ -1041,8 +1043,14 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
     drop(held.lock().unwrap().drain(..));
 }
 
-/// Polls the daemon's view of `dest` until `want` holds (generous deadline).
-fn wait_until(d: &Daemon, dest: SocketAddr, want: impl Fn(&Value) -> bool) -> Value {
+/// Polls the daemon's view of `dest` until `want` holds (generous
+/// deadline); failing, says what `context` and the kernel's counters do.
+fn wait_until(
+    d: &Daemon,
+    dest: SocketAddr,
+    want: impl Fn(&Value) -> bool,
+    context: impl Fn() -> String,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = d.status_of(dest);
@@ -1051,8 +1059,16 @@ fn wait_until(d: &Daemon, dest: SocketAddr, want: impl Fn(&Value) -> bool) -> Va
         }
         if Instant::now() >= deadline {
             let metrics = d.ok(&["metrics"]);
-            let packets: Vec<&str> = metrics.lines().filter(|l| l.contains("packet")).collect();
-            panic!("{dest}: {s:#}\n{}\n{}", packets.join("\n"), d.log());
+            let kernel: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("enforcer_kernel_"))
+                .collect();
+            panic!(
+                "{dest}: {s:#}\n{}\n{}\n{}",
+                context(),
+                kernel.join("\n"),
+                d.log()
+            );
         }
         thread::sleep(Duration::from_millis(50));
     }
@@ -1093,7 +1109,7 @@ fn a_guest_blackhole_drops_every_syn_of_a_connection_and_the_breaker_counts_the_
         target.addr, target.addr
     ));
     d.ok(&["chaos", "start", file.path()]);
-    let (slot, _) = armed(&d, "guests-blackholed");
+    let slot = armed(&d, "guests-blackholed").slot;
     // The first SYN and the kernel's retransmission one second later.
     let attempt = net.in_ns(Ns::Guest, || {
         TcpStream::connect_timeout(&target.addr, Duration::from_millis(2_500))
@@ -1148,8 +1164,7 @@ fn a_fault_on_a_priority_class_refuses_its_callers_only_and_an_unknown_class_is_
         a.addr
     ));
     d.ok(&["chaos", "start", file.path()]);
-    let (_, until_ns) = armed(&d, "batch-refused");
-    let armed_ns = until_ns - 3_000_000_000;
+    let fault = armed(&d, "batch-refused");
     let every = Duration::from_millis(10);
     let (theirs, ours) = thread::scope(|s| {
         let run = |cgroup| {
@@ -1168,12 +1183,8 @@ fn a_fault_on_a_priority_class_refuses_its_callers_only_and_an_unknown_class_is_
         let ours = s.spawn(run(&web));
         (theirs.join().unwrap(), ours.join().unwrap())
     });
-    let margin = 20_000_000;
     let during = |all: &[Attempt]| -> Vec<Attempt> {
-        all.iter()
-            .filter(|t| t.at_ns > armed_ns + margin && t.at_ns + margin < until_ns)
-            .copied()
-            .collect()
+        all.iter().filter(|t| fault.during(t)).copied().collect()
     };
     let (theirs, ours) = (during(&theirs), during(&ours));
     assert!(

@@ -656,15 +656,14 @@ const TC_ACT_SHOT: u32 = 2;
 /// A guest fault of `kind` on `dest` (the exact address and port) for a
 /// minute, affecting `percent` of what it matches.
 fn guest_fault(kind: enforcer_common::chaos::Kind, dest: SocketAddr, percent: f64) -> Fault {
-    let target = Target::prefix(&enforcer_tests::key(dest), 128);
-    Fault {
+    let mut fault = Fault {
         kind: kind as u32,
         chance: chaos::chance(percent),
         until_ns: enforcer::clock::monotonic_ns() + 60_000_000_000,
-        target_count: 1,
-        targets: [target; chaos::MAX_TARGETS],
         ..Fault::default()
-    }
+    };
+    fault.set_targets(&[Target::prefix(&enforcer_tests::key(dest), 128)]);
+    fault
 }
 
 /// How many of `n` draws with chance 30 % may land, at the binomial's 99.9 %.

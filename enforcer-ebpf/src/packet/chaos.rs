@@ -23,13 +23,12 @@
 use aya_ebpf::helpers::{bpf_ktime_get_ns, generated::bpf_get_prandom_u32};
 use enforcer_common::{
     chaos::{self, Fault, GuestAction},
-    dest::DestKey,
     flow::FlowKey,
     packet::{HEADER_BYTES, Parsed, parse, tcp_flags},
 };
 
 use super::{Action, Frame, flows};
-use crate::{atomic, counters, maps::CONFIG, policies::Policies};
+use crate::{atomic, maps::CONFIG, policies::Policies};
 
 /// A frame a guest sent, after the packet plane passed it.
 #[inline(always)]
@@ -110,7 +109,7 @@ fn refuse(
     key: &FlowKey,
     seq: u32,
 ) -> Action {
-    flows::abandon_syn(key, seq, Policies::of(&counters::config()));
+    flows::abandon_syn(key, seq, Policies::active());
     match parse(buf, len) {
         Parsed::Tcp(seg) if super::rst(frame, buf, &seg) => Action::Reply,
         // Half-written, or not what it was: dropped, as the fault wants.
@@ -145,31 +144,10 @@ fn first_drawn(armed: u32, key: &FlowKey, syn: bool, now: u64) -> u32 {
 fn acts(fault: *const Fault, key: &FlowKey, syn: bool, now: u64) -> u32 {
     // SAFETY: a value of CHAOS, valid for the program's run.
     let f = unsafe { &*fault };
-    if !f.live_for_guests(now) || targeted(f, &key.dest) == 0 {
+    if !f.live_for_guests(now) || !f.targets(&key.dest) {
         return GuestAction::Pass as u32;
     }
     GuestAction::of(f.kind, syn) as u32
-}
-
-/// 1 if `dest` is one of the fault's targets ([`Fault::targets`]), else 0.
-///
-/// Target by target, leaving at the first inside: compared all at once
-/// (as the socket plane does), their words take more registers than there
-/// are, and the spills more stack than the packet's frame leaves; and each
-/// answer kept for the end would be a path of its own for the verifier.
-#[inline(always)]
-fn targeted(f: &Fault, dest: &DestKey) -> u32 {
-    if f.target_count == 0 {
-        return 0;
-    }
-    let mut i = 0;
-    while i < chaos::MAX_TARGETS {
-        if f.targets[i].differs(dest) == 0 {
-            return 1;
-        }
-        i += 1;
-    }
-    0
 }
 
 /// 1 if the fault's chance draws the packet of connection `key`, which it

@@ -19,7 +19,6 @@ pub struct Callers {
 /// The kernel's entry for `spec`, its callers resolved to `callers`,
 /// ending at `until_ns` (`CLOCK_MONOTONIC`).
 pub fn kernel_fault(spec: &FaultSpec, callers: &Callers, until_ns: u64) -> Fault {
-    let scopes = &callers.cgroups;
     let (kind, errno, syns) = match spec.kind {
         FaultKind::Refuse { errno } => (Kind::Refuse, errno, 0),
         FaultKind::Blackhole => (Kind::Blackhole, 0, chaos::ALL_SYNS),
@@ -37,35 +36,17 @@ pub fn kernel_fault(spec: &FaultSpec, callers: &Callers, until_ns: u64) -> Fault
         chance: chaos::chance(spec.targets.percentage),
         until_ns,
         cap: spec.targets.max_connects,
-        target_count: spec.targets.destinations.len().min(chaos::MAX_TARGETS) as u32,
-        cgroup_count: scopes.len().min(chaos::MAX_CGROUPS) as u32,
         classes: callers.classes,
         ..Fault::default()
     };
-    // The kernel compares every slot: the unused ones repeat the first.
     let targets: Vec<Target> = spec.targets.destinations.iter().map(Rule::target).collect();
-    for (i, slot) in fault.targets.iter_mut().enumerate() {
-        *slot = targets
-            .get(i)
-            .or(targets.first())
-            .copied()
-            .unwrap_or_default();
-    }
-    let cgroups: Vec<CgroupScope> = scopes
+    fault.set_targets(&targets);
+    let cgroups: Vec<CgroupScope> = callers
+        .cgroups
         .iter()
-        .map(|(id, level)| CgroupScope {
-            id: *id,
-            level: *level,
-            _pad: 0,
-        })
+        .map(|&(id, level)| CgroupScope { id, level, _pad: 0 })
         .collect();
-    for (i, slot) in fault.cgroups.iter_mut().enumerate() {
-        *slot = cgroups
-            .get(i)
-            .or(cgroups.first())
-            .copied()
-            .unwrap_or_default();
-    }
+    fault.set_cgroups(&cgroups);
     fault
 }
 

@@ -112,19 +112,14 @@ pub fn run(size: Size) -> Results {
         });
     }
     // An experiment on another destination: every packet is compared.
-    let elsewhere = Fault {
+    let mut elsewhere = Fault {
         kind: chaos::Kind::GuestLoss as u32,
         chance: chaos::ALWAYS,
         until_ns: enforcer::clock::monotonic_ns() + 3_600_000_000_000,
-        target_count: 1,
-        targets: [Target::prefix(
-            &enforcer_common::dest::DestKey::from(
-                "10.9.0.1:80".parse::<std::net::SocketAddr>().unwrap(),
-            ),
-            128,
-        ); chaos::MAX_TARGETS],
         ..Fault::default()
     };
+    let other: std::net::SocketAddr = "10.9.0.1:80".parse().unwrap();
+    elsewhere.set_targets(&[Target::prefix(&other.into(), 128)]);
     let maps = enforcer.maps_mut();
     maps.chaos
         .arm(&mut maps.config, &[(0, elsewhere)])

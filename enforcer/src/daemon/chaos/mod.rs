@@ -395,7 +395,7 @@ fn resolve_callers(e: &Experiment, classes: &[RunningClass]) -> Result<Vec<Calle
                         message: format!("no running class `{name}` (see `enforcer class list`)"),
                     });
                 };
-                bits |= 1 << class.spec.priority as u32;
+                bits |= class.spec.priority.bit();
             }
             Ok(Callers {
                 cgroups,
