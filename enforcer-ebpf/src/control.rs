@@ -20,7 +20,6 @@ use enforcer_common::{
     control::{
         Command, Kind, Reply, may_forget, of_policy, set_baseline, set_limit, stale_policy, when,
     },
-    sock::SockInfo,
 };
 
 use crate::{
@@ -94,14 +93,7 @@ fn run(command: &Command) -> Reply {
     else {
         return Reply::NotFound;
     };
-    // `Tracked` finds a destination's policy, backoff and guard from a socket's
-    // record; a command names the destination directly.
-    let probe = SockInfo {
-        dest: *dest,
-        policy_id,
-        ..SockInfo::default()
-    };
-    let Some(mut t) = Tracked::of(&probe, Policies::active()) else {
+    let Some(mut t) = Tracked::of(dest, policy_id, Policies::active()) else {
         return Reply::NotFound;
     };
     // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.

@@ -58,20 +58,33 @@ impl Drop for Locked {
 /// Records how an admitted connect moved on (a socket's, from the outcome
 /// hooks; a flow's, from the packet plane), under its destination's lock, by
 /// its policy in the run's `policies`.
+///
+/// The record is shared: a flow's ends come from packets either way on other
+/// CPUs, a socket's from hooks that do not all hold the socket's lock. What
+/// it holds (its flags) is decided under the destination's lock alone, so
+/// the flags are read after `acquire` and written before the unlock through
+/// [`LockedRecord`], whatever references the caller holds: a `&mut` held
+/// across the lock lets the compiler decide on flags it read before, and two
+/// ends recorded at once would each give back the slot.
 #[inline(always)]
-pub fn record_end(sock: &mut SockInfo, end: End, policies: Policies) {
-    let Some(mut t) = Tracked::of(sock, policies) else {
+pub fn record_end(sock: *mut SockInfo, end: End, policies: Policies) {
+    // SAFETY: a live record; its destination and policy are written at the
+    // admission, before the record is shared, and never after.
+    let (dest, policy_id) = unsafe { (&(*sock).dest, (*sock).policy_id) };
+    let Some(mut t) = Tracked::of(dest, policy_id, policies) else {
         return;
     };
     // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     let (policy, backoff) = (t.policy, t.backoff);
     let mut lock = Locked::acquire(t.dest);
-    let d = lock.state();
+    let mut record = LockedRecord::read(sock, &lock);
+    let (d, sock) = (lock.state(), record.sock());
     if !d.admitted(sock) {
         // Admitted by an entry of this key that was forgotten since: what it
         // holds was forgotten with it, and must not come out of this one.
         sock.flags = flags::OUTCOME_RECORDED;
+        record.write();
         drop(lock);
         counters::bump(GlobalCounter::StaleRecords);
         return;
@@ -90,9 +103,10 @@ pub fn record_end(sock: &mut SockInfo, end: End, policies: Policies) {
         }
     };
     let change = Change::after(transition, d);
+    record.write();
     drop(lock);
     if let Some(change) = change {
-        change.emit(&sock.dest, sock.policy_id, now);
+        change.emit(dest, policy_id, now);
     }
     counters::bump(match end {
         _ if !first => return,
@@ -104,11 +118,47 @@ pub fn record_end(sock: &mut SockInfo, end: End, policies: Policies) {
     });
 }
 
+/// An admission record (see [`record_end`]) while its destination's lock is
+/// held: its flags read fresh when made, and written out by [`Self::write`]
+/// before the lock is dropped. Volatile at both edges, so that neither a
+/// value read before the lock nor a store left for after it can stand in.
+struct LockedRecord {
+    sock: *mut SockInfo,
+}
+
+impl LockedRecord {
+    /// `sock`'s flags as they are now that `_lock` (its destination's) is held.
+    #[inline(always)]
+    fn read(sock: *mut SockInfo, _lock: &Locked) -> Self {
+        // SAFETY: a live record, whose flags change only under the lock held.
+        unsafe {
+            let fresh = core::ptr::read_volatile(&raw const (*sock).flags);
+            (*sock).flags = fresh;
+        }
+        Self { sock }
+    }
+
+    /// The record, ours while the lock is held.
+    #[inline(always)]
+    fn sock(&mut self) -> &mut SockInfo {
+        // SAFETY: see `read`; the reference lives no longer than `self`,
+        // which `write` consumes before the lock is dropped.
+        unsafe { &mut *self.sock }
+    }
+
+    /// Writes the flags out, before the lock is dropped.
+    #[inline(always)]
+    fn write(self) {
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::write_volatile(&raw mut (*self.sock).flags, (*self.sock).flags) };
+    }
+}
+
 /// Records the response latency of an admitted socket under its
 /// destination's lock, by its policy in the run's `policies`.
 #[inline(always)]
 pub fn record_answer(sock: &SockInfo, latency: u64, policies: Policies) {
-    let Some(t) = Tracked::of(sock, policies) else {
+    let Some(t) = Tracked::of(&sock.dest, sock.policy_id, policies) else {
         return;
     };
     let mut lock = Locked::acquire(t.dest);
@@ -129,20 +179,20 @@ pub struct Tracked {
 }
 
 impl Tracked {
-    /// The destination of an admitted socket, or `None` when the entry is gone
-    /// (garbage-collected) or the policy id is out of range. The socket's
-    /// policy id names the same policy in every set (ids stay with their
-    /// policy's name), so an outcome after a flip is judged by the policy as
-    /// it is now.
+    /// The destination `dest` of a record admitted under policy `policy_id`,
+    /// or `None` when the entry is gone (garbage-collected) or the policy id
+    /// is out of range. A policy id names the same policy in every set (ids
+    /// stay with their policy's name), so an outcome after a flip is judged
+    /// by the policy as it is now.
     #[inline(always)]
-    pub fn of(sock: &SockInfo, policies: Policies) -> Option<Self> {
-        let dest = DESTS.get_ptr_mut(sock.dest)?;
-        let policy = policies.policy(sock.policy_id)?;
+    pub fn of(dest: &DestKey, policy_id: u32, policies: Policies) -> Option<Self> {
+        let state = DESTS.get_ptr_mut(dest)?;
+        let policy = policies.policy(policy_id)?;
         Some(Self {
-            dest,
+            dest: state,
             policy,
-            backoff: policies.backoff(sock.policy_id)?,
-            guard: PolicyGuard::of(sock.policy_id, policy),
+            backoff: policies.backoff(policy_id)?,
+            guard: PolicyGuard::of(policy_id, policy),
         })
     }
 }

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use enforcer_common::counters::GlobalCounter;
 use enforcer_tests::{
     bpffs::PinDir,
     cgroup::ScratchCgroup,
@@ -85,13 +86,15 @@ struct Attempt {
     at_ns: u64,
     to: usize,
     result: Result<(), i32>,
+    /// The connection's own port, when it was made (0 otherwise).
+    port: u16,
 }
 
 impl Attempt {
     /// One line of a child's report.
     fn line(&self) -> String {
         let result = self.result.map_or_else(|e| e.to_string(), |()| "ok".into());
-        format!("{},{},{result}", self.at_ns, self.to)
+        format!("{},{},{result},{}", self.at_ns, self.to, self.port)
     }
 
     fn parse(line: &str) -> Self {
@@ -102,7 +105,13 @@ impl Attempt {
             "ok" => Ok(()),
             e => Err(e.parse().unwrap()),
         };
-        Self { at_ns, to, result }
+        let port = f.next().unwrap().parse().unwrap();
+        Self {
+            at_ns,
+            to,
+            result,
+            port,
+        }
     }
 }
 
@@ -119,10 +128,16 @@ fn connects(
     while Instant::now() < end {
         for (to, a) in addrs.iter().enumerate() {
             let at_ns = monotonic_ns();
-            let result = TcpStream::connect_timeout(a, timeout)
-                .map(drop)
-                .map_err(|e| e.raw_os_error().unwrap_or(-1));
-            out.push(Attempt { at_ns, to, result });
+            let (result, port) = match TcpStream::connect_timeout(a, timeout) {
+                Ok(s) => (Ok(()), s.local_addr().map_or(0, |l| l.port())),
+                Err(e) => (Err(e.raw_os_error().unwrap_or(-1)), 0),
+            };
+            out.push(Attempt {
+                at_ns,
+                to,
+                result,
+                port,
+            });
         }
         thread::sleep(every);
     }
@@ -943,11 +958,18 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
             net.exec(Ns::Backend, "ss", &["-tnio"]),
         )
     };
-    if hook == "tc" {
-        // Tracked: its flow holds a slot.
+    // Its flow holds a slot, which nothing the guest does after may give
+    // back: watched from here on.
+    let watch = (hook == "tc").then(|| {
         let tracked = wait_until(&d, target.addr, |s| s["active"] == 1, context);
         assert_eq!(tracked["successes"], 1, "{tracked:#}");
-    }
+        let flows = d.pinned_maps().flows.all().expect("reading FLOWS");
+        let (key, _) = flows
+            .iter()
+            .find(|(k, _)| k.client_port == victim_port)
+            .expect("the victim's flow");
+        SlotWatch::start(&d, key.dest)
+    });
     let file = ExperimentFile::new(&format!(
         "name = \"guests-refused\"\nduration = \"3s\"\nbaseline = \"0s\"\n\
          [[fault]]\nkind = \"guest_refuse\"\ndestinations = [\"{}\"]\n",
@@ -1013,7 +1035,27 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
     // The refusals are the experiment's: no failure, no trip; each flow the
     // packet plane opened for a refused SYN was abandoned, its slot given
     // back. The victim's flow lives on, its connection too.
-    if hook == "tc" {
+    if let Some(watch) = watch {
+        let Watched {
+            changes,
+            at_first_dip,
+        } = watch.finish();
+        if let Some(at) = changes.iter().position(|s| s.active == 0) {
+            let near = |t: &&Attempt| t.at_ns.abs_diff(changes[at].at_ns) < 200_000_000;
+            panic!(
+                "the victim's slot was given back at {} ns ({} ns after the fault was armed, \
+                 its deadline {} ns): changes {:#?}\nattempts within 200 ms: {:?}\n\
+                 then: {}\nthe other destination now: {:#}\nguest: {}",
+                changes[at].at_ns,
+                changes[at].at_ns as i128 - fault.since_ns as i128,
+                fault.until_ns,
+                &changes[at.saturating_sub(8)..(at + 4).min(changes.len())],
+                mine.iter().filter(near).collect::<Vec<_>>(),
+                at_first_dip.unwrap_or_default(),
+                d.status_of(other.addr),
+                net.exec(Ns::Guest, "ss", &["-tan"]),
+            );
+        }
         let settled = |s: &Value| s["active"] == 1 && s["pending"] == 0;
         let state = wait_until(&d, target.addr, settled, context);
         let flows = d.pinned_maps().flows.all().expect("reading FLOWS");
@@ -1041,6 +1083,105 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
     );
     assert_eq!(d.kernel_config().chaos_armed, 0);
     drop(held.lock().unwrap().drain(..));
+}
+
+/// A destination's slot counts as the kernel holds them, sampled on a thread
+/// of its own every millisecond while a test runs, each change kept with
+/// its time: an invariant of the counts ("the victim's slot is held
+/// throughout") is checked on every change, and a breach is placed on the
+/// test's timeline.
+struct SlotWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<Watched>>,
+}
+
+/// What a [`SlotWatch`] saw: every change, and at the first where no slot
+/// was held, the flow table and the kernel's counters.
+struct Watched {
+    changes: Vec<Slots>,
+    at_first_dip: Option<String>,
+}
+
+/// One sample of [`SlotWatch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slots {
+    at_ns: u64,
+    active: u32,
+    pending: u32,
+    attempts: u64,
+    successes: u64,
+    abandoned: u64,
+    generation: u64,
+}
+
+impl SlotWatch {
+    /// At most this many changes are kept (a bound, not an expectation).
+    const MAX_CHANGES: usize = 100_000;
+
+    fn start(d: &Daemon, dest: enforcer_common::dest::DestKey) -> Self {
+        use std::sync::{Arc, atomic::AtomicBool};
+        let maps = d.pinned_maps();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut seen: Vec<Slots> = Vec::new();
+            let mut at_first_dip = None;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed)
+                && seen.len() < Self::MAX_CHANGES
+            {
+                if let Ok(Some(s)) = maps.dests.get(&dest) {
+                    if s.breaker.active == 0 && at_first_dip.is_none() {
+                        let counters: Vec<String> = GlobalCounter::ALL
+                            .iter()
+                            .filter_map(|&c| {
+                                let n = maps.counters.get(c).ok()?;
+                                (n != 0).then(|| format!("{}={n}", c.name()))
+                            })
+                            .collect();
+                        at_first_dip = Some(format!(
+                            "flows: {:#?}\ncounters: {}",
+                            maps.flows.all(),
+                            counters.join(" ")
+                        ));
+                    }
+                    let now = Slots {
+                        at_ns: monotonic_ns(),
+                        active: s.breaker.active,
+                        pending: s.breaker.pending,
+                        attempts: s.counters.attempts,
+                        successes: s.counters.successes,
+                        abandoned: s.counters.abandoned,
+                        generation: s.generation,
+                    };
+                    let same = |l: &Slots| Slots { at_ns: 0, ..*l } == Slots { at_ns: 0, ..now };
+                    if !seen.last().is_some_and(same) {
+                        seen.push(now);
+                    }
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+            Watched {
+                changes: seen,
+                at_first_dip,
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// What was seen until now.
+    fn finish(mut self) -> Watched {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().expect("the slot watch")
+    }
+}
+
+impl Drop for SlotWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Polls the daemon's view of `dest` until `want` holds (generous

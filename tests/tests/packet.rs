@@ -770,3 +770,120 @@ fn guest_faults_refuse_and_blackhole_whole_connections_and_lose_a_share_of_packe
         TC_NEXT
     );
 }
+
+/// Both ends of a flow arrive at once on two CPUs (the guest's FIN on
+/// ingress, the destination's on egress, as when both sides close
+/// together): its slot comes back once. A connection held open the whole
+/// time makes a slot given back twice show (the count would fall below it)
+/// instead of stopping at 0.
+#[test]
+fn both_ends_of_a_flow_recorded_at_once_give_its_slot_back_once() {
+    use std::{
+        sync::atomic::{AtomicU32, Ordering},
+        time::{Duration, Instant},
+    };
+    const ROUNDS: u16 = 5_000;
+    const STOP: u32 = u32::MAX;
+    let enforcer = with_policy(base_policy());
+    let dest = dest_v4();
+    let held = syn(guest_v4(), 40_000, dest);
+    run(&enforcer, IN_TC, &held.frame());
+    run(&enforcer, OUT_TC, &held.answer(SYN | ACK).frame());
+    assert_eq!(state_of(&enforcer, dest).breaker.active, 1);
+
+    let mine = rustix::thread::sched_getaffinity(None).expect("this thread's CPUs");
+    let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| mine.is_set(c))
+        .take(2)
+        .collect();
+    assert_eq!(
+        cpus.len(),
+        2,
+        "two CPUs are needed to record two ends at once"
+    );
+    let pin = |cpu: usize| {
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(cpu);
+        rustix::thread::sched_setaffinity(None, &set).expect("pinning a thread");
+    };
+    // Round r: a connection from port 41 000 + r, established, then its two FINs.
+    struct Round {
+        syn: Vec<u8>,
+        syn_ack: Vec<u8>,
+        guest_fin: Vec<u8>,
+        dest_fin: Vec<u8>,
+    }
+    let rounds: Vec<Round> = (0..ROUNDS)
+        .map(|r| {
+            let c = syn(guest_v4(), 41_000 + r, dest);
+            Round {
+                syn: c.frame(),
+                syn_ack: c.answer(SYN | ACK).frame(),
+                guest_fin: c.established(FIN | ACK).frame(),
+                dest_fin: c.answer_established(FIN | ACK).frame(),
+            }
+        })
+        .collect();
+    // The guest's side announces a round and both spin to start it together.
+    let (announced, finished) = (AtomicU32::new(0), AtomicU32::new(0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let outcome = std::thread::scope(|s| {
+        let destination_side = s.spawn(|| {
+            pin(cpus[1]);
+            let mut last = 0;
+            loop {
+                let r = announced.load(Ordering::Acquire);
+                if r == last {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if r == STOP {
+                    return;
+                }
+                run(&enforcer, OUT_TC, &rounds[r as usize - 1].dest_fin);
+                finished.store(r, Ordering::Release);
+                last = r;
+            }
+        });
+        let guest_side = s.spawn(|| {
+            pin(cpus[0]);
+            let mut done = 0u32;
+            let mut breach = None;
+            for (r, round) in (1u32..).zip(&rounds) {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                run(&enforcer, IN_TC, &round.syn);
+                run(&enforcer, OUT_TC, &round.syn_ack);
+                announced.store(r, Ordering::Release);
+                run(&enforcer, IN_TC, &round.guest_fin);
+                while finished.load(Ordering::Acquire) != r {
+                    std::hint::spin_loop();
+                }
+                done = r;
+                let s = state_of(&enforcer, dest);
+                if (s.breaker.active, s.breaker.pending) != (1, 0) {
+                    breach = Some((r, s.breaker.active, s.breaker.pending));
+                    break;
+                }
+            }
+            announced.store(STOP, Ordering::Release);
+            (done, breach)
+        });
+        let outcome = guest_side.join().expect("the guest's side");
+        destination_side.join().expect("the destination's side");
+        outcome
+    });
+    let (done, breach) = outcome;
+    assert_eq!(
+        breach, None,
+        "round, active, pending where the held connection's slot was no longer counted"
+    );
+    assert!(done >= 500, "only {done} rounds in 30 s");
+    let s = state_of(&enforcer, dest);
+    assert_eq!(s.counters.successes, u64::from(done) + 1);
+    assert!(
+        enforcer.maps().flows.all().unwrap().len() == 1,
+        "the held connection's flow"
+    );
+}

@@ -168,9 +168,9 @@ pub fn expire(key: &FlowKey, now: u64) -> Reply {
 #[inline(always)]
 fn finish(key: &FlowKey, flow: *mut Flow, end: End, policies: Policies) {
     // SAFETY: a live value of FLOWS (removed entries stay valid until the
-    // program returns); its `sock` is changed only under the destination's lock,
-    // which `record_end` takes.
-    record_end(unsafe { &mut (*flow).sock }, end, policies);
+    // program returns); only the field's address is taken: `record_end`
+    // reads what it holds under the destination's lock.
+    record_end(unsafe { &raw mut (*flow).sock }, end, policies);
     if finishes(end) {
         let _ = FLOWS.remove(key);
     }
