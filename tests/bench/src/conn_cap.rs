@@ -381,9 +381,12 @@ impl Results {
                        no number: compared side by side)"
                     .to_owned(),
                 measured: format!(
-                    "connect() Δp50 vs no cap: bulkhead {}, ct count {} (conntrack alone {})",
+                    "connect() Δp50 vs no cap: bulkhead {} (per round {}), ct count {} (per \
+                     round {}), conntrack alone {}",
                     report::signed(b.delta_p50_ns),
+                    b.block_spread(),
                     report::signed(n.delta_p50_ns),
+                    n.block_spread(),
                     report::signed(get(1).delta_p50_ns)
                 ),
                 met: b.delta_p50_ns <= n.delta_p50_ns,

@@ -202,6 +202,7 @@ fn main() -> ExitCode {
         checks_ok &= r.check.ok;
     }
     if let Some(r) = &packet_cost {
+        goals.extend(r.goals());
         tables.extend(r.tables());
         checks_ok &= r.check.ok;
     }

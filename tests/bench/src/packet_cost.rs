@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::{
     compare::Check,
-    report::{self, Table},
+    report::{self, Goal, Table},
 };
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -174,6 +174,51 @@ pub fn run(size: Size) -> Results {
 }
 
 impl Results {
+    /// Issue 17's per-packet goals, against the ARP floor of the same run.
+    pub fn goals(&self) -> Vec<Goal> {
+        let ratio = |frame: &str| {
+            self.rows
+                .iter()
+                .filter(|r| r.frame == frame && r.program.starts_with("packet_"))
+                .map(|r| {
+                    (
+                        r.program,
+                        f64::from(r.ns) / f64::from(self.baseline_ns.max(1)),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let goal = |goal: &str, frame: &str, bound: f64| {
+            let found = ratio(frame);
+            Goal {
+                scenario: 9,
+                goal: goal.to_owned(),
+                measured: found
+                    .iter()
+                    .map(|(program, r)| format!("{program} {}", report::times(*r)))
+                    .chain([format!(
+                        "(the floor: {})",
+                        report::duration(u64::from(self.baseline_ns))
+                    )])
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                met: !found.is_empty() && found.iter().all(|(_, r)| *r <= bound),
+            }
+        };
+        vec![
+            goal(
+                "issue 17: a data segment of a tracked flow at most 1.5× the ARP floor",
+                "data segment of a tracked flow",
+                1.5,
+            ),
+            goal(
+                "issue 17: a SYN answered with a RST at most 5× the ARP floor",
+                "SYN answered with a RST",
+                5.0,
+            ),
+        ]
+    }
+
     pub fn tables(&self) -> Vec<Table> {
         let mut t = Table::new(
             "Scenario 9: packet plane, per packet (BPF_PROG_TEST_RUN)",

@@ -166,7 +166,72 @@ impl Results {
                 met: c.delta_p50_ns <= 150 && c.delta_p99_ns <= 1_000,
             },
             self.chaos_goal(&find),
+            Self::hook_floor_goal(
+                "issue 17: connect() to a tracked destination at most 1.04× of no programs at p50",
+                find(Variant::Tracked),
+                find(Variant::DetachedAgain),
+                1.04,
+            ),
+            Self::hook_floor_goal(
+                "issue 17: connect() in a protected cgroup to a destination no rule matches at \
+                 most 1.015× of no programs at p50",
+                find(Variant::Unmatched),
+                find(Variant::DetachedAgain),
+                1.015,
+            ),
+            Self::own_time_goal(find(Variant::Tracked), find(Variant::Unmatched)),
         ]
+    }
+
+    /// A variant's connect() against (a) at p50, as a ratio, beside the A/A
+    /// pair's: what the run cannot tell from 1.
+    fn hook_floor_goal(
+        goal: &str,
+        variant: &VariantResult,
+        noise: &VariantResult,
+        bound: f64,
+    ) -> Goal {
+        let vs = &variant.connect.vs_baseline;
+        Goal {
+            scenario: 1,
+            goal: goal.to_owned(),
+            measured: format!(
+                "{} ({} at p50, per round {}); the A/A pair (a′)/(a): {}",
+                report::times(vs.ratio_p50),
+                report::signed(vs.delta_p50_ns),
+                vs.block_spread(),
+                report::times(noise.connect.vs_baseline.ratio_p50),
+            ),
+            met: vs.ratio_p50 <= bound,
+        }
+    }
+
+    /// The programs' own time per connect (the profiled pass), tracked against
+    /// untracked.
+    fn own_time_goal(tracked: &VariantResult, untracked: &VariantResult) -> Goal {
+        let own = |v: &VariantResult| v.in_programs.iter().map(|p| p.ns_per_connect).sum::<u64>();
+        let runs = |v: &VariantResult| {
+            v.in_programs
+                .iter()
+                .map(|p| p.runs_per_connect)
+                .sum::<f64>()
+        };
+        let ratio = crate::stats::ratio(own(untracked), own(tracked));
+        Goal {
+            scenario: 1,
+            goal: "issue 17: the programs' own time per tracked connect at most 2× that per \
+                   untracked connect"
+                .to_owned(),
+            measured: format!(
+                "{}: {} in {:.2} program runs per tracked connect, {} in {:.2} per untracked",
+                report::times(ratio),
+                report::duration(own(tracked)),
+                runs(tracked),
+                report::duration(own(untracked)),
+                runs(untracked),
+            ),
+            met: ratio <= 2.0,
+        }
     }
 
     /// The chaos check's cost: (c) against (c′) (the same, the chaos
