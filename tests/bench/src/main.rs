@@ -40,6 +40,7 @@ mod server;
 mod stats;
 mod syn_timeout;
 mod trip;
+mod verifier;
 
 use std::{
     path::PathBuf,
@@ -111,6 +112,7 @@ struct Run {
     connection_cap: Option<conn_cap::Results>,
     footprint: Option<footprint::Results>,
     packet_cost: Option<packet_cost::Results>,
+    verifier: Option<verifier::Results>,
     adaptive_limits: Option<adaptive::Results>,
     outlier_detection: Option<outliers::Results>,
     goals: Vec<report::Goal>,
@@ -157,10 +159,17 @@ fn main() -> ExitCode {
     let outlier_detection =
         wanted(11).then(|| outliers::run(pick(quick, outliers::FULL, outliers::QUICK)));
 
+    // The hot path's programs (scenarios 1 and 9): how hard each is to verify.
+    let verifier = (wanted(1) || wanted(9)).then(verifier::run);
+
     let mut goals: Vec<report::Goal> = Vec::new();
     let mut comparisons: Vec<report::Comparison> = Vec::new();
     let mut tables: Vec<report::Table> = Vec::new();
     let mut checks_ok = true;
+    if let Some(r) = &verifier {
+        goals.extend(r.goals());
+        tables.extend(r.tables());
+    }
     if let Some(r) = &connect_overhead {
         goals.extend(r.goals());
         tables.extend(r.tables());
@@ -240,6 +249,7 @@ fn main() -> ExitCode {
         connection_cap: conn_cap,
         footprint,
         packet_cost,
+        verifier,
         adaptive_limits,
         outlier_detection,
         goals,
