@@ -61,11 +61,10 @@ impl Drop for Locked {
 ///
 /// The record is shared: a flow's ends come from packets either way on other
 /// CPUs, a socket's from hooks that do not all hold the socket's lock. What
-/// it holds (its flags) is decided under the destination's lock alone, so
-/// the flags are read after `acquire` and written before the unlock through
-/// [`LockedRecord`], whatever references the caller holds: a `&mut` held
-/// across the lock lets the compiler decide on flags it read before, and two
-/// ends recorded at once would each give back the slot.
+/// it holds (its flags) is decided under the destination's lock alone,
+/// through [`LockedRecord`], whatever references the caller holds: a `&mut`
+/// held across the lock lets the compiler decide on flags it read before,
+/// and two ends recorded at once would each give back the slot.
 #[inline(always)]
 pub fn record_end(sock: *mut SockInfo, end: End, policies: Policies) {
     // SAFETY: a live record; its destination and policy are written at the
@@ -77,15 +76,13 @@ pub fn record_end(sock: *mut SockInfo, end: End, policies: Policies) {
     // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     let (policy, backoff) = (t.policy, t.backoff);
-    let mut lock = Locked::acquire(t.dest);
-    let mut record = LockedRecord::read(sock, &lock);
-    let (d, sock) = (lock.state(), record.sock());
+    let mut held = LockedRecord::acquire(t.dest, sock);
+    let (d, sock) = held.parts();
     if !d.admitted(sock) {
         // Admitted by an entry of this key that was forgotten since: what it
         // holds was forgotten with it, and must not come out of this one.
         sock.flags = flags::OUTCOME_RECORDED;
-        record.write();
-        drop(lock);
+        drop(held);
         counters::bump(GlobalCounter::StaleRecords);
         return;
     }
@@ -103,8 +100,7 @@ pub fn record_end(sock: *mut SockInfo, end: End, policies: Policies) {
         }
     };
     let change = Change::after(transition, d);
-    record.write();
-    drop(lock);
+    drop(held);
     if let Some(change) = change {
         change.emit(dest, policy_id, now);
     }
@@ -118,38 +114,41 @@ pub fn record_end(sock: *mut SockInfo, end: End, policies: Policies) {
     });
 }
 
-/// An admission record (see [`record_end`]) while its destination's lock is
-/// held: its flags read fresh when made, and written out by [`Self::write`]
-/// before the lock is dropped. Volatile at both edges, so that neither a
-/// value read before the lock nor a store left for after it can stand in.
+/// A destination's lock, held for an admission record of it (see
+/// [`record_end`]): the record's flags are read once the lock is taken and
+/// written out, on drop, before it is released. Volatile at both edges, so
+/// that neither a value read before the lock nor a store left for after it
+/// can stand in.
 struct LockedRecord {
     sock: *mut SockInfo,
+    // Dropped (unlocked) after `drop` below has written the flags out.
+    lock: Locked,
 }
 
 impl LockedRecord {
-    /// `sock`'s flags as they are now that `_lock` (its destination's) is held.
     #[inline(always)]
-    fn read(sock: *mut SockInfo, _lock: &Locked) -> Self {
-        // SAFETY: a live record, whose flags change only under the lock held.
+    fn acquire(dest: *mut DestState, sock: *mut SockInfo) -> Self {
+        let lock = Locked::acquire(dest);
+        // SAFETY: a live record, whose flags change only under this lock.
         unsafe {
             let fresh = core::ptr::read_volatile(&raw const (*sock).flags);
             (*sock).flags = fresh;
         }
-        Self { sock }
+        Self { sock, lock }
     }
 
-    /// The record, ours while the lock is held.
+    /// The destination and the record, both ours while the lock is held.
     #[inline(always)]
-    fn sock(&mut self) -> &mut SockInfo {
-        // SAFETY: see `read`; the reference lives no longer than `self`,
-        // which `write` consumes before the lock is dropped.
-        unsafe { &mut *self.sock }
+    fn parts(&mut self) -> (&mut DestState, &mut SockInfo) {
+        // SAFETY: see `acquire`; the references live no longer than `self`.
+        (self.lock.state(), unsafe { &mut *self.sock })
     }
+}
 
-    /// Writes the flags out, before the lock is dropped.
+impl Drop for LockedRecord {
     #[inline(always)]
-    fn write(self) {
-        // SAFETY: as in `read`.
+    fn drop(&mut self) {
+        // SAFETY: as in `acquire`; the lock is still held.
         unsafe { core::ptr::write_volatile(&raw mut (*self.sock).flags, (*self.sock).flags) };
     }
 }

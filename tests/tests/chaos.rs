@@ -10,7 +10,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer_common::counters::GlobalCounter;
 use enforcer_tests::{
     bpffs::PinDir,
     cgroup::ScratchCgroup,
@@ -86,15 +85,13 @@ struct Attempt {
     at_ns: u64,
     to: usize,
     result: Result<(), i32>,
-    /// The connection's own port, when it was made (0 otherwise).
-    port: u16,
 }
 
 impl Attempt {
     /// One line of a child's report.
     fn line(&self) -> String {
         let result = self.result.map_or_else(|e| e.to_string(), |()| "ok".into());
-        format!("{},{},{result},{}", self.at_ns, self.to, self.port)
+        format!("{},{},{result}", self.at_ns, self.to)
     }
 
     fn parse(line: &str) -> Self {
@@ -105,13 +102,7 @@ impl Attempt {
             "ok" => Ok(()),
             e => Err(e.parse().unwrap()),
         };
-        let port = f.next().unwrap().parse().unwrap();
-        Self {
-            at_ns,
-            to,
-            result,
-            port,
-        }
+        Self { at_ns, to, result }
     }
 }
 
@@ -128,16 +119,10 @@ fn connects(
     while Instant::now() < end {
         for (to, a) in addrs.iter().enumerate() {
             let at_ns = monotonic_ns();
-            let (result, port) = match TcpStream::connect_timeout(a, timeout) {
-                Ok(s) => (Ok(()), s.local_addr().map_or(0, |l| l.port())),
-                Err(e) => (Err(e.raw_os_error().unwrap_or(-1)), 0),
-            };
-            out.push(Attempt {
-                at_ns,
-                to,
-                result,
-                port,
-            });
+            let result = TcpStream::connect_timeout(a, timeout)
+                .map(drop)
+                .map_err(|e| e.raw_os_error().unwrap_or(-1));
+            out.push(Attempt { at_ns, to, result });
         }
         thread::sleep(every);
     }
@@ -1036,24 +1021,18 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
     // packet plane opened for a refused SYN was abandoned, its slot given
     // back. The victim's flow lives on, its connection too.
     if let Some(watch) = watch {
-        let Watched {
-            changes,
-            at_first_dip,
-        } = watch.finish();
+        let changes = watch.finish();
         if let Some(at) = changes.iter().position(|s| s.active == 0) {
             let near = |t: &&Attempt| t.at_ns.abs_diff(changes[at].at_ns) < 200_000_000;
             panic!(
                 "the victim's slot was given back at {} ns ({} ns after the fault was armed, \
-                 its deadline {} ns): changes {:#?}\nattempts within 200 ms: {:?}\n\
-                 then: {}\nthe other destination now: {:#}\nguest: {}",
+                 its deadline {} ns): changes {:#?}\nattempts within 200 ms: {:?}\n{}",
                 changes[at].at_ns,
                 changes[at].at_ns as i128 - fault.since_ns as i128,
                 fault.until_ns,
                 &changes[at.saturating_sub(8)..(at + 4).min(changes.len())],
                 mine.iter().filter(near).collect::<Vec<_>>(),
-                at_first_dip.unwrap_or_default(),
-                d.status_of(other.addr),
-                net.exec(Ns::Guest, "ss", &["-tan"]),
+                context(),
             );
         }
         let settled = |s: &Value| s["active"] == 1 && s["pending"] == 0;
@@ -1086,32 +1065,21 @@ fn a_guest_is_refused_during_a_packet_plane_experiment_only(hook: &str) {
 }
 
 /// A destination's slot counts as the kernel holds them, sampled on a thread
-/// of its own every millisecond while a test runs, each change kept with
-/// its time: an invariant of the counts ("the victim's slot is held
-/// throughout") is checked on every change, and a breach is placed on the
-/// test's timeline.
+/// of its own every millisecond while a test runs, each change kept with its
+/// time: an invariant of the counts ("the victim's slot is held throughout")
+/// is checked on every change, and a breach is placed on the test's timeline.
 struct SlotWatch {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<thread::JoinHandle<Watched>>,
+    thread: Option<thread::JoinHandle<Vec<Slots>>>,
 }
 
-/// What a [`SlotWatch`] saw: every change, and at the first where no slot
-/// was held, the flow table and the kernel's counters.
-struct Watched {
-    changes: Vec<Slots>,
-    at_first_dip: Option<String>,
-}
-
-/// One sample of [`SlotWatch`].
+/// One change [`SlotWatch`] saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Slots {
     at_ns: u64,
     active: u32,
     pending: u32,
     attempts: u64,
-    successes: u64,
-    abandoned: u64,
-    generation: u64,
 }
 
 impl SlotWatch {
@@ -1120,38 +1088,20 @@ impl SlotWatch {
 
     fn start(d: &Daemon, dest: enforcer_common::dest::DestKey) -> Self {
         use std::sync::{Arc, atomic::AtomicBool};
-        let maps = d.pinned_maps();
+        let dests = d.pinned_maps().dests;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = thread::spawn(move || {
             let mut seen: Vec<Slots> = Vec::new();
-            let mut at_first_dip = None;
             while !stopped.load(std::sync::atomic::Ordering::Relaxed)
                 && seen.len() < Self::MAX_CHANGES
             {
-                if let Ok(Some(s)) = maps.dests.get(&dest) {
-                    if s.breaker.active == 0 && at_first_dip.is_none() {
-                        let counters: Vec<String> = GlobalCounter::ALL
-                            .iter()
-                            .filter_map(|&c| {
-                                let n = maps.counters.get(c).ok()?;
-                                (n != 0).then(|| format!("{}={n}", c.name()))
-                            })
-                            .collect();
-                        at_first_dip = Some(format!(
-                            "flows: {:#?}\ncounters: {}",
-                            maps.flows.all(),
-                            counters.join(" ")
-                        ));
-                    }
+                if let Ok(Some(s)) = dests.get(&dest) {
                     let now = Slots {
                         at_ns: monotonic_ns(),
                         active: s.breaker.active,
                         pending: s.breaker.pending,
                         attempts: s.counters.attempts,
-                        successes: s.counters.successes,
-                        abandoned: s.counters.abandoned,
-                        generation: s.generation,
                     };
                     let same = |l: &Slots| Slots { at_ns: 0, ..*l } == Slots { at_ns: 0, ..now };
                     if !seen.last().is_some_and(same) {
@@ -1160,10 +1110,7 @@ impl SlotWatch {
                 }
                 thread::sleep(Duration::from_millis(1));
             }
-            Watched {
-                changes: seen,
-                at_first_dip,
-            }
+            seen
         });
         Self {
             stop,
@@ -1171,8 +1118,8 @@ impl SlotWatch {
         }
     }
 
-    /// What was seen until now.
-    fn finish(mut self) -> Watched {
+    /// Every change seen until now.
+    fn finish(mut self) -> Vec<Slots> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.take().unwrap().join().expect("the slot watch")
     }

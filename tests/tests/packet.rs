@@ -827,18 +827,20 @@ fn both_ends_of_a_flow_recorded_at_once_give_its_slot_back_once() {
     // The guest's side announces a round and both spin to start it together.
     let (announced, finished) = (AtomicU32::new(0), AtomicU32::new(0));
     let deadline = Instant::now() + Duration::from_secs(30);
+    // Neither side spins past this, should the other have stopped.
+    let given_up = deadline + Duration::from_secs(30);
     let outcome = std::thread::scope(|s| {
         let destination_side = s.spawn(|| {
             pin(cpus[1]);
             let mut last = 0;
             loop {
                 let r = announced.load(Ordering::Acquire);
+                if r == STOP || Instant::now() >= given_up {
+                    return;
+                }
                 if r == last {
                     std::hint::spin_loop();
                     continue;
-                }
-                if r == STOP {
-                    return;
                 }
                 run(&enforcer, OUT_TC, &rounds[r as usize - 1].dest_fin);
                 finished.store(r, Ordering::Release);
@@ -858,6 +860,7 @@ fn both_ends_of_a_flow_recorded_at_once_give_its_slot_back_once() {
                 announced.store(r, Ordering::Release);
                 run(&enforcer, IN_TC, &round.guest_fin);
                 while finished.load(Ordering::Acquire) != r {
+                    assert!(Instant::now() < given_up, "the destination's side stopped");
                     std::hint::spin_loop();
                 }
                 done = r;
@@ -882,8 +885,9 @@ fn both_ends_of_a_flow_recorded_at_once_give_its_slot_back_once() {
     assert!(done >= 500, "only {done} rounds in 30 s");
     let s = state_of(&enforcer, dest);
     assert_eq!(s.counters.successes, u64::from(done) + 1);
-    assert!(
-        enforcer.maps().flows.all().unwrap().len() == 1,
+    assert_eq!(
+        enforcer.maps().flows.all().unwrap().len(),
+        1,
         "the held connection's flow"
     );
 }

@@ -174,18 +174,18 @@ pub fn run(size: Size) -> Results {
 }
 
 impl Results {
+    /// A row's cost as a multiple of the ARP floor of the same run.
+    fn vs_floor(&self, r: &Row) -> f64 {
+        f64::from(r.ns) / f64::from(self.baseline_ns.max(1))
+    }
+
     /// Issue 17's per-packet goals, against the ARP floor of the same run.
     pub fn goals(&self) -> Vec<Goal> {
         let ratio = |frame: &str| {
             self.rows
                 .iter()
                 .filter(|r| r.frame == frame && r.program.starts_with("packet_"))
-                .map(|r| {
-                    (
-                        r.program,
-                        f64::from(r.ns) / f64::from(self.baseline_ns.max(1)),
-                    )
-                })
+                .map(|r| (r.program, self.vs_floor(r)))
                 .collect::<Vec<_>>()
         };
         let goal = |goal: &str, frame: &str, bound: f64| {
@@ -235,7 +235,7 @@ impl Results {
                 r.program.into(),
                 r.frame.into(),
                 report::duration(u64::from(r.ns)),
-                report::times(f64::from(r.ns) / f64::from(self.baseline_ns.max(1))),
+                report::times(self.vs_floor(r)),
             ]);
         }
         t.note(format!(

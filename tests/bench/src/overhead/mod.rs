@@ -82,6 +82,19 @@ pub struct VariantResult {
     pub check: Check,
 }
 
+impl VariantResult {
+    /// The programs' own time per connect (the profiled pass; none without
+    /// programs).
+    pub fn own_ns(&self) -> u64 {
+        self.in_programs.iter().map(|p| p.ns_per_connect).sum()
+    }
+
+    /// Program runs per connect (the profiled pass).
+    pub fn runs_per_connect(&self) -> f64 {
+        self.in_programs.iter().map(|p| p.runs_per_connect).sum()
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Results {
     pub size: Size,

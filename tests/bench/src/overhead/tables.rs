@@ -104,15 +104,14 @@ impl Results {
                     report::duration(p.ns_per_connect),
                 ]);
             }
-            let runs: f64 = ran().map(|p| p.runs_per_connect).sum();
             t.row(vec![
                 v.name.to_owned(),
                 "**all**".to_owned(),
-                format!("{runs:.2}"),
+                format!("{:.2}", v.runs_per_connect()),
                 String::new(),
                 format!(
                     "**{}** (the cycle's Δp50 in the timed rounds: {})",
-                    report::duration(ran().map(|p| p.ns_per_connect).sum()),
+                    report::duration(v.own_ns()),
                     report::signed(v.cycle.vs_baseline.delta_p50_ns)
                 ),
             ]);
@@ -209,13 +208,7 @@ impl Results {
     /// The programs' own time per connect (the profiled pass), tracked against
     /// untracked.
     fn own_time_goal(tracked: &VariantResult, untracked: &VariantResult) -> Goal {
-        let own = |v: &VariantResult| v.in_programs.iter().map(|p| p.ns_per_connect).sum::<u64>();
-        let runs = |v: &VariantResult| {
-            v.in_programs
-                .iter()
-                .map(|p| p.runs_per_connect)
-                .sum::<f64>()
-        };
+        let (own, runs) = (VariantResult::own_ns, VariantResult::runs_per_connect);
         let ratio = crate::stats::ratio(own(untracked), own(tracked));
         Goal {
             scenario: 1,
