@@ -23,6 +23,11 @@ use rustix::thread::{self as caps, CapabilitySet, CapabilitySets};
 /// A feature that needs capabilities after the start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feature {
+    /// The cgroup's packet programs (`sock_out`, `sock_in`), attached only
+    /// while a policy learns from response latency or a chaos fault drops
+    /// SYNs: the kernel checks `CAP_NET_ADMIN` when a cgroup_skb program is
+    /// attached (anyone may load one).
+    SocketPackets,
     /// The packet plane (`daemon.interfaces`): programs attached to an
     /// interface through netlink (TC on kernels without tcx links, before
     /// 6.6) are detached through netlink too, which needs `CAP_NET_ADMIN`.
@@ -39,7 +44,8 @@ pub enum Feature {
 }
 
 impl Feature {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
+        Self::SocketPackets,
         Self::PacketPlane,
         Self::EnterNamespaces,
         Self::FindNamespaces,
@@ -49,15 +55,17 @@ impl Feature {
     /// What it needs. Finding namespaces is of no use without entering them.
     pub const fn needs(self) -> CapabilitySet {
         match self {
-            Self::PacketPlane => CapabilitySet::NET_ADMIN,
+            Self::SocketPackets | Self::PacketPlane => CapabilitySet::NET_ADMIN,
             Self::EnterNamespaces | Self::RunStats => CapabilitySet::SYS_ADMIN,
             Self::FindNamespaces => CapabilitySet::SYS_ADMIN.union(CapabilitySet::SYS_PTRACE),
         }
     }
 
-    /// The configuration key that asks for it.
+    /// The configuration key that asks for it (for the packet programs,
+    /// what they are).
     pub const fn field(self) -> &'static str {
         match self {
+            Self::SocketPackets => "the cgroup's packet programs (sock_out, sock_in)",
             Self::PacketPlane => "daemon.interfaces",
             Self::EnterNamespaces | Self::FindNamespaces => "daemon.enter_namespaces",
             Self::RunStats => "daemon.bpf_run_stats",
@@ -67,6 +75,10 @@ impl Feature {
     /// What is lost without it.
     pub const fn lost(self) -> &'static str {
         match self {
+            Self::SocketPackets => {
+                "policies learning from response latency and chaos faults that drop SYNs \
+                 started after the start cannot attach the packet programs they need"
+            }
             Self::PacketPlane => {
                 "packet-plane programs attached through netlink cannot be detached by an \
                  uninstall through the daemon"
@@ -86,6 +98,7 @@ impl Feature {
 
     fn wanted(self, wants: Wants) -> bool {
         match self {
+            Self::SocketPackets => wants.socket_packets,
             Self::PacketPlane => wants.packet_plane,
             Self::EnterNamespaces | Self::FindNamespaces => wants.enter_namespaces,
             Self::RunStats => wants.run_stats,
@@ -96,6 +109,9 @@ impl Feature {
 /// What the configuration asks for that needs capabilities after the start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Wants {
+    /// Features that attach the cgroup's packet programs may start at any
+    /// time (a policy set, a chaos experiment): always.
+    pub socket_packets: bool,
     /// `daemon.interfaces` is not empty.
     pub packet_plane: bool,
     /// `daemon.enter_namespaces`
@@ -230,9 +246,12 @@ pub fn describe(plan: &Plan) -> Vec<String> {
         } else {
             "is"
         };
+        let asked = match feature {
+            Feature::SocketPackets => format!("attaching {} needs it", feature.field()),
+            _ => format!("{} is set", feature.field()),
+        };
         lines.push(format!(
-            "{} is set, but {} {verb} missing: {}",
-            feature.field(),
+            "{asked}, but {} {verb} missing: {}",
             Names(*lacking),
             feature.lost()
         ));
@@ -367,10 +386,33 @@ mod tests {
 
     fn wants(packet_plane: bool, enter_namespaces: bool, run_stats: bool) -> Wants {
         Wants {
+            socket_packets: false,
             packet_plane,
             enter_namespaces,
             run_stats,
         }
+    }
+
+    #[test]
+    fn the_packet_programs_keep_what_attaching_them_takes() {
+        let asked = Wants {
+            socket_packets: true,
+            ..Wants::default()
+        };
+        let p = plan(asked, UNIT);
+        assert_eq!(p.keep, CapabilitySet::NET_ADMIN);
+        assert_eq!(p.on, [Feature::SocketPackets]);
+        let p = plan(asked, CapabilitySet::BPF);
+        assert_eq!(p.keep, CapabilitySet::empty());
+        assert_eq!(p.off, [(Feature::SocketPackets, CapabilitySet::NET_ADMIN)]);
+        assert!(
+            describe(&p)[1].starts_with(
+                "attaching the cgroup's packet programs (sock_out, sock_in) needs it, but \
+                 CAP_NET_ADMIN is missing: policies learning from response latency"
+            ),
+            "{:?}",
+            describe(&p)
+        );
     }
 
     #[test]
@@ -405,7 +447,7 @@ mod tests {
 
         let p = plan(wants(true, true, true), root);
         assert_eq!(p.keep, NAMESPACES | CapabilitySet::NET_ADMIN);
-        assert_eq!(p.on, Feature::ALL);
+        assert_eq!(p.on, Feature::ALL[1..]);
     }
 
     #[test]

@@ -56,6 +56,18 @@ impl ScratchCgroup {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// The names of the programs attached to this cgroup, asked of the
+    /// kernel in this process: no child, so a thread may poll it while
+    /// others fork.
+    pub fn attached_program_names(&self) -> Vec<String> {
+        let ids = enforcer::bpf::attached_programs(&self.path).expect("querying the cgroup");
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .filter(|info| ids.contains(&info.id()))
+            .filter_map(|info| Some(info.name_as_str()?.to_owned()))
+            .collect()
+    }
+
     /// Moves the calling process into this cgroup. Async-signal-safe, for use
     /// between fork and exec: writing "0" to cgroup.procs moves the writer, and
     /// rustix passes `procs` to the kernel as it is (no allocation).

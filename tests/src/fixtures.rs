@@ -1,10 +1,10 @@
 //! Loading the programs and installing policies the way the daemon does.
 
 use enforcer::{
-    bpf::{Enforcer, KernelPolicies, LoadOptions},
+    bpf::{Enforcer, KernelPolicies, LoadOptions, SkbHooks},
     rule::Rule,
 };
-use enforcer_common::policy::{BackoffRow, Mode, Policy};
+use enforcer_common::policy::{BackoffRow, Mode, Policy, Signal};
 
 use crate::cgroup::ScratchCgroup;
 
@@ -69,6 +69,13 @@ pub fn install(
     maps.policies
         .replace(&mut maps.config, &set)
         .expect("writing the policy set");
+    // The packet programs run only while a policy learns from responses.
+    let response = policies
+        .iter()
+        .any(|(_, p, _)| p.signal == Signal::Response as u32);
+    enforcer
+        .set_skb_hooks(SkbHooks::wanted(response, false))
+        .expect("attaching the packet programs");
 }
 
 /// Installs `policy` (under [`POLICY_ID`]) for the one destination `addr`.

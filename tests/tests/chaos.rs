@@ -407,7 +407,15 @@ fn a_blackhole_times_clients_out_trips_the_breaker_and_the_report_shows_recovery
         a.addr
     ));
     let inside = Place::cgroup(&target);
-    let (load, report) = thread::scope(|s| {
+    // The egress packet program drops the SYNs: attached for the fault only.
+    // (Asked of the kernel in-process: the load's children are forks that
+    // would hold a pipe to a bpftool child open.)
+    let attached = |name: &str| root.attached_program_names().iter().any(|n| n == name);
+    let egress = || attached("sock_out");
+    let ingress = || attached("sock_in");
+    assert!(!egress() && !ingress(), "nothing needs them before");
+    let running = std::sync::atomic::AtomicBool::new(true);
+    let (load, report, seen) = thread::scope(|s| {
         let load = s.spawn(|| {
             attempts(
                 &inside,
@@ -417,8 +425,17 @@ fn a_blackhole_times_clients_out_trips_the_breaker_and_the_report_shows_recovery
                 Duration::from_secs(3),
             )
         });
+        let seen = s.spawn(|| {
+            let mut seen = (false, false);
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                seen = (seen.0 || egress(), seen.1 || ingress());
+                thread::sleep(Duration::from_millis(100));
+            }
+            seen
+        });
         let out = d.cli(&["chaos", "run", file.path(), "-o", "json"]);
-        (load.join().unwrap(), out)
+        running.store(false, std::sync::atomic::Ordering::Relaxed);
+        (load.join().unwrap(), out, seen.join().unwrap())
     });
     let first = load[0].at_ns;
     let timeline: Vec<String> = load
@@ -437,6 +454,12 @@ fn a_blackhole_times_clients_out_trips_the_breaker_and_the_report_shows_recovery
     let v: Value = serde_json::from_slice(&report.stdout).expect("the report");
     assert_eq!(v["stage"], "completed", "{v:#}");
     assert_eq!(v["hypothesis_held"], false, "{v:#}");
+    assert_eq!(
+        seen,
+        (true, false),
+        "the egress program, while the fault ran"
+    );
+    assert!(!egress(), "detached once the fault is disarmed");
     let check = &v["checks"][0];
     assert!(check["baseline"].as_f64().unwrap() > 0.95, "{v:#}");
     assert!(check["worst"].as_f64().unwrap() < 0.5, "{v:#}");

@@ -653,3 +653,58 @@ fn bad_input_exits_2_names_the_field_and_changes_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
     d.kill9();
 }
+
+/// The cgroup's packet programs, as bpftool names them among the attached.
+fn packet_programs(cgroup: &ScratchCgroup) -> (bool, bool) {
+    let attached = cgroup.attached_programs();
+    (attached.contains("sock_out"), attached.contains("sock_in"))
+}
+
+#[test]
+fn the_packet_programs_run_only_while_a_policy_learns_from_responses() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let server = AcceptingServer::bind("127.0.0.1:0");
+    let mut d = Daemon::start_with(
+        &cgroup,
+        &pins,
+        &format!("[[policy]]\nname = \"p\"\nmatch = [\"{}\"]\n", server.addr),
+        "",
+        false,
+    );
+    // Every packet of every socket in the cgroup would pass them: nothing
+    // reads them yet.
+    assert_eq!(packet_programs(&cgroup), (false, false));
+    assert_eq!(connects(&cgroup, server.addr, 1), [Ok(())]);
+
+    let answers = AcceptingServer::bind("127.0.0.1:0");
+    policy_set(
+        &d,
+        "answers",
+        answers.addr,
+        &["max_connections=auto", "adaptive.signal=response"],
+    );
+    assert_eq!(packet_programs(&cgroup), (true, true), "attached for it");
+
+    // Pinned: a daemon killed and started again finds them as they were.
+    d.kill9();
+    assert_eq!(
+        packet_programs(&cgroup),
+        (true, true),
+        "kept without a daemon"
+    );
+    d.spawn();
+    assert_eq!(packet_programs(&cgroup), (true, true), "adopted");
+
+    d.ok(&["policy", "rm", "answers"]);
+    assert_eq!(
+        packet_programs(&cgroup),
+        (false, false),
+        "detached after it"
+    );
+    assert_eq!(
+        connects(&cgroup, server.addr, 1),
+        [Ok(())],
+        "still enforcing"
+    );
+    assert_eq!(d.dest(server.addr)["successes"], 2);
+}

@@ -1,7 +1,9 @@
 //! Least privilege: started with only the capabilities the systemd unit grants
 //! (`CAP_BPF`, `CAP_NET_ADMIN`, `CAP_PERFMON`, `CAP_SETPCAP`), the real daemon
-//! trips, caps, heals, reloads and uninstalls, keeping after the start only
-//! `CAP_NET_ADMIN` for its packet plane; started as full root it keeps, once
+//! trips, caps, heals, reloads, attaches the cgroup's packet programs when a
+//! policy comes to need them and uninstalls, keeping after the start only
+//! `CAP_NET_ADMIN` (for those programs and its packet plane); started as full
+//! root it keeps, once
 //! attached, exactly what its configuration needs, in every thread; it
 //! refuses directories other users own or may write to, before changing
 //! anything; and nobody else can reach its socket or read its state.
@@ -207,6 +209,22 @@ fn with_only_the_units_capabilities_it_trips_caps_heals_reloads_and_uninstalls()
     });
     assert_eq!(three, format!("{:?}", Some(EAGAIN)));
 
+    // A policy that learns from response latency, set at runtime: the
+    // capability kept is what attaches the packet programs it needs.
+    let attached = || cgroup.attached_programs();
+    assert!(!attached().contains("sock_out"), "{}", attached());
+    let answers = SocketAddr::from(([127, 0, 0, 1], free_loopback_port()));
+    d.ok(&[
+        "policy",
+        "set",
+        "answers",
+        &format!("match={answers}"),
+        "max_connections=auto",
+        "adaptive.signal=response",
+    ]);
+    let now = attached();
+    assert!(now.contains("sock_out") && now.contains("sock_in"), "{now}");
+
     // Threads started since (healers, namespace discovery, the runtime's)
     // hold no more than the first.
     assert_holds_exactly(&d, CAP_NET_ADMIN);
@@ -225,12 +243,14 @@ fn with_only_the_units_capabilities_it_trips_caps_heals_reloads_and_uninstalls()
 
 #[test]
 fn once_attached_root_keeps_exactly_what_its_configuration_needs() {
+    // CAP_NET_ADMIN in every case: attaching the cgroup's packet programs
+    // when a policy or a chaos fault starts to need them.
     for (keys, keep, stats) in [
-        ("", CAP_SYS_ADMIN | CAP_SYS_PTRACE, false),
-        ("enter_namespaces = false", 0, false),
+        ("", CAP_SYS_ADMIN | CAP_SYS_PTRACE | CAP_NET_ADMIN, false),
+        ("enter_namespaces = false", CAP_NET_ADMIN, false),
         (
             "enter_namespaces = false\nbpf_run_stats = true",
-            CAP_SYS_ADMIN,
+            CAP_SYS_ADMIN | CAP_NET_ADMIN,
             true,
         ),
     ] {

@@ -18,6 +18,8 @@ pub enum BpfError {
     ObjectMissing,
     #[error("loading the eBPF object")]
     Load(#[source] Box<EbpfError>),
+    #[error("the programs are attached to no cgroup this process knows of")]
+    NoCgroup,
     #[error("program `{name}` is not in the eBPF object")]
     ProgramMissing { name: &'static str },
     #[error("loading program `{name}`")]

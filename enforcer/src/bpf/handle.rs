@@ -2,11 +2,22 @@
 //! attaches and pins them, and hands out their typed maps, the control
 //! program and the packet plane.
 
-use std::{fs::File, io, os::unix::fs::MetadataExt, path::Path, sync::Arc, time::Duration};
+use std::{
+    fs::File,
+    io,
+    os::{fd::AsFd as _, unix::fs::MetadataExt},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{ProgramInfo, links::FdLink, loaded_programs},
+    programs::{
+        CgroupSkb, ProgramInfo,
+        links::{FdLink, PinnedLink},
+        loaded_programs,
+    },
 };
 use enforcer_common::{
     config::Config,
@@ -22,7 +33,7 @@ use super::{
     maps::Maps,
     object, occupied,
     pins::PinDir,
-    programs,
+    programs::{self, ProgramSpec, SkbHooks},
     tc::Attachment,
 };
 
@@ -68,8 +79,12 @@ pub struct Enforcer {
     maps: Maps,
     /// The loaded object, while this process owns its programs.
     ebpf: Option<Ebpf>,
-    /// The cgroup's links, by program name.
+    /// The cgroup's links, by program name, where they are not pinned.
     links: Vec<(&'static str, FdLink)>,
+    /// The cgroup the programs are attached to, once this process knows it.
+    cgroup: Option<PathBuf>,
+    /// Where links are pinned, when this process installed or adopted them.
+    pins: Option<PinDir>,
     /// The packet plane's attachments on interfaces ([`Interfaces::watch`]).
     packet: Vec<Attachment>,
     /// The control program (loaded here, or adopted from its pin). Shared:
@@ -128,6 +143,8 @@ impl Enforcer {
             maps,
             ebpf: Some(ebpf),
             links: Vec::new(),
+            cgroup: None,
+            pins: pins.cloned(),
             packet: Vec::new(),
             control,
         };
@@ -143,6 +160,7 @@ impl Enforcer {
         let dir = open_cgroup(cgroup)?;
         let ebpf = self.ebpf.as_mut().ok_or(BpfError::ObjectMissing)?;
         self.links = programs::attach_all(ebpf, &dir)?;
+        self.cgroup = Some(cgroup.to_path_buf());
         let config = self.maps.config.get()?;
         self.maps.config.set(Config {
             cgroup_id: cgroup_id(&dir, cgroup)?,
@@ -174,7 +192,8 @@ impl Enforcer {
             });
         }
         if pins.has_links() && pins.pinned_maps().all(|(_, p)| p.exists()) {
-            let enforcer = Self::adopt(pins)?;
+            let mut enforcer = Self::adopt(pins)?;
+            enforcer.cgroup = Some(cgroup.to_path_buf());
             let attached = enforcer.maps.config.get()?.cgroup_id;
             if attached != wanted {
                 return Err(BpfError::AttachedElsewhere {
@@ -190,7 +209,10 @@ impl Enforcer {
         let before = pins.existing();
         layout::mark(pins)?;
         Self::install_fresh(options, pins, &dir, wanted)
-            .map(|enforcer| (enforcer, Installed::Fresh))
+            .map(|mut enforcer| {
+                enforcer.cgroup = Some(cgroup.to_path_buf());
+                (enforcer, Installed::Fresh)
+            })
             .inspect_err(|_| {
                 if before.is_empty() {
                     layout::unmark(pins);
@@ -207,7 +229,7 @@ impl Enforcer {
     ) -> Result<Self, BpfError> {
         // Leftover link pins of an incomplete installation would attach a second
         // copy next to ours: remove them first.
-        for spec in &programs::PROGRAMS {
+        for spec in programs::cgroup_programs() {
             let _ = std::fs::remove_file(pins.link(spec.name));
         }
         let mut enforcer = Self::load_with(options, Some(pins))?;
@@ -275,9 +297,96 @@ impl Enforcer {
             maps: Maps::open(pins)?,
             ebpf: None,
             links: Vec::new(),
+            cgroup: None,
+            pins: Some(pins.clone()),
             packet: Vec::new(),
             control: Arc::new(Control::pinned(pins)?),
         })
+    }
+
+    /// Attaches the cgroup's packet programs `wanted` names and detaches
+    /// the others, pinning the links where this process installed or
+    /// adopted pins. Attach before arming what needs them, detach after.
+    pub fn set_skb_hooks(&mut self, wanted: SkbHooks) -> Result<(), BpfError> {
+        for (spec, want) in wanted.each() {
+            if want != self.skb_attached(&spec) {
+                if want {
+                    self.attach_skb(&spec)?;
+                } else {
+                    self.detach_skb(&spec)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Which of the cgroup's packet programs are attached.
+    pub fn skb_hooks(&self) -> SkbHooks {
+        SkbHooks {
+            egress: self.skb_attached(&programs::SOCK_OUT),
+            ingress: self.skb_attached(&programs::SOCK_IN),
+        }
+    }
+
+    fn skb_attached(&self, spec: &ProgramSpec) -> bool {
+        self.links.iter().any(|(name, _)| *name == spec.name)
+            || self
+                .pins
+                .as_ref()
+                .is_some_and(|p| p.link(spec.name).exists())
+    }
+
+    fn attach_skb(&mut self, spec: &ProgramSpec) -> Result<(), BpfError> {
+        let dir = open_cgroup(self.cgroup.as_deref().ok_or(BpfError::NoCgroup)?)?;
+        let link = match (self.ebpf.as_mut(), self.pins.as_ref()) {
+            (Some(ebpf), _) => {
+                let program = ebpf
+                    .program_mut(spec.name)
+                    .ok_or(BpfError::ProgramMissing { name: spec.name })?;
+                programs::attach_skb(spec, programs::as_kind(spec, program)?, dir.as_fd())?
+            }
+            // Adopted: the program pinned by the daemon that loaded it.
+            (None, Some(pins)) => {
+                let mut program =
+                    CgroupSkb::from_pin(pins.program(spec.name), programs::skb_direction(spec))
+                        .map_err(|source| BpfError::Program {
+                            name: spec.name,
+                            source,
+                        })?;
+                programs::attach_skb(spec, &mut program, dir.as_fd())?
+            }
+            (None, None) => return Err(BpfError::ObjectMissing),
+        };
+        match &self.pins {
+            Some(pins) => {
+                let path = pins.link(spec.name);
+                link.pin(&path).map_err(|e| BpfError::Pin {
+                    path: path.display().to_string(),
+                    source: io::Error::other(e),
+                })?;
+                PinDir::restrict(&path)?;
+            }
+            None => self.links.push((spec.name, link)),
+        }
+        Ok(())
+    }
+
+    fn detach_skb(&mut self, spec: &ProgramSpec) -> Result<(), BpfError> {
+        // Dropping the last descriptor of a link detaches its program.
+        self.links.retain(|(name, _)| *name != spec.name);
+        if let Some(pins) = &self.pins {
+            let path = pins.link(spec.name);
+            let pin_err = |source: io::Error| BpfError::Pin {
+                path: path.display().to_string(),
+                source,
+            };
+            match PinnedLink::from_pin(&path) {
+                Ok(link) => drop(link.unpin().map_err(pin_err)?),
+                Err(_) if !path.exists() => {}
+                Err(e) => return Err(pin_err(io::Error::other(e))),
+            }
+        }
+        Ok(())
     }
 
     /// The programs' maps.

@@ -15,7 +15,7 @@ use super::{BpfError, pins::PinDir};
 /// Bumped whenever a pinned map's name, type, key or value changes, or a
 /// program's pin or attachment does; `layout_table_matches_the_version`
 /// (below) fails until it is.
-pub const VERSION: u32 = 8;
+pub const VERSION: u32 = 9;
 
 const PREFIX: &str = "layout-";
 
@@ -90,7 +90,9 @@ mod tests {
     /// `sock_out`/`sock_in`.
     /// 8: a chaos `Fault` names its callers' priority classes (456 → 464
     /// bytes).
-    const LAYOUT_V8: &str = "\
+    /// 9: `sock_out` and `sock_in` are pinned as programs and attached only
+    /// while a feature needs them (their link pins come and go).
+    const LAYOUT_V9: &str = "\
 AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512
 CHAOS type 2 key 4 value 464 entries 8
@@ -142,7 +144,7 @@ ZERO_DEST type 2 key 4 value 680 entries 1
         let table = lines.join("\n") + "\n";
         assert_eq!(
             (VERSION, table.as_str()),
-            (8, LAYOUT_V8),
+            (9, LAYOUT_V9),
             "the pinned layout changed: bump layout::VERSION and record the new table"
         );
     }

@@ -49,4 +49,5 @@ pub use maps::Maps;
 pub use occupied::attached_programs;
 pub use overrides::Overrides;
 pub use policy_set::{KernelPolicies, PolicyBanks};
+pub use programs::SkbHooks;
 pub use tc::TcApi;

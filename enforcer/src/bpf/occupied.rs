@@ -18,7 +18,7 @@ use aya_obj::generated::{BPF_OBJ_NAME_LEN, bpf_attach_type};
 
 use super::{
     pins::PinDir,
-    programs::PROGRAMS,
+    programs::cgroup_programs,
     syscall::{bpf, bpf_cmd, zeroed_attr},
 };
 
@@ -100,9 +100,7 @@ fn held_by(pins: &PinDir) -> Vec<u32> {
 /// name of one of the attached programs of the object.
 fn is_ours(kernel_name: &str) -> bool {
     let cut = BPF_OBJ_NAME_LEN as usize - 1;
-    PROGRAMS
-        .iter()
-        .any(|spec| &spec.name[..spec.name.len().min(cut)] == kernel_name)
+    cgroup_programs().any(|spec| &spec.name[..spec.name.len().min(cut)] == kernel_name)
 }
 
 /// The ids of the programs attached to the cgroup directory `dir` itself (not

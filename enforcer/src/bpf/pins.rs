@@ -30,7 +30,7 @@ use rustix::{
 
 use super::{
     BpfError,
-    programs::{CHAOS_IN_TC, PACKET_IN_TC, PACKET_OUT_TC, PROGRAMS, UNATTACHED},
+    programs::{CHAOS_IN_TC, PACKET_IN_TC, PACKET_OUT_TC, PROGRAMS, UNATTACHED, cgroup_programs},
 };
 
 /// Waits (up to `limit`) until none of the links `ids` exists any more;
@@ -247,8 +247,7 @@ impl PinDir {
     /// The cgroup links pinned here, each opened and closed again (an open
     /// descriptor would keep its link attached once the pin is gone).
     pub fn links(&self) -> Vec<LinkInfo> {
-        PROGRAMS
-            .iter()
+        cgroup_programs()
             .filter_map(|spec| PinnedLink::from_pin(self.link(spec.name)).ok())
             .filter_map(|link| FdLink::from(link).info().ok())
             .collect()
@@ -304,7 +303,7 @@ impl PinDir {
     }
 
     fn pin_paths(&self) -> impl Iterator<Item = PathBuf> + '_ {
-        let links = PROGRAMS.iter().map(|p| self.link(p.name));
+        let links = cgroup_programs().map(|p| self.link(p.name));
         let programs = UNATTACHED.iter().map(|p| self.program(p.name));
         let maps = self.pinned_maps().map(|(_, path)| path);
         links.chain(programs).chain(maps)

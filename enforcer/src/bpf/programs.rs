@@ -1,6 +1,6 @@
 //! The programs in the object and where each attaches, as data.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use aya::{
     Ebpf,
@@ -45,11 +45,12 @@ pub struct ProgramSpec {
     pub min_kernel_why: &'static str,
 }
 
-/// Every program, in attach order: outcome tracking first, so that no socket the
-/// gate admits can miss its callbacks; the chaos faults before the gate, which
-/// leaves alone a connect they refused (programs of one hook run in the order
-/// they were attached).
-pub const PROGRAMS: [ProgramSpec; 8] = [
+/// Every program attached to the cgroup for as long as the enforcer is, in
+/// attach order: outcome tracking first, so that no socket the gate admits can
+/// miss its callbacks; the chaos faults before the gate, which leaves alone a
+/// connect they refused (programs of one hook run in the order they were
+/// attached).
+pub const PROGRAMS: [ProgramSpec; 6] = [
     ProgramSpec {
         name: "track_sockops",
         hook: Hook::SockOps,
@@ -61,18 +62,6 @@ pub const PROGRAMS: [ProgramSpec; 8] = [
         hook: Hook::SockRelease,
         min_kernel: (5, 19),
         min_kernel_why: "bpf_sk_storage_get from cgroup_sock programs",
-    },
-    ProgramSpec {
-        name: "sock_out",
-        hook: Hook::SkbEgress,
-        min_kernel: (5, 7),
-        min_kernel_why: "bpf_sk_storage_get and bpf_tcp_sock from cgroup_skb, cgroup links",
-    },
-    ProgramSpec {
-        name: "sock_in",
-        hook: Hook::SkbIngress,
-        min_kernel: (5, 7),
-        min_kernel_why: "bpf_sk_storage_get from cgroup_skb, cgroup links",
     },
     ProgramSpec {
         name: "chaos_connect4",
@@ -141,14 +130,70 @@ pub const CHAOS_IN_TC: ProgramSpec = ProgramSpec {
     min_kernel_why: "tcx links (pinnable TC attachments)",
 };
 
+/// The cgroup's egress packets: SYNs a chaos fault drops, the start of the
+/// response clock. Every packet of every socket in the cgroup passes it, so
+/// it is attached only while a feature needs it ([`SkbHooks`]).
+pub const SOCK_OUT: ProgramSpec = ProgramSpec {
+    name: "sock_out",
+    hook: Hook::SkbEgress,
+    min_kernel: (5, 7),
+    min_kernel_why: "bpf_sk_storage_get and bpf_tcp_sock from cgroup_skb, cgroup links",
+};
+
+/// The cgroup's ingress packets: the end of the response clock. Attached as
+/// [`SOCK_OUT`] is.
+pub const SOCK_IN: ProgramSpec = ProgramSpec {
+    name: "sock_in",
+    hook: Hook::SkbIngress,
+    min_kernel: (5, 7),
+    min_kernel_why: "bpf_sk_storage_get from cgroup_skb, cgroup links",
+};
+
 /// Programs loaded and pinned on their own, attached later (or never).
-pub const UNATTACHED: [ProgramSpec; 5] = [
+pub const UNATTACHED: [ProgramSpec; 7] = [
     CONTROL,
     PACKET_IN_XDP,
     PACKET_IN_TC,
     PACKET_OUT_TC,
     CHAOS_IN_TC,
+    SOCK_OUT,
+    SOCK_IN,
 ];
+
+/// The cgroup programs attached only while a feature needs them.
+pub const ON_DEMAND: [ProgramSpec; 2] = [SOCK_OUT, SOCK_IN];
+
+/// Every program that may be attached to the cgroup (and so have a link
+/// pinned): [`PROGRAMS`] and [`ON_DEMAND`].
+pub fn cgroup_programs() -> impl Iterator<Item = &'static ProgramSpec> {
+    PROGRAMS.iter().chain(&ON_DEMAND)
+}
+
+/// Which of the cgroup's packet programs ([`SOCK_OUT`], [`SOCK_IN`]) the
+/// running features need: they tax every packet of the cgroup, so none runs
+/// that nothing reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkbHooks {
+    pub egress: bool,
+    pub ingress: bool,
+}
+
+impl SkbHooks {
+    /// What policies measuring `response` latency and chaos faults that
+    /// drop SYNs (`syn_faults`) need: the response clock starts on the way
+    /// out and stops on the way in; a SYN is dropped on the way out.
+    pub const fn wanted(response: bool, syn_faults: bool) -> Self {
+        Self {
+            egress: response || syn_faults,
+            ingress: response,
+        }
+    }
+
+    /// Each program with whether it is wanted.
+    pub const fn each(self) -> [(ProgramSpec, bool); 2] {
+        [(SOCK_OUT, self.egress), (SOCK_IN, self.ingress)]
+    }
+}
 
 /// Loads every program into the kernel (runs the verifier).
 pub fn load_all(ebpf: &mut Ebpf) -> Result<(), BpfError> {
@@ -204,14 +249,7 @@ pub fn attach_all(
                 fd_link(spec, id.and_then(|id| p.take_link(id)))?
             }
             Hook::SkbEgress | Hook::SkbIngress => {
-                let direction = if spec.hook == Hook::SkbEgress {
-                    CgroupSkbAttachType::Egress
-                } else {
-                    CgroupSkbAttachType::Ingress
-                };
-                let p = as_kind::<CgroupSkb>(spec, program)?;
-                let id = p.attach(cgroup, direction, mode);
-                fd_link(spec, id.and_then(|id| p.take_link(id)))?
+                attach_skb(spec, as_kind::<CgroupSkb>(spec, program)?, cgroup)?
             }
             // Not attached to the cgroup.
             Hook::Control | Hook::PacketXdp | Hook::PacketTc => continue,
@@ -219,6 +257,26 @@ pub fn attach_all(
         links.push((spec.name, link));
     }
     Ok(links)
+}
+
+/// Attaches a cgroup packet program (`spec`'s, loaded as `program`) to the
+/// cgroup open as `cgroup`.
+pub(super) fn attach_skb(
+    spec: &ProgramSpec,
+    program: &mut CgroupSkb,
+    cgroup: BorrowedFd<'_>,
+) -> Result<FdLink, BpfError> {
+    let id = program.attach(cgroup, skb_direction(spec), CgroupAttachMode::Single);
+    fd_link(spec, id.and_then(|id| program.take_link(id)))
+}
+
+/// Which way a cgroup packet program (`spec`'s) looks.
+pub(super) fn skb_direction(spec: &ProgramSpec) -> CgroupSkbAttachType {
+    if spec.hook == Hook::SkbEgress {
+        CgroupSkbAttachType::Egress
+    } else {
+        CgroupSkbAttachType::Ingress
+    }
 }
 
 /// The link an attach (`attach` then `take_link`) produced, as the FdLink every

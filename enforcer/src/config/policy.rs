@@ -594,6 +594,12 @@ impl PolicySpec {
         })
     }
 
+    /// Whether the policy learns from response latency, which the cgroup's
+    /// packet programs measure.
+    pub fn measures_responses(&self) -> bool {
+        self.adaptive.is_some_and(|a| a.signal == Signal::Response)
+    }
+
     /// What the kernel reads. `scope` is the (id, level) of the policy's cgroup.
     pub fn kernel(&self, scope: Option<(u64, u32)>) -> Policy {
         let ns = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;

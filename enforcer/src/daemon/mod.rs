@@ -30,6 +30,7 @@ mod schedule;
 mod series;
 mod serve;
 mod settle;
+mod skb_hooks;
 mod start;
 mod state;
 pub mod view;

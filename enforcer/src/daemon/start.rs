@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 use super::{
     Listeners, RunningPolicy, Shared, apply,
     classes::{self, RunningClass},
-    heal, private_dir, saved,
+    heal, private_dir, saved, skb_hooks,
     state::Daemon,
 };
 use crate::{
@@ -247,6 +247,7 @@ fn build(
     // from the thread that creates it.
     let namespaces = Arc::new(Registry::new().context("learning the host's network namespaces")?);
     let wants = privilege::Wants {
+        socket_packets: true,
         packet_plane: !config.daemon.interfaces.is_empty(),
         enter_namespaces: config.daemon.enter_namespaces,
         run_stats: config.daemon.bpf_run_stats,
@@ -288,6 +289,7 @@ fn build(
     };
     apply::apply(&mut daemon.enforcer, &policies, &ids, &mut daemon.jitter)?;
     daemon.policies = RunningPolicy::set(policies, ids);
+    skb_hooks::sync(&mut daemon, false).context("the cgroup's packet programs")?;
     daemon.ready = true;
     Ok(Arc::new(Mutex::new(daemon)))
 }

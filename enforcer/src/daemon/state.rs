@@ -157,6 +157,7 @@ impl Daemon {
         let ids = apply::assign_ids(&previous, &specs);
         apply::apply(&mut self.enforcer, &specs, &ids, &mut self.jitter)?;
         self.policies = RunningPolicy::set(specs, ids);
+        super::skb_hooks::sync_or_warn(self);
         self.publish(notices::daemon_event(
             "policies_applied",
             None,

@@ -458,5 +458,6 @@ pub fn abort(d: &mut Daemon, name: Option<&str>) -> Result<Vec<String>, BpfError
         r.stop.notify_one();
     }
     crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, bits)?;
+    super::skb_hooks::sync_or_warn(d);
     Ok(names)
 }

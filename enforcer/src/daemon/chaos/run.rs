@@ -10,14 +10,14 @@ use std::{
 };
 
 use enforcer_common::{
-    chaos::Fault,
+    chaos::{Fault, Kind},
     class::{CLASSES, ClassCounts},
     counters::GlobalCounter,
     dest::{DestCounters, DestKey},
 };
 use tokio::sync::{Notify, broadcast::error::RecvError, watch};
 
-use super::super::{Daemon, Shared, lock, notices::daemon_event};
+use super::super::{Daemon, Shared, lock, notices::daemon_event, skb_hooks};
 use crate::{
     api::{Event, ExperimentView, FaultView},
     bpf::reset::Resetter,
@@ -160,6 +160,7 @@ fn act(
                 let at = course.elapsed();
                 // Nothing armed, or part of it: disarm whatever was.
                 let _ = crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, slots.bits());
+                skb_hooks::sync_or_warn(d);
                 course.stop(at, "kernel", format!("arming the faults failed: {e}"));
                 return false;
             }
@@ -173,6 +174,7 @@ fn act(
                 // The kernel ends them at their deadline regardless.
                 tracing::error!("chaos experiment `{name}`: disarming failed: {e}");
             }
+            skb_hooks::sync_or_warn(d);
             false
         }
         Step::Done => true,
@@ -196,6 +198,12 @@ fn arm(d: &mut Daemon, course: &Course, kernel: &Kernel<'_>) -> Result<(), crate
             ))
         })
         .collect();
+    // The packet programs that drop SYNs are attached before any fault that
+    // needs them is armed.
+    let drops_syns = faults
+        .iter()
+        .any(|(_, f)| matches!(Kind::from_raw(f.kind), Some(Kind::Blackhole | Kind::Delay)));
+    skb_hooks::sync(d, drops_syns)?;
     let maps = d.enforcer.maps_mut();
     maps.chaos.arm(&mut maps.config, &faults)
 }
