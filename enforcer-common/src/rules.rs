@@ -51,6 +51,46 @@ impl RuleData {
     }
 }
 
+/// Words of [`RulePorts`]: one bit per port.
+pub const PORT_WORDS: usize = 65_536 / 64;
+
+/// The ports a bank's rules name, one bit each; port 0 stands for the
+/// any-port rules. A connect to a port no rule names (and no any-port rule
+/// covers) needs no trie lookup at all: most connects in a cgroup go to
+/// ports no rule is about.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RulePorts {
+    pub words: [u64; PORT_WORDS],
+}
+const _: () = assert!(size_of::<RulePorts>() == 8192);
+impl_pod!(RulePorts);
+
+impl Default for RulePorts {
+    fn default() -> Self {
+        Self {
+            words: [0; PORT_WORDS],
+        }
+    }
+}
+
+impl RulePorts {
+    /// Notes a rule for `port` (0: any port).
+    pub fn add(&mut self, port: u16) {
+        if let Some(word) = self.words.get_mut(usize::from(port >> 6)) {
+            *word |= 1 << (port & 63);
+        }
+    }
+
+    /// Whether a rule names `port` (0: whether any-port rules exist).
+    #[inline(always)]
+    pub fn has(&self, port: u16) -> bool {
+        self.words
+            .get(usize::from(port >> 6))
+            .is_some_and(|word| word >> (port & 63) & 1 != 0)
+    }
+}
+
 /// Highest policy id + 1: the size of the policy arrays.
 pub const MAX_POLICIES: u32 = 256;
 
@@ -58,4 +98,20 @@ pub const MAX_POLICIES: u32 = 256;
 /// v4-mapped) address.
 pub const fn prefix_len(addr_bits: u32) -> u32 {
     PORT_BITS + addr_bits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_port_is_its_own_bit_and_zero_stands_for_any_port() {
+        let mut ports = RulePorts::default();
+        assert!((0..=u16::MAX).all(|p| !ports.has(p)));
+        for p in [0, 1, 63, 64, 5432, u16::MAX] {
+            ports.add(p);
+        }
+        let named: std::vec::Vec<u16> = (0..=u16::MAX).filter(|p| ports.has(*p)).collect();
+        assert_eq!(named, [0, 1, 63, 64, 5432, u16::MAX]);
+    }
 }

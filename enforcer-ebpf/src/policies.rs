@@ -11,7 +11,7 @@ use enforcer_common::{
     rules::{FULL_PREFIX, RuleData},
 };
 
-use crate::maps::{BACKOFF, CONFIG, POLICIES, POLICY_RULES_0, POLICY_RULES_1, Rules};
+use crate::maps::{BACKOFF, CONFIG, POLICIES, POLICY_RULES_0, POLICY_RULES_1, RULE_PORTS, Rules};
 
 /// The active bank, as a run saw it when it started.
 #[derive(Clone, Copy)]
@@ -45,17 +45,24 @@ impl Policies {
     }
 
     /// The policy of the most specific rule for the destination: its port
-    /// first, then any port.
+    /// first, then any port. A trie is looked up only where the bank's
+    /// ports say a rule may match.
     #[inline(always)]
     pub fn rule(self, key: &DestKey) -> Option<u32> {
+        let ports = RULE_PORTS.get(self.0.index() as u32)?;
         let rules: &Rules = if self.0.index() == 0 {
             &POLICY_RULES_0
         } else {
             &POLICY_RULES_1
         };
         let mut lookup = Key::new(FULL_PREFIX, RuleData::new(key.port, &key.addr));
-        if let Some(id) = rules.get(&lookup) {
+        if ports.has(key.port)
+            && let Some(id) = rules.get(&lookup)
+        {
             return Some(*id);
+        }
+        if !ports.has(0) {
+            return None;
         }
         lookup.data.port = [0, 0];
         rules.get(&lookup).copied()

@@ -9,8 +9,10 @@
 //! | `STATE_CB` SYN_SENT → CLOSE    | outcome classified from the socket's error, slot released    |
 //! | `STATE_CB` other → CLOSE       | slot released                                                |
 //!
-//! Sockets without storage, or whose storage the gate did not mark as admitted,
-//! are ignored. Always returns 1: sock_ops verdicts are not used for these ops.
+//! Every other op (and `RTO_CB`, `STATE_CB` otherwise) leaves before the
+//! storage lookup. Sockets without storage, or whose storage the gate did not
+//! mark as admitted, are ignored. Always returns 1: sock_ops verdicts are not
+//! used for these ops.
 
 use core::ffi::c_void;
 
@@ -40,37 +42,57 @@ const TCP_USER_TIMEOUT: i32 = 18;
 #[sock_ops]
 pub fn track_sockops(ctx: SockOpsContext) -> u32 {
     // Every TCP socket in the cgroup calls this for every op (timeouts, window
-    // and ECN initialisation, ...): leave before the storage lookup unless the
-    // op is one of ours.
-    let ours = matches!(
-        ctx.op(),
-        BPF_SOCK_OPS_TCP_CONNECT_CB
-            | BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
-            | BPF_SOCK_OPS_RTO_CB
-            | BPF_SOCK_OPS_STATE_CB
-    );
-    if ours && let Some((sk, sock)) = admitted_sock(&ctx) {
-        on_op(&ctx, sk, sock);
+    // and ECN initialisation, every state change of a tracked one, ...):
+    // leave before the storage lookup unless the op is one this hook acts on.
+    if let Some(op) = Op::of(&ctx)
+        && let Some((sk, sock)) = admitted_sock(&ctx)
+    {
+        on_op(&ctx, op, sk, sock);
     }
     1
 }
 
+/// The ops this hook acts on.
+#[derive(Clone, Copy)]
+enum Op {
+    /// `TCP_CONNECT_CB`: the SYN is about to leave.
+    Connect,
+    /// `ACTIVE_ESTABLISHED_CB`: the handshake completed.
+    Established,
+    /// `RTO_CB` in SYN_SENT: the SYN went unanswered for a whole timeout.
+    SynTimeout,
+    /// `STATE_CB` to CLOSE (the other state changes say nothing to us).
+    Closed,
+}
+
+impl Op {
+    #[inline(always)]
+    fn of(ctx: &SockOpsContext) -> Option<Self> {
+        match ctx.op() {
+            BPF_SOCK_OPS_TCP_CONNECT_CB => Some(Self::Connect),
+            BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => Some(Self::Established),
+            BPF_SOCK_OPS_RTO_CB if ctx.state() == BPF_TCP_SYN_SENT => Some(Self::SynTimeout),
+            BPF_SOCK_OPS_STATE_CB if ctx.arg(1) == BPF_TCP_CLOSE => Some(Self::Closed),
+            _ => None,
+        }
+    }
+}
+
 #[inline(always)]
-fn on_op(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
+fn on_op(ctx: &SockOpsContext, op: Op, sk: *mut c_void, sock: &mut SockInfo) {
     let policies = Policies::active();
-    match ctx.op() {
-        BPF_SOCK_OPS_TCP_CONNECT_CB => on_connect(ctx, sk, sock, policies),
-        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => {
+    match op {
+        Op::Connect => on_connect(ctx, sk, sock, policies),
+        Op::Established => {
             if atomic::load(&raw const sock.marks) & marks::USER_TIMEOUT_SET != 0 {
                 // The handshake is done: back to the kernel's default for data.
                 set_user_timeout(ctx, 0);
             }
             record_end(sock, End::Established, policies);
         }
-        // The retransmission timer fired: the SYN went unanswered for a whole
-        // timeout. args: retransmits, rto, expired (the timer is giving up: the
-        // socket closes with a timeout right after this callback).
-        BPF_SOCK_OPS_RTO_CB if ctx.state() == BPF_TCP_SYN_SENT => {
+        // args: retransmits, rto, expired (the timer is giving up: the socket
+        // closes with a timeout right after this callback).
+        Op::SynTimeout => {
             let timed_out = if ctx.arg(2) != 0 {
                 marks::SYN_TIMED_OUT
             } else {
@@ -78,7 +100,7 @@ fn on_op(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
             };
             atomic::fetch_or(&raw mut sock.marks, marks::SYN_RETRANSMITTED | timed_out);
         }
-        BPF_SOCK_OPS_STATE_CB if ctx.arg(1) == BPF_TCP_CLOSE => {
+        Op::Closed => {
             if ctx.arg(0) == BPF_TCP_SYN_SENT {
                 let seen = SynSentClose {
                     // SAFETY: a socket from the context.
@@ -91,7 +113,6 @@ fn on_op(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo) {
                 record_end(sock, End::Closed, policies);
             }
         }
-        _ => {}
     }
 }
 

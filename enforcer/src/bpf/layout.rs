@@ -91,7 +91,8 @@ mod tests {
     /// 8: a chaos `Fault` names its callers' priority classes (456 → 464
     /// bytes).
     /// 9: `sock_out` and `sock_in` are pinned as programs and attached only
-    /// while a feature needs them (their link pins come and go).
+    /// while a feature needs them (their link pins come and go); the ports
+    /// each bank's rules name joined (`RULE_PORTS`).
     const LAYOUT_V9: &str = "\
 AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512
@@ -111,6 +112,7 @@ POLICIES type 2 key 4 value 128 entries 512
 POLICY_RULES_0 type 11 key 24 value 4
 POLICY_RULES_1 type 11 key 24 value 4
 POLICY_STATS type 2 key 4 value 24 entries 256
+RULE_PORTS type 2 key 4 value 8192 entries 2
 SOCKS type 24 key 4 value 96
 WATCHED type 1 key 4 value 4
 ZERO_DEST type 2 key 4 value 680 entries 1

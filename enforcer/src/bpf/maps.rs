@@ -95,6 +95,7 @@ impl Maps {
                     typed(map, names::POLICY_RULES[0])?,
                     typed(map, names::POLICY_RULES[1])?,
                 ],
+                ports: typed(map, names::RULE_PORTS)?,
             },
             policy_stats: PolicyStatsMap(typed(map, names::POLICY_STATS)?),
             dests: Arc::new(Dests(typed(map, names::DESTS)?)),

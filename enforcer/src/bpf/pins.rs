@@ -52,12 +52,13 @@ fn released(ids: &[u32], limit: Duration) -> bool {
 }
 
 /// Every map the object declares (and so every map pin).
-pub const MAP_NAMES: [&str; 18] = {
+pub const MAP_NAMES: [&str; 19] = {
     use enforcer_common::maps::*;
     [
         CONFIG,
         POLICY_RULES[0],
         POLICY_RULES[1],
+        RULE_PORTS,
         POLICIES,
         BACKOFF,
         POLICY_STATS,
