@@ -89,9 +89,9 @@ pub enum GlobalCounter {
     /// all): the answers would go elsewhere, so silence says nothing about
     /// the destination; passed untracked.
     PacketSynsSpoofed,
-    /// TCP connects a program attached before the gate refused (a chaos
-    /// fault, another tool's program): passed untracked, since they never
-    /// leave.
+    /// TCP connects refused before the breaker saw them, by an armed chaos
+    /// fault or by another tool's program attached before the gate: never
+    /// tracked, since they never leave.
     RefusedBefore,
 }
 

@@ -1,28 +1,28 @@
-//! `chaos_connect4` and `chaos_connect6` (`cgroup/connect*`, attached before
-//! the gate), and the chaos faults' other paths ([`enforcer_common::chaos`]):
-//! which armed fault affects a connect, and whether egress drops a SYN of a
-//! connect a fault marked.
+//! The chaos faults at the socket plane ([`enforcer_common::chaos`]): which
+//! armed fault affects a connect (the gate's first step, before the breaker:
+//! [`at_connect`]), and whether egress drops a SYN of a connect a fault
+//! marked ([`drops_syn`]).
 //!
-//! A program of its own, not a step of the gate: its loop over the faults is
-//! verified once, not once per path through the breaker's admission. With
-//! no fault armed it costs a run that reads one field of the configuration;
-//! egress pays one socket-storage lookup per SYN, and nothing for other
+//! The gate asks only while a fault is armed (one field of the
+//! configuration it reads anyway), through a function of its own: the loop
+//! over the faults is verified once, not once per path through the
+//! breaker's admission. Egress (attached only while a fault that drops SYNs
+//! is armed) pays one socket-storage lookup per SYN, nothing for other
 //! packets.
 //!
 //! | case                                        | verdict            | accounting              |
 //! |---------------------------------------------|--------------------|-------------------------|
-//! | no fault armed, paused, not TCP, the daemon | allow              | —                       |
 //! | a refusal affects it                        | errno of the fault | the fault's `affected`  |
 //! | a fault that drops SYNs affects it          | allow, marked      | the fault's `affected`  |
 //! | the chance or the cap spares it             | allow              | the fault's `spared`    |
+//! | no armed fault affects it                   | allow              | —                       |
 
 use aya_ebpf::{
-    bindings::bpf_sock,
+    bindings::{bpf_sock, bpf_sock_addr},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_ktime_get_ns,
         generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_prandom_u32},
     },
-    macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
 use enforcer_common::{
@@ -34,46 +34,28 @@ use enforcer_common::{
 use crate::{
     atomic, classes,
     maps::{CHAOS, CHAOS_SOCKS, CONFIG},
-    sockaddr::{self, ALLOW, reject},
 };
 
-#[cgroup_sock_addr(connect4)]
-pub fn chaos_connect4(ctx: SockAddrContext) -> i32 {
-    faults(&ctx, sockaddr::dest4)
-}
-
-#[cgroup_sock_addr(connect6)]
-pub fn chaos_connect6(ctx: SockAddrContext) -> i32 {
-    faults(&ctx, sockaddr::dest6)
-}
-
+/// The armed faults' bits, read from the configuration in place.
 #[inline(always)]
-fn faults(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey) -> i32 {
-    let Some(config) = CONFIG.get(0) else {
-        return ALLOW;
-    };
-    let armed = config.chaos_armed;
-    // The daemon's own connects (its HTTP checks, healing probes) see the
-    // destinations as they are.
-    let daemon =
-        config.bypass_tgid != 0 && (bpf_get_current_pid_tgid() >> 32) as u32 == config.bypass_tgid;
-    if armed == 0 || config.is_paused() || daemon || !sockaddr::is_tcp(ctx) {
-        return ALLOW;
-    }
+pub fn armed() -> u32 {
+    CONFIG.get_ptr(0).map_or(0, |c| {
+        // SAFETY: a value of CONFIG, valid for the program's run; one field
+        // read, not a copy.
+        unsafe { core::ptr::read_volatile(&raw const (*c).chaos_armed) }
+    })
+}
+
+/// What the first of the `armed` faults that is live and affects this TCP
+/// connect (the context `sock_addr`) to `key` (in any namespace) by the
+/// current task does, counted: the errno to refuse it with, or 0 to let it
+/// through (marked, for a fault that drops its SYNs). One register back, so
+/// the gate's paths after it join into one.
+#[inline(never)]
+pub fn at_connect(sock_addr: *mut bpf_sock_addr, armed: u32, key: &DestKey) -> u32 {
+    let ctx = SockAddrContext::new(sock_addr);
     // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
-    match at_connect(ctx, armed, &dest(ctx), now) {
-        Some(errno) => reject(errno),
-        None => ALLOW,
-    }
-}
-
-/// What the first armed, live fault that affects a connect to `key` (in any
-/// namespace) by the current task at `now` does (counted): `Some(errno)` to
-/// refuse it; a fault that drops SYNs marks the connect and lets it through
-/// (`None`), as does no fault.
-#[inline(always)]
-fn at_connect(ctx: &SockAddrContext, armed: u32, key: &DestKey, now: u64) -> Option<u32> {
     first_armed(armed, |slot, fault| {
         if affects(fault, key, now) == 0 || taken(fault) == 0 {
             return None;
@@ -81,12 +63,12 @@ fn at_connect(ctx: &SockAddrContext, armed: u32, key: &DestKey, now: u64) -> Opt
         // SAFETY: a value of CHAOS, valid for the program's run.
         let f = unsafe { &*fault };
         if chaos::refuses(f.kind) {
-            return Some(Some(f.errno));
+            return Some(f.errno);
         }
-        mark(ctx, Mark::of(f, slot));
-        Some(None)
+        mark(&ctx, Mark::of(f, slot));
+        Some(0)
     })
-    .flatten()
+    .unwrap_or(0)
 }
 
 /// The first answer `decide` gives for an armed fault (its slot and its

@@ -4,17 +4,19 @@
 //! | case                                        | verdict            | accounting              |
 //! |---------------------------------------------|--------------------|-------------------------|
 //! | not TCP (UDP, raw, MPTCP)                   | allow              | `other_connects`        |
-//! | refused by a program that ran before (chaos)| (refused)          | `refused_before`        |
+//! | refused by a program that ran before        | (refused)          | `refused_before`        |
 //! | global switch off                           | allow              | `paused_passes`         |
 //! | the daemon's own connect                    | allow              | `bypassed`              |
+//! | refused by an armed chaos fault             | errno of the fault | `refused_before`        |
 //! | the socket's previous connect still holds   | (settled first)    | `local_errors`          |
 //! | caller outside the policy's cgroup scope    | allow, untracked   | `out_of_scope`          |
 //! | no socket storage                           | allow, untracked   | `sock_storage_failed`   |
 //! | otherwise                                   | as [`crate::admission`] decides               |
 //!
-//! The chaos programs run before the gate ([`crate::chaos`]): a connect they
-//! refused never reaches the breaker; one whose SYNs they drop is admitted
-//! as any other, and gives its fault's count back if the breaker refuses it.
+//! The chaos faults are the gate's first step ([`crate::chaos`]): a connect
+//! one refuses never reaches the breaker; one whose SYNs one drops is
+//! admitted as any other, and gives its fault's count back if the breaker
+//! refuses it.
 //!
 //! Every internal error fails open. A rejection is `bpf_set_retval(-errno)` and
 //! return 0, so `connect()` fails at once with the policy's errno; a rejected
@@ -76,22 +78,30 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey) -
         counters::bump(GlobalCounter::Paused);
         return ALLOW;
     }
-    // The daemon's own connects (healing probes) must see the destination as
-    // it is, not as the breaker says.
+    // The daemon's own connects (healing probes, its HTTP checks) must see
+    // the destination as it is, not as the breaker or a fault says.
     if config.bypass_tgid != 0 && (bpf_get_current_pid_tgid() >> 32) as u32 == config.bypass_tgid {
         counters::bump(GlobalCounter::Bypassed);
         return ALLOW;
+    }
+    let addr = dest(ctx);
+    // A connect a chaos fault refuses never leaves: none of the breaker's
+    // business. The armed bits are read apart from the configuration's copy:
+    // a branch on the copy would split the verifier's view of it in two for
+    // everything that follows.
+    let armed = chaos::armed();
+    if armed != 0 {
+        let errno = chaos::at_connect(ctx.sock_addr, armed, &addr);
+        if errno != 0 {
+            counters::bump(GlobalCounter::RefusedBefore);
+            return reject(errno);
+        }
     }
     let policies = Policies::of(&config);
     settle_previous(ctx, policies);
     // SAFETY: plain helper call on the program's own context.
     let netns = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
-    decide(
-        ctx,
-        &dest(ctx).in_netns(netns),
-        config.overrides != 0,
-        policies,
-    )
+    decide(ctx, &addr.in_netns(netns), config.overrides != 0, policies)
 }
 
 /// A socket that connects again (the gate runs only for a socket in CLOSE)

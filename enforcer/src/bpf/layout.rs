@@ -92,7 +92,8 @@ mod tests {
     /// bytes).
     /// 9: `sock_out` and `sock_in` are pinned as programs and attached only
     /// while a feature needs them (their link pins come and go); the ports
-    /// each bank's rules name joined (`RULE_PORTS`).
+    /// each bank's rules name joined (`RULE_PORTS`); `chaos_connect4/6` are
+    /// gone (the chaos faults are the gate's first step).
     const LAYOUT_V9: &str = "\
 AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512

@@ -47,10 +47,9 @@ pub struct ProgramSpec {
 
 /// Every program attached to the cgroup for as long as the enforcer is, in
 /// attach order: outcome tracking first, so that no socket the gate admits can
-/// miss its callbacks; the chaos faults before the gate, which leaves alone a
-/// connect they refused (programs of one hook run in the order they were
+/// miss its callbacks (programs of one hook run in the order they were
 /// attached).
-pub const PROGRAMS: [ProgramSpec; 6] = [
+pub const PROGRAMS: [ProgramSpec; 4] = [
     ProgramSpec {
         name: "track_sockops",
         hook: Hook::SockOps,
@@ -62,18 +61,6 @@ pub const PROGRAMS: [ProgramSpec; 6] = [
         hook: Hook::SockRelease,
         min_kernel: (5, 19),
         min_kernel_why: "bpf_sk_storage_get from cgroup_sock programs",
-    },
-    ProgramSpec {
-        name: "chaos_connect4",
-        hook: Hook::SockAddr,
-        min_kernel: (5, 18),
-        min_kernel_why: "bpf_set_retval to choose the errno of a refusal",
-    },
-    ProgramSpec {
-        name: "chaos_connect6",
-        hook: Hook::SockAddr,
-        min_kernel: (5, 18),
-        min_kernel_why: "bpf_set_retval to choose the errno of a refusal",
     },
     ProgramSpec {
         name: "gate_connect4",

@@ -9,14 +9,14 @@ use serde::Serialize;
 use crate::report::{self, Goal, Table};
 
 /// Instructions processed on Linux 6.18 when issue 17 started (main at
-/// 608bb28; `cargo test -p enforcer-tests --test modes verifier`).
-const AT_START: [(&str, u32); 13] = [
+/// 608bb28; `cargo test -p enforcer-tests --test modes verifier`). The
+/// chaos programs of then (`chaos_connect4/6`, 19 713 and 19 719) are a
+/// step of the gates since.
+const AT_START: [(&str, u32); 11] = [
     ("track_sockops", 12_447),
     ("track_sock_release", 2_233),
     ("sock_out", 172),
     ("sock_in", 232),
-    ("chaos_connect4", 19_713),
-    ("chaos_connect6", 19_719),
     ("gate_connect4", 75_211),
     ("gate_connect6", 51_111),
     ("control", 4_169),
@@ -88,6 +88,10 @@ impl Results {
             "on Linux {} (the start figures are 6.18's); the kernel's limit is 1 000 000",
             self.kernel
         ));
+        t.note(
+            "the gates hold the chaos check since it stopped being programs of its own \
+             (chaos_connect4/6: 19 713 and 19 719 at the start)",
+        );
         vec![t]
     }
 

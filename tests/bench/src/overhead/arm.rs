@@ -30,19 +30,17 @@ pub enum Variant {
     Unmatched,
     Tracked,
     Bulkhead,
-    TrackedWithoutChaos,
     TrackedChaosElsewhere,
 }
 
 /// The baseline first: every other variant is compared with it.
-pub const VARIANTS: [Variant; 8] = [
+pub const VARIANTS: [Variant; 7] = [
     Variant::Detached,
     Variant::DetachedAgain,
     Variant::Minimal,
     Variant::Unmatched,
     Variant::Tracked,
     Variant::Bulkhead,
-    Variant::TrackedWithoutChaos,
     Variant::TrackedChaosElsewhere,
 ];
 
@@ -55,7 +53,6 @@ impl Variant {
             Self::Unmatched => "(b) attached, no matching rule",
             Self::Tracked => "(c) tracked destination",
             Self::Bulkhead => "(d) tracked + bulkhead cap",
-            Self::TrackedWithoutChaos => "(c′) tracked, chaos programs detached",
             Self::TrackedChaosElsewhere => {
                 "(e) tracked, a chaos fault armed for another destination"
             }
@@ -101,7 +98,7 @@ impl Arm {
         let installed = match variant {
             Variant::Detached | Variant::DetachedAgain | Variant::Minimal => None,
             Variant::Unmatched => Some((ELSEWHERE, tracked_policy())),
-            Variant::Tracked | Variant::TrackedWithoutChaos | Variant::TrackedChaosElsewhere => {
+            Variant::Tracked | Variant::TrackedChaosElsewhere => {
                 Some((server_rule.as_str(), tracked_policy()))
             }
             Variant::Bulkhead => Some((server_rule.as_str(), bulkhead_policy())),
@@ -109,10 +106,8 @@ impl Arm {
         let enforcer = installed.map(|(rule, policy)| {
             let mut enforcer = fixtures::attached(&cgroup);
             fixtures::apply(&mut enforcer, &[rule], policy, backoff);
-            match variant {
-                Variant::TrackedWithoutChaos => detach_chaos(&cgroup),
-                Variant::TrackedChaosElsewhere => arm_elsewhere(&mut enforcer),
-                _ => {}
+            if variant == Variant::TrackedChaosElsewhere {
+                arm_elsewhere(&mut enforcer);
             }
             enforcer
         });
@@ -178,10 +173,7 @@ impl Arm {
                     ),
                 )
             }
-            Variant::Tracked
-            | Variant::Bulkhead
-            | Variant::TrackedWithoutChaos
-            | Variant::TrackedChaosElsewhere => {
+            Variant::Tracked | Variant::Bulkhead | Variant::TrackedChaosElsewhere => {
                 let state = enforcer
                     .maps()
                     .dests
@@ -211,39 +203,6 @@ impl Arm {
             }
         }
     }
-}
-
-/// Detaches the chaos programs from `cgroup` (their links, found with
-/// bpftool): the gate's cost without the chaos check before it.
-fn detach_chaos(cgroup: &ScratchCgroup) {
-    let ids = bpf_stats::attached_programs(cgroup.path());
-    let chaos: Vec<u32> = bpf_stats::snapshot(&ids)
-        .into_iter()
-        .filter(|(_, (name, _, _))| name.starts_with("chaos_"))
-        .map(|(id, _)| id)
-        .collect();
-    assert_eq!(chaos.len(), 2, "the chaos programs are attached");
-    let links: serde_json::Value = serde_json::from_str(&enforcer_tests::must_run(
-        "bpftool",
-        &["-j", "link", "show"],
-    ))
-    .expect("bpftool's JSON");
-    let cgroup_id = cgroup.id();
-    let ours = links.as_array().into_iter().flatten().filter(|l| {
-        l["cgroup_id"].as_u64() == Some(cgroup_id)
-            && l["prog_id"]
-                .as_u64()
-                .is_some_and(|p| chaos.contains(&(p as u32)))
-    });
-    for link in ours {
-        let id = link["id"].as_u64().expect("a link id").to_string();
-        enforcer_tests::must_run("bpftool", &["link", "detach", "id", &id]);
-    }
-    assert_eq!(
-        bpf_stats::attached_programs(cgroup.path()).len(),
-        ids.len() - 2,
-        "the chaos programs are detached"
-    );
 }
 
 /// Arms a refusal for a destination no connect of the benchmark goes to,

@@ -164,7 +164,6 @@ impl Results {
                 ),
                 met: c.delta_p50_ns <= 150 && c.delta_p99_ns <= 1_000,
             },
-            self.chaos_goal(&find),
             Self::hook_floor_goal(
                 "issue 17: connect() to a tracked destination at most 1.04× of no programs at p50",
                 find(Variant::Tracked),
@@ -224,56 +223,6 @@ impl Results {
                 runs(untracked),
             ),
             met: ratio <= 2.0,
-        }
-    }
-
-    /// The chaos check's cost: (c) against (c′) (the same, the chaos
-    /// programs detached), round by round, set against the A/A noise: the
-    /// typical size of a round's (a′) − (a).
-    fn chaos_goal<'a>(&self, find: &impl Fn(Variant) -> &'a VariantResult) -> Goal {
-        let rounds = |v: Variant| &find(v).connect.vs_baseline.block_delta_p50_ns;
-        let paired = |v: Variant| -> i64 {
-            let d: Vec<i64> = rounds(v)
-                .iter()
-                .zip(rounds(Variant::TrackedWithoutChaos))
-                .map(|(with, without)| with - without)
-                .collect();
-            crate::stats::median_i64(&d)
-        };
-        let noise: Vec<i64> = rounds(Variant::DetachedAgain)
-            .iter()
-            .map(|d| d.abs())
-            .collect();
-        let noise = crate::stats::median_i64(&noise);
-        let (check, armed) = (
-            paired(Variant::Tracked),
-            paired(Variant::TrackedChaosElsewhere),
-        );
-        let in_chaos = |v: Variant| {
-            find(v)
-                .in_programs
-                .iter()
-                .filter(|p| p.program.starts_with("chaos_"))
-                .map(|p| p.ns_per_connect)
-                .sum::<u64>()
-        };
-        Goal {
-            scenario: 1,
-            goal: "the chaos check, with no experiment running, costs connect() no more than the \
-                   A/A noise of the run"
-                .to_owned(),
-            measured: format!(
-                "(c) − (c′), the median of the rounds' p50 differences: {} against an A/A noise \
-                 of {} (the median of the rounds' |(a′) − (a)|); {} per connect inside the chaos \
-                 programs (an empty program: see (m)); with a fault armed for another \
-                 destination, (e) − (c′): {} ({} inside the chaos programs)",
-                report::signed(check),
-                report::duration(noise.unsigned_abs()),
-                report::duration(in_chaos(Variant::Tracked)),
-                report::signed(armed),
-                report::duration(in_chaos(Variant::TrackedChaosElsewhere)),
-            ),
-            met: check.abs() <= noise,
         }
     }
 
