@@ -1,5 +1,6 @@
-//! A minimal `cgroup/connect4` program, `return 1` (allow), loaded from two raw
-//! instructions: what any program at the gate's hook costs on this machine.
+//! Minimal programs, `return 1` (allow), loaded from two raw instructions:
+//! what any program at the gate's hook costs on this machine, and what any
+//! programs at every hook an untracked connect runs cost together.
 //! Issue 5 sets the goal of scenario 1 against such a program ("a minimal
 //! hand-written connect4 program costs about 100 ns here"), so the run measures
 //! it next to ours instead of assuming that figure holds on this machine.
@@ -20,43 +21,95 @@ const PROGRAM: [[u8; 8]; 2] = [
     [0x95, 0, 0, 0, 0, 0, 0, 0],
 ];
 
-/// The program attached to a cgroup through a link: closing the link (on drop)
-/// detaches it, and closing the program's last descriptor unloads it.
-pub struct MinimalConnect4 {
-    _link: OwnedFd,
-    _program: OwnedFd,
+/// One hook a minimal program attaches to: its program type, attach type and
+/// name.
+#[derive(Clone, Copy)]
+struct Hook {
+    prog_type: bpf_prog_type,
+    attach_type: bpf_attach_type,
+    name: &'static str,
 }
 
-impl MinimalConnect4 {
+const CONNECT4: Hook = Hook {
+    prog_type: bpf_prog_type::BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+    attach_type: bpf_attach_type::BPF_CGROUP_INET4_CONNECT,
+    name: MinimalPrograms::NAME,
+};
+
+/// The hooks every TCP connect in a cgroup runs whatever its destination:
+/// the connect, each `sock_ops` op, the release.
+const UNTRACKED: [Hook; 3] = [
+    CONNECT4,
+    Hook {
+        prog_type: bpf_prog_type::BPF_PROG_TYPE_SOCK_OPS,
+        attach_type: bpf_attach_type::BPF_CGROUP_SOCK_OPS,
+        name: "bench_min_ops",
+    },
+    Hook {
+        prog_type: bpf_prog_type::BPF_PROG_TYPE_CGROUP_SOCK,
+        attach_type: bpf_attach_type::BPF_CGROUP_INET_SOCK_RELEASE,
+        name: "bench_min_rel",
+    },
+];
+
+/// Minimal programs attached to a cgroup through links: closing a link (on
+/// drop) detaches its program, and closing a program's last descriptor
+/// unloads it.
+pub struct MinimalPrograms {
+    _attached: Vec<(OwnedFd, OwnedFd)>,
+    count: usize,
+}
+
+impl MinimalPrograms {
     pub const NAME: &str = "bench_minimal";
 
-    pub fn attach(cgroup: &Path) -> Self {
-        let mut name = [0; 16];
-        for (to, from) in name.iter_mut().zip(Self::NAME.bytes()) {
-            *to = from as std::ffi::c_char;
-        }
-        let mut load = zeroed_attr();
-        load.__bindgen_anon_3.prog_type = bpf_prog_type::BPF_PROG_TYPE_CGROUP_SOCK_ADDR as u32;
-        load.__bindgen_anon_3.insn_cnt = PROGRAM.len() as u32;
-        load.__bindgen_anon_3.insns = PROGRAM.as_ptr() as u64;
-        load.__bindgen_anon_3.license = c"GPL".as_ptr() as u64;
-        load.__bindgen_anon_3.prog_name = name;
-        load.__bindgen_anon_3.expected_attach_type =
-            bpf_attach_type::BPF_CGROUP_INET4_CONNECT as u32;
-        // SAFETY: a load attribute whose instructions and licence outlive the
-        // call.
-        let program = unsafe { bpf_fd(bpf_cmd::BPF_PROG_LOAD, &mut load) }.expect("BPF_PROG_LOAD");
+    /// One at the connect4 hook: the gate's hook floor.
+    pub fn connect4(cgroup: &Path) -> Self {
+        Self::attach(cgroup, &[CONNECT4])
+    }
+
+    /// One at every hook an untracked connect runs: the floor of those runs,
+    /// whatever a program does in them.
+    pub fn untracked_hooks(cgroup: &Path) -> Self {
+        Self::attach(cgroup, &UNTRACKED)
+    }
+
+    /// How many are attached.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    fn attach(cgroup: &Path, hooks: &[Hook]) -> Self {
         let dir = File::open(cgroup).unwrap_or_else(|e| panic!("{}: {e}", cgroup.display()));
-        let mut create = zeroed_attr();
-        create.link_create.__bindgen_anon_1.prog_fd = program.as_raw_fd() as u32;
-        create.link_create.__bindgen_anon_2.target_fd = dir.as_raw_fd() as u32;
-        create.link_create.attach_type = bpf_attach_type::BPF_CGROUP_INET4_CONNECT as u32;
-        // SAFETY: a link attribute naming two descriptors open across the call.
-        let link =
-            unsafe { bpf_fd(bpf_cmd::BPF_LINK_CREATE, &mut create) }.expect("BPF_LINK_CREATE");
+        let attached: Vec<_> = hooks.iter().map(|hook| attach_one(&dir, *hook)).collect();
         Self {
-            _link: link,
-            _program: program,
+            count: attached.len(),
+            _attached: attached,
         }
     }
+}
+
+/// Loads `return 1` for `hook` and links it to the cgroup open as `dir`.
+fn attach_one(dir: &File, hook: Hook) -> (OwnedFd, OwnedFd) {
+    let mut name = [0; 16];
+    for (to, from) in name.iter_mut().zip(hook.name.bytes()) {
+        *to = from as std::ffi::c_char;
+    }
+    let mut load = zeroed_attr();
+    load.__bindgen_anon_3.prog_type = hook.prog_type as u32;
+    load.__bindgen_anon_3.insn_cnt = PROGRAM.len() as u32;
+    load.__bindgen_anon_3.insns = PROGRAM.as_ptr() as u64;
+    load.__bindgen_anon_3.license = c"GPL".as_ptr() as u64;
+    load.__bindgen_anon_3.prog_name = name;
+    load.__bindgen_anon_3.expected_attach_type = hook.attach_type as u32;
+    // SAFETY: a load attribute whose instructions and licence outlive the
+    // call.
+    let program = unsafe { bpf_fd(bpf_cmd::BPF_PROG_LOAD, &mut load) }.expect("BPF_PROG_LOAD");
+    let mut create = zeroed_attr();
+    create.link_create.__bindgen_anon_1.prog_fd = program.as_raw_fd() as u32;
+    create.link_create.__bindgen_anon_2.target_fd = dir.as_raw_fd() as u32;
+    create.link_create.attach_type = hook.attach_type as u32;
+    // SAFETY: a link attribute naming two descriptors open across the call.
+    let link = unsafe { bpf_fd(bpf_cmd::BPF_LINK_CREATE, &mut create) }.expect("BPF_LINK_CREATE");
+    (link, program)
 }

@@ -13,7 +13,7 @@ use crate::{
     bpf_stats,
     client::{self, Dest, wire},
     compare::Check,
-    minimal_prog::MinimalConnect4,
+    minimal_prog::MinimalPrograms,
 };
 
 /// A destination no connect of the benchmark goes to (TEST-NET-1), for the
@@ -27,6 +27,7 @@ pub enum Variant {
     Detached,
     DetachedAgain,
     Minimal,
+    MinimalAll,
     Unmatched,
     Tracked,
     Bulkhead,
@@ -34,10 +35,11 @@ pub enum Variant {
 }
 
 /// The baseline first: every other variant is compared with it.
-pub const VARIANTS: [Variant; 7] = [
+pub const VARIANTS: [Variant; 8] = [
     Variant::Detached,
     Variant::DetachedAgain,
     Variant::Minimal,
+    Variant::MinimalAll,
     Variant::Unmatched,
     Variant::Tracked,
     Variant::Bulkhead,
@@ -50,6 +52,9 @@ impl Variant {
             Self::Detached => "(a) detached",
             Self::DetachedAgain => "(a′) detached again: noise floor",
             Self::Minimal => "(m) minimal connect4 program: hook floor",
+            Self::MinimalAll => {
+                "(m⁺) minimal programs at connect4, sock_ops and sock_release: the floor of (b)'s runs"
+            }
             Self::Unmatched => "(b) attached, no matching rule",
             Self::Tracked => "(c) tracked destination",
             Self::Bulkhead => "(d) tracked + bulkhead cap",
@@ -87,7 +92,7 @@ pub struct Arm {
     pub variant: Variant,
     pub cgroup: ScratchCgroup,
     enforcer: Option<Enforcer>,
-    minimal: Option<MinimalConnect4>,
+    minimal: Option<MinimalPrograms>,
 }
 
 impl Arm {
@@ -96,7 +101,9 @@ impl Arm {
         let backoff = BackoffRow::exponential(HOUR_NS, HOUR_NS);
         let server_rule = server.to_string();
         let installed = match variant {
-            Variant::Detached | Variant::DetachedAgain | Variant::Minimal => None,
+            Variant::Detached | Variant::DetachedAgain | Variant::Minimal | Variant::MinimalAll => {
+                None
+            }
             Variant::Unmatched => Some((ELSEWHERE, tracked_policy())),
             Variant::Tracked | Variant::TrackedChaosElsewhere => {
                 Some((server_rule.as_str(), tracked_policy()))
@@ -111,7 +118,11 @@ impl Arm {
             }
             enforcer
         });
-        let minimal = (variant == Variant::Minimal).then(|| MinimalConnect4::attach(cgroup.path()));
+        let minimal = match variant {
+            Variant::Minimal => Some(MinimalPrograms::connect4(cgroup.path())),
+            Variant::MinimalAll => Some(MinimalPrograms::untracked_hooks(cgroup.path())),
+            _ => None,
+        };
         Self {
             variant,
             cgroup,
@@ -146,7 +157,7 @@ impl Arm {
     pub fn check(&self, server: SocketAddrV4, total: u64) -> Check {
         let programs = bpf_stats::attached_programs(self.cgroup.path()).len();
         let Some(enforcer) = &self.enforcer else {
-            let expected = usize::from(self.minimal.is_some());
+            let expected = self.minimal.as_ref().map_or(0, MinimalPrograms::count);
             return Check::expect(
                 programs == expected,
                 format!(
@@ -157,7 +168,7 @@ impl Arm {
         };
         let counter = |c| enforcer.maps().counters.get(c).expect("reading a counter");
         match self.variant {
-            Variant::Detached | Variant::DetachedAgain | Variant::Minimal => {
+            Variant::Detached | Variant::DetachedAgain | Variant::Minimal | Variant::MinimalAll => {
                 unreachable!("has no enforcer")
             }
             Variant::Unmatched => {

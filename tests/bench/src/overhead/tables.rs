@@ -168,6 +168,7 @@ impl Results {
                 "issue 17: connect() to a tracked destination at most 1.04× of no programs at p50",
                 find(Variant::Tracked),
                 find(Variant::DetachedAgain),
+                None,
                 1.04,
             ),
             Self::hook_floor_goal(
@@ -175,6 +176,7 @@ impl Results {
                  most 1.015× of no programs at p50",
                 find(Variant::Unmatched),
                 find(Variant::DetachedAgain),
+                Some(find(Variant::MinimalAll)),
                 1.015,
             ),
             Self::own_time_goal(find(Variant::Tracked), find(Variant::Unmatched)),
@@ -182,19 +184,31 @@ impl Results {
     }
 
     /// A variant's connect() against (a) at p50, as a ratio, beside the A/A
-    /// pair's: what the run cannot tell from 1.
+    /// pair's (what the run cannot tell from 1) and, when given, the `floor`
+    /// of its program runs: minimal programs at the same hooks, what any
+    /// program there costs whatever it does.
     fn hook_floor_goal(
         goal: &str,
         variant: &VariantResult,
         noise: &VariantResult,
+        floor: Option<&VariantResult>,
         bound: f64,
     ) -> Goal {
         let vs = &variant.connect.vs_baseline;
+        let floor = floor.map_or_else(String::new, |f| {
+            let f = &f.connect.vs_baseline;
+            format!(
+                "; the floor of its runs, (m⁺)/(a): {} ({} at p50, per round {})",
+                report::times(f.ratio_p50),
+                report::signed(f.delta_p50_ns),
+                f.block_spread(),
+            )
+        });
         Goal {
             scenario: 1,
             goal: goal.to_owned(),
             measured: format!(
-                "{} ({} at p50, per round {}); the A/A pair (a′)/(a): {}",
+                "{} ({} at p50, per round {}); the A/A pair (a′)/(a): {}{floor}",
                 report::times(vs.ratio_p50),
                 report::signed(vs.delta_p50_ns),
                 vs.block_spread(),
