@@ -112,4 +112,7 @@ pub mod globals {
     /// A caller-set IPv6 hop limit below this is lowered
     /// (`net.ipv6.conf.default.hop_limit`).
     pub const MIN_HOP_LIMIT: &str = "MIN_HOP_LIMIT";
+    /// Byte offset of `icsk_user_timeout` (`u32`, ms) in `struct
+    /// inet_connection_sock`, which starts every TCP socket.
+    pub const USER_TIMEOUT_OFFSET: &str = "USER_TIMEOUT_OFFSET";
 }

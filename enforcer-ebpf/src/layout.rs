@@ -26,6 +26,8 @@ static HOP_LIMIT_SHIFT: u32 = 0;
 static HOP_LIMIT_BITS: u32 = 0;
 #[unsafe(no_mangle)]
 static MIN_HOP_LIMIT: u32 = 0;
+#[unsafe(no_mangle)]
+static USER_TIMEOUT_OFFSET: u32 = 0;
 
 /// A global as the loader set it: read through a volatile load, so the
 /// compiler cannot fold the placeholder value in.
@@ -61,6 +63,16 @@ impl TcpSock {
         // SAFETY: `offset` is the field's offset in this kernel's `struct
         // sock`, which starts `struct tcp_sock`.
         (offset != 0).then(|| unsafe { read_at::<i32>(self.0, offset) })
+    }
+
+    /// The socket's `TCP_USER_TIMEOUT` (ms, 0: the kernel's retries), if the
+    /// kernel's layout is known.
+    #[inline(always)]
+    pub fn user_timeout(self) -> Option<u32> {
+        let offset = global(&USER_TIMEOUT_OFFSET);
+        // SAFETY: `offset` is the field's offset in this kernel's `struct
+        // inet_connection_sock`, which starts `struct tcp_sock`.
+        (offset != 0).then(|| unsafe { read_at::<u32>(self.0, offset) })
     }
 
     /// Whether the caller set the socket's IPv4 TTL or IPv6 hop limit below

@@ -138,7 +138,8 @@ fn on_connect(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo, polici
     // so that only what happens from here on counts.
     sock.segs_in_at_connect = ctx.segs_in();
     // SAFETY: a socket from the context.
-    if let Some(tp) = unsafe { TcpSock::of(sk) } {
+    let tp = unsafe { TcpSock::of(sk) };
+    if let Some(tp) = tp {
         if tp.sk_err().is_some_and(|e| e != 0) {
             noted |= marks::STALE_ERROR;
         }
@@ -150,8 +151,14 @@ fn on_connect(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo, polici
     let timeout_ms = policies
         .policy(sock.policy_id)
         .map_or(0, |p| p.connect_timeout_ms);
-    // An application that chose its own user timeout keeps it.
-    if timeout_ms != 0 && user_timeout(ctx) == Some(0) {
+    // An application that chose its own user timeout keeps it: read in the
+    // socket where the kernel's layout is known, asked for otherwise.
+    let theirs = || {
+        tp.and_then(TcpSock::user_timeout)
+            .map(|ms| ms as i32)
+            .or_else(|| user_timeout(ctx))
+    };
+    if timeout_ms != 0 && theirs() == Some(0) {
         if set_user_timeout(ctx, timeout_ms as i32) {
             atomic::fetch_or(&raw mut sock.marks, marks::USER_TIMEOUT_SET);
         } else {

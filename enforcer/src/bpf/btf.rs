@@ -49,6 +49,10 @@ pub struct SocketFields {
     /// `net.ipv6.conf.default.hop_limit`: a caller-set hop limit below it is
     /// lowered.
     pub min_hop_limit: u32,
+    /// `struct inet_connection_sock.icsk_user_timeout` (ms): whether the
+    /// application chose its own `TCP_USER_TIMEOUT`, read without a
+    /// `bpf_getsockopt`.
+    pub user_timeout: u32,
 }
 
 impl SocketFields {
@@ -66,7 +70,8 @@ impl SocketFields {
             min_hop_limit: sysctl("/proc/sys/net/ipv6/conf/default/hop_limit"),
             ..Self::default()
         };
-        match Layout::read(Path::new(VMLINUX), &["sock", "inet_sock", "ipv6_pinfo"]) {
+        let structs = ["sock", "inet_sock", "ipv6_pinfo", "inet_connection_sock"];
+        match Layout::read(Path::new(VMLINUX), &structs) {
             Ok(layout) => {
                 let hop_limit = layout.s16_field("ipv6_pinfo", "hop_limit");
                 (
@@ -77,6 +82,9 @@ impl SocketFields {
                         hop_limit: hop_limit.map_or(0, |f| f.word),
                         hop_limit_shift: hop_limit.map_or(0, |f| f.shift),
                         hop_limit_bits: hop_limit.map_or(0, |f| f.bits),
+                        user_timeout: layout
+                            .int_offset("inet_connection_sock", "icsk_user_timeout", 4)
+                            .unwrap_or(0),
                         ..defaults
                     },
                     None,
@@ -493,6 +501,7 @@ mod tests {
             ("hop_limit", fields.hop_limit),
             ("min_ttl", fields.min_ttl),
             ("min_hop_limit", fields.min_hop_limit),
+            ("user_timeout", fields.user_timeout),
         ] {
             assert_ne!(value, 0, "{name}");
         }

@@ -106,6 +106,11 @@ impl Enforcer {
         let (fields, _) = btf::SocketFields::of_running_kernel();
         loader
             .override_global(names::globals::SK_ERR_OFFSET, &fields.sk_err, true)
+            .override_global(
+                names::globals::USER_TIMEOUT_OFFSET,
+                &fields.user_timeout,
+                true,
+            )
             .override_global(names::globals::UC_TTL_OFFSET, &fields.uc_ttl, true)
             .override_global(names::globals::MIN_TTL, &fields.min_ttl, true)
             .override_global(names::globals::PINET6_OFFSET, &fields.pinet6, true)
