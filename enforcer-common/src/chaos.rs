@@ -300,6 +300,13 @@ pub const fn at_sockets(kind: u32) -> bool {
     kind.wrapping_sub(Kind::Refuse as u32) < 3
 }
 
+/// Whether a fault of `kind` drops the SYNs of the connects it affects (at
+/// egress, through the cgroup's packet program).
+#[inline(always)]
+pub const fn drops_syns(kind: u32) -> bool {
+    at_sockets(kind) && !refuses(kind)
+}
+
 /// Whether a fault of `kind` acts on guests' packets (the packet plane).
 #[inline(always)]
 pub const fn at_guests(kind: u32) -> bool {
@@ -575,6 +582,9 @@ mod tests {
         assert!(at_guests(k(Kind::GuestLoss)) && !at_guests(k(Kind::Delay)));
         assert!(at_sockets(k(Kind::Delay)) && !at_sockets(k(Kind::GuestRefuse)));
         assert!(!at_guests(0) && !at_sockets(0) && !at_guests(7));
+        // Only the socket plane's faults that let the connect through drop SYNs.
+        let dropping: std::vec::Vec<u32> = (0..8).filter(|kind| drops_syns(*kind)).collect();
+        assert_eq!(dropping, [k(Kind::Blackhole), k(Kind::Delay)]);
         assert!(draws_per_connection(k(Kind::GuestBlackhole)));
         assert!(!draws_per_connection(k(Kind::GuestLoss)));
         let f = Fault {

@@ -60,12 +60,7 @@ impl ScratchCgroup {
     /// kernel in this process: no child, so a thread may poll it while
     /// others fork.
     pub fn attached_program_names(&self) -> Vec<String> {
-        let ids = enforcer::bpf::attached_programs(&self.path).expect("querying the cgroup");
-        aya::programs::loaded_programs()
-            .filter_map(Result::ok)
-            .filter(|info| ids.contains(&info.id()))
-            .filter_map(|info| Some(info.name_as_str()?.to_owned()))
-            .collect()
+        enforcer::bpf::attached_program_names(&self.path).expect("querying the cgroup")
     }
 
     /// Moves the calling process into this cgroup. Async-signal-safe, for use

@@ -182,6 +182,17 @@ impl Enforcer {
         pins: &PinDir,
         cgroup: &Path,
     ) -> Result<(Self, Installed), BpfError> {
+        let (mut enforcer, installed) = Self::install_in(options, pins, cgroup)?;
+        // What is attached later (the packet programs) goes to the same cgroup.
+        enforcer.cgroup = Some(cgroup.to_path_buf());
+        Ok((enforcer, installed))
+    }
+
+    fn install_in(
+        options: &LoadOptions,
+        pins: &PinDir,
+        cgroup: &Path,
+    ) -> Result<(Self, Installed), BpfError> {
         pins.create()?;
         layout::check(pins)?;
         let dir = open_cgroup(cgroup)?;
@@ -197,8 +208,7 @@ impl Enforcer {
             });
         }
         if pins.has_links() && pins.pinned_maps().all(|(_, p)| p.exists()) {
-            let mut enforcer = Self::adopt(pins)?;
-            enforcer.cgroup = Some(cgroup.to_path_buf());
+            let enforcer = Self::adopt(pins)?;
             let attached = enforcer.maps.config.get()?.cgroup_id;
             if attached != wanted {
                 return Err(BpfError::AttachedElsewhere {
@@ -214,10 +224,7 @@ impl Enforcer {
         let before = pins.existing();
         layout::mark(pins)?;
         Self::install_fresh(options, pins, &dir, wanted)
-            .map(|mut enforcer| {
-                enforcer.cgroup = Some(cgroup.to_path_buf());
-                (enforcer, Installed::Fresh)
-            })
+            .map(|enforcer| (enforcer, Installed::Fresh))
             .inspect_err(|_| {
                 if before.is_empty() {
                     layout::unmark(pins);

@@ -46,7 +46,7 @@ pub use flows::Flows;
 pub use handle::{Enforcer, Installed, KernelLogger, LoadOptions, ProgramStats, enable_run_stats};
 pub use interfaces::{Ingress, Interfaces, PacketHook, Watched, WatchedMap, if_index};
 pub use maps::Maps;
-pub use occupied::attached_programs;
+pub use occupied::{attached_program_names, attached_programs};
 pub use overrides::Overrides;
 pub use policy_set::{KernelPolicies, PolicyBanks};
 pub use programs::SkbHooks;

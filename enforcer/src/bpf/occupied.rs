@@ -130,6 +130,17 @@ fn query(cgroup: BorrowedFd<'_>, attach_type: bpf_attach_type) -> io::Result<Vec
     Ok(ids[..count.min(MAX_PROGS)].to_vec())
 }
 
+/// The names of the programs attached to the cgroup directory `dir` itself
+/// (as the kernel keeps them: at most 15 bytes), asked of the kernel in this
+/// process.
+pub fn attached_program_names(dir: &Path) -> io::Result<Vec<String>> {
+    let names = program_names();
+    Ok(attached_programs(dir)?
+        .into_iter()
+        .filter_map(|id| names.get(&id).cloned())
+        .collect())
+}
+
 /// Every loaded program's name by id (unreadable ones left out).
 fn program_names() -> HashMap<u32, String> {
     loaded_programs()

@@ -5,7 +5,7 @@
 //! once it is over; what the kernel has armed decides, so a restart finds
 //! the same answer.
 
-use enforcer_common::chaos::{self, Kind};
+use enforcer_common::chaos;
 
 use super::state::Daemon;
 use crate::bpf::{BpfError, SkbHooks};
@@ -41,8 +41,7 @@ fn syn_faults_armed(d: &Daemon) -> Result<bool, BpfError> {
     let maps = d.enforcer.maps();
     let armed = maps.config.get()?.chaos_armed;
     for slot in (0..chaos::SLOTS).filter(|s| armed & chaos::bit(*s) != 0) {
-        let kind = Kind::from_raw(maps.chaos.get(slot)?.kind);
-        if matches!(kind, Some(Kind::Blackhole | Kind::Delay)) {
+        if chaos::drops_syns(maps.chaos.get(slot)?.kind) {
             return Ok(true);
         }
     }

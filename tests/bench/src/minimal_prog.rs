@@ -56,8 +56,8 @@ const UNTRACKED: [Hook; 3] = [
 /// drop) detaches its program, and closing a program's last descriptor
 /// unloads it.
 pub struct MinimalPrograms {
-    _attached: Vec<(OwnedFd, OwnedFd)>,
-    count: usize,
+    /// Each program's link and program descriptors.
+    attached: Vec<(OwnedFd, OwnedFd)>,
 }
 
 impl MinimalPrograms {
@@ -76,15 +76,13 @@ impl MinimalPrograms {
 
     /// How many are attached.
     pub fn count(&self) -> usize {
-        self.count
+        self.attached.len()
     }
 
     fn attach(cgroup: &Path, hooks: &[Hook]) -> Self {
         let dir = File::open(cgroup).unwrap_or_else(|e| panic!("{}: {e}", cgroup.display()));
-        let attached: Vec<_> = hooks.iter().map(|hook| attach_one(&dir, *hook)).collect();
         Self {
-            count: attached.len(),
-            _attached: attached,
+            attached: hooks.iter().map(|hook| attach_one(&dir, *hook)).collect(),
         }
     }
 }

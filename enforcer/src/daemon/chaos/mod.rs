@@ -457,7 +457,15 @@ pub fn abort(d: &mut Daemon, name: Option<&str>) -> Result<Vec<String>, BpfError
     for r in &targets {
         r.stop.notify_one();
     }
-    crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, bits)?;
-    super::skb_hooks::sync_or_warn(d);
+    disarm(d, bits)?;
     Ok(names)
+}
+
+/// Disarms the faults of `slots` (a bit set) in one write of the kernel's
+/// configuration, then detaches the packet programs nothing needs any more
+/// (tried whether the write succeeded or not).
+fn disarm(d: &mut Daemon, slots: u32) -> Result<(), BpfError> {
+    let disarmed = crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, slots);
+    super::skb_hooks::sync_or_warn(d);
+    disarmed
 }

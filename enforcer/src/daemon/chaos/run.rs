@@ -10,7 +10,7 @@ use std::{
 };
 
 use enforcer_common::{
-    chaos::{Fault, Kind},
+    chaos::{self as kernel, Fault},
     class::{CLASSES, ClassCounts},
     counters::GlobalCounter,
     dest::{DestCounters, DestKey},
@@ -54,10 +54,7 @@ pub struct Slots(pub Vec<Option<u32>>);
 impl Slots {
     /// The slots as bits of the configuration's `chaos_armed`.
     pub fn bits(&self) -> u32 {
-        self.0
-            .iter()
-            .flatten()
-            .fold(0, |b, s| b | enforcer_common::chaos::bit(*s))
+        self.0.iter().flatten().fold(0, |b, s| b | kernel::bit(*s))
     }
 
     pub fn of(&self, fault: usize) -> Option<u32> {
@@ -159,8 +156,7 @@ fn act(
                 tracing::error!("chaos experiment `{name}`: arming failed: {e}");
                 let at = course.elapsed();
                 // Nothing armed, or part of it: disarm whatever was.
-                let _ = crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, slots.bits());
-                skb_hooks::sync_or_warn(d);
+                let _ = super::disarm(d, slots.bits());
                 course.stop(at, "kernel", format!("arming the faults failed: {e}"));
                 return false;
             }
@@ -168,13 +164,10 @@ fn act(
             false
         }
         Step::Disarm => {
-            if let Err(e) =
-                crate::bpf::chaos::disarm(&mut d.enforcer.maps_mut().config, slots.bits())
-            {
+            if let Err(e) = super::disarm(d, slots.bits()) {
                 // The kernel ends them at their deadline regardless.
                 tracing::error!("chaos experiment `{name}`: disarming failed: {e}");
             }
-            skb_hooks::sync_or_warn(d);
             false
         }
         Step::Done => true,
@@ -200,9 +193,7 @@ fn arm(d: &mut Daemon, course: &Course, kernel: &Kernel<'_>) -> Result<(), crate
         .collect();
     // The packet programs that drop SYNs are attached before any fault that
     // needs them is armed.
-    let drops_syns = faults
-        .iter()
-        .any(|(_, f)| matches!(Kind::from_raw(f.kind), Some(Kind::Blackhole | Kind::Delay)));
+    let drops_syns = faults.iter().any(|(_, f)| kernel::drops_syns(f.kind));
     skb_hooks::sync(d, drops_syns)?;
     let maps = d.enforcer.maps_mut();
     maps.chaos.arm(&mut maps.config, &faults)
@@ -222,7 +213,7 @@ fn reset(resetter: Option<&Resetter>, course: &Course, resets: &mut [u64], start
             _ => continue,
         };
         let targets: Vec<_> = spec.targets.destinations.iter().map(Rule::target).collect();
-        let chance = enforcer_common::chaos::chance(spec.targets.percentage);
+        let chance = kernel::chance(spec.targets.percentage);
         match resetter.reset(&targets, chance, min_bytes) {
             Ok(n) => resets[i] += n,
             Err(e) => tracing::error!(
