@@ -23,8 +23,9 @@ pub enum GlobalCounter {
     Disabled,
     /// New destinations not tracked because the destination map was full.
     DestMapFull,
-    /// Sockets not tracked because their socket storage could not be created.
-    SockStorageFailed,
+    /// Admitted connects not tracked because the connection table
+    /// ([`crate::maps::CONNS`]) was full.
+    ConnTableFull,
     /// Connects admitted (tracked).
     Admitted,
     /// Connects rejected because the circuit was open.
@@ -57,7 +58,8 @@ pub enum GlobalCounter {
     /// Connects that failed on this host before the destination had a say.
     LocalErrors,
     /// Ends of sockets admitted by a destination entry that was forgotten
-    /// since: ignored, so they cannot release a slot of the new entry.
+    /// since, or found in a record removed meanwhile and written for another
+    /// socket: ignored, so they cannot release a slot that is not theirs.
     StaleRecords,
     /// Sockets whose state callbacks could not be enabled (their end is
     /// recorded when they are released).
@@ -107,7 +109,7 @@ impl GlobalCounter {
         Self::Bypassed,
         Self::Disabled,
         Self::DestMapFull,
-        Self::SockStorageFailed,
+        Self::ConnTableFull,
         Self::Admitted,
         Self::RejectedCircuit,
         Self::RejectedBulkhead,
@@ -149,7 +151,7 @@ impl GlobalCounter {
             Self::Bypassed => "bypassed",
             Self::Disabled => "disabled",
             Self::DestMapFull => "dest_map_full",
-            Self::SockStorageFailed => "sock_storage_failed",
+            Self::ConnTableFull => "conn_table_full",
             Self::Admitted => "admitted",
             Self::RejectedCircuit => "rejected_circuit",
             Self::RejectedBulkhead => "rejected_bulkhead",

@@ -67,7 +67,7 @@ impl FlowKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flow {
-    /// The admission record, exactly as a socket's storage holds it.
+    /// The admission record, as a socket's holds it (its cookie 0).
     pub sock: SockInfo,
     /// `bpf_ktime_get_ns` of the last packet seen either way (refreshed at most
     /// every [`LAST_SEEN_GRANULARITY_NS`]).
@@ -75,7 +75,7 @@ pub struct Flow {
     /// Both sides' sequence numbers, for believing only the segments that fit.
     pub seq: Window,
 }
-const _: () = assert!(size_of::<Flow>() == 128);
+const _: () = assert!(size_of::<Flow>() == 136);
 impl_pod!(Flow);
 
 /// How stale `last_seen_ns` may get before a packet refreshes it: idle timeouts
@@ -151,12 +151,6 @@ impl Flow {
     pub const fn needs_refresh(&self, now: u64) -> bool {
         now.saturating_sub(self.last_seen_ns) >= LAST_SEEN_GRANULARITY_NS
     }
-}
-
-/// Whether `end` finishes the flow (its entry can go), as opposed to recording
-/// the handshake of a flow that goes on.
-pub const fn finishes(end: End) -> bool {
-    !matches!(end, End::Established)
 }
 
 #[cfg(test)]

@@ -11,8 +11,15 @@ pub const DESTS: &str = "DESTS";
 /// Default capacity of [`DESTS`]; the daemon may change it at load time.
 pub const DESTS_CAPACITY: u32 = 65_536;
 
-/// Socket storage holding [`crate::sock::SockInfo`] for every admitted socket.
-pub const SOCKS: &str = "SOCKS";
+/// Hash map socket cookie (`u64`) → [`crate::sock::SockInfo`]: the record of
+/// every admitted connect still open, from the gate to its end. Not socket
+/// storage: creating that on every tracked connect was most of the gate's
+/// cost. Not an LRU, for the reason [`DESTS`] is not; the record is removed by
+/// the hook that records the connection's end.
+pub const CONNS: &str = "CONNS";
+/// Default capacity of [`CONNS`]: admitted connections open at once, host-wide;
+/// the daemon may change it at load time.
+pub const CONNS_CAPACITY: u32 = 131_072;
 
 /// Per-CPU array of hot-path counters, indexed by [`crate::counters::GlobalCounter`].
 pub const COUNTERS: &str = "COUNTERS";
@@ -115,4 +122,7 @@ pub mod globals {
     /// Byte offset of `icsk_user_timeout` (`u32`, ms) in `struct
     /// inet_connection_sock`, which starts every TCP socket.
     pub const USER_TIMEOUT_OFFSET: &str = "USER_TIMEOUT_OFFSET";
+    /// Byte offset of `skc_cookie` (`u64`, 0 until a cookie is asked for) in
+    /// `struct sock`.
+    pub const COOKIE_OFFSET: &str = "COOKIE_OFFSET";
 }

@@ -57,6 +57,15 @@ pub enum End {
     Closed,
 }
 
+impl End {
+    /// Whether this end finishes the connect's record (nothing is left for
+    /// a later end to give back: its entry can go), as opposed to recording
+    /// the handshake of a connection that goes on.
+    pub const fn finishes(self) -> bool {
+        !matches!(self, Self::Established)
+    }
+}
+
 impl Outcome {
     pub const fn is_failure(self) -> bool {
         matches!(self, Self::Refused | Self::Timeout | Self::Unreachable)
@@ -114,14 +123,22 @@ pub const fn caller_ended(sock_marks: u64) -> Outcome {
 /// - CLOSE: whatever the record still holds failed inside `connect()`, before
 ///   any SYN left (no route from the bound address, no local port, another
 ///   program's refusal): a local error;
-/// - any other state: the state callback reports the close, if it was enabled.
+/// - any other state: nothing. The connection got as far as its SYN, which
+///   enabled the state callbacks (a connect whose callbacks could not be
+///   enabled was ended there, abandoned): the close reports it.
 pub const fn on_release(tcp_state: u32, sock_flags: u64, sock_marks: u64) -> Option<End> {
     match tcp_state {
         tcp_state::SYN_SENT => Some(End::Failed(caller_ended(sock_marks))),
         tcp_state::CLOSE => on_reconnect(sock_flags),
-        _ if sock_marks & marks::CALLBACKS_ON == 0 => Some(End::Closed),
         _ => None,
     }
+}
+
+/// Whether the release of a socket in `tcp_state` can record anything
+/// ([`on_release`]): the release hook looks for a record only then, so the
+/// common release (of a connection the close reports) costs no lookup.
+pub const fn ends_at_release(tcp_state: u32) -> bool {
+    matches!(tcp_state, tcp_state::SYN_SENT | tcp_state::CLOSE)
 }
 
 /// What the gate records, before a socket's record is written anew, about the
@@ -252,11 +269,12 @@ mod tests {
     }
 
     #[test]
-    fn release_of_a_live_connection_waits_for_its_close_unless_unreported() {
+    fn release_of_a_live_connection_waits_for_its_close() {
         const ESTABLISHED: u32 = 1;
         let f = flags::HOLDS_SLOT | flags::OUTCOME_RECORDED;
         assert_eq!(on_release(ESTABLISHED, f, marks::CALLBACKS_ON), None);
-        assert_eq!(on_release(ESTABLISHED, f, 0), Some(End::Closed));
+        assert!(!ends_at_release(ESTABLISHED));
+        assert!(ends_at_release(tcp_state::SYN_SENT) && ends_at_release(tcp_state::CLOSE));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Per-socket storage (`sk_storage`) of admitted sockets.
+//! The record of an admitted connect: a socket's in [`crate::maps::CONNS`],
+//! by its cookie, and a packet-plane flow's in its flow entry.
 
 use crate::{dest::DestKey, impl_pod};
 
@@ -34,8 +35,10 @@ pub mod marks {
     /// retransmission behaviour.
     pub const USER_TIMEOUT_SET: u64 = 1 << 2;
     /// `TCP_CONNECT_CB` ran and enabled the state callbacks: a later close is
-    /// reported by `STATE_CB`. Without it (deferred TCP Fast Open connects, a
-    /// refused `bpf_sock_ops_cb_flags_set`) `sock_release` records the end.
+    /// reported by `STATE_CB`. Without it (a deferred TCP Fast Open connect
+    /// whose SYN has not left) `sock_release` records the end; a connect whose
+    /// callbacks were refused is ended at once, abandoned, and goes on
+    /// untracked.
     pub const CALLBACKS_ON: u64 = 1 << 3;
     /// The caller lowered its socket's IPv4 TTL or IPv6 hop limit below the
     /// system's default:
@@ -52,10 +55,15 @@ pub mod marks {
     pub const RESPONSE_DONE: u64 = 1 << 7;
 }
 
-/// The value of [`crate::maps::SOCKS`] for one socket.
+/// The value of [`crate::maps::CONNS`] for one socket.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockInfo {
+    /// The socket's cookie, its key in [`crate::maps::CONNS`] (0 for a flow's
+    /// record). First, so that an entry being written for another socket
+    /// changes it before anything else: a hook still holding the entry after
+    /// it was removed tells by it that the record is no longer its socket's.
+    pub cookie: u64,
     /// Where the admitted `connect()` was going.
     pub dest: DestKey,
     /// [`flags`].
@@ -81,5 +89,5 @@ pub struct SockInfo {
     pub class: u32,
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<SockInfo>() == 96);
+const _: () = assert!(size_of::<SockInfo>() == 104);
 impl_pod!(SockInfo);

@@ -41,7 +41,7 @@ const EHOSTUNREACH: i32 = 113;
 type Checked = Result<(), TestCaseError>;
 
 /// How an admitted `connect()` goes on right after the gate.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     /// Its SYN left and `TCP_CONNECT_CB` enabled the state callbacks; the
     /// caller may have lowered its hop limit, and the socket may carry an
@@ -51,8 +51,9 @@ enum Kind {
         stale: bool,
         silent: bool,
     },
-    /// Its SYN left but the callbacks could not be enabled.
-    NoCallbacks { hop_limited: bool },
+    /// Its SYN left but the callbacks could not be enabled: the connect is
+    /// ended at once, abandoned, and goes on untracked.
+    NoCallbacks,
     /// A TCP Fast Open deferred connect: SYN_SENT, no SYN yet, no callback.
     FastOpen,
     /// `connect()` failed inside, before any SYN left: the socket is back in
@@ -139,9 +140,7 @@ fn kind_of(r: u32) -> Kind {
             stale: chance(r / 100, 15),
             silent: chance(r / 10_000, 30),
         },
-        6 => Kind::NoCallbacks {
-            hop_limited: chance(r, 30),
-        },
+        6 => Kind::NoCallbacks,
         7 => Kind::FastOpen,
         _ => Kind::SyncFail,
     }
@@ -730,7 +729,6 @@ impl Model {
         match tcp {
             Tcp::SynSent => Some(End::Failed(spec_caller_ended(m))),
             Tcp::Close => self.reconnect_end(id),
-            Tcp::Established if m & marks::CALLBACKS_ON == 0 => Some(End::Closed),
             Tcp::Established => None,
         }
     }
@@ -861,11 +859,7 @@ impl World {
                     | if hop_limited { marks::HOP_LIMITED } else { 0 }
                     | if stale { marks::STALE_ERROR } else { 0 },
             ),
-            Kind::NoCallbacks { hop_limited } => (
-                Tcp::SynSent,
-                false,
-                if hop_limited { marks::HOP_LIMITED } else { 0 },
-            ),
+            Kind::NoCallbacks => (Tcp::SynSent, false, 0),
             Kind::FastOpen => (Tcp::SynSent, true, 0),
             Kind::SyncFail => (Tcp::Close, false, 0),
         };
@@ -879,6 +873,19 @@ impl World {
                 silent,
             },
         );
+        if kind == Kind::NoCallbacks {
+            // Nothing would report its end: given back at once, and the
+            // connection is none of the breaker's business any more.
+            self.record(
+                id,
+                End::Failed(Outcome::Abandoned),
+                true,
+                "callbacks refused",
+            )?;
+            self.socks.remove(&id);
+            let m = self.model.socks.remove(&id).unwrap();
+            prop_assert!(!m.holds_slot && !m.pending, "model: {:?}", m);
+        }
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //!
 //! | case                                        | admission  | accounting              |
 //! |---------------------------------------------|------------|-------------------------|
-//! | no rule matches / policy `off`              | pass       | `unmatched`/`policy_off`|
+//! | no rule matches ([`matched`]) / policy `off`| pass       | `unmatched`/`policy_off`|
 //! | policy does not apply (scope, unjudgeable SYN) | pass    | counted by the caller   |
 //! | `disabled` override                         | pass       | `disabled`              |
 //! | destination map full / internal error       | pass       | `dest_map_full`/—       |
@@ -48,16 +48,33 @@ pub enum Admission {
     Rejected { policy: &'static Policy },
 }
 
-/// Decides a TCP connect to `key` at `now` by the run's `policies`. `applies`
-/// says whether the matching policy applies to this caller (its cgroup scope;
-/// for a guest's SYN, also whether the SYN can be judged at all), counting why
-/// not, and `caller` finds the caller's class (none for a guest): both run
-/// only once a rule matched, so connects no policy covers never pay for them. `logs`: whether the caller's program may log its rare paths
-/// ([`crate::klog`]); a constant at each call site, so a program that may not
-/// carries no log code at all.
+/// The policy of the rule that matches a TCP connect to `dest`; `None`
+/// (counted) when no rule does, and the connect passes untouched. Callers ask
+/// this first, so that a connect no policy covers pays for nothing else.
 #[inline(always)]
+pub fn matched(policies: Policies, dest: &DestKey) -> Option<u32> {
+    let id = policies.rule(dest);
+    if id.is_none() {
+        counters::bump(GlobalCounter::Unmatched);
+    }
+    id
+}
+
+/// Decides a TCP connect to `key`, which rule matching gave `policy_id`, at
+/// `now` by the run's `policies`. `applies` says whether the policy applies
+/// to this caller (its cgroup scope; for a guest's SYN, also whether the SYN
+/// can be judged at all), counting why not, and `caller` finds the caller's
+/// class (none for a guest). `logs`: whether the caller's program may log
+/// its rare paths ([`crate::klog`]); a constant at each call site, so a
+/// program that may not carries no log code at all.
+#[inline(always)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one input of the decision; a struct would only rename them"
+)]
 pub fn admit(
     key: &DestKey,
+    policy_id: u32,
     now: u64,
     check_overrides: bool,
     policies: Policies,
@@ -65,10 +82,6 @@ pub fn admit(
     caller: impl FnOnce() -> Option<Caller<'static>>,
     logs: bool,
 ) -> Admission {
-    let Some(policy_id) = policies.rule(key) else {
-        counters::bump(GlobalCounter::Unmatched);
-        return Admission::Pass;
-    };
     let (Some(policy), Some(backoff)) = (policies.policy(policy_id), policies.backoff(policy_id))
     else {
         return Admission::Pass;

@@ -57,7 +57,9 @@ impl Drop for Locked {
 
 /// Records how an admitted connect moved on (a socket's, from the outcome
 /// hooks; a flow's, from the packet plane), under its destination's lock, by
-/// its policy in the run's `policies`.
+/// its policy in the run's `policies`. `cookie` is the socket's the caller
+/// found the record by (0 for a flow): a record removed meanwhile and its
+/// memory given to another socket's is left alone.
 ///
 /// The record is shared: a flow's ends come from packets either way on other
 /// CPUs, a socket's from hooks that do not all hold the socket's lock. What
@@ -66,7 +68,7 @@ impl Drop for Locked {
 /// held across the lock lets the compiler decide on flags it read before,
 /// and two ends recorded at once would each give back the slot.
 #[inline(always)]
-pub fn record_end(sock: *mut SockInfo, end: End, policies: Policies) {
+pub fn record_end(sock: *mut SockInfo, cookie: u64, end: End, policies: Policies) {
     // SAFETY: a live record; its destination and policy are written at the
     // admission, before the record is shared, and never after.
     let (dest, policy_id) = unsafe { (&(*sock).dest, (*sock).policy_id) };
@@ -76,7 +78,9 @@ pub fn record_end(sock: *mut SockInfo, end: End, policies: Policies) {
     // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     let (policy, backoff) = (t.policy, t.backoff);
-    let mut held = LockedRecord::acquire(t.dest, sock);
+    let Some(mut held) = LockedRecord::acquire(t.dest, sock, cookie) else {
+        return;
+    };
     let (d, sock) = held.parts();
     if !d.admitted(sock) {
         // Admitted by an entry of this key that was forgotten since: what it
@@ -118,7 +122,9 @@ pub fn record_end(sock: *mut SockInfo, end: End, policies: Policies) {
 /// [`record_end`]): the record's flags are read once the lock is taken and
 /// written out, on drop, before it is released. Volatile at both edges, so
 /// that neither a value read before the lock nor a store left for after it
-/// can stand in.
+/// can stand in. Taken only while the record is still the one its caller
+/// found (its cookie): the flags of a record written since for another
+/// socket are that socket's hooks' to change.
 struct LockedRecord {
     sock: *mut SockInfo,
     // Dropped (unlocked) after `drop` below has written the flags out.
@@ -127,14 +133,20 @@ struct LockedRecord {
 
 impl LockedRecord {
     #[inline(always)]
-    fn acquire(dest: *mut DestState, sock: *mut SockInfo) -> Self {
+    fn acquire(dest: *mut DestState, sock: *mut SockInfo, cookie: u64) -> Option<Self> {
         let lock = Locked::acquire(dest);
-        // SAFETY: a live record, whose flags change only under this lock.
+        // SAFETY: a map value (removed ones stay readable), whose flags
+        // change only under this lock while it is the caller's record.
         unsafe {
+            if core::ptr::read_volatile(&raw const (*sock).cookie) != cookie {
+                drop(lock);
+                counters::bump(GlobalCounter::StaleRecords);
+                return None;
+            }
             let fresh = core::ptr::read_volatile(&raw const (*sock).flags);
             (*sock).flags = fresh;
         }
-        Self { sock, lock }
+        Some(Self { sock, lock })
     }
 
     /// The destination and the record, both ours while the lock is held.

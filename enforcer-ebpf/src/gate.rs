@@ -10,7 +10,7 @@
 //! | refused by an armed chaos fault             | errno of the fault | `refused_before`        |
 //! | the socket's previous connect still holds   | (settled first)    | `local_errors`          |
 //! | caller outside the policy's cgroup scope    | allow, untracked   | `out_of_scope`          |
-//! | no socket storage                           | allow, untracked   | `sock_storage_failed`   |
+//! | connection table full                       | allow, untracked   | `conn_table_full`       |
 //! | otherwise                                   | as [`crate::admission`] decides               |
 //!
 //! The chaos faults are the gate's first step ([`crate::chaos`]): a connect
@@ -20,9 +20,10 @@
 //!
 //! Every internal error fails open. A rejection is `bpf_set_retval(-errno)` and
 //! return 0, so `connect()` fails at once with the policy's errno; a rejected
-//! socket gets no storage (the outcome hooks ignore it).
+//! socket gets no record (the outcome hooks ignore it).
 
 use aya_ebpf::{
+    bindings::{BPF_ANY, bpf_sock_addr},
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns,
         generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_netns_cookie, bpf_get_retval},
@@ -41,10 +42,11 @@ use enforcer_common::{
 use crate::{
     admission::{self, Admission},
     chaos, classes, counters,
-    dest::record_end,
     klog::rare,
-    maps::SOCKS,
+    layout::TcpSock,
+    maps::CONNS,
     policies::Policies,
+    sock,
     sockaddr::{self, ALLOW, reject},
 };
 
@@ -98,30 +100,59 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey) -
         }
     }
     let policies = Policies::of(&config);
-    settle_previous(ctx, policies);
+    // Everything from here on is paid only by connects a rule covers.
+    let Some(policy_id) = admission::matched(policies, &addr) else {
+        return ALLOW;
+    };
+    settle_previous(ctx.sock_addr, policies);
     // SAFETY: plain helper call on the program's own context.
     let netns = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
-    decide(ctx, &addr.in_netns(netns), config.overrides != 0, policies)
+    decide(
+        ctx,
+        &addr.in_netns(netns),
+        policy_id,
+        config.overrides != 0,
+        policies,
+    )
 }
 
 /// A socket that connects again (the gate runs only for a socket in CLOSE)
-/// first gives back what its previous connect still holds, so that connect
-/// neither counts against this one (its slot, its probe) nor outlives it.
-#[inline(always)]
-fn settle_previous(ctx: &SockAddrContext, policies: Policies) {
-    // SAFETY: a connect context, whose `sk` is a full socket; lookup only.
-    let old = unsafe { SOCKS.get_ptr_mut(ctx) };
-    // SAFETY: this socket's storage, used by no other hook while it is in CLOSE.
-    if let Some(old) = unsafe { old.as_mut() }
+/// to a destination a rule covers first gives back what its previous connect
+/// still holds, so that connect neither counts against this one (its slot,
+/// its probe) nor outlives it. Connecting again elsewhere leaves it to the
+/// release ([`enforcer_common::outcome::on_release`]), as does keeping the
+/// socket: either way the caller holds it no longer than its socket.
+///
+/// A socket connecting for the first time has no cookie yet, hence no
+/// record: it leaves after one read, and gets its cookie only if admitted.
+/// A function of its own that answers nothing, so that the gate's paths
+/// through it join again at its return.
+#[inline(never)]
+fn settle_previous(sock_addr: *mut bpf_sock_addr, policies: Policies) {
+    let ctx = SockAddrContext::new(sock_addr);
+    // SAFETY: the connecting socket, a full one.
+    let tp = unsafe { TcpSock::of(sockaddr::socket(&ctx)) };
+    // SAFETY: the program's own context, and its socket.
+    let Some(cookie) = (unsafe { sock::existing_cookie(sock_addr.cast(), tp) }) else {
+        return;
+    };
+    // This socket's record, used by no other hook while it is in CLOSE.
+    if let Some(old) = sock::admitted(cookie)
         && let Some(end) = on_reconnect(old.flags)
     {
-        record_end(old, end, policies);
+        sock::end(cookie, old, end, policies);
     }
 }
 
 /// The verdict for a TCP connect to `key`.
 #[inline(always)]
-fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool, policies: Policies) -> i32 {
+fn decide(
+    ctx: &SockAddrContext,
+    key: &DestKey,
+    policy_id: u32,
+    check_overrides: bool,
+    policies: Policies,
+) -> i32 {
     // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     let in_scope = |policy: &Policy| {
@@ -137,6 +168,7 @@ fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool, policies:
     };
     match admission::admit(
         key,
+        policy_id,
         now,
         check_overrides,
         policies,
@@ -153,27 +185,29 @@ fn decide(ctx: &SockAddrContext, key: &DestKey, check_overrides: bool, policies:
     }
 }
 
-/// Puts an admitted connect's record on its socket, where the outcome hooks find
-/// it. The socket is still in `connect()`: no outcome hook can run before this.
+/// Records an admitted connect under its socket's cookie (made now, if this
+/// is the socket's first), where the outcome hooks find it. The socket is
+/// still in `connect()`: no outcome hook can run before this, and an earlier
+/// connect's record was settled by `settle_previous`.
 #[inline(always)]
 fn record(ctx: &SockAddrContext, dest: *mut DestState, sock: &mut SockInfo) -> i32 {
-    // SAFETY: `ctx` is a connect context, whose `sk` is a full socket.
-    let storage = unsafe { SOCKS.get_or_insert_ptr_mut(ctx, None) };
-    if storage.is_null() {
+    // SAFETY: the program's own context.
+    let cookie = unsafe { sock::cookie(ctx.sock_addr.cast()) };
+    sock.cookie = cookie;
+    let record: &SockInfo = sock;
+    if let Err(errno) = CONNS.insert(cookie, record, BPF_ANY.into()) {
         // Nowhere to record it: give back what the admission holds. Fails open.
         admission::cancel(dest, sock);
-        counters::bump(GlobalCounter::SockStorageFailed);
+        counters::bump(GlobalCounter::ConnTableFull);
         rare!(
             warn,
-            "socket storage not created: connect to [{:i}]:{} passes untracked",
+            "connection table full: connect to [{:i}]:{} passes untracked (insert errno {})",
             sock.dest.octets(),
-            sock.dest.port
+            sock.dest.port,
+            -errno
         );
         return ALLOW;
     }
-    // SAFETY: non-null storage of this socket, settled by `settle_previous`
-    // if it held an earlier connect's record.
-    unsafe { *storage = *sock };
     counters::bump(GlobalCounter::Admitted);
     ALLOW
 }

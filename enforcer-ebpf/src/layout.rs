@@ -28,6 +28,8 @@ static HOP_LIMIT_BITS: u32 = 0;
 static MIN_HOP_LIMIT: u32 = 0;
 #[unsafe(no_mangle)]
 static USER_TIMEOUT_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static COOKIE_OFFSET: u32 = 0;
 
 /// A global as the loader set it: read through a volatile load, so the
 /// compiler cannot fold the placeholder value in.
@@ -73,6 +75,16 @@ impl TcpSock {
         // SAFETY: `offset` is the field's offset in this kernel's `struct
         // inet_connection_sock`, which starts `struct tcp_sock`.
         (offset != 0).then(|| unsafe { read_at::<u32>(self.0, offset) })
+    }
+
+    /// The socket's cookie as it stands (0: nobody asked for it yet), if the
+    /// kernel's layout is known. Read, not generated.
+    #[inline(always)]
+    pub fn cookie(self) -> Option<u64> {
+        let offset = global(&COOKIE_OFFSET);
+        // SAFETY: `offset` is the field's offset in this kernel's `struct
+        // sock`, which starts `struct tcp_sock`.
+        (offset != 0).then(|| unsafe { read_at::<u64>(self.0, offset) })
     }
 
     /// Whether the caller set the socket's IPv4 TTL or IPv6 hop limit below

@@ -16,8 +16,8 @@ use enforcer_common::{
     event::Event,
     flow::{Flow, FlowKey},
     maps::{
-        CLASS_CGROUPS_CAPACITY, DESTS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, OVERRIDES_CAPACITY,
-        POLICY_RULES_CAPACITY, WATCHED_CAPACITY,
+        CLASS_CGROUPS_CAPACITY, CONNS_CAPACITY, DESTS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY,
+        OVERRIDES_CAPACITY, POLICY_RULES_CAPACITY, WATCHED_CAPACITY,
     },
     overrides::Override,
     packet::HEADER_BYTES,
@@ -93,9 +93,15 @@ pub static CLASS_TABLE: Array<ClassTable, 1> = Array::new();
 #[btf_map]
 pub static CLASS_CGROUPS: HashMap<u64, u32, { CLASS_CGROUPS_CAPACITY as usize }> = HashMap::new();
 
-/// Per-socket record of an admitted connect.
+/// The record of every admitted connect still open, by socket cookie. Not
+/// pre-allocated, for the reason DESTS is not.
 #[btf_map]
-pub static SOCKS: SkStorage<SockInfo> = SkStorage::new();
+pub static CONNS: HashMap<
+    u64,
+    SockInfo,
+    { CONNS_CAPACITY as usize },
+    { BPF_F_NO_PREALLOC as usize },
+> = HashMap::new();
 
 /// State transitions, for the daemon.
 #[btf_map]

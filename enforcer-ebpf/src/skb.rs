@@ -3,13 +3,13 @@
 //! ([`crate::chaos`]); both measure the response latency of admitted
 //! sockets ([`crate::response`]).
 //!
-//! Every packet passes here, so the common case leaves after one storage
-//! lookup (sockets the gate did not admit, and admitted ones with nothing
-//! left to measure); a SYN also looks up its chaos mark.
+//! Every packet passes here, so the common case leaves after one lookup of
+//! its socket's record (sockets the gate did not admit, and admitted ones
+//! with nothing left to measure); a SYN also looks up its chaos mark.
 
-use core::ffi::c_void;
+use enforcer_common::sock::SockInfo;
 
-use crate::{chaos, response, sock};
+use crate::{chaos, layout::TcpSock, response, sock};
 use aya_ebpf::{
     bindings::{BPF_TCP_SYN_SENT, bpf_sock},
     helpers::{bpf_ktime_get_ns, generated::bpf_sk_fullsock},
@@ -36,8 +36,7 @@ pub fn sock_out(ctx: SkBuffContext) -> i32 {
             return DROP;
         }
     }
-    // SAFETY: as above.
-    if let Some(sock) = unsafe { sock::admitted(sk.cast::<c_void>()) } {
+    if let Some(sock) = admitted(&ctx, sk) {
         response::on_out(sk, sock);
     }
     PASS
@@ -45,11 +44,22 @@ pub fn sock_out(ctx: SkBuffContext) -> i32 {
 
 #[cgroup_skb(ingress)]
 pub fn sock_in(ctx: SkBuffContext) -> i32 {
-    // SAFETY: a full socket from `full_sock`.
-    if let Some(sock) = full_sock(&ctx).and_then(|sk| unsafe { sock::admitted(sk.cast()) }) {
+    if let Some(sk) = full_sock(&ctx)
+        && let Some(sock) = admitted(&ctx, sk)
+    {
         response::on_in(&ctx, sock);
     }
     PASS
+}
+
+/// The record of the packet's full socket `sk`, if the gate admitted it
+/// (no cookie made for a socket that has none: it has no record either).
+#[inline(always)]
+fn admitted(ctx: &SkBuffContext, sk: *mut bpf_sock) -> Option<&'static mut SockInfo> {
+    // SAFETY: a full socket of the context.
+    let tp = unsafe { TcpSock::of(sk.cast()) };
+    // SAFETY: the program's own context, and its socket.
+    sock::admitted(unsafe { sock::existing_cookie(ctx.skb.skb.cast(), tp) }?)
 }
 
 /// The packet's full socket.

@@ -1,22 +1,64 @@
-//! The socket storage of admitted sockets, as seen from the outcome hooks.
+//! The record of an admitted socket (`CONNS`, by socket cookie), as the socket
+//! hooks find it and end it.
+//!
+//! The gate writes the record inside `connect()`; the hook that records the
+//! end which finishes the connect (a failure, or the close after a handshake)
+//! removes it. A socket without a record was not admitted, or has nothing
+//! left to give back.
 
-use core::{ffi::c_void, ptr};
+use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated::bpf_sk_storage_get;
-use enforcer_common::sock::SockInfo;
+use aya_ebpf::helpers::generated::bpf_get_socket_cookie;
+use enforcer_common::{outcome::End, sock::SockInfo};
 
-use crate::maps::SOCKS;
+use crate::{dest::record_end, layout::TcpSock, maps::CONNS, policies::Policies};
 
-/// The storage of `sk` if the gate admitted it (looked up, never created).
+/// The cookie of the socket a program runs for.
 ///
 /// # Safety
-/// `sk` must be a non-null socket pointer handed by the kernel to this program.
+/// `ctx` must be the program's own context pointer (a socket address, sock_ops,
+/// socket or skb context), which is what the helper takes.
 #[inline(always)]
-pub unsafe fn admitted(sk: *mut c_void) -> Option<&'static mut SockInfo> {
-    let map = ptr::from_ref(&SOCKS).cast_mut().cast();
-    // SAFETY: the caller passes a valid socket; flags 0 = lookup only.
-    let info = unsafe { bpf_sk_storage_get(map, sk, ptr::null_mut(), 0) };
-    // SAFETY: non-null socket storage, valid for the program's run. Storage is
-    // created only for admitted connects.
-    unsafe { info.cast::<SockInfo>().as_mut() }
+pub unsafe fn cookie(ctx: *mut c_void) -> u64 {
+    // SAFETY: the caller passes the program's context.
+    unsafe { bpf_get_socket_cookie(ctx) }
+}
+
+/// The cookie of the program's socket, `tp`, if it has one: `None` when
+/// nobody asked for it yet, so the socket has no record (the gate asks for
+/// the cookie of every socket it admits). Read in the socket where the
+/// kernel's layout is known, so that no cookie is made for a socket that
+/// never needs one; asked for otherwise.
+///
+/// # Safety
+/// As [`cookie`]; `tp` is the same socket's.
+#[inline(always)]
+pub unsafe fn existing_cookie(ctx: *mut c_void, tp: Option<TcpSock>) -> Option<u64> {
+    match tp.and_then(TcpSock::cookie) {
+        Some(0) => None,
+        Some(cookie) => Some(cookie),
+        // SAFETY: as the caller promises.
+        None => Some(unsafe { cookie(ctx) }),
+    }
+}
+
+/// The record of the socket `cookie` names, if the gate admitted it and its
+/// end is still to come.
+#[inline(always)]
+pub fn admitted(cookie: u64) -> Option<&'static mut SockInfo> {
+    // SAFETY: a value of CONNS, valid for the program's run; shared with the
+    // other hooks of the same socket as each one's doc says.
+    CONNS
+        .get_ptr_mut(cookie)
+        .and_then(|p| unsafe { p.as_mut() })
+}
+
+/// Records `end` for the socket `cookie`'s record, and removes the record
+/// when the end finishes it.
+#[inline(always)]
+pub fn end(cookie: u64, sock: *mut SockInfo, end: End, policies: Policies) {
+    record_end(sock, cookie, end, policies);
+    if end.finishes() {
+        let _ = CONNS.remove(cookie);
+    }
 }

@@ -1,5 +1,7 @@
 //! What the `cgroup/connect*` programs read of their context: whether the
-//! socket is TCP, and the destination.
+//! socket is TCP, the destination, and the socket itself.
+
+use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::bpf_sock_addr, helpers::generated::bpf_set_retval, programs::SockAddrContext,
@@ -12,7 +14,7 @@ pub const ALLOW: i32 = 1;
 pub const REJECT: i32 = 0;
 
 const SOCK_STREAM: u32 = 1;
-const IPPROTO_TCP: u32 = 6;
+pub const IPPROTO_TCP: u32 = 6;
 
 /// Reads one context field as a single load at a constant offset from the context
 /// pointer: the verifier rejects context accesses through a modified pointer, which
@@ -22,6 +24,13 @@ macro_rules! ctx_read {
         // SAFETY: a field of the context the kernel handed to the program.
         unsafe { core::ptr::read_volatile($field) }
     };
+}
+
+/// The socket that connects (a full socket: the hook runs inside `connect()`).
+#[inline(always)]
+pub fn socket(ctx: &SockAddrContext) -> *mut c_void {
+    let sa = ctx.sock_addr;
+    ctx_read!(&raw const (*sa).__bindgen_anon_1.sk).cast()
 }
 
 /// Fails the connect at once with `errno`.

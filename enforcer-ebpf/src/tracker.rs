@@ -2,7 +2,8 @@
 //!
 //! | op                             | action                                                       |
 //! |--------------------------------|--------------------------------------------------------------|
-//! | `TCP_CONNECT_CB`               | enable state and RTO callbacks; apply the connect timeout;   |
+//! | `TCP_CONNECT_CB`               | enable state and RTO callbacks (or end it, abandoned:        |
+//! |                                | nothing would report its end); apply the connect timeout;    |
 //! |                                | note what the socket carries in (errors, segments, TTL)      |
 //! | `ACTIVE_ESTABLISHED_CB`        | success (latency, slow connects, probes); drop the timeout   |
 //! | `RTO_CB` in SYN_SENT           | mark the SYN as retransmitted (and timed out when it gives up) |
@@ -10,8 +11,8 @@
 //! | `STATE_CB` other → CLOSE       | slot released                                                |
 //!
 //! Every other op (and `RTO_CB`, `STATE_CB` otherwise) leaves before the
-//! storage lookup. Sockets without storage, or whose storage the gate did not
-//! mark as admitted, are ignored. Always returns 1: sock_ops verdicts are not
+//! record's lookup. Sockets without a record (not admitted, or ended) are
+//! ignored; the end that finishes a record removes it ([`sock::end`]). Always returns 1: sock_ops verdicts are not
 //! used for these ops.
 
 use core::ffi::c_void;
@@ -28,13 +29,11 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     counters::GlobalCounter,
-    outcome::{End, SynSentClose, classify_syn_sent_close},
+    outcome::{End, Outcome, SynSentClose, classify_syn_sent_close},
     sock::{SockInfo, marks},
 };
 
-use crate::{
-    atomic, counters, dest::record_end, klog::rare, layout::TcpSock, policies::Policies, sock,
-};
+use crate::{atomic, counters, klog::rare, layout::TcpSock, policies::Policies, sock};
 
 const SOL_TCP: i32 = 6;
 const TCP_USER_TIMEOUT: i32 = 18;
@@ -43,11 +42,11 @@ const TCP_USER_TIMEOUT: i32 = 18;
 pub fn track_sockops(ctx: SockOpsContext) -> u32 {
     // Every TCP socket in the cgroup calls this for every op (timeouts, window
     // and ECN initialisation, every state change of a tracked one, ...):
-    // leave before the storage lookup unless the op is one this hook acts on.
+    // leave before the record's lookup unless the op is one this hook acts on.
     if let Some(op) = Op::of(&ctx)
-        && let Some((sk, sock)) = admitted_sock(&ctx)
+        && let Some(sock) = Admitted::of(&ctx)
     {
-        on_op(&ctx, op, sk, sock);
+        on_op(&ctx, op, sock);
     }
     1
 }
@@ -79,16 +78,17 @@ impl Op {
 }
 
 #[inline(always)]
-fn on_op(ctx: &SockOpsContext, op: Op, sk: *mut c_void, sock: &mut SockInfo) {
+fn on_op(ctx: &SockOpsContext, op: Op, admitted: Admitted) {
+    let Admitted { tp, cookie, sock } = admitted;
     let policies = Policies::active();
     match op {
-        Op::Connect => on_connect(ctx, sk, sock, policies),
+        Op::Connect => on_connect(ctx, tp, cookie, sock, policies),
         Op::Established => {
             if atomic::load(&raw const sock.marks) & marks::USER_TIMEOUT_SET != 0 {
                 // The handshake is done: back to the kernel's default for data.
                 set_user_timeout(ctx, 0);
             }
-            record_end(sock, End::Established, policies);
+            sock::end(cookie, sock, End::Established, policies);
         }
         // args: retransmits, rto, expired (the timer is giving up: the socket
         // closes with a timeout right after this callback).
@@ -103,42 +103,48 @@ fn on_op(ctx: &SockOpsContext, op: Op, sk: *mut c_void, sock: &mut SockInfo) {
         Op::Closed => {
             if ctx.arg(0) == BPF_TCP_SYN_SENT {
                 let seen = SynSentClose {
-                    // SAFETY: a socket from the context.
-                    sk_err: unsafe { TcpSock::of(sk) }.and_then(TcpSock::sk_err),
+                    sk_err: tp.and_then(TcpSock::sk_err),
                     segs_in: ctx.segs_in().wrapping_sub(sock.segs_in_at_connect),
                     marks: atomic::load(&raw const sock.marks),
                 };
-                record_end(sock, End::Failed(classify_syn_sent_close(seen)), policies);
+                let end = End::Failed(classify_syn_sent_close(seen));
+                sock::end(cookie, sock, end, policies);
             } else {
-                record_end(sock, End::Closed, policies);
+                sock::end(cookie, sock, End::Closed, policies);
             }
         }
     }
 }
 
 #[inline(always)]
-fn on_connect(ctx: &SockOpsContext, sk: *mut c_void, sock: &mut SockInfo, policies: Policies) {
+fn on_connect(
+    ctx: &SockOpsContext,
+    tp: Option<TcpSock>,
+    cookie: u64,
+    sock: &mut SockInfo,
+    policies: Policies,
+) {
     let wanted = ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTO_CB_FLAG;
-    // Without callbacks the end and the slot are left to sock_release.
+    // Without callbacks nothing would report the end: the connect gives back
+    // what it holds now, counted abandoned, and goes on untracked (fails open).
     let mut noted = match ctx.set_cb_flags(wanted as i32) {
         Ok(()) => marks::CALLBACKS_ON,
         Err(errno) => {
             counters::bump(GlobalCounter::CallbacksFailed);
             rare!(
                 error,
-                "state callbacks not enabled (errno {}): connect to [{:i}]:{} ends at release",
+                "state callbacks not enabled (errno {}): connect to [{:i}]:{} passes untracked",
                 -errno,
                 sock.dest.octets(),
                 sock.dest.port
             );
-            0
+            sock::end(cookie, sock, End::Failed(Outcome::Abandoned), policies);
+            return;
         }
     };
     // What the socket carries in from an earlier connect or from its caller,
     // so that only what happens from here on counts.
     sock.segs_in_at_connect = ctx.segs_in();
-    // SAFETY: a socket from the context.
-    let tp = unsafe { TcpSock::of(sk) };
     if let Some(tp) = tp {
         if tp.sk_err().is_some_and(|e| e != 0) {
             noted |= marks::STALE_ERROR;
@@ -209,17 +215,30 @@ fn set_user_timeout(ctx: &SockOpsContext, ms: i32) -> bool {
     rc == 0
 }
 
-/// The socket and its storage, if the gate admitted it.
-#[inline(always)]
-fn admitted_sock(ctx: &SockOpsContext) -> Option<(*mut c_void, &'static mut SockInfo)> {
-    // SAFETY: the kernel hands a valid context.
-    let sk = unsafe { (*ctx.ops).__bindgen_anon_2.sk };
-    // The verifier types `sk` as maybe-null and insists on the check.
-    if sk.is_null() {
-        return None;
+/// A socket the gate admitted: its TCP view, its cookie and its record.
+struct Admitted {
+    tp: Option<TcpSock>,
+    cookie: u64,
+    sock: &'static mut SockInfo,
+}
+
+impl Admitted {
+    /// The context's socket, if the gate admitted it.
+    #[inline(always)]
+    fn of(ctx: &SockOpsContext) -> Option<Self> {
+        // SAFETY: the kernel hands a valid context.
+        let sk = unsafe { (*ctx.ops).__bindgen_anon_2.sk };
+        // The verifier types `sk` as maybe-null and insists on the check.
+        if sk.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null socket from the context.
+        let tp = unsafe { TcpSock::of(sk.cast()) };
+        // SAFETY: the program's own context, and its socket.
+        let cookie = unsafe { sock::existing_cookie(ctx.ops.cast(), tp) }?;
+        let sock = sock::admitted(cookie)?;
+        Some(Self { tp, cookie, sock })
     }
-    // SAFETY: a non-null socket from the context.
-    unsafe { sock::admitted(sk.cast()) }.map(|info| (sk.cast(), info))
 }
 
 /// Accessors the aya context does not provide.

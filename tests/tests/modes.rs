@@ -386,6 +386,57 @@ fn a_full_destination_map_allows_and_counts() {
 }
 
 #[test]
+fn a_full_connection_table_allows_and_counts() {
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached_with(
+        &cgroup,
+        &LoadOptions {
+            conns_capacity: 2,
+            ..LoadOptions::default()
+        },
+    );
+    let server = AcceptingServer::bind("127.0.0.1:0");
+    fixtures::apply_one(
+        &mut enforcer,
+        server.addr,
+        fixtures::base_policy(),
+        fixtures::minute_open(),
+    );
+    // Three held at once: the third finds no room for its record and
+    // passes untracked, its admission given back.
+    let place = Place::cgroup(&cgroup);
+    assert_eq!(place.held_connects(server.addr, 3), vec![Ok(()); 3]);
+    let full = || {
+        enforcer
+            .maps()
+            .counters
+            .get(GlobalCounter::ConnTableFull)
+            .unwrap()
+    };
+    assert_eq!(full(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = dest(&enforcer, server.addr).expect("tracked");
+        let records = enforcer.maps().conns.all().unwrap().len();
+        if s.breaker.active == 0 && records == 0 {
+            assert_eq!(s.counters.attempts, 3);
+            assert_eq!(s.counters.successes, 2, "{:?}", s.counters);
+            assert_eq!(s.counters.abandoned, 1, "{:?}", s.counters);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "active {} records {records}",
+            s.breaker.active
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The table emptied: connects are tracked again.
+    assert_eq!(place.connects(server.addr, 1), vec![Ok(())]);
+    assert_eq!(full(), 1);
+}
+
+#[test]
 fn the_verifier_accepts_every_program_far_below_its_limit() {
     let cgroup = ScratchCgroup::new();
     let enforcer = fixtures::attached(&cgroup);

@@ -13,7 +13,7 @@ use enforcer_common::{
     control::Reply,
     counters::GlobalCounter,
     dest::DestState,
-    flow::{Direction, Flow, FlowKey, Seen, Timeouts, Watch, Window, finishes, window::marks},
+    flow::{Direction, Flow, FlowKey, Seen, Timeouts, Watch, Window, window::marks},
     outcome::{End, Outcome},
     packet::{HEADER_BYTES, Segment},
     sock::SockInfo,
@@ -170,8 +170,8 @@ fn finish(key: &FlowKey, flow: *mut Flow, end: End, policies: Policies) {
     // SAFETY: a live value of FLOWS (removed entries stay valid until the
     // program returns); only the field's address is taken: `record_end`
     // reads what it holds under the destination's lock.
-    record_end(unsafe { &raw mut (*flow).sock }, end, policies);
-    if finishes(end) {
+    record_end(unsafe { &raw mut (*flow).sock }, 0, end, policies);
+    if end.finishes() {
         let _ = FLOWS.remove(key);
     }
 }

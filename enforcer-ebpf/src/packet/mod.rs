@@ -238,11 +238,15 @@ fn on_syn(
         judged(frame)
     };
     let policies = Policies::of(config);
+    let Some(policy_id) = admission::matched(policies, &key.dest) else {
+        return Action::Pass;
+    };
     // No kernel logs here: these programs' frames take 496 of the 512 stack
     // bytes, and aya-log's calls need 120 more (the verifier refuses the
     // sum). The packet plane's rare paths are counted only.
     match admission::admit(
         &key.dest,
+        policy_id,
         now,
         config.overrides != 0,
         policies,

@@ -53,6 +53,10 @@ pub struct SocketFields {
     /// application chose its own `TCP_USER_TIMEOUT`, read without a
     /// `bpf_getsockopt`.
     pub user_timeout: u32,
+    /// `struct sock_common.skc_cookie` in `struct sock` (`u64`, 0 until
+    /// someone asks for the socket's cookie): whether a socket can have a
+    /// record at all, read without generating a cookie for every socket.
+    pub cookie: u32,
 }
 
 impl SocketFields {
@@ -70,7 +74,13 @@ impl SocketFields {
             min_hop_limit: sysctl("/proc/sys/net/ipv6/conf/default/hop_limit"),
             ..Self::default()
         };
-        let structs = ["sock", "inet_sock", "ipv6_pinfo", "inet_connection_sock"];
+        let structs = [
+            "sock",
+            "sock_common",
+            "inet_sock",
+            "ipv6_pinfo",
+            "inet_connection_sock",
+        ];
         match Layout::read(Path::new(VMLINUX), &structs) {
             Ok(layout) => {
                 let hop_limit = layout.s16_field("ipv6_pinfo", "hop_limit");
@@ -85,6 +95,7 @@ impl SocketFields {
                         user_timeout: layout
                             .int_offset("inet_connection_sock", "icsk_user_timeout", 4)
                             .unwrap_or(0),
+                        cookie: layout.cookie_offset().unwrap_or(0),
                         ..defaults
                     },
                     None,
@@ -151,6 +162,16 @@ impl Layout {
     /// The member `member` of `struct name`, if both exist.
     pub fn member(&self, name: &str, member: &str) -> Option<Member> {
         self.structs.get(name)?.get(member).copied()
+    }
+
+    /// The byte offset of `skc_cookie` (an `atomic64_t`: a struct, not an
+    /// integer) in `struct sock`, through the `struct sock_common` it starts
+    /// with.
+    pub fn cookie_offset(&self) -> Option<u32> {
+        let common = self.member("sock", "__sk_common")?;
+        let cookie = self.member("sock_common", "skc_cookie")?;
+        (common.bit_offset % 8 == 0 && cookie.bit_offset % 64 == 0 && cookie.bitfield == 0)
+            .then_some(common.offset + cookie.offset)
     }
 
     /// The byte offset of a pointer member, if the kernel has it.
@@ -502,6 +523,7 @@ mod tests {
             ("min_ttl", fields.min_ttl),
             ("min_hop_limit", fields.min_hop_limit),
             ("user_timeout", fields.user_timeout),
+            ("cookie", fields.cookie),
         ] {
             assert_ne!(value, 0, "{name}");
         }

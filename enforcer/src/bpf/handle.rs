@@ -47,6 +47,8 @@ pub struct LoadOptions {
     /// Capacity of the destination map (of a newly created one: a pinned map keeps
     /// the capacity it was created with).
     pub dests_capacity: u32,
+    /// Capacity of the connection table (likewise).
+    pub conns_capacity: u32,
     /// Capacity of the packet plane's flow table (likewise).
     pub flows_capacity: u32,
     /// Capacity of each bank's rule trie: the most rules a policy set may
@@ -58,6 +60,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             dests_capacity: names::DESTS_CAPACITY,
+            conns_capacity: names::CONNS_CAPACITY,
             flows_capacity: names::FLOWS_CAPACITY,
             rules_capacity: names::POLICY_RULES_CAPACITY,
         }
@@ -111,6 +114,7 @@ impl Enforcer {
                 &fields.user_timeout,
                 true,
             )
+            .override_global(names::globals::COOKIE_OFFSET, &fields.cookie, true)
             .override_global(names::globals::UC_TTL_OFFSET, &fields.uc_ttl, true)
             .override_global(names::globals::MIN_TTL, &fields.min_ttl, true)
             .override_global(names::globals::PINET6_OFFSET, &fields.pinet6, true)
@@ -123,6 +127,7 @@ impl Enforcer {
             .override_global(names::globals::HOP_LIMIT_BITS, &fields.hop_limit_bits, true)
             .override_global(names::globals::MIN_HOP_LIMIT, &fields.min_hop_limit, true);
         loader.map_max_entries(names::DESTS, options.dests_capacity);
+        loader.map_max_entries(names::CONNS, options.conns_capacity);
         loader.map_max_entries(names::FLOWS, options.flows_capacity);
         for name in names::POLICY_RULES {
             loader.map_max_entries(name, options.rules_capacity);

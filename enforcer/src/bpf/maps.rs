@@ -16,6 +16,7 @@ use super::{
     chaos::ChaosMap,
     classes::ClassMaps,
     config::ConfigMap,
+    conns::Conns,
     counters::{Counters, PolicyStatsMap},
     dests::Dests,
     events::Events,
@@ -31,8 +32,8 @@ use super::{
 pub(super) const BPF_F_LOCK: u64 = 4;
 
 /// Every map the daemon reads or writes, created by this process or opened
-/// from pins. The programs' own (socket storage, per-CPU scratch, the log
-/// ring buffer, `ZERO_DEST`) stay with the object.
+/// from pins. The programs' own (the chaos marks' socket storage, per-CPU
+/// scratch, the log ring buffer, `ZERO_DEST`) stay with the object.
 pub struct Maps {
     /// `CONFIG`: the global switch, the generation and what every program reads.
     pub config: ConfigMap,
@@ -53,6 +54,8 @@ pub struct Maps {
     pub counters: Counters,
     /// `FLOWS`: the packet plane's flows.
     pub flows: Flows,
+    /// `CONNS`: the record of every admitted socket still open.
+    pub conns: Conns,
     /// `WATCHED`: the bridge each watched interface is a port of.
     pub watched: WatchedMap,
     /// `CLASS_TABLE` and `CLASS_CGROUPS`: the priority classes.
@@ -103,6 +106,7 @@ impl Maps {
             events: Events(typed(map, names::EVENTS)?),
             counters: Counters(typed(map, names::COUNTERS)?),
             flows: Flows(typed(map, names::FLOWS)?),
+            conns: Conns(typed(map, names::CONNS)?),
             watched: WatchedMap(typed(map, names::WATCHED)?),
             classes: ClassMaps {
                 table: typed(map, names::CLASS_TABLE)?,

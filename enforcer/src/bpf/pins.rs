@@ -65,7 +65,7 @@ pub const MAP_NAMES: [&str; 19] = {
         DESTS,
         ZERO_DEST,
         OVERRIDES,
-        SOCKS,
+        CONNS,
         EVENTS,
         COUNTERS,
         FLOWS,
@@ -79,10 +79,7 @@ pub const MAP_NAMES: [&str; 19] = {
 
 /// Maps that are not pinned: socket storage lives and dies with its sockets and
 /// the programs that use it, and cannot be reused by a different object.
-const UNPINNED: [&str; 2] = [
-    enforcer_common::maps::SOCKS,
-    enforcer_common::maps::CHAOS_SOCKS,
-];
+const UNPINNED: [&str; 1] = [enforcer_common::maps::CHAOS_SOCKS];
 
 /// A pin directory on a bpffs.
 #[derive(Clone, Debug)]

@@ -54,13 +54,13 @@ pub const PROGRAMS: [ProgramSpec; 4] = [
         name: "track_sockops",
         hook: Hook::SockOps,
         min_kernel: (5, 10),
-        min_kernel_why: "bpf_sk_storage_get from sock_ops, ops.sk",
+        min_kernel_why: "bpf_skc_to_tcp_sock on ops.sk",
     },
     ProgramSpec {
         name: "track_sock_release",
         hook: Hook::SockRelease,
-        min_kernel: (5, 19),
-        min_kernel_why: "bpf_sk_storage_get from cgroup_sock programs",
+        min_kernel: (5, 11),
+        min_kernel_why: "bpf_get_socket_cookie from cgroup_sock programs",
     },
     ProgramSpec {
         name: "gate_connect4",

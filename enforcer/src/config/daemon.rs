@@ -39,6 +39,8 @@ pub struct DaemonConfig {
     pub metrics: SocketAddr,
     pub state_dir: PathBuf,
     pub dests_capacity: u32,
+    /// Capacity of the connection table: admitted connections open at once.
+    pub conns_capacity: u32,
     /// Share of the destination map's capacity past which the daemon evicts
     /// idle destinations, least recently used first…
     pub dests_high_water: f64,
@@ -110,6 +112,7 @@ bounds! {
     socket: AbsolutePath { or_empty: false },
     state_dir: AbsolutePath { or_empty: false },
     dests_capacity: 1..=MAX_MAP_CAPACITY,
+    conns_capacity: 1..=MAX_MAP_CAPACITY,
     dests_high_water: Custom(share_of_capacity),
     dests_low_water: Custom(below_high_water),
     max_series: 1..=100_000,

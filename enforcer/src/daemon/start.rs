@@ -173,6 +173,7 @@ fn install(
 ) -> Result<(Enforcer, Installed), StartError> {
     let load = LoadOptions {
         dests_capacity: config.daemon.dests_capacity,
+        conns_capacity: config.daemon.conns_capacity,
         flows_capacity: config.daemon.flows_capacity,
         rules_capacity: config.daemon.rules_capacity,
     };

@@ -13,6 +13,7 @@ use enforcer_common::{
     breaker::State,
     dest::{DestKey, DestState},
     policy::{BackoffRow, Policy},
+    sock::{SockInfo, flags},
 };
 use enforcer_tests::{
     cgroup::ScratchCgroup,
@@ -538,5 +539,105 @@ fn a_lowered_hop_limit_is_the_callers_doing() {
             s.counters
         );
         assert_eq!(s.breaker.state, State::Open as u32, "{addr}");
+    }
+}
+
+/// The connection table's records of `key`'s connects, once there are
+/// `want` of them; fails after a generous deadline.
+fn records_of(enforcer: &Enforcer, key: &DestKey, want: usize) -> Vec<(u64, SockInfo)> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mine: Vec<_> = enforcer
+            .maps()
+            .conns
+            .all()
+            .expect("reading CONNS")
+            .into_iter()
+            .filter(|(_, r)| r.dest == *key)
+            .collect();
+        if mine.len() == want {
+            return mine;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} records of {key:?}, not {want}: {mine:?}",
+            mine.len()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_admitted_connect_leaves_the_connection_table_however_its_caller_ends_it() {
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached(&cgroup);
+    let server = AcceptingServer::bind("127.0.0.1:0");
+    let refusing = RefusingPort::loopback_v4();
+    // Never reached: a socket bound to 127.0.0.1 fails to connect there
+    // inside connect(), before any packet leaves.
+    let unreachable: SocketAddr = "10.0.0.5:80".parse().unwrap();
+    fixtures::apply(
+        &mut enforcer,
+        &["127.0.0.1/32:*", "10.0.0.5/32:80"],
+        fixtures::base_policy(),
+        fixtures::minute_open(),
+    );
+    let (open, refused) = (server.addr, refusing.addr);
+    let place = Place::cgroup(&cgroup);
+
+    // Held open by an unprivileged process: one record each, with its
+    // cookie, holding its slot; gone with the process.
+    let mut holder = place.spawn_nobody_holding(open, 3);
+    let held = records_of(&enforcer, &enforcer_tests::key(open), 3);
+    for (cookie, record) in &held {
+        assert_eq!(record.cookie, *cookie);
+        assert_ne!(record.flags & flags::HOLDS_SLOT, 0, "{record:?}");
+        assert_ne!(record.flags & flags::OUTCOME_RECORDED, 0, "{record:?}");
+    }
+    holder.kill().expect("kill the holder");
+    holder.wait().expect("reap the holder");
+
+    // Every other way a caller ends its connects, as nobody.
+    let out = place.run_as_nobody(|| {
+        let mut results = Vec::new();
+        for _ in 0..5 {
+            results.push(format!("{:?}", net::connect(open).map(drop)));
+            results.push(format!("{:?}", net::connect(refused).map(drop)));
+            let socket = net::tcp_socket(true, false);
+            net::bind_fd(&socket, "127.0.0.1:0".parse().unwrap()).expect("bind");
+            results.push(format!("{:?}", net::connect_fd(&socket, unreachable)));
+            let (socket, started) = net::connect_nonblocking(open);
+            net::shutdown(&socket).expect("shutdown");
+            results.push(format!("{started:?}"));
+            let socket = net::tcp_socket(true, false);
+            results.push(format!("{:?}", net::connect_fd(&socket, refused)));
+            results.push(format!("{:?}", net::connect_fd(&socket, open)));
+        }
+        results.join(" ")
+    });
+    // EINVAL where a route to the unreachable address exists (the source is
+    // loopback's), ENETUNREACH where none does.
+    let expected = ["Err(22)", "Err(101)"]
+        .map(|local| vec![format!("Ok(()) Err(111) {local} Ok(()) Err(111) Ok(())"); 5].join(" "));
+    assert!(expected.contains(&out), "{out}");
+    for addr in [open, refused] {
+        let s = settled(&enforcer, &enforcer_tests::key(addr));
+        let ended = s.counters.successes
+            + s.counters.failures()
+            + s.counters.abandoned
+            + s.counters.local_errors;
+        assert_eq!(ended, s.counters.attempts, "{addr}: {:?}", s.counters);
+    }
+    let s = settled(&enforcer, &enforcer_tests::key(unreachable));
+    assert_eq!(s.counters.local_errors, 5, "{:?}", s.counters);
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = enforcer.maps().conns.all().expect("reading CONNS");
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "records left behind: {left:?}");
+        thread::sleep(Duration::from_millis(50));
     }
 }
