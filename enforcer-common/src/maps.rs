@@ -31,10 +31,10 @@ pub const POLICY_RULES: [&str; 2] = ["POLICY_RULES_0", "POLICY_RULES_1"];
 /// may have. The daemon may change it at load time.
 pub const POLICY_RULES_CAPACITY: u32 = 16_384;
 
-/// Array of [`crate::rules::RulePorts`], one per bank
-/// ([`crate::bank::Bank::index`]): the ports the bank's rules name, written
-/// with its trie.
-pub const RULE_PORTS: &str = "RULE_PORTS";
+/// Array of [`crate::rules::RuleFilter`], one per bank
+/// ([`crate::bank::Bank::index`]): the ports and leading address bytes the
+/// bank's rules could match, written with its trie.
+pub const RULE_FILTER: &str = "RULE_FILTER";
 
 /// Array of [`crate::policy::Policy`], indexed by bank and policy id
 /// ([`crate::bank::Bank::slot`]).

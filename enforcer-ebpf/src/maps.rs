@@ -22,7 +22,7 @@ use enforcer_common::{
     overrides::Override,
     packet::HEADER_BYTES,
     policy::{BackoffRow, Policy, PolicyStats},
-    rules::{MAX_POLICIES, RuleData, RulePorts},
+    rules::{MAX_POLICIES, RuleData, RuleFilter},
     sock::SockInfo,
 };
 
@@ -33,9 +33,9 @@ pub static CONFIG: Array<Config, 1> = Array::new();
 /// A bank's rules: destination prefix + port → policy id.
 pub type Rules = LpmTrie<RuleData, u32, { POLICY_RULES_CAPACITY as usize }>;
 
-/// Each bank's rule ports (`RulePorts`), by bank index.
+/// What each bank's rules could match (`RuleFilter`), by bank index.
 #[btf_map]
-pub static RULE_PORTS: Array<RulePorts, 2> = Array::new();
+pub static RULE_FILTER: Array<RuleFilter, 2> = Array::new();
 
 /// Bank 0's rules (`enforcer_common::bank`).
 #[btf_map]

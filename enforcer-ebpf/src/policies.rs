@@ -11,7 +11,7 @@ use enforcer_common::{
     rules::{FULL_PREFIX, RuleData},
 };
 
-use crate::maps::{BACKOFF, CONFIG, POLICIES, POLICY_RULES_0, POLICY_RULES_1, RULE_PORTS, Rules};
+use crate::maps::{BACKOFF, CONFIG, POLICIES, POLICY_RULES_0, POLICY_RULES_1, RULE_FILTER, Rules};
 
 /// The active bank, as a run saw it when it started.
 #[derive(Clone, Copy)]
@@ -46,22 +46,25 @@ impl Policies {
 
     /// The policy of the most specific rule for the destination: its port
     /// first, then any port. A trie is looked up only where the bank's
-    /// ports say a rule may match.
+    /// filter says a rule may match.
     #[inline(always)]
     pub fn rule(self, key: &DestKey) -> Option<u32> {
-        let ports = RULE_PORTS.get(self.0.index() as u32)?;
+        let filter = RULE_FILTER.get(self.0.index() as u32)?;
+        if !filter.may_cover(&key.addr, key.is_ipv4()) {
+            return None;
+        }
         let rules: &Rules = if self.0.index() == 0 {
             &POLICY_RULES_0
         } else {
             &POLICY_RULES_1
         };
         let mut lookup = Key::new(FULL_PREFIX, RuleData::new(key.port, &key.addr));
-        if ports.has(key.port)
+        if filter.has_port(key.port)
             && let Some(id) = rules.get(&lookup)
         {
             return Some(*id);
         }
-        if !ports.has(0) {
+        if !filter.has_port(0) {
             return None;
         }
         lookup.data.port = [0, 0];

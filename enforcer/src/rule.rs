@@ -12,7 +12,7 @@ use aya::maps::lpm_trie::Key;
 use enforcer_common::{
     chaos::Target,
     dest::DestKey,
-    rules::{RuleData, V4_MAPPED_BITS, prefix_len},
+    rules::{RuleData, RuleFilter, V4_MAPPED_BITS, prefix_len},
 };
 
 /// A destination prefix and port. The address has no bits set beyond the prefix.
@@ -47,16 +47,25 @@ pub enum RuleError {
 impl Rule {
     /// The rule's key in the kernel's rule trie.
     pub fn key(&self) -> Key<RuleData> {
-        let v6 = match self.addr {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-            IpAddr::V6(v6) => v6,
-        };
         let data = RuleData {
             port: self.port.to_be_bytes(),
-            addr: v6.octets(),
+            addr: self.octets(),
             _pad: [0; 2],
         };
         Key::new(prefix_len(self.address_bits()), data)
+    }
+
+    /// Notes what the rule could match in its bank's filter.
+    pub fn note(&self, filter: &mut RuleFilter) {
+        filter.add(self.port, &self.octets(), self.address_bits());
+    }
+
+    /// The address in the kernel's 128-bit layout (IPv4 as IPv4-mapped IPv6).
+    fn octets(&self) -> [u8; 16] {
+        match self.addr {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        }
     }
 
     /// The prefix's length in the kernel's 128-bit address layout (IPv4 as

@@ -15,7 +15,7 @@ use super::{BpfError, pins::PinDir};
 /// Bumped whenever a pinned map's name, type, key or value changes, or a
 /// program's pin or attachment does; `layout_table_matches_the_version`
 /// (below) fails until it is.
-pub const VERSION: u32 = 10;
+pub const VERSION: u32 = 11;
 
 const PREFIX: &str = "layout-";
 
@@ -97,7 +97,9 @@ mod tests {
     /// 10: an admitted connect's record moved from socket storage (`SOCKS`)
     /// to a hash by socket cookie (`CONNS`, pinned), and carries the cookie
     /// (`FLOWS`' records too: 128 → 136 bytes).
-    const LAYOUT_V10: &str = "\
+    /// 11: `RULE_PORTS` became `RULE_FILTER`, which also notes the leading
+    /// address byte of every rule (8192 → 8256 bytes).
+    const LAYOUT_V11: &str = "\
 AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512
 CHAOS type 2 key 4 value 464 entries 8
@@ -117,7 +119,7 @@ POLICIES type 2 key 4 value 128 entries 512
 POLICY_RULES_0 type 11 key 24 value 4
 POLICY_RULES_1 type 11 key 24 value 4
 POLICY_STATS type 2 key 4 value 24 entries 256
-RULE_PORTS type 2 key 4 value 8192 entries 2
+RULE_FILTER type 2 key 4 value 8256 entries 2
 WATCHED type 1 key 4 value 4
 ZERO_DEST type 2 key 4 value 680 entries 1
 ";
@@ -150,7 +152,7 @@ ZERO_DEST type 2 key 4 value 680 entries 1
         let table = lines.join("\n") + "\n";
         assert_eq!(
             (VERSION, table.as_str()),
-            (10, LAYOUT_V10),
+            (11, LAYOUT_V11),
             "the pinned layout changed: bump layout::VERSION and record the new table"
         );
     }

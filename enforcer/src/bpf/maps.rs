@@ -98,7 +98,7 @@ impl Maps {
                     typed(map, names::POLICY_RULES[0])?,
                     typed(map, names::POLICY_RULES[1])?,
                 ],
-                ports: typed(map, names::RULE_PORTS)?,
+                filter: typed(map, names::RULE_FILTER)?,
             },
             policy_stats: PolicyStatsMap(typed(map, names::POLICY_STATS)?),
             dests: Arc::new(Dests(typed(map, names::DESTS)?)),

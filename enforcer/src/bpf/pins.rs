@@ -58,7 +58,7 @@ pub const MAP_NAMES: [&str; 19] = {
         CONFIG,
         POLICY_RULES[0],
         POLICY_RULES[1],
-        RULE_PORTS,
+        RULE_FILTER,
         POLICIES,
         BACKOFF,
         POLICY_STATS,

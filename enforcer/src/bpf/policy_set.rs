@@ -10,7 +10,7 @@ use enforcer_common::{
     config::Config,
     maps as names,
     policy::{BackoffRow, Policy},
-    rules::{MAX_POLICIES, RuleData, RulePorts},
+    rules::{MAX_POLICIES, RuleData, RuleFilter},
 };
 
 use super::{BpfError, config::ConfigMap, maps::map_err};
@@ -34,8 +34,8 @@ pub struct PolicyBanks {
     pub(super) backoff: Array<MapData, BackoffRow>,
     /// By [`Bank::index`].
     pub(super) rules: [LpmTrie<MapData, RuleData, u32>; 2],
-    /// The ports each bank's rules name, by [`Bank::index`].
-    pub(super) ports: Array<MapData, RulePorts>,
+    /// What each bank's rules could match, by [`Bank::index`].
+    pub(super) filter: Array<MapData, RuleFilter>,
 }
 
 impl PolicyBanks {
@@ -100,14 +100,14 @@ impl PolicyBanks {
         for key in &keys {
             trie.remove(key).map_err(map_err(name))?;
         }
-        let mut ports = RulePorts::default();
+        let mut filter = RuleFilter::default();
         for (rule, id) in &set.rules {
             trie.insert(&rule.key(), *id, 0).map_err(map_err(name))?;
-            ports.add(rule.port);
+            rule.note(&mut filter);
         }
-        self.ports
-            .set(bank.index() as u32, ports, 0)
-            .map_err(map_err(names::RULE_PORTS))
+        self.filter
+            .set(bank.index() as u32, filter, 0)
+            .map_err(map_err(names::RULE_FILTER))
     }
 
     /// Writes only the backoff table of policy `id` in the set the programs
