@@ -3,16 +3,16 @@
 //! Their operations live with their concerns: [`super::dests`],
 //! [`super::policy_set`], [`super::overrides`] and the rest.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, os::fd::AsFd as _, sync::Arc};
 
 use aya::{
     Ebpf, Pod,
-    maps::{HashMap, Map, MapData, MapError},
+    maps::{HashMap, IterableMap as _, Map, MapData, MapError},
 };
 use enforcer_common::maps as names;
 
 use super::{
-    BpfError,
+    BpfError, batch,
     chaos::ChaosMap,
     classes::ClassMaps,
     config::ConfigMap,
@@ -147,6 +147,19 @@ pub(super) fn optional<V>(
         }
         Err(source) => Err(BpfError::Map { name, source }),
     }
+}
+
+/// Every entry of the hash map `name`, each value read with `flags`: in
+/// batches, or one key at a time where the kernel cannot batch.
+pub(super) fn read_all<K: Pod + Default, V: Pod + Default>(
+    map: &HashMap<MapData, K, V>,
+    name: &'static str,
+    flags: u64,
+) -> Result<Vec<(K, V)>, BpfError> {
+    if let Ok(all) = batch::lookup_all(map.map().fd().as_fd(), flags) {
+        return Ok(all);
+    }
+    read_by_key(map, name, flags)
 }
 
 /// Every entry of the hash map `name`, one key at a time (two system calls
