@@ -7,7 +7,7 @@
 //! gate tries the destination's port first, so a port-specific rule wins over an
 //! any-port rule, and among rules for the same port the longest prefix wins.
 
-use crate::impl_pod;
+use crate::{dest::DestKey, impl_pod};
 
 /// Bits of the port in front of the address.
 pub const PORT_BITS: u32 = 16;
@@ -112,14 +112,13 @@ impl RuleFilter {
             .is_some_and(|word| word >> (port & 63) & 1 != 0)
     }
 
-    /// Whether a rule may cover the address of `dest` (`DestKey::addr`:
-    /// network-order bytes in native words).
+    /// Whether a rule may cover the address of `dest`.
     #[inline(always)]
-    pub fn may_cover(&self, addr: &[u32; 4], v4_mapped: bool) -> bool {
-        let (bits, byte) = if v4_mapped {
-            (&self.v4_lead, addr[3].to_ne_bytes()[0])
+    pub fn may_cover(&self, dest: &DestKey) -> bool {
+        let (bits, byte) = if dest.is_ipv4() {
+            (&self.v4_lead, dest.addr[3].to_ne_bytes()[0])
         } else {
-            (&self.v6_lead, addr[0].to_ne_bytes()[0])
+            (&self.v6_lead, dest.addr[0].to_ne_bytes()[0])
         };
         bits.get(usize::from(byte >> 6))
             .is_some_and(|word| word >> (byte & 63) & 1 != 0)
@@ -177,14 +176,15 @@ mod tests {
         out
     }
 
-    fn words(bytes: [u8; 16]) -> [u32; 4] {
-        let w = |i: usize| u32::from_ne_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        [w(0), w(4), w(8), w(12)]
+    fn dest(addr: [u8; 16]) -> DestKey {
+        DestKey::from_octets(addr, 0)
     }
 
-    /// Whether the `bits`-bit prefix of `rule` covers `addr`: the trie's match.
+    /// Whether the `bits`-bit prefix of `rule` covers `addr`: the trie's
+    /// match, bit by bit.
     fn covers(rule: &[u8; 16], bits: u32, addr: &[u8; 16]) -> bool {
-        prefix_matches(rule, addr, bits)
+        let bit = |a: &[u8; 16], i: u32| a[(i / 8) as usize] >> (7 - i % 8) & 1;
+        (0..bits).all(|i| bit(rule, i) == bit(addr, i))
     }
 
     #[test]
@@ -192,37 +192,35 @@ mod tests {
         let mut filter = RuleFilter::default();
         filter.add(0, &v4([192, 0, 2, 0]), 96 + 24);
         filter.add(0, &v4([10, 0, 0, 0]), 96 + 7);
-        let lead = |a: [u8; 4]| filter.may_cover(&words(v4(a)), true);
+        let lead = |a: [u8; 4]| filter.may_cover(&dest(v4(a)));
         assert!(lead([192, 0, 2, 1]) && lead([192, 9, 9, 9]));
         assert!(
             lead([10, 1, 2, 3]) && lead([11, 1, 2, 3]),
             "a /7 leaves the 8th bit open"
         );
         assert!(!lead([127, 0, 0, 1]) && !lead([12, 0, 0, 1]));
-        assert!(!filter.may_cover(
-            &words([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
-            false
-        ));
+        let v6 = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert!(!filter.may_cover(&dest(v6)));
     }
 
     #[test]
     fn an_ipv6_rule_over_the_v4_mapped_space_covers_every_ipv4_address() {
         let mut filter = RuleFilter::default();
         filter.add(443, &[0; 16], 0);
-        assert!((0..=255u8).all(|b| filter.may_cover(&words(v4([b, 1, 2, 3])), true)));
+        assert!((0..=255u8).all(|b| filter.may_cover(&dest(v4([b, 1, 2, 3])))));
         assert!((0..=255u8).all(|b| {
             let mut a = [0; 16];
             a[0] = b;
-            filter.may_cover(&words(a), false)
+            filter.may_cover(&dest(a))
         }));
         let mut mapped = RuleFilter::default();
         mapped.add(0, &v4([0, 0, 0, 0]), 96);
-        assert!((0..=255u8).all(|b| mapped.may_cover(&words(v4([b, 0, 0, 0])), true)));
+        assert!((0..=255u8).all(|b| mapped.may_cover(&dest(v4([b, 0, 0, 0])))));
         let mut fd = RuleFilter::default();
         let mut ula = [0; 16];
         ula[0] = 0xfd;
         fd.add(0, &ula, 8);
-        assert!(!fd.may_cover(&words(v4([0xfd, 0, 0, 1])), true));
+        assert!(!fd.may_cover(&dest(v4([0xfd, 0, 0, 1]))));
     }
 
     proptest::proptest! {
@@ -255,9 +253,8 @@ mod tests {
                 candidates.push(near);
             }
             for addr in candidates {
-                let mapped = addr[..12] == V4_MAPPED;
                 if rules.iter().any(|(r, bits)| covers(r, *bits, &addr)) {
-                    proptest::prop_assert!(filter.may_cover(&words(addr), mapped), "{:?}", addr);
+                    proptest::prop_assert!(filter.may_cover(&dest(addr)), "{:?}", addr);
                 }
             }
         }

@@ -43,7 +43,6 @@ use crate::{
     admission::{self, Admission},
     chaos, classes, counters,
     klog::rare,
-    layout::TcpSock,
     maps::CONNS,
     policies::Policies,
     sock,
@@ -129,18 +128,13 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey) -
 /// through it join again at its return.
 #[inline(never)]
 fn settle_previous(sock_addr: *mut bpf_sock_addr, policies: Policies) {
-    let ctx = SockAddrContext::new(sock_addr);
-    // SAFETY: the connecting socket, a full one.
-    let tp = unsafe { TcpSock::of(sockaddr::socket(&ctx)) };
-    // SAFETY: the program's own context, and its socket.
-    let Some(cookie) = (unsafe { sock::existing_cookie(sock_addr.cast(), tp) }) else {
-        return;
-    };
+    let socket = sockaddr::socket(&SockAddrContext::new(sock_addr));
     // This socket's record, used by no other hook while it is in CLOSE.
-    if let Some(old) = sock::admitted(cookie)
-        && let Some(end) = on_reconnect(old.flags)
+    // SAFETY: the program's own context, and its connecting (full) socket.
+    if let Some(old) = unsafe { sock::Admitted::of(sock_addr.cast(), socket) }
+        && let Some(end) = on_reconnect(old.sock.flags)
     {
-        sock::end(cookie, old, end, policies);
+        sock::end(old.cookie, old.sock, end, policies);
     }
 }
 

@@ -50,7 +50,7 @@ impl Policies {
     #[inline(always)]
     pub fn rule(self, key: &DestKey) -> Option<u32> {
         let filter = RULE_FILTER.get(self.0.index() as u32)?;
-        if !filter.may_cover(&key.addr, key.is_ipv4()) {
+        if !filter.may_cover(key) {
             return None;
         }
         let rules: &Rules = if self.0.index() == 0 {

@@ -9,7 +9,7 @@
 
 use enforcer_common::sock::SockInfo;
 
-use crate::{chaos, layout::TcpSock, response, sock};
+use crate::{chaos, response, sock::Admitted};
 use aya_ebpf::{
     bindings::{BPF_TCP_SYN_SENT, bpf_sock},
     helpers::{bpf_ktime_get_ns, generated::bpf_sk_fullsock},
@@ -52,14 +52,11 @@ pub fn sock_in(ctx: SkBuffContext) -> i32 {
     PASS
 }
 
-/// The record of the packet's full socket `sk`, if the gate admitted it
-/// (no cookie made for a socket that has none: it has no record either).
+/// The record of the packet's full socket `sk`, if the gate admitted it.
 #[inline(always)]
 fn admitted(ctx: &SkBuffContext, sk: *mut bpf_sock) -> Option<&'static mut SockInfo> {
-    // SAFETY: a full socket of the context.
-    let tp = unsafe { TcpSock::of(sk.cast()) };
-    // SAFETY: the program's own context, and its socket.
-    sock::admitted(unsafe { sock::existing_cookie(ctx.skb.skb.cast(), tp) }?)
+    // SAFETY: the program's own context, and its full socket.
+    unsafe { Admitted::of(ctx.skb.skb.cast(), sk.cast()) }.map(|a| a.sock)
 }
 
 /// The packet's full socket.

@@ -24,21 +24,35 @@ pub unsafe fn cookie(ctx: *mut c_void) -> u64 {
     unsafe { bpf_get_socket_cookie(ctx) }
 }
 
-/// The cookie of the program's socket, `tp`, if it has one: `None` when
-/// nobody asked for it yet, so the socket has no record (the gate asks for
-/// the cookie of every socket it admits). Read in the socket where the
-/// kernel's layout is known, so that no cookie is made for a socket that
-/// never needs one; asked for otherwise.
-///
-/// # Safety
-/// As [`cookie`]; `tp` is the same socket's.
-#[inline(always)]
-pub unsafe fn existing_cookie(ctx: *mut c_void, tp: Option<TcpSock>) -> Option<u64> {
-    match tp.and_then(TcpSock::cookie) {
-        Some(0) => None,
-        Some(cookie) => Some(cookie),
+/// A socket the gate admitted and whose end is still to come: its TCP view,
+/// its cookie and its record.
+pub struct Admitted {
+    pub tp: Option<TcpSock>,
+    pub cookie: u64,
+    pub sock: &'static mut SockInfo,
+}
+
+impl Admitted {
+    /// The program's socket `sk`, if it has a record. A socket whose cookie
+    /// nobody asked for has none (the gate asks for the cookie of every
+    /// socket it admits): the cookie is read in the socket where the
+    /// kernel's layout is known, so that none is made for a socket that
+    /// never needs one, and asked for otherwise.
+    ///
+    /// # Safety
+    /// As [`cookie`]; `sk` is the same program's non-null socket.
+    #[inline(always)]
+    pub unsafe fn of(ctx: *mut c_void, sk: *mut c_void) -> Option<Self> {
         // SAFETY: as the caller promises.
-        None => Some(unsafe { cookie(ctx) }),
+        let tp = unsafe { TcpSock::of(sk) };
+        let cookie = match tp.and_then(TcpSock::cookie) {
+            Some(0) => return None,
+            Some(cookie) => cookie,
+            // SAFETY: as the caller promises.
+            None => unsafe { cookie(ctx) },
+        };
+        let sock = admitted(cookie)?;
+        Some(Self { tp, cookie, sock })
     }
 }
 

@@ -12,8 +12,8 @@
 //!
 //! Every other op (and `RTO_CB`, `STATE_CB` otherwise) leaves before the
 //! record's lookup. Sockets without a record (not admitted, or ended) are
-//! ignored; the end that finishes a record removes it ([`sock::end`]). Always returns 1: sock_ops verdicts are not
-//! used for these ops.
+//! ignored; the end that finishes a record removes it ([`sock::end`]).
+//! Always returns 1: sock_ops verdicts are not used for these ops.
 
 use core::ffi::c_void;
 
@@ -33,7 +33,13 @@ use enforcer_common::{
     sock::{SockInfo, marks},
 };
 
-use crate::{atomic, counters, klog::rare, layout::TcpSock, policies::Policies, sock};
+use crate::{
+    atomic, counters,
+    klog::rare,
+    layout::TcpSock,
+    policies::Policies,
+    sock::{self, Admitted},
+};
 
 const SOL_TCP: i32 = 6;
 const TCP_USER_TIMEOUT: i32 = 18;
@@ -44,7 +50,7 @@ pub fn track_sockops(ctx: SockOpsContext) -> u32 {
     // and ECN initialisation, every state change of a tracked one, ...):
     // leave before the record's lookup unless the op is one this hook acts on.
     if let Some(op) = Op::of(&ctx)
-        && let Some(sock) = Admitted::of(&ctx)
+        && let Some(sock) = admitted(&ctx)
     {
         on_op(&ctx, op, sock);
     }
@@ -215,30 +221,17 @@ fn set_user_timeout(ctx: &SockOpsContext, ms: i32) -> bool {
     rc == 0
 }
 
-/// A socket the gate admitted: its TCP view, its cookie and its record.
-struct Admitted {
-    tp: Option<TcpSock>,
-    cookie: u64,
-    sock: &'static mut SockInfo,
-}
-
-impl Admitted {
-    /// The context's socket, if the gate admitted it.
-    #[inline(always)]
-    fn of(ctx: &SockOpsContext) -> Option<Self> {
-        // SAFETY: the kernel hands a valid context.
-        let sk = unsafe { (*ctx.ops).__bindgen_anon_2.sk };
-        // The verifier types `sk` as maybe-null and insists on the check.
-        if sk.is_null() {
-            return None;
-        }
-        // SAFETY: a non-null socket from the context.
-        let tp = unsafe { TcpSock::of(sk.cast()) };
-        // SAFETY: the program's own context, and its socket.
-        let cookie = unsafe { sock::existing_cookie(ctx.ops.cast(), tp) }?;
-        let sock = sock::admitted(cookie)?;
-        Some(Self { tp, cookie, sock })
+/// The context's socket, if the gate admitted it.
+#[inline(always)]
+fn admitted(ctx: &SockOpsContext) -> Option<Admitted> {
+    // SAFETY: the kernel hands a valid context.
+    let sk = unsafe { (*ctx.ops).__bindgen_anon_2.sk };
+    // The verifier types `sk` as maybe-null and insists on the check.
+    if sk.is_null() {
+        return None;
     }
+    // SAFETY: the program's own context, and its non-null socket.
+    unsafe { Admitted::of(ctx.ops.cast(), sk.cast()) }
 }
 
 /// Accessors the aya context does not provide.

@@ -16,6 +16,7 @@ pub mod net;
 pub mod netns;
 pub mod routed;
 pub mod tc;
+pub mod wait;
 
 use std::{
     net::SocketAddr,

@@ -23,6 +23,7 @@ use enforcer_tests::{
     exec::Place,
     fixtures::{self, ECONNREFUSED},
     net::{AcceptingServer, RefusingPort},
+    wait,
 };
 
 const MS: u64 = 1_000_000;
@@ -414,23 +415,18 @@ fn a_full_connection_table_allows_and_counts() {
             .unwrap()
     };
     assert_eq!(full(), 1);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    let s = wait::until("every slot and record given back", || {
         let s = dest(&enforcer, server.addr).expect("tracked");
         let records = enforcer.maps().conns.all().unwrap().len();
         if s.breaker.active == 0 && records == 0 {
-            assert_eq!(s.counters.attempts, 3);
-            assert_eq!(s.counters.successes, 2, "{:?}", s.counters);
-            assert_eq!(s.counters.abandoned, 1, "{:?}", s.counters);
-            break;
+            Ok(s)
+        } else {
+            Err(format!("active {} records {records}", s.breaker.active))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "active {} records {records}",
-            s.breaker.active
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    });
+    assert_eq!(s.counters.attempts, 3);
+    assert_eq!(s.counters.successes, 2, "{:?}", s.counters);
+    assert_eq!(s.counters.abandoned, 1, "{:?}", s.counters);
     // The table emptied: connects are tracked again.
     assert_eq!(place.connects(server.addr, 1), vec![Ok(())]);
     assert_eq!(full(), 1);

@@ -3,11 +3,7 @@
 //! destination from inside its own namespace (never from the host's for
 //! someone else's `127.0.0.1`), at most `max_healers` at once.
 
-use std::{
-    net::SocketAddr,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, thread};
 
 use enforcer_tests::{
     bpffs::PinDir,
@@ -17,11 +13,11 @@ use enforcer_tests::{
     fixtures::ECONNREFUSED,
     net::{RefusingPort, free_loopback_port},
     netns::{CountingServer, NetNs, own_inode},
+    wait,
 };
 use serde_json::Value;
 
 const EHOSTUNREACH: i32 = 113;
-const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A policy for `addrs` that trips on the first refusal, stays open (1 h)
 /// unless healed, and heals every 200 ms with one successful probe.
@@ -48,15 +44,6 @@ fn entry(d: &Daemon, addr: SocketAddr, inode: u64) -> Option<Value> {
         .find(|e| e["netns"].as_u64() == Some(inode))
 }
 
-/// Polls until `what` holds, or fails with `why` after [`DEADLINE`].
-fn wait_for(why: &str, mut what: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !what() {
-        assert!(start.elapsed() < DEADLINE, "{why}: not after {DEADLINE:?}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn metric(d: &Daemon, name: &str, labels: &[(&str, &str)]) -> f64 {
     d.metrics().get(name, labels).unwrap_or(0.0)
 }
@@ -76,7 +63,7 @@ fn a_trip_inside_a_namespace_shows_its_inode_and_heals_only_from_inside_it() {
 
     // Named by X's inode (as `stat -L -c %i /run/netns/X` prints it), once the
     // daemon has found X.
-    wait_for("the destination shows X's inode", || {
+    wait::until_true("the destination shows X's inode", || {
         entry(&d, addr, x.inode()).is_some()
     });
     let e = entry(&d, addr, x.inode()).unwrap();
@@ -103,7 +90,7 @@ fn a_trip_inside_a_namespace_shows_its_inode_and_heals_only_from_inside_it() {
     let host = CountingServer::bind(None, addr);
     let failed = |d: &Daemon| metric(d, "enforcer_healing_probes_total", &[("result", "failed")]);
     let before = failed(&d);
-    wait_for("three more failed probes", || failed(&d) >= before + 3.0);
+    wait::until_true("three more failed probes", || failed(&d) >= before + 3.0);
     assert_eq!(host.accepted(), 0, "a probe came from the host's namespace");
     assert_eq!(entry(&d, addr, x.inode()).unwrap()["state"], "open");
     // The host's own destination of that name is its own, and shown as the host's.
@@ -118,7 +105,7 @@ fn a_trip_inside_a_namespace_shows_its_inode_and_heals_only_from_inside_it() {
     // X's own service comes up: healed from inside X, with no client traffic.
     let attempts = entry(&d, addr, x.inode()).unwrap()["attempts"].clone();
     let service = CountingServer::bind(Some(&x), addr);
-    wait_for("healed from inside X", || {
+    wait::until_true("healed from inside X", || {
         entry(&d, addr, x.inode()).is_some_and(|e| e["state"] == "closed")
     });
     assert!(service.accepted() >= 1);
@@ -145,7 +132,7 @@ fn healing_skips_and_counts_destinations_whose_namespace_is_gone_or_unknown() {
         here.clone_with_netns(&x).connects(addr, 1),
         [Err(ECONNREFUSED as i32)]
     );
-    wait_for("X's destination is probed", || healers() == 1.0);
+    wait::until_true("X's destination is probed", || healers() == 1.0);
     let (x_inode, x_name) = (x.inode(), x.name.clone());
     drop(x);
 
@@ -166,7 +153,7 @@ fn healing_skips_and_counts_destinations_whose_namespace_is_gone_or_unknown() {
             let _ = stop_rx.recv();
         });
         assert_eq!(tripped.recv().unwrap(), [Err(ECONNREFUSED as i32)]);
-        wait_for("skips counted", || {
+        wait::until_true("skips counted", || {
             skipped("netns_unknown") == 1.0 && skipped("netns_gone") == 1.0
         });
         assert_eq!(healers(), 0.0, "neither is probed");
@@ -208,7 +195,7 @@ fn status_and_reset_take_a_namespace_and_refuse_a_bad_one() {
     );
     assert_eq!(here.connects(addr, 2)[1], Err(EHOSTUNREACH));
     assert_eq!(in_x.connects(addr, 2)[1], Err(EHOSTUNREACH));
-    wait_for("both namespaces shown", || {
+    wait::until_true("both namespaces shown", || {
         entry(&d, addr, x.inode()).is_some() && entry(&d, addr, own_inode()).is_some()
     });
     let only = |netns: &str| -> Vec<Value> {
@@ -291,7 +278,7 @@ fn healers_are_bounded_most_recent_trips_first_and_the_rest_counted() {
     // Tripped in this order: 0 is the oldest, 3 the most recent.
     for addr in &addrs {
         assert_eq!(here.connects(*addr, 1), [Err(ECONNREFUSED as i32)]);
-        wait_for("the trip is seen", || d.dest(*addr)["state"] == "open");
+        wait::until_true("the trip is seen", || d.dest(*addr)["state"] == "open");
     }
     let skipped = |d: &Daemon| {
         metric(
@@ -301,7 +288,7 @@ fn healers_are_bounded_most_recent_trips_first_and_the_rest_counted() {
         )
     };
     let healers = |d: &Daemon| metric(d, "enforcer_healers", &[]);
-    wait_for("two skipped", || skipped(&d) == 2.0);
+    wait::until_true("two skipped", || skipped(&d) == 2.0);
 
     // The two oldest come back but are not probed: the two most recent hold
     // both healers, failing.
@@ -320,7 +307,7 @@ fn healers_are_bounded_most_recent_trips_first_and_the_rest_counted() {
         .collect();
     let failed = |d: &Daemon| metric(d, "enforcer_healing_probes_total", &[("result", "failed")]);
     let before = failed(&d);
-    wait_for("ten more failed probes", || {
+    wait::until_true("ten more failed probes", || {
         assert!(healers(&d) <= 2.0, "more than max_healers");
         failed(&d) >= before + 10.0
     });

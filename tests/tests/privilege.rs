@@ -13,8 +13,6 @@ use std::{
     net::{SocketAddr, TcpListener},
     os::unix::fs::{MetadataExt, PermissionsExt},
     path::Path,
-    thread,
-    time::{Duration, Instant},
 };
 
 use aya::programs::tc::TcAttachType;
@@ -26,6 +24,7 @@ use enforcer_tests::{
     fixtures::ECONNREFUSED,
     net::{self, AcceptingServer, RefusingPort, free_loopback_port},
     netns::NetNs,
+    wait,
 };
 
 const EHOSTUNREACH: i32 = 113;
@@ -46,17 +45,6 @@ const AS_THE_UNIT: [&str; 5] = [
     "--bounding-set=-all,+bpf,+net_admin,+perfmon,+setpcap",
     "--",
 ];
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Polls until `what` holds, or fails with `why` after [`DEADLINE`].
-fn wait_for(why: &str, mut what: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !what() {
-        assert!(start.elapsed() < DEADLINE, "{why}: not after {DEADLINE:?}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Every thread's capability sets (`CapInh`, `CapPrm`, `CapEff`, `CapBnd`,
 /// `CapAmb`), by thread id.
@@ -174,17 +162,17 @@ fn with_only_the_units_capabilities_it_trips_caps_heals_reloads_and_uninstalls()
     });
     assert_eq!(both, format!("{:?}", Some(EAGAIN)));
     assert_eq!(d.dest(capped)["rejections"]["bulkhead"], 1);
-    wait_for("the slot is released", || d.dest(capped)["active"] == 0);
+    wait::until_true("the slot is released", || d.dest(capped)["active"] == 0);
 
     // Healing from the daemon's own namespace: the destination comes back and
     // is closed with no client traffic.
     let _server = AcceptingServer::serve(refusing.listen());
-    wait_for("healed", || d.dest(tripped)["state"] == "closed");
+    wait::until_true("healed", || d.dest(tripped)["state"] == "closed");
 
     // In another namespace: not probed (the daemon cannot enter it), counted.
     let from_x = Place::cgroup(&cgroup).with_netns(&x);
     assert_eq!(from_x.connects(in_x, 1), [Err(ECONNREFUSED as i32)]);
-    wait_for("the skip is counted", || {
+    wait::until_true("the skip is counted", || {
         metric(
             &d,
             "enforcer_healing_skipped_total",
@@ -195,7 +183,7 @@ fn with_only_the_units_capabilities_it_trips_caps_heals_reloads_and_uninstalls()
     // A reload: the cap goes to 2, in the kernel.
     d.edit_config(|text| text.replace("max_connections = 1", "max_connections = 2"));
     d.hangup();
-    wait_for("reloaded", || d.log().contains("reloaded: 2 policies"));
+    wait::until_true("reloaded", || d.log().contains("reloaded: 2 policies"));
     let shown: serde_json::Value =
         serde_json::from_str(&d.ok(&["policy", "show", "capped"])).expect("JSON");
     assert_eq!(shown["max_connections"], 2);
@@ -244,7 +232,7 @@ fn with_only_the_units_capabilities_it_trips_caps_heals_reloads_and_uninstalls()
     assert!(!d.pin_dir.exists(), "pins left in {}", d.pin_dir.display());
     assert_eq!(cgroup.attached_programs(), "", "still attached");
     // The kernel frees an unpinned link asynchronously.
-    wait_for("detached from the interface", || {
+    wait::until_true("detached from the interface", || {
         programs_on(&x.host_if) == 0
     });
     drop(holding);

@@ -22,6 +22,7 @@ use enforcer_tests::{
     net::{self, AcceptingServer, RefusingPort},
     netns::NetNs,
     routed::{Ns, Routed},
+    wait,
 };
 
 const MS: u64 = 1_000_000;
@@ -543,28 +544,20 @@ fn a_lowered_hop_limit_is_the_callers_doing() {
 }
 
 /// The connection table's records of `key`'s connects, once there are
-/// `want` of them; fails after a generous deadline.
+/// `want` of them.
 fn records_of(enforcer: &Enforcer, key: &DestKey, want: usize) -> Vec<(u64, SockInfo)> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let mine: Vec<_> = enforcer
-            .maps()
-            .conns
-            .all()
-            .expect("reading CONNS")
+    wait::until(&format!("{want} records of {key:?}"), || {
+        let records = enforcer.maps().conns.all().expect("reading CONNS");
+        let mine: Vec<_> = records
             .into_iter()
             .filter(|(_, r)| r.dest == *key)
             .collect();
         if mine.len() == want {
-            return mine;
+            Ok(mine)
+        } else {
+            Err(format!("{mine:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} records of {key:?}, not {want}: {mine:?}",
-            mine.len()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 #[test]
@@ -631,13 +624,12 @@ fn every_admitted_connect_leaves_the_connection_table_however_its_caller_ends_it
     let s = settled(&enforcer, &enforcer_tests::key(unreachable));
     assert_eq!(s.counters.local_errors, 5, "{:?}", s.counters);
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    wait::until("no record left behind", || {
         let left = enforcer.maps().conns.all().expect("reading CONNS");
         if left.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
         }
-        assert!(Instant::now() < deadline, "records left behind: {left:?}");
-        thread::sleep(Duration::from_millis(50));
-    }
+    });
 }
