@@ -102,7 +102,10 @@ impl From<SocketAddr> for DestKey {
     }
 }
 
-/// Counters of one destination. Changed only under the destination's lock.
+/// Counters of one destination. Changed only under the destination's lock,
+/// except `rejected_circuit`, which the gate also adds to without it (an OPEN
+/// circuit's rejection, see [`crate::breaker::OpenView`]): every change to
+/// it is an atomic add ([`add_shared`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DestCounters {
@@ -149,6 +152,28 @@ pub struct DestCounters {
 }
 const _: () = assert!(size_of::<DestCounters>() == 16 * 8);
 impl_pod!(DestCounters);
+
+/// `*count += 1` as one atomic add: for a count that another CPU may add to
+/// without the destination's lock.
+#[inline(always)]
+pub fn add_shared(count: &mut u64) {
+    // A `&mut` is what the lock-holding caller has; the add itself must not
+    // be a load and a store around another CPU's add.
+    // The BPF target has no `AtomicU64::fetch_add`; its intrinsic is the
+    // same instruction.
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: a valid, aligned u64 for the call.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            count, 1,
+        );
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: a valid, aligned u64 for the call; other CPUs change it only
+    // through atomic adds.
+    unsafe { core::sync::atomic::AtomicU64::from_ptr(count) }
+        .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+}
 
 impl DestCounters {
     /// All failures, whatever the reason (slow successes not included).

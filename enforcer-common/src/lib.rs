@@ -13,6 +13,9 @@
 //! with it, and decodes a field read from a map with `Enum::from_raw`. Sets of
 //! bits (`sock::flags`, `control::when`, ...) stay constants.
 #![no_std]
+// `dest::add_shared`: the BPF target's atomic add.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 #[cfg(test)]
 extern crate std;

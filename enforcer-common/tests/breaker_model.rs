@@ -822,6 +822,13 @@ impl World {
     /// The gate: the destination joins the policy's epoch, then the connect
     /// is decided; an admitted one's record is written on socket `id`.
     fn connect(&mut self, id: usize, kind: Kind) -> Checked {
+        // The gate's lock-free check of an OPEN circuit, on the state as the
+        // connect finds it.
+        let before = self.real;
+        let rejects_unlocked =
+            before
+                .open_view()
+                .rejects(before.policy_id, &self.model.p, self.now);
         self.join("connect")?;
         let mut info = SockInfo {
             start_ns: self.now,
@@ -837,6 +844,22 @@ impl World {
         );
         let want = self.model.admit(id, self.now);
         prop_assert_eq!(got, want, "connect {} at {}", id, self.now);
+        if rejects_unlocked {
+            // What the gate then does instead of the locked decision must be
+            // all that decision does.
+            let mut counted = before;
+            counted.counters.rejected_circuit += 1;
+            prop_assert_eq!(
+                got,
+                (Verdict::Reject(Cause::Circuit), None),
+                "unlocked rejection"
+            );
+            prop_assert_eq!(
+                self.real,
+                counted,
+                "an unlocked rejection changes only its count"
+            );
+        }
         if !matches!(got.0, Verdict::Admit { .. }) {
             return Ok(());
         }

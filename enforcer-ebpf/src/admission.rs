@@ -9,6 +9,7 @@
 //! | `disabled` override                         | pass       | `disabled`              |
 //! | destination map full / internal error       | pass       | `dest_map_full`/—       |
 //! | circuit open (or forced open), enforce      | rejected   | `rejected_circuit`      |
+//! | … while OPEN (read without the lock)        | rejected   | `rejected_circuit` (atomic) |
 //! | bulkhead full, enforce                      | rejected   | `rejected_bulkhead`     |
 //! | otherwise (observe: always)                 | admitted   | attempt (+ would-reject)|
 //!
@@ -26,8 +27,10 @@ use enforcer_common::{
 };
 
 use crate::{
-    atomic, counters,
-    dest::{Change, ClassChange, Locked, PolicyGuard},
+    atomic,
+    clock::Clock,
+    counters,
+    dest::{self, Change, ClassChange, Locked, PolicyGuard},
     klog::rare,
     maps::{DESTS, OVERRIDES, POLICY_STATS, ZERO_DEST},
     policies::Policies,
@@ -61,7 +64,7 @@ pub fn matched(policies: Policies, dest: &DestKey) -> Option<u32> {
 }
 
 /// Decides a TCP connect to `key`, which rule matching gave `policy_id`, at
-/// `now` by the run's `policies`. `applies` says whether the policy applies
+/// the time `clock` tells, by the run's `policies`. `applies` says whether the policy applies
 /// to this caller (its cgroup scope; for a guest's SYN, also whether the SYN
 /// can be judged at all), counting why not, and `caller` finds the caller's
 /// class (none for a guest). `logs`: whether the caller's program may log
@@ -75,7 +78,7 @@ pub fn matched(policies: Policies, dest: &DestKey) -> Option<u32> {
 pub fn admit(
     key: &DestKey,
     policy_id: u32,
-    now: u64,
+    clock: impl Clock,
     check_overrides: bool,
     policies: Policies,
     applies: impl FnOnce(&Policy) -> bool,
@@ -93,12 +96,15 @@ pub fn admit(
     if !applies(policy) {
         return Admission::Pass;
     }
+    // Deadlines of overrides and open circuits are set in milliseconds and
+    // more: a tick's precision decides them.
+    let coarse = clock.coarse();
     let mut forced_open = false;
     // Overrides name an address and port in every namespace.
     if check_overrides && let Some(o) = OVERRIDES.get_ptr(key.in_netns(0)) {
         // SAFETY: a value of OVERRIDES, valid for the program's run.
         let o = unsafe { &*o };
-        if o.active(now) {
+        if o.active(coarse) {
             if o.kind == overrides::Kind::Disabled as u32 {
                 counters::bump(GlobalCounter::Disabled);
                 return Admission::Pass;
@@ -109,6 +115,15 @@ pub fn admit(
     let Some(dest) = dest_state(key, policy_id, logs) else {
         return Admission::Pass;
     };
+    // The common rejection, an OPEN circuit's, costs neither the lock nor the
+    // decision: it changes nothing but two fields that take a lone store and
+    // an atomic add.
+    if !forced_open && dest::open_view(dest).rejects(policy_id, policy, coarse) {
+        dest::count_open_rejection(dest, coarse);
+        counters::bump(GlobalCounter::RejectedCircuit);
+        return Admission::Rejected { policy };
+    }
+    let now = clock.precise();
     let caller = caller();
     // Decided into a record on the stack: the caller's own record (socket
     // storage, flow entry) is created only for an admitted connect, which keeps

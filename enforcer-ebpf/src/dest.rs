@@ -1,12 +1,14 @@
 //! A destination's state and what surrounds it: its lock, its policy, the group
 //! guard and the events its transitions send.
 
+use core::ptr::{read_volatile, write_volatile};
+
 use aya_ebpf::helpers::{
     bpf_ktime_get_ns,
     generated::{bpf_spin_lock, bpf_spin_unlock},
 };
 use enforcer_common::{
-    breaker::{OpenGuard, Transition},
+    breaker::{OpenGuard, OpenView, Transition},
     counters::GlobalCounter,
     dest::{DestKey, DestState},
     event::{self, Event},
@@ -20,6 +22,36 @@ use crate::{
     maps::{DESTS, EVENTS, POLICY_STATS},
     policies::Policies,
 };
+
+/// What the gate's lock-free check of an OPEN circuit reads of `dest`, each
+/// field read once (see [`OpenView`] for why a torn view is harmless).
+#[inline(always)]
+pub fn open_view(dest: *const DestState) -> OpenView {
+    // SAFETY: a live value of DESTS; plain aligned reads of fields that
+    // writers change under the lock.
+    unsafe {
+        OpenView {
+            generation: read_volatile(&raw const (*dest).generation),
+            open_until_ns: read_volatile(&raw const (*dest).breaker.open_until_ns),
+            policy_id: read_volatile(&raw const (*dest).policy_id),
+            policy_epoch: read_volatile(&raw const (*dest).policy_epoch),
+            state: read_volatile(&raw const (*dest).breaker.state),
+        }
+    }
+}
+
+/// Counts a connect rejected by an OPEN circuit at `now`, without the lock:
+/// all the rejection changes ([`OpenView::rejects`]).
+#[inline(always)]
+pub fn count_open_rejection(dest: *mut DestState, now: u64) {
+    // SAFETY: a live value of DESTS. The last attempt is only ever stored
+    // (never read-modified-written), and every change to `rejected_circuit`
+    // is an atomic add.
+    unsafe {
+        write_volatile(&raw mut (*dest).last_attempt_ns, now);
+        atomic::add(&raw mut (*dest).counters.rejected_circuit, 1);
+    }
+}
 
 /// A destination's spin lock, held until dropped.
 ///

@@ -25,7 +25,7 @@
 use aya_ebpf::{
     bindings::{BPF_ANY, bpf_sock_addr},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_get_current_pid_tgid,
         generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_netns_cookie, bpf_get_retval},
     },
     macros::cgroup_sock_addr,
@@ -41,7 +41,9 @@ use enforcer_common::{
 
 use crate::{
     admission::{self, Admission},
-    chaos, classes, counters,
+    chaos, classes,
+    clock::Ktime,
+    counters,
     klog::rare,
     maps::CONNS,
     policies::Policies,
@@ -112,6 +114,7 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey) -
         policy_id,
         config.overrides != 0,
         policies,
+        armed != 0,
     )
 }
 
@@ -138,7 +141,8 @@ fn settle_previous(sock_addr: *mut bpf_sock_addr, policies: Policies) {
     }
 }
 
-/// The verdict for a TCP connect to `key`.
+/// The verdict for a TCP connect to `key`. `faults`: whether a chaos fault
+/// was armed when the gate asked, and so may have marked this connect.
 #[inline(always)]
 fn decide(
     ctx: &SockAddrContext,
@@ -146,9 +150,8 @@ fn decide(
     policy_id: u32,
     check_overrides: bool,
     policies: Policies,
+    faults: bool,
 ) -> i32 {
-    // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
-    let now = unsafe { bpf_ktime_get_ns() };
     let in_scope = |policy: &Policy| {
         let applies = policy.cgroup_id == 0
             // SAFETY: the helper takes a level (an integer, checked by the
@@ -163,7 +166,7 @@ fn decide(
     match admission::admit(
         key,
         policy_id,
-        now,
+        Ktime,
         check_overrides,
         policies,
         in_scope,
@@ -173,7 +176,9 @@ fn decide(
         Admission::Pass => ALLOW,
         Admission::Admitted { dest, mut sock } => record(ctx, dest, &mut sock),
         Admission::Rejected { policy } => {
-            chaos::refused(ctx);
+            if faults {
+                chaos::refused(ctx);
+            }
             reject(policy.errno)
         }
     }

@@ -14,6 +14,7 @@ mod admission;
 mod atomic;
 mod chaos;
 mod classes;
+mod clock;
 mod control;
 mod counters;
 mod dest;

@@ -122,6 +122,66 @@ fn refused_connects_trip_and_later_connects_fail_fast_inside_only() {
     assert_eq!(events[0].dest, enforcer_tests::key(addr));
 }
 
+/// An OPEN circuit's rejections are counted without the destination's lock:
+/// two unprivileged processes, one per CPU, rejected at once, lose none.
+#[test]
+fn rejections_on_two_cpus_at_once_are_each_counted() {
+    const EACH: usize = 30_000;
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached(&cgroup);
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let policy = Policy {
+        failure_threshold: 1,
+        errno: EHOSTUNREACH as u32,
+        ..fixtures::base_policy()
+    };
+    fixtures::apply_one(&mut enforcer, addr, policy, fixtures::minute_open());
+    let place = Place::cgroup(&cgroup);
+    failing_connects(&place, addr, 1, ECONNREFUSED as i32);
+    assert_eq!(dest(&enforcer, addr).breaker.state, State::Open as u32);
+
+    let mine = rustix::thread::sched_getaffinity(None).expect("this thread's CPUs");
+    let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| mine.is_set(c))
+        .take(2)
+        .collect();
+    assert_eq!(
+        cpus.len(),
+        2,
+        "two CPUs are needed to reject on two at once"
+    );
+    let start = Arc::new(Barrier::new(2));
+    let rejected: Vec<String> = thread::scope(|s| {
+        let children: Vec<_> = cpus
+            .iter()
+            .map(|&cpu| {
+                let (place, start) = (&place, Arc::clone(&start));
+                s.spawn(move || {
+                    start.wait();
+                    place.run_as_nobody(move || {
+                        let mut set = rustix::thread::CpuSet::new();
+                        set.set(cpu);
+                        rustix::thread::sched_setaffinity(None, &set).expect("pinning");
+                        let rejected = (0..EACH)
+                            .filter(|_| net::connect(addr).map(drop) == Err(EHOSTUNREACH))
+                            .count();
+                        rejected.to_string()
+                    })
+                })
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| c.join().expect("a rejecting child"))
+            .collect()
+    });
+    assert_eq!(rejected, [EACH.to_string(), EACH.to_string()]);
+    let state = dest(&enforcer, addr);
+    assert_eq!(state.counters.rejected_circuit, 2 * EACH as u64);
+    assert_eq!(state.breaker.state, State::Open as u32);
+}
+
 #[test]
 fn a_blackholed_destination_trips_on_timeouts_within_the_connect_timeout() {
     let cgroup = ScratchCgroup::new();

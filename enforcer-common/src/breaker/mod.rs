@@ -18,7 +18,7 @@ pub use window::{Bucket, Totals, WINDOW_BUCKETS, Window};
 
 use crate::{
     class::{self, Caller, ClassVerdict, Priority},
-    dest::DestState,
+    dest::{DestState, add_shared},
     outcome::Outcome,
     policy::{BackoffRow, Mode, Policy, Signal, spread_ns},
     raw_enum,
@@ -31,6 +31,37 @@ raw_enum! {
         Closed = 0,
         Open = 1,
         HalfOpen = 2,
+    }
+}
+
+/// What the gate reads of a destination, without its lock, to tell whether
+/// a connect meets an OPEN circuit: the common rejection, which then costs
+/// neither the lock nor the decision. Fields read apart may be torn by a
+/// change made meanwhile under the lock; any mix of old and new values that
+/// still [`rejects`](Self::rejects) is a rejection the connect could have met
+/// just before that change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenView {
+    pub generation: u64,
+    pub open_until_ns: u64,
+    pub policy_id: u32,
+    pub policy_epoch: u32,
+    pub state: u32,
+}
+
+impl OpenView {
+    /// Whether [`DestState::admit`] (after [`DestState::join_epoch`]) would
+    /// reject a connect of `policy_id` at `now`, not forced open, because the
+    /// circuit is OPEN, and change nothing but `rejected_circuit` (one more)
+    /// and the caller's `last_attempt_ns`.
+    #[inline(always)]
+    pub fn rejects(&self, policy_id: u32, policy: &Policy, now: u64) -> bool {
+        self.state == State::Open as u32
+            && now < self.open_until_ns
+            && self.generation != 0
+            && self.policy_id == policy_id
+            && self.policy_epoch == policy.epoch
+            && policy.mode == Mode::Enforce as u32
     }
 }
 
@@ -216,7 +247,7 @@ impl DestState {
                 (_, true) => &mut c.rejected_bulkhead,
                 (_, false) => &mut c.would_reject_bulkhead,
             };
-            *slot += 1;
+            add_shared(slot);
             if enforce {
                 return (Verdict::Reject(cause), transition);
             }
@@ -246,6 +277,17 @@ impl DestState {
             sock.probe_epoch = b.half_open_epoch;
         }
         (Verdict::Admit { probe }, transition)
+    }
+
+    /// What the gate's lock-free check of an OPEN circuit reads.
+    pub const fn open_view(&self) -> OpenView {
+        OpenView {
+            generation: self.generation,
+            open_until_ns: self.breaker.open_until_ns,
+            policy_id: self.policy_id,
+            policy_epoch: self.policy_epoch,
+            state: self.breaker.state,
+        }
     }
 
     /// HALF_OPEN with every probe slot taken by probes older than the

@@ -94,6 +94,41 @@ fn consecutive_failures_trip_and_open_rejects() {
 }
 
 #[test]
+fn the_lock_free_open_check_sees_only_an_open_circuit_of_this_policy() {
+    let mut d = Dest::new(policy());
+    let p = d.policy;
+    let id = d.state.policy_id;
+    assert!(!d.state.open_view().rejects(id, &p, 1), "CLOSED");
+    for t in 0..3 {
+        d.refused(t);
+    }
+    let open_until = d.state.breaker.open_until_ns;
+    let view = d.state.open_view();
+    assert!(view.rejects(id, &p, open_until - 1));
+    // HALF_OPEN is the lock's to decide, as is another policy's (or an
+    // earlier epoch's) destination, and observe mode counts would-rejects.
+    assert!(!view.rejects(id, &p, open_until));
+    assert!(!view.rejects(id + 1, &p, 1));
+    let next_epoch = Policy {
+        epoch: p.epoch + 1,
+        ..p
+    };
+    assert!(!view.rejects(id, &next_epoch, 1));
+    let observe = Policy {
+        mode: Mode::Observe as u32,
+        ..p
+    };
+    assert!(!view.rejects(id, &observe, 1));
+    // What it rejects, `admit` rejects, changing only the count.
+    let before = d.state;
+    let (v, _) = d.connect(open_until - 1);
+    assert_eq!(v, Verdict::Reject(Cause::Circuit));
+    let mut counted = before;
+    counted.counters.rejected_circuit += 1;
+    assert_eq!(d.state, counted);
+}
+
+#[test]
 fn a_success_resets_the_consecutive_count() {
     let mut d = Dest::new(policy());
     d.refused(0);

@@ -61,7 +61,7 @@ use network_types::ip::IpProto;
 
 use crate::{
     admission::{self, Admission},
-    counters,
+    clock, counters,
     maps::{FIB_SCRATCH, FRAMES, WATCHED},
     policies::Policies,
 };
@@ -247,7 +247,7 @@ fn on_syn(
     match admission::admit(
         &key.dest,
         policy_id,
-        now,
+        clock::Read(now),
         config.overrides != 0,
         policies,
         applies,

@@ -5,6 +5,8 @@
 //! - no programs (a cgroup without them): the kernel sends the SYN and gets a RST;
 //! - the floor: a `connect()` that fails before any hook and any packet (an
 //!   address too short, EINVAL), which no rejection in `connect()` can beat;
+//! - the hook's floor: a minimal program that rejects every connect (EPERM),
+//!   which no rejection by a program at the gate's hook can beat;
 //! - and, computed from the sysctls, a blackholed destination with the kernel's
 //!   default SYN schedule, which the circuit exists to spare the application.
 
@@ -22,6 +24,7 @@ use crate::{
     client::{self, Dest},
     compare::{self, Check, Measured},
     interleave::{self, Round},
+    minimal_prog::MinimalPrograms,
     report::{self, Goal, Table},
     stats,
     syn_timeout::SynTimeout,
@@ -56,6 +59,8 @@ pub const QUICK: Size = Size {
 };
 
 const EINVAL: i32 = 22;
+/// What a cgroup hook's `return 0` makes of a connect.
+const EPERM: i32 = 1;
 
 /// The ways of failing measured, in the order of [`Results`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,9 +71,11 @@ enum Way {
     Refused,
     /// The floor: EINVAL before any hook.
     Floor,
+    /// The hook's floor: a program that only rejects.
+    HookFloor,
 }
 
-const WAYS: [Way; 3] = [Way::Rejected, Way::Refused, Way::Floor];
+const WAYS: [Way; 4] = [Way::Rejected, Way::Refused, Way::Floor, Way::HookFloor];
 
 impl Way {
     fn errno(self) -> i32 {
@@ -76,6 +83,7 @@ impl Way {
             Self::Rejected => EHOSTUNREACH,
             Self::Refused => ECONNREFUSED,
             Self::Floor => EINVAL,
+            Self::HookFloor => EPERM,
         }
     }
 }
@@ -98,6 +106,9 @@ pub struct Results {
     pub refused: Timed,
     /// EINVAL before any hook: the floor of a failing `connect()` here.
     pub floor: Timed,
+    /// EPERM from a program that only rejects: the floor of a rejection at
+    /// the gate's hook here.
+    pub hook_floor: Timed,
     /// The kernel's SYN schedule, and so how long a blackholed connect waits.
     pub blackhole: SynTimeout,
     /// Per program, per rejection, from a pass with BPF run-time statistics on.
@@ -120,6 +131,8 @@ pub fn run(size: Size) -> Results {
     };
     let plain = ScratchCgroup::new();
     let guarded = ScratchCgroup::new();
+    let rejecting = ScratchCgroup::new();
+    let _minimal = MinimalPrograms::rejecting_connect4(rejecting.path());
     let mut enforcer = fixtures::attached(&guarded);
     let policy = Policy {
         failure_threshold: 1,
@@ -141,7 +154,11 @@ pub fn run(size: Size) -> Results {
     // Per way, its cgroup and what it connects to.
     let cgroups: Vec<&ScratchCgroup> = WAYS
         .iter()
-        .map(|&w| if w == Way::Rejected { &guarded } else { &plain })
+        .map(|&w| match w {
+            Way::Rejected => &guarded,
+            Way::HookFloor => &rejecting,
+            Way::Refused | Way::Floor => &plain,
+        })
         .collect();
     let targets: Vec<Dest> = WAYS
         .iter()
@@ -207,6 +224,7 @@ pub fn run(size: Size) -> Results {
         rejected: timed(0),
         refused: timed(1),
         floor: timed(2),
+        hook_floor: timed(3),
         blackhole: SynTimeout::of_this_host(),
         in_programs,
         check,
@@ -244,6 +262,11 @@ impl Results {
                 "floor: an address too short, fails before any hook",
                 "EINVAL",
                 &self.floor,
+            ),
+            (
+                "hook floor: a minimal program that rejects every connect",
+                "EPERM",
+                &self.hook_floor,
             ),
         ] {
             t.row(vec![
@@ -342,7 +365,9 @@ impl Results {
                 met: c.p99_ns <= 1_000,
             },
             {
-                let ratio = stats::ratio(self.floor.connect.all.p99_ns, c.p99_ns);
+                let floor = self.floor.connect.all.p99_ns;
+                let ratio = stats::ratio(floor, c.p99_ns);
+                let hook = self.hook_floor.connect.all.p99_ns;
                 Goal {
                     scenario: 2,
                     goal:
@@ -350,10 +375,14 @@ impl Results {
                        before any hook"
                             .to_owned(),
                     measured: format!(
-                        "{}: p99 {} against {}",
+                        "{}: p99 {} against {}; control: a program that only rejects, p99 {} \
+                         ({} the floor; the gate's rejection is {} of it)",
                         report::times(ratio),
                         report::duration(c.p99_ns),
-                        report::duration(self.floor.connect.all.p99_ns),
+                        report::duration(floor),
+                        report::duration(hook),
+                        report::times(stats::ratio(floor, hook)),
+                        report::times(stats::ratio(hook, c.p99_ns)),
                     ),
                     met: ratio <= 1.3,
                 }

@@ -1,6 +1,7 @@
-//! Minimal programs, `return 1` (allow), loaded from two raw instructions:
-//! what any program at the gate's hook costs on this machine, and what any
-//! programs at every hook an untracked connect runs cost together.
+//! Minimal programs, `return 1` (allow) or `return 0` (reject), loaded from two
+//! raw instructions: what any program at the gate's hook costs on this
+//! machine, what any programs at every hook an untracked connect runs cost
+//! together, and what the cheapest rejection at the gate's hook costs.
 //! Issue 5 sets the goal of scenario 1 against such a program ("a minimal
 //! hand-written connect4 program costs about 100 ns here"), so the run measures
 //! it next to ours instead of assuming that figure holds on this machine.
@@ -13,13 +14,19 @@ use std::{
 
 use enforcer::bpf::syscall::{bpf_attach_type, bpf_cmd, bpf_fd, bpf_prog_type, zeroed_attr};
 
-/// `r0 = 1; exit` as `struct bpf_insn`s: opcode, registers, offset, immediate.
-const PROGRAM: [[u8; 8]; 2] = [
-    // BPF_ALU64 | BPF_MOV | BPF_K, dst r0, imm 1
-    [0xb7, 0, 0, 0, 1, 0, 0, 0],
-    // BPF_JMP | BPF_EXIT
-    [0x95, 0, 0, 0, 0, 0, 0, 0],
-];
+/// `r0 = verdict; exit` as `struct bpf_insn`s: opcode, registers, offset,
+/// immediate.
+const fn program(verdict: u8) -> [[u8; 8]; 2] {
+    [
+        // BPF_ALU64 | BPF_MOV | BPF_K, dst r0, imm verdict
+        [0xb7, 0, 0, 0, verdict, 0, 0, 0],
+        // BPF_JMP | BPF_EXIT
+        [0x95, 0, 0, 0, 0, 0, 0, 0],
+    ]
+}
+const ALLOW: [[u8; 8]; 2] = program(1);
+/// At a cgroup hook, `connect()` then fails with EPERM.
+const REJECT: [[u8; 8]; 2] = program(0);
 
 /// One hook a minimal program attaches to: its program type, attach type and
 /// name.
@@ -65,13 +72,19 @@ impl MinimalPrograms {
 
     /// One at the connect4 hook: the gate's hook floor.
     pub fn connect4(cgroup: &Path) -> Self {
-        Self::attach(cgroup, &[CONNECT4])
+        Self::attach(cgroup, &[CONNECT4], &ALLOW)
+    }
+
+    /// One at the connect4 hook that rejects every connect (EPERM): the floor
+    /// of a rejection by any program at the gate's hook.
+    pub fn rejecting_connect4(cgroup: &Path) -> Self {
+        Self::attach(cgroup, &[CONNECT4], &REJECT)
     }
 
     /// One at every hook an untracked connect runs: the floor of those runs,
     /// whatever a program does in them.
     pub fn untracked_hooks(cgroup: &Path) -> Self {
-        Self::attach(cgroup, &UNTRACKED)
+        Self::attach(cgroup, &UNTRACKED, &ALLOW)
     }
 
     /// How many are attached.
@@ -79,24 +92,27 @@ impl MinimalPrograms {
         self.attached.len()
     }
 
-    fn attach(cgroup: &Path, hooks: &[Hook]) -> Self {
+    fn attach(cgroup: &Path, hooks: &[Hook], program: &[[u8; 8]; 2]) -> Self {
         let dir = File::open(cgroup).unwrap_or_else(|e| panic!("{}: {e}", cgroup.display()));
         Self {
-            attached: hooks.iter().map(|hook| attach_one(&dir, *hook)).collect(),
+            attached: hooks
+                .iter()
+                .map(|hook| attach_one(&dir, *hook, program))
+                .collect(),
         }
     }
 }
 
-/// Loads `return 1` for `hook` and links it to the cgroup open as `dir`.
-fn attach_one(dir: &File, hook: Hook) -> (OwnedFd, OwnedFd) {
+/// Loads `program` for `hook` and links it to the cgroup open as `dir`.
+fn attach_one(dir: &File, hook: Hook, program: &[[u8; 8]; 2]) -> (OwnedFd, OwnedFd) {
     let mut name = [0; 16];
     for (to, from) in name.iter_mut().zip(hook.name.bytes()) {
         *to = from as std::ffi::c_char;
     }
     let mut load = zeroed_attr();
     load.__bindgen_anon_3.prog_type = hook.prog_type as u32;
-    load.__bindgen_anon_3.insn_cnt = PROGRAM.len() as u32;
-    load.__bindgen_anon_3.insns = PROGRAM.as_ptr() as u64;
+    load.__bindgen_anon_3.insn_cnt = program.len() as u32;
+    load.__bindgen_anon_3.insns = program.as_ptr() as u64;
     load.__bindgen_anon_3.license = c"GPL".as_ptr() as u64;
     load.__bindgen_anon_3.prog_name = name;
     load.__bindgen_anon_3.expected_attach_type = hook.attach_type as u32;
