@@ -11,15 +11,23 @@ pub const DESTS: &str = "DESTS";
 /// Default capacity of [`DESTS`]; the daemon may change it at load time.
 pub const DESTS_CAPACITY: u32 = 65_536;
 
-/// Hash map socket cookie (`u64`) → [`crate::sock::SockInfo`]: the record of
-/// every admitted connect still open, from the gate to its end. Not socket
-/// storage: creating that on every tracked connect was most of the gate's
-/// cost. Not an LRU, for the reason [`DESTS`] is not; the record is removed by
-/// the hook that records the connection's end.
+/// Array of [`crate::sock::SockInfo`] slots: the record of every admitted
+/// connect still open, from the gate to its end, in a slot its socket's
+/// cookie names (the slot `cookie mod capacity`, or the first free one of
+/// [`CONN_PROBES`] spread from it; a free slot's cookie is 0). Not socket
+/// storage, nor a hash: allocating an element on every tracked connect (and
+/// freeing it at its end) was most of the tracked path's cost. The kernel
+/// hands out cookies in sequence, so consecutive connects take neighbouring
+/// slots. The record is freed by the hook that records the connection's
+/// end.
 pub const CONNS: &str = "CONNS";
-/// Default capacity of [`CONNS`]: admitted connections open at once, host-wide;
-/// the daemon may change it at load time.
+/// Default capacity of [`CONNS`], in slots (a power of two); the daemon may
+/// change it at load time.
 pub const CONNS_CAPACITY: u32 = 131_072;
+/// The slots a socket's record may take, from the one its cookie names: a
+/// connect that finds them all taken passes untracked. With a quarter of the
+/// slots taken, one connect in 65 536 finds all eight taken.
+pub const CONN_PROBES: u64 = 8;
 
 /// Per-CPU array of hot-path counters, indexed by [`crate::counters::GlobalCounter`].
 pub const COUNTERS: &str = "COUNTERS";
@@ -125,4 +133,7 @@ pub mod globals {
     /// Byte offset of `skc_cookie` (`u64`, 0 until a cookie is asked for) in
     /// `struct sock`.
     pub const COOKIE_OFFSET: &str = "COOKIE_OFFSET";
+    /// [`super::CONNS`]' capacity minus one (the capacity is a power of two):
+    /// a cookie's slot is `cookie & CONNS_MASK`.
+    pub const CONNS_MASK: &str = "CONNS_MASK";
 }

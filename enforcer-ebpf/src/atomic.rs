@@ -52,6 +52,16 @@ pub fn load(src: *const u64) -> u64 {
     unsafe { core::ptr::read_volatile(src) }
 }
 
+/// `*dst = to` if `*dst == from`, atomically; whether it was.
+#[inline(always)]
+pub fn swap_if(dst: *mut u64, from: u64, to: u64) -> bool {
+    // SAFETY: as in `add`.
+    unsafe {
+        atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(dst, from, to)
+    }
+    .1
+}
+
 /// `*dst |= bits`, atomically; returns the previous value.
 #[inline(always)]
 pub fn fetch_or(dst: *mut u64, bits: u64) -> u64 {

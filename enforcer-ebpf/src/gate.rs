@@ -23,7 +23,7 @@
 //! socket gets no record (the outcome hooks ignore it).
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, bpf_sock_addr},
+    bindings::bpf_sock_addr,
     helpers::{
         bpf_get_current_pid_tgid,
         generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_netns_cookie, bpf_get_retval},
@@ -34,6 +34,7 @@ use aya_ebpf::{
 use enforcer_common::{
     counters::GlobalCounter,
     dest::{DestKey, DestState},
+    maps::CONN_PROBES,
     outcome::on_reconnect,
     policy::Policy,
     sock::SockInfo,
@@ -45,7 +46,6 @@ use crate::{
     clock::Ktime,
     counters,
     klog::rare,
-    maps::CONNS,
     policies::Policies,
     sock,
     sockaddr::{self, ALLOW, reject},
@@ -114,7 +114,6 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey) -
         policy_id,
         config.overrides != 0,
         policies,
-        armed != 0,
     )
 }
 
@@ -134,15 +133,16 @@ fn settle_previous(sock_addr: *mut bpf_sock_addr, policies: Policies) {
     let socket = sockaddr::socket(&SockAddrContext::new(sock_addr));
     // This socket's record, used by no other hook while it is in CLOSE.
     // SAFETY: the program's own context, and its connecting (full) socket.
-    if let Some(old) = unsafe { sock::Admitted::of(sock_addr.cast(), socket) }
-        && let Some(end) = on_reconnect(old.sock.flags)
-    {
-        sock::end(old.cookie, old.sock, end, policies);
+    if let Some(old) = unsafe { sock::Admitted::of(sock_addr.cast(), socket) } {
+        match on_reconnect(old.sock.flags) {
+            Some(end) => sock::end(old.cookie, old.sock, end, policies),
+            // It holds nothing: only its slot, which the new record needs.
+            None => sock::free(old.cookie, old.sock),
+        }
     }
 }
 
-/// The verdict for a TCP connect to `key`. `faults`: whether a chaos fault
-/// was armed when the gate asked, and so may have marked this connect.
+/// The verdict for a TCP connect to `key`.
 #[inline(always)]
 fn decide(
     ctx: &SockAddrContext,
@@ -150,7 +150,6 @@ fn decide(
     policy_id: u32,
     check_overrides: bool,
     policies: Policies,
-    faults: bool,
 ) -> i32 {
     let in_scope = |policy: &Policy| {
         let applies = policy.cgroup_id == 0
@@ -176,7 +175,10 @@ fn decide(
         Admission::Pass => ALLOW,
         Admission::Admitted { dest, mut sock } => record(ctx, dest, &mut sock),
         Admission::Rejected { policy } => {
-            if faults {
+            // Only a connect a fault marked has anything to give back. The
+            // armed bits are read again, not carried from the gate's first
+            // step: the verifier would follow everything in between twice.
+            if chaos::armed() != 0 {
                 chaos::refused(ctx);
             }
             reject(policy.errno)
@@ -184,29 +186,29 @@ fn decide(
     }
 }
 
-/// Records an admitted connect under its socket's cookie (made now, if this
-/// is the socket's first), where the outcome hooks find it. The socket is
-/// still in `connect()`: no outcome hook can run before this, and an earlier
-/// connect's record was settled by `settle_previous`.
+/// Records an admitted connect in a slot its socket's cookie (made now, if
+/// this is the socket's first) names, where the outcome hooks find it. The
+/// socket is still in `connect()`: no outcome hook can run before this, and
+/// an earlier connect's record was settled by `settle_previous`.
 #[inline(always)]
 fn record(ctx: &SockAddrContext, dest: *mut DestState, sock: &mut SockInfo) -> i32 {
     // SAFETY: the program's own context.
     let cookie = unsafe { sock::cookie(ctx.sock_addr.cast()) };
     sock.cookie = cookie;
-    let record: &SockInfo = sock;
-    if let Err(errno) = CONNS.insert(cookie, record, BPF_ANY.into()) {
+    let Some(slot) = sock::claim(cookie) else {
         // Nowhere to record it: give back what the admission holds. Fails open.
         admission::cancel(dest, sock);
         counters::bump(GlobalCounter::ConnTableFull);
         rare!(
             warn,
-            "connection table full: connect to [{:i}]:{} passes untracked (insert errno {})",
+            "connection table full: connect to [{:i}]:{} passes untracked (no free slot of {})",
             sock.dest.octets(),
             sock.dest.port,
-            -errno
+            CONN_PROBES
         );
         return ALLOW;
-    }
+    };
+    *slot = *sock;
     counters::bump(GlobalCounter::Admitted);
     ALLOW
 }

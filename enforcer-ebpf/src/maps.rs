@@ -93,15 +93,10 @@ pub static CLASS_TABLE: Array<ClassTable, 1> = Array::new();
 #[btf_map]
 pub static CLASS_CGROUPS: HashMap<u64, u32, { CLASS_CGROUPS_CAPACITY as usize }> = HashMap::new();
 
-/// The record of every admitted connect still open, by socket cookie. Not
-/// pre-allocated, for the reason DESTS is not.
+/// The record of every admitted connect still open, in slots its socket's
+/// cookie names ([`crate::sock`]).
 #[btf_map]
-pub static CONNS: HashMap<
-    u64,
-    SockInfo,
-    { CONNS_CAPACITY as usize },
-    { BPF_F_NO_PREALLOC as usize },
-> = HashMap::new();
+pub static CONNS: Array<SockInfo, { CONNS_CAPACITY as usize }> = Array::new();
 
 /// State transitions, for the daemon.
 #[btf_map]

@@ -1,17 +1,27 @@
-//! The record of an admitted socket (`CONNS`, by socket cookie), as the socket
-//! hooks find it and end it.
+//! The record of an admitted socket (a slot of `CONNS` its cookie names), as
+//! the socket hooks find it and end it.
 //!
-//! The gate writes the record inside `connect()`; the hook that records the
-//! end which finishes the connect (a failure, or the close after a handshake)
-//! removes it. A socket without a record was not admitted, or has nothing
-//! left to give back.
+//! The gate claims a slot and writes the record inside `connect()`; the hook
+//! that records the end which finishes the connect (a failure, or the close
+//! after a handshake) frees it. A socket without a record was not admitted,
+//! or has nothing left to give back.
+//!
+//! A slot is the socket's while its first field holds the socket's cookie:
+//! claimed by swapping a free slot's 0 for the cookie (two CPUs cannot both
+//! take it), freed by swapping it back (only by the socket whose record it
+//! holds).
 
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_get_socket_cookie;
-use enforcer_common::{outcome::End, sock::SockInfo};
+use enforcer_common::{maps::CONN_PROBES, outcome::End, sock::SockInfo};
 
-use crate::{dest::record_end, layout::TcpSock, maps::CONNS, policies::Policies};
+use crate::{atomic, dest::record_end, layout::TcpSock, maps::CONNS, policies::Policies};
+
+/// `CONNS`' capacity minus one (`enforcer_common::maps::globals::CONNS_MASK`),
+/// set by the loader.
+#[unsafe(no_mangle)]
+static CONNS_MASK: u32 = 0;
 
 /// The cookie of the socket a program runs for.
 ///
@@ -56,23 +66,71 @@ impl Admitted {
     }
 }
 
+/// The slots a record of `cookie` may take, in the order it takes them: the
+/// one the cookie names, then slots spread over the table by an odd stride
+/// (which visits every slot of a power-of-two table before repeating one).
+/// Not the neighbours: the kernel hands out cookies in sequence, so
+/// connections opened together (a pool) hold neighbouring slots, and a later
+/// cookie named into that run would find every neighbour taken.
+#[inline(always)]
+fn probes(cookie: u64) -> impl Iterator<Item = *mut SockInfo> {
+    /// 2^64 / φ, odd.
+    const STRIDE: u64 = 0x9e37_79b9_7f4a_7c15;
+    // SAFETY: a plain static of the object (the loader set it), read once.
+    let mask = u64::from(unsafe { core::ptr::read_volatile(&CONNS_MASK) });
+    (0..CONN_PROBES).filter_map(move |i| {
+        let at = cookie.wrapping_add(i.wrapping_mul(STRIDE)) & mask;
+        CONNS.get_ptr_mut(at as u32)
+    })
+}
+
+/// The cookie a slot holds: its owner's, or 0 when free.
+#[inline(always)]
+fn owner(slot: *mut SockInfo) -> u64 {
+    // SAFETY: a value of CONNS, valid for the program's run.
+    atomic::load(unsafe { &raw const (*slot).cookie })
+}
+
 /// The record of the socket `cookie` names, if the gate admitted it and its
 /// end is still to come.
 #[inline(always)]
 pub fn admitted(cookie: u64) -> Option<&'static mut SockInfo> {
-    // SAFETY: a value of CONNS, valid for the program's run; shared with the
-    // other hooks of the same socket as each one's doc says.
-    CONNS
-        .get_ptr_mut(cookie)
-        .and_then(|p| unsafe { p.as_mut() })
+    if cookie == 0 {
+        return None;
+    }
+    let slot = probes(cookie).find(|&slot| owner(slot) == cookie)?;
+    // SAFETY: a value of CONNS, valid for the program's run, that holds this
+    // socket's record; shared with the other hooks of the same socket as each
+    // one's doc says.
+    unsafe { slot.as_mut() }
 }
 
-/// Records `end` for the socket `cookie`'s record, and removes the record
-/// when the end finishes it.
+/// A slot for the record of the socket `cookie`, which holds none (the gate
+/// settled its previous one): the first free one among its probes; `None`
+/// when all are taken.
+#[inline(always)]
+pub fn claim(cookie: u64) -> Option<&'static mut SockInfo> {
+    // SAFETY: values of CONNS, whose first field is the owner's cookie.
+    let slot = probes(cookie)
+        .find(|&slot| unsafe { atomic::swap_if(&raw mut (*slot).cookie, 0, cookie) })?;
+    // SAFETY: as above; the slot is this socket's now.
+    unsafe { slot.as_mut() }
+}
+
+/// Records `end` for the socket `cookie`'s record, and frees the record's
+/// slot when the end finishes it.
 #[inline(always)]
 pub fn end(cookie: u64, sock: *mut SockInfo, end: End, policies: Policies) {
     record_end(sock, cookie, end, policies);
     if end.finishes() {
-        let _ = CONNS.remove(cookie);
+        free(cookie, sock);
     }
+}
+
+/// Frees the slot of the socket `cookie`'s record (unless it is no longer
+/// the socket's).
+#[inline(always)]
+pub fn free(cookie: u64, sock: *mut SockInfo) {
+    // SAFETY: a value of CONNS; its first field is the owner's cookie.
+    atomic::swap_if(unsafe { &raw mut (*sock).cookie }, cookie, 0);
 }

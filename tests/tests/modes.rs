@@ -432,6 +432,63 @@ fn a_full_connection_table_allows_and_counts() {
     assert_eq!(full(), 1);
 }
 
+/// A record goes in the first free one of the slots its socket's cookie
+/// names, and every hook finds it there: with all but one slot of the table
+/// held by an unprivileged process, connects still each find the free one.
+#[test]
+fn a_connect_takes_the_free_slot_its_cookie_names_and_every_hook_finds_it() {
+    const HELD: usize = 7;
+    const CONNECTS: usize = 40;
+    let cgroup = ScratchCgroup::new();
+    let mut enforcer = fixtures::attached_with(
+        &cgroup,
+        &LoadOptions {
+            // As many slots as a cookie may probe: any one may be the free one.
+            conns_capacity: enforcer_common::maps::CONN_PROBES as u32,
+            ..LoadOptions::default()
+        },
+    );
+    let server = AcceptingServer::bind("127.0.0.1:0");
+    fixtures::apply_one(
+        &mut enforcer,
+        server.addr,
+        fixtures::base_policy(),
+        fixtures::minute_open(),
+    );
+    let place = Place::cgroup(&cgroup);
+    let settled = |active: usize| {
+        wait::until(&format!("{active} slots and records held"), || {
+            let s = dest(&enforcer, server.addr).unwrap_or_default();
+            let records = enforcer.maps().conns.all().unwrap().len();
+            if s.breaker.active as usize == active && records == active {
+                Ok(s)
+            } else {
+                Err(format!("active {} records {records}", s.breaker.active))
+            }
+        })
+    };
+    let mut holder = place.spawn_nobody_holding(server.addr, HELD);
+    let mut s = settled(HELD);
+    // One at a time: a closed connection holds its slot until its close
+    // completes.
+    for _ in 0..CONNECTS {
+        assert_eq!(place.connects(server.addr, 1), vec![Ok(())]);
+        s = settled(HELD);
+    }
+    assert_eq!(s.counters.attempts, (HELD + CONNECTS) as u64);
+    assert_eq!(
+        s.counters.successes,
+        (HELD + CONNECTS) as u64,
+        "{:?}",
+        s.counters
+    );
+    let full = enforcer.maps().counters.get(GlobalCounter::ConnTableFull);
+    assert_eq!(full.unwrap(), 0);
+    holder.kill().expect("killing the holder");
+    holder.wait().expect("reaping the holder");
+    settled(0);
+}
+
 #[test]
 fn the_verifier_accepts_every_program_far_below_its_limit() {
     let cgroup = ScratchCgroup::new();

@@ -13,6 +13,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
+    maps::MapData,
     programs::{
         CgroupSkb, ProgramInfo,
         links::{FdLink, PinnedLink},
@@ -26,7 +27,7 @@ use enforcer_common::{
 };
 
 use super::{
-    Applied, BpfError, TestRun, btf,
+    Applied, BpfError, TestRun, btf, conns,
     control::{self, Control},
     interfaces::Interfaces,
     layout,
@@ -47,7 +48,8 @@ pub struct LoadOptions {
     /// Capacity of the destination map (of a newly created one: a pinned map keeps
     /// the capacity it was created with).
     pub dests_capacity: u32,
-    /// Capacity of the connection table (likewise).
+    /// Capacity of the connection table, in slots (likewise; a power of two,
+    /// rounded up to one).
     pub conns_capacity: u32,
     /// Capacity of the packet plane's flow table (likewise).
     pub flows_capacity: u32,
@@ -65,6 +67,19 @@ impl Default for LoadOptions {
             rules_capacity: names::POLICY_RULES_CAPACITY,
         }
     }
+}
+
+/// The connection table's slots: those of the pinned table when there is
+/// one (a pinned map keeps the capacity it was created with), else the
+/// options' capacity as slots.
+fn conn_slots(options: &LoadOptions, pins: Option<&PinDir>) -> u32 {
+    pins.and_then(|p| p.pinned_maps().find(|(name, _)| *name == names::CONNS))
+        .and_then(|(_, path)| MapData::from_pin(path).ok())
+        .and_then(|map| map.info().ok())
+        .map_or_else(
+            || conns::slots_for(options.conns_capacity),
+            |info| info.max_entries(),
+        )
 }
 
 /// How [`Enforcer::install`] found the pin directory.
@@ -107,7 +122,10 @@ impl Enforcer {
         let bytes = object::bytes().ok_or(BpfError::ObjectMissing)?;
         let mut loader = EbpfLoader::new();
         let (fields, _) = btf::SocketFields::of_running_kernel();
+        let conn_slots = conn_slots(options, pins);
+        let conns_mask = conn_slots - 1;
         loader
+            .override_global(names::globals::CONNS_MASK, &conns_mask, true)
             .override_global(names::globals::SK_ERR_OFFSET, &fields.sk_err, true)
             .override_global(
                 names::globals::USER_TIMEOUT_OFFSET,
@@ -127,7 +145,7 @@ impl Enforcer {
             .override_global(names::globals::HOP_LIMIT_BITS, &fields.hop_limit_bits, true)
             .override_global(names::globals::MIN_HOP_LIMIT, &fields.min_hop_limit, true);
         loader.map_max_entries(names::DESTS, options.dests_capacity);
-        loader.map_max_entries(names::CONNS, options.conns_capacity);
+        loader.map_max_entries(names::CONNS, conn_slots);
         loader.map_max_entries(names::FLOWS, options.flows_capacity);
         for name in names::POLICY_RULES {
             loader.map_max_entries(name, options.rules_capacity);

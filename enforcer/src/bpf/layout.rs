@@ -15,7 +15,7 @@ use super::{BpfError, pins::PinDir};
 /// Bumped whenever a pinned map's name, type, key or value changes, or a
 /// program's pin or attachment does; `layout_table_matches_the_version`
 /// (below) fails until it is.
-pub const VERSION: u32 = 11;
+pub const VERSION: u32 = 12;
 
 const PREFIX: &str = "layout-";
 
@@ -99,7 +99,8 @@ mod tests {
     /// (`FLOWS`' records too: 128 → 136 bytes).
     /// 11: `RULE_PORTS` became `RULE_FILTER`, which also notes the leading
     /// address byte of every rule (8192 → 8256 bytes).
-    const LAYOUT_V11: &str = "\
+    /// 12: `CONNS` became an array of slots a socket's cookie names.
+    const LAYOUT_V12: &str = "\
 AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512
 CHAOS type 2 key 4 value 464 entries 8
@@ -107,7 +108,7 @@ CHAOS_SOCKS type 24 key 4 value 16
 CLASS_CGROUPS type 1 key 8 value 4
 CLASS_TABLE type 2 key 4 value 24 entries 1
 CONFIG type 2 key 4 value 64 entries 1
-CONNS type 1 key 8 value 104
+CONNS type 2 key 4 value 104 entries 131072
 COUNTERS type 6 key 4 value 8
 DESTS type 1 key 32 value 680
 EVENTS type 27 key 0 value 0
@@ -152,7 +153,7 @@ ZERO_DEST type 2 key 4 value 680 entries 1
         let table = lines.join("\n") + "\n";
         assert_eq!(
             (VERSION, table.as_str()),
-            (11, LAYOUT_V11),
+            (12, LAYOUT_V12),
             "the pinned layout changed: bump layout::VERSION and record the new table"
         );
     }

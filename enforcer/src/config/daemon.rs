@@ -112,7 +112,7 @@ bounds! {
     socket: AbsolutePath { or_empty: false },
     state_dir: AbsolutePath { or_empty: false },
     dests_capacity: 1..=MAX_MAP_CAPACITY,
-    conns_capacity: 1..=MAX_MAP_CAPACITY,
+    conns_capacity: Custom(slots),
     dests_high_water: Custom(share_of_capacity),
     dests_low_water: Custom(below_high_water),
     max_series: 1..=100_000,
@@ -180,6 +180,17 @@ impl<T> Bound<T> for Custom {
     fn check(&self, _: &T, all: &DaemonConfig) -> Result<(), String> {
         (self.0)(all)
     }
+}
+
+/// `conns_capacity` a power of two in range: a cookie's slot is its low bits.
+fn slots(d: &DaemonConfig) -> Result<(), String> {
+    let n = d.conns_capacity;
+    if n.is_power_of_two() && n <= MAX_MAP_CAPACITY {
+        return Ok(());
+    }
+    Err(format!(
+        "must be a power of two up to {MAX_MAP_CAPACITY}, got {n}"
+    ))
 }
 
 /// `pin_dir` strictly below `pin_root`.

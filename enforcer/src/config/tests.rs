@@ -534,6 +534,14 @@ fn daemon_errors_name_the_key_and_the_line_that_set_it() {
             "line 2: daemon.flows_capacity: must be 1..=16777216, got 16777217",
         ),
         (
+            "[daemon]\nconns_capacity = 100000\n",
+            "line 2: daemon.conns_capacity: must be a power of two up to 16777216, got 100000",
+        ),
+        (
+            "[daemon]\nconns_capacity = 0\n",
+            "line 2: daemon.conns_capacity: must be a power of two up to 16777216, got 0",
+        ),
+        (
             "[daemon]\nstate_dir = \"var/lib\"\n",
             "line 2: daemon.state_dir: var/lib is not an absolute path",
         ),
