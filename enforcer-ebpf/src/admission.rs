@@ -98,13 +98,12 @@ pub fn admit(
     }
     // Deadlines of overrides and open circuits are set in milliseconds and
     // more: a tick's precision decides them.
-    let coarse = clock.coarse();
     let mut forced_open = false;
     // Overrides name an address and port in every namespace.
     if check_overrides && let Some(o) = OVERRIDES.get_ptr(key.in_netns(0)) {
         // SAFETY: a value of OVERRIDES, valid for the program's run.
         let o = unsafe { &*o };
-        if o.active(coarse) {
+        if o.active(clock.coarse()) {
             if o.kind == overrides::Kind::Disabled as u32 {
                 counters::bump(GlobalCounter::Disabled);
                 return Admission::Pass;
@@ -118,10 +117,14 @@ pub fn admit(
     // The common rejection, an OPEN circuit's, costs neither the lock nor the
     // decision: it changes nothing but two fields that take a lone store and
     // an atomic add.
-    if !forced_open && dest::open_view(dest).rejects(policy_id, policy, coarse) {
-        dest::count_open_rejection(dest, coarse);
-        counters::bump(GlobalCounter::RejectedCircuit);
-        return Admission::Rejected { policy };
+    let view = dest::open_view(dest);
+    if !forced_open && view.is_open(policy_id, policy) {
+        let now = clock.coarse();
+        if view.rejects(policy_id, policy, now) {
+            dest::count_open_rejection(dest, now);
+            counters::bump(GlobalCounter::RejectedCircuit);
+            return Admission::Rejected { policy };
+        }
     }
     let now = clock.precise();
     let caller = caller();

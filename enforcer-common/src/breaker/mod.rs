@@ -56,8 +56,15 @@ impl OpenView {
     /// and the caller's `last_attempt_ns`.
     #[inline(always)]
     pub fn rejects(&self, policy_id: u32, policy: &Policy, now: u64) -> bool {
+        self.is_open(policy_id, policy) && now < self.open_until_ns
+    }
+
+    /// Whether the circuit is OPEN, for `policy_id` as it is now, enforcing:
+    /// all [`rejects`](Self::rejects) asks but the time, which a caller
+    /// reads only then.
+    #[inline(always)]
+    pub fn is_open(&self, policy_id: u32, policy: &Policy) -> bool {
         self.state == State::Open as u32
-            && now < self.open_until_ns
             && self.generation != 0
             && self.policy_id == policy_id
             && self.policy_epoch == policy.epoch

@@ -47,7 +47,7 @@ pub mod flows;
 mod tc;
 mod xdp;
 
-use aya_ebpf::{bindings::bpf_fib_lookup, helpers::bpf_ktime_get_ns};
+use aya_ebpf::bindings::bpf_fib_lookup;
 use enforcer_common::{
     config::Config,
     counters::GlobalCounter,
@@ -61,7 +61,8 @@ use network_types::ip::IpProto;
 
 use crate::{
     admission::{self, Admission},
-    clock, counters,
+    clock::{self, Clock, Ktime},
+    counters,
     maps::{FIB_SCRATCH, FRAMES, WATCHED},
     policies::Policies,
 };
@@ -135,12 +136,13 @@ pub fn from_guest(frame: &mut impl Frame) -> Action {
     };
     let key =
         FlowKey::from_guest(seg.src, seg.sport, seg.dst, seg.dport).in_netns(config.netns_cookie);
-    // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
-    let now = unsafe { bpf_ktime_get_ns() };
     if seg.flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN {
-        return on_syn(frame, buf, len, &seg, &key, now, &config);
+        // An admission's start time measures the handshake: the precise clock.
+        return on_syn(frame, buf, len, &seg, &key, Ktime.precise(), &config);
     }
     let (watch, policies) = (Watch::of(&config), Policies::of(&config));
+    // A flow's last sighting is kept to a granularity far above a tick.
+    let now = Ktime.coarse();
     flows::on_segment(&key, Direction::FromGuest, &seg, now, watch, policies);
     Action::Pass
 }
@@ -157,8 +159,9 @@ pub fn to_guest(frame: &impl Frame) -> Action {
         return Action::Pass;
     };
     let len = frame.load(buf);
-    // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
-    let now = unsafe { bpf_ktime_get_ns() };
+    // Only a flow's last sighting is timed here (an answer's latency is
+    // measured where its end is recorded).
+    let now = Ktime.coarse();
     let (watch, policies) = (Watch::of(&config), Policies::of(&config));
     match parse_counted(buf, len) {
         Parsed::Tcp(seg) => {
