@@ -23,6 +23,7 @@ mod clock;
 mod compare;
 mod conn_cap;
 mod fail_fast;
+mod flow_floor;
 mod footprint;
 mod interleave;
 mod map_memory;
