@@ -66,8 +66,10 @@ pub fn matched(policies: Policies, dest: &DestKey) -> Option<u32> {
 /// Decides a TCP connect to `key`, which rule matching gave `policy_id`, at
 /// the time `clock` tells, by the run's `policies`. `applies` says whether the policy applies
 /// to this caller (its cgroup scope; for a guest's SYN, also whether the SYN
-/// can be judged at all), counting why not, and `caller` finds the caller's
-/// class (none for a guest). `logs`: whether the caller's program may log
+/// can be judged at all), counting why not, `settle` gives back what the
+/// caller's previous connect still holds (asked only where the decision
+/// would count it: not for an OPEN circuit's rejection), and `caller` finds
+/// the caller's class (none for a guest). `logs`: whether the caller's program may log
 /// its rare paths ([`crate::klog`]); a constant at each call site, so a
 /// program that may not carries no log code at all.
 #[inline(always)]
@@ -82,6 +84,7 @@ pub fn admit(
     check_overrides: bool,
     policies: Policies,
     applies: impl FnOnce(&Policy) -> bool,
+    settle: impl FnOnce(),
     caller: impl FnOnce() -> Option<Caller<'static>>,
     logs: bool,
 ) -> Admission {
@@ -126,6 +129,7 @@ pub fn admit(
             return Admission::Rejected { policy };
         }
     }
+    settle();
     let now = clock.precise();
     let caller = caller();
     // Decided into a record on the stack: the caller's own record (socket

@@ -105,7 +105,6 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey) -
     let Some(policy_id) = admission::matched(policies, &addr) else {
         return ALLOW;
     };
-    settle_previous(ctx.sock_addr, policies);
     // SAFETY: plain helper call on the program's own context.
     let netns = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
     decide(
@@ -118,11 +117,14 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey) -
 }
 
 /// A socket that connects again (the gate runs only for a socket in CLOSE)
-/// to a destination a rule covers first gives back what its previous connect
-/// still holds, so that connect neither counts against this one (its slot,
-/// its probe) nor outlives it. Connecting again elsewhere leaves it to the
-/// release ([`enforcer_common::outcome::on_release`]), as does keeping the
-/// socket: either way the caller holds it no longer than its socket.
+/// to a destination a rule covers, and whose connect the breaker decides,
+/// first gives back what its previous connect still holds, so that connect
+/// neither counts against this one (its slot, its probe) nor outlives it.
+/// Connecting again elsewhere, or meeting an OPEN circuit (whose rejection
+/// counts nothing the old connect holds), leaves it to the release
+/// ([`enforcer_common::outcome::on_release`]) or the next connect, as does
+/// keeping the socket: either way the caller holds it no longer than its
+/// socket.
 ///
 /// A socket connecting for the first time has no cookie yet, hence no
 /// record: it leaves after one read, and gets its cookie only if admitted.
@@ -169,6 +171,7 @@ fn decide(
         check_overrides,
         policies,
         in_scope,
+        || settle_previous(ctx.sock_addr, policies),
         classes::current,
         true,
     ) {

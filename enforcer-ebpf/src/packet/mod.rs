@@ -254,6 +254,8 @@ fn on_syn(
         config.overrides != 0,
         policies,
         applies,
+        // A flow's SYN again finds its flow before it asks (`on_syn_again`).
+        || {},
         // A guest's SYN belongs to no cgroup, hence to no class.
         || None,
         false,
