@@ -8,6 +8,7 @@
 pub mod bpffs;
 pub mod capacity;
 pub mod cgroup;
+pub mod cpus;
 pub mod daemon;
 pub mod exec;
 pub mod fixtures;

@@ -17,6 +17,7 @@ use enforcer_common::{
 };
 use enforcer_tests::{
     cgroup::ScratchCgroup,
+    cpus,
     exec::Place,
     fixtures::{self, ECONNREFUSED},
     net::{self, AcceptingServer, RefusingPort},
@@ -67,21 +68,39 @@ fn failing_connects(place: &Place, addr: SocketAddr, n: usize, errno: i32) {
     });
 }
 
-#[test]
-fn refused_connects_trip_and_later_connects_fail_fast_inside_only() {
+/// A refusing loopback port whose policy (rejecting with EHOSTUNREACH, open
+/// for a minute) trips after `threshold` refusals, refused that many times
+/// from a child in the cgroup.
+fn tripped(threshold: u32) -> (ScratchCgroup, Enforcer, RefusingPort) {
     let cgroup = ScratchCgroup::new();
     let mut enforcer = fixtures::attached(&cgroup);
     let refusing = RefusingPort::loopback_v4();
-    let addr = refusing.addr;
     let policy = Policy {
-        failure_threshold: 3,
+        failure_threshold: threshold,
         errno: EHOSTUNREACH as u32,
         ..fixtures::base_policy()
     };
-    fixtures::apply_one(&mut enforcer, addr, policy, fixtures::minute_open());
+    fixtures::apply_one(
+        &mut enforcer,
+        refusing.addr,
+        policy,
+        fixtures::minute_open(),
+    );
     let place = Place::cgroup(&cgroup);
+    failing_connects(
+        &place,
+        refusing.addr,
+        threshold as usize,
+        ECONNREFUSED as i32,
+    );
+    (cgroup, enforcer, refusing)
+}
 
-    failing_connects(&place, addr, 3, ECONNREFUSED as i32);
+#[test]
+fn refused_connects_trip_and_later_connects_fail_fast_inside_only() {
+    let (cgroup, mut enforcer, refusing) = tripped(3);
+    let addr = refusing.addr;
+    let place = Place::cgroup(&cgroup);
     let state = dest(&enforcer, addr);
     assert_eq!(state.breaker.state, State::Open as u32);
     assert_eq!(state.counters.failures_refused, 3);
@@ -127,42 +146,22 @@ fn refused_connects_trip_and_later_connects_fail_fast_inside_only() {
 #[test]
 fn rejections_on_two_cpus_at_once_are_each_counted() {
     const EACH: usize = 30_000;
-    let cgroup = ScratchCgroup::new();
-    let mut enforcer = fixtures::attached(&cgroup);
-    let refusing = RefusingPort::loopback_v4();
+    let (cgroup, enforcer, refusing) = tripped(1);
     let addr = refusing.addr;
-    let policy = Policy {
-        failure_threshold: 1,
-        errno: EHOSTUNREACH as u32,
-        ..fixtures::base_policy()
-    };
-    fixtures::apply_one(&mut enforcer, addr, policy, fixtures::minute_open());
     let place = Place::cgroup(&cgroup);
-    failing_connects(&place, addr, 1, ECONNREFUSED as i32);
     assert_eq!(dest(&enforcer, addr).breaker.state, State::Open as u32);
 
-    let mine = rustix::thread::sched_getaffinity(None).expect("this thread's CPUs");
-    let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
-        .filter(|&c| mine.is_set(c))
-        .take(2)
-        .collect();
-    assert_eq!(
-        cpus.len(),
-        2,
-        "two CPUs are needed to reject on two at once"
-    );
+    let pair = cpus::two("to reject on two at once");
     let start = Arc::new(Barrier::new(2));
     let rejected: Vec<String> = thread::scope(|s| {
-        let children: Vec<_> = cpus
+        let children: Vec<_> = pair
             .iter()
             .map(|&cpu| {
                 let (place, start) = (&place, Arc::clone(&start));
                 s.spawn(move || {
                     start.wait();
                     place.run_as_nobody(move || {
-                        let mut set = rustix::thread::CpuSet::new();
-                        set.set(cpu);
-                        rustix::thread::sched_setaffinity(None, &set).expect("pinning");
+                        cpus::pin(cpu);
                         let rejected = (0..EACH)
                             .filter(|_| net::connect(addr).map(drop) == Err(EHOSTUNREACH))
                             .count();

@@ -386,13 +386,14 @@ fn a_full_destination_map_allows_and_counts() {
     );
 }
 
-#[test]
-fn a_full_connection_table_allows_and_counts() {
+/// A cgroup with the programs and a connection table of `slots`, and a
+/// loopback server a policy tracks.
+fn tracked_with_slots(slots: u32) -> (ScratchCgroup, Enforcer, AcceptingServer) {
     let cgroup = ScratchCgroup::new();
     let mut enforcer = fixtures::attached_with(
         &cgroup,
         &LoadOptions {
-            conns_capacity: 2,
+            conns_capacity: slots,
             ..LoadOptions::default()
         },
     );
@@ -403,6 +404,12 @@ fn a_full_connection_table_allows_and_counts() {
         fixtures::base_policy(),
         fixtures::minute_open(),
     );
+    (cgroup, enforcer, server)
+}
+
+#[test]
+fn a_full_connection_table_allows_and_counts() {
+    let (cgroup, enforcer, server) = tracked_with_slots(2);
     // Three held at once: the third finds no room for its record and
     // passes untracked, its admission given back.
     let place = Place::cgroup(&cgroup);
@@ -439,22 +446,8 @@ fn a_full_connection_table_allows_and_counts() {
 fn a_connect_takes_the_free_slot_its_cookie_names_and_every_hook_finds_it() {
     const HELD: usize = 7;
     const CONNECTS: usize = 40;
-    let cgroup = ScratchCgroup::new();
-    let mut enforcer = fixtures::attached_with(
-        &cgroup,
-        &LoadOptions {
-            // As many slots as a cookie may probe: any one may be the free one.
-            conns_capacity: enforcer_common::maps::CONN_PROBES as u32,
-            ..LoadOptions::default()
-        },
-    );
-    let server = AcceptingServer::bind("127.0.0.1:0");
-    fixtures::apply_one(
-        &mut enforcer,
-        server.addr,
-        fixtures::base_policy(),
-        fixtures::minute_open(),
-    );
+    // As many slots as a cookie may probe: any one may be the free one.
+    let (cgroup, enforcer, server) = tracked_with_slots(enforcer_common::maps::CONN_PROBES as u32);
     let place = Place::cgroup(&cgroup);
     let settled = |active: usize| {
         wait::until(&format!("{active} slots and records held"), || {

@@ -16,6 +16,7 @@ use enforcer_common::{
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{
+    cpus,
     fixtures::{self, base_policy, minute_open},
     frames::{self, ACK, FIN, RST, SYN, Tcp},
     require_root,
@@ -791,21 +792,7 @@ fn both_ends_of_a_flow_recorded_at_once_give_its_slot_back_once() {
     run(&enforcer, OUT_TC, &held.answer(SYN | ACK).frame());
     assert_eq!(state_of(&enforcer, dest).breaker.active, 1);
 
-    let mine = rustix::thread::sched_getaffinity(None).expect("this thread's CPUs");
-    let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
-        .filter(|&c| mine.is_set(c))
-        .take(2)
-        .collect();
-    assert_eq!(
-        cpus.len(),
-        2,
-        "two CPUs are needed to record two ends at once"
-    );
-    let pin = |cpu: usize| {
-        let mut set = rustix::thread::CpuSet::new();
-        set.set(cpu);
-        rustix::thread::sched_setaffinity(None, &set).expect("pinning a thread");
-    };
+    let pair = cpus::two("to record two ends at once");
     // Round r: a connection from port 41 000 + r, established, then its two FINs.
     struct Round {
         syn: Vec<u8>,
@@ -831,7 +818,7 @@ fn both_ends_of_a_flow_recorded_at_once_give_its_slot_back_once() {
     let given_up = deadline + Duration::from_secs(30);
     let outcome = std::thread::scope(|s| {
         let destination_side = s.spawn(|| {
-            pin(cpus[1]);
+            cpus::pin(pair[1]);
             let mut last = 0;
             loop {
                 let r = announced.load(Ordering::Acquire);
@@ -848,7 +835,7 @@ fn both_ends_of_a_flow_recorded_at_once_give_its_slot_back_once() {
             }
         });
         let guest_side = s.spawn(|| {
-            pin(cpus[0]);
+            cpus::pin(pair[0]);
             let mut done = 0u32;
             let mut breach = None;
             for (r, round) in (1u32..).zip(&rounds) {
