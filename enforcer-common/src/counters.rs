@@ -17,7 +17,8 @@ pub enum GlobalCounter {
     PolicyOff,
     /// TCP connects from outside the cgroup a matching policy is scoped to.
     OutOfScope,
-    /// The daemon's own connects (healing probes), passed untouched.
+    /// The daemon's own connects to destinations a rule covers (healing
+    /// probes), passed untouched.
     Bypassed,
     /// TCP connects to destinations with a `disabled` override, passed untouched.
     Disabled,

@@ -6,8 +6,9 @@
 //! | not TCP (UDP, raw, MPTCP)                   | allow              | `other_connects`        |
 //! | refused by a program that ran before        | (refused)          | `refused_before`        |
 //! | global switch off                           | allow              | `paused_passes`         |
+//! | refused by an armed chaos fault (not the daemon's connect) | errno of the fault | `refused_before` |
+//! | no rule covers it                           | allow              | `unmatched`             |
 //! | the daemon's own connect                    | allow              | `bypassed`              |
-//! | refused by an armed chaos fault             | errno of the fault | `refused_before`        |
 //! | the socket's previous connect still holds   | (settled first)    | `local_errors`          |
 //! | caller outside the policy's cgroup scope    | allow, untracked   | `out_of_scope`          |
 //! | connection table full                       | allow, untracked   | `conn_table_full`       |
@@ -82,18 +83,20 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey) -
         return ALLOW;
     }
     // The daemon's own connects (healing probes, its HTTP checks) must see
-    // the destination as it is, not as the breaker or a fault says.
-    if config.bypass_tgid != 0 && (bpf_get_current_pid_tgid() >> 32) as u32 == config.bypass_tgid {
-        counters::bump(GlobalCounter::Bypassed);
-        return ALLOW;
-    }
+    // the destination as it is, not as a fault or the breaker says: asked
+    // only of a connect one of them would judge, so that every other pays no
+    // helper call for it.
+    let daemons = || {
+        let tgid = counters::bypass_tgid();
+        tgid != 0 && (bpf_get_current_pid_tgid() >> 32) as u32 == tgid
+    };
     let addr = dest(ctx);
     // A connect a chaos fault refuses never leaves: none of the breaker's
     // business. The armed bits are read apart from the configuration's copy:
     // a branch on the copy would split the verifier's view of it in two for
     // everything that follows.
     let armed = chaos::armed();
-    if armed != 0 {
+    if armed != 0 && !daemons() {
         let errno = chaos::at_connect(ctx.sock_addr, armed, &addr);
         if errno != 0 {
             counters::bump(GlobalCounter::RefusedBefore);
@@ -105,6 +108,10 @@ fn gate(ctx: &SockAddrContext, dest: impl FnOnce(&SockAddrContext) -> DestKey) -
     let Some(policy_id) = admission::matched(policies, &addr) else {
         return ALLOW;
     };
+    if daemons() {
+        counters::bump(GlobalCounter::Bypassed);
+        return ALLOW;
+    }
     // SAFETY: plain helper call on the program's own context.
     let netns = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
     decide(
