@@ -100,7 +100,7 @@ pub fn admit(
         return Admission::Pass;
     }
     // Deadlines of overrides and open circuits are set in milliseconds and
-    // more: a tick's precision decides them.
+    // more: the coarse clock decides them.
     let mut forced_open = false;
     // Overrides name an address and port in every namespace.
     if check_overrides && let Some(o) = OVERRIDES.get_ptr(key.in_netns(0)) {

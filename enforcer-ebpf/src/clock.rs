@@ -35,10 +35,10 @@ impl Clock for Ktime {
     }
 }
 
-/// A time read already: both clocks answer it.
-pub struct Read(pub u64);
+/// The coarse time, read already; the precise one read when asked.
+pub struct Ticked(pub u64);
 
-impl Clock for Read {
+impl Clock for Ticked {
     #[inline(always)]
     fn coarse(&self) -> u64 {
         self.0
@@ -46,6 +46,6 @@ impl Clock for Read {
 
     #[inline(always)]
     fn precise(self) -> u64 {
-        self.0
+        Ktime.precise()
     }
 }

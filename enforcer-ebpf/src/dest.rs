@@ -10,7 +10,7 @@ use aya_ebpf::helpers::{
 use enforcer_common::{
     breaker::{OpenGuard, OpenView, Transition},
     counters::GlobalCounter,
-    dest::{DestKey, DestState},
+    dest::{DestKey, DestState, add_shared},
     event::{self, Event},
     outcome::{End, Outcome},
     policy::{BackoffRow, Policy, PolicyStats, guard_allows},
@@ -45,11 +45,11 @@ pub fn open_view(dest: *const DestState) -> OpenView {
 #[inline(always)]
 pub fn count_open_rejection(dest: *mut DestState, now: u64) {
     // SAFETY: a live value of DESTS. The last attempt is only ever stored
-    // (never read-modified-written), and every change to `rejected_circuit`
-    // is an atomic add.
+    // (never read-modified-written), and every change to `rejected_circuit`,
+    // the locked decision's too, goes through `add_shared`.
     unsafe {
         write_volatile(&raw mut (*dest).last_attempt_ns, now);
-        atomic::add(&raw mut (*dest).counters.rejected_circuit, 1);
+        add_shared(&mut (*dest).counters.rejected_circuit);
     }
 }
 

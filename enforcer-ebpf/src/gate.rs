@@ -9,10 +9,10 @@
 //! | refused by an armed chaos fault (not the daemon's connect) | errno of the fault | `refused_before` |
 //! | no rule covers it                           | allow              | `unmatched`             |
 //! | the daemon's own connect                    | allow              | `bypassed`              |
-//! | the socket's previous connect still holds   | (settled first)    | `local_errors`          |
 //! | caller outside the policy's cgroup scope    | allow, untracked   | `out_of_scope`          |
-//! | connection table full                       | allow, untracked   | `conn_table_full`       |
 //! | otherwise                                   | as [`crate::admission`] decides               |
+//! | … the socket's previous connect still holds | (settled before the breaker decides) | `local_errors` |
+//! | … admitted, no free slot in the connection table | allow, untracked | `conn_table_full` |
 //!
 //! The chaos faults are the gate's first step ([`crate::chaos`]): a connect
 //! one refuses never reaches the breaker; one whose SYNs one drops is

@@ -308,15 +308,14 @@ impl Daemon {
     /// Waits until no connection holds a slot of `dest`: the kernel records
     /// a close as the socket finishes it, after the process has let go.
     pub fn wait_no_slot_held(&self, dest: SocketAddr) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.status_of(dest)["active"].as_u64().unwrap_or(0) != 0 {
-            assert!(
-                Instant::now() < deadline,
-                "slots still held: {}",
-                self.status_of(dest)
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait::until("no slot held", || {
+            let status = self.status_of(dest);
+            if status["active"].as_u64().unwrap_or(0) == 0 {
+                Ok(())
+            } else {
+                Err(format!("slots still held: {status}"))
+            }
+        });
     }
 
     /// `enforcer ARGS -o json`, parsed.

@@ -407,6 +407,20 @@ fn tracked_with_slots(slots: u32) -> (ScratchCgroup, Enforcer, AcceptingServer) 
     (cgroup, enforcer, server)
 }
 
+/// `addr`'s state once exactly `n` of its connections hold a slot, each
+/// with its record in the connection table.
+fn held(enforcer: &Enforcer, addr: SocketAddr, n: usize) -> DestState {
+    wait::until(&format!("{n} slots and records held"), || {
+        let s = dest(enforcer, addr).unwrap_or_default();
+        let records = enforcer.maps().conns.all().unwrap().len();
+        if s.breaker.active as usize == n && records == n {
+            Ok(s)
+        } else {
+            Err(format!("active {} records {records}", s.breaker.active))
+        }
+    })
+}
+
 #[test]
 fn a_full_connection_table_allows_and_counts() {
     let (cgroup, enforcer, server) = tracked_with_slots(2);
@@ -422,15 +436,7 @@ fn a_full_connection_table_allows_and_counts() {
             .unwrap()
     };
     assert_eq!(full(), 1);
-    let s = wait::until("every slot and record given back", || {
-        let s = dest(&enforcer, server.addr).expect("tracked");
-        let records = enforcer.maps().conns.all().unwrap().len();
-        if s.breaker.active == 0 && records == 0 {
-            Ok(s)
-        } else {
-            Err(format!("active {} records {records}", s.breaker.active))
-        }
-    });
+    let s = held(&enforcer, server.addr, 0);
     assert_eq!(s.counters.attempts, 3);
     assert_eq!(s.counters.successes, 2, "{:?}", s.counters);
     assert_eq!(s.counters.abandoned, 1, "{:?}", s.counters);
@@ -449,17 +455,7 @@ fn a_connect_takes_the_free_slot_its_cookie_names_and_every_hook_finds_it() {
     // As many slots as a cookie may probe: any one may be the free one.
     let (cgroup, enforcer, server) = tracked_with_slots(enforcer_common::maps::CONN_PROBES as u32);
     let place = Place::cgroup(&cgroup);
-    let settled = |active: usize| {
-        wait::until(&format!("{active} slots and records held"), || {
-            let s = dest(&enforcer, server.addr).unwrap_or_default();
-            let records = enforcer.maps().conns.all().unwrap().len();
-            if s.breaker.active as usize == active && records == active {
-                Ok(s)
-            } else {
-                Err(format!("active {} records {records}", s.breaker.active))
-            }
-        })
-    };
+    let settled = |n: usize| held(&enforcer, server.addr, n);
     let mut holder = place.spawn_nobody_holding(server.addr, HELD);
     let mut s = settled(HELD);
     // One at a time: a closed connection holds its slot until its close

@@ -61,7 +61,7 @@ use network_types::ip::IpProto;
 
 use crate::{
     admission::{self, Admission},
-    clock::{self, Clock, Ktime},
+    clock::{self, Clock as _, Ktime},
     counters,
     maps::{FIB_SCRATCH, FRAMES, WATCHED},
     policies::Policies,
@@ -136,13 +136,13 @@ pub fn from_guest(frame: &mut impl Frame) -> Action {
     };
     let key =
         FlowKey::from_guest(seg.src, seg.sport, seg.dst, seg.dport).in_netns(config.netns_cookie);
+    // A flow's last sighting is kept to a granularity far above a tick: the
+    // coarse clock. (An admission reads the precise one for its start.)
+    let now = Ktime.coarse();
     if seg.flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN {
-        // An admission's start time measures the handshake: the precise clock.
-        return on_syn(frame, buf, len, &seg, &key, Ktime.precise(), &config);
+        return on_syn(frame, buf, len, &seg, &key, now, &config);
     }
     let (watch, policies) = (Watch::of(&config), Policies::of(&config));
-    // A flow's last sighting is kept to a granularity far above a tick.
-    let now = Ktime.coarse();
     flows::on_segment(&key, Direction::FromGuest, &seg, now, watch, policies);
     Action::Pass
 }
@@ -250,7 +250,7 @@ fn on_syn(
     match admission::admit(
         &key.dest,
         policy_id,
-        clock::Read(now),
+        clock::Ticked(now),
         config.overrides != 0,
         policies,
         applies,

@@ -27,11 +27,6 @@ impl Conns {
         }
         Ok(out)
     }
-
-    /// Slots of the table.
-    pub fn slots(&self) -> u32 {
-        self.0.len()
-    }
 }
 
 /// The slots a connection table of `capacity` has: the power of two at or

@@ -5,7 +5,7 @@
 
 use std::{
     io,
-    os::fd::{AsFd as _, AsRawFd},
+    os::fd::{AsFd as _, AsRawFd, BorrowedFd},
 };
 
 use aya::{
@@ -43,12 +43,12 @@ pub struct TestRun {
 
 /// Runs `program` on `data` `repeat` times (the kernel's own loop; `repeat` 0
 /// counts as 1).
-pub fn test_run(program: &ProgramFd, data: &[u8], repeat: u32) -> io::Result<TestRun> {
+pub fn test_run(program: BorrowedFd<'_>, data: &[u8], repeat: u32) -> io::Result<TestRun> {
     let mut data_in = data.to_vec();
     // Room for what a program may grow the packet to.
     let mut data_out = vec![0u8; data.len() + 256];
     let mut attr = zeroed_attr();
-    attr.test.prog_fd = program.as_fd().as_raw_fd() as u32;
+    attr.test.prog_fd = program.as_raw_fd() as u32;
     attr.test.data_size_in = data_in.len() as u32;
     attr.test.data_in = data_in.as_mut_ptr() as u64;
     attr.test.data_size_out = data_out.len() as u32;
@@ -102,7 +102,7 @@ impl Control {
             name: CONTROL.name,
             source,
         };
-        let retval = test_run(&self.0, &command.to_bytes(), 1)
+        let retval = test_run(self.0.as_fd(), &command.to_bytes(), 1)
             .map_err(run_err)?
             .retval;
         match Reply::from_raw(retval) {

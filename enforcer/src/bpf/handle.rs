@@ -467,7 +467,7 @@ impl Enforcer {
                 name: program,
                 source,
             })?;
-        control::test_run(fd, frame, repeat).map_err(|source| BpfError::Run {
+        control::test_run(fd.as_fd(), frame, repeat).map_err(|source| BpfError::Run {
             name: program,
             source,
         })

@@ -39,7 +39,7 @@ pub use chaos::ChaosMap;
 pub use classes::ClassMaps;
 pub use config::ConfigMap;
 pub use conns::Conns;
-pub use control::{Applied, Control, TestRun};
+pub use control::{Applied, Control, TestRun, test_run};
 pub use counters::{Counters, PolicyStatsMap};
 pub use dests::Dests;
 pub use error::BpfError;

@@ -34,6 +34,7 @@ mod packet_cost;
 mod populate;
 mod proc_usage;
 mod proxy;
+mod raw_prog;
 mod recovery;
 mod report;
 mod scale;

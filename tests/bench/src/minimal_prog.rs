@@ -1,5 +1,5 @@
 //! Minimal programs, `return 1` (allow) or `return 0` (reject), loaded from two
-//! raw instructions: what any program at the gate's hook costs on this
+//! raw instructions ([`crate::raw_prog`]): what any program at the gate's hook costs on this
 //! machine, what any programs at every hook an untracked connect runs cost
 //! together, and what the cheapest rejection at the gate's hook costs.
 //! Issue 5 sets the goal of scenario 1 against such a program ("a minimal
@@ -14,14 +14,13 @@ use std::{
 
 use enforcer::bpf::syscall::{bpf_attach_type, bpf_cmd, bpf_fd, bpf_prog_type, zeroed_attr};
 
-/// `r0 = verdict; exit` as `struct bpf_insn`s: opcode, registers, offset,
-/// immediate.
-const fn program(verdict: u8) -> [[u8; 8]; 2] {
+use crate::raw_prog::{self, insn, op};
+
+/// `r0 = verdict; exit`.
+const fn program(verdict: i32) -> [[u8; 8]; 2] {
     [
-        // BPF_ALU64 | BPF_MOV | BPF_K, dst r0, imm verdict
-        [0xb7, 0, 0, 0, verdict, 0, 0, 0],
-        // BPF_JMP | BPF_EXIT
-        [0x95, 0, 0, 0, 0, 0, 0, 0],
+        insn(op::MOV_IMM, 0, 0, 0, verdict),
+        insn(op::EXIT, 0, 0, 0, 0),
     ]
 }
 const ALLOW: [[u8; 8]; 2] = program(1);
@@ -105,20 +104,7 @@ impl MinimalPrograms {
 
 /// Loads `program` for `hook` and links it to the cgroup open as `dir`.
 fn attach_one(dir: &File, hook: Hook, program: &[[u8; 8]; 2]) -> (OwnedFd, OwnedFd) {
-    let mut name = [0; 16];
-    for (to, from) in name.iter_mut().zip(hook.name.bytes()) {
-        *to = from as std::ffi::c_char;
-    }
-    let mut load = zeroed_attr();
-    load.__bindgen_anon_3.prog_type = hook.prog_type as u32;
-    load.__bindgen_anon_3.insn_cnt = program.len() as u32;
-    load.__bindgen_anon_3.insns = program.as_ptr() as u64;
-    load.__bindgen_anon_3.license = c"GPL".as_ptr() as u64;
-    load.__bindgen_anon_3.prog_name = name;
-    load.__bindgen_anon_3.expected_attach_type = hook.attach_type as u32;
-    // SAFETY: a load attribute whose instructions and licence outlive the
-    // call.
-    let program = unsafe { bpf_fd(bpf_cmd::BPF_PROG_LOAD, &mut load) }.expect("BPF_PROG_LOAD");
+    let program = raw_prog::load(hook.prog_type, hook.attach_type as u32, hook.name, program);
     let mut create = zeroed_attr();
     create.link_create.__bindgen_anon_1.prog_fd = program.as_raw_fd() as u32;
     create.link_create.__bindgen_anon_2.target_fd = dir.as_raw_fd() as u32;
