@@ -9,7 +9,7 @@
 //! | `disabled` override                         | pass       | `disabled`              |
 //! | destination map full / internal error       | pass       | `dest_map_full`/—       |
 //! | circuit open (or forced open), enforce      | rejected   | `rejected_circuit`      |
-//! | … while OPEN (read without the lock)        | rejected   | `rejected_circuit` (atomic) |
+//! | … once it has admitted under this policy's epoch (read without the lock) | rejected | `rejected_circuit` (atomic) |
 //! | bulkhead full, enforce                      | rejected   | `rejected_bulkhead`     |
 //! | otherwise (observe: always)                 | admitted   | attempt (+ would-reject)|
 //!
@@ -117,13 +117,18 @@ pub fn admit(
     let Some(dest) = dest_state(key, policy_id, logs) else {
         return Admission::Pass;
     };
-    // The common rejection, an OPEN circuit's, costs neither the lock nor the
-    // decision: it changes nothing but two fields that take a lone store and
-    // an atomic add.
+    // The common rejection, an OPEN (or forced-open) circuit's, costs neither
+    // the lock nor the decision: it changes nothing but two fields that take
+    // a lone store and an atomic add.
     let view = dest::open_view(dest);
-    if !forced_open && view.is_open(policy_id, policy) {
+    let unlocked = if forced_open {
+        view.settled(policy_id, policy)
+    } else {
+        view.is_open(policy_id, policy)
+    };
+    if unlocked {
         let now = clock.coarse();
-        if view.rejects(policy_id, policy, now) {
+        if forced_open || view.rejects(policy_id, policy, now) {
             dest::count_open_rejection(dest, now);
             counters::bump(GlobalCounter::RejectedCircuit);
             return Admission::Rejected { policy };

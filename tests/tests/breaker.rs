@@ -13,6 +13,7 @@ use enforcer_common::{
     breaker::State,
     dest::DestState,
     event::Kind,
+    overrides::{self, Override},
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{
@@ -72,6 +73,18 @@ fn failing_connects(place: &Place, addr: SocketAddr, n: usize, errno: i32) {
 /// for a minute) trips after `threshold` refusals, refused that many times
 /// from a child in the cgroup.
 fn tripped(threshold: u32) -> (ScratchCgroup, Enforcer, RefusingPort) {
+    let (cgroup, enforcer, refusing) = covered(threshold);
+    failing_connects(
+        &Place::cgroup(&cgroup),
+        refusing.addr,
+        threshold as usize,
+        ECONNREFUSED as i32,
+    );
+    (cgroup, enforcer, refusing)
+}
+
+/// A refusing loopback port under [`tripped`]'s policy, not connected to yet.
+fn covered(threshold: u32) -> (ScratchCgroup, Enforcer, RefusingPort) {
     let cgroup = ScratchCgroup::new();
     let mut enforcer = fixtures::attached(&cgroup);
     let refusing = RefusingPort::loopback_v4();
@@ -85,13 +98,6 @@ fn tripped(threshold: u32) -> (ScratchCgroup, Enforcer, RefusingPort) {
         refusing.addr,
         policy,
         fixtures::minute_open(),
-    );
-    let place = Place::cgroup(&cgroup);
-    failing_connects(
-        &place,
-        refusing.addr,
-        threshold as usize,
-        ECONNREFUSED as i32,
     );
     (cgroup, enforcer, refusing)
 }
@@ -148,21 +154,57 @@ fn rejections_on_two_cpus_at_once_are_each_counted() {
     const EACH: usize = 30_000;
     let (cgroup, enforcer, refusing) = tripped(1);
     let addr = refusing.addr;
-    let place = Place::cgroup(&cgroup);
     assert_eq!(dest(&enforcer, addr).breaker.state, State::Open as u32);
+    assert_eq!(
+        rejected_on_two_cpus(&Place::cgroup(&cgroup), addr, EACH),
+        [EACH; 2]
+    );
+    let state = dest(&enforcer, addr);
+    assert_eq!(state.counters.rejected_circuit, 2 * EACH as u64);
+    assert_eq!(state.breaker.state, State::Open as u32);
+}
 
+/// So are a forced-open destination's, whatever its own state.
+#[test]
+fn forced_open_rejections_on_two_cpus_at_once_are_each_counted() {
+    const EACH: usize = 30_000;
+    let (cgroup, mut enforcer, refusing) = covered(2);
+    let (addr, place) = (refusing.addr, Place::cgroup(&cgroup));
+    // Once admitted, a destination's forced-open rejections need no lock.
+    failing_connects(&place, addr, 1, ECONNREFUSED as i32);
+    let maps = enforcer.maps_mut();
+    maps.overrides
+        .set(
+            &mut maps.config,
+            addr,
+            Override {
+                kind: overrides::Kind::ForcedOpen as u32,
+                _pad: 0,
+                until_ns: 0,
+            },
+        )
+        .expect("forcing open");
+    assert_eq!(rejected_on_two_cpus(&place, addr, EACH), [EACH; 2]);
+    let state = dest(&enforcer, addr);
+    assert_eq!(state.counters.rejected_circuit, 2 * EACH as u64);
+    assert_eq!(state.breaker.state, State::Closed as u32);
+}
+
+/// How many of `each` connects to `addr` were rejected, by each of two
+/// unprivileged children in `place`, one per CPU, started at once.
+fn rejected_on_two_cpus(place: &Place, addr: SocketAddr, each: usize) -> Vec<usize> {
     let pair = cpus::two("to reject on two at once");
     let start = Arc::new(Barrier::new(2));
-    let rejected: Vec<String> = thread::scope(|s| {
+    thread::scope(|s| {
         let children: Vec<_> = pair
             .iter()
             .map(|&cpu| {
-                let (place, start) = (&place, Arc::clone(&start));
+                let start = Arc::clone(&start);
                 s.spawn(move || {
                     start.wait();
                     place.run_as_nobody(move || {
                         cpus::pin(cpu);
-                        let rejected = (0..EACH)
+                        let rejected = (0..each)
                             .filter(|_| net::connect(addr).map(drop) == Err(EHOSTUNREACH))
                             .count();
                         rejected.to_string()
@@ -172,13 +214,13 @@ fn rejections_on_two_cpus_at_once_are_each_counted() {
             .collect();
         children
             .into_iter()
-            .map(|c| c.join().expect("a rejecting child"))
+            .map(|c| {
+                let out = c.join().expect("a rejecting child");
+                out.parse()
+                    .unwrap_or_else(|_| panic!("a child said {out:?}"))
+            })
             .collect()
-    });
-    assert_eq!(rejected, [EACH.to_string(), EACH.to_string()]);
-    let state = dest(&enforcer, addr);
-    assert_eq!(state.counters.rejected_circuit, 2 * EACH as u64);
-    assert_eq!(state.breaker.state, State::Open as u32);
+    })
 }
 
 #[test]

@@ -35,11 +35,11 @@ raw_enum! {
 }
 
 /// What the gate reads of a destination, without its lock, to tell whether
-/// a connect meets an OPEN circuit: the common rejection, which then costs
-/// neither the lock nor the decision. Fields read apart may be torn by a
-/// change made meanwhile under the lock; any mix of old and new values that
-/// still [`rejects`](Self::rejects) is a rejection the connect could have met
-/// just before that change.
+/// a connect meets an OPEN (or forced-open) circuit: the common rejection,
+/// which then costs neither the lock nor the decision. Fields read apart may
+/// be torn by a change made meanwhile under the lock; any mix of old and new
+/// values that still [`rejects`](Self::rejects) is a rejection the connect
+/// could have met just before that change.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpenView {
     pub generation: u64,
@@ -64,8 +64,16 @@ impl OpenView {
     /// reads only then.
     #[inline(always)]
     pub fn is_open(&self, policy_id: u32, policy: &Policy) -> bool {
-        self.state == State::Open as u32
-            && self.generation != 0
+        self.state == State::Open as u32 && self.settled(policy_id, policy)
+    }
+
+    /// Whether the destination has admitted before, under `policy_id` as it
+    /// is now, enforcing: then [`DestState::admit`] (after
+    /// [`DestState::join_epoch`]) of a forced-open connect rejects it and
+    /// changes nothing but what [`rejects`](Self::rejects) names.
+    #[inline(always)]
+    pub fn settled(&self, policy_id: u32, policy: &Policy) -> bool {
+        self.generation != 0
             && self.policy_id == policy_id
             && self.policy_epoch == policy.epoch
             && policy.mode == Mode::Enforce as u32

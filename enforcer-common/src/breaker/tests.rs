@@ -129,6 +129,59 @@ fn the_lock_free_open_check_sees_only_an_open_circuit_of_this_policy() {
 }
 
 #[test]
+fn the_lock_free_forced_open_check_needs_an_admission_under_this_policy_epoch() {
+    let forced = |d: &mut Dest, now| {
+        let mut sock = SockInfo::default();
+        d.state
+            .admit(&d.policy, &d.backoff, now, true, None, &mut sock)
+            .0
+    };
+    let mut d = Dest::new(policy());
+    let (p, id) = (d.policy, d.state.policy_id);
+    // A first admission stamps the generation: the lock's to do.
+    assert!(!d.state.open_view().settled(id, &p), "never admitted");
+    assert_eq!(forced(&mut d, 1), Verdict::Reject(Cause::Circuit));
+    assert_ne!(d.state.generation, 0);
+    let view = d.state.open_view();
+    assert!(view.settled(id, &p));
+    assert!(!view.settled(id + 1, &p));
+    assert!(!view.settled(
+        id,
+        &Policy {
+            epoch: p.epoch + 1,
+            ..p
+        }
+    ));
+    assert!(!view.settled(
+        id,
+        &Policy {
+            mode: Mode::Observe as u32,
+            ..p
+        }
+    ));
+    // CLOSED, OPEN or HALF_OPEN: what it lets through unlocked, `admit`
+    // rejects, changing only the count.
+    let mut check = |d: &mut Dest, now, state: State| {
+        assert_eq!(d.state.breaker.state, state as u32);
+        assert!(d.state.open_view().settled(id, &p));
+        let before = d.state;
+        assert_eq!(forced(d, now), Verdict::Reject(Cause::Circuit));
+        let mut counted = before;
+        counted.counters.rejected_circuit += 1;
+        assert_eq!(d.state, counted, "{state:?} at {now}");
+    };
+    check(&mut d, 1, State::Closed);
+    for t in 2..5 {
+        d.refused(t);
+    }
+    check(&mut d, 5, State::Open);
+    // The open period over, a probe takes the circuit HALF_OPEN.
+    let (probe, _) = d.connect(200 * MS);
+    assert_eq!(probe, Verdict::Admit { probe: true });
+    check(&mut d, 200 * MS, State::HalfOpen);
+}
+
+#[test]
 fn a_success_resets_the_consecutive_count() {
     let mut d = Dest::new(policy());
     d.refused(0);

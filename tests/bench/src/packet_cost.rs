@@ -43,12 +43,17 @@ pub struct Row {
     pub program: &'static str,
     pub frame: &'static str,
     pub ns: u32,
+    /// The ARP floor measured the same way (in the loop, or in single runs).
+    pub floor_ns: u32,
 }
 
 #[derive(Serialize)]
 pub struct Results {
     pub size: Size,
     pub baseline_ns: u32,
+    /// The ARP frame through `packet_in_xdp` in single runs, interleaved with
+    /// the RST's: the floor of a figure measured one run at a time.
+    pub single_floor_ns: u32,
     /// A data segment through the floor of any program that follows flows.
     pub flow_floor_ns: u32,
     pub rows: Vec<Row>,
@@ -114,6 +119,7 @@ pub fn run(size: Size) -> Results {
             program,
             frame,
             ns: cost(&enforcer, program, &bytes),
+            floor_ns: baseline_ns,
         });
     }
     // An experiment on another destination: every packet is compared.
@@ -133,6 +139,7 @@ pub fn run(size: Size) -> Results {
         program: "chaos_in_tc",
         frame: "data segment, a guest fault armed for another destination",
         ns: cost(&enforcer, "chaos_in_tc", &data.frame()),
+        floor_ns: baseline_ns,
     });
     enforcer::bpf::chaos::disarm(&mut enforcer.maps_mut().config, chaos::bit(0))
         .expect("disarming");
@@ -149,7 +156,10 @@ pub fn run(size: Size) -> Results {
         )
         .expect("forcing open");
     let rejected = Tcp::syn(guest, 47_002, dest, 8080).frame();
-    let mut total = 0u64;
+    // A single run pays what the kernel's loop spreads over its repeats (the
+    // timer reads, a cold start): the floor is measured the same way, the
+    // runs interleaved so that both see the same machine.
+    let (mut total, mut floor_total) = (0u64, 0u64);
     let mut answered = 0u32;
     for _ in 0..size.single_runs {
         let out = enforcer
@@ -157,11 +167,20 @@ pub fn run(size: Size) -> Results {
             .expect("test run");
         total += u64::from(out.duration_ns);
         answered += u32::from(out.retval == XDP_TX);
+        floor_total += u64::from(
+            enforcer
+                .test_run("packet_in_xdp", &arp, 1)
+                .expect("test run")
+                .duration_ns,
+        );
     }
+    let single_runs = u64::from(size.single_runs.max(1));
+    let single_floor_ns = (floor_total / single_runs) as u32;
     rows.push(Row {
         program: "packet_in_xdp",
         frame: "SYN answered with a RST",
-        ns: (total / u64::from(size.single_runs.max(1))) as u32,
+        ns: (total / single_runs) as u32,
+        floor_ns: single_floor_ns,
     });
     let check = Check::expect(
         answered == size.single_runs,
@@ -173,6 +192,7 @@ pub fn run(size: Size) -> Results {
     Results {
         size,
         baseline_ns,
+        single_floor_ns,
         flow_floor_ns,
         rows,
         check,
@@ -180,9 +200,10 @@ pub fn run(size: Size) -> Results {
 }
 
 impl Results {
-    /// A row's cost as a multiple of the ARP floor of the same run.
+    /// A row's cost as a multiple of the ARP floor measured the same way in
+    /// the same run.
     fn vs_floor(&self, r: &Row) -> f64 {
-        f64::from(r.ns) / f64::from(self.baseline_ns.max(1))
+        f64::from(r.ns) / f64::from(r.floor_ns.max(1))
     }
 
     /// Issue 17's per-packet goals, against the ARP floor of the same run.
@@ -191,7 +212,7 @@ impl Results {
             self.rows
                 .iter()
                 .filter(|r| r.frame == frame && r.program.starts_with("packet_"))
-                .map(|r| (r.program, self.vs_floor(r)))
+                .map(|r| (r.program, self.vs_floor(r), r.floor_ns))
                 .collect::<Vec<_>>()
         };
         let goal = |goal: &str, frame: &str, bound: f64| {
@@ -201,14 +222,16 @@ impl Results {
                 goal: goal.to_owned(),
                 measured: found
                     .iter()
-                    .map(|(program, r)| format!("{program} {}", report::times(*r)))
-                    .chain([format!(
-                        "(the floor: {})",
-                        report::duration(u64::from(self.baseline_ns))
-                    )])
+                    .map(|(program, r, floor)| {
+                        format!(
+                            "{program} {} (the floor: {})",
+                            report::times(*r),
+                            report::duration(u64::from(*floor))
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(", "),
-                met: !found.is_empty() && found.iter().all(|(_, r)| *r <= bound),
+                met: !found.is_empty() && found.iter().all(|(_, r, _)| *r <= bound),
             }
         };
         let mut data = goal(
@@ -244,6 +267,12 @@ impl Results {
             report::times(1.0),
         ]);
         t.row(vec![
+            "packet_in_xdp".into(),
+            "ARP in single runs (the floor of a figure measured one run at a time)".into(),
+            report::duration(u64::from(self.single_floor_ns)),
+            report::times(1.0),
+        ]);
+        t.row(vec![
             "(control)".into(),
             "data segment: copied, its flow found in a hash, nothing else".into(),
             report::duration(u64::from(self.flow_floor_ns)),
@@ -258,7 +287,8 @@ impl Results {
             ]);
         }
         t.note(format!(
-            "{} runs per figure in the kernel's loop; the RST is the mean of {} single runs",
+            "{} runs per figure in the kernel's loop; the RST and its floor are the means of {} \
+             single runs, interleaved",
             self.size.repeat, self.size.single_runs
         ));
         t.note(self.check.note());
