@@ -197,11 +197,11 @@ fn current_in(f: &Fault) -> bool {
 }
 
 /// Whether to drop a SYN leaving the full socket `sk` (in SYN_SENT) at
-/// `now`: while its connect is marked by a fault still armed and live, with
-/// SYNs left to drop. A fault that ended (or was disarmed) lets the SYN go
-/// and the mark is cleared.
+/// `now`, with the faults `armed` ([`armed`]): while its connect is marked
+/// by a fault still armed and live, with SYNs left to drop. A fault that
+/// ended (or was disarmed) lets the SYN go and the mark is cleared.
 #[inline(always)]
-pub fn drops_syn(sk: *mut bpf_sock, now: u64) -> bool {
+pub fn drops_syn(sk: *mut bpf_sock, armed: u32, now: u64) -> bool {
     let map = core::ptr::from_ref(&CHAOS_SOCKS).cast_mut().cast();
     // SAFETY: a full socket the kernel handed over; flags 0 = lookup only.
     let storage = unsafe {
@@ -215,7 +215,6 @@ pub fn drops_syn(sk: *mut bpf_sock, now: u64) -> bool {
     let Some(slot) = m.slot() else {
         return false;
     };
-    let armed = CONFIG.get(0).map_or(0, |c| c.chaos_armed);
     let fault = CHAOS
         .get_ptr_mut(slot)
         // SAFETY: a value of CHAOS, valid for the program's run.

@@ -5,7 +5,8 @@
 //!
 //! Every packet passes here, so the common case leaves after one lookup of
 //! its socket's record (sockets the gate did not admit, and admitted ones
-//! with nothing left to measure); a SYN also looks up its chaos mark.
+//! with nothing left to measure); a SYN also looks up its chaos mark while
+//! a fault is armed.
 
 use enforcer_common::sock::SockInfo;
 
@@ -28,11 +29,13 @@ pub fn sock_out(ctx: SkBuffContext) -> i32 {
     let Some(sk) = full_sock(&ctx) else {
         return PASS;
     };
+    // A SYN is looked at only while a fault is armed: a mark left by one
+    // disarmed since makes no later fault drop anything (`drops_syn`).
     // SAFETY: a full socket from `full_sock`.
     if unsafe { (*sk).state } == BPF_TCP_SYN_SENT {
+        let armed = chaos::armed();
         // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
-        let now = unsafe { bpf_ktime_get_ns() };
-        if chaos::drops_syn(sk, now) {
+        if armed != 0 && chaos::drops_syn(sk, armed, unsafe { bpf_ktime_get_ns() }) {
             return DROP;
         }
     }

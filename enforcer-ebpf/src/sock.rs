@@ -73,22 +73,22 @@ impl Admitted {
 /// connections opened together (a pool) hold neighbouring slots, and a later
 /// cookie named into that run would find every neighbour taken.
 #[inline(always)]
-fn probes(cookie: u64) -> impl Iterator<Item = *mut SockInfo> {
+fn probes(cookie: u64) -> impl Iterator<Item = u32> {
     /// 2^64 / φ, odd.
     const STRIDE: u64 = 0x9e37_79b9_7f4a_7c15;
     // SAFETY: a plain static of the object (the loader set it), read once.
     let mask = u64::from(unsafe { core::ptr::read_volatile(&CONNS_MASK) });
-    (0..CONN_PROBES).filter_map(move |i| {
-        let at = cookie.wrapping_add(i.wrapping_mul(STRIDE)) & mask;
-        CONNS.get_ptr_mut(at as u32)
-    })
+    (0..CONN_PROBES).map(move |i| (cookie.wrapping_add(i.wrapping_mul(STRIDE)) & mask) as u32)
 }
 
-/// The cookie a slot holds: its owner's, or 0 when free.
+/// The cookie the slot `at` holds: its owner's, or 0 when free (or when
+/// there is no such slot).
 #[inline(always)]
-fn owner(slot: *mut SockInfo) -> u64 {
-    // SAFETY: a value of CONNS, valid for the program's run.
-    atomic::load(unsafe { &raw const (*slot).cookie })
+fn owner(at: u32) -> u64 {
+    CONNS.get_ptr(at).map_or(0, |slot| {
+        // SAFETY: a value of CONNS, valid for the program's run.
+        atomic::load(unsafe { &raw const (*slot).cookie })
+    })
 }
 
 /// The record of the socket `cookie` names, if the gate admitted it and its
@@ -98,11 +98,14 @@ pub fn admitted(cookie: u64) -> Option<&'static mut SockInfo> {
     if cookie == 0 {
         return None;
     }
-    let slot = probes(cookie).find(|&slot| owner(slot) == cookie)?;
+    // Found by its index and looked up once more: a pointer carried out of
+    // each probe's exit would have the verifier walk the caller's rest once
+    // per probe.
+    let at = probes(cookie).find(|&at| owner(at) == cookie)?;
     // SAFETY: a value of CONNS, valid for the program's run, that holds this
     // socket's record; shared with the other hooks of the same socket as each
     // one's doc says.
-    unsafe { slot.as_mut() }
+    CONNS.get_ptr_mut(at).map(|slot| unsafe { &mut *slot })
 }
 
 /// A slot for the record of the socket `cookie`, which holds none (the gate
@@ -112,6 +115,7 @@ pub fn admitted(cookie: u64) -> Option<&'static mut SockInfo> {
 pub fn claim(cookie: u64) -> Option<&'static mut SockInfo> {
     // SAFETY: values of CONNS, whose first field is the owner's cookie.
     let slot = probes(cookie)
+        .filter_map(|at| CONNS.get_ptr_mut(at))
         .find(|&slot| unsafe { atomic::swap_if(&raw mut (*slot).cookie, 0, cookie) })?;
     // SAFETY: as above; the slot is this socket's now.
     unsafe { slot.as_mut() }
