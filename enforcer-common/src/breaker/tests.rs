@@ -161,7 +161,7 @@ fn the_lock_free_forced_open_check_needs_an_admission_under_this_policy_epoch() 
     ));
     // CLOSED, OPEN or HALF_OPEN: what it lets through unlocked, `admit`
     // rejects, changing only the count.
-    let mut check = |d: &mut Dest, now, state: State| {
+    let check = |d: &mut Dest, now, state: State| {
         assert_eq!(d.state.breaker.state, state as u32);
         assert!(d.state.open_view().settled(id, &p));
         let before = d.state;
