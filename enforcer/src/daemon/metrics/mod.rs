@@ -209,7 +209,7 @@ impl Raw {
             )
         };
         let mut top = Top::new(limit);
-        if let Err(e) = dests.each(|k, s| top.offer(k, s)) {
+        if let Err(e) = dests.sample(|k, s| top.offer(k, s)) {
             tracing::warn!("scrape: reading the destinations: {e}");
         }
         let d = lock(shared);
