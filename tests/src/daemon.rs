@@ -588,6 +588,15 @@ impl Metrics {
         Self(map)
     }
 
+    /// The names of every sample (`_bucket`, `_sum`, `_count` of a
+    /// histogram apart).
+    pub fn names(&self) -> std::collections::BTreeSet<&str> {
+        self.0
+            .keys()
+            .map(|series| series.split_once('{').map_or(series.as_str(), |(n, _)| n))
+            .collect()
+    }
+
     /// The value of `name` with exactly these labels (in any order).
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let mut l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();

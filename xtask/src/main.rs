@@ -3,6 +3,8 @@
 mod bench;
 mod build;
 mod cmd;
+mod demo;
+mod dist;
 mod fuzz;
 mod guest;
 mod kernel;
@@ -32,6 +34,15 @@ enum Command {
     /// Check the toolchain, build the benchmarks (release), and run them as root:
     /// markdown tables on stdout, the figures in target/bench/results.json.
     Bench(bench::Args),
+    /// What the enforcer does, in two minutes, as root, on nothing but what
+    /// the demo makes and removes: a backend in a network namespace, a client
+    /// in a scratch cgroup, a daemon of its own; the backend stops and comes
+    /// back.
+    Demo(demo::Args),
+    /// Render and validate what enforcer/dist ships for operators: the
+    /// Kubernetes manifests (kubectl kustomize, kubernetes-validate) and the
+    /// alerting rules (promtool check and test). Part of `test`.
+    Dist,
     /// Kill -9 and restart the daemon N times under load (root): one program
     /// per hook every time, exact slots at the end, and the time taken.
     Soak(soak::Args),
@@ -51,6 +62,8 @@ fn main() -> anyhow::Result<()> {
         Command::Test(args) => test::execute(args),
         Command::Run(args) => run::execute(args),
         Command::Bench(args) => bench::execute(args),
+        Command::Demo(args) => demo::execute(args),
+        Command::Dist => dist::check(),
         Command::Soak(args) => soak::execute(args),
         Command::GuestTests(args) => guest::execute(args),
         Command::Fuzz(args) => fuzz::execute(args),

@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use anyhow::{Context as _, bail};
 
-use crate::{bench, cmd, fuzz, kernel, toolchain};
+use crate::{bench, cmd, demo, dist, fuzz, kernel, toolchain};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -101,6 +101,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     lint()?;
     host_tests()?;
     require_root()?;
+    dist::check()?;
     if args.filter.is_none() {
         // Once, briefly, so the benchmarks and fuzz targets cannot rot; nothing
         // asserts a timing.
@@ -109,6 +110,9 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     }
     privileged_tests(args.filter.as_deref())?;
     if args.filter.is_none() {
+        // The first-run demo, on its short schedule: its story and its
+        // cleanup are checked.
+        demo::quick()?;
         lts_smoke()?;
     }
     Ok(())

@@ -15,8 +15,9 @@ use crate::cmd;
 /// bpf-linker release built by xtask (its `--locked` dependency set).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Debian packages the tests and the link of bpf-linker use, beyond LLVM itself.
-const TEST_PACKAGES: [&str; 5] = ["iproute2", "nftables", "curl", "bpftool", "haproxy"];
+/// Debian packages the tests and the link of bpf-linker use, beyond LLVM itself
+/// (`tmux`: the terminal `enforcer top` is tested in).
+const TEST_PACKAGES: [&str; 6] = ["iproute2", "nftables", "curl", "bpftool", "haproxy", "tmux"];
 
 pub fn ensure() -> anyhow::Result<()> {
     ensure_rust()?;

@@ -6,7 +6,7 @@
 //! banks in `policy_set`, …); what spans several maps takes the others as
 //! arguments (the configuration, mostly).
 
-mod batch;
+pub mod batch;
 pub mod btf;
 pub mod chaos;
 mod classes;

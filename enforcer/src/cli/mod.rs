@@ -14,6 +14,7 @@ mod policy;
 mod run;
 mod status;
 mod switch;
+mod top;
 mod uninstall;
 
 use std::process::ExitCode;
@@ -52,6 +53,9 @@ enum Command {
     Pause(client::Connection),
     /// Global switch on again.
     Resume(client::Connection),
+    /// The destinations live in the terminal: state, time left open, rates,
+    /// rejections; trip or reset the selected one.
+    Top(top::Args),
     /// Follow transitions and overrides as they happen (one JSON line each).
     Events(client::Connection),
     /// Print the Prometheus metrics.
@@ -85,6 +89,14 @@ pub enum Failure {
     Runtime(anyhow::Error),
 }
 
+impl std::fmt::Display for Failure {
+    /// The error and its causes, on one line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (Self::Usage(e) | Self::Runtime(e)) = self;
+        write!(f, "{e:#}")
+    }
+}
+
 impl Failure {
     fn exit(self) -> ExitCode {
         let (code, error) = match self {
@@ -110,6 +122,7 @@ pub fn main() -> ExitCode {
         Command::Disable(args) => dest::disable(args),
         Command::Pause(args) => switch::execute(args, true),
         Command::Resume(args) => switch::execute(args, false),
+        Command::Top(args) => top::execute(args),
         Command::Events(args) => events::execute(args),
         Command::Metrics(args) => metrics::execute(args),
         Command::Chaos(command) => chaos::execute(command),

@@ -422,6 +422,23 @@ fn the_example_configuration_is_valid() {
 }
 
 #[test]
+fn the_kubernetes_configuration_is_valid_and_observes_every_destination() {
+    let file = include_str!("../../dist/kubernetes/base/enforcer.toml");
+    let c = Config::parse(file, "dist/kubernetes/base/enforcer.toml").unwrap();
+    assert_eq!(
+        c.daemon.cgroup,
+        std::path::Path::new("/sys/fs/cgroup/kubepods.slice")
+    );
+    assert_eq!(c.daemon.metrics, "0.0.0.0:9464".parse().unwrap());
+    let modes: Vec<super::values::Mode> = c.policies.iter().map(|p| p.mode).collect();
+    assert_eq!(
+        modes,
+        [super::values::Mode::Observe],
+        "a first install refuses nothing"
+    );
+}
+
+#[test]
 fn dest_water_marks_default_and_are_validated_by_name() {
     let c = Config::embedded();
     assert_eq!(

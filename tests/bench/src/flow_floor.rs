@@ -7,20 +7,18 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use enforcer::bpf::{
-    syscall::{bpf, bpf_cmd, bpf_fd, bpf_prog_type, zeroed_attr},
-    test_run,
-};
+use enforcer::bpf::{syscall::bpf_prog_type, test_run};
 
-use crate::raw_prog::{self, insn, op};
+use crate::{
+    raw_map,
+    raw_prog::{self, insn, op},
+};
 
 /// Bytes copied, as the packet programs' scratch holds.
 const COPIED: i32 = 192;
 /// The key: that many bytes of the frame from its IP header on.
 const KEY: usize = 56;
 const ETHERNET: usize = 14;
-const BPF_MAP_TYPE_HASH: u32 = 1;
-const BPF_F_NO_PREALLOC: u32 = 1;
 const BPF_FUNC_MAP_LOOKUP_ELEM: u8 = 1;
 const BPF_FUNC_SKB_LOAD_BYTES: u8 = 26;
 
@@ -58,23 +56,8 @@ pub struct FlowFloor {
 
 impl FlowFloor {
     pub fn new(frame: &[u8]) -> Self {
-        let mut create = zeroed_attr();
-        create.__bindgen_anon_1.map_type = BPF_MAP_TYPE_HASH;
-        create.__bindgen_anon_1.key_size = KEY as u32;
-        create.__bindgen_anon_1.value_size = 8;
-        create.__bindgen_anon_1.max_entries = 65_536;
-        create.__bindgen_anon_1.map_flags = BPF_F_NO_PREALLOC;
-        // SAFETY: a map creation attribute, no pointers.
-        let map = unsafe { bpf_fd(bpf_cmd::BPF_MAP_CREATE, &mut create) }.expect("BPF_MAP_CREATE");
-        let key = &frame[ETHERNET..ETHERNET + KEY];
-        let value = [0u8; 8];
-        let mut update = zeroed_attr();
-        update.__bindgen_anon_2.map_fd = map.as_raw_fd() as u32;
-        update.__bindgen_anon_2.key = key.as_ptr() as u64;
-        update.__bindgen_anon_2.__bindgen_anon_1.value = value.as_ptr() as u64;
-        // SAFETY: the key and value outlive the call.
-        unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut update) }.expect("BPF_MAP_UPDATE_ELEM");
-
+        let map = raw_map::hash(KEY as u32, 8, 65_536);
+        raw_map::insert(&map, &frame[ETHERNET..ETHERNET + KEY], &[0u8; 8]);
         let program = raw_prog::load(
             bpf_prog_type::BPF_PROG_TYPE_SCHED_CLS,
             0,

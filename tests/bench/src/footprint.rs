@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::{
     compare::Check,
+    map_floor::MapFloor,
     populate::Refusing,
     proc_usage::{self, Usage},
     report::{self, Goal, Table},
@@ -65,9 +66,11 @@ pub struct Results {
     /// The kernel's batched read of the whole destination map alone, from
     /// this process, in the same run, each value under its lock.
     pub map_read: Summary,
-    /// The same without the locks, as a scrape reads it: the floor under
-    /// a scrape.
+    /// The same without the locks, as a scrape reads it.
     pub map_sample: Summary,
+    /// A map as large holding 8-byte values ([`MapFloor`]): the floor of
+    /// any read of that many entries.
+    pub map_floor: Summary,
     pub check: Check,
 }
 
@@ -164,9 +167,19 @@ pub fn run(size: Size) -> Results {
         assert_eq!(n, size.dests, "destinations read");
         crate::client::nanos(start.elapsed())
     };
-    // Interleaved: both see the same machine.
-    let (map_reads, map_samples): (Vec<u64>, Vec<u64>) =
-        (0..size.scrapes).map(|_| (read(true), read(false))).unzip();
+    let floor = MapFloor::new(size.dests, size.dests.next_power_of_two() as u32);
+    let floor_read = || {
+        let (ns, n) = floor.read();
+        assert_eq!(n, size.dests, "entries of the control read");
+        ns
+    };
+    // Interleaved: all three see the same machine.
+    let (mut map_reads, mut map_samples, mut map_floors) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..size.scrapes {
+        map_reads.push(read(true));
+        map_samples.push(read(false));
+        map_floors.push(floor_read());
+    }
     let tracked = Metrics::parse(&body)
         .get("enforcer_tracked_destinations", &[])
         .unwrap_or(-1.0);
@@ -177,6 +190,7 @@ pub fn run(size: Size) -> Results {
         scrape_bytes: body.len(),
         map_read: Summary::of(&map_reads),
         map_sample: Summary::of(&map_samples),
+        map_floor: Summary::of(&map_floors),
         check: Check::expect(
             tracked == size.dests as f64,
             format!(
@@ -230,6 +244,14 @@ impl Results {
             report::duration(self.map_read.p50_ns),
             report::duration(self.map_read.p99_ns),
         ));
+        t.note(format!(
+            "control: the same read of a map as large holding 8-byte values, no lock \
+             ({} entries, 32-byte keys, as many buckets): p50 {}, p99 {}, the floor of any \
+             read of that many entries on this machine",
+            self.size.dests,
+            report::duration(self.map_floor.p50_ns),
+            report::duration(self.map_floor.p99_ns),
+        ));
         t.note(
             "the BPF maps are kernel memory, not in the RSS (scenario 5 has their size); \
              max_series 1000 (the default): the other destinations fold into dest=\"other\"",
@@ -267,9 +289,11 @@ impl Results {
                     self.size.dests
                 ),
                 measured: format!(
-                    "p50 {} (the map read alone: p50 {}), peak RSS {}",
+                    "p50 {} (the map read alone: p50 {}; control, the read of a map as large \
+                     of 8-byte values: p50 {}), peak RSS {}",
                     report::duration(self.scrape.p50_ns),
                     report::duration(self.map_sample.p50_ns),
+                    report::duration(self.map_floor.p50_ns),
                     mib(peak)
                 ),
                 met: self.scrape.p50_ns <= 50_000_000 && peak <= 64 << 20,

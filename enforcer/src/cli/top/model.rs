@@ -1,0 +1,320 @@
+//! What `enforcer top` shows, made from the daemon's successive status
+//! answers, and what its keys do: no terminal here, so all of it is tested
+//! on the host.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use crate::api::{BreakerState, Destination, Status};
+
+/// Rejection rates kept per destination for its sparkline.
+pub const HISTORY: usize = 60;
+
+/// A destination: its address in a network namespace (the inode; `None`
+/// while unknown), as the daemon names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Id {
+    pub dest: SocketAddr,
+    pub netns: Option<u64>,
+}
+
+impl Id {
+    pub fn of(d: &Destination) -> Self {
+        Self {
+            dest: d.dest,
+            netns: d.netns,
+        }
+    }
+}
+
+/// The order of the rows: the busiest by this first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortBy {
+    /// Failures per second, then in all.
+    #[default]
+    Failures,
+    /// Rejections per second, then in all.
+    Rejections,
+    /// Connections holding a slot.
+    Active,
+}
+
+impl SortBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Failures => "failures",
+            Self::Rejections => "rejections",
+            Self::Active => "active",
+        }
+    }
+
+    fn next(self) -> Self {
+        match self {
+            Self::Failures => Self::Rejections,
+            Self::Rejections => Self::Active,
+            Self::Active => Self::Failures,
+        }
+    }
+}
+
+/// Per second, between the last two answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Rates {
+    pub attempts: f64,
+    pub failures: f64,
+    pub rejections: f64,
+}
+
+/// One row of the table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub id: Id,
+    pub d: Destination,
+    pub rates: Rates,
+    /// Rejections per second, oldest first.
+    pub rejections: Vec<u64>,
+}
+
+/// An action on the selected destination, waiting for `y`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pending {
+    Trip(Id),
+    Reset(Id),
+}
+
+/// What a key asks of the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    None,
+    Quit,
+    /// Confirmed: force the destination open (in every namespace).
+    Trip(Id),
+    /// Confirmed: close the destination's circuit (in its namespace).
+    Reset(Id),
+}
+
+/// The keys `top` reads (the terminal's, translated by the caller).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Press {
+    Char(char),
+    Up,
+    Down,
+    Esc,
+}
+
+/// A destination's last counts, to make rates of the next answer's.
+struct Seen {
+    at: Instant,
+    attempts: u64,
+    failures: u64,
+    rejections: u64,
+    history: VecDeque<u64>,
+}
+
+/// The view's state.
+#[derive(Default)]
+pub struct Top {
+    pub paused: bool,
+    pub rows: Vec<Row>,
+    pub sort: SortBy,
+    /// Only this policy's destinations.
+    pub policy: Option<String>,
+    /// Every policy seen, for the filter to cycle through.
+    pub policies: Vec<String>,
+    pub selected: Option<Id>,
+    pub pending: Option<Pending>,
+    /// When the rows were read (a countdown runs on from it).
+    pub read_at: Option<Instant>,
+    /// The last failure to reach the daemon, or what the last action did.
+    pub message: Option<String>,
+    seen: HashMap<Id, Seen>,
+    all: Vec<Row>,
+}
+
+impl Top {
+    /// Takes the daemon's answer read at `at`.
+    pub fn update(&mut self, status: Status, at: Instant) {
+        self.paused = status.paused;
+        let mut rows = Vec::with_capacity(status.destinations.len());
+        let mut seen = HashMap::with_capacity(status.destinations.len());
+        for d in status.destinations {
+            let id = Id::of(&d);
+            let (attempts, failures, rejections) =
+                (d.attempts, d.failures.total(), d.rejections.total());
+            let (rates, mut history) = match self.seen.remove(&id) {
+                Some(before) => {
+                    let secs = at.saturating_duration_since(before.at).as_secs_f64();
+                    let per_s = |now: u64, then: u64| {
+                        if secs > 0.0 {
+                            now.saturating_sub(then) as f64 / secs
+                        } else {
+                            0.0
+                        }
+                    };
+                    let rates = Rates {
+                        attempts: per_s(attempts, before.attempts),
+                        failures: per_s(failures, before.failures),
+                        rejections: per_s(rejections, before.rejections),
+                    };
+                    (rates, before.history)
+                }
+                None => (Rates::default(), VecDeque::new()),
+            };
+            if history.len() == HISTORY {
+                history.pop_front();
+            }
+            history.push_back(rates.rejections.round() as u64);
+            if !self.policies.contains(&d.policy) {
+                self.policies.push(d.policy.clone());
+            }
+            rows.push(Row {
+                id,
+                rejections: history.iter().copied().collect(),
+                d,
+                rates,
+            });
+            seen.insert(
+                id,
+                Seen {
+                    at,
+                    attempts,
+                    failures,
+                    rejections,
+                    history,
+                },
+            );
+        }
+        self.policies.sort();
+        self.seen = seen;
+        self.all = rows;
+        self.read_at = Some(at);
+        self.arrange();
+    }
+
+    /// The rows shown: filtered by policy, sorted, the selection kept on its
+    /// destination (or the first row).
+    fn arrange(&mut self) {
+        let mut rows: Vec<Row> = self
+            .all
+            .iter()
+            .filter(|r| self.policy.as_ref().is_none_or(|p| &r.d.policy == p))
+            .cloned()
+            .collect();
+        let sort = self.sort;
+        rows.sort_by(|a, b| {
+            let by = |r: &Row| match sort {
+                SortBy::Failures => (r.rates.failures, r.d.failures.total() as f64),
+                SortBy::Rejections => (r.rates.rejections, r.d.rejections.total() as f64),
+                SortBy::Active => (f64::from(r.d.active), f64::from(r.d.pending)),
+            };
+            by(b)
+                .partial_cmp(&by(a))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then_with(|| a.id.dest.cmp(&b.id.dest))
+                .then_with(|| a.id.netns.cmp(&b.id.netns))
+        });
+        if self
+            .selected
+            .is_none_or(|s| !rows.iter().any(|r| r.id == s))
+        {
+            self.selected = rows.first().map(|r| r.id);
+        }
+        self.rows = rows;
+    }
+
+    /// The selected row's index.
+    pub fn selected_index(&self) -> Option<usize> {
+        let selected = self.selected?;
+        self.rows.iter().position(|r| r.id == selected)
+    }
+
+    /// What a key press does.
+    pub fn on_key(&mut self, press: Press) -> Action {
+        if let Some(pending) = self.pending.take() {
+            return match press {
+                Press::Char('y') => match pending {
+                    Pending::Trip(k) => Action::Trip(k),
+                    Pending::Reset(k) => Action::Reset(k),
+                },
+                _ => {
+                    self.message = Some("cancelled".to_owned());
+                    Action::None
+                }
+            };
+        }
+        match press {
+            Press::Char('q') | Press::Esc => return Action::Quit,
+            Press::Char('s') => {
+                self.sort = self.sort.next();
+                self.arrange();
+            }
+            Press::Char('p') => {
+                self.policy = match &self.policy {
+                    None => self.policies.first().cloned(),
+                    Some(p) => {
+                        let at = self.policies.iter().position(|q| q == p);
+                        at.and_then(|i| self.policies.get(i + 1)).cloned()
+                    }
+                };
+                self.arrange();
+            }
+            Press::Down | Press::Char('j') => self.step(1),
+            Press::Up | Press::Char('k') => self.step(-1),
+            Press::Char('t') => self.pending = self.selected.map(Pending::Trip),
+            Press::Char('r') => self.pending = self.selected.map(Pending::Reset),
+            _ => {}
+        }
+        Action::None
+    }
+
+    fn step(&mut self, by: isize) {
+        let Some(at) = self.selected_index() else {
+            return;
+        };
+        let last = self.rows.len().saturating_sub(1);
+        let to = at.saturating_add_signed(by).min(last);
+        self.selected = self.rows.get(to).map(|r| r.id);
+    }
+
+    /// How long `row` stays open, counted down from when it was read.
+    pub fn open_left(&self, row: &Row, now: Instant) -> Option<Duration> {
+        if row.d.state != BreakerState::Open {
+            return None;
+        }
+        let left = Duration::from_millis(row.d.open_for_ms?);
+        let since = self
+            .read_at
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        Some(left.saturating_sub(since))
+    }
+}
+
+/// `1h 02m`, `4m 05s`, `42s`.
+pub fn countdown(left: Duration) -> String {
+    let s = left.as_secs();
+    match (s / 3600, (s / 60) % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s:02}s"),
+        (h, m, _) => format!("{h}h {m:02}m"),
+    }
+}
+
+/// A row of block characters, one per value, scaled to the largest.
+pub fn sparkline(values: &[u64], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let values = &values[values.len().saturating_sub(width)..];
+    let top = values.iter().copied().max().unwrap_or(0);
+    values
+        .iter()
+        .map(|&v| match v {
+            0 => ' ',
+            v => BARS[((v * 8).div_ceil(top.max(1)) as usize).clamp(1, 8) - 1],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
