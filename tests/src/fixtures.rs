@@ -106,3 +106,17 @@ pub fn count_everything(enforcer: &mut Enforcer) {
         BackoffRow::exponential(1_000_000_000, 60_000_000_000),
     );
 }
+
+/// Forces `dest` open (as `enforcer trip` does) until `until_ns` on the
+/// monotonic clock, 0 for until it is removed.
+pub fn force_open(enforcer: &mut Enforcer, dest: std::net::SocketAddr, until_ns: u64) {
+    let forced = enforcer_common::overrides::Override {
+        kind: enforcer_common::overrides::Kind::ForcedOpen as u32,
+        until_ns,
+        ..Default::default()
+    };
+    let maps = enforcer.maps_mut();
+    maps.overrides
+        .set(&mut maps.config, dest, forced)
+        .expect("forcing open");
+}

@@ -13,7 +13,6 @@ use enforcer_common::{
     breaker::State,
     dest::DestState,
     event::Kind,
-    overrides::{self, Override},
     policy::{BackoffRow, Policy},
 };
 use enforcer_tests::{
@@ -172,18 +171,7 @@ fn forced_open_rejections_on_two_cpus_at_once_are_each_counted() {
     let (addr, place) = (refusing.addr, Place::cgroup(&cgroup));
     // Once admitted, a destination's forced-open rejections need no lock.
     failing_connects(&place, addr, 1, ECONNREFUSED as i32);
-    let maps = enforcer.maps_mut();
-    maps.overrides
-        .set(
-            &mut maps.config,
-            addr,
-            Override {
-                kind: overrides::Kind::ForcedOpen as u32,
-                _pad: 0,
-                until_ns: 0,
-            },
-        )
-        .expect("forcing open");
+    fixtures::force_open(&mut enforcer, addr, 0);
     assert_eq!(rejected_on_two_cpus(&place, addr, EACH), [EACH; 2]);
     let state = dest(&enforcer, addr);
     assert_eq!(state.counters.rejected_circuit, 2 * EACH as u64);

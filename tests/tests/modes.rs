@@ -146,18 +146,7 @@ fn forced_open_rejects_until_it_expires() {
     let place = Place::cgroup(&cgroup);
     assert_eq!(connects(&place, addr, 1), vec![Ok(())]);
     let until = monotonic_ns() + 500 * MS;
-    let maps = enforcer.maps_mut();
-    maps.overrides
-        .set(
-            &mut maps.config,
-            addr,
-            Override {
-                kind: Kind::ForcedOpen as u32,
-                _pad: 0,
-                until_ns: until,
-            },
-        )
-        .expect("override");
+    fixtures::force_open(&mut enforcer, addr, until);
     assert_eq!(connects(&place, addr, 2), vec![REFUSED; 2]);
     TcpStream::connect(addr).expect("outside the cgroup it is reachable");
     thread::sleep(Duration::from_millis(600));

@@ -105,17 +105,10 @@ fn flow_timeouts(enforcer: &mut Enforcer, syn_ms: u32, idle_ms: u32) {
         .unwrap();
 }
 
-/// Forces the destination open (a minute) through the API operators use.
+/// Forces the destination open for a minute, as an operator's `trip` does.
 fn force_open(enforcer: &mut Enforcer, dest: SocketAddr) {
-    let o = enforcer_common::overrides::Override {
-        kind: enforcer_common::overrides::Kind::ForcedOpen as u32,
-        until_ns: enforcer::clock::monotonic_ns() + 60_000_000_000,
-        ..Default::default()
-    };
-    let maps = enforcer.maps_mut();
-    maps.overrides
-        .set(&mut maps.config, dest, o)
-        .expect("forcing open");
+    let minute = enforcer::clock::monotonic_ns() + 60_000_000_000;
+    fixtures::force_open(enforcer, dest, minute);
 }
 
 /// Asks the kernel to expire a flow (checked there against the flow as it

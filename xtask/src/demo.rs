@@ -13,7 +13,7 @@ use std::{
     fs,
     io::{BufRead as _, BufReader},
     net::TcpListener,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::mpsc,
     thread,
@@ -79,27 +79,23 @@ fn run(schedule: &Schedule) -> anyhow::Result<()> {
             "the demo loads BPF programs and makes a cgroup and a network namespace: run as root"
         );
     }
-    let scratch = Scratch::new()?;
-    let names = (
-        scratch.cgroup.clone(),
-        scratch.netns.clone(),
-        scratch.pin_dir.clone(),
-        scratch.dir.clone(),
-    );
-    let told = tell(&scratch, schedule);
+    let mut scratch = Scratch::new()?;
+    let made = scratch.made();
+    let told = tell(&mut scratch, schedule);
     drop(scratch);
-    left_behind(&names.0, &names.1, &names.2, &names.3)?;
+    left_behind(&made)?;
     told
 }
 
 /// The story, on `scratch`.
-fn tell(s: &Scratch, schedule: &Schedule) -> anyhow::Result<()> {
+fn tell(s: &mut Scratch, schedule: &Schedule) -> anyhow::Result<()> {
     let port = free_port()?;
     println!(
         "demo: a backend in network namespace {}, on 127.0.0.1:{port}",
         s.netns
     );
-    let backend = s.track(s.backend(port)?);
+    let backend = s.backend(port)?;
+    let backend = s.track(backend);
     s.start_daemon(port, schedule)?;
     println!(
         "demo: the enforcer protects cgroup {}, where a client connects every 20 ms: \
@@ -131,7 +127,8 @@ fn tell(s: &Scratch, schedule: &Schedule) -> anyhow::Result<()> {
     s.status()?;
 
     act("The backend comes back. The next probe succeeds and the circuit closes.");
-    let _backend = s.track(s.backend(port)?);
+    let back = s.backend(port)?;
+    s.track(back);
     s.wait_for_state("closed", schedule.deadline)?;
     let after = show_for(&lines, schedule.healthy);
     s.status()?;
@@ -268,8 +265,8 @@ struct Scratch {
     pin_dir: PathBuf,
     socket: PathBuf,
     binary: PathBuf,
-    children: std::cell::RefCell<Vec<Child>>,
-    daemon: std::cell::RefCell<Option<Child>>,
+    children: Vec<Child>,
+    daemon: Option<Child>,
 }
 
 impl Scratch {
@@ -284,8 +281,8 @@ impl Scratch {
             netns: format!("enforcer-demo-{id}"),
             pin_dir: PathBuf::from(format!("/sys/fs/bpf/enforcer-demo-{id}")),
             binary: cmd::workspace_root().join("target/debug/enforcer"),
-            children: Default::default(),
-            daemon: Default::default(),
+            children: Vec::new(),
+            daemon: None,
         };
         fs::create_dir(&scratch.cgroup)
             .with_context(|| format!("making cgroup {}", scratch.cgroup.display()))?;
@@ -294,15 +291,24 @@ impl Scratch {
         Ok(scratch)
     }
 
-    fn track(&self, child: Child) -> usize {
-        let mut children = self.children.borrow_mut();
-        children.push(child);
-        children.len() - 1
+    /// Every path the demo makes: its cgroup, namespace, pins and files.
+    fn made(&self) -> Vec<PathBuf> {
+        vec![
+            self.cgroup.clone(),
+            PathBuf::from("/run/netns").join(&self.netns),
+            self.pin_dir.clone(),
+            self.dir.clone(),
+        ]
+    }
+
+    fn track(&mut self, child: Child) -> usize {
+        self.children.push(child);
+        self.children.len() - 1
     }
 
     /// Stops the tracked child `at` (by its PID) and waits for it.
-    fn stop(&self, at: usize) {
-        if let Some(child) = self.children.borrow_mut().get_mut(at) {
+    fn stop(&mut self, at: usize) {
+        if let Some(child) = self.children.get_mut(at) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -350,7 +356,7 @@ impl Scratch {
         self.dir.join("enforcer.toml")
     }
 
-    fn start_daemon(&self, port: u16, schedule: &Schedule) -> anyhow::Result<()> {
+    fn start_daemon(&mut self, port: u16, schedule: &Schedule) -> anyhow::Result<()> {
         let config = self.config();
         fs::write(
             &config,
@@ -377,7 +383,7 @@ impl Scratch {
             .stderr(log)
             .spawn()
             .context("starting the daemon")?;
-        *self.daemon.borrow_mut() = Some(daemon);
+        self.daemon = Some(daemon);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if self.enforcer(&["status"]).is_ok() {
@@ -432,14 +438,14 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        for child in self.children.get_mut().iter_mut() {
+        for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
         }
         // Through the daemon: it detaches, unpins and exits.
         let config = self.config();
         let _ = self.enforcer(&["uninstall", "--config", &config.to_string_lossy()]);
-        if let Some(mut daemon) = self.daemon.get_mut().take() {
+        if let Some(mut daemon) = self.daemon.take() {
             let end = Instant::now() + Duration::from_secs(20);
             while Instant::now() < end && matches!(daemon.try_wait(), Ok(None)) {
                 thread::sleep(Duration::from_millis(50));
@@ -455,11 +461,10 @@ impl Drop for Scratch {
     }
 }
 
-/// Fails naming whatever the demo made that is still there.
-fn left_behind(cgroup: &Path, netns: &str, pin_dir: &Path, dir: &Path) -> anyhow::Result<()> {
-    let netns_path = PathBuf::from("/run/netns").join(netns);
-    let left: Vec<String> = [cgroup, pin_dir, dir, &netns_path]
-        .into_iter()
+/// Fails naming whatever of `made` is still there.
+fn left_behind(made: &[PathBuf]) -> anyhow::Result<()> {
+    let left: Vec<String> = made
+        .iter()
         .filter(|p| p.exists())
         .map(|p| p.display().to_string())
         .collect();
