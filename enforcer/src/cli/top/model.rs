@@ -292,6 +292,18 @@ impl Top {
     }
 }
 
+/// The connections holding a slot by priority class (`critical 2 · default
+/// 1`), the classes with none left out; empty while classes are off.
+pub fn classes(d: &Destination) -> String {
+    d.classes
+        .iter()
+        .flatten()
+        .filter(|(_, c)| c.active > 0)
+        .map(|(name, c)| format!("{name} {}", c.active))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 /// `1h 02m`, `4m 05s`, `42s`.
 pub fn countdown(left: Duration) -> String {
     let s = left.as_secs();

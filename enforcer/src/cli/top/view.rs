@@ -12,7 +12,7 @@ use ratatui::{
     widgets::{Block, Cell, Clear, Paragraph, Row as TableRow, Sparkline, Table, TableState},
 };
 
-use super::model::{HISTORY, Pending, Row, Top, countdown, sparkline};
+use super::model::{HISTORY, Pending, Row, Top, classes, countdown, sparkline};
 use crate::api::BreakerState;
 
 /// Columns of the per-row sparkline.
@@ -72,40 +72,29 @@ fn state_cell(state: BreakerState) -> Cell<'static> {
     Cell::from(text).style(Style::new().fg(color).add_modifier(Modifier::BOLD))
 }
 
+/// The table's columns, in the order [`table_row`] fills them.
+const COLUMNS: [(&str, Constraint); 14] = [
+    ("DEST", Constraint::Min(22)),
+    ("POLICY", Constraint::Length(12)),
+    ("STATE", Constraint::Length(9)),
+    ("OPEN FOR", Constraint::Length(8)),
+    ("ACTIVE", Constraint::Length(6)),
+    ("CAP", Constraint::Length(5)),
+    ("LIMIT", Constraint::Length(5)),
+    ("CLASSES", Constraint::Length(18)),
+    ("ATT/S", Constraint::Length(7)),
+    ("FAIL/S", Constraint::Length(7)),
+    ("REJ/S", Constraint::Length(7)),
+    ("FAILED", Constraint::Length(8)),
+    ("REJECTED", Constraint::Length(8)),
+    ("REJECTIONS/S", Constraint::Length(SPARK as u16)),
+];
+
 fn draw_table(frame: &mut Frame, top: &Top, now: Instant, area: Rect) {
-    let header = TableRow::new([
-        "DEST",
-        "POLICY",
-        "STATE",
-        "OPEN FOR",
-        "ACTIVE",
-        "CAP",
-        "LIMIT",
-        "ATT/S",
-        "FAIL/S",
-        "REJ/S",
-        "FAILED",
-        "REJECTED",
-        "REJECTIONS/S",
-    ])
-    .style(Style::new().add_modifier(Modifier::BOLD));
+    let header = TableRow::new(COLUMNS.map(|(title, _)| title))
+        .style(Style::new().add_modifier(Modifier::BOLD));
     let rows = top.rows.iter().map(|r| table_row(top, r, now));
-    let widths = [
-        Constraint::Min(22),
-        Constraint::Length(12),
-        Constraint::Length(9),
-        Constraint::Length(8),
-        Constraint::Length(6),
-        Constraint::Length(5),
-        Constraint::Length(5),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(8),
-        Constraint::Length(8),
-        Constraint::Length(SPARK as u16),
-    ];
-    let table = Table::new(rows, widths)
+    let table = Table::new(rows, COLUMNS.map(|(_, width)| width))
         .header(header)
         .block(Block::bordered().title(" destinations "))
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
@@ -113,10 +102,11 @@ fn draw_table(frame: &mut Frame, top: &Top, now: Instant, area: Rect) {
     frame.render_stateful_widget(table, area, &mut state);
 }
 
+/// One destination's cells, in [`COLUMNS`]' order.
 fn table_row(top: &Top, r: &Row, now: Instant) -> TableRow<'static> {
     let d = &r.d;
     let or_dash = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
-    TableRow::new([
+    let cells: [Cell<'static>; COLUMNS.len()] = [
         Cell::from(match &d.netns_name {
             Some(name) => format!("{} ({name})", d.dest),
             None => d.dest.to_string(),
@@ -127,13 +117,15 @@ fn table_row(top: &Top, r: &Row, now: Instant) -> TableRow<'static> {
         Cell::from(d.active.to_string()),
         Cell::from(or_dash(d.max_connections)),
         Cell::from(or_dash(d.limit)),
+        Cell::from(classes(d)),
         Cell::from(format!("{:.1}", r.rates.attempts)),
         Cell::from(format!("{:.1}", r.rates.failures)),
         Cell::from(format!("{:.1}", r.rates.rejections)),
         Cell::from(d.failures.total().to_string()),
         Cell::from(d.rejections.total().to_string()),
         Cell::from(sparkline(&r.rejections, SPARK)).style(Style::new().fg(Color::Red)),
-    ])
+    ];
+    TableRow::new(cells)
 }
 
 fn draw_chart(frame: &mut Frame, top: &Top, area: Rect) {

@@ -228,3 +228,23 @@ fn an_open_destination_counts_down_from_when_it_was_read() {
     assert_eq!(countdown(Duration::from_secs(42)), "42s");
     assert_eq!(countdown(Duration::from_secs(3_725)), "1h 02m");
 }
+
+#[test]
+fn the_classes_column_names_the_classes_holding_slots() {
+    let mut d = dest("10.0.0.1:80", "web", BreakerState::Closed);
+    assert_eq!(classes(&d), "", "classes off");
+    let counts = |active| crate::api::ClassCounts {
+        active,
+        admitted: 10,
+        shed: 0,
+    };
+    d.classes = Some(
+        [
+            ("critical".to_owned(), counts(2)),
+            ("default".to_owned(), counts(1)),
+            ("sheddable".to_owned(), counts(0)),
+        ]
+        .into(),
+    );
+    assert_eq!(classes(&d), "critical 2 · default 1");
+}
