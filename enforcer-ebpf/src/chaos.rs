@@ -32,17 +32,17 @@ use enforcer_common::{
 };
 
 use crate::{
-    atomic, classes,
-    maps::{CHAOS, CHAOS_SOCKS, CONFIG},
+    atomic, classes, counters,
+    maps::{CHAOS, CHAOS_SOCKS},
 };
 
 /// The armed faults' bits, read from the configuration in place.
 #[inline(always)]
 pub fn armed() -> u32 {
-    CONFIG.get_ptr(0).map_or(0, |c| {
-        // SAFETY: a value of CONFIG, valid for the program's run; one field
-        // read, not a copy.
-        unsafe { core::ptr::read_volatile(&raw const (*c).chaos_armed) }
+    counters::config_field(|c| {
+        // SAFETY: the place of a field of the Config `c` points at; nothing
+        // is read here.
+        unsafe { &raw const (*c).chaos_armed }
     })
 }
 
@@ -197,9 +197,11 @@ fn current_in(f: &Fault) -> bool {
 }
 
 /// Whether to drop a SYN leaving the full socket `sk` (in SYN_SENT) at
-/// `now`, with the faults `armed` ([`armed`]): while its connect is marked
-/// by a fault still armed and live, with SYNs left to drop. A fault that
-/// ended (or was disarmed) lets the SYN go and the mark is cleared.
+/// `now`, with the faults `armed` ([`armed`]; asked only while one is):
+/// while its connect is marked by a fault still armed and live, with SYNs
+/// left to drop. A SYN whose fault ended (or was disarmed) goes, and clears
+/// the mark; one sent while no fault is armed goes without looking, and a
+/// later arming cannot match its mark (`Mark::made_by`).
 #[inline(always)]
 pub fn drops_syn(sk: *mut bpf_sock, armed: u32, now: u64) -> bool {
     let map = core::ptr::from_ref(&CHAOS_SOCKS).cast_mut().cast();

@@ -22,14 +22,25 @@ pub fn config() -> Config {
     CONFIG.get(0).copied().unwrap_or_default()
 }
 
-/// The daemon's process id, whose connects pass untouched (0: none), read
-/// from the configuration in place: a branch on a field of [`config`]'s copy
-/// would split the verifier's view of that copy for everything after it.
+/// One `u32` field of the global configuration, read in place (0 without
+/// a configuration): a branch on a field of [`config`]'s copy would split the
+/// verifier's view of that copy for everything after it. `field` names the
+/// field's place from the configuration's.
+#[inline(always)]
+pub fn config_field(field: impl FnOnce(*const Config) -> *const u32) -> u32 {
+    CONFIG.get_ptr(0).map_or(0, |c| {
+        // SAFETY: a place inside a value of CONFIG, valid for the program's
+        // run; one field read, not a copy.
+        unsafe { core::ptr::read_volatile(field(c)) }
+    })
+}
+
+/// The daemon's process id, whose connects pass untouched (0: none).
 #[inline(always)]
 pub fn bypass_tgid() -> u32 {
-    CONFIG.get_ptr(0).map_or(0, |c| {
-        // SAFETY: a value of CONFIG, valid for the program's run; one field
-        // read, not a copy.
-        unsafe { core::ptr::read_volatile(&raw const (*c).bypass_tgid) }
+    config_field(|c| {
+        // SAFETY: the place of a field of the Config `c` points at; nothing
+        // is read here.
+        unsafe { &raw const (*c).bypass_tgid }
     })
 }

@@ -125,6 +125,12 @@ fn tell(s: &mut Scratch, schedule: &Schedule) -> anyhow::Result<()> {
     ));
     let down = show_for(&lines, schedule.down);
     s.status()?;
+    // A half-open probe went through and failed: more refusals than the
+    // three that tripped it.
+    let d = s.destination()?;
+    if d["probes"].as_u64() < Some(1) || d["failures"]["refused"].as_u64() <= Some(3) {
+        bail!("no half-open probe found the backend down: {d}");
+    }
 
     act("The backend comes back. The next probe succeeds and the circuit closes.");
     let back = s.backend(port)?;
@@ -145,8 +151,8 @@ fn tell(s: &mut Scratch, schedule: &Schedule) -> anyhow::Result<()> {
          the client times connect() (Python's exception included; a connect to the live \
          backend took {} µs), none of them reaching the backend; the probes found it back \
          and the circuit closed.",
-        down.rejected_median_us.max(after.rejected_median_us),
-        after.ok_median_us
+        down.rejected_us.max(after.rejected_us),
+        after.ok_us
     ));
     Ok(())
 }
@@ -160,16 +166,19 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// What the client reported over a stretch of time.
-#[derive(Default)]
+/// What the client reports each second (its JSON line), and over a stretch
+/// of them.
+#[derive(Default, serde::Deserialize)]
 struct Tally {
     ok: u64,
+    ok_us: u64,
+    refused: u64,
     rejected: u64,
-    ok_median_us: u64,
-    rejected_median_us: u64,
+    rejected_us: u64,
 }
 
-/// Prints the client's lines for `length`, and tallies them.
+/// Prints the client's reports for `length`, and tallies them (the medians
+/// are the last second's that had any).
 fn show_for(lines: &mpsc::Receiver<String>, length: Duration) -> Tally {
     let end = Instant::now() + length;
     let mut tally = Tally::default();
@@ -177,21 +186,23 @@ fn show_for(lines: &mpsc::Receiver<String>, length: Duration) -> Tally {
         let Ok(line) = lines.recv_timeout(left) else {
             continue;
         };
-        println!("   client: {line}");
-        // "ok 9 (median 85 µs), refused 0, rejected 0 (median 0 µs)"
-        let numbers: Vec<u64> = line
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        if let [ok, ok_us, _refused, rejected, rejected_us] = numbers[..] {
-            tally.ok += ok;
-            tally.rejected += rejected;
-            if ok > 0 {
-                tally.ok_median_us = ok_us;
-            }
-            if rejected > 0 {
-                tally.rejected_median_us = rejected_us;
-            }
+        let Ok(second) = serde_json::from_str::<Tally>(&line) else {
+            println!("   client: {line}");
+            continue;
+        };
+        println!(
+            "   client: ok {} (median {} µs), refused by the backend {}, rejected by the \
+             enforcer {} (median {} µs)",
+            second.ok, second.ok_us, second.refused, second.rejected, second.rejected_us
+        );
+        tally.ok += second.ok;
+        tally.refused += second.refused;
+        tally.rejected += second.rejected;
+        if second.ok > 0 {
+            tally.ok_us = second.ok_us;
+        }
+        if second.rejected > 0 {
+            tally.rejected_us = second.rejected_us;
         }
     }
     tally
@@ -212,7 +223,7 @@ fn follow(out: std::process::ChildStdout) -> mpsc::Receiver<String> {
 
 /// The client: a connect every 20 ms, a summary line each second.
 const CLIENT: &str = r#"
-import errno, socket, statistics, sys, time
+import errno, json, socket, statistics, sys, time
 port = int(sys.argv[1])
 ok, refused, rejected = [], 0, []
 last = time.monotonic()
@@ -232,8 +243,9 @@ while True:
         s.close()
     if time.monotonic() - last >= 1:
         med = lambda xs: int(statistics.median(xs)) if xs else 0
-        print(f"ok {len(ok)} (median {med(ok)} µs), refused {refused}, "
-              f"rejected {len(rejected)} (median {med(rejected)} µs)", flush=True)
+        print(json.dumps({"ok": len(ok), "ok_us": med(ok), "refused": refused,
+                          "rejected": len(rejected), "rejected_us": med(rejected)}),
+              flush=True)
         ok, refused, rejected = [], 0, []
         last = time.monotonic()
     time.sleep(0.02)
@@ -421,13 +433,19 @@ impl Scratch {
         Ok(())
     }
 
-    /// Waits until the demo's destination is in `state` (as `status -o json`
+    /// The demo's one destination, as `enforcer status -o json` shows it.
+    fn destination(&self) -> anyhow::Result<serde_json::Value> {
+        let status: serde_json::Value =
+            serde_json::from_str(&self.enforcer(&["status", "-o", "json"])?)?;
+        Ok(status["destinations"][0].clone())
+    }
+
+    /// Waits until the demo's destination is in `state` (as the status
     /// names it).
     fn wait_for_state(&self, state: &str, deadline: Duration) -> anyhow::Result<()> {
         let end = Instant::now() + deadline;
-        let wanted = format!("\"state\": \"{state}\"");
         while Instant::now() < end {
-            if self.enforcer(&["status", "-o", "json"])?.contains(&wanted) {
+            if self.destination()?["state"] == state {
                 return Ok(());
             }
             thread::sleep(Duration::from_millis(50));

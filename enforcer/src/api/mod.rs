@@ -35,7 +35,7 @@ mod resources;
 
 pub use chaos::{AbortView, CheckView, ExperimentView, FaultView, Stage};
 
-pub use params::{Dest, Lasting, OverrideQuery, ResetQuery, StatusQuery};
+pub use params::{Dest, Lasting, OverrideQuery, ResetQuery, StatusQuery, duration_within};
 pub use resources::{
     AdaptiveSettings, Applied, BaselineView, BreakerState, ByCause, Cap, ClassCounts,
     ClassSettings, ClassView, Destination, EjectionView, ErrorBody, Event, Failures, LimitChange,

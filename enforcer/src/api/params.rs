@@ -2,7 +2,7 @@
 //! `Query` extractor) and by clap (the CLI's value parsers), so a handler
 //! only ever sees checked values.
 
-use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{fmt, net::SocketAddr, ops::RangeInclusive, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,12 +46,26 @@ impl FromStr for Lasting {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let d = humantime::parse_duration(text).map_err(|e| format!("for: `{text}`: {e}"))?;
-        if !(Self::MIN..=Self::MAX).contains(&d) {
-            return Err(format!("for: `{text}` must be 1s..=7days"));
-        }
-        Ok(Self(d))
+        duration_within("for", text, Self::MIN..=Self::MAX).map(Self)
     }
+}
+
+/// `text` as a humantime duration (`500ms`, `30s`, `1h 30m`) within
+/// `range`; the error names `field`.
+pub fn duration_within(
+    field: &str,
+    text: &str,
+    range: RangeInclusive<Duration>,
+) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{field}: `{text}`: {e}"))?;
+    if !range.contains(&d) {
+        return Err(format!(
+            "{field}: `{text}` must be {}..={}",
+            humantime::format_duration(*range.start()),
+            humantime::format_duration(*range.end())
+        ));
+    }
+    Ok(d)
 }
 
 impl fmt::Display for Lasting {
@@ -158,6 +172,23 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("netns:")
+        );
+    }
+
+    #[test]
+    fn a_duration_out_of_its_range_names_the_field_and_the_range() {
+        assert_eq!(
+            "8days".parse::<Lasting>(),
+            Err("for: `8days` must be 1s..=7days".to_owned())
+        );
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            duration_within("interval", "50ms", second / 10..=second * 60),
+            Err("interval: `50ms` must be 100ms..=1m".to_owned())
+        );
+        assert_eq!(
+            duration_within("interval", "2s", second / 10..=second * 60),
+            Ok(second * 2)
         );
     }
 }

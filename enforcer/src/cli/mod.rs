@@ -99,12 +99,11 @@ impl std::fmt::Display for Failure {
 
 impl Failure {
     fn exit(self) -> ExitCode {
-        let (code, error) = match self {
-            Self::Usage(e) => (2, e),
-            Self::Runtime(e) => (1, e),
-        };
-        eprintln!("enforcer: error: {error:#}");
-        ExitCode::from(code)
+        eprintln!("enforcer: error: {self}");
+        ExitCode::from(match self {
+            Self::Usage(_) => 2,
+            Self::Runtime(_) => 1,
+        })
     }
 }
 

@@ -14,7 +14,10 @@ use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
 use self::model::{Action, Id, Press, Top};
 use super::{Failure, client};
 use crate::{
-    api::{Dest, OverrideQuery, OverrideSet, ResetDone, ResetQuery, Status, StatusQuery},
+    api::{
+        Dest, OverrideQuery, OverrideSet, ResetDone, ResetQuery, Status, StatusQuery,
+        duration_within,
+    },
     netns::Selector,
 };
 
@@ -32,11 +35,11 @@ pub struct Args {
 }
 
 fn interval(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| format!("`{text}`: {e}"))?;
-    if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&d) {
-        return Err(format!("`{text}` must be 100ms..=1m"));
-    }
-    Ok(d)
+    duration_within(
+        "interval",
+        text,
+        Duration::from_millis(100)..=Duration::from_secs(60),
+    )
 }
 
 pub fn execute(args: Args) -> Result<(), Failure> {

@@ -3,7 +3,7 @@
 //! on the host.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeSet, HashMap},
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -105,93 +105,78 @@ pub enum Press {
     Esc,
 }
 
-/// A destination's last counts, to make rates of the next answer's.
-struct Seen {
-    at: Instant,
-    attempts: u64,
-    failures: u64,
-    rejections: u64,
-    history: VecDeque<u64>,
-}
-
 /// The view's state.
 #[derive(Default)]
 pub struct Top {
     pub paused: bool,
+    /// The rows shown: [`Self::all`] of the policy filtered to, sorted.
     pub rows: Vec<Row>,
     pub sort: SortBy,
     /// Only this policy's destinations.
     pub policy: Option<String>,
-    /// Every policy seen, for the filter to cycle through.
-    pub policies: Vec<String>,
     pub selected: Option<Id>,
     pub pending: Option<Pending>,
     /// When the rows were read (a countdown runs on from it).
     pub read_at: Option<Instant>,
     /// The last failure to reach the daemon, or what the last action did.
     pub message: Option<String>,
-    seen: HashMap<Id, Seen>,
+    /// Every destination of the last answer: what the next one's rates and
+    /// sparklines go on from.
     all: Vec<Row>,
+}
+
+impl Rates {
+    /// Per second, from `then` to `now`, `secs` apart.
+    fn between(then: &Destination, now: &Destination, secs: f64) -> Self {
+        let per_s = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
+        Self {
+            attempts: per_s(now.attempts, then.attempts),
+            failures: per_s(now.failures.total(), then.failures.total()),
+            rejections: per_s(now.rejections.total(), then.rejections.total()),
+        }
+    }
 }
 
 impl Top {
     /// Takes the daemon's answer read at `at`.
     pub fn update(&mut self, status: Status, at: Instant) {
         self.paused = status.paused;
-        let mut rows = Vec::with_capacity(status.destinations.len());
-        let mut seen = HashMap::with_capacity(status.destinations.len());
-        for d in status.destinations {
-            let id = Id::of(&d);
-            let (attempts, failures, rejections) =
-                (d.attempts, d.failures.total(), d.rejections.total());
-            let (rates, mut history) = match self.seen.remove(&id) {
-                Some(before) => {
-                    let secs = at.saturating_duration_since(before.at).as_secs_f64();
-                    let per_s = |now: u64, then: u64| {
-                        if secs > 0.0 {
-                            now.saturating_sub(then) as f64 / secs
-                        } else {
-                            0.0
-                        }
-                    };
-                    let rates = Rates {
-                        attempts: per_s(attempts, before.attempts),
-                        failures: per_s(failures, before.failures),
-                        rejections: per_s(rejections, before.rejections),
-                    };
-                    (rates, before.history)
+        let secs = self
+            .read_at
+            .map_or(0.0, |then| at.saturating_duration_since(then).as_secs_f64());
+        let mut before: HashMap<Id, Row> = self.all.drain(..).map(|r| (r.id, r)).collect();
+        self.all = status
+            .destinations
+            .into_iter()
+            .map(|d| {
+                let id = Id::of(&d);
+                let before = before.remove(&id);
+                let rates = match &before {
+                    Some(b) if secs > 0.0 => Rates::between(&b.d, &d, secs),
+                    _ => Rates::default(),
+                };
+                let mut rejections = before.map_or_else(Vec::new, |b| b.rejections);
+                if rejections.len() == HISTORY {
+                    rejections.remove(0);
                 }
-                None => (Rates::default(), VecDeque::new()),
-            };
-            if history.len() == HISTORY {
-                history.pop_front();
-            }
-            history.push_back(rates.rejections.round() as u64);
-            if !self.policies.contains(&d.policy) {
-                self.policies.push(d.policy.clone());
-            }
-            rows.push(Row {
-                id,
-                rejections: history.iter().copied().collect(),
-                d,
-                rates,
-            });
-            seen.insert(
-                id,
-                Seen {
-                    at,
-                    attempts,
-                    failures,
+                rejections.push(rates.rejections.round() as u64);
+                Row {
+                    id,
+                    d,
+                    rates,
                     rejections,
-                    history,
-                },
-            );
-        }
-        self.policies.sort();
-        self.seen = seen;
-        self.all = rows;
+                }
+            })
+            .collect();
         self.read_at = Some(at);
         self.arrange();
+    }
+
+    /// The policies of the destinations read, for the filter to cycle
+    /// through, in order.
+    pub fn policies(&self) -> Vec<&str> {
+        let names: BTreeSet<&str> = self.all.iter().map(|r| r.d.policy.as_str()).collect();
+        names.into_iter().collect()
     }
 
     /// The rows shown: filtered by policy, sorted, the selection kept on its
@@ -252,13 +237,15 @@ impl Top {
                 self.arrange();
             }
             Press::Char('p') => {
-                self.policy = match &self.policy {
-                    None => self.policies.first().cloned(),
-                    Some(p) => {
-                        let at = self.policies.iter().position(|q| q == p);
-                        at.and_then(|i| self.policies.get(i + 1)).cloned()
-                    }
+                let policies = self.policies();
+                let next = match &self.policy {
+                    None => policies.first(),
+                    Some(p) => policies
+                        .iter()
+                        .position(|q| q == p)
+                        .and_then(|i| policies.get(i + 1)),
                 };
+                self.policy = next.map(|p| (*p).to_owned());
                 self.arrange();
             }
             Press::Down | Press::Char('j') => self.step(1),
