@@ -56,6 +56,19 @@ impl Tmux {
         assert!(out.status.success(), "tmux send-keys {key}: {out:?}");
     }
 
+    /// Waits until `dest`'s row shows it open under the policy `tripping`,
+    /// counting down in minutes; the seconds left.
+    fn countdown(&self, what: &str, dest: &str) -> u64 {
+        wait::until(what, || {
+            let screen = self.screen();
+            screen
+                .lines()
+                .filter(|l| l.contains(dest) && l.contains("tripping"))
+                .find_map(countdown_in)
+                .ok_or(screen)
+        })
+    }
+
     /// Waits until a line of the screen holds every one of `parts`; that line.
     fn line_with(&self, what: &str, parts: &[&str]) -> String {
         wait::until(what, || {
@@ -108,14 +121,15 @@ fn top_shows_a_tripped_destination_counting_down_and_a_reset_from_it_closes_it()
         40,
     );
     let dest = addr.to_string();
-    // Open, five minutes counting down.
-    let row = tmux.line_with(
-        "top shows the destination open",
-        &[&dest, "tripping", "open", "4m "],
+    // Open, about five minutes (the policy's jitter spreads it) counting
+    // down.
+    let first = tmux.countdown("top shows the destination open", &dest);
+    assert!(
+        (4 * 60..=6 * 60).contains(&first),
+        "{first} s left of a 5m opening"
     );
-    let first = countdown_in(&row);
     wait::until("the countdown to move on", || {
-        let now = countdown_in(&tmux.line_with("the row again", &[&dest, "open", "4m "]));
+        let now = tmux.countdown("the row again", &dest);
         (now < first)
             .then_some(())
             .ok_or(format!("{first} s left, then {now} s"))
@@ -141,14 +155,13 @@ fn top_shows_a_tripped_destination_counting_down_and_a_reset_from_it_closes_it()
     });
 }
 
-/// The seconds left in a row's countdown (`4m 59s`).
-fn countdown_in(row: &str) -> u64 {
-    let at = row.find("4m ").expect("a countdown in the row");
-    let rest = &row[at + 3..];
-    let secs: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    240 + secs
-        .parse::<u64>()
-        .unwrap_or_else(|_| panic!("no seconds in {row:?}"))
+/// The seconds left in an open row's countdown: the `4m 59s` after its
+/// state.
+fn countdown_in(row: &str) -> Option<u64> {
+    let mut words = row.split_whitespace().skip_while(|w| *w != "open").skip(1);
+    let minutes = words.next()?.strip_suffix('m')?.parse::<u64>().ok()?;
+    let seconds = words.next()?.strip_suffix('s')?.parse::<u64>().ok()?;
+    Some(minutes * 60 + seconds)
 }
 
 fn path(p: &Path) -> &str {
