@@ -40,6 +40,7 @@ pub mod policy;
 pub mod response;
 pub mod rules;
 pub mod sock;
+pub mod workload;
 
 /// Implements `aya::Pod` for the listed types when built for the daemon.
 macro_rules! impl_pod {

@@ -102,6 +102,16 @@ pub const CLASS_CGROUPS: &str = "CLASS_CGROUPS";
 /// Capacity of [`CLASS_CGROUPS`].
 pub const CLASS_CGROUPS_CAPACITY: u32 = 4_096;
 
+/// Hash map [`crate::workload::WorkloadKey`] → the cgroup's level (`u32`):
+/// the cgroups each workload selector matches now.
+pub const WORKLOADS: &str = "WORKLOADS";
+/// Capacity of [`WORKLOADS`]: matched (cgroup, selector owner) pairs.
+pub const WORKLOADS_CAPACITY: u32 = 65_536;
+
+/// Array of `u32`, [`crate::workload::SCOPES`] entries: per selector owner,
+/// a bit per level below the cgroup v2 root holding one of its matches.
+pub const WORKLOAD_LEVELS: &str = "WORKLOAD_LEVELS";
+
 /// Read-only globals of the object, set by the daemon at load time from the
 /// running kernel's BTF (`/sys/kernel/btf/vmlinux`): layouts differ between
 /// kernel builds, and the programs read these few fields through BTF-typed

@@ -110,12 +110,23 @@ pub struct Policy {
     /// step, per destination and trip ([`spread_ns`]): destinations tripped
     /// together do not come back together.
     pub jitter_permille: u32,
-    pub _pad: u32,
+    /// Non-zero: the policy applies only to processes in (or below) a cgroup
+    /// its workload selectors match now ([`crate::workload`], its scope
+    /// being the policy's id); `cgroup_id` is then 0.
+    pub workloads: u32,
 }
 const _: () = assert!(size_of::<Policy>() == 128);
 impl_pod!(Policy);
 
 impl Policy {
+    /// Whether the policy applies to some processes only (a cgroup or
+    /// workload selectors): never to forwarded packets, which belong to no
+    /// cgroup.
+    #[inline(always)]
+    pub const fn is_scoped(&self) -> bool {
+        self.cgroup_id != 0 || self.workloads != 0
+    }
+
     /// The cap on a destination's connections whose learned limit is `limit`:
     /// that limit under an adaptive policy once learned, else
     /// `max_connections`; 0 = none.

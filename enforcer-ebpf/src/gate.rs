@@ -39,6 +39,7 @@ use enforcer_common::{
     outcome::on_reconnect,
     policy::Policy,
     sock::SockInfo,
+    workload::policy_scope,
 };
 
 use crate::{
@@ -50,6 +51,7 @@ use crate::{
     policies::Policies,
     sock,
     sockaddr::{self, ALLOW, reject},
+    workloads,
 };
 
 #[cgroup_sock_addr(connect4)]
@@ -161,11 +163,15 @@ fn decide(
     policies: Policies,
 ) -> i32 {
     let in_scope = |policy: &Policy| {
-        let applies = policy.cgroup_id == 0
-            // SAFETY: the helper takes a level (an integer, checked by the
-            // kernel) and reads the current task's cgroup: no pointer.
-            || unsafe { bpf_get_current_ancestor_cgroup_id(policy.cgroup_level as i32) }
-                == policy.cgroup_id;
+        let applies = if policy.workloads != 0 {
+            workloads::selects(policy_scope(policy_id)) != 0
+        } else {
+            policy.cgroup_id == 0
+                // SAFETY: the helper takes a level (an integer, checked by
+                // the kernel) and reads the current task's cgroup: no pointer.
+                || unsafe { bpf_get_current_ancestor_cgroup_id(policy.cgroup_level as i32) }
+                    == policy.cgroup_id
+        };
         if !applies {
             counters::bump(GlobalCounter::OutOfScope);
         }

@@ -30,6 +30,7 @@ mod skb;
 mod sock;
 mod sockaddr;
 mod tracker;
+mod workloads;
 
 /// A reachable panic becomes an infinite loop, which the verifier rejects at load
 /// time, instead of undefined behaviour at run time.

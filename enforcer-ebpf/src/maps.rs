@@ -17,13 +17,14 @@ use enforcer_common::{
     flow::{Flow, FlowKey},
     maps::{
         CLASS_CGROUPS_CAPACITY, CONNS_CAPACITY, DESTS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY,
-        OVERRIDES_CAPACITY, POLICY_RULES_CAPACITY, WATCHED_CAPACITY,
+        OVERRIDES_CAPACITY, POLICY_RULES_CAPACITY, WATCHED_CAPACITY, WORKLOADS_CAPACITY,
     },
     overrides::Override,
     packet::HEADER_BYTES,
     policy::{BackoffRow, Policy, PolicyStats},
     rules::{MAX_POLICIES, RuleData, RuleFilter},
     sock::SockInfo,
+    workload::{SCOPES, WorkloadKey},
 };
 
 /// Global switch and generation, index 0.
@@ -92,6 +93,14 @@ pub static CLASS_TABLE: Array<ClassTable, 1> = Array::new();
 /// The cgroups listed for each class: cgroup id → priority.
 #[btf_map]
 pub static CLASS_CGROUPS: HashMap<u64, u32, { CLASS_CGROUPS_CAPACITY as usize }> = HashMap::new();
+
+/// The cgroups each workload selector matches now: (cgroup, scope) → level.
+#[btf_map]
+pub static WORKLOADS: HashMap<WorkloadKey, u32, { WORKLOADS_CAPACITY as usize }> = HashMap::new();
+
+/// Per workload selector's scope, the levels its matches are at.
+#[btf_map]
+pub static WORKLOAD_LEVELS: Array<u32, { SCOPES as usize }> = Array::new();
 
 /// The record of every admitted connect still open, in slots its socket's
 /// cookie names ([`crate::sock`]).

@@ -18,3 +18,4 @@ pub mod netns;
 pub mod outlier;
 pub mod privilege;
 pub mod rule;
+pub mod workload;

@@ -32,6 +32,14 @@ impl ScratchCgroup {
         Self { path }
     }
 
+    /// Creates the cgroup `name` below this one (a kubelet-like layout's
+    /// slices and scopes); drop it before this one, as [`Self::child`].
+    pub fn child_named(&self, name: &str) -> Self {
+        let path = self.path.join(name);
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        Self { path }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -234,7 +234,7 @@ fn on_syn(
     // Forwarded packets belong to no cgroup: scoped policies are the socket
     // plane's only.
     let applies = |policy: &enforcer_common::policy::Policy| {
-        if policy.cgroup_id != 0 {
+        if policy.is_scoped() {
             counters::bump(GlobalCounter::OutOfScope);
             return false;
         }

@@ -40,5 +40,5 @@ pub use resources::{
     AdaptiveSettings, Applied, BaselineView, BreakerState, ByCause, Cap, ClassCounts,
     ClassSettings, ClassView, Destination, EjectionView, ErrorBody, Event, Failures, LimitChange,
     Netns, OutlierSettings, OverrideKind, OverrideSet, PolicySettings, PolicyView, ResetDone,
-    Status, Switch, Uninstalling,
+    Status, Switch, Uninstalling, WorkloadMatch,
 };

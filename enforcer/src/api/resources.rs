@@ -243,6 +243,31 @@ pub struct ClassSettings {
     pub share: f64,
     /// The cgroup directories whose processes are of the class.
     pub cgroups: Vec<String>,
+    /// Cgroup path patterns whose matches' processes are of the class too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<String>,
+}
+
+/// A workload selector's pattern and how many cgroups it matches now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadMatch {
+    pub pattern: String,
+    /// 0 is valid: its workloads may not exist (yet).
+    pub cgroups: usize,
+}
+
+impl WorkloadMatch {
+    /// Each of `patterns` with its count in `counts` (0 where none is known).
+    pub fn list(patterns: &[crate::workload::Pattern], counts: Option<&[usize]>) -> Vec<Self> {
+        patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Self {
+                pattern: p.to_string(),
+                cgroups: counts.and_then(|c| c.get(i)).copied().unwrap_or(0),
+            })
+            .collect()
+    }
 }
 
 impl From<&ClassSpec> for ClassSettings {
@@ -252,6 +277,7 @@ impl From<&ClassSpec> for ClassSettings {
             priority: c.priority.name().to_owned(),
             share: c.share,
             cgroups: c.cgroups.iter().map(|p| p.display().to_string()).collect(),
+            workloads: c.workloads.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -265,6 +291,9 @@ pub struct ClassView {
     /// False for the default class no `[[class]]` declares: processes in no
     /// listed cgroup, which is a class whenever others are.
     pub declared: bool,
+    /// Each of its workload patterns and its matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selected: Vec<WorkloadMatch>,
     #[serde(flatten)]
     pub counts: ClassCounts,
 }
@@ -280,6 +309,8 @@ pub struct PolicySettings {
     pub rules: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<String>,
     pub mode: Mode,
     pub failure_threshold: u32,
     /// A share, or `"auto"`: learned per destination.
@@ -453,6 +484,7 @@ impl From<&PolicySpec> for PolicySettings {
             name: p.name.clone(),
             rules: p.rules.iter().map(ToString::to_string).collect(),
             cgroup: p.cgroup.as_ref().map(|c| c.display().to_string()),
+            workloads: p.workloads.iter().map(ToString::to_string).collect(),
             mode: p.mode,
             failure_threshold: p.failure_threshold,
             failure_rate: p.failure_rate,
@@ -498,6 +530,9 @@ pub struct PolicyView {
     pub tracked: u64,
     pub open_destinations: u64,
     pub guard_refusals: u64,
+    /// Each of its workload patterns and its matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selected: Vec<WorkloadMatch>,
 }
 
 /// A policy set applied (`PUT`, `DELETE`, `POST /v1/policies`, reload).
@@ -802,6 +837,7 @@ mod tests {
         let view = ClassView {
             settings: (&config.classes[0]).into(),
             declared: true,
+            selected: Vec::new(),
             counts: (&kernel).into(),
         };
         let json = serde_json::to_value(&view).unwrap();

@@ -15,7 +15,7 @@ use super::{BpfError, pins::PinDir};
 /// Bumped whenever a pinned map's name, type, key or value changes, or a
 /// program's pin or attachment does; `layout_table_matches_the_version`
 /// (below) fails until it is.
-pub const VERSION: u32 = 12;
+pub const VERSION: u32 = 13;
 
 const PREFIX: &str = "layout-";
 
@@ -100,7 +100,9 @@ mod tests {
     /// 11: `RULE_PORTS` became `RULE_FILTER`, which also notes the leading
     /// address byte of every rule (8192 → 8256 bytes).
     /// 12: `CONNS` became an array of slots a socket's cookie names.
-    const LAYOUT_V12: &str = "\
+    /// 13: the workload selectors' `WORKLOADS` and `WORKLOAD_LEVELS` joined
+    /// (a `Policy`'s padding became its `workloads` flag).
+    const LAYOUT_V13: &str = "\
 AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512
 CHAOS type 2 key 4 value 464 entries 8
@@ -122,6 +124,8 @@ POLICY_RULES_1 type 11 key 24 value 4
 POLICY_STATS type 2 key 4 value 24 entries 256
 RULE_FILTER type 2 key 4 value 8256 entries 2
 WATCHED type 1 key 4 value 4
+WORKLOADS type 1 key 16 value 4
+WORKLOAD_LEVELS type 2 key 4 value 4 entries 264
 ZERO_DEST type 2 key 4 value 680 entries 1
 ";
 
@@ -153,7 +157,7 @@ ZERO_DEST type 2 key 4 value 680 entries 1
         let table = lines.join("\n") + "\n";
         assert_eq!(
             (VERSION, table.as_str()),
-            (12, LAYOUT_V12),
+            (13, LAYOUT_V13),
             "the pinned layout changed: bump layout::VERSION and record the new table"
         );
     }

@@ -25,6 +25,7 @@ use super::{
     overrides::Overrides,
     pins::PinDir,
     policy_set::PolicyBanks,
+    workloads::WorkloadMaps,
 };
 
 /// `BPF_F_LOCK`: read or write a value holding a `bpf_spin_lock` under that lock,
@@ -60,6 +61,8 @@ pub struct Maps {
     pub watched: WatchedMap,
     /// `CLASS_TABLE` and `CLASS_CGROUPS`: the priority classes.
     pub classes: ClassMaps,
+    /// `WORKLOADS` and `WORKLOAD_LEVELS`: what workload selectors match.
+    pub workloads: WorkloadMaps,
     /// `CHAOS`: the chaos faults.
     pub chaos: ChaosMap,
 }
@@ -111,6 +114,10 @@ impl Maps {
             classes: ClassMaps {
                 table: typed(map, names::CLASS_TABLE)?,
                 cgroups: typed(map, names::CLASS_CGROUPS)?,
+            },
+            workloads: WorkloadMaps {
+                cgroups: typed(map, names::WORKLOADS)?,
+                levels: typed(map, names::WORKLOAD_LEVELS)?,
             },
             chaos: ChaosMap(typed(map, names::CHAOS)?),
         })

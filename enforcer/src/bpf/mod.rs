@@ -34,6 +34,7 @@ pub mod programs;
 pub mod reset;
 pub mod syscall;
 mod tc;
+mod workloads;
 
 pub use chaos::ChaosMap;
 pub use classes::ClassMaps;
@@ -53,3 +54,4 @@ pub use overrides::Overrides;
 pub use policy_set::{KernelPolicies, PolicyBanks};
 pub use programs::SkbHooks;
 pub use tc::TcApi;
+pub use workloads::WorkloadMaps;

@@ -52,7 +52,7 @@ fn released(ids: &[u32], limit: Duration) -> bool {
 }
 
 /// Every map the object declares (and so every map pin).
-pub const MAP_NAMES: [&str; 19] = {
+pub const MAP_NAMES: [&str; 21] = {
     use enforcer_common::maps::*;
     [
         CONFIG,
@@ -72,6 +72,8 @@ pub const MAP_NAMES: [&str; 19] = {
         WATCHED,
         CLASS_TABLE,
         CLASS_CGROUPS,
+        WORKLOADS,
+        WORKLOAD_LEVELS,
         CHAOS,
         CHAOS_SOCKS,
     ]

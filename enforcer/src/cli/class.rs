@@ -58,10 +58,13 @@ pub fn execute(command: Command) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The cgroups a class lists, one per line; the default class also has every
+/// The cgroups a class lists and its workload patterns, one per line; the default class also has every
 /// process in no listed cgroup.
 fn cgroups_cell(c: &ClassView) -> String {
     let mut lines = c.settings.cgroups.clone();
+    if !c.selected.is_empty() {
+        lines.push(client::workloads_lines(&c.selected));
+    }
     if c.settings.priority == "default" {
         lines.push("(processes in no listed cgroup)".to_owned());
     }

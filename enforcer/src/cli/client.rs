@@ -115,3 +115,17 @@ pub fn table(header: &[&str]) -> comfy_table::Table {
         .set_header(header.iter().copied());
     table
 }
+
+/// Workload patterns with their matches now, one per line (`PATTERN (2
+/// cgroups)`; a pattern matching nothing says so).
+pub fn workloads_lines(selected: &[crate::api::WorkloadMatch]) -> String {
+    selected
+        .iter()
+        .map(|w| match w.cgroups {
+            0 => format!("{} (no cgroup)", w.pattern),
+            1 => format!("{} (1 cgroup)", w.pattern),
+            n => format!("{} ({n} cgroups)", w.pattern),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

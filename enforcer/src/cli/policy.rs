@@ -62,12 +62,14 @@ pub fn execute(command: Command) -> Result<(), Failure> {
             match output {
                 Output::Json => client::print_json(&list),
                 Output::Table => {
-                    let mut table = client::table(&["POLICY", "MODE", "MATCH", "TRACKED", "OPEN"]);
+                    let mut table =
+                        client::table(&["POLICY", "MODE", "MATCH", "CALLERS", "TRACKED", "OPEN"]);
                     for p in &list {
                         table.add_row([
                             p.settings.name.clone(),
                             p.settings.mode.to_string(),
                             p.settings.rules.join(","),
+                            callers_cell(p),
                             p.tracked.to_string(),
                             p.open_destinations.to_string(),
                         ]);
@@ -140,6 +142,18 @@ fn settings_to_toml(settings: &[String]) -> Result<String, Failure> {
         lines.push(format!("{key} = {value}"));
     }
     Ok(lines.join("\n"))
+}
+
+/// Whom a policy applies to: every process, those of a cgroup, or those its
+/// workload patterns match (each with its matches now, one per line).
+fn callers_cell(p: &PolicyView) -> String {
+    if let Some(cgroup) = &p.settings.cgroup {
+        return cgroup.clone();
+    }
+    if p.selected.is_empty() {
+        return "all".to_owned();
+    }
+    client::workloads_lines(&p.selected)
 }
 
 #[cfg(test)]

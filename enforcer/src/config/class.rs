@@ -15,6 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Invalid, check_name, invalid, knobs::Lines};
+use crate::workload::Pattern;
 
 /// A `[[class]]` as written.
 #[derive(Clone, Debug, Deserialize)]
@@ -23,6 +24,8 @@ pub(super) struct ClassFile {
     name: Spanned<String>,
     #[serde(default)]
     cgroups: Option<Spanned<Vec<Spanned<PathBuf>>>>,
+    #[serde(default)]
+    workloads: Option<Spanned<Vec<Spanned<String>>>>,
     priority: Spanned<String>,
     #[serde(default)]
     share: Option<Spanned<f64>>,
@@ -36,6 +39,10 @@ pub struct ClassSpec {
     /// Absolute cgroup v2 directories: their processes, and those of the
     /// cgroups below them (unless a nearer one is listed), are of this class.
     pub cgroups: Vec<PathBuf>,
+    /// Cgroup path patterns: the cgroups they match now are of this class
+    /// too, unless a class lists one outright or a higher class's patterns
+    /// match it as well.
+    pub workloads: Vec<Pattern>,
     /// The guaranteed share of any capped destination's limit, in [0, 1].
     pub share: f64,
 }
@@ -65,6 +72,7 @@ impl ClassSpec {
             name: DEFAULT_NAME.to_owned(),
             priority: Priority::Default,
             cgroups: Vec::new(),
+            workloads: Vec::new(),
             share: 0.0,
         }
     }
@@ -149,13 +157,14 @@ pub(super) fn resolve(files: &[ClassFile], lines: &Lines<'_>) -> Result<Vec<Clas
                 cgroups.push(path.clone());
             }
         }
-        if cgroups.is_empty() && priority != Priority::Default {
+        let workloads = super::workloads(&field("workloads"), file.workloads.as_ref(), lines)?;
+        if cgroups.is_empty() && workloads.is_empty() && priority != Priority::Default {
             let line = file.cgroups.as_ref().map_or(name_line, |c| lines.of(c));
             return invalid(
                 &field("cgroups"),
                 line,
-                "needs at least one cgroup directory (only the default class may list none: \
-                 processes in no listed cgroup are its members)",
+                "needs at least one cgroup directory or workloads pattern (only the default \
+                 class may list none: processes in no listed cgroup are its members)",
             );
         }
 
@@ -188,6 +197,7 @@ pub(super) fn resolve(files: &[ClassFile], lines: &Lines<'_>) -> Result<Vec<Clas
             name: name.to_owned(),
             priority,
             cgroups,
+            workloads,
             share,
         });
     }

@@ -53,6 +53,8 @@ macro_rules! knobs {
             pub matches: Spanned<Vec<Spanned<String>>>,
             #[serde(default)]
             pub cgroup: Option<Spanned<PathBuf>>,
+            #[serde(default)]
+            pub workloads: Option<Spanned<Vec<Spanned<String>>>>,
             $( #[serde(default)] pub $name: Option<Spanned<$ty>>, )*
             #[serde(default)]
             pub adaptive: Option<Spanned<AdaptiveFile>>,

@@ -258,6 +258,38 @@ fn invalid<T>(field: &str, line: Option<usize>, message: impl Into<String>) -> R
     })
 }
 
+/// A `workloads` list: each entry a cgroup path pattern
+/// ([`crate::workload::Pattern`]), none twice, at least one when the key is
+/// there; `field` names the owner and the key.
+fn workloads(
+    field: &str,
+    list: Option<&toml::Spanned<Vec<toml::Spanned<String>>>>,
+    lines: &knobs::Lines<'_>,
+) -> Result<Vec<crate::workload::Pattern>, Invalid> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    if list.get_ref().is_empty() {
+        return invalid(
+            field,
+            lines.of(list),
+            "needs at least one cgroup path pattern (leave the key out instead)",
+        );
+    }
+    let mut patterns: Vec<crate::workload::Pattern> = Vec::new();
+    for entry in list.get_ref() {
+        let pattern: crate::workload::Pattern = match entry.get_ref().parse() {
+            Ok(p) => p,
+            Err(e) => return invalid(field, lines.of(entry), e),
+        };
+        if patterns.contains(&pattern) {
+            return invalid(field, lines.of(entry), format!("{pattern} is listed twice"));
+        }
+        patterns.push(pattern);
+    }
+    Ok(patterns)
+}
+
 fn resolve_policies(
     files: &[PolicyFile],
     defaults: &Knobs,
@@ -322,12 +354,23 @@ fn resolve_policies(
             }
             c => c.as_ref().map(|c| c.get_ref().clone()),
         };
+        let workloads = workloads(&field("workloads"), file.workloads.as_ref(), lines)?;
+        if let (Some(c), false) = (&cgroup, workloads.is_empty()) {
+            return invalid(
+                &field("workloads"),
+                file.workloads.as_ref().and_then(|w| lines.of(w)),
+                format!(
+                    "a policy is scoped by a cgroup ({}) or by workloads, not both",
+                    c.display()
+                ),
+            );
+        }
         let mut knobs = defaults.clone();
         knobs.overlay(&file.knobs(), lines);
         // Outlier detection is on for a policy with a table of its own
         // (`[defaults.outlier]` only fills in the keys it leaves out).
         let outlier = file.outlier.is_some();
-        let spec = PolicySpec::resolve(name, rules, cgroup, &knobs, outlier)?;
+        let spec = PolicySpec::resolve(name, rules, cgroup, workloads, &knobs, outlier)?;
         // `[defaults.adaptive]` applies to the auto policies alone; a
         // policy's own adaptive settings are a mistake on any other.
         if let Some(table) = &file.adaptive

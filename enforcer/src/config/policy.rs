@@ -13,7 +13,7 @@ use super::{
     knobs::{AdaptiveKnobs, Knobs, OutlierKnobs, Setting},
     values::{ALGORITHMS, AUTO, Backoff, Dur, Errno, Learnable, MaxConnections, Mode, SIGNALS},
 };
-use crate::{adaptive::Settings, baseline, outlier, rule::Rule};
+use crate::{adaptive::Settings, baseline, outlier, rule::Rule, workload::Pattern};
 
 /// A validated policy.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +22,9 @@ pub struct PolicySpec {
     pub rules: Vec<Rule>,
     /// Only processes in this cgroup (or below) are subject to the policy.
     pub cgroup: Option<PathBuf>,
+    /// Only processes in (or below) a cgroup one of these patterns matches
+    /// are (none: no such scope; never with `cgroup`).
+    pub workloads: Vec<Pattern>,
     pub mode: Mode,
     pub failure_threshold: u32,
     /// A share, or learned per destination (the bounds in `baseline`).
@@ -500,6 +503,7 @@ impl PolicySpec {
         name: &str,
         rules: Vec<Rule>,
         cgroup: Option<PathBuf>,
+        workloads: Vec<Pattern>,
         k: &Knobs,
         outlier: bool,
     ) -> Result<Self, Invalid> {
@@ -549,6 +553,7 @@ impl PolicySpec {
             name: name.to_owned(),
             rules,
             cgroup,
+            workloads,
             mode: c.required("mode", &k.mode)?.value,
             failure_threshold: need(
                 "failure_threshold",
@@ -654,7 +659,7 @@ impl PolicySpec {
                 .baseline
                 .map_or(0, |b| (b.slow_factor * 1000.0).round() as u32),
             jitter_permille: (self.jitter * 1000.0).round() as u32,
-            _pad: 0,
+            workloads: u32::from(!self.workloads.is_empty()),
         }
     }
 

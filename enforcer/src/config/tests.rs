@@ -662,6 +662,7 @@ fn an_auto_policy_learns_with_the_default_settings() {
         "x",
         vec![],
         None,
+        vec![],
         &knobs::Knobs {
             max_connections: Some(knobs::Setting {
                 value: values::MaxConnections::Word("auto".into()),
@@ -971,9 +972,9 @@ fn an_outlier_table_turns_detection_on_with_the_defaults() {
     // Without the embedded defaults, the code's own are the same.
     let mut bare = Config::embedded().defaults;
     bare.outlier = knobs::OutlierKnobs::default();
-    let spec = PolicySpec::resolve("x", vec![], None, &bare, true).unwrap();
+    let spec = PolicySpec::resolve("x", vec![], None, vec![], &bare, true).unwrap();
     assert_eq!(spec.outlier, Some(s));
-    let spec = PolicySpec::resolve("x", vec![], None, &bare, false).unwrap();
+    let spec = PolicySpec::resolve("x", vec![], None, vec![], &bare, false).unwrap();
     assert_eq!(spec.outlier, None);
 }
 
@@ -1372,7 +1373,7 @@ fn bad_classes_name_the_field_and_line() {
         ),
         (
             &class("a", "high", ""),
-            "line 2: class \"a\": cgroups: needs at least one cgroup directory (only the default class may list none",
+            "line 2: class \"a\": cgroups: needs at least one cgroup directory or workloads pattern (only the default class may list none",
         ),
         (
             &class("a", "high", "\ncgroups = []"),
@@ -1464,4 +1465,62 @@ fn auto_thresholds_learn_with_the_baseline_settings_and_fixed_ones_do_not() {
     let text = crate::daemon::saved::to_toml(&c.policies);
     assert!(text.contains("failure_rate = \"auto\""), "{text}");
     assert_eq!(c.parse_policies(&text, "saved").unwrap(), c.policies);
+}
+
+#[test]
+fn workload_selectors_are_patterns_a_policy_or_a_class_names() {
+    let p = only(&db(
+        "workloads = [\"/sys/fs/cgroup/kubepods.slice/kubepods-burstable.slice/*\"]",
+    ));
+    assert_eq!(
+        p.workloads
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["/sys/fs/cgroup/kubepods.slice/kubepods-burstable.slice/*"]
+    );
+    assert_eq!(p.kernel(None).workloads, 1);
+    assert_eq!(only(&db("")).kernel(None).workloads, 0);
+    // A class may name its members by pattern alone.
+    let c = Config::parse(
+        &class(
+            "batch",
+            "sheddable",
+            "workloads = [\"/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice/*\"]",
+        ),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.classes[0].workloads.len(), 1);
+    assert!(c.classes[0].cgroups.is_empty());
+
+    for (text, want) in [
+        (
+            db("workloads = [\"kubepods.slice/*\"]"),
+            "line 4: policy \"db\": workloads: kubepods.slice/* is not an absolute path",
+        ),
+        (
+            db("workloads = [\"/sys/fs/cgroup/a\", \"/sys/fs/cgroup/a\"]"),
+            "line 4: policy \"db\": workloads: /sys/fs/cgroup/a is listed twice",
+        ),
+        (
+            db("workloads = [\"/sys/fs/cgroup/[a\"]"),
+            "line 4: policy \"db\": workloads: /sys/fs/cgroup/[a: `[a`",
+        ),
+        (
+            db("workloads = []"),
+            "line 4: policy \"db\": workloads: needs at least one cgroup path pattern",
+        ),
+        (
+            db("cgroup = \"/sys/fs/cgroup/app\"\nworkloads = [\"/sys/fs/cgroup/*\"]"),
+            "line 5: policy \"db\": workloads: a policy is scoped by a cgroup (/sys/fs/cgroup/app) or by workloads, not both",
+        ),
+        (
+            class("batch", "sheddable", "workloads = [\"/sys/fs/cgroup/**x\"]"),
+            "line 4: class \"batch\": workloads: /sys/fs/cgroup/**x: `**` must be a whole component",
+        ),
+    ] {
+        let got = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(got.contains(want), "{text}:\n{got}\nwant {want}");
+    }
 }

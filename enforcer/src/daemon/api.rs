@@ -26,7 +26,9 @@ use tokio_stream::{
 };
 
 use super::{
-    Daemon, Shared, lock,
+    Daemon, Shared,
+    classes::RunningClass,
+    lock,
     notices::{daemon_event, dest_event},
     view,
 };
@@ -43,6 +45,7 @@ use crate::{
     config::{Config, PolicySpec},
     http::stream,
     netns::Selector,
+    workload::Owner,
 };
 
 /// A refused or failed request: its status and the message naming what.
@@ -246,23 +249,34 @@ async fn class_sums(shared: &Shared) -> Result<[ClassCounts; CLASSES], Reject> {
         .map_err(Reject::from)
 }
 
+/// A running class and its selectors' matches, per pattern.
+fn with_selected(d: &Daemon, c: &RunningClass) -> (RunningClass, Option<Vec<usize>>) {
+    let selected = d.workloads.counts(Owner::Class(c.spec.priority));
+    (c.clone(), selected.map(<[usize]>::to_vec))
+}
+
 async fn classes(State(api): State<Api>) -> Answer<Vec<ClassView>> {
-    let running = lock(&api.shared).classes.clone();
+    let running: Vec<_> = {
+        let d = lock(&api.shared);
+        d.classes.iter().map(|c| with_selected(&d, c)).collect()
+    };
     let sums = class_sums(&api.shared).await?;
     Ok(Json(
-        running.iter().map(|c| view::class(c, &sums)).collect(),
+        running
+            .iter()
+            .map(|(c, selected)| view::class(c, &sums, selected.as_deref()))
+            .collect(),
     ))
 }
 
 async fn class(State(api): State<Api>, Path(name): Path<String>) -> Answer<ClassView> {
-    let running = {
+    let (running, selected) = {
         let d = lock(&api.shared);
-        d.class_by_name(&name)
-            .cloned()
-            .ok_or_else(|| no_class(&d, &name))?
+        let c = d.class_by_name(&name).ok_or_else(|| no_class(&d, &name))?;
+        with_selected(&d, c)
     };
     let sums = class_sums(&api.shared).await?;
-    Ok(Json(view::class(&running, &sums)))
+    Ok(Json(view::class(&running, &sums, selected.as_deref())))
 }
 
 /// Validates `specs` as the new whole set and applies it.

@@ -18,6 +18,19 @@ use crate::{
 pub enum ApplyError {
     #[error("policy \"{policy}\": cgroup: {path} is not a cgroup v2 directory")]
     Cgroup { policy: String, path: String },
+    #[error(
+        "policy \"{policy}\": workloads: {pattern} is not below the cgroup v2 hierarchy (mounted at {mount})"
+    )]
+    Workloads {
+        policy: String,
+        pattern: String,
+        mount: String,
+    },
+    #[error("policy \"{policy}\": workloads: finding the cgroup v2 hierarchy: {error}")]
+    Hierarchy {
+        policy: String,
+        error: std::io::Error,
+    },
     #[error(transparent)]
     Bpf(#[from] BpfError),
 }
@@ -86,8 +99,22 @@ pub fn check(specs: &[PolicySpec]) -> Result<Vec<Option<(u64, u32)>>, ApplyError
     specs.iter().map(scope).collect()
 }
 
-/// The (id, level) of a policy's cgroup scope.
+/// The (id, level) of a policy's cgroup scope; its workload selectors
+/// checked to be where cgroups are.
 fn scope(spec: &PolicySpec) -> Result<Option<(u64, u32)>, ApplyError> {
+    if !spec.workloads.is_empty() {
+        let mount = cgroup::v2_mount().map_err(|error| ApplyError::Hierarchy {
+            policy: spec.name.clone(),
+            error,
+        })?;
+        if let Some(p) = spec.workloads.iter().find(|p| !p.is_below(&mount)) {
+            return Err(ApplyError::Workloads {
+                policy: spec.name.clone(),
+                pattern: p.to_string(),
+                mount: mount.display().to_string(),
+            });
+        }
+    }
     let Some(path) = &spec.cgroup else {
         return Ok(None);
     };

@@ -68,6 +68,14 @@ pub enum ClassError {
         other: String,
         other_class: String,
     },
+    #[error(
+        "class \"{class}\": workloads: {pattern} is not below the cgroup v2 hierarchy (mounted at {root})"
+    )]
+    WorkloadsOutside {
+        class: String,
+        pattern: String,
+        root: String,
+    },
     #[error("classes: finding the cgroup v2 hierarchy: {0}")]
     Hierarchy(io::Error),
 }
@@ -92,6 +100,13 @@ pub fn resolve_in(root: &Path, specs: &[ClassSpec]) -> Result<Vec<RunningClass>,
     let mut seen: Vec<(u64, &Path, &str)> = Vec::new();
     let mut running = Vec::with_capacity(specs.len() + 1);
     for spec in specs {
+        if let Some(p) = spec.workloads.iter().find(|p| !p.is_below(&root)) {
+            return Err(ClassError::WorkloadsOutside {
+                class: spec.name.clone(),
+                pattern: p.to_string(),
+                root: root.display().to_string(),
+            });
+        }
         let mut ids = Vec::with_capacity(spec.cgroups.len());
         for path in &spec.cgroups {
             let id = cgroup_id(&root, &spec.name, path)?;
@@ -168,8 +183,13 @@ fn cgroup_id(root: &Path, class: &str, path: &Path) -> Result<u64, ClassError> {
 }
 
 /// What the kernel reads for `classes`: the shares by priority and every
-/// listed cgroup's class; off (`enabled` 0, no cgroups) for none.
-pub fn kernel(classes: &[RunningClass]) -> (ClassTable, Vec<(u64, Priority)>) {
+/// listed cgroup's class, then the `selected` members their workload
+/// selectors match that no class lists outright; off (`enabled` 0, no
+/// cgroups) for none.
+pub fn kernel(
+    classes: &[RunningClass],
+    selected: impl Iterator<Item = (u64, Priority)>,
+) -> (ClassTable, Vec<(u64, Priority)>) {
     let mut table = ClassTable {
         enabled: u32::from(!classes.is_empty()),
         ..ClassTable::default()
@@ -179,12 +199,23 @@ pub fn kernel(classes: &[RunningClass]) -> (ClassTable, Vec<(u64, Priority)>) {
         table.share_permille[c.spec.priority as usize] = c.spec.share_permille();
         cgroups.extend(c.ids.iter().map(|id| (*id, c.spec.priority)));
     }
+    let listed = cgroups.len();
+    for (id, p) in selected {
+        if !cgroups[..listed].iter().any(|(l, _)| *l == id) {
+            cgroups.push((id, p));
+        }
+    }
     (table, cgroups)
 }
 
-/// Writes `classes` into the kernel in place of whatever set was there.
-pub fn write(enforcer: &mut Enforcer, classes: &[RunningClass]) -> Result<(), BpfError> {
-    let (table, cgroups) = kernel(classes);
+/// Writes `classes`, with the members their selectors found (`selected`),
+/// into the kernel in place of whatever set was there.
+pub fn write(
+    enforcer: &mut Enforcer,
+    classes: &[RunningClass],
+    selected: impl Iterator<Item = (u64, Priority)>,
+) -> Result<(), BpfError> {
+    let (table, cgroups) = kernel(classes, selected);
     enforcer.maps_mut().classes.replace(table, &cgroups)
 }
 
@@ -304,7 +335,13 @@ mod tests {
                 ),
             ]
         );
-        let (table, mut cgroups) = kernel(&running);
+        // A member a selector found is added, unless a class lists it
+        // outright: the listed class keeps it.
+        let selected = [
+            (h.ino("api.slice"), Priority::Sheddable),
+            (7, Priority::High),
+        ];
+        let (table, mut cgroups) = kernel(&running, selected.into_iter());
         assert_eq!(
             table,
             ClassTable {
@@ -317,6 +354,7 @@ mod tests {
         let mut want = vec![
             (h.ino("api.slice"), Priority::Critical),
             (h.ino("batch.slice/jobs"), Priority::Sheddable),
+            (7, Priority::High),
         ];
         want.sort_by_key(|(id, _)| *id);
         assert_eq!(cgroups, want);
@@ -340,7 +378,7 @@ mod tests {
             ClassNames::of(&running).priority("rest"),
             Some(Priority::Default)
         );
-        let (table, cgroups) = kernel(&running);
+        let (table, cgroups) = kernel(&running, std::iter::empty());
         assert_eq!(table.share_permille, [0, 0, 250, 0]);
         assert_eq!(table.enabled, 1);
         assert!(cgroups.is_empty());
@@ -349,7 +387,7 @@ mod tests {
     #[test]
     fn no_classes_turn_them_off() {
         assert_eq!(resolve(&[]).unwrap(), []);
-        let (table, cgroups) = kernel(&[]);
+        let (table, cgroups) = kernel(&[], std::iter::empty());
         assert_eq!(table, ClassTable::default());
         assert!(cgroups.is_empty());
         assert!(!ClassNames::of(&[]).enabled());

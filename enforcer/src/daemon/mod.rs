@@ -34,6 +34,7 @@ mod skb_hooks;
 mod start;
 mod state;
 pub mod view;
+pub mod workloads;
 
 pub use listeners::Listeners;
 pub use serve::serve;

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use super::{
     Daemon, Listeners, Shared, api, baselines, controller, events, kernel_log, learn, lock,
-    metrics, outliers,
+    metrics, outliers, workloads,
 };
 
 /// Serves until SIGINT/SIGTERM (or an uninstall request); SIGHUP reloads.
@@ -45,6 +45,7 @@ pub async fn serve(
         tokio::spawn(outliers::run(shared.clone())),
         tokio::spawn(baselines::run(shared.clone())),
         tokio::spawn(events::run(shared.clone())),
+        tokio::spawn(workloads::run(shared.clone())),
         tokio::spawn(lock(&shared).namespaces.clone().keep_fresh()),
     ];
     let kernel_logs = lock(&shared)

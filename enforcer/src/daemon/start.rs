@@ -17,6 +17,7 @@ use super::{
     classes::{self, RunningClass},
     heal, private_dir, saved, skb_hooks,
     state::Daemon,
+    workloads,
 };
 use crate::{
     bpf::{BpfError, Enforcer, Installed, LoadOptions, PacketHook, pins::PinDir},
@@ -139,6 +140,7 @@ fn check(config: &Config) -> anyhow::Result<(PathBuf, Vec<RunningClass>)> {
     let cgroup = attach_point(&config.daemon.cgroup)?;
     apply::check(&config.policies)?;
     let classes = classes::resolve(&config.classes)?;
+
     for interface in &config.daemon.interfaces {
         crate::bpf::if_index(interface).context("daemon.interfaces")?;
     }
@@ -243,7 +245,7 @@ fn build(
         .kernel_log
         .then(|| open_kernel_logs(&enforcer, &pins, installed))
         .flatten();
-    configure_kernel(&mut enforcer, &config, kernel_logs.is_some(), &classes)?;
+    configure_kernel(&mut enforcer, &config, kernel_logs.is_some())?;
     // On this (the main) thread: the registry takes the daemon's namespace
     // from the thread that creates it.
     let namespaces = Arc::new(Registry::new().context("learning the host's network namespaces")?);
@@ -285,26 +287,29 @@ fn build(
         privilege,
         run_stats: None,
         kernel_logs,
+        workloads: workloads::Workloads::new(
+            crate::cgroup::v2_mount().context("finding the cgroup v2 hierarchy")?,
+        ),
         ready: false,
         uninstall_requested: false,
     };
     apply::apply(&mut daemon.enforcer, &policies, &ids, &mut daemon.jitter)?;
     daemon.policies = RunningPolicy::set(policies, ids);
+    // The classes and what the selectors match now, replacing what an
+    // earlier daemon left.
+    workloads::sync(&mut daemon).context("the workload selectors")?;
     skb_hooks::sync(&mut daemon, false).context("the cgroup's packet programs")?;
     daemon.ready = true;
     Ok(Arc::new(Mutex::new(daemon)))
 }
 
 /// What every program reads about this daemon: its pid (whose own connects
-/// pass), the packet plane's timeouts, whether anyone reads the kernel logs;
-/// and the priority classes (replacing those an earlier daemon left).
+/// pass), the packet plane's timeouts, whether anyone reads the kernel logs.
 fn configure_kernel(
     enforcer: &mut Enforcer,
     config: &Config,
     kernel_logs: bool,
-    classes: &[RunningClass],
 ) -> Result<(), BpfError> {
-    classes::write(enforcer, classes)?;
     let config_map = &mut enforcer.maps_mut().config;
     let kernel_config = config_map.get()?;
     let millis = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);

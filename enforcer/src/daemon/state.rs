@@ -67,6 +67,8 @@ pub struct Daemon {
     /// The reader of the programs' kernel logs (`daemon.kernel_log`), until
     /// [`super::serve`] hands it to its task.
     pub kernel_logs: Option<crate::bpf::KernelLogger>,
+    /// What the workload selectors match ([`super::workloads`]).
+    pub workloads: super::workloads::Workloads,
     /// The chaos experiments, running and past ([`super::chaos`]).
     pub chaos: super::chaos::Experiments,
     /// Set once the programs are attached and the policies written.
@@ -157,6 +159,7 @@ impl Daemon {
         let ids = apply::assign_ids(&previous, &specs);
         apply::apply(&mut self.enforcer, &specs, &ids, &mut self.jitter)?;
         self.policies = RunningPolicy::set(specs, ids);
+        super::workloads::changed(self)?;
         super::skb_hooks::sync_or_warn(self);
         self.publish(notices::daemon_event(
             "policies_applied",
@@ -171,7 +174,8 @@ impl Daemon {
         &mut self,
         classes: Vec<super::classes::RunningClass>,
     ) -> Result<(), crate::bpf::BpfError> {
-        super::classes::write(&mut self.enforcer, &classes)?;
+        let members = self.workloads.class_members().collect::<Vec<_>>();
+        super::classes::write(&mut self.enforcer, &classes, members.into_iter())?;
         if classes != self.classes {
             let names: Vec<&str> = classes.iter().map(|c| c.spec.name.as_str()).collect();
             tracing::info!(
@@ -184,7 +188,7 @@ impl Daemon {
             );
         }
         self.classes = classes;
-        Ok(())
+        super::workloads::changed(self)
     }
 
     /// The running class named `name`.

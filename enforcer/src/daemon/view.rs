@@ -19,6 +19,7 @@ use enforcer_common::{
     dest::{DestKey, DestState},
     overrides::{self, Override},
     policy::Policy,
+    workload::policy_scope,
 };
 use serde::{Serialize, Serializer};
 
@@ -29,12 +30,13 @@ use super::{
 use crate::{
     api::{
         BaselineView, BreakerState, ByCause, ClassCounts, ClassView, Destination, EjectionView,
-        Failures, LimitChange, OverrideKind, PolicyView, Status,
+        Failures, LimitChange, OverrideKind, PolicyView, Status, WorkloadMatch,
     },
     bpf::{BpfError, Dests},
     clock::monotonic_ns,
     config::PolicySpec,
     netns::Registry,
+    workload::Owner,
 };
 
 pub fn breaker_state(s: u32) -> BreakerState {
@@ -304,6 +306,10 @@ pub fn policy(d: &Daemon, id: u32, p: &PolicySpec) -> Result<PolicyView, BpfErro
         tracked: stats.tracked,
         open_destinations: stats.open,
         guard_refusals: stats.guard_refusals,
+        selected: WorkloadMatch::list(
+            &p.workloads,
+            d.workloads.counts(Owner::Scope(policy_scope(id))),
+        ),
     })
 }
 
@@ -325,11 +331,17 @@ pub fn class_sums(dests: &Dests) -> Result<[ClassCounts; CLASSES], BpfError> {
     Ok(sums)
 }
 
-/// A running class with its counts from `sums` ([`class_sums`]).
-pub fn class(c: &RunningClass, sums: &[ClassCounts; CLASSES]) -> ClassView {
+/// A running class with its counts from `sums` ([`class_sums`]) and its
+/// selectors' matches (`selected`, per pattern).
+pub fn class(
+    c: &RunningClass,
+    sums: &[ClassCounts; CLASSES],
+    selected: Option<&[usize]>,
+) -> ClassView {
     ClassView {
         settings: (&c.spec).into(),
         declared: c.declared,
+        selected: WorkloadMatch::list(&c.spec.workloads, selected),
         counts: sums[c.spec.priority as usize],
     }
 }

@@ -14,7 +14,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use enforcer_common::{counters::GlobalCounter, dest::DestState};
+use enforcer_common::{counters::GlobalCounter, dest::DestState, workload::policy_scope};
 use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, registry::Registry};
 
 use super::{
@@ -22,7 +22,7 @@ use super::{
     view::PolicyNames,
 };
 use crate::{adaptive::Change, api::BaselineView};
-use crate::{bpf::ProgramStats, http::stream, netns};
+use crate::{bpf::ProgramStats, http::stream, netns, workload::Owner};
 
 mod destinations;
 mod totals;
@@ -116,6 +116,35 @@ struct Totals {
     ejections: Vec<(String, &'static str, u64)>,
     /// Chaos experiments running, connects affected and aborts.
     chaos: super::chaos::Figures,
+    /// Each policy's workload patterns and their matches now.
+    policy_workloads: Vec<WorkloadFigures>,
+    /// Each class's.
+    class_workloads: Vec<WorkloadFigures>,
+}
+
+/// A workload pattern of a policy or class (`owner`) and its matches now.
+#[derive(Debug)]
+struct WorkloadFigures {
+    owner: String,
+    pattern: String,
+    cgroups: i64,
+}
+
+impl WorkloadFigures {
+    /// One per pattern of `owner`'s `patterns`, counted by `workloads`.
+    fn of(
+        owner: &str,
+        patterns: &[crate::workload::Pattern],
+        counts: Option<&[usize]>,
+    ) -> impl Iterator<Item = Self> {
+        crate::api::WorkloadMatch::list(patterns, counts)
+            .into_iter()
+            .map(move |w| Self {
+                owner: owner.to_owned(),
+                pattern: w.pattern,
+                cgroups: w.cgroups as i64,
+            })
+    }
 }
 
 /// A running policy's counts in the kernel.
@@ -181,6 +210,22 @@ impl Totals {
                 all
             },
             chaos: d.chaos.figures(),
+            policy_workloads: d
+                .policies
+                .iter()
+                .flat_map(|p| {
+                    let owner = Owner::Scope(policy_scope(p.id));
+                    WorkloadFigures::of(&p.spec.name, &p.spec.workloads, d.workloads.counts(owner))
+                })
+                .collect(),
+            class_workloads: d
+                .classes
+                .iter()
+                .flat_map(|c| {
+                    let owner = Owner::Class(c.spec.priority);
+                    WorkloadFigures::of(&c.spec.name, &c.spec.workloads, d.workloads.counts(owner))
+                })
+                .collect(),
         }
     }
 }

@@ -82,6 +82,29 @@ pub fn encode(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), std::f
             .encode_family(&vec![("policy", policy.as_str()), ("reason", *reason)])?
             .encode_counter::<NoLabelSet, _, u64>(n, None)?;
     }
+    for (name, help, label, figures) in [
+        (
+            "enforcer_policy_workload_cgroups",
+            "cgroups a policy's workload pattern matches now (0: none, yet)",
+            "policy",
+            &totals.policy_workloads,
+        ),
+        (
+            "enforcer_class_workload_cgroups",
+            "cgroups a class's workload pattern matches now (0: none, yet)",
+            "class",
+            &totals.class_workloads,
+        ),
+    ] {
+        let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for w in figures {
+            m.encode_family(&vec![
+                (label, w.owner.as_str()),
+                ("pattern", w.pattern.as_str()),
+            ])?
+            .encode_gauge(&w.cgroups)?;
+        }
+    }
     gauge(
         enc,
         "enforcer_chaos_experiments_running",

@@ -1,0 +1,37 @@
+//! Whether the caller is one of the workloads a selector matches now
+//! ([`enforcer_common::workload`]): its ancestor at each level the scope has
+//! matches at, looked up in the daemon's list.
+
+use aya_ebpf::helpers::generated::bpf_get_current_ancestor_cgroup_id;
+use enforcer_common::workload::{MAX_LEVEL, WorkloadKey};
+
+use crate::maps::{WORKLOAD_LEVELS, WORKLOADS};
+
+/// 1 if the current task is in (or below) a cgroup `scope`'s selectors
+/// match, else 0. A function of its own answering in one register: the
+/// verifier walks its loop once, not once per path through the gate.
+#[inline(never)]
+pub fn selects(scope: u32) -> u32 {
+    let Some(levels) = WORKLOAD_LEVELS.get(scope) else {
+        return 0;
+    };
+    let levels = *levels;
+    let mut level = 0;
+    while level <= MAX_LEVEL {
+        if levels & (1 << level) != 0 {
+            // SAFETY: the helper takes a level and reads the current task's
+            // cgroup: no pointer.
+            let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+            // 0: the task's own cgroup is above this level, and above every
+            // deeper one.
+            if id == 0 {
+                return 0;
+            }
+            if WORKLOADS.get_ptr(WorkloadKey::new(id, scope)).is_some() {
+                return 1;
+            }
+        }
+        level += 1;
+    }
+    0
+}

@@ -1,0 +1,234 @@
+//! The workload selectors as they run ([`crate::workload`]): the daemon
+//! walks the cgroup tree where the running policies' and classes' patterns
+//! may match, writes what they match into the kernel (the policies' scopes,
+//! the classes' members), and keeps it current as workloads come and go: an
+//! inotify watch on every directory walked wakes [`run`], which walks again.
+//! A full walk every [`RESCAN`] catches what a watch could miss (an
+//! overflowed inotify queue, or inotify refused).
+
+use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
+
+use enforcer_common::workload::policy_scope;
+use inotify::{Inotify, WatchMask};
+use tokio::sync::Notify;
+use tokio_stream::StreamExt as _;
+
+use super::{Daemon, RunningPolicy, Shared, classes::RunningClass, lock};
+use crate::{
+    bpf::BpfError,
+    workload::{Owner, Pattern, Selection, Selectors, select, walk},
+};
+
+/// How often the whole tree is walked even without a change seen.
+pub const RESCAN: Duration = Duration::from_secs(30);
+/// How often it is walked when inotify cannot watch it.
+const RESCAN_UNWATCHED: Duration = Duration::from_millis(250);
+
+/// What the selectors matched, and what the watcher needs.
+pub struct Workloads {
+    /// Where the cgroup v2 hierarchy is mounted.
+    mount: PathBuf,
+    /// The last selection written into the kernel (`None`: none yet, so the
+    /// first replaces whatever a previous daemon left).
+    selection: Option<Selection>,
+    /// The directories the last walk went through: what to watch.
+    walked: Vec<PathBuf>,
+    /// Wakes the watcher when the selectors change.
+    changed: Arc<Notify>,
+}
+
+impl Workloads {
+    pub fn new(mount: PathBuf) -> Self {
+        Self {
+            mount,
+            selection: None,
+            walked: Vec::new(),
+            changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The classes' members the selectors found (none before the first walk).
+    pub fn class_members(&self) -> impl Iterator<Item = (u64, enforcer_common::class::Priority)> {
+        self.selection
+            .iter()
+            .flat_map(|s| s.classes.iter().map(|(id, p)| (*id, *p)))
+    }
+
+    /// How many cgroups each pattern of `owner` matches now.
+    pub fn counts(&self, owner: Owner) -> Option<&[usize]> {
+        self.selection.as_ref()?.counts_of(owner)
+    }
+}
+
+/// Each running policy's and class's selectors.
+fn selectors<'a>(policies: &'a [RunningPolicy], classes: &'a [RunningClass]) -> Vec<Selectors<'a>> {
+    let policies = policies.iter().map(|p| Selectors {
+        owner: Owner::Scope(policy_scope(p.id)),
+        patterns: &p.spec.workloads,
+    });
+    let classes = classes.iter().map(|c| Selectors {
+        owner: Owner::Class(c.spec.priority),
+        patterns: &c.spec.workloads,
+    });
+    policies
+        .chain(classes)
+        .filter(|s| !s.patterns.is_empty())
+        .collect()
+}
+
+/// Walks, matches and writes what the running selectors match now.
+pub fn sync(d: &mut Daemon) -> Result<(), BpfError> {
+    let owners = selectors(&d.policies, &d.classes);
+    let patterns: Vec<&Pattern> = owners.iter().flat_map(|s| s.patterns).collect();
+    let tree = walk(&d.workloads.mount, &patterns);
+    let selection = select(&owners, &tree);
+    let before = d.workloads.selection.as_ref();
+    if before.is_none_or(|b| b.scopes != selection.scopes) {
+        d.enforcer.maps_mut().workloads.replace(&selection.scopes)?;
+    }
+    if before.is_none_or(|b| b.classes != selection.classes) {
+        let members = selection.classes.iter().map(|(id, p)| (*id, *p));
+        super::classes::write(&mut d.enforcer, &d.classes, members)?;
+    }
+    report(d, before, &selection);
+    d.workloads.walked = tree.into_iter().map(|c| c.path).collect();
+    d.workloads.selection = Some(selection);
+    Ok(())
+}
+
+/// [`sync`] after the selectors changed (a start, a reload, a policy
+/// change): written now, and the watcher told to watch what they need.
+pub fn changed(d: &mut Daemon) -> Result<(), BpfError> {
+    sync(d)?;
+    d.workloads.changed.notify_one();
+    Ok(())
+}
+
+/// Logs each pattern whose matches went from none to some or back: a
+/// pattern matching nothing is valid (its workloads may not exist yet), and
+/// said.
+fn report(d: &Daemon, before: Option<&Selection>, now: &Selection) {
+    let owners = d
+        .policies
+        .iter()
+        .map(|p| {
+            (
+                Owner::Scope(policy_scope(p.id)),
+                format!("policy \"{}\"", p.spec.name),
+                &p.spec.workloads,
+            )
+        })
+        .chain(d.classes.iter().map(|c| {
+            (
+                Owner::Class(c.spec.priority),
+                format!("class \"{}\"", c.spec.name),
+                &c.spec.workloads,
+            )
+        }));
+    for (owner, name, patterns) in owners {
+        let Some(counts) = now.counts_of(owner) else {
+            continue;
+        };
+        let was = before.and_then(|b| b.counts_of(owner));
+        for (i, (pattern, n)) in patterns.iter().zip(counts).enumerate() {
+            let had = was.and_then(|w| w.get(i)).copied();
+            match (had, *n) {
+                (None, 0) => tracing::warn!("{name}: workloads: {pattern} matches no cgroup (yet)"),
+                (None | Some(0), n) if n > 0 => {
+                    tracing::info!("{name}: workloads: {pattern} matches {n} cgroups");
+                }
+                (Some(h), 0) if h > 0 => {
+                    tracing::info!("{name}: workloads: {pattern} matches no cgroup any more");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn sync_or_warn(d: &mut Daemon) {
+    if let Err(e) = sync(d) {
+        tracing::warn!("workloads: writing what the selectors match: {e}");
+    }
+}
+
+/// Keeps the selection current: walks again whenever a watched directory
+/// gains or loses a child, when the selectors change, and every [`RESCAN`].
+pub async fn run(shared: Shared) {
+    let changed = lock(&shared).workloads.changed.clone();
+    loop {
+        match watch(&shared, &changed).await {
+            // The selectors changed: start over with a fresh set of watches.
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(
+                    "workloads: cannot watch the cgroup tree ({e}); walking it every {}",
+                    humantime::format_duration(RESCAN_UNWATCHED)
+                );
+                loop {
+                    tokio::time::sleep(RESCAN_UNWATCHED).await;
+                    sync_or_warn(&mut lock(&shared));
+                }
+            }
+        }
+    }
+}
+
+/// Watches the directories the walks go through until the selectors change.
+async fn watch(shared: &Shared, changed: &Notify) -> std::io::Result<()> {
+    let inotify = Inotify::init()?;
+    let mut watches = inotify.watches();
+    let mut events = inotify.into_event_stream([0u8; 4096])?;
+    let mask = WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::ONLYDIR;
+    let mut watched = HashSet::new();
+    loop {
+        let walked = {
+            let mut d = lock(shared);
+            sync_or_warn(&mut d);
+            d.workloads.walked.clone()
+        };
+        // A directory made before its parent was watched is found by
+        // walking again once the new watches are in place.
+        let mut added = false;
+        for dir in &walked {
+            // A directory gone since the walk: the walk after its parent's
+            // event leaves it out.
+            if let Ok(wd) = watches.add(dir, mask) {
+                added |= watched.insert(wd);
+            }
+        }
+        if added {
+            continue;
+        }
+        tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                };
+                forget_removed(&mut watched, event?);
+                // A burst (a pod's slice, then its containers): one walk.
+                while let Ok(Some(event)) =
+                    tokio::time::timeout(Duration::ZERO, events.next()).await
+                {
+                    forget_removed(&mut watched, event?);
+                }
+            }
+            () = changed.notified() => return Ok(()),
+            () = tokio::time::sleep(RESCAN) => {}
+        }
+    }
+}
+
+/// Drops the watch of a directory that went (the kernel ends it).
+fn forget_removed(
+    watched: &mut HashSet<inotify::WatchDescriptor>,
+    event: inotify::Event<std::ffi::OsString>,
+) {
+    if event.mask.contains(inotify::EventMask::IGNORED) {
+        watched.remove(&event.wd);
+    }
+}
