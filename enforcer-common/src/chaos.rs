@@ -174,7 +174,9 @@ pub struct Fault {
     /// The callers' priority classes, a bit per [`crate::class::Priority`]
     /// (0: every class).
     pub classes: u32,
-    pub _pad: u32,
+    /// Non-zero: the callers are those the fault's workload selectors match
+    /// now ([`crate::workload`], the scope of its slot), not `cgroups`.
+    pub workloads: u32,
     pub targets: [Target; MAX_TARGETS],
     pub cgroups: [CgroupScope; MAX_CGROUPS],
     /// Connects affected, counted by the kernel.

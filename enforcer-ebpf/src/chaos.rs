@@ -29,11 +29,13 @@ use enforcer_common::{
     chaos::{self, Fault, Mark},
     class::Priority,
     dest::DestKey,
+    workload::fault_scope,
 };
 
 use crate::{
     atomic, classes, counters,
     maps::{CHAOS, CHAOS_SOCKS},
+    workloads,
 };
 
 /// The armed faults' bits, read from the configuration in place.
@@ -57,7 +59,7 @@ pub fn at_connect(sock_addr: *mut bpf_sock_addr, armed: u32, key: &DestKey) -> u
     // SAFETY: `bpf_ktime_get_ns` takes no argument and reads only the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     first_armed(armed, |slot, fault| {
-        if affects(fault, key, now) == 0 || taken(fault) == 0 {
+        if affects(fault, slot, key, now) == 0 || taken(fault) == 0 {
             return None;
         }
         // SAFETY: a value of CHAOS, valid for the program's run.
@@ -108,10 +110,21 @@ pub fn first_armed<R>(
 /// verifier walks the rest of the loop once per answer, not once per path
 /// (inlined, the compiler threads each path on through the loop).
 #[inline(never)]
-fn affects(fault: *const Fault, key: &DestKey, now: u64) -> u32 {
+fn affects(fault: *const Fault, slot: u32, key: &DestKey, now: u64) -> u32 {
     // SAFETY: a value of CHAOS, valid for the program's run.
     let f = unsafe { &*fault };
-    u32::from(f.live(now) && f.targets(key) && current_in(f) && f.of_class(current_class))
+    u32::from(f.live(now) && f.targets(key) && callers_in(f, slot) && f.of_class(current_class))
+}
+
+/// Whether the current task is one of the callers of the fault in `slot`:
+/// in one of its cgroups, or one its workload selectors match.
+#[inline(always)]
+fn callers_in(f: &Fault, slot: u32) -> bool {
+    if f.workloads != 0 {
+        workloads::selects(fault_scope(slot)) != 0
+    } else {
+        current_in(f)
+    }
 }
 
 /// The current task's priority class, as the gate finds it (`Default` when

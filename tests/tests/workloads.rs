@@ -373,3 +373,73 @@ fn a_pattern_outside_the_hierarchy_is_refused_and_a_reload_selects_anew() {
     drop(d);
     drop((a, b, kubepods));
 }
+
+/// A chaos fault whose callers are workloads: a pod that appears while the
+/// experiment runs is refused as soon as it is covered; a pod the pattern
+/// does not match, and a process of the QoS slice itself, are not; the
+/// fault's entries leave the kernel with the experiment.
+#[test]
+fn a_chaos_fault_refuses_the_pods_its_pattern_selects_as_they_come() {
+    const ECONNRESET: i32 = 104;
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let kubepods = cgroup.child_named("kubepods.slice");
+    let burstable = kubepods.child_named("kubepods-burstable.slice");
+    let besteffort = kubepods.child_named("kubepods-besteffort.slice");
+    let server = enforcer_tests::net::AcceptingServer::bind("127.0.0.1:0");
+    let addr = server.addr;
+    let d = Daemon::start(
+        &cgroup,
+        &pins,
+        &format!(
+            "[[policy]]\nname = \"local\"\nmatch = [\"{addr}\"]\nfailure_threshold = 1000000\n"
+        ),
+    );
+    let other = Pod::new(&besteffort, "kubepods-besteffort-pod2.slice");
+    let experiment = std::env::temp_dir().join(enforcer_tests::unique_name("chaos-") + ".toml");
+    fs::write(
+        &experiment,
+        format!(
+            "name = \"pods\"\nduration = \"5m\"\nbaseline = \"0s\"\n\
+             [targets]\ndestinations = [\"{addr}\"]\n\
+             workloads = [\"{}/kubepods-burstable-pod*.slice\"]\n\
+             [[fault]]\nkind = \"refuse\"\nerrno = \"ECONNRESET\"\n",
+            burstable.path().display()
+        ),
+    )
+    .expect("writing the experiment");
+    d.ok(&["chaos", "start", experiment.to_str().unwrap()]);
+    let _ = fs::remove_file(&experiment);
+    wait::until_true("the fault armed", || d.kernel_config().chaos_armed != 0);
+    assert_ne!(d.kernel_fault(0).workloads, 0, "{:?}", d.kernel_fault(0));
+
+    let pod = Pod::new(&burstable, "kubepods-burstable-pod1.slice");
+    let inside = Place::cgroup(&pod.container);
+    wait::until("the new pod refused", || {
+        let got = inside.connects(addr, 1);
+        (got == [Err(ECONNRESET)])
+            .then_some(())
+            .ok_or(format!("{got:?}"))
+    });
+    assert_eq!(
+        Place::cgroup(&other.container).connects(addr, 3),
+        [Ok(()); 3]
+    );
+    assert_eq!(Place::cgroup(&burstable).connects(addr, 3), [Ok(()); 3]);
+    let fault_scopes = |d: &Daemon| -> Vec<u32> {
+        let entries = d.pinned_maps().workloads.entries().expect("WORKLOADS");
+        entries
+            .into_keys()
+            .filter(|s| *s >= enforcer_common::workload::fault_scope(0))
+            .collect()
+    };
+    assert_eq!(fault_scopes(&d).len(), 1);
+
+    d.ok(&["chaos", "abort", "pods"]);
+    wait::until("the fault's workloads forgotten", || {
+        let left = fault_scopes(&d);
+        left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+    });
+    assert_eq!(inside.connects(addr, 1), [Ok(())]);
+    drop((pod, other));
+    drop((burstable, besteffort, kubepods));
+}

@@ -101,7 +101,8 @@ mod tests {
     /// address byte of every rule (8192 → 8256 bytes).
     /// 12: `CONNS` became an array of slots a socket's cookie names.
     /// 13: the workload selectors' `WORKLOADS` and `WORKLOAD_LEVELS` joined
-    /// (a `Policy`'s padding became its `workloads` flag).
+    /// (the padding of a `Policy` and of a chaos `Fault` became their
+    /// `workloads` flags).
     const LAYOUT_V13: &str = "\
 AYA_LOGS type 27 key 0 value 0
 BACKOFF type 2 key 4 value 128 entries 512

@@ -16,6 +16,7 @@ use crate::{
     },
     http::check::HttpCheck,
     rule::Rule,
+    workload::Pattern,
 };
 
 /// The longest an experiment may inject for.
@@ -120,8 +121,13 @@ pub struct Targets {
     /// Destination prefixes and ports (in every network namespace).
     #[serde(with = "rules")]
     pub destinations: Vec<Rule>,
-    /// Callers' cgroups (cgroup v2 directories); empty: every caller.
+    /// Callers' cgroups (cgroup v2 directories); empty (and no
+    /// `workloads`): every caller.
     pub cgroups: Vec<PathBuf>,
+    /// Callers in the cgroups these patterns match as workloads come and go
+    /// (never with `cgroups`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<Pattern>,
     /// Callers' priority classes, by name (`[[class]]`); empty: every class.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<String>,
@@ -297,6 +303,7 @@ struct File {
 struct TargetsFile {
     destinations: Option<Spanned<Vec<String>>>,
     cgroups: Option<Spanned<Vec<PathBuf>>>,
+    workloads: Option<Spanned<Vec<String>>>,
     classes: Option<Spanned<Vec<String>>>,
     percentage: Option<Spanned<f64>>,
     max_connects: Option<Spanned<u64>>,
@@ -313,6 +320,7 @@ struct FaultFile {
     // `flatten` cannot carry spans).
     destinations: Option<Spanned<Vec<String>>>,
     cgroups: Option<Spanned<Vec<PathBuf>>>,
+    workloads: Option<Spanned<Vec<String>>>,
     classes: Option<Spanned<Vec<String>>>,
     percentage: Option<Spanned<f64>>,
     max_connects: Option<Spanned<u64>>,
@@ -323,6 +331,7 @@ impl FaultFile {
         TargetsFile {
             destinations: self.destinations.clone(),
             cgroups: self.cgroups.clone(),
+            workloads: self.workloads.clone(),
             classes: self.classes.clone(),
             percentage: self.percentage.clone(),
             max_connects: self.max_connects.clone(),
@@ -595,6 +604,9 @@ impl Checker<'_> {
         if let Some(c) = f.cgroups.as_ref().or(defaults.cgroups.as_ref()) {
             return Err(self.bad(own("cgroups", f.cgroups.is_some()), c, no_cgroups));
         }
+        if let Some(w) = f.workloads.as_ref().or(defaults.workloads.as_ref()) {
+            return Err(self.bad(own("workloads", f.workloads.is_some()), w, no_cgroups));
+        }
         if let Some(c) = f.classes.as_ref().or(defaults.classes.as_ref()) {
             return Err(self.bad(own("classes", f.classes.is_some()), c, no_cgroups));
         }
@@ -672,6 +684,34 @@ impl Checker<'_> {
                 list.get_ref().clone()
             }
         };
+        let workloads = match own.workloads.as_ref().or(defaults.workloads.as_ref()) {
+            None => Vec::new(),
+            Some(list) => {
+                let field = pick("workloads", own.workloads.is_some());
+                if cgroups.is_some() {
+                    return Err(self.bad(
+                        field,
+                        list,
+                        format!(
+                            "a fault's callers are {} or workloads, not both",
+                            pick("cgroups", own.cgroups.is_some())
+                        ),
+                    ));
+                }
+                if list.get_ref().is_empty() {
+                    return Err(self.bad(
+                        field,
+                        list,
+                        "must list at least one cgroup path pattern",
+                    ));
+                }
+                list.get_ref()
+                    .iter()
+                    .map(|w| w.parse::<Pattern>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.bad(field.clone(), list, e))?
+            }
+        };
         let classes = match own.classes.as_ref().or(defaults.classes.as_ref()) {
             None => Vec::new(),
             Some(list) => {
@@ -708,6 +748,7 @@ impl Checker<'_> {
         Ok(Targets {
             destinations: rules,
             cgroups: cgroup_paths,
+            workloads,
             classes,
             percentage,
             max_connects,

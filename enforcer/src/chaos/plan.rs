@@ -7,8 +7,9 @@ use super::experiment::{FaultKind, FaultSpec};
 use crate::rule::Rule;
 
 /// Who a fault's connects may come from, resolved when its experiment
-/// starts: its cgroups as (id, level) (for a fault on every caller, the
-/// cgroup v2 root at level 0) and its priority classes, a bit per
+/// starts: its cgroups as (id, level) (for a fault on every caller, or one
+/// whose callers its workload selectors name, the cgroup v2 root at level
+/// 0) and its priority classes, a bit per
 /// [`enforcer_common::class::Priority`] (0: every class).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Callers {
@@ -37,6 +38,7 @@ pub fn kernel_fault(spec: &FaultSpec, callers: &Callers, until_ns: u64) -> Fault
         until_ns,
         cap: spec.targets.max_connects,
         classes: callers.classes,
+        workloads: u32::from(!spec.targets.workloads.is_empty()),
         ..Fault::default()
     };
     let targets: Vec<Target> = spec.targets.destinations.iter().map(Rule::target).collect();
@@ -75,6 +77,7 @@ mod tests {
             targets: Targets {
                 destinations: destinations.iter().map(|d| d.parse().unwrap()).collect(),
                 cgroups: Vec::new(),
+                workloads: Vec::new(),
                 classes: Vec::new(),
                 percentage,
                 max_connects: 7,

@@ -1,14 +1,14 @@
 //! The workload selectors as they run ([`crate::workload`]): the daemon
-//! walks the cgroup tree where the running policies' and classes' patterns
-//! may match, writes what they match into the kernel (the policies' scopes,
-//! the classes' members), and keeps it current as workloads come and go: an
-//! inotify watch on every directory walked wakes [`run`], which walks again.
+//! walks the cgroup tree where the running policies', classes' and chaos
+//! faults' patterns may match, writes what they match into the kernel (the
+//! scopes of policies and faults, the classes' members), and keeps it
+//! current as workloads come and go: an inotify watch on every directory walked wakes [`run`], which walks again.
 //! A full walk every [`RESCAN`] catches what a watch could miss (an
 //! overflowed inotify queue, or inotify refused).
 
 use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
 
-use enforcer_common::workload::policy_scope;
+use enforcer_common::workload::{fault_scope, policy_scope};
 use inotify::{Inotify, WatchMask};
 use tokio::sync::Notify;
 use tokio_stream::StreamExt as _;
@@ -60,8 +60,12 @@ impl Workloads {
     }
 }
 
-/// Each running policy's and class's selectors.
-fn selectors<'a>(policies: &'a [RunningPolicy], classes: &'a [RunningClass]) -> Vec<Selectors<'a>> {
+/// Each running policy's, class's and chaos fault's selectors.
+fn selectors<'a>(
+    policies: &'a [RunningPolicy],
+    classes: &'a [RunningClass],
+    chaos: &'a super::chaos::Experiments,
+) -> Vec<Selectors<'a>> {
     let policies = policies.iter().map(|p| Selectors {
         owner: Owner::Scope(policy_scope(p.id)),
         patterns: &p.spec.workloads,
@@ -70,15 +74,22 @@ fn selectors<'a>(policies: &'a [RunningPolicy], classes: &'a [RunningClass]) -> 
         owner: Owner::Class(c.spec.priority),
         patterns: &c.spec.workloads,
     });
+    let faults = chaos
+        .workload_selectors()
+        .map(|(slot, patterns)| Selectors {
+            owner: Owner::Scope(fault_scope(slot)),
+            patterns,
+        });
     policies
         .chain(classes)
+        .chain(faults)
         .filter(|s| !s.patterns.is_empty())
         .collect()
 }
 
 /// Walks, matches and writes what the running selectors match now.
 pub fn sync(d: &mut Daemon) -> Result<(), BpfError> {
-    let owners = selectors(&d.policies, &d.classes);
+    let owners = selectors(&d.policies, &d.classes, &d.chaos);
     let patterns: Vec<&Pattern> = owners.iter().flat_map(|s| s.patterns).collect();
     let tree = walk(&d.workloads.mount, &patterns);
     let selection = select(&owners, &tree);

@@ -194,6 +194,39 @@ fn checks_name_one_measure_and_their_bounds() {
 }
 
 #[test]
+fn a_faults_callers_may_be_workloads_by_pattern_not_with_cgroups() {
+    let e = Experiment::parse(&with(
+        "[targets]\nworkloads = [\"/sys/fs/cgroup/kubepods.slice/*/kubepods-*pod*.slice\"]\n\
+         [[fault]]\nkind = \"refuse\"\ndestinations = [\"127.0.0.1:1\"]\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        e.faults[0].targets.workloads[0].to_string(),
+        "/sys/fs/cgroup/kubepods.slice/*/kubepods-*pod*.slice"
+    );
+    let json = serde_json::to_string(&e).unwrap();
+    assert_eq!(serde_json::from_str::<Experiment>(&json).unwrap(), e);
+    let e = invalid(&with(
+        "[targets]\ncgroups = [\"/sys/fs/cgroup/x\"]\n[[fault]]\nkind = \"refuse\"\n\
+         destinations = [\"127.0.0.1:1\"]\nworkloads = [\"/sys/fs/cgroup/*\"]\n",
+    ));
+    assert_eq!((e.field.as_str(), e.line), ("fault[0].workloads", Some(8)));
+    assert!(
+        e.message.contains("targets.cgroups or workloads, not both"),
+        "{e}"
+    );
+    let e = invalid(&with(
+        "[[fault]]\nkind = \"refuse\"\ndestinations = [\"127.0.0.1:1\"]\nworkloads = [\"pods/*\"]\n",
+    ));
+    assert_eq!(e.field, "fault[0].workloads");
+    assert!(e.message.contains("not an absolute path"), "{e}");
+    let e = invalid(&with(
+        "[[fault]]\nkind = \"reset\"\ndestinations = [\"127.0.0.1:1\"]\nworkloads = [\"/sys/fs/cgroup/*\"]\n",
+    ));
+    assert_eq!(e.field, "fault[0].workloads");
+}
+
+#[test]
 fn faults_that_reset_name_destinations_only() {
     let e = Experiment::parse(&with(
         "[[fault]]\nkind = \"abort_after_bytes\"\nbytes = 4096\ndestinations = [\"127.0.0.1:1\"]\n",
@@ -297,6 +330,7 @@ fn targets_cover_their_addresses_and_port_as_the_kernel_matches_them() {
     let targets = |rules: &[&str]| Targets {
         destinations: rules.iter().map(|r| r.parse().unwrap()).collect(),
         cgroups: Vec::new(),
+        workloads: Vec::new(),
         classes: Vec::new(),
         percentage: 100.0,
         max_connects: 0,

@@ -29,6 +29,7 @@ use crate::{
         plan::{self, Callers},
     },
     config::Invalid,
+    workload::Pattern,
 };
 
 /// Past experiments kept for `enforcer chaos list`.
@@ -95,6 +96,8 @@ struct Running {
     view: ExperimentView,
     /// Its faults' kernel slots.
     slots: Slots,
+    /// The workload selectors of its faults that have some, by slot.
+    workloads: Vec<(u32, Vec<Pattern>)>,
     /// Wakes its task for an operator's abort.
     stop: Arc<Notify>,
 }
@@ -209,6 +212,24 @@ impl Experiments {
             affected_packets: packets,
             aborts: aborts.into_iter().collect(),
         }
+    }
+
+    /// The workload selectors of the running experiments' faults, each
+    /// with its fault's slot.
+    pub fn workload_selectors(&self) -> impl Iterator<Item = (u32, &[Pattern])> {
+        self.running.values().flat_map(|r| {
+            r.workloads
+                .iter()
+                .map(|(slot, patterns)| (*slot, patterns.as_slice()))
+        })
+    }
+
+    /// Whether the experiment `name` is running with faults that select
+    /// workloads.
+    fn selects_workloads(&self, name: &str) -> bool {
+        self.running
+            .get(name)
+            .is_some_and(|r| !r.workloads.is_empty())
     }
 
     /// Slots held by running experiments (a bit set).
@@ -341,15 +362,33 @@ pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, 
         &[],
         &slots,
     );
+    let workloads: Vec<(u32, Vec<Pattern>)> = course
+        .experiment
+        .faults
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.targets.workloads.is_empty())
+        .filter_map(|(i, f)| Some((slots.of(i)?, f.targets.workloads.clone())))
+        .collect();
+    let selects = !workloads.is_empty();
     d.chaos.running.insert(
         view.name.clone(),
         Running {
             view: view.clone(),
             slots: slots.clone(),
+            workloads,
             stop: stop.clone(),
         },
     );
     d.chaos.save();
+    // Their matches are in the kernel before the faults are armed (after
+    // the baseline), and kept current while they run.
+    if selects && let Err(e) = super::workloads::changed(&mut d) {
+        tracing::warn!(
+            "chaos experiment `{}`: writing its workloads: {e}",
+            view.name
+        );
+    }
     tracing::info!(
         "chaos experiment `{}` started: {} fault(s) for {} after a {} baseline",
         view.name,
@@ -422,6 +461,18 @@ fn resolve_cgroups(e: &Experiment) -> Result<Vec<Vec<(u64, u32)>>, Invalid> {
         .iter()
         .enumerate()
         .map(|(i, f)| {
+            if let Some(p) = f
+                .targets
+                .workloads
+                .iter()
+                .find(|p| crate::cgroup::v2_mount().is_ok_and(|mount| !p.is_below(&mount)))
+            {
+                return Err(Invalid {
+                    field: format!("fault[{i}].workloads"),
+                    line: None,
+                    message: format!("{p} is not below the cgroup v2 hierarchy"),
+                });
+            }
             if f.targets.cgroups.is_empty() {
                 return Ok(vec![root()?]);
             }
