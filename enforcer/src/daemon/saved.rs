@@ -110,6 +110,20 @@ mod tests {
     }
 
     #[test]
+    fn workload_selectors_round_trip() {
+        let config = Config::parse(
+            "[[policy]]\nname = \"pods\"\nmatch = [\"10.0.0.0/8:443\"]\n\
+             workloads = [\"/sys/fs/cgroup/kubepods.slice/*/kubepods-*pod*.slice\"]\n",
+            "t",
+        )
+        .unwrap();
+        let text = to_toml(&config.policies);
+        let back = config.parse_policies(&text, "saved").unwrap();
+        assert_eq!(back, config.policies);
+        assert_eq!(back[0].workloads.len(), 1, "{text}");
+    }
+
+    #[test]
     fn an_auto_policy_round_trips_with_its_adaptive_table() {
         // Defaults that differ from the embedded ones: the saved table must
         // not lean on them.
