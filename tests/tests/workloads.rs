@@ -45,6 +45,26 @@ impl Pod {
     }
 }
 
+/// Makes the pod `slice` below `parent` and waits until the kernel holds
+/// it, at `level`, for policy `id`: within [`COVERED_WITHIN`].
+fn pod_covered(d: &Daemon, id: u32, parent: &ScratchCgroup, slice: &str, level: u32) -> Pod {
+    let made = Instant::now();
+    let pod = Pod::new(parent, slice);
+    wait::until(&format!("{slice} in the kernel"), || {
+        let held = kernel_selected(d, id);
+        held.contains(&(pod.slice.id(), level))
+            .then_some(())
+            .ok_or(format!("{held:?}"))
+    });
+    let took = made.elapsed();
+    eprintln!("{slice} covered {took:?} after it appeared");
+    assert!(
+        took < COVERED_WITHIN,
+        "{slice} covered only {took:?} after it appeared"
+    );
+    pod
+}
+
 /// `addr`'s tracked connect attempts (0 while it is not tracked).
 fn attempts(d: &Daemon, addr: SocketAddr) -> u64 {
     d.dest(addr)["attempts"].as_u64().unwrap_or(0)
@@ -157,19 +177,12 @@ fn pods_are_covered_as_they_appear_and_forgotten_as_they_go() {
 
     // A pod appears: covered within a second, its container's connects
     // counted.
-    let made = Instant::now();
-    let a = Pod::new(&burstable, "kubepods-burstable-pod0f3b3c1e_1c2d.slice");
-    wait::until("pod a's slice in the kernel", || {
-        let held = kernel_selected(&d, id);
-        held.contains(&(a.slice.id(), 4))
-            .then_some(())
-            .ok_or(format!("{held:?}"))
-    });
-    let took = made.elapsed();
-    eprintln!("pod a covered {took:?} after its slice appeared");
-    assert!(
-        took < COVERED_WITHIN,
-        "pod a covered only {took:?} after its slice appeared"
+    let a = pod_covered(
+        &d,
+        id,
+        &burstable,
+        "kubepods-burstable-pod0f3b3c1e_1c2d.slice",
+        4,
     );
     counted_from(&d, &Place::cgroup(&a.container), addr);
     assert_eq!(listed(&d, "burstable")[0], (pods.clone(), 1));
@@ -213,18 +226,7 @@ fn pods_are_covered_as_they_appear_and_forgotten_as_they_go() {
 
     // A guaranteed pod (right below kubepods.slice, one level up) is the
     // second pattern's.
-    let made = Instant::now();
-    let c = Pod::new(&kubepods, "kubepods-podc0ffee00_0000.slice");
-    wait::until("pod c's slice in the kernel", || {
-        let held = kernel_selected(&d, id);
-        held.contains(&(c.slice.id(), 3))
-            .then_some(())
-            .ok_or(format!("{held:?}"))
-    });
-    eprintln!(
-        "pod c covered {:?} after its slice appeared",
-        made.elapsed()
-    );
+    let c = pod_covered(&d, id, &kubepods, "kubepods-podc0ffee00_0000.slice", 3);
     counted_from(&d, &Place::cgroup(&c.container), addr);
 
     // Pods go: their entries leave the kernel, the class's too.

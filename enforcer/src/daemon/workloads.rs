@@ -13,7 +13,7 @@ use inotify::{Inotify, WatchMask};
 use tokio::sync::Notify;
 use tokio_stream::StreamExt as _;
 
-use super::{Daemon, RunningPolicy, Shared, classes::RunningClass, lock};
+use super::{Daemon, Shared, lock};
 use crate::{
     bpf::BpfError,
     workload::{Owner, Pattern, Selection, Selectors, select, walk},
@@ -61,20 +61,17 @@ impl Workloads {
 }
 
 /// Each running policy's, class's and chaos fault's selectors.
-fn selectors<'a>(
-    policies: &'a [RunningPolicy],
-    classes: &'a [RunningClass],
-    chaos: &'a super::chaos::Experiments,
-) -> Vec<Selectors<'a>> {
-    let policies = policies.iter().map(|p| Selectors {
+fn selectors(d: &Daemon) -> Vec<Selectors<'_>> {
+    let policies = d.policies.iter().map(|p| Selectors {
         owner: Owner::Scope(policy_scope(p.id)),
         patterns: &p.spec.workloads,
     });
-    let classes = classes.iter().map(|c| Selectors {
+    let classes = d.classes.iter().map(|c| Selectors {
         owner: Owner::Class(c.spec.priority),
         patterns: &c.spec.workloads,
     });
-    let faults = chaos
+    let faults = d
+        .chaos
         .workload_selectors()
         .map(|(slot, patterns)| Selectors {
             owner: Owner::Scope(fault_scope(slot)),
@@ -89,10 +86,13 @@ fn selectors<'a>(
 
 /// Walks, matches and writes what the running selectors match now.
 pub fn sync(d: &mut Daemon) -> Result<(), BpfError> {
-    let owners = selectors(&d.policies, &d.classes, &d.chaos);
-    let patterns: Vec<&Pattern> = owners.iter().flat_map(|s| s.patterns).collect();
-    let tree = walk(&d.workloads.mount, &patterns);
-    let selection = select(&owners, &tree);
+    let (tree, selection) = {
+        let owners = selectors(d);
+        let patterns: Vec<&Pattern> = owners.iter().flat_map(|s| s.patterns).collect();
+        let tree = walk(&d.workloads.mount, &patterns);
+        let selection = select(&owners, &tree);
+        (tree, selection)
+    };
     let before = d.workloads.selection.as_ref();
     if before.is_none_or(|b| b.scopes != selection.scopes) {
         d.enforcer.maps_mut().workloads.replace(&selection.scopes)?;
@@ -196,6 +196,7 @@ async fn watch(shared: &Shared, changed: &Notify) -> std::io::Result<()> {
         | WatchMask::MOVED_TO
         | WatchMask::ONLYDIR;
     let mut watched = HashSet::new();
+    let mut unwatched = HashSet::new();
     loop {
         let walked = {
             let mut d = lock(shared);
@@ -206,10 +207,23 @@ async fn watch(shared: &Shared, changed: &Notify) -> std::io::Result<()> {
         // walking again once the new watches are in place.
         let mut added = false;
         for dir in &walked {
-            // A directory gone since the walk: the walk after its parent's
-            // event leaves it out.
-            if let Ok(wd) = watches.add(dir, mask) {
-                added |= watched.insert(wd);
+            match watches.add(dir, mask) {
+                Ok(wd) => added |= watched.insert(wd),
+                // Gone since the walk: the walk after its parent's event
+                // leaves it out.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Out of watches (`fs.inotify.max_user_watches`), say: said
+                // once per directory; the periodic walk still finds what
+                // comes below it.
+                Err(e) => {
+                    if unwatched.insert(dir.clone()) {
+                        tracing::warn!(
+                            "workloads: cannot watch {} ({e}): workloads below it are found by the walk every {}",
+                            dir.display(),
+                            humantime::format_duration(RESCAN)
+                        );
+                    }
+                }
             }
         }
         if added {
