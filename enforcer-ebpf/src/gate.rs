@@ -27,7 +27,7 @@ use aya_ebpf::{
     bindings::bpf_sock_addr,
     helpers::{
         bpf_get_current_pid_tgid,
-        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_netns_cookie, bpf_get_retval},
+        generated::{bpf_get_netns_cookie, bpf_get_retval},
     },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
@@ -163,15 +163,12 @@ fn decide(
     policies: Policies,
 ) -> i32 {
     let in_scope = |policy: &Policy| {
-        let applies = if policy.workloads != 0 {
-            workloads::selects(policy_scope(policy_id)) != 0
-        } else {
-            policy.cgroup_id == 0
-                // SAFETY: the helper takes a level (an integer, checked by
-                // the kernel) and reads the current task's cgroup: no pointer.
-                || unsafe { bpf_get_current_ancestor_cgroup_id(policy.cgroup_level as i32) }
-                    == policy.cgroup_id
-        };
+        let applies = workloads::covers(
+            policy.workloads,
+            policy_scope(policy_id),
+            policy.cgroup_id,
+            policy.cgroup_level,
+        ) != 0;
         if !applies {
             counters::bump(GlobalCounter::OutOfScope);
         }

@@ -7,11 +7,29 @@ use enforcer_common::workload::{MAX_LEVEL, WorkloadKey};
 
 use crate::maps::{WORKLOAD_LEVELS, WORKLOADS};
 
-/// 1 if the current task is in (or below) a cgroup `scope`'s selectors
-/// match, else 0. A function of its own answering in one register: the
-/// verifier walks its loop once, not once per path through the gate.
+/// 1 if the current task is one a policy (or fault) applies to, else 0: in
+/// (or below) a cgroup its workload selectors match (`workloads` non-zero,
+/// `scope` its scope), or else in (or below) the cgroup `cgroup_id` at
+/// `cgroup_level` (0: every task). A function of its own answering in one
+/// register: the verifier walks its loop once, and the gate's paths join at
+/// its return instead of going on once per way of being in scope.
 #[inline(never)]
-pub fn selects(scope: u32) -> u32 {
+pub fn covers(workloads: u32, scope: u32, cgroup_id: u64, cgroup_level: u32) -> u32 {
+    if workloads != 0 {
+        return selects(scope);
+    }
+    if cgroup_id == 0 {
+        return 1;
+    }
+    // SAFETY: the helper takes a level (an integer, checked by the kernel)
+    // and reads the current task's cgroup: no pointer.
+    u32::from(unsafe { bpf_get_current_ancestor_cgroup_id(cgroup_level as i32) } == cgroup_id)
+}
+
+/// 1 if the current task is in (or below) a cgroup `scope`'s selectors
+/// match, else 0.
+#[inline(always)]
+fn selects(scope: u32) -> u32 {
     let Some(levels) = WORKLOAD_LEVELS.get(scope) else {
         return 0;
     };
