@@ -226,6 +226,51 @@ mod tests {
         assert!(!p("/sys/fs/*/kubepods").is_below("/sys/fs/cgroup".as_ref()));
     }
 
+    proptest::proptest! {
+        /// The walk's pruning is sound: every directory on the way to a
+        /// match may lead to one (so the walk goes there), and a match may
+        /// too; a pattern matches its own literal text.
+        #[test]
+        fn the_way_to_every_match_is_walked(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec!["a", "b", "ab", "*", "a*", "?", "**", "{a,b}"]),
+                1..5,
+            ),
+            path in proptest::collection::vec(
+                proptest::sample::select(vec!["a", "b", "ab", "ba"]),
+                0..6,
+            ),
+        ) {
+            let pattern = p(&format!("/{}", parts.join("/")));
+            if pattern.matches(&path) {
+                for end in 0..=path.len() {
+                    proptest::prop_assert!(
+                        pattern.may_match_below(&path[..end]),
+                        "{pattern} matches {path:?} but not on the way, at {end}"
+                    );
+                }
+            }
+        }
+
+        /// A pattern without a glob is a path: it matches that path alone.
+        #[test]
+        fn a_pattern_without_globs_matches_its_own_path_only(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec!["a", "b", "ab"]),
+                1..5,
+            ),
+            path in proptest::collection::vec(
+                proptest::sample::select(vec!["a", "b", "ab"]),
+                0..6,
+            ),
+        ) {
+            let pattern = p(&format!("/{}", parts.join("/")));
+            proptest::prop_assert!(pattern.matches(&parts));
+            proptest::prop_assert_eq!(pattern.matches(&path), path == parts);
+            proptest::prop_assert_eq!(pattern.fixed_prefix(), parts);
+        }
+    }
+
     #[test]
     fn bad_patterns_say_what_is_wrong() {
         let err = |t: &str| t.parse::<Pattern>().unwrap_err();
