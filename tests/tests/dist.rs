@@ -33,10 +33,14 @@ fn every_metric_the_dashboard_and_the_alerts_read_is_exported() {
     // A cap (its remaining slots), a learnt one (its limit) and the
     // programs' run-time statistics: the series the dashboard shows that
     // only exist with them.
+    // And workload selectors (a policy's, a class's), matching nothing.
+    let pods = format!("{}/kubepods.slice/*", cgroup.path().display());
     let policies = format!(
         "[[policy]]\nname = \"capped\"\nmatch = [\"{}\"]\nmax_connections = 8\n\n\
          [[policy]]\nname = \"learning\"\nmatch = [\"{}\"]\nmax_connections = \"auto\"\n\
-         [policy.adaptive]\ninterval = \"250ms\"\n",
+         [policy.adaptive]\ninterval = \"250ms\"\n\n\
+         [[policy]]\nname = \"pods\"\nmatch = [\"127.0.0.1:1\"]\nworkloads = [\"{pods}\"]\n\n\
+         [[class]]\nname = \"batch\"\npriority = \"sheddable\"\nworkloads = [\"{pods}\"]\n",
         capped.addr, learning.addr
     );
     let d = Daemon::start_with(&cgroup, &pins, &policies, "bpf_run_stats = true", false);
