@@ -445,3 +445,37 @@ fn a_chaos_fault_refuses_the_pods_its_pattern_selects_as_they_come() {
     drop((pod, other));
     drop((burstable, besteffort, kubepods));
 }
+
+/// The cgroupfs driver's layout (`kubepods/<qos>/pod<UID>/<container ID>`,
+/// the UID as Kubernetes writes it): the same coverage as the systemd
+/// driver's.
+#[test]
+fn the_cgroupfs_drivers_pods_are_covered_too() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let kubepods = cgroup.child_named("kubepods");
+    let burstable = kubepods.child_named("burstable");
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let d = Daemon::start(
+        &cgroup,
+        &pins,
+        &format!(
+            "[[policy]]\nname = \"burstable\"\nmatch = [\"{addr}\"]\n\
+             workloads = [\"{}/pod*\"]\n\
+             failure_threshold = 1000000\nmin_attempts = 1000000\n",
+            burstable.path().display()
+        ),
+    );
+    let id = policy_id(&d, "burstable");
+    let pod = pod_covered(
+        &d,
+        id,
+        &burstable,
+        "pod0f3b3c1e-1c2d-4e5f-8a9b-0c1d2e3f4a5b",
+        4,
+    );
+    counted_from(&d, &Place::cgroup(&pod.container), addr);
+    drop(pod);
+    wait::until_true("the pod forgotten", || kernel_selected(&d, id).is_empty());
+    drop((burstable, kubepods));
+}
