@@ -1,6 +1,7 @@
 //! Workload selectors on a cgroup tree laid out like the kubelet's (systemd
 //! driver): `kubepods.slice/kubepods-<qos>.slice/kubepods-<qos>-pod<UID>.slice/
-//! cri-containerd-<ID>.scope`, built inside the test's scratch cgroup. Pods
+//! cri-containerd-<ID>.scope`, and the cgroupfs driver's `kubepods/<qos>/
+//! pod<UID>/<ID>`), built inside the test's scratch cgroup. Pods
 //! appear and go while their containers connect; the daemon, watching the
 //! tree, covers each pod its patterns match within a second of its slice
 //! appearing and forgets it when it goes. A pattern matching nothing is
