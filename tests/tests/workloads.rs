@@ -480,3 +480,63 @@ fn the_cgroupfs_drivers_pods_are_covered_too() {
     wait::until_true("the pod forgotten", || kernel_selected(&d, id).is_empty());
     drop((burstable, kubepods));
 }
+
+/// A daemon killed with SIGKILL: the pods it selected stay covered (the
+/// kernel keeps its entries and counts their connects), a pod that comes
+/// meanwhile is covered by the restarted daemon, and one that went
+/// meanwhile leaves the kernel then.
+#[test]
+fn a_restart_after_a_kill_catches_up_with_the_pods_that_came_and_went() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let kubepods = cgroup.child_named("kubepods.slice");
+    let refusing = RefusingPort::loopback_v4();
+    let addr = refusing.addr;
+    let mut d = Daemon::start(
+        &cgroup,
+        &pins,
+        &format!(
+            "[[policy]]\nname = \"pods\"\nmatch = [\"{addr}\"]\n\
+             workloads = [\"{}/kubepods-pod*.slice\"]\n\
+             failure_threshold = 1000000\nmin_attempts = 1000000\n",
+            kubepods.path().display()
+        ),
+    );
+    let id = policy_id(&d, "pods");
+    let stays = pod_covered(&d, id, &kubepods, "kubepods-poda.slice", 3);
+    let goes = pod_covered(&d, id, &kubepods, "kubepods-podb.slice", 3);
+    d.kill9();
+    let before = attempts_in_kernel(&d, addr);
+    Place::cgroup(&stays.container).connects(addr, 2);
+    assert_eq!(
+        attempts_in_kernel(&d, addr),
+        before + 2,
+        "pod a stays covered without a daemon"
+    );
+    let (gone, stays_id) = (goes.slice.id(), stays.slice.id());
+    drop(goes);
+    let comes = Pod::new(&kubepods, "kubepods-podc.slice");
+    d.spawn();
+    wait::until("the restarted daemon catching up", || {
+        let held = kernel_selected(&d, id);
+        let want = BTreeSet::from([(stays_id, 3), (comes.slice.id(), 3)]);
+        (held == want).then_some(()).ok_or(format!("{held:?}"))
+    });
+    assert!(!kernel_selected(&d, id).iter().any(|(i, _)| *i == gone));
+    counted_from(&d, &Place::cgroup(&comes.container), addr);
+    drop((stays, comes));
+    drop(kubepods);
+}
+
+/// `addr`'s attempts as the kernel counted them (no daemon needed).
+fn attempts_in_kernel(d: &Daemon, addr: SocketAddr) -> u64 {
+    let mut total = 0;
+    d.pinned_maps()
+        .dests
+        .each(|k, s| {
+            if k.socket_addr() == addr {
+                total += s.counters.attempts;
+            }
+        })
+        .expect("reading DESTS");
+    total
+}
