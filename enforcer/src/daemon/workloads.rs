@@ -60,34 +60,47 @@ impl Workloads {
     }
 }
 
-/// Each running policy's, class's and chaos fault's selectors.
-fn selectors(d: &Daemon) -> Vec<Selectors<'_>> {
-    let policies = d.policies.iter().map(|p| Selectors {
-        owner: Owner::Scope(policy_scope(p.id)),
-        patterns: &p.spec.workloads,
+/// Each running policy's, class's and chaos fault's selectors, with the
+/// name the log gives their owner.
+fn owners(d: &Daemon) -> impl Iterator<Item = (Owner, String, &[Pattern])> {
+    let policies = d.policies.iter().map(|p| {
+        let name = format!("policy \"{}\"", p.spec.name);
+        (
+            Owner::Scope(policy_scope(p.id)),
+            name,
+            p.spec.workloads.as_slice(),
+        )
     });
-    let classes = d.classes.iter().map(|c| Selectors {
-        owner: Owner::Class(c.spec.priority),
-        patterns: &c.spec.workloads,
+    let classes = d.classes.iter().map(|c| {
+        let name = format!("class \"{}\"", c.spec.name);
+        (
+            Owner::Class(c.spec.priority),
+            name,
+            c.spec.workloads.as_slice(),
+        )
     });
-    let faults = d
-        .chaos
-        .workload_selectors()
-        .map(|(slot, patterns)| Selectors {
-            owner: Owner::Scope(fault_scope(slot)),
-            patterns,
-        });
+    let faults = d.chaos.workload_selectors().map(|(slot, patterns)| {
+        let name = format!("the chaos fault in slot {slot}");
+        (Owner::Scope(fault_scope(slot)), name, patterns)
+    });
     policies
         .chain(classes)
         .chain(faults)
-        .filter(|s| !s.patterns.is_empty())
-        .collect()
+        .filter(|(_, _, patterns)| !patterns.is_empty())
 }
 
 /// Walks, matches and writes what the running selectors match now.
 pub fn sync(d: &mut Daemon) -> Result<(), BpfError> {
+    walk_and_write(d, false)
+}
+
+/// [`sync`]; `fresh`: the selectors changed, so each pattern's matches are
+/// logged anew rather than against the previous patterns' counts.
+fn walk_and_write(d: &mut Daemon, fresh: bool) -> Result<(), BpfError> {
     let (tree, selection) = {
-        let owners = selectors(d);
+        let owners: Vec<Selectors<'_>> = owners(d)
+            .map(|(owner, _, patterns)| Selectors { owner, patterns })
+            .collect();
         let patterns: Vec<&Pattern> = owners.iter().flat_map(|s| s.patterns).collect();
         let tree = walk(&d.workloads.mount, &patterns);
         let selection = select(&owners, &tree);
@@ -101,7 +114,7 @@ pub fn sync(d: &mut Daemon) -> Result<(), BpfError> {
         let members = selection.classes.iter().map(|(id, p)| (*id, *p));
         super::classes::write(&mut d.enforcer, &d.classes, members)?;
     }
-    report(d, before, &selection);
+    report(d, before.filter(|_| !fresh), &selection);
     d.workloads.walked = tree.into_iter().map(|c| c.path).collect();
     d.workloads.selection = Some(selection);
     Ok(())
@@ -110,7 +123,7 @@ pub fn sync(d: &mut Daemon) -> Result<(), BpfError> {
 /// [`sync`] after the selectors changed (a start, a reload, a policy
 /// change): written now, and the watcher told to watch what they need.
 pub fn changed(d: &mut Daemon) -> Result<(), BpfError> {
-    sync(d)?;
+    walk_and_write(d, true)?;
     d.workloads.changed.notify_one();
     Ok(())
 }
@@ -119,24 +132,7 @@ pub fn changed(d: &mut Daemon) -> Result<(), BpfError> {
 /// pattern matching nothing is valid (its workloads may not exist yet), and
 /// said.
 fn report(d: &Daemon, before: Option<&Selection>, now: &Selection) {
-    let owners = d
-        .policies
-        .iter()
-        .map(|p| {
-            (
-                Owner::Scope(policy_scope(p.id)),
-                format!("policy \"{}\"", p.spec.name),
-                &p.spec.workloads,
-            )
-        })
-        .chain(d.classes.iter().map(|c| {
-            (
-                Owner::Class(c.spec.priority),
-                format!("class \"{}\"", c.spec.name),
-                &c.spec.workloads,
-            )
-        }));
-    for (owner, name, patterns) in owners {
+    for (owner, name, patterns) in owners(d) {
         let Some(counts) = now.counts_of(owner) else {
             continue;
         };
