@@ -9,7 +9,9 @@
 //!   an auto policy's limits keep min <= initial <= max, and an outlier
 //!   policy's ejections last from base_ejection to max_ejection;
 //! - its classes are what the kernel's per-priority counts can hold: one per
-//!   priority, shares adding up to at most 1, cgroups listed once.
+//!   priority, shares adding up to at most 1, cgroups listed once;
+//! - workload selectors are absolute patterns that match without a panic, a
+//!   policy's only instead of a cgroup, and the kernel's flag says so.
 #![no_main]
 
 use std::{collections::HashSet, sync::LazyLock};
@@ -59,6 +61,16 @@ fn check_applicable(specs: &[PolicySpec]) {
     for spec in specs {
         assert!(!spec.rules.is_empty(), "{}: no rules", spec.name);
         let kernel = spec.kernel(None);
+        assert_eq!(
+            kernel.workloads != 0,
+            !spec.workloads.is_empty(),
+            "{spec:?}"
+        );
+        assert!(
+            spec.cgroup.is_none() || spec.workloads.is_empty(),
+            "{spec:?}"
+        );
+        check_patterns(&spec.workloads);
         assert!(
             (1..=1000).contains(&kernel.failure_rate_permille),
             "{spec:?}"
@@ -149,9 +161,29 @@ fn check_classes(classes: &[ClassSpec]) {
             "two classes of one priority: {classes:?}"
         );
         assert!((0.0..=1.0).contains(&class.share), "{class:?}");
+        check_patterns(&class.workloads);
         for path in &class.cgroups {
             assert!(path.is_absolute(), "{class:?}");
             assert!(cgroups.insert(path), "listed twice: {classes:?}");
+        }
+    }
+}
+
+/// Each pattern is absolute, unique, and matches any path without a panic.
+fn check_patterns(patterns: &[enforcer::workload::Pattern]) {
+    let mut seen = HashSet::new();
+    for p in patterns {
+        let text = p.to_string();
+        assert!(text.starts_with('/'), "{text}");
+        assert!(seen.insert(text.clone()), "listed twice: {text}");
+        for path in [
+            &[][..],
+            &["sys", "fs", "cgroup"][..],
+            &["a", "b", "c", "d", "e"][..],
+        ] {
+            if p.matches(path) {
+                assert!(p.may_match_below(path), "{text} matches {path:?}");
+            }
         }
     }
 }
