@@ -96,6 +96,10 @@ pub fn encode(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), std::f
             &totals.class_workloads,
         ),
     ] {
+        // Only with selectors: a family of no series would say they exist.
+        if figures.is_empty() {
+            continue;
+        }
         let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
         for w in figures {
             m.encode_family(&vec![
