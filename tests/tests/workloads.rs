@@ -46,6 +46,17 @@ impl Pod {
     }
 }
 
+/// A policy `name` for `addr` whose callers are the workloads `patterns`
+/// select, never tripping: each connect is counted, none refused by it.
+fn selecting(name: &str, addr: SocketAddr, patterns: &[&str]) -> String {
+    let patterns: Vec<String> = patterns.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "[[policy]]\nname = \"{name}\"\nmatch = [\"{addr}\"]\nworkloads = [{}]\n\
+         failure_threshold = 1000000\nmin_attempts = 1000000\n\n",
+        patterns.join(", ")
+    )
+}
+
 /// Makes the pod `slice` below `parent` and waits until the kernel holds
 /// it, at `level`, for policy `id`: within [`COVERED_WITHIN`].
 fn pod_covered(d: &Daemon, id: u32, parent: &ScratchCgroup, slice: &str, level: u32) -> Pod {
@@ -141,11 +152,9 @@ fn pods_are_covered_as_they_appear_and_forgotten_as_they_go() {
     );
     let guaranteed = format!("{}/kubepods-pod*.slice", kubepods.path().display());
     let config = format!(
-        "[[policy]]\nname = \"burstable\"\nmatch = [\"{addr}\"]\n\
-         workloads = [\"{pods}\", \"{guaranteed}\"]\n\
-         failure_threshold = 1000000\nmin_attempts = 1000000\n\n\
-         [[class]]\nname = \"batch\"\npriority = \"sheddable\"\n\
+        "{}[[class]]\nname = \"batch\"\npriority = \"sheddable\"\n\
          workloads = [\"{}/kubepods-besteffort.slice/*\"]\n",
+        selecting("burstable", addr, &[&pods, &guaranteed]),
         kubepods.path().display()
     );
     let d = Daemon::start(&cgroup, &pins, &config);
@@ -265,13 +274,11 @@ fn a_lookalike_cgroup_made_by_nobody_is_not_a_pod() {
     }
     let refusing = RefusingPort::loopback_v4();
     let addr = refusing.addr;
-    let config = format!(
-        "[[policy]]\nname = \"burstable\"\nmatch = [\"{addr}\"]\n\
-         workloads = [\"{}/**/kubepods-burstable-pod*.slice\"]\n\
-         failure_threshold = 1000000\nmin_attempts = 1000000\n",
+    let pods = format!(
+        "{}/**/kubepods-burstable-pod*.slice",
         kubepods.path().display()
     );
-    let d = Daemon::start(&cgroup, &pins, &config);
+    let d = Daemon::start(&cgroup, &pins, &selecting("burstable", addr, &[&pods]));
     let id = policy_id(&d, "burstable");
     // A real pod, to see the daemon at work.
     let pod = Pod::new(&burstable, "kubepods-burstable-pod1.slice");
@@ -457,16 +464,8 @@ fn the_cgroupfs_drivers_pods_are_covered_too() {
     let burstable = kubepods.child_named("burstable");
     let refusing = RefusingPort::loopback_v4();
     let addr = refusing.addr;
-    let d = Daemon::start(
-        &cgroup,
-        &pins,
-        &format!(
-            "[[policy]]\nname = \"burstable\"\nmatch = [\"{addr}\"]\n\
-             workloads = [\"{}/pod*\"]\n\
-             failure_threshold = 1000000\nmin_attempts = 1000000\n",
-            burstable.path().display()
-        ),
-    );
+    let pods = format!("{}/pod*", burstable.path().display());
+    let d = Daemon::start(&cgroup, &pins, &selecting("burstable", addr, &[&pods]));
     let id = policy_id(&d, "burstable");
     let pod = pod_covered(
         &d,
@@ -491,16 +490,8 @@ fn a_restart_after_a_kill_catches_up_with_the_pods_that_came_and_went() {
     let kubepods = cgroup.child_named("kubepods.slice");
     let refusing = RefusingPort::loopback_v4();
     let addr = refusing.addr;
-    let mut d = Daemon::start(
-        &cgroup,
-        &pins,
-        &format!(
-            "[[policy]]\nname = \"pods\"\nmatch = [\"{addr}\"]\n\
-             workloads = [\"{}/kubepods-pod*.slice\"]\n\
-             failure_threshold = 1000000\nmin_attempts = 1000000\n",
-            kubepods.path().display()
-        ),
-    );
+    let pods = format!("{}/kubepods-pod*.slice", kubepods.path().display());
+    let mut d = Daemon::start(&cgroup, &pins, &selecting("pods", addr, &[&pods]));
     let id = policy_id(&d, "pods");
     let stays = pod_covered(&d, id, &kubepods, "kubepods-poda.slice", 3);
     let goes = pod_covered(&d, id, &kubepods, "kubepods-podb.slice", 3);
