@@ -121,7 +121,7 @@ fn affects(fault: *const Fault, slot: u32, key: &DestKey, now: u64) -> u32 {
 #[inline(always)]
 fn callers_in(f: &Fault, slot: u32) -> bool {
     if f.workloads != 0 {
-        workloads::covers(f.workloads, fault_scope(slot), 0, 0) != 0
+        workloads::selects(fault_scope(slot))
     } else {
         current_in(f)
     }

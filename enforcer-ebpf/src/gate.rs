@@ -163,6 +163,9 @@ fn decide(
     policies: Policies,
 ) -> i32 {
     let in_scope = |policy: &Policy| {
+        // One call for every policy, unscoped ones too: a branch around it
+        // would have the verifier walk the rest of the gate once more (the
+        // call is a few instructions; gate_connect6 grew by a ninth).
         let applies = workloads::covers(
             policy.workloads,
             policy_scope(policy_id),

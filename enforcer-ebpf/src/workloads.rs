@@ -7,16 +7,16 @@ use enforcer_common::workload::{MAX_LEVEL, WorkloadKey};
 
 use crate::maps::{WORKLOAD_LEVELS, WORKLOADS};
 
-/// 1 if the current task is one a policy (or fault) applies to, else 0: in
-/// (or below) a cgroup its workload selectors match (`workloads` non-zero,
-/// `scope` its scope), or else in (or below) the cgroup `cgroup_id` at
-/// `cgroup_level` (0: every task). A function of its own answering in one
+/// 1 if the current task is one a policy applies to, else 0: in (or below)
+/// a cgroup its workload selectors match (`workloads` non-zero, `scope` its
+/// scope), or else in (or below) the cgroup `cgroup_id` at `cgroup_level`
+/// (0: every task). A function of its own answering in one
 /// register: the verifier walks its loop once, and the gate's paths join at
 /// its return instead of going on once per way of being in scope.
 #[inline(never)]
 pub fn covers(workloads: u32, scope: u32, cgroup_id: u64, cgroup_level: u32) -> u32 {
     if workloads != 0 {
-        return selects(scope);
+        return u32::from(selects(scope));
     }
     if cgroup_id == 0 {
         return 1;
@@ -26,12 +26,12 @@ pub fn covers(workloads: u32, scope: u32, cgroup_id: u64, cgroup_level: u32) -> 
     u32::from(unsafe { bpf_get_current_ancestor_cgroup_id(cgroup_level as i32) } == cgroup_id)
 }
 
-/// 1 if the current task is in (or below) a cgroup `scope`'s selectors
-/// match, else 0.
+/// Whether the current task is in (or below) a cgroup `scope`'s selectors
+/// match.
 #[inline(always)]
-fn selects(scope: u32) -> u32 {
+pub fn selects(scope: u32) -> bool {
     let Some(levels) = WORKLOAD_LEVELS.get(scope) else {
-        return 0;
+        return false;
     };
     let levels = *levels;
     let mut level = 0;
@@ -43,13 +43,13 @@ fn selects(scope: u32) -> u32 {
             // 0: the task's own cgroup is above this level, and above every
             // deeper one.
             if id == 0 {
-                return 0;
+                return false;
             }
             if WORKLOADS.get_ptr(WorkloadKey::new(id, scope)).is_some() {
-                return 1;
+                return true;
             }
         }
         level += 1;
     }
-    0
+    false
 }

@@ -46,8 +46,8 @@ impl WorkloadMaps {
         }
         for (scope, cgroups) in &held {
             let wanted = scopes.get(scope);
-            for (id, _) in cgroups {
-                if wanted.is_none_or(|w| !w.cgroups.iter().any(|(i, _)| i == id)) {
+            for entry @ (id, _) in cgroups {
+                if wanted.is_none_or(|w| !w.cgroups.contains(entry)) {
                     self.cgroups
                         .remove(&WorkloadKey::new(*id, *scope))
                         .map_err(map_err(names::WORKLOADS))?;

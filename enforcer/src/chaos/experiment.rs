@@ -228,6 +228,11 @@ pub enum AbortCondition {
 }
 
 impl Experiment {
+    /// Whether a fault names its callers by workload selectors.
+    pub fn selects_workloads(&self) -> bool {
+        self.faults.iter().any(|f| !f.targets.workloads.is_empty())
+    }
+
     /// Parses and validates an experiment; `origin` names the text in
     /// syntax errors.
     pub fn parse(text: &str) -> Result<Self, Invalid> {

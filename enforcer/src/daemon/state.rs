@@ -174,8 +174,6 @@ impl Daemon {
         &mut self,
         classes: Vec<super::classes::RunningClass>,
     ) -> Result<(), crate::bpf::BpfError> {
-        let members = self.workloads.class_members().collect::<Vec<_>>();
-        super::classes::write(&mut self.enforcer, &classes, members.into_iter())?;
         if classes != self.classes {
             let names: Vec<&str> = classes.iter().map(|c| c.spec.name.as_str()).collect();
             tracing::info!(
@@ -188,6 +186,7 @@ impl Daemon {
             );
         }
         self.classes = classes;
+        // Written with the members the selectors find for them.
         super::workloads::changed(self)
     }
 

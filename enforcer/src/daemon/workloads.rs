@@ -31,8 +31,6 @@ pub struct Workloads {
     /// The last selection written into the kernel (`None`: none yet, so the
     /// first replaces whatever a previous daemon left).
     selection: Option<Selection>,
-    /// The directories the last walk went through: what to watch.
-    walked: Vec<PathBuf>,
     /// Wakes the watcher when the selectors change.
     changed: Arc<Notify>,
 }
@@ -42,16 +40,8 @@ impl Workloads {
         Self {
             mount,
             selection: None,
-            walked: Vec::new(),
             changed: Arc::new(Notify::new()),
         }
-    }
-
-    /// The classes' members the selectors found (none before the first walk).
-    pub fn class_members(&self) -> impl Iterator<Item = (u64, enforcer_common::class::Priority)> {
-        self.selection
-            .iter()
-            .flat_map(|s| s.classes.iter().map(|(id, p)| (*id, *p)))
     }
 
     /// How many cgroups each pattern of `owner` matches now.
@@ -89,14 +79,24 @@ fn owners(d: &Daemon) -> impl Iterator<Item = (Owner, String, &[Pattern])> {
         .filter(|(_, _, patterns)| !patterns.is_empty())
 }
 
-/// Walks, matches and writes what the running selectors match now.
-pub fn sync(d: &mut Daemon) -> Result<(), BpfError> {
+/// Walks, matches and writes what the running selectors match now; the
+/// directories walked (what to watch).
+pub fn sync(d: &mut Daemon) -> Result<Vec<PathBuf>, BpfError> {
     walk_and_write(d, false)
 }
 
-/// [`sync`]; `fresh`: the selectors changed, so each pattern's matches are
-/// logged anew rather than against the previous patterns' counts.
-fn walk_and_write(d: &mut Daemon, fresh: bool) -> Result<(), BpfError> {
+/// [`sync`] after the policies, the classes or the running experiments
+/// changed: written now (the classes whatever their members, since their
+/// shares may be new), each pattern's matches logged anew, and the watcher
+/// told to watch what the selectors need.
+pub fn changed(d: &mut Daemon) -> Result<(), BpfError> {
+    walk_and_write(d, true)?;
+    d.workloads.changed.notify_one();
+    Ok(())
+}
+
+/// [`sync`], or with `changed` what [`changed`] writes.
+fn walk_and_write(d: &mut Daemon, changed: bool) -> Result<Vec<PathBuf>, BpfError> {
     let (tree, selection) = {
         let owners: Vec<Selectors<'_>> = owners(d)
             .map(|(owner, _, patterns)| Selectors { owner, patterns })
@@ -110,22 +110,13 @@ fn walk_and_write(d: &mut Daemon, fresh: bool) -> Result<(), BpfError> {
     if before.is_none_or(|b| b.scopes != selection.scopes) {
         d.enforcer.maps_mut().workloads.replace(&selection.scopes)?;
     }
-    if before.is_none_or(|b| b.classes != selection.classes) {
+    if changed || before.is_none_or(|b| b.classes != selection.classes) {
         let members = selection.classes.iter().map(|(id, p)| (*id, *p));
         super::classes::write(&mut d.enforcer, &d.classes, members)?;
     }
-    report(d, before.filter(|_| !fresh), &selection);
-    d.workloads.walked = tree.into_iter().map(|c| c.path).collect();
+    report(d, before.filter(|_| !changed), &selection);
     d.workloads.selection = Some(selection);
-    Ok(())
-}
-
-/// [`sync`] after the selectors changed (a start, a reload, a policy
-/// change): written now, and the watcher told to watch what they need.
-pub fn changed(d: &mut Daemon) -> Result<(), BpfError> {
-    walk_and_write(d, true)?;
-    d.workloads.changed.notify_one();
-    Ok(())
+    Ok(tree.into_iter().map(|c| c.path).collect())
 }
 
 /// Logs each pattern whose matches went from none to some or back: a
@@ -153,10 +144,13 @@ fn report(d: &Daemon, before: Option<&Selection>, now: &Selection) {
     }
 }
 
-fn sync_or_warn(d: &mut Daemon) {
-    if let Err(e) = sync(d) {
+/// [`sync`], a failure logged (the next walk tries again): the directories
+/// walked, none after a failure.
+fn sync_or_warn(d: &mut Daemon) -> Vec<PathBuf> {
+    sync(d).unwrap_or_else(|e| {
         tracing::warn!("workloads: writing what the selectors match: {e}");
-    }
+        Vec::new()
+    })
 }
 
 /// Keeps the selection current: walks again whenever a watched directory
@@ -194,11 +188,7 @@ async fn watch(shared: &Shared, changed: &Notify) -> std::io::Result<()> {
     let mut watched = HashSet::new();
     let mut unwatched = HashSet::new();
     loop {
-        let walked = {
-            let mut d = lock(shared);
-            sync_or_warn(&mut d);
-            d.workloads.walked.clone()
-        };
+        let walked = sync_or_warn(&mut lock(shared));
         // A directory made before its parent was watched is found by
         // walking again once the new watches are in place.
         let mut added = false;

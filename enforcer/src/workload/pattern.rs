@@ -12,7 +12,7 @@
 //! A pattern selects the cgroups it matches and, through them, every
 //! process below them.
 
-use std::fmt;
+use std::{fmt, path::Path};
 
 use globset::{GlobBuilder, GlobMatcher};
 
@@ -120,13 +120,8 @@ impl Pattern {
 
     /// Whether every match is below `dir` (the cgroup v2 mount): its fixed
     /// leading components are `dir`'s.
-    pub fn is_below(&self, dir: &std::path::Path) -> bool {
-        let dir: Vec<&str> = dir
-            .iter()
-            .filter_map(|c| c.to_str())
-            .filter(|c| *c != "/")
-            .collect();
-        self.fixed_prefix().starts_with(&dir)
+    pub fn is_below(&self, dir: &Path) -> bool {
+        self.fixed_prefix().starts_with(&components(dir))
     }
 
     /// The leading components without a glob: where every match is.
@@ -139,6 +134,14 @@ impl Pattern {
             })
             .collect()
     }
+}
+
+/// The components of the absolute `path`, as patterns match them.
+pub fn components(path: &Path) -> Vec<&str> {
+    path.iter()
+        .filter_map(|c| c.to_str())
+        .filter(|c| *c != "/")
+        .collect()
 }
 
 /// Whether `parts` match `path` whole or, with `prefix`, whether `path`

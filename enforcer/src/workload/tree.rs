@@ -10,7 +10,7 @@ use std::{
 
 use enforcer_common::workload::MAX_LEVEL;
 
-use super::Pattern;
+use super::{Pattern, pattern::components};
 
 /// A cgroup directory of the tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,13 +27,6 @@ impl Cgroup {
     pub fn components(&self) -> Vec<&str> {
         components(&self.path)
     }
-}
-
-fn components(path: &Path) -> Vec<&str> {
-    path.iter()
-        .filter_map(|c| c.to_str())
-        .filter(|c| *c != "/")
-        .collect()
 }
 
 /// Walks the hierarchy mounted at `mount` into every directory where one of

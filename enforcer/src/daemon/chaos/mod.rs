@@ -96,8 +96,6 @@ struct Running {
     view: ExperimentView,
     /// Its faults' kernel slots.
     slots: Slots,
-    /// The workload selectors of its faults that have some, by slot.
-    workloads: Vec<(u32, Vec<Pattern>)>,
     /// Wakes its task for an operator's abort.
     stop: Arc<Notify>,
 }
@@ -218,18 +216,9 @@ impl Experiments {
     /// with its fault's slot.
     pub fn workload_selectors(&self) -> impl Iterator<Item = (u32, &[Pattern])> {
         self.running.values().flat_map(|r| {
-            r.workloads
-                .iter()
-                .map(|(slot, patterns)| (*slot, patterns.as_slice()))
+            let faults = r.view.experiment.faults.iter().enumerate();
+            faults.filter_map(|(i, f)| Some((r.slots.of(i)?, f.targets.workloads.as_slice())))
         })
-    }
-
-    /// Whether the experiment `name` is running with faults that select
-    /// workloads.
-    fn selects_workloads(&self, name: &str) -> bool {
-        self.running
-            .get(name)
-            .is_some_and(|r| !r.workloads.is_empty())
     }
 
     /// Slots held by running experiments (a bit set).
@@ -255,13 +244,14 @@ impl Experiments {
     }
 
     /// A running experiment's task reports its view; a view that ended
-    /// moves to the past.
-    fn update(&mut self, view: ExperimentView) {
+    /// moves to the past (true).
+    fn update(&mut self, view: ExperimentView) -> bool {
         let stage_changed = self
             .running
             .get(&view.name)
             .is_none_or(|r| r.view.stage != view.stage);
-        if view.stage.running() {
+        let ended = !view.stage.running();
+        if !ended {
             if let Some(r) = self.running.get_mut(&view.name) {
                 r.view = view;
             }
@@ -281,6 +271,7 @@ impl Experiments {
         if stage_changed {
             self.save();
         }
+        ended
     }
 }
 
@@ -362,28 +353,20 @@ pub fn start(shared: &Shared, experiment: Experiment) -> Result<ExperimentView, 
         &[],
         &slots,
     );
-    let workloads: Vec<(u32, Vec<Pattern>)> = course
-        .experiment
-        .faults
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| !f.targets.workloads.is_empty())
-        .filter_map(|(i, f)| Some((slots.of(i)?, f.targets.workloads.clone())))
-        .collect();
-    let selects = !workloads.is_empty();
     d.chaos.running.insert(
         view.name.clone(),
         Running {
             view: view.clone(),
             slots: slots.clone(),
-            workloads,
             stop: stop.clone(),
         },
     );
     d.chaos.save();
     // Their matches are in the kernel before the faults are armed (after
     // the baseline), and kept current while they run.
-    if selects && let Err(e) = super::workloads::changed(&mut d) {
+    if course.experiment.selects_workloads()
+        && let Err(e) = super::workloads::changed(&mut d)
+    {
         tracing::warn!(
             "chaos experiment `{}`: writing its workloads: {e}",
             view.name
@@ -447,10 +430,11 @@ fn resolve_callers(e: &Experiment, classes: &[RunningClass]) -> Result<Vec<Calle
 /// Each fault's cgroups as (id, level): the root's for a fault on every
 /// caller; a cgroup that is not one names its field.
 fn resolve_cgroups(e: &Experiment) -> Result<Vec<Vec<(u64, u32)>>, Invalid> {
+    let mount = crate::cgroup::v2_mount().ok();
     let root = || {
-        crate::cgroup::v2_mount()
-            .ok()
-            .and_then(|path| crate::cgroup::scope(&path))
+        mount
+            .as_deref()
+            .and_then(crate::cgroup::scope)
             .ok_or_else(|| Invalid {
                 field: "fault".to_owned(),
                 line: None,
@@ -461,12 +445,8 @@ fn resolve_cgroups(e: &Experiment) -> Result<Vec<Vec<(u64, u32)>>, Invalid> {
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            if let Some(p) = f
-                .targets
-                .workloads
-                .iter()
-                .find(|p| crate::cgroup::v2_mount().is_ok_and(|mount| !p.is_below(&mount)))
-            {
+            let outside = |p: &&Pattern| mount.as_deref().is_some_and(|m| !p.is_below(m));
+            if let Some(p) = f.targets.workloads.iter().find(outside) {
                 return Err(Invalid {
                     field: format!("fault[{i}].workloads"),
                     line: None,

@@ -119,11 +119,9 @@ pub async fn run(shared: Shared, task: Task) {
         if step != Step::Wait {
             announce(&d, &view, &step);
         }
-        let selected = d.chaos.selects_workloads(&view.name);
-        d.chaos.update(view);
         // An experiment that ended leaves its workloads' entries behind.
-        if selected
-            && !d.chaos.selects_workloads(&course.experiment.name)
+        if d.chaos.update(view)
+            && course.experiment.selects_workloads()
             && let Err(e) = super::super::workloads::changed(&mut d)
         {
             tracing::warn!("chaos: forgetting an experiment's workloads: {e}");

@@ -21,7 +21,10 @@ use super::{
     Daemon, Shared, classes::ClassNames, learn::SharedLearning, lock, series::Top,
     view::PolicyNames,
 };
-use crate::{adaptive::Change, api::BaselineView};
+use crate::{
+    adaptive::Change,
+    api::{BaselineView, WorkloadMatch},
+};
 use crate::{bpf::ProgramStats, http::stream, netns, workload::Owner};
 
 mod destinations;
@@ -116,35 +119,21 @@ struct Totals {
     ejections: Vec<(String, &'static str, u64)>,
     /// Chaos experiments running, connects affected and aborts.
     chaos: super::chaos::Figures,
-    /// Each policy's workload patterns and their matches now.
-    policy_workloads: Vec<WorkloadFigures>,
-    /// Each class's.
-    class_workloads: Vec<WorkloadFigures>,
+    /// Each policy's workload patterns and their matches now, by policy.
+    policy_workloads: Vec<(String, WorkloadMatch)>,
+    /// Each class's, by class.
+    class_workloads: Vec<(String, WorkloadMatch)>,
 }
 
-/// A workload pattern of a policy or class (`owner`) and its matches now.
-#[derive(Debug)]
-struct WorkloadFigures {
-    owner: String,
-    pattern: String,
-    cgroups: i64,
-}
-
-impl WorkloadFigures {
-    /// One per pattern of `owner`'s `patterns`, counted by `workloads`.
-    fn of(
-        owner: &str,
-        patterns: &[crate::workload::Pattern],
-        counts: Option<&[usize]>,
-    ) -> impl Iterator<Item = Self> {
-        crate::api::WorkloadMatch::list(patterns, counts)
-            .into_iter()
-            .map(move |w| Self {
-                owner: owner.to_owned(),
-                pattern: w.pattern,
-                cgroups: w.cgroups as i64,
-            })
-    }
+/// Each of `owner`'s workload patterns with its matches now (`counts`).
+fn workload_figures(
+    owner: &str,
+    patterns: &[crate::workload::Pattern],
+    counts: Option<&[usize]>,
+) -> impl Iterator<Item = (String, WorkloadMatch)> {
+    WorkloadMatch::list(patterns, counts)
+        .into_iter()
+        .map(move |w| (owner.to_owned(), w))
 }
 
 /// A running policy's counts in the kernel.
@@ -215,7 +204,7 @@ impl Totals {
                 .iter()
                 .flat_map(|p| {
                     let owner = Owner::Scope(policy_scope(p.id));
-                    WorkloadFigures::of(&p.spec.name, &p.spec.workloads, d.workloads.counts(owner))
+                    workload_figures(&p.spec.name, &p.spec.workloads, d.workloads.counts(owner))
                 })
                 .collect(),
             class_workloads: d
@@ -223,7 +212,7 @@ impl Totals {
                 .iter()
                 .flat_map(|c| {
                     let owner = Owner::Class(c.spec.priority);
-                    WorkloadFigures::of(&c.spec.name, &c.spec.workloads, d.workloads.counts(owner))
+                    workload_figures(&c.spec.name, &c.spec.workloads, d.workloads.counts(owner))
                 })
                 .collect(),
         }

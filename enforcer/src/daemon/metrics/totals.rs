@@ -101,12 +101,12 @@ pub fn encode(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), std::f
             continue;
         }
         let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-        for w in figures {
+        for (owner, w) in figures {
             m.encode_family(&vec![
-                (label, w.owner.as_str()),
+                (label, owner.as_str()),
                 ("pattern", w.pattern.as_str()),
             ])?
-            .encode_gauge(&w.cgroups)?;
+            .encode_gauge(&(w.cgroups as i64))?;
         }
     }
     gauge(
