@@ -3,7 +3,7 @@
 //! one. Chosen while the map is read, keeping only the chosen few, so a
 //! scrape of 100 000 destinations holds a thousand, not all of them.
 
-use std::{cmp::Ordering, collections::BinaryHeap, net::SocketAddr};
+use std::{cmp::Ordering, collections::BinaryHeap};
 
 use enforcer_common::{
     breaker::State,
@@ -11,15 +11,27 @@ use enforcer_common::{
 };
 
 /// Lower ranks first: open before closed, more attempts first, then the
-/// address (a stable order between scrapes).
-type Rank = (bool, u64, SocketAddr);
+/// address as `SocketAddr` orders it, then the namespace (a stable order
+/// between scrapes). Integers only: every destination of the map is ranked.
+type Rank = (bool, u64, Address, u64);
+
+/// `SocketAddr`'s order without making one: IPv4 first, then the address,
+/// then the port.
+type Address = (bool, u128, u16);
 
 fn rank(key: &DestKey, s: &DestState) -> Rank {
     (
         s.breaker.state == State::Closed as u32,
         u64::MAX - s.counters.attempts,
-        key.socket_addr(),
+        address(key),
+        key.netns,
     )
+}
+
+fn address(key: &DestKey) -> Address {
+    // An IPv4 destination is v4-mapped: its fixed prefix leaves the
+    // address's own order.
+    (!key.is_ipv4(), u128::from_be_bytes(key.octets()), key.port)
 }
 
 struct Ranked {
@@ -138,7 +150,25 @@ fn fold(into: &mut DestState, s: &DestState) {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn addresses_rank_as_socket_addrs_order(
+            a in any::<SocketAddr>(),
+            b in any::<SocketAddr>(),
+        ) {
+            let (ka, kb) = (DestKey::from(a), DestKey::from(b));
+            prop_assert_eq!(
+                address(&ka).cmp(&address(&kb)),
+                ka.socket_addr().cmp(&kb.socket_addr())
+            );
+        }
+    }
 
     fn dest(i: u32, attempts: u64, open: bool) -> (DestKey, DestState) {
         let addr: SocketAddr = format!("10.0.{}.{}:80", i / 256, i % 256).parse().unwrap();

@@ -192,8 +192,8 @@ fn labels(s: &Series) -> Labels<'_> {
     ]
 }
 
-/// Every per-destination family of `series`; the class families for the
-/// running `classes` (none while classes are off).
+/// Every per-destination family of `series` but the latency histogram; the
+/// class families for the running `classes` (none while classes are off).
 pub fn encode(
     series: &[Series],
     classes: &ClassNames,
@@ -256,6 +256,16 @@ pub fn encode(
             }
         }
     }
+    Ok(())
+}
+
+/// The latency histogram of each of `series`: about half of a large scrape's
+/// text, so a family of its own ([`super::encode`] writes it on a second
+/// thread).
+pub fn encode_latency(
+    series: &[Series],
+    enc: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
     let mut m = enc.encode_descriptor(
         "enforcer_connect_latency_seconds",
         "admission to handshake",

@@ -15,7 +15,11 @@ use axum::{
     routing::get,
 };
 use enforcer_common::{counters::GlobalCounter, dest::DestState, workload::policy_scope};
-use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, registry::Registry};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, text},
+    registry::Registry,
+};
 
 use super::{
     Daemon, Shared, classes::ClassNames, learn::SharedLearning, lock, series::Top,
@@ -72,9 +76,7 @@ pub async fn scrape(shared: Shared) -> Response {
         }
     };
     let mut response = stream::streamed(CONTENT_TYPE, move |w| {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(Snapshot::from(raw)));
-        prometheus_client::encoding::text::encode(w, &registry).map_err(std::io::Error::other)
+        encode(Snapshot::from(raw), w).map_err(std::io::Error::other)
     });
     response.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -324,9 +326,55 @@ impl From<Raw> for Snapshot {
     }
 }
 
-impl Collector for Snapshot {
+/// Writes `snapshot` as text. The latency histograms are half of a large
+/// scrape's text: they are encoded on a second thread while this one
+/// encodes the rest, and written after it.
+fn encode(snapshot: Snapshot, w: &mut impl std::fmt::Write) -> std::fmt::Result {
+    let snapshot = Arc::new(snapshot);
+    let registry = |part| {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Part {
+            snapshot: snapshot.clone(),
+            part,
+        }));
+        registry
+    };
+    let (latency, rest) = (registry(Families::Latency), registry(Families::Rest));
+    std::thread::scope(|scope| {
+        let latency = scope.spawn(move || {
+            let mut text = String::new();
+            text::encode_registry(&mut text, &latency).map(|()| text)
+        });
+        text::encode_registry(w, &rest)?;
+        w.write_str(&latency.join().map_err(|_| std::fmt::Error)??)?;
+        text::encode_eof(w)
+    })
+}
+
+/// Which of a snapshot's families a [`Part`] encodes.
+#[derive(Debug, Clone, Copy)]
+enum Families {
+    /// The per-destination latency histograms.
+    Latency,
+    /// Everything else.
+    Rest,
+}
+
+#[derive(Debug)]
+struct Part {
+    snapshot: Arc<Snapshot>,
+    part: Families,
+}
+
+impl Collector for Part {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        destinations::encode(&self.series, &self.classes, &mut enc)?;
-        totals::encode(self, &mut enc)
+        let s = &self.snapshot;
+        match self.part {
+            Families::Latency => destinations::encode_latency(&s.series, &mut enc),
+            Families::Rest => {
+                destinations::encode(&s.series, &s.classes, &mut enc)?;
+                totals::encode(s, &mut enc)
+            }
+        }
     }
 }
