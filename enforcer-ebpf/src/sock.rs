@@ -81,14 +81,21 @@ fn probes(cookie: u64) -> impl Iterator<Item = u32> {
     (0..CONN_PROBES).map(move |i| (cookie.wrapping_add(i.wrapping_mul(STRIDE)) & mask) as u32)
 }
 
-/// The cookie the slot `at` holds: its owner's, or 0 when free (or when
-/// there is no such slot).
+/// The slot among `cookie`'s probes that holds its record, if any.
 #[inline(always)]
-fn owner(at: u32) -> u64 {
-    CONNS.get_ptr(at).map_or(0, |slot| {
+fn find(cookie: u64) -> Option<u32> {
+    for at in probes(cookie) {
+        // A probe is below the capacity, so its slot is there: the lookup
+        // cannot answer null. Were it to, the search ends, so that the
+        // verifier walks on from the end it already knows instead of
+        // walking the next probe once more.
+        let slot = CONNS.get_ptr(at)?;
         // SAFETY: a value of CONNS, valid for the program's run.
-        atomic::load(unsafe { &raw const (*slot).cookie })
-    })
+        if atomic::load(unsafe { &raw const (*slot).cookie }) == cookie {
+            return Some(at);
+        }
+    }
+    None
 }
 
 /// The record of the socket `cookie` names, if the gate admitted it and its
@@ -101,7 +108,7 @@ pub fn admitted(cookie: u64) -> Option<&'static mut SockInfo> {
     // Found by its index and looked up once more: a pointer carried out of
     // each probe's exit would have the verifier walk the caller's rest once
     // per probe.
-    let at = probes(cookie).find(|&at| owner(at) == cookie)?;
+    let at = find(cookie)?;
     // SAFETY: a value of CONNS, valid for the program's run, that holds this
     // socket's record; shared with the other hooks of the same socket as each
     // one's doc says.
