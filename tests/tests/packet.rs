@@ -660,10 +660,13 @@ fn guest_fault(kind: enforcer_common::chaos::Kind, dest: SocketAddr, percent: f6
     fault
 }
 
-/// How many of `n` draws with chance 30 % may land, at the binomial's 99.9 %.
+/// How many of `n` draws with chance 30 % may land: five standard
+/// deviations either side. A test with two such checks fails a correct
+/// kernel about once in a million runs (at 3.3 it failed one CI run with
+/// 531 of 2 000), and with 2 000 draws it still tells 30 % from 24 % or 36 %.
 fn thirty_percent_of(n: u64) -> std::ops::RangeInclusive<u64> {
     let (mean, sd) = (n as f64 * 0.3, (n as f64 * 0.3 * 0.7).sqrt());
-    let (lo, hi) = (mean - 3.3 * sd, mean + 3.3 * sd);
+    let (lo, hi) = (mean - 5.0 * sd, mean + 5.0 * sd);
     lo as u64..=hi as u64
 }
 
