@@ -349,17 +349,10 @@ fn a_percentage_of_the_connects_lands_within_the_binomial_interval() {
             .to_string()
     });
     let refused: u64 = results.parse().unwrap();
-    // n·p ± 5·√(n·p·(1−p)): a correct kernel falls outside about once in
-    // two million runs (a 99.9 % interval fails one CI run in a thousand),
-    // and 24 % or 36 % still fall outside.
-    let (mean, sd) = (600.0, (2000.0f64 * 0.3 * 0.7).sqrt());
-    let (low, high) = (
-        (mean - 5.0 * sd).floor() as u64,
-        (mean + 5.0 * sd).ceil() as u64,
-    );
+    let within = enforcer_tests::draws_within(n, 0.3);
     assert!(
-        (low..=high).contains(&refused),
-        "{refused} of {n} refused, outside [{low}, {high}]"
+        within.contains(&refused),
+        "{refused} of {n} refused, outside {within:?}"
     );
     // The view is refreshed every 100 ms.
     let v = wait_for(&d, "thirty", "counted", |v| {

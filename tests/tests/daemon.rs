@@ -98,6 +98,14 @@ fn a_policy_set_with_the_cli_trips_and_shows_in_status_and_metrics() {
     let mut circuit = l.clone();
     circuit.push(("cause", "circuit"));
     assert_eq!(m.get("enforcer_rejections_total", &circuit), Some(1.0));
+    // The latency histograms are encoded on a thread of their own and
+    // written after the other families, before the end marker.
+    assert!(
+        m.get("enforcer_connect_latency_seconds_count", &l)
+            .is_some(),
+        "the destination's latency histogram: {:?}",
+        m.names()
+    );
     assert_eq!(m.get("enforcer_tracked_destinations", &[]), Some(1.0));
     assert_eq!(
         m.get("enforcer_policy_open_destinations", &[("policy", "local")]),
@@ -113,6 +121,10 @@ fn a_policy_set_with_the_cli_trips_and_shows_in_status_and_metrics() {
     // The same through the CLI.
     let text = d.ok(&["metrics"]);
     assert!(text.contains("enforcer_destination_state"), "{text}");
+    assert!(
+        text.ends_with("# EOF\n") && text.matches("# EOF").count() == 1,
+        "one end marker, last: {text}"
+    );
 
     // A policy set at runtime survives a restart on the same configuration file.
     d.kill9();

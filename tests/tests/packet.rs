@@ -660,16 +660,6 @@ fn guest_fault(kind: enforcer_common::chaos::Kind, dest: SocketAddr, percent: f6
     fault
 }
 
-/// How many of `n` draws with chance 30 % may land: five standard
-/// deviations either side. A test with two such checks fails a correct
-/// kernel about once in a million runs (at 3.3 it failed one CI run with
-/// 531 of 2 000), and with 2 000 draws it still tells 30 % from 24 % or 36 %.
-fn thirty_percent_of(n: u64) -> std::ops::RangeInclusive<u64> {
-    let (mean, sd) = (n as f64 * 0.3, (n as f64 * 0.3 * 0.7).sqrt());
-    let (lo, hi) = (mean - 5.0 * sd, mean + 5.0 * sd);
-    lo as u64..=hi as u64
-}
-
 #[test]
 fn guest_faults_refuse_and_blackhole_whole_connections_and_lose_a_share_of_packets() {
     use enforcer_common::chaos::Kind::{GuestBlackhole, GuestLoss, GuestRefuse};
@@ -717,7 +707,7 @@ fn guest_faults_refuse_and_blackhole_whole_connections_and_lose_a_share_of_packe
         dropped += u64::from(first == TC_ACT_SHOT);
     }
     assert!(
-        thirty_percent_of(connections.into()).contains(&dropped),
+        enforcer_tests::draws_within(connections.into(), 0.3).contains(&dropped),
         "{dropped} of {connections} connections blackholed"
     );
     let f = enforcer.maps().chaos.get(1).unwrap();
@@ -731,7 +721,7 @@ fn guest_faults_refuse_and_blackhole_whole_connections_and_lose_a_share_of_packe
         .filter(|_| run(&enforcer, CHAOS_IN, &s.established(ACK).frame()).retval == TC_ACT_SHOT)
         .count() as u64;
     assert!(
-        thirty_percent_of(packets).contains(&lost),
+        enforcer_tests::draws_within(packets, 0.3).contains(&lost),
         "{lost} of {packets} packets lost"
     );
     assert_eq!(enforcer.maps().chaos.get(2).unwrap().affected, lost);
