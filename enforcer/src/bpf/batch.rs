@@ -11,8 +11,11 @@ use aya::Pod;
 
 use super::syscall::{bpf, bpf_cmd, zeroed_attr};
 
-/// Entries asked for per call.
-const CHUNK: usize = 4096;
+/// Bytes of keys and values asked for per call. Each batch is gone through
+/// right after the kernel wrote it: small enough to still be in the CPU's
+/// cache then, large enough that the calls stay few (4096 destinations of
+/// 680 bytes, 2.8 MB, went back to memory and made a scrape 10 % slower).
+const CHUNK_BYTES: usize = 128 << 10;
 
 /// Every entry of the hash map (or array) open as `map`, each value read with
 /// `elem_flags` (e.g. `BPF_F_LOCK`). `Err` when the kernel cannot batch (the
@@ -34,8 +37,9 @@ pub fn for_each<K: Pod + Default, V: Pod + Default>(
     elem_flags: u64,
     mut f: impl FnMut(&K, &V),
 ) -> io::Result<()> {
-    let mut keys = vec![K::default(); CHUNK];
-    let mut values = vec![V::default(); CHUNK];
+    let chunk = (CHUNK_BYTES / (size_of::<K>() + size_of::<V>()).max(1)).max(16);
+    let mut keys = vec![K::default(); chunk];
+    let mut values = vec![V::default(); chunk];
     // Hash maps use a bucket index as the batch token, arrays the next index:
     // both a u32.
     let (mut token, mut next) = (0u32, 0u32);
@@ -46,7 +50,7 @@ pub fn for_each<K: Pod + Default, V: Pod + Default>(
         attr.batch.out_batch = (&raw mut next) as u64;
         attr.batch.keys = keys.as_mut_ptr() as u64;
         attr.batch.values = values.as_mut_ptr() as u64;
-        attr.batch.count = CHUNK as u32;
+        attr.batch.count = chunk as u32;
         attr.batch.map_fd = map.as_raw_fd() as u32;
         attr.batch.elem_flags = elem_flags;
         // SAFETY: buffers of `count` keys and values and the two tokens

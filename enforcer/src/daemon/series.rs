@@ -3,7 +3,7 @@
 //! one. Chosen while the map is read, keeping only the chosen few, so a
 //! scrape of 100 000 destinations holds a thousand, not all of them.
 
-use std::{cmp::Ordering, collections::BinaryHeap};
+use std::collections::BinaryHeap;
 
 use enforcer_common::{
     breaker::State,
@@ -34,27 +34,13 @@ fn address(key: &DestKey) -> Address {
     (!key.is_ipv4(), u128::from_be_bytes(key.octets()), key.port)
 }
 
+/// A kept destination's place in the heap: its rank and where its state is.
+/// The heap moves these on every push and pop, never the states (hundreds
+/// of bytes each, and a scrape of a large map pushes thousands).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Ranked {
     rank: Rank,
-    key: DestKey,
-    state: DestState,
-}
-
-impl PartialEq for Ranked {
-    fn eq(&self, other: &Self) -> bool {
-        self.rank == other.rank
-    }
-}
-impl Eq for Ranked {}
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Ranked {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.rank.cmp(&other.rank)
-    }
+    slot: usize,
 }
 
 /// The destinations offered so far: the best `limit` kept, the others summed.
@@ -62,6 +48,9 @@ pub struct Top {
     limit: usize,
     /// The worst kept one on top, to be pushed out first.
     kept: BinaryHeap<Ranked>,
+    /// The kept destinations, in the slots their [`Ranked`] name; a slot
+    /// pushed out is taken by the next one kept.
+    states: Vec<(DestKey, DestState)>,
     other: DestState,
     folded: u64,
 }
@@ -70,7 +59,8 @@ impl Top {
     pub fn new(limit: usize) -> Self {
         Self {
             limit,
-            kept: BinaryHeap::with_capacity(limit + 1),
+            kept: BinaryHeap::with_capacity(limit),
+            states: Vec::with_capacity(limit),
             other: DestState::default(),
             folded: 0,
         }
@@ -78,25 +68,26 @@ impl Top {
 
     pub fn offer(&mut self, key: &DestKey, state: &DestState) {
         let rank = rank(key, state);
+        if self.kept.len() < self.limit {
+            self.kept.push(Ranked {
+                rank,
+                slot: self.states.len(),
+            });
+            self.states.push((*key, *state));
+            return;
+        }
         // Most destinations of a large map rank below every kept one: sum
         // them without touching the heap.
-        if self.kept.len() == self.limit && self.kept.peek().is_none_or(|worst| rank >= worst.rank)
-        {
+        let Some(mut worst) = self.kept.peek_mut().filter(|worst| rank < worst.rank) else {
             fold(&mut self.other, state);
             self.folded += 1;
             return;
-        }
-        self.kept.push(Ranked {
-            rank,
-            key: *key,
-            state: *state,
-        });
-        if self.kept.len() > self.limit
-            && let Some(out) = self.kept.pop()
-        {
-            fold(&mut self.other, &out.state);
-            self.folded += 1;
-        }
+        };
+        let (_, out) = std::mem::replace(&mut self.states[worst.slot], (*key, *state));
+        fold(&mut self.other, &out);
+        self.folded += 1;
+        // Sifted into place when `worst` drops.
+        worst.rank = rank;
     }
 
     /// Destinations offered.
@@ -110,7 +101,7 @@ impl Top {
             .kept
             .into_sorted_vec()
             .into_iter()
-            .map(|r| (r.key, r.state))
+            .map(|r| self.states[r.slot])
             .collect();
         (kept, (self.folded > 0).then_some(self.other))
     }

@@ -76,14 +76,18 @@ pub struct Results {
 
 /// One scrape as Prometheus makes it, from this process (a client started per
 /// scrape would add its own start to every figure): HTTP/1.0, so the body
-/// ends where the connection does. The status and the body.
-fn scrape(addr: SocketAddr) -> (u16, String) {
+/// ends where the connection does. The status, the body and the time from
+/// connecting to the last byte read (parsing the answer is this client's own
+/// work, not the daemon's).
+fn scrape(addr: SocketAddr) -> (u16, String, u64) {
+    let start = Instant::now();
     let mut stream = TcpStream::connect(addr).expect("connecting to the metrics port");
     stream
         .write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
         .expect("sending the request");
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).expect("reading the answer");
+    let elapsed = crate::client::nanos(start.elapsed());
     let answer = String::from_utf8(answer).expect("a text answer");
     let (head, body) = answer.split_once("\r\n\r\n").expect("a header");
     let status = head
@@ -91,7 +95,7 @@ fn scrape(addr: SocketAddr) -> (u16, String) {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .expect("a status line");
-    (status, body.to_owned())
+    (status, body.to_owned(), elapsed)
 }
 
 /// Reads the daemon over `f` (which runs for the window).
@@ -144,9 +148,8 @@ pub fn run(size: Size) -> Results {
         format!("{} back-to-back /metrics scrapes", size.scrapes),
         || {
             for _ in 0..size.scrapes {
-                let start = Instant::now();
-                let (status, text) = scrape(daemon.metrics);
-                times.push(crate::client::nanos(start.elapsed()));
+                let (status, text, nanos) = scrape(daemon.metrics);
+                times.push(nanos);
                 assert_eq!(status, 200, "/metrics: {text}");
                 body = text;
             }
