@@ -182,14 +182,22 @@ const CLASS_FAMILIES: [(&str, &str, MetricType, ClassGet); 3] = [
     ),
 ];
 
-type Labels<'a> = Vec<(&'static str, &'a str)>;
+/// A series' labels, with `N` more of a family's own. An array, not a
+/// `Vec`: a large scrape writes tens of thousands of lines.
+type Labels<'a, const N: usize> = [(&'static str, &'a str); N];
 
-fn labels(s: &Series) -> Labels<'_> {
-    vec![
+fn labels(s: &Series) -> Labels<'_, 3> {
+    [
         ("dest", s.dest.as_str()),
         ("netns", s.netns.as_str()),
         ("policy", s.policy.as_str()),
     ]
+}
+
+/// `s`'s labels and one more.
+fn labels_and<'a>(s: &'a Series, label: &'static str, value: &'a str) -> Labels<'a, 4> {
+    let [dest, netns, policy] = labels(s);
+    [dest, netns, policy, (label, value)]
 }
 
 /// Every per-destination family of `series` but the latency histogram; the
@@ -212,9 +220,7 @@ pub fn encode(
         let mut m = enc.encode_descriptor(&name, split.help, None, MetricType::Counter)?;
         for s in series {
             for (value, get) in split.parts {
-                let mut l = labels(s);
-                l.push((split.label, value));
-                m.encode_family(&l)?
+                m.encode_family(&labels_and(s, split.label, value))?
                     .encode_counter::<NoLabelSet, _, u64>(&get(&s.s), None)?;
             }
         }
@@ -243,9 +249,8 @@ pub fn encode(
             let mut m = enc.encode_descriptor(&name, help, None, kind)?;
             for s in series {
                 for (priority, class) in classes.iter() {
-                    let mut l = labels(s);
-                    l.push(("class", class));
                     let v = get(&s.s.classes[priority as usize]);
+                    let l = labels_and(s, "class", class);
                     let mut family = m.encode_family(&l)?;
                     if kind == MetricType::Gauge {
                         family.encode_gauge(&(v as i64))?;
