@@ -451,6 +451,66 @@ fn reload_show_completions_and_the_series_limit() {
     d.kill9();
 }
 
+/// The tables that fill with traffic show against their sizes, so that an
+/// alert can fire before one is full: the connections held (by `nobody`, one
+/// destination folded past the series limit) count in the connection
+/// table's records until their holders are gone.
+#[test]
+fn the_tables_show_how_full_they_are() {
+    let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());
+    let (a, b) = (
+        AcceptingServer::bind("127.0.0.1:0"),
+        AcceptingServer::bind("127.0.0.1:0"),
+    );
+    let d = Daemon::start_with(
+        &cgroup,
+        &pins,
+        "[[policy]]\nname = \"held\"\nmatch = [\"127.0.0.0/8:*\"]\n",
+        "max_series = 1\ndests_capacity = 3000\nconns_capacity = 2048\nflows_capacity = 5000",
+        false,
+    );
+    let m = d.metrics();
+    for (table, size) in [("dests", 3000.0), ("conns", 2048.0), ("flows", 5000.0)] {
+        assert_eq!(
+            m.get("enforcer_table_capacity", &[("table", table)]),
+            Some(size),
+            "{table}"
+        );
+    }
+    assert_eq!(m.get("enforcer_tracked_connections", &[]), Some(0.0));
+    assert_eq!(m.get("enforcer_tracked_flows", &[]), Some(0.0));
+
+    let place = Place::cgroup(&cgroup);
+    let mut holders = [
+        place.spawn_nobody_holding(a.addr, 2),
+        place.spawn_nobody_holding(b.addr, 1),
+    ];
+    let connections = |want: f64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = d.metrics();
+            let held = m.get("enforcer_tracked_connections", &[]);
+            if held == Some(want) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{held:?} connections tracked, want {want}: {}",
+                d.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let m = connections(3.0);
+    // One destination has its own series, the other is in "other": both count.
+    assert_eq!(m.get("enforcer_tracked_destinations", &[]), Some(2.0));
+    for holder in &mut holders {
+        holder.kill().expect("killing a holder");
+        holder.wait().expect("reaping a holder");
+    }
+    connections(0.0);
+}
+
 #[test]
 fn idle_closed_destinations_are_forgotten() {
     let (cgroup, pins) = (ScratchCgroup::new(), PinDir::new());

@@ -6,7 +6,10 @@ use std::os::fd::AsFd;
 use aya::maps::{Array, IterableMap as _, MapData};
 use enforcer_common::{maps as names, sock::SockInfo};
 
-use super::{BpfError, batch, maps::map_err};
+use super::{
+    BpfError, batch,
+    maps::{map_err, max_entries},
+};
 
 /// The `CONNS` map. The programs claim, write and free its slots; the daemon
 /// only reads them.
@@ -26,6 +29,11 @@ impl Conns {
             out.extend(held((i as u32, slot)));
         }
         Ok(out)
+    }
+
+    /// How many records the table holds at most (its slots).
+    pub fn capacity(&self) -> Result<u32, BpfError> {
+        max_entries(self.0.map(), names::CONNS)
     }
 }
 

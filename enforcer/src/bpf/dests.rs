@@ -10,7 +10,7 @@ use enforcer_common::{
 
 use super::{
     BpfError, batch,
-    maps::{BPF_F_LOCK, map_err, optional, read_by_key},
+    maps::{BPF_F_LOCK, max_entries, optional, read_by_key},
 };
 
 /// The `DESTS` map: each destination's breaker, bulkhead and counters.
@@ -90,7 +90,6 @@ impl Dests {
     /// keeps the capacity it was created with, whatever the configuration
     /// says now).
     pub fn capacity(&self) -> Result<u32, BpfError> {
-        let info = self.0.map().info().map_err(map_err(names::DESTS))?;
-        Ok(info.max_entries())
+        max_entries(self.0.map(), names::DESTS)
     }
 }

@@ -1,12 +1,15 @@
 //! The packet plane's flows (`FLOWS`).
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::{HashMap, IterableMap as _, MapData};
 use enforcer_common::{
     flow::{Flow, FlowKey},
     maps as names,
 };
 
-use super::{BpfError, maps::read_all};
+use super::{
+    BpfError,
+    maps::{max_entries, read_all},
+};
 
 /// The `FLOWS` map: each admitted flow from its SYN to its first FIN or RST
 /// (or its expiry).
@@ -17,5 +20,10 @@ impl Flows {
     /// and a torn read of it only delays its expiry to the next sweep).
     pub fn all(&self) -> Result<Vec<(FlowKey, Flow)>, BpfError> {
         read_all(&self.0, names::FLOWS, 0)
+    }
+
+    /// How many flows the kernel's map holds at most.
+    pub fn capacity(&self) -> Result<u32, BpfError> {
+        max_entries(self.0.map(), names::FLOWS)
     }
 }

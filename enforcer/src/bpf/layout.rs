@@ -12,8 +12,8 @@ use std::{fs, io, os::unix::fs::DirBuilderExt, path::PathBuf};
 
 use super::{BpfError, pins::PinDir};
 
-/// Bumped whenever a pinned map's name, type, key or value changes, or a
-/// program's pin or attachment does; `layout_table_matches_the_version`
+/// Bumped whenever a pinned map's name, type, key or value changes, or an
+/// array's size (a counter added), or a program's pin or attachment does; `layout_table_matches_the_version`
 /// (below) fails until it is.
 pub const VERSION: u32 = 13;
 
@@ -112,12 +112,12 @@ CLASS_CGROUPS type 1 key 8 value 4
 CLASS_TABLE type 2 key 4 value 24 entries 1
 CONFIG type 2 key 4 value 64 entries 1
 CONNS type 2 key 4 value 104 entries 131072
-COUNTERS type 6 key 4 value 8
+COUNTERS type 6 key 4 value 8 entries 35
 DESTS type 1 key 32 value 680
 EVENTS type 27 key 0 value 0
-FIB_SCRATCH type 6 key 4 value 64
+FIB_SCRATCH type 6 key 4 value 64 entries 1
 FLOWS type 1 key 56 value 136
-FRAMES type 6 key 4 value 192
+FRAMES type 6 key 4 value 192 entries 2
 OVERRIDES type 1 key 32 value 16
 POLICIES type 2 key 4 value 128 entries 512
 POLICY_RULES_0 type 11 key 24 value 4
@@ -133,7 +133,7 @@ ZERO_DEST type 2 key 4 value 680 entries 1
     #[cfg(not(enforcer_no_ebpf))]
     #[test]
     fn layout_table_matches_the_version() {
-        use aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_ARRAY;
+        use aya_obj::generated::bpf_map_type::{BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY};
         let object = aya_obj::Object::parse(super::super::object::bytes().expect("the object"))
             .expect("parsing the object");
         let mut lines: Vec<String> = object
@@ -141,7 +141,10 @@ ZERO_DEST type 2 key 4 value 680 entries 1
             .iter()
             .filter(|(name, _)| !name.starts_with('.'))
             .map(|(name, map)| {
-                let entries = if map.map_type() == BPF_MAP_TYPE_ARRAY as u32 {
+                // An array's size is its layout (a counter added is a slot
+                // an adopted map lacks); a hash's is the operator's to set.
+                let sized = [BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY];
+                let entries = if sized.iter().any(|t| map.map_type() == *t as u32) {
                     format!(" entries {}", map.max_entries())
                 } else {
                     String::new()

@@ -140,6 +140,12 @@ pub(super) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> BpfError {
     move |source| BpfError::Map { name, source }
 }
 
+/// How many entries map `name` holds at most: what the kernel made it with
+/// (a pinned map keeps its size, whatever the configuration says now).
+pub(super) fn max_entries(map: &MapData, name: &'static str) -> Result<u32, BpfError> {
+    Ok(map.info().map_err(map_err(name))?.max_entries())
+}
+
 /// `Ok(None)` for a missing key, the error otherwise. A lookup reports a
 /// missing key as `KeyNotFound`, a delete as the syscall's `ENOENT`.
 pub(super) fn optional<V>(

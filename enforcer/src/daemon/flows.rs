@@ -28,14 +28,16 @@ pub fn sweep_interval(flow_syn_timeout: Duration, connect_timeouts: &[Duration])
     (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
-/// One walk of the flow table.
+/// One walk of the flow table, which also counts its flows.
 pub fn sweep(d: &mut Daemon) -> Result<(), BpfError> {
     let now = monotonic_ns();
     let maps = d.enforcer.maps();
     let config = maps.config.get()?;
     let watch = Watch::of(&config);
     let mut policy_timeouts: HashMap<u32, u32> = HashMap::new();
-    for (key, flow) in maps.flows.all()? {
+    let flows = maps.flows.all()?;
+    d.flows_tracked = flows.len() as u64;
+    for (key, flow) in flows {
         let id = flow.sock.policy_id;
         let policy_ms = *policy_timeouts.entry(id).or_insert_with(|| {
             let policy = maps.policies.policy(&maps.config, id);

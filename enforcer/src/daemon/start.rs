@@ -284,6 +284,7 @@ fn build(
         namespaces,
         events,
         event_counts: HashMap::new(),
+        flows_tracked: 0,
         privilege,
         run_stats: None,
         kernel_logs,

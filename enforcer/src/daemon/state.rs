@@ -58,6 +58,8 @@ pub struct Daemon {
     pub events: broadcast::Sender<crate::api::Event>,
     /// Kernel events read, by kind name.
     pub event_counts: HashMap<&'static str, u64>,
+    /// Flows in the packet plane's table at its last sweep ([`super::flows`]).
+    pub flows_tracked: u64,
     /// The capabilities kept after the start, and the optional features
     /// that are on ([`privilege`]).
     pub privilege: Plan,

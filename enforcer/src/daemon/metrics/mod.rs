@@ -125,6 +125,11 @@ struct Totals {
     policy_workloads: Vec<(String, WorkloadMatch)>,
     /// Each class's, by class.
     class_workloads: Vec<(String, WorkloadMatch)>,
+    /// How many entries each kernel table that fills with traffic holds at
+    /// most, by table; one that cannot be read is left out.
+    capacities: Vec<(&'static str, u32)>,
+    /// Flows in the packet plane's table at its last sweep.
+    flows: u64,
 }
 
 /// Each of `owner`'s workload patterns with its matches now (`counts`).
@@ -217,6 +222,18 @@ impl Totals {
                     workload_figures(&c.spec.name, &c.spec.workloads, d.workloads.counts(owner))
                 })
                 .collect(),
+            capacities: {
+                let maps = d.enforcer.maps();
+                [
+                    ("dests", maps.dests.capacity()),
+                    ("conns", maps.conns.capacity()),
+                    ("flows", maps.flows.capacity()),
+                ]
+                .into_iter()
+                .filter_map(|(table, n)| Some((table, n.ok()?)))
+                .collect()
+            },
+            flows: d.flows_tracked,
         }
     }
 }
@@ -265,6 +282,9 @@ impl Raw {
 struct Snapshot {
     series: Vec<Series>,
     tracked: u64,
+    /// Admitted connects not ended yet, over every destination (the folded
+    /// ones too): the records the connection table holds.
+    connections: u64,
     /// Destinations the scans forgot, by reason.
     evicted: Vec<(&'static str, u64)>,
     /// Count corrections by policy: every running one, and any other corrected.
@@ -306,6 +326,7 @@ impl From<Raw> for Snapshot {
                 s: other,
             });
         }
+        let connections = series.iter().map(|s| u64::from(s.s.breaker.active)).sum();
         let scans = super::scan::totals();
         let evicted = super::scan::Reason::ALL
             .iter()
@@ -318,6 +339,7 @@ impl From<Raw> for Snapshot {
         Self {
             series,
             tracked,
+            connections,
             evicted,
             corrections: corrections.into_iter().collect(),
             classes: raw.classes,

@@ -19,6 +19,28 @@ pub fn encode(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), std::f
     )?;
     gauge(
         enc,
+        "enforcer_tracked_connections",
+        "admitted connects not ended yet, every destination's: the connection table's records",
+        snap.connections as i64,
+    )?;
+    gauge(
+        enc,
+        "enforcer_tracked_flows",
+        "flows in the packet plane's table at its last sweep",
+        totals.flows as i64,
+    )?;
+    gauge_family(
+        enc,
+        "enforcer_table_capacity",
+        "entries a kernel table holds at most: dests (destinations), conns (connection records), flows (the packet plane's)",
+        "table",
+        totals
+            .capacities
+            .iter()
+            .map(|(table, n)| (*table, i64::from(*n))),
+    )?;
+    gauge(
+        enc,
         "enforcer_paused",
         "1 while the global switch passes everything",
         i64::from(totals.paused),
