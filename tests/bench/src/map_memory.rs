@@ -6,6 +6,12 @@
 //! A benchmark arm owns its `Enforcer`'s maps; to tell them apart from the other
 //! arms' maps in the same process, it notes the map ids open before it loads
 //! ([`open_map_ids`]) and takes the new ones after.
+//!
+//! `memlock` counts a hash map's elements at their own size; the kernel
+//! allocates each from the general-purpose slab caches, rounded up to the
+//! next cache's object (a 768-byte element takes 1 KiB).
+//! [`kmalloc_in_use`] reads what those caches hold, so that the difference
+//! across a fill is what the elements really take.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +70,28 @@ pub fn of(ids: &[u32]) -> Vec<MapMemory> {
         .collect()
 }
 
+/// Bytes held in the kernel's general-purpose slab caches (`kmalloc-*`,
+/// `kmalloc-cg-*`, … in `/proc/slabinfo`, root only), host-wide: objects in
+/// use times their size.
+pub fn kmalloc_in_use() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/slabinfo").ok()?;
+    Some(slab_bytes(&text, |name| name.contains("kmalloc-")))
+}
+
+/// Objects in use times object size over the caches of `text` (slabinfo
+/// 2.1: `name active_objs num_objs objsize …`) whose name `wanted` takes.
+fn slab_bytes(text: &str, wanted: impl Fn(&str) -> bool) -> u64 {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?;
+            let active: u64 = fields.next()?.parse().ok()?;
+            let size: u64 = fields.nth(1)?.parse().ok()?;
+            wanted(name).then_some(active * size)
+        })
+        .sum()
+}
+
 fn fdinfo(fd: i32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()
 }
@@ -77,6 +105,19 @@ fn field(info: &str, name: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn slab_bytes_are_objects_in_use_times_their_size() {
+        let text = "slabinfo - version: 2.1\n\
+# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables\n\
+kmalloc-cg-1k       100    128   1024   16    4 : tunables    0    0    0\n\
+kmalloc-512          10     32    512   16    2 : tunables    0    0    0\n\
+TCP                  20     26   2496   13    8 : tunables    0    0    0\n";
+        assert_eq!(
+            super::slab_bytes(text, |n| n.contains("kmalloc-")),
+            100 * 1024 + 10 * 512
+        );
+    }
+
     #[test]
     fn reads_fdinfo_fields() {
         let info = "pos:\t0\nmap_type:\t1\nmax_entries:\t65536\nmemlock:\t123\nmap_id:\t7\n";

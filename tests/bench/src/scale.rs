@@ -11,7 +11,8 @@
 //! 1-destination arm is the baseline.
 //!
 //! Memory: the kernel's `memlock` figure of each arm's maps (see
-//! [`crate::map_memory`]), read after filling.
+//! [`crate::map_memory`]), read after filling, and what the fill took from
+//! the kernel's slab caches, where the destinations' entries really live.
 
 use std::net::{SocketAddr, SocketAddrV4};
 
@@ -77,10 +78,19 @@ pub struct ArmResult {
     pub connect: Measured,
     pub cycle: Measured,
     pub maps: Vec<MapMemory>,
+    /// The kernel's `kmalloc` caches across the fill: what its destinations
+    /// took (host-wide, so within the noise of everything else running).
+    pub kmalloc_fill_bytes: Option<i64>,
     pub check: Check,
 }
 
 impl ArmResult {
+    /// What one filled destination took from the slab caches.
+    fn kmalloc_per_dest(&self) -> Option<i64> {
+        let filled = i64::try_from(self.dests.checked_sub(1)?).ok()?;
+        Some(self.kmalloc_fill_bytes? / filled.max(1)).filter(|_| filled > 0)
+    }
+
     fn memlock(&self, name: &str) -> u64 {
         self.maps
             .iter()
@@ -117,6 +127,7 @@ struct Arm {
     cgroup: ScratchCgroup,
     enforcer: Enforcer,
     map_ids: Vec<u32>,
+    kmalloc_fill: Option<i64>,
 }
 
 impl Arm {
@@ -155,12 +166,19 @@ impl Arm {
         maps.policies
             .replace(&mut maps.config, &set)
             .expect("writing the policy set");
+        let before = map_memory::kmalloc_in_use();
         refusing.connect_each(&cgroup, dests - 1);
+        // The refused sockets' own memory goes back after an RCU grace period.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let kmalloc_fill = before
+            .zip(map_memory::kmalloc_in_use())
+            .map(|(before, after)| after as i64 - before as i64);
         Self {
             dests,
             cgroup,
             enforcer,
             map_ids,
+            kmalloc_fill,
         }
     }
 
@@ -255,6 +273,7 @@ pub fn run(size: Size) -> Results {
                 connect: compare::measured(&measured[v].connect, &measured[0].connect),
                 cycle: compare::measured(&measured[v].cycle, &measured[0].cycle),
                 maps: map_memory::of(&arm.map_ids),
+                kmalloc_fill_bytes: arm.kmalloc_fill,
                 check: arm.check(server.addr, total),
             })
             .collect(),
@@ -320,6 +339,7 @@ impl Results {
                 "POLICY_RULES_0 + _1",
                 "all maps",
                 "DESTS per capacity entry",
+                "slab caches taken by the fill, per destination",
             ],
         );
         for a in &self.arms {
@@ -330,12 +350,16 @@ impl Results {
                 mib(maps::POLICY_RULES.iter().map(|n| a.memlock(n)).sum()),
                 mib(a.memlock_total()),
                 format!("{} B", dests / u64::from(self.dests_capacity.max(1))),
+                a.kmalloc_per_dest()
+                    .map_or_else(|| "—".to_owned(), |b| format!("{b} B")),
             ]);
         }
         m.note(
             "the destination map is a hash (not LRU: an evicted entry would leak bulkhead slots), \
-             not pre-allocated: it costs a bucket array for its capacity (about 20 B an entry) \
-             plus about 600 B per destination it holds",
+             not pre-allocated: it costs a bucket array for its capacity (16 B a bucket, one per \
+             entry of capacity rounded up to a power of two) plus an element per destination it \
+             holds; memlock counts the element at its size, the slab caches hand out the next \
+             size they have (`/proc/slabinfo`, host-wide, before and after the fill)",
         );
         vec![t, m]
     }
@@ -392,19 +416,26 @@ impl Results {
                 // the largest arm against the smallest.
                 let added = big.memlock_total().saturating_sub(base.memlock_total());
                 let per_dest = added / (big.dests.saturating_sub(base.dests).max(1) as u64);
+                // The slab caches' figure where it was read: what the
+                // kernel really gave each entry, not its unrounded size.
+                let taken = big.kmalloc_per_dest();
+                let judged = taken.map_or(per_dest, |b| b.max(0) as u64);
                 Goal {
                     scenario: 5,
                     goal:
                         "issue 17: kernel memory per tracked destination (all maps) at most 160 B"
                             .to_owned(),
                     measured: format!(
-                        "{per_dest} B: all maps {} with {} destinations, {} with {}",
+                        "{}memlock {per_dest} B: all maps {} with {} destinations, {} with {}",
+                        taken.map_or_else(String::new, |b| format!(
+                            "{b} B taken from the slab caches per destination filled; "
+                        )),
                         mib(big.memlock_total()),
                         big.dests,
                         mib(base.memlock_total()),
                         base.dests
                     ),
-                    met: per_dest <= 160,
+                    met: judged <= 160,
                 }
             },
         ]
