@@ -13,8 +13,8 @@ use std::{fs, io, os::unix::fs::DirBuilderExt, path::PathBuf};
 use super::{BpfError, pins::PinDir};
 
 /// Bumped whenever a pinned map's name, type, key or value changes, or an
-/// array's size (a counter added), or a program's pin or attachment does; `layout_table_matches_the_version`
-/// (below) fails until it is.
+/// array's size (a counter added), or a program's pin or attachment does;
+/// `layout_table_matches_the_version` (below) fails until it is.
 pub const VERSION: u32 = 13;
 
 const PREFIX: &str = "layout-";
