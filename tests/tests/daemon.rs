@@ -17,6 +17,7 @@ use enforcer_tests::{
     fixtures::ECONNREFUSED,
     net::{AcceptingServer, RefusingPort},
     netns::own_inode,
+    wait,
 };
 
 const EHOSTUNREACH: i32 = 113;
@@ -486,20 +487,13 @@ fn the_tables_show_how_full_they_are() {
         place.spawn_nobody_holding(b.addr, 1),
     ];
     let connections = |want: f64| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        wait::until("the connections tracked", || {
             let m = d.metrics();
-            let held = m.get("enforcer_tracked_connections", &[]);
-            if held == Some(want) {
-                return m;
+            match m.get("enforcer_tracked_connections", &[]) {
+                Some(held) if held == want => Ok(m),
+                held => Err(format!("{held:?}, want {want}")),
             }
-            assert!(
-                Instant::now() < deadline,
-                "{held:?} connections tracked, want {want}: {}",
-                d.log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        })
     };
     let m = connections(3.0);
     // One destination has its own series, the other is in "other": both count.

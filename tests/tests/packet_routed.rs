@@ -25,6 +25,7 @@ use enforcer_tests::{
     daemon::Daemon,
     fixtures::{self, ECONNREFUSED, base_policy},
     routed::{Ns, Routed},
+    wait,
 };
 
 const PORT: u16 = 8080;
@@ -318,12 +319,27 @@ fn the_daemon_watches_its_interfaces_and_its_sweep_counts_silent_syns() {
     // out. The guest waits long enough to send its SYN again (after its 1 s
     // initial RTO), which is what makes the silence the destination's.
     net.set_backend_port(PORT, "drop");
-    for _ in 0..2 {
-        let r = net.in_ns(Ns::Guest, || {
-            TcpStream::connect_timeout(&backend, Duration::from_millis(1_500))
+    // Every sweep counts the flows it walks, the one that expires a flow
+    // too: while the guest waits, the exporter shows its flow.
+    let flows = || d.metrics().get("enforcer_tracked_flows", &[]);
+    let most_flows_seen = std::thread::scope(|s| {
+        let guest = s.spawn(|| {
+            for _ in 0..2 {
+                let r = net.in_ns(Ns::Guest, || {
+                    TcpStream::connect_timeout(&backend, Duration::from_millis(1_500))
+                });
+                assert!(r.is_err(), "the backend is a blackhole");
+            }
         });
-        assert!(r.is_err(), "the backend is a blackhole");
-    }
+        let mut most = 0.0f64;
+        while !guest.is_finished() {
+            most = most.max(flows().unwrap_or(0.0));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        guest.join().expect("the guest's connects");
+        most
+    });
+    assert!(most_flows_seen >= 1.0, "no flow counted: {}", d.log());
     let deadline = Instant::now() + Duration::from_secs(10);
     while d.status_of(backend)["state"] != "open" && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -339,4 +355,6 @@ fn the_daemon_watches_its_interfaces_and_its_sweep_counts_silent_syns() {
         metrics.contains("enforcer_kernel_packet_resets_total 1"),
         "{metrics}"
     );
+    // The refused connect made no flow, the timed-out ones were swept.
+    wait::until_true("the swept flows no longer counted", || flows() == Some(0.0));
 }

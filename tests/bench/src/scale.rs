@@ -87,8 +87,9 @@ pub struct ArmResult {
 impl ArmResult {
     /// What one filled destination took from the slab caches.
     fn kmalloc_per_dest(&self) -> Option<i64> {
-        let filled = i64::try_from(self.dests.checked_sub(1)?).ok()?;
-        Some(self.kmalloc_fill_bytes? / filled.max(1)).filter(|_| filled > 0)
+        // The server's destination is not filled; an arm of one fills none.
+        let filled = self.dests.checked_sub(1).filter(|&n| n > 0)?;
+        Some(self.kmalloc_fill_bytes? / filled as i64)
     }
 
     fn memlock(&self, name: &str) -> u64 {
